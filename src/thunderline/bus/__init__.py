@@ -1,0 +1,6 @@
+"""Event bus backends behind one protocol (:class:`EventBus`)."""
+
+from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC, Delivery, EventBus
+from thunderline.bus.memory import MemoryBus
+
+__all__ = ["DLQ_TOPIC", "TERMINAL_TOPIC", "Delivery", "EventBus", "MemoryBus"]

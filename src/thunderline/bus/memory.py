@@ -1,0 +1,101 @@
+"""The embedded in-process bus: one bounded asyncio queue per topic.
+
+Bounded with an overflow policy: ``block`` makes publishers wait (backpressure all the way up to
+the CLI), ``drop_oldest`` pushes the oldest waiting message out and hands it to ``on_drop``,
+which the pipeline turns into a ``system.dlq.overload`` record, so nothing vanishes.
+The DLQ and terminal topics are never dropped from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+
+from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC, Delivery, DropHandler
+from thunderline.config import OverflowPolicy
+from thunderline.obs import metrics
+
+
+class _Topic:
+    def __init__(self) -> None:
+        self.items: deque[Delivery] = deque()
+        self.readable = asyncio.Condition()
+        self.writable = asyncio.Condition()
+        self.unacked: dict[str, Delivery] = {}
+
+
+class MemoryBus:
+    """In-process bus for one machine (the default, ``memory://``)."""
+
+    def __init__(
+        self,
+        maxsize: int = 1024,
+        overflow: OverflowPolicy = OverflowPolicy.BLOCK,
+        on_drop: DropHandler | None = None,
+    ) -> None:
+        self.maxsize = maxsize
+        self.overflow = OverflowPolicy(overflow)
+        self.on_drop = on_drop
+        self._topics: dict[str, _Topic] = {}
+        self._ids = itertools.count(1)
+        self._closed = False
+
+    def _topic(self, name: str) -> _Topic:
+        topic = self._topics.get(name)
+        if topic is None:
+            topic = self._topics[name] = _Topic()
+        return topic
+
+    def _bounded(self, name: str) -> bool:
+        return name not in (DLQ_TOPIC, TERMINAL_TOPIC)
+
+    async def publish(self, topic: str, payload: bytes) -> str:
+        t = self._topic(topic)
+        dropped: Delivery | None = None
+        if self._bounded(topic) and len(t.items) >= self.maxsize:
+            if self.overflow is OverflowPolicy.BLOCK:
+                async with t.writable:
+                    await t.writable.wait_for(lambda: len(t.items) < self.maxsize)
+            else:
+                dropped = t.items.popleft()
+        message_id = str(next(self._ids))
+        t.items.append(Delivery(topic=topic, payload=payload, message_id=message_id))
+        metrics.QUEUE_DEPTH.labels(topic).set(len(t.items))
+        async with t.readable:
+            t.readable.notify()
+        if dropped is not None and self.on_drop is not None:
+            await self.on_drop(topic, dropped.payload)
+        return message_id
+
+    async def pull(self, topic: str, consumer: str, max_count: int, timeout: float) -> list[Delivery]:
+        t = self._topic(topic)
+        if not t.items:
+            async with t.readable:
+                try:
+                    await asyncio.wait_for(t.readable.wait_for(lambda: bool(t.items)), timeout)
+                except TimeoutError:
+                    return []
+        out: list[Delivery] = []
+        while t.items and len(out) < max_count:
+            delivery = t.items.popleft()
+            t.unacked[delivery.message_id] = delivery
+            out.append(delivery)
+        metrics.QUEUE_DEPTH.labels(topic).set(len(t.items))
+        if out:
+            async with t.writable:
+                t.writable.notify_all()
+        return out
+
+    async def ack(self, delivery: Delivery) -> None:
+        self._topic(delivery.topic).unacked.pop(delivery.message_id, None)
+        delivery.acked = True
+
+    def depth(self, topic: str) -> int:
+        return len(self._topic(topic).items)
+
+    def unacked(self, topic: str) -> int:
+        return len(self._topic(topic).unacked)
+
+    async def close(self) -> None:
+        self._closed = True

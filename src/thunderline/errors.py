@@ -1,0 +1,144 @@
+"""The Thunderline error tree.
+
+Every failure the system can report is one of these types. Backend errors are translated at the
+boundary (``raise ... from exc``) so callers only ever see this tree::
+
+    ThunderlineError
+    ├── ConfigError                    bad or inconsistent settings
+    ├── EventError
+    │   └── MalformedEventError        bytes/dict that is not a valid CloudEvent
+    ├── StageError                     a unit of work failed (``retryable`` says whether to retry)
+    │   ├── StageTimeoutError          the handler ran past its timeout (retryable)
+    │   ├── OverloadError              a bounded queue dropped the message
+    │   ├── ArtifactError              the input artifact itself is unusable (permanent)
+    │   │   ├── ArtifactNotFoundError
+    │   │   ├── UnreadableArtifactError
+    │   │   ├── NotARegularFileError
+    │   │   ├── PathEscapeError        a symlink or ``..`` leaves the allowed root
+    │   │   └── ArtifactTooLargeError
+    │   └── ClassifyError              Magika itself failed
+    ├── BackendError                   bus, database or object store failure (retryable)
+    └── ChecksumMismatch               stored bytes or a model file do not match their SHA-256
+
+Each error carries a short machine ``reason`` (used as a metric label and in DLQ records) and a
+``retryable`` flag read by the pipeline engine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ThunderlineError(Exception):
+    """Base class of every Thunderline error."""
+
+    reason: str = "error"
+    retryable: bool = False
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = dict(details or {})
+
+
+class ConfigError(ThunderlineError):
+    """Settings are missing, malformed or contradict each other."""
+
+    reason = "config"
+
+
+class EventError(ThunderlineError):
+    """An event could not be built or read."""
+
+    reason = "event"
+
+
+class MalformedEventError(EventError):
+    """Bytes or a mapping that do not form a valid CloudEvent."""
+
+    reason = "malformed_event"
+
+
+class StageError(ThunderlineError):
+    """A stage failed to process a message."""
+
+    reason = "stage_error"
+
+
+class StageTimeoutError(StageError):
+    """A stage handler did not finish within its timeout."""
+
+    reason = "timeout"
+    retryable = True
+
+
+class OverloadError(StageError):
+    """A bounded queue was full and its overflow policy dropped the message."""
+
+    reason = "overload"
+
+
+class ArtifactError(StageError):
+    """The artifact cannot be processed (permanent: retrying will not help)."""
+
+    reason = "artifact"
+
+
+class ArtifactNotFoundError(ArtifactError):
+    reason = "not_found"
+
+
+class UnreadableArtifactError(ArtifactError):
+    reason = "unreadable"
+
+
+class NotARegularFileError(ArtifactError):
+    reason = "not_a_file"
+
+
+class PathEscapeError(ArtifactError):
+    reason = "path_escape"
+
+
+class ArtifactTooLargeError(ArtifactError):
+    reason = "too_large"
+
+
+class ClassifyError(StageError):
+    """Magika could not classify the content."""
+
+    reason = "classify"
+
+
+class BackendError(ThunderlineError):
+    """A backend (bus, database, object store) failed; usually transient."""
+
+    reason = "backend"
+    retryable = True
+
+
+class ChecksumMismatch(ThunderlineError):
+    """Bytes do not match the SHA-256 recorded for them. Never serve or load them."""
+
+    reason = "checksum_mismatch"
+
+    def __init__(self, message: str, *, expected: str, actual: str, **kw: Any) -> None:
+        super().__init__(message, details={"expected": expected, "actual": actual, **kw})
+        self.expected = expected
+        self.actual = actual
+
+
+def reason_of(exc: BaseException) -> str:
+    """The short machine reason for any exception (``internal`` for foreign ones)."""
+    if isinstance(exc, ThunderlineError):
+        return exc.reason
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    return "internal"
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether the engine should retry after ``exc``."""
+    if isinstance(exc, ThunderlineError):
+        return exc.retryable
+    return isinstance(exc, TimeoutError | ConnectionError)

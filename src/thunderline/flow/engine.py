@@ -1,0 +1,392 @@
+"""The pipeline engine (our Broadway): runs every stage the same way on asyncio.
+
+For each stage, ``concurrency`` workers pull from the stage's topic with bounded demand, gather
+a batch (``batch_size`` messages or ``batch_timeout_s`` after the first), call
+``handle_batch`` under a timeout, publish the outputs to the next stage on each event's route,
+and only then acknowledge the inputs. Retryable errors are retried with exponential backoff;
+permanent errors and exhausted retries are dead-lettered with the original event, the reason
+and the traceback. A collector consumes the terminal and DLQ topics, journals them and reports
+each finished artifact, so the engine knows when everything submitted has ended.
+
+Telemetry: ``("thunderline", "stage", <stage>, "start" | "stop" | "error")`` per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC, Delivery, EventBus
+from thunderline.errors import (
+    MalformedEventError,
+    OverloadError,
+    StageTimeoutError,
+    ThunderlineError,
+    is_retryable,
+    reason_of,
+)
+from thunderline.events import DLQ_OVERLOAD, CloudEvent, new_event
+from thunderline.flow.stage import Outcome, Stage
+from thunderline.obs import metrics, telemetry
+from thunderline.obs.logs import correlation_id
+
+_log = logging.getLogger("thunderline.flow")
+
+TerminalCallback = Callable[[CloudEvent], None]
+_POLL_S = 0.05
+
+
+def _json_safe(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def dlq_event(
+    stage: str,
+    dlq_type: str,
+    exc: BaseException,
+    *,
+    original: CloudEvent | None,
+    raw: bytes | None = None,
+    attempts: int = 1,
+) -> CloudEvent:
+    """The DLQ record for a failure: original event, reason, error, traceback, attempts."""
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    details = exc.details if isinstance(exc, ThunderlineError) else {}
+    data: dict[str, Any] = {
+        "stage": stage,
+        "reason": reason_of(exc),
+        "error": {"type": type(exc).__name__, "message": str(exc), "details": _json_safe(details)},
+        "traceback": tb,
+        "attempts": attempts,
+        "original": original.to_dict() if original is not None else None,
+    }
+    if original is None:
+        data["original_raw"] = (raw or b"").decode("utf-8", "replace")
+        return new_event(dlq_type, data, source=f"urn:thunderline:stage:{stage}")
+    return original.derive(dlq_type, data, source=f"urn:thunderline:stage:{stage}")
+
+
+def topic_for(event: CloudEvent) -> str:
+    """Where the bus delivers ``event``: its next stage, the DLQ, or the terminal sink."""
+    if event.is_dlq:
+        return DLQ_TOPIC
+    route = event.route
+    return route[0] if route else TERMINAL_TOPIC
+
+
+class _Demand:
+    """Bounded demand: at most ``limit`` messages of one stage taken and not yet settled."""
+
+    def __init__(self, limit: int) -> None:
+        self.available = limit
+        self._cond = asyncio.Condition()
+
+    async def reserve(self, want: int) -> int:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.available > 0)
+            n = min(want, self.available)
+            self.available -= n
+            return n
+
+    async def release(self, n: int = 1) -> None:
+        if n <= 0:
+            return
+        async with self._cond:
+            self.available += n
+            self._cond.notify_all()
+
+
+class Pipeline:
+    """Runs stages over a bus until stopped; tracks every submitted message to its end."""
+
+    def __init__(
+        self,
+        bus: EventBus,
+        stages: Sequence[Stage],
+        *,
+        max_demand: int = 256,
+        shutdown_timeout_s: float = 30.0,
+        on_terminal: TerminalCallback | None = None,
+        journal: Any | None = None,
+        run_collector: bool = True,
+    ) -> None:
+        self.bus = bus
+        self.stages = {stage.name: stage for stage in stages}
+        self.max_demand = max_demand
+        self.shutdown_timeout_s = shutdown_timeout_s
+        self.on_terminal = on_terminal
+        self.journal = journal
+        self.run_collector = run_collector
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self._outstanding = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._demand = {name: _Demand(max_demand) for name in self.stages}
+        self._in_flight: dict[str, dict[str, tuple[Delivery, CloudEvent | None]]] = {
+            name: {} for name in self.stages
+        }
+        self._started = False
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        for stage in self.stages.values():
+            await stage.setup()
+        for stage in self.stages.values():
+            for n in range(stage.options.concurrency):
+                self._tasks.append(
+                    asyncio.create_task(self._worker(stage, f"{stage.name}-{n}"), name=f"{stage.name}-{n}")
+                )
+        if self.run_collector:
+            self._tasks.append(asyncio.create_task(self._collector(), name="collector"))
+        self._started = True
+
+    async def stop(self, *, drain: bool = True, timeout_s: float | None = None) -> None:
+        """Stop: drain what was submitted (bounded by the timeout), then close the stages.
+
+        Whatever could not finish in time is dead-lettered with reason ``shutdown`` on a bus that
+        is not durable (the in-process bus), so that no message vanishes.
+        """
+        timeout = self.shutdown_timeout_s if timeout_s is None else timeout_s
+        if drain:
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout)
+            except TimeoutError:
+                _log.warning("drain timed out after %.1fs with %d messages open", timeout, self._outstanding)
+        self._stopping.set()
+        workers = [t for t in self._tasks if t.get_name() != "collector"]
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        if not getattr(self.bus, "durable", False):
+            await self._dead_letter_leftovers()
+            if self.run_collector:
+                try:
+                    await asyncio.wait_for(self._idle.wait(), 10.0)
+                except TimeoutError:
+                    _log.error("collector did not settle %d messages", self._outstanding)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for stage in self.stages.values():
+            try:
+                await stage.close()
+            except Exception:
+                _log.exception("closing stage %s failed", stage.name)
+
+    async def _dead_letter_leftovers(self) -> None:
+        shutdown = StageTimeoutError("pipeline shut down before the message was processed")
+        shutdown.reason = "shutdown"
+        for name, stage in self.stages.items():
+            for delivery, event in list(self._in_flight[name].values()):
+                await self._dead_letter(stage, delivery, event, shutdown, attempts=1)
+            self._in_flight[name].clear()
+            while self.bus.depth(name):
+                for delivery in await self.bus.pull(name, "shutdown", 256, 0.0):
+                    event = self._decode_quiet(delivery.payload)
+                    await self._dead_letter(stage, delivery, event, shutdown, attempts=0)
+
+    # ---- submission -----------------------------------------------------------------------
+    async def submit(self, event: CloudEvent) -> None:
+        """Publish an event into the pipeline (blocks when the first queue is full)."""
+        self._add_outstanding(1)
+        await self._publish(event)
+
+    async def wait_idle(self, timeout_s: float | None = None) -> None:
+        """Wait until every submitted message has reached the terminal sink or the DLQ."""
+        await asyncio.wait_for(self._idle.wait(), timeout_s)
+
+    @property
+    def outstanding(self) -> int:
+        return self._outstanding
+
+    def _add_outstanding(self, n: int) -> None:
+        self._outstanding += n
+        if self._outstanding <= 0:
+            self._outstanding = 0
+            self._idle.set()
+        else:
+            self._idle.clear()
+
+    async def _publish(self, event: CloudEvent) -> None:
+        await self.bus.publish(topic_for(event), event.to_bytes())
+        metrics.EVENTS_PUBLISHED.labels(event.type).inc()
+
+    async def on_overflow_drop(self, topic: str, payload: bytes) -> None:
+        """Bus callback for ``drop_oldest``: the dropped message becomes a DLQ record."""
+        event = self._decode_quiet(payload)
+        exc = OverloadError(f"queue {topic!r} was full; oldest message dropped (drop_oldest)")
+        record = dlq_event(topic, DLQ_OVERLOAD, exc, original=event, raw=payload, attempts=0)
+        metrics.DLQ_TOTAL.labels(topic, "overload").inc()
+        await self._publish(record)
+
+    @staticmethod
+    def _decode_quiet(payload: bytes) -> CloudEvent | None:
+        try:
+            return CloudEvent.from_json(payload)
+        except MalformedEventError:
+            return None
+
+    # ---- stage workers --------------------------------------------------------------------
+    async def _collect(self, stage: Stage, consumer: str) -> list[Delivery]:
+        opts = stage.options
+        demand = self._demand[stage.name]
+        batch: list[Delivery] = []
+        deadline: float | None = None
+        while len(batch) < opts.batch_size:
+            if deadline is None:
+                wait = _POLL_S
+            else:
+                wait = deadline - time.monotonic()
+                if wait <= 0:
+                    break
+            permits = await demand.reserve(opts.batch_size - len(batch))
+            got = await self.bus.pull(stage.name, consumer, permits, wait)
+            await demand.release(permits - len(got))
+            batch.extend(got)
+            if not got and deadline is None:
+                return batch  # idle poll: let the caller check for shutdown
+            if deadline is None:
+                deadline = time.monotonic() + opts.batch_timeout_s
+        return batch
+
+    async def _worker(self, stage: Stage, consumer: str) -> None:
+        while not self._stopping.is_set():
+            deliveries = await self._collect(stage, consumer)
+            if not deliveries:
+                continue
+            try:
+                await self._process(stage, deliveries)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the engine itself must not die on a bug in one batch
+                _log.exception("engine error in stage %s", stage.name)
+
+    async def _process(self, stage: Stage, deliveries: list[Delivery]) -> None:
+        in_flight = self._in_flight[stage.name]
+        pending: list[tuple[Delivery, CloudEvent]] = []
+        for delivery in deliveries:
+            try:
+                event = CloudEvent.from_json(delivery.payload)
+            except MalformedEventError as exc:
+                in_flight[delivery.message_id] = (delivery, None)
+                await self._dead_letter(stage, delivery, None, exc, attempts=1)
+                continue
+            in_flight[delivery.message_id] = (delivery, event)
+            pending.append((delivery, event))
+        metrics.STAGE_IN_FLIGHT.labels(stage.name).set(len(in_flight))
+
+        attempt = 1
+        while pending:
+            outcomes = await self._run_batch(stage, [event for _, event in pending])
+            retry: list[tuple[Delivery, CloudEvent]] = []
+            for (delivery, event), outcome in zip(pending, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    metrics.STAGE_ERRORS.labels(stage.name, reason_of(outcome)).inc()
+                    if is_retryable(outcome) and attempt < stage.options.max_attempts:
+                        retry.append((delivery, event))
+                        continue
+                    await self._dead_letter(stage, delivery, event, outcome, attempts=attempt)
+                else:
+                    await self._finish(stage, delivery, outcome)
+            if retry:
+                metrics.STAGE_RETRIES.labels(stage.name).inc(len(retry))
+                delay = min(stage.options.backoff_s * 2 ** (attempt - 1), stage.options.backoff_max_s)
+                await asyncio.sleep(delay)
+            pending = retry
+            attempt += 1
+        metrics.STAGE_IN_FLIGHT.labels(stage.name).set(len(in_flight))
+
+    async def _run_batch(self, stage: Stage, events: list[CloudEvent]) -> list[Outcome]:
+        meta = {"stage": stage.name, "count": len(events)}
+        if len(events) == 1:
+            correlation_id.set(events[0].correlationid)
+        telemetry.emit(("thunderline", "stage", stage.name, "start"), {"count": len(events)}, meta)
+        started = time.perf_counter()
+        try:
+            outcomes = await asyncio.wait_for(stage.handle_batch(events), stage.options.timeout_s)
+            if len(outcomes) != len(events):
+                raise RuntimeError(
+                    f"stage {stage.name} returned {len(outcomes)} outcomes for {len(events)} events"
+                )
+        except TimeoutError:
+            exc: BaseException = StageTimeoutError(
+                f"stage {stage.name} did not finish within {stage.options.timeout_s}s"
+            )
+            outcomes = [exc] * len(events)
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            outcomes = [err] * len(events)
+        duration = time.perf_counter() - started
+        metrics.STAGE_DURATION.labels(stage.name).observe(duration)
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        for err in errors:
+            telemetry.emit(
+                ("thunderline", "stage", stage.name, "error"),
+                {"duration": duration},
+                {**meta, "reason": reason_of(err), "error": err},
+            )
+        telemetry.emit(
+            ("thunderline", "stage", stage.name, "stop"),
+            {"duration": duration, "errors": len(errors)},
+            meta,
+        )
+        return outcomes
+
+    async def _finish(self, stage: Stage, delivery: Delivery, outputs: list[CloudEvent]) -> None:
+        # publish first, then acknowledge (at-least-once)
+        self._add_outstanding(len(outputs) - 1)
+        for output in outputs:
+            await self._publish(output)
+        await self.bus.ack(delivery)
+        self._in_flight[stage.name].pop(delivery.message_id, None)
+        metrics.STAGE_MESSAGES.labels(stage.name, "ok").inc()
+        await self._demand[stage.name].release()
+
+    async def _dead_letter(
+        self,
+        stage: Stage,
+        delivery: Delivery,
+        event: CloudEvent | None,
+        exc: BaseException,
+        *,
+        attempts: int,
+    ) -> None:
+        record = dlq_event(stage.name, stage.dlq_type, exc, original=event, raw=delivery.payload, attempts=attempts)
+        reason = reason_of(exc)
+        metrics.DLQ_TOTAL.labels(stage.name, reason).inc()
+        metrics.STAGE_MESSAGES.labels(stage.name, "dlq").inc()
+        _log.warning("dead-lettered in %s: %s (%s)", stage.name, reason, exc)
+        await self._publish(record)
+        await self.bus.ack(delivery)
+        if self._in_flight[stage.name].pop(delivery.message_id, None) is not None:
+            await self._demand[stage.name].release()
+
+    # ---- terminal / DLQ collector ---------------------------------------------------------
+    async def _collector(self) -> None:
+        while True:
+            got = False
+            for topic in (DLQ_TOPIC, TERMINAL_TOPIC):
+                deliveries = await self.bus.pull(topic, "collector", 256, 0 if got else _POLL_S / 2)
+                for delivery in deliveries:
+                    got = True
+                    event = self._decode_quiet(delivery.payload)
+                    if event is not None:
+                        if self.journal is not None:
+                            self.journal.record(event)
+                        if self.on_terminal is not None:
+                            try:
+                                self.on_terminal(event)
+                            except Exception:
+                                _log.exception("terminal callback failed")
+                    await self.bus.ack(delivery)
+                    self._add_outstanding(-1)
+            if self.journal is not None and got:
+                self.journal.flush()

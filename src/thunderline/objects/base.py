@@ -1,0 +1,88 @@
+"""The object store protocol: content-addressed payloads, verified on every read.
+
+A payload's reference is ``sha256:<hex>``; identical bytes are stored once. ``get_bytes``
+re-hashes what it read and raises :class:`~thunderline.errors.ChecksumMismatch` (after counting
+``thunderline_voxel_checksum_mismatch_total`` and logging a security warning) instead of
+returning corrupt bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol, runtime_checkable
+
+from thunderline.errors import ChecksumMismatch
+from thunderline.obs import metrics
+
+CHUNK = 1024 * 1024
+_log = logging.getLogger("thunderline.objects")
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    sha256: str
+    size: int
+
+    @property
+    def ref(self) -> str:
+        return f"sha256:{self.sha256}"
+
+
+def sha_from_ref(ref: str) -> str:
+    prefix, _, digest = ref.partition(":")
+    if prefix != "sha256" or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError(f"not a payload reference: {ref!r}")
+    return digest
+
+
+def hash_stream(stream: BinaryIO, *, max_bytes: int | None = None) -> tuple[str, int]:
+    """SHA-256 and size of a stream, read in chunks (never whole)."""
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := stream.read(CHUNK):
+        size += len(chunk)
+        if max_bytes is not None and size > max_bytes:
+            raise ValueError(f"stream larger than {max_bytes} bytes")
+        digest.update(chunk)
+    return digest.hexdigest(), size
+
+
+def verify(data: bytes, expected_sha256: str, *, what: str) -> bytes:
+    """Return ``data`` if it hashes to ``expected_sha256``; otherwise count, log and raise."""
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected_sha256:
+        metrics.VOXEL_CHECKSUM_MISMATCH.inc()
+        _log.warning(
+            "[security] Payload checksum mismatch for %s: expected=%s, actual=%s",
+            what, expected_sha256, actual,
+        )
+        raise ChecksumMismatch(
+            f"checksum mismatch for {what}", expected=expected_sha256, actual=actual
+        )
+    return data
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """What the pipeline needs from a payload store."""
+
+    url: str
+
+    def put_file(self, path: Path) -> StoredObject:
+        """Store a file's bytes (streamed, never read whole); return its address."""
+        ...
+
+    def put_bytes(self, data: bytes) -> StoredObject: ...
+
+    def get_bytes(self, sha256: str) -> bytes:
+        """The payload, verified against its address. Raises ChecksumMismatch or KeyError."""
+        ...
+
+    def exists(self, sha256: str) -> bool: ...
+
+    def local_path(self, sha256: str) -> Path | None:
+        """A filesystem path to the stored bytes when the store is local (for Magika)."""
+        ...
