@@ -64,12 +64,15 @@ class Settings(BaseSettings):
     log_format: str = Field("text", description="`text` or `json` (one JSON object per line).")
 
     # --- backends ---------------------------------------------------------------------------
-    bus_url: str = Field("memory://", description="Event bus: `memory://` or `redis://host:port/db`.")
+    bus_url: str = Field(
+        "memory://", description="Event bus: `memory://` or `redis://host:port/db`."
+    )
     database_url: str | None = Field(
         None, description="Voxel metadata DB; default `sqlite:///$TL_HOME/thunderline.db`."
     )
     object_store_url: str | None = Field(
-        None, description="Payload store: `file:///path` (default `$TL_HOME/objects`) or `s3://bucket`."
+        None,
+        description="Payload store: `file:///path` (default `$TL_HOME/objects`) or `s3://bucket`.",
     )
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint for `s3://` object stores.")
     inline_payload_max_bytes: int = Field(
@@ -93,10 +96,13 @@ class Settings(BaseSettings):
     classify_batch_timeout_s: float = Field(0.02, ge=0, description="Max wait to fill a batch.")
     classify_concurrency: int = Field(1, ge=1, description="Concurrent classify batches.")
     max_artifact_bytes: int = Field(
-        1024**3, ge=1, description="Larger files are dead-lettered as `too_large` (never read whole)."
+        1024**3,
+        ge=1,
+        description="Larger files are dead-lettered as `too_large` (never read whole).",
     )
     magika_prediction_mode: str = Field(
-        "high-confidence", description="Magika mode: `high-confidence`, `medium-confidence`, `best-guess`."
+        "high-confidence",
+        description="Magika mode: `high-confidence`, `medium-confidence`, `best-guess`.",
     )
     routes: dict[str, list[str]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_ROUTES.items()},
@@ -122,11 +128,17 @@ class Settings(BaseSettings):
     nlp_doc_timeout_s: float = Field(10.0, gt=0, description="Per-document timeout.")
     nlp_max_retries: int = Field(3, ge=0, description="Retries for worker crashes and timeouts.")
     nlp_recycle_after: int = Field(2000, ge=1, description="Restart a worker after N documents.")
-    nlp_breaker_failures: int = Field(10, ge=1, description="Failures in the window that open the breaker.")
+    nlp_breaker_failures: int = Field(
+        10, ge=1, description="Failures in the window that open the breaker."
+    )
     nlp_breaker_window_s: float = Field(60.0, gt=0, description="Circuit breaker window.")
-    nlp_breaker_cooldown_s: float = Field(30.0, gt=0, description="Open time before a half-open probe.")
+    nlp_breaker_cooldown_s: float = Field(
+        30.0, gt=0, description="Open time before a half-open probe."
+    )
     nlp_queue_max: int = Field(256, ge=1, description="Pool queue bound (backpressure).")
-    nlp_max_text_bytes: int = Field(1_000_000, ge=1, description="Cap of extracted text per document.")
+    nlp_max_text_bytes: int = Field(
+        1_000_000, ge=1, description="Cap of extracted text per document."
+    )
 
     # --- archives ---------------------------------------------------------------------------
     archive_max_members: int = Field(1000, ge=1, description="Max members of one archive.")

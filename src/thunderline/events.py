@@ -119,7 +119,8 @@ class CloudEvent(BaseModel):
             return cls.model_validate(raw)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()
+                f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"
+                for e in exc.errors()
             )
             raise MalformedEventError(f"malformed event: {problems}", details={"raw": raw}) from exc
 

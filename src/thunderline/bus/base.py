@@ -38,7 +38,9 @@ class EventBus(Protocol):
         """Append one message to ``topic``; returns its message id. May block (backpressure)."""
         ...
 
-    async def pull(self, topic: str, consumer: str, max_count: int, timeout: float) -> list[Delivery]:
+    async def pull(
+        self, topic: str, consumer: str, max_count: int, timeout: float
+    ) -> list[Delivery]:
         """Up to ``max_count`` messages for ``consumer``; waits at most ``timeout`` seconds."""
         ...
 

@@ -68,7 +68,9 @@ class MemoryBus:
             await self.on_drop(topic, dropped.payload)
         return message_id
 
-    async def pull(self, topic: str, consumer: str, max_count: int, timeout: float) -> list[Delivery]:
+    async def pull(
+        self, topic: str, consumer: str, max_count: int, timeout: float
+    ) -> list[Delivery]:
         t = self._topic(topic)
         if not t.items:
             async with t.readable:

@@ -32,6 +32,7 @@ from thunderline.errors import (
 )
 from thunderline.events import DLQ_OVERLOAD, CloudEvent, new_event
 from thunderline.flow.stage import Outcome, Stage
+from thunderline.journal import Journal
 from thunderline.obs import metrics, telemetry
 from thunderline.obs.logs import correlation_id
 
@@ -112,7 +113,7 @@ class Pipeline:
         max_demand: int = 256,
         shutdown_timeout_s: float = 30.0,
         on_terminal: TerminalCallback | None = None,
-        journal: Any | None = None,
+        journal: Journal | None = None,
         run_collector: bool = True,
     ) -> None:
         self.bus = bus
@@ -140,7 +141,9 @@ class Pipeline:
         for stage in self.stages.values():
             for n in range(stage.options.concurrency):
                 self._tasks.append(
-                    asyncio.create_task(self._worker(stage, f"{stage.name}-{n}"), name=f"{stage.name}-{n}")
+                    asyncio.create_task(
+                        self._worker(stage, f"{stage.name}-{n}"), name=f"{stage.name}-{n}"
+                    )
                 )
         if self.run_collector:
             self._tasks.append(asyncio.create_task(self._collector(), name="collector"))
@@ -157,7 +160,9 @@ class Pipeline:
             try:
                 await asyncio.wait_for(self._idle.wait(), timeout)
             except TimeoutError:
-                _log.warning("drain timed out after %.1fs with %d messages open", timeout, self._outstanding)
+                _log.warning(
+                    "drain timed out after %.1fs with %d messages open", timeout, self._outstanding
+                )
         self._stopping.set()
         workers = [t for t in self._tasks if t.get_name() != "collector"]
         for task in workers:
@@ -217,6 +222,8 @@ class Pipeline:
     async def _publish(self, event: CloudEvent) -> None:
         await self.bus.publish(topic_for(event), event.to_bytes())
         metrics.EVENTS_PUBLISHED.labels(event.type).inc()
+        if self.journal is not None:
+            self.journal.record(event)
 
     async def on_overflow_drop(self, topic: str, payload: bytes) -> None:
         """Bus callback for ``drop_oldest``: the dropped message becomes a DLQ record."""
@@ -297,7 +304,9 @@ class Pipeline:
                     await self._finish(stage, delivery, outcome)
             if retry:
                 metrics.STAGE_RETRIES.labels(stage.name).inc(len(retry))
-                delay = min(stage.options.backoff_s * 2 ** (attempt - 1), stage.options.backoff_max_s)
+                delay = min(
+                    stage.options.backoff_s * 2 ** (attempt - 1), stage.options.backoff_max_s
+                )
                 await asyncio.sleep(delay)
             pending = retry
             attempt += 1
@@ -322,16 +331,16 @@ class Pipeline:
             outcomes = [exc] * len(events)
         except asyncio.CancelledError:
             raise
-        except Exception as err:
-            outcomes = [err] * len(events)
+        except Exception as batch_error:
+            outcomes = [batch_error] * len(events)
         duration = time.perf_counter() - started
         metrics.STAGE_DURATION.labels(stage.name).observe(duration)
         errors = [o for o in outcomes if isinstance(o, BaseException)]
-        for err in errors:
+        for failure in errors:
             telemetry.emit(
                 ("thunderline", "stage", stage.name, "error"),
                 {"duration": duration},
-                {**meta, "reason": reason_of(err), "error": err},
+                {**meta, "reason": reason_of(failure), "error": failure},
             )
         telemetry.emit(
             ("thunderline", "stage", stage.name, "stop"),
@@ -359,11 +368,13 @@ class Pipeline:
         *,
         attempts: int,
     ) -> None:
-        record = dlq_event(stage.name, stage.dlq_type, exc, original=event, raw=delivery.payload, attempts=attempts)
+        record = dlq_event(
+            stage.name, stage.dlq_type, exc, original=event, raw=delivery.payload, attempts=attempts
+        )
         reason = reason_of(exc)
         metrics.DLQ_TOTAL.labels(stage.name, reason).inc()
         metrics.STAGE_MESSAGES.labels(stage.name, "dlq").inc()
-        _log.warning("dead-lettered in %s: %s (%s)", stage.name, reason, exc)
+        _log.info("dead-lettered in %s: %s (%s)", stage.name, reason, exc)
         await self._publish(record)
         await self.bus.ack(delivery)
         if self._in_flight[stage.name].pop(delivery.message_id, None) is not None:
@@ -379,8 +390,6 @@ class Pipeline:
                     got = True
                     event = self._decode_quiet(delivery.payload)
                     if event is not None:
-                        if self.journal is not None:
-                            self.journal.record(event)
                         if self.on_terminal is not None:
                             try:
                                 self.on_terminal(event)

@@ -54,14 +54,23 @@ class Stage(ABC):
     async def handle_batch(self, events: Sequence[CloudEvent]) -> list[Outcome]:
         """Process ``events``; return one outcome per event, in the same order."""
 
-    def advance(self, event: CloudEvent, type: str, results: dict[str, Any]) -> CloudEvent:
+    def advance(
+        self,
+        event: CloudEvent,
+        type: str,
+        results: dict[str, Any],
+        *,
+        route: list[str] | None = None,
+    ) -> CloudEvent:
         """The event this stage publishes for ``event``: results merged in, itself off the route.
 
         The route is the routing slip: the first entry is this stage; it is removed so the bus
         delivers the new event to the next stage (or to the terminal sink when none is left).
+        A stage that decides the route (classify) passes ``route`` explicitly.
         """
-        route = event.route
-        if route and route[0] == self.name:
-            route = route[1:]
+        if route is None:
+            route = event.route
+            if route and route[0] == self.name:
+                route = route[1:]
         data = {**event.data, **results, "route": route}
         return event.derive(type, data, source=f"urn:thunderline:stage:{self.name}")

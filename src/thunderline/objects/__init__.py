@@ -3,4 +3,11 @@
 from thunderline.objects.base import ObjectStore, StoredObject, hash_stream, sha_from_ref, verify
 from thunderline.objects.local import LocalObjectStore
 
-__all__ = ["LocalObjectStore", "ObjectStore", "StoredObject", "hash_stream", "sha_from_ref", "verify"]
+__all__ = [
+    "LocalObjectStore",
+    "ObjectStore",
+    "StoredObject",
+    "hash_stream",
+    "sha_from_ref",
+    "verify",
+]

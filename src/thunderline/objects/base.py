@@ -57,7 +57,9 @@ def verify(data: bytes, expected_sha256: str, *, what: str) -> bytes:
         metrics.VOXEL_CHECKSUM_MISMATCH.inc()
         _log.warning(
             "[security] Payload checksum mismatch for %s: expected=%s, actual=%s",
-            what, expected_sha256, actual,
+            what,
+            expected_sha256,
+            actual,
         )
         raise ChecksumMismatch(
             f"checksum mismatch for {what}", expected=expected_sha256, actual=actual

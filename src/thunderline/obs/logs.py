@@ -1,4 +1,4 @@
-"""Logging set-up: text or JSON lines on stderr, every record carrying the current correlation id."""
+"""Logging set-up: text or JSON lines on stderr, each record with the current correlation id."""
 
 from __future__ import annotations
 

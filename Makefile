@@ -1,0 +1,35 @@
+# Thunderline: `make demo` and `make test` on a fresh machine (Python 3.11 required).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv demo test lint typecheck unit bench clean
+
+# (Re)create the virtualenv from the lock file when the lock or the project changes.
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	TL_ONNX_ENABLED=true $(BIN)/thunderline ingest examples/
+
+lint: venv
+	$(BIN)/ruff check src tests benchmarks models
+	$(BIN)/ruff format --check src tests benchmarks models
+
+typecheck: venv
+	$(BIN)/mypy
+
+test: venv lint typecheck
+	$(BIN)/pytest
+
+bench: venv
+	for b in benchmarks/classify.py; do $(BIN)/python $$b; done
+
+clean:
+	rm -rf $(VENV) .thunderline .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,18 @@
+"""Classification of artifacts with Magika: admission, the classifier and the classify stage."""
+
+from thunderline.classify.admission import admit, resolve_inside
+from thunderline.classify.classifier import DISABLED, Classification, MagikaClassifier
+from thunderline.classify.stage import ClassifyStage, build_route
+from thunderline.classify.walk import Candidate, iter_candidates
+
+__all__ = [
+    "DISABLED",
+    "Candidate",
+    "Classification",
+    "ClassifyStage",
+    "MagikaClassifier",
+    "admit",
+    "build_route",
+    "iter_candidates",
+    "resolve_inside",
+]

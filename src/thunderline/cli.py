@@ -1,0 +1,313 @@
+"""The ``thunderline`` command: a thin shell over :mod:`thunderline.runtime`.
+
+``ingest`` runs the pipeline over files; ``doctor`` checks the installation; ``dlq`` lists and
+replays dead letters; ``config`` shows the effective settings. Sub-commands of the model
+registry (``models``) and the voxel store (``voxels``) are mounted from their packages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from thunderline.classify.walk import iter_candidates
+from thunderline.config import Settings, load_settings
+from thunderline.errors import ThunderlineError
+from thunderline.events import CloudEvent
+from thunderline.journal import Journal
+from thunderline.obs.logs import configure_logging
+from thunderline.report import RunReport
+from thunderline.runtime import Runtime
+
+app = typer.Typer(
+    name="thunderline",
+    help="Turn raw files into trustworthy, queryable ML results.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+dlq_app = typer.Typer(help="List and replay dead-lettered messages.", no_args_is_help=True)
+config_app = typer.Typer(help="Show the effective settings.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(config_app, name="config")
+
+for _name, _target in (
+    ("models", "thunderline.ml.cli:models_app"),
+    ("voxels", "thunderline.voxel.cli:voxels_app"),
+):
+    _module, _, _attr = _target.partition(":")
+    try:
+        app.add_typer(getattr(importlib.import_module(_module), _attr), name=_name)
+    except ModuleNotFoundError as _exc:  # not part of this build
+        if _exc.name != _module:
+            raise
+
+err_console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings()
+    except ThunderlineError as exc:
+        err_console.print(f"[red]configuration error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    configure_logging(settings.log_level, settings.log_format)
+    return settings
+
+
+# ---- ingest --------------------------------------------------------------------------------
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Walk sub-folders.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per artifact.")] = False,
+) -> None:
+    """Classify files (and run the enabled stages) and print a summary.
+
+    A bad file ends as a DLQ entry and a line in the summary; the exit code is non-zero only
+    when the run itself fails.
+    """
+    settings = _settings()
+    candidates = list(iter_candidates(paths, recursive=recursive))
+    report = RunReport(skipped=[(str(c.path), c.skipped) for c in candidates if c.skipped])
+    todo = [c for c in candidates if not c.skipped]
+    show_progress = sys.stderr.isatty() and not as_json
+    try:
+        asyncio.run(_run_ingest(settings, todo, report, as_json, show_progress))
+    except ThunderlineError as exc:
+        err_console.print(f"[red]ingest failed:[/] {exc}")
+        raise typer.Exit(1) from exc
+    if not as_json:
+        _print_summary(report, settings)
+
+
+async def _run_ingest(
+    settings: Settings, todo: list[Any], report: RunReport, as_json: bool, show_progress: bool
+) -> None:
+    progress = Progress(
+        TextColumn("[bold]ingest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=not show_progress,
+        transient=True,
+    )
+    task = progress.add_task("ingest", total=len(todo))
+
+    def on_terminal(event: CloudEvent) -> None:
+        record = report.add(event)
+        progress.advance(task)
+        if as_json:
+            out = record.to_json_dict()
+            out.pop("results", None)
+            print(json.dumps(out, ensure_ascii=False), flush=True)
+
+    started = time.perf_counter()
+    with progress:
+        async with Runtime(settings, on_terminal=on_terminal) as runtime:
+            await runtime.submit_files(todo)
+            await runtime.wait_idle()
+    report.wall_s = time.perf_counter() - started
+
+
+def _fmt_ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} ms"
+
+
+def _print_summary(report: RunReport, settings: Settings) -> None:
+    console = Console()
+    table = Table(title="Artifacts", show_lines=False)
+    for column in ("file", "label", "group", "score", "outcome"):
+        table.add_column(column)
+    for r in sorted(report.records, key=lambda r: r.path or ""):
+        outcome = "[green]ok[/]" if r.outcome == "ok" else f"[red]dlq {r.stage}:{r.reason}[/]"
+        table.add_row(
+            Path(r.path).name if r.path else "?",
+            r.label or "-",
+            r.group or "-",
+            "-" if r.score is None else f"{r.score:.3f}",
+            outcome,
+        )
+    console.print(table)
+    _print_results(console, report)
+
+    labels = Table(title="Counts by label")
+    labels.add_column("label")
+    labels.add_column("count", justify="right")
+    for label, count in labels_sorted(report.labels()):
+        labels.add_row(label, str(count))
+    console.print(labels)
+
+    summary = Table(title="Summary", show_header=False)
+    summary.add_column("what")
+    summary.add_column("value", justify="right")
+    summary.add_row("artifacts", str(len(report.records)))
+    summary.add_row("ok", str(len(report.ok)))
+    summary.add_row("dead-lettered", str(len(report.dlq)))
+    for reason, count in sorted(report.dlq_reasons().items()):
+        summary.add_row(f"  dlq {reason}", str(count))
+    for path, why in report.skipped:
+        summary.add_row(f"  skipped {Path(path).name}", why)
+    latency = report.latency_ms()
+    summary.add_row(
+        "classify p50 / p95 / p99", " / ".join(_fmt_ms(latency[k]) for k in ("p50", "p95", "p99"))
+    )
+    summary.add_row("wall time", f"{report.wall_s:.2f} s")
+    summary.add_row("journal", str(Journal(settings.home).dir))
+    console.print(summary)
+
+
+def labels_sorted(counter: Any) -> list[tuple[str, int]]:
+    return sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _print_results(console: Console, report: RunReport) -> None:
+    """Entities and sentences (nlp) and top labels (inference) of the artifacts that have them."""
+    for r in sorted(report.ok, key=lambda r: r.path or ""):
+        name = Path(r.path).name if r.path else "?"
+        nlp = r.results.get("nlp")
+        if isinstance(nlp, dict):
+            ents = ", ".join(f"{e['text']} ({e['label']})" for e in nlp.get("entities", [])[:8])
+            n_sent = len(nlp.get("sentences", []))
+            n_ent = len(nlp.get("entities", []))
+            console.print(
+                f"[bold]{name}[/] nlp lang={nlp.get('lang')} sentences={n_sent} entities={n_ent}: {ents}"
+            )
+        inference = r.results.get("inference")
+        if isinstance(inference, dict):
+            top = ", ".join(
+                f"{t['label']} {t['score']:.3f}" for t in inference.get("top_k", [])[:3]
+            )
+            console.print(
+                f"[bold]{name}[/] {inference.get('model')} v{inference.get('version')}: {top}"
+            )
+
+
+# ---- doctor --------------------------------------------------------------------------------
+@app.command()
+def doctor() -> None:
+    """Check the installation: settings, home, Magika, and each enabled part."""
+    settings = _settings()
+    rows: list[tuple[str, str, str]] = []
+    try:
+        settings.home.mkdir(parents=True, exist_ok=True)
+        probe = settings.home / ".doctor"
+        probe.write_text("ok")
+        probe.unlink()
+        rows.append(("home", "ok", str(settings.home.resolve())))
+    except OSError as exc:
+        rows.append(("home", "fail", f"{settings.home}: {exc}"))
+    if settings.enable_ml_pipeline:
+        try:
+            from thunderline.classify.classifier import MagikaClassifier
+
+            clf = MagikaClassifier(settings.magika_prediction_mode)
+            rows.append(("magika", "ok", f"magika {clf.version}, model {clf.model_name}"))
+        except Exception as exc:
+            rows.append(("magika", "fail", f"{exc} (pip install magika)"))
+    else:
+        rows.append(
+            ("ml pipeline", "warn", "TL_ENABLE_ML_PIPELINE=false: no Magika, spaCy or ONNX")
+        )
+    for module in ("thunderline.nlp", "thunderline.ml", "thunderline.voxel"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError:
+            continue
+        report = getattr(mod, "doctor_report", None)
+        if report is not None:
+            try:
+                rows.extend(report(settings))
+            except Exception as exc:
+                rows.append((module, "fail", str(exc)))
+    table = Table(title="thunderline doctor")
+    for column in ("check", "status", "detail"):
+        table.add_column(column)
+    colours = {"ok": "green", "warn": "yellow", "fail": "red"}
+    for check, status, detail in rows:
+        table.add_row(check, f"[{colours.get(status, 'white')}]{status}[/]", detail)
+    Console().print(table)
+    if any(status == "fail" for _, status, _ in rows):
+        raise typer.Exit(1)
+
+
+# ---- dlq -----------------------------------------------------------------------------------
+@dlq_app.command("list")
+def dlq_list(limit: Annotated[int, typer.Option(help="Newest N records.")] = 50) -> None:
+    """Dead-letter records: id, stage, reason, the artifact and the error."""
+    settings = _settings()
+    records = list(Journal(settings.home).iter_dlq())[-limit:]
+    table = Table(title=f"DLQ ({len(records)} shown)")
+    for column in ("id", "type", "reason", "artifact", "error"):
+        table.add_column(column, overflow="fold")
+    for event in records:
+        original = event.data.get("original") or {}
+        artifact = (original.get("data") or {}).get("artifact") or {}
+        table.add_row(
+            event.id,
+            event.type.removeprefix("system.dlq."),
+            str(event.data.get("reason")),
+            str(artifact.get("name") or "-"),
+            str((event.data.get("error") or {}).get("message", ""))[:120],
+        )
+    Console().print(table)
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    ids: Annotated[list[str] | None, typer.Argument(help="DLQ record ids (default: all).")] = None,
+) -> None:
+    """Send dead-lettered originals through the pipeline again (same correlation id)."""
+    settings = _settings()
+    journal = Journal(settings.home)
+    wanted = set(ids or [])
+    originals: list[CloudEvent] = []
+    for record in journal.iter_dlq():
+        if wanted and record.id not in wanted:
+            continue
+        original = record.data.get("original")
+        if not original:
+            continue
+        event = CloudEvent.from_dict(original)
+        originals.append(event.derive(event.type, event.data, source="urn:thunderline:replay"))
+    if not originals:
+        err_console.print("nothing to replay")
+        return
+    report = RunReport()
+
+    async def run() -> None:
+        async with Runtime(settings, on_terminal=report.add) as runtime:
+            for event in originals:
+                await runtime.submit(event)
+            await runtime.wait_idle()
+
+    asyncio.run(run())
+    Console().print(
+        f"replayed {len(originals)}: {len(report.ok)} ok, {len(report.dlq)} dead-lettered again"
+    )
+
+
+# ---- config --------------------------------------------------------------------------------
+@config_app.command("show")
+def config_show() -> None:
+    """Print the effective settings as JSON."""
+    settings = _settings()
+    print(json.dumps(settings.model_dump(mode="json"), indent=2))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
