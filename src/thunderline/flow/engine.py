@@ -94,6 +94,11 @@ class _Demand:
             self.available -= n
             return n
 
+    def try_reserve(self, want: int) -> int:
+        n = min(want, self.available)
+        self.available -= n
+        return n
+
     async def release(self, n: int = 1) -> None:
         if n <= 0:
             return
@@ -253,7 +258,12 @@ class Pipeline:
                 wait = deadline - time.monotonic()
                 if wait <= 0:
                     break
-            permits = await demand.reserve(opts.batch_size - len(batch))
+            want = opts.batch_size - len(batch)
+            # block for demand only while the batch is empty: a worker holding messages must
+            # never wait for permits that only its own batch can give back
+            permits = await demand.reserve(want) if not batch else demand.try_reserve(want)
+            if permits == 0:
+                break
             got = await self.bus.pull(stage.name, consumer, permits, wait)
             await demand.release(permits - len(got))
             batch.extend(got)
