@@ -59,7 +59,9 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 
 @pytest.fixture(scope="session")
 def pg_url() -> str:
-    url = os.environ.get("TL_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    url = os.environ.get(
+        "TL_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    )
 
     def probe() -> None:
         import psycopg
