@@ -57,16 +57,21 @@ def run_raw(paths: list[Path]) -> dict[str, Any]:
         magika.identify_paths(chunk)
         per_file.extend([(time.perf_counter() - t0) * 1000 / len(chunk)] * len(chunk))
     wall = time.perf_counter() - started
-    return {"files": len(paths), "wall_s": wall, "files_per_s": len(paths) / wall,
-            **_latency(per_file), "peak_rss_mb": _peak_rss_mb()}
+    return {
+        "files": len(paths),
+        "wall_s": wall,
+        "files_per_s": len(paths) / wall,
+        **_latency(per_file),
+        "peak_rss_mb": _peak_rss_mb(),
+    }
 
 
 def run_ours(paths: list[Path]) -> dict[str, Any]:
     from thunderline.classify import ClassifyStage
+    from thunderline.classify.walk import Candidate
     from thunderline.config import load_settings
     from thunderline.events import CloudEvent
     from thunderline.runtime import Runtime, ingest_event
-    from thunderline.classify.walk import Candidate
 
     home = Path(tempfile.mkdtemp(prefix="tl-bench-"))
     settings = load_settings(home=home, classify_batch_size=CHUNK, routes={"*": []})
@@ -95,9 +100,15 @@ def run_ours(paths: list[Path]) -> dict[str, Any]:
 
     wall = asyncio.run(go())
     per_file = [e.data["classification"]["latency_ms"] for e in ends if not e.is_dlq]
-    return {"files": len(paths), "wall_s": wall, "files_per_s": len(paths) / wall,
-            **_latency(per_file), "end_to_end": _latency(e2e),
-            "dlq": sum(1 for e in ends if e.is_dlq), "peak_rss_mb": _peak_rss_mb()}
+    return {
+        "files": len(paths),
+        "wall_s": wall,
+        "files_per_s": len(paths) / wall,
+        **_latency(per_file),
+        "end_to_end": _latency(e2e),
+        "dlq": sum(1 for e in ends if e.is_dlq),
+        "peak_rss_mb": _peak_rss_mb(),
+    }
 
 
 def child(mode: str, listing: Path) -> None:
@@ -126,10 +137,16 @@ def main() -> None:
     runs: dict[str, list[dict[str, Any]]] = {"raw": [], "ours": []}
     for _ in range(args.rounds):
         for mode in ("raw", "ours"):
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", mode, "--listing", str(listing)],
-                check=True, capture_output=True, text=True,
-            ).stdout.strip().splitlines()[-1]
+            out = (
+                subprocess.run(
+                    [sys.executable, __file__, "--child", mode, "--listing", str(listing)],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
             runs[mode].append(json.loads(out))
             print(f"{mode}: {runs[mode][-1]}", file=sys.stderr)
     best = {m: max(r, key=lambda x: x["files_per_s"]) for m, r in runs.items()}
@@ -137,18 +154,32 @@ def main() -> None:
     import magika
     import onnxruntime
 
-    print(json.dumps({
-        "name": "classify",
-        "baseline": {"what": f"Magika.identify_paths in chunks of {CHUNK}", **best["raw"],
-                     "all_files_per_s": [round(r["files_per_s"], 1) for r in runs["raw"]]},
-        "ours": {"what": "ClassifyStage through the engine (admit, store, classify, publish)",
-                 **best["ours"], "all_files_per_s": [round(r["files_per_s"], 1) for r in runs["ours"]]},
-        "ratio": round(best["ours"]["files_per_s"] / best["raw"]["files_per_s"], 3),
-        "goal": 0.9,
-        "unit": "files/s (ours/baseline), peak RSS goal < 300 MB",
-        "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
-                    "magika": magika.__version__, "onnxruntime": onnxruntime.__version__},
-    }))
+    print(
+        json.dumps(
+            {
+                "name": "classify",
+                "baseline": {
+                    "what": f"Magika.identify_paths in chunks of {CHUNK}",
+                    **best["raw"],
+                    "all_files_per_s": [round(r["files_per_s"], 1) for r in runs["raw"]],
+                },
+                "ours": {
+                    "what": "ClassifyStage through the engine (admit, store, classify, publish)",
+                    **best["ours"],
+                    "all_files_per_s": [round(r["files_per_s"], 1) for r in runs["ours"]],
+                },
+                "ratio": round(best["ours"]["files_per_s"] / best["raw"]["files_per_s"], 3),
+                "goal": 0.9,
+                "unit": "files/s (ours/baseline), peak RSS goal < 300 MB",
+                "machine": {
+                    "cores": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "magika": magika.__version__,
+                    "onnxruntime": onnxruntime.__version__,
+                },
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

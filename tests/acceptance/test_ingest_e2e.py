@@ -42,12 +42,15 @@ def corpus(peer_data: Path, tmp_path: Path) -> Path:
         if not source.exists():
             pytest.fail(f"peer file missing: {source}")
         shutil.copy(source, folder / source.name)
-    (folder / "escape.txt").symlink_to(peer_data / "basic/txt" / next(
-        p.name for p in (peer_data / "basic/txt").iterdir()))
+    (folder / "escape.txt").symlink_to(
+        peer_data / "basic/txt" / next(p.name for p in (peer_data / "basic/txt").iterdir())
+    )
     return folder
 
 
-async def test_real_files_through_the_engine(corpus: Path, make_settings: Callable[..., Settings]) -> None:
+async def test_real_files_through_the_engine(
+    corpus: Path, make_settings: Callable[..., Settings]
+) -> None:
     settings = make_settings()
     terminal: list[CloudEvent] = []
     async with Runtime(settings, on_terminal=terminal.append) as runtime:
@@ -60,8 +63,10 @@ async def test_real_files_through_the_engine(corpus: Path, make_settings: Callab
     received = {e.id: e for e in events if e.type == INGEST_RECEIVED}
     classified = {e.correlationid: e for e in events if e.type == INGEST_CLASSIFIED}
     by_id = {e.id: e for e in events}
-    labels = {Path(e.data["artifact"]["path"]).name: e.data["classification"]["label"]
-              for e in classified.values()}
+    labels = {
+        Path(e.data["artifact"]["path"]).name: e.data["classification"]["label"]
+        for e in classified.values()
+    }
     for rel, label in CASES.items():
         assert labels[Path(rel).name] == label, rel
 
@@ -84,7 +89,9 @@ async def test_real_files_through_the_engine(corpus: Path, make_settings: Callab
     assert [e.id for e in Journal(settings.home).iter_dlq()] == [dlq[0].id]
 
 
-def test_cli_json_and_summary(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_json_and_summary(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TL_HOME", str(tmp_path / "home"))
     runner = CliRunner()
     result = runner.invoke(app, ["ingest", str(corpus), "--json"])
@@ -105,7 +112,9 @@ def test_cli_json_and_summary(corpus: Path, tmp_path: Path, monkeypatch: pytest.
     assert listed.exit_code == 0 and "path_escape" in listed.stdout
 
 
-def test_cli_exit_code_only_for_run_failures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_exit_code_only_for_run_failures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TL_HOME", str(tmp_path / "home"))
     runner = CliRunner()
     missing = runner.invoke(app, ["ingest", str(tmp_path / "does-not-exist")])
@@ -130,6 +139,8 @@ def test_ml_pipeline_switched_off_boots_and_ingests(
     assert all(line["label"] == "unknown" for line in lines if line["outcome"] == "ok")
     assert not [r for r in caplog.records if r.levelname in {"ERROR", "CRITICAL"}]
     events = list(Journal(tmp_path / "home").iter_events())
-    assert not [e for e in events if e.type in {"system.nlp.processed", "system.ml.inference.completed"}]
+    assert not [
+        e for e in events if e.type in {"system.nlp.processed", "system.ml.inference.completed"}
+    ]
     doctor = CliRunner().invoke(app, ["doctor"])
     assert "TL_ENABLE_ML_PIPELINE=false" in doctor.stdout

@@ -36,7 +36,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 
 def test_toml_file_is_read_and_env_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     toml = tmp_path / "tl.toml"
-    toml.write_text('classify_batch_size = 7\nspacy_workers = 3\n')
+    toml.write_text("classify_batch_size = 7\nspacy_workers = 3\n")
     monkeypatch.setenv("TL_CONFIG", str(toml))
     monkeypatch.setenv("TL_SPACY_WORKERS", "1")
     s = load_settings()

@@ -7,11 +7,19 @@ import json
 import pytest
 
 from thunderline.errors import MalformedEventError
-from thunderline.events import INGEST_CLASSIFIED, INGEST_RECEIVED, CloudEvent, dlq_type_for, new_event
+from thunderline.events import (
+    INGEST_CLASSIFIED,
+    INGEST_RECEIVED,
+    CloudEvent,
+    dlq_type_for,
+    new_event,
+)
 
 
 def test_json_round_trip_keeps_every_attribute() -> None:
-    event = new_event(INGEST_RECEIVED, {"artifact": {"name": "café menu.txt"}, "route": ["classify"]})
+    event = new_event(
+        INGEST_RECEIVED, {"artifact": {"name": "café menu.txt"}, "route": ["classify"]}
+    )
     again = CloudEvent.from_json(event.to_json())
     assert again == event
     raw = json.loads(event.to_bytes())

@@ -399,12 +399,11 @@ class Pipeline:
                 for delivery in deliveries:
                     got = True
                     event = self._decode_quiet(delivery.payload)
-                    if event is not None:
-                        if self.on_terminal is not None:
-                            try:
-                                self.on_terminal(event)
-                            except Exception:
-                                _log.exception("terminal callback failed")
+                    if event is not None and self.on_terminal is not None:
+                        try:
+                            self.on_terminal(event)
+                        except Exception:
+                            _log.exception("terminal callback failed")
                     await self.bus.ack(delivery)
                     self._add_outstanding(-1)
             if self.journal is not None and got:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from thunderline.errors import ChecksumMismatch
 from thunderline.obs import metrics
@@ -65,6 +66,61 @@ def verify(data: bytes, expected_sha256: str, *, what: str) -> bytes:
             f"checksum mismatch for {what}", expected=expected_sha256, actual=actual
         )
     return data
+
+
+class Sink(Protocol):
+    """Anything bytes can be written to (a binary file, ``sys.stdout.buffer``...)."""
+
+    def write(self, data: bytes, /) -> Any: ...
+
+
+#: Payloads up to this size are spooled in memory by :func:`spool_verified`, larger on disk.
+SPOOL_MEMORY_MAX = 8 * 1024 * 1024
+
+
+def spool_verified(stream: BinaryIO, expected_sha256: str, dest: Sink, *, what: str) -> int:
+    """Copy ``stream`` to ``dest`` only after all of it hashed to ``expected_sha256``.
+
+    The bytes are spooled (memory, then a temporary file) while hashed; on a mismatch nothing
+    reaches ``dest``: the mismatch is counted, logged and raised like :func:`verify`.
+    """
+    digest = hashlib.sha256()
+    size = 0
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_MAX) as spool:
+        while chunk := stream.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+            spool.write(chunk)
+        actual = digest.hexdigest()
+        if actual != expected_sha256:
+            metrics.VOXEL_CHECKSUM_MISMATCH.inc()
+            _log.warning(
+                "[security] Payload checksum mismatch for %s: expected=%s, actual=%s",
+                what,
+                expected_sha256,
+                actual,
+            )
+            raise ChecksumMismatch(
+                f"checksum mismatch for {what}", expected=expected_sha256, actual=actual
+            )
+        spool.seek(0)
+        while chunk := spool.read(CHUNK):
+            dest.write(chunk)
+    return size
+
+
+def copy_verified(store: ObjectStore, sha256: str, dest: Sink) -> int:
+    """Stream a payload to ``dest`` verified (never serving corrupt bytes); return its size.
+
+    Uses the store's own ``copy_verified`` when it has one (streamed, bounded memory) and
+    falls back to :meth:`ObjectStore.get_bytes` otherwise. Raises KeyError when absent.
+    """
+    own = getattr(store, "copy_verified", None)
+    if own is not None:
+        return int(own(sha256, dest))
+    data = store.get_bytes(sha256)
+    dest.write(data)
+    return len(data)
 
 
 @runtime_checkable

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from thunderline.errors import BackendError
-from thunderline.objects.base import CHUNK, StoredObject, verify
+from thunderline.objects.base import CHUNK, Sink, StoredObject, spool_verified, verify
 
 
 class LocalObjectStore:
@@ -69,6 +69,15 @@ class LocalObjectStore:
         except FileNotFoundError as exc:
             raise KeyError(f"no object sha256:{sha256}") from exc
         return verify(data, sha256, what=f"sha256:{sha256}")
+
+    def copy_verified(self, sha256: str, dest: Sink) -> int:
+        """Stream the payload to ``dest`` after verifying all of it (bounded memory)."""
+        try:
+            handle = open(self._path(sha256), "rb")  # noqa: SIM115
+        except FileNotFoundError as exc:
+            raise KeyError(f"no object sha256:{sha256}") from exc
+        with handle:
+            return spool_verified(handle, sha256, dest, what=f"sha256:{sha256}")
 
     def exists(self, sha256: str) -> bool:
         return self._path(sha256).is_file()

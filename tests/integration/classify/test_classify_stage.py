@@ -27,8 +27,14 @@ async def classify(settings: Settings, paths: list[Path], root: Path) -> dict[st
         await pipeline.submit(ingest_event(candidate))
     await pipeline.wait_idle(60)
     await pipeline.stop()
-    return {Path(e.data.get("artifact", e.data.get("original", {}).get("data", {}).get("artifact", {}))
-                 .get("path", "?")).name: e for e in ends}
+    return {
+        Path(
+            e.data.get(
+                "artifact", e.data.get("original", {}).get("data", {}).get("artifact", {})
+            ).get("path", "?")
+        ).name: e
+        for e in ends
+    }
 
 
 def _artifact(event: CloudEvent) -> dict[str, Any]:
@@ -57,7 +63,11 @@ async def test_edge_cases(tmp_path: Path, make_settings: Callable[..., Settings]
     assert menu.data["classification"]["is_text"] is True
     stored = _artifact(menu)
     assert stored["payload_ref"] == f"sha256:{stored['sha256']}"
-    assert LocalObjectStore(settings.home / "objects").get_bytes(stored["sha256"]).startswith(b"Le caf")
+    assert (
+        LocalObjectStore(settings.home / "objects")
+        .get_bytes(stored["sha256"])
+        .startswith(b"Le caf")
+    )
     escape = out["escape"]
     assert escape.type == "system.dlq.classify_failed"
     assert escape.data["reason"] == "path_escape"

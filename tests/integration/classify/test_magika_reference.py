@@ -16,8 +16,11 @@ from thunderline.events import INGEST_RECEIVED, CloudEvent, new_event
 from thunderline.flow import Pipeline
 from thunderline.objects import LocalObjectStore
 
-MODES = {"high_confidence": "high-confidence", "medium_confidence": "medium-confidence",
-         "best_guess": "best-guess"}
+MODES = {
+    "high_confidence": "high-confidence",
+    "medium_confidence": "medium-confidence",
+    "best_guess": "best-guess",
+}
 
 
 def _reference(peer: Path) -> list[dict[str, object]]:
@@ -44,11 +47,18 @@ async def test_stage_matches_reference_labels(
         path = peer_data / rel
         prediction = entry["prediction"]
         assert isinstance(prediction, dict)
-        event = new_event(INGEST_RECEIVED, {
-            "artifact": {"name": path.name, "path": str(path), "root": str(peer_data),
-                         "source": path.as_uri()},
-            "route": ["classify"],
-        })
+        event = new_event(
+            INGEST_RECEIVED,
+            {
+                "artifact": {
+                    "name": path.name,
+                    "path": str(path),
+                    "root": str(peer_data),
+                    "source": path.as_uri(),
+                },
+                "route": ["classify"],
+            },
+        )
         expected[event.id] = (str(prediction["output"]), float(prediction["score"]))
         await pipeline.submit(event)
     await pipeline.wait_idle(120)
@@ -60,5 +70,7 @@ async def test_stage_matches_reference_labels(
         label, score = expected[event.correlationid]
         got = event.data["classification"]
         if got["label"] != label or abs(got["score"] - score) > 1e-3:
-            mismatches.append((event.data["artifact"]["name"], label, got["label"], score, got["score"]))
+            mismatches.append(
+                (event.data["artifact"]["name"], label, got["label"], score, got["score"])
+            )
     assert not mismatches
