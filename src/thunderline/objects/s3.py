@@ -1,0 +1,179 @@
+"""S3 object store (``s3://bucket[/prefix]``): content-addressed keys ``<prefix>sha256/...``.
+
+boto3 with path-style addressing (SeaweedFS, MinIO and AWS all accept it), the endpoint from
+``settings.s3_endpoint_url``. Credentials come from boto3's own chain (``AWS_ACCESS_KEY_ID`` ...)
+unless given. Every read is verified: ``get_bytes`` re-hashes the body, ``copy_verified``
+spools and hashes before writing a byte to its destination. Backend failures become
+:class:`~thunderline.errors.BackendError` (retryable); a missing object is a ``KeyError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from thunderline.errors import BackendError, ConfigError
+from thunderline.objects.base import CHUNK, Sink, StoredObject, spool_verified, verify
+
+_MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` -> (``bucket``, ``some/prefix/``)."""
+    if not url.startswith("s3://"):
+        raise ConfigError(f"not an s3:// URL: {url!r}")
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    if not bucket:
+        raise ConfigError(f"s3 URL has no bucket: {url!r}")
+    prefix = prefix.strip("/")
+    return bucket, f"{prefix}/" if prefix else ""
+
+
+class S3ObjectStore:
+    """Content-addressed payloads in an S3 bucket (created when missing)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str = "us-east-1",
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        create_bucket: bool = True,
+    ) -> None:
+        self.url = url
+        self.bucket, self.prefix = parse_s3_url(url)
+        self.client: Any = boto3.client(
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=region,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            config=Config(
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=5,
+                read_timeout=60,
+            ),
+        )
+        if create_bucket:
+            self._ensure_bucket()
+
+    # ---- helpers ----------------------------------------------------------------------------
+    def _key(self, sha256: str) -> str:
+        return f"{self.prefix}sha256/{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+    def _ensure_bucket(self) -> None:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+            return
+        except ClientError as exc:
+            if _code(exc) not in _MISSING:
+                raise BackendError(f"s3 bucket {self.bucket}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise BackendError(f"s3 endpoint unreachable: {exc}") from exc
+        try:
+            self.client.create_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if _code(exc) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                raise BackendError(f"cannot create s3 bucket {self.bucket}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise BackendError(f"s3 endpoint unreachable: {exc}") from exc
+
+    # ---- ObjectStore protocol ---------------------------------------------------------------
+    def put_file(self, path: Path) -> StoredObject:
+        """Spool the file once while hashing, then upload the spool (never read whole)."""
+        digest = hashlib.sha256()
+        size = 0
+        fd, tmp_name = tempfile.mkstemp(prefix="tl-s3-")
+        tmp = Path(tmp_name)
+        try:
+            with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+                while chunk := src.read(CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    dst.write(chunk)
+            sha = digest.hexdigest()
+            if not self.exists(sha):
+                try:
+                    self.client.upload_file(str(tmp), self.bucket, self._key(sha))
+                except (ClientError, BotoCoreError) as exc:
+                    raise BackendError(f"s3 upload of sha256:{sha} failed: {exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+        return StoredObject(sha, size)
+
+    def put_bytes(self, data: bytes) -> StoredObject:
+        sha = hashlib.sha256(data).hexdigest()
+        if not self.exists(sha):
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=self._key(sha), Body=data)
+            except (ClientError, BotoCoreError) as exc:
+                raise BackendError(f"s3 put of sha256:{sha} failed: {exc}") from exc
+        return StoredObject(sha, len(data))
+
+    def _get(self, sha256: str) -> Any:
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(sha256))["Body"]
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                raise KeyError(f"no object sha256:{sha256}") from exc
+            raise BackendError(f"s3 get of sha256:{sha256} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise BackendError(f"s3 get of sha256:{sha256} failed: {exc}") from exc
+
+    def get_bytes(self, sha256: str) -> bytes:
+        body = self._get(sha256)
+        try:
+            data: bytes = body.read()
+        except BotoCoreError as exc:
+            raise BackendError(f"s3 read of sha256:{sha256} failed: {exc}") from exc
+        finally:
+            body.close()
+        return verify(data, sha256, what=f"s3://{self.bucket}/{self._key(sha256)}")
+
+    def copy_verified(self, sha256: str, dest: Sink) -> int:
+        """Stream the object to ``dest`` after verifying all of it (bounded memory)."""
+        body = self._get(sha256)
+        try:
+            return spool_verified(
+                body, sha256, dest, what=f"s3://{self.bucket}/{self._key(sha256)}"
+            )
+        except BotoCoreError as exc:
+            raise BackendError(f"s3 read of sha256:{sha256} failed: {exc}") from exc
+        finally:
+            body.close()
+
+    def exists(self, sha256: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(sha256))
+        except ClientError as exc:
+            if _code(exc) in _MISSING:
+                return False
+            raise BackendError(f"s3 head of sha256:{sha256} failed: {exc}") from exc
+        except BotoCoreError as exc:
+            raise BackendError(f"s3 head of sha256:{sha256} failed: {exc}") from exc
+        return True
+
+    def local_path(self, sha256: str) -> Path | None:
+        """Always ``None``: S3 objects have no local path (callers spool a verified copy)."""
+        return None
+
+    def delete(self, sha256: str) -> None:
+        """Remove an object (tests and maintenance; content-addressed data is never rewritten)."""
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(sha256))
+        except (ClientError, BotoCoreError) as exc:
+            raise BackendError(f"s3 delete of sha256:{sha256} failed: {exc}") from exc
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))

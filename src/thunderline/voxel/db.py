@@ -1,0 +1,138 @@
+"""Database engines for the voxel store and the Alembic migrations applied on first use.
+
+The URL comes from ``settings.resolved_database_url``: SQLite by default (a file under
+``TL_HOME``; WAL mode, a busy timeout and foreign keys on), PostgreSQL through
+``TL_DATABASE_URL`` (``postgresql+psycopg://...``). Migrations ship inside the package and run
+programmatically (no ``alembic.ini``); concurrent first uses serialise on a lock (a PostgreSQL
+advisory lock, a lock file beside a SQLite database) so only one of them migrates.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from thunderline.errors import BackendError, ConfigError
+
+_log = logging.getLogger("thunderline.voxel.db")
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE = "thunderline_voxel_version"
+_ADVISORY_LOCK_ID = 0x7468756E  # "thun"
+_migrated: set[str] = set()
+_migrate_lock = threading.Lock()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` (``sqlite:///...`` or ``postgresql+psycopg://...``)."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise ConfigError(f"invalid database URL {url!r}: {exc}") from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if backend == "postgresql":
+        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    raise ConfigError(f"unsupported database {backend!r}: use sqlite:/// or postgresql+psycopg://")
+
+
+def _alembic_config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The newest migration shipped with this version."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    if head is None:  # pragma: no cover - the package always ships a migration
+        raise ConfigError("no voxel migrations found")
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at (``None`` before the first migration)."""
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        return context.get_current_revision()
+
+
+@contextmanager
+def _exclusive(engine: Engine) -> Iterator[Connection]:
+    """A connection holding the migration lock of this database."""
+    if engine.dialect.name == "sqlite":
+        database = engine.url.database
+        lock_path = (
+            Path(f"{database}.migrate.lock") if database and database != ":memory:" else None
+        )
+        handle = open(lock_path, "a+") if lock_path else None  # noqa: SIM115
+        try:
+            if handle is not None:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            with engine.connect() as conn:
+                yield conn
+        finally:
+            if handle is not None:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                handle.close()
+        return
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _ADVISORY_LOCK_ID})
+        conn.commit()
+        try:
+            yield conn
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _ADVISORY_LOCK_ID})
+            conn.commit()
+
+
+def migrate(engine: Engine) -> str:
+    """Bring the database to the newest revision (once per process and URL); return it."""
+    key = engine.url.render_as_string(hide_password=False)
+    head = head_revision()
+    if key in _migrated:
+        return head
+    with _migrate_lock:
+        if key in _migrated:
+            return head
+        try:
+            if current_revision(engine) != head:
+                with _exclusive(engine) as conn:
+                    config = _alembic_config(conn)
+                    command.upgrade(config, "head")
+                    conn.commit()
+                    _log.info("voxel database migrated to %s", head)
+        except SQLAlchemyError as exc:
+            raise BackendError(f"cannot migrate the voxel database: {exc}") from exc
+        _migrated.add(key)
+    return head

@@ -1,0 +1,1 @@
+"""Alembic migrations of the voxel store, applied programmatically on first use."""

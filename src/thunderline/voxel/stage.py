@@ -1,0 +1,243 @@
+"""The package stage: build and store the voxel of every event whose route reaches "package".
+
+Input: any event routed to ``package`` (normally ``system.ingest.classified``, after ``nlp`` /
+``infer`` when they ran). Output: ``system.voxel.created`` with ``data["voxel"]`` (id, payload
+reference, checksums, coords, lineage, correlation and causation ids, ``created``). For a zip
+or tar artifact the members are expanded into the object store first (limits and path rules
+in :mod:`.archive`) and, after the archive's voxel is stored, each member becomes a new
+``ui.command.ingest.received`` event routed to ``classify`` and naming the archive's voxel in
+``data["parent"]``, so each child voxel has the archive voxel as its parent.
+
+All database and object-store work runs in a worker thread, off the event loop; a batch of
+voxels is written in one transaction (falling back to one transaction per voxel when the
+batch fails, so one bad voxel does not fail the others).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from thunderline.config import Settings
+from thunderline.errors import BackendError, ThunderlineError
+from thunderline.events import INGEST_RECEIVED, VOXEL_CREATED, CloudEvent
+from thunderline.flow.stage import Outcome, Stage, StageOptions
+from thunderline.objects.base import ObjectStore, copy_verified
+from thunderline.obs import metrics
+from thunderline.voxel import archive
+from thunderline.voxel.builder import VoxelBuilder
+from thunderline.voxel.errors import InvalidVoxelError
+from thunderline.voxel.schema import Voxel
+from thunderline.voxel.store import PutResult, VoxelStore
+
+_log = logging.getLogger("thunderline.voxel.stage")
+
+#: Archives nested deeper than this are stored as voxels but not expanded again.
+MAX_ARCHIVE_DEPTH = 4
+PACKAGE_BATCH_SIZE = 32
+PACKAGE_BATCH_TIMEOUT_S = 0.01
+
+
+def voxel_summary(voxel: Voxel, *, created: bool, children: int = 0) -> dict[str, Any]:
+    """The ``data["voxel"]`` object of ``system.voxel.created``."""
+    return {
+        "id": voxel.id,
+        "payload_ref": voxel.payload_ref,
+        "payload_size": voxel.payload_size,
+        "checksums": voxel.checksums.model_dump(),
+        "coords": voxel.coords.model_dump(),
+        "lineage": voxel.lineage.model_dump(mode="json"),
+        "label": voxel.label,
+        "source": voxel.source,
+        "correlation_id": voxel.correlation_id,
+        "causation_id": voxel.causation_id,
+        "schema_version": voxel.schema_version,
+        "created": created,
+        "children": children,
+    }
+
+
+class _Work:
+    """One event on its way through the batch."""
+
+    def __init__(self, event: CloudEvent) -> None:
+        self.event = event
+        self.voxel: Voxel | None = None
+        self.payload: bytes | None = None
+        self.members: list[archive.Member] = []
+        self.result: PutResult | None = None
+        self.error: BaseException | None = None
+
+
+class PackageStage(Stage):
+    """Voxel builder and store (the last stage of every route)."""
+
+    name = "package"
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: ObjectStore,
+        options: StageOptions | None = None,
+        *,
+        voxels: VoxelStore | None = None,
+    ) -> None:
+        super().__init__(
+            options
+            or StageOptions(
+                batch_size=PACKAGE_BATCH_SIZE,
+                batch_timeout_s=PACKAGE_BATCH_TIMEOUT_S,
+                concurrency=1,
+                timeout_s=settings.stage_timeout_s,
+                max_attempts=settings.max_attempts,
+                backoff_s=settings.retry_backoff_s,
+                backoff_max_s=settings.retry_backoff_max_s,
+            )
+        )
+        self.settings = settings
+        self.store = store
+        self.voxels = voxels
+        self._owns_voxels = voxels is None
+        self.limits = archive.Limits.from_settings(settings)
+        self.builder: VoxelBuilder | None = None
+
+    async def setup(self) -> None:
+        if self.voxels is None:
+            self.voxels = await asyncio.to_thread(VoxelStore, self.settings, self.store)
+        self.builder = VoxelBuilder(self.voxels.ancestor_ids)
+
+    async def close(self) -> None:
+        if self.voxels is not None and self._owns_voxels:
+            await asyncio.to_thread(self.voxels.close)
+            self.voxels = None
+
+    async def handle_batch(self, events: Sequence[CloudEvent]) -> list[Outcome]:
+        if self.voxels is None or self.builder is None:
+            await self.setup()
+        return await asyncio.to_thread(self._package_batch, list(events))
+
+    # ---- work (runs in a worker thread) ---------------------------------------------------
+    def _package_batch(self, events: list[CloudEvent]) -> list[Outcome]:
+        assert self.voxels is not None
+        started = time.perf_counter()
+        work = [_Work(event) for event in events]
+        for item in work:
+            self._prepare(item)
+        ready = [item for item in work if item.error is None and item.voxel is not None]
+        if ready:
+            try:
+                results = self.voxels.put_many([(i.voxel, i.payload) for i in ready])  # type: ignore[misc]
+                for item, result in zip(ready, results, strict=True):
+                    item.result = result
+            except (ThunderlineError, OSError) as batch_error:
+                if len(ready) == 1:
+                    ready[0].error = self._typed(batch_error)
+                else:  # isolate the failing voxel(s)
+                    for item in ready:
+                        try:
+                            assert item.voxel is not None
+                            item.result = self.voxels.put(item.voxel, item.payload)
+                        except (ThunderlineError, OSError) as exc:
+                            item.error = self._typed(exc)
+        per_event = (time.perf_counter() - started) / max(len(events), 1)
+        outcomes: list[Outcome] = []
+        for item in work:
+            if item.error is not None:
+                metrics.VOXEL_BUILD_ERRORS.labels(getattr(item.error, "reason", "internal")).inc()
+                outcomes.append(item.error)
+                continue
+            assert item.result is not None
+            metrics.VOXEL_BUILD_DURATION.observe(per_event)
+            outcomes.append(self._outputs(item.event, item.result, item.members))
+        return outcomes
+
+    @staticmethod
+    def _typed(exc: BaseException) -> BaseException:
+        if isinstance(exc, OSError):
+            return BackendError(f"voxel store I/O failed: {exc}")
+        return exc
+
+    def _prepare(self, item: _Work) -> None:
+        """Build the voxel, read a small payload (verified), expand an archive."""
+        assert self.builder is not None
+        try:
+            voxel = self.builder.build(item.event)
+            if voxel.payload_size < self.settings.inline_payload_max_bytes:
+                try:
+                    item.payload = self.store.get_bytes(voxel.payload_sha256)
+                except KeyError as exc:
+                    raise InvalidVoxelError(f"payload {voxel.payload_ref} is not stored") from exc
+            classification = item.event.data.get("classification")
+            parent = item.event.data.get("parent") or {}
+            depth = int(parent.get("depth", 0)) if isinstance(parent, dict) else 0
+            if archive.is_archive_classification(classification) and depth < MAX_ARCHIVE_DEPTH:
+                item.members = self._expand(voxel)
+            item.voxel = voxel
+        except ThunderlineError as exc:
+            item.error = exc
+        except OSError as exc:
+            item.error = BackendError(f"payload I/O failed: {exc}")
+
+    def _expand(self, voxel: Voxel) -> list[archive.Member]:
+        tmp_dir = self._tmp_dir()
+        local = self.store.local_path(voxel.payload_sha256)
+        if local is not None:
+            return archive.expand(local, self.store, self.limits, tmp_dir=tmp_dir)
+        fd, name = tempfile.mkstemp(prefix="tl-archive-", dir=tmp_dir)
+        spool = Path(name)
+        try:
+            with open(fd, "wb") as out:
+                copy_verified(self.store, voxel.payload_sha256, out)
+            return archive.expand(spool, self.store, self.limits, tmp_dir=tmp_dir)
+        finally:
+            spool.unlink(missing_ok=True)
+
+    def _tmp_dir(self) -> Path | None:
+        root = getattr(self.store, "root", None)
+        return Path(root) / "tmp" if root is not None else None
+
+    def _outputs(
+        self, event: CloudEvent, result: PutResult, members: list[archive.Member]
+    ) -> list[CloudEvent]:
+        voxel = result.voxel
+        created = self.advance(
+            event,
+            VOXEL_CREATED,
+            {"voxel": voxel_summary(voxel, created=result.created, children=len(members))},
+        )
+        if not members:
+            return [created]
+        artifact = event.data.get("artifact") or {}
+        base = str(artifact.get("source") or voxel.source)
+        parent = event.data.get("parent") or {}
+        depth = int(parent.get("depth", 0)) + 1 if isinstance(parent, dict) else 1
+        children = [
+            created.derive(
+                INGEST_RECEIVED,
+                {
+                    "artifact": {
+                        "name": member.name,
+                        "path": None,
+                        "size": member.size,
+                        "sha256": member.sha256,
+                        "payload_ref": member.ref,
+                        "source": f"{base}!/{member.name}",
+                    },
+                    "route": ["classify"],
+                    "parent": {
+                        "voxel_id": voxel.id,
+                        "event_id": created.id,
+                        "index": member.index,
+                        "depth": depth,
+                    },
+                },
+                source=f"urn:thunderline:stage:{self.name}",
+            )
+            for member in members
+        ]
+        return [created, *children]

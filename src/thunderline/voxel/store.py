@@ -1,0 +1,414 @@
+"""The voxel store: metadata in SQLite/PostgreSQL, payloads inline or in the object store.
+
+* **Idempotent.** ``voxels.dedup_key`` (SHA-256 of the voxel's source and payload SHA-256) is
+  unique; a write is ``INSERT ... ON CONFLICT DO NOTHING`` and a conflicting writer reads the
+  row that won. The same bytes from the same source, or the same event delivered twice, yield
+  the existing voxel -- also with concurrent writers, threads or processes.
+* **Content-addressed payloads.** Below ``settings.inline_payload_max_bytes`` the bytes go into
+  ``voxel_payloads`` (one row per SHA-256); larger ones stay in the object store, where the
+  classify stage already put them.
+* **Verified on every read.** Payload bytes are re-hashed before they are returned and the
+  voxel document is checked against its metadata SHA-256. A mismatch logs a ``[security]``
+  warning, counts ``thunderline_voxel_checksum_mismatch_total`` and raises
+  :class:`~thunderline.errors.ChecksumMismatch`; corrupt bytes are never served.
+* **Acyclic lineage.** Edges are written in the same transaction as their voxel after checking,
+  with the recursive CTE of :mod:`.lineage`, that no parent has the child as an ancestor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, BinaryIO
+
+from pydantic import ValidationError
+from sqlalchemy import Engine, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+
+from thunderline.config import Settings
+from thunderline.errors import BackendError, ChecksumMismatch, ThunderlineError
+from thunderline.objects.base import ObjectStore, copy_verified, verify
+from thunderline.obs import metrics
+from thunderline.voxel import lineage
+from thunderline.voxel.db import make_engine, migrate
+from thunderline.voxel.errors import (
+    InvalidVoxelError,
+    LineageCycleError,
+    PayloadMissingError,
+    UnknownParentError,
+    VoxelNotFoundError,
+)
+from thunderline.voxel.schema import Voxel
+from thunderline.voxel.tables import INLINE, OBJECT, voxel_edges, voxel_payloads, voxels
+
+_log = logging.getLogger("thunderline.voxel.store")
+
+
+def dedup_key(source: str, payload_sha256: str) -> str:
+    """The idempotency key of a voxel: same source and same bytes give the same key."""
+    return hashlib.sha256(f"{source}\n{payload_sha256}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """What a write did: the stored voxel and whether this call created it."""
+
+    voxel: Voxel
+    created: bool
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of re-hashing one voxel's payload and metadata."""
+
+    voxel_id: str
+    ok: bool
+    reason: str
+    detail: str
+
+
+def _mismatch(what: str, expected: str, actual: str) -> ChecksumMismatch:
+    metrics.VOXEL_CHECKSUM_MISMATCH.inc()
+    _log.warning(
+        "[security] Voxel checksum mismatch for %s: expected=%s, actual=%s", what, expected, actual
+    )
+    return ChecksumMismatch(f"checksum mismatch for {what}", expected=expected, actual=actual)
+
+
+class VoxelStore:
+    """Voxel metadata, lineage and payloads behind one object (thread-safe)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        objects: ObjectStore | None = None,
+        *,
+        engine: Engine | None = None,
+    ) -> None:
+        self.settings = settings
+        self.inline_max = settings.inline_payload_max_bytes
+        self.engine = engine or make_engine(settings.resolved_database_url)
+        if objects is None:
+            from thunderline.objects.factory import open_object_store
+
+            objects = open_object_store(settings)
+        self.objects = objects
+        self.revision = migrate(self.engine)
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> VoxelStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- writes -----------------------------------------------------------------------------
+    def _insert(self, table: Any) -> Any:
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            return postgresql.insert(table).on_conflict_do_nothing()
+        if dialect == "sqlite":
+            return sqlite.insert(table).on_conflict_do_nothing()
+        return insert(table)  # pragma: no cover - other dialects are refused by make_engine
+
+    def put(self, voxel: Voxel, payload: bytes | None = None) -> PutResult:
+        """Store ``voxel`` (and its payload) or return the existing voxel with its key."""
+        return self.put_many([(voxel, payload)])[0]
+
+    def put_many(self, items: Sequence[tuple[Voxel, bytes | None]]) -> list[PutResult]:
+        """Store several voxels in one transaction (all or none); see :meth:`put`.
+
+        ``payload`` is required when the voxel's payload is below the inline limit and is
+        verified against the voxel's payload SHA-256 before it is written; larger payloads
+        must already be in the object store.
+        """
+        prepared = [self._prepare(voxel, payload) for voxel, payload in items]
+        try:
+            with self.engine.begin() as conn:
+                return [self._put_one(conn, *entry) for entry in prepared]
+        except ThunderlineError:
+            raise
+        except SQLAlchemyError as exc:
+            raise BackendError(f"voxel write failed: {exc}") from exc
+
+    def _prepare(self, voxel: Voxel, payload: bytes | None) -> tuple[Voxel, bytes | None, str]:
+        if voxel.compute_metadata_sha256() != voxel.checksums.metadata_sha256:
+            raise InvalidVoxelError(f"voxel {voxel.id} metadata checksum does not match")
+        if voxel.payload_size < self.inline_max:
+            if payload is None:
+                payload = self.objects.get_bytes(voxel.payload_sha256)
+            verify(payload, voxel.payload_sha256, what=f"payload of voxel {voxel.id}")
+            if len(payload) != voxel.payload_size:
+                raise InvalidVoxelError(
+                    f"voxel {voxel.id} says {voxel.payload_size} bytes, payload has {len(payload)}"
+                )
+            return voxel, payload, INLINE
+        if not self.objects.exists(voxel.payload_sha256):
+            raise PayloadMissingError(
+                f"payload {voxel.payload_ref} of voxel {voxel.id} is not in the object store"
+            )
+        return voxel, None, OBJECT
+
+    def _put_one(
+        self, conn: Connection, voxel: Voxel, payload: bytes | None, location: str
+    ) -> PutResult:
+        key = dedup_key(voxel.source, voxel.payload_sha256)
+        if payload is not None:
+            conn.execute(
+                self._insert(voxel_payloads).values(
+                    sha256=voxel.payload_sha256, size=len(payload), data=payload
+                )
+            )
+        inserted = conn.execute(
+            self._insert(voxels).values(
+                id=voxel.id,
+                dedup_key=key,
+                event_id=voxel.event_id,
+                correlation_id=voxel.correlation_id,
+                causation_id=voxel.causation_id,
+                source=voxel.source,
+                ts_unix=voxel.ts.timestamp(),
+                label=voxel.label,
+                payload_sha256=voxel.payload_sha256,
+                payload_size=voxel.payload_size,
+                payload_location=location,
+                metadata_sha256=voxel.checksums.metadata_sha256,
+                schema_version=voxel.schema_version,
+                doc=voxel.to_json(),
+            )
+        )
+        if inserted.rowcount == 0:  # another write of the same source and bytes won
+            row = conn.execute(select(voxels).where(voxels.c.dedup_key == key)).one()
+            return PutResult(self._from_row(row._mapping), created=False)
+        self._link(conn, voxel.id, voxel.lineage.parent_voxel_ids)
+        return PutResult(voxel, created=True)
+
+    def _link(self, conn: Connection, child: str, parents: Iterable[str]) -> None:
+        parents = list(dict.fromkeys(parents))
+        if not parents:
+            return
+        found = set(conn.scalars(select(voxels.c.id).where(voxels.c.id.in_(parents))))
+        missing = [p for p in parents if p not in found]
+        if missing:
+            raise UnknownParentError(
+                f"parent voxel(s) {', '.join(missing)} of {child} do not exist",
+                details={"voxel_id": child, "missing": missing},
+            )
+        for parent in parents:
+            if parent == child or child in lineage.ancestor_ids(conn, parent):
+                raise LineageCycleError(
+                    f"linking {child} to parent {parent} would make {child} its own ancestor",
+                    details={"voxel_id": child, "parent_id": parent},
+                )
+        conn.execute(
+            self._insert(voxel_edges), [{"child_id": child, "parent_id": p} for p in parents]
+        )
+
+    def add_parents(self, voxel_id: str, parent_ids: Iterable[str]) -> None:
+        """Add lineage edges to an existing voxel; refuses any edge that would make a cycle."""
+        try:
+            with self.engine.begin() as conn:
+                if conn.scalar(select(voxels.c.id).where(voxels.c.id == voxel_id)) is None:
+                    raise VoxelNotFoundError(f"no voxel {voxel_id}")
+                self._link(conn, voxel_id, parent_ids)
+        except ThunderlineError:
+            raise
+        except SQLAlchemyError as exc:
+            raise BackendError(f"lineage write failed: {exc}") from exc
+
+    # ---- reads ------------------------------------------------------------------------------
+    def _from_row(self, row: Any) -> Voxel:
+        """The voxel of a row, its document checked against the recorded metadata SHA-256."""
+        what = f"metadata of voxel {row['id']}"
+        try:
+            voxel = Voxel.model_validate_json(row["doc"])
+        except ValidationError as exc:
+            raise _mismatch(what, row["metadata_sha256"], "unparseable") from exc
+        actual = voxel.compute_metadata_sha256()
+        if actual != row["metadata_sha256"] or voxel.checksums.metadata_sha256 != actual:
+            raise _mismatch(what, row["metadata_sha256"], actual)
+        if voxel.id != row["id"] or voxel.payload_sha256 != row["payload_sha256"]:
+            raise _mismatch(what, row["payload_sha256"], voxel.payload_sha256)
+        return voxel
+
+    def _query(self, stmt: Any) -> list[Any]:
+        try:
+            with self.engine.connect() as conn:
+                return list(conn.execute(stmt).mappings())
+        except SQLAlchemyError as exc:
+            raise BackendError(f"voxel read failed: {exc}") from exc
+
+    def resolve_id(self, id_or_prefix: str) -> str:
+        """A full voxel id from an id or a unique prefix of one (at least 4 characters)."""
+        prefix = id_or_prefix.strip().lower()
+        if len(prefix) < 4:
+            raise VoxelNotFoundError(f"voxel id {id_or_prefix!r} is too short (4+ characters)")
+        ids = [
+            r["id"]
+            for r in self._query(select(voxels.c.id).where(voxels.c.id.startswith(prefix)).limit(2))
+        ]
+        if not ids:
+            raise VoxelNotFoundError(f"no voxel {id_or_prefix}")
+        if len(ids) > 1:
+            raise VoxelNotFoundError(f"voxel id prefix {id_or_prefix!r} is ambiguous")
+        return str(ids[0])
+
+    def get(self, voxel_id: str) -> Voxel:
+        """The voxel with this id (or unique prefix), its metadata verified."""
+        full = voxel_id if len(voxel_id) == 36 else self.resolve_id(voxel_id)
+        rows = self._query(select(voxels).where(voxels.c.id == full))
+        if not rows:
+            raise VoxelNotFoundError(f"no voxel {voxel_id}")
+        return self._from_row(rows[0])
+
+    def find_by_event(self, event_id: str) -> Voxel | None:
+        """The voxel packaged from the event ``event_id``, if any."""
+        rows = self._query(select(voxels).where(voxels.c.event_id == event_id).limit(1))
+        return self._from_row(rows[0]) if rows else None
+
+    def find(self, source: str, payload_sha256: str) -> Voxel | None:
+        """The voxel of these bytes from this source, if any."""
+        key = dedup_key(source, payload_sha256)
+        rows = self._query(select(voxels).where(voxels.c.dedup_key == key))
+        return self._from_row(rows[0]) if rows else None
+
+    def query(
+        self, *, label: str | None = None, since: datetime | None = None, limit: int = 50
+    ) -> list[Voxel]:
+        """Newest voxels first, optionally of one Magika label and/or since a time."""
+        stmt = select(voxels).order_by(voxels.c.ts_unix.desc(), voxels.c.id.desc()).limit(limit)
+        if label:
+            stmt = stmt.where(voxels.c.label == label)
+        if since is not None:
+            stmt = stmt.where(voxels.c.ts_unix >= since.timestamp())
+        return [self._from_row(row) for row in self._query(stmt)]
+
+    def count(self) -> int:
+        rows = self._query(select(func.count().label("n")).select_from(voxels))
+        return int(rows[0]["n"])
+
+    def iter_ids(self, batch: int = 500) -> Iterator[str]:
+        """Every voxel id, oldest first, read in pages."""
+        last = ""
+        while True:
+            stmt = select(voxels.c.id).where(voxels.c.id > last).order_by(voxels.c.id).limit(batch)
+            ids = [str(r["id"]) for r in self._query(stmt)]
+            yield from ids
+            if len(ids) < batch:
+                return
+            last = ids[-1]
+
+    def parents(self, voxel_id: str) -> list[str]:
+        stmt = select(voxel_edges.c.parent_id).where(voxel_edges.c.child_id == voxel_id)
+        return sorted(str(r["parent_id"]) for r in self._query(stmt))
+
+    def ancestors(self, voxel_id: str) -> list[lineage.Edge]:
+        """Every lineage edge above the voxel (one recursive query)."""
+        with self.engine.connect() as conn:
+            return lineage.ancestors(conn, voxel_id)
+
+    def descendants(self, voxel_id: str) -> list[lineage.Edge]:
+        """Every lineage edge below the voxel (one recursive query)."""
+        with self.engine.connect() as conn:
+            return lineage.descendants(conn, voxel_id)
+
+    def ancestor_ids(self, voxel_id: str) -> set[str]:
+        return {edge.parent_id for edge in self.ancestors(voxel_id)}
+
+    # ---- payloads ---------------------------------------------------------------------------
+    def _location(self, voxel: Voxel) -> str:
+        rows = self._query(select(voxels.c.payload_location).where(voxels.c.id == voxel.id))
+        if not rows:
+            raise VoxelNotFoundError(f"no voxel {voxel.id}")
+        return str(rows[0]["payload_location"])
+
+    def _inline(self, sha: str) -> bytes | None:
+        rows = self._query(select(voxel_payloads.c.data).where(voxel_payloads.c.sha256 == sha))
+        return bytes(rows[0]["data"]) if rows else None
+
+    def read_raw(self, voxel: Voxel) -> bytes:
+        """The stored payload bytes WITHOUT verification (benchmarks and ``verify`` only)."""
+        if self._location(voxel) == INLINE:
+            data = self._inline(voxel.payload_sha256)
+            if data is None:
+                raise PayloadMissingError(f"inline payload of voxel {voxel.id} is missing")
+            return data
+        path = self.objects.local_path(voxel.payload_sha256)
+        if path is not None:
+            return path.read_bytes()
+        return self.objects.get_bytes(voxel.payload_sha256)
+
+    def read_payload(self, voxel: Voxel | str) -> bytes:
+        """The payload bytes, re-hashed and compared with the voxel's SHA-256 first."""
+        if isinstance(voxel, str):
+            voxel = self.get(voxel)
+        what = f"payload of voxel {voxel.id}"
+        if self._location(voxel) == INLINE:
+            data = self._inline(voxel.payload_sha256)
+            if data is None:
+                raise PayloadMissingError(f"inline payload of voxel {voxel.id} is missing")
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != voxel.payload_sha256:
+                raise _mismatch(what, voxel.payload_sha256, actual)
+            return data
+        try:
+            return self.objects.get_bytes(voxel.payload_sha256)
+        except KeyError as exc:
+            raise PayloadMissingError(f"payload {voxel.payload_ref} is missing") from exc
+
+    def copy_payload(self, voxel: Voxel | str, dest: BinaryIO) -> int:
+        """Write the verified payload to ``dest`` (large payloads are spooled and hashed first,
+        so nothing is written to ``dest`` unless every byte matched); returns the size."""
+        if isinstance(voxel, str):
+            voxel = self.get(voxel)
+        if self._location(voxel) == INLINE:
+            data = self.read_payload(voxel)
+            dest.write(data)
+            return len(data)
+        try:
+            return copy_verified(self.objects, voxel.payload_sha256, dest)
+        except KeyError as exc:
+            raise PayloadMissingError(f"payload {voxel.payload_ref} is missing") from exc
+
+    def verify(self, voxel_id: str) -> VerifyResult:
+        """Re-hash one voxel's metadata and payload; never raises for a mismatch."""
+        try:
+            voxel = self.get(voxel_id)
+            if self._location(voxel) == INLINE:
+                self.read_payload(voxel)
+            else:
+                copy_verified(self.objects, voxel.payload_sha256, _Discard())
+        except ChecksumMismatch as exc:
+            return VerifyResult(voxel_id, False, exc.reason, f"expected {exc.expected[:16]}...")
+        except KeyError as exc:
+            return VerifyResult(voxel_id, False, "payload_missing", str(exc))
+        except ThunderlineError as exc:
+            return VerifyResult(voxel_id, False, exc.reason, str(exc))
+        return VerifyResult(voxel_id, True, "ok", voxel.payload_ref)
+
+    def verify_all(self) -> Iterator[VerifyResult]:
+        for voxel_id in self.iter_ids():
+            yield self.verify(voxel_id)
+
+
+class _Discard:
+    """A write-only sink that keeps nothing (for verification without output)."""
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+def open_voxel_store(settings: Settings, objects: ObjectStore | None = None) -> VoxelStore:
+    """The voxel store the settings select, migrated to the newest revision."""
+    return VoxelStore(settings, objects)

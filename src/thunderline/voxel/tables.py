@@ -1,0 +1,78 @@
+"""SQLAlchemy 2 tables of the voxel store (the Alembic migrations create exactly these).
+
+* ``voxels`` -- one row per voxel: the canonical document plus indexed columns for queries.
+  ``dedup_key`` (SHA-256 of source + payload SHA-256) is unique: the idempotency constraint.
+* ``voxel_edges`` -- lineage, one row per (child, parent) pair, so ancestors and descendants
+  are one recursive CTE on SQLite and PostgreSQL.
+* ``voxel_payloads`` -- payloads below ``inline_payload_max_bytes``, content-addressed (one row
+  per SHA-256 however many voxels share the bytes).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+voxels = Table(
+    "voxels",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("dedup_key", String(64), nullable=False),
+    Column("event_id", String(64), nullable=False, index=True),
+    Column("correlation_id", String(64), nullable=False, index=True),
+    Column("causation_id", String(64), nullable=True),
+    Column("source", Text, nullable=False),
+    Column("ts_unix", Float, nullable=False, index=True),
+    Column("label", String(128), nullable=True, index=True),
+    Column("payload_sha256", String(64), nullable=False, index=True),
+    Column("payload_size", BigInteger, nullable=False),
+    Column("payload_location", String(16), nullable=False),
+    Column("metadata_sha256", String(64), nullable=False),
+    Column("schema_version", Integer, nullable=False),
+    Column("doc", Text, nullable=False),
+    UniqueConstraint("dedup_key", name="uq_voxels_dedup_key"),
+)
+
+voxel_edges = Table(
+    "voxel_edges",
+    metadata,
+    Column(
+        "child_id",
+        String(36),
+        ForeignKey("voxels.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column(
+        "parent_id",
+        String(36),
+        ForeignKey("voxels.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Index("ix_voxel_edges_parent_id", "parent_id"),
+)
+
+voxel_payloads = Table(
+    "voxel_payloads",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
+#: ``voxels.payload_location`` values.
+INLINE = "inline"
+OBJECT = "object"
