@@ -1,0 +1,215 @@
+"""``thunderline voxels ...``: list, show, lineage, verify and cat stored voxels.
+
+Mounted by the main CLI as the ``voxels`` sub-command (``voxels_app``). Every payload that is
+printed or checked is verified first; ``verify`` exits 1 when any voxel fails.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from thunderline.config import Settings, load_settings
+from thunderline.errors import ThunderlineError
+from thunderline.voxel.lineage import Edge
+from thunderline.voxel.schema import Voxel
+from thunderline.voxel.store import VoxelStore
+
+voxels_app = typer.Typer(
+    help="Stored voxels: list, show, lineage, verify, cat.", no_args_is_help=True
+)
+console = Console()
+err_console = Console(stderr=True)
+_RELATIVE = re.compile(r"^(\d+)([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(value: str, *, now: datetime | None = None) -> datetime:
+    """``30m``, ``2h``, ``7d``, ``1w`` (ago) or an ISO 8601 date/time (UTC when naive)."""
+    match = _RELATIVE.match(value.strip())
+    if match:
+        amount, unit = int(match.group(1)), _UNITS[match.group(2)]
+        return (now or datetime.now(UTC)) - timedelta(**{unit: amount})
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise typer.BadParameter(f"{value!r}: use e.g. 30m, 2h, 7d or 2026-01-31T12:00") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _open() -> VoxelStore:
+    try:
+        settings: Settings = load_settings()
+        return VoxelStore(settings)
+    except ThunderlineError as exc:
+        err_console.print(f"[red]cannot open the voxel store:[/] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _fail(exc: ThunderlineError) -> typer.Exit:
+    err_console.print(f"[red]{exc.reason}:[/] {exc}")
+    return typer.Exit(1)
+
+
+def _name(voxel: Voxel) -> str:
+    artifact = voxel.traits.get("artifact") or {}
+    return str(artifact.get("name") or voxel.source)
+
+
+def _node(voxel: Voxel | None, voxel_id: str) -> str:
+    if voxel is None:
+        return f"[bold]{voxel_id}[/] [red](missing)[/]"
+    return (
+        f"[bold]{voxel.id}[/] [cyan]{voxel.label or '-'}[/] {_name(voxel)} ({voxel.payload_size} B)"
+    )
+
+
+@voxels_app.command("list")
+def list_voxels(
+    label: Annotated[str | None, typer.Option(help="Only this Magika label.")] = None,
+    since: Annotated[str | None, typer.Option(help="Newer than: 30m, 2h, 7d or ISO time.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Newest N voxels.")] = 50,
+) -> None:
+    """The newest voxels: id, time, label, size, name and parent count."""
+    with _open() as store:
+        try:
+            found = store.query(
+                label=label, since=parse_since(since) if since else None, limit=limit
+            )
+        except ThunderlineError as exc:
+            raise _fail(exc) from exc
+        table = Table(title=f"voxels ({len(found)} shown, {store.count()} stored)")
+        table.add_column("id", no_wrap=True)
+        for column in ("time", "label", "bytes", "name", "parents"):
+            table.add_column(column, overflow="fold")
+        for voxel in found:
+            table.add_row(
+                voxel.id,
+                voxel.ts.strftime("%Y-%m-%d %H:%M:%S"),
+                voxel.label or "-",
+                str(voxel.payload_size),
+                _name(voxel),
+                str(len(voxel.lineage.parent_voxel_ids)),
+            )
+        console.print(table)
+
+
+@voxels_app.command()
+def show(voxel_id: Annotated[str, typer.Argument(help="Voxel id or unique prefix.")]) -> None:
+    """The whole voxel as JSON (metadata checksum verified)."""
+    with _open() as store:
+        try:
+            voxel = store.get(voxel_id)
+            children = sorted({e.child_id for e in store.descendants(voxel.id) if e.depth == 1})
+        except ThunderlineError as exc:
+            raise _fail(exc) from exc
+        doc = voxel.model_dump(mode="json")
+        doc["children"] = children
+        console.print_json(json.dumps(doc))
+
+
+def _tree(store: VoxelStore, root: Voxel, edges: list[Edge], *, up: bool, title: str) -> Tree:
+    links: dict[str, list[str]] = {}
+    for edge in edges:
+        near, far = (edge.child_id, edge.parent_id) if up else (edge.parent_id, edge.child_id)
+        links.setdefault(near, []).append(far)
+    cache: dict[str, Voxel | None] = {root.id: root}
+
+    def load(voxel_id: str) -> Voxel | None:
+        if voxel_id not in cache:
+            try:
+                cache[voxel_id] = store.get(voxel_id)
+            except ThunderlineError:
+                cache[voxel_id] = None
+        return cache[voxel_id]
+
+    tree = Tree(f"{title}: {_node(root, root.id)}")
+    shown: set[str] = set()
+
+    def grow(branch: Tree, voxel_id: str) -> None:
+        for other in sorted(links.get(voxel_id, [])):
+            if other in shown:
+                branch.add(f"{_node(load(other), other)} [dim](shown above)[/]")
+                continue
+            shown.add(other)
+            grow(branch.add(_node(load(other), other)), other)
+
+    grow(tree, root.id)
+    if not links.get(root.id):
+        tree.add("[dim](none)[/]")
+    return tree
+
+
+@voxels_app.command()
+def lineage(
+    voxel_id: Annotated[str, typer.Argument(help="Voxel id or unique prefix.")],
+    ancestors: Annotated[bool, typer.Option("--ancestors", help="Only the ancestors.")] = False,
+    descendants: Annotated[
+        bool, typer.Option("--descendants", help="Only the descendants.")
+    ] = False,
+) -> None:
+    """The voxel's ancestors and/or descendants drawn as a tree."""
+    both = not ancestors and not descendants
+    with _open() as store:
+        try:
+            root = store.get(voxel_id)
+            if ancestors or both:
+                up = store.ancestors(root.id)
+                console.print(_tree(store, root, up, up=True, title="ancestors of"))
+            if descendants or both:
+                down = store.descendants(root.id)
+                console.print(_tree(store, root, down, up=False, title="descendants of"))
+        except ThunderlineError as exc:
+            raise _fail(exc) from exc
+
+
+@voxels_app.command()
+def verify(
+    voxel_id: Annotated[str | None, typer.Argument(help="Voxel id or prefix.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Verify every stored voxel.")] = False,
+) -> None:
+    """Re-hash payloads and metadata; report mismatches; exit 1 if any voxel fails."""
+    if not all_ and voxel_id is None:
+        err_console.print("give a voxel ID or --all")
+        raise typer.Exit(2)
+    with _open() as store:
+        if all_:
+            results = list(store.verify_all())
+        else:
+            assert voxel_id is not None
+            try:
+                full = voxel_id if len(voxel_id) == 36 else store.resolve_id(voxel_id)
+            except ThunderlineError as exc:
+                raise _fail(exc) from exc
+            results = [store.verify(full)]
+    bad = [r for r in results if not r.ok]
+    if bad:
+        table = Table(title=f"[red]{len(bad)} of {len(results)} voxels failed verification[/]")
+        table.add_column("id", no_wrap=True)
+        for column in ("reason", "detail"):
+            table.add_column(column, overflow="fold")
+        for result in bad:
+            table.add_row(result.voxel_id, result.reason, result.detail)
+        console.print(table)
+        raise typer.Exit(1)
+    console.print(f"[green]ok[/]: {len(results)} voxel(s) verified (payload and metadata)")
+
+
+@voxels_app.command()
+def cat(voxel_id: Annotated[str, typer.Argument(help="Voxel id or unique prefix.")]) -> None:
+    """Write the payload bytes to stdout, verified first (nothing is written on a mismatch)."""
+    with _open() as store:
+        out = sys.stdout.buffer
+        try:
+            store.copy_payload(voxel_id, out)
+        except ThunderlineError as exc:
+            raise _fail(exc) from exc
+        out.flush()
