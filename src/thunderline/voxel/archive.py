@@ -18,6 +18,7 @@ import re
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -251,6 +252,7 @@ def expand(
                 members.append(Member(index, entry.name, size, sha))
     except (
         zipfile.BadZipFile,
+        zlib.error,
         tarfile.TarError,
         EOFError,
         OSError,

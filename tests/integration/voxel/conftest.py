@@ -124,8 +124,9 @@ def s3_endpoint() -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
-        for port in grpc:
-            Path(f"/tmp/seaweedfs-s3-{port}.sock").unlink(missing_ok=True)
+        for port in (s3, master, volume, filer, admin, *grpc):  # sockets weed leaves behind
+            for sock in Path(tempfile.gettempdir()).glob(f"seaweedfs-*-{port}.sock"):
+                sock.unlink(missing_ok=True)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
