@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 from numpy.typing import NDArray
+
+import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 HERE = Path(__file__).resolve().parent
@@ -82,7 +83,7 @@ def _round16(x: NDArray[Any]) -> F32:
 # ---- NumPy reference forward pass (NHWC) used for calibration and as a check --------------
 def _conv_full(x: F32, w: F32, stride: int) -> F32:
     """3x3 convolution, pad 1, NHWC input, OIHW weights."""
-    n, h, wd, c = x.shape
+    _, h, wd, _ = x.shape
     xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     ho, wo = (h + 2 - 3) // stride + 1, (wd + 2 - 3) // stride + 1
     taps = [

@@ -1,0 +1,383 @@
+"""The model registry (``registry.toml`` in ``TL_ONNX_MODEL_DIR``) and the untrusted-model gate.
+
+Each ``[[models]]`` entry lists ``name``, ``path`` (relative to the model folder), ``version``,
+``kind`` (``image`` or ``text``), ``input_shape``, ``preload``, ``sha256`` and ``labels``
+(plus ``layout``, ``mean``, ``std`` for images and ``tokenizer`` for text). Every load:
+
+1. resolves the path (symlinks and ``..``); a file outside ``TL_ONNX_MODEL_DIR`` or an entry
+   without a ``sha256`` is refused (:class:`UntrustedModelError`) unless
+   ``TL_ALLOW_UNTRUSTED_MODELS=true``, which loads it and counts
+   ``thunderline_ml_untrusted_model_loaded_total``;
+2. hashes the bytes and compares them with the listed SHA-256: a mismatch logs
+   ``[security] Model checksum mismatch: expected=..., actual=...``, counts
+   ``thunderline_ml_model_checksum_mismatch_total`` and raises :class:`ChecksumMismatch`;
+3. refuses any initializer whose external-data location leaves the model's folder (always,
+   whatever the trust setting), before ONNX Runtime opens the file;
+4. creates the session from the very bytes that were hashed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tomllib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+from thunderline.config import Settings
+from thunderline.errors import ChecksumMismatch, ConfigError
+from thunderline.ml.errors import (
+    ExternalDataEscapeError,
+    ModelLoadError,
+    ModelNotFoundError,
+    UntrustedModelError,
+)
+from thunderline.ml.model import OnnxModel, SessionConfig, parse_proto
+from thunderline.obs import metrics
+
+_log = logging.getLogger("thunderline.ml")
+REGISTRY_FILE = "registry.toml"
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_model_checksum(data: bytes, expected: str) -> str:
+    """Return the SHA-256 of ``data`` if it is ``expected``; else log, count and raise.
+
+    Raises:
+        ChecksumMismatch: logged on the ``thunderline.ml`` logger as
+            ``[security] Model checksum mismatch: expected=..., actual=...``.
+    """
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected.lower():
+        metrics.MODEL_CHECKSUM_MISMATCH.inc()
+        _log.warning("[security] Model checksum mismatch: expected=%s, actual=%s", expected, actual)
+        raise ChecksumMismatch(
+            "model checksum mismatch: the file is not the one the registry lists",
+            expected=expected,
+            actual=actual,
+        )
+    return actual
+
+
+def _iter_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _iter_tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _iter_tensors(sub)
+
+
+def external_data_locations(proto: onnx.ModelProto) -> list[str]:
+    """The ``location`` of every tensor stored as external data (subgraphs included)."""
+    found: list[str] = []
+    for tensor in _iter_tensors(proto.graph):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            entries = {e.key: e.value for e in tensor.external_data}
+            found.append(entries.get("location", ""))
+    for function in proto.functions:
+        for node in function.node:
+            for attr in node.attribute:
+                if attr.HasField("t") and attr.t.data_location == onnx.TensorProto.EXTERNAL:
+                    found.append({e.key: e.value for e in attr.t.external_data}.get("location", ""))
+    return found
+
+
+def check_external_data(proto: onnx.ModelProto, model_path: Path | None) -> bool:
+    """Refuse external-data locations outside the model's folder; True if there are any.
+
+    Raises:
+        ExternalDataEscapeError: an absolute location, one that resolves (symlinks and ``..``)
+            outside the folder, or external data on a model loaded from bytes.
+    """
+    locations = external_data_locations(proto)
+    if not locations:
+        return False
+    if model_path is None:
+        raise ExternalDataEscapeError("a model loaded from bytes cannot use external data")
+    folder = model_path.parent.resolve()
+    for location in locations:
+        target = (folder / location).resolve()
+        if not location or Path(location).is_absolute() or not target.is_relative_to(folder):
+            raise ExternalDataEscapeError(
+                f"external data location {location!r} of {model_path.name} is outside "
+                f"the model folder {folder}",
+                details={"location": location, "folder": str(folder)},
+            )
+    return True
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registry entry."""
+
+    name: str
+    path: str
+    version: str = "0"
+    kind: str = "image"
+    input_shape: tuple[int | str, ...] = ()
+    layout: str = "NCHW"
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+    tokenizer: str | None = None
+    preload: bool = False
+    sha256: str | None = None
+    labels: tuple[str, ...] = ()
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ModelEntry:
+        known = {
+            "name", "path", "version", "kind", "input_shape", "layout", "mean", "std",
+            "tokenizer", "preload", "sha256", "labels", "description",
+        }  # fmt: skip
+        if not raw.get("name") or not raw.get("path"):
+            raise ConfigError(f"registry entry needs name and path: {raw!r}")
+        sha = raw.get("sha256")
+        return cls(
+            name=str(raw["name"]),
+            path=str(raw["path"]),
+            version=str(raw.get("version", "0")),
+            kind=str(raw.get("kind", "image")),
+            input_shape=tuple(raw.get("input_shape", ())),
+            layout=str(raw.get("layout", "NCHW")).upper(),
+            mean=tuple(float(x) for x in raw.get("mean", (0.0, 0.0, 0.0))),
+            std=tuple(float(x) for x in raw.get("std", (1.0, 1.0, 1.0))),
+            tokenizer=raw.get("tokenizer"),
+            preload=bool(raw.get("preload", False)),
+            sha256=str(sha).lower() if sha else None,
+            labels=tuple(str(x) for x in raw.get("labels", ())),
+            description=str(raw.get("description", "")),
+            extra={k: v for k, v in raw.items() if k not in known},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "version": self.version,
+            "kind": self.kind,
+            "input_shape": list(self.input_shape),
+            "preload": self.preload,
+            "sha256": self.sha256,
+            "labels": list(self.labels),
+        }
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome of checking one entry: ``ok``, ``mismatch``, ``missing`` or ``untrusted``."""
+
+    name: str
+    path: str
+    status: str
+    expected: str | None = None
+    actual: str | None = None
+    detail: str = ""
+
+
+class ModelRegistry:
+    """The models listed in ``<model_dir>/registry.toml`` and the gate every load goes through."""
+
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        allow_untrusted: bool = False,
+        config: SessionConfig | None = None,
+        registry_file: Path | None = None,
+    ) -> None:
+        self.model_dir = Path(model_dir)
+        self.allow_untrusted = allow_untrusted
+        self.config = config or SessionConfig()
+        self.registry_file = registry_file or self.model_dir / REGISTRY_FILE
+        self._entries = self._read(self.registry_file)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ModelRegistry:
+        return cls(
+            settings.onnx_model_dir,
+            allow_untrusted=settings.allow_untrusted_models,
+            config=SessionConfig.from_settings(settings),
+        )
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, ModelEntry]:
+        if not path.is_file():
+            return {}
+        try:
+            raw = tomllib.loads(path.read_text("utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read model registry {path}: {exc}") from exc
+        entries: dict[str, ModelEntry] = {}
+        for item in raw.get("models", []):
+            entry = ModelEntry.from_dict(item)
+            if entry.name in entries:
+                raise ConfigError(f"model {entry.name!r} is listed twice in {path}")
+            entries[entry.name] = entry
+        return entries
+
+    @property
+    def exists(self) -> bool:
+        return self.registry_file.is_file()
+
+    def list_models(self) -> list[ModelEntry]:
+        """Every listed model, in file order."""
+        return list(self._entries.values())
+
+    def entry(self, name: str) -> ModelEntry:
+        """The entry called ``name``.
+
+        Raises:
+            ModelNotFoundError: no such model in the registry.
+        """
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise ModelNotFoundError(
+                f"model {name!r} is not in the registry {self.registry_file} "
+                f"(listed: {sorted(self._entries)})",
+                details={"model": name},
+            ) from None
+
+    def path_of(self, entry: ModelEntry) -> Path:
+        path = Path(entry.path).expanduser()
+        return path if path.is_absolute() else self.model_dir / path
+
+    # ---- loading ------------------------------------------------------------------------
+    def get_model(self, name: str) -> OnnxModel:
+        """Load the listed model ``name`` through the gate (a new session each call).
+
+        Raises:
+            ModelNotFoundError, UntrustedModelError, ExternalDataEscapeError,
+            ChecksumMismatch, ModelLoadError.
+        """
+        entry = self.entry(name)
+        return self._load(
+            self.path_of(entry),
+            name=entry.name,
+            expected_sha256=entry.sha256,
+            version=entry.version,
+            labels=entry.labels or None,
+        )
+
+    def load_path(
+        self, path: Path | str, *, sha256: str | None = None, name: str | None = None
+    ) -> OnnxModel:
+        """Load a model file that may not be listed, through the same gate.
+
+        Without ``sha256``, or outside the model folder, it loads only when untrusted models
+        are allowed.
+        """
+        p = Path(path)
+        return self._load(p, name=name or p.stem, expected_sha256=sha256)
+
+    def _trusted_location(self, path: Path) -> tuple[Path, bool]:
+        try:
+            resolved = path.resolve(strict=True)
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise ModelNotFoundError(f"model file {path} does not exist") from exc
+        except (OSError, RuntimeError) as exc:  # symlink loops
+            raise ModelLoadError(f"cannot resolve model path {path}: {exc}") from exc
+        inside = resolved.is_relative_to(self.model_dir.resolve())
+        return resolved, inside
+
+    def _load(
+        self,
+        path: Path,
+        *,
+        name: str,
+        expected_sha256: str | None,
+        version: str | None = None,
+        labels: Iterable[str] | None = None,
+    ) -> OnnxModel:
+        resolved, inside = self._trusted_location(path)
+        problems = []
+        if not inside:
+            problems.append(f"{resolved} is outside the model folder {self.model_dir.resolve()}")
+        if not expected_sha256:
+            problems.append("no checksum is listed for it")
+        if problems:
+            why = "; ".join(problems)
+            if not self.allow_untrusted:
+                raise UntrustedModelError(
+                    f"untrusted model {name!r} refused: {why} "
+                    "(set TL_ALLOW_UNTRUSTED_MODELS=true to allow)",
+                    details={"model": name, "path": str(resolved)},
+                )
+            metrics.UNTRUSTED_MODEL_LOADED.inc()
+            _log.warning("[security] loading untrusted model %s: %s", name, why)
+        try:
+            data = resolved.read_bytes()
+        except OSError as exc:
+            raise ModelLoadError(f"cannot read model {resolved}: {exc}") from exc
+        actual = (
+            verify_model_checksum(data, expected_sha256)
+            if expected_sha256
+            else hashlib.sha256(data).hexdigest()
+        )
+        proto = parse_proto(data, str(resolved))
+        has_external = check_external_data(proto, resolved)
+        return OnnxModel.from_bytes(
+            data,
+            name=name,
+            version=version,
+            labels=list(labels) if labels is not None else None,
+            config=self.config,
+            source=str(resolved),
+            sha256=actual,
+            proto=proto,
+            session_path=resolved if has_external else None,
+        )
+
+    # ---- verification -------------------------------------------------------------------
+    def verify(self, names: Iterable[str] | None = None) -> list[VerifyResult]:
+        """Re-hash the listed files (all, or ``names``) without loading them.
+
+        A mismatch is logged with the ``[security]`` line (not counted as a blocked load).
+        """
+        chosen = [self.entry(n) for n in names] if names is not None else self.list_models()
+        results: list[VerifyResult] = []
+        for entry in chosen:
+            path = self.path_of(entry)
+            if not path.is_file():
+                results.append(VerifyResult(entry.name, str(path), "missing", entry.sha256))
+                continue
+            resolved = path.resolve()
+            actual = file_sha256(resolved)
+            if not resolved.is_relative_to(self.model_dir.resolve()):
+                status, detail = "untrusted", "outside the model folder"
+            elif not entry.sha256:
+                status, detail = "untrusted", "no checksum listed"
+            elif actual != entry.sha256:
+                _log.warning(
+                    "[security] Model checksum mismatch: expected=%s, actual=%s",
+                    entry.sha256,
+                    actual,
+                )
+                status, detail = "mismatch", "file differs from the registry"
+            else:
+                status, detail = "ok", ""
+            results.append(
+                VerifyResult(entry.name, str(path), status, entry.sha256, actual, detail)
+            )
+        return results

@@ -1,0 +1,159 @@
+"""The infer stage: run the routed artifact through its ONNX model and publish the top labels.
+
+Input: an event whose route starts with ``infer`` (normally ``system.ingest.classified``).
+The payload is read from the object store (verified), preprocessed by content (images decoded
+with Pillow and normalised to the model's input; text tokenised as the model declares) in a
+worker thread, and run through the model's supervised worker and dynamic batcher (ONNX Runtime
+releases the GIL, so the event loop keeps serving). Output: ``system.ml.inference.completed``
+with ``{"inference": {"model", "version", "top_k": [{"label", "score"}], "inference_ms",
+"batch_size"}}`` (correlation and causation ids on the envelope). Failures are returned as typed
+exceptions, so the engine dead-letters them as ``system.dlq.ml_inference_failed`` (or retries
+the retryable ones), and are counted in ``thunderline_onnx_infer_errors_total``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from thunderline.config import Settings
+from thunderline.errors import (
+    ArtifactNotFoundError,
+    MalformedEventError,
+    ThunderlineError,
+    reason_of,
+)
+from thunderline.events import INFERENCE_COMPLETED, CloudEvent
+from thunderline.flow.stage import Outcome, Stage, StageOptions
+from thunderline.ml.errors import InferenceError, ModelNotFoundError, UnsupportedContentError
+from thunderline.ml.preprocess import payload_input
+from thunderline.ml.registry import ModelEntry, ModelRegistry
+from thunderline.ml.supervisor import ModelSupervisor
+from thunderline.ml.tensors import ModelInput, top_k
+from thunderline.objects.base import ObjectStore, sha_from_ref
+from thunderline.obs import metrics
+
+_log = logging.getLogger("thunderline.ml")
+TOP_K = 5
+
+
+class InferStage(Stage):
+    """ONNX inference on images (and text routed here), via supervised, batched sessions."""
+
+    name = "infer"
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: ObjectStore,
+        options: StageOptions | None = None,
+        *,
+        supervisor: ModelSupervisor | None = None,
+    ) -> None:
+        super().__init__(
+            options
+            or StageOptions(
+                batch_size=settings.onnx_max_batch_size,
+                batch_timeout_s=settings.onnx_max_queue_delay_ms / 1000.0,
+                concurrency=2,
+                timeout_s=settings.stage_timeout_s,
+                max_attempts=settings.max_attempts,
+                backoff_s=settings.retry_backoff_s,
+                backoff_max_s=settings.retry_backoff_max_s,
+            )
+        )
+        self.settings = settings
+        self.store = store
+        self.supervisor = supervisor
+        self._owns_supervisor = supervisor is None
+
+    @property
+    def registry(self) -> ModelRegistry:
+        if self.supervisor is None:
+            raise RuntimeError("InferStage.setup() has not run")
+        return self.supervisor.registry
+
+    async def setup(self) -> None:
+        """Open the registry, start the supervisor and preload the models marked ``preload``."""
+        if self.supervisor is None:
+            self.supervisor = ModelSupervisor.from_settings(self.settings)
+        supervisor = self.supervisor
+        await asyncio.to_thread(supervisor.start)
+
+    async def close(self) -> None:
+        if self.supervisor is not None and self._owns_supervisor:
+            await asyncio.to_thread(self.supervisor.close)
+
+    async def handle_batch(self, events: Sequence[CloudEvent]) -> list[Outcome]:
+        # every event is submitted at once, so the batcher can run them as one batch
+        return list(await asyncio.gather(*(self._one(event) for event in events)))
+
+    # ---- one event ----------------------------------------------------------------------
+    def model_for(self, event: CloudEvent) -> ModelEntry:
+        """The registry entry for the event's content (image model, or the text model)."""
+        classification = event.data.get("classification") or {}
+        group = str(classification.get("group") or "")
+        mime = str(classification.get("mime") or "")
+        if group == "image" or mime.startswith("image/"):
+            return self.registry.entry(self.settings.onnx_image_model)
+        if classification.get("is_text"):
+            for entry in self.registry.list_models():
+                if entry.kind == "text":
+                    return entry
+            raise ModelNotFoundError("no text model is listed in the model registry")
+        raise UnsupportedContentError(
+            f"no model for content {classification.get('label')!r} (group {group!r})",
+            details={"label": classification.get("label"), "group": group},
+        )
+
+    def _prepare(self, event: CloudEvent) -> tuple[ModelEntry, ModelInput]:
+        entry = self.model_for(event)
+        artifact = event.data.get("artifact")
+        if not isinstance(artifact, dict) or not artifact.get("payload_ref"):
+            raise MalformedEventError("event has no artifact.payload_ref to infer on")
+        try:
+            sha = sha_from_ref(str(artifact["payload_ref"]))
+        except ValueError as exc:
+            raise MalformedEventError(str(exc)) from exc
+        try:
+            data = self.store.get_bytes(sha)
+        except KeyError as exc:
+            raise ArtifactNotFoundError(f"payload sha256:{sha} is not in the object store") from exc
+        return entry, payload_input(data, entry)
+
+    async def _one(self, event: CloudEvent) -> Outcome:
+        try:
+            entry, model_input = await asyncio.to_thread(self._prepare, event)
+        except Exception as exc:
+            err = exc if isinstance(exc, ThunderlineError) else InferenceError(str(exc))
+            metrics.ONNX_INFER_ERRORS.labels(self._model_label(event), reason_of(err)).inc()
+            return err
+        assert self.supervisor is not None
+        try:
+            result = await self.supervisor.infer_async(
+                entry.name, [model_input], correlation_id=event.correlationid
+            )
+        except ThunderlineError as exc:  # counted by the batcher
+            return exc
+        except Exception as exc:
+            metrics.ONNX_INFER_ERRORS.labels(entry.name, "internal").inc()
+            return InferenceError(f"inference failed: {type(exc).__name__}: {exc}")
+        scores = result.first.tensor[0] if result.first.tensor.ndim > 1 else result.first.tensor
+        labels = list(entry.labels)  # unnamed classes are reported as class_<i>
+        inference: dict[str, Any] = {
+            "model": result.model,
+            "version": result.version,
+            "top_k": top_k(scores, labels, min(TOP_K, max(1, scores.size))),
+            "inference_ms": result.inference_ms,
+            "batch_size": result.batch_size,
+        }
+        return [self.advance(event, INFERENCE_COMPLETED, {"inference": inference})]
+
+    def _model_label(self, event: CloudEvent) -> str:
+        """A bounded metric label for a failure before the model was known."""
+        try:
+            return self.model_for(event).name
+        except Exception:
+            return "none"
