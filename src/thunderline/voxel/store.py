@@ -171,7 +171,8 @@ class VoxelStore:
                 )
             )
         inserted = conn.execute(
-            self._insert(voxels).values(
+            self._insert(voxels)
+            .values(
                 id=voxel.id,
                 dedup_key=key,
                 event_id=voxel.event_id,
@@ -187,8 +188,9 @@ class VoxelStore:
                 schema_version=voxel.schema_version,
                 doc=voxel.to_json(),
             )
-        )
-        if inserted.rowcount == 0:  # another write of the same source and bytes won
+            .returning(voxels.c.id)
+        ).first()
+        if inserted is None:  # another write of the same source and bytes won
             row = conn.execute(select(voxels).where(voxels.c.dedup_key == key)).one()
             return PutResult(self._from_row(row._mapping), created=False)
         self._link(conn, voxel.id, voxel.lineage.parent_voxel_ids)

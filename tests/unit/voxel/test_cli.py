@@ -1,0 +1,104 @@
+"""``thunderline voxels ...`` through typer's CliRunner on a real store."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from thunderline.config import Settings
+from thunderline.objects.factory import open_object_store
+from thunderline.voxel.builder import VoxelBuilder
+from thunderline.voxel.cli import parse_since, voxels_app
+from thunderline.voxel.store import VoxelStore
+
+from ._helpers import classified_event
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def populated(make_settings: Callable[..., Settings]) -> tuple[Settings, dict[str, str]]:
+    settings = make_settings()
+    objects = open_object_store(settings)
+    with VoxelStore(settings, objects) as voxels:
+        builder = VoxelBuilder(voxels.ancestor_ids)
+        zipv = voxels.put(
+            builder.build(
+                classified_event(
+                    objects, b"PK-archive", name="bundle.zip", label="zip", group="archive"
+                )
+            )
+        ).voxel
+        ids = {"zip": zipv.id}
+        for i, name in enumerate(("readme.md", "data.csv")):
+            parent = {"voxel_id": zipv.id, "event_id": "e", "index": i}
+            event = classified_event(objects, f"member {i}".encode(), name=name, parent=parent)
+            ids[name] = voxels.put(builder.build(event)).voxel.id
+    return settings, ids
+
+
+def _invoke(settings: Settings, *args: str) -> object:
+    return runner.invoke(
+        voxels_app, list(args), env={"TL_HOME": str(settings.home), "COLUMNS": "200"}
+    )
+
+
+def test_list_show_and_filters(populated: tuple[Settings, dict[str, str]]) -> None:
+    settings, ids = populated
+    result = _invoke(settings, "list")
+    assert result.exit_code == 0, result.output
+    assert all(vid in result.output for vid in ids.values())
+    only_zip = _invoke(settings, "list", "--label", "zip")
+    assert ids["zip"] in only_zip.output and ids["readme.md"] not in only_zip.output
+    assert ids["zip"] not in _invoke(settings, "list", "--since", "2099-01-01").output
+    assert "1 shown" in _invoke(settings, "list", "--limit", "1").output
+    shown = _invoke(settings, "show", ids["zip"][:30])
+    assert shown.exit_code == 0 and '"children"' in shown.output
+    assert ids["readme.md"] in shown.output
+    assert _invoke(settings, "show", "ffffffff").exit_code == 1
+
+
+def test_lineage_tree(populated: tuple[Settings, dict[str, str]]) -> None:
+    settings, ids = populated
+    down = _invoke(settings, "lineage", ids["zip"], "--descendants")
+    assert down.exit_code == 0
+    assert "descendants of" in down.output and "ancestors of" not in down.output
+    assert ids["readme.md"] in down.output and ids["data.csv"] in down.output
+    up = _invoke(settings, "lineage", ids["data.csv"], "--ancestors")
+    assert ids["zip"] in up.output and "bundle.zip" in up.output
+    both = _invoke(settings, "lineage", ids["zip"])
+    assert "ancestors of" in both.output and "descendants of" in both.output
+
+
+def test_cat_verify_and_tampering(populated: tuple[Settings, dict[str, str]]) -> None:
+    settings, ids = populated
+    cat = runner.invoke(voxels_app, ["cat", ids["readme.md"]], env={"TL_HOME": str(settings.home)})
+    assert cat.exit_code == 0 and cat.stdout_bytes == b"member 0"
+    ok = _invoke(settings, "verify", "--all")
+    assert ok.exit_code == 0 and "3 voxel(s) verified" in ok.output
+    db = Path(settings.resolved_database_url.removeprefix("sqlite:///"))
+    with sqlite3.connect(db) as conn:
+        conn.execute("update voxel_payloads set data = ? where size = 8", (b"member X",))
+    bad = _invoke(settings, "verify", "--all")
+    assert bad.exit_code == 1 and "checksum_mismatch" in bad.output
+    assert _invoke(settings, "verify", ids["zip"]).exit_code == 0
+    tampered = runner.invoke(
+        voxels_app, ["cat", ids["readme.md"]], env={"TL_HOME": str(settings.home)}
+    )
+    assert tampered.exit_code == 1 and b"member" not in tampered.stdout_bytes
+    assert _invoke(settings, "verify").exit_code == 2
+
+
+def test_parse_since() -> None:
+    now = datetime(2026, 1, 2, 12, 0, tzinfo=UTC)
+    assert parse_since("2h", now=now) == datetime(2026, 1, 2, 10, 0, tzinfo=UTC)
+    assert parse_since("1d", now=now) == datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    assert parse_since("2026-01-01T00:00") == datetime(2026, 1, 1, tzinfo=UTC)
+    with pytest.raises(typer.BadParameter):
+        parse_since("yesterday")
