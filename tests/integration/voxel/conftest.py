@@ -23,7 +23,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-
 from tests.conftest import require_service
 
 WEED = Path(sys.executable).parent / "weed"

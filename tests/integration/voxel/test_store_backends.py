@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from tests.unit.voxel._helpers import classified_event
+
 from thunderline.config import Settings
 from thunderline.errors import ChecksumMismatch
 from thunderline.objects.local import LocalObjectStore

@@ -1,0 +1,192 @@
+"""The package stage through the real engine (and Magika's classify stage before it).
+
+A classified event becomes a stored voxel and ``system.voxel.created``; an archive fans out into
+child artifacts whose voxels name the archive's voxel as parent; a zip bomb and a ``../`` member
+end as DLQ entries with their reasons and write nothing outside the store.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+from tests.unit.voxel._helpers import classified_event
+
+from thunderline.bus import MemoryBus
+from thunderline.classify import ClassifyStage, iter_candidates
+from thunderline.config import Settings
+from thunderline.events import DLQ_VOXEL, VOXEL_CREATED, CloudEvent
+from thunderline.flow import Pipeline
+from thunderline.flow.stage import Stage
+from thunderline.objects import LocalObjectStore
+from thunderline.objects.base import ObjectStore
+from thunderline.runtime import ingest_event
+from thunderline.voxel.stage import PackageStage
+from thunderline.voxel.store import VoxelStore
+
+
+async def run(stages: Sequence[Stage], events: Sequence[CloudEvent]) -> list[CloudEvent]:
+    ends: list[CloudEvent] = []
+    pipeline = Pipeline(MemoryBus(), stages, on_terminal=ends.append)
+    await pipeline.start()
+    for event in events:
+        await pipeline.submit(event)
+    await pipeline.wait_idle(120)
+    await pipeline.stop()
+    return ends
+
+
+def _zip_bytes(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+async def test_classified_event_becomes_a_voxel(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    store = LocalObjectStore(settings.home / "objects")
+    extra = {"nlp": {"lang": "en", "entities": [{"text": "Paris", "label": "GPE"}]}}
+    event = classified_event(store, b"Paris in spring.", extra=extra)
+    ends = await run([PackageStage(settings, store)], [event, event])  # delivered twice
+    assert [e.type for e in ends] == [VOXEL_CREATED, VOXEL_CREATED]
+    first, second = (e.data["voxel"] for e in ends)
+    assert first["id"] == second["id"] and [first["created"], second["created"]] == [True, False]
+    created = ends[0]
+    assert created.correlationid == event.correlationid and created.causationid == event.id
+    assert first["correlation_id"] == event.correlationid
+    assert first["causation_id"] == event.causationid
+    assert created.data["route"] == []
+    with VoxelStore(settings, store) as voxels:
+        voxel = voxels.get(first["id"])
+        assert voxels.count() == 1
+        assert voxel.traits["nlp"]["entities"][0]["text"] == "Paris"
+        assert voxel.traits["classification"]["label"] == "txt"
+        assert voxels.read_payload(voxel) == b"Paris in spring."
+        assert first["checksums"] == voxel.checksums.model_dump()
+
+
+async def test_missing_payload_and_bad_coords_are_dead_lettered(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings()
+    store = LocalObjectStore(settings.home / "objects")
+    good = classified_event(store, b"fine")
+    no_ref = good.derive(
+        good.type, {**good.data, "artifact": {**good.data["artifact"], "payload_ref": None}}
+    )
+    bad_coords = good.derive(good.type, {**good.data, "coords": {"t": 1, "x": 2}})
+    ends = await run([PackageStage(settings, store)], [no_ref, bad_coords])
+    assert [e.type for e in ends] == [DLQ_VOXEL, DLQ_VOXEL]
+    assert {e.data["reason"] for e in ends} == {"invalid_voxel"}
+    assert "coords" in ends[1].data["error"]["message"]
+
+
+async def _classify_and_package(
+    settings: Settings, store: ObjectStore, paths: list[Path]
+) -> list[CloudEvent]:
+    stages: list[Stage] = [
+        ClassifyStage(settings, store, available_stages=["package"]),
+        PackageStage(settings, store),
+    ]
+    return await run(stages, [ingest_event(c) for c in iter_candidates(paths)])
+
+
+async def test_archive_fans_out_into_child_voxels(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings()
+    store = LocalObjectStore(settings.home / "objects")
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    members = {
+        "docs/readme.md": b"# Title\n\nSome markdown text about voxels and lineage.\n",
+        "data.json": b'{"a": 1, "b": [1, 2, 3], "c": {"d": "e"}}\n',
+        "nested.zip": _zip_bytes({"deep.txt": b"a text file inside a zip inside a zip\n"}),
+    }
+    (inbox / "bundle.zip").write_bytes(_zip_bytes(members))
+    ends = await _classify_and_package(settings, store, [inbox])
+    assert all(e.type == VOXEL_CREATED for e in ends), [e.data.get("reason") for e in ends]
+    by_name = {e.data["artifact"]["name"]: e for e in ends}
+    assert set(by_name) == {"bundle.zip", "docs/readme.md", "data.json", "nested.zip", "deep.txt"}
+    archive = by_name["bundle.zip"].data["voxel"]
+    assert archive["children"] == 3
+    correlation = by_name["bundle.zip"].correlationid
+    assert all(e.correlationid == correlation for e in ends)  # one chain from the one ingest
+    with VoxelStore(settings, store) as voxels:
+        children = {e.child_id for e in voxels.descendants(archive["id"]) if e.depth == 1}
+        assert children == {by_name[n].data["voxel"]["id"] for n in members}
+        deep = by_name["deep.txt"].data["voxel"]["id"]
+        assert voxels.ancestor_ids(deep) == {
+            by_name["nested.zip"].data["voxel"]["id"],
+            archive["id"],
+        }
+        readme = voxels.get(by_name["docs/readme.md"].data["voxel"]["id"])
+        assert readme.lineage.parent_voxel_ids == (archive["id"],)
+        assert readme.source.endswith("bundle.zip!/docs/readme.md")
+        assert voxels.read_payload(readme) == members["docs/readme.md"]
+        assert readme.coords.model_dump()["position"] == 0
+
+
+async def test_zip_bomb_and_dotdot_member_end_in_the_dlq(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings()
+    store = LocalObjectStore(settings.home / "objects")
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    (inbox / "bomb.zip").write_bytes(_zip_bytes({"zeros.bin": bytes(8 * 1024 * 1024)}))
+    (inbox / "evil.zip").write_bytes(_zip_bytes({"ok.txt": b"ok", "../../escaped.txt": b"pwned"}))
+    before = {p for p in tmp_path.rglob("*")}
+    ends = await _classify_and_package(settings, store, [inbox])
+    assert sorted((e.type, e.data["reason"]) for e in ends) == [
+        (DLQ_VOXEL, "archive_bomb"),
+        (DLQ_VOXEL, "archive_unsafe_member"),
+    ]
+    for record in ends:
+        assert record.data["original"]["data"]["artifact"]["name"] in {"bomb.zip", "evil.zip"}
+        assert record.data["error"]["message"]
+    with VoxelStore(settings, store) as voxels:
+        assert voxels.count() == 0
+    created = {p for p in tmp_path.rglob("*")} - before
+    home = settings.home.resolve()
+    outside = [p for p in created if not p.resolve().is_relative_to(home)]
+    assert outside == []
+    assert not any(p.name == "escaped.txt" for p in tmp_path.parent.rglob("escaped.txt"))
+
+
+@pytest.mark.services
+async def test_archive_flow_on_postgresql_and_s3(
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+    pg_schema_url: str,
+    s3_url: str,
+    s3_endpoint: str,
+) -> None:
+    from thunderline.objects.factory import open_object_store
+
+    settings = make_settings(
+        database_url=pg_schema_url,
+        object_store_url=s3_url,
+        s3_endpoint_url=s3_endpoint,
+        inline_payload_max_bytes=64,
+    )
+    store = open_object_store(settings)
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    text = b"A longer text member that goes to the object store, not inline.\n" * 4
+    (inbox / "pack.zip").write_bytes(_zip_bytes({"long.txt": text, "tiny.txt": b"tiny"}))
+    ends = await _classify_and_package(settings, store, [inbox])
+    assert sorted(e.data["artifact"]["name"] for e in ends) == ["long.txt", "pack.zip", "tiny.txt"]
+    assert {e.type for e in ends} == {VOXEL_CREATED}
+    by_name = {e.data["artifact"]["name"]: e.data["voxel"] for e in ends}
+    with VoxelStore(settings, store) as voxels:
+        assert voxels.engine.dialect.name == "postgresql"
+        long = voxels.get(by_name["long.txt"]["id"])
+        assert voxels.read_payload(long) == text
+        assert voxels.parents(long.id) == [by_name["pack.zip"]["id"]]
+        assert all(r.ok for r in voxels.verify_all())
