@@ -33,7 +33,9 @@ from thunderline.nlp.errors import ExtractionError
 CHARSET_SAMPLE: Final = 256 * 1024
 #: Markup may be this many times larger than the text cap before it is cut (HTML, RTF).
 MARKUP_FACTOR: Final = 8
-#: Share of undecodable bytes tolerated in text that is otherwise valid UTF-8.
+#: Undecodable bytes tolerated in text that has valid UTF-8 multi-byte sequences: a few, or a
+#: small share (legacy code pages almost never form valid UTF-8 sequences by accident).
+STRAY_BYTES_MIN: Final = 8
 STRAY_BYTES_MAX: Final = 0.02
 
 _UTF8_MULTIBYTE = re.compile(
@@ -139,7 +141,7 @@ def decode_text(data: bytes) -> tuple[str, str]:
     text = data.decode("utf-8", "replace")
     stray = text.count("\ufffd")
     multibyte = len(_UTF8_MULTIBYTE.findall(data[:CHARSET_SAMPLE]))
-    if multibyte and (multibyte >= stray or stray <= len(data) * STRAY_BYTES_MAX):
+    if multibyte and stray <= max(multibyte, STRAY_BYTES_MIN, len(data) * STRAY_BYTES_MAX):
         return text, "utf-8"  # UTF-8 with a few broken bytes: keep it, mark them
     encoding = _guess_legacy(data[:CHARSET_SAMPLE])
     if encoding is None:

@@ -1,0 +1,134 @@
+"""The worker pool with real workers: retries, restarts, recycling, breaker, backpressure."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from dataclasses import replace
+
+import pytest
+
+from thunderline.nlp.breaker import BreakerState
+from thunderline.nlp.errors import (
+    NlpCircuitOpenError,
+    NlpCrashError,
+    NlpModelMissingError,
+    NlpParseError,
+    NlpTimeoutError,
+)
+from thunderline.nlp.pool import NlpPool, PoolConfig
+from thunderline.nlp.result import NlpResult
+from thunderline.obs import metrics
+
+BASE = PoolConfig(workers=2, backoff_s=0.05, backoff_max_s=0.2)
+LONG = "The quick brown fox jumps over the lazy dog in New York City. " * 400
+
+
+async def _wait_busy(pool: NlpPool) -> int:
+    for _ in range(500):
+        busy = pool.busy_pids()
+        if busy:
+            return busy[0]
+        await asyncio.sleep(0.01)
+    raise AssertionError("no worker became busy")
+
+
+async def test_process_and_batch_over_two_workers() -> None:
+    async with NlpPool(BASE) as pool:
+        assert len(set(pool.worker_pids())) == 2
+        docs = [(f"d{i}", f"Satya Nadella spoke in Seattle on day {i}.") for i in range(12)]
+        results = await pool.process_many(docs)
+        assert [r.doc_id for r in results if isinstance(r, NlpResult)] == [d for d, _ in docs]
+        assert all(any(e.label == "GPE" for e in r.entities) for r in results)  # type: ignore[union-attr]
+        assert pool.stats.processed == 12 and pool.stats.failed == 0
+
+
+async def test_sigkill_mid_document_restarts_worker_and_retry_succeeds() -> None:
+    before = metrics.sample("thunderline_spacy_worker_restarts_total", {"cause": "crash"})
+    async with NlpPool(BASE) as pool:
+        task = asyncio.create_task(pool.process("big", LONG))
+        victim = await _wait_busy(pool)
+        await asyncio.sleep(0.2)
+        os.kill(victim, signal.SIGKILL)
+        result = await task
+        assert result.doc_id == "big" and len(result.sentences) == 400
+        assert victim not in pool.worker_pids()
+        assert len(pool.worker_pids()) == 2
+        assert pool.stats.retries == 1 and pool.stats.restarts["crash"] == 1
+    after = metrics.sample("thunderline_spacy_worker_restarts_total", {"cause": "crash"})
+    assert after == before + 1
+
+
+async def test_recycle_after_n_documents() -> None:
+    async with NlpPool(replace(BASE, workers=1, recycle_after=3)) as pool:
+        first = pool.worker_pids()
+        for i in range(7):
+            await pool.process(f"r{i}", "Recycled workers keep memory flat in Oslo.")
+        assert pool.stats.restarts["recycle"] == 2
+        assert pool.worker_pids() != first
+
+
+async def test_hung_worker_is_killed_retried_then_times_out(fault_command: list[str]) -> None:
+    config = replace(BASE, workers=1, doc_timeout_s=0.2, max_retries=1)
+    async with NlpPool(config, worker_command=fault_command) as pool:
+        with pytest.raises(NlpTimeoutError) as caught:
+            await pool.process("hang", "this @@HANG@@ forever")
+        assert caught.value.details["attempts"] == 2
+        assert pool.stats.restarts["timeout"] == 2
+        ok = await pool.process("next", "Life goes on in Madrid.")
+        assert ok.doc_id == "next"
+
+
+async def test_malformed_output_is_a_parse_error_not_retried(fault_command: list[str]) -> None:
+    async with NlpPool(replace(BASE, workers=1), worker_command=fault_command) as pool:
+        with pytest.raises(NlpParseError) as caught:
+            await pool.process("junk", "please answer @@GARBAGE@@")
+        assert "not JSON" in str(caught.value)
+        assert pool.stats.retries == 0 and pool.stats.restarts["parse"] == 1
+        assert (await pool.process("fine", "Rome is in Italy.")).doc_id == "fine"
+
+
+async def test_breaker_opens_refuses_then_half_open_probe_closes(fault_command: list[str]) -> None:
+    config = replace(
+        BASE,
+        workers=1,
+        max_retries=0,
+        breaker_failures=2,
+        breaker_window_s=30,
+        breaker_cooldown_s=0.5,
+    )
+    async with NlpPool(config, worker_command=fault_command) as pool:
+        for i in range(2):
+            with pytest.raises(NlpCrashError):
+                await pool.process(f"c{i}", "@@CRASH@@")
+        assert pool.breaker.state is BreakerState.OPEN
+        assert metrics.sample("thunderline_spacy_circuit_state") == 2
+        with pytest.raises(NlpCircuitOpenError):
+            await pool.process("refused", "Vienna is lovely.")
+        await asyncio.sleep(0.6)
+        probe = await pool.process("probe", "Vienna is lovely.")
+        assert probe.doc_id == "probe"
+        assert pool.breaker.state is BreakerState.CLOSED
+        assert metrics.sample("thunderline_spacy_circuit_state") == 0
+
+
+async def test_bounded_queue_applies_backpressure() -> None:
+    async with NlpPool(replace(BASE, workers=1, queue_max=2)) as pool:
+        tasks = [asyncio.create_task(pool.process(f"q{i}", LONG[:6000])) for i in range(6)]
+        depths = []
+        for _ in range(20):
+            depths.append(pool.queue_depth)
+            await asyncio.sleep(0.02)
+        assert max(depths) <= 2
+        waiting = sum(not t.done() for t in tasks)
+        assert waiting >= 4  # held back by the bound, not lost
+        results = await asyncio.gather(*tasks)
+        assert sorted(r.doc_id for r in results) == [f"q{i}" for i in range(6)]
+
+
+async def test_missing_pipeline_fails_start() -> None:
+    pool = NlpPool(replace(BASE, workers=1, model="no_such_spacy_pipeline"))
+    with pytest.raises(NlpModelMissingError, match="pip install no-such-spacy-pipeline"):
+        await pool.start()
+    assert pool.worker_pids() == []

@@ -1,0 +1,237 @@
+"""The ``nlp`` stage through the real pipeline engine: events in, processed events or DLQ out."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from thunderline.bus.memory import MemoryBus
+from thunderline.config import Settings
+from thunderline.events import DLQ_NLP, INGEST_CLASSIFIED, NLP_PROCESSED, CloudEvent, new_event
+from thunderline.flow.engine import Pipeline
+from thunderline.nlp.errors import NlpModelMissingError
+from thunderline.nlp.stage import NlpStage
+from thunderline.objects.local import LocalObjectStore
+
+LABEL_MIME = {
+    "txt": "text/plain",
+    "html": "text/html",
+    "pdf": "application/pdf",
+    "rtf": "text/rtf",
+    "markdown": "text/markdown",
+}
+
+
+def classified(store: LocalObjectStore, data: bytes, label: str = "txt") -> CloudEvent:
+    stored = store.put_bytes(data)
+    return new_event(
+        INGEST_CLASSIFIED,
+        {
+            "artifact": {
+                "name": f"doc.{label}",
+                "path": None,
+                "size": stored.size,
+                "sha256": stored.sha256,
+                "payload_ref": stored.ref,
+                "source": "test://nlp",
+            },
+            "classification": {"label": label, "group": "text", "mime": LABEL_MIME[label]},
+            "route": ["nlp"],
+        },
+    )
+
+
+async def run_stage(
+    settings: Settings, events: list[CloudEvent], **stage_kw: Any
+) -> list[CloudEvent]:
+    store = LocalObjectStore(settings.home / "objects")
+    stage = NlpStage(settings, store, **stage_kw)
+    out: list[CloudEvent] = []
+    pipeline = Pipeline(MemoryBus(), [stage], on_terminal=out.append)
+    await pipeline.start()
+    try:
+        for event in events:
+            await pipeline.submit(event)
+        await pipeline.wait_idle(120)
+    finally:
+        await pipeline.stop()
+    return out
+
+
+@pytest.fixture
+def store(settings: Settings) -> LocalObjectStore:
+    return LocalObjectStore(settings.home / "objects")
+
+
+def by_name(out: list[CloudEvent]) -> dict[str, CloudEvent]:
+    result: dict[str, CloudEvent] = {}
+    for event in out:
+        data = event.data if event.type == NLP_PROCESSED else event.data["original"]["data"]
+        result[data["artifact"]["sha256"]] = event
+    return result
+
+
+async def test_robustness_documents_through_the_pipeline(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings(nlp_max_text_bytes=1_000_000)
+    store = LocalObjectStore(settings.home / "objects")
+    sentence = "Officials in Geneva announced a new climate agreement on Tuesday. "
+    inputs = {
+        "cafe": "Café français à Montréal. Jean Dupont vit à Paris.".encode(),
+        "10kb": (sentence * 200).encode()[:10_240],
+        "german": b"Die Bundesregierung hat heute in Berlin ein neues Gesetz beschlossen.",
+        "invalid": b"Caf\xc3\xa9 in London \xff\xfe\xfd was open on Sunday.",
+        "empty": b"",
+        "emoji": "😀🎉🚀🔥".encode(),
+        "2mb": b"y" * 2_000_000,
+    }
+    events = {name: classified(store, data) for name, data in inputs.items()}
+    out = await run_stage(settings, list(events.values()))
+    assert len(out) == len(inputs)
+    found = by_name(out)
+    nlp: dict[str, dict[str, Any]] = {}
+    for name, event in events.items():
+        result = found[event.data["artifact"]["sha256"]]
+        assert result.type == NLP_PROCESSED, (name, result.data.get("reason"))
+        assert result.causationid == event.id and result.correlationid == event.correlationid
+        assert result.data["route"] == []
+        assert result.data["classification"]["label"] == "txt"
+        nlp[name] = result.data["nlp"]
+        assert nlp[name]["version"] == "1.0" and nlp[name]["doc_id"] == event.id
+    assert any(e["text"] == "Paris" for e in nlp["cafe"]["entities"])
+    assert nlp["cafe"]["extraction"]["encoding"] == "utf-8"
+    assert nlp["10kb"]["extraction"]["chars"] == 10_240 and len(nlp["10kb"]["sentences"]) > 100
+    assert nlp["german"]["lang"] == "de" and nlp["german"]["confidence"] < 0.3
+    assert nlp["invalid"]["extraction"]["encoding"] == "utf-8"
+    assert "London" in [e["text"] for e in nlp["invalid"]["entities"]]
+    assert nlp["empty"]["lang"] == "und" and nlp["empty"]["sentences"] == []
+    assert nlp["emoji"]["confidence"] == 0.0
+    assert nlp["2mb"]["extraction"]["truncated"] is True
+    assert nlp["2mb"]["chars"] == 1_000_000
+
+
+async def test_pdf_html_rtf_markdown(
+    settings: Settings, store: LocalObjectStore, peer_data: Path
+) -> None:
+    files = {
+        "pdf": peer_data / "basic/pdf/magika_test.pdf",
+        "rtf": peer_data / "basic/rtf/magika_test.rtf",
+        "markdown": peer_data / "basic/markdown/README.md",
+    }
+    events = [classified(store, path.read_bytes(), label) for label, path in files.items()]
+    html = b"<html><head><script>var hidden = 1;</script></head><body><h1>News</h1>" + (
+        b"<p>Tim Cook visited <b>Tokyo</b> in March.</p></body></html>"
+    )
+    events.append(classified(store, html, "html"))
+    out = await run_stage(settings, events)
+    assert {e.type for e in out} == {NLP_PROCESSED}
+    methods = {e.data["classification"]["label"]: e.data["nlp"] for e in out}
+    assert methods["pdf"]["extraction"]["method"] == "pdf"
+    assert methods["pdf"]["extraction"]["pages"] == 1
+    assert "Magika" in " ".join(s["text"] for s in methods["pdf"]["sentences"])
+    assert methods["rtf"]["extraction"]["method"] == "rtf"
+    assert any(e["text"] == "Magika" for e in methods["rtf"]["entities"])
+    assert methods["html"]["extraction"]["method"] == "html"
+    assert {e["text"] for e in methods["html"]["entities"]} >= {"Tim Cook", "Tokyo"}
+    assert "hidden" not in " ".join(s["text"] for s in methods["html"]["sentences"])
+    assert methods["markdown"]["extraction"]["method"] == "plain"
+
+
+async def test_hung_worker_is_dead_lettered_with_reason_timeout(
+    make_settings: Callable[..., Settings], fault_command: list[str]
+) -> None:
+    settings = make_settings(spacy_workers=1, nlp_doc_timeout_s=0.2, nlp_max_retries=1)
+    store = LocalObjectStore(settings.home / "objects")
+    hung = classified(store, b"This document will @@HANG@@ the worker.")
+    fine = classified(store, b"Meanwhile Lisbon stays sunny.")
+    out = await run_stage(settings, [hung, fine], worker_command=fault_command)
+    found = by_name(out)
+    dlq = found[hung.data["artifact"]["sha256"]]
+    assert dlq.type == DLQ_NLP
+    assert dlq.data["reason"] == "timeout"
+    assert dlq.data["error"]["type"] == "NlpTimeoutError"
+    assert dlq.data["error"]["details"]["attempts"] == 2
+    assert dlq.data["original"]["id"] == hung.id
+    assert found[fine.data["artifact"]["sha256"]].type == NLP_PROCESSED
+
+
+async def test_malformed_worker_output_is_dead_lettered_with_parse(
+    make_settings: Callable[..., Settings], fault_command: list[str]
+) -> None:
+    settings = make_settings(spacy_workers=1)
+    store = LocalObjectStore(settings.home / "objects")
+    bad = classified(store, b"Answer with @@GARBAGE@@ please.")
+    out = await run_stage(settings, [bad], worker_command=fault_command)
+    assert len(out) == 1 and out[0].type == DLQ_NLP
+    assert out[0].data["reason"] == "parse"
+    assert "not JSON" in out[0].data["error"]["message"]
+
+
+async def test_circuit_open_and_extraction_failures_are_dead_lettered(
+    make_settings: Callable[..., Settings], fault_command: list[str]
+) -> None:
+    settings = make_settings(
+        spacy_workers=1, nlp_max_retries=0, nlp_breaker_failures=1, nlp_breaker_cooldown_s=60
+    )
+    store = LocalObjectStore(settings.home / "objects")
+    broken_pdf = classified(store, b"%PDF-1.7\nthis is not really a PDF", "pdf")
+    later = classified(store, b"Refused while the breaker is open.")
+    # one crash (no retries) opens the breaker; the next document is refused
+    stage = NlpStage(settings, store, worker_command=fault_command)
+    got: list[CloudEvent] = []
+    pipeline = Pipeline(MemoryBus(), [stage], on_terminal=got.append)
+    await pipeline.start()
+    try:
+        await pipeline.submit(classified(store, b"@@CRASH@@ again"))
+        await pipeline.wait_idle(60)
+        await pipeline.submit(later)
+        await pipeline.submit(broken_pdf)
+        await pipeline.wait_idle(60)
+    finally:
+        await pipeline.stop()
+    reasons = sorted(e.data["reason"] for e in got)
+    assert reasons == ["circuit_open", "crash", "extraction"]
+    assert all(e.type == DLQ_NLP for e in got)
+
+
+async def test_worker_killed_during_a_run_loses_no_document(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(spacy_workers=2)
+    store = LocalObjectStore(settings.home / "objects")
+    text = "Ships sailed from Rotterdam to Singapore carrying grain. "
+    events = [classified(store, (f"Doc {i}. " + text * 40).encode()) for i in range(16)]
+    stage = NlpStage(settings, store)
+    out: list[CloudEvent] = []
+    pipeline = Pipeline(MemoryBus(), [stage], on_terminal=out.append)
+    await pipeline.start()
+    try:
+        for event in events:
+            await pipeline.submit(event)
+        for _ in range(500):
+            if stage.pool.busy_pids():
+                break
+            await asyncio.sleep(0.01)
+        os.kill(stage.pool.busy_pids()[0], signal.SIGKILL)
+        await pipeline.wait_idle(120)
+    finally:
+        await pipeline.stop()
+    assert len(out) == 16
+    assert {e.type for e in out} == {NLP_PROCESSED}
+    assert stage.pool.stats.restarts["crash"] == 1
+
+
+async def test_missing_pipeline_fails_setup_with_install_hint(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings(spacy_model="xx_missing_pipeline")
+    stage = NlpStage(settings, LocalObjectStore(settings.home / "objects"))
+    with pytest.raises(NlpModelMissingError, match="pip install xx-missing-pipeline"):
+        await stage.setup()
