@@ -1,0 +1,221 @@
+"""Voxel store throughput: batched writes/s and verified reads/s on SQLite and PostgreSQL.
+
+Baseline: the same rows written with plain SQLAlchemy ``executemany`` into a table of the same
+columns (no checks, no upsert, no lineage), and the same payload bytes read back without
+hashing. Ours: :meth:`VoxelStore.put_many` (payload verified before writing, metadata checksum
+checked, ``INSERT ... ON CONFLICT DO NOTHING ... RETURNING``, lineage edges) and
+:meth:`VoxelStore.read_payload` (SHA-256 re-hashed on every read). Reads alternate baseline and
+ours per voxel. PostgreSQL runs in a throw-away schema and is skipped when unreachable.
+
+Run: ``.venv/bin/python benchmarks/voxel_store.py`` (last line: one JSON object).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import uuid
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import Column, Engine, MetaData, String, Table, insert, select
+
+from thunderline.config import load_settings
+from thunderline.events import INGEST_CLASSIFIED, INGEST_RECEIVED, new_event
+from thunderline.objects.local import LocalObjectStore
+from thunderline.voxel.builder import VoxelBuilder
+from thunderline.voxel.db import make_engine
+from thunderline.voxel.schema import Voxel
+from thunderline.voxel.store import VoxelStore, dedup_key
+from thunderline.voxel.tables import voxels as voxel_table
+
+N = int(os.environ.get("BENCH_VOXELS", "2000"))
+BATCH = 100
+PAYLOAD = 1024
+PG_URL = os.environ.get("TL_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def make_voxels(objects: LocalObjectStore) -> list[tuple[Voxel, bytes]]:
+    builder = VoxelBuilder()
+    out = []
+    for i in range(N):
+        data = os.urandom(PAYLOAD)
+        stored = objects.put_bytes(data)
+        artifact = {
+            "name": f"f{i}.bin",
+            "path": None,
+            "size": stored.size,
+            "sha256": stored.sha256,
+            "payload_ref": stored.ref,
+            "source": f"file:///bench/f{i}.bin",
+        }
+        ingest = new_event(INGEST_RECEIVED, {"artifact": artifact, "route": ["classify"]})
+        classified = ingest.derive(
+            INGEST_CLASSIFIED,
+            {
+                "artifact": artifact,
+                "classification": {"label": "unknown", "group": "unknown"},
+                "route": ["package"],
+            },
+        )
+        out.append((builder.build(classified), data))
+    return out
+
+
+def raw_table() -> Table:
+    md = MetaData()
+    cols = [Column(c.name, c.type, primary_key=c.primary_key) for c in voxel_table.columns]
+    return Table("bench_raw_voxels", md, *cols, Column("payload", String))
+
+
+def rows_of(items: list[tuple[Voxel, bytes]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": v.id,
+            "dedup_key": dedup_key(v.source, v.payload_sha256),
+            "event_id": v.event_id,
+            "correlation_id": v.correlation_id,
+            "causation_id": v.causation_id,
+            "source": v.source,
+            "ts_unix": v.ts.timestamp(),
+            "label": v.label,
+            "payload_sha256": v.payload_sha256,
+            "payload_size": v.payload_size,
+            "payload_location": "inline",
+            "metadata_sha256": v.checksums.metadata_sha256,
+            "schema_version": v.schema_version,
+            "doc": v.to_json(),
+            "payload": data.hex(),
+        }
+        for v, data in items
+    ]
+
+
+def bench_backend(
+    name: str, url: str, items: list[tuple[Voxel, bytes]], home: Path
+) -> dict[str, Any]:
+    settings = load_settings(home=home, database_url=url, inline_payload_max_bytes=PAYLOAD + 1)
+    objects = LocalObjectStore(home / "objects")
+    for _voxel, data in items:
+        objects.put_bytes(data)
+    # baseline writes: plain executemany into an equivalent table
+    engine: Engine = make_engine(url)
+    table = raw_table()
+    table.metadata.create_all(engine)
+    rows = rows_of(items)
+    started = time.perf_counter()
+    for i in range(0, len(rows), BATCH):
+        with engine.begin() as conn:
+            conn.execute(insert(table), rows[i : i + BATCH])
+    raw_write_s = time.perf_counter() - started
+    # ours: VoxelStore.put_many in the same batches
+    store = VoxelStore(settings, objects)
+    started = time.perf_counter()
+    for i in range(0, len(items), BATCH):
+        store.put_many(items[i : i + BATCH])
+    our_write_s = time.perf_counter() - started
+    # reads, alternating raw and verified per voxel
+    raw_read_s = our_read_s = 0.0
+    for v, data in items:
+        t0 = time.perf_counter()
+        raw = store.read_raw(v)
+        t1 = time.perf_counter()
+        verified = store.read_payload(v)
+        t2 = time.perf_counter()
+        assert raw == verified == data
+        raw_read_s += t1 - t0
+        our_read_s += t2 - t1
+    # a second pass of writes: everything already stored (idempotent upserts)
+    started = time.perf_counter()
+    for i in range(0, len(items), BATCH):
+        results = store.put_many(items[i : i + BATCH])
+        assert not any(r.created for r in results)
+    dup_write_s = time.perf_counter() - started
+    with engine.begin() as conn:
+        assert len(conn.execute(select(table.c.id)).all()) == len(items)
+    table.metadata.drop_all(engine)
+    store.close()
+    engine.dispose()
+    return {
+        "backend": name,
+        "baseline": {
+            "writes_per_s": round(N / raw_write_s, 1),
+            "raw_reads_per_s": round(N / raw_read_s, 1),
+        },
+        "ours": {
+            "writes_per_s": round(N / our_write_s, 1),
+            "idempotent_rewrites_per_s": round(N / dup_write_s, 1),
+            "verified_reads_per_s": round(N / our_read_s, 1),
+            "verify_cost_us_per_read": round((our_read_s - raw_read_s) / N * 1e6, 1),
+        },
+    }
+
+
+def pg_schema_url() -> tuple[str, str] | None:
+    try:
+        import psycopg
+
+        dsn = PG_URL.replace("postgresql+psycopg://", "postgresql://")
+        schema = f"tl_bench_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+        return f"{PG_URL}?options={quote(f'-csearch_path={schema}')}", schema
+    except Exception as exc:
+        print(f"PostgreSQL unavailable, skipped: {exc}", file=sys.stderr)
+        return None
+
+
+def drop_schema(schema: str) -> None:
+    import psycopg
+
+    dsn = PG_URL.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="tl-bench-voxel-") as tmp:
+        root = Path(tmp)
+        items = make_voxels(LocalObjectStore(root / "seed"))
+        results = [bench_backend("sqlite", f"sqlite:///{root / 'bench.db'}", items, root / "sq")]
+        pg = pg_schema_url()
+        if pg is not None:
+            try:
+                results.append(bench_backend("postgresql", pg[0], items, root / "pg"))
+            finally:
+                drop_schema(pg[1])
+    for r in results:
+        print(f"{r['backend']:>10}: baseline {r['baseline']}  ours {r['ours']}", file=sys.stderr)
+    baseline = {f"{r['backend']}_{k}": v for r in results for k, v in r["baseline"].items()}
+    ours = {f"{r['backend']}_{k}": v for r in results for k, v in r["ours"].items()}
+    ratio = ours["sqlite_verified_reads_per_s"] / baseline["sqlite_raw_reads_per_s"]
+    print(
+        json.dumps(
+            {
+                "name": "voxel_store",
+                "baseline": baseline,
+                "ours": {**ours, "voxels": N, "batch": BATCH, "payload_bytes": PAYLOAD},
+                "ratio": round(ratio, 3),
+                "goal": 0.8,
+                "unit": "ops/s (ratio: verified reads / raw reads of the same bytes, SQLite)",
+                "machine": {
+                    "cores": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "sqlalchemy": version("sqlalchemy"),
+                    "psycopg": version("psycopg"),
+                    "alembic": version("alembic"),
+                    "sqlite": __import__("sqlite3").sqlite_version,
+                },
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
