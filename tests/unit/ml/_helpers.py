@@ -1,0 +1,130 @@
+"""Helpers for the ML tests: tiny ONNX models, registry files, tampering, test images."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+REPO = Path(__file__).resolve().parents[3]
+MODELS = REPO / "models"
+
+
+def tiny_model(
+    *,
+    batch: int | str = "batch",
+    two_inputs: bool = False,
+    external: str | None = None,
+    name: str = "tiny",
+) -> onnx.ModelProto:
+    """x float32 [batch, 4] (and optionally z [batch, 4]) -> y = softmax(x @ W) [batch, 3].
+
+    With ``external``, W is stored as external data at that location (not written here).
+    """
+    w = np.arange(12, dtype=np.float32).reshape(4, 3) / 10.0
+    weight = numpy_helper.from_array(w, "W")
+    if external is not None:
+        weight.ClearField("float_data")
+        weight.ClearField("raw_data")
+        weight.data_location = TensorProto.EXTERNAL
+        for key, value in (("location", external), ("offset", "0"), ("length", "48")):
+            entry = weight.external_data.add()
+            entry.key, entry.value = key, value
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 4])]
+    nodes = []
+    source = "x"
+    if two_inputs:
+        inputs.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, [batch, 4]))
+        nodes.append(helper.make_node("Add", ["x", "z"], ["xz"]))
+        source = "xz"
+    nodes += [
+        helper.make_node("MatMul", [source, "W"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["y"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        name,
+        inputs,
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 3])],
+        initializer=[weight],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="tests"
+    )
+    model.ir_version = 8
+    prop = model.metadata_props.add()
+    prop.key, prop.value = "labels", '["a", "b", "c"]'
+    return model
+
+
+def tiny_bytes(**kwargs: Any) -> bytes:
+    return tiny_model(**kwargs).SerializeToString()
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_registry(folder: Path, entries: list[dict[str, Any]]) -> Path:
+    """A registry.toml with ``entries`` (values written as TOML)."""
+    lines = []
+    for entry in entries:
+        lines.append("[[models]]")
+        for key, value in entry.items():
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, str):
+                text = f'"{value}"'
+            else:
+                text = repr(value).replace("'", '"')
+            lines.append(f"{key} = {text}")
+        lines.append("")
+    path = folder / "registry.toml"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def copy_models(target: Path) -> Path:
+    """Copy models/ (registry + ONNX files) to ``target``."""
+    (target / "onnx").mkdir(parents=True)
+    shutil.copy2(MODELS / "registry.toml", target / "registry.toml")
+    for onnx_file in (MODELS / "onnx").glob("*.onnx"):
+        shutil.copy2(onnx_file, target / "onnx" / onnx_file.name)
+    return target
+
+
+def tamper(path: Path) -> None:
+    """Flip one byte near the end of a file (inside the weights)."""
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def image_bytes(seed: int = 0, size: tuple[int, int] = (320, 240), fmt: str = "PNG") -> bytes:
+    """A deterministic test picture: a colour gradient with a few rectangles."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    w, h = size
+    x = np.linspace(0, 1, w)[None, :, None]
+    y = np.linspace(0, 1, h)[:, None, None]
+    base = rng.uniform(0, 1, 3)[None, None, :]
+    arr = (255 * np.clip(0.5 * base + 0.3 * x + 0.2 * y, 0, 1)).astype(np.uint8)
+    img = Image.fromarray(np.broadcast_to(arr, (h, w, 3)).copy(), "RGB")
+    draw = ImageDraw.Draw(img)
+    for _ in range(4):
+        x0, y0 = int(rng.integers(0, w - 20)), int(rng.integers(0, h - 20))
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        draw.rectangle(
+            (x0, y0, x0 + int(rng.integers(10, 80)), y0 + int(rng.integers(10, 80))), fill=colour
+        )
+    out = io.BytesIO()
+    img.save(out, fmt)
+    return out.getvalue()
