@@ -1,0 +1,144 @@
+"""The infer stage end to end: real Pipeline, MemoryBus, object store and ONNX models."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.integration.ml._events import classified_event
+from tests.unit.ml._helpers import MODELS, copy_models, image_bytes, tamper
+
+from thunderline.bus.memory import MemoryBus
+from thunderline.config import Settings
+from thunderline.events import DLQ_INFERENCE, INFERENCE_COMPLETED, CloudEvent
+from thunderline.flow.engine import Pipeline
+from thunderline.flow.stage import StageOptions
+from thunderline.ml import ModelRegistry, ModelSupervisor
+from thunderline.ml.stage import InferStage
+from thunderline.objects.local import LocalObjectStore
+from thunderline.obs import metrics
+
+
+class Harness:
+    def __init__(self, pipeline: Pipeline, store: LocalObjectStore, out: list[CloudEvent]) -> None:
+        self.pipeline = pipeline
+        self.store = store
+        self.out = out
+
+    async def run(self, events: list[CloudEvent], timeout: float = 30) -> list[CloudEvent]:
+        for event in events:
+            await self.pipeline.submit(event)
+        await self.pipeline.wait_idle(timeout)
+        by_cause = {e.causationid: e for e in self.out}
+        return [by_cause[event.id] for event in events]
+
+
+async def _harness(settings: Settings, tmp_path: Path, **stage_kw: Any) -> AsyncIterator[Harness]:
+    store = LocalObjectStore(tmp_path / "objects")
+    out: list[CloudEvent] = []
+    stage = InferStage(settings, store, **stage_kw)
+    pipeline = Pipeline(MemoryBus(), [stage], on_terminal=out.append, shutdown_timeout_s=5)
+    await pipeline.start()
+    try:
+        yield Harness(pipeline, store, out)
+    finally:
+        await pipeline.stop()
+
+
+@pytest.fixture
+async def harness(make_settings: Callable[..., Settings], tmp_path: Path) -> AsyncIterator[Harness]:
+    settings = make_settings(onnx_model_dir=MODELS, onnx_enabled=True)
+    async for h in _harness(settings, tmp_path):
+        yield h
+
+
+async def test_image_gets_top_labels_with_ids_and_route(harness: Harness) -> None:
+    event = classified_event(harness.store, image_bytes(0))
+    [result] = await harness.run([event])
+    assert result.type == INFERENCE_COMPLETED
+    assert result.correlationid == event.correlationid and result.causationid == event.id
+    inference = result.data["inference"]
+    assert inference["model"] == "image_classifier" and inference["version"] == "1.0.0"
+    scores = [t["score"] for t in inference["top_k"]]
+    assert len(scores) == 5 and scores == sorted(scores, reverse=True)
+    labels = ModelRegistry(MODELS).entry("image_classifier").labels
+    assert all(t["label"] in labels for t in inference["top_k"])
+    assert inference["inference_ms"] > 0
+    assert result.data["artifact"] == event.data["artifact"]
+    assert result.data["classification"] == event.data["classification"]
+    assert result.data["route"] == []
+
+
+async def test_different_images_get_different_scores(harness: Harness) -> None:
+    events = [classified_event(harness.store, image_bytes(seed)) for seed in (1, 2)]
+    a, b = await harness.run(events)
+    assert a.data["inference"]["top_k"] != b.data["inference"]["top_k"]
+
+
+async def test_text_routed_to_infer_uses_the_text_model(harness: Harness) -> None:
+    event = classified_event(harness.store, b"The quick brown fox jumps over the lazy dog.", "txt")
+    [result] = await harness.run([event])
+    assert result.type == INFERENCE_COMPLETED
+    assert result.data["inference"]["model"] == "text_classifier"
+    assert {t["label"] for t in result.data["inference"]["top_k"]} <= {
+        "prose",
+        "code",
+        "data",
+        "other",
+    }
+
+
+async def test_undecodable_image_is_dead_lettered_with_a_metric(harness: Harness) -> None:
+    labels = {"model": "image_classifier", "reason": "preprocess"}
+    before = metrics.sample("thunderline_onnx_infer_errors_total", labels)
+    event = classified_event(harness.store, b"\x89PNG\r\n\x1a\n not really a png")
+    [dlq] = await harness.run([event])
+    assert dlq.type == DLQ_INFERENCE
+    assert dlq.data["reason"] == "preprocess"
+    assert "PreprocessError" in dlq.data["traceback"]
+    assert dlq.data["original"]["id"] == event.id
+    assert metrics.sample("thunderline_onnx_infer_errors_total", labels) == before + 1
+
+
+async def test_unsupported_content_and_missing_payload(harness: Harness) -> None:
+    archive = classified_event(harness.store, b"PK\x03\x04 zip-ish", "zip")
+    missing = classified_event(harness.store, image_bytes(5))
+    sha = missing.data["artifact"]["sha256"]
+    (harness.store.root / "sha256" / sha[:2] / sha[2:4] / sha).unlink()
+    a, b = await harness.run([archive, missing])
+    assert (a.type, a.data["reason"]) == (DLQ_INFERENCE, "unsupported_content")
+    assert (b.type, b.data["reason"]) == (DLQ_INFERENCE, "not_found")
+
+
+async def test_concurrent_events_are_batched(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings(
+        onnx_model_dir=MODELS, onnx_enabled=True, onnx_max_batch_size=8, onnx_max_queue_delay_ms=50
+    )
+    supervisor = ModelSupervisor.from_settings(settings, calibrate=False)
+    options = StageOptions(batch_size=8, batch_timeout_s=0.05, concurrency=1)
+    async for h in _harness(settings, tmp_path, supervisor=supervisor, options=options):
+        events = [classified_event(h.store, image_bytes(seed)) for seed in range(8)]
+        results = await h.run(events)
+        assert all(r.type == INFERENCE_COMPLETED for r in results)
+        assert max(r.data["inference"]["batch_size"] for r in results) > 1
+    supervisor.close()
+
+
+async def test_unhealthy_model_dead_letters_instead_of_hanging(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    folder = copy_models(tmp_path / "models")
+    tamper(folder / "onnx" / "image_classifier.onnx")
+    settings = make_settings(onnx_model_dir=folder, onnx_enabled=True, stage_timeout_s=30)
+    supervisor = ModelSupervisor.from_settings(settings, calibrate=False, restart_backoff_s=0.01)
+    async for h in _harness(settings, tmp_path, supervisor=supervisor):
+        events = [classified_event(h.store, image_bytes(seed)) for seed in range(3)]
+        results = await h.run(events, timeout=20)
+        assert [r.type for r in results] == [DLQ_INFERENCE] * 3
+        assert {r.data["reason"] for r in results} == {"model_unhealthy"}
+        assert all(r.data["attempts"] == 1 for r in results)  # permanent: no retries
+    supervisor.close()
