@@ -22,7 +22,7 @@ result does not depend on the BLAS build) so activations stay in ReLU6's working
 outputs are not uniform. The same inputs give byte-identical files: run it twice and compare
 the SHA-256 sums. Run it from the repository root::
 
-    .venv/bin/python models/build_models.py            # writes models/onnx/*.onnx + registry
+    .venv/bin/python models/build_models.py            # writes models/<name>/onnx/*.onnx
     .venv/bin/python models/build_models.py --check    # rebuild in memory, compare with disk
 """
 
@@ -37,9 +37,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
-
 import onnx
+from numpy.typing import NDArray
 from onnx import TensorProto, helper, numpy_helper
 
 HERE = Path(__file__).resolve().parent
@@ -369,8 +368,14 @@ def build_all() -> tuple[dict[str, bytes], str]:
     files: dict[str, bytes] = {}
     entries: list[dict[str, Any]] = []
     specs = [
-        ("image_classifier", 1.0, "batch", True, "onnx/image_classifier.onnx"),
-        ("image_classifier_fixed", 0.5, 1, False, "onnx/image_classifier_fixed.onnx"),
+        ("image_classifier", 1.0, "batch", True, "image_classifier/onnx/image_classifier.onnx"),
+        (
+            "image_classifier_fixed",
+            0.5,
+            1,
+            False,
+            "image_classifier_fixed/onnx/image_classifier_fixed.onnx",
+        ),
     ]
     for name, width, batch, preload, rel in specs:
         model, ref = build_mobilenet_v2(width=width, batch=batch, name=name)
@@ -399,11 +404,11 @@ def build_all() -> tuple[dict[str, bytes], str]:
             }
         )
     text = build_text_classifier().SerializeToString()
-    files["onnx/text_classifier.onnx"] = text
+    files["text_classifier/onnx/text_classifier.onnx"] = text
     entries.append(
         {
             "name": "text_classifier",
-            "path": "onnx/text_classifier.onnx",
+            "path": "text_classifier/onnx/text_classifier.onnx",
             "version": "1.0.0",
             "kind": "text",
             "input_shape": ["batch", TEXT_SEQ_LEN],

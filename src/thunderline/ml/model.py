@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 from numpy.typing import NDArray
 
-import onnx
 from thunderline.config import Settings
 from thunderline.errors import ConfigError
 from thunderline.ml.errors import InferenceError, ModelInputError, ModelLoadError

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import onnx
+
 from thunderline.config import Settings
 from thunderline.errors import ChecksumMismatch, ConfigError
 from thunderline.ml.errors import (

@@ -132,7 +132,7 @@ async def test_unhealthy_model_dead_letters_instead_of_hanging(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     folder = copy_models(tmp_path / "models")
-    tamper(folder / "onnx" / "image_classifier.onnx")
+    tamper(folder / "image_classifier" / "onnx" / "image_classifier.onnx")
     settings = make_settings(onnx_model_dir=folder, onnx_enabled=True, stage_timeout_s=30)
     supervisor = ModelSupervisor.from_settings(settings, calibrate=False, restart_backoff_s=0.01)
     async for h in _harness(settings, tmp_path, supervisor=supervisor):

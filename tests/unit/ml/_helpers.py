@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
@@ -93,10 +92,12 @@ def write_registry(folder: Path, entries: list[dict[str, Any]]) -> Path:
 
 def copy_models(target: Path) -> Path:
     """Copy models/ (registry + ONNX files) to ``target``."""
-    (target / "onnx").mkdir(parents=True)
+    target.mkdir(parents=True)
     shutil.copy2(MODELS / "registry.toml", target / "registry.toml")
-    for onnx_file in (MODELS / "onnx").glob("*.onnx"):
-        shutil.copy2(onnx_file, target / "onnx" / onnx_file.name)
+    for onnx_file in MODELS.glob("*/onnx/*.onnx"):
+        dest = target / onnx_file.relative_to(MODELS)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(onnx_file, dest)
     return target
 
 

@@ -24,7 +24,7 @@ from thunderline.obs import metrics
 @pytest.fixture(scope="module")
 def dynamic_model() -> OnnxModel:
     return OnnxModel.from_path(
-        MODELS / "onnx" / "image_classifier.onnx",
+        MODELS / "image_classifier" / "onnx" / "image_classifier.onnx",
         name="image_classifier",
         config=SessionConfig(threads=2),
     )
@@ -33,7 +33,8 @@ def dynamic_model() -> OnnxModel:
 @pytest.fixture(scope="module")
 def fixed_model() -> OnnxModel:
     return OnnxModel.from_path(
-        MODELS / "onnx" / "image_classifier_fixed.onnx", name="image_classifier_fixed"
+        MODELS / "image_classifier_fixed" / "onnx" / "image_classifier_fixed.onnx",
+        name="image_classifier_fixed",
     )
 
 

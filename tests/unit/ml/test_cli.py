@@ -31,7 +31,7 @@ def test_verify_passes_on_the_repository_models() -> None:
 
 
 def test_verify_fails_on_a_tampered_copy(model_copy: Path) -> None:
-    tamper(model_copy / "onnx" / "text_classifier.onnx")
+    tamper(model_copy / "text_classifier" / "onnx" / "text_classifier.onnx")
     env = {"TL_ONNX_MODEL_DIR": str(model_copy), "COLUMNS": "200"}
     result = runner.invoke(models_app, ["verify"], env=env)
     assert result.exit_code == 1
@@ -41,7 +41,7 @@ def test_verify_fails_on_a_tampered_copy(model_copy: Path) -> None:
 
 
 def test_checksum_prints_the_sha256() -> None:
-    path = MODELS / "onnx" / "text_classifier.onnx"
+    path = MODELS / "text_classifier" / "onnx" / "text_classifier.onnx"
     result = runner.invoke(models_app, ["checksum", str(path)])
     assert result.exit_code == 0
     assert result.output.split()[0] == hashlib.sha256(path.read_bytes()).hexdigest()

@@ -24,7 +24,7 @@ def test_healthy_models_report_ok(make_settings: Callable[..., Settings]) -> Non
 def test_tampered_model_and_disabled_onnx(
     make_settings: Callable[..., Settings], model_copy: Path
 ) -> None:
-    tamper(model_copy / "onnx" / "image_classifier_fixed.onnx")
+    tamper(model_copy / "image_classifier_fixed" / "onnx" / "image_classifier_fixed.onnx")
     rows = doctor_report(make_settings(onnx_model_dir=model_copy))
     by_check = {check: (status, detail) for check, status, detail in rows}
     assert by_check["onnx enabled"][0] == "warn"

@@ -30,7 +30,9 @@ def test_load_from_bytes_and_path_agree(tmp_path: Path) -> None:
 
 
 def test_metadata_of_the_image_model() -> None:
-    model = OnnxModel.from_path(MODELS / "onnx" / "image_classifier.onnx", name="image_classifier")
+    model = OnnxModel.from_path(
+        MODELS / "image_classifier" / "onnx" / "image_classifier.onnx", name="image_classifier"
+    )
     meta = model.metadata
     assert meta is not None
     assert meta.producer == "thunderline-build-models"
@@ -133,7 +135,7 @@ def test_loading_and_running_writes_no_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    model = OnnxModel.from_path(MODELS / "onnx" / "image_classifier.onnx")
+    model = OnnxModel.from_path(MODELS / "image_classifier" / "onnx" / "image_classifier.onnx")
     model.infer(model.spec.dummy_inputs(1))
     model.close()
     assert list(tmp_path.iterdir()) == []

@@ -46,7 +46,7 @@ def test_unknown_model_and_missing_file(model_copy: Path) -> None:
     registry = ModelRegistry(model_copy)
     with pytest.raises(ModelNotFoundError, match="not in the registry"):
         registry.get_model("nope")
-    (model_copy / "onnx" / "text_classifier.onnx").unlink()
+    (model_copy / "text_classifier" / "onnx" / "text_classifier.onnx").unlink()
     with pytest.raises(ModelNotFoundError, match="does not exist"):
         registry.get_model("text_classifier")
     assert {r.name: r.status for r in registry.verify()}["text_classifier"] == "missing"
@@ -56,7 +56,7 @@ def test_tampered_model_is_blocked_with_the_security_line(
     model_copy: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     registry = ModelRegistry(model_copy)
-    path = model_copy / "onnx" / "image_classifier.onnx"
+    path = model_copy / "image_classifier" / "onnx" / "image_classifier.onnx"
     expected = registry.entry("image_classifier").sha256
     tamper(path)
     actual = file_sha256(path)

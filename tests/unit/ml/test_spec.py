@@ -11,7 +11,9 @@ from thunderline.ml import ModelInput, ModelInputError, OnnxModel
 
 @pytest.fixture(scope="module")
 def image_model() -> OnnxModel:
-    return OnnxModel.from_path(MODELS / "onnx" / "image_classifier.onnx", name="image_classifier")
+    return OnnxModel.from_path(
+        MODELS / "image_classifier" / "onnx" / "image_classifier.onnx", name="image_classifier"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +31,9 @@ def test_spec_reads_names_symbolic_dims_and_dtypes(image_model: OnnxModel) -> No
 
 
 def test_fixed_batch_model_is_not_dynamic() -> None:
-    fixed = OnnxModel.from_path(MODELS / "onnx" / "image_classifier_fixed.onnx")
+    fixed = OnnxModel.from_path(
+        MODELS / "image_classifier_fixed" / "onnx" / "image_classifier_fixed.onnx"
+    )
     assert fixed.spec.inputs[0].shape == (1, 3, 224, 224)
     assert not fixed.spec.dynamic_batch
 

@@ -138,7 +138,9 @@ def test_model_that_keeps_failing_is_unhealthy_and_fails_fast(model_copy: Path) 
     supervisor = _supervisor(registry, loader=injector, max_failures=3)
     try:
         supervisor.start()
-        tamper(model_copy / "onnx" / "image_classifier.onnx")  # every reload is refused
+        tamper(
+            model_copy / "image_classifier" / "onnx" / "image_classifier.onnx"
+        )  # every reload is refused
         injector.sessions[0].failing = True
         with pytest.raises(InferenceError):
             supervisor.infer("image_classifier", _x(), timeout=60)
@@ -162,7 +164,7 @@ def test_model_that_keeps_failing_is_unhealthy_and_fails_fast(model_copy: Path) 
 
 def test_unhealthy_model_recovers_when_the_file_is_fixed(model_copy: Path) -> None:
     registry = ModelRegistry(model_copy)
-    path = model_copy / "onnx" / "image_classifier.onnx"
+    path = model_copy / "image_classifier" / "onnx" / "image_classifier.onnx"
     good = path.read_bytes()
     tamper(path)
     supervisor = _supervisor(registry, max_failures=2)
