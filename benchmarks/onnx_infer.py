@@ -4,6 +4,8 @@ Same model (``models/onnx/image_classifier.onnx``, MobileNetV2 224x224), same in
 run, same session options (threads from ``TL_ONNX_THREADPOOL`` capped at the cores, spinning
 off), so the figures measure our layer, not a configuration difference.
 
+Both throughput figures are the best of ``--rounds`` alternating rounds.
+
 1. Latency at batch 1, raw ``InferenceSession.run`` and ``OnnxModel.infer`` alternating call by
    call: p50/p95/p99. Overhead goal <= 1.10, reported as ``raw_p50 / ours_p50`` (higher is
    better; goal 0.91).
@@ -103,10 +105,8 @@ def bench_raw_throughput(
 
 
 def bench_batcher_throughput(
-    registry: ModelRegistry, settings: Any, images: int, callers: int = 16
+    supervisor: ModelSupervisor, images: int, callers: int = 16
 ) -> dict[str, Any]:
-    supervisor = ModelSupervisor.from_settings(settings, registry)
-    health = supervisor.start([MODEL])[0]
     rng = np.random.default_rng(2)
     inputs = [rng.normal(0, 1, (1, 3, 224, 224)).astype(np.float32) for _ in range(callers)]
     for x in inputs[:4]:
@@ -138,11 +138,9 @@ def bench_batcher_throughput(
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    supervisor.close()
     return {
         "images_per_s": round(per_caller * callers / wall, 1),
         "callers": callers,
-        "batch_cap": health.batch_cap,
         "mean_batch_size": round(float(np.mean(batch_sizes)), 2),
         "request": _latency(latencies),
     }
@@ -152,6 +150,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=300, help="Alternating batch-1 calls.")
     parser.add_argument("--images", type=int, default=480, help="Images per throughput run.")
+    parser.add_argument("--rounds", type=int, default=2, help="Alternating throughput rounds.")
     args = parser.parse_args()
     settings = load_settings(onnx_model_dir=ROOT / "models")
     config = SessionConfig.from_settings(settings)
@@ -159,10 +158,21 @@ def main() -> None:
 
     latency = bench_latency(registry, config, args.runs)
     print(f"batch 1 latency: raw {latency['raw']}  ours {latency['ours']}", file=sys.stderr)
-    raw_tp = bench_raw_throughput(registry, config, args.images)
-    print(f"raw throughput: {raw_tp}", file=sys.stderr)
-    ours_tp = bench_batcher_throughput(registry, settings, args.images)
-    print(f"batcher throughput: {ours_tp}", file=sys.stderr)
+    supervisor = ModelSupervisor.from_settings(settings, registry)
+    health = supervisor.start([MODEL])[0]
+    raw_rounds: list[dict[str, Any]] = []
+    ours_rounds: list[dict[str, Any]] = []
+    for _ in range(args.rounds):  # alternate, so a noisy neighbour hits both
+        raw_rounds.append(bench_raw_throughput(registry, config, args.images))
+        print(f"raw throughput: {raw_rounds[-1]}", file=sys.stderr)
+        ours_rounds.append(bench_batcher_throughput(supervisor, args.images))
+        print(f"batcher throughput: {ours_rounds[-1]}", file=sys.stderr)
+    supervisor.close()
+    raw_tp = max(raw_rounds, key=lambda r: float(r["best"]))
+    ours_tp = {
+        **max(ours_rounds, key=lambda r: float(r["images_per_s"])),
+        "batch_cap": health.batch_cap,
+    }
 
     latency_ratio = latency["raw"]["p50_ms"] / latency["ours"]["p50_ms"]
     throughput_ratio = ours_tp["images_per_s"] / raw_tp["best"]
