@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from thunderline.config import Settings, load_settings
@@ -55,7 +56,7 @@ def list_models() -> None:
             entry.name,
             entry.version,
             entry.kind,
-            "[" + ", ".join(str(d) for d in entry.input_shape) + "]",
+            escape("[" + ", ".join(str(d) for d in entry.input_shape) + "]"),
             "yes" if entry.preload else "no",
             (entry.sha256 or "-")[:16],
             str(path) if path.is_file() else f"[red]missing[/] {path}",

@@ -20,6 +20,7 @@ def test_list_shows_every_model() -> None:
     assert result.exit_code == 0, result.output
     for name in ("image_classifier", "image_classifier_fixed", "text_classifier"):
         assert name in result.output
+    assert "[batch, 3, 224, 224]" in result.output
 
 
 def test_verify_passes_on_the_repository_models() -> None:
