@@ -17,6 +17,7 @@ venv: $(STAMP)
 
 demo: venv
 	TL_ONNX_ENABLED=true $(BIN)/thunderline ingest examples/
+	$(BIN)/thunderline voxels list
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks models
@@ -29,7 +30,7 @@ test: venv lint typecheck
 	$(BIN)/pytest
 
 bench: venv
-	for b in benchmarks/classify.py; do $(BIN)/python $$b; done
+	for b in classify onnx_infer voxel_store nlp; do $(BIN)/python benchmarks/$$b.py; done
 
 clean:
 	rm -rf $(VENV) .thunderline .mypy_cache .ruff_cache .pytest_cache

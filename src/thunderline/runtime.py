@@ -72,7 +72,10 @@ def enabled_stage_names(settings: Settings) -> list[str]:
     return names
 
 
-def _load_stage_class(name: str) -> type[Stage] | None:
+StageFactory = Callable[[Settings, ObjectStore], Stage]
+
+
+def _load_stage_class(name: str) -> StageFactory | None:
     module_name, _, class_name = STAGE_CLASSES[name].partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -81,8 +84,8 @@ def _load_stage_class(name: str) -> type[Stage] | None:
             _log.debug("stage %s is not installed in this build", name)
             return None
         raise
-    cls: type[Stage] = getattr(module, class_name)
-    return cls
+    factory: StageFactory = getattr(module, class_name)
+    return factory
 
 
 def build_stages(settings: Settings, store: ObjectStore) -> list[Stage]:
@@ -90,7 +93,7 @@ def build_stages(settings: Settings, store: ObjectStore) -> list[Stage]:
     for name in enabled_stage_names(settings):
         cls = _load_stage_class(name)
         if cls is not None:
-            later.append(cls(settings, store))  # type: ignore[call-arg]
+            later.append(cls(settings, store))
     classify = ClassifyStage(settings, store, available_stages=[s.name for s in later])
     return [classify, *later]
 
@@ -123,7 +126,7 @@ class Runtime:
         self,
         settings: Settings,
         *,
-        on_terminal: Callable[[CloudEvent], None] | None = None,
+        on_terminal: Callable[[CloudEvent], object] | None = None,
         stages: Sequence[Stage] | None = None,
     ) -> None:
         self.settings = settings

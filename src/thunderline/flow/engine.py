@@ -38,7 +38,7 @@ from thunderline.obs.logs import correlation_id
 
 _log = logging.getLogger("thunderline.flow")
 
-TerminalCallback = Callable[[CloudEvent], None]
+TerminalCallback = Callable[[CloudEvent], object]
 _POLL_S = 0.05
 
 

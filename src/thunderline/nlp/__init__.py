@@ -13,9 +13,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from thunderline.nlp.doctor import doctor_report
-
 if TYPE_CHECKING:
+    from thunderline.nlp.doctor import doctor_report
     from thunderline.nlp.pool import NlpPool, PoolConfig
     from thunderline.nlp.result import NlpResult
     from thunderline.nlp.stage import NlpStage
@@ -25,6 +24,7 @@ _LAZY = {
     "PoolConfig": "thunderline.nlp.pool",
     "NlpResult": "thunderline.nlp.result",
     "NlpStage": "thunderline.nlp.stage",
+    "doctor_report": "thunderline.nlp.doctor",
 }
 
 

@@ -44,7 +44,7 @@ from thunderline.nlp.errors import (
     NlpTimeoutError,
 )
 from thunderline.nlp.result import NlpErrorReply, NlpResult, parse_reply, request_line
-from thunderline.nlp.worker import BOOTSTRAP, DEFAULT_MODEL, EXIT_MODEL_MISSING
+from thunderline.nlp.worker import DEFAULT_MODEL, EXIT_MODEL_MISSING
 from thunderline.nlp.worker import model_missing_message as _missing_message
 from thunderline.obs import metrics
 
@@ -56,7 +56,6 @@ _wlog = logging.getLogger("thunderline.nlp.worker")
 
 #: Longest answer line accepted from a worker (a 1 MB text gives a few MB of spans).
 LINE_LIMIT: Final = 64 * 1024 * 1024
-_PACKAGE_ROOT: Final = str(Path(__file__).resolve().parents[1])
 
 
 @dataclass(frozen=True)
@@ -123,8 +122,8 @@ class PoolConfig:
 
 
 def default_worker_command() -> list[str]:
-    """``python -c <bootstrap>``: the worker without the top-level package import."""
-    return [sys.executable, "-c", BOOTSTRAP.format(root=_PACKAGE_ROOT)]
+    """``python -m thunderline.nlp.worker`` with this interpreter."""
+    return [sys.executable, "-m", "thunderline.nlp.worker"]
 
 
 @dataclass

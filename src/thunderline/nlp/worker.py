@@ -16,8 +16,7 @@ One request per line in, exactly one answer line per request out: an ``NlpResult
   after N documents.
 
 Start-up is kept light: this module imports nothing from the pipeline engine, the bus, the
-settings or the voxel code (the pool starts it through a bootstrap that skips the top-level
-``thunderline`` package import). Exit codes: 0 clean, 2 bad arguments, 3 the spaCy pipeline
+settings or the voxel code (the top-level ``thunderline`` package imports its names lazily). Exit codes: 0 clean, 2 bad arguments, 3 the spaCy pipeline
 is not installed.
 """
 
@@ -320,18 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     return worker.run()
 
 
-#: Python code that runs the worker without importing the top-level ``thunderline`` package
-#: (whose ``__init__`` pulls in the engine, bus and settings). ``{root}`` is the package folder.
-BOOTSTRAP: Final = (
-    "import sys, types\n"
-    "pkg = types.ModuleType('thunderline'); pkg.__path__ = [{root!r}]\n"
-    "sys.modules.setdefault('thunderline', pkg)\n"
-    "from thunderline.nlp.worker import main\n"
-    "raise SystemExit(main())\n"
-)
-
 __all__ = [
-    "BOOTSTRAP",
     "DEFAULT_MODEL",
     "UNDETERMINED",
     "Analyzer",

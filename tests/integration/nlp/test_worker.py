@@ -247,16 +247,14 @@ def test_missing_pipeline_is_a_clear_start_up_error() -> None:
     assert b"pip install no-such-spacy-pipeline" in done.stderr
 
 
-def test_bootstrap_imports_no_engine_bus_settings_or_voxel_code(tmp_path: Path) -> None:
+def test_worker_imports_no_engine_bus_settings_or_voxel_code(tmp_path: Path) -> None:
     command = default_worker_command()
-    bootstrap = command[2].replace(
-        "from thunderline.nlp.worker import main\nraise SystemExit(main())\n",
-        "import thunderline.nlp.worker, json\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('thunderline'))))\n",
+    assert command[1:] == ["-m", "thunderline.nlp.worker"]
+    probe = (
+        "import sys, json, thunderline.nlp.worker\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('thunderline'))))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", bootstrap], capture_output=True, timeout=60, check=True
-    )
+    done = subprocess.run([command[0], "-c", probe], capture_output=True, timeout=60, check=True)
     loaded = json.loads(done.stdout)
     assert "thunderline.nlp.worker" in loaded
     forbidden = ("thunderline.bus", "thunderline.flow", "thunderline.voxel", "thunderline.config")
