@@ -22,6 +22,7 @@ from rich.table import Table
 
 from thunderline.classify.walk import iter_candidates
 from thunderline.config import Settings, load_settings
+from thunderline.console import stdout_console
 from thunderline.errors import ThunderlineError
 from thunderline.events import CloudEvent
 from thunderline.journal import Journal
@@ -125,14 +126,17 @@ def _fmt_ms(value: float | None) -> str:
 
 
 def _print_summary(report: RunReport, settings: Settings) -> None:
-    console = Console()
+    console = stdout_console()
     table = Table(title="Artifacts", show_lines=False)
     for column in ("file", "label", "group", "score", "outcome"):
         table.add_column(column)
-    for r in sorted(report.records, key=lambda r: r.path or ""):
+    for r in sorted(
+        report.records, key=lambda r: (r.archive or r.path or "", r.archive is not None)
+    ):
         outcome = "[green]ok[/]" if r.outcome == "ok" else f"[red]dlq {r.stage}:{r.reason}[/]"
+        name = Path(r.path).name if r.path else "?"
         table.add_row(
-            Path(r.path).name if r.path else "?",
+            f"  ↳ {name}" if r.archive else name,
             r.label or "-",
             r.group or "-",
             "-" if r.score is None else f"{r.score:.3f}",
@@ -177,7 +181,10 @@ def _print_results(console: Console, report: RunReport) -> None:
         name = Path(r.path).name if r.path else "?"
         nlp = r.results.get("nlp")
         if isinstance(nlp, dict):
-            ents = ", ".join(f"{e['text']} ({e['label']})" for e in nlp.get("entities", [])[:8])
+            ents = ", ".join(
+                f"{' '.join(str(e['text']).split())} ({e['label']})"
+                for e in nlp.get("entities", [])[:8]
+            )
             n_sent = len(nlp.get("sentences", []))
             n_ent = len(nlp.get("entities", []))
             console.print(
@@ -236,7 +243,7 @@ def doctor() -> None:
     colours = {"ok": "green", "warn": "yellow", "fail": "red"}
     for check, status, detail in rows:
         table.add_row(check, f"[{colours.get(status, 'white')}]{status}[/]", detail)
-    Console().print(table)
+    stdout_console().print(table)
     if any(status == "fail" for _, status, _ in rows):
         raise typer.Exit(1)
 
@@ -260,7 +267,7 @@ def dlq_list(limit: Annotated[int, typer.Option(help="Newest N records.")] = 50)
             str(artifact.get("name") or "-"),
             str((event.data.get("error") or {}).get("message", ""))[:120],
         )
-    Console().print(table)
+    stdout_console().print(table)
 
 
 @dlq_app.command("replay")
@@ -292,7 +299,7 @@ def dlq_replay(
             await runtime.wait_idle()
 
     asyncio.run(run())
-    Console().print(
+    stdout_console().print(
         f"replayed {len(originals)}: {len(report.ok)} ok, {len(report.dlq)} dead-lettered again"
     )
 

@@ -39,6 +39,7 @@ class ArtifactRecord:
     event_id: str = ""
     voxel_id: str | None = None
     classify_ms: float | None = None
+    archive: str | None = None  # for an archive member: the archive's path (or voxel id)
     results: dict[str, Any] = field(default_factory=dict)
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -53,6 +54,17 @@ def _path_of(artifact: dict[str, Any]) -> str | None:
         return unquote(urlparse(source).path)
     name = artifact.get("name")
     return str(name) if name else None
+
+
+def _archive_of(artifact: Any, parent: dict[str, Any] | None) -> str | None:
+    """For an archive member: the archive's path (from ``source`` = ``<archive>!/<member>``)."""
+    if not parent:
+        return None
+    source = artifact.get("source") if isinstance(artifact, dict) else None
+    if isinstance(source, str) and "!/" in source:
+        outer = source.split("!/", 1)[0]
+        return unquote(urlparse(outer).path) if outer.startswith("file://") else outer
+    return str(parent.get("voxel_id"))
 
 
 def record_from_event(event: CloudEvent) -> ArtifactRecord:
@@ -71,6 +83,7 @@ def record_from_event(event: CloudEvent) -> ArtifactRecord:
         classification = details.get("classification") or {}
     voxel = data.get("voxel") or {}
     results = {k: data[k] for k in ("nlp", "inference") if k in data}
+    parent = data.get("parent") if isinstance(data.get("parent"), dict) else None
     return ArtifactRecord(
         path=_path_of(artifact) if isinstance(artifact, dict) else None,
         label=classification.get("label"),
@@ -85,6 +98,7 @@ def record_from_event(event: CloudEvent) -> ArtifactRecord:
         event_id=event.id,
         voxel_id=voxel.get("id") if isinstance(voxel, dict) else None,
         classify_ms=classification.get("latency_ms"),
+        archive=_archive_of(artifact, parent),
         results=results,
     )
 

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from thunderline.config import Settings, load_settings
+from thunderline.console import stdout_console
 from thunderline.errors import ThunderlineError
 from thunderline.ml.registry import ModelRegistry, file_sha256
 from thunderline.obs.logs import configure_logging
@@ -61,7 +62,7 @@ def list_models() -> None:
             (entry.sha256 or "-")[:16],
             str(path) if path.is_file() else f"[red]missing[/] {path}",
         )
-    Console().print(table)
+    stdout_console().print(table)
 
 
 @models_app.command("verify")
@@ -90,7 +91,7 @@ def verify(
             (r.actual or "-")[:16],
             r.detail,
         )
-    Console().print(table)
+    stdout_console().print(table)
     if any(r.status != "ok" for r in results):
         raise typer.Exit(1)
 

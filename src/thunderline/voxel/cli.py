@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from thunderline.config import Settings, load_settings
+from thunderline.console import stdout_console
 from thunderline.errors import ThunderlineError
 from thunderline.voxel.lineage import Edge
 from thunderline.voxel.schema import Voxel
@@ -26,7 +27,7 @@ from thunderline.voxel.store import VoxelStore
 voxels_app = typer.Typer(
     help="Stored voxels: list, show, lineage, verify, cat.", no_args_is_help=True
 )
-console = Console()
+console = stdout_console()
 err_console = Console(stderr=True)
 _RELATIVE = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
