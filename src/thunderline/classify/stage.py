@@ -62,14 +62,11 @@ class ClassifyStage(Stage):
     ) -> None:
         super().__init__(
             options
-            or StageOptions(
+            or StageOptions.from_settings(
+                settings,
                 batch_size=settings.classify_batch_size,
                 batch_timeout_s=settings.classify_batch_timeout_s,
                 concurrency=settings.classify_concurrency,
-                timeout_s=settings.stage_timeout_s,
-                max_attempts=settings.max_attempts,
-                backoff_s=settings.retry_backoff_s,
-                backoff_max_s=settings.retry_backoff_max_s,
             )
         )
         self.settings = settings

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from thunderline.config import Settings
 from thunderline.events import CloudEvent, dlq_type_for
 
 Outcome = list[CloudEvent] | BaseException
@@ -30,6 +31,27 @@ class StageOptions:
     max_attempts: int = 3
     backoff_s: float = 0.05
     backoff_max_s: float = 2.0
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        batch_size: int,
+        batch_timeout_s: float,
+        concurrency: int,
+        timeout_s: float | None = None,
+    ) -> StageOptions:
+        """A stage's own batching, with the engine-wide timeout, attempts and backoff settings."""
+        return cls(
+            batch_size=batch_size,
+            batch_timeout_s=batch_timeout_s,
+            concurrency=concurrency,
+            timeout_s=settings.stage_timeout_s if timeout_s is None else timeout_s,
+            max_attempts=settings.max_attempts,
+            backoff_s=settings.retry_backoff_s,
+            backoff_max_s=settings.retry_backoff_max_s,
+        )
 
 
 class Stage(ABC):

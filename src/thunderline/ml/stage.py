@@ -54,14 +54,11 @@ class InferStage(Stage):
     ) -> None:
         super().__init__(
             options
-            or StageOptions(
+            or StageOptions.from_settings(
+                settings,
                 batch_size=settings.onnx_max_batch_size,
                 batch_timeout_s=settings.onnx_max_queue_delay_ms / 1000.0,
                 concurrency=2,
-                timeout_s=settings.stage_timeout_s,
-                max_attempts=settings.max_attempts,
-                backoff_s=settings.retry_backoff_s,
-                backoff_max_s=settings.retry_backoff_max_s,
             )
         )
         self.settings = settings

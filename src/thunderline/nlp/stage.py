@@ -43,14 +43,12 @@ def default_options(settings: Settings) -> StageOptions:
     concurrency = 2
     per_doc = (config.max_retries + 1) * (config.answer_timeout_s + config.backoff_max_s + 2.0)
     rounds = math.ceil(batch * concurrency / settings.spacy_workers)
-    return StageOptions(
+    return StageOptions.from_settings(
+        settings,
         batch_size=batch,
         batch_timeout_s=0.01,
         concurrency=concurrency,
         timeout_s=max(settings.stage_timeout_s, rounds * per_doc + 30.0),
-        max_attempts=settings.max_attempts,
-        backoff_s=settings.retry_backoff_s,
-        backoff_max_s=settings.retry_backoff_max_s,
     )
 
 

@@ -89,14 +89,11 @@ class PackageStage(Stage):
     ) -> None:
         super().__init__(
             options
-            or StageOptions(
+            or StageOptions.from_settings(
+                settings,
                 batch_size=PACKAGE_BATCH_SIZE,
                 batch_timeout_s=PACKAGE_BATCH_TIMEOUT_S,
                 concurrency=1,
-                timeout_s=settings.stage_timeout_s,
-                max_attempts=settings.max_attempts,
-                backoff_s=settings.retry_backoff_s,
-                backoff_max_s=settings.retry_backoff_max_s,
             )
         )
         self.settings = settings
