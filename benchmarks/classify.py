@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-CHUNK = 64
+CHUNK = 16  # = the default TL_CLASSIFY_BATCH_SIZE; RSS grows with the chunk (64: ~340 MB)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -120,7 +120,7 @@ def child(mode: str, listing: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--child", choices=["raw", "ours"])
     parser.add_argument("--listing", type=Path)
     args = parser.parse_args()

@@ -28,10 +28,11 @@ class Journal:
         self._events: IO[str] | None = None
         self._dlq: IO[str] | None = None
 
-    def record(self, event: CloudEvent) -> None:
+    def record(self, event: CloudEvent, encoded: bytes | None = None) -> None:
+        """Append ``event`` (``encoded`` is its JSON when the caller already has it)."""
         if self._events is None:
             self._events = self.events_path.open("a", encoding="utf-8")
-        line = event.to_json() + "\n"
+        line = (encoded.decode("utf-8") if encoded is not None else event.to_json()) + "\n"
         self._events.write(line)
         if event.is_dlq:
             if self._dlq is None:

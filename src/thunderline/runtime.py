@@ -100,7 +100,7 @@ def build_stages(settings: Settings, store: ObjectStore) -> list[Stage]:
 
 def ingest_event(candidate: Candidate) -> CloudEvent:
     """The ``ui.command.ingest.received`` event for one local file."""
-    path = candidate.path
+    path = candidate.path.absolute()
     return new_event(
         INGEST_RECEIVED,
         {

@@ -55,6 +55,7 @@ DISABLED = Classification(
 )
 
 _lock = threading.Lock()
+_run_locks: dict[str, threading.Lock] = {}
 
 
 @functools.cache
@@ -76,6 +77,9 @@ class MagikaClassifier:
         with _lock:
             self._m = _magika(prediction_mode)
         self.model_name: str = self._m.get_model_name()
+        # one Magika call at a time: its session already uses every core; concurrent classify
+        # batches overlap their admission and storage work with the running call instead
+        self._run_lock = _run_locks.setdefault(prediction_mode, threading.Lock())
 
     @property
     def version(self) -> str:
@@ -108,7 +112,8 @@ class MagikaClassifier:
         if not paths:
             return []
         try:
-            results = self._m.identify_paths(list(paths))
+            with self._run_lock:
+                results = self._m.identify_paths(list(paths))
         except Exception as exc:  # translate at the boundary
             err = ClassifyError(f"Magika failed on a batch of {len(paths)}: {exc}")
             return [err] * len(paths)

@@ -225,10 +225,11 @@ class Pipeline:
             self._idle.clear()
 
     async def _publish(self, event: CloudEvent) -> None:
-        await self.bus.publish(topic_for(event), event.to_bytes())
+        encoded = event.to_bytes()
+        await self.bus.publish(topic_for(event), encoded)
         metrics.EVENTS_PUBLISHED.labels(event.type).inc()
         if self.journal is not None:
-            self.journal.record(event)
+            self.journal.record(event, encoded)
 
     async def on_overflow_drop(self, topic: str, payload: bytes) -> None:
         """Bus callback for ``drop_oldest``: the dropped message becomes a DLQ record."""
