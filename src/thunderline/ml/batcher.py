@@ -68,7 +68,7 @@ def _settle(future: Future[Any], *, result: Any = None, error: BaseException | N
 
 
 def calibrate_batch_cap(
-    model: OnnxModel, max_batch_size: int, *, reps: int = 2, tolerance: float = 1.05
+    model: OnnxModel, max_batch_size: int, *, reps: int = 5, tolerance: float = 1.05
 ) -> int:
     """The batch size to cap at: smallest power of two within ``tolerance`` of the best
     per-item time, measured on dummy inputs (1 when the batch dimension is fixed)."""
