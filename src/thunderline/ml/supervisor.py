@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from thunderline.config import Settings
-from thunderline.errors import reason_of
+from thunderline.errors import ChecksumMismatch, reason_of
 from thunderline.ml.batcher import DynamicBatcher, calibrate_batch_cap
-from thunderline.ml.errors import ModelUnavailableError
+from thunderline.ml.errors import ModelUnavailableError, UntrustedModelError
 from thunderline.ml.model import Inputs, OnnxModel
 from thunderline.ml.registry import ModelRegistry
 from thunderline.ml.tensors import InferenceResult
@@ -175,7 +175,9 @@ class ModelWorker:
                 model = self._load_once()
             except Exception as exc:
                 self._record_failure(exc)
-                if self.failures >= self.max_failures:
+                # a security refusal will not change by retrying: unhealthy at once
+                refused = isinstance(exc, ChecksumMismatch | UntrustedModelError)
+                if refused or self.failures >= self.max_failures:
                     self.state = ModelState.UNHEALTHY
                     _log.error(
                         "model %s is unhealthy after %d failures: %s",

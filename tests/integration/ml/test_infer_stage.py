@@ -129,7 +129,7 @@ async def test_concurrent_events_are_batched(
 
 
 async def test_unhealthy_model_dead_letters_instead_of_hanging(
-    make_settings: Callable[..., Settings], tmp_path: Path
+    make_settings: Callable[..., Settings], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     folder = copy_models(tmp_path / "models")
     tamper(folder / "image_classifier" / "onnx" / "image_classifier.onnx")
@@ -142,3 +142,6 @@ async def test_unhealthy_model_dead_letters_instead_of_hanging(
         assert {r.data["reason"] for r in results} == {"model_unhealthy"}
         assert all(r.data["attempts"] == 1 for r in results)  # permanent: no retries
     supervisor.close()
+    # a checksum refusal is not retried by the supervisor either: one load attempt, one line
+    security = [r for r in caplog.records if "[security] Model checksum mismatch" in r.message]
+    assert len(security) == 1
