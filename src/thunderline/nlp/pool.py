@@ -2,13 +2,22 @@
 
 - **Workers**: ``TL_SPACY_WORKERS`` processes running :mod:`thunderline.nlp.worker`, started
   with ``--ready`` so the pool knows when the pipeline is loaded (a missing pipeline fails
-  :meth:`NlpPool.start` with :class:`~thunderline.nlp.errors.NlpModelMissingError`). Each
-  worker holds one document at a time; its stderr goes to the ``thunderline.nlp.worker`` log.
-- **Supervision**: a worker that does not answer within the per-document timeout plus a grace
-  period is killed and restarted (the worker's own SIGALRM answers ``timeout`` first when it
-  can); one that exits is restarted; one that answers with a malformed line is restarted (its
-  stream can no longer be trusted). A worker is recycled after ``TL_NLP_RECYCLE_AFTER``
-  documents. Restarts are counted in ``thunderline_spacy_worker_restarts_total{cause}``.
+  :meth:`NlpPool.start` with :class:`~thunderline.nlp.errors.NlpModelMissingError`). Its
+  stderr goes to the ``thunderline.nlp.worker`` log.
+- **Prefetch**: each worker holds up to ``PoolConfig.prefetch`` (2) documents in flight: the
+  next request line is written before the previous answer arrives, so the worker never idles
+  while the parent reads an answer and dispatches. The worker answers in order, one line per
+  document; the first document in flight is the one the worker is working on.
+- **Supervision**: the answer clock of a document starts when the worker can start it (when
+  the previous answer arrived, or when it was sent if nothing was in flight). A worker that
+  does not answer within the per-document timeout plus a grace period is killed and restarted
+  (the worker's own SIGALRM answers ``timeout`` first when it can); one that exits is
+  restarted; one that answers with a malformed line is restarted (its stream can no longer be
+  trusted). The document at the head fails (``timeout``, ``crash``, ``parse``); the others in
+  flight were never started, so they are sent again to the restarted worker without counting
+  as a failure or a retry. A worker is recycled after ``TL_NLP_RECYCLE_AFTER`` documents (no
+  more are sent to it past that count). Restarts are counted in
+  ``thunderline_spacy_worker_restarts_total{cause}``.
 - **Retries**: crashes and timeouts are retried ``TL_NLP_MAX_RETRIES`` times with exponential
   backoff; malformed answers and pipeline errors are not (they would repeat).
 - **Circuit breaker**: see :mod:`thunderline.nlp.breaker`.
@@ -78,6 +87,8 @@ class PoolConfig:
     startup_timeout_s: float = 120.0
     stop_timeout_s: float = 5.0
     log_level: str = "WARNING"
+    #: Documents a worker holds in flight (1: send the next only after the answer).
+    prefetch: int = 2
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> PoolConfig:
@@ -131,6 +142,8 @@ class _Job:
     doc_id: str
     line: bytes
     future: asyncio.Future[NlpResult]
+    #: When the worker could start this document (``None``: another one is ahead of it).
+    started: float | None = None
 
 
 @dataclass
@@ -140,11 +153,13 @@ class PoolStats:
     processed: int = 0
     failed: int = 0
     retries: int = 0
+    #: Documents sent again after their worker failed on the document ahead of them.
+    resent: int = 0
     restarts: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
 class _WorkerProcess:
-    """One worker process: start, exchange one line, stop."""
+    """One worker process: start, send request lines, read answer lines, stop."""
 
     def __init__(self, argv: list[str], config: PoolConfig, slot: int) -> None:
         self.argv = argv
@@ -152,13 +167,18 @@ class _WorkerProcess:
         self.slot = slot
         self.proc: asyncio.subprocess.Process | None = None
         self.docs = 0
-        self.busy = False
+        #: Documents sent and not answered yet, oldest (the one being worked on) first.
+        self.inflight: collections.deque[_Job] = collections.deque()
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self._pump: asyncio.Task[None] | None = None
 
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.inflight)
 
     @property
     def alive(self) -> bool:
@@ -223,15 +243,16 @@ class _WorkerProcess:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(self._pump, 2.0)
 
-    async def exchange(self, line: bytes) -> bytes:
-        """Send one request, return its answer line (``b""`` when the worker died)."""
+    def send(self, line: bytes) -> None:
+        """Queue one request line (no drain: at most ``prefetch`` lines are ever pending, and
+        waiting for the worker to read them could deadlock against an unread answer)."""
         assert self.proc is not None and self.proc.stdin is not None
-        assert self.proc.stdout is not None
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
             self.proc.stdin.write(line)
-            await self.proc.stdin.drain()
-        except (BrokenPipeError, ConnectionResetError):
-            return b""
+
+    async def read_answer(self) -> bytes:
+        """The next answer line (``b""`` when the worker died)."""
+        assert self.proc is not None and self.proc.stdout is not None
         return await self.proc.stdout.readline()
 
     async def kill(self) -> None:
@@ -431,27 +452,113 @@ class NlpPool:
 
     # ---- one slot per worker --------------------------------------------------------------
     async def _serve(self, worker: _WorkerProcess) -> None:
+        getter: asyncio.Task[_Job] | None = None
+        reader: asyncio.Task[bytes] | None = None
+        try:
+            while True:
+                if not worker.alive:
+                    reader = None
+                    if not await self._respawn(worker):
+                        continue
+                    self._resend(worker)
+                if getter is not None and getter.done():
+                    self._send(worker, getter.result())
+                    getter = None
+                room = self._room(worker)
+                while getter is None and room and not self._queue_empty():
+                    self._send(worker, self._queue_get_nowait())
+                    room = self._room(worker)
+                if not worker.inflight:
+                    if worker.docs >= self.config.recycle_after and worker.alive:
+                        _log.info(
+                            "recycling spaCy worker %s after %d documents", worker.pid, worker.docs
+                        )
+                        await worker.stop()
+                        self._restarted("recycle")
+                        continue
+                    if getter is None:
+                        getter = asyncio.create_task(self._queue_get())
+                    await asyncio.wait({getter})
+                    continue
+                head = worker.inflight[0]
+                if head.started is None:
+                    head.started = time.monotonic()
+                if reader is None:
+                    reader = asyncio.create_task(worker.read_answer())
+                waiting: set[asyncio.Future[Any]] = {reader}
+                if room:
+                    if getter is None:
+                        getter = asyncio.create_task(self._queue_get())
+                    waiting.add(getter)
+                left = head.started + self.config.answer_timeout_s - time.monotonic()
+                await asyncio.wait(
+                    waiting, timeout=max(left, 0.0), return_when=asyncio.FIRST_COMPLETED
+                )
+                if getter is not None and getter.done():
+                    self._send(worker, getter.result())
+                    getter = None
+                if reader.done():
+                    task, reader = reader, None
+                    await self._answered(worker, task)
+                elif time.monotonic() - head.started >= self.config.answer_timeout_s:
+                    reader.cancel()
+                    reader = None
+                    await self._head_timed_out(worker)
+        finally:
+            if reader is not None:
+                reader.cancel()
+            if getter is not None:
+                getter.cancel()
+            if getter is not None and getter.done() and not getter.cancelled():
+                worker.inflight.append(getter.result())
+            closed = NlpPoolClosedError("the NLP pool was closed")
+            while worker.inflight:
+                job = worker.inflight.popleft()
+                if not job.future.done():
+                    job.future.set_exception(closed)
+
+    def _queue_empty(self) -> bool:
         assert self._queue is not None
-        while True:
-            if not worker.alive and not await self._respawn(worker):
-                continue
-            job = await self._queue.get()
-            if job.future.done():  # the caller gave up while it queued
-                continue
-            worker.busy = True
-            try:
-                outcome = await self._run_job(worker, job)
-            finally:
-                worker.busy = False
-            if not job.future.done():
-                if isinstance(outcome, BaseException):
-                    job.future.set_exception(outcome)
-                else:
-                    job.future.set_result(outcome)
-            if worker.alive and worker.docs >= self.config.recycle_after:
-                _log.info("recycling spaCy worker %s after %d documents", worker.pid, worker.docs)
-                await worker.stop()
-                self._restarted("recycle")
+        return self._queue.empty()
+
+    def _queue_get_nowait(self) -> _Job:
+        assert self._queue is not None
+        return self._queue.get_nowait()
+
+    async def _queue_get(self) -> _Job:
+        assert self._queue is not None
+        return await self._queue.get()
+
+    def _room(self, worker: _WorkerProcess) -> bool:
+        """May the worker take one more document (prefetch depth, recycle count)?"""
+        held = len(worker.inflight)
+        return held < max(self.config.prefetch, 1) and (
+            worker.docs + held < self.config.recycle_after
+        )
+
+    def _send(self, worker: _WorkerProcess, job: _Job) -> None:
+        if job.future.done():  # the caller gave up while it queued
+            return
+        job.started = None if worker.inflight else time.monotonic()
+        worker.inflight.append(job)
+        if worker.alive:
+            worker.send(job.line)
+
+    def _resend(self, worker: _WorkerProcess) -> None:
+        """After a restart: send the documents the old worker never started again."""
+        jobs = [job for job in worker.inflight if not job.future.done()]
+        worker.inflight.clear()
+        for job in jobs:
+            self.stats.resent += 1
+            self._send(worker, job)
+
+    def _settle(self, job: _Job, outcome: NlpResult | NlpError) -> None:
+        if job.future.done():
+            return
+        if isinstance(outcome, BaseException):
+            job.future.set_exception(outcome)
+        else:
+            job.future.set_result(outcome)
 
     async def _respawn(self, worker: _WorkerProcess) -> bool:
         try:
@@ -467,44 +574,70 @@ class NlpPool:
         metrics.SPACY_WORKER_RESTARTS.labels(cause).inc()
         self.stats.restarts[cause] += 1
 
-    async def _run_job(self, worker: _WorkerProcess, job: _Job) -> NlpResult | NlpError:
+    async def _fail_head(self, worker: _WorkerProcess, cause: str, error: NlpError) -> None:
+        """Kill the worker; the head document gets ``error``, the others wait for a restart."""
+        await worker.kill()
+        self._restarted(cause)
+        job = worker.inflight.popleft()
+        self._settle(job, error)
+
+    async def _head_timed_out(self, worker: _WorkerProcess) -> None:
+        job = worker.inflight[0]
         pid = worker.pid
-        try:
-            raw = await asyncio.wait_for(worker.exchange(job.line), self.config.answer_timeout_s)
-        except TimeoutError:
-            _log.warning("spaCy worker %s silent on doc %s: killing it", pid, job.doc_id)
-            await worker.kill()
-            self._restarted("timeout")
-            return NlpTimeoutError(
+        _log.warning("spaCy worker %s silent on doc %s: killing it", pid, job.doc_id)
+        await self._fail_head(
+            worker,
+            "timeout",
+            NlpTimeoutError(
                 f"worker {pid} gave no answer within {self.config.answer_timeout_s:.1f}s",
                 details={"doc_id": job.doc_id},
-            )
+            ),
+        )
+
+    async def _answered(self, worker: _WorkerProcess, task: asyncio.Task[bytes]) -> None:
+        """Handle the answer line for the head document."""
+        job = worker.inflight[0]
+        pid = worker.pid
+        try:
+            raw = task.result()
         except (ValueError, asyncio.LimitOverrunError) as exc:
-            await worker.kill()
-            self._restarted("parse")
-            return NlpParseError(f"worker {pid} answer too long: {exc}")
+            await self._fail_head(
+                worker, "parse", NlpParseError(f"worker {pid} answer too long: {exc}")
+            )
+            return
         if not raw:
             await worker.kill()
             code = worker.proc.returncode if worker.proc is not None else None
             self._restarted("crash")
-            return NlpCrashError(
-                f"worker {pid} exited (code {code}) while processing doc {job.doc_id}",
-                details={"exit_code": code},
+            self._settle(
+                worker.inflight.popleft(),
+                NlpCrashError(
+                    f"worker {pid} exited (code {code}) while processing doc {job.doc_id}",
+                    details={"exit_code": code},
+                ),
             )
+            return
         try:
             reply = parse_reply(raw)
             if reply.doc_id != job.doc_id:
                 raise ValueError(f"answer is for doc {reply.doc_id!r}, expected {job.doc_id!r}")
         except ValueError as exc:
             _log.warning("spaCy worker %s sent a malformed answer: restarting it", pid)
-            await worker.kill()
-            self._restarted("parse")
-            return NlpParseError(
-                f"malformed answer from worker {pid}: {exc}"[:1000],
-                details={"line": raw[:200].decode("utf-8", "replace")},
+            await self._fail_head(
+                worker,
+                "parse",
+                NlpParseError(
+                    f"malformed answer from worker {pid}: {exc}"[:1000],
+                    details={"line": raw[:200].decode("utf-8", "replace")},
+                ),
             )
+            return
+        worker.inflight.popleft()
         worker.docs += 1
+        if worker.inflight:  # the worker starts the next one now
+            worker.inflight[0].started = time.monotonic()
         if isinstance(reply, NlpErrorReply):
             cls = WORKER_ERROR_KINDS.get(reply.error.kind, NlpError)
-            return cls(f"worker {pid}: {reply.error.kind}: {reply.error.message}")
-        return reply
+            self._settle(job, cls(f"worker {pid}: {reply.error.kind}: {reply.error.message}"))
+        else:
+            self._settle(job, reply)

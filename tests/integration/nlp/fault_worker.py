@@ -7,6 +7,7 @@ worker code unchanged.
 - ``@@HANG@@``: ignore SIGALRM and sleep: a worker stuck where its own timeout cannot fire.
 - ``@@GARBAGE@@``: answer with a line that is not JSON.
 - ``@@CRASH@@``: die at once (exit code 13) while holding the document.
+- ``@@SLOW@@``: take 1.8 s (within the worker's own timeout when that is 2 s), then answer.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def handle_line(self: real.Worker, line: bytes) -> dict[str, Any]:
         os._exit(13)
     if b"@@GARBAGE@@" in line:
         return {"__garbage__": True}
+    if b"@@SLOW@@" in line:
+        time.sleep(1.8)
     return _original_handle(self, line)
 
 

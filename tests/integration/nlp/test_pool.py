@@ -127,6 +127,49 @@ async def test_bounded_queue_applies_backpressure() -> None:
         assert sorted(r.doc_id for r in results) == [f"q{i}" for i in range(6)]
 
 
+async def test_prefetch_sends_past_the_recycle_count_never() -> None:
+    async with NlpPool(replace(BASE, workers=1, recycle_after=3)) as pool:
+        docs = [(f"p{i}", f"Prefetched document {i} mentions Berlin.") for i in range(7)]
+        results = await pool.process_many(docs)
+        assert [r.doc_id for r in results if isinstance(r, NlpResult)] == [d for d, _ in docs]
+        assert pool.stats.restarts["recycle"] == 2 and pool.stats.resent == 0
+
+
+async def test_answer_clock_starts_when_the_worker_can_start_the_document(
+    fault_command: list[str],
+) -> None:
+    # two 1.8 s documents in flight at once: 3.6 s in all, more than the 3.2 s answer timeout
+    # of one document, but each gets its own clock from the previous answer
+    config = replace(BASE, workers=1, doc_timeout_s=2.0, max_retries=0)
+    async with NlpPool(config, worker_command=fault_command) as pool:
+        results = await pool.process_many([("s1", "@@SLOW@@ one"), ("s2", "@@SLOW@@ two")])
+        assert [r.doc_id for r in results if isinstance(r, NlpResult)] == ["s1", "s2"]
+        assert pool.stats.restarts == {} and pool.stats.failed == 0
+
+
+@pytest.mark.parametrize(
+    ("marker", "error", "cause"),
+    [
+        ("@@HANG@@", NlpTimeoutError, "timeout"),
+        ("@@CRASH@@", NlpCrashError, "crash"),
+        ("@@GARBAGE@@", NlpParseError, "parse"),
+    ],
+)
+async def test_document_behind_a_failing_one_is_resent_not_failed(
+    fault_command: list[str], marker: str, error: type[Exception], cause: str
+) -> None:
+    config = replace(BASE, workers=1, doc_timeout_s=0.2, max_retries=0)
+    async with NlpPool(config, worker_command=fault_command) as pool:
+        bad, good = await pool.process_many(
+            [("bad", f"misbehave {marker} now"), ("good", "Meanwhile Lisbon stays sunny.")]
+        )
+        assert isinstance(bad, error)
+        assert isinstance(good, NlpResult) and good.doc_id == "good"
+        assert pool.stats.resent == 1  # it was in flight behind the bad one
+        assert pool.stats.retries == 0 and pool.stats.failed == 1
+        assert dict(pool.stats.restarts) == {cause: 1}
+
+
 async def test_missing_pipeline_fails_start() -> None:
     pool = NlpPool(replace(BASE, workers=1, model="no_such_spacy_pipeline"))
     with pytest.raises(NlpModelMissingError, match="pip install no-such-spacy-pipeline"):
