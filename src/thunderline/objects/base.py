@@ -51,20 +51,23 @@ def hash_stream(stream: BinaryIO, *, max_bytes: int | None = None) -> tuple[str,
     return digest.hexdigest(), size
 
 
+def _mismatch(what: str, expected: str, actual: str) -> ChecksumMismatch:
+    """Count and log a payload checksum mismatch; return the error to raise."""
+    metrics.VOXEL_CHECKSUM_MISMATCH.inc()
+    _log.warning(
+        "[security] Payload checksum mismatch for %s: expected=%s, actual=%s",
+        what,
+        expected,
+        actual,
+    )
+    return ChecksumMismatch(f"checksum mismatch for {what}", expected=expected, actual=actual)
+
+
 def verify(data: bytes, expected_sha256: str, *, what: str) -> bytes:
     """Return ``data`` if it hashes to ``expected_sha256``; otherwise count, log and raise."""
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected_sha256:
-        metrics.VOXEL_CHECKSUM_MISMATCH.inc()
-        _log.warning(
-            "[security] Payload checksum mismatch for %s: expected=%s, actual=%s",
-            what,
-            expected_sha256,
-            actual,
-        )
-        raise ChecksumMismatch(
-            f"checksum mismatch for {what}", expected=expected_sha256, actual=actual
-        )
+        raise _mismatch(what, expected_sha256, actual)
     return data
 
 
@@ -93,16 +96,7 @@ def spool_verified(stream: BinaryIO, expected_sha256: str, dest: Sink, *, what: 
             spool.write(chunk)
         actual = digest.hexdigest()
         if actual != expected_sha256:
-            metrics.VOXEL_CHECKSUM_MISMATCH.inc()
-            _log.warning(
-                "[security] Payload checksum mismatch for %s: expected=%s, actual=%s",
-                what,
-                expected_sha256,
-                actual,
-            )
-            raise ChecksumMismatch(
-                f"checksum mismatch for {what}", expected=expected_sha256, actual=actual
-            )
+            raise _mismatch(what, expected_sha256, actual)
         spool.seek(0)
         while chunk := spool.read(CHUNK):
             dest.write(chunk)
