@@ -21,12 +21,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from thunderline.classify.walk import iter_candidates
-from thunderline.config import Settings, load_settings
-from thunderline.console import stdout_console
+from thunderline.config import Settings
+from thunderline.console import cli_settings, stdout_console
 from thunderline.errors import ThunderlineError
 from thunderline.events import CloudEvent
 from thunderline.journal import Journal
-from thunderline.obs.logs import configure_logging
 from thunderline.report import RunReport
 from thunderline.runtime import Runtime
 
@@ -55,16 +54,6 @@ for _name, _target in (
 err_console = Console(stderr=True)
 
 
-def _settings() -> Settings:
-    try:
-        settings = load_settings()
-    except ThunderlineError as exc:
-        err_console.print(f"[red]configuration error:[/] {exc}")
-        raise typer.Exit(2) from exc
-    configure_logging(settings.log_level, settings.log_format)
-    return settings
-
-
 # ---- ingest --------------------------------------------------------------------------------
 @app.command()
 def ingest(
@@ -77,7 +66,7 @@ def ingest(
     A bad file ends as a DLQ entry and a line in the summary; the exit code is non-zero only
     when the run itself fails.
     """
-    settings = _settings()
+    settings = cli_settings()
     candidates = list(iter_candidates(paths, recursive=recursive))
     report = RunReport(skipped=[(str(c.path), c.skipped) for c in candidates if c.skipped])
     todo = [c for c in candidates if not c.skipped]
@@ -204,7 +193,7 @@ def _print_results(console: Console, report: RunReport) -> None:
 @app.command()
 def doctor() -> None:
     """Check the installation: settings, home, Magika, and each enabled part."""
-    settings = _settings()
+    settings = cli_settings()
     rows: list[tuple[str, str, str]] = []
     try:
         settings.home.mkdir(parents=True, exist_ok=True)
@@ -252,7 +241,7 @@ def doctor() -> None:
 @dlq_app.command("list")
 def dlq_list(limit: Annotated[int, typer.Option(help="Newest N records.")] = 50) -> None:
     """Dead-letter records: id, stage, reason, the artifact and the error."""
-    settings = _settings()
+    settings = cli_settings()
     records = list(Journal(settings.home).iter_dlq())[-limit:]
     table = Table(title=f"DLQ ({len(records)} shown)")
     for column in ("id", "type", "reason", "artifact", "error"):
@@ -275,7 +264,7 @@ def dlq_replay(
     ids: Annotated[list[str] | None, typer.Argument(help="DLQ record ids (default: all).")] = None,
 ) -> None:
     """Send dead-lettered originals through the pipeline again (same correlation id)."""
-    settings = _settings()
+    settings = cli_settings()
     journal = Journal(settings.home)
     wanted = set(ids or [])
     originals: list[CloudEvent] = []
@@ -308,7 +297,7 @@ def dlq_replay(
 @config_app.command("show")
 def config_show() -> None:
     """Print the effective settings as JSON."""
-    settings = _settings()
+    settings = cli_settings()
     print(json.dumps(settings.model_dump(mode="json"), indent=2))
 
 

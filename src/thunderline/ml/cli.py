@@ -10,26 +10,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from thunderline.config import Settings, load_settings
-from thunderline.console import stdout_console
+from thunderline.config import Settings
+from thunderline.console import cli_settings, stdout_console
 from thunderline.errors import ThunderlineError
 from thunderline.ml.registry import ModelRegistry, file_sha256
-from thunderline.obs.logs import configure_logging
 
 models_app = typer.Typer(
     help="The ONNX model registry: list, verify checksums, hash a file.", no_args_is_help=True
 )
 _err = Console(stderr=True)
-
-
-def _settings() -> Settings:
-    try:
-        settings = load_settings()
-    except ThunderlineError as exc:
-        _err.print(f"[red]configuration error:[/] {exc}")
-        raise typer.Exit(2) from exc
-    configure_logging(settings.log_level, settings.log_format)
-    return settings
 
 
 def _registry(settings: Settings) -> ModelRegistry:
@@ -47,7 +36,7 @@ def _registry(settings: Settings) -> ModelRegistry:
 @models_app.command("list")
 def list_models() -> None:
     """The registered models: name, version, kind, input shape, preload, checksum, file."""
-    registry = _registry(_settings())
+    registry = _registry(cli_settings())
     table = Table(title=f"models ({registry.registry_file})")
     for column in ("name", "version", "kind", "input", "preload", "sha256", "file"):
         table.add_column(column, overflow="fold")
@@ -72,7 +61,7 @@ def verify(
     ] = None,
 ) -> None:
     """Re-hash the model files and compare with the registry; exit 1 on any problem."""
-    registry = _registry(_settings())
+    registry = _registry(cli_settings())
     try:
         results = registry.verify(names or None)
     except ThunderlineError as exc:

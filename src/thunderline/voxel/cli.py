@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
-from thunderline.config import Settings, load_settings
-from thunderline.console import stdout_console
+from thunderline.config import Settings
+from thunderline.console import cli_settings, stdout_console
 from thunderline.errors import ThunderlineError
 from thunderline.voxel.lineage import Edge
 from thunderline.voxel.schema import Voxel
@@ -47,8 +47,8 @@ def parse_since(value: str, *, now: datetime | None = None) -> datetime:
 
 
 def _open() -> VoxelStore:
+    settings: Settings = cli_settings()
     try:
-        settings: Settings = load_settings()
         return VoxelStore(settings)
     except ThunderlineError as exc:
         err_console.print(f"[red]cannot open the voxel store:[/] {exc}")
