@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,19 @@ def _mismatch(what: str, expected: str, actual: str) -> ChecksumMismatch:
         actual,
     )
     return ChecksumMismatch(f"checksum mismatch for {what}", expected=expected, actual=actual)
+
+
+def copy_hashing(path: Path, fd: int) -> tuple[str, int]:
+    """Copy the file at ``path`` into the open descriptor ``fd`` (closed after), hashing as it
+    goes, in chunks (never whole). Returns the SHA-256 and the size."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+        while chunk := src.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+            dst.write(chunk)
+    return digest.hexdigest(), size
 
 
 def verify(data: bytes, expected_sha256: str, *, what: str) -> bytes:

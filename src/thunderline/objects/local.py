@@ -8,7 +8,13 @@ import tempfile
 from pathlib import Path
 
 from thunderline.errors import BackendError
-from thunderline.objects.base import CHUNK, Sink, StoredObject, spool_verified, verify
+from thunderline.objects.base import (
+    Sink,
+    StoredObject,
+    copy_hashing,
+    spool_verified,
+    verify,
+)
 
 
 class LocalObjectStore:
@@ -33,17 +39,10 @@ class LocalObjectStore:
         os.replace(tmp, final)
 
     def put_file(self, path: Path) -> StoredObject:
-        digest = hashlib.sha256()
-        size = 0
         fd, tmp_name = tempfile.mkstemp(dir=self.root / "tmp")
         tmp = Path(tmp_name)
         try:
-            with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
-                while chunk := src.read(CHUNK):
-                    digest.update(chunk)
-                    size += len(chunk)
-                    dst.write(chunk)
-            sha = digest.hexdigest()
+            sha, size = copy_hashing(path, fd)
             self._commit(tmp, sha)
         except BaseException:
             tmp.unlink(missing_ok=True)

@@ -10,7 +10,6 @@ spools and hashes before writing a byte to its destination. Backend failures bec
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,13 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from thunderline.errors import BackendError, ConfigError
-from thunderline.objects.base import CHUNK, Sink, StoredObject, spool_verified, verify
+from thunderline.objects.base import (
+    Sink,
+    StoredObject,
+    copy_hashing,
+    spool_verified,
+    verify,
+)
 
 _MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
 
@@ -91,17 +96,10 @@ class S3ObjectStore:
     # ---- ObjectStore protocol ---------------------------------------------------------------
     def put_file(self, path: Path) -> StoredObject:
         """Spool the file once while hashing, then upload the spool (never read whole)."""
-        digest = hashlib.sha256()
-        size = 0
         fd, tmp_name = tempfile.mkstemp(prefix="tl-s3-")
         tmp = Path(tmp_name)
         try:
-            with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
-                while chunk := src.read(CHUNK):
-                    digest.update(chunk)
-                    size += len(chunk)
-                    dst.write(chunk)
-            sha = digest.hexdigest()
+            sha, size = copy_hashing(path, fd)
             if not self.exists(sha):
                 try:
                     self.client.upload_file(str(tmp), self.bucket, self._key(sha))
