@@ -4,12 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test lint typecheck unit bench clean
+.PHONY: venv demo test lint typecheck unit bench clean lock
 
 # (Re)create the virtualenv from the lock file when the lock or the project changes.
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install -q --disable-pip-version-check --require-hashes -r requirements.lock
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
@@ -28,6 +28,13 @@ typecheck: venv
 
 test: venv lint typecheck
 	$(BIN)/pytest
+
+# Regenerate the hash-pinned lock after changing dependencies in pyproject.toml (keeps existing
+# pins; add --upgrade-package NAME to move one). No machine-local index paths are written.
+LOCK_FLAGS := -q --allow-unsafe --strip-extras --generate-hashes --no-emit-index-url --no-emit-find-links
+lock: venv
+	$(BIN)/python -m pip install -q --disable-pip-version-check pip-tools
+	$(BIN)/pip-compile $(LOCK_FLAGS) --extra=dev --output-file=requirements.lock pyproject.toml
 
 bench: venv
 	for b in classify onnx_infer voxel_store nlp; do $(BIN)/python benchmarks/$$b.py; done
