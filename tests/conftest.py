@@ -92,3 +92,51 @@ def peer_data() -> Iterator[Path]:
     if not PEER_DATA.is_dir():
         pytest.skip(f"peer test data not found at {PEER_DATA}")
     yield PEER_DATA
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> Iterator[str]:
+    """An AMQP URL on a RabbitMQ vhost of this test session (deleted afterwards).
+
+    The broker comes from ``TL_TEST_RABBITMQ_URL`` (default amqp://guest:guest@127.0.0.1:5672/);
+    the vhost is made with ``rabbitmqctl`` (never stopping or reconfiguring the server), so
+    tests isolate further with their own queue prefix (``bus_prefix``).
+    """
+    import shutil
+    import subprocess
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    base = os.environ.get("TL_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    vhost = f"tl-test-{uuid.uuid4().hex[:10]}"
+    parts = urlsplit(base)
+    user = parts.username or "guest"
+
+    def ctl(*args: str) -> None:
+        subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+    def probe() -> None:
+        import socket
+
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672), 3):
+            pass
+        if shutil.which("rabbitmqctl") is None:
+            raise FileNotFoundError("rabbitmqctl is not on PATH")
+        ctl("add_vhost", vhost)
+        ctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+
+    require_service("RabbitMQ", base, probe)
+    try:
+        yield urlunsplit((parts.scheme, parts.netloc, f"/{vhost}", "", ""))
+    finally:
+        subprocess.run(
+            ["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, timeout=60
+        )
+
+
+@pytest.fixture
+def bus_prefix() -> str:
+    """A queue-name prefix of this test alone."""
+    import uuid
+
+    return f"t{uuid.uuid4().hex[:10]}"

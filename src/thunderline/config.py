@@ -65,7 +65,14 @@ class Settings(BaseSettings):
 
     # --- backends ---------------------------------------------------------------------------
     bus_url: str = Field(
-        "memory://", description="Event bus: `memory://` or `redis://host:port/db`."
+        "memory://",
+        description="Event bus: `memory://` (in-process) or `amqp://user:pass@host:5672/vhost`.",
+    )
+    bus_queue_prefix: str = Field(
+        "thunderline", min_length=1, description="RabbitMQ queue names: `<prefix>.<stage>`."
+    )
+    bus_reconnect_timeout_s: float = Field(
+        60.0, gt=0, description="How long a RabbitMQ publish waits for a lost connection."
     )
     database_url: str | None = Field(
         None, description="Voxel metadata DB; default `sqlite:///$TL_HOME/thunderline.db`."
@@ -80,11 +87,15 @@ class Settings(BaseSettings):
     )
 
     # --- pipeline engine --------------------------------------------------------------------
-    queue_max: int = Field(1024, ge=1, description="Bound of each in-process bus queue.")
+    queue_max: int = Field(
+        1024, ge=1, description="Bound of each stage queue (in-process; RabbitMQ `x-max-length`)."
+    )
     overflow_policy: OverflowPolicy = Field(
         OverflowPolicy.BLOCK, description="Full queue: `block` or `drop_oldest` (dead-letters)."
     )
-    max_demand: int = Field(256, ge=1, description="Max un-acknowledged messages per stage.")
+    max_demand: int = Field(
+        256, ge=1, description="Max un-acknowledged messages per stage (RabbitMQ prefetch)."
+    )
     stage_timeout_s: float = Field(60.0, gt=0, description="Timeout of one handle_batch call.")
     max_attempts: int = Field(3, ge=1, description="Attempts for retryable errors before DLQ.")
     retry_backoff_s: float = Field(0.05, ge=0, description="First retry delay (doubles each time).")

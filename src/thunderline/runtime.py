@@ -54,9 +54,19 @@ def open_bus(settings: Settings, on_drop: Any = None) -> EventBus:
     url = settings.bus_url
     if url.startswith("memory://"):
         return MemoryBus(settings.queue_max, settings.overflow_policy, on_drop)
+    if url.startswith(("amqp://", "amqps://")):
+        from thunderline.bus.rabbitmq import RabbitMQBus
+
+        return RabbitMQBus(
+            url,
+            prefetch=settings.max_demand,
+            max_attempts=settings.max_attempts,
+            queue_max=settings.queue_max,
+            prefix=settings.bus_queue_prefix,
+            reconnect_timeout_s=settings.bus_reconnect_timeout_s,
+        )
     raise ConfigError(
-        f"unsupported bus URL {url!r}: this build ships the in-process bus (memory://); "
-        "the Redis Streams backend is part of the scale-out work"
+        f"unsupported bus URL {url!r}: use memory:// (in-process) or amqp://… (RabbitMQ)"
     )
 
 

@@ -192,3 +192,23 @@ def sample(name: str, labels: dict[str, str] | None = None) -> float:
     """Current value of one sample (0.0 when it was never touched). Handy in tests."""
     value = REGISTRY.get_sample_value(name, labels or {})
     return 0.0 if value is None else value
+
+
+# --- scale-out bus (RabbitMQ) ---------------------------------------------------------------
+BUS_PUBLISH_REFUSED = Counter(
+    "thunderline_bus_publish_refused_total",
+    "Publishes the broker refused because the queue was full (reject-publish back-pressure).",
+    ["topic"],
+    registry=REGISTRY,
+)
+BUS_RECONNECTS = Counter(
+    "thunderline_bus_connection_events_total",
+    "Broker connection lost / restored events.",
+    ["event"],
+    registry=REGISTRY,
+)
+BUS_STALE_ACKS = Counter(
+    "thunderline_bus_stale_acks_total",
+    "Acks skipped because their channel was lost (the broker redelivers those messages).",
+    registry=REGISTRY,
+)

@@ -1,0 +1,469 @@
+"""The scale-out bus: RabbitMQ quorum queues through aio-pika (``amqp://…``).
+
+One durable quorum queue per topic (``<prefix>.<topic>``: a stage, ``terminal`` or ``dlq``).
+
+* **Publishing** uses a channel with publisher confirms: :meth:`RabbitMQBus.publish` returns
+  only when the broker has the message durably, so the engine's "publish the outputs, then ack
+  the input" order means a message is never acknowledged before its result is safe.
+* **Consuming**: the first :meth:`pull` of a topic opens a channel with ``prefetch`` (the
+  stage's demand) and a consumer; deliveries wait in a local buffer until pulled. A delivery's
+  ``delivery_count`` comes from the broker's ``x-delivery-count``.
+* **Redelivery and dead-lettering belong to the broker.** Stage queues carry
+  ``x-delivery-limit`` (``TL_MAX_ATTEMPTS``): a message whose consumer died (crash, SIGKILL,
+  dropped connection) is redelivered, and after the limit it is dead-lettered
+  (``at-least-once``) into the ``dlq`` queue. Pulling such a message from ``dlq`` turns it into
+  our DLQ record (``system.dlq.<stage>_failed``) with the broker's ``x-death`` reason
+  (``delivery_limit``, ``rejected``…) kept in ``data.reason`` and ``data.broker``; its id is
+  derived from the message, so reading it twice gives the same record.
+* **Back-pressure**: stage queues are bounded (``x-max-length`` = ``TL_QUEUE_MAX``,
+  ``x-overflow=reject-publish``). A refused publish waits and retries (the CLI waits); with
+  ``block=False`` it raises :class:`~thunderline.errors.OverloadError` instead (an API answers
+  429). The ``terminal`` and ``dlq`` queues are unbounded and never dead-letter.
+* **Reconnection**: ``connect_robust`` reconnects with backoff and restores the channels,
+  queues and consumers. Deliveries of the lost connection are dropped from the local buffer
+  (the broker redelivers them: never lost) and acknowledging one is a logged no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+import uuid
+from collections import deque
+from datetime import datetime
+from typing import Any
+
+import aio_pika
+import aiormq
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+
+from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC, Delivery
+from thunderline.errors import BackendError, MalformedEventError, OverloadError
+from thunderline.events import CloudEvent, dlq_type_for, new_event
+from thunderline.obs import metrics
+
+_log = logging.getLogger("thunderline.bus.rabbitmq")
+
+#: Namespace of the ids of DLQ records made from broker dead-letters (uuid5: stable per message).
+_DEAD_LETTER_NS = uuid.UUID("6d1f3c2e-9a3b-4d0e-8c51-2f0a7a1e5b10")
+_CONTENT_TYPE = "application/cloudevents+json"
+_RECONNECT_INTERVAL_S = 1.0
+
+
+def _json_safe(value: Any) -> Any:
+    """AMQP header tables (bytes, datetimes, nested lists) as plain JSON values."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+class _Consumer:
+    """One consumed topic: its channel, queue, consumer tag and local buffer."""
+
+    def __init__(self, channel: AbstractChannel, queue: AbstractQueue) -> None:
+        self.channel = channel
+        self.queue = queue
+        self.tag: str | None = None
+        self.buffer: deque[AbstractIncomingMessage] = deque()
+        self.readable = asyncio.Condition()
+
+
+class RabbitMQBus:
+    """:class:`~thunderline.bus.base.EventBus` over RabbitMQ quorum queues (durable)."""
+
+    #: Messages survive this process: the engine must not dead-letter what it leaves behind.
+    durable = True
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefetch: int = 256,
+        max_attempts: int = 3,
+        queue_max: int = 1024,
+        prefix: str = "thunderline",
+        reconnect_timeout_s: float = 60.0,
+        prefetch_per_topic: dict[str, int] | None = None,
+    ) -> None:
+        self.url = url
+        self.prefetch = prefetch
+        self.prefetch_per_topic = dict(prefetch_per_topic or {})
+        self.max_attempts = max_attempts
+        self.queue_max = queue_max
+        self.prefix = prefix
+        self.reconnect_timeout_s = reconnect_timeout_s
+        self._connection: AbstractRobustConnection | None = None
+        self._publisher: AbstractChannel | None = None
+        self._connect_lock = asyncio.Lock()
+        self._declared: set[str] = set()
+        self._consumers: dict[str, _Consumer] = {}
+        self._consumer_lock = asyncio.Lock()
+        self._unacked: dict[str, AbstractIncomingMessage] = {}
+        self._ids = itertools.count(1)
+        self._depth: dict[str, int] = {}
+        self._consuming = True
+        self._closed = False
+        self.reconnects = 0
+
+    # ---- names and arguments --------------------------------------------------------------
+    def queue_name(self, topic: str) -> str:
+        return f"{self.prefix}.{topic}"
+
+    def topic_of(self, queue: str) -> str:
+        return queue.removeprefix(f"{self.prefix}.")
+
+    def queue_arguments(self, topic: str) -> dict[str, Any]:
+        """Quorum queue arguments: stage queues are bounded and dead-letter into ``dlq``."""
+        args: dict[str, Any] = {"x-queue-type": "quorum"}
+        if topic in (TERMINAL_TOPIC, DLQ_TOPIC):
+            return args
+        args.update(
+            {
+                "x-delivery-limit": self.max_attempts,
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": self.queue_name(DLQ_TOPIC),
+                "x-dead-letter-strategy": "at-least-once",
+                "x-overflow": "reject-publish",
+                "x-max-length": self.queue_max,
+            }
+        )
+        return args
+
+    # ---- connection -----------------------------------------------------------------------
+    async def connect(self) -> None:
+        """Open the connection (retried until ``reconnect_timeout_s``) and the publish channel."""
+        async with self._connect_lock:
+            if self._connection is not None:
+                return
+            if self._closed:
+                raise BackendError("the RabbitMQ bus is closed")
+            deadline = time.monotonic() + self.reconnect_timeout_s
+            delay = 0.2
+            while True:
+                try:
+                    connection = await aio_pika.connect_robust(
+                        self.url, reconnect_interval=_RECONNECT_INTERVAL_S
+                    )
+                    break
+                except (OSError, aiormq.exceptions.AMQPError) as exc:
+                    if time.monotonic() + delay > deadline:
+                        raise BackendError(
+                            f"RabbitMQ not reachable at {self._safe_url()}: {exc}"
+                        ) from exc
+                    _log.warning("RabbitMQ not reachable (%s); retrying in %.1fs", exc, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+            connection.reconnect_callbacks.add(self._on_reconnect)
+            connection.close_callbacks.add(self._on_close)
+            self._publisher = await connection.channel(publisher_confirms=True)
+            self._connection = connection
+
+    def _safe_url(self) -> str:
+        """The URL without its password (for messages)."""
+        head, sep, tail = self.url.rpartition("@")
+        if not sep:
+            return self.url
+        scheme, _, creds = head.partition("://")
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{tail}"
+
+    def _on_close(self, _connection: Any, exc: BaseException | None = None) -> None:
+        if not self._closed:
+            _log.warning("RabbitMQ connection lost (%s); reconnecting", exc)
+            metrics.BUS_RECONNECTS.labels("lost").inc()
+        self._purge_stale()
+
+    def _on_reconnect(self, _connection: Any) -> None:
+        self.reconnects += 1
+        metrics.BUS_RECONNECTS.labels("restored").inc()
+        _log.warning("RabbitMQ connection restored (reconnect #%d)", self.reconnects)
+        self._purge_stale()
+
+    def _purge_stale(self) -> None:
+        """Forget deliveries of a lost channel: the broker redelivers them."""
+        for consumer in self._consumers.values():
+            kept = deque(m for m in consumer.buffer if not _stale(m))
+            dropped = len(consumer.buffer) - len(kept)
+            consumer.buffer = kept
+            if dropped:
+                _log.info("dropped %d buffered deliveries of a lost channel", dropped)
+
+    async def _declare(self, channel: AbstractChannel, topic: str) -> AbstractQueue:
+        if topic != DLQ_TOPIC and DLQ_TOPIC not in self._declared:
+            # the dead-letter target first: a message dead-lettered into a missing queue is lost
+            await channel.declare_queue(
+                self.queue_name(DLQ_TOPIC), durable=True, arguments=self.queue_arguments(DLQ_TOPIC)
+            )
+            self._declared.add(DLQ_TOPIC)
+        return await channel.declare_queue(
+            self.queue_name(topic), durable=True, arguments=self.queue_arguments(topic)
+        )
+
+    async def _ensure_declared(self, topic: str) -> None:
+        if topic in self._declared:
+            return
+        await self.connect()
+        assert self._publisher is not None
+        queue = await self._declare(self._publisher, topic)
+        self._declared.add(topic)
+        result = queue.declaration_result
+        self._depth[topic] = int(getattr(result, "message_count", 0) or 0)
+
+    async def declare_all(self, topics: list[str]) -> None:
+        """Declare the queues of ``topics`` (a worker does this at start, before any traffic)."""
+        for topic in topics:
+            await self._ensure_declared(topic)
+
+    # ---- publish --------------------------------------------------------------------------
+    async def publish(self, topic: str, payload: bytes, *, block: bool = True) -> str:
+        """Publish with a broker confirm. A full queue makes it wait and retry (``block``) or
+        raise :class:`OverloadError`; a lost connection makes it wait for the reconnection
+        (at most ``reconnect_timeout_s``) and resend."""
+        await self._ensure_declared(topic)
+        message_id = str(uuid.uuid4())
+        message = aio_pika.Message(
+            payload,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message_id,
+            content_type=_CONTENT_TYPE,
+        )
+        delay = 0.02
+        lost_since: float | None = None
+        while True:
+            assert self._publisher is not None
+            try:
+                await self._publisher.default_exchange.publish(
+                    message, routing_key=self.queue_name(topic), mandatory=True
+                )
+                return message_id
+            except aiormq.exceptions.PublishError as exc:  # unroutable: the queue vanished
+                self._declared.discard(topic)
+                _log.warning("queue %s missing on publish (%s); declaring it", topic, exc)
+                await self._ensure_declared(topic)
+            except aiormq.exceptions.DeliveryError as exc:  # Basic.Nack: reject-publish overflow
+                metrics.BUS_PUBLISH_REFUSED.labels(topic).inc()
+                if not block:
+                    raise OverloadError(
+                        f"queue {topic!r} is full (x-max-length {self.queue_max}); retry later",
+                        details={"topic": topic},
+                    ) from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            except (
+                aiormq.exceptions.AMQPError,
+                aiormq.exceptions.ChannelInvalidStateError,
+                ConnectionError,
+            ) as exc:
+                now = time.monotonic()
+                lost_since = lost_since or now
+                if now - lost_since > self.reconnect_timeout_s:
+                    raise BackendError(
+                        f"RabbitMQ unavailable for {self.reconnect_timeout_s:.0f}s: {exc}"
+                    ) from exc
+                _log.info("publish to %s failed (%s); waiting for the connection", topic, exc)
+                await asyncio.sleep(min(0.2 * (1 + (now - lost_since)), 2.0))
+
+    # ---- consume --------------------------------------------------------------------------
+    async def _consumer(self, topic: str) -> _Consumer:
+        consumer = self._consumers.get(topic)
+        if consumer is not None:
+            return consumer
+        async with self._consumer_lock:
+            consumer = self._consumers.get(topic)
+            if consumer is not None:
+                return consumer
+            await self.connect()
+            assert self._connection is not None
+            channel = await self._connection.channel()
+            await channel.set_qos(prefetch_count=self.prefetch_per_topic.get(topic, self.prefetch))
+            queue = await self._declare(channel, topic)
+            self._declared.add(topic)
+            consumer = _Consumer(channel, queue)
+
+            async def on_message(message: AbstractIncomingMessage) -> None:
+                consumer.buffer.append(message)
+                async with consumer.readable:
+                    consumer.readable.notify()
+
+            if self._consuming:
+                consumer.tag = await queue.consume(on_message, no_ack=False)
+            self._consumers[topic] = consumer
+            return consumer
+
+    async def pull(
+        self, topic: str, consumer: str, max_count: int, timeout: float
+    ) -> list[Delivery]:
+        c = await self._consumer(topic)
+        if not c.buffer and timeout > 0:
+            async with c.readable:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(c.readable.wait_for(lambda: bool(c.buffer)), timeout)
+        out: list[Delivery] = []
+        while c.buffer and len(out) < max_count:
+            message = c.buffer.popleft()
+            if _stale(message):
+                continue
+            delivery_id = str(next(self._ids))
+            self._unacked[delivery_id] = message
+            payload = message.body
+            if topic == DLQ_TOPIC and message.headers.get("x-death"):
+                payload = self.dead_letter_record(message)
+            count = message.headers.get("x-delivery-count")
+            out.append(
+                Delivery(
+                    topic=topic,
+                    payload=payload,
+                    message_id=delivery_id,
+                    delivery_count=(int(count) if isinstance(count, int) else 0) + 1,
+                )
+            )
+        return out
+
+    async def ack(self, delivery: Delivery) -> None:
+        message = self._unacked.pop(delivery.message_id, None)
+        delivery.acked = True
+        if message is None:
+            return
+        if _stale(message):
+            metrics.BUS_STALE_ACKS.inc()
+            _log.info("ack of a delivery from a lost channel skipped (the broker redelivers it)")
+            return
+        try:
+            await message.ack()
+        except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError) as exc:
+            metrics.BUS_STALE_ACKS.inc()
+            _log.info("ack failed (%s); the broker will redeliver the message", exc)
+
+    async def reject(self, delivery: Delivery) -> None:
+        """Hand a delivery back to the broker now (counts toward the delivery limit)."""
+        message = self._unacked.pop(delivery.message_id, None)
+        if message is None or _stale(message):
+            return
+        with contextlib.suppress(
+            aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError
+        ):
+            await message.nack(requeue=True)
+
+    # ---- dead letters from the broker -----------------------------------------------------
+    def dead_letter_record(self, message: AbstractIncomingMessage) -> bytes:
+        """Our DLQ record for a message the broker dead-lettered (reason from ``x-death``)."""
+        deaths = _json_safe(message.headers.get("x-death") or [])
+        first = deaths[0] if deaths and isinstance(deaths[0], dict) else {}
+        reason = str(first.get("reason") or "dead_lettered")
+        queue = str(
+            _json_safe(message.headers.get("x-first-death-queue")) or first.get("queue") or ""
+        )
+        stage = self.topic_of(queue) or "unknown"
+        count = message.headers.get("x-delivery-count")
+        attempts = int(count) if isinstance(count, int) else int(first.get("count") or 1)
+        try:
+            original: CloudEvent | None = CloudEvent.from_json(message.body)
+        except MalformedEventError:
+            original = None
+        if original is not None and original.is_dlq:
+            return message.body  # our own record, dead-lettered again: keep it as it is
+        text = (
+            f"RabbitMQ dead-lettered the message from queue {queue} ({reason}); "
+            f"the consumer failed or died on every one of its deliveries"
+            if reason == "delivery_limit"
+            else f"RabbitMQ dead-lettered the message from queue {queue} ({reason})"
+        )
+        data: dict[str, Any] = {
+            "stage": stage,
+            "reason": reason,
+            "error": {
+                "type": "BrokerDeadLetter",
+                "message": text,
+                "details": {"queue": queue},
+            },
+            "traceback": "",
+            "attempts": attempts,
+            "broker": {"x-death": deaths, "x-first-death-queue": queue},
+            "original": original.to_dict() if original is not None else None,
+        }
+        seed = f"{original.id if original else message.message_id}/{queue}/{reason}"
+        record_id = str(uuid.uuid5(_DEAD_LETTER_NS, seed))
+        source = f"urn:thunderline:broker:{queue}"
+        if original is None:
+            data["original_raw"] = message.body.decode("utf-8", "replace")
+            event = new_event(dlq_type_for(stage), data, source=source)
+            event = event.model_copy(update={"id": record_id, "correlationid": record_id})
+        else:
+            event = original.derive(dlq_type_for(stage), data, source=source)
+            event = event.model_copy(update={"id": record_id})
+        metrics.DLQ_TOTAL.labels(stage, reason).inc()
+        return event.to_bytes()
+
+    # ---- depth, drain, close --------------------------------------------------------------
+    def depth(self, topic: str) -> int:
+        """Messages waiting on ``topic``: the last broker count seen plus the local buffer."""
+        consumer = self._consumers.get(topic)
+        buffered = len(consumer.buffer) if consumer is not None else 0
+        return self._depth.get(topic, 0) + buffered
+
+    async def queue_depth(self, topic: str) -> int:
+        """Messages ready on ``topic`` in the broker now (a passive declare)."""
+        await self.connect()
+        assert self._connection is not None
+        channel = await self._connection.channel()
+        try:
+            queue = await channel.declare_queue(self.queue_name(topic), passive=True)
+            count = int(getattr(queue.declaration_result, "message_count", 0) or 0)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            count = 0
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
+        self._depth[topic] = count
+        metrics.QUEUE_DEPTH.labels(topic).set(count)
+        return count
+
+    @property
+    def held(self) -> int:
+        """Deliveries this process holds: buffered (not yet pulled) plus pulled, not acked."""
+        buffered = sum(len(c.buffer) for c in self._consumers.values())
+        return buffered + sum(1 for m in self._unacked.values() if not _stale(m))
+
+    async def stop_consuming(self) -> None:
+        """Cancel every consumer: the broker sends no more; what is held can still be acked."""
+        self._consuming = False
+        for consumer in self._consumers.values():
+            if consumer.tag is not None:
+                with contextlib.suppress(Exception):
+                    await consumer.queue.cancel(consumer.tag)
+                consumer.tag = None
+
+    async def close(self) -> None:
+        """Close the connection; unacknowledged deliveries go back to their queues."""
+        self._closed = True
+        connection, self._connection = self._connection, None
+        self._consumers.clear()
+        self._unacked.clear()
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+
+def _stale(message: AbstractIncomingMessage) -> bool:
+    """True when the message came on a channel that has closed (its delivery tag is void)."""
+    try:
+        message.channel  # noqa: B018 - raises when the channel has closed
+    except aiormq.exceptions.ChannelInvalidStateError:
+        return True
+    return False

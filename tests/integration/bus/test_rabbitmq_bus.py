@@ -1,0 +1,157 @@
+"""The RabbitMQ bus against the real broker (own vhost, own queue prefix per test)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from tests.integration.scale.proxy import TcpProxy
+
+from thunderline.bus.rabbitmq import RabbitMQBus
+from thunderline.errors import OverloadError
+from thunderline.events import DLQ_CLASSIFY, INGEST_RECEIVED, CloudEvent, new_event
+
+BusFactory = Callable[..., RabbitMQBus]
+
+
+@pytest.fixture
+async def make_bus(rabbitmq_url: str, bus_prefix: str) -> AsyncIterator[BusFactory]:
+    opened: list[RabbitMQBus] = []
+
+    def factory(url: str | None = None, **kwargs: Any) -> RabbitMQBus:
+        kwargs.setdefault("prefix", bus_prefix)
+        bus = RabbitMQBus(url or rabbitmq_url, **kwargs)
+        opened.append(bus)
+        return bus
+
+    yield factory
+    for bus in opened:
+        await bus.close()
+
+
+def _event(n: int) -> CloudEvent:
+    return new_event(INGEST_RECEIVED, {"artifact": {"name": f"f{n}"}, "route": ["classify"]})
+
+
+async def _pull_n(bus: RabbitMQBus, topic: str, n: int, timeout: float = 10.0) -> list[Any]:
+    got: list[Any] = []
+    deadline = asyncio.get_running_loop().time() + timeout
+    while len(got) < n and asyncio.get_running_loop().time() < deadline:
+        got.extend(await bus.pull(topic, "t", n - len(got), 0.2))
+    return got
+
+
+async def test_publish_pull_ack_and_redelivery_of_unacked(make_bus: BusFactory) -> None:
+    bus = make_bus(prefetch=10)
+    events = [_event(i) for i in range(5)]
+    for e in events:
+        await bus.publish("classify", e.to_bytes())
+    assert await bus.queue_depth("classify") == 5
+    got = await _pull_n(bus, "classify", 5)
+    assert [CloudEvent.from_json(d.payload).id for d in got] == [e.id for e in events]
+    assert all(d.delivery_count == 1 for d in got)
+    for d in got[:3]:
+        await bus.ack(d)
+    await bus.close()  # two deliveries never acked: the broker keeps them
+
+    again = make_bus(prefetch=10)
+    redelivered = await _pull_n(again, "classify", 2)
+    assert {CloudEvent.from_json(d.payload).id for d in redelivered} == {e.id for e in events[3:]}
+    assert all(d.delivery_count == 2 for d in redelivered)
+    for d in redelivered:
+        await again.ack(d)
+    assert await again.queue_depth("classify") == 0
+
+
+async def test_delivery_limit_dead_letters_with_the_brokers_reason(make_bus: BusFactory) -> None:
+    poison = _event(0)
+    first = make_bus(max_attempts=2)
+    await first.publish("classify", poison.to_bytes())
+    await first.close()
+    for attempt in range(3):  # a consumer that dies before acking, every time
+        bus = make_bus(max_attempts=2)
+        got = await _pull_n(bus, "classify", 1)
+        assert len(got) == 1 and got[0].delivery_count == attempt + 1
+        await bus.close()
+    collector = make_bus(max_attempts=2)
+    assert await _pull_n(collector, "classify", 1, timeout=1.0) == []
+    records = await _pull_n(collector, "dlq", 1)
+    assert len(records) == 1
+    record = CloudEvent.from_json(records[0].payload)
+    assert record.type == DLQ_CLASSIFY and record.is_dlq
+    assert record.data["reason"] == "delivery_limit"
+    assert record.data["stage"] == "classify"
+    assert record.data["original"]["id"] == poison.id
+    assert record.correlationid == poison.correlationid and record.causationid == poison.id
+    assert record.data["broker"]["x-death"][0]["reason"] == "delivery_limit"
+    # the record is the same each time the message is read (stable id for idempotent collectors)
+    await collector.close()
+    again = make_bus(max_attempts=2)
+    reread = await _pull_n(again, "dlq", 1)
+    assert CloudEvent.from_json(reread[0].payload).id == record.id
+    await again.ack(reread[0])
+
+
+async def test_full_queue_refuses_or_waits(make_bus: BusFactory) -> None:
+    bus = make_bus(queue_max=3)
+    sent = 0
+    with pytest.raises(OverloadError):
+        for i in range(20):  # quorum queues are soft by one: do not test an exact bound
+            await bus.publish("nlp", _event(i).to_bytes(), block=False)
+            sent += 1
+    assert 3 <= sent <= 5
+    # a blocking publish waits for room, which a consumer makes
+    waiting = asyncio.create_task(bus.publish("nlp", _event(99).to_bytes()))
+    await asyncio.sleep(0.5)
+    assert not waiting.done()
+    consumer = make_bus(queue_max=3, prefetch=1)
+    got = await _pull_n(consumer, "nlp", 1)
+    await consumer.ack(got[0])
+    await asyncio.wait_for(waiting, 10)
+    # terminal and dlq are never bounded
+    for i in range(10):
+        await bus.publish("terminal", _event(i).to_bytes(), block=False)
+
+
+async def test_dropped_connection_redelivers_and_publish_waits(
+    make_bus: BusFactory, rabbitmq_url: str
+) -> None:
+    parts = urlsplit(rabbitmq_url)
+    with TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5672)) as proxy:
+        via_proxy = urlunsplit(
+            (
+                parts.scheme,
+                f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}",
+                parts.path,
+                "",
+                "",
+            )
+        )
+        bus = make_bus(via_proxy, prefetch=10)
+        events = [_event(i) for i in range(4)]
+        for e in events:
+            await bus.publish("classify", e.to_bytes())
+        held = await _pull_n(bus, "classify", 4)
+        assert len(held) == 4
+        await bus.ack(held[0])
+
+        cutter = threading.Thread(target=proxy.cut_for, args=(2.0,))
+        cutter.start()
+        await asyncio.sleep(0.3)
+        late = _event(100)
+        await bus.publish("classify", late.to_bytes())  # waits for the reconnection, then sends
+        cutter.join()
+        for d in held[1:]:
+            await bus.ack(d)  # stale: a no-op, the broker redelivers them
+        got = await _pull_n(bus, "classify", 4)
+        ids = [CloudEvent.from_json(d.payload).id for d in got]
+        assert sorted(ids) == sorted([e.id for e in events[1:]] + [late.id])
+        assert all(d.delivery_count == 2 for d in got if d.payload != late.to_bytes())
+        for d in got:
+            await bus.ack(d)
+        assert bus.reconnects >= 1 and proxy.refused >= 0
+        assert await bus.queue_depth("classify") == 0
