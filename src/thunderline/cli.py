@@ -51,6 +51,13 @@ for _name, _target in (
         if _exc.name != _module:
             raise
 
+for _name, _target in (
+    ("worker", "thunderline.worker.cli:worker"),
+    ("status", "thunderline.worker.cli:status"),
+):
+    _module, _, _attr = _target.partition(":")
+    app.command(_name)(getattr(importlib.import_module(_module), _attr))
+
 err_console = Console(stderr=True)
 
 
@@ -60,19 +67,31 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Walk sub-folders.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per artifact.")] = False,
+    bus: Annotated[
+        str | None,
+        typer.Option("--bus", help="Submit to the shared RabbitMQ bus (amqp://…) and wait."),
+    ] = None,
 ) -> None:
     """Classify files (and run the enabled stages) and print a summary.
 
     A bad file ends as a DLQ entry and a line in the summary; the exit code is non-zero only
-    when the run itself fails.
+    when the run itself fails. With an ``amqp://`` bus (``--bus`` or ``TL_BUS_URL``) the files
+    are submitted to the workers and exactly their own outcomes are printed.
     """
     settings = cli_settings()
+    if bus is not None:
+        settings = settings.model_copy(update={"bus_url": bus})
     candidates = list(iter_candidates(paths, recursive=recursive))
     report = RunReport(skipped=[(str(c.path), c.skipped) for c in candidates if c.skipped])
     todo = [c for c in candidates if not c.skipped]
     show_progress = sys.stderr.isatty() and not as_json
     try:
-        asyncio.run(_run_ingest(settings, todo, report, as_json, show_progress))
+        if settings.bus_url.startswith(("amqp://", "amqps://")):
+            from thunderline.worker.cli import submit_and_wait
+
+            submit_and_wait(settings, todo, report, as_json)
+        else:
+            asyncio.run(_run_ingest(settings, todo, report, as_json, show_progress))
     except ThunderlineError as exc:
         err_console.print(f"[red]ingest failed:[/] {exc}")
         raise typer.Exit(1) from exc
@@ -215,7 +234,7 @@ def doctor() -> None:
         rows.append(
             ("ml pipeline", "warn", "TL_ENABLE_ML_PIPELINE=false: no Magika, spaCy or ONNX")
         )
-    for module in ("thunderline.nlp", "thunderline.ml", "thunderline.voxel"):
+    for module in ("thunderline.nlp", "thunderline.ml", "thunderline.voxel", "thunderline.worker"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError:

@@ -164,7 +164,7 @@ class RabbitMQBus:
                 except (OSError, aiormq.exceptions.AMQPError) as exc:
                     if time.monotonic() + delay > deadline:
                         raise BackendError(
-                            f"RabbitMQ not reachable at {self._safe_url()}: {exc}"
+                            f"RabbitMQ not reachable at {self.safe_url}: {exc}"
                         ) from exc
                     _log.warning("RabbitMQ not reachable (%s); retrying in %.1fs", exc, delay)
                     await asyncio.sleep(delay)
@@ -174,7 +174,8 @@ class RabbitMQBus:
             self._publisher = await connection.channel(publisher_confirms=True)
             self._connection = connection
 
-    def _safe_url(self) -> str:
+    @property
+    def safe_url(self) -> str:
         """The URL without its password (for messages)."""
         head, sep, tail = self.url.rpartition("@")
         if not sep:

@@ -1,0 +1,18 @@
+"""Scale-out mode: stateless workers, the collector and location-free submission over RabbitMQ."""
+
+from thunderline.worker.collector import Collector
+from thunderline.worker.doctor import doctor_report
+from thunderline.worker.outcomes import OutcomeStore
+from thunderline.worker.runner import WORKER_STAGES, Worker, parse_stages
+from thunderline.worker.submit import Submitter, wait_outcomes
+
+__all__ = [
+    "WORKER_STAGES",
+    "Collector",
+    "OutcomeStore",
+    "Submitter",
+    "Worker",
+    "doctor_report",
+    "parse_stages",
+    "wait_outcomes",
+]

@@ -1,0 +1,113 @@
+"""CLI of the scale-out mode: ``worker``, ``status`` and the submitting half of ``ingest``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from thunderline.classify.walk import Candidate
+from thunderline.config import Settings
+from thunderline.console import cli_settings, stdout_console
+from thunderline.errors import ThunderlineError
+from thunderline.report import RunReport
+from thunderline.worker.outcomes import Outcome, OutcomeStore
+from thunderline.worker.runner import Worker, parse_stages
+from thunderline.worker.submit import Submitter, wait_outcomes
+
+err_console = Console(stderr=True)
+
+
+def worker(
+    stages: Annotated[
+        str,
+        typer.Option(
+            "--stages", help="Comma-separated: classify,nlp,infer,package and/or collect."
+        ),
+    ] = "classify,nlp,infer,package,collect",
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", min=1, help="Concurrent batches per stage.")
+    ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", help="Serve Prometheus /metrics on 127.0.0.1:PORT."),
+    ] = None,
+) -> None:
+    """Run pipeline stages as a stateless worker over RabbitMQ (TL_BUS_URL=amqp://…)."""
+    settings = cli_settings()
+    try:
+        names = parse_stages(stages)
+        if metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            from thunderline.obs import metrics
+
+            start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.REGISTRY)
+        asyncio.run(_run_worker(settings, names, concurrency))
+    except ThunderlineError as exc:
+        err_console.print(f"[red]worker failed:[/] {exc}")
+        raise typer.Exit(1) from exc
+
+
+async def _run_worker(settings: Settings, names: list[str], concurrency: int | None) -> None:
+    await Worker(settings, names, concurrency=concurrency).run()
+
+
+def submit_and_wait(
+    settings: Settings, todo: list[Candidate], report: RunReport, as_json: bool
+) -> None:
+    """``ingest`` in scale-out mode: submit, then print exactly our own outcomes."""
+
+    def on_outcome(outcome: Outcome) -> None:
+        record = report.add(outcome.event)
+        if as_json:
+            out = record.to_json_dict()
+            out.pop("results", None)
+            print(json.dumps(out, ensure_ascii=False), flush=True)
+
+    async def run() -> None:
+        started = time.perf_counter()
+        async with Submitter(settings) as submitter:
+            ids = await submitter.submit_all(todo)
+        store = await asyncio.to_thread(OutcomeStore, settings)
+        try:
+            await wait_outcomes(store, ids, on_outcome=on_outcome)
+        finally:
+            store.close()
+        report.wall_s = time.perf_counter() - started
+
+    asyncio.run(run())
+
+
+def status(
+    correlation_id: Annotated[str, typer.Argument(help="The correlation id of a submission.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per artifact.")] = False,
+) -> None:
+    """The outcomes recorded so far for one submission (voxel or DLQ per artifact)."""
+    settings = cli_settings()
+    try:
+        store = OutcomeStore(settings)
+        found = store.by_correlation([correlation_id])
+        store.close()
+    except ThunderlineError as exc:
+        err_console.print(f"[red]status failed:[/] {exc}")
+        raise typer.Exit(1) from exc
+    if not found:
+        err_console.print(f"no outcome recorded for {correlation_id} (unknown or still running)")
+        raise typer.Exit(3)
+    report = RunReport()
+    for outcome in found:
+        record = report.add(outcome.event)
+        if as_json:
+            print(json.dumps(record.to_json_dict(), ensure_ascii=False))
+    if not as_json:
+        console = stdout_console()
+        for r in report.records:
+            name = Path(r.path).name if r.path else "?"
+            what = f"voxel {r.voxel_id}" if r.outcome == "ok" else f"dlq {r.stage}:{r.reason}"
+            console.print(f"{name}\t{r.label or '-'}\t{what}")

@@ -1,0 +1,78 @@
+"""The collector: records every terminal and DLQ event of the shared bus in the database.
+
+It runs in a worker with ``--stages collect`` (any number of them: recording is idempotent).
+A batch is acknowledged only after it is recorded; while the database is unreachable it
+keeps the batch and retries with backoff, so no outcome is lost when PostgreSQL goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC, Delivery, EventBus
+from thunderline.errors import MalformedEventError, ThunderlineError
+from thunderline.events import CloudEvent
+from thunderline.obs import metrics
+from thunderline.obs.logs import correlation_id
+
+_log = logging.getLogger("thunderline.worker.collector")
+
+COLLECT_STAGE = "collect"
+_BATCH = 256
+
+
+class OutcomeRecorder(Protocol):
+    def record_many(self, events: list[CloudEvent]) -> int: ...
+
+
+class Collector:
+    """Pull ``terminal`` and ``dlq``, record, then ack."""
+
+    def __init__(
+        self, bus: EventBus, recorder: OutcomeRecorder, *, backoff_max_s: float = 5.0
+    ) -> None:
+        self.bus = bus
+        self.recorder = recorder
+        self.backoff_max_s = backoff_max_s
+        self.recorded = 0
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            got = False
+            for topic in (DLQ_TOPIC, TERMINAL_TOPIC):
+                deliveries = await self.bus.pull(topic, COLLECT_STAGE, _BATCH, 0 if got else 0.1)
+                if deliveries:
+                    got = True
+                    await self._settle(topic, deliveries)
+
+    async def _settle(self, topic: str, deliveries: list[Delivery]) -> None:
+        events: list[CloudEvent] = []
+        for delivery in deliveries:
+            try:
+                events.append(CloudEvent.from_json(delivery.payload))
+            except MalformedEventError as exc:
+                # nothing to attribute it to; keep it visible in the log and the metrics
+                metrics.DLQ_TOTAL.labels(topic, "malformed_event").inc()
+                _log.error("unreadable message on %s dropped from outcomes: %s", topic, exc)
+        delay = 0.1
+        while True:
+            try:
+                new = await asyncio.to_thread(self.recorder.record_many, events)
+                break
+            except ThunderlineError as exc:
+                _log.warning("recording %d outcomes failed (%s); retrying", len(events), exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff_max_s)
+        self.recorded += new
+        for event in events:
+            token = correlation_id.set(event.correlationid)
+            _log.info("outcome %s recorded (%s)", event.type, event.id)
+            correlation_id.reset(token)
+        for delivery in deliveries:
+            await self.bus.ack(delivery)

@@ -1,0 +1,129 @@
+"""Location-free submission: admit a local file, put its bytes in the shared store, publish.
+
+In scale-out mode no worker may need the submitter's path (ARCHITECTURE §1). The submitter
+admits each file (the same checks as the embedded classify stage), streams its bytes into the
+shared object store, and only then publishes ``ui.command.ingest.received`` with
+``payload_ref`` to the ``classify`` queue. A file refused at admission becomes a
+``system.dlq.classify_failed`` record on the ``dlq`` queue, as in the embedded mode, so the
+collector records it like any other outcome.
+
+:func:`wait_outcomes` then follows exactly the submitter's own correlation ids in the outcome
+store until each artifact (and each member of an archive) has its terminal record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from thunderline.bus.base import DLQ_TOPIC
+from thunderline.bus.rabbitmq import RabbitMQBus
+from thunderline.classify.admission import admit
+from thunderline.classify.walk import Candidate
+from thunderline.config import Settings
+from thunderline.errors import ThunderlineError, UnreadableArtifactError
+from thunderline.events import DLQ_CLASSIFY, CloudEvent
+from thunderline.flow.engine import dlq_event
+from thunderline.objects.base import ObjectStore
+from thunderline.obs import metrics
+from thunderline.runtime import ingest_event, open_bus, open_object_store
+from thunderline.worker.outcomes import Outcome, OutcomeStore
+
+_log = logging.getLogger("thunderline.worker.submit")
+
+
+def _store_file(store: ObjectStore, settings: Settings, event: CloudEvent) -> CloudEvent:
+    """Admit the event's local file and put its bytes in the store; the event with a ref."""
+    artifact = dict(event.data["artifact"])
+    root = artifact.get("root")
+    path = Path(str(artifact["path"]))
+    resolved, _size = admit(path, Path(str(root)) if root else None, settings.max_artifact_bytes)
+    try:
+        stored = store.put_file(resolved)
+    except OSError as exc:
+        raise UnreadableArtifactError(f"{path}: {exc.strerror or exc}") from exc
+    artifact.update(size=stored.size, sha256=stored.sha256, payload_ref=stored.ref)
+    artifact.pop("root", None)
+    return event.model_copy(update={"data": {**event.data, "artifact": artifact}})
+
+
+class Submitter:
+    """Publishes local files into the shared pipeline (``async with``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = open_object_store(settings)
+        bus = open_bus(settings)
+        if not isinstance(bus, RabbitMQBus):
+            raise TypeError("the submitter needs the RabbitMQ bus (TL_BUS_URL=amqp://…)")
+        self.bus = bus
+
+    async def __aenter__(self) -> Submitter:
+        await self.bus.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.bus.close()
+
+    async def submit(self, candidate: Candidate) -> CloudEvent:
+        """Submit one file; returns the published event (an ingest event or a DLQ record)."""
+        event = ingest_event(candidate)
+        try:
+            ready = await asyncio.to_thread(_store_file, self.store, self.settings, event)
+        except ThunderlineError as exc:
+            record = dlq_event("classify", DLQ_CLASSIFY, exc, original=event)
+            metrics.DLQ_TOTAL.labels("classify", exc.reason).inc()
+            await self.bus.publish(DLQ_TOPIC, record.to_bytes())
+            return record
+        await self.bus.publish("classify", ready.to_bytes())
+        metrics.EVENTS_PUBLISHED.labels(ready.type).inc()
+        return ready
+
+    async def submit_all(self, candidates: Iterable[Candidate]) -> list[str]:
+        """Submit files in order; returns their correlation ids."""
+        return [(await self.submit(c)).correlationid for c in candidates if not c.skipped]
+
+
+def _expected(outcomes: list[Outcome]) -> int:
+    """Terminal records one correlation id will have: 1, plus the members of its archives."""
+    extra = 0
+    for outcome in outcomes:
+        voxel = outcome.event.data.get("voxel") if outcome.kind == "voxel" else None
+        if isinstance(voxel, dict):
+            extra += int(voxel.get("children") or 0)
+    return 1 + extra
+
+
+async def wait_outcomes(
+    store: OutcomeStore,
+    correlation_ids: list[str],
+    *,
+    on_outcome: Callable[[Outcome], object] | None = None,
+    timeout_s: float | None = None,
+    poll_s: float = 0.25,
+) -> list[Outcome]:
+    """Poll the outcome store until every correlation id has all its terminal records."""
+    pending = set(correlation_ids)
+    seen: dict[str, Outcome] = {}
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while pending:
+        found = await asyncio.to_thread(store.by_correlation, sorted(pending))
+        per: dict[str, list[Outcome]] = {}
+        for outcome in found:
+            per.setdefault(outcome.event.correlationid, []).append(outcome)
+            if outcome.event.id not in seen:
+                seen[outcome.event.id] = outcome
+                if on_outcome is not None:
+                    on_outcome(outcome)
+        for cid, outs in per.items():
+            if len(outs) >= _expected(outs):
+                pending.discard(cid)
+        if not pending:
+            break
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"{len(pending)} submissions have no outcome yet")
+        await asyncio.sleep(poll_s)
+    return list(seen.values())
