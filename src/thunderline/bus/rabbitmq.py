@@ -206,25 +206,37 @@ class RabbitMQBus:
                 _log.info("dropped %d buffered deliveries of a lost channel", dropped)
 
     async def _declare(self, channel: AbstractChannel, topic: str) -> AbstractQueue:
-        if topic != DLQ_TOPIC and DLQ_TOPIC not in self._declared:
-            # the dead-letter target first: a message dead-lettered into a missing queue is lost
-            await channel.declare_queue(
-                self.queue_name(DLQ_TOPIC), durable=True, arguments=self.queue_arguments(DLQ_TOPIC)
-            )
-            self._declared.add(DLQ_TOPIC)
-        return await channel.declare_queue(
-            self.queue_name(topic), durable=True, arguments=self.queue_arguments(topic)
-        )
+        """The queue of ``topic`` on ``channel`` (declared with our arguments first)."""
+        await self._ensure_declared(topic)
+        return await channel.declare_queue(self.queue_name(topic), passive=True)
 
     async def _ensure_declared(self, topic: str) -> None:
+        """Declare the queue once (the DLQ first: dead-lettering into a missing queue loses
+        the message). A queue that exists with other arguments (another process has a
+        different ``TL_MAX_ATTEMPTS`` or ``TL_QUEUE_MAX``) is used as it is, with a warning."""
         if topic in self._declared:
             return
+        if topic != DLQ_TOPIC:
+            await self._ensure_declared(DLQ_TOPIC)
         await self.connect()
-        assert self._publisher is not None
-        queue = await self._declare(self._publisher, topic)
+        assert self._connection is not None
+        channel = await self._connection.channel()
+        try:
+            queue = await channel.declare_queue(
+                self.queue_name(topic), durable=True, arguments=self.queue_arguments(topic)
+            )
+            result = queue.declaration_result
+            self._depth[topic] = int(getattr(result, "message_count", 0) or 0)
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            _log.warning(
+                "queue %s exists with other arguments; using it as it is (%s)",
+                self.queue_name(topic),
+                exc,
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
         self._declared.add(topic)
-        result = queue.declaration_result
-        self._depth[topic] = int(getattr(result, "message_count", 0) or 0)
 
     async def declare_all(self, topics: list[str]) -> None:
         """Declare the queues of ``topics`` (a worker does this at start, before any traffic)."""
@@ -294,7 +306,6 @@ class RabbitMQBus:
             channel = await self._connection.channel()
             await channel.set_qos(prefetch_count=self.prefetch_per_topic.get(topic, self.prefetch))
             queue = await self._declare(channel, topic)
-            self._declared.add(topic)
             consumer = _Consumer(channel, queue)
 
             async def on_message(message: AbstractIncomingMessage) -> None:
