@@ -8,7 +8,9 @@ switch to it by changing one import. One row per artifact and kind (``voxel`` / 
 * the **artifact key** is the correlation id plus the artifact's ``source`` (archive members
   carry ``<archive>!/<member>``), so a redelivered or replayed event that ends the same way
   again adds no row (``INSERT … ON CONFLICT DO NOTHING``), and
-* a ``voxel`` row for an artifact marks its ``dlq`` row ``resolved``.
+* a ``voxel`` row for an artifact marks its ``dlq`` row ``resolved``; a DLQ row is ``open``
+  until ``dlq replay`` marks it ``replayed`` (a new failure of the replay reopens it with the
+  new record).
 """
 
 from __future__ import annotations
@@ -99,10 +101,28 @@ class OutcomeStore:
     def close(self) -> None:
         self.engine.dispose()
 
-    def _insert(self) -> Any:
+    def _dialect_insert(self) -> Any:
         if self.engine.dialect.name == "postgresql":
-            return postgresql.insert(outcomes).on_conflict_do_nothing()
-        return sqlite.insert(outcomes).on_conflict_do_nothing()
+            return postgresql.insert(outcomes)
+        return sqlite.insert(outcomes)
+
+    def _insert_voxels(self) -> Any:
+        return self._dialect_insert().on_conflict_do_nothing()
+
+    def _upsert_dlq(self) -> Any:
+        """A DLQ row is written once; only a ``replayed`` row takes a newer failure (reopened)."""
+        stmt = self._dialect_insert()
+        return stmt.on_conflict_do_update(
+            index_elements=[outcomes.c.artifact_key, outcomes.c.kind],
+            set_={
+                "event_id": stmt.excluded.event_id,
+                "event": stmt.excluded.event,
+                "stage": stmt.excluded.stage,
+                "reason": stmt.excluded.reason,
+                "status": "open",
+            },
+            where=outcomes.c.status == "replayed",
+        )
 
     def record_many(self, events: Iterable[CloudEvent]) -> int:
         """Record terminal events (idempotent); returns how many were new."""
@@ -134,8 +154,12 @@ class OutcomeStore:
         if not rows:
             return 0
         try:
+            new = 0
             with self.engine.begin() as conn:
-                result = conn.execute(self._insert(), rows)
+                for kind, stmt in (("dlq", self._upsert_dlq()), ("voxel", self._insert_voxels())):
+                    chosen = [r for r in rows if r["kind"] == kind]
+                    if chosen:
+                        new += max(int(conn.execute(stmt, chosen).rowcount or 0), 0)
                 if voxel_keys:
                     conn.execute(
                         update(outcomes)
@@ -143,7 +167,7 @@ class OutcomeStore:
                         .where(outcomes.c.kind == "dlq")
                         .values(status="resolved")
                     )
-                return max(int(result.rowcount or 0), 0)
+                return new
         except SQLAlchemyError as exc:
             raise BackendError(f"cannot record outcomes: {exc}") from exc
 
@@ -185,6 +209,31 @@ class OutcomeStore:
                 return [Outcome(k, s, CloudEvent.from_json(e)) for k, s, e in rows]
         except SQLAlchemyError as exc:
             raise BackendError(f"cannot read outcomes: {exc}") from exc
+
+    def dlq_get(self, event_id: str) -> Outcome | None:
+        """The DLQ row whose current record has this id (any status)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(outcomes.c.kind, outcomes.c.status, outcomes.c.event)
+                .where(outcomes.c.kind == "dlq")
+                .where(outcomes.c.event_id == event_id)
+            ).first()
+        return None if row is None else Outcome(row[0], row[1], CloudEvent.from_json(row[2]))
+
+    def mark_replayed(self, event_id: str) -> bool:
+        """``open`` → ``replayed`` for this DLQ record; False when it was not open."""
+        try:
+            with self.engine.begin() as conn:
+                result = conn.execute(
+                    update(outcomes)
+                    .where(outcomes.c.kind == "dlq")
+                    .where(outcomes.c.event_id == event_id)
+                    .where(outcomes.c.status == "open")
+                    .values(status="replayed")
+                )
+                return int(result.rowcount or 0) == 1
+        except SQLAlchemyError as exc:
+            raise BackendError(f"cannot update outcomes: {exc}") from exc
 
     def counts(self) -> dict[str, int]:
         """Rows per kind and status (``voxel:ok``, ``dlq:open``…), for tests and ``doctor``."""

@@ -26,9 +26,10 @@ from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC
 from thunderline.bus.rabbitmq import RabbitMQBus
 from thunderline.classify.stage import ClassifyStage
 from thunderline.config import Settings
-from thunderline.errors import ConfigError
+from thunderline.errors import ConfigError, PathEscapeError
+from thunderline.events import CloudEvent
 from thunderline.flow.engine import Pipeline
-from thunderline.flow.stage import Stage
+from thunderline.flow.stage import Outcome, Stage
 from thunderline.objects.base import ObjectStore
 from thunderline.runtime import (
     STAGE_CLASSES,
@@ -58,6 +59,33 @@ def parse_stages(spec: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+class StoredClassifyStage(ClassifyStage):
+    """Classify for workers: only artifacts already in the shared store (``payload_ref``).
+
+    A worker must never read its own filesystem because an event names a path: local files
+    are admitted by the submitter. A path-only artifact is dead-lettered (``path_escape``).
+    """
+
+    async def handle_batch(self, events: Sequence[CloudEvent]) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(events)
+        stored: list[tuple[int, CloudEvent]] = []
+        for i, event in enumerate(events):
+            artifact = event.data.get("artifact")
+            if isinstance(artifact, dict) and not artifact.get("payload_ref"):
+                outcomes[i] = PathEscapeError(
+                    "a worker classifies stored payloads only (payload_ref); the submitter "
+                    "admits local files",
+                    details={"path": artifact.get("path")},
+                )
+            else:
+                stored.append((i, event))
+        if stored:
+            done = await super().handle_batch([event for _, event in stored])
+            for (i, _), outcome in zip(stored, done, strict=True):
+                outcomes[i] = outcome
+        return [o if o is not None else RuntimeError("no outcome") for o in outcomes]
+
+
 def build_worker_stages(
     settings: Settings, store: ObjectStore, names: Sequence[str], concurrency: int | None = None
 ) -> list[Stage]:
@@ -68,7 +96,7 @@ def build_worker_stages(
         if name == COLLECT_STAGE:
             continue
         if name == "classify":
-            stage: Stage = ClassifyStage(settings, store, available_stages=enabled)
+            stage: Stage = StoredClassifyStage(settings, store, available_stages=enabled)
         else:
             if name not in enabled:
                 raise ConfigError(f"stage {name!r} is switched off by the settings")

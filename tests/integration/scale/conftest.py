@@ -140,6 +140,27 @@ class Cluster:
         finally:
             engine.dispose()
 
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """``thunderline ARGS`` against this cluster (its own empty home)."""
+        env = {**os.environ, **self.env, "TL_HOME": str(self.tmp / "cli")}
+        done = subprocess.run(
+            [sys.executable, "-m", "thunderline.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"thunderline {' '.join(args)}: {done.returncode}\n{done.stderr}")
+        return done
+
+    def counts(self) -> dict[str, int]:
+        store = OutcomeStore(self.settings())
+        try:
+            return store.counts()
+        finally:
+            store.close()
+
     def voxel_count(self) -> int:
         engine = make_engine(self.settings().resolved_database_url)
         try:

@@ -7,6 +7,7 @@ Each test counts that every submitted artifact ends in exactly one voxel or one 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from collections import Counter
@@ -138,6 +139,23 @@ async def test_poison_message_dead_lettered_after_the_delivery_limit(cluster: Cl
     assert dead.event.data["original"]["data"]["artifact"]["name"] == "poison00000.txt"
     assert dead.event.data["broker"]["x-death"][0]["reason"] == "delivery_limit"
     assert crashes == 4  # TL_MAX_ATTEMPTS=3: the first delivery and 3 redeliveries
+
+    # the fault is fixed (a worker without it); a replay now succeeds and leaves the DLQ
+    assert crashy.stop() == 0
+    cluster.worker("classify").wait_ready()
+    assert dead.event.id in cluster.cli("dlq", "list").stdout
+    replayed = cluster.cli("dlq", "replay", "--all")
+    (row,) = [json.loads(line) for line in replayed.stdout.splitlines()]
+    assert row["dlq_id"] == dead.event.id and row["topic"] == "classify"
+    deadline = time.monotonic() + 60
+    while cluster.counts().get("dlq:resolved") != 1 and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert cluster.counts() == {"voxel:ok": 21, "dlq:resolved": 1}
+    assert dead.event.id not in cluster.cli("dlq", "list").stdout
+    shown = json.loads(cluster.cli("dlq", "show", dead.event.id).stdout)
+    assert shown["data"]["reason"] == "delivery_limit"
+    status = cluster.cli("status", dead.event.correlationid)
+    assert "poison00000.txt" in status.stdout and "voxel" in status.stdout
 
 
 async def test_same_event_delivered_twice_gives_one_voxel(cluster: Cluster) -> None:

@@ -1,0 +1,310 @@
+"""Benchmark: the same pipeline in-process vs over RabbitMQ with 1 and 2 worker processes.
+
+Corpus: the 1,000 real files of ``benchmarks/corpus.py``. Pipeline: classify (real Magika) then
+package (voxel in PostgreSQL, payload in a local content-addressed folder) for every file
+(``TL_ROUTES={"*": ["package"]}``: spaCy and ONNX are measured by their own benchmarks). The
+three modes share the same database server and store type, so what differs is the bus and the
+process layout:
+
+* ``inprocess`` (baseline): ``Runtime`` with the in-process bus, one process;
+* ``rabbitmq_1``: the submitter (admission + store + publish) in this process, one
+  ``thunderline worker --stages classify,package,collect``, outcomes read back from PostgreSQL;
+* ``rabbitmq_2``: the same with two workers (the second without ``collect``).
+
+Artifacts/s is measured from the first submission to the last recorded outcome. Broker cost per
+message: our ``RabbitMQBus`` (publish with confirm, deliver, ack) against a bare aio-pika loop
+doing the same on a quorum queue, same payload size. RSS: each worker's peak (VmHWM).
+
+Usage: .venv/bin/python benchmarks/scale.py [--files 1000] [--messages 2000]
+Needs RabbitMQ (TL_TEST_RABBITMQ_URL) and PostgreSQL (TL_TEST_DATABASE_URL), like the tests.
+The last line printed is one JSON object (ARCHITECTURE §9).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+HERE = Path(__file__).resolve().parent
+RABBIT = os.environ.get("TL_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+PG = os.environ.get("TL_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _ctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+class Env:
+    """A private vhost, PostgreSQL schema and object folder for one measurement."""
+
+    def __init__(self, vhost: str) -> None:
+        import psycopg
+
+        self.tmp = Path(tempfile.mkdtemp(prefix="tl-bench-scale-"))
+        self.schema = f"tl_bench_{uuid.uuid4().hex[:10]}"
+        dsn = PG.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{self.schema}"')
+        sep = "&" if "?" in PG else "?"
+        parts = urlsplit(RABBIT)
+        self.values: dict[str, str] = {
+            "TL_DATABASE_URL": f"{PG}{sep}options={quote(f'-csearch_path={self.schema}')}",
+            "TL_OBJECT_STORE_URL": (self.tmp / "objects").as_uri(),
+            "TL_BUS_URL": urlunsplit((parts.scheme, parts.netloc, f"/{vhost}", "", "")),
+            "TL_BUS_QUEUE_PREFIX": f"b{uuid.uuid4().hex[:8]}",
+            "TL_ROUTES": json.dumps({"*": ["package"]}),
+            "TL_ONNX_ENABLED": "false",
+        }
+
+    def settings(self, **overrides: Any) -> Any:
+        from thunderline.config import load_settings
+
+        values: dict[str, Any] = {k.removeprefix("TL_").lower(): v for k, v in self.values.items()}
+        values["routes"] = json.loads(values["routes"])
+        values["home"] = self.tmp / "home"
+        values.update(overrides)
+        return load_settings(**values)
+
+    def close(self) -> None:
+        import psycopg
+
+        dsn = PG.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{self.schema}" CASCADE')
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# ---- artifacts/s ------------------------------------------------------------------------------
+def run_inprocess(env: Env, paths: list[Path]) -> dict[str, Any]:
+    from thunderline.classify.walk import Candidate
+    from thunderline.runtime import Runtime
+
+    settings = env.settings(bus_url="memory://")
+    ends: list[Any] = []
+
+    async def go() -> float:
+        async with Runtime(settings, on_terminal=ends.append) as runtime:
+            started = time.perf_counter()
+            await runtime.submit_files(Candidate(p, p.parent) for p in paths)
+            await runtime.wait_idle()
+            return time.perf_counter() - started
+
+    wall = asyncio.run(go())
+    import resource
+
+    return {
+        "artifacts": len(ends),
+        "dlq": sum(1 for e in ends if e.is_dlq),
+        "wall_s": round(wall, 2),
+        "artifacts_per_s": round(len(ends) / wall, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run_rabbitmq(env: Env, paths: list[Path], workers: int) -> dict[str, Any]:
+    from thunderline.classify.walk import Candidate
+    from thunderline.worker.outcomes import OutcomeStore
+    from thunderline.worker.submit import Submitter, wait_outcomes
+
+    procs = []
+    for n in range(workers):
+        stages = "classify,package,collect" if n == 0 else "classify,package"
+        log = open(env.tmp / f"worker{n}.log", "wb")  # noqa: SIM115
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "thunderline.cli", "worker", "--stages", stages],
+                env={**os.environ, **env.values, "TL_HOME": str(env.tmp / f"w{n}")},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+    try:
+        for n, proc in enumerate(procs):
+            deadline = time.monotonic() + 120
+            while "ready: stages" not in (env.tmp / f"worker{n}.log").read_text(errors="replace"):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((env.tmp / f"worker{n}.log").read_text()[-2000:])
+                time.sleep(0.1)
+        settings = env.settings()
+
+        async def go() -> tuple[float, list[Any]]:
+            started = time.perf_counter()
+            async with Submitter(settings) as submitter:
+                ids = await submitter.submit_all(Candidate(p, p.parent) for p in paths)
+            store = OutcomeStore(settings)
+            try:
+                outs = await wait_outcomes(store, ids, poll_s=0.1, timeout_s=1800)
+            finally:
+                store.close()
+            return time.perf_counter() - started, outs
+
+        wall, outs = asyncio.run(go())
+        rss = [round(_peak_rss_mb(p.pid), 1) for p in procs]
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(60)
+    return {
+        "artifacts": len(outs),
+        "dlq": sum(1 for o in outs if o.kind == "dlq"),
+        "wall_s": round(wall, 2),
+        "artifacts_per_s": round(len(outs) / wall, 1),
+        "worker_peak_rss_mb": rss,
+    }
+
+
+# ---- broker cost per message ------------------------------------------------------------------
+async def _bare_loop(url: str, n: int, body: bytes) -> float:
+    import aio_pika
+
+    connection = await aio_pika.connect_robust(url)
+    try:
+        pub = await connection.channel(publisher_confirms=True)
+        sub = await connection.channel()
+        await sub.set_qos(prefetch_count=256)
+        name = f"bare-{uuid.uuid4().hex[:8]}"
+        queue = await sub.declare_queue(name, durable=True, arguments={"x-queue-type": "quorum"})
+        started = time.perf_counter()
+        for _ in range(n):
+            await pub.default_exchange.publish(
+                aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                routing_key=name,
+            )
+        got = 0
+        async with queue.iterator() as it:
+            async for message in it:
+                await message.ack()
+                got += 1
+                if got == n:
+                    break
+        elapsed = time.perf_counter() - started
+        await queue.delete(if_unused=False, if_empty=False)
+        return elapsed
+    finally:
+        await connection.close()
+
+
+async def _our_loop(url: str, n: int, body: bytes) -> float:
+    from thunderline.bus.rabbitmq import RabbitMQBus
+
+    bus = RabbitMQBus(url, prefix=f"c{uuid.uuid4().hex[:8]}", queue_max=n + 10)
+    try:
+        started = time.perf_counter()
+        for _ in range(n):
+            await bus.publish("classify", body)
+        got = 0
+        while got < n:
+            for delivery in await bus.pull("classify", "bench", 256, 1.0):
+                await bus.ack(delivery)
+                got += 1
+        return time.perf_counter() - started
+    finally:
+        await bus.close()
+
+
+def broker_cost(url: str, n: int) -> dict[str, Any]:
+    from thunderline.events import INGEST_RECEIVED, new_event
+
+    body = new_event(
+        INGEST_RECEIVED, {"artifact": {"name": "x" * 64, "source": "y" * 200}, "route": ["a"]}
+    ).to_bytes()
+    bare, ours = [], []
+    for _ in range(2):  # alternate
+        bare.append(asyncio.run(_bare_loop(url, n, body)))
+        ours.append(asyncio.run(_our_loop(url, n, body)))
+    return {
+        "messages": n,
+        "payload_bytes": len(body),
+        "bare_us_per_message": round(min(bare) / n * 1e6, 1),
+        "ours_us_per_message": round(min(ours) / n * 1e6, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=1000)
+    parser.add_argument("--messages", type=int, default=2000)
+    args = parser.parse_args()
+    sys.path.insert(0, str(HERE))
+    from corpus import build_corpus
+
+    paths = build_corpus(HERE / ".corpus", n=args.files)
+    vhost = f"tl-bench-{uuid.uuid4().hex[:8]}"
+    _ctl("add_vhost", vhost)
+    user = urlsplit(RABBIT).username or "guest"
+    _ctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+    results: dict[str, Any] = {}
+    try:
+        for mode in ("inprocess", "rabbitmq_1", "rabbitmq_2"):
+            env = Env(vhost)
+            try:
+                if mode == "inprocess":
+                    results[mode] = run_inprocess(env, paths)
+                else:
+                    results[mode] = run_rabbitmq(env, paths, int(mode[-1]))
+            finally:
+                env.close()
+            print(f"{mode}: {results[mode]}", file=sys.stderr)
+        parts = urlsplit(RABBIT)
+        cost = broker_cost(
+            urlunsplit((parts.scheme, parts.netloc, f"/{vhost}", "", "")), args.messages
+        )
+        print(f"broker: {cost}", file=sys.stderr)
+    finally:
+        _ctl("delete_vhost", vhost)
+
+    import aio_pika
+    import magika
+
+    base = results["inprocess"]["artifacts_per_s"]
+    print(
+        json.dumps(
+            {
+                "name": "scale",
+                "baseline": {"what": "in-process bus, one process", **results["inprocess"]},
+                "ours": {
+                    "what": "RabbitMQ + 1 worker process (submitter + collector over PostgreSQL)",
+                    **results["rabbitmq_1"],
+                    "two_workers": results["rabbitmq_2"],
+                    "two_workers_vs_baseline": round(
+                        results["rabbitmq_2"]["artifacts_per_s"] / base, 3
+                    ),
+                    "broker": cost,
+                },
+                "ratio": round(results["rabbitmq_1"]["artifacts_per_s"] / base, 3),
+                "goal": 0.8,
+                "unit": "artifacts/s end to end, classify + package (ours/baseline)",
+                "machine": {
+                    "cores": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "aio_pika": aio_pika.__version__,
+                    "magika": magika.__version__,
+                    "loaded": "shared with other sessions while measured",
+                },
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
