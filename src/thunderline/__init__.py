@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # static view of the lazy names below
     from thunderline.bus import EventBus, MemoryBus
+    from thunderline.bus.rabbitmq import RabbitMQBus
     from thunderline.classify import Classification, ClassifyStage, MagikaClassifier
     from thunderline.config import OverflowPolicy, Settings, load_settings
     from thunderline.errors import (
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # static view of the lazy names below
     from thunderline.objects import LocalObjectStore, ObjectStore
     from thunderline.report import RunReport
     from thunderline.runtime import Runtime
+    from thunderline.worker import Submitter, Worker
 
 #: Public name -> module that defines it. Imported on first use (PEP 562), so that light entry
 #: points such as the NLP worker do not load Magika, the engine or the stores.
@@ -47,6 +49,7 @@ _EXPORTS: dict[str, str] = {
     "Outcome": "thunderline.flow",
     "OverflowPolicy": "thunderline.config",
     "Pipeline": "thunderline.flow",
+    "RabbitMQBus": "thunderline.bus.rabbitmq",
     "RunReport": "thunderline.report",
     "Runtime": "thunderline.runtime",
     "Settings": "thunderline.config",
@@ -54,7 +57,9 @@ _EXPORTS: dict[str, str] = {
     "StageError": "thunderline.errors",
     "StageOptions": "thunderline.flow",
     "StageTimeoutError": "thunderline.errors",
+    "Submitter": "thunderline.worker",
     "ThunderlineError": "thunderline.errors",
+    "Worker": "thunderline.worker",
     "load_settings": "thunderline.config",
     "new_event": "thunderline.events",
 }
@@ -91,6 +96,7 @@ __all__ = [
     "Outcome",
     "OverflowPolicy",
     "Pipeline",
+    "RabbitMQBus",
     "RunReport",
     "Runtime",
     "Settings",
@@ -98,7 +104,9 @@ __all__ = [
     "StageError",
     "StageOptions",
     "StageTimeoutError",
+    "Submitter",
     "ThunderlineError",
+    "Worker",
     "__version__",
     "load_settings",
     "new_event",
