@@ -82,9 +82,18 @@ class Submitter:
         metrics.EVENTS_PUBLISHED.labels(ready.type).inc()
         return ready
 
-    async def submit_all(self, candidates: Iterable[Candidate]) -> list[str]:
-        """Submit files in order; returns their correlation ids."""
-        return [(await self.submit(c)).correlationid for c in candidates if not c.skipped]
+    async def submit_all(
+        self, candidates: Iterable[Candidate], *, concurrency: int = 16
+    ) -> list[str]:
+        """Submit files, ``concurrency`` at a time (each waits for its own store write and
+        broker confirm); returns their correlation ids in the order given."""
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(candidate: Candidate) -> str:
+            async with gate:
+                return (await self.submit(candidate)).correlationid
+
+        return list(await asyncio.gather(*(one(c) for c in candidates if not c.skipped)))
 
 
 def _expected(outcomes: list[Outcome]) -> int:
