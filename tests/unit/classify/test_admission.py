@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import socket
 from pathlib import Path
 
@@ -160,15 +161,18 @@ def test_a_root_given_through_a_symlink_works(tmp_path: Path) -> None:
 
 def test_a_path_longer_than_path_max_is_opened_component_by_component(tmp_path: Path) -> None:
     deep = _deep_folder(tmp_path, 4200)
-    name = "f" * 255
-    fd = os.open(name, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=deep.fd)
-    os.write(fd, b"deep")
-    os.close(fd)
-    path = deep.path / name
-    assert len(os.fsencode(path)) > 4096
-    with open_input(path, tmp_path) as admitted:
-        assert os.pread(admitted.fd, 10, 0) == b"deep"
-    deep.close()
+    try:
+        name = "f" * 255
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=deep.fd)
+        os.write(fd, b"deep")
+        os.close(fd)
+        path = deep.path / name
+        assert len(os.fsencode(path)) > 4096
+        with open_input(path, tmp_path) as admitted:
+            assert os.pread(admitted.fd, 10, 0) == b"deep"
+    finally:
+        deep.close()
+        shutil.rmtree(tmp_path / ("d" * 250))  # fd-based: copes with the long path
 
 
 class _Deep:
