@@ -14,7 +14,8 @@ One durable quorum queue per topic (``<prefix>.<topic>``: a stage, ``terminal`` 
   (``at-least-once``) into the ``dlq`` queue. Pulling such a message from ``dlq`` turns it into
   our DLQ record (``system.dlq.<stage>_failed``) with the broker's ``x-death`` reason
   (``delivery_limit``, ``rejected``…) kept in ``data.reason`` and ``data.broker``; its id is
-  derived from the message, so reading it twice gives the same record.
+  derived from the message (a UUIDv7 at the dead-lettering time), so reading it twice gives
+  the same record.
 * **Back-pressure**: stage queues are bounded (``x-max-length`` = ``TL_QUEUE_MAX``,
   ``x-overflow=reject-publish``). A refused publish waits and retries (the CLI waits); with
   ``block=False`` it raises :class:`~thunderline.errors.OverloadError` instead (an API answers
@@ -28,12 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import logging
 import time
 import uuid
 from collections import deque
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -52,10 +54,18 @@ from thunderline.obs import metrics
 
 _log = logging.getLogger("thunderline.bus.rabbitmq")
 
-#: Namespace of the ids of DLQ records made from broker dead-letters (uuid5: stable per message).
-_DEAD_LETTER_NS = uuid.UUID("6d1f3c2e-9a3b-4d0e-8c51-2f0a7a1e5b10")
 _CONTENT_TYPE = "application/cloudevents+json"
 _RECONNECT_INTERVAL_S = 1.0
+
+
+def stable_uuid7(unix_ms: int, seed: str) -> str:
+    """A UUIDv7 whose time is ``unix_ms`` and whose random bits come from ``seed``: the same
+    message read twice gives the same id, and ids still sort by time like every event id."""
+    bits = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:10], "big")
+    rand_a = (bits >> 62) & 0xFFF
+    rand_b = bits & ((1 << 62) - 1)
+    value = (unix_ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b
+    return str(uuid.UUID(int=value))
 
 
 def _json_safe(value: Any) -> Any:
@@ -410,7 +420,11 @@ class RabbitMQBus:
             "original": original.to_dict() if original is not None else None,
         }
         seed = f"{original.id if original else message.message_id}/{queue}/{reason}"
-        record_id = str(uuid.uuid5(_DEAD_LETTER_NS, seed))
+        raw_deaths = message.headers.get("x-death")
+        first_raw = raw_deaths[0] if isinstance(raw_deaths, list) and raw_deaths else None
+        died = first_raw.get("time") if isinstance(first_raw, dict) else None
+        when = died if isinstance(died, datetime) else message.timestamp or datetime.now(UTC)
+        record_id = stable_uuid7(int(when.timestamp() * 1000), seed)
         source = f"urn:thunderline:broker:{queue}"
         if original is None:
             data["original_raw"] = message.body.decode("utf-8", "replace")

@@ -15,9 +15,10 @@ from thunderline.classify.walk import Candidate
 from thunderline.config import Settings
 from thunderline.console import cli_settings, stdout_console
 from thunderline.errors import ThunderlineError
+from thunderline.outcomes import OutcomeRecord, OutcomeStore
 from thunderline.report import RunReport
-from thunderline.worker.outcomes import Outcome, OutcomeStore
 from thunderline.worker.runner import Worker, parse_stages
+from thunderline.worker.settle import final_outcomes
 from thunderline.worker.submit import Submitter, wait_outcomes
 
 err_console = Console(stderr=True)
@@ -63,7 +64,7 @@ def submit_and_wait(
 ) -> None:
     """``ingest`` in scale-out mode: submit, then print exactly our own outcomes."""
 
-    def on_outcome(outcome: Outcome) -> None:
+    def on_outcome(outcome: OutcomeRecord) -> None:
         record = report.add(outcome.event)
         if as_json:
             out = record.to_json_dict()
@@ -91,9 +92,8 @@ def status(
     """The outcomes recorded so far for one submission (voxel or DLQ per artifact)."""
     settings = cli_settings()
     try:
-        store = OutcomeStore(settings)
-        found = store.by_correlation([correlation_id])
-        store.close()
+        with OutcomeStore(settings) as store:
+            found = list(final_outcomes(store.by_correlation(correlation_id)).values())
     except ThunderlineError as exc:
         err_console.print(f"[red]status failed:[/] {exc}")
         raise typer.Exit(1) from exc

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Protocol
 
 from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC, Delivery, EventBus
@@ -24,7 +25,7 @@ _BATCH = 256
 
 
 class OutcomeRecorder(Protocol):
-    def record_many(self, events: list[CloudEvent]) -> int: ...
+    def record_many(self, events: Sequence[CloudEvent]) -> None: ...
 
 
 class Collector:
@@ -63,13 +64,13 @@ class Collector:
         delay = 0.1
         while True:
             try:
-                new = await asyncio.to_thread(self.recorder.record_many, events)
+                await asyncio.to_thread(self.recorder.record_many, events)
                 break
             except ThunderlineError as exc:
                 _log.warning("recording %d outcomes failed (%s); retrying", len(events), exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.backoff_max_s)
-        self.recorded += new
+        self.recorded += len(events)
         for event in events:
             token = correlation_id.set(event.correlationid)
             _log.info("outcome %s recorded (%s)", event.type, event.id)

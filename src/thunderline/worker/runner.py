@@ -31,6 +31,7 @@ from thunderline.events import CloudEvent
 from thunderline.flow.engine import Pipeline
 from thunderline.flow.stage import Outcome, Stage
 from thunderline.objects.base import ObjectStore
+from thunderline.outcomes import OutcomeStore
 from thunderline.runtime import (
     STAGE_CLASSES,
     _load_stage_class,
@@ -39,7 +40,6 @@ from thunderline.runtime import (
     open_object_store,
 )
 from thunderline.worker.collector import COLLECT_STAGE, Collector
-from thunderline.worker.outcomes import OutcomeStore
 
 _log = logging.getLogger("thunderline.worker")
 

@@ -8,7 +8,7 @@ shared object store, and only then publishes ``ui.command.ingest.received`` with
 collector records it like any other outcome.
 
 :func:`wait_outcomes` then follows exactly the submitter's own correlation ids in the outcome
-store until each artifact (and each member of an archive) has its terminal record.
+store until each artifact (and each member of an archive) has its final outcome.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from thunderline.bus.base import DLQ_TOPIC
 from thunderline.bus.rabbitmq import RabbitMQBus
-from thunderline.classify.admission import admit
+from thunderline.classify.admission import check_size, open_input
 from thunderline.classify.walk import Candidate
 from thunderline.config import Settings
 from thunderline.errors import ThunderlineError, UnreadableArtifactError
@@ -29,22 +29,26 @@ from thunderline.events import DLQ_CLASSIFY, CloudEvent
 from thunderline.flow.engine import dlq_event
 from thunderline.objects.base import ObjectStore
 from thunderline.obs import metrics
+from thunderline.outcomes import OutcomeRecord, OutcomeStore
 from thunderline.runtime import ingest_event, open_bus, open_object_store
-from thunderline.worker.outcomes import Outcome, OutcomeStore
+from thunderline.worker.settle import expected, final_outcomes
 
 _log = logging.getLogger("thunderline.worker.submit")
 
 
 def _store_file(store: ObjectStore, settings: Settings, event: CloudEvent) -> CloudEvent:
-    """Admit the event's local file and put its bytes in the store; the event with a ref."""
+    """Admit the event's local file (opened once, checked on the descriptor) and stream its
+    bytes through that descriptor into the store; the event with a ``payload_ref``."""
     artifact = dict(event.data["artifact"])
     root = artifact.get("root")
     path = Path(str(artifact["path"]))
-    resolved, _size = admit(path, Path(str(root)) if root else None, settings.max_artifact_bytes)
-    try:
-        stored = store.put_file(resolved)
-    except OSError as exc:
-        raise UnreadableArtifactError(f"{path}: {exc.strerror or exc}") from exc
+    limit = settings.max_artifact_bytes
+    with open_input(path, Path(str(root)) if root else None) as admitted:
+        check_size(admitted, limit)
+        try:
+            stored = store.put_fd(admitted.fd, max_bytes=limit)
+        except OSError as exc:
+            raise UnreadableArtifactError(f"{path}: {exc.strerror or exc}") from exc
     artifact.update(size=stored.size, sha256=stored.sha256, payload_ref=stored.ref)
     artifact.pop("root", None)
     return event.model_copy(update={"data": {**event.data, "artifact": artifact}})
@@ -96,43 +100,38 @@ class Submitter:
         return list(await asyncio.gather(*(one(c) for c in candidates if not c.skipped)))
 
 
-def _expected(outcomes: list[Outcome]) -> int:
-    """Terminal records one correlation id will have: 1, plus the members of its archives."""
-    extra = 0
-    for outcome in outcomes:
-        voxel = outcome.event.data.get("voxel") if outcome.kind == "voxel" else None
-        if isinstance(voxel, dict):
-            extra += int(voxel.get("children") or 0)
-    return 1 + extra
-
-
 async def wait_outcomes(
     store: OutcomeStore,
     correlation_ids: list[str],
     *,
-    on_outcome: Callable[[Outcome], object] | None = None,
+    on_outcome: Callable[[OutcomeRecord], object] | None = None,
     timeout_s: float | None = None,
     poll_s: float = 0.25,
-) -> list[Outcome]:
-    """Poll the outcome store until every correlation id has all its terminal records."""
+) -> list[OutcomeRecord]:
+    """Poll the outcome store until every correlation id has the final outcome of each of its
+    artifacts (:mod:`.settle`); ``on_outcome`` sees each final outcome once."""
     pending = set(correlation_ids)
-    seen: dict[str, Outcome] = {}
+    final: dict[tuple[str, str], OutcomeRecord] = {}
+    reported: set[tuple[str, str]] = set()
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while pending:
-        found = await asyncio.to_thread(store.by_correlation, sorted(pending))
-        per: dict[str, list[Outcome]] = {}
-        for outcome in found:
-            per.setdefault(outcome.event.correlationid, []).append(outcome)
-            if outcome.event.id not in seen:
-                seen[outcome.event.id] = outcome
-                if on_outcome is not None:
-                    on_outcome(outcome)
-        for cid, outs in per.items():
-            if len(outs) >= _expected(outs):
+        found = await asyncio.to_thread(store.by_correlations, sorted(pending))
+        settled = final_outcomes(found)
+        final.update(settled)
+        per: dict[str, list[OutcomeRecord]] = {}
+        for (cid, _artifact), record in settled.items():
+            per.setdefault(cid, []).append(record)
+        for cid, records in per.items():
+            if len(records) >= expected(records):
                 pending.discard(cid)
+                for record in records:
+                    key = (cid, record.artifact or f"event:{record.id}")
+                    if key not in reported and on_outcome is not None:
+                        on_outcome(record)
+                    reported.add(key)
         if not pending:
             break
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"{len(pending)} submissions have no outcome yet")
         await asyncio.sleep(poll_s)
-    return list(seen.values())
+    return list(final.values())

@@ -31,9 +31,10 @@ from tests.integration.voxel.conftest import (  # noqa: F401 - fixtures used her
 
 from thunderline.classify.walk import Candidate
 from thunderline.config import Settings, load_settings
+from thunderline.outcomes import OutcomeRecord, OutcomeStore
 from thunderline.voxel.db import make_engine
 from thunderline.voxel.tables import voxels
-from thunderline.worker.outcomes import Outcome, OutcomeStore
+from thunderline.worker.settle import final_outcomes
 from thunderline.worker.submit import Submitter, wait_outcomes
 
 FAULT_WORKER = Path(__file__).with_name("fault_worker.py")
@@ -118,19 +119,21 @@ class Cluster:
         async with Submitter(self.settings(**overrides)) as submitter:
             return await submitter.submit_all(Candidate(p, p.parent) for p in paths)
 
-    async def wait(self, ids: list[str], timeout_s: float = 120.0) -> list[Outcome]:
+    async def wait(self, ids: list[str], timeout_s: float = 120.0) -> list[OutcomeRecord]:
         store = await asyncio.to_thread(OutcomeStore, self.settings())
         try:
             return await wait_outcomes(store, ids, timeout_s=timeout_s)
         finally:
             store.close()
 
+    def records(self, ids: list[str]) -> list[OutcomeRecord]:
+        """Every raw outcome record of these submissions (duplicates included)."""
+        with OutcomeStore(self.settings()) as store:
+            return store.by_correlations(ids)
+
     def outcome_count(self, ids: list[str]) -> int:
-        store = OutcomeStore(self.settings())
-        try:
-            return len(store.by_correlation(ids))
-        finally:
-            store.close()
+        """Artifacts of these submissions that have a final outcome."""
+        return len(final_outcomes(self.records(ids)))
 
     def voxel_rows(self) -> list[tuple[str, str]]:
         engine = make_engine(self.settings().resolved_database_url)
@@ -155,11 +158,8 @@ class Cluster:
         return done
 
     def counts(self) -> dict[str, int]:
-        store = OutcomeStore(self.settings())
-        try:
+        with OutcomeStore(self.settings()) as store:
             return store.counts()
-        finally:
-            store.close()
 
     def voxel_count(self) -> int:
         engine = make_engine(self.settings().resolved_database_url)

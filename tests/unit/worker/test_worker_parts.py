@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
-from thunderline.bus.rabbitmq import RabbitMQBus
+from thunderline.bus.rabbitmq import RabbitMQBus, stable_uuid7
 from thunderline.errors import ConfigError
-from thunderline.events import DLQ_VOXEL, INGEST_RECEIVED, VOXEL_CREATED, new_event
+from thunderline.events import DLQ_VOXEL, INGEST_RECEIVED, VOXEL_CREATED, CloudEvent, new_event
 from thunderline.flow.engine import dlq_event
-from thunderline.worker.dlq import replay_event
-from thunderline.worker.outcomes import Outcome, artifact_key
+from thunderline.outcomes import OutcomeRecord, artifact_key
 from thunderline.worker.runner import parse_stages
-from thunderline.worker.submit import _expected
+from thunderline.worker.settle import expected, final_outcomes
 
 
 def test_parse_stages() -> None:
@@ -36,27 +37,53 @@ def test_queue_arguments() -> None:
     assert "secret" not in bus.safe_url and bus.durable is True
 
 
-def _ingest(source: str):  # type: ignore[no-untyped-def]
+def _ingest(source: str) -> CloudEvent:
     return new_event(INGEST_RECEIVED, {"artifact": {"name": "a", "source": source}, "route": []})
 
 
-def test_artifact_key_is_per_submission_and_source() -> None:
+def _record(
+    event: CloudEvent, kind: str, status: str, voxel_id: str | None = None
+) -> OutcomeRecord:
+    return OutcomeRecord(
+        id=event.id,
+        correlation_id=event.correlationid,
+        artifact=artifact_key(event),
+        kind=kind,
+        status=status,
+        stage=None,
+        reason=None,
+        voxel_id=voxel_id,
+        event_type=event.type,
+        created_unix=0.0,
+        replay_event_id=None,
+        resolved_by=None,
+        event=event,
+    )
+
+
+def test_final_outcome_per_artifact() -> None:
     a = _ingest("file:///x/a.txt")
-    voxel = a.derive(VOXEL_CREATED, {**a.data, "voxel": {"id": "v", "children": 2}})
     failed = dlq_event("package", DLQ_VOXEL, ValueError("boom"), original=a)
-    assert artifact_key(voxel) == artifact_key(failed)  # the same artifact, either way
-    member = a.derive(INGEST_RECEIVED, {"artifact": {"source": "file:///x/a.zip!/m"}})
-    assert artifact_key(member) != artifact_key(voxel)
-    assert artifact_key(_ingest("file:///x/a.txt")) != artifact_key(a)  # another submission
-    assert _expected([Outcome("voxel", "ok", voxel)]) == 3
+    first = a.derive(VOXEL_CREATED, {**a.data, "voxel": {"id": "v", "children": 2}})
+    again = a.derive(VOXEL_CREATED, {**a.data, "voxel": {"id": "v", "children": 2}})
+    records = [
+        _record(failed, "dlq", "open"),
+        _record(first, "voxel", "ok", "v"),
+        _record(again, "voxel", "ok", "v"),
+    ]
+    final = final_outcomes(records)
+    assert len(final) == 1
+    (chosen,) = final.values()
+    assert chosen.kind == "voxel" and chosen.id == first.id  # the voxel wins, once
+    assert expected(final.values()) == 3  # the archive's two members are still to come
+    b = _ingest("file:///x/b.txt")
+    b_failed = dlq_event("classify", "system.dlq.classify_failed", ValueError("x"), original=b)
+    assert [r.kind for r in final_outcomes([_record(b_failed, "dlq", "open")]).values()] == ["dlq"]
+    assert final_outcomes([_record(b_failed, "dlq", "resolved")]) == {}
 
 
-def test_replay_is_caused_by_the_dlq_record() -> None:
-    original = _ingest("file:///x/a.txt")
-    record = dlq_event("classify", "system.dlq.classify_failed", ValueError("x"), original=original)
-    again = replay_event(record)
-    assert again.type == original.type and again.data == original.data
-    assert again.correlationid == original.correlationid
-    assert again.causationid == record.id and again.id != original.id
-    with pytest.raises(ConfigError):
-        replay_event(new_event("system.dlq.classify_failed", {"original": None}))
+def test_stable_uuid7_sorts_by_time_and_repeats() -> None:
+    one = stable_uuid7(1_700_000_000_000, "m1")
+    assert one == stable_uuid7(1_700_000_000_000, "m1") != stable_uuid7(1_700_000_000_000, "m2")
+    assert uuid.UUID(one).version == 7
+    assert one < stable_uuid7(1_700_000_000_001, "m0") < new_event("t", {}).id
