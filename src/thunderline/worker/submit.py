@@ -34,6 +34,8 @@ from thunderline.runtime import ingest_event, open_bus, open_object_store
 from thunderline.worker.settle import expected, final_outcomes
 
 _log = logging.getLogger("thunderline.worker.submit")
+#: After this long without a new outcome, waiting submitters say what they wait for.
+STALL_WARN_S = 30.0
 
 
 def _store_file(store: ObjectStore, settings: Settings, event: CloudEvent) -> CloudEvent:
@@ -114,9 +116,20 @@ async def wait_outcomes(
     final: dict[tuple[str, str], OutcomeRecord] = {}
     reported: set[tuple[str, str]] = set()
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    progress_at = time.monotonic()
     while pending:
         found = await asyncio.to_thread(store.by_correlations, sorted(pending))
         settled = final_outcomes(found)
+        if len(final) < len({**final, **settled}):
+            progress_at = time.monotonic()
+        elif time.monotonic() - progress_at > STALL_WARN_S:
+            _log.warning(
+                "no new outcome for %.0fs; %d submissions pending (is a worker with "
+                "--stages collect running against this bus and database?)",
+                STALL_WARN_S,
+                len(pending),
+            )
+            progress_at = time.monotonic()
         final.update(settled)
         per: dict[str, list[OutcomeRecord]] = {}
         for (cid, _artifact), record in settled.items():
