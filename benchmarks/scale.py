@@ -122,7 +122,7 @@ def _peak_rss_mb(pid: int) -> float:
 
 def run_rabbitmq(env: Env, paths: list[Path], workers: int) -> dict[str, Any]:
     from thunderline.classify.walk import Candidate
-    from thunderline.worker.outcomes import OutcomeStore
+    from thunderline.outcomes import OutcomeStore
     from thunderline.worker.submit import Submitter, wait_outcomes
 
     procs = []
@@ -146,10 +146,13 @@ def run_rabbitmq(env: Env, paths: list[Path], workers: int) -> dict[str, Any]:
                 time.sleep(0.1)
         settings = env.settings()
 
+        submitted: list[float] = []
+
         async def go() -> tuple[float, list[Any]]:
             started = time.perf_counter()
             async with Submitter(settings) as submitter:
                 ids = await submitter.submit_all(Candidate(p, p.parent) for p in paths)
+            submitted.append(time.perf_counter() - started)
             store = OutcomeStore(settings)
             try:
                 outs = await wait_outcomes(store, ids, poll_s=0.1, timeout_s=1800)
@@ -169,6 +172,8 @@ def run_rabbitmq(env: Env, paths: list[Path], workers: int) -> dict[str, Any]:
         "dlq": sum(1 for o in outs if o.kind == "dlq"),
         "wall_s": round(wall, 2),
         "artifacts_per_s": round(len(outs) / wall, 1),
+        "submit_s": round(submitted[0], 2),
+        "submit_files_per_s": round(len(paths) / submitted[0], 1),
         "worker_peak_rss_mb": rss,
     }
 

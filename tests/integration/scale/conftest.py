@@ -143,9 +143,11 @@ class Cluster:
         finally:
             engine.dispose()
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """``thunderline ARGS`` against this cluster (its own empty home)."""
-        env = {**os.environ, **self.env, "TL_HOME": str(self.tmp / "cli")}
+        env = {**os.environ, **self.env, "TL_HOME": str(self.tmp / "cli"), **(env or {})}
         done = subprocess.run(
             [sys.executable, "-m", "thunderline.cli", *args],
             env=env,

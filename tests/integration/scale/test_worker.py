@@ -23,13 +23,24 @@ async def test_ingest_over_the_bus_prints_only_its_own_outcomes(cluster: Cluster
     for path in mine:
         path.rename(folder / path.name)
     (folder / "empty.txt").write_bytes(b"")
+    (folder / "big.txt").write_bytes(b"x" * 5000)  # over the submitter's limit below
 
     done = await asyncio.to_thread(
-        cluster.cli, "ingest", "--bus", cluster.env["TL_BUS_URL"], "--json", str(folder)
+        cluster.cli,
+        "ingest",
+        "--bus",
+        cluster.env["TL_BUS_URL"],
+        "--json",
+        str(folder),
+        env={"TL_MAX_ARTIFACT_BYTES": "4096"},
     )
     records = [json.loads(line) for line in done.stdout.splitlines()]
-    names = sorted(r["path"].rsplit("/", 1)[-1] for r in records)
-    assert names == sorted([p.name for p in mine] + ["empty.txt"])
+    by_name = {r["path"].rsplit("/", 1)[-1]: r for r in records}
+    assert sorted(by_name) == sorted([p.name for p in mine] + ["empty.txt", "big.txt"])
+    refused = by_name.pop("big.txt")  # admitted by the submitter: refused before any publish
+    assert refused["outcome"] == "dlq" and refused["reason"] == "too_large"
+    assert refused["stage"] == "classify"
+    records = list(by_name.values())
     assert all(r["outcome"] == "ok" and r["voxel_id"] for r in records)
     assert not {r["correlation_id"] for r in records} & set(others)
 
