@@ -336,6 +336,10 @@ class RabbitMQBus:
             async with c.readable:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(c.readable.wait_for(lambda: bool(c.buffer)), timeout)
+        for _ in range(3):  # let deliveries that arrived in the same read reach the buffer
+            if len(c.buffer) >= max_count:
+                break
+            await asyncio.sleep(0)
         out: list[Delivery] = []
         while c.buffer and len(out) < max_count:
             message = c.buffer.popleft()
