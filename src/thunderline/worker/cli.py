@@ -17,7 +17,7 @@ from thunderline.console import cli_settings, stdout_console
 from thunderline.errors import ThunderlineError
 from thunderline.outcomes import OutcomeRecord, OutcomeStore
 from thunderline.report import RunReport
-from thunderline.worker.runner import Worker, parse_stages
+from thunderline.worker.runner import Worker, default_stages, parse_stages
 from thunderline.worker.settle import final_outcomes
 from thunderline.worker.submit import Submitter, wait_outcomes
 
@@ -26,11 +26,13 @@ err_console = Console(stderr=True)
 
 def worker(
     stages: Annotated[
-        str,
+        str | None,
         typer.Option(
-            "--stages", help="Comma-separated: classify,nlp,infer,package and/or collect."
+            "--stages",
+            help="Comma-separated: classify,nlp,infer,package and/or collect "
+            "(default: every stage the settings enable, and collect).",
         ),
-    ] = "classify,nlp,infer,package,collect",
+    ] = None,
     concurrency: Annotated[
         int | None, typer.Option("--concurrency", min=1, help="Concurrent batches per stage.")
     ] = None,
@@ -42,7 +44,7 @@ def worker(
     """Run pipeline stages as a stateless worker over RabbitMQ (TL_BUS_URL=amqp://…)."""
     settings = cli_settings()
     try:
-        names = parse_stages(stages)
+        names = parse_stages(stages) if stages else default_stages(settings)
         if metrics_port is not None:
             from prometheus_client import start_http_server
 

@@ -59,6 +59,11 @@ def parse_stages(spec: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def default_stages(settings: Settings) -> list[str]:
+    """Every stage the settings enable, and the collector."""
+    return ["classify", *enabled_stage_names(settings), COLLECT_STAGE]
+
+
 class StoredClassifyStage(ClassifyStage):
     """Classify for workers: only artifacts already in the shared store (``payload_ref``).
 

@@ -7,12 +7,24 @@ import uuid
 import pytest
 
 from thunderline.bus.rabbitmq import RabbitMQBus, stable_uuid7
+from thunderline.config import load_settings
 from thunderline.errors import ConfigError
 from thunderline.events import DLQ_VOXEL, INGEST_RECEIVED, VOXEL_CREATED, CloudEvent, new_event
 from thunderline.flow.engine import dlq_event
 from thunderline.outcomes import OutcomeRecord, artifact_key
-from thunderline.worker.runner import parse_stages
+from thunderline.worker.runner import default_stages, parse_stages
 from thunderline.worker.settle import expected, final_outcomes
+
+
+def test_default_stages_follow_the_settings() -> None:
+    assert default_stages(load_settings()) == ["classify", "nlp", "package", "collect"]
+    with_infer = default_stages(load_settings(onnx_enabled=True))
+    assert with_infer == ["classify", "nlp", "infer", "package", "collect"]
+    assert default_stages(load_settings(enable_ml_pipeline=False)) == [
+        "classify",
+        "package",
+        "collect",
+    ]
 
 
 def test_parse_stages() -> None:
