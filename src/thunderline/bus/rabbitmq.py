@@ -8,6 +8,12 @@ One durable quorum queue per topic (``<prefix>.<topic>``: a stage, ``terminal`` 
 * **Consuming**: the first :meth:`pull` of a topic opens a channel with ``prefetch`` (the
   stage's demand) and a consumer; deliveries wait in a local buffer until pulled. A delivery's
   ``delivery_count`` comes from the broker's ``x-delivery-count``.
+* **Quarantine.** When a worker dies, *every* message it held is returned and counted, not
+  only the one that killed it. So a redelivered stage message (``x-delivery-count`` ≥ 1) is
+  not handed out with the others: it is moved (confirmed publish, then ack) to the stage's
+  ``<stage>.quarantine`` queue, consumed with prefetch 1, where it is handed out alone. A
+  poison message then only ever spends its own deliveries; the innocent messages it took down
+  with it are counted once, quarantined, and processed.
 * **Redelivery and dead-lettering belong to the broker.** Stage queues carry
   ``x-delivery-limit`` (``TL_MAX_ATTEMPTS``): a message whose consumer died (crash, SIGKILL,
   dropped connection) is redelivered, and after the limit it is dead-lettered
@@ -55,6 +61,10 @@ from thunderline.obs import metrics
 _log = logging.getLogger("thunderline.bus.rabbitmq")
 
 _CONTENT_TYPE = "application/cloudevents+json"
+#: Suffix of a stage's quarantine queue (redelivered messages, handed out one at a time).
+QUARANTINE_SUFFIX = ".quarantine"
+#: Header of a quarantined message: how often it was returned before it was quarantined.
+RETURNS_HEADER = "x-tl-returns"
 _RECONNECT_INTERVAL_S = 1.0
 
 
@@ -86,12 +96,14 @@ def _json_safe(value: Any) -> Any:
 class _Consumer:
     """One consumed topic: its channel, queue, consumer tag and local buffer."""
 
-    def __init__(self, channel: AbstractChannel, queue: AbstractQueue) -> None:
+    def __init__(
+        self, channel: AbstractChannel, queue: AbstractQueue, readable: asyncio.Condition
+    ) -> None:
         self.channel = channel
         self.queue = queue
         self.tag: str | None = None
         self.buffer: deque[AbstractIncomingMessage] = deque()
-        self.readable = asyncio.Condition()
+        self.readable = readable  # shared by a stage queue and its quarantine
 
 
 class RabbitMQBus:
@@ -136,16 +148,27 @@ class RabbitMQBus:
         return f"{self.prefix}.{topic}"
 
     def topic_of(self, queue: str) -> str:
-        return queue.removeprefix(f"{self.prefix}.")
+        """The stage a queue belongs to (a quarantine queue belongs to its stage)."""
+        return queue.removeprefix(f"{self.prefix}.").removesuffix(QUARANTINE_SUFFIX)
+
+    @staticmethod
+    def is_stage_topic(topic: str) -> bool:
+        return topic not in (TERMINAL_TOPIC, DLQ_TOPIC) and not topic.endswith(QUARANTINE_SUFFIX)
 
     def queue_arguments(self, topic: str) -> dict[str, Any]:
-        """Quorum queue arguments: stage queues are bounded and dead-letter into ``dlq``."""
+        """Quorum queue arguments: stage queues (and their quarantine) are bounded and
+        dead-letter into ``dlq``. A quarantined message already had its first delivery in
+        the stage queue, so its quarantine allows one redelivery fewer: TL_MAX_ATTEMPTS + 1
+        deliveries in all, as without quarantine."""
         args: dict[str, Any] = {"x-queue-type": "quorum"}
         if topic in (TERMINAL_TOPIC, DLQ_TOPIC):
             return args
+        quarantine = topic.endswith(QUARANTINE_SUFFIX)
         args.update(
             {
-                "x-delivery-limit": self.max_attempts,
+                "x-delivery-limit": max(self.max_attempts - 1, 0)
+                if quarantine
+                else self.max_attempts,
                 "x-dead-letter-exchange": "",
                 "x-dead-letter-routing-key": self.queue_name(DLQ_TOPIC),
                 "x-dead-letter-strategy": "at-least-once",
@@ -258,7 +281,6 @@ class RabbitMQBus:
         """Publish with a broker confirm. A full queue makes it wait and retry (``block``) or
         raise :class:`OverloadError`; a lost connection makes it wait for the reconnection
         (at most ``reconnect_timeout_s``) and resend."""
-        await self._ensure_declared(topic)
         message_id = str(uuid.uuid4())
         message = aio_pika.Message(
             payload,
@@ -266,6 +288,11 @@ class RabbitMQBus:
             message_id=message_id,
             content_type=_CONTENT_TYPE,
         )
+        await self._publish_message(topic, message, block=block)
+        return message_id
+
+    async def _publish_message(self, topic: str, message: aio_pika.Message, *, block: bool) -> None:
+        await self._ensure_declared(topic)
         delay = 0.02
         lost_since: float | None = None
         while True:
@@ -274,7 +301,7 @@ class RabbitMQBus:
                 await self._publisher.default_exchange.publish(
                     message, routing_key=self.queue_name(topic), mandatory=True
                 )
-                return message_id
+                return
             except aiormq.exceptions.PublishError as exc:  # unroutable: the queue vanished
                 self._declared.discard(topic)
                 _log.warning("queue %s missing on publish (%s); declaring it", topic, exc)
@@ -311,55 +338,108 @@ class RabbitMQBus:
             consumer = self._consumers.get(topic)
             if consumer is not None:
                 return consumer
-            await self.connect()
-            assert self._connection is not None
-            channel = await self._connection.channel()
-            await channel.set_qos(prefetch_count=self.prefetch_per_topic.get(topic, self.prefetch))
-            queue = await self._declare(channel, topic)
-            consumer = _Consumer(channel, queue)
-
-            async def on_message(message: AbstractIncomingMessage) -> None:
-                consumer.buffer.append(message)
-                async with consumer.readable:
-                    consumer.readable.notify()
-
-            if self._consuming:
-                consumer.tag = await queue.consume(on_message, no_ack=False)
+            readable = asyncio.Condition()
+            if self.is_stage_topic(topic):
+                quarantine = topic + QUARANTINE_SUFFIX
+                self._consumers[quarantine] = await self._open_consumer(quarantine, 1, readable)
+            prefetch = self.prefetch_per_topic.get(topic, self.prefetch)
+            consumer = await self._open_consumer(topic, prefetch, readable)
             self._consumers[topic] = consumer
             return consumer
+
+    async def _open_consumer(
+        self, topic: str, prefetch: int, readable: asyncio.Condition
+    ) -> _Consumer:
+        await self.connect()
+        assert self._connection is not None
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=prefetch)
+        queue = await self._declare(channel, topic)
+        consumer = _Consumer(channel, queue, readable)
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            consumer.buffer.append(message)
+            async with consumer.readable:
+                consumer.readable.notify()
+
+        if self._consuming:
+            consumer.tag = await queue.consume(on_message, no_ack=False)
+        return consumer
+
+    async def _quarantine(self, topic: str, message: AbstractIncomingMessage) -> None:
+        """Move a redelivered stage message to the stage's quarantine queue (confirmed), then
+        ack it here: it is handed out again one at a time, never next to another suspect."""
+        returns = message.headers.get("x-delivery-count")
+        before = message.headers.get(RETURNS_HEADER)
+        total = (int(returns) if isinstance(returns, int) else 1) + (
+            int(before) if isinstance(before, int) else 0
+        )
+        moved = aio_pika.Message(
+            message.body,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=message.message_id,
+            content_type=message.content_type,
+            headers={RETURNS_HEADER: total},
+        )
+        await self._publish_message(topic + QUARANTINE_SUFFIX, moved, block=True)
+        metrics.BUS_QUARANTINED.labels(topic).inc()
+        _log.info("redelivered message on %s quarantined (returned %d times)", topic, total)
+        if not _stale(message):
+            with contextlib.suppress(
+                aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError
+            ):
+                await message.ack()
+
+    def _delivery(self, topic: str, message: AbstractIncomingMessage) -> Delivery:
+        delivery_id = str(next(self._ids))
+        self._unacked[delivery_id] = message
+        payload = message.body
+        if topic == DLQ_TOPIC and message.headers.get("x-death"):
+            payload = self.dead_letter_record(message)
+        count = message.headers.get("x-delivery-count")
+        before = message.headers.get(RETURNS_HEADER)
+        returns = (int(count) if isinstance(count, int) else 0) + (
+            int(before) if isinstance(before, int) else 0
+        )
+        return Delivery(
+            topic=topic, payload=payload, message_id=delivery_id, delivery_count=returns + 1
+        )
 
     async def pull(
         self, topic: str, consumer: str, max_count: int, timeout: float
     ) -> list[Delivery]:
         c = await self._consumer(topic)
-        if not c.buffer and timeout > 0:
-            async with c.readable:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(c.readable.wait_for(lambda: bool(c.buffer)), timeout)
-        for _ in range(3):  # let deliveries that arrived in the same read reach the buffer
-            if len(c.buffer) >= max_count:
-                break
-            await asyncio.sleep(0)
+        q = self._consumers.get(topic + QUARANTINE_SUFFIX) if self.is_stage_topic(topic) else None
         out: list[Delivery] = []
-        while c.buffer and len(out) < max_count:
-            message = c.buffer.popleft()
-            if _stale(message):
-                continue
-            delivery_id = str(next(self._ids))
-            self._unacked[delivery_id] = message
-            payload = message.body
-            if topic == DLQ_TOPIC and message.headers.get("x-death"):
-                payload = self.dead_letter_record(message)
-            count = message.headers.get("x-delivery-count")
-            out.append(
-                Delivery(
-                    topic=topic,
-                    payload=payload,
-                    message_id=delivery_id,
-                    delivery_count=(int(count) if isinstance(count, int) else 0) + 1,
-                )
-            )
-        return out
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while True:
+            if not c.buffer and not (q and q.buffer):
+                remaining = deadline - time.monotonic()
+                if remaining > 0:
+                    async with c.readable:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(
+                                c.readable.wait_for(lambda: bool(c.buffer or (q and q.buffer))),
+                                remaining,
+                            )
+            for _ in range(3):  # let deliveries that arrived in the same read reach the buffer
+                if len(c.buffer) >= max_count:
+                    break
+                await asyncio.sleep(0)
+            if q is not None and q.buffer and len(out) < max_count:
+                message = q.buffer.popleft()  # prefetch 1: at most one suspect at a time
+                if not _stale(message):
+                    out.append(self._delivery(topic, message))
+            while c.buffer and len(out) < max_count:
+                message = c.buffer.popleft()
+                if _stale(message):
+                    continue
+                if q is not None and message.headers.get("x-delivery-count"):
+                    await self._quarantine(topic, message)
+                    continue
+                out.append(self._delivery(topic, message))
+            if out or time.monotonic() >= deadline:
+                return out
 
     async def ack(self, delivery: Delivery) -> None:
         message = self._unacked.pop(delivery.message_id, None)
@@ -397,7 +477,10 @@ class RabbitMQBus:
         )
         stage = self.topic_of(queue) or "unknown"
         count = message.headers.get("x-delivery-count")
-        attempts = int(count) if isinstance(count, int) else int(first.get("count") or 1)
+        before = message.headers.get(RETURNS_HEADER)
+        attempts = (int(count) if isinstance(count, int) else int(first.get("count") or 1)) + (
+            int(before) if isinstance(before, int) else 0
+        )
         try:
             original: CloudEvent | None = CloudEvent.from_json(message.body)
         except MalformedEventError:

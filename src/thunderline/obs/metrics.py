@@ -212,3 +212,9 @@ BUS_STALE_ACKS = Counter(
     "Acks skipped because their channel was lost (the broker redelivers those messages).",
     registry=REGISTRY,
 )
+BUS_QUARANTINED = Counter(
+    "thunderline_bus_quarantined_total",
+    "Redelivered messages moved to their stage's quarantine queue (handed out one at a time).",
+    ["topic"],
+    registry=REGISTRY,
+)

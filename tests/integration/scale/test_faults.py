@@ -124,10 +124,12 @@ async def test_postgresql_connection_cut_for_5s(cluster: Cluster) -> None:
 
 
 async def test_poison_message_dead_lettered_after_the_delivery_limit(cluster: Cluster) -> None:
-    one_at_a_time = {"TL_MAX_DEMAND": "1", "TL_CLASSIFY_BATCH_SIZE": "1"}
+    # the poison shares batches and the prefetch window with innocent messages: every crash
+    # returns them too, and the quarantine keeps them from reaching the delivery limit
+    batched = {"TL_CLASSIFY_BATCH_SIZE": "4", "TL_CLASSIFY_BATCH_TIMEOUT_S": "0.2"}
     steady = cluster.worker("package,collect")
     steady.wait_ready()
-    crashy = cluster.worker("classify", env=one_at_a_time, fault=True)
+    crashy = cluster.worker("classify", env=batched, fault=True)
     crashy.wait_ready()
     paths = cluster.make_files(20)
     poison = cluster.make_files(1, prefix="poison")
@@ -138,7 +140,7 @@ async def test_poison_message_dead_lettered_after_the_delivery_limit(cluster: Cl
         if crashy.proc.poll() is not None:  # the supervisor's job: start it again
             assert crashy.proc.returncode == 70
             crashes += 1
-            crashy = cluster.worker("classify", env=one_at_a_time, fault=True)
+            crashy = cluster.worker("classify", env=batched, fault=True)
             crashy.wait_ready()
         await asyncio.sleep(0.1)
     outcomes = await cluster.wait(ids, timeout_s=10)
@@ -150,6 +152,7 @@ async def test_poison_message_dead_lettered_after_the_delivery_limit(cluster: Cl
     assert dead.event.data["original"]["data"]["artifact"]["name"] == "poison00000.txt"
     assert dead.event.data["broker"]["x-death"][0]["reason"] == "delivery_limit"
     assert crashes == 4  # TL_MAX_ATTEMPTS=3: the first delivery and 3 redeliveries
+    assert "quarantined" in "".join(w.text() for w in cluster.workers)
 
     # the fault is fixed (a worker without it); a replay now succeeds and leaves the DLQ
     assert crashy.stop() == 0
