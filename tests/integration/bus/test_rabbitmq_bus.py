@@ -178,6 +178,7 @@ async def test_dropped_connection_redelivers_and_publish_waits(
         held = await _pull_n(bus, "classify", 4)
         assert len(held) == 4
         await bus.ack(held[0])
+        await asyncio.sleep(0.5)  # an ack is not confirmed: let it reach the broker first
 
         cutter = threading.Thread(target=proxy.cut_for, args=(2.0,))
         cutter.start()
@@ -198,5 +199,6 @@ async def test_dropped_connection_redelivers_and_publish_waits(
         assert set(ids) == expected  # nothing lost (at-least-once: a resend may duplicate)
         assert len(ids) <= len(expected) + 1
         assert all(d.delivery_count == 2 for d in got if d.payload != late.to_bytes())
-        assert bus.reconnects >= 1 and proxy.refused >= 0
+        assert bus.reconnects >= 1 and proxy.refused >= 1
         assert await bus.queue_depth("classify") == 0
+        await bus.close()  # while the proxy still runs

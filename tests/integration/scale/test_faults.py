@@ -69,7 +69,8 @@ async def test_sigkill_mid_batch_redelivers_to_the_other_worker(cluster: Cluster
     kinds = _assert_exactly_one(cluster, ids, outcomes)
     assert kinds == {"voxel": 300}
     assert cluster.voxel_count() == 300
-    assert b.proc.poll() is None  # the survivor did the rest
+    assert b.proc.poll() is None  # the survivor did the rest...
+    assert "quarantined" in b.text()  # ...including what a held when it was killed
 
 
 async def test_graceful_sigterm_finishes_what_it_holds(cluster: Cluster) -> None:
