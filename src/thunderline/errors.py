@@ -6,7 +6,9 @@ boundary (``raise ... from exc``) so callers only ever see this tree::
     ThunderlineError
     ├── ConfigError                    bad or inconsistent settings
     ├── EventError
-    │   └── MalformedEventError        bytes/dict that is not a valid CloudEvent
+    │   ├── MalformedEventError        bytes/dict that is not a valid CloudEvent, or data
+    │   │                              that does not fit its type's model
+    │   └── EventContractError         a stage produced data that is not its type's model (bug)
     ├── StageError                     a unit of work failed (``retryable`` says whether to retry)
     │   ├── StageTimeoutError          the handler ran past its timeout (retryable)
     │   ├── OverloadError              a bounded queue dropped the message
@@ -57,6 +59,12 @@ class MalformedEventError(EventError):
     """Bytes or a mapping that do not form a valid CloudEvent."""
 
     reason = "malformed_event"
+
+
+class EventContractError(EventError):
+    """A stage published data that does not match its event type's model: a bug in the stage."""
+
+    reason = "contract_violation"
 
 
 class StageError(ThunderlineError):

@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from uuid6 import uuid7
 
 from thunderline.errors import MalformedEventError
@@ -56,6 +56,8 @@ class CloudEvent(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     correlationid: str = Field(min_length=1)
     causationid: str | None = None
+    #: The validated data model (:mod:`thunderline.eventdata`), set once it has been checked.
+    _typed_data: Any = PrivateAttr(None)
 
     @field_validator("specversion")
     @classmethod

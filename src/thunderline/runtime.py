@@ -18,7 +18,8 @@ from thunderline.classify.stage import ML_STAGES, ClassifyStage
 from thunderline.classify.walk import Candidate
 from thunderline.config import Settings
 from thunderline.errors import ConfigError
-from thunderline.events import INGEST_RECEIVED, CloudEvent, new_event
+from thunderline.eventdata import Artifact, IngestRequest, typed_event
+from thunderline.events import INGEST_RECEIVED, CloudEvent
 from thunderline.flow.engine import Pipeline
 from thunderline.flow.stage import Stage
 from thunderline.journal import Journal
@@ -101,22 +102,13 @@ def build_stages(settings: Settings, store: ObjectStore) -> list[Stage]:
 def ingest_event(candidate: Candidate) -> CloudEvent:
     """The ``ui.command.ingest.received`` event for one local file."""
     path = candidate.path.absolute()
-    return new_event(
-        INGEST_RECEIVED,
-        {
-            "artifact": {
-                "name": path.name,
-                "path": str(path),
-                "root": str(candidate.root),
-                "size": None,
-                "sha256": None,
-                "payload_ref": None,
-                "source": path.as_uri(),
-            },
-            "route": ["classify"],
-        },
-        source="urn:thunderline:cli",
+    request = IngestRequest(
+        artifact=Artifact(
+            name=path.name, path=str(path), root=str(candidate.root), source=path.as_uri()
+        ),
+        route=["classify"],
     )
+    return typed_event(INGEST_RECEIVED, request, source="urn:thunderline:cli")
 
 
 class Runtime:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,26 +18,9 @@ from thunderline.errors import (
     ThunderlineError,
     UnreadableArtifactError,
 )
+from thunderline.eventdata import Classification
 
 _MODES = {"high-confidence", "medium-confidence", "best-guess"}
-
-
-@dataclass(frozen=True)
-class Classification:
-    """What Magika said about one artifact."""
-
-    label: str
-    group: str
-    mime: str
-    score: float
-    is_text: bool
-    description: str
-    dl_label: str
-    overwrite_reason: str
-    model: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 #: The classification used when the ML pipeline is switched off (TL_ENABLE_ML_PIPELINE=false).

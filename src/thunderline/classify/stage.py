@@ -14,10 +14,9 @@ import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 from thunderline.classify.admission import admit
-from thunderline.classify.classifier import DISABLED, Classification, MagikaClassifier
+from thunderline.classify.classifier import DISABLED, MagikaClassifier
 from thunderline.config import Settings
 from thunderline.errors import (
     ArtifactError,
@@ -26,6 +25,14 @@ from thunderline.errors import (
     MalformedEventError,
     ThunderlineError,
     UnreadableArtifactError,
+)
+from thunderline.eventdata import (
+    Classification,
+    Classified,
+    IngestRequest,
+    StoredArtifact,
+    data_of,
+    extend,
 )
 from thunderline.events import INGEST_CLASSIFIED, CloudEvent
 from thunderline.flow.stage import Outcome, Stage, StageOptions
@@ -89,29 +96,29 @@ class ClassifyStage(Stage):
     # ---- work (runs in a worker thread) ---------------------------------------------------
     def _admit_and_store(
         self, event: CloudEvent, spooled: list[Path]
-    ) -> tuple[dict[str, Any], Path]:
-        artifact = event.data.get("artifact")
-        if not isinstance(artifact, dict):
-            raise MalformedEventError("ingest event has no artifact object")
-        artifact = dict(artifact)
-        ref = artifact.get("payload_ref")
-        if ref:  # already in the store (archive member, upload)
-            sha = sha_from_ref(str(ref))
+    ) -> tuple[IngestRequest, StoredArtifact, Path]:
+        request = data_of(event, IngestRequest)
+        artifact = request.artifact
+        if artifact.payload_ref is not None:  # already in the store (archive member, upload)
+            sha = sha_from_ref(artifact.payload_ref)
             local = self.store.local_path(sha)
             if local is None:
                 if not self.store.exists(sha):
-                    raise ArtifactNotFoundError(f"payload {ref} is not in the object store")
+                    raise ArtifactNotFoundError(
+                        f"payload {artifact.payload_ref} is not in the object store"
+                    )
                 local = self._spool(sha, spooled)
-            return artifact, local
-        path_s = artifact.get("path")
-        if not path_s:
+            size = artifact.size
+            if size is None:
+                size = local.stat().st_size
+            stored = StoredArtifact.model_validate({**dict(artifact), "size": size, "sha256": sha})
+            return request, stored, local
+        if artifact.path is None:
             raise MalformedEventError("artifact has neither path nor payload_ref")
-        root_s = artifact.get("root")
-        path = Path(str(path_s))
+        path = Path(artifact.path)
+        root = Path(artifact.root) if artifact.root else None
         try:
-            resolved, _size = admit(
-                path, Path(str(root_s)) if root_s else None, self.settings.max_artifact_bytes
-            )
+            resolved, _size = admit(path, root, self.settings.max_artifact_bytes)
         except ArtifactTooLargeError as exc:
             # classify from the original path anyway (Magika reads only head and tail),
             # so the DLQ record says what it was; never read it whole.
@@ -121,14 +128,16 @@ class ClassifyStage(Stage):
                     exc.details["classification"] = found.to_dict()
             raise
         try:
-            stored = self.store.put_file(resolved)
+            put = self.store.put_file(resolved)
         except PermissionError as exc:
             raise UnreadableArtifactError(f"{path}: permission denied") from exc
         except OSError as exc:
             raise UnreadableArtifactError(f"{path}: {exc.strerror or exc}") from exc
-        artifact.update(size=stored.size, sha256=stored.sha256, payload_ref=stored.ref)
-        local = self.store.local_path(stored.sha256) or resolved
-        return artifact, local
+        stored = StoredArtifact.model_validate(
+            {**dict(artifact), "size": put.size, "sha256": put.sha256, "payload_ref": put.ref}
+        )
+        local = self.store.local_path(put.sha256) or resolved
+        return request, stored, local
 
     def _spool(self, sha: str, spooled: list[Path]) -> Path:
         """A verified local copy of a remote payload for Magika (removed after the batch)."""
@@ -142,17 +151,17 @@ class ClassifyStage(Stage):
     def _classify_batch(self, events: list[CloudEvent]) -> list[Outcome]:
         started = time.perf_counter()
         outcomes: list[Outcome] = [RuntimeError("unset")] * len(events)
-        admitted: list[tuple[int, dict[str, Any], Path]] = []
+        admitted: list[tuple[int, IngestRequest, StoredArtifact, Path]] = []
         spooled: list[Path] = []
         for i, event in enumerate(events):
             try:
-                artifact, local = self._admit_and_store(event, spooled)
+                request, artifact, local = self._admit_and_store(event, spooled)
             except (ThunderlineError, ValueError) as exc:
                 err = exc if isinstance(exc, ThunderlineError) else MalformedEventError(str(exc))
                 metrics.MAGIKA_CLASSIFY_ERRORS.labels(err.reason).inc()
                 outcomes[i] = err
                 continue
-            admitted.append((i, artifact, local))
+            admitted.append((i, request, artifact, local))
 
         try:
             outcomes = self._classify_admitted(events, outcomes, admitted, started)
@@ -165,32 +174,26 @@ class ClassifyStage(Stage):
         self,
         events: list[CloudEvent],
         outcomes: list[Outcome],
-        admitted: list[tuple[int, dict[str, Any], Path]],
+        admitted: list[tuple[int, IngestRequest, StoredArtifact, Path]],
         started: float,
     ) -> list[Outcome]:
         if self.classifier is None:
             results: list[Classification | ThunderlineError] = [DISABLED] * len(admitted)
         else:
-            results = self.classifier.classify_paths([local for _, _, local in admitted])
+            results = self.classifier.classify_paths([local for *_, local in admitted])
         elapsed = time.perf_counter() - started
         per_file = elapsed / max(len(events), 1)
-        for (i, artifact, _local), result in zip(admitted, results, strict=True):
+        for (i, request, artifact, _local), result in zip(admitted, results, strict=True):
             if isinstance(result, ThunderlineError):
                 metrics.MAGIKA_CLASSIFY_ERRORS.labels(result.reason).inc()
                 outcomes[i] = result
                 continue
             metrics.MAGIKA_CLASSIFY_DURATION.observe(per_file)
             metrics.MAGIKA_CLASSIFIED.labels(result.group).inc()
-            classification = {**result.to_dict(), "latency_ms": round(per_file * 1000, 3)}
+            classification = result.model_copy(update={"latency_ms": round(per_file * 1000, 3)})
             route = build_route(result, self.settings.routes, self.available)
-            event = events[i]
-            out = self.advance(
-                event,
-                INGEST_CLASSIFIED,
-                {"artifact": artifact, "classification": classification},
-                route=route,
-            )
-            outcomes[i] = [out]
+            data = extend(request, Classified, artifact=artifact, classification=classification)
+            outcomes[i] = [self.advance(events[i], INGEST_CLASSIFIED, data, route=route)]
         return outcomes
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from thunderline.config import Settings
+from thunderline.eventdata import Routed, typed_event
 from thunderline.events import CloudEvent, dlq_type_for
 
 Outcome = list[CloudEvent] | BaseException
@@ -80,19 +81,22 @@ class Stage(ABC):
         self,
         event: CloudEvent,
         type: str,
-        results: dict[str, Any],
+        data: Routed,
         *,
         route: list[str] | None = None,
     ) -> CloudEvent:
-        """The event this stage publishes for ``event``: results merged in, itself off the route.
+        """The event this stage publishes for ``event``: ``data`` (the input's data extended
+        with this stage's result, see :func:`thunderline.eventdata.extend`), itself off the route.
 
-        The route is the routing slip: the first entry is this stage; it is removed so the bus
-        delivers the new event to the next stage (or to the terminal sink when none is left).
-        A stage that decides the route (classify) passes ``route`` explicitly.
+        ``data`` must be exactly the model registered for ``type``
+        (:class:`~thunderline.errors.EventContractError` otherwise). The route is the routing
+        slip: the first entry is this stage; it is removed so the bus delivers the new event to
+        the next stage (or to the terminal sink when none is left). A stage that decides the
+        route (classify) passes ``route`` explicitly.
         """
         if route is None:
-            route = event.route
+            route = list(data.route)
             if route and route[0] == self.name:
                 route = route[1:]
-        data = {**event.data, **results, "route": route}
-        return event.derive(type, data, source=f"urn:thunderline:stage:{self.name}")
+        data = data.model_copy(update={"route": route})
+        return typed_event(type, data, parent=event, source=f"urn:thunderline:stage:{self.name}")

@@ -20,7 +20,8 @@ import math
 from collections.abc import Sequence
 
 from thunderline.config import Settings
-from thunderline.errors import ArtifactNotFoundError, MalformedEventError, ThunderlineError
+from thunderline.errors import ArtifactNotFoundError, ThunderlineError
+from thunderline.eventdata import Classified, NlpAnalysis, NlpProcessed, data_of, extend
 from thunderline.events import NLP_PROCESSED, CloudEvent
 from thunderline.flow.stage import Outcome, Stage, StageOptions
 from thunderline.nlp.errors import NlpModelMissingError
@@ -28,7 +29,7 @@ from thunderline.nlp.extract import Extraction, extract_text, method_for, read_h
 from thunderline.nlp.pool import NlpPool, PoolConfig
 from thunderline.nlp.result import NlpResult
 from thunderline.nlp.worker import model_missing_message
-from thunderline.objects.base import ObjectStore, sha_from_ref
+from thunderline.objects.base import ObjectStore
 
 #: Payloads up to this size are read through ``get_bytes`` (SHA-256 verified); larger local
 #: payloads are read only as far as extraction needs.
@@ -110,32 +111,27 @@ class NlpStage(Stage):
         except ThunderlineError as exc:
             exc.details.setdefault("extraction", extraction.info())
             return exc
-        nlp = {**result.to_dict(), "extraction": extraction.info()}
-        return [self.advance(event, NLP_PROCESSED, {"nlp": nlp})]
+        nlp = NlpAnalysis.model_validate({**dict(result), "extraction": extraction.info()})
+        data = extend(data_of(event, Classified), NlpProcessed, nlp=nlp)
+        return [self.advance(event, NLP_PROCESSED, data)]
 
     # ---- extraction (runs in a worker thread) ---------------------------------------------
     def _extract(self, event: CloudEvent) -> Extraction | ThunderlineError:
         try:
-            artifact = event.data.get("artifact")
-            if not isinstance(artifact, dict) or not artifact.get("payload_ref"):
-                raise MalformedEventError("classified event has no artifact payload_ref")
-            try:
-                sha = sha_from_ref(str(artifact["payload_ref"]))
-            except ValueError as exc:
-                raise MalformedEventError(str(exc)) from exc
-            classification = event.data.get("classification") or {}
-            method = method_for(classification.get("label"), classification.get("mime"))
+            classified = data_of(event, Classified)
+            artifact = classified.artifact
+            classification = classified.classification
+            method = method_for(classification.label, classification.mime)
             limit = self.settings.nlp_max_text_bytes
-            size = artifact.get("size")
-            local = self.store.local_path(sha)
-            if local is not None and isinstance(size, int) and size > VERIFY_MAX_BYTES:
+            local = self.store.local_path(artifact.sha256)
+            if local is not None and artifact.size > VERIFY_MAX_BYTES:
                 data = read_head(local, method, limit)
             else:
                 try:
-                    data = self.store.get_bytes(sha)
+                    data = self.store.get_bytes(artifact.sha256)
                 except KeyError as exc:
                     raise ArtifactNotFoundError(
-                        f"payload {artifact['payload_ref']} is not in the object store"
+                        f"payload {artifact.payload_ref} is not in the object store"
                     ) from exc
             return extract_text(data, method, limit)
         except ThunderlineError as exc:
