@@ -207,42 +207,42 @@ class Routed(EventData):
 class IngestRequest(Routed):
     """``ui.command.ingest.received``: an artifact to process."""
 
-    artifact: Artifact
+    artifact: Artifact = Field(description="The input: a local file or stored bytes.")
     route: list[str] = Field(
         default_factory=lambda: ["classify"], description="Stages still to run."
     )
-    parent: Parent | None = None
+    parent: Parent | None = Field(None, description="Set for an archive member.")
     coords: Coords | None = Field(None, description="Voxel coordinates given by the producer.")
 
 
 class Classified(IngestRequest):
     """``system.ingest.classified``: stored and classified; ``route`` chosen from the label."""
 
-    artifact: StoredArtifact
-    classification: Classification
+    artifact: StoredArtifact = Field(description="The input, its bytes now stored.")
+    classification: Classification = Field(description="Magika's result.")
     route: list[str] = Field(default_factory=list, description="Stages still to run.")
 
 
 class NlpProcessed(Classified):
     """``system.nlp.processed``: the NLP result added."""
 
-    nlp: NlpAnalysis
-    inference: Inference | None = None
+    nlp: NlpAnalysis = Field(description="Language, sentences, entities, noun chunks.")
+    inference: Inference | None = Field(None, description="Set when infer ran first.")
 
 
 class InferenceCompleted(Classified):
     """``system.ml.inference.completed``: the inference result added."""
 
-    inference: Inference
-    nlp: NlpAnalysis | None = None
+    inference: Inference = Field(description="Model, version and top labels.")
+    nlp: NlpAnalysis | None = Field(None, description="Set when nlp ran first.")
 
 
 class VoxelCreated(Classified):
     """``system.voxel.created``: the voxel stored (the terminal event of a route)."""
 
-    voxel: VoxelSummary
-    nlp: NlpAnalysis | None = None
-    inference: Inference | None = None
+    voxel: VoxelSummary = Field(description="The stored voxel.")
+    nlp: NlpAnalysis | None = Field(None, description="Set when nlp ran.")
+    inference: Inference | None = Field(None, description="Set when infer ran.")
 
 
 class DlqRecord(EventData):

@@ -78,9 +78,9 @@ class ArtifactRecord(BaseModel):
     voxel_id: str | None = Field(None, description="The stored voxel.")
     classify_ms: float | None = Field(None, description="Classify time per file.")
     archive: str | None = Field(None, description="For an archive member: the archive's path.")
-    classification: Classification | None = None
-    nlp: NlpAnalysis | None = None
-    inference: Inference | None = None
+    classification: Classification | None = Field(None, description="Magika's result in full.")
+    nlp: NlpAnalysis | None = Field(None, description="The NLP result (when nlp ran).")
+    inference: Inference | None = Field(None, description="The inference result (when infer ran).")
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
