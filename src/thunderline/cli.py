@@ -44,6 +44,7 @@ for _name, _target in (
     ("models", "thunderline.ml.cli:models_app"),
     ("voxels", "thunderline.voxel.cli:voxels_app"),
     ("events", "thunderline.eventcli:events_app"),
+    ("stages", "thunderline.stagecli:stages_app"),
 ):
     _module, _, _attr = _target.partition(":")
     try:

@@ -276,12 +276,22 @@ REGISTRY: dict[str, type[EventData]] = {
 }
 
 
+_BUILT_IN = frozenset(REGISTRY)
+
+
 def register(event_type: str, model: type[EventData]) -> None:
     """Add an event type (a new stage's output). Re-registering the same model is a no-op."""
     known = REGISTRY.get(event_type)
     if known is not None and known is not model:
         raise ValueError(f"event type {event_type!r} is already bound to {known.__name__}")
     REGISTRY[event_type] = model
+
+
+def unregister(event_type: str) -> None:
+    """Remove an event type added with :func:`register` (tests; built-in types stay)."""
+    if event_type in _BUILT_IN:
+        raise ValueError(f"{event_type!r} is a built-in event type")
+    REGISTRY.pop(event_type, None)
 
 
 def model_for(event_type: str) -> type[EventData]:
@@ -440,5 +450,6 @@ __all__ = [
     "schemas",
     "to_wire",
     "typed_event",
+    "unregister",
     "validate_data",
 ]

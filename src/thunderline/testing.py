@@ -18,7 +18,8 @@ events derived along one correlation chain).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Final
 
@@ -35,7 +36,9 @@ from thunderline.eventdata import (
     Parent,
     StoredArtifact,
     data_of,
+    register,
     typed_event,
+    unregister,
 )
 from thunderline.events import INGEST_CLASSIFIED, INGEST_RECEIVED, CloudEvent
 from thunderline.flow.engine import Pipeline
@@ -152,6 +155,18 @@ def classified(
     )
 
 
+@contextmanager
+def event_types(types: Mapping[str, type[EventData]]) -> Iterator[None]:
+    """Register event types (a test stage's data models) for the ``with`` block only."""
+    for name, model in types.items():
+        register(name, model)
+    try:
+        yield
+    finally:
+        for name in types:
+            unregister(name)
+
+
 # ---- running stages ----------------------------------------------------------------------
 def check_contracts(ends: Iterable[CloudEvent]) -> None:
     """Raise :class:`StageContractError` for any ``contract_violation`` dead letter."""
@@ -249,6 +264,7 @@ __all__ = [
     "classification",
     "classified",
     "event",
+    "event_types",
     "ingest",
     "ingest_file",
     "records",

@@ -35,12 +35,9 @@ from thunderline.eventdata import (
     extend,
 )
 from thunderline.events import INGEST_CLASSIFIED, CloudEvent
-from thunderline.flow.stage import Outcome, Stage, StageOptions
+from thunderline.flow.stage import Outcome, StageOptions, StoreStage
 from thunderline.objects.base import ObjectStore, sha_from_ref
 from thunderline.obs import metrics
-
-#: Stages that need the ML pipeline switch (TL_ENABLE_ML_PIPELINE).
-ML_STAGES = frozenset({"nlp", "infer"})
 
 
 def build_route(
@@ -54,7 +51,7 @@ def build_route(
     return [stage for stage in chosen if stage in allowed]
 
 
-class ClassifyStage(Stage):
+class ClassifyStage(StoreStage):
     """Magika classification of every artifact (the first stage of every route)."""
 
     name = "classify"
@@ -67,21 +64,10 @@ class ClassifyStage(Stage):
         *,
         available_stages: Iterable[str] = (),
     ) -> None:
-        super().__init__(
-            options
-            or StageOptions.from_settings(
-                settings,
-                batch_size=settings.classify_batch_size,
-                batch_timeout_s=settings.classify_batch_timeout_s,
-                concurrency=settings.classify_concurrency,
-            )
-        )
-        self.settings = settings
-        self.store = store
-        available = set(available_stages)
-        if not settings.enable_ml_pipeline:
-            available -= ML_STAGES
-        self.available = available
+        """``available_stages``: the stages after classify that are on (routes keep only
+        those; the wiring table in :mod:`thunderline.runtime` decides which)."""
+        super().__init__(settings, store, options)
+        self.available = set(available_stages)
         self.classifier: MagikaClassifier | None = None
 
     async def setup(self) -> None:
@@ -197,4 +183,4 @@ class ClassifyStage(Stage):
         return outcomes
 
 
-__all__ = ["ML_STAGES", "ArtifactError", "ClassifyStage", "build_route"]
+__all__ = ["ArtifactError", "ClassifyStage", "build_route"]

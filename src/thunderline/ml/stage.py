@@ -32,7 +32,7 @@ from thunderline.eventdata import (
     extend,
 )
 from thunderline.events import INFERENCE_COMPLETED, CloudEvent
-from thunderline.flow.stage import Outcome, Stage, StageOptions
+from thunderline.flow.stage import Outcome, StageOptions, StoreStage
 from thunderline.ml.errors import InferenceError, ModelNotFoundError, UnsupportedContentError
 from thunderline.ml.preprocess import payload_input
 from thunderline.ml.registry import ModelEntry, ModelRegistry
@@ -45,7 +45,7 @@ _log = logging.getLogger("thunderline.ml")
 TOP_K = 5
 
 
-class InferStage(Stage):
+class InferStage(StoreStage):
     """ONNX inference on images (and text routed here), via supervised, batched sessions."""
 
     name = "infer"
@@ -58,17 +58,7 @@ class InferStage(Stage):
         *,
         supervisor: ModelSupervisor | None = None,
     ) -> None:
-        super().__init__(
-            options
-            or StageOptions.from_settings(
-                settings,
-                batch_size=settings.onnx_max_batch_size,
-                batch_timeout_s=settings.onnx_max_queue_delay_ms / 1000.0,
-                concurrency=2,
-            )
-        )
-        self.settings = settings
-        self.store = store
+        super().__init__(settings, store, options)
         self.supervisor = supervisor
         self._owns_supervisor = supervisor is None
 

@@ -36,7 +36,7 @@ from thunderline.eventdata import (
     typed_event,
 )
 from thunderline.events import INGEST_RECEIVED, VOXEL_CREATED, CloudEvent
-from thunderline.flow.stage import Outcome, Stage, StageOptions
+from thunderline.flow.stage import Outcome, StageOptions, StoreStage
 from thunderline.objects.base import ObjectStore, copy_verified
 from thunderline.obs import metrics
 from thunderline.voxel import archive
@@ -49,8 +49,6 @@ _log = logging.getLogger("thunderline.voxel.stage")
 
 #: Archives nested deeper than this are stored as voxels but not expanded again.
 MAX_ARCHIVE_DEPTH = 4
-PACKAGE_BATCH_SIZE = 32
-PACKAGE_BATCH_TIMEOUT_S = 0.01
 
 
 def voxel_summary(voxel: Voxel, *, created: bool, children: int = 0) -> VoxelSummary:
@@ -86,7 +84,7 @@ class _Work:
         self.error: BaseException | None = None
 
 
-class PackageStage(Stage):
+class PackageStage(StoreStage):
     """Voxel builder and store (the last stage of every route)."""
 
     name = "package"
@@ -99,17 +97,7 @@ class PackageStage(Stage):
         *,
         voxels: VoxelStore | None = None,
     ) -> None:
-        super().__init__(
-            options
-            or StageOptions.from_settings(
-                settings,
-                batch_size=PACKAGE_BATCH_SIZE,
-                batch_timeout_s=PACKAGE_BATCH_TIMEOUT_S,
-                concurrency=1,
-            )
-        )
-        self.settings = settings
-        self.store = store
+        super().__init__(settings, store, options)
         self.voxels = voxels
         self._owns_voxels = voxels is None
         self.limits = archive.Limits.from_settings(settings)

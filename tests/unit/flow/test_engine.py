@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -11,11 +11,11 @@ import pytest
 from thunderline.bus import DLQ_TOPIC, MemoryBus
 from thunderline.config import OverflowPolicy
 from thunderline.errors import BackendError, EventContractError, StageError
-from thunderline.eventdata import Routed, data_of, register
+from thunderline.eventdata import Routed, data_of
 from thunderline.events import DLQ_OVERLOAD, CloudEvent
 from thunderline.flow import Outcome, Pipeline, Stage, StageOptions
 from thunderline.obs import metrics, telemetry
-from thunderline.testing import StageContractError, check_contracts
+from thunderline.testing import StageContractError, check_contracts, event_types
 from thunderline.testing import event as typed
 
 
@@ -33,8 +33,10 @@ class Done(Routed):
     n: int
 
 
-register("test.in", Work)
-register("test.done", Done)
+@pytest.fixture(autouse=True)
+def _test_event_types() -> Iterator[None]:
+    with event_types({"test.in": Work, "test.done": Done}):
+        yield
 
 
 class Recorder(Stage):
