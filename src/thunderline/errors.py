@@ -14,6 +14,7 @@ boundary (``raise ... from exc``) so callers only ever see this tree::
     │   ├── OverloadError              a bounded queue dropped the message
     │   ├── ArtifactError              the input artifact itself is unusable (permanent)
     │   │   ├── ArtifactNotFoundError
+    │   │   │   └── PayloadNotFound    the object store holds no payload at that address
     │   │   ├── UnreadableArtifactError
     │   │   ├── NotARegularFileError
     │   │   ├── PathEscapeError        a symlink or ``..`` leaves the allowed root
@@ -94,6 +95,17 @@ class ArtifactError(StageError):
 
 class ArtifactNotFoundError(ArtifactError):
     reason = "not_found"
+
+
+class PayloadNotFound(ArtifactNotFoundError, KeyError):
+    """The object store holds no payload under that SHA-256 (raised by every store).
+
+    Also a ``KeyError``, so code written against the old bare ``KeyError`` keeps working.
+    """
+
+    reason = "payload_missing"
+
+    __str__ = Exception.__str__  # not KeyError's quoted repr
 
 
 class UnreadableArtifactError(ArtifactError):

@@ -173,7 +173,7 @@ class Pipeline:
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
-        if not getattr(self.bus, "durable", False):
+        if not self.bus.durable:
             await self._dead_letter_leftovers()
             if self.run_collector:
                 try:

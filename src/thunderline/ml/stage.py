@@ -19,7 +19,6 @@ from collections.abc import Sequence
 
 from thunderline.config import Settings
 from thunderline.errors import (
-    ArtifactNotFoundError,
     ThunderlineError,
     reason_of,
 )
@@ -103,12 +102,7 @@ class InferStage(StoreStage):
     def _prepare(self, event: CloudEvent) -> tuple[ModelEntry, ModelInput]:
         entry = self.model_for(event)
         artifact = data_of(event, Classified).artifact
-        try:
-            data = self.store.get_bytes(artifact.sha256)
-        except KeyError as exc:
-            raise ArtifactNotFoundError(
-                f"payload {artifact.payload_ref} is not in the object store"
-            ) from exc
+        data = self.store.get_bytes(artifact.sha256)
         return entry, payload_input(data, entry)
 
     async def _one(self, event: CloudEvent) -> Outcome:

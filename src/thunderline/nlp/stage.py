@@ -20,7 +20,7 @@ import math
 from collections.abc import Sequence
 
 from thunderline.config import Settings
-from thunderline.errors import ArtifactNotFoundError, ThunderlineError
+from thunderline.errors import ThunderlineError
 from thunderline.eventdata import Classified, NlpAnalysis, NlpProcessed, data_of, extend
 from thunderline.events import NLP_PROCESSED, CloudEvent
 from thunderline.flow.stage import Outcome, StageOptions, StoreStage
@@ -118,12 +118,7 @@ class NlpStage(StoreStage):
             if local is not None and artifact.size > VERIFY_MAX_BYTES:
                 data = read_head(local, method, limit)
             else:
-                try:
-                    data = self.store.get_bytes(artifact.sha256)
-                except KeyError as exc:
-                    raise ArtifactNotFoundError(
-                        f"payload {artifact.payload_ref} is not in the object store"
-                    ) from exc
+                data = self.store.get_bytes(artifact.sha256)
             return extract_text(data, method, limit)
         except ThunderlineError as exc:
             return exc

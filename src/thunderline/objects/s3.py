@@ -4,7 +4,7 @@ boto3 with path-style addressing (SeaweedFS, MinIO and AWS all accept it), the e
 ``settings.s3_endpoint_url``. Credentials come from boto3's own chain (``AWS_ACCESS_KEY_ID`` ...)
 unless given. Every read is verified: ``get_bytes`` re-hashes the body, ``copy_verified``
 spools and hashes before writing a byte to its destination. Backend failures become
-:class:`~thunderline.errors.BackendError` (retryable); a missing object is a ``KeyError``.
+:class:`~thunderline.errors.BackendError` (retryable); a missing object is :class:`~thunderline.errors.PayloadNotFound`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from thunderline.errors import BackendError, ConfigError
+from thunderline.errors import BackendError, ConfigError, PayloadNotFound
 from thunderline.objects.base import (
     Sink,
     StoredObject,
@@ -55,6 +55,7 @@ class S3ObjectStore:
         create_bucket: bool = True,
     ) -> None:
         self.url = url
+        self.root: Path | None = None  # no local folder: callers spool to the system temp dir
         self.bucket, self.prefix = parse_s3_url(url)
         self.client: Any = boto3.client(
             "s3",
@@ -123,7 +124,7 @@ class S3ObjectStore:
             return self.client.get_object(Bucket=self.bucket, Key=self._key(sha256))["Body"]
         except ClientError as exc:
             if _code(exc) in _MISSING:
-                raise KeyError(f"no object sha256:{sha256}") from exc
+                raise PayloadNotFound(f"no object sha256:{sha256}") from exc
             raise BackendError(f"s3 get of sha256:{sha256} failed: {exc}") from exc
         except BotoCoreError as exc:
             raise BackendError(f"s3 get of sha256:{sha256} failed: {exc}") from exc

@@ -37,11 +37,10 @@ from thunderline.eventdata import (
 )
 from thunderline.events import INGEST_RECEIVED, VOXEL_CREATED, CloudEvent
 from thunderline.flow.stage import Outcome, StageOptions, StoreStage
-from thunderline.objects.base import ObjectStore, copy_verified
+from thunderline.objects.base import ObjectStore
 from thunderline.obs import metrics
 from thunderline.voxel import archive
 from thunderline.voxel.builder import VoxelBuilder
-from thunderline.voxel.errors import InvalidVoxelError
 from thunderline.voxel.schema import Voxel
 from thunderline.voxel.store import PutResult, VoxelStore
 
@@ -165,10 +164,7 @@ class PackageStage(StoreStage):
         try:
             voxel = self.builder.build(item.event)
             if voxel.payload_size < self.settings.inline_payload_max_bytes:
-                try:
-                    item.payload = self.store.get_bytes(voxel.payload_sha256)
-                except KeyError as exc:
-                    raise InvalidVoxelError(f"payload {voxel.payload_ref} is not stored") from exc
+                item.payload = self.store.get_bytes(voxel.payload_sha256)
             data = data_of(item.event, Classified)
             depth = data.parent.depth if data.parent is not None else 0
             if archive.is_archive_classification(data.classification) and depth < MAX_ARCHIVE_DEPTH:
@@ -188,14 +184,14 @@ class PackageStage(StoreStage):
         spool = Path(name)
         try:
             with open(fd, "wb") as out:
-                copy_verified(self.store, voxel.payload_sha256, out)
+                self.store.copy_verified(voxel.payload_sha256, out)
             return archive.expand(spool, self.store, self.limits, tmp_dir=tmp_dir)
         finally:
             spool.unlink(missing_ok=True)
 
     def _tmp_dir(self) -> Path | None:
-        root = getattr(self.store, "root", None)
-        return Path(root) / "tmp" if root is not None else None
+        root = self.store.root
+        return root / "tmp" if root is not None else None
 
     def _outputs(
         self, event: CloudEvent, result: PutResult, members: list[archive.Member]

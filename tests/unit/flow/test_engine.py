@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from thunderline.bus import DLQ_TOPIC, MemoryBus
+from thunderline.bus import MemoryBus
 from thunderline.config import OverflowPolicy
 from thunderline.errors import BackendError, EventContractError, StageError
 from thunderline.eventdata import Routed, data_of
@@ -235,18 +235,6 @@ async def test_drop_oldest_dead_letters_what_it_drops() -> None:
     assert ids == {e.id for e in submitted}
 
 
-async def test_block_policy_makes_publishers_wait() -> None:
-    bus = MemoryBus(maxsize=2, overflow=OverflowPolicy.BLOCK)
-    await bus.publish("t", b"1")
-    await bus.publish("t", b"2")
-    blocked = asyncio.create_task(bus.publish("t", b"3"))
-    await asyncio.sleep(0.05)
-    assert not blocked.done()
-    await bus.pull("t", "c", 1, 0.1)
-    await asyncio.wait_for(blocked, 1)
-    assert bus.depth("t") == 2
-
-
 async def test_shutdown_drains_messages_in_flight() -> None:
     stage = Recorder(StageOptions(batch_size=2, concurrency=2), delay=0.02)
     ends: list[CloudEvent] = []
@@ -308,19 +296,6 @@ async def test_fan_out_and_chain_across_two_stages() -> None:
     assert len(ends) == 3
     assert {e.correlationid for e in ends} == {root.id}
     assert all(e.causationid != root.id for e in ends)  # caused by the split's events
-
-
-@pytest.mark.parametrize("topic", [DLQ_TOPIC, "terminal"])
-async def test_dlq_and_terminal_topics_never_drop(topic: str) -> None:
-    dropped: list[bytes] = []
-
-    async def on_drop(t: str, payload: bytes) -> None:
-        dropped.append(payload)
-
-    bus = MemoryBus(maxsize=1, overflow=OverflowPolicy.DROP_OLDEST, on_drop=on_drop)
-    for i in range(5):
-        await bus.publish(topic, str(i).encode())
-    assert bus.depth(topic) == 5 and not dropped
 
 
 async def test_data_not_matching_its_model_is_dead_lettered_as_malformed() -> None:
