@@ -103,7 +103,7 @@ class PayloadNotFound(ArtifactNotFoundError, KeyError):
     Also a ``KeyError``, so code written against the old bare ``KeyError`` keeps working.
     """
 
-    reason = "payload_missing"
+    reason = "not_found"
 
     __str__ = Exception.__str__  # not KeyError's quoted repr
 

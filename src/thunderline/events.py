@@ -14,6 +14,7 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from uuid6 import uuid7
 
+from thunderline import names
 from thunderline.errors import MalformedEventError
 
 SPECVERSION: Final = "1.0"
@@ -58,6 +59,14 @@ class CloudEvent(BaseModel):
     causationid: str | None = None
     #: The validated data model (:mod:`thunderline.eventdata`), set once it has been checked.
     _typed_data: Any = PrivateAttr(None)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when every field is (the cached typed data is not part of the event)."""
+        if not isinstance(other, CloudEvent):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # data is a dict: events are not hashable
 
     @field_validator("specversion")
     @classmethod
@@ -105,7 +114,8 @@ class CloudEvent(BaseModel):
         return out
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        """Wire JSON (:mod:`thunderline.names`): names with undecodable bytes round-trip."""
+        return names.dumps(self.to_dict(), separators=(",", ":"))
 
     def to_bytes(self) -> bytes:
         return self.to_json().encode("utf-8")

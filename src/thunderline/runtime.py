@@ -26,6 +26,7 @@ from thunderline.ml.stage import InferStage
 from thunderline.nlp.stage import NlpStage
 from thunderline.objects.base import ObjectStore
 from thunderline.objects.factory import open_object_store
+from thunderline.outcomes import OutcomeStore
 from thunderline.voxel.stage import PackageStage
 
 _log = logging.getLogger("thunderline.runtime")
@@ -131,11 +132,14 @@ class Runtime:
         *,
         on_terminal: Callable[[CloudEvent], object] | None = None,
         stages: Sequence[Stage] | None = None,
+        outcomes: OutcomeStore | None = None,
     ) -> None:
         self.settings = settings
         settings.home.mkdir(parents=True, exist_ok=True)
         self.store = open_object_store(settings)
         self.journal = Journal(settings.home)
+        self.outcomes = outcomes if outcomes is not None else OutcomeStore(settings)
+        self._owns_outcomes = outcomes is None
         self.stages = list(stages) if stages is not None else build_stages(settings, self.store)
         self.pipeline: Pipeline
         self.bus = open_bus(settings, on_drop=self._on_drop)
@@ -146,6 +150,7 @@ class Runtime:
             shutdown_timeout_s=settings.shutdown_timeout_s,
             on_terminal=on_terminal,
             journal=self.journal,
+            outcomes=self.outcomes,
         )
 
     async def _on_drop(self, topic: str, payload: bytes) -> None:
@@ -162,6 +167,8 @@ class Runtime:
     async def __aexit__(self, *exc: object) -> None:
         await self.pipeline.stop(drain=True)
         self.journal.close()
+        if self._owns_outcomes:
+            self.outcomes.close()
 
     async def submit(self, event: CloudEvent) -> None:
         await self.pipeline.submit(event)

@@ -10,13 +10,14 @@ files goes to Magika in one call, off the event loop.
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from thunderline.classify.admission import admit
-from thunderline.classify.classifier import DISABLED, MagikaClassifier
+from thunderline.classify.admission import check_size, open_input
+from thunderline.classify.classifier import DISABLED, MagikaClassifier, Source
 from thunderline.config import Settings
 from thunderline.errors import (
     ArtifactError,
@@ -81,8 +82,16 @@ class ClassifyStage(StoreStage):
 
     # ---- work (runs in a worker thread) ---------------------------------------------------
     def _admit_and_store(
-        self, event: CloudEvent, spooled: list[Path]
-    ) -> tuple[IngestRequest, StoredArtifact, Path]:
+        self, event: CloudEvent, spooled: list[Path], opened: list[int]
+    ) -> tuple[IngestRequest, StoredArtifact, Source]:
+        """Admit and store one artifact; return its request, the stored artifact and what
+        Magika classifies.
+
+        A local input is opened once (:func:`.admission.open_input`) and read only through
+        that descriptor; Magika then reads the stored copy (local store) or the same
+        descriptor (remote store; kept open in ``opened`` until the batch is classified),
+        never the path again.
+        """
         request = data_of(event, IngestRequest)
         artifact = request.artifact
         if artifact.payload_ref is not None:  # already in the store (archive member, upload)
@@ -102,28 +111,38 @@ class ClassifyStage(StoreStage):
         if artifact.path is None:
             raise MalformedEventError("artifact has neither path nor payload_ref")
         path = Path(artifact.path)
-        root = Path(artifact.root) if artifact.root else None
+        limit = self.settings.max_artifact_bytes
+        admitted = open_input(path, Path(artifact.root) if artifact.root else None)
+        keep = False
         try:
-            resolved, _size = admit(path, root, self.settings.max_artifact_bytes)
-        except ArtifactTooLargeError as exc:
-            # classify from the original path anyway (Magika reads only head and tail),
-            # so the DLQ record says what it was; never read it whole.
-            if self.classifier is not None:
-                found = self.classifier.classify_paths([path])[0]
-                if isinstance(found, Classification):
-                    exc.details["classification"] = found.to_dict()
-            raise
-        try:
-            put = self.store.put_file(resolved)
-        except PermissionError as exc:
-            raise UnreadableArtifactError(f"{path}: permission denied") from exc
-        except OSError as exc:
-            raise UnreadableArtifactError(f"{path}: {exc.strerror or exc}") from exc
-        stored = StoredArtifact.model_validate(
-            {**dict(artifact), "size": put.size, "sha256": put.sha256, "payload_ref": put.ref}
-        )
-        local = self.store.local_path(put.sha256) or resolved
-        return request, stored, local
+            try:
+                check_size(admitted, limit)
+            except ArtifactTooLargeError as exc:
+                # classify through the descriptor anyway (Magika reads only head and tail),
+                # so the DLQ record says what it was; never read it whole.
+                if self.classifier is not None:
+                    found = self.classifier.classify_sources([admitted.fd])[0]
+                    if isinstance(found, Classification):
+                        exc.details["classification"] = found.to_dict()
+                raise
+            try:
+                put = self.store.put_fd(admitted.fd, max_bytes=limit)
+            except PermissionError as exc:
+                raise UnreadableArtifactError(f"{path}: permission denied") from exc
+            except OSError as exc:
+                raise UnreadableArtifactError(f"{path}: {exc.strerror or exc}") from exc
+            stored = StoredArtifact.model_validate(
+                {**dict(artifact), "size": put.size, "sha256": put.sha256, "payload_ref": put.ref}
+            )
+            local = self.store.local_path(put.sha256)
+            if local is not None:
+                return request, stored, local
+            keep = True
+            opened.append(admitted.fd)
+            return request, stored, admitted.fd
+        finally:
+            if not keep:
+                admitted.close()
 
     def _spool(self, sha: str, spooled: list[Path]) -> Path:
         """A verified local copy of a remote payload for Magika (removed after the batch)."""
@@ -137,11 +156,12 @@ class ClassifyStage(StoreStage):
     def _classify_batch(self, events: list[CloudEvent]) -> list[Outcome]:
         started = time.perf_counter()
         outcomes: list[Outcome] = [RuntimeError("unset")] * len(events)
-        admitted: list[tuple[int, IngestRequest, StoredArtifact, Path]] = []
+        admitted: list[tuple[int, IngestRequest, StoredArtifact, Source]] = []
         spooled: list[Path] = []
+        opened: list[int] = []
         for i, event in enumerate(events):
             try:
-                request, artifact, local = self._admit_and_store(event, spooled)
+                request, artifact, local = self._admit_and_store(event, spooled, opened)
             except (ThunderlineError, ValueError) as exc:
                 err = exc if isinstance(exc, ThunderlineError) else MalformedEventError(str(exc))
                 metrics.MAGIKA_CLASSIFY_ERRORS.labels(err.reason).inc()
@@ -154,19 +174,21 @@ class ClassifyStage(StoreStage):
         finally:
             for spool in spooled:
                 spool.unlink(missing_ok=True)
+            for fd in opened:
+                os.close(fd)
         return outcomes
 
     def _classify_admitted(
         self,
         events: list[CloudEvent],
         outcomes: list[Outcome],
-        admitted: list[tuple[int, IngestRequest, StoredArtifact, Path]],
+        admitted: list[tuple[int, IngestRequest, StoredArtifact, Source]],
         started: float,
     ) -> list[Outcome]:
         if self.classifier is None:
             results: list[Classification | ThunderlineError] = [DISABLED] * len(admitted)
         else:
-            results = self.classifier.classify_paths([local for *_, local in admitted])
+            results = self.classifier.classify_sources([local for *_, local in admitted])
         elapsed = time.perf_counter() - started
         per_file = elapsed / max(len(events), 1)
         for (i, request, artifact, _local), result in zip(admitted, results, strict=True):

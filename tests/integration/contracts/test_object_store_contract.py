@@ -72,7 +72,7 @@ def test_a_missing_payload_is_payload_not_found(object_store: StoreUnderTest) ->
     assert not store.exists(MISSING)
     with pytest.raises(PayloadNotFound) as info:
         store.get_bytes(MISSING)
-    assert isinstance(info.value, ArtifactNotFoundError) and info.value.reason == "payload_missing"
+    assert isinstance(info.value, ArtifactNotFoundError) and info.value.reason == "not_found"
     assert MISSING in str(info.value)
     with pytest.raises(PayloadNotFound):
         store.copy_verified(MISSING, io.BytesIO())
