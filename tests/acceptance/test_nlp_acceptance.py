@@ -14,7 +14,6 @@ from collections.abc import Callable
 
 import psutil
 import pytest
-from benchmarks.nlp_corpus import build_corpus
 
 from thunderline.bus.memory import MemoryBus
 from thunderline.config import Settings
@@ -23,6 +22,7 @@ from thunderline.flow.engine import Pipeline
 from thunderline.nlp.stage import NlpStage
 from thunderline.objects.local import LocalObjectStore
 from thunderline.testing import classified
+from thunderline.testing.samples import text_corpus
 
 DOCS = 1000
 WARM_UP = 200
@@ -42,7 +42,7 @@ async def test_soak_1000_documents_memory_flat(make_settings: Callable[..., Sett
     store = LocalObjectStore(settings.home / "objects")
     events = [
         classified(store, text.encode("utf-8"), name="doc.txt", source="test://soak", route=["nlp"])
-        for text in build_corpus(DOCS, 1024)
+        for text in text_corpus(DOCS, 1024)
     ]
     finished: collections.Counter[str] = collections.Counter()
     entities = 0

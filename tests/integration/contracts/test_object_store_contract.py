@@ -102,3 +102,19 @@ def test_local_path_when_there_is_one_holds_the_bytes(object_store: StoreUnderTe
         assert path is None
     else:
         assert path is not None and path.read_bytes() == b"local or not"
+
+
+def test_put_fd_streams_from_a_descriptor_within_a_limit(
+    object_store: StoreUnderTest, tmp_path: Path
+) -> None:
+    store = object_store.store
+    path = tmp_path / "in.bin"
+    data = os.urandom(CHUNK + 7)
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        stored = store.put_fd(fd, max_bytes=len(data))
+    finally:
+        os.close(fd)
+    assert (stored.sha256, stored.size) == (sha256_of(data), len(data))
+    assert store.get_bytes(stored.sha256) == data
