@@ -166,6 +166,7 @@ class Runtime:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.pipeline.stop(drain=True)
+        await self.bus.close()
         self.journal.close()
         if self._owns_outcomes:
             self.outcomes.close()
