@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from thunderline.bus.factory import open_bus
 from thunderline.config import Settings
 from thunderline.events import CloudEvent
 from thunderline.flow.engine import topic_for
-from thunderline.runtime import open_bus
 
 
 def is_scale_out(settings: Settings) -> bool:

@@ -10,8 +10,8 @@ Row = tuple[str, str, str]
 
 
 async def _probe(settings: Settings) -> list[Row]:
+    from thunderline.bus.factory import open_bus
     from thunderline.bus.rabbitmq import RabbitMQBus
-    from thunderline.runtime import open_bus
     from thunderline.worker.runner import WORKER_STAGES
 
     bus = open_bus(settings)

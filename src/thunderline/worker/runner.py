@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 
 from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC
+from thunderline.bus.factory import open_bus
 from thunderline.bus.rabbitmq import RabbitMQBus
 from thunderline.classify.stage import ClassifyStage
 from thunderline.config import Settings
@@ -31,20 +32,15 @@ from thunderline.events import CloudEvent
 from thunderline.flow.engine import Pipeline
 from thunderline.flow.stage import Outcome, Stage
 from thunderline.objects.base import ObjectStore
+from thunderline.objects.factory import open_object_store
 from thunderline.outcomes import OutcomeStore
-from thunderline.runtime import (
-    STAGE_CLASSES,
-    _load_stage_class,
-    enabled_stage_names,
-    open_bus,
-    open_object_store,
-)
+from thunderline.runtime import WIRING, enabled_stage_names
 from thunderline.worker.collector import COLLECT_STAGE, Collector
 
 _log = logging.getLogger("thunderline.worker")
 
 #: Every stage a worker can run, in pipeline order.
-WORKER_STAGES = ("classify", *STAGE_CLASSES, COLLECT_STAGE)
+WORKER_STAGES = (*(spec.name for spec in WIRING), COLLECT_STAGE)
 
 
 def parse_stages(spec: str) -> list[str]:
@@ -61,7 +57,7 @@ def parse_stages(spec: str) -> list[str]:
 
 def default_stages(settings: Settings) -> list[str]:
     """Every stage the settings enable, and the collector."""
-    return ["classify", *enabled_stage_names(settings), COLLECT_STAGE]
+    return [*enabled_stage_names(settings), COLLECT_STAGE]
 
 
 class StoredClassifyStage(ClassifyStage):
@@ -96,19 +92,19 @@ def build_worker_stages(
 ) -> list[Stage]:
     """The named stages (not ``collect``), with ``concurrency`` overriding each stage's own."""
     enabled = enabled_stage_names(settings)
+    specs = {spec.name: spec for spec in WIRING}
     stages: list[Stage] = []
     for name in names:
         if name == COLLECT_STAGE:
             continue
+        if name not in enabled:
+            raise ConfigError(
+                f"stage {name!r} is switched off by the settings ({specs[name].when})"
+            )
         if name == "classify":
-            stage: Stage = StoredClassifyStage(settings, store, available_stages=enabled)
+            stage: Stage = StoredClassifyStage(settings, store, available_stages=enabled[1:])
         else:
-            if name not in enabled:
-                raise ConfigError(f"stage {name!r} is switched off by the settings")
-            factory = _load_stage_class(name)
-            if factory is None:
-                raise ConfigError(f"stage {name!r} is not installed in this build")
-            stage = factory(settings, store)
+            stage = specs[name].cls(settings, store)
         if concurrency is not None:
             stage.options = dataclasses.replace(stage.options, concurrency=concurrency)
         stages.append(stage)

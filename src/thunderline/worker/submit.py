@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from thunderline.bus.base import DLQ_TOPIC
+from thunderline.bus.factory import open_bus
 from thunderline.bus.rabbitmq import RabbitMQBus
 from thunderline.classify.admission import check_size, open_input
 from thunderline.classify.walk import Candidate
@@ -28,9 +29,10 @@ from thunderline.errors import ThunderlineError, UnreadableArtifactError
 from thunderline.events import DLQ_CLASSIFY, CloudEvent
 from thunderline.flow.engine import dlq_event
 from thunderline.objects.base import ObjectStore
+from thunderline.objects.factory import open_object_store
 from thunderline.obs import metrics
 from thunderline.outcomes import OutcomeRecord, OutcomeStore
-from thunderline.runtime import ingest_event, open_bus, open_object_store
+from thunderline.runtime import ingest_event
 from thunderline.worker.settle import expected, final_outcomes
 
 _log = logging.getLogger("thunderline.worker.submit")

@@ -22,12 +22,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from sqlalchemy import func, select
-from tests.integration.voxel.conftest import (  # noqa: F401 - fixtures used here
-    pg_schema_url,
-    s3_endpoint,
-    s3_env,
-    s3_url,
-)
 
 from thunderline.classify.walk import Candidate
 from thunderline.config import Settings, load_settings
@@ -190,9 +184,9 @@ def cluster(
     tmp_path: Path,
     rabbitmq_url: str,
     bus_prefix: str,
-    pg_schema_url: str,  # noqa: F811
-    s3_url: str,  # noqa: F811
-    s3_endpoint: str,  # noqa: F811
+    pg_schema_url: str,
+    s3_url: str,
+    s3_endpoint: str,
 ) -> Iterator[Cluster]:
     env = {
         "TL_BUS_URL": rabbitmq_url,
