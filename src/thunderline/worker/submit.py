@@ -26,7 +26,8 @@ from thunderline.classify.admission import check_size, open_input
 from thunderline.classify.walk import Candidate
 from thunderline.config import Settings
 from thunderline.errors import ThunderlineError, UnreadableArtifactError
-from thunderline.events import DLQ_CLASSIFY, CloudEvent
+from thunderline.eventdata import IngestRequest, data_of, typed_event
+from thunderline.events import DLQ_CLASSIFY, INGEST_RECEIVED, CloudEvent
 from thunderline.flow.engine import dlq_event
 from thunderline.objects.base import ObjectStore
 from thunderline.objects.factory import open_object_store
@@ -36,26 +37,35 @@ from thunderline.runtime import ingest_event
 from thunderline.worker.settle import expected, final_outcomes
 
 _log = logging.getLogger("thunderline.worker.submit")
+SUBMIT_SOURCE = "urn:thunderline:submit"
 #: After this long without a new outcome, waiting submitters say what they wait for.
 STALL_WARN_S = 30.0
 
 
 def _store_file(store: ObjectStore, settings: Settings, event: CloudEvent) -> CloudEvent:
     """Admit the event's local file (opened once, checked on the descriptor) and stream its
-    bytes through that descriptor into the store; the event with a ``payload_ref``."""
-    artifact = dict(event.data["artifact"])
-    root = artifact.get("root")
-    path = Path(str(artifact["path"]))
+    bytes through that descriptor into the store; the ingest event to publish, which names
+    the bytes by ``payload_ref`` (the path stays for display; no worker reads it)."""
+    request = data_of(event, IngestRequest)
+    artifact = request.artifact
+    path = Path(str(artifact.path))
     limit = settings.max_artifact_bytes
-    with open_input(path, Path(str(root)) if root else None) as admitted:
+    with open_input(path, Path(artifact.root) if artifact.root else None) as admitted:
         check_size(admitted, limit)
         try:
             stored = store.put_fd(admitted.fd, max_bytes=limit)
         except OSError as exc:
             raise UnreadableArtifactError(f"{path}: {exc.strerror or exc}") from exc
-    artifact.update(size=stored.size, sha256=stored.sha256, payload_ref=stored.ref)
-    artifact.pop("root", None)
-    return event.model_copy(update={"data": {**event.data, "artifact": artifact}})
+    stored_artifact = artifact.model_copy(
+        update={
+            "size": stored.size,
+            "sha256": stored.sha256,
+            "payload_ref": stored.ref,
+            "root": None,
+        }
+    )
+    ready = request.model_copy(update={"artifact": stored_artifact})
+    return typed_event(INGEST_RECEIVED, ready, source=SUBMIT_SOURCE)
 
 
 class Submitter:
