@@ -44,6 +44,13 @@ class TcpProxy:
         self._loop.run_until_complete(self._start())
         self._ready.set()
         self._loop.run_forever()
+        # stopped: finish the pipes (their sockets are aborted), then close the loop itself
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+        self._loop.close()
 
     async def _start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -52,6 +59,7 @@ class TcpProxy:
     async def _shutdown(self) -> None:
         if self._server is not None:
             self._server.close()
+            await self._server.wait_closed()
         await self._close_all()
 
     def _call(self, coro: object) -> None:
