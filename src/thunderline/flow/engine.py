@@ -8,7 +8,8 @@ permanent errors and exhausted retries are dead-lettered with the original event
 and the traceback. A collector consumes the terminal and DLQ topics, journals them and reports
 each finished artifact, so the engine knows when everything submitted has ended.
 
-Telemetry: ``("thunderline", "stage", <stage>, "start" | "stop" | "error")`` per batch.
+Telemetry: ``("thunderline", "stage", <stage>, "start" | "stop" | "error")`` per batch (the
+metadata carries the batch's ``events``; :mod:`thunderline.obs.tracing` makes spans of them).
 """
 
 from __future__ import annotations
@@ -150,6 +151,8 @@ class Pipeline:
                         self._worker(stage, f"{stage.name}-{n}"), name=f"{stage.name}-{n}"
                     )
                 )
+        for name in self.stages:
+            metrics.declare_stage(name)
         if self.run_collector:
             self._tasks.append(asyncio.create_task(self._collector(), name="collector"))
         self._started = True
@@ -324,7 +327,7 @@ class Pipeline:
         metrics.STAGE_IN_FLIGHT.labels(stage.name).set(len(in_flight))
 
     async def _run_batch(self, stage: Stage, events: list[CloudEvent]) -> list[Outcome]:
-        meta = {"stage": stage.name, "count": len(events)}
+        meta = {"stage": stage.name, "count": len(events), "events": events}
         if len(events) == 1:
             correlation_id.set(events[0].correlationid)
         telemetry.emit(("thunderline", "stage", stage.name, "start"), {"count": len(events)}, meta)
@@ -400,6 +403,8 @@ class Pipeline:
                 for delivery in deliveries:
                     got = True
                     event = self._decode_quiet(delivery.payload)
+                    if event is not None:
+                        metrics.record_terminal(event)
                     if event is not None and self.on_terminal is not None:
                         try:
                             self.on_terminal(event)
