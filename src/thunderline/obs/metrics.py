@@ -304,6 +304,11 @@ SPACY_WORKERS_ALIVE = Gauge(
     registry=REGISTRY,
 )
 
+#: Restart causes of the pool (declared at zero so that a healthy run still has the series).
+SPACY_RESTART_CAUSES: Final = ("crash", "timeout", "parse", "recycle")
+for _cause in SPACY_RESTART_CAUSES:
+    SPACY_WORKER_RESTARTS.labels(_cause)
+
 # --- voxels -----------------------------------------------------------------------------------
 VOXEL_BUILD_DURATION = Histogram(
     "thunderline_voxel_build_duration_seconds",
