@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
+import socket
 import subprocess
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from tests.integration.obs._pipeline import (
     build_inputs,
@@ -19,9 +22,11 @@ from tests.integration.obs._pipeline import (
     run_pipeline,
     run_settings,
 )
+from typer.testing import CliRunner
 
+from thunderline.cli import app
 from thunderline.config import Settings
-from thunderline.obs import metrics_app, start_metrics_server
+from thunderline.obs import metrics_app, start_metrics_server, telemetry
 
 #: Label names a Thunderline metric may carry (all of bounded vocabularies).
 ALLOWED_LABELS = {"stage", "outcome", "reason", "type", "topic", "group", "model", "cause", "le"}
@@ -136,3 +141,35 @@ def test_the_label_check_catches_unbounded_values() -> None:
     assert any("uuid" in p for p in problems)
     assert any("unexpected labels ['file']" in p for p in problems)
     assert any("carries 'a b.txt'" in p for p in problems)
+
+
+def test_ingest_serves_metrics_while_it_runs(
+    peer_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ingest --metrics-port P`: /metrics answers during the run; the port is closed after."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("basic/csv", "basic/json"):
+        source = next(p for p in sorted((peer_data / name).iterdir()) if p.is_file())
+        shutil.copy(source, folder / source.name)
+    monkeypatch.setenv("TL_HOME", str(tmp_path / "home"))
+    scraped: list[str] = []
+
+    def scrape(name: tuple[str, ...], _m: object, _meta: object) -> None:
+        if name[-1] == "stop" and not scraped:
+            url = f"http://127.0.0.1:{port}/metrics"
+            with urllib.request.urlopen(url, timeout=10) as response:
+                scraped.append(response.read().decode("utf-8"))
+
+    telemetry.attach("test.scrape", scrape)
+    try:
+        result = CliRunner().invoke(app, ["ingest", str(folder), "--metrics-port", str(port)])
+    finally:
+        telemetry.detach("test.scrape")
+    assert result.exit_code == 0, result.output
+    assert scraped and "thunderline_stage_batch_duration_seconds_bucket" in scraped[0]
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
