@@ -21,6 +21,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, make_asgi_app, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from thunderline.errors import ConfigError
 from thunderline.obs import metrics, multiprocess
 
 _log = logging.getLogger("thunderline.obs")
@@ -64,8 +65,18 @@ class MetricsServer:
 
 
 def start_metrics_server(port: int, addr: str = "127.0.0.1") -> MetricsServer:
-    """Serve ``/metrics`` on ``addr:port`` from a daemon thread (port 0 picks a free port)."""
-    server, thread = start_http_server(port, addr=addr, registry=collect_registry())
+    """Serve ``/metrics`` on ``addr:port`` from a daemon thread (port 0 picks a free port).
+
+    Raises:
+        ConfigError: the address cannot be bound (port in use, unknown address).
+    """
+    try:
+        server, thread = start_http_server(port, addr=addr, registry=collect_registry())
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}",
+            details={"addr": addr, "port": port},
+        ) from exc
     bound = int(server.server_port)
     _log.info("metrics on http://%s:%d/metrics", addr, bound)
     return MetricsServer(addr, bound, server, thread)

@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 
 from thunderline.cli import app
 from thunderline.config import Settings
+from thunderline.errors import ConfigError
 from thunderline.obs import metrics_app, start_metrics_server, telemetry
 
 #: Label names a Thunderline metric may carry (all of bounded vocabularies).
@@ -173,3 +174,19 @@ def test_ingest_serves_metrics_while_it_runs(
     assert scraped and "thunderline_stage_batch_duration_seconds_bucket" in scraped[0]
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
+
+
+def test_a_port_in_use_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"cannot serve metrics on 127.0.0.1:{port}"):
+            start_metrics_server(port)
+        monkeypatch.setenv("TL_HOME", str(tmp_path / "home"))
+        (tmp_path / "a.txt").write_text("hello\n", encoding="utf-8")
+        result = CliRunner().invoke(
+            app, ["ingest", str(tmp_path / "a.txt"), "--metrics-port", str(port)]
+        )
+    assert result.exit_code == 1
+    assert "cannot serve metrics" in result.output
