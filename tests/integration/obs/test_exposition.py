@@ -33,6 +33,8 @@ from thunderline.obs import metrics_app, start_metrics_server, telemetry
 ALLOWED_LABELS = {"stage", "outcome", "reason", "type", "topic", "group", "model", "cause", "le"}
 MAX_LABELS_PER_METRIC = 10
 MAX_COMBINATIONS = 1000
+#: A CloudEvents type of the catalogue (events.py): dotted lower-case words.
+EVENT_TYPE = re.compile(r"[a-z]+(\.[a-z_]+)+")
 UNBOUNDED = {
     "uuid": re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I),
     "long hex (hash or id)": re.compile(r"[0-9a-f]{12,}", re.I),
@@ -55,7 +57,11 @@ def label_problems(text: str, identities: set[str]) -> list[str]:
             for key, value in sample.labels.items():
                 if key == "le":
                     continue
+                if key == "type" and not EVENT_TYPE.fullmatch(value):
+                    problems.append(f"{family.name}{{type={value!r}}} is not an event type")
                 for what, pattern in UNBOUNDED.items():
+                    if key == "type" and what == "file name":
+                        continue  # CloudEvents types are dotted names (checked above)
                     if pattern.search(value):
                         problems.append(f"{family.name}{{{key}={value!r}}} looks like a {what}")
                 leaked = [s for s in identities if s in value or value == s]
