@@ -1,7 +1,7 @@
 """Benchmark: classify throughput with telemetry all on vs all off (the roadmap's budget).
 
 Same corpus (real files from this machine, ``benchmarks/corpus.py``), same run, alternating
-off / on, each measurement in its own child process. The pipeline is the classify stage through
+off / on (which goes first alternates too), each measurement in its own child process. The pipeline is the classify stage through
 the engine (admission, object store, Magika, events, journal), as in ``benchmarks/classify.py``.
 
 - **off** (the baseline): every Prometheus metric of ``thunderline.obs.metrics`` replaced by a
@@ -174,8 +174,9 @@ def main() -> None:
     listing = Path(tempfile.mkstemp(suffix=".txt")[1])
     listing.write_text("\n".join(str(p) for p in paths))
     runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
-    for _ in range(args.rounds):
-        for mode in ("off", "on"):
+    for round_ in range(args.rounds):
+        # alternate which mode goes first (the second run of a round finds warmer caches)
+        for mode in ("off", "on") if round_ % 2 == 0 else ("on", "off"):
             out = subprocess.run(
                 [sys.executable, __file__, "--child", mode, "--listing", str(listing)],
                 check=True,
