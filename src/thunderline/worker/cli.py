@@ -15,6 +15,7 @@ from thunderline.classify.walk import Candidate
 from thunderline.config import Settings
 from thunderline.console import cli_settings, stdout_console
 from thunderline.errors import ThunderlineError
+from thunderline.obs.command import observe
 from thunderline.outcomes import OutcomeRecord, OutcomeStore
 from thunderline.report import RunReport
 from thunderline.worker.runner import Worker, default_stages, parse_stages
@@ -38,20 +39,20 @@ def worker(
     ] = None,
     metrics_port: Annotated[
         int | None,
-        typer.Option("--metrics-port", help="Serve Prometheus /metrics on 127.0.0.1:PORT."),
+        typer.Option(
+            "--metrics-port",
+            help="Serve Prometheus /metrics on this port while the worker runs (TL_METRICS_PORT).",
+            min=0,
+            max=65535,
+        ),
     ] = None,
 ) -> None:
     """Run pipeline stages as a stateless worker over RabbitMQ (TL_BUS_URL=amqp://…)."""
     settings = cli_settings()
     try:
         names = parse_stages(stages) if stages else default_stages(settings)
-        if metrics_port is not None:
-            from prometheus_client import start_http_server
-
-            from thunderline.obs import metrics
-
-            start_http_server(metrics_port, addr="127.0.0.1", registry=metrics.REGISTRY)
-        asyncio.run(_run_worker(settings, names, concurrency))
+        with observe(settings, metrics_port=metrics_port):
+            asyncio.run(_run_worker(settings, names, concurrency))
     except ThunderlineError as exc:
         err_console.print(f"[red]worker failed:[/] {exc}")
         raise typer.Exit(1) from exc
