@@ -220,12 +220,12 @@ class RabbitMQBus:
     def _on_close(self, _connection: Any, exc: BaseException | None = None) -> None:
         if not self._closed:
             _log.warning("RabbitMQ connection lost (%s); reconnecting", exc)
-            metrics.BUS_RECONNECTS.labels("lost").inc()
+            metrics.BUS_CONNECTION_LOST.inc()
         self._purge_stale()
 
     def _on_reconnect(self, _connection: Any) -> None:
         self.reconnects += 1
-        metrics.BUS_RECONNECTS.labels("restored").inc()
+        metrics.BUS_RECONNECTS.inc()
         _log.warning("RabbitMQ connection restored (reconnect #%d)", self.reconnects)
         self._purge_stale()
 

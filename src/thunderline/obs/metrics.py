@@ -365,10 +365,14 @@ BUS_PUBLISH_REFUSED = Counter(
     ["topic"],
     registry=REGISTRY,
 )
+BUS_CONNECTION_LOST = Counter(
+    "thunderline_bus_connection_lost_total",
+    "Broker connections lost (the client reconnects with backoff).",
+    registry=REGISTRY,
+)
 BUS_RECONNECTS = Counter(
-    "thunderline_bus_connection_events_total",
-    "Broker connection lost / restored events.",
-    ["event"],
+    "thunderline_bus_reconnects_total",
+    "Broker connections restored after a loss.",
     registry=REGISTRY,
 )
 BUS_STALE_ACKS = Counter(
