@@ -20,7 +20,7 @@ import json
 import logging
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC, Delivery, EventBus
@@ -315,15 +315,25 @@ class Pipeline:
         while pending:
             outcomes = await self._run_batch(stage, [event for _, event in pending])
             retry: list[tuple[Delivery, CloudEvent]] = []
+            settle: list[Awaitable[None]] = []
             for (delivery, event), outcome in zip(pending, outcomes, strict=True):
                 if isinstance(outcome, BaseException):
                     metrics.STAGE_ERRORS.labels(stage.name, reason_of(outcome)).inc()
                     if is_retryable(outcome) and attempt < stage.options.max_attempts:
                         retry.append((delivery, event))
                         continue
-                    await self._dead_letter(stage, delivery, event, outcome, attempts=attempt)
+                    settle.append(
+                        self._dead_letter(stage, delivery, event, outcome, attempts=attempt)
+                    )
                 else:
-                    await self._finish(stage, delivery, outcome)
+                    settle.append(self._finish(stage, delivery, outcome))
+            # each message still publishes before it is acked; the batch's messages settle
+            # together, so a broker's publisher confirms overlap instead of adding up
+            failures = [
+                r for r in await asyncio.gather(*settle, return_exceptions=True) if r is not None
+            ]
+            if failures:
+                raise failures[0]
             if retry:
                 metrics.STAGE_RETRIES.labels(stage.name).inc(len(retry))
                 delay = min(
