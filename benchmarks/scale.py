@@ -13,7 +13,9 @@ process layout:
 
 Artifacts/s is measured from the first submission to the last recorded outcome. Broker cost per
 message: our ``RabbitMQBus`` (publish with confirm, deliver, ack) against a bare aio-pika loop
-doing the same on a quorum queue, same payload size. RSS: each worker's peak (VmHWM).
+doing the same on a quorum queue, same payload size. RSS: each worker's peak (VmHWM). CPU
+seconds of the workers, the submitter and the local RabbitMQ node (``beam.smp``; in the
+in-process mode its figure is what other users of the shared broker spent meanwhile).
 
 Usage: .venv/bin/python benchmarks/scale.py [--files 1000] [--messages 2000] [--rounds 2]
 The modes alternate over the rounds; the best round of each is reported (all are listed).
@@ -105,16 +107,41 @@ def run_inprocess(env: Env, paths: list[Path]) -> dict[str, Any]:
             await runtime.wait_idle()
             return time.perf_counter() - started
 
+    broker_before = _broker_cpu_s()
+    cpu_before = _cpu_s(os.getpid())
     wall = asyncio.run(go())
     import resource
 
     return {
+        "cpu_s": {
+            "process": round(_cpu_s(os.getpid()) - cpu_before, 1),
+            "broker_unrelated": round(_broker_cpu_s() - broker_before, 1),
+        },
         "artifacts": len(ends),
         "dlq": sum(1 for e in ends if e.is_dlq),
         "wall_s": round(wall, 2),
         "artifacts_per_s": round(len(ends) / wall, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
+
+
+def _broker_cpu_s() -> float:
+    """CPU seconds used so far by the local RabbitMQ node (beam.smp), 0 when not found."""
+    import psutil
+
+    total = 0.0
+    for proc in psutil.process_iter(["name", "cpu_times"]):
+        if proc.info["name"] and proc.info["name"].startswith("beam"):
+            times = proc.info["cpu_times"]
+            total += times.user + times.system
+    return total
+
+
+def _cpu_s(pid: int) -> float:
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -159,13 +186,23 @@ def run_rabbitmq(env: Env, paths: list[Path], workers: int) -> dict[str, Any]:
             submitted.append(time.perf_counter() - started)
             store = OutcomeStore(settings)
             try:
-                outs = await wait_outcomes(store, ids, poll_s=0.1, timeout_s=1800)
+                outs = await wait_outcomes(store, ids, timeout_s=1800)
             finally:
                 store.close()
             return time.perf_counter() - started, outs
 
+        broker_before = _broker_cpu_s()
+        self_before = _cpu_s(os.getpid())
+        workers_before = [_cpu_s(p.pid) for p in procs]
         wall, outs = asyncio.run(go())
         rss = [round(_peak_rss_mb(p.pid), 1) for p in procs]
+        cpu = {
+            "workers": [
+                round(_cpu_s(p.pid) - b, 1) for p, b in zip(procs, workers_before, strict=True)
+            ],
+            "submitter": round(_cpu_s(os.getpid()) - self_before, 1),
+            "broker": round(_broker_cpu_s() - broker_before, 1),
+        }
     finally:
         for proc in procs:
             proc.terminate()
@@ -177,6 +214,7 @@ def run_rabbitmq(env: Env, paths: list[Path], workers: int) -> dict[str, Any]:
         "wall_s": round(wall, 2),
         "artifacts_per_s": round(len(outs) / wall, 1),
         "submit_s": round(submitted[0], 2),
+        "cpu_s": cpu,
         "submit_files_per_s": round(len(paths) / submitted[0], 1),
         "worker_peak_rss_mb": rss,
     }
