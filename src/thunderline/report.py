@@ -51,7 +51,7 @@ def _path_of(artifact: dict[str, Any]) -> str | None:
         return str(artifact["path"])
     source = artifact.get("source")
     if isinstance(source, str) and source.startswith("file://"):
-        return unquote(urlparse(source).path)
+        return unquote(urlparse(source).path, errors="surrogateescape")
     name = artifact.get("name")
     return str(name) if name else None
 
@@ -63,7 +63,9 @@ def _archive_of(artifact: Any, parent: dict[str, Any] | None) -> str | None:
     source = artifact.get("source") if isinstance(artifact, dict) else None
     if isinstance(source, str) and "!/" in source:
         outer = source.split("!/", 1)[0]
-        return unquote(urlparse(outer).path) if outer.startswith("file://") else outer
+        if outer.startswith("file://"):
+            return unquote(urlparse(outer).path, errors="surrogateescape")
+        return outer
     return str(parent.get("voxel_id"))
 
 

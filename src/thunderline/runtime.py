@@ -14,16 +14,18 @@ from typing import Any
 
 from thunderline.bus.base import EventBus
 from thunderline.bus.memory import MemoryBus
+from thunderline.classify.admission import error_for_os
 from thunderline.classify.stage import ML_STAGES, ClassifyStage
 from thunderline.classify.walk import Candidate
 from thunderline.config import Settings
-from thunderline.errors import ConfigError
-from thunderline.events import INGEST_RECEIVED, CloudEvent, new_event
-from thunderline.flow.engine import Pipeline
+from thunderline.errors import ArtifactError, ConfigError
+from thunderline.events import DLQ_CLASSIFY, INGEST_RECEIVED, CloudEvent, new_event
+from thunderline.flow.engine import Pipeline, dlq_event
 from thunderline.flow.stage import Stage
 from thunderline.journal import Journal
 from thunderline.objects.base import ObjectStore
 from thunderline.objects.local import LocalObjectStore
+from thunderline.obs import metrics
 from thunderline.outcomes import OutcomeStore
 
 _log = logging.getLogger("thunderline.runtime")
@@ -120,6 +122,17 @@ def ingest_event(candidate: Candidate) -> CloudEvent:
     )
 
 
+def walk_failure(candidate: Candidate) -> CloudEvent:
+    """The DLQ record of a path the walk could not read (its ingest event as the original)."""
+    assert candidate.error is not None
+    error = error_for_os(candidate.path, candidate.error)
+    try:
+        raise error from candidate.error
+    except ArtifactError as raised:  # give the record a traceback
+        metrics.DLQ_TOTAL.labels("classify", raised.reason).inc()
+        return dlq_event("classify", DLQ_CLASSIFY, raised, original=ingest_event(candidate))
+
+
 class Runtime:
     """A configured pipeline: ``async with Runtime(settings) as rt: await rt.submit(...)``."""
 
@@ -171,11 +184,16 @@ class Runtime:
         await self.pipeline.submit(event)
 
     async def submit_files(self, candidates: Iterable[Candidate]) -> int:
+        """Submit each candidate as it comes (a stream: nothing is listed first); one that
+        could not be walked becomes one DLQ record. Returns how many were submitted."""
         n = 0
         for candidate in candidates:
             if candidate.skipped:
                 continue
-            await self.submit(ingest_event(candidate))
+            if candidate.error is not None:
+                await self.submit(walk_failure(candidate))
+            else:
+                await self.submit(ingest_event(candidate))
             n += 1
         return n
 

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -179,7 +180,7 @@ class VoxelStore:
                 event_id=voxel.event_id,
                 correlation_id=voxel.correlation_id,
                 causation_id=voxel.causation_id,
-                source=voxel.source,
+                source=names.wire_text(voxel.source),
                 ts_unix=voxel.ts.timestamp(),
                 label=voxel.label,
                 payload_sha256=voxel.payload_sha256,
@@ -235,8 +236,10 @@ class VoxelStore:
         """The voxel of a row, its document checked against the recorded metadata SHA-256."""
         what = f"metadata of voxel {row['id']}"
         try:
-            voxel = Voxel.model_validate_json(row["doc"])
-        except ValidationError as exc:
+            # json.loads, not pydantic's parser: that refuses the \uXXXX escape of a lone
+            # surrogate, which is how an undecodable byte of a name travels (names.py)
+            voxel = Voxel.model_validate(json.loads(row["doc"]))
+        except (ValidationError, ValueError) as exc:
             raise _mismatch(what, row["metadata_sha256"], "unparseable") from exc
         actual = voxel.compute_metadata_sha256()
         if actual != row["metadata_sha256"] or voxel.checksums.metadata_sha256 != actual:
