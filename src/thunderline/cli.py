@@ -24,9 +24,9 @@ from rich.table import Table
 
 from thunderline import names
 from thunderline.classify.walk import Candidate, iter_candidates
-from thunderline.config import Settings
+from thunderline.config import Settings, mask_secrets, masked_dump
 from thunderline.console import cli_settings, stdout_console
-from thunderline.errors import ThunderlineError
+from thunderline.errors import ConfigError, ThunderlineError
 from thunderline.events import CloudEvent
 from thunderline.journal import Journal
 from thunderline.report import RunReport
@@ -74,8 +74,11 @@ def ingest(
     candidates = iter_candidates(paths, recursive=recursive)  # a stream, never listed first
     try:
         asyncio.run(_run_ingest(settings, candidates, report, as_json, show_progress))
+    except ConfigError as exc:  # e.g. missing S3 credentials, an unsupported URL
+        err_console.print(f"[red]configuration error:[/] {escape(mask_secrets(str(exc)))}")
+        raise typer.Exit(2) from exc
     except ThunderlineError as exc:
-        err_console.print(f"[red]ingest failed:[/] {escape(names.shown(str(exc)))}")
+        err_console.print(f"[red]ingest failed:[/] {escape(mask_secrets(names.shown(str(exc))))}")
         raise typer.Exit(1) from exc
     if not as_json:
         _print_summary(report, settings)
@@ -259,7 +262,8 @@ def doctor() -> None:
         table.add_column(column)
     colours = {"ok": "green", "warn": "yellow", "fail": "red"}
     for check, status, detail in rows:
-        table.add_row(check, f"[{colours.get(status, 'white')}]{status}[/]", detail)
+        shown = escape(mask_secrets(names.shown(detail)))
+        table.add_row(check, f"[{colours.get(status, 'white')}]{status}[/]", shown)
     stdout_console().print(table)
     if any(status == "fail" for _, status, _ in rows):
         raise typer.Exit(1)
@@ -270,7 +274,7 @@ def doctor() -> None:
 def config_show() -> None:
     """Print the effective settings as JSON."""
     settings = cli_settings()
-    print(json.dumps(settings.model_dump(mode="json"), indent=2))
+    print(json.dumps(masked_dump(settings), indent=2))  # passwords and keys as ***
 
 
 def main() -> None:

@@ -6,8 +6,9 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from thunderline.config import Settings, load_settings
+from thunderline.config import Settings, check_home, load_settings, unknown_variables
 from thunderline.errors import ThunderlineError
 from thunderline.obs.logs import configure_logging
 
@@ -21,11 +22,17 @@ def stdout_console() -> Console:
 
 
 def cli_settings() -> Settings:
-    """Settings for a CLI command, with logging configured; a bad setting exits with code 2."""
+    """Settings for a CLI command, with logging configured; a bad setting (or an unusable
+    ``TL_HOME``) exits with code 2, naming the setting."""
+    err = Console(stderr=True)
     try:
-        settings = load_settings()
+        settings = load_settings(warn_unknown=False)
+        check_home(settings)
     except ThunderlineError as exc:
-        Console(stderr=True).print(f"[red]configuration error:[/] {exc}")
+        err.print(f"[red]configuration error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
+    for name, close in unknown_variables():
+        hint = f" (did you mean {close}?)" if close else ""
+        err.print(f"[yellow]warning:[/] unknown setting {name} is ignored{hint}", soft_wrap=True)
     configure_logging(settings.log_level, settings.log_format)
     return settings

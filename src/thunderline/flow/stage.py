@@ -96,3 +96,12 @@ class Stage(ABC):
                 route = route[1:]
         data = {**event.data, **results, "route": route}
         return event.derive(type, data, source=f"urn:thunderline:stage:{self.name}")
+
+    def pass_on(self, event: CloudEvent, note: str) -> CloudEvent:
+        """``event`` unchanged but for a note, to the next stage: this stage does not apply to
+        the artifact (an SVG for a raster model), which is not a failure of the artifact."""
+        notes = event.data.get("notes")
+        kept = list(notes) if isinstance(notes, list) else []
+        return self.advance(
+            event, event.type, {"notes": [*kept, {"stage": self.name, "note": note}]}
+        )

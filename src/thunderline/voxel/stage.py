@@ -70,6 +70,7 @@ class _Work:
         self.voxel: Voxel | None = None
         self.payload: bytes | None = None
         self.members: list[archive.Member] = []
+        self.notes: list[str] = []  # what expansion skipped (links in a tar, for instance)
         self.result: PutResult | None = None
         self.error: BaseException | None = None
 
@@ -150,7 +151,7 @@ class PackageStage(Stage):
                 continue
             assert item.result is not None
             metrics.VOXEL_BUILD_DURATION.observe(per_event)
-            outcomes.append(self._outputs(item.event, item.result, item.members))
+            outcomes.append(self._outputs(item.event, item.result, item.members, item.notes))
         return outcomes
 
     @staticmethod
@@ -173,24 +174,24 @@ class PackageStage(Stage):
             parent = item.event.data.get("parent") or {}
             depth = int(parent.get("depth", 0)) if isinstance(parent, dict) else 0
             if archive.is_archive_classification(classification) and depth < MAX_ARCHIVE_DEPTH:
-                item.members = self._expand(voxel)
+                item.members = self._expand(voxel, item.notes)
             item.voxel = voxel
         except ThunderlineError as exc:
             item.error = exc
         except OSError as exc:
             item.error = BackendError(f"payload I/O failed: {exc}")
 
-    def _expand(self, voxel: Voxel) -> list[archive.Member]:
+    def _expand(self, voxel: Voxel, notes: list[str]) -> list[archive.Member]:
         tmp_dir = self._tmp_dir()
         local = self.store.local_path(voxel.payload_sha256)
         if local is not None:
-            return archive.expand(local, self.store, self.limits, tmp_dir=tmp_dir)
+            return archive.expand(local, self.store, self.limits, tmp_dir=tmp_dir, notes=notes)
         fd, name = tempfile.mkstemp(prefix="tl-archive-", dir=tmp_dir)
         spool = Path(name)
         try:
             with open(fd, "wb") as out:
                 copy_verified(self.store, voxel.payload_sha256, out)
-            return archive.expand(spool, self.store, self.limits, tmp_dir=tmp_dir)
+            return archive.expand(spool, self.store, self.limits, tmp_dir=tmp_dir, notes=notes)
         finally:
             spool.unlink(missing_ok=True)
 
@@ -199,14 +200,23 @@ class PackageStage(Stage):
         return Path(root) / "tmp" if root is not None else None
 
     def _outputs(
-        self, event: CloudEvent, result: PutResult, members: list[archive.Member]
+        self,
+        event: CloudEvent,
+        result: PutResult,
+        members: list[archive.Member],
+        notes: list[str] | None = None,
     ) -> list[CloudEvent]:
         voxel = result.voxel
-        created = self.advance(
-            event,
-            VOXEL_CREATED,
-            {"voxel": voxel_summary(voxel, created=result.created, children=len(members))},
-        )
+        results: dict[str, Any] = {
+            "voxel": voxel_summary(voxel, created=result.created, children=len(members))
+        }
+        if notes:
+            kept = event.data.get("notes")
+            results["notes"] = [
+                *(kept if isinstance(kept, list) else []),
+                *({"stage": self.name, "note": note} for note in notes),
+            ]
+        created = self.advance(event, VOXEL_CREATED, results)
         if not members:
             return [created]
         artifact = event.data.get("artifact") or {}

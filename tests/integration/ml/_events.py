@@ -12,6 +12,7 @@ KINDS: dict[str, dict[str, Any]] = {
     "jpeg": {"label": "jpeg", "group": "image", "mime": "image/jpeg", "is_text": False},
     "txt": {"label": "txt", "group": "text", "mime": "text/plain", "is_text": True},
     "zip": {"label": "zip", "group": "archive", "mime": "application/zip", "is_text": False},
+    "svg": {"label": "svg", "group": "image", "mime": "image/svg+xml", "is_text": True},
 }
 
 
