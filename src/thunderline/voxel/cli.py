@@ -180,7 +180,8 @@ def verify(
     voxel_id: Annotated[str | None, typer.Argument(help="Voxel id or prefix.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Verify every stored voxel.")] = False,
 ) -> None:
-    """Re-hash payloads and metadata; report mismatches; exit 1 if any voxel fails."""
+    """Check each voxel against its sealed document: metadata hash, every index column, and
+    every payload copy (inline row and object); report what differs; exit 1 if any fails."""
     if not all_ and voxel_id is None:
         err_console.print("give a voxel ID or --all")
         raise typer.Exit(2)
@@ -201,10 +202,13 @@ def verify(
         for column in ("reason", "detail"):
             table.add_column(column, overflow="fold")
         for result in bad:
-            table.add_row(result.voxel_id, result.reason, result.detail)
+            table.add_row(result.voxel_id, result.reason, escape(names.shown(result.detail)))
         console.print(table)
         raise typer.Exit(1)
-    console.print(f"[green]ok[/]: {len(results)} voxel(s) verified (payload and metadata)")
+    console.print(
+        f"[green]ok[/]: {len(results)} voxel(s) verified "
+        "(sealed document, index columns, every payload copy)"
+    )
 
 
 @voxels_app.command()
