@@ -56,3 +56,21 @@ def test_unknown_variable_is_reported_with_the_closest_name(tmp_path: Path) -> N
     result = runner.invoke(app, ["config", "show"], env=env)
     assert result.exit_code == 0
     assert "TL_SPACY_WORKER is ignored (did you mean TL_SPACY_WORKERS?)" in result.output
+
+
+def test_log_lines_are_masked_and_escaped() -> None:
+    import logging
+
+    from thunderline.console import MaskingFilter
+
+    record = logging.LogRecord(
+        "thunderline.x",
+        logging.WARNING,
+        __file__,
+        1,
+        "cannot reach %s for %s",
+        ("postgresql://u:hunter2@db/x", "a\x1b[2Jb"),
+        None,
+    )
+    assert MaskingFilter().filter(record)
+    assert record.getMessage() == "cannot reach postgresql://u:***@db/x for a\\x1b[2Jb"
