@@ -40,6 +40,7 @@ from thunderline.errors import (
     PathEscapeError,
     UnreadableArtifactError,
 )
+from thunderline.objects.base import ObjectStore, StoredObject
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
@@ -274,3 +275,18 @@ def admit(path: Path, root: Path | None, max_bytes: int) -> tuple[Path, int]:
     with open_input(path, root) as admitted:
         check_size(admitted, max_bytes)
         return admitted.real_path, admitted.size
+
+
+def store_input(
+    path: Path, root: Path | None, store: ObjectStore, max_bytes: int
+) -> tuple[StoredObject, Admitted]:
+    """Admit a local input and stream it into ``store`` through its one descriptor.
+
+    The one entry point for callers that only need the bytes stored (a submitter that ships
+    artifacts by reference); returns the stored object and the (closed) admission record.
+    Raises the refusals of :func:`open_input` and :func:`check_size`.
+    """
+    with open_input(path, root) as admitted:
+        check_size(admitted, max_bytes)
+        stored = store.put_fd(admitted.fd, max_bytes=max_bytes)
+    return stored, admitted
