@@ -185,6 +185,14 @@ class Settings(BaseSettings):
             raise ValueError("log_format must be 'text' or 'json'")
         return value
 
+    @field_validator("magika_prediction_mode")
+    @classmethod
+    def _check_magika_mode(cls, value: str) -> str:
+        modes = ("high-confidence", "medium-confidence", "best-guess")
+        if value not in modes:
+            raise ValueError(f"{value!r} is not a Magika prediction mode: use one of {modes}")
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _check_log_level(cls, value: str) -> str:

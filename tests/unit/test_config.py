@@ -90,6 +90,7 @@ def test_routes_merge_end_in_package_and_refuse_unknown_stages(
         ("TL_S3_ENDPOINT_URL", "not a url", "TL_S3_ENDPOINT_URL"),
         ("TL_S3_ENDPOINT_URL", "http://host:99999", "TL_S3_ENDPOINT_URL"),
         ("TL_QUEUE_MAX", "many", "TL_QUEUE_MAX"),
+        ("TL_MAGIKA_PREDICTION_MODE", "psychic", "TL_MAGIKA_PREDICTION_MODE"),
     ],
 )
 def test_every_bad_value_is_a_config_error_naming_the_setting(
