@@ -77,9 +77,9 @@ def test_routes_merge_end_in_package_and_refuse_unknown_stages(
         with pytest.raises(ConfigError, match=f"TL_ROUTES.*{why}"):
             load_settings(routes=bad)
     from thunderline.config import ROUTE_STAGES
-    from thunderline.runtime import STAGE_CLASSES
+    from thunderline.runtime import WIRING
 
-    assert tuple(STAGE_CLASSES) == ROUTE_STAGES
+    assert tuple(spec.name for spec in WIRING if spec.name != "classify") == ROUTE_STAGES
 
 
 @pytest.mark.parametrize(

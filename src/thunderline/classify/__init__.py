@@ -8,9 +8,10 @@ from thunderline.classify.admission import (
     resolve_inside,
     store_input,
 )
-from thunderline.classify.classifier import DISABLED, Classification, MagikaClassifier
+from thunderline.classify.classifier import DISABLED, MagikaClassifier
 from thunderline.classify.stage import ClassifyStage, build_route
 from thunderline.classify.walk import Candidate, iter_candidates
+from thunderline.eventdata import Classification
 
 __all__ = [
     "DISABLED",

@@ -33,8 +33,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from thunderline import names
 from thunderline.config import Settings
-from thunderline.errors import BackendError, ChecksumMismatch, ThunderlineError
-from thunderline.objects.base import ObjectStore, copy_verified, verify
+from thunderline.errors import BackendError, ChecksumMismatch, PayloadNotFound, ThunderlineError
+from thunderline.objects.base import ObjectStore, verify
 from thunderline.obs import metrics
 from thunderline.voxel import lineage
 from thunderline.voxel.db import make_engine, migrate
@@ -370,7 +370,7 @@ class VoxelStore:
             return data
         try:
             return self.objects.get_bytes(voxel.payload_sha256)
-        except KeyError as exc:
+        except PayloadNotFound as exc:
             raise PayloadMissingError(f"payload {voxel.payload_ref} is missing") from exc
 
     def copy_payload(self, voxel: Voxel | str, dest: BinaryIO) -> int:
@@ -383,8 +383,8 @@ class VoxelStore:
             dest.write(data)
             return len(data)
         try:
-            return copy_verified(self.objects, voxel.payload_sha256, dest)
-        except KeyError as exc:
+            return self.objects.copy_verified(voxel.payload_sha256, dest)
+        except PayloadNotFound as exc:
             raise PayloadMissingError(f"payload {voxel.payload_ref} is missing") from exc
 
     def verify(self, voxel_id: str) -> VerifyResult:
@@ -465,11 +465,11 @@ class VoxelStore:
             problems.append("inline copy is missing")
             reason = "payload_missing"
         try:
-            copy_verified(self.objects, sha, _Discard())
+            self.objects.copy_verified(sha, _Discard())
         except ChecksumMismatch as exc:
             problems.append(f"object copy hashes to {exc.actual[:16]}..., sealed {sha[:16]}...")
             reason = "checksum_mismatch"
-        except KeyError:
+        except KeyError:  # PayloadNotFound is a KeyError too
             if row["payload_location"] == OBJECT:
                 problems.append(f"object copy {voxel.payload_ref} is missing")
                 reason = reason or "payload_missing"

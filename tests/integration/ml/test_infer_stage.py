@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 from tests.integration.ml._events import classified_event
-from tests.unit.ml._helpers import MODELS, copy_models, image_bytes, tamper
+from tests.unit.ml._helpers import MODELS, copy_models, tamper
 
 from thunderline.bus.memory import MemoryBus
 from thunderline.config import Settings
+from thunderline.eventdata import Classification
 from thunderline.events import DLQ_INFERENCE, INFERENCE_COMPLETED, CloudEvent
 from thunderline.flow.engine import Pipeline
 from thunderline.flow.stage import StageOptions
@@ -19,6 +20,8 @@ from thunderline.ml import ModelRegistry, ModelSupervisor
 from thunderline.ml.stage import InferStage
 from thunderline.objects.local import LocalObjectStore
 from thunderline.obs import metrics
+from thunderline.testing import classified
+from thunderline.testing.samples import image_bytes
 
 
 class Harness:
@@ -106,7 +109,18 @@ async def test_content_no_model_applies_to_is_passed_on_with_a_note(harness: Har
     """An SVG (vector) for the raster model, an archive routed here: not failures of the
     artifact, so no DLQ record -- the event goes on to the next stage with a note."""
     svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"><rect/></svg>'
-    vector = classified_event(harness.store, svg, "svg")
+    svg_kind = Classification(
+        label="svg",
+        group="image",
+        mime="image/svg+xml",
+        score=0.99,
+        is_text=True,
+        description="svg",
+        dl_label="svg",
+        overwrite_reason="none",
+        model="test",
+    )
+    vector = classified(harness.store, svg, name="v.svg", route=["infer"], result=svg_kind)
     archive = classified_event(harness.store, b"PK\x03\x04 zip-ish", "zip")
     missing = classified_event(harness.store, image_bytes(5))
     sha = missing.data["artifact"]["sha256"]
