@@ -23,7 +23,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from publish import DEFAULT_KEY, HERE, publish  # noqa: E402
+from publish import DEFAULT_KEY, HERE, publish
 
 DATA = Path("/usr/share/datasets/fashion-mnist")
 NAME = "image_classifier"

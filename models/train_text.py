@@ -39,9 +39,8 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from publish import DEFAULT_KEY, HERE, publish  # noqa: E402
-
-from thunderline.ml.preprocess import utf8_byte_ids  # noqa: E402
+from publish import DEFAULT_KEY, HERE, publish
+from thunderline.ml.preprocess import utf8_byte_ids
 
 NAME = "text_classifier"
 SEED = 20261127
@@ -206,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
         label: f"{int((y_train == i).sum())}+{int((y_test == i).sum())}"
         for i, label in enumerate(LABELS)
     }
-    print(f"data set: {counts} (train+held-out), digest {digest} ({time.perf_counter() - started:.1f}s)")
+    print(
+        f"data set: {counts} (train+held-out), digest {digest} ({time.perf_counter() - started:.1f}s)"
+    )
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(2)
@@ -247,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     readme = README
     for key, value in fields.items():
         readme = readme.replace(key, value)
-    readme = readme.replace("{parameters}", "{summary.parameters}").replace("{nodes}", "{summary.nodes}")
+    readme = readme.replace("{parameters}", "{summary.parameters}").replace(
+        "{nodes}", "{summary.nodes}"
+    )
     readme = readme.replace("{opset}", "{summary.opset}").replace("{size}", "{summary.size_bytes}")
     readme = readme.replace("{max_diff:.2e}", "{report.max_abs_diff:.2e}")
     readme = readme.replace("{vectors}", "{report.vectors}").replace("{status}", "{report.status}")

@@ -26,13 +26,14 @@ from thunderline.errors import ConfigError
 #: Route per Magika label or group (a label wins over its group; ``*`` is the fallback).
 #: Stages that are disabled or not installed are removed from a route when it is built.
 DEFAULT_ROUTES: dict[str, list[str]] = {
-    "txt": ["nlp", "package"],
-    "markdown": ["nlp", "package"],
+    "txt": ["nlp", "infer", "package"],
+    "markdown": ["nlp", "infer", "package"],
     "html": ["nlp", "package"],
     "pdf": ["nlp", "package"],
     "rtf": ["nlp", "package"],
     "csv": ["package"],
     "image": ["infer", "package"],
+    "code": ["infer", "package"],
     "archive": ["package"],
     "*": ["package"],
 }

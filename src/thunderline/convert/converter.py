@@ -80,9 +80,7 @@ def keras_io(model: Any) -> tuple[list[TensorInfo], list[TensorInfo]]:
         return TensorInfo(name, shape, str(np.dtype(tensor.dtype)))
 
     inputs = [info(t, t.name) for t in model.inputs]
-    outputs = [
-        info(t, names[i] if i < len(names) else t.name) for i, t in enumerate(model.outputs)
-    ]
+    outputs = [info(t, names[i] if i < len(names) else t.name) for i, t in enumerate(model.outputs)]
     return inputs, outputs
 
 

@@ -36,8 +36,10 @@ def import_keras() -> ModuleType:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     try:
-        import keras
-        import tensorflow  # noqa: F401  (the backend must be importable too)
+        import importlib
+
+        keras: ModuleType = importlib.import_module("keras")
+        importlib.import_module("tensorflow")  # the backend must be importable too
     except ImportError as exc:
         raise ConvertUnavailableError(f"{INSTALL_HINT} ({exc})") from exc
     return keras

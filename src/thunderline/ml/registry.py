@@ -34,7 +34,7 @@ import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import onnx
 
@@ -149,6 +149,7 @@ class ModelEntry:
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
     tokenizer: str | None = None
+    background: str | None = None
     preload: bool = False
     sha256: str | None = None
     labels: tuple[str, ...] = ()
@@ -159,7 +160,7 @@ class ModelEntry:
     def from_dict(cls, raw: dict[str, Any]) -> ModelEntry:
         known = {
             "name", "path", "version", "kind", "input_shape", "layout", "mean", "std",
-            "tokenizer", "preload", "sha256", "labels", "description",
+            "tokenizer", "background", "preload", "sha256", "labels", "description",
         }  # fmt: skip
         if not raw.get("name") or not raw.get("path"):
             raise ConfigError(f"registry entry needs name and path: {raw!r}")
@@ -174,6 +175,7 @@ class ModelEntry:
             mean=tuple(float(x) for x in raw.get("mean", (0.0, 0.0, 0.0))),
             std=tuple(float(x) for x in raw.get("std", (1.0, 1.0, 1.0))),
             tokenizer=raw.get("tokenizer"),
+            background=str(raw["background"]) if raw.get("background") else None,
             preload=bool(raw.get("preload", False)),
             sha256=str(sha).lower() if sha else None,
             labels=tuple(str(x) for x in raw.get("labels", ())),
@@ -337,19 +339,8 @@ class ModelRegistry:
             )
         if not expected_sha256:
             problems.append(UntrustedModelError(f"no checksum is listed for {resolved}"))
-        problems += self.folder_problems(resolved)
-        if problems:
-            why = "; ".join(str(p) for p in problems)
-            if not self.allow_untrusted:
-                _log.warning("[security] model %s refused: %s", name, why)
-                first = problems[0]
-                raise type(first)(
-                    f"untrusted model {name!r} refused: {why} "
-                    "(set TL_ALLOW_UNTRUSTED_MODELS=true to allow)",
-                    details={"model": name, "path": str(resolved), **first.details},
-                )
-            metrics.UNTRUSTED_MODEL_LOADED.inc()
-            _log.warning("[security] loading untrusted model %s: %s", name, why)
+        if problems and not self.allow_untrusted:  # refused before the file is even read
+            self._refuse(name, resolved, problems)
         try:
             data = resolved.read_bytes()
         except OSError as exc:
@@ -359,6 +350,15 @@ class ModelRegistry:
             if expected_sha256
             else hashlib.sha256(data).hexdigest()
         )
+        if inside:  # a file outside the model dir has no trusted folder to check
+            problems += self.folder_problems(resolved)
+        if problems:
+            if not self.allow_untrusted:
+                self._refuse(name, resolved, problems)
+            metrics.UNTRUSTED_MODEL_LOADED.inc()
+            _log.warning(
+                "[security] loading untrusted model %s: %s", name, "; ".join(map(str, problems))
+            )
         proto = parse_proto(data, str(resolved))
         has_external = check_external_data(proto, resolved)
         return OnnxModel.from_bytes(
@@ -371,6 +371,16 @@ class ModelRegistry:
             sha256=actual,
             proto=proto,
             session_path=resolved if has_external else None,
+        )
+
+    @staticmethod
+    def _refuse(name: str, resolved: Path, problems: list[UntrustedModelError]) -> NoReturn:
+        why = "; ".join(str(p) for p in problems)
+        _log.warning("[security] model %s refused: %s", name, why)
+        first = problems[0]
+        raise type(first)(
+            f"untrusted model {name!r} refused: {why} (set TL_ALLOW_UNTRUSTED_MODELS=true to allow)",
+            details={"model": name, "path": str(resolved), **first.details},
         )
 
     def folder_problems(self, model_file: Path) -> list[UntrustedModelError]:
