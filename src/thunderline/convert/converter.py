@@ -211,7 +211,7 @@ def convert_keras(
         onnx_path=str(onnx_path),
         opset=next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0),
         nodes=len(proto.graph.node),
-        parameters=int(sum(int(np.prod(t.dims)) for t in proto.graph.initializer)),
+        parameters=int(model.count_params()),
         size_bytes=onnx_path.stat().st_size,
         inputs=tuple(inputs),
         outputs=tuple(outputs),

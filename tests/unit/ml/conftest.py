@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,3 +14,13 @@ from tests.unit.ml._helpers import copy_models
 def model_copy(tmp_path: Path) -> Path:
     """A private copy of models/ (registry + ONNX files) that a test may tamper with."""
     return copy_models(tmp_path / "models")
+
+
+@pytest.fixture(autouse=True)
+def _drop_cli_log_handlers() -> Iterator[None]:
+    """The CLI installs a stderr handler bound to CliRunner's stream, closed after invoke."""
+    yield
+    logger = logging.getLogger("thunderline")
+    for handler in list(logger.handlers):
+        if getattr(handler, "_thunderline", False):
+            logger.removeHandler(handler)
