@@ -15,7 +15,13 @@ from thunderline.config import Settings
 from thunderline.console import cli_settings, stdout_console
 from thunderline.errors import ThunderlineError
 from thunderline.ml.registry import ModelRegistry
-from thunderline.ml.trust import file_sha256, model_folder_of, sign_folder, write_checksums
+from thunderline.ml.trust import (
+    SIGNATURE_FILE,
+    file_sha256,
+    model_folder_of,
+    sign_folder,
+    write_checksums,
+)
 
 models_app = typer.Typer(
     help="The ONNX model registry: list, verify, checksum, convert, validate, sign.",
@@ -197,6 +203,11 @@ def validate(
         except Exception as exc:
             raise _fail(exc, folder) from None
         _print_report(report.to_dict(), path)
+        if report_dir is None and (folder / SIGNATURE_FILE).is_file():
+            _err.print(
+                f"note: {escape(str(path))} changed inside a signed folder: re-sign it with "
+                f"`thunderline models sign {escape(str(folder))} --key K` (or use --report-dir)"
+            )
         failed |= not report.passed
     if failed:
         raise typer.Exit(1)
