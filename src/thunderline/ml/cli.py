@@ -69,14 +69,15 @@ def verify(
         list[str] | None, typer.Argument(help="Models to check (default all).")
     ] = None,
 ) -> None:
-    """Re-hash the model files and compare with the registry; exit 1 on any problem."""
+    """Check every model as a load would (registry SHA-256, checksums.txt, signature,
+    permissions, external data) without loading it; exit 1 on any problem."""
     registry = _registry(cli_settings())
     try:
         results = registry.verify(names or None)
     except ThunderlineError as exc:
         _err.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
-    table = Table(title="model checksums")
+    table = Table(title="model trust: sha256, checksums.txt, signature, permissions, external data")
     for column in ("name", "status", "expected", "actual", "detail"):
         table.add_column(column, overflow="fold")
     colours = {"ok": "green", "untrusted": "yellow"}
