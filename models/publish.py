@@ -113,7 +113,13 @@ def publish(
     else:
         write_checksums(folder)
         print(f"NOT signed (no key at {key}): run `thunderline models sign {folder} --key K`")
-    onnx_rel = (folder / "onnx" / "model.onnx").relative_to(HERE).as_posix()
-    digest = hashlib.sha256((folder / "onnx" / "model.onnx").read_bytes()).hexdigest()
-    update_registry({"name": name, "path": onnx_rel, **entry, "sha256": digest, "labels": labels})
+    onnx_file = (folder / "onnx" / "model.onnx").resolve()
+    digest = hashlib.sha256(onnx_file.read_bytes()).hexdigest()
+    if onnx_file.is_relative_to(HERE):
+        onnx_rel = onnx_file.relative_to(HERE).as_posix()
+        update_registry(
+            {"name": name, "path": onnx_rel, **entry, "sha256": digest, "labels": labels}
+        )
+    else:
+        print(f"{folder} is outside {HERE}: registry.toml not updated (sha256 {digest})")
     return report.to_dict()
