@@ -6,7 +6,6 @@ Without TensorFlow/Keras these tests skip with the reason, except under
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tests.unit.ml._helpers import drop_cli_log_handlers
 
 from thunderline.convert import ConvertUnavailableError, import_keras
 
@@ -68,10 +68,7 @@ def custom_layer_file(keras: ModuleType, tmp_path: Path) -> Path:
 def _drop_cli_log_handlers() -> Iterator[None]:
     """The CLI installs a stderr handler bound to CliRunner's stream, closed after invoke."""
     yield
-    logger = logging.getLogger("thunderline")
-    for handler in list(logger.handlers):
-        if getattr(handler, "_thunderline", False):
-            logger.removeHandler(handler)
+    drop_cli_log_handlers()
 
 
 def zeros(shape: tuple[int, ...]) -> np.ndarray[Any, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import io
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -26,6 +27,14 @@ from thunderline.ml.trust import PUBLIC_KEY_FILE, sign_folder
 REPO = Path(__file__).resolve().parents[3]
 FIXTURE_MODELS = REPO / "tests" / "fixtures" / "models"
 REAL_MODELS = REPO / "models"
+
+
+def drop_cli_log_handlers() -> None:
+    """Remove the stderr handlers a CLI call installed (bound to CliRunner's closed stream)."""
+    logger = logging.getLogger("thunderline")
+    for handler in list(logger.handlers):
+        if getattr(handler, "_thunderline", False):
+            logger.removeHandler(handler)
 
 
 def throwaway_key(folder: Path) -> tuple[Path, Path]:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.unit.ml._helpers import copy_models
+from tests.unit.ml._helpers import copy_models, drop_cli_log_handlers
 
 
 @pytest.fixture
@@ -20,7 +19,4 @@ def model_copy(tmp_path: Path) -> Path:
 def _drop_cli_log_handlers() -> Iterator[None]:
     """The CLI installs a stderr handler bound to CliRunner's stream, closed after invoke."""
     yield
-    logger = logging.getLogger("thunderline")
-    for handler in list(logger.handlers):
-        if getattr(handler, "_thunderline", False):
-            logger.removeHandler(handler)
+    drop_cli_log_handlers()

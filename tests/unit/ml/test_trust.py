@@ -11,6 +11,7 @@ import pytest
 from tests.unit.ml._helpers import (
     MODELS,
     copy_models,
+    drop_cli_log_handlers,
     sha,
     sign_with_throwaway_key,
     tamper,
@@ -196,9 +197,7 @@ def test_sign_command_makes_a_folder_loadable(model_copy: Path, tmp_path: Path) 
     result = CliRunner().invoke(models_app, ["sign", str(folder), "--key", str(private)])
     assert result.exit_code == 0, result.output
     assert (folder / SIGNATURE_FILE).is_file() and (folder / CHECKSUMS_FILE).is_file()
-    for handler in list(logging.getLogger("thunderline").handlers):  # bound to CliRunner's stream
-        if getattr(handler, "_thunderline", False):
-            logging.getLogger("thunderline").removeHandler(handler)
+    drop_cli_log_handlers()  # the CLI's log handler is bound to CliRunner's closed stream
     registry = ModelRegistry(model_copy)
     # the signature is good, but the registry's own SHA-256 still catches the changed weights
     with pytest.raises(ChecksumMismatch):
