@@ -317,7 +317,7 @@ SECTION_PREFIXES: dict[str, tuple[str, ...]] = {
     ),
     "classify": ("classify_", "magika_", "max_artifact_", "routes"),
     "nlp": ("nlp_", "spacy_"),
-    "infer": ("onnx_", "infer_", "allow_untrusted_"),
+    "infer": ("onnx_", "infer_", "allow_untrusted_", "model_"),
     "package": ("package_", "archive_"),
 }
 SECTION_NAMES: tuple[str, ...] = ("general", *SECTION_PREFIXES)

@@ -1,31 +1,40 @@
-"""Helpers for the ML tests: tiny ONNX models, registry files, signing, tampering, test images.
+"""Helpers for the ML tests: tiny ONNX models, registry files, signing, tampering.
 
-``MODELS`` is a signed copy of the seeded-random test models (``tests/fixtures/models``, built
-by its ``build_models.py``), made once per test process in a private temporary folder and
-signed with a throwaway EC P-256 key generated here (its public key is written as the copy's
-``signing_key.pub``), so the registry's signature check runs for real on every load.
-``REAL_MODELS`` is the repository's registry of trained models (``models/``).
+``MODELS`` is the signed copy of the seeded-random test models (``tests/fixtures/models``,
+see its ``signed.py``); ``REAL_MODELS`` is the repository's registry of trained models
+(``models/``).
 """
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
-
-from thunderline.ml.trust import PUBLIC_KEY_FILE, sign_folder
+from tests.fixtures.models.signed import (
+    FIXTURE_MODELS,
+    MODELS,
+    sign_with_throwaway_key,
+    signed_fixture_models,
+    throwaway_key,
+)
 
 REPO = Path(__file__).resolve().parents[3]
-FIXTURE_MODELS = REPO / "tests" / "fixtures" / "models"
 REAL_MODELS = REPO / "models"
+__all__ = [
+    "FIXTURE_MODELS",
+    "MODELS",
+    "REAL_MODELS",
+    "REPO",
+    "sign_with_throwaway_key",
+    "signed_fixture_models",
+    "throwaway_key",
+]
 
 
 def drop_cli_log_handlers() -> None:
@@ -34,62 +43,6 @@ def drop_cli_log_handlers() -> None:
     for handler in list(logger.handlers):
         if getattr(handler, "_thunderline", False):
             logger.removeHandler(handler)
-
-
-def throwaway_key(folder: Path) -> tuple[Path, Path]:
-    """A fresh EC P-256 key pair as PEM files in ``folder``: (private, public)."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    folder.mkdir(parents=True, exist_ok=True)
-    private, public = folder / "throwaway.pem", folder / "throwaway.pub"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return private, public
-
-
-def signed_fixture_models(target: Path, keys: Path) -> Path:
-    """Copy the fixture registry and models to ``target`` and sign each model folder."""
-    target.mkdir(parents=True)
-    private, public = throwaway_key(keys)
-    shutil.copyfile(FIXTURE_MODELS / "registry.toml", target / "registry.toml")
-    shutil.copyfile(public, target / PUBLIC_KEY_FILE)
-    for onnx_file in sorted(FIXTURE_MODELS.glob("*/onnx/*.onnx")):
-        dest = target / onnx_file.relative_to(FIXTURE_MODELS)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(onnx_file, dest)
-    for folder in sorted(p for p in target.iterdir() if p.is_dir()):
-        sign_folder(folder, private)
-    return target
-
-
-def sign_with_throwaway_key(folder: Path) -> Path:
-    """Sign ``folder`` (a registry whose models sit at its root) with a fresh key whose public
-    half becomes ``folder/signing_key.pub``; the private key path (outside ``folder``)."""
-    private, public = throwaway_key(folder.parent / f"{folder.name}-keys")
-    shutil.copyfile(public, folder / PUBLIC_KEY_FILE)
-    sign_folder(folder, private)
-    return private
-
-
-def _session_models() -> Path:
-    root = Path(tempfile.mkdtemp(prefix="tl-test-models-"))
-    atexit.register(shutil.rmtree, root, True)
-    return signed_fixture_models(root / "models", root / "keys")
-
-
-MODELS = _session_models()
 
 
 def tiny_model(
