@@ -64,6 +64,25 @@ class Settings(BaseSettings):
     log_level: str = Field("WARNING", description="Python log level for the thunderline logger.")
     log_format: str = Field("text", description="`text` or `json` (one JSON object per line).")
 
+    # --- observability ----------------------------------------------------------------------
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Serve Prometheus `/metrics` on this port in long-running commands (off: none).",
+    )
+    metrics_addr: str = Field(
+        "127.0.0.1", description="Address the `/metrics` server binds (`0.0.0.0`: all interfaces)."
+    )
+    metrics_multiproc_dir: Path | None = Field(
+        None,
+        description="Folder for multi-process metrics (read at import; wiped by the root process).",
+    )
+    otlp_endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP collector URL for traces, e.g. `http://127.0.0.1:4318` (off: none).",
+    )
+
     # --- backends ---------------------------------------------------------------------------
     bus_url: str = Field(
         "memory://", description="Event bus: `memory://` or `redis://host:port/db`."
