@@ -26,9 +26,10 @@ from thunderline import names
 from thunderline.classify.walk import Candidate, iter_candidates
 from thunderline.config import Settings, mask_secrets, masked_dump
 from thunderline.console import cli_settings, stdout_console
-from thunderline.errors import ConfigError, ThunderlineError
+from thunderline.errors import ThunderlineError
 from thunderline.events import CloudEvent
 from thunderline.journal import Journal
+from thunderline.obs.command import observe
 from thunderline.report import RunReport, record_schema
 from thunderline.runtime import Runtime
 
@@ -71,6 +72,15 @@ def ingest(
     json_schema: Annotated[
         bool, typer.Option("--json-schema", help="Print the JSON Schema of a --json record.")
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            help="Serve Prometheus /metrics on this port while the run lasts (TL_METRICS_PORT).",
+            min=0,
+            max=65535,
+        ),
+    ] = None,
 ) -> None:
     """Classify files (and run the enabled stages) and print a summary.
 
@@ -88,10 +98,8 @@ def ingest(
     show_progress = sys.stderr.isatty() and not as_json
     candidates = iter_candidates(paths, recursive=recursive)  # a stream, never listed first
     try:
-        asyncio.run(_run_ingest(settings, candidates, report, as_json, show_progress))
-    except ConfigError as exc:  # e.g. missing S3 credentials, an unsupported URL
-        err_console.print(f"[red]configuration error:[/] {escape(mask_secrets(str(exc)))}")
-        raise typer.Exit(2) from exc
+        with observe(settings, metrics_port=metrics_port):
+            asyncio.run(_run_ingest(settings, candidates, report, as_json, show_progress))
     except ThunderlineError as exc:
         err_console.print(f"[red]ingest failed:[/] {escape(mask_secrets(names.shown(str(exc))))}")
         raise typer.Exit(1) from exc
