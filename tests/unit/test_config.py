@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from thunderline.config import OverflowPolicy, Settings, load_settings
+from thunderline.config import DEFAULT_ROUTES, OverflowPolicy, Settings, load_settings
 from thunderline.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,7 +31,7 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert s.enable_ml_pipeline is False
     assert s.overflow_policy is OverflowPolicy.DROP_OLDEST
     assert s.routes["*"] == ["package"]
-    assert s.routes["txt"] == ["nlp", "package"]  # user routes merge over the defaults
+    assert s.routes["txt"] == DEFAULT_ROUTES["txt"]  # user routes merge over the defaults
     assert s.home == tmp_path
 
 
