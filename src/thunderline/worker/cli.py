@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from thunderline import names
 from thunderline.classify.walk import Candidate
 from thunderline.config import Settings
 from thunderline.console import cli_settings, stdout_console
@@ -63,16 +65,14 @@ async def _run_worker(settings: Settings, names: list[str], concurrency: int | N
 
 
 def submit_and_wait(
-    settings: Settings, todo: list[Candidate], report: RunReport, as_json: bool
+    settings: Settings, todo: Iterable[Candidate], report: RunReport, as_json: bool
 ) -> None:
     """``ingest`` in scale-out mode: submit, then print exactly our own outcomes."""
 
     def on_outcome(outcome: OutcomeRecord) -> None:
         record = report.add(outcome.event)
         if as_json:
-            out = record.to_json_dict()
-            out.pop("results", None)
-            print(json.dumps(out, ensure_ascii=False), flush=True)
+            print(names.dumps(record.to_json_dict()), flush=True)  # exact names (names.py)
 
     async def run() -> None:
         started = time.perf_counter()
