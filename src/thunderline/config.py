@@ -145,6 +145,16 @@ class Settings(BaseSettings):
     nlp_max_text_bytes: int = Field(
         1_000_000, ge=1, description="Cap of extracted text per document."
     )
+    nlp_max_chars: int = Field(
+        1_000_000, ge=1, description="Most characters analysed per document (longer is cut)."
+    )
+    nlp_chunk_chars: int = Field(
+        12_000, ge=1000, description="Longer texts are analysed in chunks of this many characters."
+    )
+    nlp_batch_chars: int = Field(
+        24_000, ge=1, description="Most characters in one worker batch (nlp.pipe call)."
+    )
+    nlp_batch_docs: int = Field(32, ge=1, description="Most documents in one worker batch.")
 
     # --- archives ---------------------------------------------------------------------------
     archive_max_members: int = Field(1000, ge=1, description="Max members of one archive.")
