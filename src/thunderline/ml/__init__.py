@@ -9,7 +9,7 @@ Quick start (see docs/ONNX_QUICK_START.md)::
 """
 
 from thunderline.errors import ChecksumMismatch
-from thunderline.ml.batcher import DynamicBatcher, calibrate_batch_cap
+from thunderline.ml.batcher import BatchPolicy, DynamicBatcher, calibrate_batch_cap
 from thunderline.ml.doctor import doctor_report
 from thunderline.ml.errors import (
     ExternalDataEscapeError,
@@ -40,6 +40,7 @@ from thunderline.ml.tensors import (
 )
 
 __all__ = [
+    "BatchPolicy",
     "ChecksumMismatch",
     "DynamicBatcher",
     "ExternalDataEscapeError",

@@ -12,8 +12,8 @@ import pytest
 from thunderline.nlp.breaker import BreakerState
 from thunderline.nlp.errors import (
     NlpCircuitOpenError,
-    NlpError,
     NlpCrashError,
+    NlpError,
     NlpModelMissingError,
     NlpParseError,
     NlpTimeoutError,

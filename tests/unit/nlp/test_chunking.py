@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from thunderline.nlp.chunking import merge_results, split_text
@@ -10,7 +12,7 @@ from thunderline.nlp.result import Entity, NlpResult, Span
 
 def _covers(text: str, ranges: list[tuple[int, int]], size: int) -> None:
     assert ranges[0][0] == 0 and ranges[-1][1] == len(text)
-    for (_, end), (start, _) in zip(ranges, ranges[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(ranges):
         assert end == start  # contiguous, no overlap, nothing lost
     assert all(0 < b - a <= size for a, b in ranges)
 
