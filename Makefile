@@ -37,7 +37,7 @@ lock: venv
 	$(BIN)/pip-compile $(LOCK_FLAGS) --extra=dev --output-file=requirements.lock pyproject.toml
 
 bench: venv
-	for b in classify onnx_infer voxel_store nlp; do $(BIN)/python benchmarks/$$b.py; done
+	$(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) .thunderline .mypy_cache .ruff_cache .pytest_cache
