@@ -7,7 +7,8 @@
 - **Batches** (protocol 1.1): a worker gets its documents as batch lines and runs
   ``nlp.pipe`` over each. A batch holds what the queue has, up to ``TL_NLP_BATCH_DOCS``
   documents and ``TL_NLP_BATCH_CHARS`` characters (at least one document), so a long text
-  does not hold many short ones behind it. A worker whose ready line announces 1.0 gets one
+  does not hold many short ones behind it, and no more than an even share of the queue per
+  worker, so a short queue is spread over all workers. A worker whose ready line announces 1.0 gets one
   document per line.
 - **Long texts**: a text is first cut to ``TL_NLP_MAX_CHARS`` (``truncated``); one longer than
   ``TL_NLP_CHUNK_CHARS`` is split on paragraph/sentence boundaries (:mod:`.chunking`), its
@@ -19,8 +20,9 @@
   document.
 - **Supervision**: the answer clock starts when the worker can start a batch (when the
   previous batch was answered, or when it was sent if nothing was in flight) and restarts at
-  each answer; the first answer of a batch of several gets one more document timeout (the
-  worker may have spent one on the batch before redoing it one document at a time). A worker
+  each answer; the first answer of a batch of several also gets the batch's budget (one
+  document timeout per ``TL_NLP_CHUNK_CHARS`` characters, at least one: the worker may have
+  spent it on the batch before redoing it one document at a time). A worker
   that does not answer in time is killed and restarted (the worker's own SIGALRM answers
   ``timeout`` first when it can); one that exits is restarted; one that answers with a
   malformed line is restarted (its stream can no longer be trusted). **Isolation**: when a
@@ -186,6 +188,8 @@ class _Batch:
     jobs: collections.deque[_Job]
     #: Documents sent in the batch.
     size: int
+    #: The worker's time budget for the whole batch before it redoes it one at a time.
+    budget_s: float = 0.0
     #: When the clock for the next answer started (``None``: a batch ahead is not answered).
     clock: float | None = None
     answered: int = 0
@@ -620,9 +624,16 @@ class NlpPool:
         )
 
     def _answer_limit(self, batch: _Batch) -> float:
-        """Seconds the next answer of ``batch`` may take from its clock."""
+        """Seconds the next answer of ``batch`` may take from its clock (the first answer of
+        a batch of several: the batch's budget, then one document's timeout, plus grace)."""
         first_of_many = batch.answered == 0 and batch.size > 1
-        return self.config.answer_timeout_s + (self.config.doc_timeout_s if first_of_many else 0)
+        return self.config.answer_timeout_s + (batch.budget_s if first_of_many else 0)
+
+    def _budget(self, jobs: list[_Job]) -> float:
+        """A batch's time in the worker: one document timeout per chunk's worth of
+        characters (a chunk is the longest document the timeout was meant for), at least one."""
+        chars = sum(job.chars for job in jobs)
+        return self.config.doc_timeout_s * max(1, -(-chars // max(self.config.chunk_chars, 1)))
 
     def _fill(self, worker: _WorkerProcess) -> None:
         """Send batches built from the carried job and the queue while the worker has room."""
@@ -636,7 +647,7 @@ class NlpPool:
             jobs = [job]
             chars = job.chars
             cap = min(
-                self.config.batch_docs if worker.batches and not job.solo else 1,
+                self._fair_share() if worker.batches and not job.solo else 1,
                 self.config.recycle_after - worker.docs - worker.held,
             )
             while len(jobs) < cap:
@@ -652,14 +663,22 @@ class NlpPool:
                 chars += more.chars
             self._send(worker, jobs)
 
+    def _fair_share(self) -> int:
+        """Most documents for the batch being built: the batch budget, but no more than an
+        even share of what is queued, so a short queue keeps every worker busy."""
+        assert self._queue is not None
+        waiting = self._queue.qsize() + 1
+        share = -(-waiting // max(len(self._workers), 1))
+        return max(1, min(self.config.batch_docs, share))
+
     def _send(self, worker: _WorkerProcess, jobs: list[_Job]) -> None:
-        batch = _Batch(collections.deque(jobs), len(jobs))
+        batch = _Batch(collections.deque(jobs), len(jobs), self._budget(jobs))
         batch.clock = None if worker.inflight else time.monotonic()
         worker.inflight.append(batch)
         if not worker.alive:
             return
         if worker.batches:
-            worker.send(batch_line([job.item for job in jobs]))
+            worker.send(batch_line([job.item for job in jobs], batch.budget_s))
         else:  # a 1.0 worker: one document per line
             for job in jobs:
                 worker.send(b'{"version": "1.0", ' + job.item[1:] + b"\n")

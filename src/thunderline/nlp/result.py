@@ -8,7 +8,9 @@ without breaking older readers. A different major version is refused.
 Worker protocol lines (JSON, one per line):
 
 - request ``{"version": "1.1", "doc_id": str, "text": str, "lang": str | null}`` (one document)
-- batch request (1.1) ``{"version": "1.1", "batch": [{"doc_id", "text", "lang"}, ...]}``
+- batch request (1.1) ``{"version": "1.1", "timeout_s": float, "batch": [{"doc_id", "text",
+  "lang"}, ...]}`` (``timeout_s`` optional: the batch's budget before the worker redoes it one
+  document at a time)
 - answer: one line per document, in request order: an ``NlpResult`` or
   ``{"version": "1.1", "doc_id": str, "error": {"kind", "message"}}``
 
@@ -170,10 +172,13 @@ def request_item(doc_id: str, text: str, lang: str | None = None) -> bytes:
     return json.dumps(payload, ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
-def batch_line(items: Sequence[bytes]) -> bytes:
-    """Encode a batch request (1.1) from :func:`request_item` encodings."""
-    head = b'{"version": "' + SCHEMA_VERSION.encode() + b'", "batch": ['
-    return head + b", ".join(items) + b"]}\n"
+def batch_line(items: Sequence[bytes], timeout_s: float | None = None) -> bytes:
+    """Encode a batch request (1.1) from :func:`request_item` encodings; ``timeout_s`` is the
+    batch's time budget in the worker (default: one document's timeout)."""
+    head = b'{"version": "' + SCHEMA_VERSION.encode() + b'", '
+    if timeout_s is not None:
+        head += b'"timeout_s": ' + repr(float(timeout_s)).encode() + b", "
+    return head + b'"batch": [' + b", ".join(items) + b"]}\n"
 
 
 def supports_batches(version: object) -> bool:

@@ -36,10 +36,11 @@ VERIFY_MAX_BYTES = 64 * 1024 * 1024
 
 
 def default_options(settings: Settings) -> StageOptions:
-    """Batches of 4 documents per worker, two batches in flight, a timeout that covers the
-    pool's worst case (every document of a batch timing out on every retry)."""
+    """Batches of 8 documents per worker (the workers batch them again through ``nlp.pipe``),
+    two batches in flight, a timeout that covers the pool's worst case (every document of a
+    batch timing out on every retry)."""
     config = PoolConfig.from_settings(settings)
-    batch = 4 * settings.spacy_workers
+    batch = 8 * settings.spacy_workers
     concurrency = 2
     per_doc = (config.max_retries + 1) * (config.answer_timeout_s + config.backoff_max_s + 2.0)
     rounds = math.ceil(batch * concurrency / settings.spacy_workers)

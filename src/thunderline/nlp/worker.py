@@ -7,9 +7,10 @@ answer line per document out, in order: an ``NlpResult`` (schema 1.1) or ``{"ver
 - **Batches**: the documents of a batch line go through ``nlp.pipe`` together (the pool
   bounds a batch by characters, so it takes about as long as one long document).
 - **Per-document timeout**: ``SIGALRM`` interrupts the pipeline after ``--doc-timeout`` s and
-  the answer is a ``timeout`` error. A batch gets one document's time; when it runs out (or
-  the pipeline raises) its documents are redone one at a time, each with its own timer, so
-  only the guilty document fails. (The parent also times out a worker that stops answering,
+  the answer is a ``timeout`` error. A batch gets the ``timeout_s`` of its line (the pool
+  gives it one document's timeout per chunk's worth of characters, at least one); when it
+  runs out (or the pipeline raises) its documents are redone one at a time, each with its own
+  timer, so only the guilty document fails. (The parent also times out a worker that stops answering,
   e.g. stuck in C code, and kills it.)
 - **SIGTERM** while a document is processed finishes it, answers, and exits 0; while idle it
   exits 0 at once. A closed stdin exits 0; a closed stdout (broken pipe) exits 0 quietly.
@@ -214,6 +215,7 @@ class Worker:
         self.out = out
         self.inp = inp
         self.doc_timeout_s = doc_timeout_s
+        self.batch_timeout_s = doc_timeout_s
         self.state = _State()
         self.done = 0
 
@@ -235,7 +237,11 @@ class Worker:
 
     # ---- loop -----------------------------------------------------------------------------
     def parse_line(self, line: bytes) -> list[Request | dict[str, Any]]:
-        """The documents of one request line; an error reply for each one that is invalid."""
+        """The documents of one request line; an error reply for each one that is invalid.
+
+        Sets :attr:`batch_timeout_s` from the line's ``timeout_s`` (a batch's time budget,
+        at least one document's timeout)."""
+        self.batch_timeout_s = self.doc_timeout_s
         try:
             request = json.loads(line)
             if not isinstance(request, dict):
@@ -246,6 +252,9 @@ class Worker:
         except (ValueError, UnicodeDecodeError) as exc:
             raw_id = request.get("doc_id") if isinstance(locals().get("request"), dict) else None
             return [error_reply(str(raw_id or ""), "parse", str(exc)[:500])]
+        budget = request.get("timeout_s")
+        if isinstance(budget, int | float) and budget > self.doc_timeout_s:
+            self.batch_timeout_s = float(budget)
         items = request.get("batch")
         if items is None:
             return [_request(request)]
@@ -267,7 +276,9 @@ class Worker:
         requests = [item for item in parsed if isinstance(item, Request)]
         if len(requests) > 1:
             try:
-                results = iter(self._timed(lambda: self.analyzer.analyze_many(requests)))
+                results = iter(
+                    self._timed(lambda: self.analyzer.analyze_many(requests), self.batch_timeout_s)
+                )
                 yield [item if isinstance(item, dict) else next(results) for item in parsed]
                 return
             except DocTimeout:
@@ -289,10 +300,10 @@ class Worker:
             _log.exception("doc %s failed", doc_id)
             return error_reply(doc_id, "nlp", f"{type(exc).__name__}: {exc}"[:500])
 
-    def _timed(self, work: Callable[[], _T]) -> _T:
-        """Run ``work`` under the per-document timer (raises :class:`DocTimeout`)."""
+    def _timed(self, work: Callable[[], _T], seconds: float | None = None) -> _T:
+        """Run ``work`` under the timer (default: one document's; raises :class:`DocTimeout`)."""
         self.state.timing = True
-        signal.setitimer(signal.ITIMER_REAL, self.doc_timeout_s)
+        signal.setitimer(signal.ITIMER_REAL, seconds or self.doc_timeout_s)
         try:
             return work()
         finally:
