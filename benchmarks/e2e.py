@@ -55,15 +55,16 @@ class RssSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def total_mb(self) -> float:
-        """RSS of this process and its children now (MB)."""
-        total = 0
+    def snapshot(self) -> dict[str, float]:
+        """RSS of this process and each child now (MB), by ``name[pid]``."""
+        out: dict[str, float] = {}
         for proc in [self.me, *self.me.children(recursive=True)]:
             try:
-                total += proc.memory_info().rss
+                name = "parent" if proc.pid == self.me.pid else _proc_name(proc)
+                out[f"{name}[{proc.pid}]"] = round(proc.memory_info().rss / 2**20, 1)
             except Exception:
                 continue
-        return round(total / 2**20, 1)
+        return out
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -112,7 +113,7 @@ def run_ours(paths: list[Path], home: Path) -> dict[str, Any]:
     )
     ends: list[CloudEvent] = []
     files_done: set[str] = set()
-    marks: dict[str, float] = {}
+    marks: dict[str, dict[str, float]] = {}
     sampler = RssSampler()
     n = len(paths)
 
@@ -121,9 +122,9 @@ def run_ours(paths: list[Path], home: Path) -> dict[str, Any]:
         files_done.add(event.correlationid)
         done = len(files_done)
         if done == 200 and "first_200" not in marks:
-            marks["first_200"] = sampler.total_mb()
+            marks["first_200"] = sampler.snapshot()
         if done == n and "last_200" not in marks:
-            marks["last_200"] = sampler.total_mb()
+            marks["last_200"] = sampler.snapshot()
 
     async def go() -> float:
         runtime = Runtime(settings, on_terminal=on_terminal)
@@ -151,7 +152,8 @@ def run_ours(paths: list[Path], home: Path) -> dict[str, Any]:
             nlp_share.append([artifact.get("sha256"), cls.get("label"), cls.get("mime")])
         if "inference" in data:
             image_share.append(artifact.get("sha256"))
-    first, last = marks.get("first_200", 0.0), marks.get("last_200", 0.0)
+    first = sum(marks.get("first_200", {}).values())
+    last = sum(marks.get("last_200", {}).values())
     return {
         "files": n,
         "artifacts": len(ends),
@@ -162,8 +164,10 @@ def run_ours(paths: list[Path], home: Path) -> dict[str, Any]:
         "artifacts_per_s": round(len(ends) / wall, 2),
         "stage_busy_s": busy,
         "processes": sampler.report(),
-        "rss_after_first_200_mb": first,
-        "rss_after_last_200_mb": last,
+        "rss_after_first_200_mb": round(first, 1),
+        "rss_after_last_200_mb": round(last, 1),
+        "rss_by_process_after_first_200_mb": marks.get("first_200", {}),
+        "rss_by_process_after_last_200_mb": marks.get("last_200", {}),
         "rss_growth": round(last / first - 1, 3) if first else None,
         "nlp_share": nlp_share,
         "image_share": image_share,
