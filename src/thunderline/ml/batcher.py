@@ -16,7 +16,8 @@ next. So the target size is learnt while serving (:class:`BatchPolicy`, in the s
 Triton's preferred batch sizes plus max queue delay): the per-item run time of every batch
 size that really runs is tracked (moving average), the target is the size with the lowest
 per-item time, the preferred sizes (powers of two up to ``max_batch_size``) are tried first,
-largest first, and a neighbour of the target is retried now and then so a change of load is
+largest first, going down only while halving the batch makes it cheaper per item, and a
+neighbour of the target is retried now and then so a change of load is
 noticed. The thread waits for a batch to fill only while waiting pays: when the last waits
 brought no request (one caller), it dispatches at once and tries waiting again now and then.
 """
@@ -133,9 +134,15 @@ class BatchPolicy:
             return self.max_batch_size
         if self._explore is not None:
             return self._explore
-        for size in self.preferred:  # warm-up: every preferred size, largest first
-            if self.runs.get(size, 0) < self.samples + 1 and not self._unreachable(size):
+        done: list[int] = []  # warm-up: preferred sizes, largest first, while smaller pays
+        for size in self.preferred:
+            if self._unreachable(size):
+                continue
+            if self.runs.get(size, 0) < self.samples + 1:
                 return size
+            done.append(size)
+            if len(done) >= 2 and self.cost.get(done[-1], 0.0) > self.cost.get(done[-2], 0.0):
+                break  # halving the batch made it slower per item: stop going down
         best = self._best()
         return best if best is not None else self.max_batch_size
 

@@ -156,10 +156,15 @@ def test_policy_tries_preferred_sizes_largest_first_then_keeps_the_cheapest() ->
     policy = BatchPolicy(8, samples=2, explore_every=1000)
     assert policy.preferred == (8, 4, 2, 1)
     costs = {8: 5.0, 4: 4.0, 2: 4.6, 1: 6.0}  # ms per item: 4 is best
-    seen = _feed(policy, costs, 12)
-    assert seen == [8, 8, 8, 4, 4, 4, 2, 2, 2, 1, 1, 1]
+    seen = _feed(policy, costs, 9)
+    assert seen == [8, 8, 8, 4, 4, 4, 2, 2, 2]
+    # halving 4 -> 2 made it slower per item: 1 is not tried, 4 is kept
     assert _feed(policy, costs, 5) == [4] * 5
     assert policy.snapshot()["target"] == 4
+    going_down = BatchPolicy(8, samples=2, explore_every=1000)
+    cheaper = {8: 5.0, 4: 4.0, 2: 3.5, 1: 6.0}
+    assert _feed(going_down, cheaper, 12) == [8] * 3 + [4] * 3 + [2] * 3 + [1] * 3
+    assert _feed(going_down, cheaper, 3) == [2] * 3
 
 
 def test_policy_retries_a_neighbour_and_follows_a_change_of_load() -> None:
