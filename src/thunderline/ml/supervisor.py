@@ -155,6 +155,9 @@ class ModelWorker:
         model = self._loader()
         try:
             self.probe_ms = round(model.probe() * 1000, 3)
+            if model.spec.dynamic_batch:  # size ONNX Runtime's arena for every batch shape now,
+                for size in self.batcher.policy.preferred:  # not in the middle of serving
+                    model.run_checked(model.spec.dummy_inputs(size))
         except BaseException:
             model.close()
             raise
@@ -240,6 +243,9 @@ class ModelWorker:
         model = self._current()
         try:
             self.probe_ms = round(model.probe() * 1000, 3)
+            if model.spec.dynamic_batch:  # size ONNX Runtime's arena for every batch shape now,
+                for size in self.batcher.policy.preferred:  # not in the middle of serving
+                    model.run_checked(model.spec.dummy_inputs(size))
         except Exception as exc:
             self._session_failed(exc)
             if self._model is None and self.failures < self.max_failures:
