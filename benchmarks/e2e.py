@@ -111,14 +111,27 @@ def run_ours(paths: list[Path], home: Path) -> dict[str, Any]:
         onnx_enabled=True,
         onnx_model_dir=ROOT / "models",
     )
-    ends: list[CloudEvent] = []
+    ends: list[dict[str, Any]] = []  # a small summary per record (not the events themselves)
     files_done: set[str] = set()
     marks: dict[str, dict[str, float]] = {}
     sampler = RssSampler()
     n = len(paths)
 
     def on_terminal(event: CloudEvent) -> None:
-        ends.append(event)
+        data = event.data
+        artifact = data.get("artifact") or {}
+        cls = data.get("classification") or {}
+        ends.append(
+            {
+                "dlq": event.is_dlq,
+                "reason": data.get("reason"),
+                "sha": artifact.get("sha256"),
+                "nlp": [artifact.get("sha256"), cls.get("label"), cls.get("mime")]
+                if "nlp" in data
+                else None,
+                "image": artifact.get("sha256") if "inference" in data else None,
+            }
+        )
         files_done.add(event.correlationid)
         done = len(files_done)
         if done == 200 and "first_200" not in marks:
@@ -142,24 +155,16 @@ def run_ours(paths: list[Path], home: Path) -> dict[str, Any]:
         busy[stage] = round(
             metrics.sample("thunderline_stage_batch_duration_seconds_sum", {"stage": stage}), 2
         )
-    nlp_share = []
-    image_share = []
-    for event in ends:
-        data = event.data
-        artifact = data.get("artifact") or {}
-        if "nlp" in data:
-            cls = data.get("classification") or {}
-            nlp_share.append([artifact.get("sha256"), cls.get("label"), cls.get("mime")])
-        if "inference" in data:
-            image_share.append(artifact.get("sha256"))
+    nlp_share = [e["nlp"] for e in ends if e["nlp"] is not None]
+    image_share = [e["image"] for e in ends if e["image"] is not None]
     first = sum(marks.get("first_200", {}).values())
     last = sum(marks.get("last_200", {}).values())
     return {
         "files": n,
         "artifacts": len(ends),
-        "voxels": sum(1 for e in ends if not e.is_dlq),
-        "dlq": sum(1 for e in ends if e.is_dlq),
-        "dlq_reasons": sorted({str(e.data.get("reason")) for e in ends if e.is_dlq}),
+        "voxels": sum(1 for e in ends if not e["dlq"]),
+        "dlq": sum(1 for e in ends if e["dlq"]),
+        "dlq_reasons": sorted({str(e["reason"]) for e in ends if e["dlq"]}),
         "wall_s": round(wall, 2),
         "artifacts_per_s": round(len(ends) / wall, 2),
         "stage_busy_s": busy,
