@@ -63,7 +63,17 @@ def make_voxels(objects: LocalObjectStore) -> list[tuple[Voxel, bytes]]:
             INGEST_CLASSIFIED,
             {
                 "artifact": artifact,
-                "classification": {"label": "unknown", "group": "unknown"},
+                "classification": {
+                    "label": "unknown",
+                    "group": "unknown",
+                    "mime": "application/octet-stream",
+                    "score": 1.0,
+                    "is_text": False,
+                    "description": "Unknown binary data",
+                    "dl_label": "unknown",
+                    "overwrite_reason": "none",
+                    "model": "standard_v3_3",
+                },
                 "route": ["package"],
             },
         )
