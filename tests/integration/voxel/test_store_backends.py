@@ -193,7 +193,9 @@ def test_bulk_lineage_inside_one_batch(backend: Settings) -> None:
         for i in range(3)
     ]
     grandchild = builder.build(
-        classified_event(objects, b"inner", name="g", parent={"voxel_id": kids[1].id})
+        classified_event(
+            objects, b"inner", name="g", parent={"voxel_id": kids[1].id, "event_id": "e"}
+        )
     )
     with VoxelStore(backend, objects) as voxels:
         results = voxels.put_many([(grandchild, None), *[(k, None) for k in kids], (root, None)])
@@ -214,14 +216,19 @@ def test_bulk_refuses_a_cycle_or_unknown_parent_and_writes_nothing(backend: Sett
     builder = VoxelBuilder()
     a_id, b_id = "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b"
     a = builder.build(
-        classified_event(objects, b"a", name="a", parent={"voxel_id": b_id}), voxel_id=a_id
+        classified_event(objects, b"a", name="a", parent={"voxel_id": b_id, "event_id": "e"}),
+        voxel_id=a_id,
     )
     b = builder.build(
-        classified_event(objects, b"b", name="b", parent={"voxel_id": a_id}), voxel_id=b_id
+        classified_event(objects, b"b", name="b", parent={"voxel_id": a_id, "event_id": "e"}),
+        voxel_id=b_id,
     )
     orphan = builder.build(
         classified_event(
-            objects, b"o", name="o", parent={"voxel_id": "00000000-0000-4000-8000-0000000000ff"}
+            objects,
+            b"o",
+            name="o",
+            parent={"voxel_id": "00000000-0000-4000-8000-0000000000ff", "event_id": "e"},
         )
     )
     fine = builder.build(classified_event(objects, b"fine", name="fine"))
