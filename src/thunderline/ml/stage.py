@@ -1,13 +1,15 @@
 """The infer stage: run the routed artifact through its ONNX model and publish the top labels.
 
-Input: an event whose route starts with ``infer`` (normally ``system.ingest.classified``).
+Input: an event whose route starts with ``infer``: images (after classify) and text or code
+(after the NLP stage for prose, so the text model's result sits beside spaCy's).
 The payload is read from the object store (verified), preprocessed by content (images decoded
 with Pillow and normalised to the model's input; text tokenised as the model declares) in a
 worker thread, and run through the model's supervised worker and dynamic batcher (ONNX Runtime
 releases the GIL, so the event loop keeps serving). Output: ``system.ml.inference.completed``
 with ``{"inference": {"model", "version", "top_k": [{"label", "score"}], "inference_ms",
-"batch_size"}}`` (correlation and causation ids on the envelope). Failures are returned as typed
-exceptions, so the engine dead-letters them as ``system.dlq.ml_inference_failed`` (or retries
+"batch_size"}}`` (correlation and causation ids on the envelope). Content no model applies to (an SVG for the raster image model, content with no listed model)
+is passed on to the next stage with a note instead (``Stage.pass_on``). Failures are returned as
+typed exceptions, so the engine dead-letters them as ``system.dlq.ml_inference_failed`` (or retries
 the retryable ones), and are counted in ``thunderline_onnx_infer_errors_total``.
 """
 
@@ -27,12 +29,13 @@ from thunderline.eventdata import (
     Inference,
     InferenceCompleted,
     LabelScore,
+    Routed,
     data_of,
     extend,
 )
 from thunderline.events import INFERENCE_COMPLETED, CloudEvent
 from thunderline.flow.stage import Outcome, StageOptions, StoreStage
-from thunderline.ml.errors import InferenceError, ModelNotFoundError, UnsupportedContentError
+from thunderline.ml.errors import InferenceError, UnsupportedContentError
 from thunderline.ml.preprocess import payload_input
 from thunderline.ml.registry import ModelEntry, ModelRegistry
 from thunderline.ml.supervisor import ModelSupervisor
@@ -84,16 +87,19 @@ class InferStage(StoreStage):
 
     # ---- one event ----------------------------------------------------------------------
     def model_for(self, event: CloudEvent) -> ModelEntry:
-        """The registry entry for the event's content (image model, or the text model)."""
+        """The registry entry for the event's content group: images -> ``TL_ONNX_IMAGE_MODEL``,
+        text (and code) -> ``TL_ONNX_TEXT_MODEL``; anything else is unsupported."""
         classification = data_of(event, Classified).classification
         group, mime = classification.group, classification.mime
+        if classification.label == "svg" or mime == "image/svg+xml":
+            raise UnsupportedContentError(
+                "a vector image (SVG): the raster image model does not apply",
+                details={"label": classification.label, "group": group},
+            )
         if group == "image" or mime.startswith("image/"):
             return self.registry.entry(self.settings.onnx_image_model)
-        if classification.is_text:
-            for entry in self.registry.list_models():
-                if entry.kind == "text":
-                    return entry
-            raise ModelNotFoundError("no text model is listed in the model registry")
+        if group in ("text", "code") or classification.is_text:
+            return self.registry.entry(self.settings.onnx_text_model)
         raise UnsupportedContentError(
             f"no model for content {classification.label!r} (group {group!r})",
             details={"label": classification.label, "group": group},
@@ -108,6 +114,8 @@ class InferStage(StoreStage):
     async def _one(self, event: CloudEvent) -> Outcome:
         try:
             entry, model_input = await asyncio.to_thread(self._prepare, event)
+        except UnsupportedContentError as exc:  # no model applies: not a failure of the artifact
+            return [self.pass_on(event, data_of(event, Routed), str(exc))]
         except Exception as exc:
             err = exc if isinstance(exc, ThunderlineError) else InferenceError(str(exc))
             metrics.ONNX_INFER_ERRORS.labels(self._model_label(event), reason_of(err)).inc()
