@@ -74,7 +74,7 @@ lock-convert: venv
 	$(BIN)/pip-compile $(LOCK_FLAGS) --extra=dev --extra=convert --output-file=requirements-convert.lock pyproject.toml
 
 bench: venv
-	for b in classify onnx_infer voxel_store nlp; do $(BIN)/python benchmarks/$$b.py; done
+	$(BIN)/python benchmarks/run_all.py
 
 clean:
 	rm -rf $(VENV) .thunderline .mypy_cache .ruff_cache .pytest_cache

@@ -100,11 +100,18 @@ def run_ours(paths: list[Path]) -> dict[str, Any]:
 
     wall = asyncio.run(go())
     per_file = [e.data["classification"]["latency_ms"] for e in ends if not e.is_dlq]
+    waits = [
+        e.data["classification"]["queue_wait_ms"]
+        for e in ends
+        if not e.is_dlq and e.data["classification"].get("queue_wait_ms") is not None
+    ]
     return {
         "files": len(paths),
         "wall_s": wall,
         "files_per_s": len(paths) / wall,
         **_latency(per_file),
+        "latency_is": "per file: admitted (stored) -> classified",
+        "queue_wait": _latency(waits),
         "end_to_end": _latency(e2e),
         "dlq": sum(1 for e in ends if e.is_dlq),
         "peak_rss_mb": _peak_rss_mb(),
@@ -169,7 +176,9 @@ def main() -> None:
                     "all_files_per_s": [round(r["files_per_s"], 1) for r in runs["ours"]],
                 },
                 "ratio": round(best["ours"]["files_per_s"] / best["raw"]["files_per_s"], 3),
-                "goal": 0.9,
+                "goal": 0.95,
+                "met": best["ours"]["files_per_s"] >= 0.95 * best["raw"]["files_per_s"]
+                and max(r["peak_rss_mb"] for r in runs["ours"]) < 300,
                 "unit": "files/s (ours/baseline), peak RSS goal < 300 MB",
                 "machine": {
                     "cores": os.cpu_count(),

@@ -5,18 +5,21 @@ the trained Fashion-MNIST model in ``models/`` is too small to measure batching)
 run, same session options (threads from ``TL_ONNX_THREADPOOL`` capped at the cores, spinning
 off), so the figures measure our layer, not a configuration difference.
 
-Both throughput figures are the best of ``--rounds`` alternating rounds.
 
 1. Latency at batch 1, raw ``InferenceSession.run`` and ``OnnxModel.infer`` alternating call by
    call: p50/p95/p99. Overhead goal <= 1.10, reported as ``raw_p50 / ours_p50`` (higher is
    better; goal 0.91).
-2. Throughput: 16 concurrent callers, one image each per request, through the supervisor's
-   dynamic batcher (settings defaults: max batch 8, 2 ms delay, calibrated batch cap) against
-   raw ONNX Runtime in one loop at its best fixed batch size (1, 2, 4, 8 tried). Goal >= 0.9.
+2. Throughput, ``--runs-16`` (5) consecutive runs: in each, raw ONNX Runtime in one loop at
+   each fixed batch size (1, 2, 4, 8; the best is the baseline), then 16 concurrent callers,
+   one image per request, through a **fresh** supervisor and its dynamic batcher (settings
+   defaults: max batch 8, 2 ms delay, adaptive batch size learnt while serving: nothing is
+   carried over from one run to the next). Goal >= 0.9 in every run; ``ratio`` is the worst.
+3. The adaptive policy under 1, 4 and 16 callers: images/s, mean batch size and what the
+   policy learnt, beside raw ORT at its best fixed batch no larger than the caller count.
 
-Usage: .venv/bin/python benchmarks/onnx_infer.py [--runs 300] [--images 480]
-The last line printed is one JSON object (ARCHITECTURE §9); the ``ratio`` is the throughput
-ratio, the latency ratio sits in ``ours``.
+Usage: .venv/bin/python benchmarks/onnx_infer.py [--runs 300] [--images 480] [--runs-16 5]
+The last line printed is one JSON object (ARCHITECTURE §9); the ``ratio`` is the worst
+throughput ratio of the runs, the latency ratio sits in ``ours``.
 """
 
 from __future__ import annotations
@@ -82,7 +85,10 @@ def bench_latency(registry: ModelRegistry, config: SessionConfig, runs: int) -> 
 
 
 def bench_raw_throughput(
-    registry: ModelRegistry, config: SessionConfig, images: int
+    registry: ModelRegistry,
+    config: SessionConfig,
+    images: int,
+    sizes: tuple[int, ...] = (1, 2, 4, 8),
 ) -> dict[str, Any]:
     entry = registry.entry(MODEL)
     raw = ort.InferenceSession(
@@ -92,7 +98,7 @@ def bench_raw_throughput(
     )
     rng = np.random.default_rng(1)
     per_size: dict[str, float] = {}
-    for size in (1, 2, 4, 8):
+    for size in sizes:
         x = rng.normal(0, 1, (size, 3, 224, 224)).astype(np.float32)
         for _ in range(2):
             raw.run(None, {"pixel_values": x})
@@ -113,6 +119,7 @@ def bench_batcher_throughput(
     for x in inputs[:4]:
         supervisor.infer(MODEL, x, timeout=60)
     per_caller = max(1, images // callers)
+    batcher = supervisor.worker(MODEL).batcher
     latencies: list[float] = []
     batch_sizes: list[int] = []
     lock = threading.Lock()
@@ -144,6 +151,7 @@ def bench_batcher_throughput(
         "callers": callers,
         "mean_batch_size": round(float(np.mean(batch_sizes)), 2),
         "request": _latency(latencies),
+        "policy": batcher.policy.snapshot(),
     }
 
 
@@ -151,7 +159,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=300, help="Alternating batch-1 calls.")
     parser.add_argument("--images", type=int, default=480, help="Images per throughput run.")
-    parser.add_argument("--rounds", type=int, default=2, help="Alternating throughput rounds.")
+    parser.add_argument("--runs-16", type=int, default=5, help="Consecutive 16-caller runs.")
     args = parser.parse_args()
     # the fixture registry is not signed (tests sign a copy at run time): no signature check here
     settings = load_settings(
@@ -162,24 +170,53 @@ def main() -> None:
 
     latency = bench_latency(registry, config, args.runs)
     print(f"batch 1 latency: raw {latency['raw']}  ours {latency['ours']}", file=sys.stderr)
-    supervisor = ModelSupervisor.from_settings(settings, registry)
-    health = supervisor.start([MODEL])[0]
-    raw_rounds: list[dict[str, Any]] = []
-    ours_rounds: list[dict[str, Any]] = []
-    for _ in range(args.rounds):  # alternate, so a noisy neighbour hits both
-        raw_rounds.append(bench_raw_throughput(registry, config, args.images))
-        print(f"raw throughput: {raw_rounds[-1]}", file=sys.stderr)
-        ours_rounds.append(bench_batcher_throughput(supervisor, args.images))
-        print(f"batcher throughput: {ours_rounds[-1]}", file=sys.stderr)
-    supervisor.close()
-    raw_tp = max(raw_rounds, key=lambda r: float(r["best"]))
-    ours_tp = {
-        **max(ours_rounds, key=lambda r: float(r["images_per_s"])),
-        "batch_cap": health.batch_cap,
-    }
+    runs: list[dict[str, Any]] = []
+    for run in range(args.runs_16):  # raw then ours in each run, so load hits both
+        raw = bench_raw_throughput(registry, config, args.images)
+        supervisor = ModelSupervisor.from_settings(settings, registry)
+        supervisor.start([MODEL])
+        try:
+            ours = bench_batcher_throughput(supervisor, args.images)
+        finally:
+            supervisor.close()
+        runs.append(
+            {
+                "raw_best": raw["best"],
+                "raw_best_batch": raw["best_batch"],
+                "raw_by_batch": raw["images_per_s_by_batch"],
+                "ours": ours["images_per_s"],
+                "ours_mean_batch": ours["mean_batch_size"],
+                "ours_policy": ours["policy"],
+                "ratio": round(ours["images_per_s"] / raw["best"], 3),
+            }
+        )
+        print(f"run {run + 1}: {runs[-1]}", file=sys.stderr)
+    callers_table: dict[str, Any] = {}
+    for callers in (1, 4, 16):
+        sizes = tuple(s for s in (1, 2, 4, 8) if s <= callers)
+        raw = bench_raw_throughput(registry, config, args.images // 2, sizes)
+        supervisor = ModelSupervisor.from_settings(settings, registry)
+        supervisor.start([MODEL])
+        try:
+            ours = bench_batcher_throughput(supervisor, args.images // 2, callers)
+        finally:
+            supervisor.close()
+        callers_table[str(callers)] = {
+            "raw_best_fixed_batch": raw["best"],
+            "raw_best_batch": raw["best_batch"],
+            "ours": ours["images_per_s"],
+            "ratio": round(ours["images_per_s"] / raw["best"], 3),
+            "mean_batch_size": ours["mean_batch_size"],
+            "request": ours["request"],
+            "policy": ours["policy"],
+        }
+        print(f"{callers} callers: {callers_table[str(callers)]}", file=sys.stderr)
+    worst = min(runs, key=lambda r: float(r["ratio"]))
+    raw_tp = {"best": worst["raw_best"], "best_batch": worst["raw_best_batch"]}
+    ours_tp = {"images_per_s": worst["ours"], "mean_batch_size": worst["ours_mean_batch"]}
 
     latency_ratio = latency["raw"]["p50_ms"] / latency["ours"]["p50_ms"]
-    throughput_ratio = ours_tp["images_per_s"] / raw_tp["best"]
+    throughput_ratio = float(worst["ratio"])
     result = {
         "name": "onnx_infer",
         "baseline": {
@@ -188,17 +225,24 @@ def main() -> None:
             "throughput": raw_tp,
         },
         "ours": {
-            "what": "OnnxModel.infer at batch 1; supervisor + DynamicBatcher, 16 callers",
+            "what": "OnnxModel.infer at batch 1; supervisor + DynamicBatcher, 16 callers "
+            "(throughput: the worst of the runs)",
             "batch1_latency": latency["ours"],
             "batch1_latency_ratio": round(latency_ratio, 3),
-            "batch1_latency_goal": 0.91,
+            "batch1_latency_goal": round(1 / 1.05, 3),
             "overhead_p50_ms": round(latency["ours"]["p50_ms"] - latency["raw"]["p50_ms"], 3),
             "throughput": ours_tp,
+            "runs_16_callers": runs,
+            "ratios_16_callers": [r["ratio"] for r in runs],
+            "all_runs_met": all(float(r["ratio"]) >= 0.9 for r in runs),
+            "by_callers": callers_table,
+            "batch1_overhead_met": latency["ours"]["p50_ms"] <= 1.05 * latency["raw"]["p50_ms"],
         },
         "ratio": round(throughput_ratio, 3),
         "goal": 0.9,
-        "unit": "ratio: batcher images/s over raw ORT images/s at its best fixed batch "
-        "(batch1_latency_ratio: raw p50 / ours p50)",
+        "unit": "ratio: worst over the runs of batcher images/s / raw ORT images/s at its best "
+        "fixed batch in the same run (batch1_latency_ratio: raw p50 / ours p50; goal "
+        "overhead <= 1.05x)",
         "machine": {
             "cores": os.cpu_count(),
             "python": platform.python_version(),

@@ -3,9 +3,12 @@
 Baseline: the same rows written with plain SQLAlchemy ``executemany`` into a table of the same
 columns (no checks, no upsert, no lineage), and the same payload bytes read back without
 hashing. Ours: :meth:`VoxelStore.put_many` (payload verified before writing, metadata checksum
-checked, ``INSERT ... ON CONFLICT DO NOTHING ... RETURNING``, lineage edges) and
-:meth:`VoxelStore.read_payload` (SHA-256 re-hashed on every read). Reads alternate baseline and
-ours per voxel. PostgreSQL runs in a throw-away schema and is skipped when unreachable.
+checked, one multi-row ``INSERT ... ON CONFLICT DO NOTHING ... RETURNING`` per table and batch,
+lineage checked per batch) and :meth:`VoxelStore.read_payload` (SHA-256 re-hashed on every
+read). Writes alternate baseline and ours per batch, reads per voxel, so load hits both.
+PostgreSQL runs in a throw-away schema and is skipped when unreachable.
+
+Goals: writes >= 0.5x the plain ``executemany`` on each backend; verified reads >= 0.95x raw.
 
 Run: ``.venv/bin/python benchmarks/voxel_store.py`` (last line: one JSON object).
 """
@@ -60,7 +63,17 @@ def make_voxels(objects: LocalObjectStore) -> list[tuple[Voxel, bytes]]:
             INGEST_CLASSIFIED,
             {
                 "artifact": artifact,
-                "classification": {"label": "unknown", "group": "unknown"},
+                "classification": {
+                    "label": "unknown",
+                    "group": "unknown",
+                    "mime": "application/octet-stream",
+                    "score": 1.0,
+                    "is_text": False,
+                    "description": "Unknown binary data",
+                    "dl_label": "unknown",
+                    "overwrite_reason": "none",
+                    "model": "standard_v3_3",
+                },
                 "route": ["package"],
             },
         )
@@ -109,17 +122,17 @@ def bench_backend(
     table = raw_table()
     table.metadata.create_all(engine)
     rows = rows_of(items)
-    started = time.perf_counter()
-    for i in range(0, len(rows), BATCH):
+    store = VoxelStore(settings, objects)
+    raw_write_s = our_write_s = 0.0
+    for i in range(0, len(rows), BATCH):  # alternate: baseline batch, then ours
+        t0 = time.perf_counter()
         with engine.begin() as conn:
             conn.execute(insert(table), rows[i : i + BATCH])
-    raw_write_s = time.perf_counter() - started
-    # ours: VoxelStore.put_many in the same batches
-    store = VoxelStore(settings, objects)
-    started = time.perf_counter()
-    for i in range(0, len(items), BATCH):
+        t1 = time.perf_counter()
         store.put_many(items[i : i + BATCH])
-    our_write_s = time.perf_counter() - started
+        t2 = time.perf_counter()
+        raw_write_s += t1 - t0
+        our_write_s += t2 - t1
     # reads, alternating raw and verified per voxel
     raw_read_s = our_read_s = 0.0
     for v, data in items:
@@ -154,6 +167,8 @@ def bench_backend(
             "verified_reads_per_s": round(N / our_read_s, 1),
             "verify_cost_us_per_read": round((our_read_s - raw_read_s) / N * 1e6, 1),
         },
+        "write_ratio": round(raw_write_s / our_write_s, 3),
+        "read_ratio": round(raw_read_s / our_read_s, 3),
     }
 
 
@@ -194,7 +209,10 @@ def main() -> None:
         print(f"{r['backend']:>10}: baseline {r['baseline']}  ours {r['ours']}", file=sys.stderr)
     baseline = {f"{r['backend']}_{k}": v for r in results for k, v in r["baseline"].items()}
     ours = {f"{r['backend']}_{k}": v for r in results for k, v in r["ours"].items()}
-    ratio = ours["sqlite_verified_reads_per_s"] / baseline["sqlite_raw_reads_per_s"]
+    ratios = {f"{r['backend']}_write_ratio": r["write_ratio"] for r in results}
+    ratios |= {f"{r['backend']}_read_ratio": r["read_ratio"] for r in results}
+    ratio = min(r["write_ratio"] for r in results)
+    met = all(r["write_ratio"] >= 0.5 and r["read_ratio"] >= 0.95 for r in results)
     print(
         json.dumps(
             {
@@ -202,8 +220,12 @@ def main() -> None:
                 "baseline": baseline,
                 "ours": {**ours, "voxels": N, "batch": BATCH, "payload_bytes": PAYLOAD},
                 "ratio": round(ratio, 3),
-                "goal": 0.8,
-                "unit": "ops/s (ratio: verified reads / raw reads of the same bytes, SQLite)",
+                "goal": 0.5,
+                "ratios": ratios,
+                "read_goal": 0.95,
+                "met": met,
+                "unit": "ops/s (ratio: the lower of our writes/s over plain executemany "
+                "writes/s on each backend; reads: verified / raw of the same bytes)",
                 "machine": {
                     "cores": os.cpu_count(),
                     "python": platform.python_version(),

@@ -217,6 +217,11 @@ def _print_summary(report: RunReport, settings: Settings) -> None:
     summary.add_row(
         "classify p50 / p95 / p99", " / ".join(_fmt_ms(latency[k]) for k in ("p50", "p95", "p99"))
     )
+    waited = report.queue_wait_ms()
+    summary.add_row(
+        "  queue wait p50 / p95 / p99",
+        " / ".join(_fmt_ms(waited[k]) for k in ("p50", "p95", "p99")),
+    )
     summary.add_row("wall time", f"{report.wall_s:.2f} s")
     summary.add_row("journal", str(Journal(settings.home).dir))
     console.print(summary)

@@ -227,8 +227,18 @@ class Settings(BaseSettings):
     nlp_max_text_bytes: int = Field(
         1_000_000, ge=1, description="Cap of extracted text per document."
     )
+    nlp_max_chars: int = Field(
+        1_000_000, ge=1, description="Most characters analysed per document (longer is cut)."
+    )
+    nlp_chunk_chars: int = Field(
+        12_000, ge=1000, description="Longer texts are analysed in chunks of this many characters."
+    )
+    nlp_batch_chars: int = Field(
+        24_000, ge=1, description="Most characters in one worker batch (nlp.pipe call)."
+    )
+    nlp_batch_docs: int = Field(32, ge=1, description="Most documents in one worker batch.")
     nlp_batch_size: int | None = Field(
-        None, ge=1, description="Documents per nlp batch (default 4 per spaCy worker)."
+        None, ge=1, description="Documents per nlp batch (default 8 per spaCy worker)."
     )
     nlp_batch_timeout_s: float = Field(0.01, ge=0, description="Max wait to fill an nlp batch.")
     nlp_concurrency: int = Field(2, ge=1, description="Concurrent nlp batches.")
@@ -343,7 +353,7 @@ class Settings(BaseSettings):
                 self.classify_timeout_s,
             ),
             "nlp": (
-                self.nlp_batch_size or 4 * self.spacy_workers,
+                self.nlp_batch_size or 8 * self.spacy_workers,
                 self.nlp_batch_timeout_s,
                 self.nlp_concurrency,
                 self.nlp_timeout_s,

@@ -108,7 +108,12 @@ class Classification(_Model):
     dl_label: str
     overwrite_reason: str
     model: str
-    latency_ms: float | None = Field(None, ge=0.0, description="Classify time per file.")
+    latency_ms: float | None = Field(
+        None, ge=0.0, description="Classify time of this file: admitted (stored) -> classified."
+    )
+    queue_wait_ms: float | None = Field(
+        None, ge=0.0, description="Wait before the classify stage took the file up."
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)

@@ -76,7 +76,9 @@ class ArtifactRecord(BaseModel):
     event_type: str = Field("", description="Type of the terminal or DLQ event.")
     event_id: str = Field("", description="Id of the terminal or DLQ event.")
     voxel_id: str | None = Field(None, description="The stored voxel.")
-    classify_ms: float | None = Field(None, description="Classify time per file.")
+    classify_ms: float | None = Field(
+        None, description="Classify time of this file (admitted -> classified)."
+    )
     archive: str | None = Field(None, description="For an archive member: the archive's path.")
     classification: Classification | None = Field(None, description="Magika's result in full.")
     nlp: NlpAnalysis | None = Field(None, description="The NLP result (when nlp ran).")
@@ -199,5 +201,15 @@ class RunReport:
         return Counter(f"{r.stage}:{r.reason}" for r in self.dlq)
 
     def latency_ms(self) -> dict[str, float | None]:
+        """Percentiles over files of the classify latency (admitted -> classified)."""
         values = [r.classify_ms for r in self.records if r.classify_ms is not None]
+        return {f"p{q}": percentile(values, q) for q in (50, 95, 99)}
+
+    def queue_wait_ms(self) -> dict[str, float | None]:
+        """Percentiles over files of the wait before the classify stage took the file up."""
+        values = [
+            r.classification.queue_wait_ms
+            for r in self.records
+            if r.classification is not None and r.classification.queue_wait_ms is not None
+        ]
         return {f"p{q}": percentile(values, q) for q in (50, 95, 99)}

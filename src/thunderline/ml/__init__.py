@@ -9,7 +9,7 @@ Quick start (see docs/ONNX_QUICK_START.md)::
 """
 
 from thunderline.errors import ChecksumMismatch
-from thunderline.ml.batcher import DynamicBatcher, calibrate_batch_cap
+from thunderline.ml.batcher import BatchPolicy, DynamicBatcher, calibrate_batch_cap
 from thunderline.ml.doctor import doctor_report
 from thunderline.ml.errors import (
     ChecksumsMissingError,
@@ -52,6 +52,7 @@ from thunderline.ml.trust import (
 )
 
 __all__ = [
+    "BatchPolicy",
     "ChecksumMismatch",
     "ChecksumsMissingError",
     "DynamicBatcher",

@@ -1,7 +1,7 @@
 """Dynamic batching: concurrent requests for one model run as one ONNX Runtime call.
 
 A :class:`DynamicBatcher` owns one worker thread and a queue. The thread takes the first
-waiting request, then gathers more until ``max_batch_size`` requests or until
+waiting request, then gathers more up to the policy's target size, waiting at most until
 ``max_queue_delay_s`` after the first one arrived, checks each request against the I/O spec (a
 bad one fails alone), concatenates the good ones along the batch axis, runs them once and
 splits the outputs back. A model with a fixed batch dimension runs its requests one by one
@@ -9,9 +9,17 @@ splits the outputs back. A model with a fixed batch dimension runs its requests 
 ``infer`` blocks, ``infer_async`` awaits it on the event loop. ONNX Runtime releases the GIL,
 so the event loop keeps running while a batch runs.
 
-On 2 cores a bigger batch is not faster per image (anchors: 490 img/s at batch 1, 397 at 8),
-so :func:`calibrate_batch_cap` measures the model at batch 1, 2, 4, ... and caps batches at the
-smallest size within 5% of the best per-item time: the batcher never costs more than it gains.
+Whether a bigger batch is faster per item depends on the machine and its load (anchors: 490
+img/s at batch 1, 397 at 8 on one run; 177 to 238 from 1 to 8 on another), and a measurement
+at load time is one noisy sample: a cap calibrated at start-up picked 2 on one run and 4 on the
+next. So the target size is learnt while serving (:class:`BatchPolicy`, in the spirit of
+Triton's preferred batch sizes plus max queue delay): the per-item run time of every batch
+size that really runs is tracked (moving average), the target is the size with the lowest
+per-item time, the preferred sizes (powers of two up to ``max_batch_size``) are tried first,
+largest first, going down only while halving the batch makes it cheaper per item, and a
+neighbour of the target is retried now and then so a change of load is
+noticed. The thread waits for a batch to fill only while waiting pays: when the last waits
+brought no request (one caller), it dispatches at once and tries waiting again now and then.
 """
 
 from __future__ import annotations
@@ -67,11 +75,136 @@ def _settle(future: Future[Any], *, result: Any = None, error: BaseException | N
         pass
 
 
+class BatchPolicy:
+    """The adaptive batch size: preferred sizes tried first, then the best measured size.
+
+    Only the batcher thread calls it (no locking). ``adaptive=False`` always targets
+    ``max_batch_size`` (the plain Triton behaviour).
+
+    Args:
+        max_batch_size: Largest batch.
+        adaptive: Learn the target from measured per-item times.
+        samples: Measurements of a size (after one warm-up run) before exploration moves on.
+        explore_every: Batches between two retries of a neighbour of the target.
+        alpha: Weight of a new measurement in the moving averages.
+    """
+
+    def __init__(
+        self,
+        max_batch_size: int,
+        *,
+        adaptive: bool = True,
+        samples: int = 3,
+        explore_every: int = 40,
+        alpha: float = 0.25,
+    ) -> None:
+        self.max_batch_size = max(1, max_batch_size)
+        self.adaptive = adaptive
+        self.samples = max(1, samples)
+        self.explore_every = max(2, explore_every)
+        self.alpha = alpha
+        sizes = []
+        size = 1
+        while size < self.max_batch_size:
+            sizes.append(size)
+            size *= 2
+        sizes.append(self.max_batch_size)
+        #: Preferred sizes, largest first.
+        self.preferred: tuple[int, ...] = tuple(sorted(set(sizes), reverse=True))
+        #: Per-item seconds (moving average) by batch size, and how many runs fed it.
+        self.cost: dict[int, float] = {}
+        self.runs: dict[int, int] = {}
+        self.batches = 0
+        self._explore: int | None = None
+        self._explore_left = 0
+        self._flip = False
+        #: Moving average of "the last wait brought at least one more request" (0..1).
+        self.wait_yield = 1.0
+        self._skipped_waits = 0
+
+    def _best(self) -> int | None:
+        measured = [s for s in self.cost if self.runs.get(s, 0) > self.samples // 2]
+        if not measured:
+            return None
+        return min(measured, key=lambda s: (self.cost[s], -s))
+
+    def target(self) -> int:
+        """The batch size to gather up to now."""
+        if not self.adaptive:
+            return self.max_batch_size
+        if self._explore is not None:
+            return self._explore
+        done: list[int] = []  # warm-up: preferred sizes, largest first, while smaller pays
+        for size in self.preferred:
+            if self._unreachable(size):
+                continue
+            if self.runs.get(size, 0) < self.samples + 1:
+                return size
+            done.append(size)
+            if len(done) >= 2 and self.cost.get(done[-1], 0.0) > self.cost.get(done[-2], 0.0):
+                break  # halving the batch made it slower per item: stop going down
+        best = self._best()
+        return best if best is not None else self.max_batch_size
+
+    def _unreachable(self, size: int) -> bool:
+        """Gathering ``size`` was tried and never reached (too few callers)."""
+        return self.runs.get(-size, 0) >= self.samples and self.runs.get(size, 0) == 0
+
+    def observe(self, size: int, run_s: float, wanted: int) -> None:
+        """Record a run of ``size`` requests that took ``run_s`` (gathered for ``wanted``)."""
+        self.batches += 1
+        if size < wanted:
+            self.runs[-wanted] = self.runs.get(-wanted, 0) + 1  # a target not reached
+        count = self.runs.get(size, 0) + 1
+        self.runs[size] = count
+        if count > 1:  # the first run of a shape pays its allocations
+            per_item = run_s / size
+            old = self.cost.get(size)
+            self.cost[size] = per_item if old is None else old + self.alpha * (per_item - old)
+        if not self.adaptive:
+            return
+        if self._explore is not None:
+            self._explore_left -= 1
+            if self._explore_left <= 0:
+                self._explore = None
+        elif self.batches % self.explore_every == 0:
+            best = self._best()
+            if best is not None:
+                self._flip = not self._flip
+                order = (best * 2, best // 2) if self._flip else (best // 2, best * 2)
+                nxt = next((s for s in order if 1 <= s <= self.max_batch_size), None)
+                if nxt is not None:
+                    self._explore, self._explore_left = nxt, 2
+
+    def should_wait(self) -> bool:
+        """Whether to wait for the batch to fill (it paid lately, or it is time to try)."""
+        if self.wait_yield >= 0.25:
+            return True
+        self._skipped_waits += 1
+        return self._skipped_waits % 16 == 0
+
+    def waited(self, gained: bool) -> None:
+        """Record whether a wait brought at least one more request."""
+        self.wait_yield += 0.2 * (float(gained) - self.wait_yield)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The learnt state (for benchmarks and health output)."""
+        return {
+            "target": self.target(),
+            "per_item_ms": {s: round(c * 1000, 3) for s, c in sorted(self.cost.items())},
+            "runs": {s: n for s, n in sorted(self.runs.items()) if s > 0},
+            "wait_yield": round(self.wait_yield, 3),
+        }
+
+
 def calibrate_batch_cap(
     model: OnnxModel, max_batch_size: int, *, reps: int = 5, tolerance: float = 1.05
 ) -> int:
     """The batch size to cap at: smallest power of two within ``tolerance`` of the best
-    per-item time, measured on dummy inputs (1 when the batch dimension is fixed)."""
+    per-item time, measured on dummy inputs (1 when the batch dimension is fixed).
+
+    One measurement at one moment: kept for ``thunderline doctor``-style checks; the batcher
+    itself learns its size while serving (:class:`BatchPolicy`)."""
     if not model.spec.dynamic_batch or max_batch_size <= 1:
         return 1
     sizes = []
@@ -107,7 +240,9 @@ class DynamicBatcher:
         name: model name for metrics (default: the model's name).
         on_error: called in the batcher thread when ONNX Runtime fails on valid inputs.
         on_success: called in the batcher thread after each successful run.
-        batch_cap: a cap below ``max_batch_size`` (see :func:`calibrate_batch_cap`).
+        batch_cap: a fixed cap below ``max_batch_size`` (turns the adaptive policy off).
+        adaptive: learn the batch size while serving (:class:`BatchPolicy`); ``False``
+            always gathers up to the cap.
     """
 
     def __init__(
@@ -120,6 +255,7 @@ class DynamicBatcher:
         on_error: Callable[[BaseException], None] | None = None,
         on_success: Callable[[], None] | None = None,
         batch_cap: int | None = None,
+        adaptive: bool = True,
     ) -> None:
         if isinstance(model, OnnxModel):
             fixed = model
@@ -132,7 +268,10 @@ class DynamicBatcher:
             self._dynamic = None
         self.max_batch_size = max(1, max_batch_size)
         self.max_queue_delay_s = max(0.0, max_queue_delay_s)
-        self.batch_cap = batch_cap or self.max_batch_size
+        self.policy = BatchPolicy(
+            min(self.max_batch_size, batch_cap or self.max_batch_size),
+            adaptive=adaptive and batch_cap is None,
+        )
         self.on_error = on_error
         self.on_success = on_success
         self._queue: queue.Queue[Any] = queue.Queue()
@@ -174,6 +313,11 @@ class DynamicBatcher:
         return control.future
 
     @property
+    def batch_cap(self) -> int:
+        """The batch size the policy gathers up to now."""
+        return self._limit()
+
+    @property
     def queue_depth(self) -> int:
         return self._queue.qsize()
 
@@ -189,7 +333,7 @@ class DynamicBatcher:
     def _limit(self) -> int:
         if self._dynamic is False:
             return 1
-        return max(1, min(self.max_batch_size, self.batch_cap))
+        return max(1, min(self.max_batch_size, self.policy.target()))
 
     def _loop(self) -> None:
         while True:
@@ -204,12 +348,24 @@ class DynamicBatcher:
             stop = False
             limit = self._limit()
             deadline = item.enqueued + self.max_queue_delay_s
+            waiting: bool | None = None  # None: not decided yet
+            gained = False
             while len(batch) < limit:
-                wait = deadline - time.perf_counter()
                 try:
-                    nxt = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                    nxt = self._queue.get_nowait()
                 except queue.Empty:
-                    break
+                    wait = deadline - time.perf_counter()
+                    if wait <= 0:
+                        break
+                    if waiting is None:
+                        waiting = self.policy.should_wait()
+                    if not waiting:
+                        break
+                    try:
+                        nxt = self._queue.get(timeout=wait)
+                    except queue.Empty:
+                        break
+                    gained = True
                 if nxt is _STOP:
                     stop = True
                     break
@@ -217,8 +373,10 @@ class DynamicBatcher:
                     controls.append(nxt)
                 else:
                     batch.append(nxt)
+            if waiting:
+                self.policy.waited(gained)
             try:
-                self._run(batch)
+                self._run(batch, limit)
             except BaseException as exc:  # never let the thread die with requests waiting
                 _log.exception("batcher %s failed", self.name)
                 for request in batch:
@@ -251,7 +409,7 @@ class DynamicBatcher:
         )
         _settle(request.future, error=exc)
 
-    def _run(self, batch: list[_Request]) -> None:
+    def _run(self, batch: list[_Request], wanted: int) -> None:
         pending = list(batch)
         while pending:
             try:
@@ -273,13 +431,13 @@ class DynamicBatcher:
                 valid.append((request, feeds, rows))
             if not valid:
                 return
-            size = self._limit() if self._dynamic else 1
+            size = max(wanted, 1) if self._dynamic else 1
             group, rest = valid[:size], valid[size:]
             pending = [request for request, _, _ in rest]
-            self._run_group(model, group)
+            self._run_group(model, group, wanted)
 
     def _run_group(
-        self, model: OnnxModel, group: list[tuple[_Request, dict[str, Any], int]]
+        self, model: OnnxModel, group: list[tuple[_Request, dict[str, Any], int]], wanted: int
     ) -> None:
         if len(group) == 1:
             feeds = group[0][1]
@@ -301,6 +459,8 @@ class DynamicBatcher:
             if self.on_error is not None:
                 self.on_error(exc)
             return
+        if model.spec.dynamic_batch:
+            self.policy.observe(len(group), run_s, wanted)
         record_success(model.name, run_s, {"model": model.name, "batch_size": len(group)})
         metrics.ONNX_BATCH_SIZE.labels(model.name).observe(len(group))
         if self.on_success is not None:

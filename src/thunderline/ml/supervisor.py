@@ -24,7 +24,7 @@ from enum import StrEnum
 
 from thunderline.config import Settings
 from thunderline.errors import ChecksumMismatch, reason_of
-from thunderline.ml.batcher import DynamicBatcher, calibrate_batch_cap
+from thunderline.ml.batcher import DynamicBatcher
 from thunderline.ml.errors import ModelUnavailableError, UntrustedModelError
 from thunderline.ml.model import Inputs, OnnxModel
 from thunderline.ml.registry import ModelRegistry
@@ -71,20 +71,18 @@ class ModelWorker:
         restart_backoff_s: float = 0.1,
         restart_backoff_max_s: float = 5.0,
         max_failures: int = 3,
-        calibrate: bool = True,
+        adaptive: bool = True,
     ) -> None:
         self.name = name
         self._loader = loader
         self.max_failures = max(1, max_failures)
         self.restart_backoff_s = restart_backoff_s
         self.restart_backoff_max_s = restart_backoff_max_s
-        self.calibrate = calibrate
         self.state = ModelState.IDLE
         self.restarts = 0
         self.failures = 0
         self.last_error: str | None = None
         self.probe_ms: float | None = None
-        self.batch_cap: int | None = None
         self._model: OnnxModel | None = None
         self._stop = threading.Event()
         self.batcher = DynamicBatcher(
@@ -94,6 +92,7 @@ class ModelWorker:
             name=name,
             on_error=self._session_failed,
             on_success=self._succeeded,
+            adaptive=adaptive,
         )
 
     # ---- called from any thread ---------------------------------------------------------
@@ -126,7 +125,7 @@ class ModelWorker:
             failures=self.failures,
             last_error=self.last_error,
             probe_ms=self.probe_ms,
-            batch_cap=self.batch_cap,
+            batch_cap=self.batcher.batch_cap,
             queue_depth=self.batcher.queue_depth,
         )
 
@@ -156,9 +155,9 @@ class ModelWorker:
         model = self._loader()
         try:
             self.probe_ms = round(model.probe() * 1000, 3)
-            if self.calibrate and self.batch_cap is None:
-                self.batch_cap = calibrate_batch_cap(model, self.batcher.max_batch_size)
-                self.batcher.batch_cap = self.batch_cap
+            if model.spec.dynamic_batch:  # size ONNX Runtime's arena for every batch shape now,
+                for size in self.batcher.policy.preferred:  # not in the middle of serving
+                    model.run_checked(model.spec.dummy_inputs(size))
         except BaseException:
             model.close()
             raise
@@ -244,6 +243,9 @@ class ModelWorker:
         model = self._current()
         try:
             self.probe_ms = round(model.probe() * 1000, 3)
+            if model.spec.dynamic_batch:  # size ONNX Runtime's arena for every batch shape now,
+                for size in self.batcher.policy.preferred:  # not in the middle of serving
+                    model.run_checked(model.spec.dummy_inputs(size))
         except Exception as exc:
             self._session_failed(exc)
             if self._model is None and self.failures < self.max_failures:
@@ -266,7 +268,7 @@ class ModelSupervisor:
         restart_backoff_s: float = 0.1,
         restart_backoff_max_s: float = 5.0,
         max_failures: int = 3,
-        calibrate: bool = True,
+        adaptive: bool = True,
     ) -> None:
         self.registry = registry
         self.max_batch_size = max_batch_size
@@ -276,7 +278,7 @@ class ModelSupervisor:
         self.restart_backoff_s = restart_backoff_s
         self.restart_backoff_max_s = restart_backoff_max_s
         self.max_failures = max_failures
-        self.calibrate = calibrate
+        self.adaptive = adaptive
         self._workers: dict[str, ModelWorker] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -310,7 +312,7 @@ class ModelSupervisor:
                     restart_backoff_s=self.restart_backoff_s,
                     restart_backoff_max_s=self.restart_backoff_max_s,
                     max_failures=self.max_failures,
-                    calibrate=self.calibrate,
+                    adaptive=self.adaptive,
                 )
                 self._workers[name] = worker
             return worker

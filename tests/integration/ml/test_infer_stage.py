@@ -141,7 +141,7 @@ async def test_concurrent_events_are_batched(
     settings = make_settings(
         onnx_model_dir=MODELS, onnx_enabled=True, onnx_max_batch_size=8, onnx_max_queue_delay_ms=50
     )
-    supervisor = ModelSupervisor.from_settings(settings, calibrate=False)
+    supervisor = ModelSupervisor.from_settings(settings, adaptive=False)
     options = StageOptions(batch_size=8, batch_timeout_s=0.05, concurrency=1)
     async for h in _harness(settings, tmp_path, supervisor=supervisor, options=options):
         events = [classified_event(h.store, image_bytes(seed)) for seed in range(8)]
@@ -157,7 +157,7 @@ async def test_unhealthy_model_dead_letters_instead_of_hanging(
     folder = copy_models(tmp_path / "models")
     tamper(folder / "image_classifier" / "onnx" / "image_classifier.onnx")
     settings = make_settings(onnx_model_dir=folder, onnx_enabled=True, stage_timeout_s=30)
-    supervisor = ModelSupervisor.from_settings(settings, calibrate=False, restart_backoff_s=0.01)
+    supervisor = ModelSupervisor.from_settings(settings, adaptive=False, restart_backoff_s=0.01)
     async for h in _harness(settings, tmp_path, supervisor=supervisor):
         events = [classified_event(h.store, image_bytes(seed)) for seed in range(3)]
         results = await h.run(events, timeout=20)

@@ -1,13 +1,16 @@
 """Test-only fault injection: the real spaCy worker with deliberate faults on marked texts.
 
 The pool starts it through its ``worker_command`` override (``python fault_worker.py ARGS``).
-Texts containing a marker misbehave on purpose; every other text is processed by the real
-worker code unchanged.
+Texts containing a marker misbehave on purpose, whether they come alone or in a batch (the
+whole ``nlp.pipe`` call misbehaves then, as a real pipeline would); every other text is
+processed by the real worker code unchanged.
 
 - ``@@HANG@@``: ignore SIGALRM and sleep: a worker stuck where its own timeout cannot fire.
-- ``@@GARBAGE@@``: answer with a line that is not JSON.
+- ``@@GARBAGE@@``: answer with a line that is not JSON for that document.
 - ``@@CRASH@@``: die at once (exit code 13) while holding the document.
-- ``@@SLOW@@``: take 1.8 s (within the worker's own timeout when that is 2 s), then answer.
+- ``@@SLOW@@``: take 1.8 s per marked document (within the worker's own timeout when that is
+  2 s), then answer.
+- ``@@RAISE@@``: the pipeline raises (a ``nlp`` error for that document).
 """
 
 from __future__ import annotations
@@ -16,37 +19,42 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from thunderline.nlp import worker as real
 
-_original_handle = real.Worker.handle_line
-_original_write = real.Worker.write
+_original_analyze = real.Analyzer.analyze_many
+_original_encode = real.Worker.encode
 
 
-def handle_line(self: real.Worker, line: bytes) -> dict[str, Any]:
-    if b"@@HANG@@" in line:
+def analyze_many(self: real.Analyzer, requests: Sequence[real.Request]) -> list[dict[str, Any]]:
+    texts = [r.text for r in requests]
+    if any("@@HANG@@" in t for t in texts):
         signal.signal(signal.SIGALRM, signal.SIG_IGN)
         time.sleep(3600)
-    if b"@@CRASH@@" in line:
+    if any("@@CRASH@@" in t for t in texts):
         os._exit(13)
-    if b"@@GARBAGE@@" in line:
-        return {"__garbage__": True}
-    if b"@@SLOW@@" in line:
-        time.sleep(1.8)
-    return _original_handle(self, line)
+    if any("@@RAISE@@" in t for t in texts):
+        raise RuntimeError("injected pipeline failure")
+    for text in texts:
+        if "@@SLOW@@" in text:
+            time.sleep(1.8)
+    results = _original_analyze(self, requests)
+    for request, result in zip(requests, results, strict=True):
+        if "@@GARBAGE@@" in request.text:
+            result["__garbage__"] = True
+    return results
 
 
-def write(self: real.Worker, payload: dict[str, Any]) -> None:
+def encode(self: real.Worker, payload: dict[str, Any]) -> bytes:
     if payload.get("__garbage__"):
-        self.out.write(b"<<this is not a JSON line>>\n")
-        self.out.flush()
-        return
-    _original_write(self, payload)
+        return b"<<this is not a JSON line>>\n"
+    return _original_encode(self, payload)
 
 
-real.Worker.handle_line = handle_line  # type: ignore[method-assign]
-real.Worker.write = write  # type: ignore[method-assign]
+real.Analyzer.analyze_many = analyze_many  # type: ignore[method-assign]
+real.Worker.encode = encode  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     sys.exit(real.main())

@@ -13,6 +13,7 @@ from thunderline.nlp.breaker import BreakerState
 from thunderline.nlp.errors import (
     NlpCircuitOpenError,
     NlpCrashError,
+    NlpError,
     NlpModelMissingError,
     NlpParseError,
     NlpTimeoutError,
@@ -46,7 +47,7 @@ async def test_process_and_batch_over_two_workers() -> None:
 
 async def test_sigkill_mid_document_restarts_worker_and_retry_succeeds() -> None:
     before = metrics.sample("thunderline_spacy_worker_restarts_total", {"cause": "crash"})
-    async with NlpPool(BASE) as pool:
+    async with NlpPool(replace(BASE, chunk_chars=50_000)) as pool:  # one piece, one batch
         task = asyncio.create_task(pool.process("big", LONG))
         victim = await _wait_busy(pool)
         await asyncio.sleep(0.2)
@@ -148,26 +149,54 @@ async def test_answer_clock_starts_when_the_worker_can_start_the_document(
 
 
 @pytest.mark.parametrize(
-    ("marker", "error", "cause"),
+    ("marker", "error", "cause", "restarts"),
     [
-        ("@@HANG@@", NlpTimeoutError, "timeout"),
-        ("@@CRASH@@", NlpCrashError, "crash"),
-        ("@@GARBAGE@@", NlpParseError, "parse"),
+        ("@@HANG@@", NlpTimeoutError, "timeout", 2),
+        ("@@CRASH@@", NlpCrashError, "crash", 2),
+        ("@@GARBAGE@@", NlpParseError, "parse", 1),
     ],
 )
-async def test_document_behind_a_failing_one_is_resent_not_failed(
-    fault_command: list[str], marker: str, error: type[Exception], cause: str
+async def test_a_failing_document_in_a_batch_is_isolated_the_others_resent_not_failed(
+    fault_command: list[str], marker: str, error: type[Exception], cause: str, restarts: int
 ) -> None:
-    config = replace(BASE, workers=1, doc_timeout_s=0.2, max_retries=0)
+    # one batch of three; a crash or hang inside nlp.pipe names no document: all three are
+    # resent one per batch, and only the guilty one fails (a garbled answer names its doc)
+    config = replace(BASE, workers=1, doc_timeout_s=0.3, max_retries=0)
     async with NlpPool(config, worker_command=fault_command) as pool:
-        bad, good = await pool.process_many(
-            [("bad", f"misbehave {marker} now"), ("good", "Meanwhile Lisbon stays sunny.")]
-        )
+        docs = [
+            ("before", "Porto is by the sea."),
+            ("bad", f"misbehave {marker} now"),
+            ("after", "Meanwhile Lisbon stays sunny."),
+        ]
+        before, bad, after = await pool.process_many(docs)
         assert isinstance(bad, error)
-        assert isinstance(good, NlpResult) and good.doc_id == "good"
-        assert pool.stats.resent == 1  # it was in flight behind the bad one
+        for got, doc_id in ((before, "before"), (after, "after")):
+            assert isinstance(got, NlpResult) and got.doc_id == doc_id
+        assert pool.stats.resent >= 1
         assert pool.stats.retries == 0 and pool.stats.failed == 1
-        assert dict(pool.stats.restarts) == {cause: 1}
+        assert dict(pool.stats.restarts) == {cause: restarts}
+
+
+async def test_pipeline_error_in_a_batch_fails_only_its_document(fault_command: list[str]) -> None:
+    async with NlpPool(replace(BASE, workers=1), worker_command=fault_command) as pool:
+        docs = [(f"ok{i}", f"Document {i} is about Oslo.") for i in range(3)]
+        docs.insert(1, ("boom", "this one @@RAISE@@ s"))
+        results = await pool.process_many(docs)
+        assert isinstance(results[1], NlpError) and "injected pipeline failure" in str(results[1])
+        assert [r.doc_id for r in results if isinstance(r, NlpResult)] == ["ok0", "ok1", "ok2"]
+        assert pool.stats.restarts == {} and pool.stats.resent == 0  # the worker stayed up
+
+
+async def test_retried_document_goes_alone(fault_command: list[str]) -> None:
+    # the crashing text is retried alone each time; its neighbours never fail with it
+    config = replace(BASE, workers=1, max_retries=2)
+    async with NlpPool(config, worker_command=fault_command) as pool:
+        docs = [("c", "@@CRASH@@ again"), *[(f"n{i}", f"Neighbour {i} in Kyiv.") for i in range(4)]]
+        results = await pool.process_many(docs)
+        assert isinstance(results[0], NlpCrashError)
+        assert results[0].details["attempts"] == 3
+        assert all(isinstance(r, NlpResult) for r in results[1:])
+        assert pool.stats.failed == 1 and pool.stats.retries == 2
 
 
 async def test_missing_pipeline_fails_start() -> None:
@@ -175,3 +204,51 @@ async def test_missing_pipeline_fails_start() -> None:
     with pytest.raises(NlpModelMissingError, match="pip install no-such-spacy-pipeline"):
         await pool.start()
     assert pool.worker_pids() == []
+
+
+async def test_worker_runs_batches_within_the_document_and_character_budget() -> None:
+    config = replace(BASE, workers=1, batch_docs=4, batch_chars=2_000, queue_max=64)
+    async with NlpPool(config) as pool:
+        short = [(f"s{i}", f"Short note {i} from Accra.") for i in range(12)]
+        results = await pool.process_many(short)
+        sizes = [r.batch_docs for r in results if isinstance(r, NlpResult)]
+        assert len(sizes) == 12 and max(sizes) > 1 and max(sizes) <= 4
+        wide = [(f"w{i}", f"Wide text number {i} about Lagos. " * 30) for i in range(6)]
+        results = await pool.process_many(wide)  # ~1,000 chars each: two fit in 2,000
+        assert all(isinstance(r, NlpResult) and r.batch_docs <= 2 for r in results)
+        alone = await pool.process("big", "One text longer than the budget, in Quito. " * 60)
+        assert alone.batch_docs == 1 and alone.chunks == 1
+
+
+async def test_long_text_in_chunks_merges_exact_offsets() -> None:
+    paragraphs = [
+        f"On day {i} Maria Garcia flew from Madrid to Buenos Aires with Google. "
+        f"The United Nations met in Geneva on {i} March.\n\n"
+        for i in range(200)
+    ]
+    text = "".join(paragraphs)  # ~24,000 characters
+    config = replace(BASE, chunk_chars=2_000, batch_chars=6_000)
+    async with NlpPool(config) as pool:
+        whole = await pool.process("long", text)
+        assert whole.doc_id == "long" and whole.chunks > 10 and whole.chars == len(text)
+        assert not whole.truncated
+        assert len(whole.entities) > 400 and len(whole.sentences) >= 400
+        for span in [*whole.entities, *whole.noun_chunks, *whole.sentences]:
+            assert text[span.start : span.end] == span.text
+        assert {"Madrid", "Geneva"} <= {e.text for e in whole.entities}
+        assert [e.start for e in whole.entities] == sorted(e.start for e in whole.entities)
+        cut = await pool.process("cut", text[:10_000])
+        assert cut.chars == 10_000
+    async with NlpPool(replace(config, max_chars=5_000, workers=1)) as pool:
+        bounded = await pool.process("bounded", text)
+        assert bounded.truncated and bounded.chars == 5_000
+        assert all(e.end <= 5_000 for e in bounded.entities)
+
+
+async def test_failing_chunk_fails_the_document(fault_command: list[str]) -> None:
+    text = "Harmless words in Tallinn. " * 200 + "@@RAISE@@ " + "More words in Riga. " * 200
+    config = replace(BASE, chunk_chars=2_000)
+    async with NlpPool(config, worker_command=fault_command) as pool:
+        with pytest.raises(NlpError, match="injected pipeline failure"):
+            await pool.process("doc", text)
+        assert (await pool.process("next", "Vilnius is fine.")).doc_id == "next"

@@ -72,7 +72,7 @@ async def test_robustness_documents_through_the_pipeline(
         assert result.data["route"] == []
         assert result.data["classification"]["label"] == "txt"
         nlp[name] = result.data["nlp"]
-        assert nlp[name]["version"] == "1.0" and nlp[name]["doc_id"] == event.id
+        assert nlp[name]["version"] == "1.1" and nlp[name]["doc_id"] == event.id
     assert any(e["text"] == "Paris" for e in nlp["cafe"]["entities"])
     assert nlp["cafe"]["extraction"]["encoding"] == "utf-8"
     assert nlp["10kb"]["extraction"]["chars"] == 10_240 and len(nlp["10kb"]["sentences"]) > 100
@@ -83,6 +83,48 @@ async def test_robustness_documents_through_the_pipeline(
     assert nlp["emoji"]["confidence"] == 0.0
     assert nlp["2mb"]["extraction"]["truncated"] is True
     assert nlp["2mb"]["chars"] == 1_000_000
+
+
+def _prose(size: int) -> str:
+    """Varied English prose with people, places, organisations and dates, in paragraphs."""
+    people = ["Maria Garcia", "John Smith", "Aiko Tanaka", "Olu Adeyemi", "Lena Novak"]
+    places = ["Madrid", "Chicago", "Osaka", "Lagos", "Prague", "Toronto", "Lima"]
+    orgs = ["the United Nations", "Google", "the World Bank", "Siemens", "NASA"]
+    months = ["January", "March", "June", "September", "November"]
+    parts: list[str] = []
+    total = 0
+    i = 0
+    while total < size:
+        p, c, o, m = people[i % 5], places[i % 7], orgs[i % 5], months[i % 4]
+        para = (
+            f"In {m} {1990 + i % 30}, {p} travelled to {c} to meet officials of {o}. "
+            f"The talks lasted {i % 9 + 2} days and ended with a shared statement. "
+            f"Reporters from {places[(i + 3) % 7]} asked about the budget of {o}.\n\n"
+        )
+        parts.append(para)
+        total += len(para)
+        i += 1
+    return "".join(parts)[:size]
+
+
+@pytest.mark.slow
+async def test_one_megabyte_text_completes_with_offsets_into_the_original(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings()
+    store = LocalObjectStore(settings.home / "objects")
+    text = _prose(1_000_000)
+    event = classified(store, text.encode())
+    out = await run_stage(settings, [event])
+    assert [e.type for e in out] == [NLP_PROCESSED], out[0].data.get("reason")
+    nlp = out[0].data["nlp"]
+    assert nlp["chars"] == len(text) == 1_000_000 and nlp["truncated"] is False
+    assert nlp["chunks"] >= 1_000_000 // settings.nlp_chunk_chars
+    assert len(nlp["entities"]) > 20_000
+    for entity in nlp["entities"]:
+        assert text[entity["start"] : entity["end"]] == entity["text"]
+    for sentence in nlp["sentences"]:
+        assert text[sentence["start"] : sentence["end"]] == sentence["text"]
 
 
 async def test_pdf_html_rtf_markdown(

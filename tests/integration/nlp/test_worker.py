@@ -16,7 +16,15 @@ from typing import Any
 import pytest
 
 from thunderline.nlp.pool import default_worker_command
-from thunderline.nlp.result import NlpErrorReply, NlpResult, parse_reply, request_line
+from thunderline.nlp.result import (
+    NlpErrorReply,
+    NlpResult,
+    batch_line,
+    parse_reply,
+    request_item,
+    request_line,
+    supports_batches,
+)
 from thunderline.nlp.worker import EXIT_MODEL_MISSING
 
 _pool = ThreadPoolExecutor(4)
@@ -165,7 +173,47 @@ def test_exactly_one_json_line_per_document(worker: WorkerProc) -> None:
     assert ids == [f"d{i}" for i in range(20)]
 
 
+def test_batch_line_answers_each_document_in_order_one_bad_item_alone(worker: WorkerProc) -> None:
+    items = [request_item(f"b{i}", f"Batch item {i} is about Nairobi.") for i in range(4)]
+    items.insert(2, b'{"doc_id": "bad", "text": 7}')
+    worker.send(batch_line(items))
+    replies = [parse_reply(worker.read_line()) for _ in range(5)]
+    assert [r.doc_id for r in replies] == ["b0", "b1", "bad", "b2", "b3"]
+    assert isinstance(replies[2], NlpErrorReply) and replies[2].error.kind == "parse"
+    good = [_result(r) for i, r in enumerate(replies) if i != 2]
+    assert all(r.batch_docs == 4 for r in good)
+    assert all(any(e.text == "Nairobi" for e in r.entities) for r in good)
+    single = _result(worker.ask("one", "Alone in Quito."))
+    assert single.batch_docs == 1 and single.version == "1.1"
+
+
+def test_ready_line_announces_the_batch_protocol() -> None:
+    proc = WorkerProc("--ready")
+    try:
+        assert supports_batches(proc.wait_ready()["version"])
+    finally:
+        proc.stop()
+    assert not supports_batches("1.0") and not supports_batches("2.1")
+    assert not supports_batches(None)
+
+
 # ---- timeouts, signals, pipes -----------------------------------------------------------------
+def test_batch_timeout_redoes_documents_alone_so_only_the_slow_one_times_out() -> None:
+    proc = WorkerProc("--ready", "--doc-timeout", "1.0")
+    try:
+        proc.wait_ready()
+        slow = "The quick brown fox jumps over the lazy dog near the river bank. " * 1600
+        items = [request_item("q1", "Quick one in Oslo."), request_item("slow", slow)]
+        items.append(request_item("q2", "Quick two in Bergen."))
+        proc.send(batch_line(items))
+        replies = [parse_reply(proc.read_line()) for _ in range(3)]
+        assert [r.doc_id for r in replies] == ["q1", "slow", "q2"]
+        assert isinstance(replies[1], NlpErrorReply) and replies[1].error.kind == "timeout"
+        assert isinstance(replies[0], NlpResult) and isinstance(replies[2], NlpResult)
+    finally:
+        proc.stop()
+
+
 def test_worker_timeout_answers_and_keeps_serving() -> None:
     proc = WorkerProc("--ready", "--doc-timeout", "0.05")
     try:

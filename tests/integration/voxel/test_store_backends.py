@@ -156,3 +156,86 @@ def test_concurrent_processes_migrate_and_write_one_voxel(
     assert len({o["id"] for o in outputs}) == 1
     with VoxelStore(backend, objects) as voxels:
         assert voxels.count() == 1
+
+
+def test_bulk_batch_is_idempotent_within_and_across_batches(backend: Settings) -> None:
+    objects = LocalObjectStore(backend.home / "objects")
+    builder = VoxelBuilder()
+    events = [classified_event(objects, f"bulk {i}".encode() * 50, name=f"b{i}") for i in range(6)]
+    items = [(builder.build(e), None) for e in events]
+    twin = builder.build(events[2])  # same source and bytes, another voxel id
+    with VoxelStore(backend, objects) as voxels:
+        first = voxels.put_many([*items, (twin, None), items[0]])
+        assert [r.created for r in first] == [True] * 6 + [False, False]
+        assert first[6].voxel == items[2][0] and first[7].voxel == items[0][0]
+        assert voxels.count() == 6
+        again = voxels.put_many(items)
+        assert not any(r.created for r in again)
+        assert [r.voxel for r in again] == [v for v, _ in items]
+        late_twin = voxels.put_many([(builder.build(events[4]), None)])[0]
+        assert not late_twin.created and late_twin.voxel == items[4][0]
+        assert voxels.count() == 6 and all(r.ok for r in voxels.verify_all())
+
+
+def test_bulk_lineage_inside_one_batch(backend: Settings) -> None:
+    objects = LocalObjectStore(backend.home / "objects")
+    builder = VoxelBuilder()
+    root = builder.build(classified_event(objects, b"archive", name="a.zip"))
+    kids = [
+        builder.build(
+            classified_event(
+                objects,
+                f"member {i}".encode(),
+                name=f"m{i}",
+                parent={"voxel_id": root.id, "event_id": "e", "index": i},
+            )
+        )
+        for i in range(3)
+    ]
+    grandchild = builder.build(
+        classified_event(
+            objects, b"inner", name="g", parent={"voxel_id": kids[1].id, "event_id": "e"}
+        )
+    )
+    with VoxelStore(backend, objects) as voxels:
+        results = voxels.put_many([(grandchild, None), *[(k, None) for k in kids], (root, None)])
+        assert all(r.created for r in results)
+        assert voxels.ancestor_ids(grandchild.id) == {kids[1].id, root.id}
+        assert {e.child_id for e in voxels.descendants(root.id)} == {
+            *(k.id for k in kids),
+            grandchild.id,
+        }
+        voxels.put_many([(k, None) for k in kids])  # rewrites add no edge twice
+        assert len(voxels.descendants(root.id)) == 4
+
+
+def test_bulk_refuses_a_cycle_or_unknown_parent_and_writes_nothing(backend: Settings) -> None:
+    from thunderline.voxel.errors import UnknownParentError
+
+    objects = LocalObjectStore(backend.home / "objects")
+    builder = VoxelBuilder()
+    a_id, b_id = "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b"
+    a = builder.build(
+        classified_event(objects, b"a", name="a", parent={"voxel_id": b_id, "event_id": "e"}),
+        voxel_id=a_id,
+    )
+    b = builder.build(
+        classified_event(objects, b"b", name="b", parent={"voxel_id": a_id, "event_id": "e"}),
+        voxel_id=b_id,
+    )
+    orphan = builder.build(
+        classified_event(
+            objects,
+            b"o",
+            name="o",
+            parent={"voxel_id": "00000000-0000-4000-8000-0000000000ff", "event_id": "e"},
+        )
+    )
+    fine = builder.build(classified_event(objects, b"fine", name="fine"))
+    with VoxelStore(backend, objects) as voxels:
+        with pytest.raises(LineageCycleError):
+            voxels.put_many([(fine, None), (a, None), (b, None)])
+        with pytest.raises(UnknownParentError, match="do not exist"):
+            voxels.put_many([(fine, None), (orphan, None)])
+        assert voxels.count() == 0  # all or none
+        assert voxels.put_many([(fine, None)])[0].created

@@ -10,6 +10,7 @@ import pytest
 from tests.unit.ml._helpers import MODELS
 
 from thunderline.ml import (
+    BatchPolicy,
     DynamicBatcher,
     InferenceResult,
     ModelInputError,
@@ -139,3 +140,76 @@ def test_calibrated_cap_is_a_power_of_two_within_max(
     assert cap in (1, 2, 4)
     assert calibrate_batch_cap(fixed_model, 8) == 1
     assert calibrate_batch_cap(dynamic_model, 1) == 1
+
+
+def _feed(policy: BatchPolicy, per_item_ms: dict[int, float], batches: int) -> list[int]:
+    """Run ``batches`` batches at the policy's target (always reachable); the targets seen."""
+    seen = []
+    for _ in range(batches):
+        size = policy.target()
+        seen.append(size)
+        policy.observe(size, per_item_ms[size] * size / 1000, size)
+    return seen
+
+
+def test_policy_tries_preferred_sizes_largest_first_then_keeps_the_cheapest() -> None:
+    policy = BatchPolicy(8, samples=2, explore_every=1000)
+    assert policy.preferred == (8, 4, 2, 1)
+    costs = {8: 5.0, 4: 4.0, 2: 4.6, 1: 6.0}  # ms per item: 4 is best
+    seen = _feed(policy, costs, 9)
+    assert seen == [8, 8, 8, 4, 4, 4, 2, 2, 2]
+    # halving 4 -> 2 made it slower per item: 1 is not tried, 4 is kept
+    assert _feed(policy, costs, 5) == [4] * 5
+    assert policy.snapshot()["target"] == 4
+    going_down = BatchPolicy(8, samples=2, explore_every=1000)
+    cheaper = {8: 5.0, 4: 4.0, 2: 3.5, 1: 6.0}
+    assert _feed(going_down, cheaper, 12) == [8] * 3 + [4] * 3 + [2] * 3 + [1] * 3
+    assert _feed(going_down, cheaper, 3) == [2] * 3
+
+
+def test_policy_retries_a_neighbour_and_follows_a_change_of_load() -> None:
+    policy = BatchPolicy(8, samples=1, explore_every=10, alpha=1.0)
+    costs = {8: 5.0, 4: 4.0, 2: 4.6, 1: 6.0}
+    seen = _feed(policy, costs, 60)
+    assert {8, 2} <= set(seen[10:])  # neighbours of 4 retried now and then
+    assert seen[-1] in (4, 8, 2) and seen.count(4) > len(seen) // 2
+    costs = {8: 3.0, 4: 4.0, 2: 4.6, 1: 6.0}  # the machine changed: 8 is best now
+    assert _feed(policy, costs, 60)[-5:] == [8] * 5
+
+
+def test_policy_gives_up_sizes_it_cannot_gather() -> None:
+    policy = BatchPolicy(8, samples=2)
+    for _ in range(20):  # two callers: at most 2 requests ever wait
+        wanted = policy.target()
+        size = min(wanted, 2)
+        policy.observe(size, 0.004 * size, wanted)
+    assert policy.target() in (1, 2)
+
+
+def test_policy_stops_waiting_when_waits_bring_nothing_and_tries_again_later() -> None:
+    policy = BatchPolicy(8)
+    assert policy.should_wait()
+    for _ in range(10):
+        policy.waited(False)
+    decisions = [policy.should_wait() for _ in range(32)]
+    assert decisions.count(True) == 2  # one try every 16
+    for _ in range(10):
+        policy.waited(True)
+    assert policy.should_wait()
+
+
+def test_fixed_policy_always_targets_the_cap() -> None:
+    policy = BatchPolicy(8, adaptive=False)
+    assert _feed(policy, {8: 9.0}, 5) == [8] * 5
+
+
+def test_one_caller_batcher_learns_batch_one_and_stops_waiting(dynamic_model: OnnxModel) -> None:
+    batcher = DynamicBatcher(dynamic_model, max_batch_size=4, max_queue_delay_s=0.05)
+    try:
+        x = _images(1)[0]
+        sizes = [batcher.infer(x, timeout=60).batch_size for _ in range(30)]
+        assert sizes == [1] * 30
+        assert batcher.policy.target() == 1 and batcher.batch_cap == 1
+        assert batcher.policy.wait_yield < 0.5  # its waits brought nothing
+    finally:
+        batcher.close()

@@ -64,7 +64,7 @@ def _x() -> np.ndarray:
 
 
 def _supervisor(registry: ModelRegistry, **kw: Any) -> ModelSupervisor:
-    kw.setdefault("calibrate", False)
+    kw.setdefault("adaptive", False)
     kw.setdefault("restart_backoff_s", 0.01)
     kw.setdefault("health_interval_s", 3600)
     return ModelSupervisor(registry, max_batch_size=4, max_queue_delay_s=0.001, **kw)

@@ -139,7 +139,7 @@ def test_tampered_signature_refuses_the_model_and_the_stage_is_unhealthy(
         registry.get_model(FOLDER)
     assert info.value.reason == "model_signature"
     assert any("refused" in line and str(bundle_path) in line for line in _security_lines(caplog))
-    supervisor = ModelSupervisor(registry, calibrate=False, health_interval_s=3600)
+    supervisor = ModelSupervisor(registry, adaptive=False, health_interval_s=3600)
     try:
         [health] = supervisor.start(preload=[FOLDER])
         assert health.state is ModelState.UNHEALTHY and "model_signature" in str(health.last_error)

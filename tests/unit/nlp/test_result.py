@@ -27,7 +27,8 @@ V1 = {
 
 def test_schema_version_and_fields() -> None:
     result = NlpResult.model_validate(V1)
-    assert SCHEMA_VERSION == "1.0" and result.version == "1.0"
+    assert SCHEMA_VERSION == "1.1" and result.version == "1.0"  # a 1.1 reader reads 1.0
+    assert result.chunks == 1 and result.batch_docs == 1
     assert result.entities[0].label == "GPE" and result.sentences[0].end == 14
     assert result.to_dict()["entities"][0] == V1["entities"][0]
 
@@ -70,4 +71,4 @@ def test_request_line_is_one_line_even_with_newlines_and_surrogates() -> None:
     line = request_line("id", "two\nlines \ud800", "en")
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     decoded = json.loads(line.decode("utf-8", "surrogatepass"))
-    assert decoded == {"version": "1.0", "doc_id": "id", "text": "two\nlines \ud800", "lang": "en"}
+    assert decoded == {"version": "1.1", "doc_id": "id", "text": "two\nlines \ud800", "lang": "en"}
