@@ -17,6 +17,7 @@ from thunderline.objects.local import LocalObjectStore
 from thunderline.obs import metrics
 from thunderline.voxel.builder import VoxelBuilder
 from thunderline.voxel.db import head_revision
+from thunderline.voxel.errors import InvalidVoxelError
 from thunderline.voxel.store import VoxelStore
 
 from ._helpers import classified_event
@@ -231,3 +232,22 @@ def test_stale_temp_objects_are_removed_at_start_up(tmp_path: Path) -> None:
     again = LocalObjectStore(tmp_path / "objects", tmp_max_age_s=3600)
     assert again.removed_temps == 1
     assert not old.exists() and fresh.exists()
+
+
+def test_a_batch_mixing_new_stored_and_clashing_voxels(
+    voxels: VoxelStore, objects: LocalObjectStore
+) -> None:
+    stored = voxels.put(VoxelBuilder().build(classified_event(objects, b"stored", source="s:a")))
+    new = VoxelBuilder().build(classified_event(objects, b"new", source="s:a"))
+    again = VoxelBuilder().build(classified_event(objects, b"stored", source="s:a"))
+    results = voxels.put_many([(new, None), (again, None)])
+    assert [r.created for r in results] == [True, False]
+    assert results[1].voxel == stored.voxel  # the stored row, not the rebuilt one
+    # another voxel under an id already taken: refused, and nothing of the batch is written
+    clash = VoxelBuilder().build(
+        classified_event(objects, b"other", source="s:a"), voxel_id=stored.voxel.id
+    )
+    fresh = VoxelBuilder().build(classified_event(objects, b"fresh", source="s:a"))
+    with pytest.raises(InvalidVoxelError, match="already used"):
+        voxels.put_many([(fresh, None), (clash, None)])
+    assert voxels.count() == 2
