@@ -43,6 +43,8 @@ app.add_typer(config_app, name="config")
 for _name, _target in (
     ("models", "thunderline.ml.cli:models_app"),
     ("voxels", "thunderline.voxel.cli:voxels_app"),
+    ("serve", "thunderline.api.cli:serve_app"),
+    ("tokens", "thunderline.api.cli:tokens_app"),
 ):
     _module, _, _attr = _target.partition(":")
     try:

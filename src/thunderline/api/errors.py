@@ -93,7 +93,9 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
         for err in exc.errors()
     ]
     summary = "; ".join(f"{p['where']}: {p['problem']}" for p in problems[:5])
-    return error_response(400, "invalid_request", f"invalid request: {summary}", {"problems": problems})
+    return error_response(
+        400, "invalid_request", f"invalid request: {summary}", {"problems": problems}
+    )
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -86,7 +86,9 @@ def parse_settings_tokens(raw: str) -> list[TokenRecord]:
             raise ConfigError(
                 f"TL_API_TOKENS entry {n + 1}: scope {scope_s!r} is not read or admin"
             ) from exc
-        records.append(TokenRecord(f"env-{n + 1}", f"TL_API_TOKENS[{n + 1}]", scope, digest, "", "settings"))
+        records.append(
+            TokenRecord(f"env-{n + 1}", f"TL_API_TOKENS[{n + 1}]", scope, digest, "", "settings")
+        )
     return records
 
 
@@ -128,8 +130,7 @@ class TokenStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         doc = {
             "tokens": [
-                {k: v for k, v in asdict(r).items() if k != "origin"}
-                | {"scope": str(r.scope)}
+                {k: v for k, v in asdict(r).items() if k != "origin"} | {"scope": str(r.scope)}
                 for r in records
             ]
         }
