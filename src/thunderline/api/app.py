@@ -96,7 +96,9 @@ def create_app(settings: Settings, service: ApiService | None = None) -> FastAPI
     app.include_router(routes.router)
     app.include_router(routes.health_router)
     app.include_router(console.router)
-    app.router.routes.append(Route("/metrics", _AsgiEndpoint(metrics_app()), include_in_schema=False))
+    app.router.routes.append(
+        Route("/metrics", _AsgiEndpoint(metrics_app()), include_in_schema=False)
+    )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     origins = [o.strip() for o in settings.api_cors_origins.split(",") if o.strip()]
     if origins:

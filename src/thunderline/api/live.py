@@ -36,7 +36,7 @@ STAGE_OF: dict[str, str] = {
 SUBSCRIBER_QUEUE = 1000
 
 
-@dataclass
+@dataclass(eq=False)
 class Subscriber:
     correlation_id: str | None
     queue: asyncio.Queue[CloudEvent | None] = field(

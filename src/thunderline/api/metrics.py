@@ -1,5 +1,5 @@
 """The ``/metrics`` ASGI app: the observability package's exposition when present, else the
-plain Prometheus client exposition of this process's registry."""
+plain Prometheus client exposition of Thunderline's registry (``obs.metrics.REGISTRY``)."""
 
 from __future__ import annotations
 
@@ -16,4 +16,6 @@ def metrics_app() -> Any:
         return exposition.metrics_app()
     from prometheus_client import make_asgi_app
 
-    return make_asgi_app()
+    from thunderline.obs.metrics import REGISTRY
+
+    return make_asgi_app(REGISTRY)

@@ -51,7 +51,8 @@ class Served:
         chosen = {"admin": self.admin_token, "read": self.read_token}.get(token or "", token)
         if chosen:
             headers["Authorization"] = f"Bearer {chosen}"
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30.0, **kwargs)
+        kwargs.setdefault("timeout", 30.0)
+        return httpx.Client(base_url=self.url, headers=headers, **kwargs)
 
     @property
     def port(self) -> int:
