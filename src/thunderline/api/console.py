@@ -126,7 +126,7 @@ async def index(request: Request) -> Response:
         request,
         "index.html",
         user,
-        limit=_service(request).settings.max_artifact_bytes,
+        limit=human_bytes(_service(request).settings.max_artifact_bytes),
     )
 
 
@@ -173,6 +173,15 @@ async def voxel_page(request: Request, voxel_id: str) -> Response:
         return _page(request, "missing.html", user, message=str(exc))
     context = await asyncio.to_thread(_voxel_context, service, voxel)
     return _page(request, "voxel.html", user, **context)
+
+
+def human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} bytes"
 
 
 def _voxel_context(service: ApiService, voxel: Voxel) -> dict[str, Any]:
