@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.integration.api._server import EXAMPLES, REPO, Served, api_settings, lose_payloads, serve
 
 CHROMIUM = Path(os.environ.get("TL_TEST_CHROMIUM", "/usr/bin/chromium"))
@@ -150,7 +149,9 @@ def test_failure_is_replayed_from_the_console(console: Served, page: Any) -> Non
     page.keyboard.press("Enter")  # keyboard accessible
     record.locator(".status", has_text="replayed: voxel stored").wait_for()
     page.reload()
-    assert page.locator("#dlq tbody tr", has_text=name).locator(".status").inner_text() == "replayed"
+    assert (
+        page.locator("#dlq tbody tr", has_text=name).locator(".status").inner_text() == "replayed"
+    )
 
 
 def test_health_page(console: Served, page: Any) -> None:

@@ -204,8 +204,22 @@ async def list_voxels(
     _token: Reader,
     label: Annotated[str | None, Query(max_length=128, description="Magika label")] = None,
     group: Annotated[str | None, Query(max_length=128, description="Magika group")] = None,
-    since: Annotated[datetime | None, Query(description="Stored at or after (RFC 3339)")] = None,
-    until: Annotated[datetime | None, Query(description="Stored before (RFC 3339)")] = None,
+    since: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="Stored at or after (RFC 3339 with a zone)",
+            json_schema_extra={"format": "date-time"},
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="Stored before (RFC 3339 with a zone)",
+            json_schema_extra={"format": "date-time"},
+        ),
+    ] = None,
     q: Annotated[
         str | None, Query(max_length=200, description="Text in an NLP entity (case-insensitive)")
     ] = None,
@@ -213,14 +227,32 @@ async def list_voxels(
     cursor: Annotated[str | None, Query(max_length=400)] = None,
 ) -> VoxelPage:
     service = service_of(request)
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
-            raise ApiError(400, "invalid_request", f"{name} needs a time zone (e.g. Z)")
-    flt = queries.VoxelFilter(label=label, group=group, since=since, until=until, q=q or None)
+    flt = queries.VoxelFilter(
+        label=label,
+        group=group,
+        since=rfc3339("since", since),
+        until=rfc3339("until", until),
+        q=q or None,
+    )
     items, next_cursor = await asyncio.to_thread(
         queries.page, service.require_voxels(), flt, limit=limit, cursor=cursor
     )
     return VoxelPage(items=[voxel_out(v) for v in items], next_cursor=next_cursor)
+
+
+def rfc3339(name: str, value: str | None) -> datetime | None:
+    """An RFC 3339 time with a zone (``2026-11-27T12:00:00Z``), or a 400 naming the parameter."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError as exc:
+        raise ApiError(
+            400, "invalid_request", f"{name} is not an RFC 3339 time: {value[:64]!r}"
+        ) from exc
+    if parsed.tzinfo is None or "T" not in value.upper():
+        raise ApiError(400, "invalid_request", f"{name} needs a date, a time and a zone (e.g. Z)")
+    return parsed
 
 
 async def _voxel(service: ApiService, voxel_id: str) -> Voxel:
@@ -256,7 +288,8 @@ def media_type_of(voxel: Voxel) -> str:
         200: {
             "description": "The payload bytes, checksum verified before the first byte is sent",
             "content": {
-                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                kind: {"schema": {"type": "string", "format": "binary"}}
+                for kind in ["application/octet-stream", *sorted(INLINE_TYPES)]
             },
         },
         **responses(*AUTH, 404, 502),
