@@ -35,12 +35,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-dlq_app = typer.Typer(help="List and replay dead-lettered messages.", no_args_is_help=True)
 config_app = typer.Typer(help="Show the effective settings.", no_args_is_help=True)
-app.add_typer(dlq_app, name="dlq")
 app.add_typer(config_app, name="config")
 
 for _name, _target in (
+    ("dlq", "thunderline.dlq:dlq_app"),
     ("models", "thunderline.ml.cli:models_app"),
     ("voxels", "thunderline.voxel.cli:voxels_app"),
     ("serve", "thunderline.api.cli:serve_app"),
@@ -237,62 +236,6 @@ def doctor() -> None:
     stdout_console().print(table)
     if any(status == "fail" for _, status, _ in rows):
         raise typer.Exit(1)
-
-
-# ---- dlq -----------------------------------------------------------------------------------
-@dlq_app.command("list")
-def dlq_list(limit: Annotated[int, typer.Option(help="Newest N records.")] = 50) -> None:
-    """Dead-letter records: id, stage, reason, the artifact and the error."""
-    settings = cli_settings()
-    records = list(Journal(settings.home).iter_dlq())[-limit:]
-    table = Table(title=f"DLQ ({len(records)} shown)")
-    for column in ("id", "type", "reason", "artifact", "error"):
-        table.add_column(column, overflow="fold")
-    for event in records:
-        original = event.data.get("original") or {}
-        artifact = (original.get("data") or {}).get("artifact") or {}
-        table.add_row(
-            event.id,
-            event.type.removeprefix("system.dlq."),
-            str(event.data.get("reason")),
-            str(artifact.get("name") or "-"),
-            str((event.data.get("error") or {}).get("message", ""))[:120],
-        )
-    stdout_console().print(table)
-
-
-@dlq_app.command("replay")
-def dlq_replay(
-    ids: Annotated[list[str] | None, typer.Argument(help="DLQ record ids (default: all).")] = None,
-) -> None:
-    """Send dead-lettered originals through the pipeline again (same correlation id)."""
-    settings = cli_settings()
-    journal = Journal(settings.home)
-    wanted = set(ids or [])
-    originals: list[CloudEvent] = []
-    for record in journal.iter_dlq():
-        if wanted and record.id not in wanted:
-            continue
-        original = record.data.get("original")
-        if not original:
-            continue
-        event = CloudEvent.from_dict(original)
-        originals.append(event.derive(event.type, event.data, source="urn:thunderline:replay"))
-    if not originals:
-        err_console.print("nothing to replay")
-        return
-    report = RunReport()
-
-    async def run() -> None:
-        async with Runtime(settings, on_terminal=report.add) as runtime:
-            for event in originals:
-                await runtime.submit(event)
-            await runtime.wait_idle()
-
-    asyncio.run(run())
-    stdout_console().print(
-        f"replayed {len(originals)}: {len(report.ok)} ok, {len(report.dlq)} dead-lettered again"
-    )
 
 
 # ---- config --------------------------------------------------------------------------------

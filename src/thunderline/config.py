@@ -75,6 +75,24 @@ class Settings(BaseSettings):
         description="Payload store: `file:///path` (default `$TL_HOME/objects`) or `s3://bucket`.",
     )
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint for `s3://` object stores.")
+    db_connect_timeout_s: float = Field(
+        5.0, gt=0, description="Database connect timeout (PostgreSQL `connect_timeout`)."
+    )
+    db_statement_timeout_s: float = Field(
+        30.0, gt=0, description="PostgreSQL `statement_timeout` of every voxel-store query."
+    )
+    s3_connect_timeout_s: float = Field(5.0, gt=0, description="S3 connect timeout.")
+    s3_read_timeout_s: float = Field(
+        5.0, gt=0, description="S3 read timeout (wait for each response chunk)."
+    )
+    s3_max_attempts: int = Field(
+        2, ge=1, description="S3 attempts per request (botocore `standard` retries)."
+    )
+    object_tmp_max_age_s: float = Field(
+        3600.0,
+        gt=0,
+        description="Temp objects not written for this long (a killed copy) are removed at start-up.",
+    )
     inline_payload_max_bytes: int = Field(
         1024 * 1024, description="Voxel payloads below this size are stored inline in the DB."
     )

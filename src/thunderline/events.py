@@ -14,6 +14,7 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from uuid6 import uuid7
 
+from thunderline import names
 from thunderline.errors import MalformedEventError
 
 SPECVERSION: Final = "1.0"
@@ -103,7 +104,8 @@ class CloudEvent(BaseModel):
         return out
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+        """Wire JSON (:mod:`thunderline.names`): names with undecodable bytes round-trip."""
+        return names.dumps(self.to_dict(), separators=(",", ":"))
 
     def to_bytes(self) -> bytes:
         return self.to_json().encode("utf-8")

@@ -24,6 +24,7 @@ from thunderline.flow.stage import Stage
 from thunderline.journal import Journal
 from thunderline.objects.base import ObjectStore
 from thunderline.objects.local import LocalObjectStore
+from thunderline.outcomes import OutcomeStore
 
 _log = logging.getLogger("thunderline.runtime")
 
@@ -128,11 +129,14 @@ class Runtime:
         *,
         on_terminal: Callable[[CloudEvent], object] | None = None,
         stages: Sequence[Stage] | None = None,
+        outcomes: OutcomeStore | None = None,
     ) -> None:
         self.settings = settings
         settings.home.mkdir(parents=True, exist_ok=True)
         self.store = open_object_store(settings)
         self.journal = Journal(settings.home)
+        self.outcomes = outcomes if outcomes is not None else OutcomeStore(settings)
+        self._owns_outcomes = outcomes is None
         self.stages = list(stages) if stages is not None else build_stages(settings, self.store)
         self.pipeline: Pipeline
         self.bus = open_bus(settings, on_drop=self._on_drop)
@@ -143,6 +147,7 @@ class Runtime:
             shutdown_timeout_s=settings.shutdown_timeout_s,
             on_terminal=on_terminal,
             journal=self.journal,
+            outcomes=self.outcomes,
         )
 
     async def _on_drop(self, topic: str, payload: bytes) -> None:
@@ -159,6 +164,8 @@ class Runtime:
     async def __aexit__(self, *exc: object) -> None:
         await self.pipeline.stop(drain=True)
         self.journal.close()
+        if self._owns_outcomes:
+            self.outcomes.close()
 
     async def submit(self, event: CloudEvent) -> None:
         await self.pipeline.submit(event)

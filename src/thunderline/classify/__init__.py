@@ -1,18 +1,21 @@
 """Classification of artifacts with Magika: admission, the classifier and the classify stage."""
 
-from thunderline.classify.admission import admit, resolve_inside
+from thunderline.classify.admission import Admitted, admit, check_size, open_input, resolve_inside
 from thunderline.classify.classifier import DISABLED, Classification, MagikaClassifier
 from thunderline.classify.stage import ClassifyStage, build_route
 from thunderline.classify.walk import Candidate, iter_candidates
 
 __all__ = [
     "DISABLED",
+    "Admitted",
     "Candidate",
     "Classification",
     "ClassifyStage",
     "MagikaClassifier",
     "admit",
     "build_route",
+    "check_size",
     "iter_candidates",
+    "open_input",
     "resolve_inside",
 ]

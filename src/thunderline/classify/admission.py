@@ -1,16 +1,35 @@
-"""Admission of a local file: the checks that run before any byte is read.
+"""Admission of a local file: open it **once**, check the descriptor, read only through it.
 
-A path is admitted only if it (after resolving symlinks) stays inside its root, is a regular
-file (never a directory, FIFO, socket or device: opening a FIFO would block), is readable and
-not larger than the configured limit. Each refusal is a typed, permanent error.
+The race this closes: checking a path and then opening it again by name lets anyone who can
+write in the ingest folder swap the file for a symlink to ``/etc/shadow`` (stored and served
+back) or for a FIFO (``open()`` blocks forever) between the check and the open. So:
+
+1. The path is opened once, relative to a descriptor of the ingest root, one component at a
+   time (``openat``-style walking) with ``O_NOFOLLOW``: no component may be a symlink or
+   ``..``, so what is opened is inside the root by construction, and paths longer than
+   ``PATH_MAX`` open too (every step is one name). The last component is opened with
+   ``O_NOFOLLOW | O_NONBLOCK | O_NOCTTY`` so a FIFO or device never blocks the open.
+2. When a component is a symlink, the symlink is resolved by name (``realpath``) and the
+   result opened the same way (``O_NOFOLLOW | O_NONBLOCK``); the decisive check is then the
+   **descriptor's** real path (``/proc/self/fd/N``) against the real root, so whatever a
+   concurrent swap made us open, nothing outside the root gets through.
+3. ``fstat`` on the descriptor: only a regular file, at most ``max_bytes`` (a file growing
+   past the limit while copied is refused by the copy too). ``O_NONBLOCK`` is cleared before
+   reading.
+
+The caller reads the bytes through :attr:`Admitted.fd` (``ObjectStore.put_fd``) and closes it.
+Each refusal is a typed, permanent error.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import stat
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 
 from thunderline.errors import (
     ArtifactNotFoundError,
@@ -20,9 +39,59 @@ from thunderline.errors import (
     UnreadableArtifactError,
 )
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_PROC_FD = Path("/proc/self/fd")
+#: How often a path that keeps changing under us is re-tried before it is refused.
+_ATTEMPTS = 3
+
+
+@dataclass
+class Admitted:
+    """An admitted input: an open descriptor of a regular file inside the root (close it)."""
+
+    fd: int
+    path: Path  # as given (absolute)
+    real_path: Path  # what the descriptor is (symlinks resolved)
+    size: int
+    _closed: bool = field(default=False, repr=False)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            os.close(self.fd)
+
+    def __enter__(self) -> Admitted:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _os_error(path: Path, exc: OSError) -> Exception:
+    """The typed refusal for an ``open``/``stat`` failure."""
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return ArtifactNotFoundError(f"{path}: no such file")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return UnreadableArtifactError(f"{path}: permission denied")
+    if exc.errno == errno.ENXIO:  # a socket, or a device with nothing behind it
+        return NotARegularFileError(f"{path}: not a regular file (socket or device)")
+    if exc.errno == errno.ENAMETOOLONG:
+        return UnreadableArtifactError(f"{path}: name too long ({exc.strerror})")
+    return UnreadableArtifactError(f"{path}: {exc.strerror or exc}")
+
 
 def resolve_inside(path: Path, root: Path | None) -> Path:
-    """Resolve ``path`` (symlinks, ``..``) and check it is inside ``root``."""
+    """Resolve ``path`` by name (symlinks, ``..``) and check it is inside ``root``.
+
+    Only a pre-check that gives a precise message (dangling link, loop, escape); the
+    descriptor check of :func:`open_input` is what admission relies on.
+    """
     try:
         resolved = path.resolve(strict=True)
     except FileNotFoundError as exc:
@@ -34,37 +103,166 @@ def resolve_inside(path: Path, root: Path | None) -> Path:
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise NotARegularFileError(f"{path}: symlink loop") from exc
-        if exc.errno == errno.EACCES:
-            raise UnreadableArtifactError(f"{path}: permission denied") from exc
-        raise UnreadableArtifactError(f"{path}: {exc.strerror}") from exc
+        raise _os_error(path, exc) from exc
     if root is not None:
-        real_root = root.resolve()
-        if resolved != real_root and real_root not in resolved.parents:
-            raise PathEscapeError(
-                f"{path}: resolves to {resolved}, outside the ingest root {real_root}",
-                details={"resolved": str(resolved), "root": str(real_root)},
-            )
+        _check_inside(path, resolved, _real_root(root))
     return resolved
 
 
+def _real_root(root: Path) -> Path:
+    return Path(os.path.realpath(root))
+
+
+def _check_inside(path: Path, real: Path, real_root: Path) -> None:
+    if real != real_root and real_root not in real.parents:
+        raise PathEscapeError(
+            f"{path}: resolves to {real}, outside the ingest root {real_root}",
+            details={"resolved": str(real), "root": str(real_root)},
+        )
+
+
+class _NeedsResolve(Exception):
+    """A component is a symlink (or ``..``): fall back to resolving by name."""
+
+
+def _open_walking(path: Path, root: Path) -> int:
+    """Open ``path`` relative to ``root`` one component at a time, never following a link."""
+    try:
+        relative = path.relative_to(root)
+    except ValueError as exc:
+        raise _NeedsResolve from exc
+    parts = relative.parts
+    if not parts or ".." in parts:
+        raise _NeedsResolve
+    dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # the root is trusted
+    try:
+        for part in parts[:-1]:
+            try:
+                next_fd = os.open(part, _DIR_FLAGS, dir_fd=dir_fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise _NeedsResolve from exc  # a symlink (or not a directory at all)
+                raise
+            os.close(dir_fd)
+            dir_fd = next_fd
+        try:
+            return os.open(parts[-1], _FILE_FLAGS, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _NeedsResolve from exc
+            raise
+    finally:
+        os.close(dir_fd)
+
+
+def _fd_real_path(fd: int) -> Path | None:
+    """The real path of what ``fd`` is open on (``None`` where /proc cannot tell)."""
+    try:
+        target = os.readlink(_PROC_FD / str(fd))
+    except OSError:
+        return None
+    return Path(target)
+
+
+def _open_resolved(path: Path, root: Path | None) -> tuple[int, Path]:
+    """Resolve by name, open the result without following it, check the descriptor."""
+    resolved = resolve_inside(path, root)
+    try:
+        fd = os.open(resolved, _FILE_FLAGS)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _NeedsResolve from exc  # swapped for a link after resolving: try again
+        raise _os_error(path, exc) from exc
+    real = _fd_real_path(fd)
+    if real is None:  # no /proc: the same inode as the resolved name is the best we can do
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(resolved, follow_symlinks=False))
+        except OSError:
+            same = False
+        if not same:
+            os.close(fd)
+            raise _NeedsResolve
+        real = resolved
+    if str(real).endswith(" (deleted)"):
+        os.close(fd)
+        raise ArtifactNotFoundError(f"{path}: removed while being admitted")
+    if root is not None:
+        try:
+            _check_inside(path, real, _real_root(root))
+        except PathEscapeError:
+            os.close(fd)
+            raise
+    return fd, real
+
+
+def open_input(path: Path, root: Path | None) -> Admitted:
+    """Open a local input once and check the descriptor (not its size: see :func:`admit`).
+
+    Raises:
+        ArtifactNotFoundError, NotARegularFileError, PathEscapeError, UnreadableArtifactError:
+        why it may not be read.
+    """
+    path = Path(os.path.abspath(path))
+    fd: int | None = None
+    real = path
+    for _ in range(_ATTEMPTS):
+        try:
+            if root is not None:
+                given_root = Path(os.path.abspath(root))  # as given (may itself be a link)
+                try:
+                    fd = _open_walking(path, given_root)
+                    # no symlink below the root was followed: the real path is the root's
+                    real = _real_root(given_root) / path.relative_to(given_root)
+                    break
+                except _NeedsResolve:
+                    pass
+                except OSError as exc:
+                    raise _os_error(path, exc) from exc
+            fd, real = _open_resolved(path, root)
+            break
+        except _NeedsResolve:
+            continue
+    if fd is None:
+        raise PathEscapeError(
+            f"{path}: kept changing into a symlink while being admitted",
+            details={"root": str(root) if root is not None else None},
+        )
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise NotARegularFileError(f"{path}: is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise NotARegularFileError(
+                f"{path}: not a regular file (mode {stat.filemode(st.st_mode)})"
+            )
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return Admitted(fd=fd, path=path, real_path=real, size=st.st_size)
+
+
+def check_size(admitted: Admitted, max_bytes: int) -> None:
+    """Refuse an admitted input larger than ``max_bytes`` (its descriptor stays open)."""
+    if admitted.size > max_bytes:
+        raise ArtifactTooLargeError(
+            f"{admitted.path}: {admitted.size} bytes is over the limit of {max_bytes} "
+            "(TL_MAX_ARTIFACT_BYTES)",
+            details={"size": admitted.size, "limit": max_bytes},
+        )
+
+
 def admit(path: Path, root: Path | None, max_bytes: int) -> tuple[Path, int]:
-    """Check a file may be ingested; return its resolved path and size.
+    """Check a file may be ingested; return its real path and size (the descriptor is closed).
+
+    For reading, use :func:`open_input` and read through the descriptor instead: a path
+    returned here may be swapped before anyone opens it again.
 
     Raises:
         ArtifactNotFoundError, NotARegularFileError, PathEscapeError, UnreadableArtifactError,
         ArtifactTooLargeError: the reason it may not.
     """
-    resolved = resolve_inside(path, root)
-    st = resolved.stat()
-    if stat.S_ISDIR(st.st_mode):
-        raise NotARegularFileError(f"{path}: is a directory")
-    if not stat.S_ISREG(st.st_mode):
-        raise NotARegularFileError(f"{path}: not a regular file (mode {stat.filemode(st.st_mode)})")
-    if not os.access(resolved, os.R_OK):
-        raise UnreadableArtifactError(f"{path}: permission denied")
-    if st.st_size > max_bytes:
-        raise ArtifactTooLargeError(
-            f"{path}: {st.st_size} bytes is over the limit of {max_bytes} (TL_MAX_ARTIFACT_BYTES)",
-            details={"size": st.st_size, "limit": max_bytes},
-        )
-    return resolved, st.st_size
+    with open_input(path, root) as admitted:
+        check_size(admitted, max_bytes)
+        return admitted.real_path, admitted.size

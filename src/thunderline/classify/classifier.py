@@ -7,6 +7,7 @@ position holds either a :class:`Classification` or the typed error for that file
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -21,6 +22,9 @@ from thunderline.errors import (
 )
 
 _MODES = {"high-confidence", "medium-confidence", "best-guess"}
+
+#: What can be classified: a path the process owns (a stored copy) or an open descriptor.
+Source = Path | int
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,30 @@ class MagikaClassifier:
             err = ClassifyError(f"Magika failed on a batch of {len(paths)}: {exc}")
             return [err] * len(paths)
         return [self._convert(r, str(p)) for r, p in zip(results, paths, strict=True)]
+
+    def classify_sources(
+        self, sources: Sequence[Source]
+    ) -> list[Classification | ThunderlineError]:
+        """Classify stored copies (paths, in one batch) and open descriptors (one by one,
+        read through a duplicate of the descriptor; the caller's descriptor stays open)."""
+        results: list[Classification | ThunderlineError] = [ClassifyError("unset")] * len(sources)
+        paths = [(i, s) for i, s in enumerate(sources) if isinstance(s, Path)]
+        for (i, _), found in zip(paths, self.classify_paths([p for _, p in paths]), strict=True):
+            results[i] = found
+        for i, source in enumerate(sources):
+            if not isinstance(source, Path):
+                results[i] = self.classify_fd(source)
+        return results
+
+    def classify_fd(self, fd: int) -> Classification | ThunderlineError:
+        """Classify through an open descriptor (Magika seeks in its own duplicate)."""
+        what = f"<descriptor {fd}>"
+        try:
+            with os.fdopen(os.dup(fd), "rb") as stream, self._run_lock:
+                result = self._m.identify_stream(stream)
+        except Exception as exc:
+            return ClassifyError(f"Magika failed on {what}: {exc}")
+        return self._convert(result, what)
 
     def classify_bytes(self, data: bytes) -> Classification | ThunderlineError:
         try:

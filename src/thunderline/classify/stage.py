@@ -10,14 +10,20 @@ files goes to Magika in one call, off the event loop.
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from thunderline.classify.admission import admit
-from thunderline.classify.classifier import DISABLED, Classification, MagikaClassifier
+from thunderline.classify.admission import check_size, open_input
+from thunderline.classify.classifier import (
+    DISABLED,
+    Classification,
+    MagikaClassifier,
+    Source,
+)
 from thunderline.config import Settings
 from thunderline.errors import (
     ArtifactError,
@@ -88,8 +94,15 @@ class ClassifyStage(Stage):
 
     # ---- work (runs in a worker thread) ---------------------------------------------------
     def _admit_and_store(
-        self, event: CloudEvent, spooled: list[Path]
-    ) -> tuple[dict[str, Any], Path]:
+        self, event: CloudEvent, spooled: list[Path], opened: list[int]
+    ) -> tuple[dict[str, Any], Source]:
+        """Admit and store one artifact; return it and what Magika classifies.
+
+        A local input is opened once (:func:`.admission.open_input`) and read only through
+        that descriptor; Magika then reads the stored copy (local store) or the same
+        descriptor (remote store; kept open in ``opened`` until the batch is classified),
+        never the path again.
+        """
         artifact = event.data.get("artifact")
         if not isinstance(artifact, dict):
             raise MalformedEventError("ingest event has no artifact object")
@@ -108,27 +121,36 @@ class ClassifyStage(Stage):
             raise MalformedEventError("artifact has neither path nor payload_ref")
         root_s = artifact.get("root")
         path = Path(str(path_s))
+        limit = self.settings.max_artifact_bytes
+        admitted = open_input(path, Path(str(root_s)) if root_s else None)
+        keep = False
         try:
-            resolved, _size = admit(
-                path, Path(str(root_s)) if root_s else None, self.settings.max_artifact_bytes
-            )
-        except ArtifactTooLargeError as exc:
-            # classify from the original path anyway (Magika reads only head and tail),
-            # so the DLQ record says what it was; never read it whole.
-            if self.classifier is not None:
-                found = self.classifier.classify_paths([path])[0]
-                if isinstance(found, Classification):
-                    exc.details["classification"] = found.to_dict()
-            raise
-        try:
-            stored = self.store.put_file(resolved)
-        except PermissionError as exc:
-            raise UnreadableArtifactError(f"{path}: permission denied") from exc
-        except OSError as exc:
-            raise UnreadableArtifactError(f"{path}: {exc.strerror or exc}") from exc
-        artifact.update(size=stored.size, sha256=stored.sha256, payload_ref=stored.ref)
-        local = self.store.local_path(stored.sha256) or resolved
-        return artifact, local
+            try:
+                check_size(admitted, limit)
+            except ArtifactTooLargeError as exc:
+                # classify through the descriptor anyway (Magika reads only head and tail),
+                # so the DLQ record says what it was; never read it whole.
+                if self.classifier is not None:
+                    found = self.classifier.classify_sources([admitted.fd])[0]
+                    if isinstance(found, Classification):
+                        exc.details["classification"] = found.to_dict()
+                raise
+            try:
+                stored = self.store.put_fd(admitted.fd, max_bytes=limit)
+            except PermissionError as exc:
+                raise UnreadableArtifactError(f"{path}: permission denied") from exc
+            except OSError as exc:
+                raise UnreadableArtifactError(f"{path}: {exc.strerror or exc}") from exc
+            artifact.update(size=stored.size, sha256=stored.sha256, payload_ref=stored.ref)
+            local = self.store.local_path(stored.sha256)
+            if local is not None:
+                return artifact, local
+            keep = True
+            opened.append(admitted.fd)
+            return artifact, admitted.fd
+        finally:
+            if not keep:
+                admitted.close()
 
     def _spool(self, sha: str, spooled: list[Path]) -> Path:
         """A verified local copy of a remote payload for Magika (removed after the batch)."""
@@ -142,11 +164,12 @@ class ClassifyStage(Stage):
     def _classify_batch(self, events: list[CloudEvent]) -> list[Outcome]:
         started = time.perf_counter()
         outcomes: list[Outcome] = [RuntimeError("unset")] * len(events)
-        admitted: list[tuple[int, dict[str, Any], Path]] = []
+        admitted: list[tuple[int, dict[str, Any], Source]] = []
         spooled: list[Path] = []
+        opened: list[int] = []
         for i, event in enumerate(events):
             try:
-                artifact, local = self._admit_and_store(event, spooled)
+                artifact, local = self._admit_and_store(event, spooled, opened)
             except (ThunderlineError, ValueError) as exc:
                 err = exc if isinstance(exc, ThunderlineError) else MalformedEventError(str(exc))
                 metrics.MAGIKA_CLASSIFY_ERRORS.labels(err.reason).inc()
@@ -159,19 +182,21 @@ class ClassifyStage(Stage):
         finally:
             for spool in spooled:
                 spool.unlink(missing_ok=True)
+            for fd in opened:
+                os.close(fd)
         return outcomes
 
     def _classify_admitted(
         self,
         events: list[CloudEvent],
         outcomes: list[Outcome],
-        admitted: list[tuple[int, dict[str, Any], Path]],
+        admitted: list[tuple[int, dict[str, Any], Source]],
         started: float,
     ) -> list[Outcome]:
         if self.classifier is None:
             results: list[Classification | ThunderlineError] = [DISABLED] * len(admitted)
         else:
-            results = self.classifier.classify_paths([local for _, _, local in admitted])
+            results = self.classifier.classify_sources([local for _, _, local in admitted])
         elapsed = time.perf_counter() - started
         per_file = elapsed / max(len(events), 1)
         for (i, artifact, _local), result in zip(admitted, results, strict=True):

@@ -5,8 +5,9 @@ a batch (``batch_size`` messages or ``batch_timeout_s`` after the first), call
 ``handle_batch`` under a timeout, publish the outputs to the next stage on each event's route,
 and only then acknowledge the inputs. Retryable errors are retried with exponential backoff;
 permanent errors and exhausted retries are dead-lettered with the original event, the reason
-and the traceback. A collector consumes the terminal and DLQ topics, journals them and reports
-each finished artifact, so the engine knows when everything submitted has ended.
+and the traceback. A collector consumes the terminal and DLQ topics, journals them, records them
+in the outcome store (:mod:`thunderline.outcomes`) and reports each finished artifact, so the
+engine knows when everything submitted has ended.
 
 Telemetry: ``("thunderline", "stage", <stage>, "start" | "stop" | "error")`` per batch.
 """
@@ -19,7 +20,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC, Delivery, EventBus
 from thunderline.errors import (
@@ -35,6 +36,9 @@ from thunderline.flow.stage import Outcome, Stage
 from thunderline.journal import Journal
 from thunderline.obs import metrics, telemetry
 from thunderline.obs.logs import correlation_id
+
+if TYPE_CHECKING:
+    from thunderline.outcomes import OutcomeStore
 
 _log = logging.getLogger("thunderline.flow")
 
@@ -120,6 +124,7 @@ class Pipeline:
         on_terminal: TerminalCallback | None = None,
         journal: Journal | None = None,
         run_collector: bool = True,
+        outcomes: OutcomeStore | None = None,
     ) -> None:
         self.bus = bus
         self.stages = {stage.name: stage for stage in stages}
@@ -127,6 +132,7 @@ class Pipeline:
         self.shutdown_timeout_s = shutdown_timeout_s
         self.on_terminal = on_terminal
         self.journal = journal
+        self.outcomes = outcomes
         self.run_collector = run_collector
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -397,9 +403,12 @@ class Pipeline:
             got = False
             for topic in (DLQ_TOPIC, TERMINAL_TOPIC):
                 deliveries = await self.bus.pull(topic, "collector", 256, 0 if got else _POLL_S / 2)
-                for delivery in deliveries:
-                    got = True
-                    event = self._decode_quiet(delivery.payload)
+                if not deliveries:
+                    continue
+                got = True
+                events = [self._decode_quiet(d.payload) for d in deliveries]
+                await self._record_outcomes([e for e in events if e is not None])
+                for delivery, event in zip(deliveries, events, strict=True):
                     if event is not None and self.on_terminal is not None:
                         try:
                             self.on_terminal(event)
@@ -409,3 +418,16 @@ class Pipeline:
                     self._add_outstanding(-1)
             if self.journal is not None and got:
                 self.journal.flush()
+
+    async def _record_outcomes(self, events: list[CloudEvent]) -> None:
+        """Record terminal events in the outcome store before they count as finished.
+
+        A database failure is logged (the journal still holds every event; ``thunderline
+        dlq`` imports journal records the store is missing) and never stops the collector.
+        """
+        if self.outcomes is None or not events:
+            return
+        try:
+            await asyncio.to_thread(self.outcomes.record_many, events)
+        except Exception:
+            _log.exception("recording %d outcome(s) failed", len(events))

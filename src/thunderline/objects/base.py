@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
-from thunderline.errors import ChecksumMismatch
+from thunderline.errors import ArtifactTooLargeError, ChecksumMismatch
 from thunderline.obs import metrics
 
 CHUNK = 1024 * 1024
@@ -64,17 +64,81 @@ def _mismatch(what: str, expected: str, actual: str) -> ChecksumMismatch:
     return ChecksumMismatch(f"checksum mismatch for {what}", expected=expected, actual=actual)
 
 
-def copy_hashing(path: Path, fd: int) -> tuple[str, int]:
-    """Copy the file at ``path`` into the open descriptor ``fd`` (closed after), hashing as it
-    goes, in chunks (never whole). Returns the SHA-256 and the size."""
+def copy_hashing(src_fd: int, fd: int, *, max_bytes: int | None = None) -> tuple[str, int]:
+    """Copy everything readable from the descriptor ``src_fd`` (from offset 0; left open) into
+    the descriptor ``fd`` (closed after), hashing as it goes, in chunks (never whole).
+
+    The source is never reopened by name: admission opened it once and checked that
+    descriptor. Returns the SHA-256 and the size; a source that grows past ``max_bytes``
+    while copied raises :class:`~thunderline.errors.ArtifactTooLargeError`.
+    """
     digest = hashlib.sha256()
     size = 0
-    with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
-        while chunk := src.read(CHUNK):
-            digest.update(chunk)
+    with os.fdopen(fd, "wb") as dst:
+        offset = 0
+        while chunk := os.pread(src_fd, CHUNK, offset):
+            offset += len(chunk)
             size += len(chunk)
+            if max_bytes is not None and size > max_bytes:
+                raise ArtifactTooLargeError(
+                    f"grew past the limit of {max_bytes} bytes while being copied",
+                    details={"size": size, "limit": max_bytes},
+                )
+            digest.update(chunk)
             dst.write(chunk)
     return digest.hexdigest(), size
+
+
+def open_own_file(path: Path) -> int:
+    """Open a file the process itself wrote (a temp spool) without following a final link."""
+    return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+def hash_fd(fd: int) -> tuple[str, int]:
+    """SHA-256 and size of everything readable from ``fd`` (from offset 0; left open)."""
+    digest = hashlib.sha256()
+    size = 0
+    offset = 0
+    while chunk := os.pread(fd, CHUNK, offset):
+        offset += len(chunk)
+        size += len(chunk)
+        digest.update(chunk)
+    return digest.hexdigest(), size
+
+
+def note_corrupt_object(what: str, expected: str, actual: str) -> None:
+    """Count and log an existing object found corrupt by a write (which then replaces it)."""
+    _mismatch(f"{what} (replaced by the write)", expected, actual)
+
+
+def remove_stale_temps(folder: Path, prefix: str, max_age_s: float) -> int:
+    """Remove temp files named ``prefix*`` in ``folder`` not modified for ``max_age_s``.
+
+    A live copy rewrites its temp file every chunk, so only copies of killed processes are
+    that old. Returns how many were removed (each logged).
+    """
+    import time
+
+    cutoff = time.time() - max_age_s
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        try:
+            if (
+                entry.is_file(follow_symlinks=False)
+                and entry.stat(follow_symlinks=False).st_mtime < cutoff
+            ):
+                os.unlink(entry.path)
+                removed += 1
+                _log.info("removed abandoned temp object %s", entry.path)
+        except OSError:
+            continue
+    return removed
 
 
 def verify(data: bytes, expected_sha256: str, *, what: str) -> bytes:
@@ -138,7 +202,14 @@ class ObjectStore(Protocol):
     url: str
 
     def put_file(self, path: Path) -> StoredObject:
-        """Store a file's bytes (streamed, never read whole); return its address."""
+        """Store the bytes of a file the process wrote itself (streamed); return its address.
+
+        Never for user input: that is admitted and stored through its descriptor
+        (:meth:`put_fd`)."""
+        ...
+
+    def put_fd(self, fd: int, *, max_bytes: int | None = None) -> StoredObject:
+        """Store everything readable from an open descriptor (left open; streamed)."""
         ...
 
     def put_bytes(self, data: bytes) -> StoredObject: ...

@@ -20,9 +20,18 @@ def open_object_store(settings: Settings) -> ObjectStore:
     """
     url = settings.resolved_object_store_url
     if url.startswith("file://"):
-        return LocalObjectStore(Path(unquote(urlparse(url).path)))
+        return LocalObjectStore(
+            Path(unquote(urlparse(url).path)), tmp_max_age_s=settings.object_tmp_max_age_s
+        )
     if url.startswith("s3://"):
         from thunderline.objects.s3 import S3ObjectStore
 
-        return S3ObjectStore(url, endpoint_url=settings.s3_endpoint_url)
+        return S3ObjectStore(
+            url,
+            endpoint_url=settings.s3_endpoint_url,
+            connect_timeout_s=settings.s3_connect_timeout_s,
+            read_timeout_s=settings.s3_read_timeout_s,
+            max_attempts=settings.s3_max_attempts,
+            tmp_max_age_s=settings.object_tmp_max_age_s,
+        )
     raise ConfigError(f"unsupported object store URL {url!r}: use file:///path or s3://bucket")

@@ -1,4 +1,11 @@
-"""Local-folder object store (the default): ``<root>/sha256/ab/cd/<hex>``, written atomically."""
+"""Local-folder object store (the default): ``<root>/sha256/ab/cd/<hex>``, written atomically.
+
+Writes go to ``<root>/tmp`` and are renamed into place. A write that finds its object already
+there re-hashes the existing file and replaces it when it is corrupt (a corrupted object would
+otherwise poison every later ingest of the same bytes). Temp files left by a killed process are
+removed when a store is opened, once they are older than ``tmp_max_age_s`` (by modification
+time: a live copy writes a chunk at least that often).
+"""
 
 from __future__ import annotations
 
@@ -12,46 +19,78 @@ from thunderline.objects.base import (
     Sink,
     StoredObject,
     copy_hashing,
+    hash_fd,
+    note_corrupt_object,
+    open_own_file,
+    remove_stale_temps,
     spool_verified,
     verify,
 )
+
+#: Default age after which an abandoned temp object is removed (see the module docstring).
+TMP_MAX_AGE_S = 3600.0
 
 
 class LocalObjectStore:
     """Content-addressed payloads in a local folder."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, tmp_max_age_s: float = TMP_MAX_AGE_S) -> None:
         self.root = Path(root)
         self.url = self.root.resolve().as_uri()
         (self.root / "sha256").mkdir(parents=True, exist_ok=True)
         (self.root / "tmp").mkdir(parents=True, exist_ok=True)
+        self.removed_temps = remove_stale_temps(self.root / "tmp", "", tmp_max_age_s)
 
     def _path(self, sha256: str) -> Path:
         return self.root / "sha256" / sha256[:2] / sha256[2:4] / sha256
 
+    def _existing_ok(self, final: Path, sha256: str) -> bool:
+        """Whether the object already stored at ``final`` hashes to its name."""
+        try:
+            fd = open_own_file(final)
+        except FileNotFoundError:
+            return False
+        try:
+            actual, _ = hash_fd(fd)
+        finally:
+            os.close(fd)
+        if actual == sha256:
+            return True
+        note_corrupt_object(f"sha256:{sha256} in {self.root}", sha256, actual)
+        return False
+
     def _commit(self, tmp: Path, sha256: str) -> None:
         final = self._path(sha256)
-        if final.exists():
+        if final.exists() and self._existing_ok(final, sha256):
             tmp.unlink(missing_ok=True)
             return
         final.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(tmp, 0o444)
-        os.replace(tmp, final)
+        os.replace(tmp, final)  # also replaces a corrupt object with the good bytes
 
-    def put_file(self, path: Path) -> StoredObject:
-        fd, tmp_name = tempfile.mkstemp(dir=self.root / "tmp")
+    def put_fd(self, fd: int, *, max_bytes: int | None = None) -> StoredObject:
+        """Stream everything readable from ``fd`` (left open) into the store."""
+        tmp_fd, tmp_name = tempfile.mkstemp(dir=self.root / "tmp")
         tmp = Path(tmp_name)
         try:
-            sha, size = copy_hashing(path, fd)
+            sha, size = copy_hashing(fd, tmp_fd, max_bytes=max_bytes)
             self._commit(tmp, sha)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         return StoredObject(sha, size)
 
+    def put_file(self, path: Path) -> StoredObject:
+        fd = open_own_file(path)
+        try:
+            return self.put_fd(fd)
+        finally:
+            os.close(fd)
+
     def put_bytes(self, data: bytes) -> StoredObject:
         sha = hashlib.sha256(data).hexdigest()
-        if not self._path(sha).exists():
+        final = self._path(sha)
+        if not (final.exists() and self._existing_ok(final, sha)):
             fd, tmp_name = tempfile.mkstemp(dir=self.root / "tmp")
             try:
                 with os.fdopen(fd, "wb") as dst:

@@ -10,22 +10,37 @@ spools and hashes before writing a byte to its destination. Backend failures bec
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
 
 from thunderline.errors import BackendError, ConfigError
 from thunderline.objects.base import (
     Sink,
     StoredObject,
     copy_hashing,
+    hash_stream,
+    note_corrupt_object,
+    open_own_file,
+    remove_stale_temps,
     spool_verified,
     verify,
 )
+
+#: Prefix of the local spool files of uploads (abandoned ones are removed at start-up).
+SPOOL_PREFIX = "tl-s3-"
 
 _MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
 
@@ -53,9 +68,17 @@ class S3ObjectStore:
         access_key: str | None = None,
         secret_key: str | None = None,
         create_bucket: bool = True,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 10.0,
+        max_attempts: int = 2,
+        tmp_max_age_s: float = 3600.0,
     ) -> None:
         self.url = url
+        self.endpoint_url = endpoint_url
         self.bucket, self.prefix = parse_s3_url(url)
+        self.removed_temps = remove_stale_temps(
+            Path(tempfile.gettempdir()), SPOOL_PREFIX, tmp_max_age_s
+        )
         self.client: Any = boto3.client(
             "s3",
             endpoint_url=endpoint_url,
@@ -64,9 +87,9 @@ class S3ObjectStore:
             aws_secret_access_key=secret_key,
             config=Config(
                 s3={"addressing_style": "path"},
-                retries={"max_attempts": 3, "mode": "standard"},
-                connect_timeout=5,
-                read_timeout=60,
+                retries={"max_attempts": max_attempts, "mode": "standard"},
+                connect_timeout=connect_timeout_s,
+                read_timeout=read_timeout_s,
             ),
         )
         if create_bucket:
@@ -84,23 +107,56 @@ class S3ObjectStore:
             if _code(exc) not in _MISSING:
                 raise BackendError(f"s3 bucket {self.bucket}: {exc}") from exc
         except BotoCoreError as exc:
-            raise BackendError(f"s3 endpoint unreachable: {exc}") from exc
+            raise self._backend_error(exc) from exc
         try:
             self.client.create_bucket(Bucket=self.bucket)
         except ClientError as exc:
             if _code(exc) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
                 raise BackendError(f"cannot create s3 bucket {self.bucket}: {exc}") from exc
         except BotoCoreError as exc:
-            raise BackendError(f"s3 endpoint unreachable: {exc}") from exc
+            raise self._backend_error(exc) from exc
+
+    def _backend_error(self, exc: BotoCoreError) -> Exception:
+        """Say what went wrong: no credentials, a timeout, or an unreachable endpoint."""
+        where = self.endpoint_url or "the default AWS endpoint"
+        if isinstance(exc, NoCredentialsError):
+            return ConfigError(
+                "S3 credentials are missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                f"(or a profile) for {where}"
+            )
+        if isinstance(exc, ConnectTimeoutError | ReadTimeoutError):
+            return BackendError(
+                f"s3 endpoint {where} did not answer in time (TL_S3_CONNECT_TIMEOUT_S / "
+                f"TL_S3_READ_TIMEOUT_S): {exc}"
+            )
+        if isinstance(exc, EndpointConnectionError):
+            return BackendError(f"s3 endpoint {where} unreachable: {exc}")
+        return BackendError(f"s3 endpoint {where} failed: {exc}")
 
     # ---- ObjectStore protocol ---------------------------------------------------------------
-    def put_file(self, path: Path) -> StoredObject:
-        """Spool the file once while hashing, then upload the spool (never read whole)."""
-        fd, tmp_name = tempfile.mkstemp(prefix="tl-s3-")
+    def _existing_ok(self, sha256: str) -> bool:
+        """Whether the object is stored and hashes to its name (a corrupt one is replaced)."""
+        if not self.exists(sha256):
+            return False
+        body = self._get(sha256)
+        try:
+            actual, _ = hash_stream(body)
+        except BotoCoreError as exc:
+            raise BackendError(f"s3 read of sha256:{sha256} failed: {exc}") from exc
+        finally:
+            body.close()
+        if actual == sha256:
+            return True
+        note_corrupt_object(f"s3://{self.bucket}/{self._key(sha256)}", sha256, actual)
+        return False
+
+    def put_fd(self, fd: int, *, max_bytes: int | None = None) -> StoredObject:
+        """Spool the descriptor's bytes once while hashing, then upload the spool."""
+        tmp_fd, tmp_name = tempfile.mkstemp(prefix=SPOOL_PREFIX)
         tmp = Path(tmp_name)
         try:
-            sha, size = copy_hashing(path, fd)
-            if not self.exists(sha):
+            sha, size = copy_hashing(fd, tmp_fd, max_bytes=max_bytes)
+            if not self._existing_ok(sha):
                 try:
                     self.client.upload_file(str(tmp), self.bucket, self._key(sha))
                 except (ClientError, BotoCoreError) as exc:
@@ -109,9 +165,17 @@ class S3ObjectStore:
             tmp.unlink(missing_ok=True)
         return StoredObject(sha, size)
 
+    def put_file(self, path: Path) -> StoredObject:
+        """Store a file this process wrote (streamed through one descriptor)."""
+        fd = open_own_file(path)
+        try:
+            return self.put_fd(fd)
+        finally:
+            os.close(fd)
+
     def put_bytes(self, data: bytes) -> StoredObject:
         sha = hashlib.sha256(data).hexdigest()
-        if not self.exists(sha):
+        if not self._existing_ok(sha):
             try:
                 self.client.put_object(Bucket=self.bucket, Key=self._key(sha), Body=data)
             except (ClientError, BotoCoreError) as exc:

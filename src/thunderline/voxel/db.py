@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config
@@ -23,9 +23,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from thunderline.errors import BackendError, ConfigError
+
+if TYPE_CHECKING:
+    from thunderline.config import Settings
 
 _log = logging.getLogger("thunderline.voxel.db")
 
@@ -45,8 +48,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url`` (``sqlite:///...`` or ``postgresql+psycopg://...``)."""
+def _url_option(parsed: Any) -> str:
+    value = parsed.query.get("options")
+    if isinstance(value, tuple):
+        value = " ".join(value)
+    return str(value or "")
+
+
+def make_engine(url: str, settings: Settings | None = None) -> Engine:
+    """An engine for ``url`` (``sqlite:///...`` or ``postgresql+psycopg://...``).
+
+    PostgreSQL connections get ``connect_timeout`` (``TL_DB_CONNECT_TIMEOUT_S``: a server that
+    accepts and never answers fails within it), a server-side ``statement_timeout``
+    (``TL_DB_STATEMENT_TIMEOUT_S``) and TCP keepalives (a peer that vanishes mid-query is
+    noticed); waiting for a pooled connection is bounded by the connect timeout too.
+    """
+    connect_s = settings.db_connect_timeout_s if settings is not None else 5.0
+    statement_s = settings.db_statement_timeout_s if settings is not None else 30.0
     try:
         parsed = make_url(url)
     except Exception as exc:
@@ -59,7 +77,27 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if backend == "postgresql":
-        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        connect_args: dict[str, Any] = {
+            "connect_timeout": max(1, round(connect_s)),
+            # merged with the URL's own ``options`` (a search_path, for instance)
+            "options": " ".join(
+                filter(
+                    None, [_url_option(parsed), f"-c statement_timeout={int(statement_s * 1000)}"]
+                )
+            ),
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+        }
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=5,
+            max_overflow=5,
+            pool_timeout=connect_s * 2,
+            connect_args=connect_args,
+        )
     raise ConfigError(f"unsupported database {backend!r}: use sqlite:/// or postgresql+psycopg://")
 
 
@@ -132,6 +170,12 @@ def migrate(engine: Engine) -> str:
                     command.upgrade(config, "head")
                     conn.commit()
                     _log.info("voxel database migrated to %s", head)
+        except OperationalError as exc:
+            where = engine.url.render_as_string(hide_password=True)
+            raise BackendError(
+                f"voxel database {where} unreachable or not answering "
+                f"(TL_DB_CONNECT_TIMEOUT_S): {exc.orig or exc}"
+            ) from exc
         except SQLAlchemyError as exc:
             raise BackendError(f"cannot migrate the voxel database: {exc}") from exc
         _migrated.add(key)

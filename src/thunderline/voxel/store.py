@@ -30,6 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from thunderline import names
 from thunderline.config import Settings
 from thunderline.errors import BackendError, ChecksumMismatch, ThunderlineError
 from thunderline.objects.base import ObjectStore, copy_verified, verify
@@ -51,7 +52,7 @@ _log = logging.getLogger("thunderline.voxel.store")
 
 def dedup_key(source: str, payload_sha256: str) -> str:
     """The idempotency key of a voxel: same source and same bytes give the same key."""
-    return hashlib.sha256(f"{source}\n{payload_sha256}".encode()).hexdigest()
+    return hashlib.sha256(names.utf8(f"{source}\n{payload_sha256}")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class VoxelStore:
     ) -> None:
         self.settings = settings
         self.inline_max = settings.inline_payload_max_bytes
-        self.engine = engine or make_engine(settings.resolved_database_url)
+        self.engine = engine or make_engine(settings.resolved_database_url, settings)
         if objects is None:
             from thunderline.objects.factory import open_object_store
 

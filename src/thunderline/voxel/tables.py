@@ -76,3 +76,23 @@ voxel_payloads = Table(
 #: ``voxels.payload_location`` values.
 INLINE = "inline"
 OBJECT = "object"
+
+#: How every artifact ended (migration ``0002_outcomes``; see :mod:`thunderline.outcomes`).
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("id", String(64), primary_key=True),  # the terminal event's id
+    Column("correlation_id", String(64), nullable=False, index=True),
+    Column("artifact", Text, nullable=True),
+    Column("kind", String(16), nullable=False),  # voxel | dlq
+    Column("status", String(16), nullable=False),  # ok | open | replayed | resolved
+    Column("stage", String(64), nullable=True),
+    Column("reason", String(64), nullable=True),
+    Column("voxel_id", String(36), nullable=True),
+    Column("event_type", String(128), nullable=False),
+    Column("created_unix", Float, nullable=False),
+    Column("replay_event_id", String(64), nullable=True),
+    Column("resolved_by", String(64), nullable=True),
+    Column("event", Text, nullable=False),
+    Index("ix_outcomes_kind_status", "kind", "status"),
+)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import builtins
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -96,14 +96,14 @@ async def test_unreadable_file_is_dead_lettered(
 ) -> None:
     target = tmp_path / "locked.txt"
     target.write_text("you may not read me")
-    real_open = builtins.open
+    real_open = os.open
 
     def refusing_open(file: Any, *args: Any, **kwargs: Any) -> Any:  # injected fault
-        if str(file) == str(target):
+        if os.fspath(file).endswith("locked.txt"):  # admission opens it once, by any route
             raise PermissionError(13, "Permission denied", str(file))
         return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, "open", refusing_open)
+    monkeypatch.setattr(os, "open", refusing_open)
     out = await classify(make_settings(), [target], tmp_path)
     assert out["locked.txt"].data["reason"] == "unreadable"
 

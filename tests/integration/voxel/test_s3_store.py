@@ -81,3 +81,32 @@ def test_corrupt_object_is_never_served(
     assert out.getvalue() == b""  # nothing served
     assert metrics.VOXEL_CHECKSUM_MISMATCH._value.get() == before + 2
     assert "[security]" in caplog.text
+
+
+async def test_classify_stage_with_s3_reads_only_the_admitted_descriptor(
+    make_settings: Callable[..., Settings], s3_url: str, s3_endpoint: str, tmp_path: Path
+) -> None:
+    """A remote store has no local copy: Magika classifies through the admitted descriptor."""
+    from thunderline.bus import MemoryBus
+    from thunderline.classify import ClassifyStage, iter_candidates
+    from thunderline.events import CloudEvent
+    from thunderline.flow import Pipeline
+    from thunderline.runtime import ingest_event
+
+    root = tmp_path / "in"
+    root.mkdir()
+    (root / "doc.json").write_text('{"name": "thunderline", "values": [1, 2, 3]}\n' * 20)
+    settings = make_settings(object_store_url=s3_url, s3_endpoint_url=s3_endpoint)
+    store = open_object_store(settings)
+    ends: list[CloudEvent] = []
+    pipeline = Pipeline(MemoryBus(), [ClassifyStage(settings, store)], on_terminal=ends.append)
+    await pipeline.start()
+    for candidate in iter_candidates([root]):
+        await pipeline.submit(ingest_event(candidate))
+    await pipeline.wait_idle(60)
+    await pipeline.stop()
+    (event,) = ends
+    assert not event.is_dlq, event.data
+    assert event.data["classification"]["label"] in {"json", "jsonl"}
+    sha = event.data["artifact"]["sha256"]
+    assert store.get_bytes(sha) == (root / "doc.json").read_bytes()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
+import socket
 from pathlib import Path
 
 import pytest
 
-from thunderline.classify import admit, iter_candidates
+from thunderline.classify import admit, iter_candidates, open_input
 from thunderline.errors import (
     ArtifactNotFoundError,
     ArtifactTooLargeError,
@@ -108,3 +110,88 @@ def test_a_file_argument_is_rooted_in_its_folder(tmp_path: Path) -> None:
     (tmp_path / "x.txt").write_text("x")
     (candidate,) = iter_candidates([tmp_path / "x.txt"])
     assert candidate.root == tmp_path and candidate.skipped is None
+
+
+def test_open_input_gives_a_descriptor_of_the_checked_file(tmp_path: Path) -> None:
+    (tmp_path / "a.bin").write_bytes(b"abc")
+    with open_input(tmp_path / "a.bin", tmp_path) as admitted:
+        assert os.pread(admitted.fd, 10, 0) == b"abc"
+        assert admitted.size == 3 and admitted.real_path == tmp_path / "a.bin"
+        assert os.get_blocking(admitted.fd)  # O_NONBLOCK cleared before reading
+    with pytest.raises(OSError):
+        os.fstat(admitted.fd)  # closed
+
+
+def test_a_fifo_is_refused_without_blocking_even_with_no_writer(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(NotARegularFileError, match="not a regular file"):
+        open_input(tmp_path / "pipe", tmp_path)
+
+
+def test_a_socket_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "sock"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        with pytest.raises(NotARegularFileError):
+            open_input(path, tmp_path)
+
+
+def test_a_parent_folder_that_is_a_symlink_out_of_the_root_is_refused(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (outside / "secret").write_text("secret")
+    (root / "sub").symlink_to(outside)
+    with pytest.raises(PathEscapeError, match="outside the ingest root"):
+        open_input(root / "sub" / "secret", root)
+    (root / "real").mkdir()
+    (root / "real" / "ok.txt").write_text("ok")
+    (root / "alias").symlink_to(root / "real")  # a link that stays inside is followed
+    with open_input(root / "alias" / "ok.txt", root) as admitted:
+        assert admitted.real_path == root / "real" / "ok.txt"
+
+
+def test_a_root_given_through_a_symlink_works(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "x").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with open_input(tmp_path / "link" / "x", tmp_path / "link") as admitted:
+        assert admitted.real_path == tmp_path / "real" / "x"
+
+
+def test_a_path_longer_than_path_max_is_opened_component_by_component(tmp_path: Path) -> None:
+    deep = _deep_folder(tmp_path, 4200)
+    try:
+        name = "f" * 255
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=deep.fd)
+        os.write(fd, b"deep")
+        os.close(fd)
+        path = deep.path / name
+        assert len(os.fsencode(path)) > 4096
+        with open_input(path, tmp_path) as admitted:
+            assert os.pread(admitted.fd, 10, 0) == b"deep"
+    finally:
+        deep.close()
+        shutil.rmtree(tmp_path / ("d" * 250))  # fd-based: copes with the long path
+
+
+class _Deep:
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path, self.fd = path, fd
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _deep_folder(base: Path, length: int) -> _Deep:
+    """A folder whose path is longer than ``length`` bytes, built with ``mkdir``/``openat``."""
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY)
+    path = base
+    while len(os.fsencode(path)) < length:
+        part = "d" * 250
+        os.mkdir(part, dir_fd=fd)
+        child = os.open(part, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = child
+        path = path / part
+    return _Deep(path, fd)

@@ -1,0 +1,319 @@
+"""The outcomes store: how every artifact ended, by correlation id, and the DLQ bookkeeping.
+
+The pipeline's collector records every terminal event -- ``system.voxel.created`` or a DLQ
+record -- in the ``outcomes`` table of the voxel database (migration ``0002_outcomes``, SQLite
+and PostgreSQL), keyed by the event id, with the correlation id and the artifact it is about.
+A DLQ record has a status:
+
+* ``open`` -- not replayed yet (what ``thunderline dlq list`` shows by default);
+* ``replayed`` -- its original was sent through the pipeline again (:meth:`mark_replayed` claims
+  it atomically: of two replays of one record only one sends anything);
+* ``resolved`` -- after the replay the same artifact (same correlation id and artifact) ended as
+  a voxel.
+
+A replay that fails again leaves the old record ``replayed`` and adds a new ``open`` one.
+Writes are idempotent (a redelivered terminal event is recorded once). The full event is kept
+as wire JSON (:mod:`thunderline.names`), so names round-trip exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import Engine, and_, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+from thunderline import names
+from thunderline.config import Settings
+from thunderline.errors import BackendError
+from thunderline.events import VOXEL_CREATED, CloudEvent
+from thunderline.voxel.db import make_engine, migrate
+from thunderline.voxel.tables import outcomes
+
+OPEN = "open"
+REPLAYED = "replayed"
+RESOLVED = "resolved"
+OK = "ok"
+DlqStatus = Literal["open", "replayed", "resolved"]
+DLQ_STATUSES: tuple[str, ...] = (OPEN, REPLAYED, RESOLVED)
+
+
+@dataclass(frozen=True)
+class OutcomeRecord:
+    """One terminal record: a voxel (``kind == "voxel"``) or a DLQ record (``"dlq"``)."""
+
+    id: str
+    correlation_id: str
+    artifact: str | None
+    kind: str
+    status: str
+    stage: str | None
+    reason: str | None
+    voxel_id: str | None
+    event_type: str
+    created_unix: float
+    replay_event_id: str | None
+    resolved_by: str | None
+    event: CloudEvent
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``event`` as its dict; names as in memory)."""
+        out = {k: v for k, v in self.__dict__.items() if k != "event"}
+        out["artifact"] = artifact_key(self.event)
+        out["event"] = self.event.to_dict()
+        return out
+
+
+def _data_of(event: CloudEvent) -> dict[str, Any]:
+    if event.is_dlq:
+        original = event.data.get("original")
+        data = original.get("data") if isinstance(original, dict) else None
+        return data if isinstance(data, dict) else {}
+    return event.data
+
+
+def artifact_key(event: CloudEvent) -> str | None:
+    """What the record is about: the artifact's source (file URI, ``archive!/member``), else
+    its path or name (as in memory: may hold surrogate escapes)."""
+    artifact = _data_of(event).get("artifact")
+    if not isinstance(artifact, dict):
+        return None
+    for key in ("source", "path", "name", "payload_ref"):
+        value = artifact.get(key)
+        if value:
+            return str(value)
+    return None
+
+
+def _row(event: CloudEvent) -> dict[str, Any]:
+    artifact = artifact_key(event)
+    if event.is_dlq:
+        kind, status = "dlq", OPEN
+        stage, reason, voxel_id = event.data.get("stage"), event.data.get("reason"), None
+    else:
+        kind, status, stage, reason = "voxel", OK, None, None
+        voxel = event.data.get("voxel")
+        voxel_id = voxel.get("id") if isinstance(voxel, dict) else None
+    return {
+        "id": event.id,
+        "correlation_id": event.correlationid,
+        "artifact": names.wire_text(artifact) if artifact is not None else None,
+        "kind": kind,
+        "status": status,
+        "stage": str(stage) if stage is not None else None,
+        "reason": str(reason) if reason is not None else None,
+        "voxel_id": str(voxel_id) if voxel_id else None,
+        "event_type": event.type,
+        "created_unix": time.time(),
+        "replay_event_id": None,
+        "resolved_by": None,
+        "event": event.to_json(),
+    }
+
+
+def _from_row(row: Any) -> OutcomeRecord:
+    return OutcomeRecord(
+        id=row["id"],
+        correlation_id=row["correlation_id"],
+        artifact=row["artifact"],
+        kind=row["kind"],
+        status=row["status"],
+        stage=row["stage"],
+        reason=row["reason"],
+        voxel_id=row["voxel_id"],
+        event_type=row["event_type"],
+        created_unix=float(row["created_unix"]),
+        replay_event_id=row["replay_event_id"],
+        resolved_by=row["resolved_by"],
+        event=CloudEvent.from_dict(json.loads(row["event"])),
+    )
+
+
+class OutcomeStore:
+    """Terminal records in the voxel database (thread-safe; one engine per store)."""
+
+    def __init__(self, settings: Settings | None = None, *, engine: Engine | None = None) -> None:
+        if engine is None:
+            if settings is None:
+                raise ValueError("OutcomeStore needs settings or an engine")
+            engine = make_engine(settings.resolved_database_url, settings)
+            self._owns_engine = True
+        else:
+            self._owns_engine = False
+        self.engine = engine
+        try:
+            self.revision = migrate(self.engine)
+        except BaseException:
+            if self._owns_engine:
+                self.engine.dispose()
+            raise
+
+    def close(self) -> None:
+        if self._owns_engine:
+            self.engine.dispose()
+
+    def __enter__(self) -> OutcomeStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _insert(self) -> Any:
+        if self.engine.dialect.name == "postgresql":
+            return postgresql.insert(outcomes).on_conflict_do_nothing()
+        if self.engine.dialect.name == "sqlite":
+            return sqlite.insert(outcomes).on_conflict_do_nothing()
+        return insert(outcomes)  # pragma: no cover - other dialects are refused by make_engine
+
+    # ---- writes -------------------------------------------------------------------------
+    def record(self, event: CloudEvent) -> None:
+        """Record one terminal event (see :meth:`record_many`)."""
+        self.record_many([event])
+
+    def record_many(self, events: Sequence[CloudEvent]) -> None:
+        """Record terminal events (idempotent by event id); a voxel resolves the replayed DLQ
+        records of the same correlation id and artifact. Other events are ignored."""
+        rows = [_row(e) for e in events if e.is_dlq or e.type == VOXEL_CREATED]
+        if not rows:
+            return
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(self._insert(), rows)
+                for row in rows:
+                    if row["kind"] != "voxel":
+                        continue
+                    conn.execute(
+                        update(outcomes)
+                        .where(
+                            and_(
+                                outcomes.c.kind == "dlq",
+                                outcomes.c.status == REPLAYED,
+                                outcomes.c.correlation_id == row["correlation_id"],
+                                outcomes.c.artifact == row["artifact"]
+                                if row["artifact"] is not None
+                                else outcomes.c.artifact.is_(None),
+                            )
+                        )
+                        .values(status=RESOLVED, resolved_by=row["id"])
+                    )
+        except SQLAlchemyError as exc:
+            raise BackendError(f"outcome write failed: {exc}") from exc
+
+    def mark_replayed(self, record_id: str, replay_event_id: str) -> bool:
+        """Claim an ``open`` DLQ record for a replay; False if it was not open (already
+        replayed or resolved, by this process or another): then send nothing."""
+        try:
+            with self.engine.begin() as conn:
+                result = conn.execute(
+                    update(outcomes)
+                    .where(
+                        and_(
+                            outcomes.c.id == record_id,
+                            outcomes.c.kind == "dlq",
+                            outcomes.c.status == OPEN,
+                        )
+                    )
+                    .values(status=REPLAYED, replay_event_id=replay_event_id)
+                )
+                return bool(result.rowcount == 1)
+        except SQLAlchemyError as exc:
+            raise BackendError(f"outcome update failed: {exc}") from exc
+
+    def reopen(self, record_id: str) -> None:
+        """Undo a claim whose replay could not be sent (the record is ``open`` again)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(outcomes)
+                    .where(and_(outcomes.c.id == record_id, outcomes.c.status == REPLAYED))
+                    .values(status=OPEN, replay_event_id=None)
+                )
+        except SQLAlchemyError as exc:
+            raise BackendError(f"outcome update failed: {exc}") from exc
+
+    def import_events(self, events: Iterable[CloudEvent], batch: int = 500) -> None:
+        """Record events written elsewhere (an older journal); known ids are left as they are."""
+        chunk: list[CloudEvent] = []
+        for event in events:
+            chunk.append(event)
+            if len(chunk) >= batch:
+                self.record_many(chunk)
+                chunk = []
+        if chunk:
+            self.record_many(chunk)
+
+    # ---- reads --------------------------------------------------------------------------
+    def _select(self, stmt: Any) -> list[OutcomeRecord]:
+        try:
+            with self.engine.connect() as conn:
+                return [_from_row(r) for r in conn.execute(stmt).mappings()]
+        except SQLAlchemyError as exc:
+            raise BackendError(f"outcome read failed: {exc}") from exc
+
+    def by_correlation(self, correlation_id: str) -> list[OutcomeRecord]:
+        """Every terminal record of one ingest (an archive has one per member), oldest first."""
+        stmt = (
+            select(outcomes)
+            .where(outcomes.c.correlation_id == correlation_id)
+            .order_by(outcomes.c.id)
+        )
+        return self._select(stmt)
+
+    def dlq(
+        self, status: str | None = OPEN, *, limit: int = 50, cursor: str | None = None
+    ) -> list[OutcomeRecord]:
+        """DLQ records oldest first, of one status (``None``: every status), after the record
+        id ``cursor`` (ids sort by time: pass the last id of a page to get the next)."""
+        if status is not None and status not in DLQ_STATUSES:
+            raise ValueError(f"unknown DLQ status {status!r}: use one of {DLQ_STATUSES}")
+        stmt = select(outcomes).where(outcomes.c.kind == "dlq")
+        if status is not None:
+            stmt = stmt.where(outcomes.c.status == status)
+        if cursor:
+            stmt = stmt.where(outcomes.c.id > cursor)
+        return self._select(stmt.order_by(outcomes.c.id).limit(limit))
+
+    def dlq_get(self, record_id: str) -> OutcomeRecord | None:
+        """One DLQ record by id (or a unique prefix of 8+ characters)."""
+        stmt = select(outcomes).where(outcomes.c.kind == "dlq")
+        if len(record_id) >= 36:
+            stmt = stmt.where(outcomes.c.id == record_id)
+        else:
+            stmt = stmt.where(outcomes.c.id.startswith(record_id)).limit(2)
+        found = self._select(stmt)
+        return found[0] if len(found) == 1 else None
+
+    def counts(self) -> dict[str, int]:
+        """Records per status (``ok`` for voxels; ``open``/``replayed``/``resolved``)."""
+        from sqlalchemy import func
+
+        stmt = select(outcomes.c.status, func.count()).group_by(outcomes.c.status)
+        try:
+            with self.engine.connect() as conn:
+                return {str(s): int(n) for s, n in conn.execute(stmt)}
+        except SQLAlchemyError as exc:
+            raise BackendError(f"outcome read failed: {exc}") from exc
+
+
+def open_outcome_store(settings: Settings) -> OutcomeStore:
+    """The outcome store of the settings' voxel database (migrated)."""
+    return OutcomeStore(settings)
+
+
+__all__ = [
+    "DLQ_STATUSES",
+    "OK",
+    "OPEN",
+    "REPLAYED",
+    "RESOLVED",
+    "DlqStatus",
+    "OutcomeRecord",
+    "OutcomeStore",
+    "artifact_key",
+    "open_outcome_store",
+]
