@@ -149,9 +149,8 @@ def test_failure_is_replayed_from_the_console(console: Served, page: Any) -> Non
     page.keyboard.press("Enter")  # keyboard accessible
     record.locator(".status", has_text="replayed: voxel stored").wait_for()
     page.reload()
-    assert (
-        page.locator("#dlq tbody tr", has_text=name).locator(".status").inner_text() == "replayed"
-    )
+    status = page.locator("#dlq tbody tr", has_text=name).locator(".status").inner_text()
+    assert status in {"replayed", "resolved"}  # resolved once the collector records the voxel
 
 
 def test_health_page(console: Served, page: Any) -> None:

@@ -340,8 +340,8 @@ async def dlq_page(request: Request) -> Response:
     user = _user(request)
     if user is None:
         return _login_redirect(request)
-    entries = await asyncio.to_thread(_service(request).require_dlq().entries)
-    return _page(request, "dlq.html", user, items=[dlq_item(e) for e in entries[:500]])
+    entries = await asyncio.to_thread(_service(request).require_dlq().newest)
+    return _page(request, "dlq.html", user, items=[dlq_item(e) for e in entries])
 
 
 @router.get("/health", response_class=HTMLResponse, response_model=None)

@@ -1,30 +1,34 @@
-"""The dead-letter records the API lists and replays (the one module that knows where they live).
+"""The dead-letter records the API lists and replays: a thin view of the outcome store.
 
-Records come from the journal's ``dlq.jsonl`` (newest first); the replays made through the API
-are remembered in ``$TL_HOME/api/replayed.jsonl`` (DLQ id -> replay event id), so a record shows
-``replayed`` after a restart too. When ``thunderline.outcomes.OutcomeStore`` is on the branch
-this module reads it instead; nothing else in the API changes.
+Records live in :class:`thunderline.outcomes.OutcomeStore` (filled by the pipeline's collector;
+status ``open`` / ``replayed`` / ``resolved``), the same store ``thunderline dlq`` uses, so a
+replay from the console and one from the CLI claim the same record once. Journal records the
+store does not have yet are imported when the service starts.
 """
 
 from __future__ import annotations
 
-import json
-import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from thunderline.events import CloudEvent
 from thunderline.journal import Journal
+from thunderline.outcomes import OutcomeRecord, OutcomeStore
 
 REPLAY_SOURCE = "urn:thunderline:replay"
+#: The console shows at most this many records (newest first).
+CONSOLE_MAX = 500
 
 
 @dataclass(frozen=True)
 class DlqEntry:
     record: CloudEvent
-    status: str  # open | replayed
+    status: str  # open | replayed | resolved
     replay_event_id: str | None
+
+    @classmethod
+    def of(cls, outcome: OutcomeRecord) -> DlqEntry:
+        return cls(outcome.event, outcome.status, outcome.replay_event_id)
 
     @property
     def original(self) -> CloudEvent | None:
@@ -45,69 +49,49 @@ class DlqEntry:
 
 
 class DlqView:
-    """Dead letters from the journal plus the API's replay marks."""
+    """Dead letters of the outcome store."""
 
-    def __init__(self, home: Path, journal: Journal | None = None) -> None:
-        self.journal = journal or Journal(home)
-        self.marks_path = Path(home) / "api" / "replayed.jsonl"
-        self._lock = threading.Lock()
-        self._marks: dict[str, str] | None = None
+    def __init__(self, outcomes: OutcomeStore, journal: Journal) -> None:
+        self.outcomes = outcomes
+        self.journal = journal
 
-    def _load_marks(self) -> dict[str, str]:
-        if self._marks is None:
-            marks: dict[str, str] = {}
-            if self.marks_path.exists():
-                for line in self.marks_path.read_text(encoding="utf-8").splitlines():
-                    try:
-                        raw = json.loads(line)
-                        marks[str(raw["dlq_id"])] = str(raw["replay_event_id"])
-                    except (ValueError, KeyError, TypeError):
-                        continue
-            self._marks = marks
-        return self._marks
-
-    def entries(self) -> list[DlqEntry]:
-        """Every record, newest first."""
+    def import_journal(self) -> None:
+        """Record journal DLQ records the store lacks (older runs, a database outage)."""
         self.journal.flush()
-        marks = self._load_marks()
-        out = [
-            DlqEntry(r, "replayed" if r.id in marks else "open", marks.get(r.id))
-            for r in self.journal.iter_dlq()
-        ]
-        out.reverse()
-        return out
+        self.outcomes.import_events(self.journal.iter_dlq())
+
+    def page(
+        self, status: str | None, *, limit: int, cursor: str | None
+    ) -> tuple[list[DlqEntry], str | None]:
+        """Oldest first; ``cursor`` is the last id of the previous page (``None``: first)."""
+        found = self.outcomes.dlq(status, limit=limit + 1, cursor=cursor)
+        more = len(found) > limit
+        found = found[:limit]
+        return [DlqEntry.of(r) for r in found], (found[-1].id if more and found else None)
+
+    def newest(self, limit: int = CONSOLE_MAX) -> list[DlqEntry]:
+        """The newest ``limit`` records of every status, newest first (for the console)."""
+        entries: list[DlqEntry] = []
+        cursor = None
+        while True:
+            batch, cursor = self.page(None, limit=1000, cursor=cursor)
+            entries.extend(batch)
+            entries = entries[-limit:]
+            if cursor is None:
+                break
+        entries.reverse()
+        return entries
 
     def get(self, dlq_id: str) -> DlqEntry | None:
-        for entry in self.entries():
-            if entry.record.id == dlq_id:
-                return entry
-        return None
+        if len(dlq_id) < 36:
+            return None
+        found = self.outcomes.dlq_get(dlq_id)
+        return DlqEntry.of(found) if found is not None else None
 
     def mark_replayed(self, dlq_id: str, replay_event_id: str) -> bool:
-        """Remember a replay; False when the record was already replayed."""
-        with self._lock:
-            marks = self._load_marks()
-            if dlq_id in marks:
-                return False
-            marks[dlq_id] = replay_event_id
-            self.marks_path.parent.mkdir(parents=True, exist_ok=True)
-            with self.marks_path.open("a", encoding="utf-8") as handle:
-                handle.write(
-                    json.dumps({"dlq_id": dlq_id, "replay_event_id": replay_event_id}) + "\n"
-                )
-            return True
+        """Claim an open record for a replay; False when it is not open any more."""
+        return self.outcomes.mark_replayed(dlq_id, replay_event_id)
 
     def unmark(self, dlq_id: str) -> None:
-        """Forget a mark whose replay could not be submitted."""
-        with self._lock:
-            marks = self._load_marks()
-            marks.pop(dlq_id, None)
-            self.marks_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.marks_path.with_suffix(".tmp")
-            tmp.write_text(
-                "".join(
-                    json.dumps({"dlq_id": k, "replay_event_id": v}) + "\n" for k, v in marks.items()
-                ),
-                encoding="utf-8",
-            )
-            tmp.replace(self.marks_path)
+        """Undo a claim whose replay could not be submitted."""
+        self.outcomes.reopen(dlq_id)

@@ -34,6 +34,7 @@ STAGE_OF: dict[str, str] = {
     VOXEL_CREATED: "package",
 }
 SUBSCRIBER_QUEUE = 1000
+STAGE_ORDER = ("classify", "nlp", "infer", "package")
 
 
 @dataclass(eq=False)

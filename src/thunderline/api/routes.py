@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from thunderline.api import queries
 from thunderline.api.auth import require
 from thunderline.api.disposition import content_disposition
+from thunderline.api.dlq import DlqEntry
 from thunderline.api.errors import ApiError, responses
 from thunderline.api.schemas import (
     DlqPage,
@@ -130,15 +131,47 @@ async def get_ingest(request: Request, correlation_id: Id, _token: Reader) -> In
 
 
 def _progress_from_stores(service: ApiService, correlation_id: str) -> Any:
-    """Rebuild an ingest's progress from the journal (ingests before this process started)."""
-    from thunderline.api.live import IngestTracker
+    """An ingest's progress from the outcome store (ingests this process did not see)."""
+    from thunderline.api.live import STAGE_ORDER, IngestProgress
 
-    tracker = IngestTracker(capacity=1)
-    service.require_runtime().journal.flush()
-    for event in service.require_runtime().journal.iter_events():
-        if event.correlationid == correlation_id:
-            tracker(event)
-    return tracker.get(correlation_id)
+    runtime = service.require_runtime()
+    records = runtime.outcomes.by_correlation(correlation_id)
+    if not records:
+        return None
+    progress = IngestProgress(correlation_id)
+    stages: set[str] = set()
+    for record in records:
+        if record.kind == "voxel" and record.voxel_id:
+            progress.voxel_ids.append(record.voxel_id)
+            try:
+                voxel = service.require_voxels().get(record.voxel_id)
+            except VoxelNotFoundError:
+                continue
+            progress.name = progress.name or artifact_name(voxel)
+            traits = voxel.traits
+            stages |= {"package"} | {
+                stage
+                for stage, key in (
+                    ("classify", "classification"),
+                    ("nlp", "nlp"),
+                    ("infer", "inference"),
+                )
+                if traits.get(key) is not None
+            }
+        elif record.kind == "dlq" and record.status == "open":
+            entry = DlqEntry.of(record)
+            progress.name = progress.name or entry.artifact.get("name")
+            error = record.event.data.get("error") or {}
+            progress.dlq.append(
+                {
+                    "id": record.id,
+                    "stage": record.stage,
+                    "reason": record.reason,
+                    "message": error.get("message") if isinstance(error, dict) else None,
+                }
+            )
+    progress.stages_done = [s for s in STAGE_ORDER if s in stages]
+    return progress
 
 
 # ---- events (SSE) --------------------------------------------------------------------------
@@ -388,35 +421,26 @@ async def get_lineage(
     "/dlq",
     response_model=DlqPage,
     responses=responses(*AUTH),
-    summary="Dead-letter records, newest first",
+    summary="Dead-letter records, oldest first (status open by default)",
 )
 async def list_dlq(
     request: Request,
     _token: Reader,
-    status: Annotated[Literal["open", "replayed", "all"], Query()] = "all",
+    status: Annotated[Literal["open", "replayed", "resolved", "all"], Query()] = "open",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[
-        str | None, Query(max_length=64, description="`next_cursor` of a page")
+        str | None, Query(max_length=64, description="`next_cursor` of the previous page")
     ] = None,
 ) -> DlqPage:
     view = service_of(request).require_dlq()
-    entries = await asyncio.to_thread(view.entries)
-    if status != "all":
-        entries = [e for e in entries if e.status == status]
-    start = 0
-    if cursor:
-        ids = [e.record.id for e in entries]
-        if cursor not in ids:
-            raise ApiError(
-                400, "bad_cursor", "the cursor is not one this API returned (use `next_cursor`)"
-            )
-        start = ids.index(cursor) + 1
-    chunk = entries[start : start + limit]
-    more = start + limit < len(entries)
-    return DlqPage(
-        items=[dlq_item(e) for e in chunk],
-        next_cursor=chunk[-1].record.id if more and chunk else None,
+    if cursor and await asyncio.to_thread(view.get, cursor) is None:
+        raise ApiError(
+            400, "bad_cursor", "the cursor is not one this API returned (use `next_cursor`)"
+        )
+    entries, next_cursor = await asyncio.to_thread(
+        view.page, None if status == "all" else status, limit=limit, cursor=cursor or None
     )
+    return DlqPage(items=[dlq_item(e) for e in entries], next_cursor=next_cursor)
 
 
 @router.post(

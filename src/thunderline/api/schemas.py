@@ -97,7 +97,7 @@ class DlqItem(BaseModel):
     attempts: int | None = None
     artifact_name: str | None = None
     replayable: bool
-    status: Literal["open", "replayed"]
+    status: Literal["open", "replayed", "resolved"]
     replay_event_id: str | None = None
 
 

@@ -67,7 +67,8 @@ class ApiService:
         await runtime.__aenter__()
         self.runtime = runtime
         self.voxels = await asyncio.to_thread(VoxelStore, self.settings, runtime.store)
-        self.dlq = DlqView(self.settings.home, runtime.journal)
+        self.dlq = DlqView(runtime.outcomes, runtime.journal)
+        await asyncio.to_thread(self.dlq.import_journal)
 
     async def stop(self) -> None:
         self.hub.close()
@@ -137,7 +138,7 @@ class ApiService:
         if original is None:
             raise ValueError("the record has no original event to replay")
         event = original.derive(original.type, original.data, source=REPLAY_SOURCE)
-        if not view.mark_replayed(dlq_id, event.id):
+        if entry.status != "open" or not view.mark_replayed(dlq_id, event.id):
             return None
         progress = self.tracker.get(event.correlationid)
         if progress is not None:
