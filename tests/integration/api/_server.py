@@ -119,6 +119,9 @@ class LosingStore:
     def put_file(self, path: Path) -> StoredObject:
         return self.real.put_file(path)
 
+    def put_fd(self, fd: int, *, max_bytes: int | None = None) -> StoredObject:
+        return self.real.put_fd(fd, max_bytes=max_bytes)
+
     def put_bytes(self, data: bytes) -> StoredObject:
         return self.real.put_bytes(data)
 
