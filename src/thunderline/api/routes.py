@@ -191,7 +191,6 @@ async def get_events(
     request: Request,
     _token: Reader,
     correlation_id: Annotated[str | None, Query(max_length=64)] = None,
-    once: Annotated[bool, Query(description="Close after the first heartbeat (tests).")] = False,
 ) -> StreamingResponse:
     service = service_of(request)
     heartbeat = service.settings.api_sse_heartbeat_s
@@ -205,8 +204,6 @@ async def get_events(
                     event = await asyncio.wait_for(sub.queue.get(), heartbeat)
                 except TimeoutError:
                     yield b": keep-alive\n\n"
-                    if once:
-                        return
                     continue
                 if event is None:
                     return
