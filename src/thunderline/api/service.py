@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -33,6 +34,9 @@ _log = logging.getLogger("thunderline.api")
 
 API_SOURCE = "urn:thunderline:api"
 FIRST_TOPIC = "classify"
+#: Threads that move finished uploads into the object store. Their own pool, so that an upload
+#: never waits behind the stages' work (Magika batches, database writes) in the default pool.
+UPLOAD_THREADS = 4
 
 
 class ApiService:
@@ -56,6 +60,7 @@ class ApiService:
         self.dlq: DlqView | None = None
         self.started_at = time.time()
         self._models_cache: tuple[float, Any] | None = None
+        self._upload_pool = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="tl-upload")
 
     # ---- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -78,6 +83,7 @@ class ApiService:
         if self.voxels is not None:
             await asyncio.to_thread(self.voxels.close)
             self.voxels = None
+        self._upload_pool.shutdown(wait=True)
 
     def require_runtime(self) -> Runtime:
         if self.runtime is None:
@@ -105,10 +111,15 @@ class ApiService:
     async def submit_upload(self, received: ReceivedFile) -> CloudEvent:
         """Store the uploaded bytes (content-addressed) and start their ingest."""
         runtime = self.require_runtime()
-        try:
-            stored = await asyncio.to_thread(runtime.store.put_file, received.path)
-        finally:
-            received.discard()
+        loop = asyncio.get_running_loop()
+
+        def store_and_discard() -> Any:
+            try:
+                return runtime.store.put_file(received.path)
+            finally:
+                received.discard()
+
+        stored = await loop.run_in_executor(self._upload_pool, store_and_discard)
         event = new_event(
             INGEST_RECEIVED,
             {
