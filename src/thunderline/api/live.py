@@ -151,7 +151,8 @@ class IngestTracker:
         item = self._entry(event.correlationid)
         item.events += 1
         if event.type == INGEST_RECEIVED:
-            item.open += 1
+            if not event.data.get("parent"):  # archive members were counted with their parent
+                item.open += 1
             artifact = event.data.get("artifact") or {}
             if item.name is None and isinstance(artifact, dict):
                 item.name = artifact.get("name")
@@ -162,9 +163,13 @@ class IngestTracker:
             item.stages_done.append(stage)
         if event.type == VOXEL_CREATED:
             voxel = event.data.get("voxel") or {}
-            if isinstance(voxel, dict) and voxel.get("id"):
-                item.voxel_ids.append(str(voxel["id"]))
-            item.open = max(item.open - 1, 0)
+            children = 0
+            if isinstance(voxel, dict):
+                if voxel.get("id"):
+                    item.voxel_ids.append(str(voxel["id"]))
+                children = voxel.get("children") or 0
+            # an archive's members are open from now on, before their own events are published
+            item.open = max(item.open - 1, 0) + (children if isinstance(children, int) else 0)
         elif event.is_dlq:
             error = event.data.get("error") or {}
             item.dlq.append(

@@ -62,3 +62,24 @@ def test_good_filenames_pass() -> None:
 def test_human_bytes() -> None:
     assert human_bytes(1024**3) == "1.0 GiB"
     assert human_bytes(512) == "512 bytes"
+
+
+def test_tracker_counts_archive_members_from_the_archive_voxel_on() -> None:
+    from thunderline.api.live import IngestTracker
+    from thunderline.events import INGEST_RECEIVED, VOXEL_CREATED, new_event
+
+    tracker = IngestTracker()
+    ingest = new_event(INGEST_RECEIVED, {"artifact": {"name": "bundle.zip"}})
+    tracker(ingest)
+    archive = ingest.derive(VOXEL_CREATED, {"voxel": {"id": "a" * 36, "children": 2}})
+    tracker(archive)
+    progress = tracker.get(ingest.correlationid)
+    assert progress is not None and progress.outcome == "pending"  # members not ended yet
+    for n in range(2):
+        member = {"artifact": {"name": f"m{n}"}, "parent": {"voxel_id": "a" * 36, "index": n}}
+        tracker(archive.derive(INGEST_RECEIVED, member))
+    assert progress.open == 2
+    tracker(archive.derive(VOXEL_CREATED, {"voxel": {"id": "b" * 36, "children": 0}}))
+    assert progress.outcome == "pending"
+    tracker(archive.derive("system.dlq.classify_failed", {"stage": "classify", "reason": "x"}))
+    assert progress.outcome == "partial" and progress.voxel_ids == ["a" * 36, "b" * 36]
