@@ -267,3 +267,25 @@ def test_ingest_status_after_a_restart_comes_from_the_outcome_store(served: Serv
     assert stored["name"] == "colorsys.py"
     assert stored["stages_done"][0] == "classify" and stored["stages_done"][-1] == "package"
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "ingest_not_found"
+
+
+def test_tampered_payload_is_502_and_no_byte_is_served(served: Served) -> None:
+    from sqlalchemy import update
+
+    from thunderline.voxel.tables import voxel_payloads
+
+    data = b"Bytes that someone will change on disk behind the store's back.\n"
+    accepted = upload(served, "tamper.txt", data)
+    voxel_id = served.wait_outcome(accepted["correlation_id"])["voxel_ids"][0]
+    store = served.service.require_voxels()
+    with store.engine.begin() as conn:  # fault injected on purpose: corrupt the stored bytes
+        conn.execute(
+            update(voxel_payloads)
+            .where(voxel_payloads.c.sha256 == hashlib.sha256(data).hexdigest())
+            .values(data=b"X" + data[1:])
+        )
+    with served.client("read") as client:
+        response = client.get(f"/v1/voxels/{voxel_id}/payload")
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "checksum_mismatch"
+    assert b"ytes that someone" not in response.content  # neither the good nor the bad bytes
