@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import math
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -136,25 +137,39 @@ async def voxels_page(
     label: str = "",
     group: str = "",
     q: str = "",
+    since: str = "",
+    until: str = "",
     cursor: str = "",
 ) -> Response:
     user = _user(request)
     if user is None:
         return _login_redirect(request)
-    flt = queries.VoxelFilter(label=label or None, group=group or None, q=q or None)
     error = None
+    try:
+        first = datetime.combine(date.fromisoformat(since), time.min, UTC) if since else None
+        last = (
+            datetime.combine(date.fromisoformat(until), time.min, UTC) + timedelta(days=1)
+            if until
+            else None
+        )
+    except ValueError:
+        first = last = None
+        error = "Dates must be YYYY-MM-DD."
+    flt = queries.VoxelFilter(
+        label=label or None, group=group or None, q=q or None, since=first, until=last
+    )
     try:
         items, next_cursor = await asyncio.to_thread(
             queries.page, _service(request).require_voxels(), flt, limit=50, cursor=cursor or None
         )
     except ApiError as exc:
-        items, next_cursor, error = [], None, exc.message
+        items, next_cursor, error = [], None, error or exc.message
     return _page(
         request,
         "voxels.html",
         user,
         items=[voxel_out(v) for v in items],
-        filters={"label": label, "group": group, "q": q},
+        filters={"label": label, "group": group, "q": q, "since": since, "until": until},
         next_cursor=next_cursor,
         error=error,
     )

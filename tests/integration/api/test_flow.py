@@ -289,3 +289,17 @@ def test_tampered_payload_is_502_and_no_byte_is_served(served: Served) -> None:
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "checksum_mismatch"
     assert b"ytes that someone" not in response.content  # neither the good nor the bad bytes
+
+
+def test_console_voxel_list_date_filters(served: Served) -> None:
+    accepted = upload(served, "dated.txt", b"Dated upload for the console filter.")
+    assert served.wait_outcome(accepted["correlation_id"])["outcome"] == "stored"
+    with served.client(None) as client:
+        client.post("/login", data={"token": served.read_token})
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        current = client.get("/voxels", params={"since": today, "until": today}).text
+        future = client.get("/voxels", params={"since": "2999-01-01"}).text
+        bad = client.get("/voxels", params={"since": "yesterday"}).text
+    assert "dated.txt" in current
+    assert "No voxels match." in future
+    assert "Dates must be YYYY-MM-DD." in bad
