@@ -92,6 +92,24 @@ def test_upload_three_files_and_watch_them_become_voxels(console: Served, page: 
     shot(page, "upload")
 
 
+def test_drag_and_drop_upload(console: Served, page: Any) -> None:
+    page.goto(f"{console.url}/")
+    page.locator("#sse-state").filter(has_text="live").wait_for()
+    page.evaluate(
+        """() => {
+            const transfer = new DataTransfer();
+            transfer.items.add(new File(["Marie Curie worked in Paris."], "dropped.txt",
+                                        {type: "text/plain"}));
+            const zone = document.getElementById("dropzone");
+            zone.dispatchEvent(new DragEvent("dragover", {dataTransfer: transfer, bubbles: true}));
+            zone.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true}));
+        }"""
+    )
+    row = page.locator('#runs tr[data-name="dropped.txt"]')
+    row.locator(".status", has_text="voxel stored").wait_for()
+    assert row.locator("progress").evaluate("bar => bar.value") == 100
+
+
 def test_voxel_page_shows_entities_and_lineage(console: Served, page: Any) -> None:
     page.goto(f"{console.url}/")
     page.goto(f"{console.url}/voxels?label=zip")
