@@ -80,7 +80,10 @@ async def login_page(request: Request, next: str = "/") -> HTMLResponse:
 
 
 def _safe_next(target: str) -> str:
-    return target if target.startswith("/") and not target.startswith("//") else "/"
+    """Only a path on this site (never ``//host`` or ``/\\host``, which browsers follow off-site)."""
+    if not target.startswith("/") or target[1:2] in {"/", "\\"} or any(c < " " for c in target):
+        return "/"
+    return target
 
 
 @router.post("/login", response_model=None)

@@ -83,3 +83,20 @@ def test_tracker_counts_archive_members_from_the_archive_voxel_on() -> None:
     assert progress.outcome == "pending"
     tracker(archive.derive("system.dlq.classify_failed", {"stage": "classify", "reason": "x"}))
     assert progress.outcome == "partial" and progress.voxel_ids == ["a" * 36, "b" * 36]
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/dlq", "/dlq"),
+        ("/voxels?q=a", "/voxels?q=a"),
+        ("//evil.example", "/"),
+        ("/\\evil.example", "/"),
+        ("https://evil.example", "/"),
+        ("/ok\r\nSet-Cookie: x", "/"),
+    ],
+)
+def test_login_next_stays_on_this_site(target: str, expected: str) -> None:
+    from thunderline.api.console import _safe_next
+
+    assert _safe_next(target) == expected
