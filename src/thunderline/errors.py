@@ -6,12 +6,15 @@ boundary (``raise ... from exc``) so callers only ever see this tree::
     ThunderlineError
     ├── ConfigError                    bad or inconsistent settings
     ├── EventError
-    │   └── MalformedEventError        bytes/dict that is not a valid CloudEvent
+    │   ├── MalformedEventError        bytes/dict that is not a valid CloudEvent, or data
+    │   │                              that does not fit its type's model
+    │   └── EventContractError         a stage produced data that is not its type's model (bug)
     ├── StageError                     a unit of work failed (``retryable`` says whether to retry)
     │   ├── StageTimeoutError          the handler ran past its timeout (retryable)
     │   ├── OverloadError              a bounded queue dropped the message
     │   ├── ArtifactError              the input artifact itself is unusable (permanent)
     │   │   ├── ArtifactNotFoundError
+    │   │   │   └── PayloadNotFound    the object store holds no payload at that address
     │   │   ├── UnreadableArtifactError
     │   │   ├── NotARegularFileError
     │   │   ├── PathEscapeError        a symlink or ``..`` leaves the allowed root
@@ -59,6 +62,12 @@ class MalformedEventError(EventError):
     reason = "malformed_event"
 
 
+class EventContractError(EventError):
+    """A stage published data that does not match its event type's model: a bug in the stage."""
+
+    reason = "contract_violation"
+
+
 class StageError(ThunderlineError):
     """A stage failed to process a message."""
 
@@ -86,6 +95,17 @@ class ArtifactError(StageError):
 
 class ArtifactNotFoundError(ArtifactError):
     reason = "not_found"
+
+
+class PayloadNotFound(ArtifactNotFoundError, KeyError):
+    """The object store holds no payload under that SHA-256 (raised by every store).
+
+    Also a ``KeyError``, so code written against the old bare ``KeyError`` keeps working.
+    """
+
+    reason = "not_found"
+
+    __str__ = Exception.__str__  # not KeyError's quoted repr
 
 
 class UnreadableArtifactError(ArtifactError):

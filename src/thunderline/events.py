@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from uuid6 import uuid7
 
 from thunderline import names
@@ -57,6 +57,16 @@ class CloudEvent(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     correlationid: str = Field(min_length=1)
     causationid: str | None = None
+    #: The validated data model (:mod:`thunderline.eventdata`), set once it has been checked.
+    _typed_data: Any = PrivateAttr(None)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal when every field is (the cached typed data is not part of the event)."""
+        if not isinstance(other, CloudEvent):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # data is a dict: events are not hashable
 
     @field_validator("specversion")
     @classmethod

@@ -5,10 +5,29 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 from urllib.parse import unquote, urlparse
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from thunderline.errors import MalformedEventError
+from thunderline.eventdata import (
+    Artifact,
+    Classification,
+    Classified,
+    DlqRecord,
+    EventData,
+    Inference,
+    InferenceCompleted,
+    IngestRequest,
+    NlpAnalysis,
+    NlpProcessed,
+    Parent,
+    VoxelCreated,
+    original_data,
+    validate_data,
+)
 from thunderline.events import CloudEvent
 
 
@@ -22,84 +41,131 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-@dataclass
-class ArtifactRecord:
-    """The terminal outcome of one artifact (``ok`` or ``dlq``)."""
+class ErrorSummary(BaseModel):
+    """The error of a dead-lettered artifact (the full traceback is in the DLQ record)."""
 
-    path: str | None
-    label: str | None
-    group: str | None
-    mime: str | None
-    score: float | None
-    correlation_id: str
-    outcome: str
-    reason: str | None = None
-    stage: str | None = None
-    event_type: str = ""
-    event_id: str = ""
-    voxel_id: str | None = None
-    classify_ms: float | None = None
-    archive: str | None = None  # for an archive member: the archive's path (or voxel id)
-    results: dict[str, Any] = field(default_factory=dict)
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: str
+    message: str
+
+
+class ArtifactRecord(BaseModel):
+    """The terminal outcome of one artifact: one ``--json`` line (schema: ``--json-schema``).
+
+    The flat fields (``label``, ``group``, ``mime``, ``score``, ``classify_ms``) repeat the
+    classification for scripts that only want those; ``classification``, ``nlp`` and
+    ``inference`` are the stage results in full (absent stages are ``null``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str | None = Field(description="The input file (or the member name / source).")
+    name: str | None = Field(None, description="File or archive member name.")
+    label: str | None = Field(description="Magika label.")
+    group: str | None = Field(description="Magika group.")
+    mime: str | None = Field(description="MIME type.")
+    score: float | None = Field(description="Magika score.")
+    correlation_id: str = Field(description="One id from ingest to the end of this artifact.")
+    outcome: Literal["ok", "dlq"] = Field(
+        description="`ok`: stored as a voxel (or ended); `dlq`: dead-lettered."
+    )
+    reason: str | None = Field(None, description="DLQ reason (`outcome` dlq).")
+    stage: str | None = Field(None, description="The stage that dead-lettered it.")
+    error: ErrorSummary | None = Field(None, description="The error (`outcome` dlq).")
+    event_type: str = Field("", description="Type of the terminal or DLQ event.")
+    event_id: str = Field("", description="Id of the terminal or DLQ event.")
+    voxel_id: str | None = Field(None, description="The stored voxel.")
+    classify_ms: float | None = Field(None, description="Classify time per file.")
+    archive: str | None = Field(None, description="For an archive member: the archive's path.")
+    classification: Classification | None = Field(None, description="Magika's result in full.")
+    nlp: NlpAnalysis | None = Field(None, description="The NLP result (when nlp ran).")
+    inference: Inference | None = Field(None, description="The inference result (when infer ran).")
 
     def to_json_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump(mode="json")
 
 
-def _path_of(artifact: dict[str, Any]) -> str | None:
-    if artifact.get("path"):
-        return str(artifact["path"])
-    source = artifact.get("source")
-    if isinstance(source, str) and source.startswith("file://"):
+def record_schema() -> dict[str, Any]:
+    """The JSON Schema of one ``thunderline ingest --json`` line."""
+    schema = ArtifactRecord.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+def _path_of(artifact: Artifact) -> str | None:
+    if artifact.path:
+        return artifact.path
+    source = artifact.source
+    if source and source.startswith("file://"):
         return unquote(urlparse(source).path)
-    name = artifact.get("name")
-    return str(name) if name else None
+    return artifact.name or None
 
 
-def _archive_of(artifact: Any, parent: dict[str, Any] | None) -> str | None:
+def _archive_of(artifact: Artifact, parent: Parent | None) -> str | None:
     """For an archive member: the archive's path (from ``source`` = ``<archive>!/<member>``)."""
-    if not parent:
+    if parent is None:
         return None
-    source = artifact.get("source") if isinstance(artifact, dict) else None
-    if isinstance(source, str) and "!/" in source:
+    source = artifact.source
+    if source and "!/" in source:
         outer = source.split("!/", 1)[0]
         return unquote(urlparse(outer).path) if outer.startswith("file://") else outer
-    return str(parent.get("voxel_id"))
+    return parent.voxel_id
+
+
+def _typed(event: CloudEvent) -> EventData | None:
+    try:
+        return validate_data(event)
+    except MalformedEventError:
+        return None
 
 
 def record_from_event(event: CloudEvent) -> ArtifactRecord:
     """Turn a terminal or DLQ event into the record of its artifact."""
-    if event.is_dlq:
-        original = event.data.get("original") or {}
-        data = original.get("data", {}) if isinstance(original, dict) else {}
-        outcome, reason, stage = "dlq", event.data.get("reason"), event.data.get("stage")
-    else:
-        data = event.data
-        outcome, reason, stage = "ok", None, None
-    artifact = data.get("artifact") or {}
-    classification = data.get("classification") or {}
-    if outcome == "dlq" and not classification:
-        details = (event.data.get("error") or {}).get("details") or {}
-        classification = details.get("classification") or {}
-    voxel = data.get("voxel") or {}
-    results = {k: data[k] for k in ("nlp", "inference") if k in data}
-    parent = data.get("parent") if isinstance(data.get("parent"), dict) else None
+    typed = _typed(event)
+    data: EventData | None = typed
+    classification: Classification | None = None
+    fields: dict[str, Any] = {"outcome": "ok"}
+    if isinstance(typed, DlqRecord):
+        data = original_data(typed)
+        fields = {
+            "outcome": "dlq",
+            "reason": typed.reason,
+            "stage": typed.stage,
+            "error": ErrorSummary(type=typed.error.type, message=typed.error.message),
+        }
+        found = typed.error.details.get("classification")
+        if isinstance(found, dict):  # classified before it failed (too large, ...)
+            try:
+                classification = Classification.model_validate(found)
+            except ValueError:
+                classification = None
+    elif typed is None:
+        fields = {"outcome": "dlq", "reason": "malformed_event", "stage": "collector"}
+    if isinstance(data, Classified):
+        classification = data.classification
+    if isinstance(data, IngestRequest):
+        fields.update(
+            path=_path_of(data.artifact),
+            name=data.artifact.name,
+            archive=_archive_of(data.artifact, data.parent),
+        )
+    if isinstance(data, VoxelCreated):
+        fields["voxel_id"] = data.voxel.id
+    if isinstance(data, NlpProcessed | InferenceCompleted | VoxelCreated):
+        fields.update(nlp=data.nlp, inference=data.inference)
+    fields.setdefault("path", None)
     return ArtifactRecord(
-        path=_path_of(artifact) if isinstance(artifact, dict) else None,
-        label=classification.get("label"),
-        group=classification.get("group"),
-        mime=classification.get("mime"),
-        score=classification.get("score"),
+        label=classification.label if classification else None,
+        group=classification.group if classification else None,
+        mime=classification.mime if classification else None,
+        score=classification.score if classification else None,
+        classify_ms=classification.latency_ms if classification else None,
+        classification=classification,
         correlation_id=event.correlationid,
-        outcome=outcome,
-        reason=reason,
-        stage=stage,
         event_type=event.type,
         event_id=event.id,
-        voxel_id=voxel.get("id") if isinstance(voxel, dict) else None,
-        classify_ms=classification.get("latency_ms"),
-        archive=_archive_of(artifact, parent),
-        results=results,
+        **fields,
     )
 
 

@@ -1,123 +1,126 @@
 """Wiring: settings in, a running pipeline out (bus, object store, stages, journal).
 
-The CLI and the tests use :class:`Runtime`; it is the one place that knows which stage class
-serves which stage name and which backends a URL selects.
+The CLI and the tests use :class:`Runtime`. :data:`WIRING` is the one table that says which
+stages exist (in route order), which class serves each and when each is on; every stage's
+options (batch size, batch timeout, concurrency, timeout) come from settings
+(:meth:`Settings.stage_budget`), and :func:`cpu_budget` says how the cores are shared.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
+import os
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
-from thunderline.bus.base import EventBus
-from thunderline.bus.memory import MemoryBus
-from thunderline.classify.stage import ML_STAGES, ClassifyStage
+from thunderline.bus.factory import open_bus
+from thunderline.classify.stage import ClassifyStage
 from thunderline.classify.walk import Candidate
 from thunderline.config import Settings
-from thunderline.errors import ConfigError
-from thunderline.events import INGEST_RECEIVED, CloudEvent, new_event
+from thunderline.eventdata import Artifact, IngestRequest, typed_event
+from thunderline.events import INGEST_RECEIVED, CloudEvent
 from thunderline.flow.engine import Pipeline
-from thunderline.flow.stage import Stage
+from thunderline.flow.stage import Stage, StageOptions, StoreStage
 from thunderline.journal import Journal
+from thunderline.ml.stage import InferStage
+from thunderline.nlp.stage import NlpStage
 from thunderline.objects.base import ObjectStore
-from thunderline.objects.local import LocalObjectStore
+from thunderline.objects.factory import open_object_store
 from thunderline.outcomes import OutcomeStore
+from thunderline.voxel.stage import PackageStage
 
 _log = logging.getLogger("thunderline.runtime")
 
-#: Stage name -> "module:Class" of the stages after classify, in pipeline order.
-STAGE_CLASSES: dict[str, str] = {
-    "nlp": "thunderline.nlp.stage:NlpStage",
-    "infer": "thunderline.ml.stage:InferStage",
-    "package": "thunderline.voxel.stage:PackageStage",
-}
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One row of the wiring table: a stage name, its class and when it is on."""
+
+    name: str
+    cls: type[StoreStage]
+    enabled: Callable[[Settings], bool]
+    when: str  # the same condition in words (``thunderline stages show``)
+
+    def options(self, settings: Settings) -> StageOptions:
+        return self.cls.options_from(settings)
 
 
-def open_object_store(settings: Settings) -> ObjectStore:
-    """The payload store the settings select (``file://`` default, ``s3://`` for scale-out)."""
-    try:
-        factory = importlib.import_module("thunderline.objects.factory")
-    except ModuleNotFoundError:
-        factory = None
-    if factory is not None:
-        store: ObjectStore = factory.open_object_store(settings)
-        return store
-    url = settings.resolved_object_store_url
-    if not url.startswith("file://"):
-        raise ConfigError(f"unsupported object store URL {url!r}")
-    return LocalObjectStore(Path(url.removeprefix("file://")))
-
-
-def open_bus(settings: Settings, on_drop: Any = None) -> EventBus:
-    url = settings.bus_url
-    if url.startswith("memory://"):
-        return MemoryBus(settings.queue_max, settings.overflow_policy, on_drop)
-    raise ConfigError(
-        f"unsupported bus URL {url!r}: this build ships the in-process bus (memory://); "
-        "the Redis Streams backend is part of the scale-out work"
-    )
+#: Every stage, in route order. ``classify`` runs first for every artifact; the routes
+#: (``TL_ROUTES``) keep only the stages that are on here.
+WIRING: tuple[StageSpec, ...] = (
+    StageSpec("classify", ClassifyStage, lambda s: True, "always"),
+    StageSpec("nlp", NlpStage, lambda s: s.enable_ml_pipeline, "TL_ENABLE_ML_PIPELINE"),
+    StageSpec(
+        "infer",
+        InferStage,
+        lambda s: s.enable_ml_pipeline and s.onnx_enabled,
+        "TL_ENABLE_ML_PIPELINE and TL_ONNX_ENABLED",
+    ),
+    StageSpec("package", PackageStage, lambda s: True, "always"),
+)
 
 
 def enabled_stage_names(settings: Settings) -> list[str]:
-    """The stages after classify that these settings switch on."""
-    names = []
-    for name in STAGE_CLASSES:
-        if name in ML_STAGES and not settings.enable_ml_pipeline:
-            continue
-        if name == "infer" and not settings.onnx_enabled:
-            continue
-        names.append(name)
-    return names
-
-
-StageFactory = Callable[[Settings, ObjectStore], Stage]
-
-
-def _load_stage_class(name: str) -> StageFactory | None:
-    module_name, _, class_name = STAGE_CLASSES[name].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            _log.debug("stage %s is not installed in this build", name)
-            return None
-        raise
-    factory: StageFactory = getattr(module, class_name)
-    return factory
+    """The stages these settings switch on, in route order (the one place this is decided)."""
+    return [spec.name for spec in WIRING if spec.enabled(settings)]
 
 
 def build_stages(settings: Settings, store: ObjectStore) -> list[Stage]:
-    later: list[Stage] = []
-    for name in enabled_stage_names(settings):
-        cls = _load_stage_class(name)
-        if cls is not None:
-            later.append(cls(settings, store))
-    classify = ClassifyStage(settings, store, available_stages=[s.name for s in later])
-    return [classify, *later]
+    """One instance of every enabled stage, options from settings."""
+    names = enabled_stage_names(settings)
+    stages: list[Stage] = []
+    for spec in WIRING:
+        if spec.name not in names:
+            continue
+        if spec.cls is ClassifyStage:
+            stages.append(ClassifyStage(settings, store, available_stages=names[1:]))
+        else:
+            stages.append(spec.cls(settings, store))
+    return stages
+
+
+@dataclass(frozen=True)
+class CpuBudget:
+    """How the pipeline shares the cores (ARCHITECTURE §8), from settings."""
+
+    cores: int
+    magika_calls: int  # Magika's session uses every core: one call at a time
+    classify_batches: int  # batches admitted and stored while another is in Magika
+    spacy_processes: int
+    onnx_threads: int  # intra-op threads per ONNX session (0: infer off)
+
+    def rows(self) -> list[tuple[str, str]]:
+        return [
+            ("cores", str(self.cores)),
+            ("Magika calls at a time", str(self.magika_calls)),
+            ("classify batches in flight", str(self.classify_batches)),
+            ("spaCy worker processes", str(self.spacy_processes)),
+            ("ONNX intra-op threads per session", str(self.onnx_threads)),
+        ]
+
+
+def cpu_budget(settings: Settings) -> CpuBudget:
+    names = enabled_stage_names(settings)
+    cores = os.cpu_count() or 1
+    return CpuBudget(
+        cores=cores,
+        magika_calls=1 if settings.enable_ml_pipeline else 0,
+        classify_batches=settings.classify_concurrency,
+        spacy_processes=settings.spacy_workers if "nlp" in names else 0,
+        onnx_threads=min(settings.onnx_threadpool, cores) if "infer" in names else 0,
+    )
 
 
 def ingest_event(candidate: Candidate) -> CloudEvent:
     """The ``ui.command.ingest.received`` event for one local file."""
     path = candidate.path.absolute()
-    return new_event(
-        INGEST_RECEIVED,
-        {
-            "artifact": {
-                "name": path.name,
-                "path": str(path),
-                "root": str(candidate.root),
-                "size": None,
-                "sha256": None,
-                "payload_ref": None,
-                "source": path.as_uri(),
-            },
-            "route": ["classify"],
-        },
-        source="urn:thunderline:cli",
+    request = IngestRequest(
+        artifact=Artifact(
+            name=path.name, path=str(path), root=str(candidate.root), source=path.as_uri()
+        ),
+        route=["classify"],
     )
+    return typed_event(INGEST_RECEIVED, request, source="urn:thunderline:cli")
 
 
 class Runtime:
@@ -163,6 +166,7 @@ class Runtime:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.pipeline.stop(drain=True)
+        await self.bus.close()
         self.journal.close()
         if self._owns_outcomes:
             self.outcomes.close()

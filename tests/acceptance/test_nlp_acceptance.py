@@ -14,14 +14,15 @@ from collections.abc import Callable
 
 import psutil
 import pytest
-from benchmarks.nlp_corpus import build_corpus
 
 from thunderline.bus.memory import MemoryBus
 from thunderline.config import Settings
-from thunderline.events import INGEST_CLASSIFIED, NLP_PROCESSED, CloudEvent, new_event
+from thunderline.events import NLP_PROCESSED, CloudEvent
 from thunderline.flow.engine import Pipeline
 from thunderline.nlp.stage import NlpStage
 from thunderline.objects.local import LocalObjectStore
+from thunderline.testing import classified
+from thunderline.testing.samples import text_corpus
 
 DOCS = 1000
 WARM_UP = 200
@@ -39,26 +40,10 @@ def _rss(pid: int) -> int | None:
 async def test_soak_1000_documents_memory_flat(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings(spacy_workers=2)
     store = LocalObjectStore(settings.home / "objects")
-    events = []
-    for text in build_corpus(DOCS, 1024):
-        stored = store.put_bytes(text.encode("utf-8"))
-        events.append(
-            new_event(
-                INGEST_CLASSIFIED,
-                {
-                    "artifact": {
-                        "name": "doc.txt",
-                        "path": None,
-                        "size": stored.size,
-                        "sha256": stored.sha256,
-                        "payload_ref": stored.ref,
-                        "source": "test://soak",
-                    },
-                    "classification": {"label": "txt", "group": "text", "mime": "text/plain"},
-                    "route": ["nlp"],
-                },
-            )
-        )
+    events = [
+        classified(store, text.encode("utf-8"), name="doc.txt", source="test://soak", route=["nlp"])
+        for text in text_corpus(DOCS, 1024)
+    ]
     finished: collections.Counter[str] = collections.Counter()
     entities = 0
 

@@ -18,8 +18,6 @@ from typing import Any
 import numpy as np
 import psutil
 import pytest
-from tests.integration.ml._events import classified_event
-from tests.unit.ml._helpers import MODELS, image_bytes
 
 from thunderline.bus.memory import MemoryBus
 from thunderline.config import Settings
@@ -29,7 +27,10 @@ from thunderline.ml import ModelRegistry
 from thunderline.ml.stage import InferStage
 from thunderline.objects.local import LocalObjectStore
 from thunderline.obs import metrics, telemetry
+from thunderline.testing import classified
+from thunderline.testing.samples import image_bytes
 
+MODELS = Path(__file__).resolve().parents[2] / "models"
 HISTOGRAM = "thunderline_onnx_infer_duration_seconds"
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -103,7 +104,7 @@ async def test_p95_latency_is_recorded_in_telemetry(
         before = _bucket_counts("image_classifier")
         sum_before = metrics.sample(f"{HISTOGRAM}_sum", {"model": "image_classifier"})
         telemetry.attach("acceptance-p95", handler)
-        events = [classified_event(store, image_bytes(i % 10)) for i in range(40)]
+        events = [classified(store, image_bytes(i % 10), "png", route=["infer"]) for i in range(40)]
         for event in events:
             await pipeline.submit(event)
         await pipeline.wait_idle(120)
@@ -132,8 +133,8 @@ async def test_failure_emits_dlq_event_and_error_metric(
     dlq_before = metrics.sample("thunderline_dlq_total", {"stage": "infer", "reason": "preprocess"})
     await pipeline.start()
     try:
-        good = classified_event(store, image_bytes(1))
-        bad = classified_event(store, b"GIF89a truncated image bytes")
+        good = classified(store, image_bytes(1), "png", route=["infer"])
+        bad = classified(store, b"GIF89a truncated image bytes", "png", route=["infer"])
         await pipeline.submit(good)
         await pipeline.submit(bad)
         await pipeline.wait_idle(60)
@@ -168,7 +169,9 @@ async def test_soak_60s_at_50_msgs_per_second(
         next_sample = started
         total = int(rate * duration_s)
         for i in range(total):
-            await pipeline.submit(classified_event(store, payloads[i % len(payloads)]))
+            await pipeline.submit(
+                classified(store, payloads[i % len(payloads)], "png", route=["infer"])
+            )
             now = time.monotonic()
             if now >= next_sample:
                 samples.append(

@@ -32,7 +32,14 @@ class Delivery:
 
 @runtime_checkable
 class EventBus(Protocol):
-    """What the pipeline engine needs from a bus backend."""
+    """What the pipeline engine needs from a bus backend (``tests/integration/contracts``
+    runs the same suite over every implementation)."""
+
+    @property
+    def durable(self) -> bool:
+        """Whether unacknowledged messages survive the process (a broker). The engine
+        dead-letters what is left on a non-durable bus at shutdown, so nothing vanishes."""
+        ...
 
     async def publish(self, topic: str, payload: bytes) -> str:
         """Append one message to ``topic``; returns its message id. May block (backpressure)."""

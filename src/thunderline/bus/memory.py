@@ -26,7 +26,9 @@ class _Topic:
 
 
 class MemoryBus:
-    """In-process bus for one machine (the default, ``memory://``)."""
+    """In-process bus for one machine (the default, ``memory://``). Not durable."""
+
+    durable = False
 
     def __init__(
         self,

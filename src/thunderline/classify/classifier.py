@@ -10,7 +10,6 @@ import functools
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,29 +19,12 @@ from thunderline.errors import (
     ThunderlineError,
     UnreadableArtifactError,
 )
+from thunderline.eventdata import Classification
 
 _MODES = {"high-confidence", "medium-confidence", "best-guess"}
 
 #: What can be classified: a path the process owns (a stored copy) or an open descriptor.
 Source = Path | int
-
-
-@dataclass(frozen=True)
-class Classification:
-    """What Magika said about one artifact."""
-
-    label: str
-    group: str
-    mime: str
-    score: float
-    is_text: bool
-    description: str
-    dl_label: str
-    overwrite_reason: str
-    model: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 #: The classification used when the ML pipeline is switched off (TL_ENABLE_ML_PIPELINE=false).

@@ -15,15 +15,9 @@ import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 from thunderline.classify.admission import check_size, open_input
-from thunderline.classify.classifier import (
-    DISABLED,
-    Classification,
-    MagikaClassifier,
-    Source,
-)
+from thunderline.classify.classifier import DISABLED, MagikaClassifier, Source
 from thunderline.config import Settings
 from thunderline.errors import (
     ArtifactError,
@@ -33,13 +27,18 @@ from thunderline.errors import (
     ThunderlineError,
     UnreadableArtifactError,
 )
+from thunderline.eventdata import (
+    Classification,
+    Classified,
+    IngestRequest,
+    StoredArtifact,
+    data_of,
+    extend,
+)
 from thunderline.events import INGEST_CLASSIFIED, CloudEvent
-from thunderline.flow.stage import Outcome, Stage, StageOptions
+from thunderline.flow.stage import Outcome, StageOptions, StoreStage
 from thunderline.objects.base import ObjectStore, sha_from_ref
 from thunderline.obs import metrics
-
-#: Stages that need the ML pipeline switch (TL_ENABLE_ML_PIPELINE).
-ML_STAGES = frozenset({"nlp", "infer"})
 
 
 def build_route(
@@ -53,7 +52,7 @@ def build_route(
     return [stage for stage in chosen if stage in allowed]
 
 
-class ClassifyStage(Stage):
+class ClassifyStage(StoreStage):
     """Magika classification of every artifact (the first stage of every route)."""
 
     name = "classify"
@@ -66,21 +65,10 @@ class ClassifyStage(Stage):
         *,
         available_stages: Iterable[str] = (),
     ) -> None:
-        super().__init__(
-            options
-            or StageOptions.from_settings(
-                settings,
-                batch_size=settings.classify_batch_size,
-                batch_timeout_s=settings.classify_batch_timeout_s,
-                concurrency=settings.classify_concurrency,
-            )
-        )
-        self.settings = settings
-        self.store = store
-        available = set(available_stages)
-        if not settings.enable_ml_pipeline:
-            available -= ML_STAGES
-        self.available = available
+        """``available_stages``: the stages after classify that are on (routes keep only
+        those; the wiring table in :mod:`thunderline.runtime` decides which)."""
+        super().__init__(settings, store, options)
+        self.available = set(available_stages)
         self.classifier: MagikaClassifier | None = None
 
     async def setup(self) -> None:
@@ -95,34 +83,36 @@ class ClassifyStage(Stage):
     # ---- work (runs in a worker thread) ---------------------------------------------------
     def _admit_and_store(
         self, event: CloudEvent, spooled: list[Path], opened: list[int]
-    ) -> tuple[dict[str, Any], Source]:
-        """Admit and store one artifact; return it and what Magika classifies.
+    ) -> tuple[IngestRequest, StoredArtifact, Source]:
+        """Admit and store one artifact; return its request, the stored artifact and what
+        Magika classifies.
 
         A local input is opened once (:func:`.admission.open_input`) and read only through
         that descriptor; Magika then reads the stored copy (local store) or the same
         descriptor (remote store; kept open in ``opened`` until the batch is classified),
         never the path again.
         """
-        artifact = event.data.get("artifact")
-        if not isinstance(artifact, dict):
-            raise MalformedEventError("ingest event has no artifact object")
-        artifact = dict(artifact)
-        ref = artifact.get("payload_ref")
-        if ref:  # already in the store (archive member, upload)
-            sha = sha_from_ref(str(ref))
+        request = data_of(event, IngestRequest)
+        artifact = request.artifact
+        if artifact.payload_ref is not None:  # already in the store (archive member, upload)
+            sha = sha_from_ref(artifact.payload_ref)
             local = self.store.local_path(sha)
             if local is None:
                 if not self.store.exists(sha):
-                    raise ArtifactNotFoundError(f"payload {ref} is not in the object store")
+                    raise ArtifactNotFoundError(
+                        f"payload {artifact.payload_ref} is not in the object store"
+                    )
                 local = self._spool(sha, spooled)
-            return artifact, local
-        path_s = artifact.get("path")
-        if not path_s:
+            size = artifact.size
+            if size is None:
+                size = local.stat().st_size
+            stored = StoredArtifact.model_validate({**dict(artifact), "size": size, "sha256": sha})
+            return request, stored, local
+        if artifact.path is None:
             raise MalformedEventError("artifact has neither path nor payload_ref")
-        root_s = artifact.get("root")
-        path = Path(str(path_s))
+        path = Path(artifact.path)
         limit = self.settings.max_artifact_bytes
-        admitted = open_input(path, Path(str(root_s)) if root_s else None)
+        admitted = open_input(path, Path(artifact.root) if artifact.root else None)
         keep = False
         try:
             try:
@@ -136,18 +126,20 @@ class ClassifyStage(Stage):
                         exc.details["classification"] = found.to_dict()
                 raise
             try:
-                stored = self.store.put_fd(admitted.fd, max_bytes=limit)
+                put = self.store.put_fd(admitted.fd, max_bytes=limit)
             except PermissionError as exc:
                 raise UnreadableArtifactError(f"{path}: permission denied") from exc
             except OSError as exc:
                 raise UnreadableArtifactError(f"{path}: {exc.strerror or exc}") from exc
-            artifact.update(size=stored.size, sha256=stored.sha256, payload_ref=stored.ref)
-            local = self.store.local_path(stored.sha256)
+            stored = StoredArtifact.model_validate(
+                {**dict(artifact), "size": put.size, "sha256": put.sha256, "payload_ref": put.ref}
+            )
+            local = self.store.local_path(put.sha256)
             if local is not None:
-                return artifact, local
+                return request, stored, local
             keep = True
             opened.append(admitted.fd)
-            return artifact, admitted.fd
+            return request, stored, admitted.fd
         finally:
             if not keep:
                 admitted.close()
@@ -164,18 +156,18 @@ class ClassifyStage(Stage):
     def _classify_batch(self, events: list[CloudEvent]) -> list[Outcome]:
         started = time.perf_counter()
         outcomes: list[Outcome] = [RuntimeError("unset")] * len(events)
-        admitted: list[tuple[int, dict[str, Any], Source]] = []
+        admitted: list[tuple[int, IngestRequest, StoredArtifact, Source]] = []
         spooled: list[Path] = []
         opened: list[int] = []
         for i, event in enumerate(events):
             try:
-                artifact, local = self._admit_and_store(event, spooled, opened)
+                request, artifact, local = self._admit_and_store(event, spooled, opened)
             except (ThunderlineError, ValueError) as exc:
                 err = exc if isinstance(exc, ThunderlineError) else MalformedEventError(str(exc))
                 metrics.MAGIKA_CLASSIFY_ERRORS.labels(err.reason).inc()
                 outcomes[i] = err
                 continue
-            admitted.append((i, artifact, local))
+            admitted.append((i, request, artifact, local))
 
         try:
             outcomes = self._classify_admitted(events, outcomes, admitted, started)
@@ -190,33 +182,27 @@ class ClassifyStage(Stage):
         self,
         events: list[CloudEvent],
         outcomes: list[Outcome],
-        admitted: list[tuple[int, dict[str, Any], Source]],
+        admitted: list[tuple[int, IngestRequest, StoredArtifact, Source]],
         started: float,
     ) -> list[Outcome]:
         if self.classifier is None:
             results: list[Classification | ThunderlineError] = [DISABLED] * len(admitted)
         else:
-            results = self.classifier.classify_sources([local for _, _, local in admitted])
+            results = self.classifier.classify_sources([local for *_, local in admitted])
         elapsed = time.perf_counter() - started
         per_file = elapsed / max(len(events), 1)
-        for (i, artifact, _local), result in zip(admitted, results, strict=True):
+        for (i, request, artifact, _local), result in zip(admitted, results, strict=True):
             if isinstance(result, ThunderlineError):
                 metrics.MAGIKA_CLASSIFY_ERRORS.labels(result.reason).inc()
                 outcomes[i] = result
                 continue
             metrics.MAGIKA_CLASSIFY_DURATION.observe(per_file)
             metrics.MAGIKA_CLASSIFIED.labels(result.group).inc()
-            classification = {**result.to_dict(), "latency_ms": round(per_file * 1000, 3)}
+            classification = result.model_copy(update={"latency_ms": round(per_file * 1000, 3)})
             route = build_route(result, self.settings.routes, self.available)
-            event = events[i]
-            out = self.advance(
-                event,
-                INGEST_CLASSIFIED,
-                {"artifact": artifact, "classification": classification},
-                route=route,
-            )
-            outcomes[i] = [out]
+            data = extend(request, Classified, artifact=artifact, classification=classification)
+            outcomes[i] = [self.advance(events[i], INGEST_CLASSIFIED, data, route=route)]
         return outcomes
 
 
-__all__ = ["ML_STAGES", "ArtifactError", "ClassifyStage", "build_route"]
+__all__ = ["ArtifactError", "ClassifyStage", "build_route"]

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC, Delivery, EventBus
 from thunderline.errors import (
+    EventContractError,
     MalformedEventError,
     OverloadError,
     StageTimeoutError,
@@ -31,7 +32,8 @@ from thunderline.errors import (
     is_retryable,
     reason_of,
 )
-from thunderline.events import DLQ_OVERLOAD, CloudEvent, new_event
+from thunderline.eventdata import DlqRecord, ErrorInfo, ensure_valid, typed_event, validate_data
+from thunderline.events import DLQ_OVERLOAD, CloudEvent
 from thunderline.flow.stage import Outcome, Stage
 from thunderline.journal import Journal
 from thunderline.obs import metrics, telemetry
@@ -62,18 +64,16 @@ def dlq_event(
     """The DLQ record for a failure: original event, reason, error, traceback, attempts."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     details = exc.details if isinstance(exc, ThunderlineError) else {}
-    data: dict[str, Any] = {
-        "stage": stage,
-        "reason": reason_of(exc),
-        "error": {"type": type(exc).__name__, "message": str(exc), "details": _json_safe(details)},
-        "traceback": tb,
-        "attempts": attempts,
-        "original": original.to_dict() if original is not None else None,
-    }
-    if original is None:
-        data["original_raw"] = (raw or b"").decode("utf-8", "replace")
-        return new_event(dlq_type, data, source=f"urn:thunderline:stage:{stage}")
-    return original.derive(dlq_type, data, source=f"urn:thunderline:stage:{stage}")
+    record = DlqRecord(
+        stage=stage,
+        reason=reason_of(exc),
+        error=ErrorInfo(type=type(exc).__name__, message=str(exc), details=_json_safe(details)),
+        traceback=tb,
+        attempts=attempts,
+        original=original.to_dict() if original is not None else None,
+        original_raw=(raw or b"").decode("utf-8", "replace") if original is None else None,
+    )
+    return typed_event(dlq_type, record, parent=original, source=f"urn:thunderline:stage:{stage}")
 
 
 def topic_for(event: CloudEvent) -> str:
@@ -179,7 +179,7 @@ class Pipeline:
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
-        if not getattr(self.bus, "durable", False):
+        if not self.bus.durable:
             await self._dead_letter_leftovers()
             if self.run_collector:
                 try:
@@ -296,11 +296,13 @@ class Pipeline:
         in_flight = self._in_flight[stage.name]
         pending: list[tuple[Delivery, CloudEvent]] = []
         for delivery in deliveries:
+            event: CloudEvent | None = None
             try:
                 event = CloudEvent.from_json(delivery.payload)
+                validate_data(event)  # the one place event data is validated
             except MalformedEventError as exc:
-                in_flight[delivery.message_id] = (delivery, None)
-                await self._dead_letter(stage, delivery, None, exc, attempts=1)
+                in_flight[delivery.message_id] = (delivery, event)
+                await self._dead_letter(stage, delivery, event, exc, attempts=1)
                 continue
             in_flight[delivery.message_id] = (delivery, event)
             pending.append((delivery, event))
@@ -350,6 +352,7 @@ class Pipeline:
             raise
         except Exception as batch_error:
             outcomes = [batch_error] * len(events)
+        outcomes = [self._checked(stage, outcome) for outcome in outcomes]
         duration = time.perf_counter() - started
         metrics.STAGE_DURATION.labels(stage.name).observe(duration)
         errors = [o for o in outcomes if isinstance(o, BaseException)]
@@ -365,6 +368,20 @@ class Pipeline:
             meta,
         )
         return outcomes
+
+    @staticmethod
+    def _checked(stage: Stage, outcome: Outcome) -> Outcome:
+        """An outcome whose every output event fits its type's model, else the contract error
+        (a bug in the stage: dead-lettered as ``contract_violation`` and logged)."""
+        if isinstance(outcome, BaseException):
+            return outcome
+        try:
+            for output in outcome:
+                ensure_valid(output)
+        except EventContractError as exc:
+            _log.error("stage %s broke its output contract: %s", stage.name, exc)
+            return exc
+        return outcome
 
     async def _finish(self, stage: Stage, delivery: Delivery, outputs: list[CloudEvent]) -> None:
         # publish first, then acknowledge (at-least-once)

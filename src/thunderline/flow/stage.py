@@ -12,10 +12,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from thunderline.config import Settings
+from thunderline.eventdata import Routed, typed_event
 from thunderline.events import CloudEvent, dlq_type_for
+from thunderline.objects.base import ObjectStore
 
 Outcome = list[CloudEvent] | BaseException
 
@@ -33,21 +35,19 @@ class StageOptions:
     backoff_max_s: float = 2.0
 
     @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        batch_size: int,
-        batch_timeout_s: float,
-        concurrency: int,
-        timeout_s: float | None = None,
+    def for_stage(
+        cls, settings: Settings, stage: str, *, default_timeout_s: float | None = None
     ) -> StageOptions:
-        """A stage's own batching, with the engine-wide timeout, attempts and backoff settings."""
+        """A stage's options from settings: its budget (:meth:`Settings.stage_budget`) with the
+        engine-wide attempts and backoff. Timeout: the stage's setting, else the stage's own
+        default, else ``TL_STAGE_TIMEOUT_S``."""
+        budget = settings.stage_budget(stage)
+        timeout = budget.timeout_s or default_timeout_s or settings.stage_timeout_s
         return cls(
-            batch_size=batch_size,
-            batch_timeout_s=batch_timeout_s,
-            concurrency=concurrency,
-            timeout_s=settings.stage_timeout_s if timeout_s is None else timeout_s,
+            batch_size=budget.batch_size,
+            batch_timeout_s=budget.batch_timeout_s,
+            concurrency=budget.concurrency,
+            timeout_s=timeout,
             max_attempts=settings.max_attempts,
             backoff_s=settings.retry_backoff_s,
             backoff_max_s=settings.retry_backoff_max_s,
@@ -80,19 +80,47 @@ class Stage(ABC):
         self,
         event: CloudEvent,
         type: str,
-        results: dict[str, Any],
+        data: Routed,
         *,
         route: list[str] | None = None,
     ) -> CloudEvent:
-        """The event this stage publishes for ``event``: results merged in, itself off the route.
+        """The event this stage publishes for ``event``: ``data`` (the input's data extended
+        with this stage's result, see :func:`thunderline.eventdata.extend`), itself off the route.
 
-        The route is the routing slip: the first entry is this stage; it is removed so the bus
-        delivers the new event to the next stage (or to the terminal sink when none is left).
-        A stage that decides the route (classify) passes ``route`` explicitly.
+        ``data`` must be exactly the model registered for ``type``
+        (:class:`~thunderline.errors.EventContractError` otherwise). The route is the routing
+        slip: the first entry is this stage; it is removed so the bus delivers the new event to
+        the next stage (or to the terminal sink when none is left). A stage that decides the
+        route (classify) passes ``route`` explicitly.
         """
         if route is None:
-            route = event.route
+            route = list(data.route)
             if route and route[0] == self.name:
                 route = route[1:]
-        data = {**event.data, **results, "route": route}
-        return event.derive(type, data, source=f"urn:thunderline:stage:{self.name}")
+        data = data.model_copy(update={"route": route})
+        return typed_event(type, data, parent=event, source=f"urn:thunderline:stage:{self.name}")
+
+
+class StoreStage(Stage):
+    """A pipeline stage over the payload store: settings, the store, and its options from
+    :meth:`StageOptions.for_stage` unless given (the wiring table in :mod:`thunderline.runtime`
+    builds every stage this way)."""
+
+    def __init__(
+        self, settings: Settings, store: ObjectStore, options: StageOptions | None = None
+    ) -> None:
+        super().__init__(options or self.options_from(settings))
+        self.settings = settings
+        self.store = store
+
+    @classmethod
+    def options_from(cls, settings: Settings) -> StageOptions:
+        """This stage's options from settings (what the engine runs it with by default)."""
+        return StageOptions.for_stage(
+            settings, cls.name, default_timeout_s=cls.default_timeout_s(settings)
+        )
+
+    @classmethod
+    def default_timeout_s(cls, settings: Settings) -> float | None:
+        """The stage's own batch timeout when its setting is unset (None: the engine's)."""
+        return None

@@ -16,30 +16,35 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 from thunderline.config import Settings
 from thunderline.errors import (
-    ArtifactNotFoundError,
-    MalformedEventError,
     ThunderlineError,
     reason_of,
 )
+from thunderline.eventdata import (
+    Classified,
+    Inference,
+    InferenceCompleted,
+    LabelScore,
+    data_of,
+    extend,
+)
 from thunderline.events import INFERENCE_COMPLETED, CloudEvent
-from thunderline.flow.stage import Outcome, Stage, StageOptions
+from thunderline.flow.stage import Outcome, StageOptions, StoreStage
 from thunderline.ml.errors import InferenceError, ModelNotFoundError, UnsupportedContentError
 from thunderline.ml.preprocess import payload_input
 from thunderline.ml.registry import ModelEntry, ModelRegistry
 from thunderline.ml.supervisor import ModelSupervisor
 from thunderline.ml.tensors import ModelInput, top_k
-from thunderline.objects.base import ObjectStore, sha_from_ref
+from thunderline.objects.base import ObjectStore
 from thunderline.obs import metrics
 
 _log = logging.getLogger("thunderline.ml")
 TOP_K = 5
 
 
-class InferStage(Stage):
+class InferStage(StoreStage):
     """ONNX inference on images (and text routed here), via supervised, batched sessions."""
 
     name = "infer"
@@ -52,17 +57,7 @@ class InferStage(Stage):
         *,
         supervisor: ModelSupervisor | None = None,
     ) -> None:
-        super().__init__(
-            options
-            or StageOptions.from_settings(
-                settings,
-                batch_size=settings.onnx_max_batch_size,
-                batch_timeout_s=settings.onnx_max_queue_delay_ms / 1000.0,
-                concurrency=2,
-            )
-        )
-        self.settings = settings
-        self.store = store
+        super().__init__(settings, store, options)
         self.supervisor = supervisor
         self._owns_supervisor = supervisor is None
 
@@ -90,34 +85,24 @@ class InferStage(Stage):
     # ---- one event ----------------------------------------------------------------------
     def model_for(self, event: CloudEvent) -> ModelEntry:
         """The registry entry for the event's content (image model, or the text model)."""
-        classification = event.data.get("classification") or {}
-        group = str(classification.get("group") or "")
-        mime = str(classification.get("mime") or "")
+        classification = data_of(event, Classified).classification
+        group, mime = classification.group, classification.mime
         if group == "image" or mime.startswith("image/"):
             return self.registry.entry(self.settings.onnx_image_model)
-        if classification.get("is_text"):
+        if classification.is_text:
             for entry in self.registry.list_models():
                 if entry.kind == "text":
                     return entry
             raise ModelNotFoundError("no text model is listed in the model registry")
         raise UnsupportedContentError(
-            f"no model for content {classification.get('label')!r} (group {group!r})",
-            details={"label": classification.get("label"), "group": group},
+            f"no model for content {classification.label!r} (group {group!r})",
+            details={"label": classification.label, "group": group},
         )
 
     def _prepare(self, event: CloudEvent) -> tuple[ModelEntry, ModelInput]:
         entry = self.model_for(event)
-        artifact = event.data.get("artifact")
-        if not isinstance(artifact, dict) or not artifact.get("payload_ref"):
-            raise MalformedEventError("event has no artifact.payload_ref to infer on")
-        try:
-            sha = sha_from_ref(str(artifact["payload_ref"]))
-        except ValueError as exc:
-            raise MalformedEventError(str(exc)) from exc
-        try:
-            data = self.store.get_bytes(sha)
-        except KeyError as exc:
-            raise ArtifactNotFoundError(f"payload sha256:{sha} is not in the object store") from exc
+        artifact = data_of(event, Classified).artifact
+        data = self.store.get_bytes(artifact.sha256)
         return entry, payload_input(data, entry)
 
     async def _one(self, event: CloudEvent) -> Outcome:
@@ -139,14 +124,16 @@ class InferStage(Stage):
             return InferenceError(f"inference failed: {type(exc).__name__}: {exc}")
         scores = result.first.tensor[0] if result.first.tensor.ndim > 1 else result.first.tensor
         labels = list(entry.labels)  # unnamed classes are reported as class_<i>
-        inference: dict[str, Any] = {
-            "model": result.model,
-            "version": result.version,
-            "top_k": top_k(scores, labels, min(TOP_K, max(1, scores.size))),
-            "inference_ms": result.inference_ms,
-            "batch_size": result.batch_size,
-        }
-        return [self.advance(event, INFERENCE_COMPLETED, {"inference": inference})]
+        best = top_k(scores, labels, min(TOP_K, max(1, scores.size)))
+        inference = Inference(
+            model=result.model,
+            version=result.version,
+            top_k=[LabelScore(label=str(t["label"]), score=float(t["score"])) for t in best],
+            inference_ms=result.inference_ms,
+            batch_size=result.batch_size,
+        )
+        data = extend(data_of(event, Classified), InferenceCompleted, inference=inference)
+        return [self.advance(event, INFERENCE_COMPLETED, data)]
 
     def _model_label(self, event: CloudEvent) -> str:
         """A bounded metric label for a failure before the model was known."""

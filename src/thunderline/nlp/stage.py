@@ -20,45 +20,29 @@ import math
 from collections.abc import Sequence
 
 from thunderline.config import Settings
-from thunderline.errors import ArtifactNotFoundError, MalformedEventError, ThunderlineError
+from thunderline.errors import ThunderlineError
+from thunderline.eventdata import Classified, NlpAnalysis, NlpProcessed, data_of, extend
 from thunderline.events import NLP_PROCESSED, CloudEvent
-from thunderline.flow.stage import Outcome, Stage, StageOptions
+from thunderline.flow.stage import Outcome, StageOptions, StoreStage
 from thunderline.nlp.errors import NlpModelMissingError
 from thunderline.nlp.extract import Extraction, extract_text, method_for, read_head
 from thunderline.nlp.pool import NlpPool, PoolConfig
 from thunderline.nlp.result import NlpResult
 from thunderline.nlp.worker import model_missing_message
-from thunderline.objects.base import ObjectStore, sha_from_ref
+from thunderline.objects.base import ObjectStore
 
 #: Payloads up to this size are read through ``get_bytes`` (SHA-256 verified); larger local
 #: payloads are read only as far as extraction needs.
 VERIFY_MAX_BYTES = 64 * 1024 * 1024
 
 
-def default_options(settings: Settings) -> StageOptions:
-    """Batches of 4 documents per worker, two batches in flight, a timeout that covers the
-    pool's worst case (every document of a batch timing out on every retry)."""
-    config = PoolConfig.from_settings(settings)
-    batch = 4 * settings.spacy_workers
-    concurrency = 2
-    per_doc = (config.max_retries + 1) * (config.answer_timeout_s + config.backoff_max_s + 2.0)
-    rounds = math.ceil(batch * concurrency / settings.spacy_workers)
-    return StageOptions.from_settings(
-        settings,
-        batch_size=batch,
-        batch_timeout_s=0.01,
-        concurrency=concurrency,
-        timeout_s=max(settings.stage_timeout_s, rounds * per_doc + 30.0),
-    )
-
-
-class NlpStage(Stage):
+class NlpStage(StoreStage):
     """spaCy analysis of text-like artifacts through the supervised worker pool.
 
     Args:
         settings: Thunderline settings (``TL_SPACY_*``, ``TL_NLP_*``).
         store: The payload store the classify stage filled.
-        options: Engine options (default: :func:`default_options`).
+        options: Engine options (default: from settings, see :meth:`default_timeout_s`).
         worker_command: Test fault injection: the program the pool starts instead of the
             real worker (it gets the worker's arguments).
         pool: An already configured pool to use (not closed by the stage).
@@ -75,11 +59,19 @@ class NlpStage(Stage):
         worker_command: Sequence[str] | None = None,
         pool: NlpPool | None = None,
     ) -> None:
-        super().__init__(options or default_options(settings))
-        self.settings = settings
-        self.store = store
+        super().__init__(settings, store, options)
         self._own_pool = pool is None
         self.pool = pool or NlpPool(PoolConfig.from_settings(settings), worker_command)
+
+    @classmethod
+    def default_timeout_s(cls, settings: Settings) -> float:
+        """A batch timeout that covers the pool's worst case: every document of every batch in
+        flight timing out on every retry."""
+        config = PoolConfig.from_settings(settings)
+        budget = settings.stage_budget(cls.name)
+        per_doc = (config.max_retries + 1) * (config.answer_timeout_s + config.backoff_max_s + 2.0)
+        rounds = math.ceil(budget.batch_size * budget.concurrency / settings.spacy_workers)
+        return max(settings.stage_timeout_s, rounds * per_doc + 30.0)
 
     async def setup(self) -> None:
         """Check the spaCy pipeline is installed, then start the workers.
@@ -110,36 +102,26 @@ class NlpStage(Stage):
         except ThunderlineError as exc:
             exc.details.setdefault("extraction", extraction.info())
             return exc
-        nlp = {**result.to_dict(), "extraction": extraction.info()}
-        return [self.advance(event, NLP_PROCESSED, {"nlp": nlp})]
+        nlp = NlpAnalysis.model_validate({**dict(result), "extraction": extraction.info()})
+        data = extend(data_of(event, Classified), NlpProcessed, nlp=nlp)
+        return [self.advance(event, NLP_PROCESSED, data)]
 
     # ---- extraction (runs in a worker thread) ---------------------------------------------
     def _extract(self, event: CloudEvent) -> Extraction | ThunderlineError:
         try:
-            artifact = event.data.get("artifact")
-            if not isinstance(artifact, dict) or not artifact.get("payload_ref"):
-                raise MalformedEventError("classified event has no artifact payload_ref")
-            try:
-                sha = sha_from_ref(str(artifact["payload_ref"]))
-            except ValueError as exc:
-                raise MalformedEventError(str(exc)) from exc
-            classification = event.data.get("classification") or {}
-            method = method_for(classification.get("label"), classification.get("mime"))
+            classified = data_of(event, Classified)
+            artifact = classified.artifact
+            classification = classified.classification
+            method = method_for(classification.label, classification.mime)
             limit = self.settings.nlp_max_text_bytes
-            size = artifact.get("size")
-            local = self.store.local_path(sha)
-            if local is not None and isinstance(size, int) and size > VERIFY_MAX_BYTES:
+            local = self.store.local_path(artifact.sha256)
+            if local is not None and artifact.size > VERIFY_MAX_BYTES:
                 data = read_head(local, method, limit)
             else:
-                try:
-                    data = self.store.get_bytes(sha)
-                except KeyError as exc:
-                    raise ArtifactNotFoundError(
-                        f"payload {artifact['payload_ref']} is not in the object store"
-                    ) from exc
+                data = self.store.get_bytes(artifact.sha256)
             return extract_text(data, method, limit)
         except ThunderlineError as exc:
             return exc
 
 
-__all__ = ["NlpStage", "default_options"]
+__all__ = ["NlpStage"]

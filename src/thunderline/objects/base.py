@@ -181,25 +181,23 @@ def spool_verified(stream: BinaryIO, expected_sha256: str, dest: Sink, *, what: 
     return size
 
 
-def copy_verified(store: ObjectStore, sha256: str, dest: Sink) -> int:
-    """Stream a payload to ``dest`` verified (never serving corrupt bytes); return its size.
-
-    Uses the store's own ``copy_verified`` when it has one (streamed, bounded memory) and
-    falls back to :meth:`ObjectStore.get_bytes` otherwise. Raises KeyError when absent.
-    """
-    own = getattr(store, "copy_verified", None)
-    if own is not None:
-        return int(own(sha256, dest))
-    data = store.get_bytes(sha256)
-    dest.write(data)
-    return len(data)
-
-
 @runtime_checkable
 class ObjectStore(Protocol):
-    """What the pipeline needs from a payload store."""
+    """What the pipeline needs from a payload store (``tests/integration/contracts`` runs the
+    same suite over every implementation).
 
+    A missing payload is :class:`~thunderline.errors.PayloadNotFound`, corrupt bytes
+    :class:`~thunderline.errors.ChecksumMismatch`, a backend failure
+    :class:`~thunderline.errors.BackendError`; never a bare ``KeyError`` or ``OSError``.
+    """
+
+    #: Where the store is (``file:///...``, ``s3://bucket/prefix``).
     url: str
+
+    @property
+    def root(self) -> Path | None:
+        """The store's local folder (its ``tmp/`` shares the filesystem), None when remote."""
+        ...
 
     def put_file(self, path: Path) -> StoredObject:
         """Store the bytes of a file the process wrote itself (streamed); return its address.
@@ -215,7 +213,13 @@ class ObjectStore(Protocol):
     def put_bytes(self, data: bytes) -> StoredObject: ...
 
     def get_bytes(self, sha256: str) -> bytes:
-        """The payload, verified against its address. Raises ChecksumMismatch or KeyError."""
+        """The payload, verified against its address. Raises ChecksumMismatch or
+        PayloadNotFound."""
+        ...
+
+    def copy_verified(self, sha256: str, dest: Sink) -> int:
+        """Stream the payload to ``dest`` only after all of it was verified (bounded memory);
+        returns its size. Raises ChecksumMismatch (nothing written) or PayloadNotFound."""
         ...
 
     def exists(self, sha256: str) -> bool: ...

@@ -14,7 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from thunderline.errors import BackendError
+from thunderline.errors import BackendError, PayloadNotFound
 from thunderline.objects.base import (
     Sink,
     StoredObject,
@@ -105,7 +105,7 @@ class LocalObjectStore:
         try:
             data = self._path(sha256).read_bytes()
         except FileNotFoundError as exc:
-            raise KeyError(f"no object sha256:{sha256}") from exc
+            raise PayloadNotFound(f"no object sha256:{sha256}") from exc
         return verify(data, sha256, what=f"sha256:{sha256}")
 
     def copy_verified(self, sha256: str, dest: Sink) -> int:
@@ -113,7 +113,7 @@ class LocalObjectStore:
         try:
             handle = open(self._path(sha256), "rb")  # noqa: SIM115
         except FileNotFoundError as exc:
-            raise KeyError(f"no object sha256:{sha256}") from exc
+            raise PayloadNotFound(f"no object sha256:{sha256}") from exc
         with handle:
             return spool_verified(handle, sha256, dest, what=f"sha256:{sha256}")
 

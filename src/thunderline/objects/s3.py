@@ -4,7 +4,7 @@ boto3 with path-style addressing (SeaweedFS, MinIO and AWS all accept it), the e
 ``settings.s3_endpoint_url``. Credentials come from boto3's own chain (``AWS_ACCESS_KEY_ID`` ...)
 unless given. Every read is verified: ``get_bytes`` re-hashes the body, ``copy_verified``
 spools and hashes before writing a byte to its destination. Backend failures become
-:class:`~thunderline.errors.BackendError` (retryable); a missing object is a ``KeyError``.
+:class:`~thunderline.errors.BackendError` (retryable); a missing object is :class:`~thunderline.errors.PayloadNotFound`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from thunderline.errors import BackendError, ConfigError
+from thunderline.errors import BackendError, ConfigError, PayloadNotFound
 from thunderline.objects.base import (
     Sink,
     StoredObject,
@@ -74,6 +74,7 @@ class S3ObjectStore:
         tmp_max_age_s: float = 3600.0,
     ) -> None:
         self.url = url
+        self.root: Path | None = None  # no local folder: callers spool to the system temp dir
         self.endpoint_url = endpoint_url
         self.bucket, self.prefix = parse_s3_url(url)
         self.removed_temps = remove_stale_temps(
@@ -187,7 +188,7 @@ class S3ObjectStore:
             return self.client.get_object(Bucket=self.bucket, Key=self._key(sha256))["Body"]
         except ClientError as exc:
             if _code(exc) in _MISSING:
-                raise KeyError(f"no object sha256:{sha256}") from exc
+                raise PayloadNotFound(f"no object sha256:{sha256}") from exc
             raise BackendError(f"s3 get of sha256:{sha256} failed: {exc}") from exc
         except BotoCoreError as exc:
             raise BackendError(f"s3 get of sha256:{sha256} failed: {exc}") from exc

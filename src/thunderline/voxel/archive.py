@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from thunderline.config import Settings
+from thunderline.eventdata import Classification
 from thunderline.objects.base import CHUNK, ObjectStore
 from thunderline.voxel.errors import (
     ArchiveBombError,
@@ -80,12 +81,11 @@ class _Entry:
     handle: Any  # ZipInfo or TarInfo
 
 
-def is_archive_classification(classification: dict[str, Any] | None) -> bool:
+def is_archive_classification(classification: Classification | None) -> bool:
     """Whether a classification names a format this module expands."""
-    if not classification:
+    if classification is None:
         return False
-    label = str(classification.get("label") or "")
-    group = str(classification.get("group") or "")
+    label, group = classification.label, classification.group
     return label in ARCHIVE_LABELS or (group == ARCHIVE_GROUP and label in {"zip", "tar"})
 
 

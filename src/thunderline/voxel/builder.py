@@ -20,8 +20,8 @@ from typing import Any
 from pydantic import ValidationError
 from uuid6 import uuid7
 
+from thunderline.eventdata import Classified, data_of
 from thunderline.events import CloudEvent
-from thunderline.objects.base import sha_from_ref
 from thunderline.voxel.errors import InvalidVoxelError, LineageCycleError
 from thunderline.voxel.schema import SCHEMA_VERSION, Voxel, seal
 
@@ -35,23 +35,19 @@ def _unique(values: list[str | None]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(v for v in values if v))
 
 
-def voxel_source(event: CloudEvent) -> str:
+def voxel_source(event: CloudEvent, data: Classified) -> str:
     """What the voxel is "of": the artifact's source URI, else its correlation chain."""
-    artifact = event.data.get("artifact") or {}
-    source = artifact.get("source") if isinstance(artifact, dict) else None
-    return str(source) if source else f"urn:thunderline:correlation:{event.correlationid}"
+    source = data.artifact.source
+    return source if source else f"urn:thunderline:correlation:{event.correlationid}"
 
 
-def coords_for(event: CloudEvent) -> dict[str, Any]:
+def coords_for(event: CloudEvent, data: Classified) -> dict[str, Any]:
     """The event's own ``coords`` if given, else ``{t, channel, position}`` from the event."""
-    given = event.data.get("coords")
-    if isinstance(given, dict):
-        return dict(given)
+    if data.coords is not None:
+        return dict(data.coords)
     t = datetime.fromisoformat(event.time.replace("Z", "+00:00")).timestamp()
-    classification = event.data.get("classification") or {}
-    channel = str(classification.get("group") or "unknown") if classification else "unknown"
-    parent = event.data.get("parent") or {}
-    position = int(parent.get("index", 0)) if isinstance(parent, dict) else 0
+    channel = data.classification.group or "unknown"
+    position = data.parent.index if data.parent is not None else 0
     return {"t": t, "channel": channel, "position": position}
 
 
@@ -64,47 +60,39 @@ class VoxelBuilder:
         self.ancestors_of = ancestors_of
 
     def build(self, event: CloudEvent, *, voxel_id: str | None = None) -> Voxel:
-        """The voxel for ``event``; raises InvalidVoxelError or LineageCycleError."""
-        data = event.data
-        artifact = data.get("artifact")
-        if not isinstance(artifact, dict):
-            raise InvalidVoxelError("event has no artifact object")
-        ref = artifact.get("payload_ref")
-        if not ref:
-            raise InvalidVoxelError("artifact has no payload_ref (was it classified and stored?)")
-        try:
-            payload_sha = sha_from_ref(str(ref))
-        except ValueError as exc:
-            raise InvalidVoxelError(str(exc)) from exc
-        size = artifact.get("size")
-        if not isinstance(size, int) or size < 0:
-            raise InvalidVoxelError(f"artifact size {size!r} is not a byte count")
-
+        """The voxel for ``event`` (classified, typed data); raises InvalidVoxelError,
+        LineageCycleError or MalformedEventError."""
+        data = data_of(event, Classified)
+        artifact = data.artifact
         vid = voxel_id or str(uuid7())
-        parent = data.get("parent") if isinstance(data.get("parent"), dict) else {}
-        parent_voxels = _unique([parent.get("voxel_id")]) if parent else ()
+        parent = data.parent
+        parent_voxels = (parent.voxel_id,) if parent is not None else ()
         self.check_acyclic(vid, parent_voxels)
-        traits: dict[str, Any] = {k: data[k] for k in TRAIT_KEYS if data.get(k) is not None}
+        traits: dict[str, Any] = {
+            name: value.model_dump(mode="json", exclude_none=True)
+            for name in TRAIT_KEYS
+            if (value := getattr(data, name, None)) is not None
+        }
         traits["artifact"] = {
-            "name": artifact.get("name"),
-            "source": artifact.get("source"),
-            "size": size,
+            "name": artifact.name,
+            "source": artifact.source,
+            "size": artifact.size,
         }
         fields: dict[str, Any] = {
             "id": vid,
             "ts": datetime.fromisoformat(event.time.replace("Z", "+00:00")),
-            "source": voxel_source(event),
-            "coords": coords_for(event),
+            "source": voxel_source(event, data),
+            "coords": coords_for(event, data),
             "traits": traits,
-            "payload_ref": f"sha256:{payload_sha}",
-            "payload_size": size,
-            "checksums": {"payload_sha256": payload_sha},
+            "payload_ref": artifact.payload_ref,
+            "payload_size": artifact.size,
+            "checksums": {"payload_sha256": artifact.sha256},
             "lineage": {
                 "parent_event_ids": _unique(
                     [
                         event.id,
                         event.causationid,
-                        parent.get("event_id") if parent else None,
+                        parent.event_id if parent is not None else None,
                         event.correlationid,
                     ]
                 ),

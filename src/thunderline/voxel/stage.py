@@ -21,17 +21,26 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from thunderline.config import Settings
 from thunderline.errors import BackendError, ThunderlineError
+from thunderline.eventdata import (
+    Artifact,
+    Classified,
+    IngestRequest,
+    Parent,
+    VoxelCreated,
+    VoxelSummary,
+    data_of,
+    extend,
+    typed_event,
+)
 from thunderline.events import INGEST_RECEIVED, VOXEL_CREATED, CloudEvent
-from thunderline.flow.stage import Outcome, Stage, StageOptions
-from thunderline.objects.base import ObjectStore, copy_verified
+from thunderline.flow.stage import Outcome, StageOptions, StoreStage
+from thunderline.objects.base import ObjectStore
 from thunderline.obs import metrics
 from thunderline.voxel import archive
 from thunderline.voxel.builder import VoxelBuilder
-from thunderline.voxel.errors import InvalidVoxelError
 from thunderline.voxel.schema import Voxel
 from thunderline.voxel.store import PutResult, VoxelStore
 
@@ -39,27 +48,27 @@ _log = logging.getLogger("thunderline.voxel.stage")
 
 #: Archives nested deeper than this are stored as voxels but not expanded again.
 MAX_ARCHIVE_DEPTH = 4
-PACKAGE_BATCH_SIZE = 32
-PACKAGE_BATCH_TIMEOUT_S = 0.01
 
 
-def voxel_summary(voxel: Voxel, *, created: bool, children: int = 0) -> dict[str, Any]:
+def voxel_summary(voxel: Voxel, *, created: bool, children: int = 0) -> VoxelSummary:
     """The ``data["voxel"]`` object of ``system.voxel.created``."""
-    return {
-        "id": voxel.id,
-        "payload_ref": voxel.payload_ref,
-        "payload_size": voxel.payload_size,
-        "checksums": voxel.checksums.model_dump(),
-        "coords": voxel.coords.model_dump(),
-        "lineage": voxel.lineage.model_dump(mode="json"),
-        "label": voxel.label,
-        "source": voxel.source,
-        "correlation_id": voxel.correlation_id,
-        "causation_id": voxel.causation_id,
-        "schema_version": voxel.schema_version,
-        "created": created,
-        "children": children,
-    }
+    return VoxelSummary.model_validate(
+        {
+            "id": voxel.id,
+            "payload_ref": voxel.payload_ref,
+            "payload_size": voxel.payload_size,
+            "checksums": voxel.checksums.model_dump(),
+            "coords": voxel.coords.model_dump(),
+            "lineage": voxel.lineage.model_dump(mode="json"),
+            "label": voxel.label,
+            "source": voxel.source,
+            "correlation_id": voxel.correlation_id,
+            "causation_id": voxel.causation_id,
+            "schema_version": voxel.schema_version,
+            "created": created,
+            "children": children,
+        }
+    )
 
 
 class _Work:
@@ -74,7 +83,7 @@ class _Work:
         self.error: BaseException | None = None
 
 
-class PackageStage(Stage):
+class PackageStage(StoreStage):
     """Voxel builder and store (the last stage of every route)."""
 
     name = "package"
@@ -87,17 +96,7 @@ class PackageStage(Stage):
         *,
         voxels: VoxelStore | None = None,
     ) -> None:
-        super().__init__(
-            options
-            or StageOptions.from_settings(
-                settings,
-                batch_size=PACKAGE_BATCH_SIZE,
-                batch_timeout_s=PACKAGE_BATCH_TIMEOUT_S,
-                concurrency=1,
-            )
-        )
-        self.settings = settings
-        self.store = store
+        super().__init__(settings, store, options)
         self.voxels = voxels
         self._owns_voxels = voxels is None
         self.limits = archive.Limits.from_settings(settings)
@@ -165,14 +164,10 @@ class PackageStage(Stage):
         try:
             voxel = self.builder.build(item.event)
             if voxel.payload_size < self.settings.inline_payload_max_bytes:
-                try:
-                    item.payload = self.store.get_bytes(voxel.payload_sha256)
-                except KeyError as exc:
-                    raise InvalidVoxelError(f"payload {voxel.payload_ref} is not stored") from exc
-            classification = item.event.data.get("classification")
-            parent = item.event.data.get("parent") or {}
-            depth = int(parent.get("depth", 0)) if isinstance(parent, dict) else 0
-            if archive.is_archive_classification(classification) and depth < MAX_ARCHIVE_DEPTH:
+                item.payload = self.store.get_bytes(voxel.payload_sha256)
+            data = data_of(item.event, Classified)
+            depth = data.parent.depth if data.parent is not None else 0
+            if archive.is_archive_classification(data.classification) and depth < MAX_ARCHIVE_DEPTH:
                 item.members = self._expand(voxel)
             item.voxel = voxel
         except ThunderlineError as exc:
@@ -189,50 +184,43 @@ class PackageStage(Stage):
         spool = Path(name)
         try:
             with open(fd, "wb") as out:
-                copy_verified(self.store, voxel.payload_sha256, out)
+                self.store.copy_verified(voxel.payload_sha256, out)
             return archive.expand(spool, self.store, self.limits, tmp_dir=tmp_dir)
         finally:
             spool.unlink(missing_ok=True)
 
     def _tmp_dir(self) -> Path | None:
-        root = getattr(self.store, "root", None)
-        return Path(root) / "tmp" if root is not None else None
+        root = self.store.root
+        return root / "tmp" if root is not None else None
 
     def _outputs(
         self, event: CloudEvent, result: PutResult, members: list[archive.Member]
     ) -> list[CloudEvent]:
         voxel = result.voxel
-        created = self.advance(
-            event,
-            VOXEL_CREATED,
-            {"voxel": voxel_summary(voxel, created=result.created, children=len(members))},
-        )
+        data = data_of(event, Classified)
+        summary = voxel_summary(voxel, created=result.created, children=len(members))
+        created = self.advance(event, VOXEL_CREATED, extend(data, VoxelCreated, voxel=summary))
         if not members:
             return [created]
-        artifact = event.data.get("artifact") or {}
-        base = str(artifact.get("source") or voxel.source)
-        parent = event.data.get("parent") or {}
-        depth = int(parent.get("depth", 0)) + 1 if isinstance(parent, dict) else 1
+        base = data.artifact.source or voxel.source
+        depth = data.parent.depth + 1 if data.parent is not None else 1
         children = [
-            created.derive(
+            typed_event(
                 INGEST_RECEIVED,
-                {
-                    "artifact": {
-                        "name": member.name,
-                        "path": None,
-                        "size": member.size,
-                        "sha256": member.sha256,
-                        "payload_ref": member.ref,
-                        "source": f"{base}!/{member.name}",
-                    },
-                    "route": ["classify"],
-                    "parent": {
-                        "voxel_id": voxel.id,
-                        "event_id": created.id,
-                        "index": member.index,
-                        "depth": depth,
-                    },
-                },
+                IngestRequest(
+                    artifact=Artifact(
+                        name=member.name,
+                        size=member.size,
+                        sha256=member.sha256,
+                        payload_ref=member.ref,
+                        source=f"{base}!/{member.name}",
+                    ),
+                    route=["classify"],
+                    parent=Parent(
+                        voxel_id=voxel.id, event_id=created.id, index=member.index, depth=depth
+                    ),
+                ),
+                parent=created,
                 source=f"urn:thunderline:stage:{self.name}",
             )
             for member in members

@@ -32,8 +32,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from thunderline import names
 from thunderline.config import Settings
-from thunderline.errors import BackendError, ChecksumMismatch, ThunderlineError
-from thunderline.objects.base import ObjectStore, copy_verified, verify
+from thunderline.errors import BackendError, ChecksumMismatch, PayloadNotFound, ThunderlineError
+from thunderline.objects.base import ObjectStore, verify
 from thunderline.obs import metrics
 from thunderline.voxel import lineage
 from thunderline.voxel.db import make_engine, migrate
@@ -367,7 +367,7 @@ class VoxelStore:
             return data
         try:
             return self.objects.get_bytes(voxel.payload_sha256)
-        except KeyError as exc:
+        except PayloadNotFound as exc:
             raise PayloadMissingError(f"payload {voxel.payload_ref} is missing") from exc
 
     def copy_payload(self, voxel: Voxel | str, dest: BinaryIO) -> int:
@@ -380,8 +380,8 @@ class VoxelStore:
             dest.write(data)
             return len(data)
         try:
-            return copy_verified(self.objects, voxel.payload_sha256, dest)
-        except KeyError as exc:
+            return self.objects.copy_verified(voxel.payload_sha256, dest)
+        except PayloadNotFound as exc:
             raise PayloadMissingError(f"payload {voxel.payload_ref} is missing") from exc
 
     def verify(self, voxel_id: str) -> VerifyResult:
@@ -391,10 +391,10 @@ class VoxelStore:
             if self._location(voxel) == INLINE:
                 self.read_payload(voxel)
             else:
-                copy_verified(self.objects, voxel.payload_sha256, _Discard())
+                self.objects.copy_verified(voxel.payload_sha256, _Discard())
         except ChecksumMismatch as exc:
             return VerifyResult(voxel_id, False, exc.reason, f"expected {exc.expected[:16]}...")
-        except KeyError as exc:
+        except PayloadNotFound as exc:
             return VerifyResult(voxel_id, False, "payload_missing", str(exc))
         except ThunderlineError as exc:
             return VerifyResult(voxel_id, False, exc.reason, str(exc))

@@ -9,24 +9,18 @@ from typing import Any
 
 import pytest
 
-from thunderline.bus import MemoryBus
 from thunderline.classify import ClassifyStage, iter_candidates
 from thunderline.config import Settings
 from thunderline.events import CloudEvent
-from thunderline.flow import Pipeline
 from thunderline.objects import LocalObjectStore
 from thunderline.runtime import ingest_event
+from thunderline.testing import run_stages
 
 
 async def classify(settings: Settings, paths: list[Path], root: Path) -> dict[str, CloudEvent]:
     store = LocalObjectStore(settings.home / "objects")
-    ends: list[CloudEvent] = []
-    pipeline = Pipeline(MemoryBus(), [ClassifyStage(settings, store)], on_terminal=ends.append)
-    await pipeline.start()
-    for candidate in iter_candidates(paths):
-        await pipeline.submit(ingest_event(candidate))
-    await pipeline.wait_idle(60)
-    await pipeline.stop()
+    events = [ingest_event(c) for c in iter_candidates(paths)]
+    ends = await run_stages([ClassifyStage(settings, store)], events)
     return {
         Path(
             e.data.get(

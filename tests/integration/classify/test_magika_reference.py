@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from thunderline.bus import MemoryBus
 from thunderline.classify import ClassifyStage
 from thunderline.config import Settings
-from thunderline.events import INGEST_RECEIVED, CloudEvent, new_event
-from thunderline.flow import Pipeline
+from thunderline.eventdata import Artifact
+from thunderline.events import CloudEvent
 from thunderline.objects import LocalObjectStore
+from thunderline.testing import ingest, run_stages
 
 MODES = {
     "high_confidence": "high-confidence",
@@ -38,31 +38,19 @@ async def test_stage_matches_reference_labels(
     assert len(entries) > 60
     settings = make_settings(magika_prediction_mode=MODES[mode])
     store = LocalObjectStore(settings.home / "objects")
-    ends: list[CloudEvent] = []
-    pipeline = Pipeline(MemoryBus(), [ClassifyStage(settings, store)], on_terminal=ends.append)
-    await pipeline.start()
     expected: dict[str, tuple[str, float]] = {}
+    events: list[CloudEvent] = []
     for entry in entries:
         rel = str(entry["path"]).removeprefix("tests_data/")
         path = peer_data / rel
         prediction = entry["prediction"]
         assert isinstance(prediction, dict)
-        event = new_event(
-            INGEST_RECEIVED,
-            {
-                "artifact": {
-                    "name": path.name,
-                    "path": str(path),
-                    "root": str(peer_data),
-                    "source": path.as_uri(),
-                },
-                "route": ["classify"],
-            },
+        event = ingest(
+            Artifact(name=path.name, path=str(path), root=str(peer_data), source=path.as_uri())
         )
         expected[event.id] = (str(prediction["output"]), float(prediction["score"]))
-        await pipeline.submit(event)
-    await pipeline.wait_idle(120)
-    await pipeline.stop()
+        events.append(event)
+    ends = await run_stages([ClassifyStage(settings, store)], events, timeout_s=120)
     assert len(ends) == len(entries)
     mismatches = []
     for event in ends:

@@ -2,45 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from thunderline.events import INGEST_CLASSIFIED, CloudEvent, new_event
+from thunderline.events import CloudEvent
 from thunderline.objects.base import ObjectStore
-
-KINDS: dict[str, dict[str, Any]] = {
-    "png": {"label": "png", "group": "image", "mime": "image/png", "is_text": False},
-    "jpeg": {"label": "jpeg", "group": "image", "mime": "image/jpeg", "is_text": False},
-    "txt": {"label": "txt", "group": "text", "mime": "text/plain", "is_text": True},
-    "zip": {"label": "zip", "group": "archive", "mime": "application/zip", "is_text": False},
-}
+from thunderline.testing import classified
 
 
 def classified_event(
     store: ObjectStore, data: bytes, kind: str = "png", *, route: list[str] | None = None
 ) -> CloudEvent:
     """The event the classify stage would emit for ``data`` (stored in ``store``)."""
-    stored = store.put_bytes(data)
-    classification = {
-        **KINDS[kind],
-        "score": 0.99,
-        "description": kind,
-        "dl_label": KINDS[kind]["label"],
-        "overwrite_reason": "none",
-        "model": "test",
-    }
-    return new_event(
-        INGEST_CLASSIFIED,
-        {
-            "artifact": {
-                "name": f"sample.{kind}",
-                "path": None,
-                "size": stored.size,
-                "sha256": stored.sha256,
-                "payload_ref": stored.ref,
-                "source": f"test://sample.{kind}",
-            },
-            "classification": classification,
-            "route": route if route is not None else ["infer"],
-        },
-        source="urn:thunderline:stage:classify",
+    return classified(
+        store,
+        data,
+        kind,
+        name=f"sample.{kind}",
+        source=f"test://sample.{kind}",
+        route=route if route is not None else ["infer"],
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from tests.integration.ml._events import classified_event
-from tests.unit.ml._helpers import MODELS, copy_models, image_bytes, tamper
+from tests.unit.ml._helpers import MODELS, copy_models, tamper
 
 from thunderline.bus.memory import MemoryBus
 from thunderline.config import Settings
@@ -19,6 +19,7 @@ from thunderline.ml import ModelRegistry, ModelSupervisor
 from thunderline.ml.stage import InferStage
 from thunderline.objects.local import LocalObjectStore
 from thunderline.obs import metrics
+from thunderline.testing.samples import image_bytes
 
 
 class Harness:

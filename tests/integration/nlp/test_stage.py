@@ -11,39 +11,17 @@ from typing import Any
 
 import pytest
 
-from thunderline.bus.memory import MemoryBus
+from thunderline import testing as kit
 from thunderline.config import Settings
-from thunderline.events import DLQ_NLP, INGEST_CLASSIFIED, NLP_PROCESSED, CloudEvent, new_event
-from thunderline.flow.engine import Pipeline
+from thunderline.events import DLQ_NLP, NLP_PROCESSED, CloudEvent
 from thunderline.nlp.errors import NlpModelMissingError
 from thunderline.nlp.stage import NlpStage
 from thunderline.objects.local import LocalObjectStore
 
-LABEL_MIME = {
-    "txt": "text/plain",
-    "html": "text/html",
-    "pdf": "application/pdf",
-    "rtf": "text/rtf",
-    "markdown": "text/markdown",
-}
-
 
 def classified(store: LocalObjectStore, data: bytes, label: str = "txt") -> CloudEvent:
-    stored = store.put_bytes(data)
-    return new_event(
-        INGEST_CLASSIFIED,
-        {
-            "artifact": {
-                "name": f"doc.{label}",
-                "path": None,
-                "size": stored.size,
-                "sha256": stored.sha256,
-                "payload_ref": stored.ref,
-                "source": "test://nlp",
-            },
-            "classification": {"label": label, "group": "text", "mime": LABEL_MIME[label]},
-            "route": ["nlp"],
-        },
+    return kit.classified(
+        store, data, label, name=f"doc.{label}", source="test://nlp", route=["nlp"]
     )
 
 
@@ -51,17 +29,7 @@ async def run_stage(
     settings: Settings, events: list[CloudEvent], **stage_kw: Any
 ) -> list[CloudEvent]:
     store = LocalObjectStore(settings.home / "objects")
-    stage = NlpStage(settings, store, **stage_kw)
-    out: list[CloudEvent] = []
-    pipeline = Pipeline(MemoryBus(), [stage], on_terminal=out.append)
-    await pipeline.start()
-    try:
-        for event in events:
-            await pipeline.submit(event)
-        await pipeline.wait_idle(120)
-    finally:
-        await pipeline.stop()
-    return out
+    return await kit.run_stages([NlpStage(settings, store, **stage_kw)], events, timeout_s=120)
 
 
 @pytest.fixture
@@ -185,17 +153,11 @@ async def test_circuit_open_and_extraction_failures_are_dead_lettered(
     later = classified(store, b"Refused while the breaker is open.")
     # one crash (no retries) opens the breaker; the next document is refused
     stage = NlpStage(settings, store, worker_command=fault_command)
-    got: list[CloudEvent] = []
-    pipeline = Pipeline(MemoryBus(), [stage], on_terminal=got.append)
-    await pipeline.start()
-    try:
-        await pipeline.submit(classified(store, b"@@CRASH@@ again"))
-        await pipeline.wait_idle(60)
-        await pipeline.submit(later)
-        await pipeline.submit(broken_pdf)
-        await pipeline.wait_idle(60)
-    finally:
-        await pipeline.stop()
+    async with kit.StageRunner([stage]) as runner:
+        await runner.submit(classified(store, b"@@CRASH@@ again"))
+        await runner.drain(60)
+        await runner.submit(later, broken_pdf)
+        got = await runner.drain(60)
     reasons = sorted(e.data["reason"] for e in got)
     assert reasons == ["circuit_open", "crash", "extraction"]
     assert all(e.type == DLQ_NLP for e in got)
@@ -209,20 +171,14 @@ async def test_worker_killed_during_a_run_loses_no_document(
     text = "Ships sailed from Rotterdam to Singapore carrying grain. "
     events = [classified(store, (f"Doc {i}. " + text * 40).encode()) for i in range(16)]
     stage = NlpStage(settings, store)
-    out: list[CloudEvent] = []
-    pipeline = Pipeline(MemoryBus(), [stage], on_terminal=out.append)
-    await pipeline.start()
-    try:
-        for event in events:
-            await pipeline.submit(event)
+    async with kit.StageRunner([stage]) as runner:
+        await runner.submit(*events)
         for _ in range(500):
             if stage.pool.busy_pids():
                 break
             await asyncio.sleep(0.01)
         os.kill(stage.pool.busy_pids()[0], signal.SIGKILL)
-        await pipeline.wait_idle(120)
-    finally:
-        await pipeline.stop()
+        out = await runner.drain(120)
     assert len(out) == 16
     assert {e.type for e in out} == {NLP_PROCESSED}
     assert stage.pool.stats.restarts["crash"] == 1

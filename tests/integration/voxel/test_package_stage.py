@@ -15,28 +15,29 @@ from pathlib import Path
 import pytest
 from tests.unit.voxel._helpers import classified_event
 
-from thunderline.bus import MemoryBus
 from thunderline.classify import ClassifyStage, iter_candidates
 from thunderline.config import Settings
-from thunderline.events import DLQ_VOXEL, VOXEL_CREATED, CloudEvent
-from thunderline.flow import Pipeline
+from thunderline.eventdata import (
+    Classified,
+    NlpAnalysis,
+    NlpProcessed,
+    data_of,
+    extend,
+    typed_event,
+)
+from thunderline.events import DLQ_VOXEL, NLP_PROCESSED, VOXEL_CREATED, CloudEvent
 from thunderline.flow.stage import Stage
+from thunderline.nlp.result import Entity
 from thunderline.objects import LocalObjectStore
 from thunderline.objects.base import ObjectStore
 from thunderline.runtime import ingest_event
+from thunderline.testing import run_stages
 from thunderline.voxel.stage import PackageStage
 from thunderline.voxel.store import VoxelStore
 
 
 async def run(stages: Sequence[Stage], events: Sequence[CloudEvent]) -> list[CloudEvent]:
-    ends: list[CloudEvent] = []
-    pipeline = Pipeline(MemoryBus(), stages, on_terminal=ends.append)
-    await pipeline.start()
-    for event in events:
-        await pipeline.submit(event)
-    await pipeline.wait_idle(120)
-    await pipeline.stop()
-    return ends
+    return await run_stages(stages, events, timeout_s=120)
 
 
 def _zip_bytes(members: dict[str, bytes]) -> bytes:
@@ -50,8 +51,16 @@ def _zip_bytes(members: dict[str, bytes]) -> bytes:
 async def test_classified_event_becomes_a_voxel(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings()
     store = LocalObjectStore(settings.home / "objects")
-    extra = {"nlp": {"lang": "en", "entities": [{"text": "Paris", "label": "GPE"}]}}
-    event = classified_event(store, b"Paris in spring.", extra=extra)
+    nlp = NlpAnalysis(
+        doc_id="d1",
+        lang="en",
+        confidence=0.9,
+        entities=[Entity(text="Paris", start=0, end=5, label="GPE")],
+    )
+    start = classified_event(store, b"Paris in spring.")
+    event = typed_event(
+        NLP_PROCESSED, extend(data_of(start, Classified), NlpProcessed, nlp=nlp), parent=start
+    )
     ends = await run([PackageStage(settings, store)], [event, event])  # delivered twice
     assert [e.type for e in ends] == [VOXEL_CREATED, VOXEL_CREATED]
     first, second = (e.data["voxel"] for e in ends)
@@ -82,7 +91,9 @@ async def test_missing_payload_and_bad_coords_are_dead_lettered(
     bad_coords = good.derive(good.type, {**good.data, "coords": {"t": 1, "x": 2}})
     ends = await run([PackageStage(settings, store)], [no_ref, bad_coords])
     assert [e.type for e in ends] == [DLQ_VOXEL, DLQ_VOXEL]
-    assert {e.data["reason"] for e in ends} == {"invalid_voxel"}
+    # no payload_ref: not a classified event at all; coords of no known form: not a voxel
+    assert [e.data["reason"] for e in ends] == ["malformed_event", "invalid_voxel"]
+    assert "artifact.payload_ref" in ends[0].data["error"]["message"]
     assert "coords" in ends[1].data["error"]["message"]
 
 

@@ -16,6 +16,7 @@ from thunderline.objects.factory import open_object_store
 from thunderline.objects.local import LocalObjectStore
 from thunderline.objects.s3 import S3ObjectStore, parse_s3_url
 from thunderline.obs import metrics
+from thunderline.testing import run_stages
 
 pytestmark = pytest.mark.services
 
@@ -87,10 +88,7 @@ async def test_classify_stage_with_s3_reads_only_the_admitted_descriptor(
     make_settings: Callable[..., Settings], s3_url: str, s3_endpoint: str, tmp_path: Path
 ) -> None:
     """A remote store has no local copy: Magika classifies through the admitted descriptor."""
-    from thunderline.bus import MemoryBus
     from thunderline.classify import ClassifyStage, iter_candidates
-    from thunderline.events import CloudEvent
-    from thunderline.flow import Pipeline
     from thunderline.runtime import ingest_event
 
     root = tmp_path / "in"
@@ -98,13 +96,8 @@ async def test_classify_stage_with_s3_reads_only_the_admitted_descriptor(
     (root / "doc.json").write_text('{"name": "thunderline", "values": [1, 2, 3]}\n' * 20)
     settings = make_settings(object_store_url=s3_url, s3_endpoint_url=s3_endpoint)
     store = open_object_store(settings)
-    ends: list[CloudEvent] = []
-    pipeline = Pipeline(MemoryBus(), [ClassifyStage(settings, store)], on_terminal=ends.append)
-    await pipeline.start()
-    for candidate in iter_candidates([root]):
-        await pipeline.submit(ingest_event(candidate))
-    await pipeline.wait_idle(60)
-    await pipeline.stop()
+    events = [ingest_event(c) for c in iter_candidates([root])]
+    ends = await run_stages([ClassifyStage(settings, store)], events)
     (event,) = ends
     assert not event.is_dlq, event.data
     assert event.data["classification"]["label"] in {"json", "jsonl"}

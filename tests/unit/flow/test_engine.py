@@ -3,17 +3,40 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
 
-from thunderline.bus import DLQ_TOPIC, MemoryBus
+from thunderline.bus import MemoryBus
 from thunderline.config import OverflowPolicy
-from thunderline.errors import BackendError, StageError
-from thunderline.events import DLQ_OVERLOAD, CloudEvent, new_event
+from thunderline.errors import BackendError, EventContractError, StageError
+from thunderline.eventdata import Routed, data_of
+from thunderline.events import DLQ_OVERLOAD, CloudEvent
 from thunderline.flow import Outcome, Pipeline, Stage, StageOptions
 from thunderline.obs import metrics, telemetry
+from thunderline.testing import StageContractError, check_contracts, event_types
+from thunderline.testing import event as typed
+
+
+class Work(Routed):
+    """What the test stage is told to do with one event."""
+
+    i: int = 0
+    hang: bool = False
+    boom: bool = False
+    fail_times: int = 0
+    permanent: bool = False
+
+
+class Done(Routed):
+    n: int
+
+
+@pytest.fixture(autouse=True)
+def _test_event_types() -> Iterator[None]:
+    with event_types({"test.in": Work, "test.done": Done}):
+        yield
 
 
 class Recorder(Stage):
@@ -34,28 +57,30 @@ class Recorder(Stage):
         self.active += 1
         self.max_active = max(self.max_active, self.active)
         try:
-            if any(e.data.get("hang") for e in events):
+            work = [data_of(e, Work) for e in events]
+            if any(w.hang for w in work):
                 await asyncio.sleep(3600)
-            if any(e.data.get("raise") for e in events):
+            if any(w.boom for w in work):
                 raise ValueError("handler exploded")
             if self.delay:
                 await asyncio.sleep(self.delay)
             out: list[Outcome] = []
-            for e in events:
+            for e, w in zip(events, work, strict=True):
                 n = self.calls[e.id] = self.calls.get(e.id, 0) + 1
-                if n <= e.data.get("fail_times", 0):
+                if n <= w.fail_times:
                     out.append(BackendError(f"transient failure {n}"))
-                elif e.data.get("permanent"):
+                elif w.permanent:
                     out.append(StageError("permanent failure"))
                 else:
-                    out.append([self.advance(e, "test.done", {"n": e.data.get("i")})])
+                    out.append([self.advance(e, "test.done", Done(n=w.i, route=w.route))])
             return out
         finally:
             self.active -= 1
 
 
 def ev(**data: Any) -> CloudEvent:
-    return new_event("test.in", {"route": ["work"], **data})
+    data.setdefault("route", ["work"])
+    return typed("test.in", Work(**data))
 
 
 async def run(stage: Stage, events: list[CloudEvent], **kw: Any) -> list[CloudEvent]:
@@ -154,7 +179,7 @@ async def test_permanent_error_is_not_retried() -> None:
 
 async def test_raising_handler_dead_letters_the_whole_batch() -> None:
     stage = Recorder(StageOptions(batch_size=3, batch_timeout_s=0.05, max_attempts=1))
-    ends = await run(stage, [ev(i=0, **{"raise": True}), ev(i=1), ev(i=2)])
+    ends = await run(stage, [ev(i=0, boom=True), ev(i=1), ev(i=2)])
     assert len(ends) == 3
     assert all(e.is_dlq and e.data["reason"] == "internal" for e in ends)
     assert all("ValueError: handler exploded" in e.data["traceback"] for e in ends)
@@ -210,18 +235,6 @@ async def test_drop_oldest_dead_letters_what_it_drops() -> None:
     assert ids == {e.id for e in submitted}
 
 
-async def test_block_policy_makes_publishers_wait() -> None:
-    bus = MemoryBus(maxsize=2, overflow=OverflowPolicy.BLOCK)
-    await bus.publish("t", b"1")
-    await bus.publish("t", b"2")
-    blocked = asyncio.create_task(bus.publish("t", b"3"))
-    await asyncio.sleep(0.05)
-    assert not blocked.done()
-    await bus.pull("t", "c", 1, 0.1)
-    await asyncio.wait_for(blocked, 1)
-    assert bus.depth("t") == 2
-
-
 async def test_shutdown_drains_messages_in_flight() -> None:
     stage = Recorder(StageOptions(batch_size=2, concurrency=2), delay=0.02)
     ends: list[CloudEvent] = []
@@ -265,12 +278,18 @@ async def test_fan_out_and_chain_across_two_stages() -> None:
         name = "split"
 
         async def handle_batch(self, events: Sequence[CloudEvent]) -> list[Outcome]:
-            return [[self.advance(e, "test.part", {"part": k}) for k in range(3)] for e in events]
+            return [
+                [
+                    self.advance(e, "test.in", Work(i=k, route=data_of(e, Work).route))
+                    for k in range(3)
+                ]
+                for e in events
+            ]
 
     ends: list[CloudEvent] = []
     pipeline = Pipeline(MemoryBus(), [Split(), Recorder()], on_terminal=ends.append)
     await pipeline.start()
-    root = new_event("test.in", {"route": ["split", "work"]})
+    root = ev(route=["split", "work"])
     await pipeline.submit(root)
     await pipeline.wait_idle(5)
     await pipeline.stop()
@@ -279,14 +298,57 @@ async def test_fan_out_and_chain_across_two_stages() -> None:
     assert all(e.causationid != root.id for e in ends)  # caused by the split's events
 
 
-@pytest.mark.parametrize("topic", [DLQ_TOPIC, "terminal"])
-async def test_dlq_and_terminal_topics_never_drop(topic: str) -> None:
-    dropped: list[bytes] = []
+async def test_data_not_matching_its_model_is_dead_lettered_as_malformed() -> None:
+    bad = typed("test.in", Work(route=["work"], i=1))
+    raw = bad.to_dict()
+    raw["data"] = {"route": ["work"], "i": "not a number", "surprise": 1}
+    ends: list[CloudEvent] = []
+    bus = MemoryBus()
+    pipeline = Pipeline(bus, [Recorder()], on_terminal=ends.append)
+    await pipeline.start()
+    pipeline._add_outstanding(1)
+    await bus.publish("work", CloudEvent.from_dict(raw).to_bytes())
+    await pipeline.wait_idle(5)
+    await pipeline.stop()
+    [dlq] = ends
+    assert dlq.data["reason"] == "malformed_event"
+    errors = dlq.data["error"]["details"]["errors"]
+    assert {e["loc"] for e in errors} == {"i", "surprise"}
+    assert dlq.data["original"]["data"]["surprise"] == 1  # the original as it came
 
-    async def on_drop(t: str, payload: bytes) -> None:
-        dropped.append(payload)
 
-    bus = MemoryBus(maxsize=1, overflow=OverflowPolicy.DROP_OLDEST, on_drop=on_drop)
-    for i in range(5):
-        await bus.publish(topic, str(i).encode())
-    assert bus.depth(topic) == 5 and not dropped
+async def test_unknown_event_type_is_dead_lettered_as_malformed() -> None:
+    ends: list[CloudEvent] = []
+    bus = MemoryBus()
+    pipeline = Pipeline(bus, [Recorder()], on_terminal=ends.append)
+    await pipeline.start()
+    pipeline._add_outstanding(1)
+    stray = CloudEvent(type="test.unknown", data={"route": ["work"]}, correlationid="c-1")
+    await bus.publish("work", stray.to_bytes())
+    await pipeline.wait_idle(5)
+    await pipeline.stop()
+    [dlq] = ends
+    assert dlq.data["reason"] == "malformed_event"
+    assert "unknown event type 'test.unknown'" in dlq.data["error"]["message"]
+
+
+async def test_output_breaking_its_contract_is_a_contract_violation() -> None:
+    class Sloppy(Stage):
+        """Publishes a dict by hand where the contract says Done."""
+
+        name = "work"
+
+        async def handle_batch(self, events: Sequence[CloudEvent]) -> list[Outcome]:
+            return [[e.derive("test.done", {"route": [], "n": "many"})] for e in events]
+
+    ends = await run(Sloppy(), [ev(i=1)])
+    [dlq] = ends
+    assert dlq.is_dlq and dlq.data["reason"] == "contract_violation"
+    with pytest.raises(StageContractError, match="broke its output contract"):
+        check_contracts(ends)
+
+
+async def test_advance_refuses_data_of_another_model() -> None:
+    stage = Recorder()
+    with pytest.raises(EventContractError, match=r"test.done must carry Done, got Work"):
+        stage.advance(ev(i=1), "test.done", Work(route=[]))

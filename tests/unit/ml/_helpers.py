@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import shutil
 from pathlib import Path
 from typing import Any
@@ -106,26 +105,3 @@ def tamper(path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[-100] ^= 0xFF
     path.write_bytes(bytes(data))
-
-
-def image_bytes(seed: int = 0, size: tuple[int, int] = (320, 240), fmt: str = "PNG") -> bytes:
-    """A deterministic test picture: a colour gradient with a few rectangles."""
-    from PIL import Image, ImageDraw
-
-    rng = np.random.default_rng(seed)
-    w, h = size
-    x = np.linspace(0, 1, w)[None, :, None]
-    y = np.linspace(0, 1, h)[:, None, None]
-    base = rng.uniform(0, 1, 3)[None, None, :]
-    arr = (255 * np.clip(0.5 * base + 0.3 * x + 0.2 * y, 0, 1)).astype(np.uint8)
-    img = Image.fromarray(np.broadcast_to(arr, (h, w, 3)).copy(), "RGB")
-    draw = ImageDraw.Draw(img)
-    for _ in range(4):
-        x0, y0 = int(rng.integers(0, w - 20)), int(rng.integers(0, h - 20))
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        draw.rectangle(
-            (x0, y0, x0 + int(rng.integers(10, 80)), y0 + int(rng.integers(10, 80))), fill=colour
-        )
-    out = io.BytesIO()
-    img.save(out, fmt)
-    return out.getvalue()

@@ -7,11 +7,12 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
-from tests.unit.ml._helpers import MODELS, image_bytes
+from tests.unit.ml._helpers import MODELS
 
 from thunderline.ml import ModelRegistry, PreprocessError
 from thunderline.ml.preprocess import decode_image, image_tensor, payload_input, text_tensor
 from thunderline.ml.registry import ModelEntry
+from thunderline.testing.samples import image_bytes
 
 REGISTRY = ModelRegistry(MODELS)
 IMAGE = REGISTRY.entry("image_classifier")

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from thunderline.eventdata import Classification
 from thunderline.objects.local import LocalObjectStore
+from thunderline.testing import classification
 from thunderline.voxel.archive import (
     Limits,
     archive_format,
@@ -148,7 +150,10 @@ def test_not_an_archive_and_corrupt_archive(tmp_path: Path) -> None:
 
 
 def test_which_classifications_expand() -> None:
-    assert is_archive_classification({"label": "zip", "group": "archive"})
-    assert is_archive_classification({"label": "gzip", "group": "archive"})
-    assert not is_archive_classification({"label": "docx", "group": "document"})
+    def kind(label: str, group: str) -> Classification:
+        return classification("unknown").model_copy(update={"label": label, "group": group})
+
+    assert is_archive_classification(kind("zip", "archive"))
+    assert is_archive_classification(kind("gzip", "archive"))
+    assert not is_archive_classification(kind("docx", "document"))
     assert not is_archive_classification(None)

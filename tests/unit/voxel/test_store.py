@@ -121,7 +121,7 @@ def test_payload_corrupted_on_disk_is_detected(
     path = objects.local_path(voxel.payload_sha256)
     assert path is not None
     path.chmod(0o644)
-    path.write_bytes(b"\x00" + data[1:])
+    path.write_bytes(bytes([data[0] ^ 0xFF]) + data[1:])  # always a different first byte
     before = _mismatches()
     with pytest.raises(ChecksumMismatch):
         voxels.read_payload(voxel)

@@ -1,0 +1,455 @@
+"""Typed event data: one pydantic model per event type's ``data``, and the type -> model registry.
+
+The wire form is unchanged: ``CloudEvent.data`` stays a JSON object with the field names below.
+The engine validates it once, when it decodes a message for a stage (:func:`validate_data`);
+a message whose data does not fit its type's model is dead-lettered as ``malformed_event``
+with the validation errors. Stages read the validated model with :func:`data_of` and publish
+typed data through :meth:`~thunderline.flow.stage.Stage.advance`; an output whose data is not
+its type's model is a :class:`~thunderline.errors.EventContractError` (a bug).
+
+Data accumulates along the route (each stage adds its result to what it received), so the
+models extend each other::
+
+    Routed                      route (a new stage's data extends it)
+    IngestRequest               artifact, route, parent?, coords?
+    └── Classified              + classification           (artifact now stored)
+        ├── NlpProcessed        + nlp
+        ├── InferenceCompleted  + inference (+ nlp when nlp ran first)
+        └── VoxelCreated        + voxel     (+ nlp, inference when they ran)
+    DlqRecord                   stage, reason, error, traceback, attempts, original(_raw)
+
+Artifact ``name``, ``path``, ``root`` and ``source`` are opaque strings: a path decoded with
+``os.fsdecode`` may hold surrogate escapes, and no validator here looks inside them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from thunderline.errors import EventContractError, MalformedEventError
+from thunderline.events import (
+    DLQ_PREFIX,
+    INFERENCE_COMPLETED,
+    INGEST_CLASSIFIED,
+    INGEST_RECEIVED,
+    NLP_PROCESSED,
+    VOXEL_CREATED,
+    CloudEvent,
+    new_event,
+)
+from thunderline.nlp.result import NlpResult
+
+Sha256 = Annotated[str, Field(min_length=64, max_length=64, pattern=r"^[0-9a-f]{64}$")]
+PayloadRef = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+
+
+class _Model(BaseModel):
+    """Frozen, closed: an unknown field is a contract error, not silently carried on."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# ---- parts -----------------------------------------------------------------------------------
+class Artifact(_Model):
+    """The input an ingest names: a local file (``path``) or stored bytes (``payload_ref``).
+
+    ``name``, ``path``, ``root`` and ``source`` are opaque (surrogate escapes allowed).
+    ``size``, ``sha256`` and ``payload_ref`` are filled when the bytes are stored (classify).
+    """
+
+    name: str = Field(description="File or member name (display only).")
+    path: str | None = Field(None, description="Local path of the input, when it is a file.")
+    root: str | None = Field(None, description="The folder the input was found under.")
+    size: int | None = Field(None, ge=0, description="Payload size in bytes, once stored.")
+    sha256: Sha256 | None = Field(None, description="Payload SHA-256, once stored.")
+    payload_ref: PayloadRef | None = Field(None, description="`sha256:<hex>`, once stored.")
+    source: str | None = Field(
+        None, description="Where it came from: a URI (`file://...`, `<archive>!/<member>`)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Artifact:
+        refs = self.payload_ref is not None and self.sha256 is not None
+        if refs and self.payload_ref != f"sha256:{self.sha256}":
+            raise ValueError("payload_ref does not match sha256")
+        if self.path is None and self.payload_ref is None:
+            raise ValueError("an artifact needs a path or a payload_ref")
+        return self
+
+
+class StoredArtifact(Artifact):
+    """An artifact whose bytes are in the object store (every event after classify)."""
+
+    size: int = Field(ge=0, description="Payload size in bytes.")
+    sha256: Sha256 = Field(description="Payload SHA-256.")
+    payload_ref: PayloadRef = Field(description="`sha256:<hex>`.")
+
+
+class Parent(_Model):
+    """For an archive member: the archive's voxel and the event that created it."""
+
+    voxel_id: str = Field(min_length=1)
+    event_id: str = Field(min_length=1)
+    index: int = Field(ge=0, description="Member index inside the archive.")
+    depth: int = Field(1, ge=1, description="Archive nesting depth of this member.")
+
+
+class Classification(_Model):
+    """What Magika said about one artifact."""
+
+    label: str
+    group: str
+    mime: str
+    score: float = Field(ge=0.0, le=1.0)
+    is_text: bool
+    description: str
+    dl_label: str
+    overwrite_reason: str
+    model: str
+    latency_ms: float | None = Field(None, ge=0.0, description="Classify time per file.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class ExtractionInfo(BaseModel):
+    """How the text of an artifact was extracted (everything but the text)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    method: str
+    encoding: str | None = None
+    truncated: bool = False
+    bytes_in: int = Field(0, ge=0)
+    chars: int = Field(0, ge=0)
+    pages: int | None = None
+
+
+class NlpAnalysis(NlpResult):
+    """The NLP stage's result: :class:`~thunderline.nlp.result.NlpResult` plus its extraction."""
+
+    extraction: ExtractionInfo | None = None
+
+
+class LabelScore(_Model):
+    label: str
+    score: float
+
+
+class Inference(_Model):
+    """The infer stage's result: model, version and the top labels."""
+
+    model: str
+    version: str
+    top_k: list[LabelScore]
+    inference_ms: float = Field(ge=0.0)
+    batch_size: int = Field(1, ge=1)
+
+
+class VoxelChecksums(_Model):
+    payload_sha256: Sha256
+    metadata_sha256: Sha256
+
+
+class VoxelLineage(_Model):
+    parent_event_ids: list[str] = Field(default_factory=list)
+    parent_voxel_ids: list[str] = Field(default_factory=list)
+
+
+#: ``{t, x, y, z}`` or ``{t, channel, position}`` (checked by :class:`~thunderline.voxel.Voxel`).
+Coords = dict[str, float | int | str]
+
+
+class VoxelSummary(_Model):
+    """What ``system.voxel.created`` says about the stored voxel."""
+
+    id: str = Field(min_length=1)
+    payload_ref: PayloadRef
+    payload_size: int = Field(ge=0)
+    checksums: VoxelChecksums
+    coords: Coords
+    lineage: VoxelLineage
+    label: str | None = None
+    source: str
+    correlation_id: str
+    causation_id: str | None = None
+    schema_version: int
+    created: bool = Field(description="False when an identical voxel already existed.")
+    children: int = Field(0, ge=0, description="Archive members sent on as new ingests.")
+
+
+class ErrorInfo(BaseModel):
+    """The exception of a DLQ record."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    type: str
+    message: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+# ---- event data ------------------------------------------------------------------------------
+class EventData(_Model):
+    """Base of every event's data."""
+
+    #: Leave unset optional fields out of the wire JSON (``"parent"`` absent, not ``null``).
+    wire_exclude_none: ClassVar[bool] = True
+
+
+class Routed(EventData):
+    """Data that travels to stages: ``route`` is the routing slip (the stages still to run)."""
+
+    route: list[str] = Field(default_factory=list, description="Stages still to run.")
+
+
+class IngestRequest(Routed):
+    """``ui.command.ingest.received``: an artifact to process."""
+
+    artifact: Artifact = Field(description="The input: a local file or stored bytes.")
+    route: list[str] = Field(
+        default_factory=lambda: ["classify"], description="Stages still to run."
+    )
+    parent: Parent | None = Field(None, description="Set for an archive member.")
+    coords: Coords | None = Field(None, description="Voxel coordinates given by the producer.")
+
+
+class Classified(IngestRequest):
+    """``system.ingest.classified``: stored and classified; ``route`` chosen from the label."""
+
+    artifact: StoredArtifact = Field(description="The input, its bytes now stored.")
+    classification: Classification = Field(description="Magika's result.")
+    route: list[str] = Field(default_factory=list, description="Stages still to run.")
+
+
+class NlpProcessed(Classified):
+    """``system.nlp.processed``: the NLP result added."""
+
+    nlp: NlpAnalysis = Field(description="Language, sentences, entities, noun chunks.")
+    inference: Inference | None = Field(None, description="Set when infer ran first.")
+
+
+class InferenceCompleted(Classified):
+    """``system.ml.inference.completed``: the inference result added."""
+
+    inference: Inference = Field(description="Model, version and top labels.")
+    nlp: NlpAnalysis | None = Field(None, description="Set when nlp ran first.")
+
+
+class VoxelCreated(Classified):
+    """``system.voxel.created``: the voxel stored (the terminal event of a route)."""
+
+    voxel: VoxelSummary = Field(description="The stored voxel.")
+    nlp: NlpAnalysis | None = Field(None, description="Set when nlp ran.")
+    inference: Inference | None = Field(None, description="Set when infer ran.")
+
+
+class DlqRecord(EventData):
+    """``system.dlq.*``: a failure with the original event, reason, error and traceback.
+
+    ``original`` is the original event as it was (its data may be what failed validation);
+    ``original_raw`` holds the message text when it was not an event at all.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="allow")  # backends may add bookkeeping
+    wire_exclude_none: ClassVar[bool] = False  # "original": null says there was no event
+
+    stage: str
+    reason: str
+    error: ErrorInfo
+    traceback: str = ""
+    attempts: int = Field(ge=0)
+    original: dict[str, Any] | None = None
+    original_raw: str | None = None
+
+
+D = TypeVar("D", bound=EventData)
+
+#: Event type -> model of its data. ``system.dlq.*`` types all map to :class:`DlqRecord`.
+REGISTRY: dict[str, type[EventData]] = {
+    INGEST_RECEIVED: IngestRequest,
+    INGEST_CLASSIFIED: Classified,
+    NLP_PROCESSED: NlpProcessed,
+    INFERENCE_COMPLETED: InferenceCompleted,
+    VOXEL_CREATED: VoxelCreated,
+}
+
+
+_BUILT_IN = frozenset(REGISTRY)
+
+
+def register(event_type: str, model: type[EventData]) -> None:
+    """Add an event type (a new stage's output). Re-registering the same model is a no-op."""
+    known = REGISTRY.get(event_type)
+    if known is not None and known is not model:
+        raise ValueError(f"event type {event_type!r} is already bound to {known.__name__}")
+    REGISTRY[event_type] = model
+
+
+def unregister(event_type: str) -> None:
+    """Remove an event type added with :func:`register` (tests; built-in types stay)."""
+    if event_type in _BUILT_IN:
+        raise ValueError(f"{event_type!r} is a built-in event type")
+    REGISTRY.pop(event_type, None)
+
+
+def model_for(event_type: str) -> type[EventData]:
+    """The data model of ``event_type``; unknown types raise :class:`MalformedEventError`."""
+    if event_type.startswith(DLQ_PREFIX):
+        return DlqRecord
+    model = REGISTRY.get(event_type)
+    if model is None:
+        raise MalformedEventError(
+            f"unknown event type {event_type!r}", details={"known": sorted(REGISTRY)}
+        )
+    return model
+
+
+def _problems(exc: ValidationError) -> list[dict[str, str]]:
+    return [
+        {"loc": ".".join(str(p) for p in e["loc"]) or "<root>", "msg": e["msg"], "type": e["type"]}
+        for e in exc.errors(include_url=False, include_input=False)
+    ]
+
+
+def validate_data(event: CloudEvent) -> EventData:
+    """Validate ``event.data`` against its type's model (once: the result is cached on the event).
+
+    Raises:
+        MalformedEventError: unknown type, or data that does not fit; ``details["errors"]``
+            lists every problem (location, message, type).
+    """
+    cached = event._typed_data
+    if isinstance(cached, EventData):
+        return cached
+    model = model_for(event.type)
+    try:
+        typed = model.model_validate(event.data)
+    except ValidationError as exc:
+        problems = _problems(exc)
+        summary = "; ".join(f"{p['loc']}: {p['msg']}" for p in problems)
+        raise MalformedEventError(
+            f"{event.type} data does not match {model.__name__}: {summary}",
+            details={"model": model.__name__, "errors": problems},
+        ) from exc
+    event._typed_data = typed
+    return typed
+
+
+def data_of(event: CloudEvent, model: type[D]) -> D:
+    """The event's validated data as ``model`` (or a subclass); validated at most once.
+
+    Raises:
+        MalformedEventError: the data does not fit, or is another model than ``model``.
+    """
+    typed = validate_data(event)
+    if not isinstance(typed, model):
+        raise MalformedEventError(
+            f"{event.type} carries {type(typed).__name__}, not {model.__name__}",
+            details={"expected": model.__name__, "got": type(typed).__name__},
+        )
+    return typed
+
+
+def to_wire(data: EventData) -> dict[str, Any]:
+    """The JSON object of ``data`` (field names as on the wire; strings kept as they are)."""
+    return data.model_dump(mode="json", exclude_none=data.wire_exclude_none)
+
+
+def check_output(event_type: str, data: EventData) -> None:
+    """Refuse data that is not exactly its event type's model (a stage bug)."""
+    expected = model_for(event_type)
+    if type(data) is not expected:
+        raise EventContractError(
+            f"{event_type} must carry {expected.__name__}, got {type(data).__name__}",
+            details={"event_type": event_type, "expected": expected.__name__},
+        )
+
+
+def typed_event(
+    event_type: str, data: EventData, *, parent: CloudEvent | None = None, source: str | None = None
+) -> CloudEvent:
+    """A new event carrying ``data`` (checked against the registry): derived from ``parent``
+    (same correlation id, caused by it) or starting a new chain."""
+    check_output(event_type, data)
+    wire = to_wire(data)
+    if parent is None:
+        event = new_event(event_type, wire, **({"source": source} if source else {}))
+    else:
+        event = parent.derive(event_type, wire, source=source)
+    event._typed_data = data
+    return event
+
+
+def ensure_valid(event: CloudEvent) -> EventData:
+    """Check an event a stage produced: data built by :func:`typed_event` passes at once,
+    anything else is validated; a mismatch is an :class:`EventContractError`."""
+    try:
+        return validate_data(event)
+    except MalformedEventError as exc:
+        raise EventContractError(
+            f"stage output does not match its contract: {exc}", details=exc.details
+        ) from exc
+
+
+def extend(data: EventData, model: type[D], **fields: Any) -> D:
+    """``model`` holding everything ``data`` holds plus ``fields`` (the next stage's data)."""
+    values = {name: getattr(data, name) for name in type(data).model_fields}
+    values.update(fields)
+    return model.model_validate(values)
+
+
+def original_data(record: DlqRecord) -> EventData | None:
+    """The original event's data of a DLQ record, typed; None when there is none or it is bad."""
+    original = record.original
+    if not isinstance(original, dict):
+        return None
+    try:
+        return model_for(str(original.get("type", ""))).model_validate(original.get("data") or {})
+    except (MalformedEventError, ValidationError):
+        return None
+
+
+def schemas() -> dict[str, dict[str, Any]]:
+    """The JSON Schema of every event type's data (``system.dlq.*`` as one entry)."""
+    out = {name: model.model_json_schema() for name, model in sorted(REGISTRY.items())}
+    out[f"{DLQ_PREFIX}*"] = DlqRecord.model_json_schema()
+    return out
+
+
+__all__ = [
+    "REGISTRY",
+    "Artifact",
+    "Classification",
+    "Classified",
+    "DlqRecord",
+    "ErrorInfo",
+    "EventData",
+    "ExtractionInfo",
+    "Inference",
+    "InferenceCompleted",
+    "IngestRequest",
+    "LabelScore",
+    "NlpAnalysis",
+    "NlpProcessed",
+    "Parent",
+    "Routed",
+    "StoredArtifact",
+    "VoxelChecksums",
+    "VoxelCreated",
+    "VoxelLineage",
+    "VoxelSummary",
+    "check_output",
+    "data_of",
+    "ensure_valid",
+    "extend",
+    "model_for",
+    "original_data",
+    "register",
+    "schemas",
+    "to_wire",
+    "typed_event",
+    "unregister",
+    "validate_data",
+]

@@ -1,0 +1,66 @@
+"""The ``--json`` record: every line of a real run (nlp and infer on) validates against the
+published schema (``thunderline ingest --json-schema``) and carries the stage results."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import jsonschema
+import pytest
+from typer.testing import CliRunner
+
+from thunderline.cli import app
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("IDLE crédits.txt", "python-logo.jpg", "rabbitmq-bunny.png", "bundle.zip"):
+        shutil.copy(EXAMPLES / name, folder / name)
+    (folder / "gone.txt").symlink_to(tmp_path / "missing")  # a dead link: a DLQ record
+    return folder
+
+
+def test_every_json_record_of_a_real_run_matches_the_schema(
+    inputs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = CliRunner()
+    printed = runner.invoke(app, ["ingest", "--json-schema"])
+    assert printed.exit_code == 0, printed.output
+    schema = json.loads(printed.stdout)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+
+    monkeypatch.setenv("TL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TL_ONNX_ENABLED", "true")
+    monkeypatch.setenv("TL_ONNX_MODEL_DIR", str(REPO / "models"))
+    result = runner.invoke(app, ["ingest", str(inputs), "--json"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(records) >= 6  # 5 inputs + the zip's members
+    for record in records:
+        problems = sorted(validator.iter_errors(record), key=str)
+        assert not problems, (record["path"], [p.message for p in problems])
+
+    by_name = {r["name"]: r for r in records}
+    text = by_name["IDLE crédits.txt"]
+    assert text["outcome"] == "ok" and text["voxel_id"]
+    assert text["classification"]["label"] == "txt"
+    assert text["nlp"]["lang"] == "en" and text["nlp"]["sentences"]
+    assert text["inference"] is None
+    for image in ("python-logo.jpg", "rabbitmq-bunny.png"):
+        inference = by_name[image]["inference"]
+        assert inference["model"] == "image_classifier" and inference["version"]
+        assert inference["top_k"] and 0 <= inference["top_k"][0]["score"] <= 1
+        assert by_name[image]["nlp"] is None
+    members = [r for r in records if r["archive"]]
+    assert members and all(r["archive"].endswith("bundle.zip") for r in members)
+    [dead] = [r for r in records if r["outcome"] == "dlq"]
+    assert dead["stage"] == "classify" and dead["reason"] == "not_found"
+    assert dead["error"]["type"] == "ArtifactNotFoundError" and dead["voxel_id"] is None

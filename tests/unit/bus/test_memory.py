@@ -1,0 +1,59 @@
+"""The in-process bus's own behaviour (the shared contract is in tests/integration/contracts):
+bounded queues, the two overflow policies, never dropping terminal/DLQ records, unacked count."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from thunderline.bus import DLQ_TOPIC, TERMINAL_TOPIC, MemoryBus
+from thunderline.config import OverflowPolicy
+
+
+async def test_drop_oldest_hands_the_dropped_message_to_on_drop() -> None:
+    dropped: list[tuple[str, bytes]] = []
+
+    async def on_drop(topic: str, payload: bytes) -> None:
+        dropped.append((topic, payload))
+
+    bus = MemoryBus(maxsize=2, overflow=OverflowPolicy.DROP_OLDEST, on_drop=on_drop)
+    for i in range(4):
+        await bus.publish("t", str(i).encode())
+    assert dropped == [("t", b"0"), ("t", b"1")]
+    assert [d.payload for d in await bus.pull("t", "c", 10, 0.1)] == [b"2", b"3"]
+
+
+async def test_block_makes_the_publisher_wait_until_a_pull_frees_a_slot() -> None:
+    bus = MemoryBus(maxsize=1, overflow=OverflowPolicy.BLOCK)
+    await bus.publish("t", b"1")
+    blocked = asyncio.create_task(bus.publish("t", b"2"))
+    await asyncio.sleep(0.05)
+    assert not blocked.done() and bus.depth("t") == 1
+    await bus.pull("t", "c", 1, 0.1)
+    await asyncio.wait_for(blocked, 1)
+    assert bus.depth("t") == 1
+
+
+@pytest.mark.parametrize("topic", [DLQ_TOPIC, TERMINAL_TOPIC])
+async def test_terminal_and_dlq_are_unbounded(topic: str) -> None:
+    dropped: list[bytes] = []
+
+    async def on_drop(t: str, payload: bytes) -> None:
+        dropped.append(payload)
+
+    bus = MemoryBus(maxsize=1, overflow=OverflowPolicy.DROP_OLDEST, on_drop=on_drop)
+    for i in range(5):
+        await bus.publish(topic, str(i).encode())
+    assert bus.depth(topic) == 5 and not dropped
+
+
+async def test_unacked_counts_pulled_messages_until_acked() -> None:
+    bus = MemoryBus()
+    await bus.publish("t", b"a")
+    await bus.publish("t", b"b")
+    got = await bus.pull("t", "c", 2, 0.1)
+    assert bus.unacked("t") == 2 and bus.depth("t") == 0
+    await bus.ack(got[0])
+    assert bus.unacked("t") == 1 and got[0].acked and not got[1].acked
+    assert bus.durable is False
