@@ -30,6 +30,7 @@ from thunderline.api.schemas import (
     ReplayAccepted,
     VoxelOut,
     VoxelPage,
+    accepted,
     artifact_name,
     dlq_item,
     ingest_status,
@@ -103,15 +104,7 @@ async def post_ingest(request: Request, _token: Reader) -> IngestAccepted | Resp
     except ClientDisconnected:
         return Response(status_code=400)  # nobody is listening; nothing was kept
     event = await service.submit_upload(received)
-    artifact = event.data["artifact"]
-    return IngestAccepted(
-        correlation_id=event.correlationid,
-        event_id=event.id,
-        name=artifact["name"],
-        size=artifact["size"],
-        sha256=artifact["sha256"],
-        status_url=f"/v1/ingest/{event.correlationid}",
-    )
+    return accepted(event)
 
 
 @router.get(

@@ -1,18 +1,28 @@
 """Response models of the HTTP API, and the one place that maps events and voxels onto them.
 
-The pipeline's events still carry plain ``data`` dicts; every function that reads an event's
-``data`` for the API is here (``*_from_*``), so adopting the typed models of
-``thunderline.eventdata`` changes this module only.
+The parts are the typed event models of :mod:`thunderline.eventdata` (the artifact of an
+accepted upload, a voxel's classification / NLP / inference results, a DLQ record's error), so
+the OpenAPI document publishes the same schemas as ``thunderline events schema``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from thunderline.api.dlq import DlqEntry
 from thunderline.api.live import IngestProgress
+from thunderline.eventdata import (
+    Classification,
+    DlqRecord,
+    ErrorInfo,
+    Inference,
+    NlpAnalysis,
+    StoredArtifact,
+    data_of,
+)
+from thunderline.events import CloudEvent
 from thunderline.voxel.schema import Voxel
 
 
@@ -23,6 +33,7 @@ class IngestAccepted(BaseModel):
     size: int
     sha256: str
     status_url: str
+    artifact: StoredArtifact = Field(description="The artifact of the ingest request event.")
 
 
 class DlqBrief(BaseModel):
@@ -52,7 +63,10 @@ class VoxelOut(BaseModel):
     payload_size: int
     checksums: dict[str, str]
     coords: dict[str, Any]
-    traits: dict[str, Any]
+    classification: Classification | None = Field(None, description="Magika's result.")
+    nlp: NlpAnalysis | None = Field(None, description="NLP result (text artifacts).")
+    inference: Inference | None = Field(None, description="Inference result (images).")
+    traits: dict[str, Any] = Field(description="Every trait as stored in the voxel.")
     lineage: dict[str, list[str]]
     correlation_id: str
     causation_id: str | None = None
@@ -93,6 +107,7 @@ class DlqItem(BaseModel):
     reason: str | None = None
     message: str | None = None
     error_type: str | None = None
+    error: ErrorInfo | None = None
     traceback: str | None = None
     attempts: int | None = None
     artifact_name: str | None = None
@@ -167,6 +182,9 @@ def voxel_out(voxel: Voxel) -> VoxelOut:
         payload_size=voxel.payload_size,
         checksums=doc["checksums"],
         coords=doc["coords"],
+        classification=_typed(Classification, voxel.traits.get("classification")),
+        nlp=_typed(NlpAnalysis, voxel.traits.get("nlp")),
+        inference=_typed(Inference, voxel.traits.get("inference")),
         traits=doc["traits"],
         lineage=doc["lineage"],
         correlation_id=voxel.correlation_id,
@@ -180,34 +198,61 @@ def ingest_status(progress: IngestProgress) -> IngestStatus:
     return IngestStatus(
         correlation_id=progress.correlation_id,
         name=progress.name,
-        outcome=progress.outcome,  # type: ignore[arg-type]
+        outcome=progress.outcome,
         stages_done=list(progress.stages_done),
         voxel_ids=list(progress.voxel_ids),
         dlq=[DlqBrief(**d) for d in progress.dlq],
     )
 
 
+def accepted(event: CloudEvent) -> IngestAccepted:
+    from thunderline.eventdata import IngestRequest
+
+    artifact = data_of(event, IngestRequest).artifact
+    stored = StoredArtifact.model_validate(artifact.model_dump())
+    return IngestAccepted(
+        correlation_id=event.correlationid,
+        event_id=event.id,
+        name=stored.name,
+        size=stored.size,
+        sha256=stored.sha256,
+        status_url=f"/v1/ingest/{event.correlationid}",
+        artifact=stored,
+    )
+
+
 def dlq_item(entry: DlqEntry) -> DlqItem:
-    data = entry.record.data
-    raw_error = data.get("error")
-    error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
-    attempts = data.get("attempts")
+    record = data_of(entry.record, DlqRecord)
     return DlqItem(
         id=entry.record.id,
         type=entry.record.type,
         time=entry.record.time,
         correlation_id=entry.record.correlationid,
-        stage=_str(data.get("stage")),
-        reason=_str(data.get("reason")),
-        message=_str(error.get("message")),
-        error_type=_str(error.get("type")),
-        traceback=_str(data.get("traceback")),
-        attempts=attempts if isinstance(attempts, int) else None,
+        stage=record.stage,
+        reason=record.reason,
+        message=record.error.message,
+        error_type=record.error.type,
+        error=record.error,
+        traceback=record.traceback or None,
+        attempts=record.attempts,
         artifact_name=_str(entry.artifact.get("name")),
         replayable=entry.original is not None,
-        status=entry.status,  # type: ignore[arg-type]
+        status=entry.status,
         replay_event_id=entry.replay_event_id,
     )
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _typed(model: type[M], value: Any) -> M | None:
+    """A stored trait as its event-data model (None when absent or from an older schema)."""
+    if value is None:
+        return None
+    try:
+        return model.model_validate(value)
+    except ValidationError:
+        return None
 
 
 def _str(value: Any) -> str | None:

@@ -26,7 +26,8 @@ from thunderline.api.tokens import TokenStore
 from thunderline.api.upload import ReceivedFile
 from thunderline.config import OverflowPolicy, Settings
 from thunderline.errors import ConfigError
-from thunderline.events import INGEST_RECEIVED, CloudEvent, new_event
+from thunderline.eventdata import IngestRequest, StoredArtifact, typed_event
+from thunderline.events import INGEST_RECEIVED, CloudEvent
 from thunderline.runtime import Runtime
 from thunderline.voxel.store import VoxelStore
 
@@ -120,21 +121,18 @@ class ApiService:
                 received.discard()
 
         stored = await loop.run_in_executor(self._upload_pool, store_and_discard)
-        event = new_event(
-            INGEST_RECEIVED,
-            {
-                "artifact": {
-                    "name": received.name,
-                    "path": None,
-                    "size": stored.size,
-                    "sha256": stored.sha256,
-                    "payload_ref": stored.ref,
-                    "source": f"{API_SOURCE}:upload:{quote(received.name, safe='')}",
-                },
-                "route": ["classify"],
-            },
-            source=API_SOURCE,
+        request = IngestRequest(
+            artifact=StoredArtifact(
+                name=received.name,
+                path=None,
+                size=stored.size,
+                sha256=stored.sha256,
+                payload_ref=stored.ref,
+                source=f"{API_SOURCE}:upload:{quote(received.name, safe='')}",
+            ),
+            route=["classify"],
         )
+        event = typed_event(INGEST_RECEIVED, request, source=API_SOURCE)
         await runtime.submit(event)
         return event
 

@@ -67,6 +67,8 @@ def test_first_start_prints_an_admin_token_once_and_stores_its_hash(tmp_path: Pa
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
     # uvicorn shuts down gracefully, then re-raises the signal it caught
     assert proc.returncode in (0, -signal.SIGTERM)
     again = CliRunner().invoke(app, ["tokens", "list"], env={"TL_HOME": str(tmp_path / "home")})

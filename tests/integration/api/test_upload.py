@@ -85,6 +85,8 @@ def test_upload_reaches_a_voxel(served: Served) -> None:
     accepted = response.json()
     assert accepted["sha256"] == hashlib.sha256(data).hexdigest()
     assert accepted["size"] == len(data)
+    assert accepted["artifact"]["payload_ref"] == f"sha256:{accepted['sha256']}"
+    assert accepted["artifact"]["source"] == "urn:thunderline:api:upload:ada.txt"
     outcome = served.wait_outcome(accepted["correlation_id"])
     assert outcome["outcome"] == "stored"
     assert outcome["stages_done"][0] == "classify" and "package" in outcome["stages_done"]
@@ -92,6 +94,8 @@ def test_upload_reaches_a_voxel(served: Served) -> None:
         voxel = client.get(f"/v1/voxels/{outcome['voxel_ids'][0]}").json()
         payload = client.get(f"/v1/voxels/{voxel['id']}/payload")
     assert voxel["name"] == "ada.txt" and voxel["label"] == "txt"
+    assert voxel["classification"]["label"] == "txt" and voxel["nlp"]["lang"] == "en"
+    assert voxel["inference"] is None
     assert payload.content == data
     assert 'filename="ada.txt"' in payload.headers["content-disposition"]
 
