@@ -26,6 +26,7 @@ from thunderline.console import cli_settings, stdout_console
 from thunderline.errors import ThunderlineError
 from thunderline.events import CloudEvent
 from thunderline.journal import Journal
+from thunderline.obs.command import observe
 from thunderline.report import RunReport, record_schema
 from thunderline.runtime import Runtime
 
@@ -70,6 +71,15 @@ def ingest(
     json_schema: Annotated[
         bool, typer.Option("--json-schema", help="Print the JSON Schema of a --json record.")
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            help="Serve Prometheus /metrics on this port while the run lasts (TL_METRICS_PORT).",
+            min=0,
+            max=65535,
+        ),
+    ] = None,
 ) -> None:
     """Classify files (and run the enabled stages) and print a summary.
 
@@ -88,7 +98,8 @@ def ingest(
     todo = [c for c in candidates if not c.skipped]
     show_progress = sys.stderr.isatty() and not as_json
     try:
-        asyncio.run(_run_ingest(settings, todo, report, as_json, show_progress))
+        with observe(settings, metrics_port=metrics_port):
+            asyncio.run(_run_ingest(settings, todo, report, as_json, show_progress))
     except ThunderlineError as exc:
         err_console.print(f"[red]ingest failed:[/] {exc}")
         raise typer.Exit(1) from exc

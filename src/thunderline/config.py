@@ -26,13 +26,14 @@ from thunderline.errors import ConfigError
 #: Route per Magika label or group (a label wins over its group; ``*`` is the fallback).
 #: Stages that are disabled or not installed are removed from a route when it is built.
 DEFAULT_ROUTES: dict[str, list[str]] = {
-    "txt": ["nlp", "package"],
-    "markdown": ["nlp", "package"],
+    "txt": ["nlp", "infer", "package"],
+    "markdown": ["nlp", "infer", "package"],
     "html": ["nlp", "package"],
     "pdf": ["nlp", "package"],
     "rtf": ["nlp", "package"],
     "csv": ["package"],
     "image": ["infer", "package"],
+    "code": ["infer", "package"],
     "archive": ["package"],
     "*": ["package"],
 }
@@ -62,6 +63,25 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("WARNING", description="Python log level for the thunderline logger.")
     log_format: str = Field("text", description="`text` or `json` (one JSON object per line).")
+
+    # --- observability ----------------------------------------------------------------------
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Serve Prometheus `/metrics` on this port in long-running commands (off: none).",
+    )
+    metrics_addr: str = Field(
+        "127.0.0.1", description="Address the `/metrics` server binds (`0.0.0.0`: all interfaces)."
+    )
+    metrics_multiproc_dir: Path | None = Field(
+        None,
+        description="Folder for multi-process metrics (read at import; wiped by the root process).",
+    )
+    otlp_endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP collector URL for traces, e.g. `http://127.0.0.1:4318` (off: none).",
+    )
 
     # --- backends ---------------------------------------------------------------------------
     bus_url: str = Field(
@@ -142,12 +162,27 @@ class Settings(BaseSettings):
     onnx_execution_provider: str = Field("cpu", description="`cpu` or `cuda` (falls back to cpu).")
     onnx_model_dir: Path = Field(Path("models"), description="Trusted model folder and registry.")
     allow_untrusted_models: bool = Field(
-        False, description="Allow models outside the model dir or without a listed checksum."
+        False,
+        description="Escape hatch: load models that fail a trust check (outside the model dir, "
+        "no listed checksum, unsigned, group/other-writable) with a `[security]` warning.",
+    )
+    model_signature_required: bool = Field(
+        True,
+        description="Refuse a model whose folder has no `checksums.txt` or whose `model.sig` "
+        "does not verify with the public key.",
+    )
+    model_public_key: Path | None = Field(
+        None,
+        description="EC P-256 PEM public key that verifies model signatures; default "
+        "`$TL_ONNX_MODEL_DIR/signing_key.pub`.",
     )
     onnx_max_batch_size: int = Field(8, ge=1, description="Dynamic batcher: max requests per run.")
     onnx_max_queue_delay_ms: float = Field(2.0, ge=0, description="Dynamic batcher: max wait.")
     onnx_health_interval_s: float = Field(30.0, gt=0, description="Health probe period.")
     onnx_image_model: str = Field("image_classifier", description="Registry model for images.")
+    onnx_text_model: str = Field(
+        "text_classifier", description="Registry model for text (beside spaCy's result)."
+    )
     infer_concurrency: int = Field(
         2, ge=1, description="Concurrent infer batches (they feed the dynamic batcher)."
     )
@@ -322,7 +357,7 @@ SECTION_PREFIXES: dict[str, tuple[str, ...]] = {
     ),
     "classify": ("classify_", "magika_", "max_artifact_", "routes"),
     "nlp": ("nlp_", "spacy_"),
-    "infer": ("onnx_", "infer_", "allow_untrusted_"),
+    "infer": ("onnx_", "infer_", "allow_untrusted_", "model_"),
     "package": ("package_", "archive_"),
 }
 SECTION_NAMES: tuple[str, ...] = ("general", *SECTION_PREFIXES)

@@ -53,7 +53,7 @@ def test_every_json_record_of_a_real_run_matches_the_schema(
     assert text["outcome"] == "ok" and text["voxel_id"]
     assert text["classification"]["label"] == "txt"
     assert text["nlp"]["lang"] == "en" and text["nlp"]["sentences"]
-    assert text["inference"] is None
+    assert text["inference"]["model"] == "text_classifier"  # beside spaCy's result
     for image in ("python-logo.jpg", "rabbitmq-bunny.png"):
         inference = by_name[image]["inference"]
         assert inference["model"] == "image_classifier" and inference["version"]

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import psutil
 import pytest
+from tests.fixtures.models.signed import MODELS
 
 from thunderline.bus.memory import MemoryBus
 from thunderline.config import Settings
@@ -30,7 +31,6 @@ from thunderline.obs import metrics, telemetry
 from thunderline.testing import classified
 from thunderline.testing.samples import image_bytes
 
-MODELS = Path(__file__).resolve().parents[2] / "models"
 HISTOGRAM = "thunderline_onnx_infer_duration_seconds"
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 

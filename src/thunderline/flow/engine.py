@@ -9,7 +9,8 @@ and the traceback. A collector consumes the terminal and DLQ topics, journals th
 in the outcome store (:mod:`thunderline.outcomes`) and reports each finished artifact, so the
 engine knows when everything submitted has ended.
 
-Telemetry: ``("thunderline", "stage", <stage>, "start" | "stop" | "error")`` per batch.
+Telemetry: ``("thunderline", "stage", <stage>, "start" | "stop" | "error")`` per batch (the
+metadata carries the batch's ``events``; :mod:`thunderline.obs.tracing` makes spans of them).
 """
 
 from __future__ import annotations
@@ -156,6 +157,8 @@ class Pipeline:
                         self._worker(stage, f"{stage.name}-{n}"), name=f"{stage.name}-{n}"
                     )
                 )
+        for name in self.stages:
+            metrics.declare_stage(name)
         if self.run_collector:
             self._tasks.append(asyncio.create_task(self._collector(), name="collector"))
         self._started = True
@@ -332,7 +335,7 @@ class Pipeline:
         metrics.STAGE_IN_FLIGHT.labels(stage.name).set(len(in_flight))
 
     async def _run_batch(self, stage: Stage, events: list[CloudEvent]) -> list[Outcome]:
-        meta = {"stage": stage.name, "count": len(events)}
+        meta = {"stage": stage.name, "count": len(events), "events": events}
         if len(events) == 1:
             correlation_id.set(events[0].correlationid)
         telemetry.emit(("thunderline", "stage", stage.name, "start"), {"count": len(events)}, meta)
@@ -426,6 +429,8 @@ class Pipeline:
                 events = [self._decode_quiet(d.payload) for d in deliveries]
                 await self._record_outcomes([e for e in events if e is not None])
                 for delivery, event in zip(deliveries, events, strict=True):
+                    if event is not None:
+                        metrics.record_terminal(event)
                     if event is not None and self.on_terminal is not None:
                         try:
                             self.on_terminal(event)

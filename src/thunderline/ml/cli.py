@@ -1,4 +1,5 @@
-"""``thunderline models``: list the registry, verify checksums, hash a model file."""
+"""``thunderline models``: list, verify (checksums, signature, permissions, external data),
+hash, convert a Keras model to ONNX, validate Keras vs ONNX, sign a model folder."""
 
 from __future__ import annotations
 
@@ -13,10 +14,18 @@ from rich.table import Table
 from thunderline.config import Settings
 from thunderline.console import cli_settings, stdout_console
 from thunderline.errors import ThunderlineError
-from thunderline.ml.registry import ModelRegistry, file_sha256
+from thunderline.ml.registry import ModelRegistry
+from thunderline.ml.trust import (
+    SIGNATURE_FILE,
+    file_sha256,
+    model_folder_of,
+    sign_folder,
+    write_checksums,
+)
 
 models_app = typer.Typer(
-    help="The ONNX model registry: list, verify checksums, hash a file.", no_args_is_help=True
+    help="The ONNX model registry: list, verify, checksum, convert, validate, sign.",
+    no_args_is_help=True,
 )
 _err = Console(stderr=True)
 
@@ -60,14 +69,15 @@ def verify(
         list[str] | None, typer.Argument(help="Models to check (default all).")
     ] = None,
 ) -> None:
-    """Re-hash the model files and compare with the registry; exit 1 on any problem."""
+    """Check every model as a load would (registry SHA-256, checksums.txt, signature,
+    permissions, external data) without loading it; exit 1 on any problem."""
     registry = _registry(cli_settings())
     try:
         results = registry.verify(names or None)
     except ThunderlineError as exc:
         _err.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from exc
-    table = Table(title="model checksums")
+    table = Table(title="model trust: sha256, checksums.txt, signature, permissions, external data")
     for column in ("name", "status", "expected", "actual", "detail"):
         table.add_column(column, overflow="fold")
     colours = {"ok": "green", "untrusted": "yellow"}
@@ -93,3 +103,129 @@ def checksum(path: Annotated[Path, typer.Argument(help="A model file.")]) -> Non
         raise typer.Exit(2)
     digest = file_sha256(path)
     print(f"{digest}  {path}")
+
+
+def _fail(exc: BaseException, what: Path | str) -> typer.Exit:
+    """Print one clear line (no traceback) and return exit code 2."""
+    if isinstance(exc, ThunderlineError):
+        _err.print(f"[red]error:[/] {escape(str(exc))}")
+    else:
+        _err.print(f"[red]error:[/] {escape(str(what))}: {type(exc).__name__}: {escape(str(exc))}")
+    return typer.Exit(2)
+
+
+@models_app.command("convert")
+def convert(
+    source: Annotated[Path, typer.Argument(help="A Keras 3 .keras model file.")],
+    out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    name: Annotated[str | None, typer.Option(help="Model name (default: folder name).")] = None,
+    labels: Annotated[
+        str | None, typer.Option(help="Comma-separated class labels (ONNX metadata).")
+    ] = None,
+    key: Annotated[Path | None, typer.Option(help="EC P-256 private key: sign the folder.")] = None,
+) -> None:
+    """Convert IN.keras to OUT/onnx/model.onnx, validate it (VAL_REPORT.json), write
+    checksums.txt and, with --key, sign the folder. Exit 2 on bad input, 1 on FAIL."""
+    cli_settings()
+    from thunderline.convert import convert_keras, validate_folder
+
+    try:
+        summary = convert_keras(
+            source,
+            out,
+            opset=opset,
+            name=name,
+            labels=[x.strip() for x in labels.split(",")] if labels else None,
+        )
+        stdout_console().print(escape(summary.line()))
+        report = validate_folder(out, name=summary.name)
+        if key is not None:
+            signature = sign_folder(out, key)
+            stdout_console().print(f"signed: {escape(str(signature))}")
+        else:
+            write_checksums(out)
+    except Exception as exc:
+        raise _fail(exc, source) from None
+    _print_report(report.to_dict(), out / "VAL_REPORT.json")
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+def _print_report(report: dict[str, object], path: Path) -> None:
+    colour = "green" if report["status"] == "PASS" else "red"
+    stdout_console().print(
+        f"{report['model']}: [{colour}]{report['status']}[/] max_abs_diff={report['max_abs_diff']:.3g} "
+        f"mean_abs_diff={report['mean_abs_diff']:.3g} top1_agreement={report['top1_agreement']:.4f} "
+        f"vectors={report['vectors']} tolerance={report['tolerance']} -> {escape(str(path))}"
+    )
+
+
+@models_app.command("validate")
+def validate(
+    targets: Annotated[
+        list[str] | None,
+        typer.Argument(help="Registered model names or model folders (default: every model)."),
+    ] = None,
+    report_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write NAME.VAL_REPORT.json here instead of into the (signed) model folder."
+        ),
+    ] = None,
+) -> None:
+    """Run seeded vectors and the folder's held-out samples through Keras and ONNX Runtime;
+    write VAL_REPORT.json. Exit 1 if any model FAILs, 2 if one cannot be validated."""
+    settings = cli_settings()
+    from thunderline.convert import validate_folder
+
+    folders: list[tuple[str, Path]] = []
+    names = targets or []
+    registry: ModelRegistry | None = None
+    if not names or any(not Path(t).is_dir() for t in names):
+        registry = _registry(settings)
+    if not names and registry is not None:
+        names = [e.name for e in registry.list_models()]
+    for target in names:
+        if Path(target).is_dir():
+            folders.append((Path(target).resolve().name, Path(target)))
+            continue
+        assert registry is not None
+        try:
+            entry = registry.entry(target)
+        except ThunderlineError as exc:
+            raise _fail(exc, target) from None
+        folders.append((entry.name, model_folder_of(registry.path_of(entry))))
+    failed = False
+    for name, folder in folders:
+        path = report_dir / f"{name}.VAL_REPORT.json" if report_dir else folder / "VAL_REPORT.json"
+        try:
+            report = validate_folder(folder, name=name, report_path=path)
+        except Exception as exc:
+            raise _fail(exc, folder) from None
+        _print_report(report.to_dict(), path)
+        if report_dir is None and (folder / SIGNATURE_FILE).is_file():
+            _err.print(
+                f"note: {escape(str(path))} changed inside a signed folder: re-sign it with "
+                f"`thunderline models sign {escape(str(folder))} --key K` (or use --report-dir)"
+            )
+        failed |= not report.passed
+    if failed:
+        raise typer.Exit(1)
+
+
+@models_app.command("sign")
+def sign(
+    folder: Annotated[Path, typer.Argument(help="A model folder (models/<name>).")],
+    key: Annotated[Path, typer.Option("--key", help="EC P-256 private key (PEM).")],
+) -> None:
+    """Write FOLDER/checksums.txt and sign the folder (FOLDER/model.sig) with KEY."""
+    cli_settings()
+    if not folder.is_dir():
+        _err.print(f"[red]error:[/] {escape(str(folder))}: not a folder")
+        raise typer.Exit(2)
+    try:
+        signature = sign_folder(folder, key)
+    except Exception as exc:
+        raise _fail(exc, folder) from None
+    print(f"signed {folder}: {signature}")

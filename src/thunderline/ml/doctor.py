@@ -1,4 +1,5 @@
-"""Rows for ``thunderline doctor``: ONNX Runtime, the registry, checksums and model health."""
+"""Rows for ``thunderline doctor``: ONNX Runtime, the registry, checksums, signatures and model
+health."""
 
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ def doctor_report(settings: Settings) -> list[Row]:
     entries = registry.list_models()
     rows.append(("model registry", "ok", f"{registry.registry_file} ({len(entries)} models)"))
     verified = {r.name: r for r in registry.verify()}
+    trust = "checksums + signature ok" if registry.signature_required else "signature not required"
     for entry in entries:
         check = f"model {entry.name}"
         result = verified[entry.name]
@@ -68,7 +70,8 @@ def doctor_report(settings: Settings) -> list[Row]:
             (
                 check,
                 "ok",
-                f"v{entry.version}, sha256 ok, healthy (probe {probe_ms:.1f} ms, {batch} batch)",
+                f"v{entry.version}, sha256 ok, {trust}, healthy (probe {probe_ms:.1f} ms, "
+                f"{batch} batch)",
             )
         )
     return rows

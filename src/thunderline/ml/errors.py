@@ -11,7 +11,10 @@ pipeline engine::
         └── ModelLoadError           the model cannot be loaded
             ├── ModelNotFoundError   not in the registry, or its file is missing
             └── UntrustedModelError  outside the model dir, no listed checksum, or external
-                └── ExternalDataEscapeError   data pointing outside the model folder
+                ├── ExternalDataEscapeError   data pointing outside the model folder
+                ├── ChecksumsMissingError     the model folder has no (valid) checksums.txt
+                ├── ModelSignatureError       unsigned, or the signature does not verify
+                └── ModelPermissionError      a model folder/file writable by group or others
     ArtifactError
     ├── PreprocessError              the payload cannot be turned into a tensor (permanent)
     └── UnsupportedContentError      no registered model takes this content (permanent)
@@ -71,6 +74,24 @@ class ExternalDataEscapeError(UntrustedModelError):
     """An initializer's external-data location points outside the model's folder."""
 
     reason = "external_data_escape"
+
+
+class ChecksumsMissingError(UntrustedModelError):
+    """The model folder has no ``checksums.txt`` (or it is malformed)."""
+
+    reason = "checksums_missing"
+
+
+class ModelSignatureError(UntrustedModelError):
+    """The model folder is unsigned, or its ``model.sig`` does not verify with the public key."""
+
+    reason = "model_signature"
+
+
+class ModelPermissionError(UntrustedModelError):
+    """A model folder or file (or the public key) is writable by group or others."""
+
+    reason = "model_permissions"
 
 
 class PreprocessError(ArtifactError):

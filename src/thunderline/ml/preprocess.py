@@ -2,7 +2,10 @@
 
 Images are decoded with Pillow (decompression bombs refused), converted to RGB, resized so the
 shorter side fits the model and centre-cropped, scaled to [0, 1], standardised with the entry's
-``mean``/``std`` and laid out as the entry's ``layout`` (``NCHW`` or ``NHWC``). Text is
+``mean``/``std`` and laid out as the entry's ``layout`` (``NCHW`` or ``NHWC``). A model with one
+channel (the Fashion-MNIST classifier: ``[batch, 28, 28, 1]``) gets grayscale (ITU-R 601-2
+luma); with ``background = "dark"`` in its entry (trained on light objects on black) an image
+whose border is mostly light is inverted first, so a photo on white matches. Text is
 tokenised as the entry declares (``utf8_bytes``: UTF-8 bytes as ids, zero padded / truncated
 to the sequence length).
 """
@@ -22,6 +25,15 @@ from thunderline.ml.tensors import ModelInput, cast_to_float32, nhwc_to_nchw, st
 
 #: Refuse images with more pixels than this (Pillow's own bomb limit is 2x89M).
 MAX_IMAGE_PIXELS = 64_000_000
+
+
+def image_channels(entry: ModelEntry) -> int:
+    """Channels the model expects (1 = grayscale, 3 = RGB), from the input shape and layout."""
+    shape = entry.input_shape
+    channels = shape[1] if entry.layout == "NCHW" else shape[-1]
+    if channels not in (1, 3):
+        raise PreprocessError(f"model {entry.name}: image channels must be 1 or 3: {shape}")
+    return int(channels)
 
 
 def image_size(entry: ModelEntry) -> tuple[int, int]:
@@ -82,16 +94,39 @@ def resize_center_crop(img: Image.Image, height: int, width: int) -> Image.Image
     return img.crop((left, top, left + width, top + height))
 
 
+def light_background(pixels: NDArray[np.uint8]) -> bool:
+    """True when the one-pixel border of a grayscale image is mostly light (mean > 127)."""
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    return bool(border.mean() > 127)
+
+
 def image_tensor(data: bytes, entry: ModelEntry) -> NDArray[np.float32]:
     """Image bytes -> a batch of one in the model's layout, normalised per the entry."""
     height, width = image_size(entry)
+    channels = image_channels(entry)
     img = resize_center_crop(decode_image(data), height, width)
-    pixels = np.asarray(img, dtype=np.uint8)  # [H, W, 3]
+    if channels == 1:
+        gray = np.asarray(img.convert("L"), dtype=np.uint8)
+        if entry.background == "dark" and light_background(gray):
+            gray = 255 - gray
+        pixels = gray[..., None]  # [H, W, 1]
+    else:
+        pixels = np.asarray(img, dtype=np.uint8)  # [H, W, 3]
     x = standardize(cast_to_float32(pixels, scale=1.0 / 255.0), entry.mean, entry.std)
     x = x[None, ...]
     if entry.layout == "NCHW":
         return nhwc_to_nchw(x)
     return np.ascontiguousarray(x)
+
+
+def utf8_byte_ids(data: bytes, seq_len: int) -> NDArray[np.int64]:
+    """The ``utf8_bytes`` tokeniser: the first ``seq_len`` bytes of the text (invalid UTF-8
+    replaced by U+FFFD) as ids 0-255, zero padded. Training (models/train_text.py) uses it too.
+    """
+    text = data.decode("utf-8", errors="replace").encode("utf-8")[:seq_len]
+    ids = np.zeros(seq_len, dtype=np.int64)
+    ids[: len(text)] = np.frombuffer(text, dtype=np.uint8)
+    return ids
 
 
 def text_tensor(data: bytes, entry: ModelEntry) -> NDArray[np.int64]:
@@ -102,10 +137,7 @@ def text_tensor(data: bytes, entry: ModelEntry) -> NDArray[np.int64]:
         )
     shape = entry.input_shape
     seq_len = shape[-1] if shape and isinstance(shape[-1], int) else 256
-    text = data.decode("utf-8", errors="replace").encode("utf-8")[:seq_len]
-    ids = np.zeros((1, seq_len), dtype=np.int64)
-    ids[0, : len(text)] = np.frombuffer(text, dtype=np.uint8)
-    return ids
+    return utf8_byte_ids(data, seq_len)[None, :]
 
 
 def payload_input(data: bytes, entry: ModelEntry) -> ModelInput:

@@ -11,9 +11,19 @@ Each ``[[models]]`` entry lists ``name``, ``path`` (relative to the model folder
 2. hashes the bytes and compares them with the listed SHA-256: a mismatch logs
    ``[security] Model checksum mismatch: expected=..., actual=...``, counts
    ``thunderline_ml_model_checksum_mismatch_total`` and raises :class:`ChecksumMismatch`;
-3. refuses any initializer whose external-data location leaves the model's folder (always,
+3. checks the model's folder (``models/<name>/``, the parent of ``onnx/``; see
+   :mod:`thunderline.ml.trust`): no path in it (nor the public key) writable by group or
+   others, every file matching its ``checksums.txt``, and its ``model.sig`` verifying with the
+   public key (``TL_MODEL_PUBLIC_KEY``, default ``<model dir>/signing_key.pub``). With
+   ``TL_MODEL_SIGNATURE_REQUIRED=true`` (the default) an unsigned or mis-signed folder, or one
+   without ``checksums.txt``, is refused with a ``[security]`` log line; a checksum that does
+   not match is always refused;
+4. refuses any initializer whose external-data location leaves the model's folder (always,
    whatever the trust setting), before ONNX Runtime opens the file;
-4. creates the session from the very bytes that were hashed.
+5. creates the session from the very bytes that were hashed.
+
+``TL_ALLOW_UNTRUSTED_MODELS=true`` is the one escape hatch: the refusals of 1 and 3 (except a
+checksum mismatch) become ``[security]`` warnings and the load is counted.
 """
 
 from __future__ import annotations
@@ -24,32 +34,32 @@ import tomllib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import onnx
 
 from thunderline.config import Settings
 from thunderline.errors import ChecksumMismatch, ConfigError
 from thunderline.ml.errors import (
+    ChecksumsMissingError,
     ExternalDataEscapeError,
     ModelLoadError,
     ModelNotFoundError,
     UntrustedModelError,
 )
 from thunderline.ml.model import OnnxModel, SessionConfig, parse_proto
+from thunderline.ml.trust import (
+    PUBLIC_KEY_FILE,
+    check_permissions,
+    file_sha256,
+    model_folder_of,
+    verify_checksums,
+    verify_signature,
+)
 from thunderline.obs import metrics
 
 _log = logging.getLogger("thunderline.ml")
 REGISTRY_FILE = "registry.toml"
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verify_model_checksum(data: bytes, expected: str) -> str:
@@ -139,6 +149,7 @@ class ModelEntry:
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
     tokenizer: str | None = None
+    background: str | None = None
     preload: bool = False
     sha256: str | None = None
     labels: tuple[str, ...] = ()
@@ -149,7 +160,7 @@ class ModelEntry:
     def from_dict(cls, raw: dict[str, Any]) -> ModelEntry:
         known = {
             "name", "path", "version", "kind", "input_shape", "layout", "mean", "std",
-            "tokenizer", "preload", "sha256", "labels", "description",
+            "tokenizer", "background", "preload", "sha256", "labels", "description",
         }  # fmt: skip
         if not raw.get("name") or not raw.get("path"):
             raise ConfigError(f"registry entry needs name and path: {raw!r}")
@@ -164,6 +175,7 @@ class ModelEntry:
             mean=tuple(float(x) for x in raw.get("mean", (0.0, 0.0, 0.0))),
             std=tuple(float(x) for x in raw.get("std", (1.0, 1.0, 1.0))),
             tokenizer=raw.get("tokenizer"),
+            background=str(raw["background"]) if raw.get("background") else None,
             preload=bool(raw.get("preload", False)),
             sha256=str(sha).lower() if sha else None,
             labels=tuple(str(x) for x in raw.get("labels", ())),
@@ -206,9 +218,13 @@ class ModelRegistry:
         allow_untrusted: bool = False,
         config: SessionConfig | None = None,
         registry_file: Path | None = None,
+        signature_required: bool = True,
+        public_key: Path | None = None,
     ) -> None:
         self.model_dir = Path(model_dir)
         self.allow_untrusted = allow_untrusted
+        self.signature_required = signature_required
+        self.public_key = Path(public_key) if public_key else self.model_dir / PUBLIC_KEY_FILE
         self.config = config or SessionConfig()
         self.registry_file = registry_file or self.model_dir / REGISTRY_FILE
         self._entries = self._read(self.registry_file)
@@ -219,6 +235,8 @@ class ModelRegistry:
             settings.onnx_model_dir,
             allow_untrusted=settings.allow_untrusted_models,
             config=SessionConfig.from_settings(settings),
+            signature_required=settings.model_signature_required,
+            public_key=settings.model_public_key,
         )
 
     @staticmethod
@@ -312,21 +330,17 @@ class ModelRegistry:
         labels: Iterable[str] | None = None,
     ) -> OnnxModel:
         resolved, inside = self._trusted_location(path)
-        problems = []
+        problems: list[UntrustedModelError] = []
         if not inside:
-            problems.append(f"{resolved} is outside the model folder {self.model_dir.resolve()}")
-        if not expected_sha256:
-            problems.append("no checksum is listed for it")
-        if problems:
-            why = "; ".join(problems)
-            if not self.allow_untrusted:
-                raise UntrustedModelError(
-                    f"untrusted model {name!r} refused: {why} "
-                    "(set TL_ALLOW_UNTRUSTED_MODELS=true to allow)",
-                    details={"model": name, "path": str(resolved)},
+            problems.append(
+                UntrustedModelError(
+                    f"{resolved} is outside the model folder {self.model_dir.resolve()}"
                 )
-            metrics.UNTRUSTED_MODEL_LOADED.inc()
-            _log.warning("[security] loading untrusted model %s: %s", name, why)
+            )
+        if not expected_sha256:
+            problems.append(UntrustedModelError(f"no checksum is listed for {resolved}"))
+        if problems and not self.allow_untrusted:  # refused before the file is even read
+            self._refuse(name, resolved, problems)
         try:
             data = resolved.read_bytes()
         except OSError as exc:
@@ -336,6 +350,15 @@ class ModelRegistry:
             if expected_sha256
             else hashlib.sha256(data).hexdigest()
         )
+        if inside:  # a file outside the model dir has no trusted folder to check
+            problems += self.folder_problems(resolved)
+        if problems:
+            if not self.allow_untrusted:
+                self._refuse(name, resolved, problems)
+            metrics.UNTRUSTED_MODEL_LOADED.inc()
+            _log.warning(
+                "[security] loading untrusted model %s: %s", name, "; ".join(map(str, problems))
+            )
         proto = parse_proto(data, str(resolved))
         has_external = check_external_data(proto, resolved)
         return OnnxModel.from_bytes(
@@ -350,35 +373,83 @@ class ModelRegistry:
             session_path=resolved if has_external else None,
         )
 
+    @staticmethod
+    def _refuse(name: str, resolved: Path, problems: list[UntrustedModelError]) -> NoReturn:
+        why = "; ".join(str(p) for p in problems)
+        _log.warning("[security] model %s refused: %s", name, why)
+        first = problems[0]
+        raise type(first)(
+            f"untrusted model {name!r} refused: {why} (set TL_ALLOW_UNTRUSTED_MODELS=true to allow)",
+            details={"model": name, "path": str(resolved), **first.details},
+        )
+
+    def folder_problems(self, model_file: Path) -> list[UntrustedModelError]:
+        """Why the folder of ``model_file`` is not trusted (empty list: it is).
+
+        Permissions (folder, files, public key) are always checked; ``checksums.txt`` and the
+        signature when signatures are required. A ``checksums.txt`` that is present is always
+        checked, and a mismatch raises :class:`ChecksumMismatch` at once.
+        """
+        folder = model_folder_of(model_file)
+        problems: list[UntrustedModelError] = []
+        try:
+            check_permissions([folder, self.public_key] if self.signature_required else [folder])
+        except UntrustedModelError as exc:
+            problems.append(exc)
+        try:
+            verify_checksums(folder)
+        except ChecksumsMissingError as exc:
+            if self.signature_required:
+                problems.append(exc)
+        if self.signature_required:
+            try:
+                verify_signature(folder, self.public_key)
+            except UntrustedModelError as exc:
+                problems.append(exc)
+        return problems
+
     # ---- verification -------------------------------------------------------------------
     def verify(self, names: Iterable[str] | None = None) -> list[VerifyResult]:
-        """Re-hash the listed files (all, or ``names``) without loading them.
+        """Check the listed models (all, or ``names``) as a load would, without loading them.
 
-        A mismatch is logged with the ``[security]`` line (not counted as a blocked load).
+        Per model: the file exists, is inside the model folder, matches its listed SHA-256;
+        its folder matches ``checksums.txt``, is signed (when required) and not writable by
+        group or others; no external-data location leaves the folder. A mismatch is logged
+        with the ``[security]`` line (not counted as a blocked load).
         """
         chosen = [self.entry(n) for n in names] if names is not None else self.list_models()
-        results: list[VerifyResult] = []
-        for entry in chosen:
-            path = self.path_of(entry)
-            if not path.is_file():
-                results.append(VerifyResult(entry.name, str(path), "missing", entry.sha256))
-                continue
-            resolved = path.resolve()
-            actual = file_sha256(resolved)
-            if not resolved.is_relative_to(self.model_dir.resolve()):
-                status, detail = "untrusted", "outside the model folder"
-            elif not entry.sha256:
-                status, detail = "untrusted", "no checksum listed"
-            elif actual != entry.sha256:
-                _log.warning(
-                    "[security] Model checksum mismatch: expected=%s, actual=%s",
-                    entry.sha256,
-                    actual,
-                )
-                status, detail = "mismatch", "file differs from the registry"
-            else:
-                status, detail = "ok", ""
-            results.append(
-                VerifyResult(entry.name, str(path), status, entry.sha256, actual, detail)
+        return [self._verify_one(entry) for entry in chosen]
+
+    def _verify_one(self, entry: ModelEntry) -> VerifyResult:
+        path = self.path_of(entry)
+        if not path.is_file():
+            return VerifyResult(entry.name, str(path), "missing", entry.sha256)
+        resolved = path.resolve()
+        actual = file_sha256(resolved)
+
+        def result(status: str, detail: str = "") -> VerifyResult:
+            return VerifyResult(entry.name, str(path), status, entry.sha256, actual, detail)
+
+        if not resolved.is_relative_to(self.model_dir.resolve()):
+            return result("untrusted", "outside the model folder")
+        if not entry.sha256:
+            return result("untrusted", "no checksum listed")
+        if actual != entry.sha256:
+            _log.warning(
+                "[security] Model checksum mismatch: expected=%s, actual=%s", entry.sha256, actual
             )
-        return results
+            return result("mismatch", "file differs from the registry")
+        try:
+            problems = self.folder_problems(resolved)
+        except ChecksumMismatch as exc:
+            return result("mismatch", str(exc))
+        if problems:
+            return result("untrusted", "; ".join(str(p) for p in problems))
+        try:
+            proto = onnx.load_model(str(resolved), load_external_data=False)
+            check_external_data(proto, resolved)
+        except ExternalDataEscapeError as exc:
+            return result("untrusted", str(exc))
+        except Exception as exc:  # DecodeError and friends: not an ONNX file
+            return result("invalid", f"cannot parse {resolved.name}: {type(exc).__name__}")
+        return result("ok")

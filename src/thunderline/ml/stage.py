@@ -1,6 +1,7 @@
 """The infer stage: run the routed artifact through its ONNX model and publish the top labels.
 
-Input: an event whose route starts with ``infer`` (normally ``system.ingest.classified``).
+Input: an event whose route starts with ``infer``: images (after classify) and text or code
+(after the NLP stage for prose, so the text model's result sits beside spaCy's).
 The payload is read from the object store (verified), preprocessed by content (images decoded
 with Pillow and normalised to the model's input; text tokenised as the model declares) in a
 worker thread, and run through the model's supervised worker and dynamic batcher (ONNX Runtime
@@ -32,7 +33,7 @@ from thunderline.eventdata import (
 )
 from thunderline.events import INFERENCE_COMPLETED, CloudEvent
 from thunderline.flow.stage import Outcome, StageOptions, StoreStage
-from thunderline.ml.errors import InferenceError, ModelNotFoundError, UnsupportedContentError
+from thunderline.ml.errors import InferenceError, UnsupportedContentError
 from thunderline.ml.preprocess import payload_input
 from thunderline.ml.registry import ModelEntry, ModelRegistry
 from thunderline.ml.supervisor import ModelSupervisor
@@ -84,16 +85,14 @@ class InferStage(StoreStage):
 
     # ---- one event ----------------------------------------------------------------------
     def model_for(self, event: CloudEvent) -> ModelEntry:
-        """The registry entry for the event's content (image model, or the text model)."""
+        """The registry entry for the event's content group: images -> ``TL_ONNX_IMAGE_MODEL``,
+        text (and code) -> ``TL_ONNX_TEXT_MODEL``; anything else is unsupported."""
         classification = data_of(event, Classified).classification
         group, mime = classification.group, classification.mime
         if group == "image" or mime.startswith("image/"):
             return self.registry.entry(self.settings.onnx_image_model)
-        if classification.is_text:
-            for entry in self.registry.list_models():
-                if entry.kind == "text":
-                    return entry
-            raise ModelNotFoundError("no text model is listed in the model registry")
+        if group in ("text", "code") or classification.is_text:
+            return self.registry.entry(self.settings.onnx_text_model)
         raise UnsupportedContentError(
             f"no model for content {classification.label!r} (group {group!r})",
             details={"label": classification.label, "group": group},

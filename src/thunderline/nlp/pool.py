@@ -56,6 +56,7 @@ from thunderline.nlp.result import NlpErrorReply, NlpResult, parse_reply, reques
 from thunderline.nlp.worker import DEFAULT_MODEL, EXIT_MODEL_MISSING
 from thunderline.nlp.worker import model_missing_message as _missing_message
 from thunderline.obs import metrics
+from thunderline.obs import multiprocess as obs_multiprocess
 
 if TYPE_CHECKING:
     from thunderline.config import Settings
@@ -262,6 +263,7 @@ class _WorkerProcess:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
         await self.proc.wait()
+        obs_multiprocess.mark_process_dead(self.proc.pid)
         await self._drain_pump()
         self._close_pipes()
 
@@ -282,6 +284,7 @@ class _WorkerProcess:
                     await asyncio.wait_for(self.proc.wait(), self.config.stop_timeout_s)
                 except TimeoutError:
                     await self.kill()
+        obs_multiprocess.mark_process_dead(self.proc.pid)
         await self._drain_pump()
         self._close_pipes()
 
@@ -343,6 +346,7 @@ class NlpPool:
             asyncio.create_task(self._serve(w), name=f"nlp-slot-{w.slot}") for w in self._workers
         ]
         self._started = True
+        metrics.SPACY_WORKERS_ALIVE.set(len(self.worker_pids()))
 
     async def close(self) -> None:
         """Refuse new work, fail queued documents, let in-flight ones finish, stop workers."""
@@ -361,6 +365,7 @@ class NlpPool:
             task.cancel()
         await asyncio.gather(*self._slots, return_exceptions=True)
         await asyncio.gather(*(w.stop() for w in self._workers), return_exceptions=True)
+        metrics.SPACY_WORKERS_ALIVE.set(len(self.worker_pids()))
 
     async def __aenter__(self) -> NlpPool:
         await self.start()
@@ -563,8 +568,10 @@ class NlpPool:
     async def _respawn(self, worker: _WorkerProcess) -> bool:
         try:
             await worker.start()
+            metrics.SPACY_WORKERS_ALIVE.set(len(self.worker_pids()))
             return True
         except NlpError as exc:
+            metrics.SPACY_WORKERS_ALIVE.set(len(self.worker_pids()))
             _log.error("spaCy worker restart failed: %s", exc)
             metrics.SPACY_PROCESS_ERRORS.labels("start").inc()
             await asyncio.sleep(self.config.backoff_max_s)

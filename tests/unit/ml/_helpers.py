@@ -1,8 +1,14 @@
-"""Helpers for the ML tests: tiny ONNX models, registry files, tampering, test images."""
+"""Helpers for the ML tests: tiny ONNX models, registry files, signing, tampering.
+
+``MODELS`` is the signed copy of the seeded-random test models (``tests/fixtures/models``,
+see its ``signed.py``); ``REAL_MODELS`` is the repository's registry of trained models
+(``models/``).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -10,9 +16,33 @@ from typing import Any
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from tests.fixtures.models.signed import (
+    FIXTURE_MODELS,
+    MODELS,
+    sign_with_throwaway_key,
+    signed_fixture_models,
+    throwaway_key,
+)
 
 REPO = Path(__file__).resolve().parents[3]
-MODELS = REPO / "models"
+REAL_MODELS = REPO / "models"
+__all__ = [
+    "FIXTURE_MODELS",
+    "MODELS",
+    "REAL_MODELS",
+    "REPO",
+    "sign_with_throwaway_key",
+    "signed_fixture_models",
+    "throwaway_key",
+]
+
+
+def drop_cli_log_handlers() -> None:
+    """Remove the stderr handlers a CLI call installed (bound to CliRunner's closed stream)."""
+    logger = logging.getLogger("thunderline")
+    for handler in list(logger.handlers):
+        if getattr(handler, "_thunderline", False):
+            logger.removeHandler(handler)
 
 
 def tiny_model(
@@ -89,14 +119,11 @@ def write_registry(folder: Path, entries: list[dict[str, Any]]) -> Path:
     return path
 
 
-def copy_models(target: Path) -> Path:
-    """Copy models/ (registry + ONNX files) to ``target``."""
-    target.mkdir(parents=True)
-    shutil.copy2(MODELS / "registry.toml", target / "registry.toml")
-    for onnx_file in MODELS.glob("*/onnx/*.onnx"):
-        dest = target / onnx_file.relative_to(MODELS)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(onnx_file, dest)
+def copy_models(target: Path, source: Path | None = None) -> Path:
+    """Copy a signed model registry (default :data:`MODELS`) to ``target``, modes 644/755."""
+    shutil.copytree(source or MODELS, target, copy_function=shutil.copyfile)
+    for path in [target, *target.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
     return target
 
 

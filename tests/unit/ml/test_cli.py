@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from tests.unit.ml._helpers import MODELS, tamper
 from typer.testing import CliRunner
 
 from thunderline.ml.cli import models_app
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def _drop_cli_log_handlers() -> Iterator[None]:
-    """The CLI installs a stderr handler bound to CliRunner's stream, closed after invoke."""
-    yield
-    logger = logging.getLogger("thunderline")
-    for handler in list(logger.handlers):
-        if getattr(handler, "_thunderline", False):
-            logger.removeHandler(handler)
 
 
 def test_list_shows_every_model() -> None:

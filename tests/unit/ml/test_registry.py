@@ -8,7 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.unit.ml._helpers import MODELS, sha, tamper, tiny_bytes, tiny_model, write_registry
+from tests.unit.ml._helpers import (
+    MODELS,
+    sha,
+    sign_with_throwaway_key,
+    tamper,
+    tiny_bytes,
+    tiny_model,
+    write_registry,
+)
 
 from thunderline.errors import ChecksumMismatch
 from thunderline.ml import (
@@ -137,12 +145,13 @@ def test_external_data_outside_the_folder_is_refused_before_ort(tmp_path: Path) 
     data = tiny_model(external="../secret.bin").SerializeToString()
     (folder / "ext.onnx").write_bytes(data)
     write_registry(folder, [{"name": "ext", "path": "ext.onnx", "sha256": sha(data)}])
+    absolute = tiny_model(external=str(secret)).SerializeToString()
+    (folder / "abs.onnx").write_bytes(absolute)
+    sign_with_throwaway_key(folder)  # signed and checksummed: only the escape is wrong
     for registry in (ModelRegistry(folder), ModelRegistry(folder, allow_untrusted=True)):
         with pytest.raises(ExternalDataEscapeError, match=r"\.\./secret\.bin") as info:
             registry.get_model("ext")
         assert info.value.reason == "external_data_escape"
-    absolute = tiny_model(external=str(secret)).SerializeToString()
-    (folder / "abs.onnx").write_bytes(absolute)
     with pytest.raises(ExternalDataEscapeError):
         ModelRegistry(folder).load_path(folder / "abs.onnx", sha256=sha(absolute))
 
@@ -154,6 +163,7 @@ def test_external_data_inside_the_folder_loads(tmp_path: Path) -> None:
     data = tiny_model(external="weights.bin").SerializeToString()
     (folder / "ext.onnx").write_bytes(data)
     write_registry(folder, [{"name": "ext", "path": "ext.onnx", "sha256": sha(data)}])
+    sign_with_throwaway_key(folder)
     model = ModelRegistry(folder).get_model("ext")
     x = np.array([[1.0, 2.0, 3.0, 4.0]], np.float32)
     inline = OnnxModel.from_bytes(tiny_bytes())

@@ -1,0 +1,95 @@
+"""Exposing the metrics: the registry to read, an ASGI app, and a small HTTP server.
+
+- :func:`collect_registry`: the registry a scrape reads. In single-process mode it is
+  :data:`thunderline.obs.metrics.REGISTRY`; in multiprocess mode a registry whose
+  ``MultiProcessCollector`` sums the sample files of every process of the tree.
+- :func:`metrics_app`: an ASGI app serving the text exposition (the HTTP service mounts it at
+  ``/metrics``).
+- :func:`start_metrics_server` / :func:`serve_metrics`: a background HTTP server for the
+  long-running commands (``ingest --metrics-port``, later ``worker`` and ``serve``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, make_asgi_app, start_http_server
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from thunderline.errors import ConfigError
+from thunderline.obs import metrics, multiprocess
+
+_log = logging.getLogger("thunderline.obs")
+
+ASGIApp = Callable[..., Any]
+
+
+def collect_registry() -> CollectorRegistry:
+    """The registry to expose: this process's, or the sum over the process tree."""
+    folder = multiprocess.directory()
+    if folder is None:
+        return metrics.REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(folder))
+    return registry
+
+
+def metrics_app() -> ASGIApp:
+    """An ASGI app answering every GET with the Prometheus text exposition."""
+    app: ASGIApp = make_asgi_app(registry=collect_registry())
+    return app
+
+
+@dataclass
+class MetricsServer:
+    """A running exposition server (``port`` is the bound port, useful with port 0)."""
+
+    addr: str
+    port: int
+    _server: Any
+    _thread: threading.Thread
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.addr}:{self.port}/metrics"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
+def start_metrics_server(port: int, addr: str = "127.0.0.1") -> MetricsServer:
+    """Serve ``/metrics`` on ``addr:port`` from a daemon thread (port 0 picks a free port).
+
+    Raises:
+        ConfigError: the address cannot be bound (port in use, unknown address).
+    """
+    try:
+        server, thread = start_http_server(port, addr=addr, registry=collect_registry())
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}",
+            details={"addr": addr, "port": port},
+        ) from exc
+    bound = int(server.server_port)
+    _log.info("metrics on http://%s:%d/metrics", addr, bound)
+    return MetricsServer(addr, bound, server, thread)
+
+
+@contextlib.contextmanager
+def serve_metrics(port: int | None, addr: str = "127.0.0.1") -> Iterator[MetricsServer | None]:
+    """Context manager for commands: a server while the block runs, nothing when port is None."""
+    if port is None:
+        yield None
+        return
+    server = start_metrics_server(port, addr)
+    try:
+        yield server
+    finally:
+        server.close()
