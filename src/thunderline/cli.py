@@ -12,16 +12,19 @@ import importlib
 import json
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from thunderline.classify.walk import iter_candidates
-from thunderline.config import Settings
+from thunderline import names
+from thunderline.classify.walk import Candidate, iter_candidates
+from thunderline.config import Settings, mask_secrets, masked_dump
 from thunderline.console import cli_settings, stdout_console
 from thunderline.errors import ThunderlineError
 from thunderline.events import CloudEvent
@@ -93,22 +96,34 @@ def ingest(
         err_console.print("ingest: give at least one file or folder (or --json-schema)")
         raise typer.Exit(2)
     settings = cli_settings()
-    candidates = list(iter_candidates(paths, recursive=recursive))
-    report = RunReport(skipped=[(str(c.path), c.skipped) for c in candidates if c.skipped])
-    todo = [c for c in candidates if not c.skipped]
+    report = RunReport()
     show_progress = sys.stderr.isatty() and not as_json
+    candidates = iter_candidates(paths, recursive=recursive)  # a stream, never listed first
     try:
         with observe(settings, metrics_port=metrics_port):
-            asyncio.run(_run_ingest(settings, todo, report, as_json, show_progress))
+            asyncio.run(_run_ingest(settings, candidates, report, as_json, show_progress))
     except ThunderlineError as exc:
-        err_console.print(f"[red]ingest failed:[/] {exc}")
+        err_console.print(f"[red]ingest failed:[/] {escape(mask_secrets(names.shown(str(exc))))}")
         raise typer.Exit(1) from exc
     if not as_json:
         _print_summary(report, settings)
 
 
+def _not_skipped(candidates: Iterable[Candidate], report: RunReport) -> Iterator[Candidate]:
+    """The candidates to submit; skipped ones (directories without -r) go into the report."""
+    for candidate in candidates:
+        if candidate.skipped:
+            report.skipped.append((str(candidate.path), candidate.skipped))
+        else:
+            yield candidate
+
+
 async def _run_ingest(
-    settings: Settings, todo: list[Any], report: RunReport, as_json: bool, show_progress: bool
+    settings: Settings,
+    candidates: Iterable[Candidate],
+    report: RunReport,
+    as_json: bool,
+    show_progress: bool,
 ) -> None:
     progress = Progress(
         TextColumn("[bold]ingest"),
@@ -119,18 +134,19 @@ async def _run_ingest(
         disable=not show_progress,
         transient=True,
     )
-    task = progress.add_task("ingest", total=len(todo))
+    task = progress.add_task("ingest", total=None)
 
     def on_terminal(event: CloudEvent) -> None:
         record = report.add(event)
         progress.advance(task)
         if as_json:
-            print(json.dumps(record.to_json_dict(), ensure_ascii=False), flush=True)
+            print(names.dumps(record.to_json_dict()), flush=True)  # exact names (names.py)
 
     started = time.perf_counter()
     with progress:
         async with Runtime(settings, on_terminal=on_terminal) as runtime:
-            await runtime.submit_files(todo)
+            submitted = await runtime.submit_files(_not_skipped(candidates, report))
+            progress.update(task, total=submitted)
             await runtime.wait_idle()
     report.wall_s = time.perf_counter() - started
 
@@ -147,8 +163,12 @@ def _print_summary(report: RunReport, settings: Settings) -> None:
     for r in sorted(
         report.records, key=lambda r: (r.archive or r.path or "", r.archive is not None)
     ):
-        outcome = "[green]ok[/]" if r.outcome == "ok" else f"[red]dlq {r.stage}:{r.reason}[/]"
-        name = Path(r.path).name if r.path else "?"
+        outcome = (
+            "[green]ok[/]"
+            if r.outcome == "ok"
+            else f"[red]dlq {escape(f'{r.stage}:{r.reason}')}[/]"
+        )
+        name = _shown_name(r.path)
         table.add_row(
             f"  ↳ {name}" if r.archive else name,
             r.label or "-",
@@ -175,7 +195,7 @@ def _print_summary(report: RunReport, settings: Settings) -> None:
     for reason, count in sorted(report.dlq_reasons().items()):
         summary.add_row(f"  dlq {reason}", str(count))
     for path, why in report.skipped:
-        summary.add_row(f"  skipped {Path(path).name}", why)
+        summary.add_row(f"  skipped {_shown_name(path)}", escape(why))
     latency = report.latency_ms()
     summary.add_row(
         "classify p50 / p95 / p99", " / ".join(_fmt_ms(latency[k]) for k in ("p50", "p95", "p99"))
@@ -185,6 +205,11 @@ def _print_summary(report: RunReport, settings: Settings) -> None:
     console.print(summary)
 
 
+def _shown_name(path: str | None) -> str:
+    """A file name for a rich table: escapes visible (names.shown), no rich markup."""
+    return escape(names.shown(Path(path).name)) if path else "?"
+
+
 def labels_sorted(counter: Any) -> list[tuple[str, int]]:
     return sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
 
@@ -192,10 +217,14 @@ def labels_sorted(counter: Any) -> list[tuple[str, int]]:
 def _print_results(console: Console, report: RunReport) -> None:
     """Entities and sentences (nlp) and top labels (inference) of the artifacts that have them."""
     for r in sorted(report.ok, key=lambda r: r.path or ""):
-        name = Path(r.path).name if r.path else "?"
+        name = _shown_name(r.path)
         if r.nlp is not None:
             nlp = r.nlp
-            ents = ", ".join(f"{' '.join(e.text.split())} ({e.label})" for e in nlp.entities[:8])
+            ents = escape(
+                names.shown(
+                    ", ".join(f"{' '.join(e.text.split())} ({e.label})" for e in nlp.entities[:8])
+                )
+            )
             console.print(
                 f"[bold]{name}[/] nlp lang={nlp.lang} sentences={len(nlp.sentences)} "
                 f"entities={len(nlp.entities)}: {ents}"
@@ -248,7 +277,8 @@ def doctor() -> None:
         table.add_column(column)
     colours = {"ok": "green", "warn": "yellow", "fail": "red"}
     for check, status, detail in rows:
-        table.add_row(check, f"[{colours.get(status, 'white')}]{status}[/]", detail)
+        shown = escape(mask_secrets(names.shown(detail)))
+        table.add_row(check, f"[{colours.get(status, 'white')}]{status}[/]", shown)
     stdout_console().print(table)
     if any(status == "fail" for _, status, _ in rows):
         raise typer.Exit(1)
@@ -259,7 +289,7 @@ def doctor() -> None:
 def config_show() -> None:
     """Print the effective settings as JSON."""
     settings = cli_settings()
-    print(json.dumps(settings.model_dump(mode="json"), indent=2))
+    print(json.dumps(masked_dump(settings), indent=2))  # passwords and keys as ***
 
 
 def main() -> None:

@@ -8,10 +8,14 @@ Components receive this object (or values taken from it) and never read ``os.env
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
@@ -23,8 +27,13 @@ from pydantic_settings import (
 
 from thunderline.errors import ConfigError
 
+#: The stages a route may name (after ``classify``, which starts every route), in order.
+ROUTE_STAGES: tuple[str, ...] = ("nlp", "infer", "package")
+
 #: Route per Magika label or group (a label wins over its group; ``*`` is the fallback).
 #: Stages that are disabled or not installed are removed from a route when it is built.
+#: ``TL_ROUTES`` entries are merged over these (a key given replaces that key only); every
+#: route ends in ``package`` (added when missing), and an unknown stage is a ConfigError.
 DEFAULT_ROUTES: dict[str, list[str]] = {
     "txt": ["nlp", "infer", "package"],
     "markdown": ["nlp", "infer", "package"],
@@ -261,6 +270,54 @@ class Settings(BaseSettings):
             raise ValueError("log_format must be 'text' or 'json'")
         return value
 
+    @field_validator("magika_prediction_mode")
+    @classmethod
+    def _check_magika_mode(cls, value: str) -> str:
+        modes = ("high-confidence", "medium-confidence", "best-guess")
+        if value not in modes:
+            raise ValueError(f"{value!r} is not a Magika prediction mode: use one of {modes}")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = str(value).strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is not a log level: use one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"{mask_secrets(value)!r} is not an http(s)://host[:port] URL")
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError as exc:
+            raise ValueError(f"{mask_secrets(value)!r} has an invalid port") from exc
+        return value
+
+    @field_validator("routes")
+    @classmethod
+    def _check_routes(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        merged = {key: list(stages) for key, stages in DEFAULT_ROUTES.items()}
+        for key, stages in value.items():
+            unknown = [s for s in stages if s not in ROUTE_STAGES]
+            if unknown:
+                raise ValueError(
+                    f"route {key!r} names unknown stage(s) {unknown}: "
+                    f"known stages are {', '.join(ROUTE_STAGES)}"
+                )
+            if len(set(stages)) != len(stages):
+                raise ValueError(f"route {key!r} names a stage twice: {stages}")
+            if "package" in stages[:-1]:
+                raise ValueError(f"route {key!r}: 'package' must be the last stage: {stages}")
+            merged[key] = list(stages) if stages[-1:] == ["package"] else [*stages, "package"]
+        return merged
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -371,11 +428,106 @@ def section_of(field: str) -> str:
     return "general"
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Build settings, translating validation failures into :class:`ConfigError`."""
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: ``TL_*`` variables that are not settings fields but are known.
+OTHER_VARIABLES = frozenset({"TL_CONFIG"})
+_log = logging.getLogger("thunderline.config")
+
+
+def env_name(field: str) -> str:
+    return f"TL_{field.upper()}"
+
+
+_SECRET_FIELD = re.compile(r"(password|secret|token|api_key|access_key|private_key)", re.I)
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@/\s]+)(?=@)", re.I)
+_QUERY_SECRET = re.compile(
+    r"(?P<head>[?&](?:password|secret|token|access_key|secret_key|sig|signature)=)[^&\s]+",
+    re.I,
+)
+MASK = "***"
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with URL passwords (``scheme://user:PASSWORD@host``) and secret query values
+    replaced by ``***`` (for anything printed: settings, logs, doctor, error messages)."""
+    text = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
+    return _QUERY_SECRET.sub(lambda m: m.group("head") + MASK, text)
+
+
+def masked_dump(settings: Settings) -> dict[str, Any]:
+    """The settings as JSON-ready data with every secret masked (``config show``)."""
+    out: dict[str, Any] = {}
+    for name, value in settings.model_dump(mode="json").items():
+        if value is not None and _SECRET_FIELD.search(name):
+            out[name] = MASK
+        elif isinstance(value, str):
+            out[name] = mask_secrets(value)
+        else:
+            out[name] = value
+    return out
+
+
+def unknown_variables(environ: dict[str, str] | None = None) -> list[tuple[str, str | None]]:
+    """``TL_*`` variables that name no setting, each with the closest known name (or None)."""
+    env = os.environ if environ is None else environ
+    known = [env_name(f) for f in Settings.model_fields]
+    found = []
+    for key in sorted(env):
+        if not key.startswith("TL_") or key.startswith("TL_TEST_"):
+            continue
+        if key in OTHER_VARIABLES or key in known:
+            continue
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        found.append((key, close[0] if close else None))
+    return found
+
+
+def _describe(exc: Exception) -> str:
+    """A validation failure as ``TL_NAME: what is wrong`` lines, secrets masked."""
     from pydantic import ValidationError
 
+    if isinstance(exc, ValidationError):
+        lines = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            where = env_name(field) if field in Settings.model_fields else field
+            message = str(error["msg"]).removeprefix("Value error, ")
+            lines.append(f"{where}: {message}")
+        return mask_secrets("; ".join(lines))
+    found = re.search(r'field "(\w+)"', str(exc))
+    if found:
+        return f"{env_name(found.group(1))}: not valid JSON for this setting ({exc})"
+    return mask_secrets(str(exc))
+
+
+def check_home(settings: Settings) -> None:
+    """Create ``TL_HOME`` when missing; a ConfigError naming it when it cannot be used."""
+    home = settings.home
     try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid settings: {exc}") from exc
+        home.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise ConfigError(f"TL_HOME={home}: exists and is not a directory") from exc
+    except OSError as exc:
+        raise ConfigError(f"TL_HOME={home}: cannot be created ({exc.strerror or exc})") from exc
+    if not home.is_dir():
+        raise ConfigError(f"TL_HOME={home}: not a directory")
+    if not os.access(home, os.W_OK | os.X_OK):
+        raise ConfigError(f"TL_HOME={home}: not writable")
+
+
+def load_settings(*, warn_unknown: bool = True, **overrides: Any) -> Settings:
+    """Build settings, translating validation failures into :class:`ConfigError` naming the
+    setting (``TL_NAME: ...``; secrets masked). Unknown ``TL_*`` variables are logged as a
+    warning with the closest known name (:func:`unknown_variables`; the CLI prints them
+    itself: ``warn_unknown=False``)."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    try:
+        settings = Settings(**overrides)
+    except (ValidationError, SettingsError) as exc:
+        raise ConfigError(f"invalid settings: {_describe(exc)}") from exc
+    for name, close in unknown_variables() if warn_unknown else ():
+        hint = f" (did you mean {close}?)" if close else ""
+        _log.warning("unknown setting %s is ignored%s", name, hint)
+    return settings

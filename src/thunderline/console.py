@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from thunderline.config import Settings, load_settings
+from thunderline import names
+from thunderline.config import (
+    Settings,
+    check_home,
+    load_settings,
+    mask_secrets,
+    unknown_variables,
+)
 from thunderline.errors import ThunderlineError
 from thunderline.obs.logs import configure_logging
 
@@ -21,11 +30,32 @@ def stdout_console() -> Console:
 
 
 def cli_settings() -> Settings:
-    """Settings for a CLI command, with logging configured; a bad setting exits with code 2."""
+    """Settings for a CLI command, with logging configured; a bad setting (or an unusable
+    ``TL_HOME``) exits with code 2, naming the setting."""
+    err = Console(stderr=True)
     try:
-        settings = load_settings()
+        settings = load_settings(warn_unknown=False)
+        check_home(settings)
     except ThunderlineError as exc:
-        Console(stderr=True).print(f"[red]configuration error:[/] {exc}")
+        err.print(f"[red]configuration error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
+    for name, close in unknown_variables():
+        hint = f" (did you mean {close}?)" if close else ""
+        err.print(f"[yellow]warning:[/] unknown setting {name} is ignored{hint}", soft_wrap=True)
     configure_logging(settings.log_level, settings.log_format)
+    for handler in logging.getLogger("thunderline").handlers:
+        if not any(isinstance(f, MaskingFilter) for f in handler.filters):
+            handler.addFilter(MaskingFilter())
     return settings
+
+
+class MaskingFilter(logging.Filter):
+    """Masks secrets (URL passwords, secret query values) in every log line a CLI prints, and
+    makes control characters in the message visible (a file name cannot drive the terminal)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = names.shown(mask_secrets(message)).replace("\\\\", "\\")
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True

@@ -198,10 +198,20 @@ class EventData(_Model):
     wire_exclude_none: ClassVar[bool] = True
 
 
+class Note(_Model):
+    """Why a stage passed an artifact on without its result (it did not apply)."""
+
+    stage: str = Field(description="The stage that passed it on.")
+    note: str = Field(description="What it said (an SVG for a raster model, a link in a tar).")
+
+
 class Routed(EventData):
     """Data that travels to stages: ``route`` is the routing slip (the stages still to run)."""
 
     route: list[str] = Field(default_factory=list, description="Stages still to run.")
+    notes: list[Note] | None = Field(
+        None, description="Stages that did not apply to the artifact and passed it on."
+    )
 
 
 class IngestRequest(Routed):

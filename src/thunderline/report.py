@@ -97,8 +97,8 @@ def _path_of(artifact: Artifact) -> str | None:
     if artifact.path:
         return artifact.path
     source = artifact.source
-    if source and source.startswith("file://"):
-        return unquote(urlparse(source).path)
+    if source and source.startswith("file://"):  # the name's exact bytes (names.py)
+        return unquote(urlparse(source).path, errors="surrogateescape")
     return artifact.name or None
 
 
@@ -109,7 +109,9 @@ def _archive_of(artifact: Artifact, parent: Parent | None) -> str | None:
     source = artifact.source
     if source and "!/" in source:
         outer = source.split("!/", 1)[0]
-        return unquote(urlparse(outer).path) if outer.startswith("file://") else outer
+        if outer.startswith("file://"):
+            return unquote(urlparse(outer).path, errors="surrogateescape")
+        return outer
     return parent.voxel_id
 
 

@@ -14,18 +14,21 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from thunderline.bus.factory import open_bus
+from thunderline.classify.admission import error_for_os
 from thunderline.classify.stage import ClassifyStage
 from thunderline.classify.walk import Candidate
 from thunderline.config import Settings
+from thunderline.errors import ArtifactError
 from thunderline.eventdata import Artifact, IngestRequest, typed_event
-from thunderline.events import INGEST_RECEIVED, CloudEvent
-from thunderline.flow.engine import Pipeline
+from thunderline.events import DLQ_CLASSIFY, INGEST_RECEIVED, CloudEvent
+from thunderline.flow.engine import Pipeline, dlq_event
 from thunderline.flow.stage import Stage, StageOptions, StoreStage
 from thunderline.journal import Journal
 from thunderline.ml.stage import InferStage
 from thunderline.nlp.stage import NlpStage
 from thunderline.objects.base import ObjectStore
 from thunderline.objects.factory import open_object_store
+from thunderline.obs import metrics
 from thunderline.outcomes import OutcomeStore
 from thunderline.voxel.stage import PackageStage
 
@@ -123,6 +126,17 @@ def ingest_event(candidate: Candidate) -> CloudEvent:
     return typed_event(INGEST_RECEIVED, request, source="urn:thunderline:cli")
 
 
+def walk_failure(candidate: Candidate) -> CloudEvent:
+    """The DLQ record of a path the walk could not read (its ingest event as the original)."""
+    assert candidate.error is not None
+    error = error_for_os(candidate.path, candidate.error)
+    try:
+        raise error from candidate.error
+    except ArtifactError as raised:  # give the record a traceback
+        metrics.DLQ_TOTAL.labels("classify", raised.reason).inc()
+        return dlq_event("classify", DLQ_CLASSIFY, raised, original=ingest_event(candidate))
+
+
 class Runtime:
     """A configured pipeline: ``async with Runtime(settings) as rt: await rt.submit(...)``."""
 
@@ -161,25 +175,42 @@ class Runtime:
         return [stage.name for stage in self.stages]
 
     async def __aenter__(self) -> Runtime:
-        await self.pipeline.start()
+        try:
+            await self.pipeline.start()
+        except BaseException:
+            await self._release()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.pipeline.stop(drain=True)
-        await self.bus.close()
-        self.journal.close()
-        if self._owns_outcomes:
-            self.outcomes.close()
+        try:
+            await self.pipeline.stop(drain=True)
+        finally:
+            await self._release()
+
+    async def _release(self) -> None:
+        """Close the bus, the journal and the outcome store (also after a failed start)."""
+        try:
+            await self.bus.close()
+        finally:
+            self.journal.close()
+            if self._owns_outcomes:
+                self.outcomes.close()
 
     async def submit(self, event: CloudEvent) -> None:
         await self.pipeline.submit(event)
 
     async def submit_files(self, candidates: Iterable[Candidate]) -> int:
+        """Submit each candidate as it comes (a stream: nothing is listed first); one that
+        could not be walked becomes one DLQ record. Returns how many were submitted."""
         n = 0
         for candidate in candidates:
             if candidate.skipped:
                 continue
-            await self.submit(ingest_event(candidate))
+            if candidate.error is not None:
+                await self.submit(walk_failure(candidate))
+            else:
+                await self.submit(ingest_event(candidate))
             n += 1
         return n
 

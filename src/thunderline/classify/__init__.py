@@ -1,6 +1,13 @@
 """Classification of artifacts with Magika: admission, the classifier and the classify stage."""
 
-from thunderline.classify.admission import Admitted, admit, check_size, open_input, resolve_inside
+from thunderline.classify.admission import (
+    Admitted,
+    admit,
+    check_size,
+    open_input,
+    resolve_inside,
+    store_input,
+)
 from thunderline.classify.classifier import DISABLED, MagikaClassifier
 from thunderline.classify.stage import ClassifyStage, build_route
 from thunderline.classify.walk import Candidate, iter_candidates
@@ -19,4 +26,5 @@ __all__ = [
     "iter_candidates",
     "open_input",
     "resolve_inside",
+    "store_input",
 ]

@@ -31,19 +31,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from thunderline import names
 from thunderline.errors import (
+    ArtifactError,
     ArtifactNotFoundError,
     ArtifactTooLargeError,
     NotARegularFileError,
     PathEscapeError,
     UnreadableArtifactError,
 )
+from thunderline.objects.base import ObjectStore, StoredObject
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _PROC_FD = Path("/proc/self/fd")
 #: How often a path that keeps changing under us is re-tried before it is refused.
 _ATTEMPTS = 3
+
+
+def _shown(path: Path) -> str:
+    """A path for an error message: control characters and undecodable bytes escaped (the
+    exact path travels in the event)."""
+    return names.shown(str(path))
 
 
 @dataclass
@@ -73,17 +82,17 @@ class Admitted:
         self.close()
 
 
-def _os_error(path: Path, exc: OSError) -> Exception:
+def error_for_os(path: Path, exc: OSError) -> ArtifactError:
     """The typed refusal for an ``open``/``stat`` failure."""
     if exc.errno in (errno.ENOENT, errno.ENOTDIR):
-        return ArtifactNotFoundError(f"{path}: no such file")
+        return ArtifactNotFoundError(f"{_shown(path)}: no such file")
     if exc.errno in (errno.EACCES, errno.EPERM):
-        return UnreadableArtifactError(f"{path}: permission denied")
+        return UnreadableArtifactError(f"{_shown(path)}: permission denied")
     if exc.errno == errno.ENXIO:  # a socket, or a device with nothing behind it
-        return NotARegularFileError(f"{path}: not a regular file (socket or device)")
+        return NotARegularFileError(f"{_shown(path)}: not a regular file (socket or device)")
     if exc.errno == errno.ENAMETOOLONG:
-        return UnreadableArtifactError(f"{path}: name too long ({exc.strerror})")
-    return UnreadableArtifactError(f"{path}: {exc.strerror or exc}")
+        return UnreadableArtifactError(f"{_shown(path)}: name too long ({exc.strerror})")
+    return UnreadableArtifactError(f"{_shown(path)}: {exc.strerror or exc}")
 
 
 def resolve_inside(path: Path, root: Path | None) -> Path:
@@ -96,14 +105,14 @@ def resolve_inside(path: Path, root: Path | None) -> Path:
         resolved = path.resolve(strict=True)
     except FileNotFoundError as exc:
         if path.is_symlink():
-            raise ArtifactNotFoundError(f"{path}: dangling symlink") from exc
-        raise ArtifactNotFoundError(f"{path}: no such file") from exc
+            raise ArtifactNotFoundError(f"{_shown(path)}: dangling symlink") from exc
+        raise ArtifactNotFoundError(f"{_shown(path)}: no such file") from exc
     except RuntimeError as exc:  # Python < 3.13 reports symlink loops this way
-        raise NotARegularFileError(f"{path}: symlink loop") from exc
+        raise NotARegularFileError(f"{_shown(path)}: symlink loop") from exc
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise NotARegularFileError(f"{path}: symlink loop") from exc
-        raise _os_error(path, exc) from exc
+            raise NotARegularFileError(f"{_shown(path)}: symlink loop") from exc
+        raise error_for_os(path, exc) from exc
     if root is not None:
         _check_inside(path, resolved, _real_root(root))
     return resolved
@@ -116,7 +125,7 @@ def _real_root(root: Path) -> Path:
 def _check_inside(path: Path, real: Path, real_root: Path) -> None:
     if real != real_root and real_root not in real.parents:
         raise PathEscapeError(
-            f"{path}: resolves to {real}, outside the ingest root {real_root}",
+            f"{_shown(path)}: resolves to {_shown(real)}, outside the ingest root {_shown(real_root)}",
             details={"resolved": str(real), "root": str(real_root)},
         )
 
@@ -172,7 +181,7 @@ def _open_resolved(path: Path, root: Path | None) -> tuple[int, Path]:
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise _NeedsResolve from exc  # swapped for a link after resolving: try again
-        raise _os_error(path, exc) from exc
+        raise error_for_os(path, exc) from exc
     real = _fd_real_path(fd)
     if real is None:  # no /proc: the same inode as the resolved name is the best we can do
         try:
@@ -185,7 +194,7 @@ def _open_resolved(path: Path, root: Path | None) -> tuple[int, Path]:
         real = resolved
     if str(real).endswith(" (deleted)"):
         os.close(fd)
-        raise ArtifactNotFoundError(f"{path}: removed while being admitted")
+        raise ArtifactNotFoundError(f"{_shown(path)}: removed while being admitted")
     if root is not None:
         try:
             _check_inside(path, real, _real_root(root))
@@ -217,23 +226,23 @@ def open_input(path: Path, root: Path | None) -> Admitted:
                 except _NeedsResolve:
                     pass
                 except OSError as exc:
-                    raise _os_error(path, exc) from exc
+                    raise error_for_os(path, exc) from exc
             fd, real = _open_resolved(path, root)
             break
         except _NeedsResolve:
             continue
     if fd is None:
         raise PathEscapeError(
-            f"{path}: kept changing into a symlink while being admitted",
+            f"{_shown(path)}: kept changing into a symlink while being admitted",
             details={"root": str(root) if root is not None else None},
         )
     try:
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
-            raise NotARegularFileError(f"{path}: is a directory")
+            raise NotARegularFileError(f"{_shown(path)}: is a directory")
         if not stat.S_ISREG(st.st_mode):
             raise NotARegularFileError(
-                f"{path}: not a regular file (mode {stat.filemode(st.st_mode)})"
+                f"{_shown(path)}: not a regular file (mode {stat.filemode(st.st_mode)})"
             )
         flags = fcntl.fcntl(fd, fcntl.F_GETFL)
         fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
@@ -247,7 +256,7 @@ def check_size(admitted: Admitted, max_bytes: int) -> None:
     """Refuse an admitted input larger than ``max_bytes`` (its descriptor stays open)."""
     if admitted.size > max_bytes:
         raise ArtifactTooLargeError(
-            f"{admitted.path}: {admitted.size} bytes is over the limit of {max_bytes} "
+            f"{_shown(admitted.path)}: {admitted.size} bytes is over the limit of {max_bytes} "
             "(TL_MAX_ARTIFACT_BYTES)",
             details={"size": admitted.size, "limit": max_bytes},
         )
@@ -266,3 +275,18 @@ def admit(path: Path, root: Path | None, max_bytes: int) -> tuple[Path, int]:
     with open_input(path, root) as admitted:
         check_size(admitted, max_bytes)
         return admitted.real_path, admitted.size
+
+
+def store_input(
+    path: Path, root: Path | None, store: ObjectStore, max_bytes: int
+) -> tuple[StoredObject, Admitted]:
+    """Admit a local input and stream it into ``store`` through its one descriptor.
+
+    The one entry point for callers that only need the bytes stored (a submitter that ships
+    artifacts by reference); returns the stored object and the (closed) admission record.
+    Raises the refusals of :func:`open_input` and :func:`check_size`.
+    """
+    with open_input(path, root) as admitted:
+        check_size(admitted, max_bytes)
+        stored = store.put_fd(admitted.fd, max_bytes=max_bytes)
+    return stored, admitted

@@ -1,13 +1,22 @@
-"""Expanding the paths given to ``thunderline ingest`` into candidate files.
+"""Expanding the paths given to ``thunderline ingest`` into candidate files, as a stream.
 
 Each candidate carries the root it was found under; admission later refuses anything whose
-resolved path leaves that root. Symlinked directories are never followed (no loops); symlinked
-files are yielded and checked at admission. Without ``recursive`` a directory contributes only
-its direct entries; sub-directories are reported as skipped.
+real path leaves that root. Candidates are yielded while the walk goes on (nothing is listed
+up front: memory stays flat however many files there are, apart from the names of the one
+directory being read, which are sorted for a stable order). The walk uses directory
+descriptors (:func:`os.fwalk`), so folders deeper than ``PATH_MAX`` are walked too. Symlinked
+directories are never followed (no loops); symlinked files are yielded and checked at
+admission. Without ``recursive`` a directory contributes only its direct entries;
+sub-directories are reported as skipped.
+
+A path that cannot be walked (a folder that cannot be listed, an argument that does not
+exist) becomes a candidate with ``error`` set: the runtime turns it into one DLQ record, and
+the walk goes on with the next path.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -19,39 +28,80 @@ class Candidate:
     path: Path
     root: Path
     skipped: str | None = None  # why it will not be ingested (a directory, for instance)
+    error: OSError | None = None  # why it could not be walked (becomes a DLQ record)
 
 
 def iter_candidates(paths: Sequence[Path], *, recursive: bool = False) -> Iterator[Candidate]:
-    """Yield every file under ``paths`` in a stable (sorted) order."""
+    """Yield every file under ``paths``, each directory's entries in sorted order."""
     for given in paths:
-        given = Path(given)
         absolute = Path(os.path.abspath(given))
-        if absolute.is_dir() and not absolute.is_symlink():
+        try:
+            is_dir = absolute.is_dir() and not absolute.is_symlink()
+        except OSError as exc:  # a name too long to stat, for instance
+            yield Candidate(absolute, absolute.parent, error=exc)
+            continue
+        if is_dir:
             yield from _walk(absolute, recursive=recursive)
         else:
             # a file (or anything else: admission decides); its root is its own folder
             yield Candidate(absolute, absolute.parent)
 
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def _walk(root: Path, *, recursive: bool) -> Iterator[Candidate]:
-    if not recursive:
-        try:
-            entries = sorted(os.scandir(root), key=lambda e: e.name)
-        except OSError:
-            yield Candidate(root, root)  # admission reports the error
-            return
-        for entry in entries:
-            path = Path(entry.path)
-            if entry.is_dir(follow_symlinks=False):
-                yield Candidate(path, root, skipped="directory (use --recursive)")
-            else:
-                yield Candidate(path, root)
+    try:
+        top_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        yield Candidate(root, root, error=exc)
         return
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames.sort()
-        base = Path(dirpath)
-        for name in dirnames:
-            if (base / name).is_symlink():
+    try:
+        yield from _walk_dir(root, top_fd, root, recursive)
+    finally:
+        os.close(top_fd)
+
+
+def _walk_dir(base: Path, dir_fd: int, root: Path, recursive: bool) -> Iterator[Candidate]:
+    """One directory (by descriptor, so depth is unlimited): its files, then its folders."""
+    files: list[str] = []
+    folders: list[str] = []
+    linked: list[str] = []
+    try:
+        with os.scandir(dir_fd) as entries:
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append(entry.name)
+                    elif entry.is_symlink() and entry.is_dir(follow_symlinks=True):
+                        linked.append(entry.name)
+                    else:
+                        files.append(entry.name)
+                except OSError:
+                    files.append(entry.name)  # admission reports what it is
+    except OSError as exc:
+        yield Candidate(base, root, error=exc)
+        return
+    for name in sorted(linked):
+        yield Candidate(base / name, root, skipped="symlinked directory (not followed)")
+    if not recursive:
+        merged = sorted([(n, False) for n in files] + [(n, True) for n in folders])
+        for name, is_folder in merged:
+            skipped = "directory (use --recursive)" if is_folder else None
+            yield Candidate(base / name, root, skipped=skipped)
+        return
+    for name in sorted(files):
+        yield Candidate(base / name, root)
+    for name in sorted(folders):
+        try:
+            child_fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # became a symlink since it was listed
                 yield Candidate(base / name, root, skipped="symlinked directory (not followed)")
-        for name in sorted(filenames):
-            yield Candidate(base / name, root)
+            else:
+                yield Candidate(base / name, root, error=exc)
+            continue
+        try:
+            yield from _walk_dir(base / name, child_fd, root, recursive)
+        finally:
+            os.close(child_fd)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from thunderline.config import Settings
-from thunderline.eventdata import Routed, typed_event
+from thunderline.eventdata import Note, Routed, typed_event
 from thunderline.events import CloudEvent, dlq_type_for
 from thunderline.objects.base import ObjectStore
 
@@ -99,6 +99,13 @@ class Stage(ABC):
                 route = route[1:]
         data = data.model_copy(update={"route": route})
         return typed_event(type, data, parent=event, source=f"urn:thunderline:stage:{self.name}")
+
+    def pass_on(self, event: CloudEvent, data: Routed, note: str) -> CloudEvent:
+        """``event`` on to the next stage, unchanged but for a note in ``data.notes``: this
+        stage does not apply to the artifact (an SVG for a raster model), which is not a
+        failure of the artifact."""
+        notes = [*(data.notes or []), Note(stage=self.name, note=note)]
+        return self.advance(event, event.type, data.model_copy(update={"notes": notes}))
 
 
 class StoreStage(Stage):

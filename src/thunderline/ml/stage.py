@@ -7,8 +7,9 @@ with Pillow and normalised to the model's input; text tokenised as the model dec
 worker thread, and run through the model's supervised worker and dynamic batcher (ONNX Runtime
 releases the GIL, so the event loop keeps serving). Output: ``system.ml.inference.completed``
 with ``{"inference": {"model", "version", "top_k": [{"label", "score"}], "inference_ms",
-"batch_size"}}`` (correlation and causation ids on the envelope). Failures are returned as typed
-exceptions, so the engine dead-letters them as ``system.dlq.ml_inference_failed`` (or retries
+"batch_size"}}`` (correlation and causation ids on the envelope). Content no model applies to (an SVG for the raster image model, content with no listed model)
+is passed on to the next stage with a note instead (``Stage.pass_on``). Failures are returned as
+typed exceptions, so the engine dead-letters them as ``system.dlq.ml_inference_failed`` (or retries
 the retryable ones), and are counted in ``thunderline_onnx_infer_errors_total``.
 """
 
@@ -28,6 +29,7 @@ from thunderline.eventdata import (
     Inference,
     InferenceCompleted,
     LabelScore,
+    Routed,
     data_of,
     extend,
 )
@@ -89,6 +91,11 @@ class InferStage(StoreStage):
         text (and code) -> ``TL_ONNX_TEXT_MODEL``; anything else is unsupported."""
         classification = data_of(event, Classified).classification
         group, mime = classification.group, classification.mime
+        if classification.label == "svg" or mime == "image/svg+xml":
+            raise UnsupportedContentError(
+                "a vector image (SVG): the raster image model does not apply",
+                details={"label": classification.label, "group": group},
+            )
         if group == "image" or mime.startswith("image/"):
             return self.registry.entry(self.settings.onnx_image_model)
         if group in ("text", "code") or classification.is_text:
@@ -107,6 +114,8 @@ class InferStage(StoreStage):
     async def _one(self, event: CloudEvent) -> Outcome:
         try:
             entry, model_input = await asyncio.to_thread(self._prepare, event)
+        except UnsupportedContentError as exc:  # no model applies: not a failure of the artifact
+            return [self.pass_on(event, data_of(event, Routed), str(exc))]
         except Exception as exc:
             err = exc if isinstance(exc, ThunderlineError) else InferenceError(str(exc))
             metrics.ONNX_INFER_ERRORS.labels(self._model_label(event), reason_of(err)).inc()

@@ -59,9 +59,11 @@ class LocalObjectStore:
         note_corrupt_object(f"sha256:{sha256} in {self.root}", sha256, actual)
         return False
 
-    def _commit(self, tmp: Path, sha256: str) -> None:
+    def _commit(self, tmp: Path, sha256: str, *, checked: bool = False) -> None:
+        """Rename ``tmp`` into place unless a good copy is there (``checked``: the caller
+        already found the existing copy corrupt or absent)."""
         final = self._path(sha256)
-        if final.exists() and self._existing_ok(final, sha256):
+        if not checked and final.exists() and self._existing_ok(final, sha256):
             tmp.unlink(missing_ok=True)
             return
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +97,7 @@ class LocalObjectStore:
             try:
                 with os.fdopen(fd, "wb") as dst:
                     dst.write(data)
-                self._commit(Path(tmp_name), sha)
+                self._commit(Path(tmp_name), sha, checked=True)
             except OSError as exc:
                 Path(tmp_name).unlink(missing_ok=True)
                 raise BackendError(f"cannot write object {sha}: {exc}") from exc

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import boto3.session
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -69,7 +70,7 @@ class S3ObjectStore:
         secret_key: str | None = None,
         create_bucket: bool = True,
         connect_timeout_s: float = 5.0,
-        read_timeout_s: float = 10.0,
+        read_timeout_s: float = 5.0,
         max_attempts: int = 2,
         tmp_max_age_s: float = 3600.0,
     ) -> None:
@@ -80,15 +81,20 @@ class S3ObjectStore:
         self.removed_temps = remove_stale_temps(
             Path(tempfile.gettempdir()), SPOOL_PREFIX, tmp_max_age_s
         )
-        self.client: Any = boto3.client(
+        session = boto3.session.Session(
+            aws_access_key_id=access_key, aws_secret_access_key=secret_key, region_name=region
+        )
+        if session.get_credentials() is None:  # say so, instead of an unsigned request failing
+            raise ConfigError(
+                "S3 credentials are missing: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                f"(or a profile) for {endpoint_url or 'the default AWS endpoint'}"
+            )
+        self.client: Any = session.client(
             "s3",
             endpoint_url=endpoint_url,
-            region_name=region,
-            aws_access_key_id=access_key,
-            aws_secret_access_key=secret_key,
             config=Config(
                 s3={"addressing_style": "path"},
-                retries={"max_attempts": max_attempts, "mode": "standard"},
+                retries={"total_max_attempts": max_attempts, "mode": "standard"},
                 connect_timeout=connect_timeout_s,
                 read_timeout=read_timeout_s,
             ),

@@ -4,7 +4,8 @@ Two passes. The first reads only the member headers and refuses the whole archiv
 byte is written, when it has more than ``archive_max_members`` members, declares more than
 ``archive_max_total_bytes`` uncompressed, has a member compressed more than
 ``archive_max_ratio`` : 1 (zip; the whole archive for tar), or has a member with an absolute
-path, a drive letter, a ``..`` component, or that is a link or device. The second pass streams
+path, a drive letter or a ``..`` component. Links, devices and FIFOs among the members are
+skipped with a note (never extracted); the regular members are expanded. The second pass streams
 each regular member into a temporary file inside the store's own folder (or the system temp
 folder for remote stores) and puts it into the content-addressed store; it counts the bytes
 really read, so a header that lies about sizes still stops at the limits. Nothing is ever
@@ -132,18 +133,16 @@ def _check_totals(entries: list[_Entry], limits: Limits) -> None:
         )
 
 
-def _zip_entries(zf: zipfile.ZipFile, limits: Limits) -> list[_Entry]:
+def _zip_entries(zf: zipfile.ZipFile, limits: Limits, notes: list[str]) -> list[_Entry]:
     entries: list[_Entry] = []
     for info in zf.infolist():
         name = safe_member_name(info.filename)
         if info.is_dir() or not name:
             continue
         mode = (info.external_attr >> 16) & 0o170000
-        if mode and mode != 0o100000:  # symlinks and other special files
-            raise ArchiveUnsafeMemberError(
-                f"archive member {info.filename!r} is not a regular file",
-                details={"member": info.filename},
-            )
+        if mode and mode != 0o100000:  # symlinks and other special files: never extracted
+            notes.append(f"member {info.filename!r} skipped: not a regular file (a link?)")
+            continue
         if info.flag_bits & 0x1:
             raise ArchiveCorruptError(f"archive member {info.filename!r} is encrypted")
         ratio = info.file_size / max(info.compress_size, 1)
@@ -160,17 +159,18 @@ def _zip_entries(zf: zipfile.ZipFile, limits: Limits) -> list[_Entry]:
     return entries
 
 
-def _tar_entries(tf: tarfile.TarFile, archive_size: int, limits: Limits) -> list[_Entry]:
+def _tar_entries(
+    tf: tarfile.TarFile, archive_size: int, limits: Limits, notes: list[str]
+) -> list[_Entry]:
     entries: list[_Entry] = []
     for info in tf:
         name = safe_member_name(info.name)
         if info.isdir() or not name:
             continue
-        if not info.isreg():
-            raise ArchiveUnsafeMemberError(
-                f"archive member {info.name!r} is a link or device, not a regular file",
-                details={"member": info.name},
-            )
+        if not info.isreg():  # a link, device or FIFO: never extracted, the rest still is
+            kind = "link" if info.issym() or info.islnk() else "device or FIFO"
+            notes.append(f"member {info.name!r} skipped: a {kind}, not a regular file")
+            continue
         entries.append(_Entry(name, info.size, info))
         if len(entries) > limits.max_members:
             break
@@ -220,9 +220,17 @@ def _open(path: Path, fmt: str) -> Iterator[zipfile.ZipFile | tarfile.TarFile]:
 
 
 def expand(
-    path: Path, store: ObjectStore, limits: Limits, *, tmp_dir: Path | None = None
+    path: Path,
+    store: ObjectStore,
+    limits: Limits,
+    *,
+    tmp_dir: Path | None = None,
+    notes: list[str] | None = None,
 ) -> list[Member]:
     """Check every member header, then stream the members into ``store``.
+
+    Links, devices and FIFOs among the members are skipped (never extracted) and each is
+    described in ``notes``: the archive and its regular members still become voxels.
 
     Raises ArchiveTooManyMembersError, ArchiveBombError, ArchiveUnsafeMemberError or
     ArchiveCorruptError; returns an empty list when ``path`` is not a zip or tar file.
@@ -233,12 +241,13 @@ def expand(
     work_dir = tmp_dir or Path(tempfile.gettempdir())
     work_dir.mkdir(parents=True, exist_ok=True)
     members: list[Member] = []
+    notes = notes if notes is not None else []
     try:
         with _open(path, fmt) as archive:
             if isinstance(archive, zipfile.ZipFile):
-                entries = _zip_entries(archive, limits)
+                entries = _zip_entries(archive, limits, notes)
             else:
-                entries = _tar_entries(archive, path.stat().st_size, limits)
+                entries = _tar_entries(archive, path.stat().st_size, limits, notes)
             budget = [limits.max_total_bytes]
             for index, entry in enumerate(entries):
                 if isinstance(archive, zipfile.ZipFile):

@@ -6,7 +6,6 @@ printed or checked is verified first; ``verify`` exits 1 when any voxel fails.
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from datetime import UTC, datetime, timedelta
@@ -14,9 +13,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
+from thunderline import names
 from thunderline.config import Settings
 from thunderline.console import cli_settings, stdout_console
 from thunderline.errors import ThunderlineError
@@ -61,15 +62,17 @@ def _fail(exc: ThunderlineError) -> typer.Exit:
 
 
 def _name(voxel: Voxel) -> str:
+    """The artifact's name for a table: escapes made visible, no rich markup (names.py)."""
     artifact = voxel.traits.get("artifact") or {}
-    return str(artifact.get("name") or voxel.source)
+    return escape(names.shown(str(artifact.get("name") or voxel.source)))
 
 
 def _node(voxel: Voxel | None, voxel_id: str) -> str:
     if voxel is None:
         return f"[bold]{voxel_id}[/] [red](missing)[/]"
     return (
-        f"[bold]{voxel.id}[/] [cyan]{voxel.label or '-'}[/] {_name(voxel)} ({voxel.payload_size} B)"
+        f"[bold]{voxel.id}[/] [cyan]{escape(voxel.label or '-')}[/] {_name(voxel)} "
+        f"({voxel.payload_size} B)"
     )
 
 
@@ -95,7 +98,7 @@ def list_voxels(
             table.add_row(
                 voxel.id,
                 voxel.ts.strftime("%Y-%m-%d %H:%M:%S"),
-                voxel.label or "-",
+                escape(voxel.label or "-"),
                 str(voxel.payload_size),
                 _name(voxel),
                 str(len(voxel.lineage.parent_voxel_ids)),
@@ -114,7 +117,7 @@ def show(voxel_id: Annotated[str, typer.Argument(help="Voxel id or unique prefix
             raise _fail(exc) from exc
         doc = voxel.model_dump(mode="json")
         doc["children"] = children
-        console.print_json(json.dumps(doc))
+        print(names.dumps(doc, indent=2))  # exact: control chars and odd bytes as JSON escapes
 
 
 def _tree(store: VoxelStore, root: Voxel, edges: list[Edge], *, up: bool, title: str) -> Tree:
@@ -177,7 +180,8 @@ def verify(
     voxel_id: Annotated[str | None, typer.Argument(help="Voxel id or prefix.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Verify every stored voxel.")] = False,
 ) -> None:
-    """Re-hash payloads and metadata; report mismatches; exit 1 if any voxel fails."""
+    """Check each voxel against its sealed document: metadata hash, every index column, and
+    every payload copy (inline row and object); report what differs; exit 1 if any fails."""
     if not all_ and voxel_id is None:
         err_console.print("give a voxel ID or --all")
         raise typer.Exit(2)
@@ -198,10 +202,13 @@ def verify(
         for column in ("reason", "detail"):
             table.add_column(column, overflow="fold")
         for result in bad:
-            table.add_row(result.voxel_id, result.reason, result.detail)
+            table.add_row(result.voxel_id, result.reason, escape(names.shown(result.detail)))
         console.print(table)
         raise typer.Exit(1)
-    console.print(f"[green]ok[/]: {len(results)} voxel(s) verified (payload and metadata)")
+    console.print(
+        f"[green]ok[/]: {len(results)} voxel(s) verified "
+        "(sealed document, index columns, every payload copy)"
+    )
 
 
 @voxels_app.command()

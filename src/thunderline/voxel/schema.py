@@ -14,7 +14,6 @@ Coordinates are polymorphic and validated by their key set:
 from __future__ import annotations
 
 import hashlib
-import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
@@ -27,6 +26,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from thunderline import names
 
 SCHEMA_VERSION: Final = 1
 _HEX = frozenset("0123456789abcdef")
@@ -187,8 +188,10 @@ class Voxel(BaseModel):
 
 
 def canonical_json(value: Any) -> str:
-    """Deterministic JSON: sorted keys, compact separators, UTF-8 text kept as is."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Deterministic JSON: sorted keys, compact separators, UTF-8 text kept as is; a lone
+    surrogate (an undecodable byte of a file name) as a ``\\uXXXX`` escape
+    (:mod:`thunderline.names`), so names round-trip and the hash is defined for them."""
+    return names.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def metadata_sha256(metadata: dict[str, Any]) -> str:

@@ -28,6 +28,7 @@ from thunderline.eventdata import (
     Artifact,
     Classified,
     IngestRequest,
+    Note,
     Parent,
     VoxelCreated,
     VoxelSummary,
@@ -79,6 +80,7 @@ class _Work:
         self.voxel: Voxel | None = None
         self.payload: bytes | None = None
         self.members: list[archive.Member] = []
+        self.notes: list[str] = []  # what expansion skipped (links in a tar, for instance)
         self.result: PutResult | None = None
         self.error: BaseException | None = None
 
@@ -149,7 +151,7 @@ class PackageStage(StoreStage):
                 continue
             assert item.result is not None
             metrics.VOXEL_BUILD_DURATION.observe(per_event)
-            outcomes.append(self._outputs(item.event, item.result, item.members))
+            outcomes.append(self._outputs(item.event, item.result, item.members, item.notes))
         return outcomes
 
     @staticmethod
@@ -168,24 +170,24 @@ class PackageStage(StoreStage):
             data = data_of(item.event, Classified)
             depth = data.parent.depth if data.parent is not None else 0
             if archive.is_archive_classification(data.classification) and depth < MAX_ARCHIVE_DEPTH:
-                item.members = self._expand(voxel)
+                item.members = self._expand(voxel, item.notes)
             item.voxel = voxel
         except ThunderlineError as exc:
             item.error = exc
         except OSError as exc:
             item.error = BackendError(f"payload I/O failed: {exc}")
 
-    def _expand(self, voxel: Voxel) -> list[archive.Member]:
+    def _expand(self, voxel: Voxel, notes: list[str]) -> list[archive.Member]:
         tmp_dir = self._tmp_dir()
         local = self.store.local_path(voxel.payload_sha256)
         if local is not None:
-            return archive.expand(local, self.store, self.limits, tmp_dir=tmp_dir)
+            return archive.expand(local, self.store, self.limits, tmp_dir=tmp_dir, notes=notes)
         fd, name = tempfile.mkstemp(prefix="tl-archive-", dir=tmp_dir)
         spool = Path(name)
         try:
             with open(fd, "wb") as out:
                 self.store.copy_verified(voxel.payload_sha256, out)
-            return archive.expand(spool, self.store, self.limits, tmp_dir=tmp_dir)
+            return archive.expand(spool, self.store, self.limits, tmp_dir=tmp_dir, notes=notes)
         finally:
             spool.unlink(missing_ok=True)
 
@@ -194,11 +196,18 @@ class PackageStage(StoreStage):
         return root / "tmp" if root is not None else None
 
     def _outputs(
-        self, event: CloudEvent, result: PutResult, members: list[archive.Member]
+        self,
+        event: CloudEvent,
+        result: PutResult,
+        members: list[archive.Member],
+        notes: list[str] | None = None,
     ) -> list[CloudEvent]:
         voxel = result.voxel
         data = data_of(event, Classified)
         summary = voxel_summary(voxel, created=result.created, children=len(members))
+        if notes:  # members expansion skipped (links in a tar): passed on with a note each
+            kept = [*(data.notes or []), *(Note(stage=self.name, note=n) for n in notes)]
+            data = data.model_copy(update={"notes": kept})
         created = self.advance(event, VOXEL_CREATED, extend(data, VoxelCreated, voxel=summary))
         if not members:
             return [created]

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -179,7 +180,7 @@ class VoxelStore:
                 event_id=voxel.event_id,
                 correlation_id=voxel.correlation_id,
                 causation_id=voxel.causation_id,
-                source=voxel.source,
+                source=names.wire_text(voxel.source),
                 ts_unix=voxel.ts.timestamp(),
                 label=voxel.label,
                 payload_sha256=voxel.payload_sha256,
@@ -235,8 +236,10 @@ class VoxelStore:
         """The voxel of a row, its document checked against the recorded metadata SHA-256."""
         what = f"metadata of voxel {row['id']}"
         try:
-            voxel = Voxel.model_validate_json(row["doc"])
-        except ValidationError as exc:
+            # json.loads, not pydantic's parser: that refuses the \uXXXX escape of a lone
+            # surrogate, which is how an undecodable byte of a name travels (names.py)
+            voxel = Voxel.model_validate(json.loads(row["doc"]))
+        except (ValidationError, ValueError) as exc:
             raise _mismatch(what, row["metadata_sha256"], "unparseable") from exc
         actual = voxel.compute_metadata_sha256()
         if actual != row["metadata_sha256"] or voxel.checksums.metadata_sha256 != actual:
@@ -385,20 +388,92 @@ class VoxelStore:
             raise PayloadMissingError(f"payload {voxel.payload_ref} is missing") from exc
 
     def verify(self, voxel_id: str) -> VerifyResult:
-        """Re-hash one voxel's metadata and payload; never raises for a mismatch."""
+        """Check one voxel against its sealed document; never raises for a mismatch.
+
+        The document must hash to its recorded metadata SHA-256; every index column
+        (``label``, ``source``, ``payload_sha256`` ... the ``dedup_key``) must equal what the
+        document says; and **every** copy of the payload -- the inline row and the
+        object-store object, whichever exist (the classify stage stores every payload as an
+        object, so an inline payload usually has both) -- must hash to the sealed SHA-256. A
+        failure lists every difference found in ``detail``.
+        """
         try:
-            voxel = self.get(voxel_id)
-            if self._location(voxel) == INLINE:
-                self.read_payload(voxel)
-            else:
-                self.objects.copy_verified(voxel.payload_sha256, _Discard())
-        except ChecksumMismatch as exc:
-            return VerifyResult(voxel_id, False, exc.reason, f"expected {exc.expected[:16]}...")
-        except PayloadNotFound as exc:
-            return VerifyResult(voxel_id, False, "payload_missing", str(exc))
+            rows = self._query(select(voxels).where(voxels.c.id == voxel_id))
+            if not rows:
+                return VerifyResult(voxel_id, False, "not_found", f"no voxel {voxel_id}")
+            row = rows[0]
+            try:
+                voxel = self._from_row(row)
+            except ChecksumMismatch as exc:
+                return VerifyResult(
+                    voxel_id,
+                    False,
+                    exc.reason,
+                    f"sealed document: expected {exc.expected[:16]}..., found {exc.actual[:16]}...",
+                )
+            problems = self._column_differences(row, voxel)
+            reason = "index_mismatch" if problems else "ok"
+            payload_problems, payload_reason = self._payload_differences(voxel, row)
+            problems += payload_problems
+            reason = payload_reason or reason
         except ThunderlineError as exc:
             return VerifyResult(voxel_id, False, exc.reason, str(exc))
+        if problems:
+            return VerifyResult(voxel_id, False, reason, "; ".join(problems))
         return VerifyResult(voxel_id, True, "ok", voxel.payload_ref)
+
+    def _column_differences(self, row: Any, voxel: Voxel) -> list[str]:
+        """Index columns that do not say what the sealed document says."""
+        expected: dict[str, Any] = {
+            "event_id": voxel.event_id,
+            "correlation_id": voxel.correlation_id,
+            "causation_id": voxel.causation_id,
+            "source": names.wire_text(voxel.source),
+            "label": voxel.label,
+            "payload_sha256": voxel.payload_sha256,
+            "payload_size": voxel.payload_size,
+            "schema_version": voxel.schema_version,
+            "dedup_key": dedup_key(voxel.source, voxel.payload_sha256),
+        }
+        problems = [
+            f"column {column} is {row[column]!r}, sealed {value!r}"
+            for column, value in expected.items()
+            if row[column] != value
+        ]
+        if abs(float(row["ts_unix"]) - voxel.ts.timestamp()) > 1e-3:
+            problems.append(
+                f"column ts_unix is {row['ts_unix']!r}, sealed {voxel.ts.timestamp()!r}"
+            )
+        location = row["payload_location"]
+        if location not in (INLINE, OBJECT):
+            problems.append(f"column payload_location is {location!r}")
+        return problems
+
+    def _payload_differences(self, voxel: Voxel, row: Any) -> tuple[list[str], str | None]:
+        """Hash every stored copy of the payload; (what differs, the reason) -- or ([], None)."""
+        sha = voxel.payload_sha256
+        problems: list[str] = []
+        reason: str | None = None
+        inline = self._inline(sha)
+        if inline is not None:
+            actual = hashlib.sha256(inline).hexdigest()
+            if actual != sha or len(inline) != voxel.payload_size:
+                _mismatch(f"inline payload of voxel {voxel.id}", sha, actual)
+                problems.append(f"inline copy hashes to {actual[:16]}..., sealed {sha[:16]}...")
+                reason = "checksum_mismatch"
+        elif row["payload_location"] == INLINE:
+            problems.append("inline copy is missing")
+            reason = "payload_missing"
+        try:
+            self.objects.copy_verified(sha, _Discard())
+        except ChecksumMismatch as exc:
+            problems.append(f"object copy hashes to {exc.actual[:16]}..., sealed {sha[:16]}...")
+            reason = "checksum_mismatch"
+        except KeyError:  # PayloadNotFound is a KeyError too
+            if row["payload_location"] == OBJECT:
+                problems.append(f"object copy {voxel.payload_ref} is missing")
+                reason = reason or "payload_missing"
+        return problems, reason
 
     def verify_all(self) -> Iterator[VerifyResult]:
         for voxel_id in self.iter_ids():

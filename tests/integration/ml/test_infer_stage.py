@@ -12,6 +12,7 @@ from tests.unit.ml._helpers import MODELS, copy_models, tamper
 
 from thunderline.bus.memory import MemoryBus
 from thunderline.config import Settings
+from thunderline.eventdata import Classification
 from thunderline.events import DLQ_INFERENCE, INFERENCE_COMPLETED, CloudEvent
 from thunderline.flow.engine import Pipeline
 from thunderline.flow.stage import StageOptions
@@ -19,6 +20,7 @@ from thunderline.ml import ModelRegistry, ModelSupervisor
 from thunderline.ml.stage import InferStage
 from thunderline.objects.local import LocalObjectStore
 from thunderline.obs import metrics
+from thunderline.testing import classified
 from thunderline.testing.samples import image_bytes
 
 
@@ -103,14 +105,34 @@ async def test_undecodable_image_is_dead_lettered_with_a_metric(harness: Harness
     assert metrics.sample("thunderline_onnx_infer_errors_total", labels) == before + 1
 
 
-async def test_unsupported_content_and_missing_payload(harness: Harness) -> None:
+async def test_content_no_model_applies_to_is_passed_on_with_a_note(harness: Harness) -> None:
+    """An SVG (vector) for the raster model, an archive routed here: not failures of the
+    artifact, so no DLQ record -- the event goes on to the next stage with a note."""
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"><rect/></svg>'
+    svg_kind = Classification(
+        label="svg",
+        group="image",
+        mime="image/svg+xml",
+        score=0.99,
+        is_text=True,
+        description="svg",
+        dl_label="svg",
+        overwrite_reason="none",
+        model="test",
+    )
+    vector = classified(harness.store, svg, name="v.svg", route=["infer"], result=svg_kind)
     archive = classified_event(harness.store, b"PK\x03\x04 zip-ish", "zip")
     missing = classified_event(harness.store, image_bytes(5))
     sha = missing.data["artifact"]["sha256"]
     (harness.store.root / "sha256" / sha[:2] / sha[2:4] / sha).unlink()
-    a, b = await harness.run([archive, missing])
-    assert (a.type, a.data["reason"]) == (DLQ_INFERENCE, "unsupported_content")
-    assert (b.type, b.data["reason"]) == (DLQ_INFERENCE, "not_found")
+    a, b, c = await harness.run([vector, archive, missing])
+    assert a.type == vector.type and not a.is_dlq
+    assert a.data["route"] == []  # on to the next stage (here: the end of the route)
+    assert a.data["notes"] == [{"stage": "infer", "note": a.data["notes"][0]["note"]}]
+    assert "SVG" in a.data["notes"][0]["note"]
+    assert "inference" not in a.data
+    assert b.type == archive.type and b.data["notes"][0]["stage"] == "infer"
+    assert (c.type, c.data["reason"]) == (DLQ_INFERENCE, "not_found")
 
 
 async def test_concurrent_events_are_batched(

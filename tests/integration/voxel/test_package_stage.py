@@ -143,6 +143,34 @@ async def test_archive_fans_out_into_child_voxels(
         assert readme.coords.model_dump()["position"] == 0
 
 
+async def test_a_tar_with_a_link_member_is_stored_with_a_note(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    import tarfile
+
+    settings = make_settings()
+    store = LocalObjectStore(settings.home / "objects")
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    with tarfile.open(inbox / "bundle.tar", "w") as tf:
+        link = tarfile.TarInfo("shadow")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "/etc/shadow"
+        tf.addfile(link)
+        data = b'{"member": "regular"}\n'
+        info = tarfile.TarInfo("data.json")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    ends = await _classify_and_package(settings, store, [inbox])
+    assert all(e.type == VOXEL_CREATED for e in ends), [e.data.get("reason") for e in ends]
+    by_name = {e.data["artifact"]["name"]: e for e in ends}
+    assert set(by_name) == {"bundle.tar", "data.json"}
+    archive = by_name["bundle.tar"]
+    assert archive.data["voxel"]["children"] == 1
+    (note,) = archive.data["notes"]
+    assert note["stage"] == "package" and "shadow" in note["note"] and "link" in note["note"]
+
+
 async def test_zip_bomb_and_dotdot_member_end_in_the_dlq(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:

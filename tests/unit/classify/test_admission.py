@@ -195,3 +195,19 @@ def _deep_folder(base: Path, length: int) -> _Deep:
         fd = child
         path = path / part
     return _Deep(path, fd)
+
+
+def test_store_input_streams_the_admitted_descriptor_into_the_store(tmp_path: Path) -> None:
+    from thunderline.classify import store_input
+    from thunderline.objects import LocalObjectStore
+
+    store = LocalObjectStore(tmp_path / "objects")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.bin").write_bytes(b"payload")
+    stored, admitted = store_input(tmp_path / "in" / "a.bin", tmp_path / "in", store, MB)
+    assert store.get_bytes(stored.sha256) == b"payload" and admitted.size == 7
+    (tmp_path / "in" / "link").symlink_to(tmp_path / "objects")
+    with pytest.raises(PathEscapeError):
+        store_input(tmp_path / "in" / "link", tmp_path / "in", store, MB)
+    with pytest.raises(ArtifactTooLargeError):
+        store_input(tmp_path / "in" / "a.bin", tmp_path / "in", store, 3)

@@ -121,7 +121,7 @@ def test_dotdot_member_writes_nothing_anywhere(tmp_path: Path) -> None:
     assert not any(p.name == "escaped.txt" for p in tmp_path.rglob("*"))
 
 
-def test_tar_links_are_refused(tmp_path: Path) -> None:
+def test_tar_links_are_skipped_with_a_note_and_the_rest_expanded(tmp_path: Path) -> None:
     store = LocalObjectStore(tmp_path / "objects")
     path = tmp_path / "link.tar"
     with tarfile.open(path, "w") as tf:
@@ -129,8 +129,20 @@ def test_tar_links_are_refused(tmp_path: Path) -> None:
         link.type = tarfile.SYMTYPE
         link.linkname = "/etc/passwd"
         tf.addfile(link)
-    with pytest.raises(ArchiveUnsafeMemberError, match="link"):
-        expand(path, store, LIMITS)
+        hard = tarfile.TarInfo("hard")
+        hard.type = tarfile.LNKTYPE
+        hard.linkname = "passwd"
+        tf.addfile(hard)
+        data = b"a regular member"
+        info = tarfile.TarInfo("ok.txt")
+        info.size = len(data)
+        tf.addfile(info, io.BytesIO(data))
+    notes: list[str] = []
+    members = expand(path, store, LIMITS, notes=notes)
+    assert [m.name for m in members] == ["ok.txt"]
+    assert store.get_bytes(members[0].sha256) == b"a regular member"
+    assert len(notes) == 2 and all("link" in n for n in notes)
+    assert not any(p.name == "passwd" for p in tmp_path.rglob("*"))
 
 
 def test_not_an_archive_and_corrupt_archive(tmp_path: Path) -> None:

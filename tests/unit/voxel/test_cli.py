@@ -95,6 +95,19 @@ def test_cat_verify_and_tampering(populated: tuple[Settings, dict[str, str]]) ->
     assert _invoke(settings, "verify").exit_code == 2
 
 
+def test_verify_reports_an_edited_index_column(
+    populated: tuple[Settings, dict[str, str]],
+) -> None:
+    settings, ids = populated
+    db = Path(settings.resolved_database_url.removeprefix("sqlite:///"))
+    with sqlite3.connect(db) as conn:
+        conn.execute("update voxels set label = 'pdf' where id = ?", (ids["data.csv"],))
+    bad = _invoke(settings, "verify", "--all")
+    assert bad.exit_code == 1, bad.output
+    assert "index_mismatch" in bad.output and "column label is 'pdf'" in bad.output
+    assert "1 of 3 voxels failed" in bad.output
+
+
 def test_parse_since() -> None:
     now = datetime(2026, 1, 2, 12, 0, tzinfo=UTC)
     assert parse_since("2h", now=now) == datetime(2026, 1, 2, 10, 0, tzinfo=UTC)

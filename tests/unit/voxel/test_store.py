@@ -157,3 +157,77 @@ def test_query_filters_and_prefix_lookup(voxels: VoxelStore, objects: LocalObjec
 
     assert voxels.query(since=datetime.now(UTC) + timedelta(hours=1)) == []
     assert voxels.get(csv.id[:30]) == csv
+
+
+def _corrupt_object(objects: LocalObjectStore, sha: str) -> Path:
+    path = objects.local_path(sha)
+    assert path is not None
+    path.chmod(0o644)
+    path.write_bytes(b"corrupted on disk")
+    return path
+
+
+def test_verify_checks_the_object_copy_of_an_inline_payload(
+    voxels: VoxelStore, objects: LocalObjectStore
+) -> None:
+    voxel = voxels.put(VoxelBuilder().build(classified_event(objects, b"small inline"))).voxel
+    assert voxels.verify(voxel.id).ok
+    _corrupt_object(objects, voxel.payload_sha256)  # the inline row is still good
+    assert voxels.read_payload(voxel) == b"small inline"  # reads use the inline copy
+    result = voxels.verify(voxel.id)
+    assert not result.ok and result.reason == "checksum_mismatch"
+    assert "object copy hashes to" in result.detail
+
+
+def test_verify_checks_every_index_column_against_the_sealed_document(
+    voxels: VoxelStore, objects: LocalObjectStore
+) -> None:
+    voxel = voxels.put(VoxelBuilder().build(classified_event(objects, b"labelled"))).voxel
+    with _db(voxels) as conn:
+        conn.execute("update voxels set label = 'exe', payload_size = 1")
+    assert [v.id for v in voxels.query(label="exe")] == [voxel.id]  # the index lies ...
+    result = voxels.verify(voxel.id)  # ... and verify says so
+    assert not result.ok and result.reason == "index_mismatch"
+    assert "column label is 'exe', sealed 'txt'" in result.detail
+    assert "column payload_size is 1, sealed 8" in result.detail
+    with _db(voxels) as conn:
+        conn.execute("update voxels set label = 'txt', payload_size = 8, source = 'file:///x'")
+    result = voxels.verify(voxel.id)
+    assert (
+        not result.ok
+        and "column source" in result.detail
+        and "column dedup_key" not in result.detail
+    )
+
+
+def test_a_write_that_finds_a_corrupt_object_replaces_it(
+    voxels: VoxelStore, objects: LocalObjectStore, tmp_path: Path
+) -> None:
+    data = os.urandom(4096)
+    stored = objects.put_bytes(data)
+    path = _corrupt_object(objects, stored.sha256)
+    before = _mismatches()
+    assert objects.put_bytes(data) == stored  # the write re-hashes what it found
+    assert path.read_bytes() == data and _mismatches() == before + 1
+    _corrupt_object(objects, stored.sha256)
+    source = tmp_path / "again.bin"
+    source.write_bytes(data)
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        assert objects.put_fd(fd) == stored
+    finally:
+        os.close(fd)
+    assert objects.get_bytes(stored.sha256) == data
+    assert objects.put_bytes(data) == stored and _mismatches() == before + 2  # good: kept
+
+
+def test_stale_temp_objects_are_removed_at_start_up(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path / "objects")
+    old = store.root / "tmp" / "tmpabandoned"
+    old.write_bytes(b"half a copy")
+    os.utime(old, (1, 1))
+    fresh = store.root / "tmp" / "tmplive"
+    fresh.write_bytes(b"a live copy")
+    again = LocalObjectStore(tmp_path / "objects", tmp_max_age_s=3600)
+    assert again.removed_temps == 1
+    assert not old.exists() and fresh.exists()
