@@ -46,6 +46,8 @@ for _name, _target in (
     ("dlq", "thunderline.dlq:dlq_app"),
     ("models", "thunderline.ml.cli:models_app"),
     ("voxels", "thunderline.voxel.cli:voxels_app"),
+    ("serve", "thunderline.api.cli:serve_app"),
+    ("tokens", "thunderline.api.cli:tokens_app"),
     ("events", "thunderline.eventcli:events_app"),
     ("stages", "thunderline.stagecli:stages_app"),
 ):

@@ -263,6 +263,27 @@ class Settings(BaseSettings):
     archive_max_total_bytes: int = Field(256 * 1024**2, ge=1, description="Max uncompressed total.")
     archive_max_ratio: float = Field(100.0, gt=1, description="Max compression ratio of a member.")
 
+    # --- HTTP API and console (thunderline serve) -------------------------------------------
+    api_host: str = Field("127.0.0.1", description="`thunderline serve` bind address.")
+    api_port: int = Field(8000, ge=0, le=65535, description="`thunderline serve` port.")
+    api_tokens: str = Field(
+        "",
+        description="API bearer tokens as SHA-256 hex digests, comma-separated, each "
+        "optionally `:read` or `:admin` (default read); added to `$TL_HOME/api/tokens.json`.",
+    )
+    api_cors_origins: str = Field(
+        "", description="Comma-separated origins allowed by CORS (empty: CORS off)."
+    )
+    api_read_timeout_s: float = Field(
+        30.0, gt=0, description="Max wait for the next chunk of a request body (slow clients)."
+    )
+    api_max_header_bytes: int = Field(
+        16384, ge=1024, description="Max total size of a request's headers (431 past it)."
+    )
+    api_sse_heartbeat_s: float = Field(
+        15.0, gt=0, description="Keep-alive comment period of the `/v1/events` stream."
+    )
+
     @field_validator("log_format")
     @classmethod
     def _check_log_format(cls, value: str) -> str:

@@ -111,7 +111,10 @@ async def test_p95_latency_is_recorded_in_telemetry(
     finally:
         telemetry.detach("acceptance-p95")
         await pipeline.stop()
-    assert [e.type for e in out] == [INFERENCE_COMPLETED] * 40
+    failed = [
+        (e.data.get("stage"), e.data.get("reason"), e.data.get("error")) for e in out if e.is_dlq
+    ]
+    assert [e.type for e in out] == [INFERENCE_COMPLETED] * 40, failed
     after = _bucket_counts("image_classifier")
     runs = after[float("inf")] - before[float("inf")]
     assert runs == len(durations) and 1 <= runs <= 40  # one observation per ORT run

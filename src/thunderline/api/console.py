@@ -1,0 +1,376 @@
+"""The operator web console: server-rendered pages (Jinja2) and a little local JavaScript.
+
+Pages: upload and live run (``/``), voxels (``/voxels``), one voxel (``/voxels/{id}``), dead
+letters (``/dlq``), health (``/health``), and ``/login``. The console authenticates with the
+same tokens as the API, kept in an HttpOnly, SameSite=Strict cookie after ``/login``; its
+scripts call the ``/v1`` API with that cookie and the ``X-TL-Console`` header. Every asset is
+served from ``/static`` (no CDN).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import math
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from thunderline.api import queries
+from thunderline.api.auth import COOKIE, authenticate
+from thunderline.api.errors import ApiError
+from thunderline.api.schemas import artifact_name, dlq_item, voxel_out
+from thunderline.api.service import ApiService
+from thunderline.api.tokens import Scope, TokenRecord
+from thunderline.voxel.errors import VoxelNotFoundError
+from thunderline.voxel.schema import Voxel
+
+TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
+router = APIRouter(include_in_schema=False)
+
+PREVIEW_BYTES = 64 * 1024
+PREVIEW_CHARS = 20_000
+IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
+STAGES = ["classify", "nlp", "infer", "package"]
+
+
+def _service(request: Request) -> ApiService:
+    service: ApiService = request.app.state.service
+    return service
+
+
+def _user(request: Request) -> TokenRecord | None:
+    try:
+        return authenticate(request, _service(request).tokens, Scope.READ)
+    except ApiError:
+        return None
+
+
+def _login_redirect(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+
+
+def _page(request: Request, template: str, user: TokenRecord, **context: Any) -> HTMLResponse:
+    return TEMPLATES.TemplateResponse(
+        request,
+        template,
+        {"user": user, "stages": STAGES, "path": request.url.path, **context},
+        headers={
+            "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+            "style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+# ---- login ---------------------------------------------------------------------------------
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(request: Request, next: str = "/") -> HTMLResponse:
+    return TEMPLATES.TemplateResponse(
+        request,
+        "login.html",
+        {"next": _safe_next(next), "error": None, "user": None, "path": "/login"},
+    )
+
+
+def _safe_next(target: str) -> str:
+    """Only a path on this site (never ``//host`` or ``/\\host``, which browsers follow off-site)."""
+    if not target.startswith("/") or target[1:2] in {"/", "\\"} or any(c < " " for c in target):
+        return "/"
+    return target
+
+
+@router.post("/login", response_model=None)
+async def login(request: Request, token: str = Form(""), next: str = Form("/")) -> Response:
+    record = _service(request).tokens.authenticate(token.strip()) if token.strip() else None
+    if record is None:
+        return TEMPLATES.TemplateResponse(
+            request,
+            "login.html",
+            {
+                "next": _safe_next(next),
+                "error": "That token is not valid.",
+                "user": None,
+                "path": "/login",
+            },
+            status_code=401,
+        )
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(
+        COOKIE,
+        token.strip(),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        max_age=7 * 24 * 3600,
+    )
+    return response
+
+
+@router.post("/logout")
+async def logout() -> RedirectResponse:
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE)
+    return response
+
+
+# ---- pages ---------------------------------------------------------------------------------
+@router.get("/", response_class=HTMLResponse, response_model=None)
+async def index(request: Request) -> Response:
+    user = _user(request)
+    if user is None:
+        return _login_redirect(request)
+    return _page(
+        request,
+        "index.html",
+        user,
+        limit=human_bytes(_service(request).settings.max_artifact_bytes),
+    )
+
+
+@router.get("/voxels", response_class=HTMLResponse, response_model=None)
+async def voxels_page(
+    request: Request,
+    label: str = "",
+    group: str = "",
+    q: str = "",
+    since: str = "",
+    until: str = "",
+    cursor: str = "",
+) -> Response:
+    user = _user(request)
+    if user is None:
+        return _login_redirect(request)
+    error = None
+    try:
+        first = datetime.combine(date.fromisoformat(since), time.min, UTC) if since else None
+        last = (
+            datetime.combine(date.fromisoformat(until), time.min, UTC) + timedelta(days=1)
+            if until
+            else None
+        )
+    except ValueError:
+        first = last = None
+        error = "Dates must be YYYY-MM-DD."
+    flt = queries.VoxelFilter(
+        label=label or None, group=group or None, q=q or None, since=first, until=last
+    )
+    try:
+        items, next_cursor = await asyncio.to_thread(
+            queries.page, _service(request).require_voxels(), flt, limit=50, cursor=cursor or None
+        )
+    except ApiError as exc:
+        items, next_cursor, error = [], None, error or exc.message
+    return _page(
+        request,
+        "voxels.html",
+        user,
+        items=[voxel_out(v) for v in items],
+        filters={"label": label, "group": group, "q": q, "since": since, "until": until},
+        next_cursor=next_cursor,
+        error=error,
+    )
+
+
+@router.get("/voxels/{voxel_id}", response_class=HTMLResponse, response_model=None)
+async def voxel_page(request: Request, voxel_id: str) -> Response:
+    user = _user(request)
+    if user is None:
+        return _login_redirect(request)
+    service = _service(request)
+    store = service.require_voxels()
+    try:
+        voxel = await asyncio.to_thread(store.get, voxel_id[:64])
+    except VoxelNotFoundError as exc:
+        return _page(request, "missing.html", user, message=str(exc))
+    context = await asyncio.to_thread(_voxel_context, service, voxel)
+    return _page(request, "voxel.html", user, **context)
+
+
+def human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} bytes"
+
+
+def _voxel_context(service: ApiService, voxel: Voxel) -> dict[str, Any]:
+    store = service.require_voxels()
+    out = voxel_out(voxel)
+    classification = voxel.traits.get("classification") or {}
+    mime = str(classification.get("mime") or "")
+    preview: dict[str, Any] = {"kind": "none"}
+    if mime in IMAGE_TYPES:
+        preview = {"kind": "image", "src": f"/v1/voxels/{voxel.id}/payload?disposition=inline"}
+    elif classification.get("is_text") and voxel.payload_size <= 4 * 1024 * 1024:
+        sink = io.BytesIO()
+        try:
+            store.copy_payload(voxel, sink)
+            text = sink.getvalue()[:PREVIEW_BYTES].decode("utf-8", "replace")
+            preview = {
+                "kind": "text",
+                "segments": highlight(text[:PREVIEW_CHARS], _entities(voxel)),
+                "truncated": voxel.payload_size > PREVIEW_BYTES or len(text) > PREVIEW_CHARS,
+            }
+        except Exception as exc:  # shown on the page: a mismatch must be visible, not hidden
+            preview = {"kind": "error", "message": str(exc)}
+    inference = (
+        voxel.traits.get("inference") if isinstance(voxel.traits.get("inference"), dict) else None
+    )
+    top_k = []
+    if inference:
+        for item in inference.get("top_k", [])[:5]:
+            score = float(item.get("score", 0.0))
+            top_k.append(
+                {
+                    "label": str(item.get("label")),
+                    "score": score,
+                    "pct": max(0.0, min(100.0, score * 100)),
+                }
+            )
+    ancestors = store.ancestors(voxel.id)
+    descendants = store.descendants(voxel.id)
+    graph = lineage_graph(store, voxel, ancestors, descendants)
+    return {
+        "voxel": out,
+        "classification": classification,
+        "nlp": voxel.traits.get("nlp") if isinstance(voxel.traits.get("nlp"), dict) else None,
+        "entities": _entities(voxel),
+        "inference": inference,
+        "top_k": top_k,
+        "preview": preview,
+        "graph": graph,
+    }
+
+
+def _entities(voxel: Voxel) -> list[dict[str, Any]]:
+    nlp = voxel.traits.get("nlp")
+    if not isinstance(nlp, dict):
+        return []
+    return [e for e in nlp.get("entities", []) if isinstance(e, dict)]
+
+
+def highlight(text: str, entities: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
+    """The text cut into (piece, entity label or None) segments, for ``<mark>`` in the page.
+
+    An entity is placed at its offsets when the text there matches (the processed text is the
+    decoded payload for plain text), else at its next occurrence after the previous entity.
+    """
+    spans: list[tuple[int, int, str]] = []
+    cursor = 0
+    for ent in sorted(entities, key=lambda e: int(e.get("start", 0))):
+        word = str(ent.get("text", ""))
+        if not word:
+            continue
+        start, end = int(ent.get("start", -1)), int(ent.get("end", -1))
+        if not (0 <= start < end <= len(text) and text[start:end] == word):
+            start = text.find(word, cursor)
+            if start < 0:
+                continue
+            end = start + len(word)
+        if start < cursor:
+            continue
+        spans.append((start, end, str(ent.get("label", ""))))
+        cursor = end
+    segments: list[tuple[str, str | None]] = []
+    pos = 0
+    for start, end, label in spans:
+        if start > pos:
+            segments.append((text[pos:start], None))
+        segments.append((text[start:end], label))
+        pos = end
+    if pos < len(text):
+        segments.append((text[pos:], None))
+    return segments
+
+
+def lineage_graph(
+    store: Any, voxel: Voxel, ancestors: list[Any], descendants: list[Any]
+) -> dict[str, Any]:
+    """Node positions and edges of a layered drawing: ancestors above, descendants below."""
+    level: dict[str, int] = {voxel.id: 0}
+    for edge in ancestors:
+        level.setdefault(edge.parent_id, -edge.depth)
+    for edge in descendants:
+        level.setdefault(edge.child_id, edge.depth)
+    edges = {(e.child_id, e.parent_id) for e in [*ancestors, *descendants]}
+    rows: dict[int, list[str]] = {}
+    for node_id, lvl in sorted(level.items(), key=lambda kv: (kv[1], kv[0])):
+        rows.setdefault(lvl, []).append(node_id)
+    width_nodes = max(len(r) for r in rows.values())
+    node_w, node_h, gap_x, gap_y = 180, 44, 24, 56
+    width = max(1, width_nodes) * (node_w + gap_x) + gap_x
+    levels = sorted(rows)
+    height = len(levels) * (node_h + gap_y) + gap_y
+    pos: dict[str, tuple[float, float]] = {}
+    nodes = []
+    for li, lvl in enumerate(levels):
+        row = rows[lvl]
+        offset = (width - len(row) * (node_w + gap_x) + gap_x) / 2
+        for i, node_id in enumerate(row):
+            x = offset + i * (node_w + gap_x)
+            y = gap_y / 2 + li * (node_h + gap_y)
+            pos[node_id] = (x, y)
+            try:
+                node = voxel if node_id == voxel.id else store.get(node_id)
+                name, label = artifact_name(node), node.label
+            except VoxelNotFoundError:
+                name, label = None, None
+            title = name or node_id[:8]
+            nodes.append(
+                {
+                    "id": node_id,
+                    "x": x,
+                    "y": y,
+                    "w": node_w,
+                    "h": node_h,
+                    "name": title if len(title) <= 24 else title[:23] + "…",
+                    "label": label or "?",
+                    "current": node_id == voxel.id,
+                }
+            )
+    lines = []
+    for child, parent in sorted(edges):
+        if child in pos and parent in pos:
+            (cx, cy), (px, py) = pos[child], pos[parent]
+            lines.append(
+                {"x1": px + node_w / 2, "y1": py + node_h, "x2": cx + node_w / 2, "y2": cy}
+            )
+    return {
+        "width": math.ceil(width),
+        "height": math.ceil(height),
+        "nodes": nodes,
+        "lines": lines,
+        "count": len(nodes),
+    }
+
+
+@router.get("/dlq", response_class=HTMLResponse, response_model=None)
+async def dlq_page(request: Request) -> Response:
+    user = _user(request)
+    if user is None:
+        return _login_redirect(request)
+    entries = await asyncio.to_thread(_service(request).require_dlq().newest)
+    return _page(request, "dlq.html", user, items=[dlq_item(e) for e in entries])
+
+
+@router.get("/health", response_class=HTMLResponse, response_model=None)
+async def health_page(request: Request) -> Response:
+    user = _user(request)
+    if user is None:
+        return _login_redirect(request)
+    service = _service(request)
+    readiness = await asyncio.to_thread(service.readiness)
+    try:
+        models = await asyncio.to_thread(service.models)
+    except Exception as exc:
+        models = {"enabled": False, "registry": f"unavailable: {exc}", "models": []}
+    return _page(request, "health.html", user, readiness=readiness, models=models)

@@ -1,0 +1,490 @@
+"""The ``/v1`` routes and the health endpoints (thin: the work is in the service and queries)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from thunderline.api import queries
+from thunderline.api.auth import require
+from thunderline.api.disposition import content_disposition
+from thunderline.api.dlq import DlqEntry
+from thunderline.api.errors import ApiError, responses
+from thunderline.api.schemas import (
+    DlqPage,
+    Health,
+    IngestAccepted,
+    IngestStatus,
+    LineageEdge,
+    LineageNode,
+    LineageOut,
+    ModelList,
+    Readiness,
+    ReplayAccepted,
+    VoxelOut,
+    VoxelPage,
+    accepted,
+    artifact_name,
+    dlq_item,
+    ingest_status,
+    voxel_out,
+)
+from thunderline.api.service import ApiService
+from thunderline.api.tokens import Scope, TokenRecord
+from thunderline.api.upload import ClientDisconnected, receive_upload
+from thunderline.errors import ChecksumMismatch
+from thunderline.voxel.errors import PayloadMissingError, VoxelNotFoundError
+from thunderline.voxel.schema import Voxel
+
+router = APIRouter(prefix="/v1")
+health_router = APIRouter()
+
+Reader = Annotated[TokenRecord, Depends(require(Scope.READ))]
+Admin = Annotated[TokenRecord, Depends(require(Scope.ADMIN))]
+Id = Annotated[str, Path(min_length=1, max_length=64)]
+AUTH = (400, 401, 403)
+
+#: Payload types the console may show inline (everything else is an attachment).
+INLINE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp", "text/plain"}
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    }
+}
+
+
+def service_of(request: Request) -> ApiService:
+    service: ApiService = request.app.state.service
+    return service
+
+
+# ---- ingest --------------------------------------------------------------------------------
+@router.post(
+    "/ingest",
+    status_code=202,
+    response_model=IngestAccepted,
+    responses=responses(*AUTH, 408, 413, 415, 429, 503),
+    openapi_extra=UPLOAD_BODY,
+    summary="Upload one file (multipart field `file`) and start its ingest",
+)
+async def post_ingest(request: Request, _token: Reader) -> IngestAccepted | Response:
+    service = service_of(request)
+    if service.queue_full():
+        raise ApiError(
+            429,
+            "queue_full",
+            "the ingest queue is full; retry later",
+            headers={"Retry-After": "1"},
+        )
+    settings = service.settings
+    try:
+        received = await receive_upload(
+            request.receive,
+            dict(request.headers),
+            limit=settings.max_artifact_bytes,
+            spool_dir=service.spool_dir,
+            read_timeout_s=settings.api_read_timeout_s,
+        )
+    except ClientDisconnected:
+        return Response(status_code=400)  # nobody is listening; nothing was kept
+    event = await service.submit_upload(received)
+    return accepted(event)
+
+
+@router.get(
+    "/ingest/{correlation_id}",
+    response_model=IngestStatus,
+    responses=responses(*AUTH, 404),
+    summary="Stages done, outcome, voxel ids or DLQ reasons of one ingest",
+)
+async def get_ingest(request: Request, correlation_id: Id, _token: Reader) -> IngestStatus:
+    service = service_of(request)
+    progress = service.tracker.get(correlation_id)
+    if progress is None:
+        progress = await asyncio.to_thread(_progress_from_stores, service, correlation_id)
+    if progress is None:
+        raise ApiError(404, "ingest_not_found", f"no ingest with correlation id {correlation_id}")
+    return ingest_status(progress)
+
+
+def _progress_from_stores(service: ApiService, correlation_id: str) -> Any:
+    """An ingest's progress from the outcome store (ingests this process did not see)."""
+    from thunderline.api.live import STAGE_ORDER, IngestProgress
+
+    runtime = service.require_runtime()
+    records = runtime.outcomes.by_correlation(correlation_id)
+    if not records:
+        return None
+    progress = IngestProgress(correlation_id)
+    stages: set[str] = set()
+    for record in records:
+        if record.kind == "voxel" and record.voxel_id:
+            progress.voxel_ids.append(record.voxel_id)
+            try:
+                voxel = service.require_voxels().get(record.voxel_id)
+            except VoxelNotFoundError:
+                continue
+            progress.name = progress.name or artifact_name(voxel)
+            traits = voxel.traits
+            stages |= {"package"} | {
+                stage
+                for stage, key in (
+                    ("classify", "classification"),
+                    ("nlp", "nlp"),
+                    ("infer", "inference"),
+                )
+                if traits.get(key) is not None
+            }
+        elif record.kind == "dlq" and record.status == "open":
+            entry = DlqEntry.of(record)
+            progress.name = progress.name or entry.artifact.get("name")
+            error = record.event.data.get("error") or {}
+            progress.dlq.append(
+                {
+                    "id": record.id,
+                    "stage": record.stage,
+                    "reason": record.reason,
+                    "message": error.get("message") if isinstance(error, dict) else None,
+                }
+            )
+    progress.stages_done = [s for s in STAGE_ORDER if s in stages]
+    return progress
+
+
+# ---- events (SSE) --------------------------------------------------------------------------
+@router.get(
+    "/events",
+    responses={
+        200: {
+            "description": "Server-Sent Events: one CloudEvent (JSON) per `data:` line",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **responses(*AUTH),
+    },
+    response_class=StreamingResponse,
+    summary="Live CloudEvents (Server-Sent Events), optionally of one correlation id",
+)
+async def get_events(
+    request: Request,
+    _token: Reader,
+    correlation_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> StreamingResponse:
+    service = service_of(request)
+    heartbeat = service.settings.api_sse_heartbeat_s
+    sub = service.hub.subscribe(correlation_id)
+
+    async def stream() -> AsyncIterator[bytes]:
+        try:
+            yield b": connected\nretry: 2000\n\n"
+            while True:
+                try:
+                    event = await asyncio.wait_for(sub.queue.get(), heartbeat)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                if event is None:
+                    return
+                if sub.lagged:
+                    lagged = json.dumps({"dropped": sub.lagged})
+                    sub.lagged = 0
+                    yield f"event: lagged\ndata: {lagged}\n\n".encode()
+                yield f"id: {event.id}\nevent: {event.type}\ndata: {event.to_json()}\n\n".encode()
+        finally:
+            service.hub.unsubscribe(sub)
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+# ---- voxels --------------------------------------------------------------------------------
+@router.get(
+    "/voxels",
+    response_model=VoxelPage,
+    responses=responses(*AUTH),
+    summary="Voxels, newest first, with filters and cursor pagination",
+)
+async def list_voxels(
+    request: Request,
+    _token: Reader,
+    label: Annotated[str | None, Query(max_length=128, description="Magika label")] = None,
+    group: Annotated[str | None, Query(max_length=128, description="Magika group")] = None,
+    since: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="Stored at or after (RFC 3339 with a zone)",
+            json_schema_extra={"format": "date-time"},
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="Stored before (RFC 3339 with a zone)",
+            json_schema_extra={"format": "date-time"},
+        ),
+    ] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Text in an NLP entity (case-insensitive)")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+) -> VoxelPage:
+    service = service_of(request)
+    flt = queries.VoxelFilter(
+        label=label,
+        group=group,
+        since=rfc3339("since", since),
+        until=rfc3339("until", until),
+        q=q or None,
+    )
+    items, next_cursor = await asyncio.to_thread(
+        queries.page, service.require_voxels(), flt, limit=limit, cursor=cursor
+    )
+    return VoxelPage(items=[voxel_out(v) for v in items], next_cursor=next_cursor)
+
+
+def rfc3339(name: str, value: str | None) -> datetime | None:
+    """An RFC 3339 time with a zone (``2026-11-27T12:00:00Z``), or a 400 naming the parameter."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError as exc:
+        raise ApiError(
+            400, "invalid_request", f"{name} is not an RFC 3339 time: {value[:64]!r}"
+        ) from exc
+    if parsed.tzinfo is None or "T" not in value.upper():
+        raise ApiError(400, "invalid_request", f"{name} needs a date, a time and a zone (e.g. Z)")
+    return parsed
+
+
+async def _voxel(service: ApiService, voxel_id: str) -> Voxel:
+    try:
+        return await asyncio.to_thread(service.require_voxels().get, voxel_id)
+    except VoxelNotFoundError as exc:
+        raise ApiError(404, "voxel_not_found", str(exc), details={"voxel_id": voxel_id}) from exc
+
+
+@router.get(
+    "/voxels/{voxel_id}",
+    response_model=VoxelOut,
+    responses=responses(*AUTH, 404, 502),
+    summary="One voxel (id or unique prefix), metadata checksum verified",
+)
+async def get_voxel(request: Request, voxel_id: Id, _token: Reader) -> VoxelOut:
+    return voxel_out(await _voxel(service_of(request), voxel_id))
+
+
+def media_type_of(voxel: Voxel) -> str:
+    classification = voxel.traits.get("classification")
+    mime = classification.get("mime") if isinstance(classification, dict) else None
+    return (
+        str(mime)
+        if mime and "/" in str(mime) and "\n" not in str(mime)
+        else "application/octet-stream"
+    )
+
+
+@router.get(
+    "/voxels/{voxel_id}/payload",
+    responses={
+        200: {
+            "description": "The payload bytes, checksum verified before the first byte is sent",
+            "content": {
+                kind: {"schema": {"type": "string", "format": "binary"}}
+                for kind in ["application/octet-stream", *sorted(INLINE_TYPES)]
+            },
+        },
+        **responses(*AUTH, 404, 502),
+    },
+    response_class=StreamingResponse,
+    summary="The voxel's payload, verified and streamed",
+)
+async def get_payload(
+    request: Request,
+    voxel_id: Id,
+    _token: Reader,
+    disposition: Annotated[Literal["attachment", "inline"], Query()] = "attachment",
+) -> StreamingResponse:
+    service = service_of(request)
+    voxel = await _voxel(service, voxel_id)
+    spool = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115
+    try:
+        size = await asyncio.to_thread(
+            service.require_voxels().copy_payload,
+            voxel,
+            spool,  # type: ignore[arg-type]
+        )
+    except ChecksumMismatch as exc:
+        spool.close()
+        raise ApiError(502, "checksum_mismatch", str(exc)) from exc
+    except (PayloadMissingError, KeyError) as exc:
+        spool.close()
+        raise ApiError(404, "payload_missing", str(exc)) from exc
+    spool.seek(0)
+    media_type = media_type_of(voxel)
+    inline = disposition == "inline" and media_type in INLINE_TYPES
+
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            while chunk := await asyncio.to_thread(spool.read, 256 * 1024):
+                yield chunk
+        finally:
+            spool.close()
+
+    return StreamingResponse(
+        chunks(),
+        media_type=media_type if inline else "application/octet-stream",
+        headers={
+            "Content-Disposition": content_disposition(artifact_name(voxel), inline=inline),
+            "Content-Length": str(size),
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox; default-src 'none'",
+            "ETag": f'"{voxel.payload_sha256}"',
+        },
+    )
+
+
+@router.get(
+    "/voxels/{voxel_id}/lineage",
+    response_model=LineageOut,
+    responses=responses(*AUTH, 404),
+    summary="Lineage edges above (ancestors) or below (descendants) a voxel",
+)
+async def get_lineage(
+    request: Request,
+    voxel_id: Id,
+    _token: Reader,
+    direction: Annotated[Literal["ancestors", "descendants"], Query()] = "ancestors",
+) -> LineageOut:
+    service = service_of(request)
+    voxel = await _voxel(service, voxel_id)
+    store = service.require_voxels()
+
+    def walk() -> LineageOut:
+        edges = (
+            store.ancestors(voxel.id) if direction == "ancestors" else store.descendants(voxel.id)
+        )
+        ids = {voxel.id} | {e.child_id for e in edges} | {e.parent_id for e in edges}
+        nodes = []
+        for node_id in sorted(ids):
+            try:
+                node = voxel if node_id == voxel.id else store.get(node_id)
+                nodes.append(LineageNode(id=node_id, name=artifact_name(node), label=node.label))
+            except VoxelNotFoundError:
+                nodes.append(LineageNode(id=node_id))
+        return LineageOut(
+            voxel_id=voxel.id,
+            direction=direction,
+            nodes=nodes,
+            edges=[
+                LineageEdge(child_id=e.child_id, parent_id=e.parent_id, depth=e.depth)
+                for e in edges
+            ],
+        )
+
+    return await asyncio.to_thread(walk)
+
+
+# ---- DLQ -----------------------------------------------------------------------------------
+@router.get(
+    "/dlq",
+    response_model=DlqPage,
+    responses=responses(*AUTH),
+    summary="Dead-letter records, oldest first (status open by default)",
+)
+async def list_dlq(
+    request: Request,
+    _token: Reader,
+    status: Annotated[Literal["open", "replayed", "resolved", "all"], Query()] = "open",
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[
+        str | None, Query(max_length=64, description="`next_cursor` of the previous page")
+    ] = None,
+) -> DlqPage:
+    view = service_of(request).require_dlq()
+    if cursor and await asyncio.to_thread(view.get, cursor) is None:
+        raise ApiError(
+            400, "bad_cursor", "the cursor is not one this API returned (use `next_cursor`)"
+        )
+    entries, next_cursor = await asyncio.to_thread(
+        view.page, None if status == "all" else status, limit=limit, cursor=cursor or None
+    )
+    return DlqPage(items=[dlq_item(e) for e in entries], next_cursor=next_cursor)
+
+
+@router.post(
+    "/dlq/{dlq_id}/replay",
+    status_code=202,
+    response_model=ReplayAccepted,
+    responses=responses(*AUTH, 404, 409, 429),
+    summary="Send a dead letter's original event through the pipeline again (admin)",
+)
+async def replay_dlq(request: Request, dlq_id: Id, _token: Admin) -> ReplayAccepted:
+    service = service_of(request)
+    if service.queue_full():
+        raise ApiError(
+            429, "queue_full", "the ingest queue is full; retry later", headers={"Retry-After": "1"}
+        )
+    try:
+        event = await service.replay(dlq_id)
+    except KeyError as exc:
+        raise ApiError(404, "dlq_not_found", f"no DLQ record {dlq_id}") from exc
+    except ValueError as exc:
+        raise ApiError(409, "not_replayable", str(exc)) from exc
+    if event is None:
+        raise ApiError(409, "already_replayed", f"DLQ record {dlq_id} was already replayed")
+    return ReplayAccepted(
+        dlq_id=dlq_id,
+        replay_event_id=event.id,
+        correlation_id=event.correlationid,
+        status_url=f"/v1/ingest/{event.correlationid}",
+    )
+
+
+# ---- models --------------------------------------------------------------------------------
+@router.get(
+    "/models",
+    response_model=ModelList,
+    responses=responses(*AUTH),
+    summary="Registered models with checksum status and health",
+)
+async def list_models(request: Request, _token: Reader) -> ModelList:
+    return ModelList.model_validate(await asyncio.to_thread(service_of(request).models))
+
+
+# ---- health --------------------------------------------------------------------------------
+@health_router.get("/healthz", response_model=Health, summary="The process is up")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@health_router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Not ready: see the failing checks"}},
+    summary="Models, breaker, database, object store and bus, each named",
+)
+async def readyz(request: Request) -> JSONResponse:
+    readiness = await asyncio.to_thread(service_of(request).readiness)
+    return JSONResponse(readiness.model_dump(), status_code=200 if readiness.ready else 503)

@@ -1,0 +1,259 @@
+"""Response models of the HTTP API, and the one place that maps events and voxels onto them.
+
+The parts are the typed event models of :mod:`thunderline.eventdata` (the artifact of an
+accepted upload, a voxel's classification / NLP / inference results, a DLQ record's error), so
+the OpenAPI document publishes the same schemas as ``thunderline events schema``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, Field, ValidationError
+
+from thunderline.api.dlq import DlqEntry
+from thunderline.api.live import IngestProgress
+from thunderline.eventdata import (
+    Classification,
+    DlqRecord,
+    ErrorInfo,
+    Inference,
+    NlpAnalysis,
+    StoredArtifact,
+    data_of,
+)
+from thunderline.events import CloudEvent
+from thunderline.voxel.schema import Voxel
+
+
+class IngestAccepted(BaseModel):
+    correlation_id: str = Field(description="Follow the ingest with this id.")
+    event_id: str
+    name: str
+    size: int
+    sha256: str
+    status_url: str
+    artifact: StoredArtifact = Field(description="The artifact of the ingest request event.")
+
+
+class DlqBrief(BaseModel):
+    id: str
+    stage: str | None = None
+    reason: str | None = None
+    message: str | None = None
+
+
+class IngestStatus(BaseModel):
+    correlation_id: str
+    name: str | None = None
+    outcome: Literal["pending", "stored", "dead_lettered", "partial"]
+    stages_done: list[str]
+    voxel_ids: list[str]
+    dlq: list[DlqBrief]
+
+
+class VoxelOut(BaseModel):
+    id: str
+    ts: str
+    source: str
+    name: str | None = None
+    label: str | None = None
+    group: str | None = None
+    payload_ref: str
+    payload_size: int
+    checksums: dict[str, str]
+    coords: dict[str, Any]
+    classification: Classification | None = Field(None, description="Magika's result.")
+    nlp: NlpAnalysis | None = Field(None, description="NLP result (text artifacts).")
+    inference: Inference | None = Field(None, description="Inference result (images).")
+    traits: dict[str, Any] = Field(description="Every trait as stored in the voxel.")
+    lineage: dict[str, list[str]]
+    correlation_id: str
+    causation_id: str | None = None
+    event_id: str
+    schema_version: int
+
+
+class VoxelPage(BaseModel):
+    items: list[VoxelOut]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
+
+
+class LineageNode(BaseModel):
+    id: str
+    name: str | None = None
+    label: str | None = None
+
+
+class LineageEdge(BaseModel):
+    child_id: str
+    parent_id: str
+    depth: int
+
+
+class LineageOut(BaseModel):
+    voxel_id: str
+    direction: Literal["ancestors", "descendants"]
+    nodes: list[LineageNode]
+    edges: list[LineageEdge]
+
+
+class DlqItem(BaseModel):
+    id: str
+    type: str
+    time: str
+    correlation_id: str
+    stage: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    error_type: str | None = None
+    error: ErrorInfo | None = None
+    traceback: str | None = None
+    attempts: int | None = None
+    artifact_name: str | None = None
+    replayable: bool
+    status: Literal["open", "replayed", "resolved"]
+    replay_event_id: str | None = None
+
+
+class DlqPage(BaseModel):
+    items: list[DlqItem]
+    next_cursor: str | None = None
+
+
+class ReplayAccepted(BaseModel):
+    dlq_id: str
+    replay_event_id: str
+    correlation_id: str
+    status_url: str
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    kind: str
+    path: str
+    sha256: str | None = None
+    checksum: str = Field(description="`ok`, `mismatch`, `missing` or `untrusted`.")
+    health: str = Field(description="Supervisor state, or `not loaded`.")
+    detail: str = ""
+
+
+class ModelList(BaseModel):
+    enabled: bool
+    registry: str
+    models: list[ModelInfo]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Check(BaseModel):
+    ok: bool
+    detail: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, Check]
+
+
+# ---- mappings ------------------------------------------------------------------------------
+def artifact_name(voxel: Voxel) -> str | None:
+    artifact = voxel.traits.get("artifact")
+    if isinstance(artifact, dict) and artifact.get("name") is not None:
+        return str(artifact["name"])
+    return None
+
+
+def voxel_out(voxel: Voxel) -> VoxelOut:
+    classification = voxel.traits.get("classification")
+    group = classification.get("group") if isinstance(classification, dict) else None
+    doc = voxel.model_dump(mode="json")
+    return VoxelOut(
+        id=voxel.id,
+        ts=doc["ts"],
+        source=voxel.source,
+        name=artifact_name(voxel),
+        label=voxel.label,
+        group=str(group) if group is not None else None,
+        payload_ref=voxel.payload_ref,
+        payload_size=voxel.payload_size,
+        checksums=doc["checksums"],
+        coords=doc["coords"],
+        classification=_typed(Classification, voxel.traits.get("classification")),
+        nlp=_typed(NlpAnalysis, voxel.traits.get("nlp")),
+        inference=_typed(Inference, voxel.traits.get("inference")),
+        traits=doc["traits"],
+        lineage=doc["lineage"],
+        correlation_id=voxel.correlation_id,
+        causation_id=voxel.causation_id,
+        event_id=voxel.event_id,
+        schema_version=voxel.schema_version,
+    )
+
+
+def ingest_status(progress: IngestProgress) -> IngestStatus:
+    return IngestStatus(
+        correlation_id=progress.correlation_id,
+        name=progress.name,
+        outcome=progress.outcome,
+        stages_done=list(progress.stages_done),
+        voxel_ids=list(progress.voxel_ids),
+        dlq=[DlqBrief(**d) for d in progress.dlq],
+    )
+
+
+def accepted(event: CloudEvent) -> IngestAccepted:
+    from thunderline.eventdata import IngestRequest
+
+    artifact = data_of(event, IngestRequest).artifact
+    stored = StoredArtifact.model_validate(artifact.model_dump())
+    return IngestAccepted(
+        correlation_id=event.correlationid,
+        event_id=event.id,
+        name=stored.name,
+        size=stored.size,
+        sha256=stored.sha256,
+        status_url=f"/v1/ingest/{event.correlationid}",
+        artifact=stored,
+    )
+
+
+def dlq_item(entry: DlqEntry) -> DlqItem:
+    record = data_of(entry.record, DlqRecord)
+    return DlqItem(
+        id=entry.record.id,
+        type=entry.record.type,
+        time=entry.record.time,
+        correlation_id=entry.record.correlationid,
+        stage=record.stage,
+        reason=record.reason,
+        message=record.error.message,
+        error_type=record.error.type,
+        error=record.error,
+        traceback=record.traceback or None,
+        attempts=record.attempts,
+        artifact_name=_str(entry.artifact.get("name")),
+        replayable=entry.original is not None,
+        status=entry.status,
+        replay_event_id=entry.replay_event_id,
+    )
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _typed(model: type[M], value: Any) -> M | None:
+    """A stored trait as its event-data model (None when absent or from an older schema)."""
+    if value is None:
+        return None
+    try:
+        return model.model_validate(value)
+    except ValidationError:
+        return None
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)

@@ -1,0 +1,121 @@
+"""Bearer tokens on every API route but health and metrics; scopes; cookie + header for the
+console; only hashes on disk."""
+
+from __future__ import annotations
+
+import pytest
+from tests.integration.api._server import Served
+
+PROTECTED = [
+    ("GET", "/v1/voxels"),
+    ("GET", "/v1/voxels/01234567-89ab-cdef-0123-456789abcdef"),
+    ("GET", "/v1/ingest/some-id"),
+    ("GET", "/v1/dlq"),
+    ("GET", "/v1/models"),
+    ("GET", "/v1/events"),
+    ("POST", "/v1/ingest"),
+    ("POST", "/v1/dlq/some-id/replay"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED)
+def test_no_token_is_401_with_challenge(served: Served, method: str, path: str) -> None:
+    with served.client(None) as client:
+        response = client.request(method, path)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert response.json()["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize(
+    "header", ["Bearer wrong-token", "Bearer tl_" + "A" * 43, "Basic dXNlcjpwYXNz", "Bearer"]
+)
+def test_wrong_or_malformed_token_is_401(served: Served, header: str) -> None:
+    with served.client(None) as client:
+        response = client.get("/v1/voxels", headers={"Authorization": header})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
+
+
+def test_read_token_reads_but_cannot_replay(served: Served) -> None:
+    with served.client("read") as client:
+        assert client.get("/v1/voxels").status_code == 200
+        response = client.post("/v1/dlq/some-id/replay")
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "insufficient_scope"
+    assert 'scope="admin"' in response.headers["www-authenticate"]
+
+
+def test_admin_token_reaches_replay(served: Served) -> None:
+    with served.client("admin") as client:
+        response = client.post("/v1/dlq/no-such-record/replay")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "dlq_not_found"
+
+
+def test_health_and_metrics_need_no_token(served: Served) -> None:
+    with served.client(None) as client:
+        assert client.get("/healthz").status_code == 200
+        ready = client.get("/readyz")
+        metrics = client.get("/metrics")
+        openapi = client.get("/openapi.json")
+    assert ready.status_code == 200, ready.text
+    assert set(ready.json()["checks"]) >= {
+        "database",
+        "object_store",
+        "bus",
+        "models",
+        "nlp_breaker",
+    }
+    assert metrics.status_code == 200 and "thunderline_" in metrics.text
+    assert openapi.status_code == 200 and "/v1/ingest" in openapi.json()["paths"]
+
+
+def test_revoked_token_is_refused_at_once(served: Served) -> None:
+    from thunderline.api import Scope
+
+    token, record = served.service.tokens.create(Scope.READ, "short-lived")
+    with served.client(token) as client:
+        assert client.get("/v1/voxels").status_code == 200
+        assert served.service.tokens.revoke(record.id)
+        assert client.get("/v1/voxels").status_code == 401
+
+
+def test_token_file_holds_hashes_only(served: Served) -> None:
+    text = served.service.tokens.path.read_text()
+    assert served.admin_token not in text and served.read_token not in text
+    assert oct(served.service.tokens.path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_console_cookie_needs_the_console_header_to_change_state(served: Served) -> None:
+    with served.client(None) as client:
+        login = client.post("/login", data={"token": served.admin_token, "next": "/dlq"})
+        assert login.status_code == 303 and login.headers["location"] == "/dlq"
+        assert "httponly" in login.headers["set-cookie"].lower()
+        assert "samesite=strict" in login.headers["set-cookie"].lower()
+        assert client.get("/v1/voxels").status_code == 200  # cookie authenticates reads
+        forged = client.post("/v1/dlq/x/replay")  # a cross-site form could send this
+        assert forged.status_code == 403
+        console = client.post("/v1/dlq/x/replay", headers={"X-TL-Console": "1"})
+        assert console.status_code == 404  # authenticated and allowed: the record is unknown
+
+
+def test_console_pages_redirect_to_login_without_a_session(served: Served) -> None:
+    with served.client(None) as client:
+        for page in ("/", "/voxels", "/dlq", "/health"):
+            response = client.get(page)
+            assert response.status_code == 303
+            assert response.headers["location"].startswith("/login?next=")
+        bad = client.post("/login", data={"token": "nope"})
+        assert bad.status_code == 401
+
+
+def test_cors_is_off_by_default(served: Served) -> None:
+    with served.client() as client:
+        response = client.get("/v1/voxels", headers={"Origin": "https://evil.example"})
+        preflight = client.options(
+            "/v1/voxels",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"},
+        )
+    assert "access-control-allow-origin" not in response.headers
+    assert "access-control-allow-origin" not in preflight.headers

@@ -1,0 +1,305 @@
+"""The API end to end over real stages: live events, queries, lineage, dead letters and replay,
+and 429 when the ingest queue is full."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from tests.integration.api._server import EXAMPLES, Served, api_settings, lose_payloads, serve
+
+
+class EventReader:
+    """Reads ``/v1/events`` in a thread and keeps every CloudEvent received."""
+
+    def __init__(self, served: Served, correlation_id: str | None = None) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.connected = threading.Event()
+        self._stop = threading.Event()
+        params = {"correlation_id": correlation_id} if correlation_id else {}
+        self._thread = threading.Thread(target=self._run, args=(served, params), daemon=True)
+        self._thread.start()
+        assert self.connected.wait(10), "the SSE stream did not open"
+
+    def _run(self, served: Served, params: dict[str, str]) -> None:
+        with (
+            served.client(timeout=httpx.Timeout(30.0, read=None)) as client,
+            client.stream("GET", "/v1/events", params=params) as response,
+        ):
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            for line in response.iter_lines():
+                if line.startswith(": connected"):
+                    self.connected.set()
+                if line.startswith("data: "):
+                    self.events.append(json.loads(line[6:]))
+                if self._stop.is_set():
+                    return
+
+    def wait_for(self, predicate: Any, timeout_s: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for event in list(self.events):
+                if predicate(event):
+                    return event
+            time.sleep(0.05)
+        raise AssertionError(f"no matching event among {[e['type'] for e in self.events]}")
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+def upload(served: Served, name: str, data: bytes, token: str = "admin") -> dict[str, Any]:
+    with served.client(token) as client:
+        response = client.post("/v1/ingest", files={"file": (name, data)})
+    assert response.status_code == 202, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_live_events_follow_an_upload_to_its_voxel(served: Served) -> None:
+    reader = EventReader(served)
+    try:
+        accepted = upload(served, "idle-history.txt", (EXAMPLES / "idle-history.txt").read_bytes())
+        cid = accepted["correlation_id"]
+        created = reader.wait_for(
+            lambda e: e["correlationid"] == cid and e["type"] == "system.voxel.created"
+        )
+    finally:
+        reader.close()
+    types = [e["type"] for e in reader.events if e["correlationid"] == cid]
+    assert types[0] == "ui.command.ingest.received"
+    assert types.index("system.ingest.classified") < types.index("system.voxel.created")
+    assert "system.nlp.processed" in types
+    status = served.wait_outcome(cid)
+    assert status["voxel_ids"] == [created["data"]["voxel"]["id"]]
+
+
+def test_voxel_queries_filters_search_and_cursor(served: Served) -> None:
+    names = ["python-history.txt", "nodejs-contributing.md", "timezones.csv"]
+    cids = [upload(served, n, (EXAMPLES / n).read_bytes())["correlation_id"] for n in names]
+    outcomes = [served.wait_outcome(c) for c in cids]
+    assert all(o["outcome"] == "stored" for o in outcomes), outcomes
+    with served.client("read") as client:
+        csv = client.get("/v1/voxels", params={"label": "csv"}).json()["items"]
+        text = client.get("/v1/voxels", params={"group": "text"}).json()["items"]
+        guido = client.get("/v1/voxels", params={"q": "guido"}).json()["items"]
+        future = client.get("/v1/voxels", params={"since": "2999-01-01T00:00:00Z"}).json()
+        naive = client.get("/v1/voxels", params={"since": "2020-01-01T00:00:00"})
+        seen: list[str] = []
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"limit": 2}
+            if cursor:
+                params["cursor"] = cursor
+            page = client.get("/v1/voxels", params=params).json()
+            seen.extend(v["id"] for v in page["items"])
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        everything = client.get("/v1/voxels", params={"limit": 200}).json()["items"]
+    assert [v["name"] for v in csv] == ["timezones.csv"]
+    assert {"python-history.txt", "nodejs-contributing.md"} <= {v["name"] for v in text}
+    assert all(v["group"] == "text" for v in text)
+    assert "python-history.txt" in {v["name"] for v in guido}
+    for voxel in guido:
+        entities = voxel["traits"]["nlp"]["entities"]
+        assert any("guido" in e["text"].lower() for e in entities)
+    assert future == {"items": [], "next_cursor": None}
+    assert naive.status_code == 400 and naive.json()["error"]["code"] == "invalid_request"
+    assert seen == [v["id"] for v in everything], "cursor pages must neither repeat nor skip"
+    assert len(seen) == len(set(seen))
+
+
+def test_archive_lineage_both_directions(served: Served) -> None:
+    accepted = upload(served, "bundle.zip", (EXAMPLES / "bundle.zip").read_bytes())
+    outcome = served.wait_outcome(accepted["correlation_id"])
+    assert outcome["outcome"] in {"stored", "partial"}
+    with served.client("read") as client:
+        voxels = [client.get(f"/v1/voxels/{v}").json() for v in outcome["voxel_ids"]]
+        archive = next(v for v in voxels if v["name"] == "bundle.zip")
+        down = client.get(
+            f"/v1/voxels/{archive['id']}/lineage", params={"direction": "descendants"}
+        ).json()
+        member = next(v for v in voxels if v["id"] != archive["id"])
+        up = client.get(
+            f"/v1/voxels/{member['id']}/lineage", params={"direction": "ancestors"}
+        ).json()
+        bad = client.get(f"/v1/voxels/{member['id']}/lineage", params={"direction": "sideways"})
+    children = {e["child_id"] for e in down["edges"] if e["parent_id"] == archive["id"]}
+    assert member["id"] in children and len(children) >= 2
+    assert {n["id"] for n in down["nodes"]} >= children | {archive["id"]}
+    assert up["edges"] == [{"child_id": member["id"], "parent_id": archive["id"], "depth": 1}]
+    assert bad.status_code == 400
+
+
+def test_dead_letter_listed_then_replayed_by_admin_only(served: Served) -> None:
+    data = b"This text's stored bytes go missing before classify: a lost payload.\n"
+    losing = lose_payloads(served)  # fault injected on purpose: the store loses these bytes
+    losing.lost.add(hashlib.sha256(data).hexdigest())
+    try:
+        accepted = upload(served, "lost.txt", data)
+        cid = accepted["correlation_id"]
+        failed = served.wait_outcome(cid)
+    finally:
+        losing.lost.clear()  # the payload is back
+    assert failed["outcome"] == "dead_lettered"
+    assert failed["dlq"][0]["stage"] == "classify" and failed["dlq"][0]["reason"] == "not_found"
+    dlq_id = failed["dlq"][0]["id"]
+    with served.client("read") as client:
+        listing = client.get("/v1/dlq", params={"status": "open"}).json()["items"]
+        refused = client.post(f"/v1/dlq/{dlq_id}/replay")
+    record = next(item for item in listing if item["id"] == dlq_id)
+    assert record["artifact_name"] == "lost.txt" and record["replayable"]
+    assert record["reason"] == "not_found" and "Traceback" in record["traceback"]
+    assert refused.status_code == 403
+
+    reader = EventReader(served, correlation_id=cid)  # filtered: only this ingest's events
+    try:
+        with served.client("admin") as client:
+            replay = client.post(f"/v1/dlq/{dlq_id}/replay")
+            again = client.post(f"/v1/dlq/{dlq_id}/replay")
+        assert replay.status_code == 202, replay.text
+        assert replay.json()["correlation_id"] == cid
+        assert again.status_code == 409 and again.json()["error"]["code"] == "already_replayed"
+        created = reader.wait_for(lambda e: e["type"] == "system.voxel.created")
+    finally:
+        reader.close()
+    assert {e["correlationid"] for e in reader.events} == {cid}
+    status = served.wait_outcome(cid)
+    assert status["outcome"] == "stored" and status["voxel_ids"] == [created["data"]["voxel"]["id"]]
+    deadline = time.monotonic() + 30
+    with served.client("read") as client:
+        while True:  # the collector records the voxel, which resolves the record
+            items = client.get("/v1/dlq", params={"status": "all"}).json()["items"]
+            record = next(i for i in items if i["id"] == dlq_id)
+            if record["status"] == "resolved" or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        still_open = client.get("/v1/dlq").json()["items"]
+    assert record["status"] == "resolved" and record["replay_event_id"]
+    assert dlq_id not in {i["id"] for i in still_open}
+
+
+def test_dlq_bad_cursor_and_models(served: Served) -> None:
+    with served.client("read") as client:
+        bad = client.get("/v1/dlq", params={"cursor": "nope"})
+        models = client.get("/v1/models").json()
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_cursor"
+    assert models["models"], models
+    assert all(
+        m["checksum"] in {"ok", "mismatch", "missing", "untrusted"} for m in models["models"]
+    )
+    assert all(m["sha256"] for m in models["models"] if m["checksum"] == "ok")
+
+
+@pytest.fixture
+def stalled(tmp_path: Path) -> Iterator[tuple[Served, threading.Event]]:
+    """A server whose classify stage is stalled on purpose (queue of 2, one message in flight)."""
+    settings = api_settings(
+        tmp_path / "home",
+        enable_ml_pipeline=False,
+        queue_max=2,
+        max_demand=1,
+        classify_batch_size=1,
+        classify_concurrency=1,
+    )
+    with serve(settings) as running:
+        classify = running.service.require_runtime().stages[0]
+        release = threading.Event()
+        real = classify.handle_batch
+
+        async def stalled_batch(events: Any) -> Any:
+            while not release.is_set():
+                await asyncio.sleep(0.02)
+            return await real(events)
+
+        classify.handle_batch = stalled_batch  # type: ignore[method-assign]
+        yield running, release
+        release.set()
+
+
+def test_full_ingest_queue_is_429_with_retry_after(stalled: tuple[Served, threading.Event]) -> None:
+    served, release = stalled
+    statuses = []
+    for n in range(6):
+        with served.client() as client:
+            response = client.post(
+                "/v1/ingest", files={"file": (f"f{n}.txt", f"file {n}".encode())}
+            )
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            assert response.headers["retry-after"] == "1"
+            assert response.json()["error"]["code"] == "queue_full"
+            break
+    assert statuses[-1] == 429 and set(statuses[:-1]) == {202}, statuses
+    release.set()
+    with served.client() as client:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            response = client.post("/v1/ingest", files={"file": ("late.txt", b"late")})
+            if response.status_code == 202:
+                break
+            time.sleep(0.1)
+    assert response.status_code == 202
+
+
+def test_ingest_status_after_a_restart_comes_from_the_outcome_store(served: Served) -> None:
+    accepted = upload(served, "colorsys.py", (EXAMPLES / "colorsys.py").read_bytes())
+    live = served.wait_outcome(accepted["correlation_id"])
+    deadline = time.monotonic() + 30
+    outcomes = served.service.require_runtime().outcomes
+    while not outcomes.by_correlation(accepted["correlation_id"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    served.service.tracker._items.clear()  # as after a restart: nothing in memory
+    with served.client("read") as client:
+        stored = client.get(f"/v1/ingest/{accepted['correlation_id']}").json()
+        unknown = client.get("/v1/ingest/01a21cf3-0000-7000-8000-000000000000")
+    assert stored["outcome"] == "stored" and stored["voxel_ids"] == live["voxel_ids"]
+    assert stored["name"] == "colorsys.py"
+    assert stored["stages_done"][0] == "classify" and stored["stages_done"][-1] == "package"
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "ingest_not_found"
+
+
+def test_tampered_payload_is_502_and_no_byte_is_served(served: Served) -> None:
+    from sqlalchemy import update
+
+    from thunderline.voxel.tables import voxel_payloads
+
+    data = b"Bytes that someone will change on disk behind the store's back.\n"
+    accepted = upload(served, "tamper.txt", data)
+    voxel_id = served.wait_outcome(accepted["correlation_id"])["voxel_ids"][0]
+    store = served.service.require_voxels()
+    with store.engine.begin() as conn:  # fault injected on purpose: corrupt the stored bytes
+        conn.execute(
+            update(voxel_payloads)
+            .where(voxel_payloads.c.sha256 == hashlib.sha256(data).hexdigest())
+            .values(data=b"X" + data[1:])
+        )
+    with served.client("read") as client:
+        response = client.get(f"/v1/voxels/{voxel_id}/payload")
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "checksum_mismatch"
+    assert b"ytes that someone" not in response.content  # neither the good nor the bad bytes
+
+
+def test_console_voxel_list_date_filters(served: Served) -> None:
+    accepted = upload(served, "dated.txt", b"Dated upload for the console filter.")
+    assert served.wait_outcome(accepted["correlation_id"])["outcome"] == "stored"
+    with served.client(None) as client:
+        client.post("/login", data={"token": served.read_token})
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        current = client.get("/voxels", params={"since": today, "until": today}).text
+        future = client.get("/voxels", params={"since": "2999-01-01"}).text
+        bad = client.get("/voxels", params={"since": "yesterday"}).text
+    assert "dated.txt" in current
+    assert "No voxels match." in future
+    assert "Dates must be YYYY-MM-DD." in bad

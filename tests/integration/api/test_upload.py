@@ -1,0 +1,251 @@
+"""POST /v1/ingest: sizes at and over the limit, empty files, bad multipart, bad names, slow and
+vanishing clients. Every refusal is a 4xx with a JSON error naming the problem, nothing is half
+stored, and the server keeps serving."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from tests.integration.api._server import Served
+from tests.integration.api.conftest import LIMIT
+
+BOUNDARY = "tlboundary7MA4YWxk"
+
+
+def multipart(filename: bytes, data: bytes, *, field: bytes = b"file") -> bytes:
+    return (
+        f"--{BOUNDARY}\r\n".encode()
+        + b'Content-Disposition: form-data; name="'
+        + field
+        + b'"; filename="'
+        + filename
+        + b'"\r\nContent-Type: application/octet-stream\r\n\r\n'
+        + data
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
+
+
+def post_raw(served: Served, body: bytes, content_type: str | None = None) -> tuple[int, dict]:
+    with served.client() as client:
+        response = client.post(
+            "/v1/ingest",
+            content=body,
+            headers={"Content-Type": content_type or f"multipart/form-data; boundary={BOUNDARY}"},
+        )
+    assert response.headers["content-type"].startswith("application/json"), response.text
+    return response.status_code, response.json()
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One whole HTTP response (headers and a Content-Length body) from a raw socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
+def spool_files(served: Served) -> list[Path]:
+    return list(served.service.spool_dir.glob("upload-*"))
+
+
+def object_exists(served: Served, data: bytes) -> bool:
+    store = served.service.require_runtime().store
+    return store.exists(hashlib.sha256(data).hexdigest())
+
+
+def assert_serving(served: Served) -> None:
+    with served.client(None) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_upload_reaches_a_voxel(served: Served) -> None:
+    data = b"Ada Lovelace wrote in London."
+    with served.client() as client:
+        response = client.post("/v1/ingest", files={"file": ("ada.txt", data, "text/plain")})
+    assert response.status_code == 202, response.text
+    accepted = response.json()
+    assert accepted["sha256"] == hashlib.sha256(data).hexdigest()
+    assert accepted["size"] == len(data)
+    assert accepted["artifact"]["payload_ref"] == f"sha256:{accepted['sha256']}"
+    assert accepted["artifact"]["source"] == "urn:thunderline:api:upload:ada.txt"
+    outcome = served.wait_outcome(accepted["correlation_id"])
+    assert outcome["outcome"] == "stored"
+    assert outcome["stages_done"][0] == "classify" and "package" in outcome["stages_done"]
+    with served.client() as client:
+        voxel = client.get(f"/v1/voxels/{outcome['voxel_ids'][0]}").json()
+        payload = client.get(f"/v1/voxels/{voxel['id']}/payload")
+    assert voxel["name"] == "ada.txt" and voxel["label"] == "txt"
+    assert voxel["classification"]["label"] == "txt" and voxel["nlp"]["lang"] == "en"
+    assert voxel["inference"] is None
+    assert payload.content == data
+    assert 'filename="ada.txt"' in payload.headers["content-disposition"]
+
+
+def test_empty_file_is_accepted_and_ends_as_a_voxel(served: Served) -> None:
+    with served.client() as client:
+        response = client.post("/v1/ingest", files={"file": ("empty.bin", b"")})
+    assert response.status_code == 202, response.text
+    outcome = served.wait_outcome(response.json()["correlation_id"])
+    assert outcome["outcome"] == "stored", outcome
+    with served.client() as client:
+        voxel = client.get(f"/v1/voxels/{outcome['voxel_ids'][0]}").json()
+    assert voxel["payload_size"] == 0 and voxel["label"] == "empty"
+
+
+def test_file_at_the_limit_is_accepted(served: Served) -> None:
+    data = os.urandom(LIMIT)
+    with served.client() as client:
+        response = client.post("/v1/ingest", files={"file": ("limit.bin", data)})
+    assert response.status_code == 202, response.text
+    assert response.json()["size"] == LIMIT
+    assert served.wait_outcome(response.json()["correlation_id"])["outcome"] == "stored"
+
+
+def test_one_byte_over_the_limit_is_413_and_nothing_is_stored(served: Served) -> None:
+    data = os.urandom(LIMIT + 1)
+    with served.client() as client:
+        response = client.post("/v1/ingest", files={"file": ("over.bin", data)})
+    assert response.status_code == 413
+    error = response.json()["error"]
+    assert error["code"] == "payload_too_large" and error["details"]["limit"] == LIMIT
+    assert not object_exists(served, data)
+    assert spool_files(served) == []
+    assert_serving(served)
+
+
+def test_declared_length_far_over_the_limit_is_refused_before_reading(served: Served) -> None:
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1/ingest HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: Bearer {served.admin_token}\r\n".encode()
+            + f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n".encode()
+            + f"Content-Length: {10 * 1024**3}\r\n\r\n".encode()
+        )
+        answer = read_response(sock)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b'"payload_too_large"' in answer
+
+
+def test_client_disconnecting_mid_upload_leaves_nothing(served: Served) -> None:
+    data = os.urandom(LIMIT)
+    body = multipart(b"partial.bin", data)
+    with served.client() as client:
+        before = client.get("/v1/voxels", params={"limit": 200}).json()["items"]
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /v1/ingest HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: Bearer {served.admin_token}\r\n".encode()
+            + f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n".encode()
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[: len(body) // 2]
+        )
+        time.sleep(0.3)  # the server is now mid-body, spooling
+    deadline = time.monotonic() + 10
+    while spool_files(served) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert spool_files(served) == [], "the half upload's spool file was left behind"
+    assert not object_exists(served, data)
+    time.sleep(0.5)
+    with served.client() as client:
+        after = client.get("/v1/voxels", params={"limit": 200}).json()["items"]
+    assert [v["id"] for v in after] == [v["id"] for v in before]
+    assert_serving(served)
+
+
+def test_slow_client_gets_408(served: Served) -> None:
+    body = multipart(b"slow.txt", b"x" * 1000)
+    with socket.create_connection(("127.0.0.1", served.port), timeout=20) as sock:
+        sock.sendall(
+            b"POST /v1/ingest HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: Bearer {served.admin_token}\r\n".encode()
+            + f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n".encode()
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[:100]
+        )
+        answer = read_response(sock)  # read timeout is 2 s in these tests
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b'"request_timeout"' in answer
+    assert spool_files(served) == []
+    assert_serving(served)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code"),
+    [
+        (b"garbage", None, 400, "malformed_multipart"),
+        (multipart(b"a.txt", b"abc")[:-10], None, 400, "malformed_multipart"),
+        (multipart(b"a.txt", b"abc", field=b"other"), None, 400, "missing_file"),
+        (multipart(b"../../etc/passwd", b"abc"), None, 400, "invalid_filename"),
+        (multipart(b"dir\\name.txt", b"abc"), None, 400, "invalid_filename"),
+        (multipart(b"bad-\xff\xfe.txt", b"abc"), None, 400, "invalid_filename"),
+        (multipart(b"", b"abc"), None, 400, "invalid_filename"),
+        (b"{}", "application/json", 415, "unsupported_media_type"),
+        (b"x", "multipart/form-data", 400, "malformed_multipart"),
+    ],
+    ids=[
+        "garbage",
+        "truncated",
+        "missing-file-part",
+        "path-separators",
+        "backslash",
+        "invalid-utf8-name",
+        "empty-name",
+        "not-multipart",
+        "no-boundary",
+    ],
+)
+def test_bad_uploads_are_4xx_with_a_named_problem(
+    served: Served, body: bytes, content_type: str | None, status: int, code: str
+) -> None:
+    got_status, got = post_raw(served, body, content_type)
+    assert got_status == status, got
+    assert got["error"]["code"] == code
+    assert got["error"]["message"]
+    assert spool_files(served) == []
+    assert_serving(served)
+
+
+def test_two_file_parts_are_refused(served: Served) -> None:
+    one = multipart(b"a.txt", b"a").removesuffix(f"--{BOUNDARY}--\r\n".encode())
+    body = one + multipart(b"b.txt", b"b")
+    status, got = post_raw(served, body)
+    assert status == 400 and got["error"]["code"] == "too_many_files"
+
+
+def test_huge_header_is_431_json(served: Served) -> None:
+    with served.client() as client:
+        response = client.get("/v1/voxels", headers={"X-Filler": "a" * 40_000})
+    assert response.status_code == 431
+    assert response.json()["error"]["code"] == "headers_too_large"
+    assert_serving(served)
+
+
+def test_unknown_voxel_and_bad_cursor(served: Served) -> None:
+    with served.client() as client:
+        missing = client.get("/v1/voxels/01234567-89ab-cdef-0123-456789abcdef")
+        prefix = client.get("/v1/voxels/zzzzzzzz")
+        cursor = client.get("/v1/voxels", params={"cursor": "not-a-cursor"})
+        payload = client.get("/v1/voxels/01234567-89ab-cdef-0123-456789abcdef/payload")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "voxel_not_found"
+    assert prefix.status_code == 404
+    assert payload.status_code == 404
+    assert cursor.status_code == 400 and cursor.json()["error"]["code"] == "bad_cursor"

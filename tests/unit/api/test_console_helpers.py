@@ -1,0 +1,102 @@
+"""Pure helpers of the console and the queries: entity highlighting, cursors, file names."""
+
+from __future__ import annotations
+
+import pytest
+
+from thunderline.api.console import highlight, human_bytes
+from thunderline.api.errors import ApiError
+from thunderline.api.queries import Cursor
+from thunderline.api.upload import check_filename
+
+
+def test_highlight_uses_offsets_when_they_match() -> None:
+    text = "Guido van Rossum lives in Amsterdam."
+    entities = [
+        {"text": "Amsterdam", "start": 26, "end": 35, "label": "GPE"},
+        {"text": "Guido van Rossum", "start": 0, "end": 16, "label": "PERSON"},
+    ]
+    assert highlight(text, entities) == [
+        ("Guido van Rossum", "PERSON"),
+        (" lives in ", None),
+        ("Amsterdam", "GPE"),
+        (".", None),
+    ]
+
+
+def test_highlight_falls_back_to_search_and_never_overlaps() -> None:
+    text = "ABC and ABC again"
+    entities = [
+        {"text": "ABC", "start": 100, "end": 103, "label": "ORG"},  # offsets of another text
+        {"text": "ABC", "start": 101, "end": 104, "label": "ORG"},
+        {"text": "missing", "start": 0, "end": 7, "label": "X"},
+    ]
+    segments = highlight(text, entities)
+    assert "".join(piece for piece, _ in segments) == text
+    assert [p for p, label in segments if label] == ["ABC", "ABC"]
+
+
+def test_cursor_round_trip_and_garbage() -> None:
+    cursor = Cursor(1795782063.583414, "01a21cf3-b5eb-74a9-987a-923c3ceb1376")
+    assert Cursor.decode(cursor.encode()) == cursor
+    for bad in ["", "zzz", "eyJ0cyI6IngifQ", "bm90IGpzb24", "W10"]:
+        with pytest.raises(ApiError) as info:
+            Cursor.decode(bad)
+        assert info.value.status == 400 and info.value.code == "bad_cursor"
+
+
+@pytest.mark.parametrize(
+    "raw", [b"a/b", b"..", b".", b"", b"tab\tname", b"\xff\xfe", b"x" * 256, b"c:\\evil"]
+)
+def test_bad_filenames_are_400(raw: bytes) -> None:
+    with pytest.raises(ApiError) as info:
+        check_filename(raw)
+    assert info.value.status == 400 and info.value.code == "invalid_filename"
+
+
+def test_good_filenames_pass() -> None:
+    assert check_filename("IDLE crédits.txt".encode()) == "IDLE crédits.txt"
+    assert check_filename(b"..hidden") == "..hidden"
+
+
+def test_human_bytes() -> None:
+    assert human_bytes(1024**3) == "1.0 GiB"
+    assert human_bytes(512) == "512 bytes"
+
+
+def test_tracker_counts_archive_members_from_the_archive_voxel_on() -> None:
+    from thunderline.api.live import IngestTracker
+    from thunderline.events import INGEST_RECEIVED, VOXEL_CREATED, new_event
+
+    tracker = IngestTracker()
+    ingest = new_event(INGEST_RECEIVED, {"artifact": {"name": "bundle.zip"}})
+    tracker(ingest)
+    archive = ingest.derive(VOXEL_CREATED, {"voxel": {"id": "a" * 36, "children": 2}})
+    tracker(archive)
+    progress = tracker.get(ingest.correlationid)
+    assert progress is not None and progress.outcome == "pending"  # members not ended yet
+    for n in range(2):
+        member = {"artifact": {"name": f"m{n}"}, "parent": {"voxel_id": "a" * 36, "index": n}}
+        tracker(archive.derive(INGEST_RECEIVED, member))
+    assert progress.open == 2
+    tracker(archive.derive(VOXEL_CREATED, {"voxel": {"id": "b" * 36, "children": 0}}))
+    assert progress.outcome == "pending"
+    tracker(archive.derive("system.dlq.classify_failed", {"stage": "classify", "reason": "x"}))
+    assert progress.outcome == "partial" and progress.voxel_ids == ["a" * 36, "b" * 36]
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/dlq", "/dlq"),
+        ("/voxels?q=a", "/voxels?q=a"),
+        ("//evil.example", "/"),
+        ("/\\evil.example", "/"),
+        ("https://evil.example", "/"),
+        ("/ok\r\nSet-Cookie: x", "/"),
+    ],
+)
+def test_login_next_stays_on_this_site(target: str, expected: str) -> None:
+    from thunderline.api.console import _safe_next
+
+    assert _safe_next(target) == expected
