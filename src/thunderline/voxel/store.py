@@ -201,8 +201,13 @@ class VoxelStore:
         created: set[str] = set()
         if todo:
             conn.execute(self._insert(voxels), [_row(entry) for entry in todo])
-            ids = [e.voxel.id for e in todo]  # rows a concurrent writer won are not ours
-            created = set(conn.scalars(select(voxels.c.id).where(voxels.c.id.in_(ids))))
+            # a row with our id and our key is ours: a key a concurrent writer won is under
+            # its id; our id on another key is a clash (refused below), not a creation
+            ours = {e.voxel.id: e.key for e in todo}
+            rows = conn.execute(
+                select(voxels.c.id, voxels.c.dedup_key).where(voxels.c.id.in_(list(ours)))
+            )
+            created = {row.id for row in rows if ours[row.id] == row.dedup_key}
         existing: dict[str, Voxel] = {}
         lost = [e.key for e in unique if e.voxel.id not in created]
         if lost:  # another write of the same source and bytes won (earlier, or concurrently)
