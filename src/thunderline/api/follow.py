@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 
 from thunderline.api.live import EventHub
 from thunderline.outcomes import OutcomeStore
@@ -25,6 +26,9 @@ _log = logging.getLogger("thunderline.api")
 #: answered from the outcome store by ``GET /v1/ingest/{id}``).
 FOLLOW_MAX_S = 3600.0
 POLL_S = 0.5
+#: Record ids already shown are remembered for this many ingests (a replay then shows only
+#: its new outcome, not the old DLQ record again).
+SEEN_MAX = 10_000
 
 
 class OutcomeFollower:
@@ -35,12 +39,18 @@ class OutcomeFollower:
         self.hub = hub
         self.poll_s = poll_s
         self._until: dict[str, float] = {}
-        self._seen: dict[str, set[str]] = {}
+        self._seen: OrderedDict[str, set[str]] = OrderedDict()
         self._task: asyncio.Task[None] | None = None
 
     def follow(self, correlation_id: str) -> None:
         self._until[correlation_id] = time.monotonic() + FOLLOW_MAX_S
         self._seen.setdefault(correlation_id, set())
+        self._seen.move_to_end(correlation_id)
+        while len(self._seen) > SEEN_MAX:
+            oldest = next(iter(self._seen))
+            if oldest in self._until:
+                break
+            self._seen.popitem(last=False)
 
     @property
     def following(self) -> int:
@@ -72,7 +82,7 @@ class OutcomeFollower:
         records = await asyncio.to_thread(self.outcomes.by_correlations, ids)
         for record in sorted(records, key=lambda r: r.id):
             seen = self._seen.get(record.correlation_id)
-            if seen is None:
+            if seen is None or record.correlation_id not in self._until:
                 continue
             if record.id not in seen:
                 seen.add(record.id)
@@ -85,4 +95,3 @@ class OutcomeFollower:
             done = bool(mine) and len(mine) >= expected(own)
             if done or now > self._until[cid]:
                 self._until.pop(cid, None)
-                self._seen.pop(cid, None)

@@ -92,11 +92,17 @@ class ApiService:
         await asyncio.to_thread(self.dlq.import_journal)
 
     async def _start_submitter(self) -> None:
-        submitter = Submitter(self.settings, source=API_SOURCE)
+        """Submit-and-read: the submitter (shared store, RabbitMQ), the outcome store and a
+        read voxel store; what opened is closed again when a later part fails."""
+        submitter = await asyncio.to_thread(Submitter, self.settings, source=API_SOURCE)
         await submitter.__aenter__()
         self.submitter = submitter
-        self._outcomes = await asyncio.to_thread(OutcomeStore, self.settings)
-        self.voxels = await asyncio.to_thread(VoxelStore, self.settings, submitter.store)
+        try:
+            self._outcomes = await asyncio.to_thread(OutcomeStore, self.settings)
+            self.voxels = await asyncio.to_thread(VoxelStore, self.settings, submitter.store)
+        except BaseException:
+            await self.stop()
+            raise
         self.dlq = DlqView(self._outcomes, None)
         self.follower = OutcomeFollower(self._outcomes, self.hub)
         self.follower.start()
