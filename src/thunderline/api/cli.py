@@ -13,7 +13,8 @@ from thunderline.console import cli_settings, stdout_console
 from thunderline.errors import ThunderlineError
 
 serve_app = typer.Typer(
-    help="Run the HTTP API and the web console (the pipeline runs in-process).",
+    help="Run the HTTP API and the web console (the pipeline runs in-process on memory://; "
+    "on amqp:// the server submits and reads, `thunderline worker` runs the stages).",
     invoke_without_command=True,
 )
 tokens_app = typer.Typer(

@@ -51,12 +51,14 @@ class DlqEntry:
 class DlqView:
     """Dead letters of the outcome store."""
 
-    def __init__(self, outcomes: OutcomeStore, journal: Journal) -> None:
+    def __init__(self, outcomes: OutcomeStore, journal: Journal | None) -> None:
         self.outcomes = outcomes
         self.journal = journal
 
     def import_journal(self) -> None:
         """Record journal DLQ records the store lacks (older runs, a database outage)."""
+        if self.journal is None:  # submit-and-read: the workers' collector records them
+            return
         self.journal.flush()
         self.outcomes.import_events(self.journal.iter_dlq())
 

@@ -39,9 +39,10 @@ from thunderline.api.schemas import (
 from thunderline.api.service import ApiService
 from thunderline.api.tokens import Scope, TokenRecord
 from thunderline.api.upload import ClientDisconnected, receive_upload
-from thunderline.errors import ChecksumMismatch
+from thunderline.errors import ChecksumMismatch, OverloadError
 from thunderline.voxel.errors import PayloadMissingError, VoxelNotFoundError
 from thunderline.voxel.schema import Voxel
+from thunderline.worker.settle import expected, final_outcomes
 
 router = APIRouter(prefix="/v1")
 health_router = APIRouter()
@@ -103,8 +104,20 @@ async def post_ingest(request: Request, _token: Reader) -> IngestAccepted | Resp
         )
     except ClientDisconnected:
         return Response(status_code=400)  # nobody is listening; nothing was kept
-    event = await service.submit_upload(received)
+    try:
+        event = await service.submit_upload(received)
+    except OverloadError as exc:  # submit-and-read: RabbitMQ refused the publish
+        raise _queue_full(exc) from exc
     return accepted(event)
+
+
+def _queue_full(exc: OverloadError) -> ApiError:
+    return ApiError(
+        429,
+        "queue_full",
+        f"the ingest queue is full; retry later ({exc})",
+        headers={"Retry-After": "1"},
+    )
 
 
 @router.get(
@@ -115,25 +128,36 @@ async def post_ingest(request: Request, _token: Reader) -> IngestAccepted | Resp
 )
 async def get_ingest(request: Request, correlation_id: Id, _token: Reader) -> IngestStatus:
     service = service_of(request)
-    progress = service.tracker.get(correlation_id)
-    if progress is None:
+    if service.scale_out:  # the workers' outcomes; an upload with none yet is pending
         progress = await asyncio.to_thread(_progress_from_stores, service, correlation_id)
+        progress = progress or service.tracker.get(correlation_id)
+    else:
+        progress = service.tracker.get(correlation_id)
+        if progress is None:
+            progress = await asyncio.to_thread(_progress_from_stores, service, correlation_id)
     if progress is None:
         raise ApiError(404, "ingest_not_found", f"no ingest with correlation id {correlation_id}")
     return ingest_status(progress)
 
 
 def _progress_from_stores(service: ApiService, correlation_id: str) -> Any:
-    """An ingest's progress from the outcome store (ingests this process did not see)."""
+    """An ingest's progress from the outcome store (ingests this process did not see, and
+    every ingest in the submit-and-read mode): each artifact's final outcome (its voxel, else
+    its newest open DLQ record; :mod:`thunderline.worker.settle`), pending until each artifact
+    of the correlation id (archive members included) has one."""
     from thunderline.api.live import STAGE_ORDER, IngestProgress
 
-    runtime = service.require_runtime()
-    records = runtime.outcomes.by_correlation(correlation_id)
+    records = service.outcomes.by_correlation(correlation_id)
     if not records:
         return None
     progress = IngestProgress(correlation_id)
+    final = final_outcomes(records)
+    progress.open = max(expected(records) - len(final), 0)
+    known = service.tracker.get(correlation_id)
+    if known is not None:
+        progress.name, progress.submitted = known.name, known.submitted
     stages: set[str] = set()
-    for record in records:
+    for record in sorted(final.values(), key=lambda r: r.id):
         if record.kind == "voxel" and record.voxel_id:
             progress.voxel_ids.append(record.voxel_id)
             try:
@@ -448,6 +472,8 @@ async def replay_dlq(request: Request, dlq_id: Id, _token: Admin) -> ReplayAccep
         )
     try:
         event = await service.replay(dlq_id)
+    except OverloadError as exc:  # submit-and-read: the claim was undone
+        raise _queue_full(exc) from exc
     except KeyError as exc:
         raise ApiError(404, "dlq_not_found", f"no DLQ record {dlq_id}") from exc
     except ValueError as exc:

@@ -14,9 +14,11 @@ store until each artifact (and each member of an archive) has its final outcome.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
 from pathlib import Path
 
 from thunderline.bus.base import DLQ_TOPIC
@@ -42,10 +44,18 @@ SUBMIT_SOURCE = "urn:thunderline:submit"
 STALL_WARN_S = 30.0
 
 
-def _store_file(store: ObjectStore, settings: Settings, event: CloudEvent) -> CloudEvent:
+def _store_file(
+    store: ObjectStore,
+    settings: Settings,
+    event: CloudEvent,
+    *,
+    source: str = SUBMIT_SOURCE,
+    keep_path: bool = True,
+) -> CloudEvent:
     """Admit the event's local file (opened once, checked on the descriptor) and stream its
     bytes through that descriptor into the store; the ingest event to publish, which names
-    the bytes by ``payload_ref`` (the path stays for display; no worker reads it)."""
+    the bytes by ``payload_ref`` (the path stays for display unless ``keep_path`` is false,
+    as for an upload's spool file; no worker reads it)."""
     request = data_of(event, IngestRequest)
     artifact = request.artifact
     path = Path(str(artifact.path))
@@ -62,17 +72,19 @@ def _store_file(store: ObjectStore, settings: Settings, event: CloudEvent) -> Cl
             "sha256": stored.sha256,
             "payload_ref": stored.ref,
             "root": None,
+            **({} if keep_path else {"path": None}),
         }
     )
     ready = request.model_copy(update={"artifact": stored_artifact})
-    return typed_event(INGEST_RECEIVED, ready, source=SUBMIT_SOURCE)
+    return typed_event(INGEST_RECEIVED, ready, source=source)
 
 
 class Submitter:
     """Publishes local files into the shared pipeline (``async with``)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, source: str = SUBMIT_SOURCE) -> None:
         self.settings = settings
+        self.source = source
         self.store = open_object_store(settings)
         bus = open_bus(settings)
         if not isinstance(bus, RabbitMQBus):
@@ -88,15 +100,36 @@ class Submitter:
 
     async def submit(self, candidate: Candidate) -> CloudEvent:
         """Submit one file; returns the published event (an ingest event or a DLQ record)."""
-        event = ingest_event(candidate)
+        return await self.submit_event(ingest_event(candidate))
+
+    async def submit_event(
+        self,
+        event: CloudEvent,
+        *,
+        block: bool = True,
+        keep_path: bool = True,
+        executor: Executor | None = None,
+    ) -> CloudEvent:
+        """Admit and store the local file of an ingest event, then publish it to ``classify``;
+        returns the published event (an ingest event or a DLQ record). With ``block=False`` a
+        full ``classify`` queue raises :class:`~thunderline.errors.OverloadError` (the bytes
+        stay in the content-addressed store, harmless) instead of waiting."""
+        store = functools.partial(
+            _store_file,
+            self.store,
+            self.settings,
+            event,
+            source=self.source,
+            keep_path=keep_path,
+        )
         try:
-            ready = await asyncio.to_thread(_store_file, self.store, self.settings, event)
+            ready = await asyncio.get_running_loop().run_in_executor(executor, store)
         except ThunderlineError as exc:
             record = dlq_event("classify", DLQ_CLASSIFY, exc, original=event)
             metrics.DLQ_TOTAL.labels("classify", exc.reason).inc()
             await self.bus.publish(DLQ_TOPIC, record.to_bytes())
             return record
-        await self.bus.publish("classify", ready.to_bytes())
+        await self.bus.publish("classify", ready.to_bytes(), block=block)
         metrics.EVENTS_PUBLISHED.labels(ready.type).inc()
         return ready
 
