@@ -112,10 +112,16 @@ def resolve_inside(path: Path, root: Path | None) -> Path:
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise NotARegularFileError(f"{_shown(path)}: symlink loop") from exc
+        if exc.errno == errno.EINVAL:  # a link swapped for a non-link between lstat and readlink
+            raise _ChangedWhileResolving(f"{_shown(path)}: changed while being resolved") from exc
         raise error_for_os(path, exc) from exc
     if root is not None:
         _check_inside(path, resolved, _real_root(root))
     return resolved
+
+
+class _ChangedWhileResolving(UnreadableArtifactError):
+    """The name changed under ``realpath`` (EINVAL from readlink): admission tries again."""
 
 
 def _real_root(root: Path) -> Path:
@@ -175,7 +181,10 @@ def _fd_real_path(fd: int) -> Path | None:
 
 def _open_resolved(path: Path, root: Path | None) -> tuple[int, Path]:
     """Resolve by name, open the result without following it, check the descriptor."""
-    resolved = resolve_inside(path, root)
+    try:
+        resolved = resolve_inside(path, root)
+    except _ChangedWhileResolving as exc:
+        raise _NeedsResolve from exc  # swapped while resolving: try again
     try:
         fd = os.open(resolved, _FILE_FLAGS)
     except OSError as exc:

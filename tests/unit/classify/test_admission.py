@@ -211,3 +211,47 @@ def test_store_input_streams_the_admitted_descriptor_into_the_store(tmp_path: Pa
         store_input(tmp_path / "in" / "link", tmp_path / "in", store, MB)
     with pytest.raises(ArtifactTooLargeError):
         store_input(tmp_path / "in" / "a.bin", tmp_path / "in", store, 3)
+
+
+def test_a_name_swapped_while_resolving_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """realpath's lstat saw a link, readlink then found a file (EINVAL): try again, not 'unreadable'."""
+    import errno
+
+    from thunderline.classify.admission import open_input
+
+    target = tmp_path / "f.txt"
+    target.write_bytes(b"hello")
+    real_resolve = Path.resolve
+    calls = {"n": 0}
+
+    def flaky_resolve(self: Path, strict: bool = False) -> Path:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_resolve(self, strict=strict)
+
+    monkeypatch.setattr(Path, "resolve", flaky_resolve)
+    with open_input(target, None) as admitted:
+        assert os.pread(admitted.fd, 5, 0) == b"hello"
+    assert calls["n"] == 2
+
+
+def test_a_name_that_never_stops_changing_is_refused_as_an_escape(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from thunderline.classify.admission import open_input
+    from thunderline.errors import PathEscapeError
+
+    target = tmp_path / "f.txt"
+    target.write_bytes(b"hello")
+
+    def always_changing(self: Path, strict: bool = False) -> Path:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(Path, "resolve", always_changing)
+    with pytest.raises(PathEscapeError, match="kept changing"):
+        open_input(target, None)
