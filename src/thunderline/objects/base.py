@@ -94,6 +94,16 @@ def open_own_file(path: Path) -> int:
     return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
 
 
+def put_own_file(store: ObjectStore, path: Path) -> StoredObject:
+    """``store.put_fd`` over a file the process wrote itself (opened once, no final link
+    followed): the one ``put_file`` of every store."""
+    fd = open_own_file(path)
+    try:
+        return store.put_fd(fd)
+    finally:
+        os.close(fd)
+
+
 def hash_fd(fd: int) -> tuple[str, int]:
     """SHA-256 and size of everything readable from ``fd`` (from offset 0; left open)."""
     digest = hashlib.sha256()

@@ -22,6 +22,7 @@ from thunderline.objects.base import (
     hash_fd,
     note_corrupt_object,
     open_own_file,
+    put_own_file,
     remove_stale_temps,
     spool_verified,
     verify,
@@ -83,11 +84,7 @@ class LocalObjectStore:
         return StoredObject(sha, size)
 
     def put_file(self, path: Path) -> StoredObject:
-        fd = open_own_file(path)
-        try:
-            return self.put_fd(fd)
-        finally:
-            os.close(fd)
+        return put_own_file(self, path)
 
     def put_bytes(self, data: bytes) -> StoredObject:
         sha = hashlib.sha256(data).hexdigest()

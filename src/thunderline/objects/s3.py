@@ -10,7 +10,6 @@ spools and hashes before writing a byte to its destination. Backend failures bec
 from __future__ import annotations
 
 import hashlib
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from thunderline.objects.base import (
     copy_hashing,
     hash_stream,
     note_corrupt_object,
-    open_own_file,
+    put_own_file,
     remove_stale_temps,
     spool_verified,
     verify,
@@ -174,11 +173,7 @@ class S3ObjectStore:
 
     def put_file(self, path: Path) -> StoredObject:
         """Store a file this process wrote (streamed through one descriptor)."""
-        fd = open_own_file(path)
-        try:
-            return self.put_fd(fd)
-        finally:
-            os.close(fd)
+        return put_own_file(self, path)
 
     def put_bytes(self, data: bytes) -> StoredObject:
         sha = hashlib.sha256(data).hexdigest()
