@@ -129,6 +129,10 @@ def test_voxel_page_shows_entities_and_lineage(console: Served, page: Any) -> No
     page.goto(f"{console.url}/voxels?label=png")
     page.get_by_role("link", name="rabbitmq-bunny.png").click()
     page.locator("svg.bars rect.bar").first.wait_for()
+    # the preview loads on its own request: wait for it (naturalWidth is 0 until it has)
+    page.wait_for_function(
+        "() => { const i = document.querySelector('img.preview-img'); return i && i.complete }"
+    )
     assert page.locator("img.preview-img").evaluate("img => img.naturalWidth") > 0
     shot(page, "voxel-image")
 
