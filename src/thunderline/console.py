@@ -42,7 +42,7 @@ def cli_settings() -> Settings:
     for name, close in unknown_variables():
         hint = f" (did you mean {close}?)" if close else ""
         err.print(f"[yellow]warning:[/] unknown setting {name} is ignored{hint}", soft_wrap=True)
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log.level, settings.log.format)
     for handler in logging.getLogger("thunderline").handlers:
         if not any(isinstance(f, MaskingFilter) for f in handler.filters):
             handler.addFilter(MaskingFilter())

@@ -56,7 +56,7 @@ WIRING: tuple[StageSpec, ...] = (
     StageSpec(
         "infer",
         InferStage,
-        lambda s: s.enable_ml_pipeline and s.onnx_enabled,
+        lambda s: s.enable_ml_pipeline and s.onnx.enabled,
         "TL_ENABLE_ML_PIPELINE and TL_ONNX_ENABLED",
     ),
     StageSpec("package", PackageStage, lambda s: True, "always"),
@@ -108,9 +108,9 @@ def cpu_budget(settings: Settings) -> CpuBudget:
     return CpuBudget(
         cores=cores,
         magika_calls=1 if settings.enable_ml_pipeline else 0,
-        classify_batches=settings.classify_concurrency,
-        spacy_processes=settings.spacy_workers if "nlp" in names else 0,
-        onnx_threads=min(settings.onnx_threadpool, cores) if "infer" in names else 0,
+        classify_batches=settings.classify.concurrency,
+        spacy_processes=settings.spacy.workers if "nlp" in names else 0,
+        onnx_threads=min(settings.onnx.threadpool, cores) if "infer" in names else 0,
     )
 
 

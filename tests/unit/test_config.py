@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from thunderline.config import DEFAULT_ROUTES, OverflowPolicy, Settings, load_settings
+from thunderline.config import (
+    DEFAULT_ROUTES,
+    OverflowPolicy,
+    RetryPolicy,
+    Settings,
+    flat_names,
+    load_settings,
+)
 from thunderline.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -16,9 +23,9 @@ REPO = Path(__file__).resolve().parents[2]
 def test_defaults() -> None:
     s = Settings()
     assert s.enable_ml_pipeline is True
-    assert s.onnx_enabled is False and s.onnx_threadpool == 4
-    assert s.onnx_execution_provider == "cpu" and s.allow_untrusted_models is False
-    assert s.bus_url == "memory://"
+    assert s.onnx.enabled is False and s.onnx.threadpool == 4
+    assert s.onnx.execution_provider == "cpu" and s.allow_untrusted_models is False
+    assert s.bus.url == "memory://"
     assert s.resolved_database_url.startswith("sqlite:///")
 
 
@@ -41,8 +48,39 @@ def test_toml_file_is_read_and_env_wins(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv("TL_CONFIG", str(toml))
     monkeypatch.setenv("TL_SPACY_WORKERS", "1")
     s = load_settings()
-    assert s.classify_batch_size == 7
-    assert s.spacy_workers == 1
+    assert s.classify.batch_size == 7
+    assert s.spacy.workers == 1
+
+
+def test_each_part_is_a_sub_model_read_from_the_same_flat_names(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    toml = tmp_path / "tl.toml"
+    toml.write_text("nlp_concurrency = 5\n[package]\nbatch_size = 9\n[api]\nport = 9001\n")
+    monkeypatch.setenv("TL_CONFIG", str(toml))
+    monkeypatch.setenv("TL_API_PORT", "9002")  # the environment wins over the file
+    monkeypatch.setenv("TL_NLP_BREAKER_WINDOW_S", "12.5")  # split once: nlp.breaker_window_s
+    monkeypatch.setenv("TL_RETRY_BACKOFF_MAX_S", "0.5")
+    s = load_settings(spacy_workers=3, nlp_batch_docs=4)  # flat arguments nest too
+    assert (s.nlp.concurrency, s.nlp.breaker_window_s, s.nlp.batch_docs) == (5, 12.5, 4)
+    assert (s.package.batch_size, s.api.port, s.spacy.workers) == (9, 9002, 3)
+    assert s.stage_budget("package") is s.package  # a stage part is its own budget
+    assert s.stage_budget("infer").batch_size == s.onnx.max_batch_size
+    policy = s.retry_policy
+    assert (policy.attempts, policy.backoff_s, policy.backoff_max_s) == (3, 0.05, 0.5)
+    assert "nlp_breaker_window_s" in flat_names() and "nlp" not in flat_names()
+    with pytest.raises(ConfigError, match="TL_NLP_BATCH_DOCS"):
+        load_settings(nlp_batch_docs=0)
+
+
+def test_retry_policy_doubles_caps_jitters_and_counts_attempts() -> None:
+    policy = RetryPolicy(attempts=3, backoff_s=0.1, backoff_max_s=0.3)
+    assert [policy.delay(n) for n in (1, 2, 3, 4)] == [0.1, 0.2, 0.3, 0.3]
+    assert [policy.allows(n) for n in (1, 2, 3)] == [True, True, False]
+    assert RetryPolicy().allows(10_000)  # no limit: the loop's own deadline stops it
+    jittered = RetryPolicy(backoff_s=1.0, backoff_max_s=1.0, jitter=0.5)
+    delays = {jittered.delay(1) for _ in range(50)}
+    assert all(0.5 <= d <= 1.0 for d in delays) and len(delays) > 1
 
 
 def test_invalid_settings_are_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,7 +96,8 @@ def test_invalid_settings_are_a_config_error(monkeypatch: pytest.MonkeyPatch) ->
 def test_readme_table_documents_every_setting() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     documented = set(re.findall(r"`(TL_[A-Z0-9_]+)`", readme))
-    expected = {f"TL_{name.upper()}" for name in Settings.model_fields}
+    expected = {f"TL_{name.upper()}" for name in flat_names()}
+    assert len(expected) > len(Settings.model_fields)  # the sub-models' fields are listed too
     assert expected <= documented, f"missing from README: {sorted(expected - documented)}"
 
 
@@ -102,7 +141,7 @@ def test_every_bad_value_is_a_config_error_naming_the_setting(
 
 
 def test_log_level_is_case_insensitive() -> None:
-    assert load_settings(log_level="debug").log_level == "DEBUG"
+    assert load_settings(log_level="debug").log.level == "DEBUG"
 
 
 def test_unusable_home_is_a_config_error(tmp_path: Path) -> None:

@@ -100,7 +100,7 @@ def create_app(settings: Settings, service: ApiService | None = None) -> FastAPI
         Route("/metrics", _AsgiEndpoint(metrics_app()), include_in_schema=False)
     )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    origins = [o.strip() for o in settings.api_cors_origins.split(",") if o.strip()]
+    origins = [o.strip() for o in settings.api.cors_origins.split(",") if o.strip()]
     if origins:
         app.add_middleware(
             CORSMiddleware,
@@ -108,5 +108,5 @@ def create_app(settings: Settings, service: ApiService | None = None) -> FastAPI
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],
         )
-    app.add_middleware(HeaderLimit, limit=settings.api_max_header_bytes)
+    app.add_middleware(HeaderLimit, limit=settings.api.max_header_bytes)
     return app

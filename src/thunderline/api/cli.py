@@ -34,8 +34,8 @@ def serve(
     from thunderline.api.app import create_app
 
     settings = cli_settings()
-    bind_host = host or settings.api_host
-    bind_port = settings.api_port if port is None else port
+    bind_host = host or settings.api.host
+    bind_port = settings.api.port if port is None else port
     try:
         store = TokenStore(settings)
         token = store.ensure_initial_admin()
@@ -59,8 +59,8 @@ def serve(
         app,
         host=bind_host,
         port=bind_port,
-        log_level=settings.log_level.lower(),
-        h11_max_incomplete_event_size=max(settings.api_max_header_bytes * 4, 65536),
+        log_level=settings.log.level.lower(),
+        h11_max_incomplete_event_size=max(settings.api.max_header_bytes * 4, 65536),
         timeout_keep_alive=5,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
         server_header=False,

@@ -100,7 +100,7 @@ async def post_ingest(request: Request, _token: Reader) -> IngestAccepted | Resp
             dict(request.headers),
             limit=settings.max_artifact_bytes,
             spool_dir=service.spool_dir,
-            read_timeout_s=settings.api_read_timeout_s,
+            read_timeout_s=settings.api.read_timeout_s,
         )
     except ClientDisconnected:
         return Response(status_code=400)  # nobody is listening; nothing was kept
@@ -210,7 +210,7 @@ async def get_events(
     correlation_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> StreamingResponse:
     service = service_of(request)
-    heartbeat = service.settings.api_sse_heartbeat_s
+    heartbeat = service.settings.api.sse_heartbeat_s
     sub = service.hub.subscribe(correlation_id)
 
     async def stream() -> AsyncIterator[bytes]:

@@ -273,7 +273,7 @@ class ApiService:
         checks["object_store"] = self._check_objects()
         checks["bus"] = Check(
             ok=runtime is not None,
-            detail=f"{self.settings.bus_url} (in-process), classify queue depth "
+            detail=f"{self.settings.bus.url} (in-process), classify queue depth "
             f"{runtime.bus.depth(FIRST_TOPIC) if runtime else '-'} of {self.settings.queue_max}",
         )
         checks["models"] = self._check_models()
@@ -398,4 +398,4 @@ class ApiService:
                     "detail": (h.last_error or "") if h else (result.detail if result else ""),
                 }
             )
-        return {"enabled": self.settings.onnx_enabled, "registry": registry_file, "models": models}
+        return {"enabled": self.settings.onnx.enabled, "registry": registry_file, "models": models}

@@ -97,7 +97,7 @@ class TokenStore:
 
     def __init__(self, settings: Settings) -> None:
         self.path = Path(settings.home) / "api" / "tokens.json"
-        self.from_settings = parse_settings_tokens(settings.api_tokens)
+        self.from_settings = parse_settings_tokens(settings.api.tokens)
         self._lock = threading.Lock()
         self._cache: tuple[float, list[TokenRecord]] | None = None
 

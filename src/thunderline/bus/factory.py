@@ -10,7 +10,7 @@ from thunderline.errors import ConfigError
 
 
 def open_bus(settings: Settings, on_drop: DropHandler | None = None) -> EventBus:
-    """The bus ``settings.bus_url`` names; ``on_drop`` gets what a ``drop_oldest`` queue drops.
+    """The bus ``settings.bus.url`` names; ``on_drop`` gets what a ``drop_oldest`` queue drops.
 
     ``memory://`` gives a :class:`MemoryBus` bounded by ``TL_QUEUE_MAX`` with
     ``TL_OVERFLOW_POLICY``. ``amqp://`` / ``amqps://`` give a
@@ -18,7 +18,7 @@ def open_bus(settings: Settings, on_drop: DropHandler | None = None) -> EventBus
     ``TL_MAX_ATTEMPTS``, ``x-max-length`` ``TL_QUEUE_MAX``; it never drops, so ``on_drop`` is
     not used). Anything else is a :class:`ConfigError` naming what is supported.
     """
-    url = settings.bus_url
+    url = settings.bus.url
     if url.startswith("memory://"):
         return MemoryBus(settings.queue_max, settings.overflow_policy, on_drop)
     if url.startswith(("amqp://", "amqps://")):
@@ -29,8 +29,8 @@ def open_bus(settings: Settings, on_drop: DropHandler | None = None) -> EventBus
             prefetch=settings.max_demand,
             max_attempts=settings.max_attempts,
             queue_max=settings.queue_max,
-            prefix=settings.bus_queue_prefix,
-            reconnect_timeout_s=settings.bus_reconnect_timeout_s,
+            prefix=settings.bus.queue_prefix,
+            reconnect_timeout_s=settings.bus.reconnect_timeout_s,
         )
     raise ConfigError(
         f"unsupported bus URL {url!r}: use memory:// (in-process) or amqp://… (RabbitMQ)"

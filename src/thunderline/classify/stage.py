@@ -75,7 +75,7 @@ class ClassifyStage(StoreStage):
     async def setup(self) -> None:
         if self.settings.enable_ml_pipeline:
             self.classifier = await asyncio.to_thread(
-                MagikaClassifier, self.settings.magika_prediction_mode
+                MagikaClassifier, self.settings.magika.prediction_mode
             )
 
     async def handle_batch(self, events: Sequence[CloudEvent]) -> list[Outcome]:

@@ -319,7 +319,7 @@ class Pipeline:
             for (delivery, event), outcome in zip(pending, outcomes, strict=True):
                 if isinstance(outcome, BaseException):
                     metrics.STAGE_ERRORS.labels(stage.name, reason_of(outcome)).inc()
-                    if is_retryable(outcome) and attempt < stage.options.max_attempts:
+                    if is_retryable(outcome) and stage.options.retry.allows(attempt):
                         retry.append((delivery, event))
                         continue
                     settle.append(
@@ -336,10 +336,7 @@ class Pipeline:
                 raise failures[0]
             if retry:
                 metrics.STAGE_RETRIES.labels(stage.name).inc(len(retry))
-                delay = min(
-                    stage.options.backoff_s * 2 ** (attempt - 1), stage.options.backoff_max_s
-                )
-                await asyncio.sleep(delay)
+                await asyncio.sleep(stage.options.retry.delay(attempt))
             pending = retry
             attempt += 1
         metrics.STAGE_IN_FLIGHT.labels(stage.name).set(len(in_flight))

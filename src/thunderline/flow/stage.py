@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import ClassVar
 
-from thunderline.config import Settings
+from thunderline.config import RetryPolicy, Settings, StageBudget
 from thunderline.eventdata import Note, Routed, typed_event
 from thunderline.events import CloudEvent, dlq_type_for
 from thunderline.objects.base import ObjectStore
@@ -22,25 +21,19 @@ from thunderline.objects.base import ObjectStore
 Outcome = list[CloudEvent] | BaseException
 
 
-@dataclass(frozen=True)
-class StageOptions:
-    """How the engine runs one stage."""
+class StageOptions(StageBudget):
+    """How the engine runs one stage: its budget, a resolved timeout, and the retry policy."""
 
-    batch_size: int = 1
-    batch_timeout_s: float = 0.0
-    concurrency: int = 1
     timeout_s: float = 60.0
-    max_attempts: int = 3
-    backoff_s: float = 0.05
-    backoff_max_s: float = 2.0
+    retry: RetryPolicy = RetryPolicy(attempts=3)
 
     @classmethod
     def for_stage(
         cls, settings: Settings, stage: str, *, default_timeout_s: float | None = None
     ) -> StageOptions:
         """A stage's options from settings: its budget (:meth:`Settings.stage_budget`) with the
-        engine-wide attempts and backoff. Timeout: the stage's setting, else the stage's own
-        default, else ``TL_STAGE_TIMEOUT_S``."""
+        engine's retry policy. Timeout: the stage's setting, else the stage's own default,
+        else ``TL_STAGE_TIMEOUT_S``."""
         budget = settings.stage_budget(stage)
         timeout = budget.timeout_s or default_timeout_s or settings.stage_timeout_s
         return cls(
@@ -48,9 +41,7 @@ class StageOptions:
             batch_timeout_s=budget.batch_timeout_s,
             concurrency=budget.concurrency,
             timeout_s=timeout,
-            max_attempts=settings.max_attempts,
-            backoff_s=settings.retry_backoff_s,
-            backoff_max_s=settings.retry_backoff_max_s,
+            retry=settings.retry_policy,
         )
 
 

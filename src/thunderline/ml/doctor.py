@@ -23,7 +23,7 @@ def doctor_report(settings: Settings) -> list[Row]:
     rows: list[Row] = []
     config = SessionConfig.from_settings(settings)
     try:
-        providers = resolve_providers(settings.onnx_execution_provider)
+        providers = resolve_providers(settings.onnx.execution_provider)
     except Exception as exc:
         return [("onnx runtime", "fail", str(exc))]
     rows.append(
@@ -34,14 +34,14 @@ def doctor_report(settings: Settings) -> list[Row]:
             "spinning off",
         )
     )
-    if not settings.onnx_enabled:
+    if not settings.onnx.enabled:
         rows.append(("onnx enabled", "warn", "TL_ONNX_ENABLED=false: the infer stage is off"))
     try:
         registry = ModelRegistry.from_settings(settings)
     except Exception as exc:
         return [*rows, ("model registry", "fail", str(exc))]
     if not registry.exists:
-        status = "fail" if settings.onnx_enabled else "warn"
+        status = "fail" if settings.onnx.enabled else "warn"
         return [*rows, ("model registry", status, f"{registry.registry_file} not found")]
     entries = registry.list_models()
     rows.append(("model registry", "ok", f"{registry.registry_file} ({len(entries)} models)"))

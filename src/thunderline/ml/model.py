@@ -54,8 +54,8 @@ class SessionConfig:
         """Threads from ``TL_ONNX_THREADPOOL`` capped at the core count; spinning off."""
         cores = os.cpu_count() or 1
         return cls(
-            threads=max(1, min(settings.onnx_threadpool, cores)),
-            provider=settings.onnx_execution_provider,
+            threads=max(1, min(settings.onnx.threadpool, cores)),
+            provider=settings.onnx.execution_provider,
         )
 
 

@@ -232,11 +232,11 @@ class ModelRegistry:
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelRegistry:
         return cls(
-            settings.onnx_model_dir,
+            settings.onnx.model_dir,
             allow_untrusted=settings.allow_untrusted_models,
             config=SessionConfig.from_settings(settings),
-            signature_required=settings.model_signature_required,
-            public_key=settings.model_public_key,
+            signature_required=settings.model.signature_required,
+            public_key=settings.model.public_key,
         )
 
     @staticmethod

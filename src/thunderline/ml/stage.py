@@ -97,9 +97,9 @@ class InferStage(StoreStage):
                 details={"label": classification.label, "group": group},
             )
         if group == "image" or mime.startswith("image/"):
-            return self.registry.entry(self.settings.onnx_image_model)
+            return self.registry.entry(self.settings.onnx.image_model)
         if group in ("text", "code") or classification.is_text:
-            return self.registry.entry(self.settings.onnx_text_model)
+            return self.registry.entry(self.settings.onnx.text_model)
         raise UnsupportedContentError(
             f"no model for content {classification.label!r} (group {group!r})",
             details={"label": classification.label, "group": group},

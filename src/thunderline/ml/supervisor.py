@@ -290,9 +290,9 @@ class ModelSupervisor:
     ) -> ModelSupervisor:
         return cls(
             registry or ModelRegistry.from_settings(settings),
-            max_batch_size=settings.onnx_max_batch_size,
-            max_queue_delay_s=settings.onnx_max_queue_delay_ms / 1000.0,
-            health_interval_s=settings.onnx_health_interval_s,
+            max_batch_size=settings.onnx.max_batch_size,
+            max_queue_delay_s=settings.onnx.max_queue_delay_ms / 1000.0,
+            health_interval_s=settings.onnx.health_interval_s,
             **kwargs,  # type: ignore[arg-type]
         )
 

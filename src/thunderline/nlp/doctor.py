@@ -50,7 +50,7 @@ def doctor_report(settings: Settings) -> list[Row]:
             rows.append((f"nlp: {dist}", "ok", _version(dist)))
     from thunderline.nlp.worker import model_missing_message, pip_name
 
-    model = settings.spacy_model
+    model = settings.spacy.model
     if importlib.util.find_spec(model) is None:
         rows.append(("nlp: spaCy pipeline", "fail", model_missing_message(model)))
         return rows
@@ -91,6 +91,6 @@ def _probe_worker(settings: Settings) -> Row:
     return (
         "nlp: worker",
         "ok",
-        f"started and answered in {elapsed:.1f}s ({settings.spacy_workers} workers, "
-        f"{settings.nlp_doc_timeout_s}s per document): {ents}",
+        f"started and answered in {elapsed:.1f}s ({settings.spacy.workers} workers, "
+        f"{settings.nlp.doc_timeout_s}s per document): {ents}",
     )

@@ -1,8 +1,8 @@
 """Typed errors of the NLP sidecar, placed in the project's error tree.
 
-Each carries the short ``reason`` used in DLQ records and metric labels. None of them is
-``retryable`` for the pipeline engine: the pool has already retried what retrying can fix
-(worker crashes and timeouts), so the engine dead-letters them straight away.
+Each carries the short ``reason`` used in DLQ records and metric labels. Worker crashes and
+timeouts are ``retryable``: the pool does not retry, the engine does (``TL_MAX_ATTEMPTS``, the
+one retry policy); the others would repeat and are dead-lettered straight away.
 
 ::
 
@@ -31,15 +31,17 @@ class NlpError(StageError):
 
 
 class NlpTimeoutError(NlpError):
-    """A document was not answered within the per-document timeout (after retries)."""
+    """A document was not answered within the per-document timeout."""
 
     reason = "timeout"
+    retryable = True
 
 
 class NlpCrashError(NlpError):
-    """The worker process died while it held the document (after retries)."""
+    """The worker process died while it held the document."""
 
     reason = "crash"
+    retryable = True
 
 
 class NlpParseError(NlpError):

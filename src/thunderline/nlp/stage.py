@@ -66,11 +66,11 @@ class NlpStage(StoreStage):
     @classmethod
     def default_timeout_s(cls, settings: Settings) -> float:
         """A batch timeout that covers the pool's worst case: every document of every batch in
-        flight timing out on every retry."""
+        flight timing out (the engine, not the pool, retries)."""
         config = PoolConfig.from_settings(settings)
         budget = settings.stage_budget(cls.name)
-        per_doc = (config.max_retries + 1) * (config.answer_timeout_s + config.backoff_max_s + 2.0)
-        rounds = math.ceil(budget.batch_size * budget.concurrency / settings.spacy_workers)
+        per_doc = config.answer_timeout_s + config.restart.backoff_max_s + 2.0
+        rounds = math.ceil(budget.batch_size * budget.concurrency / settings.spacy.workers)
         return max(settings.stage_timeout_s, rounds * per_doc + 30.0)
 
     async def setup(self) -> None:
@@ -79,8 +79,8 @@ class NlpStage(StoreStage):
         Raises:
             NlpModelMissingError: ``TL_SPACY_MODEL`` is not importable (with the pip hint).
         """
-        if importlib.util.find_spec(self.settings.spacy_model) is None:
-            raise NlpModelMissingError(model_missing_message(self.settings.spacy_model))
+        if importlib.util.find_spec(self.settings.spacy.model) is None:
+            raise NlpModelMissingError(model_missing_message(self.settings.spacy.model))
         await self.pool.start()
 
     async def close(self) -> None:
@@ -113,7 +113,7 @@ class NlpStage(StoreStage):
             artifact = classified.artifact
             classification = classified.classification
             method = method_for(classification.label, classification.mime)
-            limit = self.settings.nlp_max_text_bytes
+            limit = self.settings.nlp.max_text_bytes
             local = self.store.local_path(artifact.sha256)
             if local is not None and artifact.size > VERIFY_MAX_BYTES:
                 data = read_head(local, method, limit)

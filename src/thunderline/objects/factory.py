@@ -15,7 +15,7 @@ def open_object_store(settings: Settings) -> ObjectStore:
     """The payload store ``settings.resolved_object_store_url`` names.
 
     ``file:///path`` gives a :class:`LocalObjectStore`; ``s3://bucket`` an
-    :class:`~thunderline.objects.s3.S3ObjectStore` on ``settings.s3_endpoint_url`` (path-style
+    :class:`~thunderline.objects.s3.S3ObjectStore` on ``settings.s3.endpoint_url`` (path-style
     addressing; the bucket is created when missing). Anything else is a ConfigError.
     """
     url = settings.resolved_object_store_url
@@ -28,10 +28,10 @@ def open_object_store(settings: Settings) -> ObjectStore:
 
         return S3ObjectStore(
             url,
-            endpoint_url=settings.s3_endpoint_url,
-            connect_timeout_s=settings.s3_connect_timeout_s,
-            read_timeout_s=settings.s3_read_timeout_s,
-            max_attempts=settings.s3_max_attempts,
+            endpoint_url=settings.s3.endpoint_url,
+            connect_timeout_s=settings.s3.connect_timeout_s,
+            read_timeout_s=settings.s3.read_timeout_s,
+            max_attempts=settings.s3.max_attempts,
             tmp_max_age_s=settings.object_tmp_max_age_s,
         )
     raise ConfigError(f"unsupported object store URL {url!r}: use file:///path or s3://bucket")

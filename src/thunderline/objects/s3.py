@@ -1,7 +1,7 @@
 """S3 object store (``s3://bucket[/prefix]``): content-addressed keys ``<prefix>sha256/...``.
 
 boto3 with path-style addressing (SeaweedFS, MinIO and AWS all accept it), the endpoint from
-``settings.s3_endpoint_url``. Credentials come from boto3's own chain (``AWS_ACCESS_KEY_ID`` ...)
+``settings.s3.endpoint_url``. Credentials come from boto3's own chain (``AWS_ACCESS_KEY_ID`` ...)
 unless given. Every read is verified: ``get_bytes`` re-hashes the body, ``copy_verified``
 spools and hashes before writing a byte to its destination. Backend failures become
 :class:`~thunderline.errors.BackendError` (retryable); a missing object is :class:`~thunderline.errors.PayloadNotFound`.

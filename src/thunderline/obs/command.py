@@ -34,8 +34,8 @@ class Observed:
 @contextlib.contextmanager
 def observe(settings: Settings, *, metrics_port: int | None = None) -> Iterator[Observed]:
     """Metrics server and trace export for the duration of a command."""
-    port = metrics_port if metrics_port is not None else settings.metrics_port
-    server = start_metrics_server(port, settings.metrics_addr) if port is not None else None
+    port = metrics_port if metrics_port is not None else settings.metrics.port
+    server = start_metrics_server(port, settings.metrics.addr) if port is not None else None
     provider = configure_tracing(settings)
     try:
         yield Observed(server, provider is not None)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from thunderline.config import Settings
+from thunderline.config import ArchiveSettings
 from thunderline.eventdata import Classification
 from thunderline.objects.base import CHUNK, ObjectStore
 from thunderline.voxel.errors import (
@@ -42,23 +42,6 @@ ARCHIVE_GROUP = "archive"
 #: The compression-ratio limit applies to members larger than this (tiny files compress well).
 RATIO_MIN_BYTES = 64 * 1024
 _DRIVE = re.compile(r"^[A-Za-z]:")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The expansion limits (from settings)."""
-
-    max_members: int
-    max_total_bytes: int
-    max_ratio: float
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Limits:
-        return cls(
-            settings.archive_max_members,
-            settings.archive_max_total_bytes,
-            settings.archive_max_ratio,
-        )
 
 
 @dataclass(frozen=True)
@@ -119,7 +102,7 @@ def safe_member_name(name: str) -> str:
     return "/".join(parts)
 
 
-def _check_totals(entries: list[_Entry], limits: Limits) -> None:
+def _check_totals(entries: list[_Entry], limits: ArchiveSettings) -> None:
     if len(entries) > limits.max_members:
         raise ArchiveTooManyMembersError(
             f"archive has more than {limits.max_members} members",
@@ -133,7 +116,7 @@ def _check_totals(entries: list[_Entry], limits: Limits) -> None:
         )
 
 
-def _zip_entries(zf: zipfile.ZipFile, limits: Limits, notes: list[str]) -> list[_Entry]:
+def _zip_entries(zf: zipfile.ZipFile, limits: ArchiveSettings, notes: list[str]) -> list[_Entry]:
     entries: list[_Entry] = []
     for info in zf.infolist():
         name = safe_member_name(info.filename)
@@ -160,7 +143,7 @@ def _zip_entries(zf: zipfile.ZipFile, limits: Limits, notes: list[str]) -> list[
 
 
 def _tar_entries(
-    tf: tarfile.TarFile, archive_size: int, limits: Limits, notes: list[str]
+    tf: tarfile.TarFile, archive_size: int, limits: ArchiveSettings, notes: list[str]
 ) -> list[_Entry]:
     entries: list[_Entry] = []
     for info in tf:
@@ -222,7 +205,7 @@ def _open(path: Path, fmt: str) -> Iterator[zipfile.ZipFile | tarfile.TarFile]:
 def expand(
     path: Path,
     store: ObjectStore,
-    limits: Limits,
+    limits: ArchiveSettings,
     *,
     tmp_dir: Path | None = None,
     notes: list[str] | None = None,

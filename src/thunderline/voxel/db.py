@@ -63,8 +63,8 @@ def make_engine(url: str, settings: Settings | None = None) -> Engine:
     (``TL_DB_STATEMENT_TIMEOUT_S``) and TCP keepalives (a peer that vanishes mid-query is
     noticed); waiting for a pooled connection is bounded by the connect timeout too.
     """
-    connect_s = settings.db_connect_timeout_s if settings is not None else 5.0
-    statement_s = settings.db_statement_timeout_s if settings is not None else 30.0
+    connect_s = settings.db.connect_timeout_s if settings is not None else 5.0
+    statement_s = settings.db.statement_timeout_s if settings is not None else 30.0
     try:
         parsed = make_url(url)
     except Exception as exc:

@@ -101,7 +101,7 @@ class PackageStage(StoreStage):
         super().__init__(settings, store, options)
         self.voxels = voxels
         self._owns_voxels = voxels is None
-        self.limits = archive.Limits.from_settings(settings)
+        self.limits = settings.archive
         self.builder: VoxelBuilder | None = None
 
     async def setup(self) -> None:

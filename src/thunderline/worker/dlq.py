@@ -20,7 +20,7 @@ from thunderline.flow.engine import topic_for
 
 
 def is_scale_out(settings: Settings) -> bool:
-    return settings.bus_url.startswith(("amqp://", "amqps://"))
+    return settings.bus.url.startswith(("amqp://", "amqps://"))
 
 
 async def publish_replay(bus: EventBus, event: CloudEvent, *, block: bool = True) -> str:

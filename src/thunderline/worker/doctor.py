@@ -34,6 +34,6 @@ async def _probe(settings: Settings) -> list[Row]:
 
 def doctor_report(settings: Settings) -> list[Row]:
     """Readiness of a worker: only when ``TL_BUS_URL`` names RabbitMQ."""
-    if not settings.bus_url.startswith(("amqp://", "amqps://")):
+    if not settings.bus.url.startswith(("amqp://", "amqps://")):
         return [("bus", "ok", "in-process (memory://)")]
     return asyncio.run(_probe(settings))

@@ -14,7 +14,6 @@ closes (the broker redelivers it to another worker).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import signal
@@ -106,7 +105,7 @@ def build_worker_stages(
         else:
             stage = specs[name].cls(settings, store)
         if concurrency is not None:
-            stage.options = dataclasses.replace(stage.options, concurrency=concurrency)
+            stage.options = stage.options.model_copy(update={"concurrency": concurrency})
         stages.append(stage)
     return stages
 
@@ -117,9 +116,9 @@ class Worker:
     def __init__(
         self, settings: Settings, stage_names: Sequence[str], *, concurrency: int | None = None
     ) -> None:
-        if not settings.bus_url.startswith(("amqp://", "amqps://")):
+        if not settings.bus.url.startswith(("amqp://", "amqps://")):
             raise ConfigError(
-                f"a worker needs the shared RabbitMQ bus (TL_BUS_URL=amqp://…), not {settings.bus_url!r}"
+                f"a worker needs the shared RabbitMQ bus (TL_BUS_URL=amqp://…), not {settings.bus.url!r}"
             )
         self.settings = settings
         self.stage_names = list(stage_names)

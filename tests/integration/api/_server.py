@@ -89,7 +89,7 @@ def serve(settings: Settings) -> Iterator[Served]:
         log_level="warning",
         lifespan="on",
         timeout_keep_alive=5,
-        h11_max_incomplete_event_size=max(settings.api_max_header_bytes * 4, 65536),
+        h11_max_incomplete_event_size=max(settings.api.max_header_bytes * 4, 65536),
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -1,14 +1,16 @@
-"""The worker pool with real workers: retries, restarts, recycling, breaker, backpressure."""
+"""The worker pool with real workers: restarts, isolation, recycling, breaker, backpressure."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
-from dataclasses import replace
+from typing import Any
 
 import pytest
 
+from thunderline.config import NlpSettings, SpacySettings
+from thunderline.errors import is_retryable
 from thunderline.nlp.breaker import BreakerState
 from thunderline.nlp.errors import (
     NlpCircuitOpenError,
@@ -22,7 +24,14 @@ from thunderline.nlp.pool import NlpPool, PoolConfig
 from thunderline.nlp.result import NlpResult
 from thunderline.obs import metrics
 
-BASE = PoolConfig(workers=2, backoff_s=0.05, backoff_max_s=0.2)
+
+def pool_config(workers: int = 2, model: str | None = None, **nlp: Any) -> PoolConfig:
+    """A pool of ``workers`` with ``TL_NLP_*`` values ``nlp`` (the rest: the defaults)."""
+    spacy = SpacySettings(workers=workers, **({"model": model} if model else {}))
+    return PoolConfig(spacy, NlpSettings(**nlp))
+
+
+BASE = pool_config()
 LONG = "The quick brown fox jumps over the lazy dog in New York City. " * 400
 
 
@@ -45,24 +54,27 @@ async def test_process_and_batch_over_two_workers() -> None:
         assert pool.stats.processed == 12 and pool.stats.failed == 0
 
 
-async def test_sigkill_mid_document_restarts_worker_and_retry_succeeds() -> None:
+async def test_sigkill_mid_document_restarts_worker_and_fails_it_retryably() -> None:
     before = metrics.sample("thunderline_spacy_worker_restarts_total", {"cause": "crash"})
-    async with NlpPool(replace(BASE, chunk_chars=50_000)) as pool:  # one piece, one batch
+    async with NlpPool(pool_config(chunk_chars=50_000)) as pool:  # one piece, one batch
         task = asyncio.create_task(pool.process("big", LONG))
         victim = await _wait_busy(pool)
         await asyncio.sleep(0.2)
         os.kill(victim, signal.SIGKILL)
-        result = await task
-        assert result.doc_id == "big" and len(result.sentences) == 400
+        with pytest.raises(NlpCrashError) as caught:
+            await task
+        assert is_retryable(caught.value)  # the engine, not the pool, tries it again
         assert victim not in pool.worker_pids()
         assert len(pool.worker_pids()) == 2
-        assert pool.stats.retries == 1 and pool.stats.restarts["crash"] == 1
+        assert pool.stats.failed == 1 and pool.stats.restarts["crash"] == 1
+        again = await pool.process("big", LONG)  # what the engine's retry does
+        assert again.doc_id == "big" and len(again.sentences) == 400
     after = metrics.sample("thunderline_spacy_worker_restarts_total", {"cause": "crash"})
     assert after == before + 1
 
 
 async def test_recycle_after_n_documents() -> None:
-    async with NlpPool(replace(BASE, workers=1, recycle_after=3)) as pool:
+    async with NlpPool(pool_config(workers=1, recycle_after=3)) as pool:
         first = pool.worker_pids()
         for i in range(7):
             await pool.process(f"r{i}", "Recycled workers keep memory flat in Oslo.")
@@ -70,29 +82,28 @@ async def test_recycle_after_n_documents() -> None:
         assert pool.worker_pids() != first
 
 
-async def test_hung_worker_is_killed_retried_then_times_out(fault_command: list[str]) -> None:
-    config = replace(BASE, workers=1, doc_timeout_s=0.2, max_retries=1)
+async def test_hung_worker_is_killed_and_the_document_times_out(fault_command: list[str]) -> None:
+    config = pool_config(workers=1, doc_timeout_s=0.2)
     async with NlpPool(config, worker_command=fault_command) as pool:
         with pytest.raises(NlpTimeoutError) as caught:
             await pool.process("hang", "this @@HANG@@ forever")
-        assert caught.value.details["attempts"] == 2
-        assert pool.stats.restarts["timeout"] == 2
+        assert is_retryable(caught.value)
+        assert pool.stats.restarts["timeout"] == 1
         ok = await pool.process("next", "Life goes on in Madrid.")
         assert ok.doc_id == "next"
 
 
 async def test_malformed_output_is_a_parse_error_not_retried(fault_command: list[str]) -> None:
-    async with NlpPool(replace(BASE, workers=1), worker_command=fault_command) as pool:
+    async with NlpPool(pool_config(workers=1), worker_command=fault_command) as pool:
         with pytest.raises(NlpParseError) as caught:
             await pool.process("junk", "please answer @@GARBAGE@@")
         assert "not JSON" in str(caught.value)
-        assert pool.stats.retries == 0 and pool.stats.restarts["parse"] == 1
+        assert not is_retryable(caught.value) and pool.stats.restarts["parse"] == 1
         assert (await pool.process("fine", "Rome is in Italy.")).doc_id == "fine"
 
 
 async def test_breaker_opens_refuses_then_half_open_probe_closes(fault_command: list[str]) -> None:
-    config = replace(
-        BASE,
+    config = pool_config(
         workers=1,
         max_retries=0,
         breaker_failures=2,
@@ -115,7 +126,7 @@ async def test_breaker_opens_refuses_then_half_open_probe_closes(fault_command: 
 
 
 async def test_bounded_queue_applies_backpressure() -> None:
-    async with NlpPool(replace(BASE, workers=1, queue_max=2)) as pool:
+    async with NlpPool(pool_config(workers=1, queue_max=2)) as pool:
         tasks = [asyncio.create_task(pool.process(f"q{i}", LONG[:6000])) for i in range(6)]
         depths = []
         for _ in range(20):
@@ -129,7 +140,7 @@ async def test_bounded_queue_applies_backpressure() -> None:
 
 
 async def test_prefetch_sends_past_the_recycle_count_never() -> None:
-    async with NlpPool(replace(BASE, workers=1, recycle_after=3)) as pool:
+    async with NlpPool(pool_config(workers=1, recycle_after=3)) as pool:
         docs = [(f"p{i}", f"Prefetched document {i} mentions Berlin.") for i in range(7)]
         results = await pool.process_many(docs)
         assert [r.doc_id for r in results if isinstance(r, NlpResult)] == [d for d, _ in docs]
@@ -141,7 +152,7 @@ async def test_answer_clock_starts_when_the_worker_can_start_the_document(
 ) -> None:
     # two 1.8 s documents in flight at once: 3.6 s in all, more than the 3.2 s answer timeout
     # of one document, but each gets its own clock from the previous answer
-    config = replace(BASE, workers=1, doc_timeout_s=2.0, max_retries=0)
+    config = pool_config(workers=1, doc_timeout_s=2.0)
     async with NlpPool(config, worker_command=fault_command) as pool:
         results = await pool.process_many([("s1", "@@SLOW@@ one"), ("s2", "@@SLOW@@ two")])
         assert [r.doc_id for r in results if isinstance(r, NlpResult)] == ["s1", "s2"]
@@ -161,7 +172,7 @@ async def test_a_failing_document_in_a_batch_is_isolated_the_others_resent_not_f
 ) -> None:
     # one batch of three; a crash or hang inside nlp.pipe names no document: all three are
     # resent one per batch, and only the guilty one fails (a garbled answer names its doc)
-    config = replace(BASE, workers=1, doc_timeout_s=0.3, max_retries=0)
+    config = pool_config(workers=1, doc_timeout_s=0.3)
     async with NlpPool(config, worker_command=fault_command) as pool:
         docs = [
             ("before", "Porto is by the sea."),
@@ -173,12 +184,12 @@ async def test_a_failing_document_in_a_batch_is_isolated_the_others_resent_not_f
         for got, doc_id in ((before, "before"), (after, "after")):
             assert isinstance(got, NlpResult) and got.doc_id == doc_id
         assert pool.stats.resent >= 1
-        assert pool.stats.retries == 0 and pool.stats.failed == 1
+        assert pool.stats.failed == 1
         assert dict(pool.stats.restarts) == {cause: restarts}
 
 
 async def test_pipeline_error_in_a_batch_fails_only_its_document(fault_command: list[str]) -> None:
-    async with NlpPool(replace(BASE, workers=1), worker_command=fault_command) as pool:
+    async with NlpPool(pool_config(workers=1), worker_command=fault_command) as pool:
         docs = [(f"ok{i}", f"Document {i} is about Oslo.") for i in range(3)]
         docs.insert(1, ("boom", "this one @@RAISE@@ s"))
         results = await pool.process_many(docs)
@@ -187,27 +198,29 @@ async def test_pipeline_error_in_a_batch_fails_only_its_document(fault_command: 
         assert pool.stats.restarts == {} and pool.stats.resent == 0  # the worker stayed up
 
 
-async def test_retried_document_goes_alone(fault_command: list[str]) -> None:
-    # the crashing text is retried alone each time; its neighbours never fail with it
-    config = replace(BASE, workers=1, max_retries=2)
-    async with NlpPool(config, worker_command=fault_command) as pool:
+async def test_crashing_document_goes_alone_its_neighbours_succeed(
+    fault_command: list[str],
+) -> None:
+    # the crashing text is isolated; sent again (as the engine retries) it crashes alone
+    async with NlpPool(pool_config(workers=1), worker_command=fault_command) as pool:
         docs = [("c", "@@CRASH@@ again"), *[(f"n{i}", f"Neighbour {i} in Kyiv.") for i in range(4)]]
         results = await pool.process_many(docs)
         assert isinstance(results[0], NlpCrashError)
-        assert results[0].details["attempts"] == 3
         assert all(isinstance(r, NlpResult) for r in results[1:])
-        assert pool.stats.failed == 1 and pool.stats.retries == 2
+        with pytest.raises(NlpCrashError):
+            await pool.process("c", "@@CRASH@@ again")
+        assert pool.stats.failed == 2
 
 
 async def test_missing_pipeline_fails_start() -> None:
-    pool = NlpPool(replace(BASE, workers=1, model="no_such_spacy_pipeline"))
+    pool = NlpPool(pool_config(workers=1, model="no_such_spacy_pipeline"))
     with pytest.raises(NlpModelMissingError, match="pip install no-such-spacy-pipeline"):
         await pool.start()
     assert pool.worker_pids() == []
 
 
 async def test_worker_runs_batches_within_the_document_and_character_budget() -> None:
-    config = replace(BASE, workers=1, batch_docs=4, batch_chars=2_000, queue_max=64)
+    config = pool_config(workers=1, batch_docs=4, batch_chars=2_000, queue_max=64)
     async with NlpPool(config) as pool:
         short = [(f"s{i}", f"Short note {i} from Accra.") for i in range(12)]
         results = await pool.process_many(short)
@@ -227,7 +240,7 @@ async def test_long_text_in_chunks_merges_exact_offsets() -> None:
         for i in range(200)
     ]
     text = "".join(paragraphs)  # ~24,000 characters
-    config = replace(BASE, chunk_chars=2_000, batch_chars=6_000)
+    config = pool_config(chunk_chars=2_000, batch_chars=6_000)
     async with NlpPool(config) as pool:
         whole = await pool.process("long", text)
         assert whole.doc_id == "long" and whole.chunks > 10 and whole.chars == len(text)
@@ -239,7 +252,9 @@ async def test_long_text_in_chunks_merges_exact_offsets() -> None:
         assert [e.start for e in whole.entities] == sorted(e.start for e in whole.entities)
         cut = await pool.process("cut", text[:10_000])
         assert cut.chars == 10_000
-    async with NlpPool(replace(config, max_chars=5_000, workers=1)) as pool:
+    async with NlpPool(
+        pool_config(1, chunk_chars=2_000, batch_chars=6_000, max_chars=5_000)
+    ) as pool:
         bounded = await pool.process("bounded", text)
         assert bounded.truncated and bounded.chars == 5_000
         assert all(e.end <= 5_000 for e in bounded.entities)
@@ -247,7 +262,7 @@ async def test_long_text_in_chunks_merges_exact_offsets() -> None:
 
 async def test_failing_chunk_fails_the_document(fault_command: list[str]) -> None:
     text = "Harmless words in Tallinn. " * 200 + "@@RAISE@@ " + "More words in Riga. " * 200
-    config = replace(BASE, chunk_chars=2_000)
+    config = pool_config(chunk_chars=2_000)
     async with NlpPool(config, worker_command=fault_command) as pool:
         with pytest.raises(NlpError, match="injected pipeline failure"):
             await pool.process("doc", text)

@@ -119,7 +119,7 @@ async def test_one_megabyte_text_completes_with_offsets_into_the_original(
     assert [e.type for e in out] == [NLP_PROCESSED], out[0].data.get("reason")
     nlp = out[0].data["nlp"]
     assert nlp["chars"] == len(text) == 1_000_000 and nlp["truncated"] is False
-    assert nlp["chunks"] >= 1_000_000 // settings.nlp_chunk_chars
+    assert nlp["chunks"] >= 1_000_000 // settings.nlp.chunk_chars
     assert len(nlp["entities"]) > 20_000
     for entity in nlp["entities"]:
         assert text[entity["start"] : entity["end"]] == entity["text"]
@@ -157,7 +157,7 @@ async def test_pdf_html_rtf_markdown(
 async def test_hung_worker_is_dead_lettered_with_reason_timeout(
     make_settings: Callable[..., Settings], fault_command: list[str]
 ) -> None:
-    settings = make_settings(spacy_workers=1, nlp_doc_timeout_s=0.2, nlp_max_retries=1)
+    settings = make_settings(spacy_workers=1, nlp_doc_timeout_s=0.2, max_attempts=2)
     store = LocalObjectStore(settings.home / "objects")
     hung = classified(store, b"This document will @@HANG@@ the worker.")
     fine = classified(store, b"Meanwhile Lisbon stays sunny.")
@@ -167,7 +167,7 @@ async def test_hung_worker_is_dead_lettered_with_reason_timeout(
     assert dlq.type == DLQ_NLP
     assert dlq.data["reason"] == "timeout"
     assert dlq.data["error"]["type"] == "NlpTimeoutError"
-    assert dlq.data["error"]["details"]["attempts"] == 2
+    assert dlq.data["attempts"] == 2  # the engine tried it twice (the pool does not retry)
     assert dlq.data["original"]["id"] == hung.id
     assert found[fine.data["artifact"]["sha256"]].type == NLP_PROCESSED
 
@@ -188,7 +188,7 @@ async def test_circuit_open_and_extraction_failures_are_dead_lettered(
     make_settings: Callable[..., Settings], fault_command: list[str]
 ) -> None:
     settings = make_settings(
-        spacy_workers=1, nlp_max_retries=0, nlp_breaker_failures=1, nlp_breaker_cooldown_s=60
+        spacy_workers=1, max_attempts=1, nlp_breaker_failures=1, nlp_breaker_cooldown_s=60
     )
     store = LocalObjectStore(settings.home / "objects")
     broken_pdf = classified(store, b"%PDF-1.7\nthis is not really a PDF", "pdf")

@@ -200,7 +200,7 @@ async def test_same_event_delivered_twice_gives_one_voxel(cluster: Cluster) -> N
     # the same classify input delivered again (as after a lost ack)
     def bus() -> RabbitMQBus:
         return RabbitMQBus(
-            settings.bus_url, prefix=settings.bus_queue_prefix, max_attempts=settings.max_attempts
+            settings.bus.url, prefix=settings.bus.queue_prefix, max_attempts=settings.max_attempts
         )
 
     taker = bus()

@@ -64,7 +64,7 @@ async def test_a_worker_refuses_an_event_that_names_a_local_path(cluster: Cluste
     secret.write_text("a file on the worker's own disk\n")
     event = ingest_event(Candidate(secret, secret.parent))  # path only, no payload_ref
     settings = cluster.settings()
-    bus = RabbitMQBus(settings.bus_url, prefix=settings.bus_queue_prefix)
+    bus = RabbitMQBus(settings.bus.url, prefix=settings.bus.queue_prefix)
     try:
         await bus.publish("classify", event.to_bytes())
     finally:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from thunderline.bus import MemoryBus
-from thunderline.config import OverflowPolicy
+from thunderline.config import OverflowPolicy, RetryPolicy
 from thunderline.errors import BackendError, EventContractError, StageError
 from thunderline.eventdata import Routed, data_of
 from thunderline.events import DLQ_OVERLOAD, CloudEvent
@@ -144,14 +144,14 @@ async def test_acknowledges_after_publishing() -> None:
 
 async def test_retryable_error_is_retried_then_succeeds() -> None:
     before = metrics.sample("thunderline_stage_retries_total", {"stage": "work"})
-    stage = Recorder(StageOptions(max_attempts=3, backoff_s=0.001))
+    stage = Recorder(StageOptions(retry=RetryPolicy(attempts=3, backoff_s=0.001)))
     ends = await run(stage, [ev(i=1, fail_times=2)])
     assert [e.type for e in ends] == ["test.done"]
     assert metrics.sample("thunderline_stage_retries_total", {"stage": "work"}) - before == 2
 
 
 async def test_exhausted_retries_dead_letter_with_original_reason_and_traceback() -> None:
-    stage = Recorder(StageOptions(max_attempts=3, backoff_s=0.001))
+    stage = Recorder(StageOptions(retry=RetryPolicy(attempts=3, backoff_s=0.001)))
     original = ev(i=1, fail_times=5)
     ends = await run(stage, [original])
     assert len(ends) == 1
@@ -166,7 +166,7 @@ async def test_exhausted_retries_dead_letter_with_original_reason_and_traceback(
 
 
 async def test_permanent_error_is_not_retried() -> None:
-    stage = Recorder(StageOptions(max_attempts=5, backoff_s=0.001))
+    stage = Recorder(StageOptions(retry=RetryPolicy(attempts=5, backoff_s=0.001)))
     before = metrics.sample("thunderline_dlq_total", {"stage": "work", "reason": "stage_error"})
     ends = await run(stage, [ev(i=1, permanent=True), ev(i=2)])
     kinds = sorted(e.type for e in ends)
@@ -178,7 +178,9 @@ async def test_permanent_error_is_not_retried() -> None:
 
 
 async def test_raising_handler_dead_letters_the_whole_batch() -> None:
-    stage = Recorder(StageOptions(batch_size=3, batch_timeout_s=0.05, max_attempts=1))
+    stage = Recorder(
+        StageOptions(batch_size=3, batch_timeout_s=0.05, retry=RetryPolicy(attempts=1))
+    )
     ends = await run(stage, [ev(i=0, boom=True), ev(i=1), ev(i=2)])
     assert len(ends) == 3
     assert all(e.is_dlq and e.data["reason"] == "internal" for e in ends)
@@ -186,7 +188,7 @@ async def test_raising_handler_dead_letters_the_whole_batch() -> None:
 
 
 async def test_hanging_handler_times_out_and_is_dead_lettered() -> None:
-    stage = Recorder(StageOptions(timeout_s=0.1, max_attempts=2, backoff_s=0.001))
+    stage = Recorder(StageOptions(timeout_s=0.1, retry=RetryPolicy(attempts=2, backoff_s=0.001)))
     ends = await run(stage, [ev(i=1, hang=True)])
     assert len(ends) == 1
     assert ends[0].data["reason"] == "timeout"
@@ -266,7 +268,10 @@ async def test_telemetry_start_stop_error() -> None:
     seen: list[tuple[str, ...]] = []
     telemetry.attach("test", lambda name, m, meta: seen.append(name))
     try:
-        await run(Recorder(StageOptions(max_attempts=1)), [ev(i=1), ev(i=2, permanent=True)])
+        await run(
+            Recorder(StageOptions(retry=RetryPolicy(attempts=1))),
+            [ev(i=1), ev(i=2, permanent=True)],
+        )
     finally:
         telemetry.detach("test")
     names = {n[-1] for n in seen if n[:3] == ("thunderline", "stage", "work")}

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from thunderline.config import ArchiveSettings
 from thunderline.eventdata import Classification
 from thunderline.objects.local import LocalObjectStore
 from thunderline.testing import classification
 from thunderline.voxel.archive import (
-    Limits,
     archive_format,
     expand,
     is_archive_classification,
@@ -27,7 +27,7 @@ from thunderline.voxel.errors import (
     ArchiveUnsafeMemberError,
 )
 
-LIMITS = Limits(max_members=10, max_total_bytes=10 * 1024 * 1024, max_ratio=100.0)
+LIMITS = ArchiveSettings(max_members=10, max_total_bytes=10 * 1024 * 1024, max_ratio=100.0)
 
 
 def _zip(path: Path, members: dict[str, bytes], *, deflate: bool = True) -> Path:
@@ -97,7 +97,7 @@ def test_total_size_and_member_count_limits(tmp_path: Path) -> None:
     store = LocalObjectStore(tmp_path / "objects")
     big = _zip(tmp_path / "big.zip", {"a": b"1" * 600, "b": b"2" * 600}, deflate=False)
     with pytest.raises(ArchiveBombError):
-        expand(big, store, Limits(10, 1000, 100.0))
+        expand(big, store, ArchiveSettings(max_members=10, max_total_bytes=1000, max_ratio=100.0))
     many = _zip(tmp_path / "many.zip", {f"f{i}": b"x" for i in range(11)})
     with pytest.raises(ArchiveTooManyMembersError):
         expand(many, store, LIMITS)
