@@ -24,15 +24,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Engine, and_, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine, and_, select, update
 
 from thunderline import names
 from thunderline.config import Settings
-from thunderline.errors import BackendError
 from thunderline.events import VOXEL_CREATED, CloudEvent
-from thunderline.voxel.db import make_engine, migrate
+from thunderline.voxel.db import backend_errors, insert_ignore, make_engine, migrate
 from thunderline.voxel.tables import outcomes
 
 OPEN = "open"
@@ -141,7 +138,7 @@ class OutcomeStore:
         if engine is None:
             if settings is None:
                 raise ValueError("OutcomeStore needs settings or an engine")
-            engine = make_engine(settings.resolved_database_url, settings)
+            engine = make_engine(settings.resolved_database_url, settings.db)
             self._owns_engine = True
         else:
             self._owns_engine = False
@@ -163,13 +160,6 @@ class OutcomeStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _insert(self) -> Any:
-        if self.engine.dialect.name == "postgresql":
-            return postgresql.insert(outcomes).on_conflict_do_nothing()
-        if self.engine.dialect.name == "sqlite":
-            return sqlite.insert(outcomes).on_conflict_do_nothing()
-        return insert(outcomes)  # pragma: no cover - other dialects are refused by make_engine
-
     # ---- writes -------------------------------------------------------------------------
     def record(self, event: CloudEvent) -> None:
         """Record one terminal event (see :meth:`record_many`)."""
@@ -181,60 +171,51 @@ class OutcomeStore:
         rows = [_row(e) for e in events if e.is_dlq or e.type == VOXEL_CREATED]
         if not rows:
             return
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(self._insert(), rows)
-                for row in rows:
-                    if row["kind"] != "voxel":
-                        continue
-                    conn.execute(
-                        update(outcomes)
-                        .where(
-                            and_(
-                                outcomes.c.kind == "dlq",
-                                outcomes.c.status == REPLAYED,
-                                outcomes.c.correlation_id == row["correlation_id"],
-                                outcomes.c.artifact == row["artifact"]
-                                if row["artifact"] is not None
-                                else outcomes.c.artifact.is_(None),
-                            )
+        with backend_errors("outcome write"), self.engine.begin() as conn:
+            conn.execute(insert_ignore(self.engine, outcomes), rows)
+            for row in rows:
+                if row["kind"] != "voxel":
+                    continue
+                conn.execute(
+                    update(outcomes)
+                    .where(
+                        and_(
+                            outcomes.c.kind == "dlq",
+                            outcomes.c.status == REPLAYED,
+                            outcomes.c.correlation_id == row["correlation_id"],
+                            outcomes.c.artifact == row["artifact"]
+                            if row["artifact"] is not None
+                            else outcomes.c.artifact.is_(None),
                         )
-                        .values(status=RESOLVED, resolved_by=row["id"])
                     )
-        except SQLAlchemyError as exc:
-            raise BackendError(f"outcome write failed: {exc}") from exc
+                    .values(status=RESOLVED, resolved_by=row["id"])
+                )
 
     def mark_replayed(self, record_id: str, replay_event_id: str) -> bool:
         """Claim an ``open`` DLQ record for a replay; False if it was not open (already
         replayed or resolved, by this process or another): then send nothing."""
-        try:
-            with self.engine.begin() as conn:
-                result = conn.execute(
-                    update(outcomes)
-                    .where(
-                        and_(
-                            outcomes.c.id == record_id,
-                            outcomes.c.kind == "dlq",
-                            outcomes.c.status == OPEN,
-                        )
+        with backend_errors("outcome update"), self.engine.begin() as conn:
+            result = conn.execute(
+                update(outcomes)
+                .where(
+                    and_(
+                        outcomes.c.id == record_id,
+                        outcomes.c.kind == "dlq",
+                        outcomes.c.status == OPEN,
                     )
-                    .values(status=REPLAYED, replay_event_id=replay_event_id)
                 )
-                return bool(result.rowcount == 1)
-        except SQLAlchemyError as exc:
-            raise BackendError(f"outcome update failed: {exc}") from exc
+                .values(status=REPLAYED, replay_event_id=replay_event_id)
+            )
+            return bool(result.rowcount == 1)
 
     def reopen(self, record_id: str) -> None:
         """Undo a claim whose replay could not be sent (the record is ``open`` again)."""
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    update(outcomes)
-                    .where(and_(outcomes.c.id == record_id, outcomes.c.status == REPLAYED))
-                    .values(status=OPEN, replay_event_id=None)
-                )
-        except SQLAlchemyError as exc:
-            raise BackendError(f"outcome update failed: {exc}") from exc
+        with backend_errors("outcome update"), self.engine.begin() as conn:
+            conn.execute(
+                update(outcomes)
+                .where(and_(outcomes.c.id == record_id, outcomes.c.status == REPLAYED))
+                .values(status=OPEN, replay_event_id=None)
+            )
 
     def import_events(self, events: Iterable[CloudEvent], batch: int = 500) -> None:
         """Record events written elsewhere (an older journal); known ids are left as they are."""
@@ -249,11 +230,8 @@ class OutcomeStore:
 
     # ---- reads --------------------------------------------------------------------------
     def _select(self, stmt: Any) -> list[OutcomeRecord]:
-        try:
-            with self.engine.connect() as conn:
-                return [_from_row(r) for r in conn.execute(stmt).mappings()]
-        except SQLAlchemyError as exc:
-            raise BackendError(f"outcome read failed: {exc}") from exc
+        with backend_errors("outcome read"), self.engine.connect() as conn:
+            return [_from_row(r) for r in conn.execute(stmt).mappings()]
 
     def by_correlation(self, correlation_id: str) -> list[OutcomeRecord]:
         """Every terminal record of one ingest (an archive has one per member), oldest first."""
@@ -302,11 +280,8 @@ class OutcomeStore:
         from sqlalchemy import func
 
         stmt = select(outcomes.c.status, func.count()).group_by(outcomes.c.status)
-        try:
-            with self.engine.connect() as conn:
-                return {str(s): int(n) for s, n in conn.execute(stmt)}
-        except SQLAlchemyError as exc:
-            raise BackendError(f"outcome read failed: {exc}") from exc
+        with backend_errors("outcome read"), self.engine.connect() as conn:
+            return {str(s): int(n) for s, n in conn.execute(stmt)}
 
 
 def open_outcome_store(settings: Settings) -> OutcomeStore:

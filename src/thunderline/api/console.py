@@ -21,13 +21,13 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from thunderline.api import queries
 from thunderline.api.auth import COOKIE, authenticate
 from thunderline.api.errors import ApiError
 from thunderline.api.schemas import artifact_name, dlq_item, voxel_out
 from thunderline.api.service import ApiService
 from thunderline.api.tokens import Scope, TokenRecord
 from thunderline.voxel.errors import VoxelNotFoundError
+from thunderline.voxel.paging import BadCursorError, VoxelFilter
 from thunderline.voxel.schema import Voxel
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
@@ -158,15 +158,15 @@ async def voxels_page(
     except ValueError:
         first = last = None
         error = "Dates must be YYYY-MM-DD."
-    flt = queries.VoxelFilter(
+    flt = VoxelFilter(
         label=label or None, group=group or None, q=q or None, since=first, until=last
     )
     try:
         items, next_cursor = await asyncio.to_thread(
-            queries.page, _service(request).require_voxels(), flt, limit=50, cursor=cursor or None
+            _service(request).require_voxels().page, flt, cursor or None, limit=50
         )
-    except ApiError as exc:
-        items, next_cursor, error = [], None, error or exc.message
+    except BadCursorError as exc:
+        items, next_cursor, error = [], None, error or str(exc)
     return _page(
         request,
         "voxels.html",

@@ -12,7 +12,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from thunderline.api import queries
 from thunderline.api.auth import require
 from thunderline.api.disposition import content_disposition
 from thunderline.api.dlq import DlqEntry
@@ -41,6 +40,7 @@ from thunderline.api.tokens import Scope, TokenRecord
 from thunderline.api.upload import ClientDisconnected, receive_upload
 from thunderline.errors import ChecksumMismatch, OverloadError
 from thunderline.voxel.errors import PayloadMissingError, VoxelNotFoundError
+from thunderline.voxel.paging import BadCursorError, VoxelFilter
 from thunderline.voxel.schema import Voxel
 from thunderline.worker.settle import expected, final_outcomes
 
@@ -274,16 +274,19 @@ async def list_voxels(
     cursor: Annotated[str | None, Query(max_length=400)] = None,
 ) -> VoxelPage:
     service = service_of(request)
-    flt = queries.VoxelFilter(
+    flt = VoxelFilter(
         label=label,
         group=group,
         since=rfc3339("since", since),
         until=rfc3339("until", until),
         q=q or None,
     )
-    items, next_cursor = await asyncio.to_thread(
-        queries.page, service.require_voxels(), flt, limit=limit, cursor=cursor
-    )
+    try:
+        items, next_cursor = await asyncio.to_thread(
+            service.require_voxels().page, flt, cursor, limit=limit
+        )
+    except BadCursorError as exc:
+        raise ApiError(400, "bad_cursor", str(exc)) from exc
     return VoxelPage(items=[voxel_out(v) for v in items], next_cursor=next_cursor)
 
 

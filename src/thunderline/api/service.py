@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import text
-
 from thunderline.api.dlq import REPLAY_SOURCE, DlqView
 from thunderline.api.follow import OutcomeFollower
 from thunderline.api.live import EventHub, EventTap, IngestTracker
@@ -36,6 +34,7 @@ from thunderline.events import INGEST_RECEIVED, CloudEvent
 from thunderline.objects.base import ObjectStore
 from thunderline.outcomes import OutcomeStore
 from thunderline.runtime import Runtime
+from thunderline.stores import VoxelStorage
 from thunderline.voxel.store import VoxelStore
 from thunderline.worker.dlq import is_scale_out, publish_replay
 from thunderline.worker.submit import Submitter
@@ -64,7 +63,7 @@ class ApiService:
         self.tokens = TokenStore(settings)
         self.spool_dir = Path(settings.home) / "api" / "uploads"
         self.runtime: Runtime | None = None
-        self.voxels: VoxelStore | None = None
+        self.voxels: VoxelStorage | None = None
         self.dlq: DlqView | None = None
         self.submitter: Submitter | None = None
         self.follower: OutcomeFollower | None = None
@@ -146,7 +145,7 @@ class ApiService:
             return self.runtime.store
         return self.submitter.store if self.submitter is not None else None
 
-    def require_voxels(self) -> VoxelStore:
+    def require_voxels(self) -> VoxelStorage:
         if self.voxels is None:
             raise RuntimeError("the API service is not started")
         return self.voxels
@@ -321,8 +320,7 @@ class ApiService:
         if self.voxels is None:
             return Check(ok=False, detail="not open")
         try:
-            with self.voxels.engine.connect() as conn:
-                conn.execute(text("select 1"))
+            self.voxels.ping()
         except Exception as exc:
             return Check(ok=False, detail=f"{self.voxels.url}: {exc}")
         return Check(ok=True, detail=self.voxels.url)

@@ -54,6 +54,7 @@ from aio_pika.abc import (
 )
 
 from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC, Delivery
+from thunderline.config import RetryPolicy
 from thunderline.errors import BackendError, MalformedEventError, OverloadError
 from thunderline.events import CloudEvent, dlq_type_for, new_event
 from thunderline.obs import metrics
@@ -66,6 +67,12 @@ QUARANTINE_SUFFIX = ".quarantine"
 #: Header of a quarantined message: how often it was returned before it was quarantined.
 RETURNS_HEADER = "x-tl-returns"
 _RECONNECT_INTERVAL_S = 1.0
+#: Connecting: 0.2 s doubling to 5 s, until ``reconnect_timeout_s``.
+CONNECT_RETRY = RetryPolicy(backoff_s=0.2, backoff_max_s=5.0)
+#: A publish refused by a full queue (``block``): 20 ms doubling to 1 s, for as long as it takes.
+FULL_QUEUE_RETRY = RetryPolicy(backoff_s=0.02, backoff_max_s=1.0)
+#: A publish on a lost connection: 0.2 s doubling to 2 s, until ``reconnect_timeout_s``.
+LOST_CONNECTION_RETRY = RetryPolicy(backoff_s=0.2, backoff_max_s=2.0)
 
 
 def stable_uuid7(unix_ms: int, seed: str) -> str:
@@ -187,21 +194,20 @@ class RabbitMQBus:
             if self._closed:
                 raise BackendError("the RabbitMQ bus is closed")
             deadline = time.monotonic() + self.reconnect_timeout_s
-            delay = 0.2
-            while True:
+            for attempt in itertools.count(1):
                 try:
                     connection = await aio_pika.connect_robust(
                         self.url, reconnect_interval=_RECONNECT_INTERVAL_S
                     )
                     break
                 except (OSError, aiormq.exceptions.AMQPError) as exc:
+                    delay = CONNECT_RETRY.delay(attempt)
                     if time.monotonic() + delay > deadline:
                         raise BackendError(
                             f"RabbitMQ not reachable at {self.safe_url}: {exc}"
                         ) from exc
                     _log.warning("RabbitMQ not reachable (%s); retrying in %.1fs", exc, delay)
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
             connection.reconnect_callbacks.add(self._on_reconnect)
             connection.close_callbacks.add(self._on_close)
             self._publisher = await connection.channel(publisher_confirms=True)
@@ -293,7 +299,7 @@ class RabbitMQBus:
 
     async def _publish_message(self, topic: str, message: aio_pika.Message, *, block: bool) -> None:
         await self._ensure_declared(topic)
-        delay = 0.02
+        refused = lost = 0
         lost_since: float | None = None
         while True:
             assert self._publisher is not None
@@ -313,8 +319,8 @@ class RabbitMQBus:
                         f"queue {topic!r} is full (x-max-length {self.queue_max}); retry later",
                         details={"topic": topic},
                     ) from exc
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                refused += 1
+                await asyncio.sleep(FULL_QUEUE_RETRY.delay(refused))
             except (
                 aiormq.exceptions.AMQPError,
                 aiormq.exceptions.ChannelInvalidStateError,
@@ -327,7 +333,8 @@ class RabbitMQBus:
                         f"RabbitMQ unavailable for {self.reconnect_timeout_s:.0f}s: {exc}"
                     ) from exc
                 _log.info("publish to %s failed (%s); waiting for the connection", topic, exc)
-                await asyncio.sleep(min(0.2 * (1 + (now - lost_since)), 2.0))
+                lost += 1
+                await asyncio.sleep(LOST_CONNECTION_RETRY.delay(lost))
 
     # ---- consume --------------------------------------------------------------------------
     async def _consumer(self, topic: str) -> _Consumer:

@@ -3,8 +3,8 @@
 Each :class:`ModelWorker` owns one :class:`DynamicBatcher` thread; everything that touches the
 model's session (loading, running, probing, restarting) happens in that thread, so no lock is
 needed. A session that fails on valid inputs is dropped and reloaded (through the registry, so
-the checksum is verified again) with exponential backoff; after ``max_failures`` consecutive
-failures the worker is **unhealthy** and its requests fail fast with
+the checksum is verified again) with exponential backoff (``restart``, the one
+:class:`~thunderline.config.RetryPolicy`); after its ``attempts`` consecutive failures the worker is **unhealthy** and its requests fail fast with
 :class:`ModelUnavailableError` (permanent: the engine dead-letters them at once instead of
 letting them hang). The periodic health probe (``TL_ONNX_HEALTH_INTERVAL_S``) runs dummy
 inputs built from the I/O spec, restarts a failing session, and gives an unhealthy model one
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import StrEnum
 
-from thunderline.config import Settings
+from thunderline.config import RetryPolicy, Settings
 from thunderline.errors import ChecksumMismatch, reason_of
 from thunderline.ml.batcher import DynamicBatcher
 from thunderline.ml.errors import ModelUnavailableError, UntrustedModelError
@@ -32,6 +33,8 @@ from thunderline.ml.tensors import InferenceResult
 from thunderline.obs import metrics
 
 _log = logging.getLogger("thunderline.ml")
+#: Model (re)loads: 0.1 s doubling to 5 s; unhealthy after 3 failures in a row.
+RESTART_POLICY = RetryPolicy(attempts=3, backoff_s=0.1, backoff_max_s=5.0)
 
 
 class ModelState(StrEnum):
@@ -68,16 +71,13 @@ class ModelWorker:
         *,
         max_batch_size: int = 8,
         max_queue_delay_s: float = 0.002,
-        restart_backoff_s: float = 0.1,
-        restart_backoff_max_s: float = 5.0,
-        max_failures: int = 3,
+        restart: RetryPolicy = RESTART_POLICY,
         adaptive: bool = True,
     ) -> None:
         self.name = name
         self._loader = loader
-        self.max_failures = max(1, max_failures)
-        self.restart_backoff_s = restart_backoff_s
-        self.restart_backoff_max_s = restart_backoff_max_s
+        self.restart = restart
+        self.max_failures = restart.attempts or sys.maxsize  # None: never given up
         self.state = ModelState.IDLE
         self.restarts = 0
         self.failures = 0
@@ -164,7 +164,6 @@ class ModelWorker:
         return model
 
     def _restart(self) -> OnnxModel:
-        delay = self.restart_backoff_s
         while not self._stop.is_set():
             first_load = self.state is ModelState.IDLE
             if not first_load:
@@ -189,11 +188,11 @@ class ModelWorker:
                         details={"model": self.name, "last_error": self.last_error},
                     ) from exc
                 self.state = ModelState.RESTARTING
+                delay = self.restart.delay(self.failures)
                 _log.warning(
                     "model %s failed to load (%s); retrying in %.2fs", self.name, exc, delay
                 )
                 self._stop.wait(delay)
-                delay = min(delay * 2, self.restart_backoff_max_s)
                 continue
             self._model = model
             self.state = ModelState.HEALTHY
@@ -265,9 +264,7 @@ class ModelSupervisor:
         max_queue_delay_s: float = 0.002,
         health_interval_s: float = 30.0,
         loader: Callable[[str], OnnxModel] | None = None,
-        restart_backoff_s: float = 0.1,
-        restart_backoff_max_s: float = 5.0,
-        max_failures: int = 3,
+        restart: RetryPolicy = RESTART_POLICY,
         adaptive: bool = True,
     ) -> None:
         self.registry = registry
@@ -275,9 +272,7 @@ class ModelSupervisor:
         self.max_queue_delay_s = max_queue_delay_s
         self.health_interval_s = health_interval_s
         self._loader = loader or registry.get_model
-        self.restart_backoff_s = restart_backoff_s
-        self.restart_backoff_max_s = restart_backoff_max_s
-        self.max_failures = max_failures
+        self.restart = restart
         self.adaptive = adaptive
         self._workers: dict[str, ModelWorker] = {}
         self._lock = threading.Lock()
@@ -309,9 +304,7 @@ class ModelSupervisor:
                     lambda: self._loader(name),
                     max_batch_size=self.max_batch_size,
                     max_queue_delay_s=self.max_queue_delay_s,
-                    restart_backoff_s=self.restart_backoff_s,
-                    restart_backoff_max_s=self.restart_backoff_max_s,
-                    max_failures=self.max_failures,
+                    restart=self.restart,
                     adaptive=self.adaptive,
                 )
                 self._workers[name] = worker

@@ -7,8 +7,10 @@ Public API::
 
 from thunderline.voxel.builder import VoxelBuilder
 from thunderline.voxel.doctor import doctor_report
+from thunderline.voxel.paging import VoxelFilter
 from thunderline.voxel.schema import ChannelCoords, Checksums, Lineage, SpatialCoords, Voxel
-from thunderline.voxel.store import PutResult, VerifyResult, VoxelStore, open_voxel_store
+from thunderline.voxel.store import PutResult, VoxelStore, open_voxel_store
+from thunderline.voxel.verify import VoxelCheck
 
 __all__ = [
     "ChannelCoords",
@@ -16,9 +18,10 @@ __all__ = [
     "Lineage",
     "PutResult",
     "SpatialCoords",
-    "VerifyResult",
     "Voxel",
     "VoxelBuilder",
+    "VoxelCheck",
+    "VoxelFilter",
     "VoxelStore",
     "doctor_report",
     "open_voxel_store",

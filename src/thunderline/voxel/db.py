@@ -15,20 +15,20 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, Table, create_engine, event, insert, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.sql.dml import Insert
 
+from thunderline.config import DbSettings
 from thunderline.errors import BackendError, ConfigError
-
-if TYPE_CHECKING:
-    from thunderline.config import Settings
 
 _log = logging.getLogger("thunderline.voxel.db")
 
@@ -55,7 +55,7 @@ def _url_option(parsed: Any) -> str:
     return str(value or "")
 
 
-def make_engine(url: str, settings: Settings | None = None) -> Engine:
+def make_engine(url: str, db: DbSettings | None = None) -> Engine:
     """An engine for ``url`` (``sqlite:///...`` or ``postgresql+psycopg://...``).
 
     PostgreSQL connections get ``connect_timeout`` (``TL_DB_CONNECT_TIMEOUT_S``: a server that
@@ -63,8 +63,8 @@ def make_engine(url: str, settings: Settings | None = None) -> Engine:
     (``TL_DB_STATEMENT_TIMEOUT_S``) and TCP keepalives (a peer that vanishes mid-query is
     noticed); waiting for a pooled connection is bounded by the connect timeout too.
     """
-    connect_s = settings.db.connect_timeout_s if settings is not None else 5.0
-    statement_s = settings.db.statement_timeout_s if settings is not None else 30.0
+    db = db or DbSettings()
+    connect_s, statement_s = db.connect_timeout_s, db.statement_timeout_s
     try:
         parsed = make_url(url)
     except Exception as exc:
@@ -99,6 +99,29 @@ def make_engine(url: str, settings: Settings | None = None) -> Engine:
             connect_args=connect_args,
         )
     raise ConfigError(f"unsupported database {backend!r}: use sqlite:/// or postgresql+psycopg://")
+
+
+def insert_ignore(engine: Engine, table: Table) -> Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING`` into ``table`` in the engine's dialect."""
+    if engine.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if engine.dialect.name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    return insert(table)  # pragma: no cover - other dialects are refused by make_engine
+
+
+@contextmanager
+def backend_errors(what: str) -> Iterator[None]:
+    """Raise a SQLAlchemy error from inside as :class:`BackendError` (``what failed: ...``).
+
+    The one place database errors are translated, as httpx's ``map_httpcore_exceptions``;
+    our own errors (a :class:`~thunderline.errors.ThunderlineError` raised inside) pass as
+    they are.
+    """
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise BackendError(f"{what} failed: {exc}") from exc
 
 
 def _alembic_config(connection: Connection) -> Config:

@@ -13,7 +13,7 @@ def doctor_report(settings: Settings) -> list[Row]:
     rows: list[Row] = []
     engine = None
     try:
-        engine = make_engine(settings.resolved_database_url, settings)
+        engine = make_engine(settings.resolved_database_url, settings.db)
         migrate(engine)
         current = current_revision(engine)
         head = head_revision()

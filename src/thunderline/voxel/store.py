@@ -33,18 +33,15 @@ from datetime import datetime
 from typing import Any, BinaryIO
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, func, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, RowMapping, func, literal, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
 from thunderline import names
 from thunderline.config import Settings
-from thunderline.errors import BackendError, ChecksumMismatch, PayloadNotFound, ThunderlineError
+from thunderline.errors import PayloadNotFound
 from thunderline.objects.base import ObjectStore, verify
-from thunderline.obs import metrics
 from thunderline.voxel import lineage
-from thunderline.voxel.db import make_engine, migrate
+from thunderline.voxel.db import backend_errors, insert_ignore, make_engine, migrate
 from thunderline.voxel.errors import (
     InvalidVoxelError,
     LineageCycleError,
@@ -52,8 +49,10 @@ from thunderline.voxel.errors import (
     UnknownParentError,
     VoxelNotFoundError,
 )
+from thunderline.voxel.paging import CHUNK, MAX_SCAN, Cursor, VoxelFilter
 from thunderline.voxel.schema import Voxel, canonical_json
 from thunderline.voxel.tables import INLINE, OBJECT, voxel_edges, voxel_payloads, voxels
+from thunderline.voxel.verify import VoxelCheck, check_all, check_voxel, checksum_mismatch
 
 _log = logging.getLogger("thunderline.voxel.store")
 
@@ -71,24 +70,6 @@ class PutResult:
     created: bool
 
 
-@dataclass(frozen=True)
-class VerifyResult:
-    """Outcome of re-hashing one voxel's payload and metadata."""
-
-    voxel_id: str
-    ok: bool
-    reason: str
-    detail: str
-
-
-def _mismatch(what: str, expected: str, actual: str) -> ChecksumMismatch:
-    metrics.VOXEL_CHECKSUM_MISMATCH.inc()
-    _log.warning(
-        "[security] Voxel checksum mismatch for %s: expected=%s, actual=%s", what, expected, actual
-    )
-    return ChecksumMismatch(f"checksum mismatch for {what}", expected=expected, actual=actual)
-
-
 class VoxelStore:
     """Voxel metadata, lineage and payloads behind one object (thread-safe)."""
 
@@ -101,7 +82,7 @@ class VoxelStore:
     ) -> None:
         self.settings = settings
         self.inline_max = settings.inline_payload_max_bytes
-        self.engine = engine or make_engine(settings.resolved_database_url, settings)
+        self.engine = engine or make_engine(settings.resolved_database_url, settings.db)
         if objects is None:
             from thunderline.objects.factory import open_object_store
 
@@ -113,7 +94,12 @@ class VoxelStore:
     def url(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
 
+    def ping(self) -> None:
+        """Round-trip to the database (``select 1``); BackendError when it is down."""
+        self._query(select(literal(1)))
+
     def close(self) -> None:
+        """Release the connection pool."""
         self.engine.dispose()
 
     def __enter__(self) -> VoxelStore:
@@ -123,14 +109,6 @@ class VoxelStore:
         self.close()
 
     # ---- writes -----------------------------------------------------------------------------
-    def _insert(self, table: Any) -> Any:
-        dialect = self.engine.dialect.name
-        if dialect == "postgresql":
-            return postgresql.insert(table).on_conflict_do_nothing()
-        if dialect == "sqlite":
-            return sqlite.insert(table).on_conflict_do_nothing()
-        return insert(table)  # pragma: no cover - other dialects are refused by make_engine
-
     def put(self, voxel: Voxel, payload: bytes | None = None) -> PutResult:
         """Store ``voxel`` (and its payload) or return the existing voxel with its key."""
         return self.put_many([(voxel, payload)])[0]
@@ -154,13 +132,8 @@ class VoxelStore:
         prepared = [self._prepare(voxel, payload) for voxel, payload in items]
         if not prepared:
             return []
-        try:
-            with self.engine.begin() as conn:
-                return self._put_batch(conn, prepared)
-        except ThunderlineError:
-            raise
-        except SQLAlchemyError as exc:
-            raise BackendError(f"voxel write failed: {exc}") from exc
+        with backend_errors("voxel write"), self.engine.begin() as conn:
+            return self._put_batch(conn, prepared)
 
     def _prepare(self, voxel: Voxel, payload: bytes | None) -> _Prepared:
         doc = _checked_doc(voxel)
@@ -189,7 +162,7 @@ class VoxelStore:
         payloads = {e.voxel.payload_sha256: e.payload for e in unique if e.payload is not None}
         if payloads:
             conn.execute(
-                self._insert(voxel_payloads),
+                insert_ignore(self.engine, voxel_payloads),
                 [
                     {"sha256": sha, "size": len(data), "data": data}
                     for sha, data in payloads.items()
@@ -200,7 +173,7 @@ class VoxelStore:
         todo = [e for e in unique if e.voxel.id not in before]
         created: set[str] = set()
         if todo:
-            conn.execute(self._insert(voxels), [_row(entry) for entry in todo])
+            conn.execute(insert_ignore(self.engine, voxels), [_row(entry) for entry in todo])
             # a row with our id and our key is ours: a key a concurrent writer won is under
             # its id; our id on another key is a clash (refused below), not a creation
             ours = {e.voxel.id: e.key for e in todo}
@@ -212,7 +185,7 @@ class VoxelStore:
         lost = [e.key for e in unique if e.voxel.id not in created]
         if lost:  # another write of the same source and bytes won (earlier, or concurrently)
             for row in conn.execute(select(voxels).where(voxels.c.dedup_key.in_(lost))).mappings():
-                existing[row["dedup_key"]] = self._from_row(row)
+                existing[row["dedup_key"]] = self.from_row(row)
             missing = [key for key in lost if key not in existing]
             if missing:  # an id clash with a different voxel: refuse rather than guess
                 raise InvalidVoxelError(
@@ -250,7 +223,10 @@ class VoxelStore:
                     details={"voxel_id": child, "missing": missing},
                 )
         _check_acyclic(edges, new_ids)
-        conn.execute(self._insert(voxel_edges), [{"child_id": c, "parent_id": p} for c, p in edges])
+        conn.execute(
+            insert_ignore(self.engine, voxel_edges),
+            [{"child_id": c, "parent_id": p} for c, p in edges],
+        )
 
     def _link(self, conn: Connection, child: str, parents: Iterable[str]) -> None:
         parents = list(dict.fromkeys(parents))
@@ -270,23 +246,19 @@ class VoxelStore:
                     details={"voxel_id": child, "parent_id": parent},
                 )
         conn.execute(
-            self._insert(voxel_edges), [{"child_id": child, "parent_id": p} for p in parents]
+            insert_ignore(self.engine, voxel_edges),
+            [{"child_id": child, "parent_id": p} for p in parents],
         )
 
     def add_parents(self, voxel_id: str, parent_ids: Iterable[str]) -> None:
         """Add lineage edges to an existing voxel; refuses any edge that would make a cycle."""
-        try:
-            with self.engine.begin() as conn:
-                if conn.scalar(select(voxels.c.id).where(voxels.c.id == voxel_id)) is None:
-                    raise VoxelNotFoundError(f"no voxel {voxel_id}")
-                self._link(conn, voxel_id, parent_ids)
-        except ThunderlineError:
-            raise
-        except SQLAlchemyError as exc:
-            raise BackendError(f"lineage write failed: {exc}") from exc
+        with backend_errors("lineage write"), self.engine.begin() as conn:
+            if conn.scalar(select(voxels.c.id).where(voxels.c.id == voxel_id)) is None:
+                raise VoxelNotFoundError(f"no voxel {voxel_id}")
+            self._link(conn, voxel_id, parent_ids)
 
     # ---- reads ------------------------------------------------------------------------------
-    def _from_row(self, row: Any) -> Voxel:
+    def from_row(self, row: RowMapping) -> Voxel:
         """The voxel of a row, its document checked against the recorded metadata SHA-256."""
         what = f"metadata of voxel {row['id']}"
         try:
@@ -294,20 +266,49 @@ class VoxelStore:
             # surrogate, which is how an undecodable byte of a name travels (names.py)
             voxel = Voxel.model_validate(json.loads(row["doc"]))
         except (ValidationError, ValueError) as exc:
-            raise _mismatch(what, row["metadata_sha256"], "unparseable") from exc
+            raise checksum_mismatch(what, row["metadata_sha256"], "unparseable") from exc
         actual = voxel.compute_metadata_sha256()
         if actual != row["metadata_sha256"] or voxel.checksums.metadata_sha256 != actual:
-            raise _mismatch(what, row["metadata_sha256"], actual)
+            raise checksum_mismatch(what, row["metadata_sha256"], actual)
         if voxel.id != row["id"] or voxel.payload_sha256 != row["payload_sha256"]:
-            raise _mismatch(what, row["payload_sha256"], voxel.payload_sha256)
+            raise checksum_mismatch(what, row["payload_sha256"], voxel.payload_sha256)
         return voxel
 
     def _query(self, stmt: Any) -> list[Any]:
-        try:
-            with self.engine.connect() as conn:
-                return list(conn.execute(stmt).mappings())
-        except SQLAlchemyError as exc:
-            raise BackendError(f"voxel read failed: {exc}") from exc
+        with backend_errors("voxel read"), self.engine.connect() as conn:
+            return list(conn.execute(stmt).mappings())
+
+    def row(self, voxel_id: str) -> RowMapping | None:
+        """The database row of a voxel (its document and index columns), if any."""
+        rows = self._query(select(voxels).where(voxels.c.id == voxel_id))
+        return rows[0] if rows else None
+
+    def page(
+        self, flt: VoxelFilter, cursor: str | None = None, *, limit: int = 50
+    ) -> tuple[list[Voxel], str | None]:
+        """One page of voxels (newest first) and the next page's cursor (None at the end).
+
+        Raises:
+            BadCursorError: ``cursor`` is not one a page returned.
+        """
+        last = Cursor.decode(cursor) if cursor else None
+        found: list[Voxel] = []
+        scanned = 0
+        while len(found) < limit and scanned < MAX_SCAN:
+            rows = self._query(flt.statement(last))
+            consumed = 0
+            for row in rows:
+                consumed += 1
+                scanned += 1
+                last = Cursor(float(row["ts_unix"]), str(row["id"]))
+                voxel = self.from_row(row)  # metadata checksum verified
+                if flt.matches(voxel):
+                    found.append(voxel)
+                    if len(found) >= limit:
+                        break
+            if len(rows) < CHUNK and consumed == len(rows):
+                return found, None  # every row was scanned: the end
+        return found, None if last is None else last.encode()
 
     def resolve_id(self, id_or_prefix: str) -> str:
         """A full voxel id from an id or a unique prefix of one (at least 4 characters)."""
@@ -327,21 +328,21 @@ class VoxelStore:
     def get(self, voxel_id: str) -> Voxel:
         """The voxel with this id (or unique prefix), its metadata verified."""
         full = voxel_id if len(voxel_id) == 36 else self.resolve_id(voxel_id)
-        rows = self._query(select(voxels).where(voxels.c.id == full))
-        if not rows:
+        row = self.row(full)
+        if row is None:
             raise VoxelNotFoundError(f"no voxel {voxel_id}")
-        return self._from_row(rows[0])
+        return self.from_row(row)
 
     def find_by_event(self, event_id: str) -> Voxel | None:
         """The voxel packaged from the event ``event_id``, if any."""
         rows = self._query(select(voxels).where(voxels.c.event_id == event_id).limit(1))
-        return self._from_row(rows[0]) if rows else None
+        return self.from_row(rows[0]) if rows else None
 
     def find(self, source: str, payload_sha256: str) -> Voxel | None:
         """The voxel of these bytes from this source, if any."""
         key = dedup_key(source, payload_sha256)
         rows = self._query(select(voxels).where(voxels.c.dedup_key == key))
-        return self._from_row(rows[0]) if rows else None
+        return self.from_row(rows[0]) if rows else None
 
     def query(
         self, *, label: str | None = None, since: datetime | None = None, limit: int = 50
@@ -352,7 +353,7 @@ class VoxelStore:
             stmt = stmt.where(voxels.c.label == label)
         if since is not None:
             stmt = stmt.where(voxels.c.ts_unix >= since.timestamp())
-        return [self._from_row(row) for row in self._query(stmt)]
+        return [self.from_row(row) for row in self._query(stmt)]
 
     def count(self) -> int:
         rows = self._query(select(func.count().label("n")).select_from(voxels))
@@ -393,14 +394,15 @@ class VoxelStore:
             raise VoxelNotFoundError(f"no voxel {voxel.id}")
         return str(rows[0]["payload_location"])
 
-    def _inline(self, sha: str) -> bytes | None:
+    def inline_copy(self, sha: str) -> bytes | None:
+        """The inline payload row of this SHA-256, unverified (None: no inline copy)."""
         rows = self._query(select(voxel_payloads.c.data).where(voxel_payloads.c.sha256 == sha))
         return bytes(rows[0]["data"]) if rows else None
 
     def read_raw(self, voxel: Voxel) -> bytes:
         """The stored payload bytes WITHOUT verification (benchmarks and ``verify`` only)."""
         if self._location(voxel) == INLINE:
-            data = self._inline(voxel.payload_sha256)
+            data = self.inline_copy(voxel.payload_sha256)
             if data is None:
                 raise PayloadMissingError(f"inline payload of voxel {voxel.id} is missing")
             return data
@@ -415,12 +417,12 @@ class VoxelStore:
             voxel = self.get(voxel)
         what = f"payload of voxel {voxel.id}"
         if self._location(voxel) == INLINE:
-            data = self._inline(voxel.payload_sha256)
+            data = self.inline_copy(voxel.payload_sha256)
             if data is None:
                 raise PayloadMissingError(f"inline payload of voxel {voxel.id} is missing")
             actual = hashlib.sha256(data).hexdigest()
             if actual != voxel.payload_sha256:
-                raise _mismatch(what, voxel.payload_sha256, actual)
+                raise checksum_mismatch(what, voxel.payload_sha256, actual)
             return data
         try:
             return self.objects.get_bytes(voxel.payload_sha256)
@@ -441,97 +443,13 @@ class VoxelStore:
         except PayloadNotFound as exc:
             raise PayloadMissingError(f"payload {voxel.payload_ref} is missing") from exc
 
-    def verify(self, voxel_id: str) -> VerifyResult:
-        """Check one voxel against its sealed document; never raises for a mismatch.
+    def verify(self, voxel_id: str) -> VoxelCheck:
+        """Check one voxel against its sealed document (:mod:`.verify`; never raises)."""
+        return check_voxel(self, voxel_id)
 
-        The document must hash to its recorded metadata SHA-256; every index column
-        (``label``, ``source``, ``payload_sha256`` ... the ``dedup_key``) must equal what the
-        document says; and **every** copy of the payload -- the inline row and the
-        object-store object, whichever exist (the classify stage stores every payload as an
-        object, so an inline payload usually has both) -- must hash to the sealed SHA-256. A
-        failure lists every difference found in ``detail``.
-        """
-        try:
-            rows = self._query(select(voxels).where(voxels.c.id == voxel_id))
-            if not rows:
-                return VerifyResult(voxel_id, False, "not_found", f"no voxel {voxel_id}")
-            row = rows[0]
-            try:
-                voxel = self._from_row(row)
-            except ChecksumMismatch as exc:
-                return VerifyResult(
-                    voxel_id,
-                    False,
-                    exc.reason,
-                    f"sealed document: expected {exc.expected[:16]}..., found {exc.actual[:16]}...",
-                )
-            problems = self._column_differences(row, voxel)
-            reason = "index_mismatch" if problems else "ok"
-            payload_problems, payload_reason = self._payload_differences(voxel, row)
-            problems += payload_problems
-            reason = payload_reason or reason
-        except ThunderlineError as exc:
-            return VerifyResult(voxel_id, False, exc.reason, str(exc))
-        if problems:
-            return VerifyResult(voxel_id, False, reason, "; ".join(problems))
-        return VerifyResult(voxel_id, True, "ok", voxel.payload_ref)
-
-    def _column_differences(self, row: Any, voxel: Voxel) -> list[str]:
-        """Index columns that do not say what the sealed document says."""
-        expected: dict[str, Any] = {
-            "event_id": voxel.event_id,
-            "correlation_id": voxel.correlation_id,
-            "causation_id": voxel.causation_id,
-            "source": names.wire_text(voxel.source),
-            "label": voxel.label,
-            "payload_sha256": voxel.payload_sha256,
-            "payload_size": voxel.payload_size,
-            "schema_version": voxel.schema_version,
-            "dedup_key": dedup_key(voxel.source, voxel.payload_sha256),
-        }
-        problems = [
-            f"column {column} is {row[column]!r}, sealed {value!r}"
-            for column, value in expected.items()
-            if row[column] != value
-        ]
-        if abs(float(row["ts_unix"]) - voxel.ts.timestamp()) > 1e-3:
-            problems.append(
-                f"column ts_unix is {row['ts_unix']!r}, sealed {voxel.ts.timestamp()!r}"
-            )
-        location = row["payload_location"]
-        if location not in (INLINE, OBJECT):
-            problems.append(f"column payload_location is {location!r}")
-        return problems
-
-    def _payload_differences(self, voxel: Voxel, row: Any) -> tuple[list[str], str | None]:
-        """Hash every stored copy of the payload; (what differs, the reason) -- or ([], None)."""
-        sha = voxel.payload_sha256
-        problems: list[str] = []
-        reason: str | None = None
-        inline = self._inline(sha)
-        if inline is not None:
-            actual = hashlib.sha256(inline).hexdigest()
-            if actual != sha or len(inline) != voxel.payload_size:
-                _mismatch(f"inline payload of voxel {voxel.id}", sha, actual)
-                problems.append(f"inline copy hashes to {actual[:16]}..., sealed {sha[:16]}...")
-                reason = "checksum_mismatch"
-        elif row["payload_location"] == INLINE:
-            problems.append("inline copy is missing")
-            reason = "payload_missing"
-        try:
-            self.objects.copy_verified(sha, _Discard())
-        except ChecksumMismatch as exc:
-            problems.append(f"object copy hashes to {exc.actual[:16]}..., sealed {sha[:16]}...")
-            reason = "checksum_mismatch"
-        except KeyError:  # PayloadNotFound is a KeyError too
-            if row["payload_location"] == OBJECT:
-                problems.append(f"object copy {voxel.payload_ref} is missing")
-                reason = reason or "payload_missing"
-        return problems, reason
-
-    def verify_all(self) -> Iterator[VerifyResult]:
-        for voxel_id in self.iter_ids():
-            yield self.verify(voxel_id)
+    def verify_all(self) -> Iterator[VoxelCheck]:
+        """Check every voxel, oldest first."""
+        return check_all(self)
 
 
 @dataclass(frozen=True)
@@ -615,13 +533,6 @@ def _check_acyclic(edges: Sequence[tuple[str, str]], new_ids: set[str]) -> None:
             elif not state.get(nxt):
                 state[nxt] = 1
                 stack.append((nxt, iter(parents.get(nxt, ()))))
-
-
-class _Discard:
-    """A write-only sink that keeps nothing (for verification without output)."""
-
-    def write(self, data: bytes) -> int:
-        return len(data)
 
 
 def open_voxel_store(settings: Settings, objects: ObjectStore | None = None) -> VoxelStore:

@@ -8,11 +8,13 @@ keeps the batch and retries with backoff, so no outcome is lost when PostgreSQL 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Sequence
 from typing import Protocol
 
 from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC, Delivery, EventBus
+from thunderline.config import RetryPolicy
 from thunderline.errors import MalformedEventError, ThunderlineError
 from thunderline.events import CloudEvent
 from thunderline.obs import metrics
@@ -22,6 +24,8 @@ _log = logging.getLogger("thunderline.worker.collector")
 
 COLLECT_STAGE = "collect"
 _BATCH = 256
+#: Recording while the database is away: 0.1 s doubling to 5 s, until it is back.
+RECORD_RETRY = RetryPolicy(backoff_s=0.1, backoff_max_s=5.0)
 
 
 class OutcomeRecorder(Protocol):
@@ -32,11 +36,11 @@ class Collector:
     """Pull ``terminal`` and ``dlq``, record, then ack."""
 
     def __init__(
-        self, bus: EventBus, recorder: OutcomeRecorder, *, backoff_max_s: float = 5.0
+        self, bus: EventBus, recorder: OutcomeRecorder, *, retry: RetryPolicy = RECORD_RETRY
     ) -> None:
         self.bus = bus
         self.recorder = recorder
-        self.backoff_max_s = backoff_max_s
+        self.retry = retry
         self.recorded = 0
         self._stopping = asyncio.Event()
 
@@ -61,15 +65,13 @@ class Collector:
                 # nothing to attribute it to; keep it visible in the log and the metrics
                 metrics.DLQ_TOTAL.labels(topic, "malformed_event").inc()
                 _log.error("unreadable message on %s dropped from outcomes: %s", topic, exc)
-        delay = 0.1
-        while True:
+        for attempt in itertools.count(1):
             try:
                 await asyncio.to_thread(self.recorder.record_many, events)
                 break
             except ThunderlineError as exc:
                 _log.warning("recording %d outcomes failed (%s); retrying", len(events), exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.backoff_max_s)
+                await asyncio.sleep(self.retry.delay(attempt))
         self.recorded += len(events)
         for event in events:
             token = correlation_id.set(event.correlationid)

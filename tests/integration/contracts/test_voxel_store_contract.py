@@ -14,9 +14,11 @@ from thunderline.errors import ChecksumMismatch
 from thunderline.eventdata import Parent
 from thunderline.events import CloudEvent
 from thunderline.objects.local import LocalObjectStore
+from thunderline.stores import VoxelStorage
 from thunderline.testing import classified
 from thunderline.voxel.builder import VoxelBuilder
 from thunderline.voxel.errors import LineageCycleError, PayloadMissingError, VoxelNotFoundError
+from thunderline.voxel.paging import BadCursorError, VoxelFilter
 from thunderline.voxel.schema import Voxel
 from thunderline.voxel.store import VoxelStore
 
@@ -27,8 +29,9 @@ def objects(voxel_settings: Settings) -> LocalObjectStore:
 
 
 @pytest.fixture
-def voxels(voxel_settings: Settings, objects: LocalObjectStore) -> Iterator[VoxelStore]:
+def voxels(voxel_settings: Settings, objects: LocalObjectStore) -> Iterator[VoxelStorage]:
     with VoxelStore(voxel_settings, objects) as store:
+        assert isinstance(store, VoxelStorage)
         yield store
 
 
@@ -36,12 +39,12 @@ def _event(objects: LocalObjectStore, payload: bytes, **kw: Any) -> CloudEvent:
     return classified(objects, payload, "txt", **kw)
 
 
-def _put(voxels: VoxelStore, event: CloudEvent) -> Voxel:
+def _put(voxels: VoxelStorage, event: CloudEvent) -> Voxel:
     return voxels.put(VoxelBuilder(voxels.ancestor_ids).build(event)).voxel
 
 
 def test_a_voxel_reads_back_equal_and_is_found_every_way(
-    voxels: VoxelStore, objects: LocalObjectStore
+    voxels: VoxelStorage, objects: LocalObjectStore
 ) -> None:
     event = _event(objects, b"small and inline", source="file:///c/a.txt")
     voxel = _put(voxels, event)
@@ -53,7 +56,7 @@ def test_a_voxel_reads_back_equal_and_is_found_every_way(
     assert [v.id for v in voxels.query(label="txt")] == [voxel.id]
 
 
-def test_writes_are_idempotent(voxels: VoxelStore, objects: LocalObjectStore) -> None:
+def test_writes_are_idempotent(voxels: VoxelStorage, objects: LocalObjectStore) -> None:
     event = _event(objects, b"twice")
     builder = VoxelBuilder(voxels.ancestor_ids)
     first = voxels.put(builder.build(event))
@@ -67,7 +70,7 @@ def test_writes_are_idempotent(voxels: VoxelStore, objects: LocalObjectStore) ->
 
 @pytest.mark.parametrize("size", [100, 5000], ids=["inline", "object-store"])
 def test_payloads_read_back_verified(
-    voxels: VoxelStore, objects: LocalObjectStore, size: int
+    voxels: VoxelStorage, objects: LocalObjectStore, size: int
 ) -> None:
     payload = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
     voxel = _put(voxels, _event(objects, payload))
@@ -79,7 +82,7 @@ def test_payloads_read_back_verified(
 
 
 def test_a_payload_gone_from_the_object_store_is_reported(
-    voxels: VoxelStore, objects: LocalObjectStore
+    voxels: VoxelStorage, objects: LocalObjectStore
 ) -> None:
     voxel = _put(voxels, _event(objects, b"big " * 2000))
     path = objects.local_path(voxel.payload_sha256)
@@ -91,7 +94,7 @@ def test_a_payload_gone_from_the_object_store_is_reported(
     assert not result.ok and result.reason == "payload_missing"
 
 
-def test_a_corrupt_payload_is_never_served(voxels: VoxelStore, objects: LocalObjectStore) -> None:
+def test_a_corrupt_payload_is_never_served(voxels: VoxelStorage, objects: LocalObjectStore) -> None:
     voxel = _put(voxels, _event(objects, b"genuine " * 1000))
     path = objects.local_path(voxel.payload_sha256)
     assert path is not None
@@ -102,7 +105,7 @@ def test_a_corrupt_payload_is_never_served(voxels: VoxelStore, objects: LocalObj
     assert voxels.verify(voxel.id).reason == "checksum_mismatch"
 
 
-def test_lineage_is_a_dag(voxels: VoxelStore, objects: LocalObjectStore) -> None:
+def test_lineage_is_a_dag(voxels: VoxelStorage, objects: LocalObjectStore) -> None:
     root = _put(voxels, _event(objects, b"root"))
     child = _put(
         voxels,
@@ -119,8 +122,28 @@ def test_lineage_is_a_dag(voxels: VoxelStore, objects: LocalObjectStore) -> None
         voxels.add_parents(root.id, [grandchild.id])
 
 
-def test_an_unknown_voxel_is_voxel_not_found(voxels: VoxelStore) -> None:
+def test_an_unknown_voxel_is_voxel_not_found(voxels: VoxelStorage) -> None:
     with pytest.raises(VoxelNotFoundError):
         voxels.get("00000000-0000-7000-8000-000000000000")
     with pytest.raises(VoxelNotFoundError):
         voxels.resolve_id("ffffffff")
+
+
+def test_pages_go_newest_first_without_repeats_or_gaps(
+    voxels: VoxelStorage, objects: LocalObjectStore
+) -> None:
+    made = [_put(voxels, _event(objects, f"page item {i}".encode())) for i in range(5)]
+    newest_first = [v.id for v in sorted(made, key=lambda v: (v.ts.timestamp(), v.id))][::-1]
+    seen: list[str] = []
+    cursor: str | None = None
+    for expected_size in (2, 2, 1):
+        items, cursor = voxels.page(VoxelFilter(label="txt"), cursor, limit=2)
+        assert len(items) == expected_size
+        seen += [v.id for v in items]
+        if expected_size == 2:
+            assert cursor is not None
+    assert cursor is None and seen == newest_first
+    assert voxels.page(VoxelFilter(label="pdf")) == ([], None)
+    with pytest.raises(BadCursorError):
+        voxels.page(VoxelFilter(), "not-a-cursor")
+    voxels.ping()

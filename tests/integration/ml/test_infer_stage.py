@@ -11,7 +11,7 @@ from tests.integration.ml._events import classified_event
 from tests.unit.ml._helpers import MODELS, copy_models, tamper
 
 from thunderline.bus.memory import MemoryBus
-from thunderline.config import Settings
+from thunderline.config import RetryPolicy, Settings
 from thunderline.eventdata import Classification
 from thunderline.events import DLQ_INFERENCE, INFERENCE_COMPLETED, CloudEvent
 from thunderline.flow.engine import Pipeline
@@ -157,7 +157,9 @@ async def test_unhealthy_model_dead_letters_instead_of_hanging(
     folder = copy_models(tmp_path / "models")
     tamper(folder / "image_classifier" / "onnx" / "image_classifier.onnx")
     settings = make_settings(onnx_model_dir=folder, onnx_enabled=True, stage_timeout_s=30)
-    supervisor = ModelSupervisor.from_settings(settings, adaptive=False, restart_backoff_s=0.01)
+    supervisor = ModelSupervisor.from_settings(
+        settings, adaptive=False, restart=RetryPolicy(attempts=3, backoff_s=0.01)
+    )
     async for h in _harness(settings, tmp_path, supervisor=supervisor):
         events = [classified_event(h.store, image_bytes(seed)) for seed in range(3)]
         results = await h.run(events, timeout=20)

@@ -65,6 +65,10 @@ async def test_sigkill_mid_document_restarts_worker_and_fails_it_retryably() -> 
             await task
         assert is_retryable(caught.value)  # the engine, not the pool, tries it again
         assert victim not in pool.worker_pids()
+        for _ in range(3000):  # the slot restarts its worker (spaCy loads in a few seconds)
+            if len(pool.worker_pids()) == 2:
+                break
+            await asyncio.sleep(0.01)
         assert len(pool.worker_pids()) == 2
         assert pool.stats.failed == 1 and pool.stats.restarts["crash"] == 1
         again = await pool.process("big", LONG)  # what the engine's retry does

@@ -1,4 +1,4 @@
-"""Pure helpers of the console and the queries: entity highlighting, cursors, file names."""
+"""Pure helpers of the console: entity highlighting, file names."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import pytest
 
 from thunderline.api.console import highlight, human_bytes
 from thunderline.api.errors import ApiError
-from thunderline.api.queries import Cursor
 from thunderline.api.upload import check_filename
 
 
@@ -34,15 +33,6 @@ def test_highlight_falls_back_to_search_and_never_overlaps() -> None:
     segments = highlight(text, entities)
     assert "".join(piece for piece, _ in segments) == text
     assert [p for p, label in segments if label] == ["ABC", "ABC"]
-
-
-def test_cursor_round_trip_and_garbage() -> None:
-    cursor = Cursor(1795782063.583414, "01a21cf3-b5eb-74a9-987a-923c3ceb1376")
-    assert Cursor.decode(cursor.encode()) == cursor
-    for bad in ["", "zzz", "eyJ0cyI6IngifQ", "bm90IGpzb24", "W10"]:
-        with pytest.raises(ApiError) as info:
-            Cursor.decode(bad)
-        assert info.value.status == 400 and info.value.code == "bad_cursor"
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from tests.unit.ml._helpers import tamper
 
+from thunderline.config import RetryPolicy
 from thunderline.ml import (
     InferenceError,
     ModelNotFoundError,
@@ -65,7 +66,7 @@ def _x() -> np.ndarray:
 
 def _supervisor(registry: ModelRegistry, **kw: Any) -> ModelSupervisor:
     kw.setdefault("adaptive", False)
-    kw.setdefault("restart_backoff_s", 0.01)
+    kw.setdefault("restart", RetryPolicy(attempts=kw.pop("max_failures", 3), backoff_s=0.01))
     kw.setdefault("health_interval_s", 3600)
     return ModelSupervisor(registry, max_batch_size=4, max_queue_delay_s=0.001, **kw)
 
