@@ -2,13 +2,13 @@
 
 ``ingest`` runs the pipeline over files; ``doctor`` checks the installation; ``dlq`` lists and
 replays dead letters; ``config`` shows the effective settings. Sub-commands of the model
-registry (``models``) and the voxel store (``voxels``) are mounted from their packages.
+registry (``models``) and the voxel store (``voxels``) are mounted from their packages by
+plain imports (a misspelt name fails at import, never silently).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import sys
 import time
@@ -23,15 +23,23 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from thunderline import names
+from thunderline.api.cli import serve_app, tokens_app
 from thunderline.classify.walk import Candidate, iter_candidates
 from thunderline.config import Settings, mask_secrets, masked_dump
 from thunderline.console import cli_settings, stdout_console
+from thunderline.dlq import dlq_app
 from thunderline.errors import ThunderlineError
+from thunderline.eventcli import events_app
 from thunderline.events import CloudEvent
 from thunderline.journal import Journal
+from thunderline.ml.cli import models_app
 from thunderline.obs.command import observe
 from thunderline.report import RunReport, record_schema
 from thunderline.runtime import Runtime
+from thunderline.stagecli import stages_app
+from thunderline.voxel.cli import voxels_app
+from thunderline.worker.cli import status as status_command
+from thunderline.worker.cli import worker as worker_command
 
 app = typer.Typer(
     name="thunderline",
@@ -42,28 +50,15 @@ app = typer.Typer(
 config_app = typer.Typer(help="Show the effective settings.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
-for _name, _target in (
-    ("dlq", "thunderline.dlq:dlq_app"),
-    ("models", "thunderline.ml.cli:models_app"),
-    ("voxels", "thunderline.voxel.cli:voxels_app"),
-    ("serve", "thunderline.api.cli:serve_app"),
-    ("tokens", "thunderline.api.cli:tokens_app"),
-    ("events", "thunderline.eventcli:events_app"),
-    ("stages", "thunderline.stagecli:stages_app"),
-):
-    _module, _, _attr = _target.partition(":")
-    try:
-        app.add_typer(getattr(importlib.import_module(_module), _attr), name=_name)
-    except ModuleNotFoundError as _exc:  # not part of this build
-        if _exc.name != _module:
-            raise
-
-for _name, _target in (
-    ("worker", "thunderline.worker.cli:worker"),
-    ("status", "thunderline.worker.cli:status"),
-):
-    _module, _, _attr = _target.partition(":")
-    app.command(_name)(getattr(importlib.import_module(_module), _attr))
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(models_app, name="models")
+app.add_typer(voxels_app, name="voxels")
+app.add_typer(serve_app, name="serve")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(events_app, name="events")
+app.add_typer(stages_app, name="stages")
+app.command("worker")(worker_command)
+app.command("status")(status_command)
 
 err_console = Console(stderr=True)
 
@@ -285,17 +280,21 @@ def doctor() -> None:
         rows.append(
             ("ml pipeline", "warn", "TL_ENABLE_ML_PIPELINE=false: no Magika, spaCy or ONNX")
         )
-    for module in ("thunderline.nlp", "thunderline.ml", "thunderline.voxel", "thunderline.worker"):
+    from thunderline.ml.doctor import doctor_report as ml_report
+    from thunderline.nlp.doctor import doctor_report as nlp_report
+    from thunderline.voxel.doctor import doctor_report as voxel_report
+    from thunderline.worker.doctor import doctor_report as worker_report
+
+    for module, report in (
+        ("thunderline.nlp", nlp_report),
+        ("thunderline.ml", ml_report),
+        ("thunderline.voxel", voxel_report),
+        ("thunderline.worker", worker_report),
+    ):
         try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError:
-            continue
-        report = getattr(mod, "doctor_report", None)
-        if report is not None:
-            try:
-                rows.extend(report(settings))
-            except Exception as exc:
-                rows.append((module, "fail", str(exc)))
+            rows.extend(report(settings))
+        except Exception as exc:
+            rows.append((module, "fail", str(exc)))
     table = Table(title="thunderline doctor")
     for column in ("check", "status", "detail"):
         table.add_column(column)

@@ -27,7 +27,7 @@ from thunderline.flow.engine import Pipeline
 from thunderline.ml import ModelRegistry
 from thunderline.ml.stage import InferStage
 from thunderline.objects.local import LocalObjectStore
-from thunderline.obs import metrics, telemetry
+from thunderline.obs import exposition, metrics, telemetry
 from thunderline.testing import classified
 from thunderline.testing.samples import image_bytes
 
@@ -123,7 +123,7 @@ async def test_p95_latency_is_recorded_in_telemetry(
     assert p95_measured <= p95_bound <= 1.0
     sum_after = metrics.sample(f"{HISTOGRAM}_sum", {"model": "image_classifier"})
     assert sum_after - sum_before == pytest.approx(sum(durations), rel=1e-6)
-    assert HISTOGRAM.encode() in metrics.exposition()
+    assert HISTOGRAM.encode() in exposition.render()
 
 
 async def test_failure_emits_dlq_event_and_error_metric(

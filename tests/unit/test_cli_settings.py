@@ -74,3 +74,24 @@ def test_log_lines_are_masked_and_escaped() -> None:
     )
     assert MaskingFilter().filter(record)
     assert record.getMessage() == "cannot reach postgresql://u:***@db/x for a\\x1b[2Jb"
+
+
+def test_every_command_group_is_mounted() -> None:
+    # mounted by plain imports: a misspelt module or name fails at import, never silently
+    result = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for command in (
+        "ingest",
+        "doctor",
+        "config",
+        "dlq",
+        "models",
+        "voxels",
+        "serve",
+        "tokens",
+        "events",
+        "stages",
+        "worker",
+        "status",
+    ):
+        assert f" {command} " in result.output, command

@@ -27,7 +27,7 @@ from thunderline.ml.errors import (
     UntrustedModelError,
 )
 from thunderline.ml.model import ModelMetadata, OnnxModel, SessionConfig, resolve_providers
-from thunderline.ml.registry import ModelEntry, ModelRegistry, VerifyResult
+from thunderline.ml.registry import ModelCheck, ModelEntry, ModelRegistry
 from thunderline.ml.spec import IOSpec, TensorSpec
 from thunderline.ml.supervisor import ModelHealth, ModelState, ModelSupervisor, ModelWorker
 from thunderline.ml.tensors import (
@@ -61,6 +61,7 @@ __all__ = [
     "InferenceError",
     "InferenceResult",
     "MlError",
+    "ModelCheck",
     "ModelEntry",
     "ModelHealth",
     "ModelInput",
@@ -82,7 +83,6 @@ __all__ = [
     "TensorSpec",
     "UnsupportedContentError",
     "UntrustedModelError",
-    "VerifyResult",
     "calibrate_batch_cap",
     "cast_to_float32",
     "doctor_report",

@@ -197,7 +197,7 @@ class ModelEntry:
 
 
 @dataclass(frozen=True)
-class VerifyResult:
+class ModelCheck:
     """The outcome of checking one entry: ``ok``, ``mismatch``, ``missing`` or ``untrusted``."""
 
     name: str
@@ -409,7 +409,7 @@ class ModelRegistry:
         return problems
 
     # ---- verification -------------------------------------------------------------------
-    def verify(self, names: Iterable[str] | None = None) -> list[VerifyResult]:
+    def verify(self, names: Iterable[str] | None = None) -> list[ModelCheck]:
         """Check the listed models (all, or ``names``) as a load would, without loading them.
 
         Per model: the file exists, is inside the model folder, matches its listed SHA-256;
@@ -420,15 +420,15 @@ class ModelRegistry:
         chosen = [self.entry(n) for n in names] if names is not None else self.list_models()
         return [self._verify_one(entry) for entry in chosen]
 
-    def _verify_one(self, entry: ModelEntry) -> VerifyResult:
+    def _verify_one(self, entry: ModelEntry) -> ModelCheck:
         path = self.path_of(entry)
         if not path.is_file():
-            return VerifyResult(entry.name, str(path), "missing", entry.sha256)
+            return ModelCheck(entry.name, str(path), "missing", entry.sha256)
         resolved = path.resolve()
         actual = file_sha256(resolved)
 
-        def result(status: str, detail: str = "") -> VerifyResult:
-            return VerifyResult(entry.name, str(path), status, entry.sha256, actual, detail)
+        def result(status: str, detail: str = "") -> ModelCheck:
+            return ModelCheck(entry.name, str(path), status, entry.sha256, actual, detail)
 
         if not resolved.is_relative_to(self.model_dir.resolve()):
             return result("untrusted", "outside the model folder")

@@ -113,7 +113,7 @@ class NlpResult(BaseModel):
         return cls.model_validate_json(line)
 
 
-class ErrorInfo(BaseModel):
+class ReplyError(BaseModel):
     """What went wrong in the worker: ``kind`` (timeout, parse, nlp) and a message."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -129,7 +129,7 @@ class NlpErrorReply(BaseModel):
 
     version: str = SCHEMA_VERSION
     doc_id: str
-    error: ErrorInfo
+    error: ReplyError
 
     @field_validator("version")
     @classmethod

@@ -205,7 +205,7 @@ def error_reply(doc_id: str, kind: str, message: str) -> dict[str, Any]:
     }
 
 
-class Worker:
+class RequestLoop:
     """The request loop: reads stdin, answers on the protocol stream, honours the signals."""
 
     def __init__(
@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError as exc:
         print(f"error: {model_missing_message(args.model)} ({exc})", file=sys.stderr)
         return EXIT_MODEL_MISSING
-    worker = Worker(analyzer, out, sys.stdin.buffer, args.doc_timeout)
+    worker = RequestLoop(analyzer, out, sys.stdin.buffer, args.doc_timeout)
     worker.install_signals()
     if args.ready:
         try:
@@ -438,7 +438,7 @@ __all__ = [
     "UNDETERMINED",
     "Analyzer",
     "Request",
-    "Worker",
+    "RequestLoop",
     "main",
     "model_missing_message",
 ]

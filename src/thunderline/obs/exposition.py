@@ -18,7 +18,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, make_asgi_app, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    generate_latest,
+    make_asgi_app,
+    start_http_server,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from thunderline.errors import ConfigError
@@ -37,6 +42,11 @@ def collect_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=str(folder))
     return registry
+
+
+def render() -> bytes:
+    """The Prometheus text exposition of every Thunderline metric (all processes)."""
+    return generate_latest(collect_registry())
 
 
 def metrics_app() -> ASGIApp:

@@ -37,7 +37,6 @@ from prometheus_client import (  # noqa: E402  (multiprocess mode is chosen firs
     Counter,
     Gauge,
     Histogram,
-    generate_latest,
 )
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -395,13 +394,6 @@ def declare_stage(stage: str) -> None:
     STAGE_RETRIES.labels(stage)
     STAGE_IN_FLIGHT.labels(stage).set(0)
     QUEUE_DEPTH.labels(stage)
-
-
-def exposition() -> bytes:
-    """The Prometheus text exposition of every Thunderline metric (all processes)."""
-    from thunderline.obs.exposition import collect_registry
-
-    return generate_latest(collect_registry())
 
 
 def sample(name: str, labels: dict[str, str] | None = None) -> float:

@@ -25,7 +25,7 @@ from typing import Any
 from thunderline.nlp import worker as real
 
 _original_analyze = real.Analyzer.analyze_many
-_original_encode = real.Worker.encode
+_original_encode = real.RequestLoop.encode
 
 
 def analyze_many(self: real.Analyzer, requests: Sequence[real.Request]) -> list[dict[str, Any]]:
@@ -54,7 +54,7 @@ def encode(self: real.Worker, payload: dict[str, Any]) -> bytes:
 
 
 real.Analyzer.analyze_many = analyze_many  # type: ignore[method-assign]
-real.Worker.encode = encode  # type: ignore[method-assign]
+real.RequestLoop.encode = encode  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     sys.exit(real.main())
