@@ -78,9 +78,12 @@ def test_log_lines_are_masked_and_escaped() -> None:
 
 def test_every_command_group_is_mounted() -> None:
     # mounted by plain imports: a misspelt module or name fails at import, never silently
-    result = runner.invoke(app, ["--help"], env={"COLUMNS": "200"})
-    assert result.exit_code == 0, result.output
-    for command in (
+    import click
+    import typer
+
+    group = typer.main.get_command(app)
+    assert isinstance(group, click.Group)
+    assert set(group.commands) == {
         "ingest",
         "doctor",
         "config",
@@ -93,5 +96,4 @@ def test_every_command_group_is_mounted() -> None:
         "stages",
         "worker",
         "status",
-    ):
-        assert f" {command} " in result.output, command
+    }
