@@ -62,7 +62,8 @@ def doctor_report(settings: Settings) -> list[Row]:
 
 
 def _probe_worker(settings: Settings) -> Row:
-    from thunderline.nlp.pool import PoolConfig, default_worker_command
+    from thunderline.nlp.pool import PoolConfig
+    from thunderline.nlp.process import default_worker_command
     from thunderline.nlp.result import NlpResult, request_line
 
     config = PoolConfig.from_settings(settings)

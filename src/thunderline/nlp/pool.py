@@ -1,18 +1,16 @@
 """The spaCy worker pool in the parent: N supervised worker processes behind a bounded queue.
 
-- **Workers**: ``TL_SPACY_WORKERS`` processes running :mod:`thunderline.nlp.worker`, started
-  with ``--ready`` so the pool knows when the pipeline is loaded (a missing pipeline fails
-  :meth:`NlpPool.start` with :class:`~thunderline.nlp.errors.NlpModelMissingError`). Its
-  stderr goes to the ``thunderline.nlp.worker`` log.
-- **Batches** (protocol 1.1): a worker gets its documents as batch lines and runs
-  ``nlp.pipe`` over each. A batch holds what the queue has, up to ``TL_NLP_BATCH_DOCS``
-  documents and ``TL_NLP_BATCH_CHARS`` characters (at least one document), so a long text
-  does not hold many short ones behind it, and no more than an even share of the queue per
-  worker, so a short queue is spread over all workers. A worker whose ready line announces 1.0 gets one
-  document per line.
+Three parts: :mod:`.process` is the handle of one worker process (start with the ready
+handshake, send, read, stop); :mod:`.batching` decides, as pure functions, which documents go
+on one batch line and how long their answers may take; this module is the slim pool that runs
+one slot per worker and supervises it.
+
+- **Workers**: ``TL_SPACY_WORKERS`` processes running :mod:`thunderline.nlp.worker`; a worker
+  whose ready line announces protocol 1.0 gets one document per line.
 - **Long texts**: a text is first cut to ``TL_NLP_MAX_CHARS`` (``truncated``); one longer than
   ``TL_NLP_CHUNK_CHARS`` is split on paragraph/sentence boundaries (:mod:`.chunking`), its
-  chunks go through the pool like documents (over all workers, each with its own timeout) and their results are merged with offsets into the whole text.
+  chunks go through the pool like documents (over all workers, each with its own timeout)
+  and their results are merged with offsets into the whole text.
 - **Prefetch**: each worker holds up to ``PoolConfig.prefetch`` (2) batches in flight: the
   next batch line is written before the previous answers arrive, so the worker never idles
   while the parent reads answers and dispatches. The worker answers in order, one line per
@@ -26,8 +24,7 @@
   ``timeout`` first when it can); one that exits is restarted; one that answers with a
   malformed line is restarted (its stream can no longer be trusted). **Isolation**: when a
   worker crashes or hangs on a batch of several documents, none of them is failed: they are
-  sent again one per batch, so the next crash or hang names
-  the guilty document, which fails (``timeout``, ``crash``; ``parse`` for the document whose
+  sent again one per batch, so the next crash or hang names the guilty document, which fails (``timeout``, ``crash``; ``parse`` for the document whose
   answer was malformed). Batches behind it were never started and are sent again as they
   were. Resent documents count in ``PoolStats.resent``, not as failures. A worker
   is recycled after ``TL_NLP_RECYCLE_AFTER`` documents (no more are sent to it past that
@@ -47,49 +44,46 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
-import json
 import logging
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from thunderline.config import NlpSettings, RetryPolicy, SpacySettings
+from thunderline.nlp.batching import (
+    Batch,
+    Job,
+    answer_limit,
+    batch_budget,
+    build_batch,
+    fair_share,
+)
 from thunderline.nlp.breaker import CircuitBreaker
 from thunderline.nlp.chunking import merge_results, split_text
 from thunderline.nlp.errors import (
     WORKER_ERROR_KINDS,
     NlpCrashError,
     NlpError,
-    NlpModelMissingError,
     NlpParseError,
     NlpPoolClosedError,
     NlpTimeoutError,
 )
+from thunderline.nlp.process import WorkerProcess, default_worker_command
 from thunderline.nlp.result import (
     NlpErrorReply,
     NlpResult,
     batch_line,
     parse_reply,
     request_item,
-    supports_batches,
 )
-from thunderline.nlp.worker import EXIT_MODEL_MISSING
-from thunderline.nlp.worker import model_missing_message as _missing_message
 from thunderline.obs import metrics
-from thunderline.obs import multiprocess as obs_multiprocess
 
 if TYPE_CHECKING:
     from thunderline.config import Settings
 
 _log = logging.getLogger("thunderline.nlp.pool")
-_wlog = logging.getLogger("thunderline.nlp.worker")
-
-#: Longest answer line accepted from a worker (a 1 MB text gives a few MB of spans).
-LINE_LIMIT: Final = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -136,36 +130,6 @@ class PoolConfig:
         return args
 
 
-def default_worker_command() -> list[str]:
-    """``python -m thunderline.nlp.worker`` with this interpreter."""
-    return [sys.executable, "-m", "thunderline.nlp.worker"]
-
-
-@dataclass
-class _Job:
-    doc_id: str
-    #: The document's encoding inside a batch line (:func:`request_item`).
-    item: bytes
-    chars: int
-    future: asyncio.Future[NlpResult]
-    #: Send alone: it was in a batch whose worker crashed or hung.
-    solo: bool = False
-
-
-@dataclass
-class _Batch:
-    """Documents sent on one line, not answered yet, in answer order."""
-
-    jobs: collections.deque[_Job]
-    #: Documents sent in the batch.
-    size: int
-    #: The worker's time budget for the whole batch before it redoes it one at a time.
-    budget_s: float = 0.0
-    #: When the clock for the next answer started (``None``: a batch ahead is not answered).
-    clock: float | None = None
-    answered: int = 0
-
-
 @dataclass
 class PoolStats:
     """Counters of one pool's life (the Prometheus metrics are process-wide)."""
@@ -177,29 +141,23 @@ class PoolStats:
     restarts: collections.Counter[str] = field(default_factory=collections.Counter)
 
 
-class _WorkerProcess:
-    """One worker process: start, send request lines, read answer lines, stop."""
+class _Slot(WorkerProcess):
+    """A worker process with what the pool has sent it and not had answered."""
 
     def __init__(self, argv: list[str], config: PoolConfig, slot: int) -> None:
-        self.argv = argv
-        self.config = config
-        self.slot = slot
-        self.proc: asyncio.subprocess.Process | None = None
-        self.docs = 0
+        super().__init__(
+            argv,
+            slot,
+            model=config.spacy.model,
+            startup_timeout_s=config.startup_timeout_s,
+            stop_timeout_s=config.stop_timeout_s,
+        )
         #: Restarts that failed in a row (the wait before the next grows with it).
         self.failed_starts = 0
         #: Batches sent and not fully answered, oldest (the one being worked on) first.
-        self.inflight: collections.deque[_Batch] = collections.deque()
+        self.inflight: collections.deque[Batch] = collections.deque()
         #: A job taken from the queue that did not fit the batch being built.
-        self.carry: _Job | None = None
-        #: Whether the worker speaks protocol 1.1 (batch lines).
-        self.batches = False
-        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
-        self._pump: asyncio.Task[None] | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
+        self.carry: Job | None = None
 
     @property
     def busy(self) -> bool:
@@ -209,119 +167,6 @@ class _WorkerProcess:
     def held(self) -> int:
         """Documents sent and not answered."""
         return sum(len(batch.jobs) for batch in self.inflight)
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
-
-    async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            *self.argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            limit=LINE_LIMIT,
-        )
-        self.docs = 0
-        self._pump = asyncio.create_task(self._pump_stderr(), name=f"nlp-stderr-{self.proc.pid}")
-        assert self.proc.stdout is not None
-        try:
-            line = await asyncio.wait_for(
-                self.proc.stdout.readline(), self.config.startup_timeout_s
-            )
-        except TimeoutError:
-            await self.kill()
-            raise NlpTimeoutError(
-                f"spaCy worker did not start within {self.config.startup_timeout_s}s"
-            ) from None
-        if not line:
-            code = await self.proc.wait()
-            await self._drain_pump()
-            tail = " | ".join(self._stderr_tail)
-            if code == EXIT_MODEL_MISSING:
-                raise NlpModelMissingError(_missing_message(self.config.spacy.model))
-            raise NlpCrashError(
-                f"spaCy worker exited with code {code} during start-up: {tail}",
-                details={"exit_code": code},
-            )
-        try:
-            hello = json.loads(line)
-            ok = isinstance(hello, dict) and hello.get("ready") is True
-        except ValueError:
-            ok = False
-        if not ok:
-            await self.kill()
-            raise NlpParseError(f"spaCy worker sent {line[:200]!r} instead of its ready line")
-        self.batches = supports_batches(hello.get("version"))
-        _log.debug("spaCy worker %s ready in slot %d", self.proc.pid, self.slot)
-
-    async def _pump_stderr(self) -> None:
-        assert self.proc is not None and self.proc.stderr is not None
-        pid = self.proc.pid
-        while True:
-            try:
-                raw = await self.proc.stderr.readline()
-            except (ValueError, asyncio.LimitOverrunError):
-                continue
-            if not raw:
-                return
-            text = raw.decode("utf-8", "replace").rstrip()
-            self._stderr_tail.append(text)
-            _wlog.warning("[worker %s] %s", pid, text)
-
-    async def _drain_pump(self) -> None:
-        if self._pump is not None:
-            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(self._pump, 2.0)
-
-    def send(self, line: bytes) -> None:
-        """Queue one request line (no drain: at most ``prefetch`` batches are normally pending,
-        and waiting for the worker to read them could deadlock against an unread answer)."""
-        assert self.proc is not None and self.proc.stdin is not None
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
-            self.proc.stdin.write(line)
-
-    async def read_answer(self) -> bytes:
-        """The next answer line (``b""`` when the worker died)."""
-        assert self.proc is not None and self.proc.stdout is not None
-        return await self.proc.stdout.readline()
-
-    async def kill(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
-        await self.proc.wait()
-        obs_multiprocess.mark_process_dead(self.proc.pid)
-        await self._drain_pump()
-        self._close_pipes()
-
-    async def stop(self) -> None:
-        """Graceful: close stdin (the worker exits 0), then SIGTERM, then SIGKILL."""
-        if self.proc is None:
-            return
-        if self.proc.returncode is None:
-            if self.proc.stdin is not None:
-                with contextlib.suppress(OSError):
-                    self.proc.stdin.close()
-            try:
-                await asyncio.wait_for(self.proc.wait(), self.config.stop_timeout_s)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.terminate()
-                try:
-                    await asyncio.wait_for(self.proc.wait(), self.config.stop_timeout_s)
-                except TimeoutError:
-                    await self.kill()
-        obs_multiprocess.mark_process_dead(self.proc.pid)
-        await self._drain_pump()
-        self._close_pipes()
-
-    def _close_pipes(self) -> None:
-        if self.proc is not None and self.proc.stdin is not None:
-            with contextlib.suppress(OSError, RuntimeError):
-                self.proc.stdin.close()
 
 
 class NlpPool:
@@ -342,8 +187,8 @@ class NlpPool:
             config.nlp.breaker_failures, config.nlp.breaker_window_s, config.nlp.breaker_cooldown_s
         )
         self.stats = PoolStats()
-        self._queue: asyncio.Queue[_Job] | None = None
-        self._workers: list[_WorkerProcess] = []
+        self._queue: asyncio.Queue[Job] | None = None
+        self._workers: list[_Slot] = []
         self._slots: list[asyncio.Task[None]] = []
         self._closed = False
         self._started = False
@@ -365,8 +210,7 @@ class NlpPool:
             return
         self._queue = asyncio.Queue(self.config.nlp.queue_max)
         self._workers = [
-            _WorkerProcess(self.argv, self.config, slot)
-            for slot in range(self.config.spacy.workers)
+            _Slot(self.argv, self.config, slot) for slot in range(self.config.spacy.workers)
         ]
         results = await asyncio.gather(*(w.start() for w in self._workers), return_exceptions=True)
         failures = [r for r in results if isinstance(r, BaseException)]
@@ -499,12 +343,12 @@ class NlpPool:
     async def _dispatch(self, doc_id: str, item: bytes, chars: int) -> NlpResult:
         assert self._queue is not None
         future: asyncio.Future[NlpResult] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(doc_id, item, chars, future))
+        await self._queue.put(Job(doc_id, item, chars, future))
         return await future
 
     # ---- one slot per worker --------------------------------------------------------------
-    async def _serve(self, worker: _WorkerProcess) -> None:
-        getter: asyncio.Task[_Job] | None = None
+    async def _serve(self, worker: _Slot) -> None:
+        getter: asyncio.Task[Job] | None = None
         reader: asyncio.Task[bytes] | None = None
         try:
             while True:
@@ -571,72 +415,46 @@ class NlpPool:
                 if not job.future.done():
                     job.future.set_exception(closed)
 
-    def _queue_get_nowait(self) -> _Job | None:
+    def _queue_get_nowait(self) -> Job | None:
         assert self._queue is not None
         return None if self._queue.empty() else self._queue.get_nowait()
 
-    async def _queue_get(self) -> _Job:
+    async def _queue_get(self) -> Job:
         assert self._queue is not None
         return await self._queue.get()
 
-    def _room(self, worker: _WorkerProcess) -> bool:
+    def _room(self, worker: _Slot) -> bool:
         """May the worker take one more batch (prefetch depth, recycle count)?"""
         return len(worker.inflight) < max(self.config.prefetch, 1) and (
             worker.docs + worker.held < self.config.nlp.recycle_after
         )
 
-    def _answer_limit(self, batch: _Batch) -> float:
-        """Seconds the next answer of ``batch`` may take from its clock (the first answer of
-        a batch of several: the batch's budget, then one document's timeout, plus grace)."""
-        first_of_many = batch.answered == 0 and batch.size > 1
-        return self.config.answer_timeout_s + (batch.budget_s if first_of_many else 0)
+    def _answer_limit(self, batch: Batch) -> float:
+        return answer_limit(batch, self.config.answer_timeout_s)
 
-    def _budget(self, jobs: list[_Job]) -> float:
-        """A batch's time in the worker: one document timeout per chunk's worth of
-        characters (a chunk is the longest document the timeout was meant for), at least one."""
-        chars = sum(job.chars for job in jobs)
-        return self.config.nlp.doc_timeout_s * max(
-            1, -(-chars // max(self.config.nlp.chunk_chars, 1))
-        )
-
-    def _fill(self, worker: _WorkerProcess) -> None:
+    def _fill(self, worker: _Slot) -> None:
         """Send batches built from the carried job and the queue while the worker has room."""
+        assert self._queue is not None
         while self._room(worker):
             job = worker.carry or self._queue_get_nowait()
             worker.carry = None
             if job is None:
                 return
-            if job.future.done():  # the caller gave up while it queued
+            if not job.wanted:  # the caller gave up while it queued
                 continue
-            jobs = [job]
-            chars = job.chars
+            share = fair_share(self._queue.qsize(), len(self._workers), self.config.nlp.batch_docs)
             cap = min(
-                self._fair_share() if worker.batches and not job.solo else 1,
+                share if worker.batches and not job.solo else 1,
                 self.config.nlp.recycle_after - worker.docs - worker.held,
             )
-            while len(jobs) < cap:
-                more = self._queue_get_nowait()
-                if more is None:
-                    break
-                if more.future.done():
-                    continue
-                if more.solo or chars + more.chars > self.config.nlp.batch_chars:
-                    worker.carry = more
-                    break
-                jobs.append(more)
-                chars += more.chars
+            jobs, worker.carry = build_batch(
+                job, self._queue_get_nowait, cap=cap, max_chars=self.config.nlp.batch_chars
+            )
             self._send(worker, jobs)
 
-    def _fair_share(self) -> int:
-        """Most documents for the batch being built: the batch budget, but no more than an
-        even share of what is queued, so a short queue keeps every worker busy."""
-        assert self._queue is not None
-        waiting = self._queue.qsize() + 1
-        share = -(-waiting // max(len(self._workers), 1))
-        return max(1, min(self.config.nlp.batch_docs, share))
-
-    def _send(self, worker: _WorkerProcess, jobs: list[_Job]) -> None:
-        batch = _Batch(collections.deque(jobs), len(jobs), self._budget(jobs))
+    def _send(self, worker: _Slot, jobs: list[Job]) -> None:
+        budget = batch_budget(jobs, self.config.nlp.doc_timeout_s, self.config.nlp.chunk_chars)
+        batch = Batch(collections.deque(jobs), len(jobs), budget)
         batch.clock = None if worker.inflight else time.monotonic()
         worker.inflight.append(batch)
         if not worker.alive:
@@ -647,7 +465,7 @@ class NlpPool:
             for job in jobs:
                 worker.send(b'{"version": "1.0", ' + job.item[1:] + b"\n")
 
-    def _resend(self, worker: _WorkerProcess) -> None:
+    def _resend(self, worker: _Slot) -> None:
         """After a restart: send again what the old worker had not answered (isolated jobs
         one per batch, the others in the batches they came in)."""
         batches = list(worker.inflight)
@@ -661,7 +479,7 @@ class NlpPool:
             elif jobs:
                 self._send(worker, jobs)
 
-    def _settle(self, job: _Job, outcome: NlpResult | NlpError) -> None:
+    def _settle(self, job: Job, outcome: NlpResult | NlpError) -> None:
         if job.future.done():
             return
         if isinstance(outcome, BaseException):
@@ -669,7 +487,7 @@ class NlpPool:
         else:
             job.future.set_result(outcome)
 
-    async def _respawn(self, worker: _WorkerProcess) -> bool:
+    async def _respawn(self, worker: _Slot) -> bool:
         try:
             await worker.start()
             metrics.SPACY_WORKERS_ALIVE.set(len(self.worker_pids()))
@@ -687,11 +505,11 @@ class NlpPool:
         metrics.SPACY_WORKER_RESTARTS.labels(cause).inc()
         self.stats.restarts[cause] += 1
 
-    def _head(self, worker: _WorkerProcess) -> tuple[_Batch, _Job]:
+    def _head(self, worker: _Slot) -> tuple[Batch, Job]:
         batch = worker.inflight[0]
         return batch, batch.jobs[0]
 
-    async def _fail_head(self, worker: _WorkerProcess, cause: str, error: NlpError) -> None:
+    async def _fail_head(self, worker: _Slot, cause: str, error: NlpError) -> None:
         """Kill the worker; the head document gets ``error``, the others wait for a restart.
 
         When the head batch still holds several documents none of which was answered alone
@@ -711,7 +529,7 @@ class NlpPool:
             worker.inflight.popleft()
         self._settle(job, error)
 
-    async def _head_timed_out(self, worker: _WorkerProcess) -> None:
+    async def _head_timed_out(self, worker: _Slot) -> None:
         batch, job = self._head(worker)
         pid = worker.pid
         _log.warning("spaCy worker %s silent on doc %s: killing it", pid, job.doc_id)
@@ -724,7 +542,7 @@ class NlpPool:
             ),
         )
 
-    async def _answered(self, worker: _WorkerProcess, task: asyncio.Task[bytes]) -> None:
+    async def _answered(self, worker: _Slot, task: asyncio.Task[bytes]) -> None:
         """Handle the answer line for the head document."""
         batch, job = self._head(worker)
         pid = worker.pid

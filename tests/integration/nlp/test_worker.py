@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from thunderline.nlp.pool import default_worker_command
+from thunderline.nlp.process import default_worker_command
 from thunderline.nlp.result import (
     NlpErrorReply,
     NlpResult,
