@@ -348,12 +348,7 @@ class VoxelStore:
         self, *, label: str | None = None, since: datetime | None = None, limit: int = 50
     ) -> list[Voxel]:
         """Newest voxels first, optionally of one Magika label and/or since a time."""
-        stmt = select(voxels).order_by(voxels.c.ts_unix.desc(), voxels.c.id.desc()).limit(limit)
-        if label:
-            stmt = stmt.where(voxels.c.label == label)
-        if since is not None:
-            stmt = stmt.where(voxels.c.ts_unix >= since.timestamp())
-        return [self.from_row(row) for row in self._query(stmt)]
+        return self.page(VoxelFilter(label=label, since=since), limit=limit)[0]
 
     def count(self) -> int:
         rows = self._query(select(func.count().label("n")).select_from(voxels))
