@@ -22,8 +22,9 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
-from thunderline.config import RetryPolicy, Settings
+from thunderline.config import OnnxSettings, RetryPolicy, Settings
 from thunderline.errors import ChecksumMismatch, reason_of
 from thunderline.ml.batcher import DynamicBatcher
 from thunderline.ml.errors import ModelUnavailableError, UntrustedModelError
@@ -259,18 +260,14 @@ class ModelSupervisor:
     def __init__(
         self,
         registry: ModelRegistry,
+        onnx: OnnxSettings | None = None,
         *,
-        max_batch_size: int = 8,
-        max_queue_delay_s: float = 0.002,
-        health_interval_s: float = 30.0,
         loader: Callable[[str], OnnxModel] | None = None,
         restart: RetryPolicy = RESTART_POLICY,
         adaptive: bool = True,
     ) -> None:
         self.registry = registry
-        self.max_batch_size = max_batch_size
-        self.max_queue_delay_s = max_queue_delay_s
-        self.health_interval_s = health_interval_s
+        self.onnx = onnx or OnnxSettings()
         self._loader = loader or registry.get_model
         self.restart = restart
         self.adaptive = adaptive
@@ -281,15 +278,10 @@ class ModelSupervisor:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, registry: ModelRegistry | None = None, **kwargs: object
+        cls, settings: Settings, registry: ModelRegistry | None = None, **kwargs: Any
     ) -> ModelSupervisor:
-        return cls(
-            registry or ModelRegistry.from_settings(settings),
-            max_batch_size=settings.onnx.max_batch_size,
-            max_queue_delay_s=settings.onnx.max_queue_delay_ms / 1000.0,
-            health_interval_s=settings.onnx.health_interval_s,
-            **kwargs,  # type: ignore[arg-type]
-        )
+        """The supervisor of the settings' registry, run as ``TL_ONNX_*`` says."""
+        return cls(registry or ModelRegistry.from_settings(settings), settings.onnx, **kwargs)
 
     def worker(self, name: str) -> ModelWorker:
         """The worker of model ``name`` (created on first use; unknown names raise)."""
@@ -302,8 +294,8 @@ class ModelSupervisor:
                 worker = ModelWorker(
                     name,
                     lambda: self._loader(name),
-                    max_batch_size=self.max_batch_size,
-                    max_queue_delay_s=self.max_queue_delay_s,
+                    max_batch_size=self.onnx.max_batch_size,
+                    max_queue_delay_s=self.onnx.max_queue_delay_ms / 1000.0,
                     restart=self.restart,
                     adaptive=self.adaptive,
                 )
@@ -326,7 +318,7 @@ class ModelSupervisor:
         return health
 
     def _monitor_loop(self) -> None:
-        while not self._stop.wait(self.health_interval_s):
+        while not self._stop.wait(self.onnx.health_interval_s):
             self.check_health()
 
     def check_health(self) -> list[ModelHealth]:

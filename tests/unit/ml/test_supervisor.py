@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from tests.unit.ml._helpers import tamper
 
-from thunderline.config import RetryPolicy
+from thunderline.config import OnnxSettings, RetryPolicy
 from thunderline.ml import (
     InferenceError,
     ModelNotFoundError,
@@ -67,8 +67,12 @@ def _x() -> np.ndarray:
 def _supervisor(registry: ModelRegistry, **kw: Any) -> ModelSupervisor:
     kw.setdefault("adaptive", False)
     kw.setdefault("restart", RetryPolicy(attempts=kw.pop("max_failures", 3), backoff_s=0.01))
-    kw.setdefault("health_interval_s", 3600)
-    return ModelSupervisor(registry, max_batch_size=4, max_queue_delay_s=0.001, **kw)
+    onnx = OnnxSettings(
+        max_batch_size=4,
+        max_queue_delay_ms=1.0,
+        health_interval_s=kw.pop("health_interval_s", 3600),
+    )
+    return ModelSupervisor(registry, onnx, **kw)
 
 
 def test_preload_loads_marked_models_only(model_copy: Path) -> None:

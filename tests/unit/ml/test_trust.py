@@ -21,6 +21,7 @@ from tests.unit.ml._helpers import (
 )
 from typer.testing import CliRunner
 
+from thunderline.config import OnnxSettings
 from thunderline.errors import ChecksumMismatch
 from thunderline.ml import (
     ChecksumsMissingError,
@@ -139,7 +140,7 @@ def test_tampered_signature_refuses_the_model_and_the_stage_is_unhealthy(
         registry.get_model(FOLDER)
     assert info.value.reason == "model_signature"
     assert any("refused" in line and str(bundle_path) in line for line in _security_lines(caplog))
-    supervisor = ModelSupervisor(registry, adaptive=False, health_interval_s=3600)
+    supervisor = ModelSupervisor(registry, OnnxSettings(health_interval_s=3600), adaptive=False)
     try:
         [health] = supervisor.start(preload=[FOLDER])
         assert health.state is ModelState.UNHEALTHY and "model_signature" in str(health.last_error)
