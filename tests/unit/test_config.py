@@ -99,6 +99,10 @@ def test_readme_table_documents_every_setting() -> None:
     expected = {f"TL_{name.upper()}" for name in flat_names()}
     assert len(expected) > len(Settings.model_fields)  # the sub-models' fields are listed too
     assert expected <= documented, f"missing from README: {sorted(expected - documented)}"
+    # and every row of the table is a setting that is read (a renamed or dropped variable
+    # would stay in the table and fail here)
+    rows = set(re.findall(r"^\| `(TL_[A-Z0-9_]+)` \|", readme, re.M))
+    assert rows == expected, f"table rows that name no setting: {sorted(rows - expected)}"
 
 
 def test_routes_merge_end_in_package_and_refuse_unknown_stages(
@@ -181,3 +185,50 @@ def test_secrets_are_masked() -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(database_url="postgresql://u:hunter2@h/db", queue_max=0, log_level="x")
     assert "hunter2" not in str(info.value)
+
+
+def _changed(name: str, value: object) -> object:
+    """A valid value other than the default, as it reads back in ``flat_dump``."""
+    special: dict[str, object] = {
+        "log_level": "INFO",
+        "log_format": "json",
+        "overflow_policy": "drop_oldest",
+        "magika_prediction_mode": "best-guess",
+        "s3_endpoint_url": "http://127.0.0.1:8333",
+        "metrics_port": 9100,
+        "routes": {**DEFAULT_ROUTES, "txt": ["package"]},
+    }
+    if name in special:
+        return special[name]
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, float):
+        return value + 0.5 if value < 0.5 else value * 2
+    if value is None:
+        if name.endswith("_s"):
+            return 7.5
+        return "/tmp/some/where" if name.endswith(("_dir", "_key")) else "value"
+    return f"{value}-changed" if not str(value).startswith("/") else "/tmp/changed"
+
+
+def test_every_flat_name_reaches_its_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from thunderline.config import flat_dump
+
+    defaults = flat_dump(Settings())
+    assert sorted(defaults) == sorted(flat_names())
+    expected = {}
+    for name, value in defaults.items():
+        if name == "home":
+            continue
+        changed = _changed(name, value)
+        text = json.dumps(changed) if isinstance(changed, dict) else str(changed).lower()
+        if isinstance(changed, str):
+            text = changed
+        monkeypatch.setenv(f"TL_{name.upper()}", text)
+        expected[name] = changed
+    read = flat_dump(load_settings())
+    assert {n: read[n] for n in expected} == expected
