@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -24,7 +25,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TIMEOUT_S = 900
+TIMEOUT_S = 600
 
 
 class FreshCheckError(Exception):
@@ -44,6 +45,10 @@ def _clean_env(pip_cache: Path) -> dict[str, str]:
     env.pop("MAKELEVEL", None)
     env["PIP_CACHE_DIR"] = str(pip_cache)
     return env
+
+
+def _tail(log: Path, lines: int = 40) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
 def _store_counts(db: Path) -> tuple[int, int, int]:
@@ -67,20 +72,25 @@ def check(workdir: Path) -> dict[str, object]:
     log = workdir / "demo.log"
     started = time.monotonic()
     with log.open("wb") as out:
+        proc = subprocess.Popen(
+            ["make", "demo"],
+            cwd=clone,
+            env=_clean_env(pip_cache),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: a timeout stops every child
+        )
         try:
-            proc = subprocess.run(
-                ["make", "demo"],
-                cwd=clone,
-                env=_clean_env(pip_cache),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                timeout=TIMEOUT_S,
-            )
+            proc.wait(timeout=TIMEOUT_S)
         except subprocess.TimeoutExpired as exc:
-            raise FreshCheckError(f"make demo did not finish in {TIMEOUT_S} s") from exc
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise FreshCheckError(
+                f"make demo did not finish in {TIMEOUT_S} s:\n{_tail(log)}"
+            ) from exc
     seconds = round(time.monotonic() - started, 1)
-    tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+    tail = _tail(log)
     if proc.returncode != 0:
         raise FreshCheckError(f"make demo exited {proc.returncode} after {seconds} s:\n{tail}")
     voxels, done, dlq = _store_counts(clone / ".thunderline" / "thunderline.db")
