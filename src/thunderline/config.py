@@ -197,8 +197,8 @@ class Settings(BaseSettings):
     )
     model_public_key: Path | None = Field(
         None,
-        description="EC P-256 PEM public key that verifies model signatures; default "
-        "`$TL_ONNX_MODEL_DIR/signing_key.pub`.",
+        description="EC P-256 PEM public key that verifies model signatures, outside "
+        "`TL_ONNX_MODEL_DIR` (default: the maintainers' key shipped with Thunderline).",
     )
     onnx_max_batch_size: int = Field(8, ge=1, description="Dynamic batcher: max requests per run.")
     onnx_max_queue_delay_ms: float = Field(2.0, ge=0, description="Dynamic batcher: max wait.")
