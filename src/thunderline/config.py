@@ -281,6 +281,15 @@ class Settings(BaseSettings):
     api_read_timeout_s: float = Field(
         30.0, gt=0, description="Max wait for the next chunk of a request body (slow clients)."
     )
+    api_header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Max time for a request's headers to arrive (408 and close past it: slow "
+        "clients).",
+    )
+    api_max_connections_per_client: int = Field(
+        64, ge=1, description="Most open connections from one client address (503 past it)."
+    )
     api_max_header_bytes: int = Field(
         16384, ge=1024, description="Max total size of a request's headers (431 past it)."
     )
