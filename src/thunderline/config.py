@@ -1,7 +1,8 @@
 """Settings: one typed object read from ``TL_*`` variables and an optional ``thunderline.toml``.
 
 Precedence (highest first): constructor arguments, ``TL_*`` environment variables, the TOML file
-(``TL_CONFIG`` or ``./thunderline.toml``), then the defaults below. Every field is documented in
+(``TL_CONFIG`` or ``./thunderline.toml``, read strictly: :mod:`thunderline.configfile`), then the
+defaults below. Every field is documented in
 the README's settings table; ``tests/unit/test_config.py`` checks the table lists every field.
 Components receive this object (or values taken from it) and never read ``os.environ``.
 """
