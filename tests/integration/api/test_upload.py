@@ -224,6 +224,47 @@ def test_bad_uploads_are_4xx_with_a_named_problem(
     assert_serving(served)
 
 
+def _disposition_part(disposition: bytes, data: bytes) -> bytes:
+    return (
+        f"--{BOUNDARY}\r\n".encode()
+        + b"Content-Disposition: "
+        + disposition
+        + b"\r\nContent-Type: text/plain\r\n\r\n"
+        + data
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
+
+
+@pytest.mark.parametrize(
+    ("disposition", "name"),
+    [
+        (b"form-data; name=\"file\"; filename*=UTF-8''%E2%82%AC%20rates.txt", "€ rates.txt"),
+        (
+            b'form-data; name="file"; filename="fallback.txt"; '
+            b"filename*=UTF-8''%E6%97%A5%E6%9C%AC.txt",
+            "日本.txt",
+        ),
+        (b'form-data; name="file"; filename="cr%C3%A9dits%20Q3.txt"', "crédits Q3.txt"),
+    ],
+    ids=["filename-star", "filename-star-wins", "percent-encoded"],
+)
+def test_encoded_upload_names_are_stored_decoded(
+    served: Served, disposition: bytes, name: str
+) -> None:
+    data = f"Grace Hopper worked on {name}.".encode()
+    with served.client() as client:
+        response = client.post(
+            "/v1/ingest",
+            content=_disposition_part(disposition, data),
+            headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+        )
+    assert response.status_code == 202, response.text
+    outcome = served.wait_outcome(response.json()["correlation_id"])
+    with served.client() as client:
+        voxel = client.get(f"/v1/voxels/{outcome['voxel_ids'][0]}").json()
+    assert voxel["name"] == name
+
+
 def test_two_file_parts_are_refused(served: Served) -> None:
     one = multipart(b"a.txt", b"a").removesuffix(f"--{BOUNDARY}--\r\n".encode())
     body = one + multipart(b"b.txt", b"b")

@@ -112,6 +112,9 @@ async def test_rabbitmq_connection_cut_for_5s(cluster: Cluster) -> None:
         assert proxy.refused >= 1  # the worker tried to reconnect during the cut
         assert "connection restored" in a.text()
         assert a.proc.poll() is None
+        log = a.text()  # one clear line per loss and reconnect, no client library traceback
+        assert "Traceback" not in log and "Logging error" not in log, log[-3000:]
+        assert log.count("connection lost") == log.count("connection restored") >= 1, log[-3000:]
     assert _assert_exactly_one(cluster, ids, outcomes) == {"voxel": 400}
 
 
