@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,6 +48,7 @@ from thunderline.voxel import lineage
 from thunderline.voxel.db import make_engine, migrate
 from thunderline.voxel.errors import (
     InvalidVoxelError,
+    InvalidVoxelIdError,
     LineageCycleError,
     PayloadMissingError,
     UnknownParentError,
@@ -56,6 +58,10 @@ from thunderline.voxel.schema import Voxel, canonical_json
 from thunderline.voxel.tables import INLINE, OBJECT, voxel_edges, voxel_payloads, voxels
 
 _log = logging.getLogger("thunderline.voxel.store")
+
+
+#: What an id prefix may hold (voxel ids are UUIDs): hex digits and '-', nothing LIKE reads.
+_ID_PREFIX = re.compile(r"[0-9a-f-]+")
 
 
 def dedup_key(source: str, payload_sha256: str) -> str:
@@ -314,10 +320,14 @@ class VoxelStore:
         prefix = id_or_prefix.strip().lower()
         if len(prefix) < 4:
             raise VoxelNotFoundError(f"voxel id {id_or_prefix!r} is too short (4+ characters)")
-        ids = [
-            r["id"]
-            for r in self._query(select(voxels.c.id).where(voxels.c.id.startswith(prefix)).limit(2))
-        ]
+        if not _ID_PREFIX.fullmatch(prefix):
+            raise InvalidVoxelIdError(
+                f"voxel id {names.shown(id_or_prefix)!r}: an id holds only hex digits and '-'"
+            )
+        # only id characters get here; the LIKE pattern is escaped anyway (% and _ match
+        # nothing but themselves)
+        match = voxels.c.id.startswith(prefix, autoescape=True)
+        ids = [r["id"] for r in self._query(select(voxels.c.id).where(match).limit(2))]
         if not ids:
             raise VoxelNotFoundError(f"no voxel {id_or_prefix}")
         if len(ids) > 1:
