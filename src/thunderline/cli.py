@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from thunderline import names
+from thunderline.classify.roots import HELD
 from thunderline.classify.walk import Candidate, iter_candidates
 from thunderline.config import Settings, mask_secrets, masked_dump
 from thunderline.console import cli_settings, stdout_console
@@ -124,6 +125,8 @@ def ingest(
     except ThunderlineError as exc:
         err_console.print(f"[red]ingest failed:[/] {escape(mask_secrets(names.shown(str(exc))))}")
         raise typer.Exit(1) from exc
+    finally:
+        HELD.release_all()  # the roots the walk held open for the run (classify/roots.py)
     if not as_json:
         _print_summary(report, settings)
 
