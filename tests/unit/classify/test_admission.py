@@ -12,6 +12,7 @@ import pytest
 
 from thunderline.classify import admit, iter_candidates, open_input
 from thunderline.errors import (
+    ArtifactError,
     ArtifactNotFoundError,
     ArtifactTooLargeError,
     NotARegularFileError,
@@ -255,3 +256,25 @@ def test_a_name_that_never_stops_changing_is_refused_as_an_escape(
     monkeypatch.setattr(Path, "resolve", always_changing)
     with pytest.raises(PathEscapeError, match="kept changing"):
         open_input(target, None)
+
+
+def test_a_hard_link_is_refused_with_its_reason(tmp_path: Path) -> None:
+    """``ln /etc/shadow inbox/x.txt``: the file's other name lies outside the root."""
+    (tmp_path / "in").mkdir()
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$secret:::")
+    os.link(secret, tmp_path / "in" / "x.txt")
+    with pytest.raises(ArtifactError, match="hard link") as refused:
+        open_input(tmp_path / "in" / "x.txt", tmp_path / "in")
+    assert refused.value.reason == "hard_link" and refused.value.details["links"] == 2
+    with pytest.raises(ArtifactError, match="TL_ALLOW_HARDLINKS"):
+        admit(tmp_path / "in" / "x.txt", tmp_path / "in", MB)
+    (tmp_path / "in" / "single.txt").write_text("one name")
+    assert admit(tmp_path / "in" / "single.txt", tmp_path / "in", MB)[1] == 8
+
+
+def test_hard_links_are_admitted_when_allowed(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("shared")
+    os.link(tmp_path / "a.txt", tmp_path / "b.txt")
+    with open_input(tmp_path / "b.txt", tmp_path, allow_hardlinks=True) as admitted:
+        assert os.pread(admitted.fd, 10, 0) == b"shared"
