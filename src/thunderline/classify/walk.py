@@ -29,6 +29,11 @@ from pathlib import Path
 
 from thunderline.classify.roots import HELD, RootTable, open_root
 
+#: Why the walk skips a path (``Candidate.skipped``) and the short reason of each.
+SYMLINKED_DIRECTORY = "symlinked directory (not followed)"
+NOT_RECURSIVE = "directory (use --recursive)"
+SKIP_REASONS = {SYMLINKED_DIRECTORY: "symlinked_directory", NOT_RECURSIVE: "directory"}
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -36,6 +41,11 @@ class Candidate:
     root: Path
     skipped: str | None = None  # why it will not be ingested (a directory, for instance)
     error: OSError | None = None  # why it could not be walked (becomes a DLQ record)
+
+    @property
+    def skip_reason(self) -> str | None:
+        """The short reason of ``skipped`` (``symlinked_directory``, ``directory``)."""
+        return None if self.skipped is None else SKIP_REASONS.get(self.skipped, "skipped")
 
 
 def iter_candidates(
@@ -97,11 +107,11 @@ def _walk_dir(base: Path, dir_fd: int, root: Path, recursive: bool) -> Iterator[
         yield Candidate(base, root, error=exc)
         return
     for name in sorted(linked):
-        yield Candidate(base / name, root, skipped="symlinked directory (not followed)")
+        yield Candidate(base / name, root, skipped=SYMLINKED_DIRECTORY)
     if not recursive:
         merged = sorted([(n, False) for n in files] + [(n, True) for n in folders])
         for name, is_folder in merged:
-            skipped = "directory (use --recursive)" if is_folder else None
+            skipped = NOT_RECURSIVE if is_folder else None
             yield Candidate(base / name, root, skipped=skipped)
         return
     for name in sorted(files):
@@ -111,7 +121,7 @@ def _walk_dir(base: Path, dir_fd: int, root: Path, recursive: bool) -> Iterator[
             child_fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
         except OSError as exc:
             if exc.errno == errno.ELOOP:  # became a symlink since it was listed
-                yield Candidate(base / name, root, skipped="symlinked directory (not followed)")
+                yield Candidate(base / name, root, skipped=SYMLINKED_DIRECTORY)
             else:
                 yield Candidate(base / name, root, error=exc)
             continue

@@ -208,6 +208,36 @@ async def test_tar_members_whose_names_are_not_utf8_are_stored(
         assert all(r.ok for r in voxels.verify_all())
 
 
+async def test_an_archive_nested_past_the_depth_limit_is_stored_with_a_note(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Zips nested five deep: the four outer levels are expanded, the fifth archive is stored
+    as it is, and its record says so (no silent skip)."""
+    from thunderline.report import record_from_event
+    from thunderline.voxel.stage import MAX_ARCHIVE_DEPTH
+
+    settings = make_settings()
+    store = LocalObjectStore(settings.home / "objects")
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    data = _zip_bytes({"core.txt": b"the text at the very bottom of the nest\n"})
+    for level in range(MAX_ARCHIVE_DEPTH, 0, -1):
+        data = _zip_bytes({f"level{level}.zip": data, f"note{level}.txt": b"a sibling\n"})
+    (inbox / "level0.zip").write_bytes(data)
+    ends = await _classify_and_package(settings, store, [inbox])
+    assert all(e.type == VOXEL_CREATED for e in ends), [e.data.get("reason") for e in ends]
+    by_name = {e.data["artifact"]["name"]: e for e in ends}
+    deepest = f"level{MAX_ARCHIVE_DEPTH}.zip"
+    assert "core.txt" not in by_name  # never expanded...
+    (note,) = by_name[deepest].data["notes"]  # ...and the event says why
+    assert note["stage"] == "package"
+    assert f"nested {MAX_ARCHIVE_DEPTH} levels deep" in note["note"]
+    assert by_name[deepest].data["voxel"]["children"] == 0
+    record = record_from_event(by_name[deepest])
+    assert record.notes == [f"package: {note['note']}"]
+    assert not by_name[f"level{MAX_ARCHIVE_DEPTH - 1}.zip"].data.get("notes")
+
+
 async def test_zip_bomb_and_dotdot_member_end_in_the_dlq(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
