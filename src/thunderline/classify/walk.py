@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,7 +121,7 @@ def _walk_dir(base: Path, dir_fd: int, root: Path, recursive: bool) -> Iterator[
         try:
             child_fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
         except OSError as exc:
-            if exc.errno == errno.ELOOP:  # became a symlink since it was listed
+            if exc.errno == errno.ELOOP or _is_link(name, dir_fd):  # a link since it was listed
                 yield Candidate(base / name, root, skipped=SYMLINKED_DIRECTORY)
             else:
                 yield Candidate(base / name, root, error=exc)
@@ -129,3 +130,12 @@ def _walk_dir(base: Path, dir_fd: int, root: Path, recursive: bool) -> Iterator[
             yield from _walk_dir(base / name, child_fd, root, recursive)
         finally:
             os.close(child_fd)
+
+
+def _is_link(name: str, dir_fd: int) -> bool:
+    """Whether ``name`` in ``dir_fd`` is a symlink now (``O_DIRECTORY | O_NOFOLLOW`` on a link
+    fails with ``ENOTDIR`` on Linux, not ``ELOOP``)."""
+    try:
+        return stat.S_ISLNK(os.lstat(name, dir_fd=dir_fd).st_mode)
+    except OSError:
+        return False

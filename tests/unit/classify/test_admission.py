@@ -278,3 +278,32 @@ def test_hard_links_are_admitted_when_allowed(tmp_path: Path) -> None:
     os.link(tmp_path / "a.txt", tmp_path / "b.txt")
     with open_input(tmp_path / "b.txt", tmp_path, allow_hardlinks=True) as admitted:
         assert os.pread(admitted.fd, 10, 0) == b"shared"
+
+
+def test_a_folder_swapped_for_a_link_after_listing_is_skipped_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``O_DIRECTORY | O_NOFOLLOW`` on a link fails with ENOTDIR on Linux: still a skip."""
+    import contextlib
+
+    from thunderline.classify import walk
+
+    root = tmp_path / "in"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "x.txt").write_text("x")
+    (tmp_path / "elsewhere").mkdir()
+    real_scandir = os.scandir
+
+    @contextlib.contextmanager
+    def listed_then_swapped(fd: int):  # type: ignore[no-untyped-def]
+        with real_scandir(fd) as entries:
+            listed = list(entries)
+        if any(e.name == "sub" for e in listed):
+            shutil.rmtree(root / "sub")
+            (root / "sub").symlink_to(tmp_path / "elsewhere")
+        yield iter(listed)
+
+    monkeypatch.setattr(walk.os, "scandir", listed_then_swapped)
+    (candidate,) = walk.iter_candidates([root], recursive=True)
+    assert candidate.path == root / "sub" and candidate.error is None
+    assert candidate.skip_reason == "symlinked_directory"
