@@ -87,26 +87,23 @@ class RootTable:
         self._held: OrderedDict[str, HeldRoot] = OrderedDict()
 
     def hold(self, given: Path) -> HeldRoot:
-        """Open ``given`` (:func:`open_root`) and hold it; a root held already under this
-        name is the one used (the folder opened first, whatever the name points at now: a
-        second walk of the same root in one run cannot be redirected). Raises
-        :class:`OSError`."""
+        """Open ``given`` (:func:`open_root`) and hold it. A root held already under this
+        name is used again while the name still leads to the same folder; a name that leads
+        elsewhere now (the folder was removed and made again) is opened anew, and the
+        descriptor held before is closed. Raises :class:`OSError`."""
         key = os.path.abspath(given)
-        with self._lock:
-            held = self._held.get(key)
-            if held is not None:
-                self._held.move_to_end(key)
-                return held
         fd, opened = open_root(Path(key))
         root = HeldRoot(Path(key), opened, fd)
         closing: list[HeldRoot] = []
         with self._lock:
-            raced = self._held.get(key)
-            if raced is not None:  # another thread held it meanwhile: keep the first
-                closing.append(root)
-                root = raced
-            else:
-                self._held[key] = root
+            held = self._held.get(key)
+            if held is not None and os.path.samestat(os.fstat(held.fd), os.fstat(fd)):
+                closing.append(root)  # the same folder: keep the descriptor held first
+                root = held
+            elif held is not None:
+                closing.append(held)
+            self._held[key] = root
+            self._held.move_to_end(key)
             while len(self._held) > self.limit:
                 closing.append(self._held.popitem(last=False)[1])
         for stale in closing:
