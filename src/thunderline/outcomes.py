@@ -322,7 +322,8 @@ class OutcomeStore:
         if len(record_id) >= 36:
             stmt = stmt.where(outcomes.c.id == record_id)
         else:
-            stmt = stmt.where(outcomes.c.id.startswith(record_id)).limit(2)
+            # % and _ match only themselves (a LIKE pattern otherwise: issue 22)
+            stmt = stmt.where(outcomes.c.id.startswith(record_id, autoescape=True)).limit(2)
         found = self._select(stmt)
         return found[0] if len(found) == 1 else None
 

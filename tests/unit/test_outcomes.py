@@ -107,6 +107,15 @@ def check_once_per_artifact(store: OutcomeStore) -> None:
     assert len(store.by_correlation(other.correlationid)) == 1
 
 
+def test_dlq_id_prefix_wildcards_match_nothing(make_settings: Callable[..., Settings]) -> None:
+    with OutcomeStore(make_settings()) as store:
+        record = dead(ingest("only.txt"))
+        store.record(record)
+        assert store.dlq_get(record.id[:10]) is not None
+        for pattern in ("%", "________", "%" + record.id[1:10], "_" * 10):
+            assert store.dlq_get(pattern) is None, pattern
+
+
 def test_outcome_store_on_sqlite(make_settings: Callable[..., Settings]) -> None:
     with OutcomeStore(make_settings()) as store:
         check_outcome_store(store)
