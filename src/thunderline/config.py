@@ -172,6 +172,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Larger files are dead-lettered as `too_large` (never read whole).",
     )
+    allow_hardlinks: bool = Field(
+        False,
+        description="Ingest a file with more than one hard link (refused as `hard_link` by "
+        "default: its other names may lie outside the ingest root).",
+    )
     magika_prediction_mode: str = Field(
         "high-confidence",
         description="Magika mode: `high-confidence`, `medium-confidence`, `best-guess`.",

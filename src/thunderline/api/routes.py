@@ -40,7 +40,7 @@ from thunderline.api.service import ApiService
 from thunderline.api.tokens import Scope, TokenRecord
 from thunderline.api.upload import ClientDisconnected, receive_upload
 from thunderline.errors import ChecksumMismatch, OverloadError
-from thunderline.voxel.errors import PayloadMissingError, VoxelNotFoundError
+from thunderline.voxel.errors import InvalidVoxelIdError, PayloadMissingError, VoxelNotFoundError
 from thunderline.voxel.schema import Voxel
 from thunderline.worker.settle import expected, final_outcomes
 
@@ -305,6 +305,8 @@ def rfc3339(name: str, value: str | None) -> datetime | None:
 async def _voxel(service: ApiService, voxel_id: str) -> Voxel:
     try:
         return await asyncio.to_thread(service.require_voxels().get, voxel_id)
+    except InvalidVoxelIdError as exc:
+        raise ApiError(400, "invalid_request", str(exc), details={"voxel_id": voxel_id}) from exc
     except VoxelNotFoundError as exc:
         raise ApiError(404, "voxel_not_found", str(exc), details={"voxel_id": voxel_id}) from exc
 

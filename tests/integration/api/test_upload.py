@@ -283,10 +283,12 @@ def test_huge_header_is_431_json(served: Served) -> None:
 def test_unknown_voxel_and_bad_cursor(served: Served) -> None:
     with served.client() as client:
         missing = client.get("/v1/voxels/01234567-89ab-cdef-0123-456789abcdef")
-        prefix = client.get("/v1/voxels/zzzzzzzz")
+        prefix = client.get("/v1/voxels/ffffffff")
+        not_an_id = client.get("/v1/voxels/zzzzzzzz")  # only hex digits and '-' make an id
         cursor = client.get("/v1/voxels", params={"cursor": "not-a-cursor"})
         payload = client.get("/v1/voxels/01234567-89ab-cdef-0123-456789abcdef/payload")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "voxel_not_found"
     assert prefix.status_code == 404
+    assert not_an_id.status_code == 400 and not_an_id.json()["error"]["code"] == "invalid_request"
     assert payload.status_code == 404
     assert cursor.status_code == 400 and cursor.json()["error"]["code"] == "bad_cursor"
