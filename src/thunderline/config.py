@@ -1,7 +1,8 @@
 """Settings: one typed object read from ``TL_*`` variables and an optional ``thunderline.toml``.
 
 Precedence (highest first): constructor arguments, ``TL_*`` environment variables, the TOML file
-(``TL_CONFIG`` or ``./thunderline.toml``), then the defaults below. Every field is documented in
+(``TL_CONFIG`` or ``./thunderline.toml``, read strictly: :mod:`thunderline.configfile`), then the
+defaults below. Every field is documented in
 the README's settings table; ``tests/unit/test_config.py`` checks the table lists every field.
 Components receive this object (or values taken from it) and never read ``os.environ``.
 """
@@ -18,16 +19,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
+from thunderline.configfile import config_file_path, read_config_file
 from thunderline.errors import ConfigError
+from thunderline.urls import MASK, check_url_scheme
+from thunderline.urls import mask_secrets as mask_secrets  # re-exported: printed text
 
 #: The stages a route may name (after ``classify``, which starts every route), in order.
 ROUTE_STAGES: tuple[str, ...] = ("nlp", "infer", "package")
@@ -63,7 +67,7 @@ class OverflowPolicy(StrEnum):
 class Part(BaseModel):
     """A settings sub-model: the settings of one part, read from ``TL_<PART>_<FIELD>``."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
 
 
 class StageBudget(Part):
@@ -131,6 +135,11 @@ class BusSettings(Part):
     reconnect_timeout_s: float = Field(
         60.0, gt=0, description="How long a RabbitMQ publish waits for a lost connection."
     )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str | None:
+        return check_url_scheme("bus_url", value)
 
 
 class DbSettings(Part):
@@ -262,8 +271,8 @@ class ModelSettings(Part):
     )
     public_key: Path | None = Field(
         None,
-        description="EC P-256 PEM public key that verifies model signatures; default "
-        "`$TL_ONNX_MODEL_DIR/signing_key.pub`.",
+        description="EC P-256 PEM public key that verifies model signatures, outside "
+        "`TL_ONNX_MODEL_DIR` (default: the maintainers' key shipped with Thunderline).",
     )
 
 
@@ -354,6 +363,15 @@ class ApiSettings(Part):
     read_timeout_s: float = Field(
         30.0, gt=0, description="Max wait for the next chunk of a request body (slow clients)."
     )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Max time for a request's headers to arrive (408 and close past it: slow "
+        "clients).",
+    )
+    max_connections_per_client: int = Field(
+        64, ge=1, description="Most open connections from one client address (503 past it)."
+    )
     max_header_bytes: int = Field(
         16384, ge=1024, description="Max total size of a request's headers (431 past it)."
     )
@@ -378,6 +396,7 @@ class Settings(BaseSettings):
         extra="ignore",
         validate_default=True,
         frozen=True,
+        allow_inf_nan=False,  # TL_STAGE_TIMEOUT_S=inf is a configuration error
     )
 
     # --- general ---------------------------------------------------------------------------
@@ -434,6 +453,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Larger files are dead-lettered as `too_large` (never read whole).",
     )
+    allow_hardlinks: bool = Field(
+        False,
+        description="Ingest a file with more than one hard link (refused as `hard_link` by "
+        "default: its other names may lie outside the ingest root).",
+    )
     magika: MagikaSettings = MagikaSettings()
     routes: dict[str, list[str]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_ROUTES.items()},
@@ -452,6 +476,11 @@ class Settings(BaseSettings):
     package: PackageSettings = PackageSettings()
     archive: ArchiveSettings = ArchiveSettings()
     api: ApiSettings = ApiSettings()
+
+    @field_validator("database_url", "object_store_url")
+    @classmethod
+    def _check_backend_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return check_url_scheme(str(info.field_name), value)
 
     @field_validator("routes")
     @classmethod
@@ -480,11 +509,12 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_path = Path(os.environ.get("TL_CONFIG", "thunderline.toml"))
+        path, explicit = config_file_path()
+        values = read_config_file(path, explicit=explicit, known=[*flat_names(), *PARTS])
         sources: list[PydanticBaseSettingsSource] = [_FlatNames(init_settings), env_settings]
-        if toml_path.is_file():
-            toml = TomlConfigSettingsSource(settings_cls, toml_file=toml_path)
-            sources.append(_FlatNames(toml))
+        if values is not None:
+            _check_tables(path, values)
+            sources.append(_FlatNames(InitSettingsSource(settings_cls, init_kwargs=values)))
         return tuple(sources)
 
     # --- derived values ---------------------------------------------------------------------
@@ -571,6 +601,18 @@ def nest(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _check_tables(path: Path, values: dict[str, Any]) -> None:
+    """A ConfigError for a key of a part's table (``[nlp] batch_sise``) that names nothing."""
+    for part, table in values.items():
+        if part not in PARTS or not isinstance(table, dict):
+            continue
+        fields = Settings.model_fields[part].annotation
+        assert isinstance(fields, type) and issubclass(fields, BaseModel)
+        unknown = sorted(set(table) - set(fields.model_fields))
+        if unknown:
+            raise ConfigError(f"{path}: unknown setting {unknown[0]!r} in [{part}]")
+
+
 class _FlatNames(PydanticBaseSettingsSource):
     """A source (init arguments, the TOML file) whose flat names are nested like the env's."""
 
@@ -596,19 +638,6 @@ def env_name(field: str) -> str:
 
 
 _SECRET_FIELD = re.compile(r"(password|secret|token|api_key|access_key|private_key)", re.I)
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@/\s]+)(?=@)", re.I)
-_QUERY_SECRET = re.compile(
-    r"(?P<head>[?&](?:password|secret|token|access_key|secret_key|sig|signature)=)[^&\s]+",
-    re.I,
-)
-MASK = "***"
-
-
-def mask_secrets(text: str) -> str:
-    """``text`` with URL passwords (``scheme://user:PASSWORD@host``) and secret query values
-    replaced by ``***`` (for anything printed: settings, logs, doctor, error messages)."""
-    text = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
-    return _QUERY_SECRET.sub(lambda m: m.group("head") + MASK, text)
 
 
 def masked_dump(settings: Settings) -> dict[str, Any]:

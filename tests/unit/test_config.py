@@ -196,6 +196,9 @@ def _changed(name: str, value: object) -> object:
         "magika_prediction_mode": "best-guess",
         "s3_endpoint_url": "http://127.0.0.1:8333",
         "metrics_port": 9100,
+        "database_url": "sqlite:///tmp/tl-test.db",
+        "object_store_url": "file:///tmp/tl-test-objects",
+        "bus_url": "amqp://guest:guest@127.0.0.1:5672/tl",
         "routes": {**DEFAULT_ROUTES, "txt": ["package"]},
     }
     if name in special:

@@ -27,7 +27,46 @@ def voxel(event: CloudEvent, voxel_id: str = "0" * 36) -> CloudEvent:
     return event.derive(VOXEL_CREATED, {**event.data, "voxel": {"id": voxel_id}})
 
 
+def test_dlq_id_prefix_wildcards_match_nothing(make_settings: Callable[..., Settings]) -> None:
+    with OutcomeStore(make_settings()) as store:
+        record = dead(ingest("only.txt"))
+        store.record(record)
+        assert store.dlq_get(record.id[:10]) is not None
+        for pattern in ("%", "________", "%" + record.id[1:10], "_" * 10):
+            assert store.dlq_get(pattern) is None, pattern
+
+
 def test_other_events_are_not_recorded(make_settings: Callable[..., Settings]) -> None:
     with OutcomeStore(make_settings()) as store:
         store.record(ingest("x"))
         assert store.counts() == {}
+
+
+def test_a_database_at_0002_with_duplicate_rows_migrates(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Rows written before ``0003_outcome_once`` (duplicates included) stay; new ones are keyed."""
+    from alembic import command
+    from sqlalchemy import insert
+
+    from thunderline.outcomes import _row  # the row an older version wrote, minus the key
+    from thunderline.voxel.db import _alembic_config, make_engine
+    from thunderline.voxel.tables import outcomes
+
+    settings = make_settings()
+    engine = make_engine(settings.resolved_database_url)
+    a = ingest("old.txt")
+    try:
+        with engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "0002_outcomes")
+            for event in (voxel(a), voxel(a)):
+                row = {k: v for k, v in _row(event).items() if k != "once_key"}
+                conn.execute(insert(outcomes).values(**row))
+    finally:
+        engine.dispose()
+    with OutcomeStore(settings) as store:
+        assert store.revision == "0003_outcome_once"
+        assert len(store.by_correlation(a.correlationid)) == 2
+        b = ingest("new.txt")
+        store.record_many([voxel(b), voxel(b)])
+        assert len(store.by_correlation(b.correlationid)) == 1

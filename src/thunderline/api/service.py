@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from thunderline.api.auth import RevocationWatch
 from thunderline.api.dlq import REPLAY_SOURCE, DlqView
 from thunderline.api.follow import OutcomeFollower
 from thunderline.api.live import EventHub, EventTap, IngestTracker
@@ -61,6 +62,8 @@ class ApiService:
         self.tracker = IngestTracker()
         self.hub.add_listener(self.tracker)
         self.tokens = TokenStore(settings)
+        #: ends a revoked token's open requests (SSE streams, downloads, uploads) at once
+        self.revocations = RevocationWatch(self.tokens)
         self.spool_dir = Path(settings.home) / "api" / "uploads"
         self.runtime: Runtime | None = None
         self.voxels: VoxelStorage | None = None
@@ -79,6 +82,7 @@ class ApiService:
         for stale in self.spool_dir.glob("upload-*"):  # left by a crash: never half-stored
             stale.unlink(missing_ok=True)
         self._loop = asyncio.get_running_loop()
+        self.revocations.start()
         if self.scale_out:
             await self._start_submitter()
             return
@@ -108,6 +112,7 @@ class ApiService:
 
     async def stop(self) -> None:
         self.hub.close()
+        await self.revocations.stop()
         if self.follower is not None:
             await self.follower.stop()
             self.follower = None

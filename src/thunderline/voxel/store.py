@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +45,7 @@ from thunderline.voxel import lineage
 from thunderline.voxel.db import backend_errors, insert_ignore, make_engine, migrate
 from thunderline.voxel.errors import (
     InvalidVoxelError,
+    InvalidVoxelIdError,
     LineageCycleError,
     PayloadMissingError,
     UnknownParentError,
@@ -55,6 +57,10 @@ from thunderline.voxel.tables import INLINE, OBJECT, voxel_edges, voxel_payloads
 from thunderline.voxel.verify import VoxelCheck, check_all, check_voxel, checksum_mismatch
 
 _log = logging.getLogger("thunderline.voxel.store")
+
+
+#: What an id prefix may hold (voxel ids are UUIDs): hex digits and '-', nothing LIKE reads.
+_ID_PREFIX = re.compile(r"[0-9a-f-]+")
 
 
 def dedup_key(source: str, payload_sha256: str) -> str:
@@ -251,7 +257,10 @@ class VoxelStore:
         )
 
     def add_parents(self, voxel_id: str, parent_ids: Iterable[str]) -> None:
-        """Add lineage edges to an existing voxel; refuses any edge that would make a cycle."""
+        """Add lineage edges to an existing voxel; refuses any edge that would make a cycle.
+
+        The voxel's sealed document does not name these parents, so :meth:`verify` reports
+        each added edge (``lineage_mismatch``): lineage is sealed at packaging time."""
         with backend_errors("lineage write"), self.engine.begin() as conn:
             if conn.scalar(select(voxels.c.id).where(voxels.c.id == voxel_id)) is None:
                 raise VoxelNotFoundError(f"no voxel {voxel_id}")
@@ -315,10 +324,14 @@ class VoxelStore:
         prefix = id_or_prefix.strip().lower()
         if len(prefix) < 4:
             raise VoxelNotFoundError(f"voxel id {id_or_prefix!r} is too short (4+ characters)")
-        ids = [
-            r["id"]
-            for r in self._query(select(voxels.c.id).where(voxels.c.id.startswith(prefix)).limit(2))
-        ]
+        if not _ID_PREFIX.fullmatch(prefix):
+            raise InvalidVoxelIdError(
+                f"voxel id {names.shown(id_or_prefix)!r}: an id holds only hex digits and '-'"
+            )
+        # only id characters get here; the LIKE pattern is escaped anyway (% and _ match
+        # nothing but themselves)
+        match = voxels.c.id.startswith(prefix, autoescape=True)
+        ids = [r["id"] for r in self._query(select(voxels.c.id).where(match).limit(2))]
         if not ids:
             raise VoxelNotFoundError(f"no voxel {id_or_prefix}")
         if len(ids) > 1:

@@ -4,8 +4,9 @@ A voxel passes when its document hashes to the recorded metadata SHA-256, every 
 (``label``, ``source``, ``payload_sha256`` ... the ``dedup_key``) says what the document says,
 and **every** copy of its payload -- the inline row and the object-store object, whichever
 exist (the classify stage stores every payload as an object, so an inline payload usually has
-both) -- hashes to the sealed SHA-256. A failure lists every difference found; nothing here
-raises for a mismatch.
+both) -- hashes to the sealed SHA-256; and its ``voxel_edges`` rows are exactly its sealed
+parent ids (``lineage_mismatch`` otherwise). A failure lists every difference found; nothing
+here raises for a mismatch.
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ def check_voxel(store: VoxelStore, voxel_id: str) -> VoxelCheck:
             )
         problems = column_differences(row, voxel)
         reason = "index_mismatch" if problems else "ok"
+        edge_problems = edge_differences(store, voxel)
+        if edge_problems and not problems:
+            reason = "lineage_mismatch"
+        problems += edge_problems
         payload_problems, payload_reason = _payload_differences(store, voxel, row)
         problems += payload_problems
         reason = payload_reason or reason
@@ -108,6 +113,16 @@ def column_differences(row: RowMapping, voxel: Voxel) -> list[str]:
     if location not in (INLINE, OBJECT):
         problems.append(f"column payload_location is {location!r}")
     return problems
+
+
+def edge_differences(store: VoxelStore, voxel: Voxel) -> list[str]:
+    """Lineage edge rows that do not say what the sealed parent ids say (both ways: a
+    deleted row and a row the seal does not name are each reported)."""
+    sealed = set(voxel.lineage.parent_voxel_ids)
+    stored = set(store.parents(voxel.id))
+    missing = [f"lineage edge to sealed parent {p} is missing" for p in sorted(sealed - stored)]
+    extra = [f"lineage edge to {p} is not in the sealed parents" for p in sorted(stored - sealed)]
+    return missing + extra
 
 
 def _payload_differences(

@@ -73,3 +73,27 @@ def test_the_outcome_store_contract(store: OutcomeStorage) -> None:
     assert store.counts() == {"ok": 3, "open": 1, "resolved": 1}
     # prefixes
     assert store.dlq_get(dlq_c.id[:20]) is not None
+
+
+def test_one_row_per_artifact_and_kind(store: OutcomeStorage) -> None:
+    """A message processed twice (a broker cut) ends with two terminal events of different
+    ids for one artifact: recorded once per (artifact, kind); a DLQ record once while open."""
+    a, b = ingest("twice.txt"), ingest("fails.txt")
+    first, again = voxel(a), voxel(a)  # the second run of the same message: a new event id
+    assert first.id != again.id
+    store.record_many([first])
+    store.record_many([again, voxel(a)])
+    assert [r.id for r in store.by_correlation(a.correlationid)] == [first.id]
+    dlq_1, dlq_2 = dead(b), dead(b)
+    store.record_many([dlq_1, dlq_2])  # in one batch too
+    assert [r.id for r in store.by_correlation(b.correlationid)] == [dlq_1.id]
+    # a replay that fails again adds its own open record (the replayed one gave its key up)
+    assert store.mark_replayed(dlq_1.id, "replay-1")
+    dlq_3 = dead(b)
+    store.record(dlq_3)
+    records = store.by_correlation(b.correlationid)
+    assert [(r.id, r.status) for r in records] == [(dlq_1.id, "replayed"), (dlq_3.id, "open")]
+    # the same file in another ingest is another artifact
+    other = ingest("twice.txt")
+    store.record(voxel(other))
+    assert len(store.by_correlation(other.correlationid)) == 1
