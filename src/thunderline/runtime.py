@@ -8,6 +8,7 @@ options (batch size, batch timeout, concurrency, timeout) come from settings
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -18,11 +19,11 @@ from thunderline.classify.admission import error_for_os
 from thunderline.classify.stage import ClassifyStage
 from thunderline.classify.walk import Candidate
 from thunderline.config import Settings
-from thunderline.errors import ArtifactError
+from thunderline.errors import ArtifactError, ConfigError, PathEscapeError
 from thunderline.eventdata import Artifact, IngestRequest, typed_event
 from thunderline.events import DLQ_CLASSIFY, INGEST_RECEIVED, CloudEvent
 from thunderline.flow.engine import Pipeline, dlq_event
-from thunderline.flow.stage import Stage, StageOptions, StoreStage
+from thunderline.flow.stage import Outcome, Stage, StageOptions, StoreStage
 from thunderline.journal import Journal
 from thunderline.ml.stage import InferStage
 from thunderline.nlp.stage import NlpStage
@@ -68,17 +69,62 @@ def enabled_stage_names(settings: Settings) -> list[str]:
     return [spec.name for spec in WIRING if spec.enabled(settings)]
 
 
-def build_stages(settings: Settings, store: ObjectStore) -> list[Stage]:
-    """One instance of every enabled stage, options from settings."""
-    names = enabled_stage_names(settings)
+class StoredClassifyStage(ClassifyStage):
+    """Classify for workers: only artifacts already in the shared store (``payload_ref``).
+
+    A worker must never read its own filesystem because an event names a path: local files
+    are admitted by the submitter. A path-only artifact is dead-lettered (``path_escape``).
+    """
+
+    async def handle_batch(self, events: Sequence[CloudEvent]) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(events)
+        stored: list[tuple[int, CloudEvent]] = []
+        for i, event in enumerate(events):
+            artifact = event.data.get("artifact")
+            if isinstance(artifact, dict) and not artifact.get("payload_ref"):
+                outcomes[i] = PathEscapeError(
+                    "a worker classifies stored payloads only (payload_ref); the submitter "
+                    "admits local files",
+                    details={"path": artifact.get("path")},
+                )
+            else:
+                stored.append((i, event))
+        if stored:
+            done = await super().handle_batch([event for _, event in stored])
+            for (i, _), outcome in zip(stored, done, strict=True):
+                outcomes[i] = outcome
+        return [o if o is not None else RuntimeError("no outcome") for o in outcomes]
+
+
+def build_stages(
+    settings: Settings,
+    store: ObjectStore,
+    names: Sequence[str] | None = None,
+    *,
+    concurrency: int | None = None,
+    stored_only: bool = False,
+) -> list[Stage]:
+    """The one stage builder: an instance of each named stage (default: every enabled one; a
+    name outside :data:`WIRING`, such as ``collect``, is skipped), options from settings and
+    ``concurrency`` overriding each stage's own. ``stored_only`` (a worker) classifies only
+    stored payloads. A named stage the settings switch off is a :class:`ConfigError`."""
+    enabled = enabled_stage_names(settings)
+    wanted = enabled if names is None else list(names)
     stages: list[Stage] = []
     for spec in WIRING:
-        if spec.name not in names:
+        if spec.name not in wanted:
             continue
+        if spec.name not in enabled:
+            raise ConfigError(f"stage {spec.name!r} is switched off by the settings ({spec.when})")
+        stage: Stage
         if spec.cls is ClassifyStage:
-            stages.append(ClassifyStage(settings, store, available_stages=names[1:]))
+            cls = StoredClassifyStage if stored_only else ClassifyStage
+            stage = cls(settings, store, available_stages=enabled[1:])
         else:
-            stages.append(spec.cls(settings, store))
+            stage = spec.cls(settings, store)
+        if concurrency is not None:
+            stage.options = dataclasses.replace(stage.options, concurrency=concurrency)
+        stages.append(stage)
     return stages
 
 

@@ -41,6 +41,7 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -271,10 +272,13 @@ class RabbitMQBus:
                 await channel.close()
         self._declared.add(topic)
 
-    async def declare_all(self, topics: list[str]) -> None:
+    async def declare(self, topics: Sequence[str]) -> None:
         """Declare the queues of ``topics`` (a worker does this at start, before any traffic)."""
         for topic in topics:
             await self._ensure_declared(topic)
+
+    def describe(self) -> str:
+        return f"rabbitmq {self.safe_url} (queues {self.queue_name('*')})"
 
     # ---- publish --------------------------------------------------------------------------
     async def publish(self, topic: str, payload: bytes, *, block: bool = True) -> str:
@@ -553,7 +557,7 @@ class RabbitMQBus:
         buffered = sum(len(c.buffer) for c in self._consumers.values())
         return buffered + sum(1 for m in self._unacked.values() if not _stale(m))
 
-    async def stop_consuming(self) -> None:
+    async def prepare_for_draining(self) -> None:
         """Cancel every consumer: the broker sends no more; what is held can still be acked."""
         self._consuming = False
         for consumer in self._consumers.values():
