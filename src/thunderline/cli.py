@@ -1,4 +1,4 @@
-"""The ``thunderline`` command: a thin shell over :mod:`thunderline.runtime`.
+"""The ``thunderline`` command: a thin shell over the :class:`~thunderline.ingestor.Ingestor`.
 
 ``ingest`` runs the pipeline over files; ``doctor`` checks the installation; ``dlq`` lists and
 replays dead letters; ``config`` shows the effective settings. Sub-commands of the model
@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from thunderline import names
+from thunderline.bus.factory import open_ingestor
 from thunderline.classify.walk import Candidate, iter_candidates
 from thunderline.config import Settings, mask_secrets, masked_dump
 from thunderline.console import cli_settings, stdout_console
@@ -31,7 +32,6 @@ from thunderline.events import CloudEvent
 from thunderline.journal import Journal
 from thunderline.obs.command import observe
 from thunderline.report import RunReport, record_schema
-from thunderline.runtime import Runtime
 
 app = typer.Typer(
     name="thunderline",
@@ -43,7 +43,7 @@ config_app = typer.Typer(help="Show the effective settings.", no_args_is_help=Tr
 app.add_typer(config_app, name="config")
 
 for _name, _target in (
-    ("dlq", "thunderline.dlq:dlq_app"),
+    ("dlq", "thunderline.dlq.cli:dlq_app"),
     ("models", "thunderline.ml.cli:models_app"),
     ("voxels", "thunderline.voxel.cli:voxels_app"),
     ("serve", "thunderline.api.cli:serve_app"),
@@ -115,12 +115,7 @@ def ingest(
     candidates = iter_candidates(paths, recursive=recursive)  # a stream, never listed first
     try:
         with observe(settings, metrics_port=metrics_port):
-            if settings.bus_url.startswith(("amqp://", "amqps://")):
-                from thunderline.worker.cli import submit_and_wait
-
-                submit_and_wait(settings, _not_skipped(candidates, report), report, as_json)
-            else:
-                asyncio.run(_run_ingest(settings, candidates, report, as_json, show_progress))
+            asyncio.run(_run_ingest(settings, candidates, report, as_json, show_progress))
     except ThunderlineError as exc:
         err_console.print(f"[red]ingest failed:[/] {escape(mask_secrets(names.shown(str(exc))))}")
         raise typer.Exit(1) from exc
@@ -163,10 +158,10 @@ async def _run_ingest(
 
     started = time.perf_counter()
     with progress:
-        async with Runtime(settings, on_terminal=on_terminal) as runtime:
-            submitted = await runtime.submit_files(_not_skipped(candidates, report))
+        async with open_ingestor(settings, on_outcome=on_terminal) as ingestor:
+            submitted = await ingestor.submit_files(_not_skipped(candidates, report))
             progress.update(task, total=submitted)
-            await runtime.wait_idle()
+            await ingestor.wait()
     report.wall_s = time.perf_counter() - started
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from thunderline import names
 from thunderline.config import Settings
+from thunderline.dlq.record import Subject
 from thunderline.errors import BackendError
 from thunderline.events import VOXEL_CREATED, CloudEvent
 from thunderline.voxel.db import make_engine, migrate
@@ -69,25 +70,9 @@ class OutcomeRecord:
         return out
 
 
-def _data_of(event: CloudEvent) -> dict[str, Any]:
-    if event.is_dlq:
-        original = event.data.get("original")
-        data = original.get("data") if isinstance(original, dict) else None
-        return data if isinstance(data, dict) else {}
-    return event.data
-
-
 def artifact_key(event: CloudEvent) -> str | None:
-    """What the record is about: the artifact's source (file URI, ``archive!/member``), else
-    its path or name (as in memory: may hold surrogate escapes)."""
-    artifact = _data_of(event).get("artifact")
-    if not isinstance(artifact, dict):
-        return None
-    for key in ("source", "path", "name", "payload_ref"):
-        value = artifact.get(key)
-        if value:
-            return str(value)
-    return None
+    """What the record is about (:attr:`thunderline.dlq.record.Subject.key`)."""
+    return Subject.of(event).key
 
 
 def _row(event: CloudEvent) -> dict[str, Any]:
@@ -235,17 +220,6 @@ class OutcomeStore:
                 )
         except SQLAlchemyError as exc:
             raise BackendError(f"outcome update failed: {exc}") from exc
-
-    def import_events(self, events: Iterable[CloudEvent], batch: int = 500) -> None:
-        """Record events written elsewhere (an older journal); known ids are left as they are."""
-        chunk: list[CloudEvent] = []
-        for event in events:
-            chunk.append(event)
-            if len(chunk) >= batch:
-                self.record_many(chunk)
-                chunk = []
-        if chunk:
-            self.record_many(chunk)
 
     # ---- reads --------------------------------------------------------------------------
     def _select(self, stmt: Any) -> list[OutcomeRecord]:

@@ -19,10 +19,11 @@ from thunderline.classify.admission import error_for_os
 from thunderline.classify.stage import ClassifyStage
 from thunderline.classify.walk import Candidate
 from thunderline.config import Settings
+from thunderline.dlq.record import dead_letter
 from thunderline.errors import ArtifactError, ConfigError, PathEscapeError
 from thunderline.eventdata import Artifact, IngestRequest, typed_event
 from thunderline.events import DLQ_CLASSIFY, INGEST_RECEIVED, CloudEvent
-from thunderline.flow.engine import Pipeline, dlq_event
+from thunderline.flow.engine import Pipeline
 from thunderline.flow.stage import Outcome, Stage, StageOptions, StoreStage
 from thunderline.journal import Journal
 from thunderline.ml.stage import InferStage
@@ -180,7 +181,7 @@ def walk_failure(candidate: Candidate) -> CloudEvent:
         raise error from candidate.error
     except ArtifactError as raised:  # give the record a traceback
         metrics.DLQ_TOTAL.labels("classify", raised.reason).inc()
-        return dlq_event("classify", DLQ_CLASSIFY, raised, original=ingest_event(candidate))
+        return dead_letter("classify", DLQ_CLASSIFY, raised, original=ingest_event(candidate))
 
 
 class Runtime:

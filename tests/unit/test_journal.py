@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from thunderline.dlq.record import dead_letter
 from thunderline.errors import ArtifactNotFoundError
 from thunderline.eventdata import Artifact
 from thunderline.events import DLQ_CLASSIFY
-from thunderline.flow.engine import dlq_event
 from thunderline.journal import Journal
 from thunderline.testing import ingest
 
@@ -15,7 +15,7 @@ from thunderline.testing import ingest
 def test_records_events_and_dead_letters_separately(tmp_path: Path) -> None:
     journal = Journal(tmp_path)
     start = ingest(Artifact(name="a.txt", path="/in/a.txt"))
-    failed = dlq_event("classify", DLQ_CLASSIFY, ArtifactNotFoundError("gone"), original=start)
+    failed = dead_letter("classify", DLQ_CLASSIFY, ArtifactNotFoundError("gone"), original=start)
     journal.record(start)
     journal.record(failed, failed.to_bytes())
     journal.flush()

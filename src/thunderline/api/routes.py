@@ -15,7 +15,6 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from thunderline.api import queries
 from thunderline.api.auth import require
 from thunderline.api.disposition import content_disposition
-from thunderline.api.dlq import DlqEntry
 from thunderline.api.errors import ApiError, responses
 from thunderline.api.schemas import (
     DlqPage,
@@ -39,6 +38,7 @@ from thunderline.api.schemas import (
 from thunderline.api.service import ApiService
 from thunderline.api.tokens import Scope, TokenRecord
 from thunderline.api.upload import ClientDisconnected, receive_upload
+from thunderline.dlq.record import Subject
 from thunderline.errors import ChecksumMismatch, OverloadError
 from thunderline.voxel.errors import PayloadMissingError, VoxelNotFoundError
 from thunderline.voxel.schema import Voxel
@@ -176,8 +176,7 @@ def _progress_from_stores(service: ApiService, correlation_id: str) -> Any:
                 if traits.get(key) is not None
             }
         elif record.kind == "dlq" and record.status == "open":
-            entry = DlqEntry.of(record)
-            progress.name = progress.name or entry.artifact.get("name")
+            progress.name = progress.name or Subject.of(record.event).artifact.get("name")
             error = record.event.data.get("error") or {}
             progress.dlq.append(
                 {
@@ -447,7 +446,7 @@ async def list_dlq(
     ] = None,
 ) -> DlqPage:
     view = service_of(request).require_dlq()
-    if cursor and await asyncio.to_thread(view.get, cursor) is None:
+    if cursor and (len(cursor) < 36 or await asyncio.to_thread(view.get, cursor) is None):
         raise ApiError(
             400, "bad_cursor", "the cursor is not one this API returned (use `next_cursor`)"
         )

@@ -11,8 +11,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
-from thunderline.api.dlq import DlqEntry
 from thunderline.api.live import IngestProgress
+from thunderline.dlq.store import DeadLetter
 from thunderline.eventdata import (
     Classification,
     DlqRecord,
@@ -221,8 +221,9 @@ def accepted(event: CloudEvent) -> IngestAccepted:
     )
 
 
-def dlq_item(entry: DlqEntry) -> DlqItem:
+def dlq_item(entry: DeadLetter) -> DlqItem:
     record = data_of(entry.record, DlqRecord)
+    subject = entry.subject
     return DlqItem(
         id=entry.record.id,
         type=entry.record.type,
@@ -235,8 +236,8 @@ def dlq_item(entry: DlqEntry) -> DlqItem:
         error=record.error,
         traceback=record.traceback or None,
         attempts=record.attempts,
-        artifact_name=_str(entry.artifact.get("name")),
-        replayable=entry.original is not None,
+        artifact_name=_str(subject.artifact.get("name")),
+        replayable=subject.original is not None,
         status=entry.status,
         replay_event_id=entry.replay_event_id,
     )

@@ -55,8 +55,9 @@ from aio_pika.abc import (
 )
 
 from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC, Delivery
+from thunderline.dlq.record import BrokerDeadLetterError, dead_letter
 from thunderline.errors import BackendError, MalformedEventError, OverloadError
-from thunderline.events import CloudEvent, dlq_type_for, new_event
+from thunderline.events import CloudEvent, dlq_type_for
 from thunderline.obs import metrics
 
 _log = logging.getLogger("thunderline.bus.rabbitmq")
@@ -497,33 +498,22 @@ class RabbitMQBus:
             if reason == "delivery_limit"
             else f"RabbitMQ dead-lettered the message from queue {queue} ({reason})"
         )
-        data: dict[str, Any] = {
-            "stage": stage,
-            "reason": reason,
-            "error": {
-                "type": "BrokerDeadLetter",
-                "message": text,
-                "details": {"queue": queue},
-            },
-            "traceback": "",
-            "attempts": attempts,
-            "broker": {"x-death": deaths, "x-first-death-queue": queue},
-            "original": original.to_dict() if original is not None else None,
-        }
         seed = f"{original.id if original else message.message_id}/{queue}/{reason}"
         raw_deaths = message.headers.get("x-death")
         first_raw = raw_deaths[0] if isinstance(raw_deaths, list) and raw_deaths else None
         died = first_raw.get("time") if isinstance(first_raw, dict) else None
         when = died if isinstance(died, datetime) else message.timestamp or datetime.now(UTC)
-        record_id = stable_uuid7(int(when.timestamp() * 1000), seed)
-        source = f"urn:thunderline:broker:{queue}"
-        if original is None:
-            data["original_raw"] = message.body.decode("utf-8", "replace")
-            event = new_event(dlq_type_for(stage), data, source=source)
-            event = event.model_copy(update={"id": record_id, "correlationid": record_id})
-        else:
-            event = original.derive(dlq_type_for(stage), data, source=source)
-            event = event.model_copy(update={"id": record_id})
+        event = dead_letter(
+            stage,
+            dlq_type_for(stage),
+            BrokerDeadLetterError(text, reason=reason, details={"queue": queue}),
+            original=original,
+            raw=message.body,
+            attempts=attempts,
+            source=f"urn:thunderline:broker:{queue}",
+            record_id=stable_uuid7(int(when.timestamp() * 1000), seed),
+            extra={"broker": {"x-death": deaths, "x-first-death-queue": queue}},
+        )
         metrics.DLQ_TOTAL.labels(stage, reason).inc()
         return event.to_bytes()
 

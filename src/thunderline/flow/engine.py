@@ -17,24 +17,22 @@ metadata carries the batch's ``events``; :mod:`thunderline.obs.tracing` makes sp
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-import traceback
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC, Delivery, EventBus
+from thunderline.dlq.record import dead_letter
 from thunderline.errors import (
     EventContractError,
     MalformedEventError,
     OverloadError,
     StageTimeoutError,
-    ThunderlineError,
     is_retryable,
     reason_of,
 )
-from thunderline.eventdata import DlqRecord, ErrorInfo, ensure_valid, typed_event, validate_data
+from thunderline.eventdata import ensure_valid, validate_data
 from thunderline.events import DLQ_OVERLOAD, CloudEvent
 from thunderline.flow.collector import Collector
 from thunderline.flow.stage import Outcome, Stage
@@ -49,34 +47,6 @@ _log = logging.getLogger("thunderline.flow")
 
 TerminalCallback = Callable[[CloudEvent], object]
 _POLL_S = 0.05
-
-
-def _json_safe(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
-
-
-def dlq_event(
-    stage: str,
-    dlq_type: str,
-    exc: BaseException,
-    *,
-    original: CloudEvent | None,
-    raw: bytes | None = None,
-    attempts: int = 1,
-) -> CloudEvent:
-    """The DLQ record for a failure: original event, reason, error, traceback, attempts."""
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    details = exc.details if isinstance(exc, ThunderlineError) else {}
-    record = DlqRecord(
-        stage=stage,
-        reason=reason_of(exc),
-        error=ErrorInfo(type=type(exc).__name__, message=str(exc), details=_json_safe(details)),
-        traceback=tb,
-        attempts=attempts,
-        original=original.to_dict() if original is not None else None,
-        original_raw=(raw or b"").decode("utf-8", "replace") if original is None else None,
-    )
-    return typed_event(dlq_type, record, parent=original, source=f"urn:thunderline:stage:{stage}")
 
 
 def topic_for(event: CloudEvent) -> str:
@@ -237,10 +207,15 @@ class Pipeline:
                     await self._dead_letter(stage, delivery, event, shutdown, attempts=0)
 
     # ---- submission -----------------------------------------------------------------------
-    async def submit(self, event: CloudEvent) -> None:
-        """Publish an event into the pipeline (blocks when the first queue is full)."""
+    async def submit(self, event: CloudEvent, *, block: bool = True) -> None:
+        """Publish an event into the pipeline; a full first queue makes it wait (``block``) or
+        raise :class:`~thunderline.errors.OverloadError`."""
         self._add_outstanding(1)
-        await self._publish(event)
+        try:
+            await self._publish(event, block=block)
+        except BaseException:
+            self._add_outstanding(-1)
+            raise
 
     async def wait_idle(self, timeout_s: float | None = None) -> None:
         """Wait until every submitted message has reached the terminal sink or the DLQ."""
@@ -258,9 +233,9 @@ class Pipeline:
         else:
             self._idle.clear()
 
-    async def _publish(self, event: CloudEvent) -> None:
+    async def _publish(self, event: CloudEvent, *, block: bool = True) -> None:
         encoded = event.to_bytes()
-        await self.bus.publish(topic_for(event), encoded)
+        await self.bus.publish(topic_for(event), encoded, block=block)
         metrics.EVENTS_PUBLISHED.labels(event.type).inc()
         if self.journal is not None:
             self.journal.record(event, encoded)
@@ -269,7 +244,7 @@ class Pipeline:
         """Bus callback for ``drop_oldest``: the dropped message becomes a DLQ record."""
         event = self._decode_quiet(payload)
         exc = OverloadError(f"queue {topic!r} was full; oldest message dropped (drop_oldest)")
-        record = dlq_event(topic, DLQ_OVERLOAD, exc, original=event, raw=payload, attempts=0)
+        record = dead_letter(topic, DLQ_OVERLOAD, exc, original=event, raw=payload, attempts=0)
         metrics.DLQ_TOTAL.labels(topic, "overload").inc()
         await self._publish(record)
 
@@ -440,7 +415,7 @@ class Pipeline:
         *,
         attempts: int,
     ) -> None:
-        record = dlq_event(
+        record = dead_letter(
             stage.name, stage.dlq_type, exc, original=event, raw=delivery.payload, attempts=attempts
         )
         reason = reason_of(exc)

@@ -21,21 +21,20 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from pathlib import Path
 
-from thunderline.bus.base import DLQ_TOPIC
 from thunderline.bus.factory import open_bus
-from thunderline.bus.rabbitmq import RabbitMQBus
 from thunderline.classify.admission import check_size, open_input
 from thunderline.classify.walk import Candidate
 from thunderline.config import Settings
+from thunderline.dlq.record import dead_letter
 from thunderline.errors import ThunderlineError, UnreadableArtifactError
 from thunderline.eventdata import IngestRequest, data_of, typed_event
 from thunderline.events import DLQ_CLASSIFY, INGEST_RECEIVED, CloudEvent
-from thunderline.flow.engine import dlq_event
+from thunderline.flow.engine import topic_for
 from thunderline.objects.base import ObjectStore
 from thunderline.objects.factory import open_object_store
 from thunderline.obs import metrics
 from thunderline.outcomes import OutcomeRecord, OutcomeStore
-from thunderline.runtime import ingest_event
+from thunderline.runtime import Runtime, ingest_event
 from thunderline.worker.settle import expected, final_outcomes
 
 _log = logging.getLogger("thunderline.worker.submit")
@@ -79,24 +78,77 @@ def _store_file(
     return typed_event(INGEST_RECEIVED, ready, source=source)
 
 
-class Submitter:
-    """Publishes local files into the shared pipeline (``async with``)."""
+async def stored_event(
+    store: ObjectStore,
+    settings: Settings,
+    event: CloudEvent,
+    *,
+    source: str = SUBMIT_SOURCE,
+    keep_path: bool = True,
+    executor: Executor | None = None,
+) -> CloudEvent:
+    """The event to send for an ingest event naming a local file: the file admitted and its
+    bytes stored (``payload_ref``), or the ``classify`` DLQ record of its refusal."""
+    put = functools.partial(_store_file, store, settings, event, source=source, keep_path=keep_path)
+    try:
+        return await asyncio.get_running_loop().run_in_executor(executor, put)
+    except ThunderlineError as exc:
+        metrics.DLQ_TOTAL.labels("classify", exc.reason).inc()
+        return dead_letter("classify", DLQ_CLASSIFY, exc, original=event)
 
-    def __init__(self, settings: Settings, *, source: str = SUBMIT_SOURCE) -> None:
+
+class Submitter:
+    """The :class:`~thunderline.ingestor.Ingestor` of a shared bus (``async with``): admits
+    local files, stores their bytes in the shared store, publishes them for the workers, and
+    follows the outcomes the workers' collector records."""
+
+    #: The stages run in worker processes, not here.
+    runs_stages = False
+    runtime: Runtime | None = None
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        source: str = SUBMIT_SOURCE,
+        on_outcome: Callable[[CloudEvent], object] | None = None,
+    ) -> None:
         self.settings = settings
         self.source = source
+        self.on_outcome = on_outcome
         self.store = open_object_store(settings)
-        bus = open_bus(settings)
-        if not isinstance(bus, RabbitMQBus):
-            raise TypeError("the submitter needs the RabbitMQ bus (TL_BUS_URL=amqp://…)")
-        self.bus = bus
+        self.bus = open_bus(settings)
+        self._outcomes: OutcomeStore | None = None
+        self._pending: list[str] = []
+
+    @property
+    def outcomes(self) -> OutcomeStore:
+        """The outcome store the workers' collector fills (open inside ``async with``)."""
+        if self._outcomes is None:
+            raise RuntimeError("the submitter is not open")
+        return self._outcomes
 
     async def __aenter__(self) -> Submitter:
         await self.bus.connect()
+        try:
+            self._outcomes = await asyncio.to_thread(OutcomeStore, self.settings)
+        except BaseException:
+            await self.bus.close()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.bus.close()
+        try:
+            await self.bus.close()
+        finally:
+            if self._outcomes is not None:
+                await asyncio.to_thread(self._outcomes.close)
+                self._outcomes = None
+
+    async def send(self, event: CloudEvent, *, block: bool = True) -> None:
+        """Publish an event (broker-confirmed) to where it goes: its next stage or the DLQ."""
+        await self.bus.publish(topic_for(event), event.to_bytes(), block=block)
+        metrics.EVENTS_PUBLISHED.labels(event.type).inc()
 
     async def submit(self, candidate: Candidate) -> CloudEvent:
         """Submit one file; returns the published event (an ingest event or a DLQ record)."""
@@ -114,23 +166,15 @@ class Submitter:
         returns the published event (an ingest event or a DLQ record). With ``block=False`` a
         full ``classify`` queue raises :class:`~thunderline.errors.OverloadError` (the bytes
         stay in the content-addressed store, harmless) instead of waiting."""
-        store = functools.partial(
-            _store_file,
+        ready = await stored_event(
             self.store,
             self.settings,
             event,
             source=self.source,
             keep_path=keep_path,
+            executor=executor,
         )
-        try:
-            ready = await asyncio.get_running_loop().run_in_executor(executor, store)
-        except ThunderlineError as exc:
-            record = dlq_event("classify", DLQ_CLASSIFY, exc, original=event)
-            metrics.DLQ_TOTAL.labels("classify", exc.reason).inc()
-            await self.bus.publish(DLQ_TOPIC, record.to_bytes())
-            return record
-        await self.bus.publish("classify", ready.to_bytes(), block=block)
-        metrics.EVENTS_PUBLISHED.labels(ready.type).inc()
+        await self.send(ready, block=block or ready.is_dlq)
         return ready
 
     async def submit_all(
@@ -145,6 +189,24 @@ class Submitter:
                 return (await self.submit(candidate)).correlationid
 
         return list(await asyncio.gather(*(one(c) for c in candidates if not c.skipped)))
+
+    async def submit_files(self, candidates: Iterable[Candidate]) -> int:
+        """Submit files; :meth:`wait` then waits for their outcomes. Returns how many."""
+        ids = await self.submit_all(candidates)
+        self._pending.extend(ids)
+        return len(ids)
+
+    async def wait(self, timeout_s: float | None = None) -> None:
+        """Until every file submitted by :meth:`submit_files` has its final outcome (each
+        handed to ``on_outcome`` once)."""
+        on_outcome = self.on_outcome
+
+        def report(record: OutcomeRecord) -> None:
+            if on_outcome is not None:
+                on_outcome(record.event)
+
+        pending, self._pending = self._pending, []
+        await wait_outcomes(self.outcomes, pending, on_outcome=report, timeout_s=timeout_s)
 
 
 async def wait_outcomes(

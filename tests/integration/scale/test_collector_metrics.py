@@ -8,9 +8,9 @@ import asyncio
 from collections.abc import Callable
 
 from thunderline.config import Settings
+from thunderline.dlq.record import dead_letter
 from thunderline.errors import ArtifactTooLargeError
 from thunderline.events import DLQ_CLASSIFY, INGEST_RECEIVED, VOXEL_CREATED, new_event
-from thunderline.flow.engine import dlq_event
 from thunderline.obs.metrics import REGISTRY
 from thunderline.outcomes import OutcomeStore
 from thunderline.worker.runner import Worker
@@ -41,7 +41,7 @@ async def test_the_workers_collector_counts_finished_artifacts(
     try:
         voxel = new_event(VOXEL_CREATED, {"artifact": {"source": "a"}, "voxel": {"id": "v"}})
         request = new_event(INGEST_RECEIVED, {"artifact": {"name": "x"}, "route": []})
-        failure = dlq_event(
+        failure = dead_letter(
             "classify", DLQ_CLASSIFY, ArtifactTooLargeError("too big"), original=request
         )
         await worker.bus.publish("terminal", voxel.to_bytes())

@@ -8,9 +8,9 @@ import pytest
 
 from thunderline.bus.rabbitmq import RabbitMQBus, stable_uuid7
 from thunderline.config import load_settings
+from thunderline.dlq.record import dead_letter
 from thunderline.errors import ConfigError
 from thunderline.events import DLQ_VOXEL, INGEST_RECEIVED, VOXEL_CREATED, CloudEvent, new_event
-from thunderline.flow.engine import dlq_event
 from thunderline.outcomes import OutcomeRecord, artifact_key
 from thunderline.worker.runner import default_stages, parse_stages
 from thunderline.worker.settle import expected, final_outcomes
@@ -75,7 +75,7 @@ def _record(
 
 def test_final_outcome_per_artifact() -> None:
     a = _ingest("file:///x/a.txt")
-    failed = dlq_event("package", DLQ_VOXEL, ValueError("boom"), original=a)
+    failed = dead_letter("package", DLQ_VOXEL, ValueError("boom"), original=a)
     first = a.derive(VOXEL_CREATED, {**a.data, "voxel": {"id": "v", "children": 2}})
     again = a.derive(VOXEL_CREATED, {**a.data, "voxel": {"id": "v", "children": 2}})
     records = [
@@ -89,7 +89,7 @@ def test_final_outcome_per_artifact() -> None:
     assert chosen.kind == "voxel" and chosen.id == first.id  # the voxel wins, once
     assert expected(final.values()) == 3  # the archive's two members are still to come
     b = _ingest("file:///x/b.txt")
-    b_failed = dlq_event("classify", "system.dlq.classify_failed", ValueError("x"), original=b)
+    b_failed = dead_letter("classify", "system.dlq.classify_failed", ValueError("x"), original=b)
     assert [r.kind for r in final_outcomes([_record(b_failed, "dlq", "open")]).values()] == ["dlq"]
     assert final_outcomes([_record(b_failed, "dlq", "resolved")]) == {}
 
