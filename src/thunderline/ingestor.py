@@ -35,10 +35,13 @@ class Ingestor(Protocol):
 
     #: Whether the stages run in this process (the API reports on them, then).
     runs_stages: bool
-    #: The in-process pipeline when the stages run here, else ``None``.
-    runtime: Runtime | None
     bus: EventBus
     store: ObjectStore
+
+    @property
+    def runtime(self) -> Runtime | None:
+        """The in-process pipeline when the stages run here, else ``None``."""
+        ...
 
     @property
     def outcomes(self) -> OutcomeStore:
