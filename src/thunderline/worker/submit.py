@@ -75,7 +75,16 @@ def _store_file(
         }
     )
     ready = request.model_copy(update={"artifact": stored_artifact})
-    return typed_event(INGEST_RECEIVED, ready, source=source)
+    stored_event = typed_event(INGEST_RECEIVED, ready, source=source)
+    # the same event, now naming stored bytes: its id and chain stay (a replay keeps its
+    # correlation id; a first submission's event was never published)
+    return stored_event.model_copy(
+        update={
+            "id": event.id,
+            "correlationid": event.correlationid,
+            "causationid": event.causationid,
+        }
+    )
 
 
 async def stored_event(
@@ -146,7 +155,12 @@ class Submitter:
                 self._outcomes = None
 
     async def send(self, event: CloudEvent, *, block: bool = True) -> None:
-        """Publish an event (broker-confirmed) to where it goes: its next stage or the DLQ."""
+        """Publish an event (broker-confirmed) to where it goes: its next stage or the DLQ.
+        An ingest event that names only a local file (a replay of a refused submission) is
+        admitted and stored first: a worker never reads a local path."""
+        if event.type == INGEST_RECEIVED and not data_of(event, IngestRequest).artifact.payload_ref:
+            await self.submit_event(event, block=block)
+            return
         await self.bus.publish(topic_for(event), event.to_bytes(), block=block)
         metrics.EVENTS_PUBLISHED.labels(event.type).inc()
 
