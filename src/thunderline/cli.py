@@ -161,7 +161,7 @@ async def _run_ingest(
         async with open_ingestor(settings, on_outcome=on_terminal) as ingestor:
             submitted = await ingestor.submit_files(_not_skipped(candidates, report))
             progress.update(task, total=submitted)
-            await ingestor.wait()
+            await ingestor.wait_idle()
     report.wall_s = time.perf_counter() - started
 
 

@@ -2,32 +2,41 @@
 
 :func:`thunderline.bus.factory.open_ingestor` picks the ingestor once, from the bus:
 
-* :class:`LocalIngestor` (``memory://``): the stages run in this process
-  (:class:`~thunderline.runtime.Runtime`); outcomes come from its collector.
+* :class:`~thunderline.runtime.Runtime` (``memory://``): the stages run in this process;
+  outcomes come from its collector.
 * :class:`~thunderline.worker.submit.Submitter` (a broker): local files are admitted and
   their bytes stored in the shared store before they are published for the workers; outcomes
   come from the outcome store the workers' collector fills.
 
 ``thunderline ingest``, ``thunderline dlq replay`` and ``thunderline serve`` use only this
-interface (plus :attr:`Ingestor.runs_stages` where the API reports on stages it runs).
+interface (and :attr:`Ingestor.runtime` where the API reports on stages it runs).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import asyncio
+import functools
+from collections.abc import Iterable
 from concurrent.futures import Executor
-from typing import Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from thunderline.bus.base import EventBus
+from thunderline.classify.admission import check_size, open_input
 from thunderline.classify.walk import Candidate
 from thunderline.config import Settings
-from thunderline.events import CloudEvent
+from thunderline.dlq.record import dead_letter
+from thunderline.errors import ThunderlineError, UnreadableArtifactError
+from thunderline.eventdata import IngestRequest, data_of, typed_event
+from thunderline.events import DLQ_CLASSIFY, INGEST_RECEIVED, CloudEvent
 from thunderline.objects.base import ObjectStore
+from thunderline.obs import metrics
 from thunderline.outcomes import OutcomeStore
-from thunderline.runtime import Runtime
-from thunderline.worker.submit import SUBMIT_SOURCE, stored_event
 
-OnOutcome = Callable[[CloudEvent], object]
+if TYPE_CHECKING:
+    from thunderline.runtime import Runtime
+
+SUBMIT_SOURCE = "urn:thunderline:submit"
 
 
 class Ingestor(Protocol):
@@ -39,20 +48,20 @@ class Ingestor(Protocol):
     store: ObjectStore
 
     @property
-    def runtime(self) -> Runtime | None:
-        """The in-process pipeline when the stages run here, else ``None``."""
+    def outcomes(self) -> OutcomeStore:
+        """The outcome store (and DLQ records) of this pipeline."""
         ...
 
     @property
-    def outcomes(self) -> OutcomeStore:
-        """The outcome store (and DLQ records) of this pipeline."""
+    def runtime(self) -> Runtime | None:
+        """The in-process pipeline when the stages run here, else ``None``."""
         ...
 
     async def __aenter__(self) -> Ingestor: ...
 
     async def __aexit__(self, *exc: object) -> None: ...
 
-    async def send(self, event: CloudEvent, *, block: bool = True) -> None:
+    async def submit(self, event: CloudEvent, *, block: bool = True) -> None:
         """Send an event to where it goes (its next stage, the DLQ); a full queue waits
         (``block``) or raises :class:`~thunderline.errors.OverloadError`."""
         ...
@@ -65,74 +74,76 @@ class Ingestor(Protocol):
         keep_path: bool = True,
         executor: Executor | None = None,
     ) -> CloudEvent:
-        """Admit and store the local file of an ingest event, then send it; returns what was
-        sent (the stored ingest event, or the DLQ record of a refusal)."""
+        """Admit and store the local file of an ingest event, then submit it; returns what
+        was sent (the stored ingest event, or the DLQ record of a refusal)."""
         ...
 
     async def submit_files(self, candidates: Iterable[Candidate]) -> int:
         """Submit local files (a stream); returns how many."""
         ...
 
-    async def wait(self, timeout_s: float | None = None) -> None:
-        """Until everything :meth:`submit_files` submitted has ended (``on_outcome`` saw
-        each end)."""
+    async def wait_idle(self, timeout_s: float | None = None) -> None:
+        """Until everything submitted has ended (``on_outcome`` saw each end)."""
         ...
 
 
-class LocalIngestor:
-    """The stages in this process: a :class:`~thunderline.runtime.Runtime` behind the
-    :class:`Ingestor` interface."""
+def _store_file(
+    store: ObjectStore,
+    settings: Settings,
+    event: CloudEvent,
+    *,
+    source: str = SUBMIT_SOURCE,
+    keep_path: bool = True,
+) -> CloudEvent:
+    """Admit the event's local file (opened once, checked on the descriptor) and stream its
+    bytes through that descriptor into the store; the ingest event to publish, which names
+    the bytes by ``payload_ref`` (the path stays for display unless ``keep_path`` is false,
+    as for an upload's spool file; no worker reads it)."""
+    request = data_of(event, IngestRequest)
+    artifact = request.artifact
+    path = Path(str(artifact.path))
+    limit = settings.max_artifact_bytes
+    with open_input(path, Path(artifact.root) if artifact.root else None) as admitted:
+        check_size(admitted, limit)
+        try:
+            stored = store.put_fd(admitted.fd, max_bytes=limit)
+        except OSError as exc:
+            raise UnreadableArtifactError(f"{path}: {exc.strerror or exc}") from exc
+    stored_artifact = artifact.model_copy(
+        update={
+            "size": stored.size,
+            "sha256": stored.sha256,
+            "payload_ref": stored.ref,
+            "root": None,
+            **({} if keep_path else {"path": None}),
+        }
+    )
+    ready = request.model_copy(update={"artifact": stored_artifact})
+    # the same event, now naming stored bytes: its id and chain stay (a replay keeps its
+    # correlation id; a first submission's event was never published)
+    return typed_event(INGEST_RECEIVED, ready, source=source).model_copy(
+        update={
+            "id": event.id,
+            "correlationid": event.correlationid,
+            "causationid": event.causationid,
+        }
+    )
 
-    runs_stages = True
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        on_outcome: OnOutcome | None = None,
-        source: str = SUBMIT_SOURCE,
-    ) -> None:
-        self.settings = settings
-        self.source = source
-        self.runtime: Runtime = Runtime(settings, on_terminal=on_outcome)
-        self.bus = self.runtime.bus
-        self.store = self.runtime.store
-
-    @property
-    def outcomes(self) -> OutcomeStore:
-        return self.runtime.outcomes
-
-    async def __aenter__(self) -> LocalIngestor:
-        await self.runtime.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.runtime.__aexit__(*exc)
-
-    async def send(self, event: CloudEvent, *, block: bool = True) -> None:
-        await self.runtime.pipeline.submit(event, block=block)
-
-    async def submit_event(
-        self,
-        event: CloudEvent,
-        *,
-        block: bool = True,
-        keep_path: bool = True,
-        executor: Executor | None = None,
-    ) -> CloudEvent:
-        ready = await stored_event(
-            self.store,
-            self.settings,
-            event,
-            source=self.source,
-            keep_path=keep_path,
-            executor=executor,
-        )
-        await self.send(ready, block=block or ready.is_dlq)
-        return ready
-
-    async def submit_files(self, candidates: Iterable[Candidate]) -> int:
-        return await self.runtime.submit_files(candidates)
-
-    async def wait(self, timeout_s: float | None = None) -> None:
-        await self.runtime.wait_idle(timeout_s)
+async def stored_event(
+    store: ObjectStore,
+    settings: Settings,
+    event: CloudEvent,
+    *,
+    source: str = SUBMIT_SOURCE,
+    keep_path: bool = True,
+    executor: Executor | None = None,
+) -> CloudEvent:
+    """The event to send for an ingest event naming a local file: the file admitted and its
+    bytes stored (``payload_ref``), or the ``classify`` DLQ record of its refusal."""
+    put = functools.partial(_store_file, store, settings, event, source=source, keep_path=keep_path)
+    try:
+        return await asyncio.get_running_loop().run_in_executor(executor, put)
+    except ThunderlineError as exc:
+        metrics.DLQ_TOTAL.labels("classify", exc.reason).inc()
+        return dead_letter("classify", DLQ_CLASSIFY, exc, original=event)

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from thunderline.bus.factory import open_bus
@@ -25,6 +26,7 @@ from thunderline.eventdata import Artifact, IngestRequest, typed_event
 from thunderline.events import DLQ_CLASSIFY, INGEST_RECEIVED, CloudEvent
 from thunderline.flow.engine import Pipeline
 from thunderline.flow.stage import Outcome, Stage, StageOptions, StoreStage
+from thunderline.ingestor import SUBMIT_SOURCE, stored_event
 from thunderline.journal import Journal
 from thunderline.ml.stage import InferStage
 from thunderline.nlp.stage import NlpStage
@@ -185,7 +187,12 @@ def walk_failure(candidate: Candidate) -> CloudEvent:
 
 
 class Runtime:
-    """A configured pipeline: ``async with Runtime(settings) as rt: await rt.submit(...)``."""
+    """A configured pipeline: ``async with Runtime(settings) as rt: await rt.submit(...)``.
+
+    The :class:`~thunderline.ingestor.Ingestor` of the in-process bus: the stages run here.
+    """
+
+    runs_stages = True
 
     def __init__(
         self,
@@ -194,8 +201,10 @@ class Runtime:
         on_terminal: Callable[[CloudEvent], object] | None = None,
         stages: Sequence[Stage] | None = None,
         outcomes: OutcomeStore | None = None,
+        source: str = SUBMIT_SOURCE,
     ) -> None:
         self.settings = settings
+        self.source = source
         settings.home.mkdir(parents=True, exist_ok=True)
         self.store = open_object_store(settings)
         self.journal = Journal(settings.home)
@@ -244,8 +253,32 @@ class Runtime:
             if self._owns_outcomes:
                 self.outcomes.close()
 
-    async def submit(self, event: CloudEvent) -> None:
-        await self.pipeline.submit(event)
+    @property
+    def runtime(self) -> Runtime:
+        return self
+
+    async def submit(self, event: CloudEvent, *, block: bool = True) -> None:
+        await self.pipeline.submit(event, block=block)
+
+    async def submit_event(
+        self,
+        event: CloudEvent,
+        *,
+        block: bool = True,
+        keep_path: bool = True,
+        executor: Executor | None = None,
+    ) -> CloudEvent:
+        """Admit and store the event's local file (an upload), then submit it."""
+        ready = await stored_event(
+            self.store,
+            self.settings,
+            event,
+            source=self.source,
+            keep_path=keep_path,
+            executor=executor,
+        )
+        await self.submit(ready, block=block or ready.is_dlq)
+        return ready
 
     async def submit_files(self, candidates: Iterable[Candidate]) -> int:
         """Submit each candidate as it comes (a stream: nothing is listed first); one that

@@ -22,6 +22,7 @@ import pytest
 from thunderline.bus.factory import open_ingestor
 from thunderline.classify.walk import Candidate
 from thunderline.config import Settings
+from thunderline.dlq.record import Subject
 from thunderline.dlq.replay import replay
 from thunderline.dlq.store import DeadLetters
 from thunderline.events import VOXEL_CREATED, CloudEvent
@@ -109,7 +110,7 @@ async def test_accounting_metrics_dlq_and_replay(deployment: Deployment, tmp_pat
     async with open_ingestor(first, on_outcome=ends.append) as ingestor:
         assert ingestor.runs_stages is (deployment.bus == "memory")
         submitted = await ingestor.submit_files(Candidate(p, p.parent) for p in good + bad)
-        await ingestor.wait(timeout_s=120)
+        await ingestor.wait_idle(timeout_s=120)
     assert submitted == GOOD + BAD
     assert len(ends) == GOOD + BAD
     assert len({e.correlationid for e in ends}) == GOOD + BAD
@@ -127,19 +128,21 @@ async def test_accounting_metrics_dlq_and_replay(deployment: Deployment, tmp_pat
     # ---- DLQ: one record per refused file, open, about that file --------------------------
     with OutcomeStore(first) as store:
         letters = DeadLetters(store).all(OPEN)
-    assert sorted(letter.subject.name or "" for letter in letters) == sorted(p.name for p in bad)
-    assert {letter.record.data["reason"] for letter in letters} == {"too_large"}
-    assert all(letter.subject.original is not None for letter in letters)
+    assert sorted(Subject.of(letter.event).name or "" for letter in letters) == sorted(
+        p.name for p in bad
+    )
+    assert {letter.event.data["reason"] for letter in letters} == {"too_large"}
+    assert all(Subject.of(letter.event).original is not None for letter in letters)
 
     # ---- replay: claim -> submit -> settle, then resolved; a second replay sends nothing --
     fixed = deployment.settings()  # the default limit: the big files fit now
     async with open_ingestor(fixed) as ingestor:
         store_letters = DeadLetters(ingestor.outcomes)
-        sent = [await replay(store_letters, letter, ingestor.send) for letter in letters]
+        sent = [await replay(store_letters, letter, ingestor.submit) for letter in letters]
         assert all(s is not None for s in sent)
-        again = [await replay(store_letters, letter, ingestor.send) for letter in letters]
+        again = [await replay(store_letters, letter, ingestor.submit) for letter in letters]
         assert again == [None, None]  # claimed already: nothing sent twice
-        await ingestor.wait(timeout_s=120)
+        await ingestor.wait_idle(timeout_s=120)
 
         def resolved() -> bool:
             found = [ingestor.outcomes.dlq_get(letter.id) for letter in letters]

@@ -12,7 +12,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from thunderline.api.live import IngestProgress
-from thunderline.dlq.store import DeadLetter
+from thunderline.dlq.record import Subject
 from thunderline.eventdata import (
     Classification,
     DlqRecord,
@@ -23,6 +23,7 @@ from thunderline.eventdata import (
     data_of,
 )
 from thunderline.events import CloudEvent
+from thunderline.outcomes import OutcomeRecord
 from thunderline.voxel.schema import Voxel
 
 
@@ -221,14 +222,15 @@ def accepted(event: CloudEvent) -> IngestAccepted:
     )
 
 
-def dlq_item(entry: DeadLetter) -> DlqItem:
-    record = data_of(entry.record, DlqRecord)
-    subject = entry.subject
+def dlq_item(entry: OutcomeRecord) -> DlqItem:
+    """The API view of one DLQ record of the outcome store."""
+    record = data_of(entry.event, DlqRecord)
+    subject = Subject.of(entry.event)
     return DlqItem(
-        id=entry.record.id,
-        type=entry.record.type,
-        time=entry.record.time,
-        correlation_id=entry.record.correlationid,
+        id=entry.event.id,
+        type=entry.event.type,
+        time=entry.event.time,
+        correlation_id=entry.event.correlationid,
         stage=record.stage,
         reason=record.reason,
         message=record.error.message,

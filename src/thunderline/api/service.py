@@ -49,7 +49,7 @@ FIRST_TOPIC = "classify"
 #: Threads that move finished uploads into the object store. Their own pool, so that an upload
 #: never waits behind the stages' work (Magika batches, database writes) in the default pool.
 UPLOAD_THREADS = 4
-#: How long ``/readyz`` waits for the broker's answer in the submit-and-read mode.
+#: How long ``/readyz`` waits for the bus's answer (a broker is asked).
 BROKER_PROBE_S = 5.0
 
 
@@ -196,7 +196,7 @@ class ApiService:
                 progress.dlq = [d for d in progress.dlq if d.get("id") != dlq_id]
                 if replayed.type != INGEST_RECEIVED:
                     progress.open += 1
-            await ingestor.send(replayed, block=False)
+            await ingestor.submit(replayed, block=False)
 
         done = await replay(letters, letter, send)
         if done is None:
@@ -214,47 +214,28 @@ class ApiService:
         return next((s for s in runtime.stages if s.name == name), None)
 
     def readiness(self) -> Readiness:
-        if self.scale_out:
-            return self._submitter_readiness()
-        checks: dict[str, Check] = {}
+        """The pipeline, the database, the object store, the bus (asked now), the models and
+        the spaCy breaker. Submit-and-read: models and breaker belong to the workers
+        (``thunderline doctor`` there)."""
         runtime = self.runtime
-        checks["pipeline"] = Check(
-            ok=runtime is not None,
-            detail=f"stages {', '.join(runtime.stage_names)}" if runtime else "not started",
-        )
-        checks["database"] = self._check_database()
-        checks["object_store"] = self._check_objects()
-        checks["bus"] = Check(
-            ok=runtime is not None,
-            detail=f"{runtime.bus.describe()}, classify queue depth "
-            f"{runtime.bus.depth(FIRST_TOPIC)} of {self.settings.queue_max}"
-            if runtime
-            else "not started",
-        )
-        checks["models"] = self._check_models()
-        checks["nlp_breaker"] = self._check_breaker()
-        return Readiness(ready=all(c.ok for c in checks.values()), checks=checks)
-
-    def _submitter_readiness(self) -> Readiness:
-        """Submit-and-read: the broker (asked now), the database and the shared object store;
-        models and the spaCy breaker belong to the workers (``thunderline doctor`` there)."""
-        started = self.ingestor is not None
         checks = {
             "pipeline": Check(
-                ok=started,
-                detail="submit-and-read: the stages run in `thunderline worker` processes"
-                if started
-                else "not started",
+                ok=self.ingestor is not None,
+                detail="not started"
+                if self.ingestor is None
+                else f"stages {', '.join(runtime.stage_names)}"
+                if runtime is not None
+                else "submit-and-read: the stages run in `thunderline worker` processes",
             ),
             "database": self._check_database(),
             "object_store": self._check_objects(),
-            "bus": self._check_broker(),
-            "models": Check(ok=True, detail="loaded by the workers (infer stage)"),
-            "nlp_breaker": Check(ok=True, detail="in the workers (nlp stage)"),
+            "bus": self._check_bus(),
+            "models": self._check_models(),
+            "nlp_breaker": self._check_breaker(),
         }
         return Readiness(ready=all(c.ok for c in checks.values()), checks=checks)
 
-    def _check_broker(self) -> Check:
+    def _check_bus(self) -> Check:
         """Ask the bus for the ``classify`` queue's depth (a broker: from a worker thread of
         ours, bounded by ``BROKER_PROBE_S``)."""
         ingestor, loop = self.ingestor, self._loop
@@ -296,6 +277,8 @@ class ApiService:
         return Check(ok=True, detail=store.url)
 
     def _check_models(self) -> Check:
+        if self.scale_out:
+            return Check(ok=True, detail="loaded by the workers (infer stage)")
         stage = self._stage("infer")
         if stage is None:
             return Check(ok=True, detail="infer stage off (TL_ONNX_ENABLED=false)")
@@ -313,6 +296,8 @@ class ApiService:
         return Check(ok=True, detail=names or "no model loaded yet")
 
     def _check_breaker(self) -> Check:
+        if self.scale_out:
+            return Check(ok=True, detail="in the workers (nlp stage)")
         stage = self._stage("nlp")
         if stage is None:
             return Check(ok=True, detail="nlp stage off")

@@ -54,12 +54,13 @@ def open_ingestor(
     source: str | None = None,
 ) -> Ingestor:
     """The ingestor of ``settings.bus_url``: the stages in this process on ``memory://``
-    (:class:`~thunderline.ingestor.LocalIngestor`), the location-free
+    (:class:`~thunderline.runtime.Runtime`), the location-free
     :class:`~thunderline.worker.submit.Submitter` on a broker (the workers run the stages).
     ``on_outcome`` sees each artifact's end; ``source`` names the submitter in events."""
-    from thunderline.ingestor import LocalIngestor
-    from thunderline.worker.submit import SUBMIT_SOURCE, Submitter
+    from thunderline.ingestor import SUBMIT_SOURCE
+    from thunderline.runtime import Runtime
+    from thunderline.worker.submit import Submitter
 
     if settings.bus_url.startswith(_BROKER_SCHEMES):
         return Submitter(settings, source=source or SUBMIT_SOURCE, on_outcome=on_outcome)
-    return LocalIngestor(settings, on_outcome=on_outcome, source=source or SUBMIT_SOURCE)
+    return Runtime(settings, on_terminal=on_outcome, source=source or SUBMIT_SOURCE)

@@ -24,7 +24,7 @@ from thunderline.config import Settings
 from thunderline.console import cli_settings, stdout_console
 from thunderline.dlq.record import Subject
 from thunderline.dlq.replay import NotReplayableError, Replayed, replay
-from thunderline.dlq.store import DeadLetter, DeadLetters
+from thunderline.dlq.store import DeadLetters
 from thunderline.errors import ThunderlineError
 from thunderline.flow.engine import topic_for
 from thunderline.outcomes import DLQ_STATUSES, OPEN, OutcomeRecord, OutcomeStore
@@ -102,10 +102,10 @@ def dlq_show(
     print(names.dumps(doc, indent=2))
 
 
-def _replayable(letters: DeadLetters, ids: list[str] | None) -> list[DeadLetter]:
+def _replayable(letters: DeadLetters, ids: list[str] | None) -> list[OutcomeRecord]:
     if not ids:
         return letters.all(OPEN)
-    found: list[DeadLetter] = []
+    found: list[OutcomeRecord] = []
     for record_id in ids:
         letter = letters.get(record_id)
         if letter is None:
@@ -138,13 +138,13 @@ def dlq_replay(
             letters = DeadLetters(ingestor.outcomes)
             for letter in _replayable(letters, ids):
                 try:
-                    replayed = await replay(letters, letter, ingestor.send)
+                    replayed = await replay(letters, letter, ingestor.submit)
                 except NotReplayableError:
                     skipped += 1  # the raw message was not an event: nothing to send again
                     continue
                 if replayed is not None:
                     done.append(replayed)
-            await ingestor.wait()
+            await ingestor.wait_idle()
             return done, skipped, ingestor.runs_stages
 
     try:

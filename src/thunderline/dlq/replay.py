@@ -13,13 +13,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from thunderline.dlq.store import DeadLetter, DeadLetters
+from thunderline.dlq.record import Subject
+from thunderline.dlq.store import DeadLetters
 from thunderline.events import CloudEvent
-from thunderline.outcomes import OPEN
+from thunderline.outcomes import OPEN, OutcomeRecord
 
 REPLAY_SOURCE = "urn:thunderline:replay"
 
-#: Sends an event into the pipeline (``Ingestor.send``).
+#: Sends an event into the pipeline (``Ingestor.submit``).
 Send = Callable[[CloudEvent], Awaitable[object]]
 
 
@@ -35,15 +36,15 @@ class Replayed:
     event: CloudEvent
 
 
-def replay_event(letter: DeadLetter) -> CloudEvent:
+def replay_event(letter: OutcomeRecord) -> CloudEvent:
     """The event a replay of ``letter`` sends: derived from the original event."""
-    original = letter.subject.original
+    original = Subject.of(letter.event).original
     if original is None:
         raise NotReplayableError(f"DLQ record {letter.id} has no original event to replay")
     return original.derive(original.type, original.data, source=REPLAY_SOURCE)
 
 
-async def replay(letters: DeadLetters, letter: DeadLetter, send: Send) -> Replayed | None:
+async def replay(letters: DeadLetters, letter: OutcomeRecord, send: Send) -> Replayed | None:
     """Claim, submit, settle one record; ``None`` when it was not open (already claimed).
     Raises :class:`NotReplayableError` for a record without an original event, and whatever
     ``send`` raises (the claim is released first)."""

@@ -8,62 +8,32 @@ store: nothing is imported from it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from thunderline.dlq.record import Subject
-from thunderline.events import CloudEvent
 from thunderline.outcomes import OPEN, OutcomeRecord, OutcomeStore
 
 #: The console shows at most this many records (newest first).
 CONSOLE_MAX = 500
 
 
-@dataclass(frozen=True)
-class DeadLetter:
-    """One DLQ record with its status and what it is about."""
-
-    outcome: OutcomeRecord
-
-    @property
-    def id(self) -> str:
-        return self.outcome.id
-
-    @property
-    def record(self) -> CloudEvent:
-        return self.outcome.event
-
-    @property
-    def status(self) -> str:
-        return self.outcome.status
-
-    @property
-    def replay_event_id(self) -> str | None:
-        return self.outcome.replay_event_id
-
-    @property
-    def subject(self) -> Subject:
-        return Subject.of(self.outcome.event)
-
-
 class DeadLetters:
-    """The DLQ records of an outcome store: pages, lookups and replay claims."""
+    """The DLQ records of an outcome store (:class:`OutcomeRecord` of kind ``dlq``): pages,
+    lookups and replay claims."""
 
     def __init__(self, outcomes: OutcomeStore) -> None:
         self.outcomes = outcomes
 
     def page(
         self, status: str | None, *, limit: int, cursor: str | None
-    ) -> tuple[list[DeadLetter], str | None]:
+    ) -> tuple[list[OutcomeRecord], str | None]:
         """Oldest first; ``cursor`` is the last id of the previous page (``None``: first);
         returns the records and the cursor of the next page (``None``: no more)."""
         found = self.outcomes.dlq(status, limit=limit + 1, cursor=cursor)
         more = len(found) > limit
         found = found[:limit]
-        return [DeadLetter(r) for r in found], (found[-1].id if more and found else None)
+        return found, (found[-1].id if more and found else None)
 
-    def all(self, status: str | None = OPEN) -> list[DeadLetter]:
+    def all(self, status: str | None = OPEN) -> list[OutcomeRecord]:
         """Every record of ``status`` (``None``: every status), oldest first."""
-        out: list[DeadLetter] = []
+        out: list[OutcomeRecord] = []
         cursor: str | None = None
         while True:
             batch, cursor = self.page(status, limit=1000, cursor=cursor)
@@ -71,14 +41,13 @@ class DeadLetters:
             if cursor is None:
                 return out
 
-    def newest(self, limit: int = CONSOLE_MAX) -> list[DeadLetter]:
+    def newest(self, limit: int = CONSOLE_MAX) -> list[OutcomeRecord]:
         """The newest ``limit`` records of every status, newest first (for the console)."""
         return list(reversed(self.all(None)[-limit:]))
 
-    def get(self, record_id: str) -> DeadLetter | None:
+    def get(self, record_id: str) -> OutcomeRecord | None:
         """One record by id, or a unique prefix of 8+ characters."""
-        found = self.outcomes.dlq_get(record_id)
-        return DeadLetter(found) if found is not None else None
+        return self.outcomes.dlq_get(record_id)
 
     def claim(self, record_id: str, replay_event_id: str) -> bool:
         """Claim an open record for a replay (``open`` -> ``replayed``); False when it is not

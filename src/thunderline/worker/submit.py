@@ -14,23 +14,18 @@ store until each artifact (and each member of an archive) has its final outcome.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
-from pathlib import Path
 
 from thunderline.bus.factory import open_bus
-from thunderline.classify.admission import check_size, open_input
 from thunderline.classify.walk import Candidate
 from thunderline.config import Settings
-from thunderline.dlq.record import dead_letter
-from thunderline.errors import ThunderlineError, UnreadableArtifactError
-from thunderline.eventdata import IngestRequest, data_of, typed_event
-from thunderline.events import DLQ_CLASSIFY, INGEST_RECEIVED, CloudEvent
+from thunderline.eventdata import IngestRequest, data_of
+from thunderline.events import INGEST_RECEIVED, CloudEvent
 from thunderline.flow.engine import topic_for
-from thunderline.objects.base import ObjectStore
+from thunderline.ingestor import SUBMIT_SOURCE, stored_event
 from thunderline.objects.factory import open_object_store
 from thunderline.obs import metrics
 from thunderline.outcomes import OutcomeRecord, OutcomeStore
@@ -38,72 +33,8 @@ from thunderline.runtime import Runtime, ingest_event
 from thunderline.worker.settle import expected, final_outcomes
 
 _log = logging.getLogger("thunderline.worker.submit")
-SUBMIT_SOURCE = "urn:thunderline:submit"
 #: After this long without a new outcome, waiting submitters say what they wait for.
 STALL_WARN_S = 30.0
-
-
-def _store_file(
-    store: ObjectStore,
-    settings: Settings,
-    event: CloudEvent,
-    *,
-    source: str = SUBMIT_SOURCE,
-    keep_path: bool = True,
-) -> CloudEvent:
-    """Admit the event's local file (opened once, checked on the descriptor) and stream its
-    bytes through that descriptor into the store; the ingest event to publish, which names
-    the bytes by ``payload_ref`` (the path stays for display unless ``keep_path`` is false,
-    as for an upload's spool file; no worker reads it)."""
-    request = data_of(event, IngestRequest)
-    artifact = request.artifact
-    path = Path(str(artifact.path))
-    limit = settings.max_artifact_bytes
-    with open_input(path, Path(artifact.root) if artifact.root else None) as admitted:
-        check_size(admitted, limit)
-        try:
-            stored = store.put_fd(admitted.fd, max_bytes=limit)
-        except OSError as exc:
-            raise UnreadableArtifactError(f"{path}: {exc.strerror or exc}") from exc
-    stored_artifact = artifact.model_copy(
-        update={
-            "size": stored.size,
-            "sha256": stored.sha256,
-            "payload_ref": stored.ref,
-            "root": None,
-            **({} if keep_path else {"path": None}),
-        }
-    )
-    ready = request.model_copy(update={"artifact": stored_artifact})
-    stored_event = typed_event(INGEST_RECEIVED, ready, source=source)
-    # the same event, now naming stored bytes: its id and chain stay (a replay keeps its
-    # correlation id; a first submission's event was never published)
-    return stored_event.model_copy(
-        update={
-            "id": event.id,
-            "correlationid": event.correlationid,
-            "causationid": event.causationid,
-        }
-    )
-
-
-async def stored_event(
-    store: ObjectStore,
-    settings: Settings,
-    event: CloudEvent,
-    *,
-    source: str = SUBMIT_SOURCE,
-    keep_path: bool = True,
-    executor: Executor | None = None,
-) -> CloudEvent:
-    """The event to send for an ingest event naming a local file: the file admitted and its
-    bytes stored (``payload_ref``), or the ``classify`` DLQ record of its refusal."""
-    put = functools.partial(_store_file, store, settings, event, source=source, keep_path=keep_path)
-    try:
-        return await asyncio.get_running_loop().run_in_executor(executor, put)
-    except ThunderlineError as exc:
-        metrics.DLQ_TOTAL.labels("classify", exc.reason).inc()
-        return dead_letter("classify", DLQ_CLASSIFY, exc, original=event)
 
 
 class Submitter:
@@ -113,7 +44,6 @@ class Submitter:
 
     #: The stages run in worker processes, not here.
     runs_stages = False
-    runtime: Runtime | None = None
 
     def __init__(
         self,
@@ -137,6 +67,11 @@ class Submitter:
             raise RuntimeError("the submitter is not open")
         return self._outcomes
 
+    @property
+    def runtime(self) -> Runtime | None:
+        """No pipeline runs here: the workers run the stages."""
+        return None
+
     async def __aenter__(self) -> Submitter:
         await self.bus.connect()
         try:
@@ -154,7 +89,7 @@ class Submitter:
                 await asyncio.to_thread(self._outcomes.close)
                 self._outcomes = None
 
-    async def send(self, event: CloudEvent, *, block: bool = True) -> None:
+    async def submit(self, event: CloudEvent, *, block: bool = True) -> None:
         """Publish an event (broker-confirmed) to where it goes: its next stage or the DLQ.
         An ingest event that names only a local file (a replay of a refused submission) is
         admitted and stored first: a worker never reads a local path."""
@@ -163,10 +98,6 @@ class Submitter:
             return
         await self.bus.publish(topic_for(event), event.to_bytes(), block=block)
         metrics.EVENTS_PUBLISHED.labels(event.type).inc()
-
-    async def submit(self, candidate: Candidate) -> CloudEvent:
-        """Submit one file; returns the published event (an ingest event or a DLQ record)."""
-        return await self.submit_event(ingest_event(candidate))
 
     async def submit_event(
         self,
@@ -188,7 +119,7 @@ class Submitter:
             keep_path=keep_path,
             executor=executor,
         )
-        await self.send(ready, block=block or ready.is_dlq)
+        await self.submit(ready, block=block or ready.is_dlq)
         return ready
 
     async def submit_all(
@@ -200,7 +131,7 @@ class Submitter:
 
         async def one(candidate: Candidate) -> str:
             async with gate:
-                return (await self.submit(candidate)).correlationid
+                return (await self.submit_event(ingest_event(candidate))).correlationid
 
         return list(await asyncio.gather(*(one(c) for c in candidates if not c.skipped)))
 
@@ -210,7 +141,7 @@ class Submitter:
         self._pending.extend(ids)
         return len(ids)
 
-    async def wait(self, timeout_s: float | None = None) -> None:
+    async def wait_idle(self, timeout_s: float | None = None) -> None:
         """Until every file submitted by :meth:`submit_files` has its final outcome (each
         handed to ``on_outcome`` once)."""
         on_outcome = self.on_outcome
