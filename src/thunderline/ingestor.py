@@ -130,20 +130,35 @@ def _store_file(
     )
 
 
-async def stored_event(
-    store: ObjectStore,
-    settings: Settings,
-    event: CloudEvent,
-    *,
-    source: str = SUBMIT_SOURCE,
-    keep_path: bool = True,
-    executor: Executor | None = None,
-) -> CloudEvent:
-    """The event to send for an ingest event naming a local file: the file admitted and its
-    bytes stored (``payload_ref``), or the ``classify`` DLQ record of its refusal."""
-    put = functools.partial(_store_file, store, settings, event, source=source, keep_path=keep_path)
-    try:
-        return await asyncio.get_running_loop().run_in_executor(executor, put)
-    except ThunderlineError as exc:
-        metrics.DLQ_TOTAL.labels("classify", exc.reason).inc()
-        return dead_letter("classify", DLQ_CLASSIFY, exc, original=event)
+class AdmitsFiles:
+    """:meth:`Ingestor.submit_event` for both ingestors (they differ in :meth:`submit`)."""
+
+    settings: Settings
+    store: ObjectStore
+    source: str
+
+    async def submit(self, event: CloudEvent, *, block: bool = True) -> None:
+        raise NotImplementedError
+
+    async def submit_event(
+        self,
+        event: CloudEvent,
+        *,
+        block: bool = True,
+        keep_path: bool = True,
+        executor: Executor | None = None,
+    ) -> CloudEvent:
+        """Admit the event's local file and store its bytes (``payload_ref``), then submit
+        it; a refused file is submitted as its ``classify`` DLQ record instead. Returns what
+        was submitted. ``block=False``: a full queue raises ``OverloadError`` (the stored
+        bytes stay, harmless: the store is content-addressed)."""
+        put = functools.partial(
+            _store_file, self.store, self.settings, event, source=self.source, keep_path=keep_path
+        )
+        try:
+            ready = await asyncio.get_running_loop().run_in_executor(executor, put)
+        except ThunderlineError as exc:
+            metrics.DLQ_TOTAL.labels("classify", exc.reason).inc()
+            ready = dead_letter("classify", DLQ_CLASSIFY, exc, original=event)
+        await self.submit(ready, block=block or ready.is_dlq)
+        return ready

@@ -283,11 +283,6 @@ class OutcomeStore:
             raise BackendError(f"outcome read failed: {exc}") from exc
 
 
-def open_outcome_store(settings: Settings) -> OutcomeStore:
-    """The outcome store of the settings' voxel database (migrated)."""
-    return OutcomeStore(settings)
-
-
 __all__ = [
     "DLQ_STATUSES",
     "OK",
@@ -298,5 +293,4 @@ __all__ = [
     "OutcomeRecord",
     "OutcomeStore",
     "artifact_key",
-    "open_outcome_store",
 ]

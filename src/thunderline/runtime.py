@@ -12,7 +12,6 @@ import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from thunderline.bus.factory import open_bus
@@ -21,12 +20,12 @@ from thunderline.classify.stage import ClassifyStage
 from thunderline.classify.walk import Candidate
 from thunderline.config import Settings
 from thunderline.dlq.record import dead_letter
-from thunderline.errors import ArtifactError, ConfigError, PathEscapeError
+from thunderline.errors import ArtifactError, ConfigError
 from thunderline.eventdata import Artifact, IngestRequest, typed_event
 from thunderline.events import DLQ_CLASSIFY, INGEST_RECEIVED, CloudEvent
 from thunderline.flow.engine import Pipeline
-from thunderline.flow.stage import Outcome, Stage, StageOptions, StoreStage
-from thunderline.ingestor import SUBMIT_SOURCE, stored_event
+from thunderline.flow.stage import Stage, StageOptions, StoreStage
+from thunderline.ingestor import SUBMIT_SOURCE, AdmitsFiles
 from thunderline.journal import Journal
 from thunderline.ml.stage import InferStage
 from thunderline.nlp.stage import NlpStage
@@ -72,33 +71,6 @@ def enabled_stage_names(settings: Settings) -> list[str]:
     return [spec.name for spec in WIRING if spec.enabled(settings)]
 
 
-class StoredClassifyStage(ClassifyStage):
-    """Classify for workers: only artifacts already in the shared store (``payload_ref``).
-
-    A worker must never read its own filesystem because an event names a path: local files
-    are admitted by the submitter. A path-only artifact is dead-lettered (``path_escape``).
-    """
-
-    async def handle_batch(self, events: Sequence[CloudEvent]) -> list[Outcome]:
-        outcomes: list[Outcome | None] = [None] * len(events)
-        stored: list[tuple[int, CloudEvent]] = []
-        for i, event in enumerate(events):
-            artifact = event.data.get("artifact")
-            if isinstance(artifact, dict) and not artifact.get("payload_ref"):
-                outcomes[i] = PathEscapeError(
-                    "a worker classifies stored payloads only (payload_ref); the submitter "
-                    "admits local files",
-                    details={"path": artifact.get("path")},
-                )
-            else:
-                stored.append((i, event))
-        if stored:
-            done = await super().handle_batch([event for _, event in stored])
-            for (i, _), outcome in zip(stored, done, strict=True):
-                outcomes[i] = outcome
-        return [o if o is not None else RuntimeError("no outcome") for o in outcomes]
-
-
 def build_stages(
     settings: Settings,
     store: ObjectStore,
@@ -121,8 +93,9 @@ def build_stages(
             raise ConfigError(f"stage {spec.name!r} is switched off by the settings ({spec.when})")
         stage: Stage
         if spec.cls is ClassifyStage:
-            cls = StoredClassifyStage if stored_only else ClassifyStage
-            stage = cls(settings, store, available_stages=enabled[1:])
+            stage = ClassifyStage(
+                settings, store, available_stages=enabled[1:], stored_only=stored_only
+            )
         else:
             stage = spec.cls(settings, store)
         if concurrency is not None:
@@ -186,7 +159,7 @@ def walk_failure(candidate: Candidate) -> CloudEvent:
         return dead_letter("classify", DLQ_CLASSIFY, raised, original=ingest_event(candidate))
 
 
-class Runtime:
+class Runtime(AdmitsFiles):
     """A configured pipeline: ``async with Runtime(settings) as rt: await rt.submit(...)``.
 
     The :class:`~thunderline.ingestor.Ingestor` of the in-process bus: the stages run here.
@@ -259,26 +232,6 @@ class Runtime:
 
     async def submit(self, event: CloudEvent, *, block: bool = True) -> None:
         await self.pipeline.submit(event, block=block)
-
-    async def submit_event(
-        self,
-        event: CloudEvent,
-        *,
-        block: bool = True,
-        keep_path: bool = True,
-        executor: Executor | None = None,
-    ) -> CloudEvent:
-        """Admit and store the event's local file (an upload), then submit it."""
-        ready = await stored_event(
-            self.store,
-            self.settings,
-            event,
-            source=self.source,
-            keep_path=keep_path,
-            executor=executor,
-        )
-        await self.submit(ready, block=block or ready.is_dlq)
-        return ready
 
     async def submit_files(self, candidates: Iterable[Candidate]) -> int:
         """Submit each candidate as it comes (a stream: nothing is listed first); one that

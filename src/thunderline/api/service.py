@@ -199,12 +199,10 @@ class ApiService:
             await ingestor.submit(replayed, block=False)
 
         done = await replay(letters, letter, send)
-        if done is None:
-            return None
-        if self.follower is not None:
-            self.hub.publish(done.event)
-            self.follower.follow(done.event.correlationid)
-        return done.event
+        if done is not None and self.follower is not None:
+            self.hub.publish(done)
+            self.follower.follow(done.correlationid)
+        return done
 
     # ---- readiness ------------------------------------------------------------------------
     def _stage(self, name: str) -> Any:

@@ -374,11 +374,7 @@ class RabbitMQBus:
     async def _quarantine(self, topic: str, message: AbstractIncomingMessage) -> None:
         """Move a redelivered stage message to the stage's quarantine queue (confirmed), then
         ack it here: it is handed out again one at a time, never next to another suspect."""
-        returns = message.headers.get("x-delivery-count")
-        before = message.headers.get(RETURNS_HEADER)
-        total = (int(returns) if isinstance(returns, int) else 1) + (
-            int(before) if isinstance(before, int) else 0
-        )
+        total = _returns(message, default=1)
         moved = aio_pika.Message(
             message.body,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
@@ -401,11 +397,7 @@ class RabbitMQBus:
         payload = message.body
         if topic == DLQ_TOPIC and message.headers.get("x-death"):
             payload = self.dead_letter_record(message)
-        count = message.headers.get("x-delivery-count")
-        before = message.headers.get(RETURNS_HEADER)
-        returns = (int(count) if isinstance(count, int) else 0) + (
-            int(before) if isinstance(before, int) else 0
-        )
+        returns = _returns(message, default=0)
         return Delivery(
             topic=topic, payload=payload, message_id=delivery_id, delivery_count=returns + 1
         )
@@ -481,11 +473,7 @@ class RabbitMQBus:
             _json_safe(message.headers.get("x-first-death-queue")) or first.get("queue") or ""
         )
         stage = self.topic_of(queue) or "unknown"
-        count = message.headers.get("x-delivery-count")
-        before = message.headers.get(RETURNS_HEADER)
-        attempts = (int(count) if isinstance(count, int) else int(first.get("count") or 1)) + (
-            int(before) if isinstance(before, int) else 0
-        )
+        attempts = _returns(message, default=int(first.get("count") or 1))
         try:
             original: CloudEvent | None = CloudEvent.from_json(message.body)
         except MalformedEventError:
@@ -565,6 +553,16 @@ class RabbitMQBus:
         if connection is not None:
             with contextlib.suppress(Exception):
                 await connection.close()
+
+
+def _returns(message: AbstractIncomingMessage, *, default: int) -> int:
+    """How often the broker returned the message (``x-delivery-count``, else ``default``),
+    plus the returns before it was quarantined (``x-tl-returns``)."""
+    count = message.headers.get("x-delivery-count")
+    before = message.headers.get(RETURNS_HEADER)
+    return (int(count) if isinstance(count, int) else default) + (
+        int(before) if isinstance(before, int) else 0
+    )
 
 
 def _stale(message: AbstractIncomingMessage) -> bool:

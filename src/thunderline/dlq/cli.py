@@ -23,9 +23,10 @@ from thunderline.bus.factory import open_ingestor
 from thunderline.config import Settings
 from thunderline.console import cli_settings, stdout_console
 from thunderline.dlq.record import Subject
-from thunderline.dlq.replay import NotReplayableError, Replayed, replay
+from thunderline.dlq.replay import NotReplayableError, replay
 from thunderline.dlq.store import DeadLetters
 from thunderline.errors import ThunderlineError
+from thunderline.events import CloudEvent
 from thunderline.flow.engine import topic_for
 from thunderline.outcomes import DLQ_STATUSES, OPEN, OutcomeRecord, OutcomeStore
 from thunderline.report import RunReport
@@ -131,8 +132,8 @@ def dlq_replay(
     settings = cli_settings()
     report = RunReport()
 
-    async def run() -> tuple[list[Replayed], int, bool]:
-        done: list[Replayed] = []
+    async def run() -> tuple[list[tuple[str, CloudEvent]], int, bool]:
+        done: list[tuple[str, CloudEvent]] = []
         skipped = 0
         async with open_ingestor(settings, on_outcome=report.add) as ingestor:
             letters = DeadLetters(ingestor.outcomes)
@@ -143,7 +144,7 @@ def dlq_replay(
                     skipped += 1  # the raw message was not an event: nothing to send again
                     continue
                 if replayed is not None:
-                    done.append(replayed)
+                    done.append((letter.id, replayed))
             await ingestor.wait_idle()
             return done, skipped, ingestor.runs_stages
 
@@ -161,7 +162,6 @@ def dlq_replay(
             f"replayed {len(done)}: {len(report.ok)} ok, {len(report.dlq)} dead-lettered again"
         )
     else:  # the workers run the stages; their collector records the outcomes
-        for item in done:
-            topic = topic_for(item.event)
-            print(f"{item.record_id} -> {item.event.id} ({topic}, {item.event.correlationid})")
+        for record_id, event in done:
+            print(f"{record_id} -> {event.id} ({topic_for(event)}, {event.correlationid})")
         err_console.print(f"replayed {len(done)} to the workers (thunderline status ID)")

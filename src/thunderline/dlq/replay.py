@@ -11,7 +11,6 @@ the rest: a voxel of the same artifact resolves the record, a new failure is a n
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from thunderline.dlq.record import Subject
 from thunderline.dlq.store import DeadLetters
@@ -28,14 +27,6 @@ class NotReplayableError(ValueError):
     """The record holds no original event (the raw message was not an event)."""
 
 
-@dataclass(frozen=True)
-class Replayed:
-    """One record sent again: its id and the replay event."""
-
-    record_id: str
-    event: CloudEvent
-
-
 def replay_event(letter: OutcomeRecord) -> CloudEvent:
     """The event a replay of ``letter`` sends: derived from the original event."""
     original = Subject.of(letter.event).original
@@ -44,8 +35,9 @@ def replay_event(letter: OutcomeRecord) -> CloudEvent:
     return original.derive(original.type, original.data, source=REPLAY_SOURCE)
 
 
-async def replay(letters: DeadLetters, letter: OutcomeRecord, send: Send) -> Replayed | None:
-    """Claim, submit, settle one record; ``None`` when it was not open (already claimed).
+async def replay(letters: DeadLetters, letter: OutcomeRecord, send: Send) -> CloudEvent | None:
+    """Claim, submit, settle one record; returns the replay event, ``None`` when the record
+    was not open (already claimed).
     Raises :class:`NotReplayableError` for a record without an original event, and whatever
     ``send`` raises (the claim is released first)."""
     event = replay_event(letter)
@@ -56,4 +48,4 @@ async def replay(letters: DeadLetters, letter: OutcomeRecord, send: Send) -> Rep
     except BaseException:
         letters.release(letter.id)
         raise
-    return Replayed(letter.id, event)
+    return event

@@ -2,8 +2,8 @@
 
 The collector records every DLQ record in :class:`~thunderline.outcomes.OutcomeStore` with a
 status (``open`` / ``replayed`` / ``resolved``); the CLI, the API and the console read and
-claim them here. The journal's ``dlq.jsonl`` is a trace of what was published, not a second
-store: nothing is imported from it.
+claim them here. The journal (:mod:`thunderline.journal`) is a trace of what was published,
+not a second store: nothing is imported from it.
 """
 
 from __future__ import annotations

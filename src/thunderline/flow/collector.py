@@ -61,7 +61,6 @@ class Collector:
         self.on_event = on_event
         self.on_settled = on_settled
         self.backoff_max_s = backoff_max_s
-        self.recorded = 0
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -116,4 +115,3 @@ class Collector:
                 _log.warning("recording %d outcomes failed (%s); retrying", len(events), exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.backoff_max_s)
-        self.recorded += len(events)

@@ -17,7 +17,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor
 
 from thunderline.bus.factory import open_bus
 from thunderline.classify.walk import Candidate
@@ -25,7 +24,7 @@ from thunderline.config import Settings
 from thunderline.eventdata import IngestRequest, data_of
 from thunderline.events import INGEST_RECEIVED, CloudEvent
 from thunderline.flow.engine import topic_for
-from thunderline.ingestor import SUBMIT_SOURCE, stored_event
+from thunderline.ingestor import SUBMIT_SOURCE, AdmitsFiles
 from thunderline.objects.factory import open_object_store
 from thunderline.obs import metrics
 from thunderline.outcomes import OutcomeRecord, OutcomeStore
@@ -37,7 +36,7 @@ _log = logging.getLogger("thunderline.worker.submit")
 STALL_WARN_S = 30.0
 
 
-class Submitter:
+class Submitter(AdmitsFiles):
     """The :class:`~thunderline.ingestor.Ingestor` of a shared bus (``async with``): admits
     local files, stores their bytes in the shared store, publishes them for the workers, and
     follows the outcomes the workers' collector records."""
@@ -98,29 +97,6 @@ class Submitter:
             return
         await self.bus.publish(topic_for(event), event.to_bytes(), block=block)
         metrics.EVENTS_PUBLISHED.labels(event.type).inc()
-
-    async def submit_event(
-        self,
-        event: CloudEvent,
-        *,
-        block: bool = True,
-        keep_path: bool = True,
-        executor: Executor | None = None,
-    ) -> CloudEvent:
-        """Admit and store the local file of an ingest event, then publish it to ``classify``;
-        returns the published event (an ingest event or a DLQ record). With ``block=False`` a
-        full ``classify`` queue raises :class:`~thunderline.errors.OverloadError` (the bytes
-        stay in the content-addressed store, harmless) instead of waiting."""
-        ready = await stored_event(
-            self.store,
-            self.settings,
-            event,
-            source=self.source,
-            keep_path=keep_path,
-            executor=executor,
-        )
-        await self.submit(ready, block=block or ready.is_dlq)
-        return ready
 
     async def submit_all(
         self, candidates: Iterable[Candidate], *, concurrency: int = 16
