@@ -55,7 +55,7 @@ from aio_pika.abc import (
 )
 
 from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC, Delivery
-from thunderline.dlq.record import BrokerDeadLetterError, dead_letter
+from thunderline.dlq.record import BrokerDeadLetterError, dead_letter, json_safe
 from thunderline.errors import BackendError, MalformedEventError, OverloadError
 from thunderline.events import CloudEvent, dlq_type_for
 from thunderline.obs import metrics
@@ -78,21 +78,6 @@ def stable_uuid7(unix_ms: int, seed: str) -> str:
     rand_b = bits & ((1 << 62) - 1)
     value = (unix_ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b
     return str(uuid.UUID(int=value))
-
-
-def _json_safe(value: Any) -> Any:
-    """AMQP header tables (bytes, datetimes, nested lists) as plain JSON values."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
 
 
 class _Consumer:
@@ -466,11 +451,11 @@ class RabbitMQBus:
     # ---- dead letters from the broker -----------------------------------------------------
     def dead_letter_record(self, message: AbstractIncomingMessage) -> bytes:
         """Our DLQ record for a message the broker dead-lettered (reason from ``x-death``)."""
-        deaths = _json_safe(message.headers.get("x-death") or [])
+        deaths = json_safe(message.headers.get("x-death") or [])
         first = deaths[0] if deaths and isinstance(deaths[0], dict) else {}
         reason = str(first.get("reason") or "dead_lettered")
         queue = str(
-            _json_safe(message.headers.get("x-first-death-queue")) or first.get("queue") or ""
+            json_safe(message.headers.get("x-first-death-queue")) or first.get("queue") or ""
         )
         stage = self.topic_of(queue) or "unknown"
         attempts = _returns(message, default=int(first.get("count") or 1))

@@ -15,6 +15,7 @@ import json
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from thunderline.errors import MalformedEventError, StageError, ThunderlineError, reason_of
@@ -30,8 +31,15 @@ class BrokerDeadLetterError(StageError):
         self.reason = reason
 
 
-def _json_safe(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as plain JSON values (bytes decoded, datetimes in ISO form, the rest str)."""
+    return json.loads(json.dumps(value, default=_plain))
 
 
 def dead_letter(
@@ -58,7 +66,7 @@ def dead_letter(
     record = DlqRecord(
         stage=stage,
         reason=reason_of(exc),
-        error=ErrorInfo(type=type(exc).__name__, message=str(exc), details=_json_safe(details)),
+        error=ErrorInfo(type=type(exc).__name__, message=str(exc), details=json_safe(details)),
         traceback=tb,
         attempts=attempts,
         original=original.to_dict() if original is not None else None,

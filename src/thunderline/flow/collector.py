@@ -1,20 +1,11 @@
-"""The collector: every artifact's end (the ``terminal`` and ``dlq`` topics) recorded, counted,
-reported, then acknowledged, on every bus.
+"""The collector: every artifact's end (``terminal`` and ``dlq`` topics) recorded, counted,
+reported, then acknowledged. The pipeline runs one in-process; a worker with ``--stages
+collect`` runs the same one over the broker (any number of them: recording is idempotent).
 
-The in-process pipeline runs one inside :class:`~thunderline.flow.engine.Pipeline`; a worker
-with ``--stages collect`` runs the same one over the broker (any number of them: recording is
-idempotent). For each batch, in this order:
-
-1. record the events in the outcome store (:mod:`thunderline.outcomes`), the one store of
-   outcomes and dead letters; while the database is unreachable the batch is kept and the write
-   retried with backoff, so no outcome is lost when PostgreSQL goes away;
-2. count each artifact in ``thunderline_ingest_completed_total`` (the denominator of the
-   ``ThunderlineDLQRateHigh`` alert) and hand it to ``on_event`` (the CLI's report);
-3. acknowledge the deliveries and tell ``on_settled`` how many ended (the engine's
-   accounting of what is still in flight).
-
-A message that is not an event has nothing to be recorded under: it is logged, counted in
-``thunderline_dlq_total`` with reason ``malformed_event`` and acknowledged.
+Per batch: record in the outcome store (retried with backoff while the database is away, so
+no outcome is lost), count each end in ``thunderline_ingest_completed_total`` (the denominator
+of ``ThunderlineDLQRateHigh``) and hand it to ``on_event``, then ack and tell ``on_settled``.
+A message that is not an event is logged, counted as ``malformed_event`` and acknowledged.
 """
 
 from __future__ import annotations
