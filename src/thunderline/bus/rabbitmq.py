@@ -438,16 +438,6 @@ class RabbitMQBus:
             metrics.BUS_STALE_ACKS.inc()
             _log.info("ack failed (%s); the broker will redeliver the message", exc)
 
-    async def reject(self, delivery: Delivery) -> None:
-        """Hand a delivery back to the broker now (counts toward the delivery limit)."""
-        message = self._unacked.pop(delivery.message_id, None)
-        if message is None or _stale(message):
-            return
-        with contextlib.suppress(
-            aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError
-        ):
-            await message.nack(requeue=True)
-
     # ---- dead letters from the broker -----------------------------------------------------
     def dead_letter_record(self, message: AbstractIncomingMessage) -> bytes:
         """Our DLQ record for a message the broker dead-lettered (reason from ``x-death``)."""

@@ -29,7 +29,7 @@ from thunderline.objects.factory import open_object_store
 from thunderline.obs import metrics
 from thunderline.outcomes import OutcomeRecord, OutcomeStore
 from thunderline.runtime import Runtime, ingest_event
-from thunderline.worker.settle import expected, final_outcomes
+from thunderline.worker.settle import settled
 
 _log = logging.getLogger("thunderline.worker.submit")
 #: After this long without a new outcome, waiting submitters say what they wait for.
@@ -141,14 +141,14 @@ async def wait_outcomes(
     """Poll the outcome store until every correlation id has the final outcome of each of its
     artifacts (:mod:`.settle`); ``on_outcome`` sees each final outcome once."""
     pending = set(correlation_ids)
-    final: dict[tuple[str, str], OutcomeRecord] = {}
-    reported: set[tuple[str, str]] = set()
+    final: list[OutcomeRecord] = []
+    known: set[str] = set()
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     progress_at = time.monotonic()
     while pending:
         found = await asyncio.to_thread(store.by_correlations, sorted(pending))
-        settled = final_outcomes(found)
-        if len(final) < len({**final, **settled}):
+        if not known.issuperset(r.id for r in found):
+            known.update(r.id for r in found)
             progress_at = time.monotonic()
         elif time.monotonic() - progress_at > STALL_WARN_S:
             _log.warning(
@@ -158,21 +158,15 @@ async def wait_outcomes(
                 len(pending),
             )
             progress_at = time.monotonic()
-        final.update(settled)
-        per: dict[str, list[OutcomeRecord]] = {}
-        for (cid, _artifact), record in settled.items():
-            per.setdefault(cid, []).append(record)
-        for cid, records in per.items():
-            if len(records) >= expected(records):
-                pending.discard(cid)
-                for record in records:
-                    key = (cid, record.artifact or f"event:{record.id}")
-                    if key not in reported and on_outcome is not None:
-                        on_outcome(record)
-                    reported.add(key)
+        for cid, records in settled(found).items():
+            pending.discard(cid)
+            final.extend(records)
+            for record in records:
+                if on_outcome is not None:
+                    on_outcome(record)
         if not pending:
             break
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"{len(pending)} submissions have no outcome yet")
         await asyncio.sleep(poll_s)
-    return list(final.values())
+    return final
