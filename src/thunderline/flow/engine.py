@@ -213,7 +213,7 @@ class Pipeline:
         self._add_outstanding(1)
         try:
             await self._publish(event, block=block)
-        except BaseException:
+        except Exception:  # refused (OverloadError) or failed: it never entered the pipeline
             self._add_outstanding(-1)
             raise
 
