@@ -9,7 +9,8 @@
   come from the outcome store the workers' collector fills.
 
 ``thunderline ingest``, ``thunderline dlq replay`` and ``thunderline serve`` use only this
-interface (and :attr:`Ingestor.runtime` where the API reports on stages it runs).
+interface (and :attr:`Ingestor.runtime`, set when the stages run here, where the API reports
+on them).
 """
 
 from __future__ import annotations
@@ -42,8 +43,6 @@ SUBMIT_SOURCE = "urn:thunderline:submit"
 class Ingestor(Protocol):
     """Submits work and reports each artifact's end (``async with``)."""
 
-    #: Whether the stages run in this process (the API reports on them, then).
-    runs_stages: bool
     bus: EventBus
     store: ObjectStore
 

@@ -165,8 +165,6 @@ class Runtime(AdmitsFiles):
     The :class:`~thunderline.ingestor.Ingestor` of the in-process bus: the stages run here.
     """
 
-    runs_stages = True
-
     def __init__(
         self,
         settings: Settings,

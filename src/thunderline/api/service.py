@@ -75,7 +75,7 @@ class ApiService:
     @property
     def scale_out(self) -> bool:
         """Submit-and-read: the stages run in ``thunderline worker`` processes."""
-        return self.ingestor is not None and not self.ingestor.runs_stages
+        return self.ingestor is not None and self.ingestor.runtime is None
 
     @property
     def runtime(self) -> Runtime | None:
@@ -100,7 +100,7 @@ class ApiService:
             await self.stop()
             raise
         self.dlq = DeadLetters(ingestor.outcomes)
-        if not ingestor.runs_stages:  # the live view follows what the workers record
+        if runtime is None:  # the live view follows what the workers record
             self.follower = OutcomeFollower(ingestor.outcomes, self.hub)
             self.follower.start()
 

@@ -146,7 +146,7 @@ def dlq_replay(
                 if replayed is not None:
                     done.append((letter.id, replayed))
             await ingestor.wait_idle()
-            return done, skipped, ingestor.runs_stages
+            return done, skipped, ingestor.runtime is not None
 
     try:
         done, skipped, here = asyncio.run(run())

@@ -41,9 +41,6 @@ class Submitter(AdmitsFiles):
     local files, stores their bytes in the shared store, publishes them for the workers, and
     follows the outcomes the workers' collector records."""
 
-    #: The stages run in worker processes, not here.
-    runs_stages = False
-
     def __init__(
         self,
         settings: Settings,
