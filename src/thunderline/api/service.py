@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 from sqlalchemy import text
 
+from thunderline.api.auth import RevocationWatch
 from thunderline.api.follow import OutcomeFollower
 from thunderline.api.live import EventHub, EventTap, IngestTracker
 from thunderline.api.schemas import Check, Readiness
@@ -62,6 +63,8 @@ class ApiService:
         self.tracker = IngestTracker()
         self.hub.add_listener(self.tracker)
         self.tokens = TokenStore(settings)
+        #: ends a revoked token's open requests (SSE streams, downloads, uploads) at once
+        self.revocations = RevocationWatch(self.tokens)
         self.spool_dir = Path(settings.home) / "api" / "uploads"
         self.ingestor: Ingestor | None = None
         self.voxels: VoxelStore | None = None
@@ -88,6 +91,7 @@ class ApiService:
         for stale in self.spool_dir.glob("upload-*"):  # left by a crash: never half-stored
             stale.unlink(missing_ok=True)
         self._loop = asyncio.get_running_loop()
+        self.revocations.start()
         ingestor = await asyncio.to_thread(open_ingestor, self.settings, source=API_SOURCE)
         runtime = ingestor.runtime
         if runtime is not None:  # every event the stages publish, live
@@ -106,6 +110,7 @@ class ApiService:
 
     async def stop(self) -> None:
         self.hub.close()
+        await self.revocations.stop()
         if self.follower is not None:
             await self.follower.stop()
             self.follower = None
