@@ -35,8 +35,28 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
+#: Loggers of libraries whose warnings are about one input (pypdf: "EOF marker not found" on
+#: a damaged PDF). The artifact's own record already says what happened to it, so these go to
+#: our log, one level down (WARNING becomes INFO), never raw onto stderr.
+LIBRARY_LOGGERS = ("pypdf",)
+
+
+class _LibraryFilter(logging.Filter):
+    """Demotes a library's WARNING to INFO, then applies the ``thunderline`` level."""
+
+    def __init__(self, threshold: int) -> None:
+        super().__init__()
+        self.threshold = threshold
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return record.levelno >= self.threshold
+
+
 def configure_logging(level: str = "WARNING", fmt: str = "text") -> None:
-    """Install one stderr handler on the ``thunderline`` logger (idempotent)."""
+    """Install one stderr handler on the ``thunderline`` logger and on the
+    :data:`LIBRARY_LOGGERS` (idempotent)."""
     logger = logging.getLogger("thunderline")
     logger.setLevel(level.upper())
     for handler in list(logger.handlers):
@@ -53,3 +73,16 @@ def configure_logging(level: str = "WARNING", fmt: str = "text") -> None:
         )
     logger.addHandler(handler)
     logger.propagate = True
+    threshold = logger.level
+    for name in LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        for old in list(library.handlers):
+            if getattr(old, "_thunderline", False):
+                library.removeHandler(old)
+        for old_filter in list(library.filters):
+            if isinstance(old_filter, _LibraryFilter):
+                library.removeFilter(old_filter)
+        library.setLevel(min(threshold, logging.WARNING))
+        library.addFilter(_LibraryFilter(threshold))
+        library.addHandler(handler)
+        library.propagate = False

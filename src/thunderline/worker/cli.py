@@ -17,6 +17,7 @@ from thunderline.classify.walk import Candidate
 from thunderline.config import Settings
 from thunderline.console import cli_settings, stdout_console
 from thunderline.errors import ThunderlineError
+from thunderline.ids import IdReferenceError, short
 from thunderline.obs.command import observe
 from thunderline.outcomes import OutcomeRecord, OutcomeStore
 from thunderline.report import RunReport
@@ -65,14 +66,19 @@ async def _run_worker(settings: Settings, names: list[str], concurrency: int | N
 
 
 def submit_and_wait(
-    settings: Settings, todo: Iterable[Candidate], report: RunReport, as_json: bool
+    settings: Settings,
+    todo: Iterable[Candidate],
+    report: RunReport,
+    as_json: bool,
+    *,
+    full: bool = False,
 ) -> None:
     """``ingest`` in scale-out mode: submit, then print exactly our own outcomes."""
 
     def on_outcome(outcome: OutcomeRecord) -> None:
         record = report.add(outcome.event)
-        if as_json:
-            print(names.dumps(record.to_json_dict()), flush=True)  # exact names (names.py)
+        if as_json:  # exact names (names.py)
+            print(names.dumps(record.to_json_dict(full=full)), flush=True)
 
     async def run() -> None:
         started = time.perf_counter()
@@ -89,14 +95,22 @@ def submit_and_wait(
 
 
 def status(
-    correlation_id: Annotated[str, typer.Argument(help="The correlation id of a submission.")],
+    correlation_id: Annotated[
+        str, typer.Argument(help="The correlation id of a submission (or its short id).")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per artifact.")] = False,
+    full: Annotated[bool, typer.Option("--full", help="With --json: the full results.")] = False,
 ) -> None:
     """The outcomes recorded so far for one submission (voxel or DLQ per artifact)."""
     settings = cli_settings()
     try:
         with OutcomeStore(settings) as store:
-            found = list(final_outcomes(store.by_correlation(correlation_id)).values())
+            try:
+                full_id = store.resolve_correlation(correlation_id) or correlation_id
+            except IdReferenceError as exc:
+                err_console.print(f"status: {exc}")
+                raise typer.Exit(2) from exc
+            found = list(final_outcomes(store.by_correlation(full_id)).values())
     except ThunderlineError as exc:
         err_console.print(f"[red]status failed:[/] {exc}")
         raise typer.Exit(1) from exc
@@ -107,10 +121,14 @@ def status(
     for outcome in found:
         record = report.add(outcome.event)
         if as_json:
-            print(json.dumps(record.to_json_dict(), ensure_ascii=False))
+            print(json.dumps(record.to_json_dict(full=full), ensure_ascii=False))
     if not as_json:
         console = stdout_console()
         for r in report.records:
             name = Path(r.path).name if r.path else "?"
-            what = f"voxel {r.voxel_id}" if r.outcome == "ok" else f"dlq {r.stage}:{r.reason}"
+            what = (
+                f"voxel {short(r.voxel_id)}"
+                if r.outcome == "ok" and r.voxel_id
+                else f"dlq {r.stage}:{r.reason}"
+            )
             console.print(f"{name}\t{r.label or '-'}\t{what}")
