@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ import typer
 from typer.testing import CliRunner
 
 from thunderline.config import Settings
+from thunderline.ids import short
 from thunderline.objects.factory import open_object_store
 from thunderline.voxel.builder import VoxelBuilder
 from thunderline.voxel.cli import parse_since, voxels_app
@@ -53,10 +55,11 @@ def test_list_show_and_filters(populated: tuple[Settings, dict[str, str]]) -> No
     settings, ids = populated
     result = _invoke(settings, "list")
     assert result.exit_code == 0, result.output
-    assert all(vid in result.output for vid in ids.values())
-    only_zip = _invoke(settings, "list", "--label", "zip")
-    assert ids["zip"] in only_zip.output and ids["readme.md"] not in only_zip.output
-    assert ids["zip"] not in _invoke(settings, "list", "--since", "2099-01-01").output
+    assert all(short(vid) in result.output for vid in ids.values())
+    only_zip = _invoke(settings, "list", "--label", "ZIP")  # labels in any case
+    assert short(ids["zip"]) in only_zip.output
+    assert short(ids["readme.md"]) not in only_zip.output
+    assert short(ids["zip"]) not in _invoke(settings, "list", "--since", "2099-01-01").output
     assert "1 shown" in _invoke(settings, "list", "--limit", "1").output
     shown = _invoke(settings, "show", ids["zip"][:30])
     assert shown.exit_code == 0 and '"children"' in shown.output
@@ -69,9 +72,9 @@ def test_lineage_tree(populated: tuple[Settings, dict[str, str]]) -> None:
     down = _invoke(settings, "lineage", ids["zip"], "--descendants")
     assert down.exit_code == 0
     assert "descendants of" in down.output and "ancestors of" not in down.output
-    assert ids["readme.md"] in down.output and ids["data.csv"] in down.output
-    up = _invoke(settings, "lineage", ids["data.csv"], "--ancestors")
-    assert ids["zip"] in up.output and "bundle.zip" in up.output
+    assert short(ids["readme.md"]) in down.output and short(ids["data.csv"]) in down.output
+    up = _invoke(settings, "lineage", short(ids["data.csv"]), "--ancestors")
+    assert short(ids["zip"]) in up.output and "bundle.zip" in up.output
     both = _invoke(settings, "lineage", ids["zip"])
     assert "ancestors of" in both.output and "descendants of" in both.output
 
@@ -115,3 +118,51 @@ def test_parse_since() -> None:
     assert parse_since("2026-01-01T00:00") == datetime(2026, 1, 1, tzinfo=UTC)
     with pytest.raises(typer.BadParameter):
         parse_since("yesterday")
+
+
+def test_short_ids_are_accepted_everywhere_and_ambiguity_is_named(
+    populated: tuple[Settings, dict[str, str]],
+) -> None:
+    settings, ids = populated
+    tail = short(ids["readme.md"])
+    assert len(tail) == 12 and ids["readme.md"].endswith(tail)
+    shown = _invoke(settings, "show", tail.upper())
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["id"] == ids["readme.md"]
+    assert _invoke(settings, "cat", tail).exit_code == 0
+    assert _invoke(settings, "verify", tail[-6:]).exit_code == 0  # part of the tail
+    assert _invoke(settings, "lineage", tail).exit_code == 0
+    # every id of the fixture starts with the same time digits: a prefix that short is
+    # ambiguous, and the error names the candidates by their short ids
+    common = ids["zip"][:6]
+    assert all(v.startswith(common) for v in ids.values())
+    ambiguous = _invoke(settings, "show", common)
+    assert ambiguous.exit_code == 1
+    assert "ambiguous_id" in ambiguous.output and "matches 3 records" in ambiguous.output
+    assert all(short(v) in ambiguous.output for v in ids.values())
+    too_short = _invoke(settings, "show", "ab")
+    assert too_short.exit_code == 1 and "too short" in too_short.output
+    not_hex = _invoke(settings, "show", "zz_%zz")
+    assert not_hex.exit_code == 1 and "not an id" in not_hex.output
+
+
+def test_list_json_is_a_summary_and_full_is_the_document(
+    populated: tuple[Settings, dict[str, str]],
+) -> None:
+    settings, ids = populated
+    result = _invoke(settings, "list", "--json")
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert {line["id"] for line in lines} == set(ids.values())
+    by_id = {line["id"]: line for line in lines}
+    member = by_id[ids["readme.md"]]
+    assert member["short_id"] == short(ids["readme.md"]) and member["parents"] == 1
+    assert member["name"] == "readme.md" and "traits" not in member
+    full = [
+        json.loads(line)
+        for line in _invoke(settings, "list", "--json", "--full").output.splitlines()
+    ]
+    assert {d["id"] for d in full} == set(ids.values()) and all("traits" in d for d in full)
+    grouped = _invoke(settings, "list", "--json", "--group", "ARCHIVE").output.splitlines()
+    assert [json.loads(line)["id"] for line in grouped] == [ids["zip"]]
+    assert _invoke(settings, "list", "--json", "--entity-type", "person").output == ""
