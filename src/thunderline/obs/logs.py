@@ -54,14 +54,7 @@ class _LibraryFilter(logging.Filter):
         return record.levelno >= self.threshold
 
 
-def configure_logging(level: str = "WARNING", fmt: str = "text") -> None:
-    """Install one stderr handler on the ``thunderline`` logger and on the
-    :data:`LIBRARY_LOGGERS` (idempotent)."""
-    logger = logging.getLogger("thunderline")
-    logger.setLevel(level.upper())
-    for handler in list(logger.handlers):
-        if getattr(handler, "_thunderline", False):
-            logger.removeHandler(handler)
+def _handler(fmt: str) -> logging.Handler:
     handler = logging.StreamHandler(sys.stderr)
     handler._thunderline = True  # type: ignore[attr-defined]
     handler.addFilter(_CorrelationFilter())
@@ -71,18 +64,26 @@ def configure_logging(level: str = "WARNING", fmt: str = "text") -> None:
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(correlationid)s] %(message)s")
         )
-    logger.addHandler(handler)
+    return handler
+
+
+def configure_logging(level: str = "WARNING", fmt: str = "text") -> None:
+    """Install one stderr handler on the ``thunderline`` logger and one on each of the
+    :data:`LIBRARY_LOGGERS` (idempotent)."""
+    logger = logging.getLogger("thunderline")
+    logger.setLevel(level.upper())
+    for name in ("thunderline", *LIBRARY_LOGGERS):
+        target = logging.getLogger(name)
+        for old in list(target.handlers):
+            if getattr(old, "_thunderline", False):
+                target.removeHandler(old)
+    logger.addHandler(_handler(fmt))
     logger.propagate = True
     threshold = logger.level
     for name in LIBRARY_LOGGERS:
         library = logging.getLogger(name)
-        for old in list(library.handlers):
-            if getattr(old, "_thunderline", False):
-                library.removeHandler(old)
-        for old_filter in list(library.filters):
-            if isinstance(old_filter, _LibraryFilter):
-                library.removeFilter(old_filter)
+        handler = _handler(fmt)
+        handler.addFilter(_LibraryFilter(threshold))  # on the handler: sees child loggers too
         library.setLevel(min(threshold, logging.WARNING))
-        library.addFilter(_LibraryFilter(threshold))
         library.addHandler(handler)
         library.propagate = False

@@ -13,7 +13,20 @@ import typer
 from typer.testing import CliRunner
 
 from thunderline.config import Settings
+from thunderline.eventdata import (
+    Classified,
+    Inference,
+    InferenceCompleted,
+    LabelScore,
+    NlpAnalysis,
+    NlpProcessed,
+    data_of,
+    extend,
+    typed_event,
+)
+from thunderline.events import INFERENCE_COMPLETED, NLP_PROCESSED
 from thunderline.ids import short
+from thunderline.nlp.result import Entity
 from thunderline.objects.factory import open_object_store
 from thunderline.voxel.builder import VoxelBuilder
 from thunderline.voxel.cli import parse_since, voxels_app
@@ -166,3 +179,59 @@ def test_list_json_is_a_summary_and_full_is_the_document(
     grouped = _invoke(settings, "list", "--json", "--group", "ARCHIVE").output.splitlines()
     assert [json.loads(line)["id"] for line in grouped] == [ids["zip"]]
     assert _invoke(settings, "list", "--json", "--entity-type", "person").output == ""
+
+
+def test_model_label_and_entity_type_filters(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    objects = open_object_store(settings)
+    with VoxelStore(settings, objects) as voxels:
+        builder = VoxelBuilder(voxels.ancestor_ids)
+        shoe = classified_event(
+            objects, b"\x89PNG shoe", name="shoe.png", label="png", group="image"
+        )
+        inferred = extend(
+            data_of(shoe, Classified),
+            InferenceCompleted,
+            inference=Inference(
+                model="image_classifier",
+                version="1",
+                top_k=[LabelScore(label="Sneaker", score=0.9), LabelScore(label="Bag", score=0.1)],
+                inference_ms=1.0,
+            ),
+        )
+        shoe_id = voxels.put(
+            builder.build(typed_event(INFERENCE_COMPLETED, inferred, parent=shoe))
+        ).voxel.id
+        text = classified_event(objects, b"Ada Lovelace wrote in London.", name="ada.txt")
+        analysed = extend(
+            data_of(text, Classified),
+            NlpProcessed,
+            nlp=NlpAnalysis(
+                doc_id="d",
+                lang="en",
+                confidence=0.9,
+                entities=[
+                    Entity(text="Ada Lovelace", start=0, end=12, label="PERSON"),
+                    Entity(text="London", start=22, end=28, label="GPE"),
+                ],
+            ),
+        )
+        ada_id = voxels.put(
+            builder.build(typed_event(NLP_PROCESSED, analysed, parent=text))
+        ).voxel.id
+
+    def listed(*args: str) -> list[str]:
+        result = _invoke(settings, "list", "--json", *args)
+        assert result.exit_code == 0, result.output
+        return [json.loads(line)["id"] for line in result.output.splitlines()]
+
+    assert listed("--model-label", "sneaker") == [shoe_id]  # the top label, any case
+    assert listed("--model-label", "bag") == []  # not the top label
+    assert listed("--entity-type", "gpe") == [ada_id]
+    assert listed("--text", "lovelace", "--entity-type", "PERSON") == [ada_id]
+    assert listed("--text", "lovelace", "--entity-type", "ORG") == []
+    (brief,) = [
+        json.loads(line)
+        for line in _invoke(settings, "list", "--json", "--label", "TXT").output.splitlines()
+    ]
+    assert brief["nlp"]["entity_labels"] == {"PERSON": 1, "GPE": 1}
