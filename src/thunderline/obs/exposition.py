@@ -5,7 +5,7 @@
   ``MultiProcessCollector`` sums the sample files of every process of the tree. Both carry the
   ``process_*`` metrics (CPU, memory, open files, start time) of the process serving
   ``/metrics`` -- prometheus_client leaves them out of multiprocess mode, where a scrape would
-  otherwise have none -- and ``python_info``.
+  otherwise have none.
 - :func:`add_collector`: a collector computed at scrape time (the open-DLQ gauge of ``serve``),
   added to whichever registry is exposed.
 - :func:`metrics_app`: an ASGI app serving the text exposition (the HTTP service mounts it at
@@ -25,7 +25,6 @@ from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
-    PlatformCollector,
     ProcessCollector,
     make_asgi_app,
     start_http_server,
@@ -48,7 +47,6 @@ _process_registered: set[int] = set()
 def _add_process_collectors(registry: CollectorRegistry) -> None:
     if id(registry) not in _process_registered:
         ProcessCollector(registry=registry)
-        PlatformCollector(registry=registry)
         _process_registered.add(id(registry))
 
 
