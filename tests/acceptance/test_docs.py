@@ -20,9 +20,9 @@ block cannot escape the test by losing its tag.
 **Running.** The shell blocks of one file run in order as one ``bash -euo pipefail`` script
 (variables carry over from block to block, as for a reader typing them into one terminal);
 in a ``$``-prompt block only the ``$`` lines (and their ``\\`` continuations) run, the rest is
-the output shown. The working directory is a fresh folder holding ``examples`` and ``deploy``
-(links to the repository's), a copy of ``models`` and ``.venv`` (a link to the running
-interpreter's environment); ``TL_HOME`` is a folder of its own, ``thunderline`` is on
+the output shown. The working directory is a fresh folder holding copies of ``examples`` and
+``models``, ``deploy`` (a link) and ``.venv`` (a link to the running interpreter's
+environment); ``TL_HOME`` is a folder of its own, ``thunderline`` is on
 ``PATH``, ``PYTHONPATH`` is this checkout's ``src``. Each Python block runs in its own
 interpreter there (top-level ``await`` allowed). The test prints how many blocks ran and
 which were skipped and why.
@@ -157,12 +157,12 @@ def check_cli_line(args: list[str]) -> str | None:
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("docs-work")
-    (work / "examples").symlink_to(REPO / "examples")
+    shutil.copytree(REPO / "examples", work / "examples")  # a linked folder is not walked
     (work / "deploy").symlink_to(REPO / "deploy")
     shutil.copytree(REPO / "models", work / "models", copy_function=shutil.copyfile)
     for path in [work / "models", *(work / "models").rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
-    (work / ".venv").symlink_to(Path(sys.executable).resolve().parent.parent)
+    (work / ".venv").symlink_to(Path(sys.prefix))
     return work
 
 
