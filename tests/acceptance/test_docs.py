@@ -30,10 +30,12 @@ which were skipped and why.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -181,6 +183,29 @@ def reader_env(work: Path, home: Path) -> dict[str, str]:
     }
 
 
+def run_shell(script: str, work: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in its own process group; whatever it left running is stopped after."""
+    proc = subprocess.Popen(
+        ["bash", "-c", script],
+        cwd=work,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=FILE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        err += f"\n(timed out after {FILE_TIMEOUT_S} s)"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)  # background servers a failed block left
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 def run_python(block: Block, work: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     harness = (
         "import ast, asyncio, inspect, sys\n"
@@ -201,11 +226,36 @@ def run_python(block: Block, work: Path, env: dict[str, str]) -> subprocess.Comp
     )
 
 
+def free_port_base(count: int = 11) -> int:
+    """The first of ``count`` consecutive loopback ports that are free now."""
+    import random
+    import socket
+
+    for _ in range(200):
+        base = random.randrange(20000, 60000 - count)
+        taken = False
+        for port in range(base, base + count):
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    taken = True
+                    break
+        if not taken:
+            return base
+    raise RuntimeError("no free port range")
+
+
 def services_env(request: pytest.FixtureRequest) -> dict[str, str]:
-    """URLs of the session's real services for ``services`` blocks (skips when absent)."""
+    """URLs of the session's real services for ``services`` blocks (skips when absent), and
+    free ports for the servers a block starts itself (``PORT_BASE``)."""
     bus = request.getfixturevalue("rabbitmq_url")
     database = request.getfixturevalue("pg_schema_url")
-    return {"TL_DOC_BUS_URL": bus, "TL_DOC_DATABASE_URL": database}
+    return {
+        "TL_DOC_BUS_URL": bus,
+        "TL_DOC_DATABASE_URL": database,
+        "PORT_BASE": str(free_port_base()),
+    }
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(REPO)))
@@ -236,14 +286,7 @@ def test_doc_blocks_run(doc: Path, workdir: Path, request: pytest.FixtureRequest
         script.append(block.commands())
     ran = len(script) > 1
     if ran:
-        result = subprocess.run(
-            ["bash", "-c", "\n".join(script)],
-            cwd=workdir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=FILE_TIMEOUT_S,
-        )
+        result = run_shell("\n".join(script), workdir, env)
         if result.returncode != 0:
             markers = re.findall(r"@@doc-block (\S+)", result.stderr)
             pytest.fail(
