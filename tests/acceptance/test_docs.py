@@ -131,6 +131,8 @@ def _invocations(script: str) -> Iterator[list[str]]:
                 words = words[1:]  # VAR=value prefixes
             if words and words[0] in {"exec", "timeout", "nohup"}:
                 words = [w for w in words[1:] if not re.fullmatch(r"[0-9.]+[smh]?", w)]
+            cut = next((i for i, w in enumerate(words) if re.match(r"^\d*[<>]", w)), None)
+            words = words[:cut]  # redirections are the shell's, not the command's
             if words and Path(words[0]).name == "thunderline":
                 yield words[1:]
 
@@ -278,7 +280,7 @@ def test_doc_blocks_run(doc: Path, workdir: Path, request: pytest.FixtureRequest
     home = workdir / "homes" / doc.stem
     home.mkdir(parents=True, exist_ok=True)
     (home.parent / "user-home").mkdir(exist_ok=True)
-    env = {**reader_env(workdir, home), **extra}
+    env = {**reader_env(workdir, home), "TL_API_PORT": str(free_port_base(1)), **extra}
 
     script = ["set -euo pipefail"]
     for block in (b for b in runnable if b.lang in SHELL):
@@ -320,5 +322,5 @@ def test_the_cli_check_catches_drift() -> None:
     assert check_cli_line(["models", "add", "x.keras", "--name", "n"]) is None
     assert "no command" in str(check_cli_line(["voxels", "lst"]))
     assert "no option --lable" in str(check_cli_line(["voxels", "list", "--lable", "pdf"]))
-    script = "TL_HOME=/tmp/x thunderline ingest examples/ --json | head\nthunderline nope\n"
+    script = "TL_HOME=/tmp/x thunderline ingest examples/ --json 2> e | head\nthunderline nope\n"
     assert [args[0] for args in _invocations(script)] == ["ingest", "nope"]
