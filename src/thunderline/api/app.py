@@ -14,11 +14,10 @@ from fastapi.staticfiles import StaticFiles
 from starlette.routing import Route
 
 from thunderline.api.errors import install_handlers
-from thunderline.api.httpmetrics import HttpMetrics, OpenDlqCollector
+from thunderline.api.httpmetrics import OPEN_DLQ, HttpMetrics
 from thunderline.api.metrics import metrics_app
 from thunderline.api.service import ApiService
 from thunderline.config import Settings
-from thunderline.obs.exposition import add_collector
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 ASGIApp = Any
@@ -90,7 +89,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await service.start()
-        remove = add_collector(OpenDlqCollector(open_dlq))
+        remove = OPEN_DLQ.attach(open_dlq)
         try:
             yield
         finally:

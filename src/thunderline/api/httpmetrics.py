@@ -26,6 +26,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from thunderline.obs import metrics
+from thunderline.obs.exposition import add_collector
 
 _log = logging.getLogger("thunderline.api.metrics")
 ASGIApp = Any
@@ -74,21 +75,47 @@ class HttpMetrics:
 
 
 class OpenDlqCollector(Collector):
-    """``thunderline_dlq_open``: open DLQ records in the outcome store, read at each scrape."""
+    """``thunderline_dlq_open``: open DLQ records in the outcome store, read at each scrape.
 
-    def __init__(self, count: Callable[[], int | None]) -> None:
-        self.count = count
+    One collector per process (a registry refuses a second family of the same name); each
+    running app attaches its count function for its lifetime (:meth:`attach`). Apps of one
+    process share their outcome store in practice, so the largest count is reported (tests
+    may run two servers side by side).
+    """
+
+    def __init__(self) -> None:
+        self._sources: dict[int, Callable[[], int | None]] = {}
+        self._next = 0
+        self._registered = False
+
+    def attach(self, count: Callable[[], int | None]) -> Callable[[], None]:
+        """Count with ``count`` until the returned function is called."""
+        if not self._registered:
+            add_collector(self)
+            self._registered = True
+        self._next += 1
+        key = self._next
+        self._sources[key] = count
+        return lambda: self._sources.pop(key, None) and None
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         yield GaugeMetricFamily("thunderline_dlq_open", "Open (not replayed) DLQ records.")
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily("thunderline_dlq_open", "Open (not replayed) DLQ records.")
-        try:
-            value = self.count()
-        except Exception as exc:  # a scrape must not fail because the database is away
-            _log.warning("open-DLQ gauge: cannot count: %s", exc)
-            value = None
-        if value is not None:
-            family.add_metric([], float(value))
+        values: list[int] = []
+        for count in list(self._sources.values()):
+            try:
+                value = count()
+            except Exception as exc:  # a scrape must not fail because the database is away
+                _log.warning("open-DLQ gauge: cannot count: %s", exc)
+                continue
+            if value is not None:
+                values.append(value)
+        if values:
+            family.add_metric([], float(max(values)))
         yield family
+
+
+#: The process's open-DLQ collector (``create_app`` attaches each app's count).
+OPEN_DLQ = OpenDlqCollector()
