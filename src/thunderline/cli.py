@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from thunderline import names
+from thunderline.classify.roots import HELD
 from thunderline.classify.walk import Candidate, iter_candidates
 from thunderline.config import Settings, mask_secrets, masked_dump
 from thunderline.console import cli_settings, stdout_console
@@ -33,7 +34,7 @@ from thunderline.events import CloudEvent
 from thunderline.ids import short
 from thunderline.journal import Journal
 from thunderline.obs.command import observe
-from thunderline.report import RunReport, record_schema
+from thunderline.report import RunReport, record_schema, skipped_record
 from thunderline.runtime import Runtime
 
 app = typer.Typer(
@@ -132,7 +133,11 @@ def ingest(
                 from thunderline.worker.cli import submit_and_wait
 
                 submit_and_wait(
-                    settings, _not_skipped(candidates, report), report, as_json, full=full
+                    settings,
+                    _not_skipped(candidates, report, as_json),
+                    report,
+                    as_json,
+                    full=full,
                 )
             else:
                 asyncio.run(
@@ -141,15 +146,25 @@ def ingest(
     except ThunderlineError as exc:
         err_console.print(f"[red]ingest failed:[/] {escape(mask_secrets(names.shown(str(exc))))}")
         raise typer.Exit(1) from exc
+    finally:
+        HELD.release_all()  # the roots the walk held open for the run (classify/roots.py)
     if not as_json:
         _print_summary(report, settings)
 
 
-def _not_skipped(candidates: Iterable[Candidate], report: RunReport) -> Iterator[Candidate]:
-    """The candidates to submit; skipped ones (directories without -r) go into the report."""
+def _not_skipped(
+    candidates: Iterable[Candidate], report: RunReport, as_json: bool = False
+) -> Iterator[Candidate]:
+    """The candidates to submit; skipped ones (directories without -r, symlinked folders) go
+    into the report, and under ``--json`` each is a record (``outcome`` skipped)."""
     for candidate in candidates:
         if candidate.skipped:
             report.skipped.append((str(candidate.path), candidate.skipped))
+            if as_json:
+                record = skipped_record(
+                    str(candidate.path), candidate.skip_reason or "skipped", candidate.skipped
+                )
+                print(names.dumps(record.to_json_dict()), flush=True)
         else:
             yield candidate
 
@@ -184,7 +199,7 @@ async def _run_ingest(
     started = time.perf_counter()
     with progress:
         async with Runtime(settings, on_terminal=on_terminal) as runtime:
-            submitted = await runtime.submit_files(_not_skipped(candidates, report))
+            submitted = await runtime.submit_files(_not_skipped(candidates, report, as_json))
             progress.update(task, total=submitted)
             await runtime.wait_idle()
     report.wall_s = time.perf_counter() - started
@@ -237,6 +252,9 @@ def _print_summary(report: RunReport, settings: Settings) -> None:
         summary.add_row(f"  dlq {reason}", str(count))
     for path, why in report.skipped:
         summary.add_row(f"  skipped {_shown_name(path)}", escape(why))
+    for r in report.records:  # what a stage noted instead of a result (a deep archive, ...)
+        for note in r.notes:
+            summary.add_row(f"  note {_shown_name(r.path)}", escape(names.shown(note)))
     latency = report.latency_ms()
     summary.add_row(
         "classify p50 / p95 / p99", " / ".join(_fmt_ms(latency[k]) for k in ("p50", "p95", "p99"))

@@ -46,6 +46,7 @@ def test_a_keras_model_serves_after_one_command(keras: ModuleType, tmp_path: Pat
         "TL_HOME": str(tmp_path / "home"),
         "TL_ONNX_ENABLED": "true",
         "TL_ONNX_MODEL_DIR": str(models),
+        "TL_MODEL_PUBLIC_KEY": str(tmp_path / "keys" / "throwaway.pub"),
         "COLUMNS": "200",
     }
 

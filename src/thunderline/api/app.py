@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.routing import Route
 
+from thunderline.api.auth import RevocationGuard
 from thunderline.api.errors import install_handlers
 from thunderline.api.httpmetrics import OPEN_DLQ, HttpMetrics
 from thunderline.api.metrics import metrics_app
@@ -121,6 +122,7 @@ def create_app(
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],
         )
+    app.add_middleware(RevocationGuard, watch=service.revocations)
     app.add_middleware(HeaderLimit, limit=settings.api_max_header_bytes)
     if instrument:
         app.add_middleware(HttpMetrics)  # outermost: refused requests (431) are counted too

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from thunderline import names
 from thunderline.api import queries
-from thunderline.api.auth import require
+from thunderline.api.auth import authenticate, presented_token, require
 from thunderline.api.disposition import content_disposition
 from thunderline.api.dlq import DlqEntry
 from thunderline.api.errors import ApiError, responses
@@ -48,7 +48,7 @@ from thunderline.errors import ChecksumMismatch, OverloadError
 from thunderline.events import CloudEvent
 from thunderline.ids import AmbiguousIdError
 from thunderline.summary import summarize_data, voxel_brief
-from thunderline.voxel.errors import PayloadMissingError, VoxelNotFoundError
+from thunderline.voxel.errors import InvalidVoxelIdError, PayloadMissingError, VoxelNotFoundError
 from thunderline.voxel.schema import Voxel
 from thunderline.worker.settle import expected, final_outcomes
 
@@ -368,6 +368,8 @@ def rfc3339(name: str, value: str | None) -> datetime | None:
 async def _voxel(service: ApiService, voxel_id: str) -> Voxel:
     try:
         return await asyncio.to_thread(service.require_voxels().get, voxel_id)
+    except InvalidVoxelIdError as exc:
+        raise ApiError(400, "invalid_request", str(exc), details={"voxel_id": voxel_id}) from exc
     except VoxelNotFoundError as exc:
         raise ApiError(404, "voxel_not_found", str(exc), details={"voxel_id": voxel_id}) from exc
     except AmbiguousIdError as exc:
@@ -584,9 +586,20 @@ async def healthz() -> Health:
 @health_router.get(
     "/readyz",
     response_model=Readiness,
-    responses={503: {"model": Readiness, "description": "Not ready: see the failing checks"}},
-    summary="Models, breaker, database, object store and bus, each named",
+    responses={
+        503: {"model": Readiness, "description": "Not ready (with a token: the failing checks)"},
+        **responses(401),
+    },
+    summary="Ready or not; with a token also each check (models, breaker, database, ...)",
 )
 async def readyz(request: Request) -> JSONResponse:
-    readiness = await asyncio.to_thread(service_of(request).readiness)
-    return JSONResponse(readiness.model_dump(), status_code=200 if readiness.ready else 503)
+    """Anonymous callers learn ready or not only (for probes); a caller with a token (header
+    or console cookie) also gets each check with its detail: database, bucket and broker
+    coordinates are not for anonymous eyes. A token that is presented must be valid (401)."""
+    service = service_of(request)
+    token, _ = presented_token(request)
+    if token is not None:
+        authenticate(request, service.tokens, Scope.READ)
+    readiness = await asyncio.to_thread(service.readiness)
+    body = readiness.model_dump() if token is not None else {"ready": readiness.ready}
+    return JSONResponse(body, status_code=200 if readiness.ready else 503)

@@ -178,7 +178,11 @@ class Check(BaseModel):
 
 class Readiness(BaseModel):
     ready: bool
-    checks: dict[str, Check]
+    checks: dict[str, Check] = Field(
+        default_factory=dict,
+        description="Each check with its detail; only for a caller with a token "
+        "(anonymous callers get `ready` alone).",
+    )
 
 
 # ---- mappings ------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from urllib.parse import quote
 
 from sqlalchemy import text
 
+from thunderline.api.auth import RevocationWatch
 from thunderline.api.dlq import REPLAY_SOURCE, DlqView
 from thunderline.api.follow import OutcomeFollower
 from thunderline.api.live import EventHub, EventTap, IngestTracker
@@ -62,6 +63,8 @@ class ApiService:
         self.tracker = IngestTracker()
         self.hub.add_listener(self.tracker)
         self.tokens = TokenStore(settings)
+        #: ends a revoked token's open requests (SSE streams, downloads, uploads) at once
+        self.revocations = RevocationWatch(self.tokens)
         self.spool_dir = Path(settings.home) / "api" / "uploads"
         self.runtime: Runtime | None = None
         self.voxels: VoxelStore | None = None
@@ -80,6 +83,7 @@ class ApiService:
         for stale in self.spool_dir.glob("upload-*"):  # left by a crash: never half-stored
             stale.unlink(missing_ok=True)
         self._loop = asyncio.get_running_loop()
+        self.revocations.start()
         if self.scale_out:
             await self._start_submitter()
             return
@@ -109,6 +113,7 @@ class ApiService:
 
     async def stop(self) -> None:
         self.hub.close()
+        await self.revocations.stop()
         if self.follower is not None:
             await self.follower.stop()
             self.follower = None

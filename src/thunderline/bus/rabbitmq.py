@@ -54,11 +54,13 @@ from aio_pika.abc import (
 )
 
 from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC, Delivery
+from thunderline.bus.clientlogs import quiet_client_logs
 from thunderline.errors import BackendError, MalformedEventError, OverloadError
 from thunderline.events import CloudEvent, dlq_type_for, new_event
 from thunderline.obs import metrics
 
 _log = logging.getLogger("thunderline.bus.rabbitmq")
+quiet_client_logs()  # aiormq/aio-pika: no raw tracebacks; one line per loss and reconnect here
 
 _CONTENT_TYPE = "application/cloudevents+json"
 #: Suffix of a stage's quarantine queue (redelivered messages, handed out one at a time).
@@ -142,6 +144,7 @@ class RabbitMQBus:
         self._consuming = True
         self._closed = False
         self.reconnects = 0
+        self._lost = False  # between a loss and its reconnect (one log line per loss)
 
     # ---- names and arguments --------------------------------------------------------------
     def queue_name(self, topic: str) -> str:
@@ -218,12 +221,15 @@ class RabbitMQBus:
         return f"{scheme}://{user}:***@{tail}"
 
     def _on_close(self, _connection: Any, exc: BaseException | None = None) -> None:
-        if not self._closed:
+        # called again for every failed reconnect attempt: one line (and count) per loss
+        if not self._closed and not self._lost:
+            self._lost = True
             _log.warning("RabbitMQ connection lost (%s); reconnecting", exc)
             metrics.BUS_CONNECTION_LOST.inc()
         self._purge_stale()
 
     def _on_reconnect(self, _connection: Any) -> None:
+        self._lost = False
         self.reconnects += 1
         metrics.BUS_RECONNECTS.inc()
         _log.warning("RabbitMQ connection restored (reconnect #%d)", self.reconnects)

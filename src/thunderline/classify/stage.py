@@ -113,7 +113,11 @@ class ClassifyStage(StoreStage):
             raise MalformedEventError("artifact has neither path nor payload_ref")
         path = Path(artifact.path)
         limit = self.settings.max_artifact_bytes
-        admitted = open_input(path, Path(artifact.root) if artifact.root else None)
+        admitted = open_input(
+            path,
+            Path(artifact.root) if artifact.root else None,
+            allow_hardlinks=self.settings.allow_hardlinks,
+        )
         keep = False
         try:
             try:

@@ -12,9 +12,9 @@
    ``"batch"``), ``kind`` (rank 4: image, rank 2: text), ``layout`` (channels last when the
    last dimension is 1 or 3), ``mean``/``std`` per channel, labels from the file's metadata;
 5. removes group/other write permission, writes ``checksums.txt`` and signs the folder with
-   the key given (``--key``; the key is only read, never copied). The model directory's
-   public key (``TL_MODEL_PUBLIC_KEY``, default ``<model dir>/signing_key.pub``) must verify
-   the signature; a model directory without one gets the key's public half;
+   the key given (``--key``; the key is only read, never copied). The key the service
+   verifies with (``TL_MODEL_PUBLIC_KEY``, outside the model folder, default the maintainers'
+   key shipped in the package) must verify the signature, else nothing is added;
 6. appends the entry (with ``applies_to``: the Magika labels or groups it serves) to
    ``registry.toml`` atomically and checks it with :meth:`ModelRegistry.verify`.
 
@@ -42,7 +42,7 @@ from thunderline.errors import ThunderlineError
 from thunderline.ml.errors import ModelLoadError, ModelSignatureError
 from thunderline.ml.model import OnnxModel
 from thunderline.ml.registry import REGISTRY_FILE, ModelRegistry, check_external_data
-from thunderline.ml.trust import PUBLIC_KEY_FILE, file_sha256, sign_folder, verify_signature
+from thunderline.ml.trust import SHIPPED_PUBLIC_KEY, file_sha256, sign_folder, verify_signature
 
 ONNX_FILE = Path("onnx") / "model.onnx"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -125,18 +125,6 @@ def _write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _public_key_of(private_key: Path) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
-    try:
-        key = serialization.load_pem_private_key(private_key.read_bytes(), password=None)
-    except (OSError, ValueError, TypeError) as exc:
-        raise ModelSignatureError(f"cannot read the private key {private_key}: {exc}") from exc
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
 
 
 def _no_group_write(folder: Path) -> None:
@@ -235,8 +223,9 @@ def add_model(settings: Settings, request: AddRequest) -> AddResult:
         raise ModelAddError(
             f"{folder} already exists: choose another --name or remove it", usage=True
         )
-    public_key = Path(settings.model_public_key or model_dir / PUBLIC_KEY_FILE)
-    wrote_public_key = False
+    public_key = (
+        Path(settings.model_public_key) if settings.model_public_key else SHIPPED_PUBLIC_KEY
+    )
     before = registry_file.read_text(encoding="utf-8") if registry_file.exists() else None
     try:
         folder.mkdir()
@@ -268,17 +257,14 @@ def add_model(settings: Settings, request: AddRequest) -> AddResult:
         notes: list[str] = []
         if request.key is not None:
             sign_folder(folder, request.key)
-            if not public_key.exists():
-                public_key.write_bytes(_public_key_of(request.key))
-                public_key.chmod(0o644)
-                wrote_public_key = True
-                notes.append(f"wrote the public key {public_key} (the model dir had none)")
             try:
                 verify_signature(folder, public_key)
             except ModelSignatureError as exc:
                 raise ModelAddError(
-                    f"the signature made with {request.key} does not verify with the model "
-                    f"directory's public key {public_key}: sign with the matching key",
+                    f"the signature made with {request.key} does not verify with the public key "
+                    f"the service uses ({public_key}): sign with the maintainers' key, or set "
+                    "TL_MODEL_PUBLIC_KEY to your key's public half (outside the model folder; "
+                    "`openssl ec -in KEY -pubout -out KEY.pub`)",
                     details={"key": str(request.key), "public_key": str(public_key)},
                 ) from exc
         else:
@@ -302,8 +288,6 @@ def add_model(settings: Settings, request: AddRequest) -> AddResult:
             _write_atomic(registry_file, before)
         else:
             registry_file.unlink(missing_ok=True)
-        if wrote_public_key:
-            public_key.unlink(missing_ok=True)
         raise
 
 

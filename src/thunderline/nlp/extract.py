@@ -1,6 +1,6 @@
 """Text extraction for text-like artifacts: plain text, HTML, PDF and RTF.
 
-Library choices (measured, see ``/work/shared/reference/infra-notes.md``):
+Library choices (measured on the development machine; figures in docs/ARCHITECTURE.md):
 
 - **plain text**: UTF-8 first (strict; a BOM is honoured); text that is UTF-8 with a few stray
   bytes keeps UTF-8 with replacement characters; anything else goes to **charset-normalizer**

@@ -214,6 +214,12 @@ QUEUE_DEPTH = Gauge(
     multiprocess_mode="livesum",
     registry=REGISTRY,
 )
+API_CONNECTIONS_REFUSED = Counter(
+    "thunderline_api_connections_refused_total",
+    "HTTP connections the API closed before a request: slow headers or too many from one address.",
+    ["reason"],
+    registry=REGISTRY,
+)
 DLQ_TOTAL = Counter(
     "thunderline_dlq_total",
     "Dead-lettered messages by stage and reason.",

@@ -169,8 +169,14 @@ class PackageStage(StoreStage):
                 item.payload = self.store.get_bytes(voxel.payload_sha256)
             data = data_of(item.event, Classified)
             depth = data.parent.depth if data.parent is not None else 0
-            if archive.is_archive_classification(data.classification) and depth < MAX_ARCHIVE_DEPTH:
-                item.members = self._expand(voxel, item.notes)
+            if archive.is_archive_classification(data.classification):
+                if depth < MAX_ARCHIVE_DEPTH:
+                    item.members = self._expand(voxel, item.notes)
+                else:  # stored as it is, never silently: the voxel.created event says why
+                    item.notes.append(
+                        f"archive not expanded: nested {depth} levels deep, the limit is "
+                        f"{MAX_ARCHIVE_DEPTH}"
+                    )
             item.voxel = voxel
         except ThunderlineError as exc:
             item.error = exc

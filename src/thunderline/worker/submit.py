@@ -60,7 +60,8 @@ def _store_file(
     artifact = request.artifact
     path = Path(str(artifact.path))
     limit = settings.max_artifact_bytes
-    with open_input(path, Path(artifact.root) if artifact.root else None) as admitted:
+    root = Path(artifact.root) if artifact.root else None
+    with open_input(path, root, allow_hardlinks=settings.allow_hardlinks) as admitted:
         check_size(admitted, limit)
         try:
             stored = store.put_fd(admitted.fd, max_bytes=limit)

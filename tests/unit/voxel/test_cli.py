@@ -156,7 +156,7 @@ def test_short_ids_are_accepted_everywhere_and_ambiguity_is_named(
     too_short = _invoke(settings, "show", "ab")
     assert too_short.exit_code == 1 and "too short" in too_short.output
     not_hex = _invoke(settings, "show", "zz_%zz")
-    assert not_hex.exit_code == 1 and "not an id" in not_hex.output
+    assert not_hex.exit_code == 1 and "only hex digits" in not_hex.output
 
 
 def test_list_json_is_a_summary_and_full_is_the_document(
