@@ -129,8 +129,12 @@ def _invocations(script: str) -> Iterator[list[str]]:
                 continue
             while words and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", words[0]):
                 words = words[1:]  # VAR=value prefixes
-            if words and words[0] in {"exec", "timeout", "nohup"}:
-                words = [w for w in words[1:] if not re.fullmatch(r"[0-9.]+[smh]?", w)]
+            if words and words[0] in {"exec", "timeout", "nohup", "env"}:
+                words = [
+                    w
+                    for w in words[1:]
+                    if not re.fullmatch(r"[0-9.]+[smh]?|\$\w+|[A-Za-z_]\w*=.*", w)
+                ]
             cut = next((i for i, w in enumerate(words) if re.match(r"^\d*[<>]", w)), None)
             words = words[:cut]  # redirections are the shell's, not the command's
             if words and Path(words[0]).name == "thunderline":
