@@ -193,7 +193,10 @@ async def test_a_route_to_a_model_that_is_not_registered_is_skipped_not_dead_let
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     settings = make_settings(
-        onnx_model_dir=MODELS, onnx_enabled=True, onnx_image_model="no_such_model"
+        onnx_model_dir=MODELS,
+        model_public_key=MODELS_KEY,
+        onnx_enabled=True,
+        onnx_image_model="no_such_model",
     )
     async for h in _harness(settings, tmp_path):
         events = [classified_event(h.store, image_bytes(seed)) for seed in range(2)]
@@ -206,7 +209,7 @@ async def test_applies_to_routes_by_label_and_a_registry_edit_is_picked_up_live(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     folder = copy_models(tmp_path / "models")
-    settings = make_settings(onnx_model_dir=folder, onnx_enabled=True)
+    settings = make_settings(onnx_model_dir=folder, model_public_key=MODELS_KEY, onnx_enabled=True)
     async for h in _harness(settings, tmp_path):
         (first,) = await h.run([classified_event(h.store, image_bytes(1))])
         assert first.data["inference"]["model"] == "image_classifier"  # the default for images
