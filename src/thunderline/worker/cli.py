@@ -107,9 +107,8 @@ def status(
         with OutcomeStore(settings) as store:
             try:
                 full_id = store.resolve_correlation(correlation_id) or correlation_id
-            except IdReferenceError as exc:
-                err_console.print(f"status: {exc}")
-                raise typer.Exit(2) from exc
+            except IdReferenceError:  # no id can match it: answered as unknown below (exit 3)
+                full_id = correlation_id
             found = list(final_outcomes(store.by_correlation(full_id)).values())
     except ThunderlineError as exc:
         err_console.print(f"[red]status failed:[/] {exc}")
