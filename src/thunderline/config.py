@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("WARNING", description="Python log level for the thunderline logger.")
     log_format: str = Field("text", description="`text` or `json` (one JSON object per line).")
+    journal_max_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=0,
+        description="Rotate `journal/events.jsonl` at this size (0: never).",
+    )
+    journal_keep: int = Field(
+        4, ge=0, description="Rotated journal files kept per journal file (older are deleted)."
+    )
 
     # --- observability ----------------------------------------------------------------------
     metrics_port: int | None = Field(

@@ -178,7 +178,9 @@ class Runtime(AdmitsFiles):
         self.source = source
         settings.home.mkdir(parents=True, exist_ok=True)
         self.store = open_object_store(settings)
-        self.journal = Journal(settings.home)
+        self.journal = Journal(
+            settings.home, max_bytes=settings.journal_max_bytes, keep=settings.journal_keep
+        )
         self.outcomes = outcomes if outcomes is not None else OutcomeStore(settings)
         self._owns_outcomes = outcomes is None
         self.stages = list(stages) if stages is not None else build_stages(settings, self.store)

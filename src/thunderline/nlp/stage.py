@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import math
+import time
 from collections.abc import Sequence
 
 from thunderline.config import Settings
@@ -30,6 +31,7 @@ from thunderline.nlp.pool import NlpPool, PoolConfig
 from thunderline.nlp.result import NlpResult
 from thunderline.nlp.worker import model_missing_message
 from thunderline.objects.base import ObjectStore
+from thunderline.obs import metrics
 
 #: Payloads up to this size are read through ``get_bytes`` (SHA-256 verified); larger local
 #: payloads are read only as far as extraction needs.
@@ -119,7 +121,11 @@ class NlpStage(StoreStage):
                 data = read_head(local, method, limit)
             else:
                 data = self.store.get_bytes(artifact.sha256)
-            return extract_text(data, method, limit)
+            started = time.perf_counter()
+            try:
+                return extract_text(data, method, limit)
+            finally:
+                metrics.NLP_EXTRACT_DURATION.labels(method).observe(time.perf_counter() - started)
         except ThunderlineError as exc:
             return exc
 

@@ -39,7 +39,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from thunderline import names
+from thunderline import ids, names
 from thunderline.config import Settings
 from thunderline.errors import BackendError, ChecksumMismatch, PayloadNotFound, ThunderlineError
 from thunderline.objects.base import ObjectStore, verify
@@ -319,27 +319,27 @@ class VoxelStore:
             raise BackendError(f"voxel read failed: {exc}") from exc
 
     def resolve_id(self, id_or_prefix: str) -> str:
-        """A full voxel id from an id or a unique prefix of one (at least 4 characters)."""
-        prefix = id_or_prefix.strip().lower()
-        if len(prefix) < 4:
-            raise VoxelNotFoundError(f"voxel id {id_or_prefix!r} is too short (4+ characters)")
-        if not _ID_PREFIX.fullmatch(prefix):
+        """A full voxel id from an id, a short id (its random tail) or a unique prefix
+        (:mod:`thunderline.ids`); an ambiguous reference raises ``AmbiguousIdError``, one
+        holding other characters than hex digits and ``-`` ``InvalidVoxelIdError``."""
+        text = id_or_prefix.strip().lower()
+        if len(text) >= ids.MIN_REF and not _ID_PREFIX.fullmatch(text):
             raise InvalidVoxelIdError(
                 f"voxel id {names.shown(id_or_prefix)!r}: an id holds only hex digits and '-'"
             )
-        # only id characters get here; the LIKE pattern is escaped anyway (% and _ match
-        # nothing but themselves)
-        match = voxels.c.id.startswith(prefix, autoescape=True)
-        ids = [r["id"] for r in self._query(select(voxels.c.id).where(match).limit(2))]
-        if not ids:
+        try:
+            ref = ids.parse_ref(id_or_prefix, what="voxel id")
+        except ids.IdReferenceError as exc:
+            raise VoxelNotFoundError(str(exc)) from exc
+        stmt = select(voxels.c.id).where(ids.id_condition(voxels.c.id, ref)).limit(5)
+        found = ids.pick(ref, [str(r["id"]) for r in self._query(stmt)], what="voxel id")
+        if found is None:
             raise VoxelNotFoundError(f"no voxel {id_or_prefix}")
-        if len(ids) > 1:
-            raise VoxelNotFoundError(f"voxel id prefix {id_or_prefix!r} is ambiguous")
-        return str(ids[0])
+        return found
 
     def get(self, voxel_id: str) -> Voxel:
         """The voxel with this id (or unique prefix), its metadata verified."""
-        full = voxel_id if len(voxel_id) == 36 else self.resolve_id(voxel_id)
+        full = self.resolve_id(voxel_id)
         rows = self._query(select(voxels).where(voxels.c.id == full))
         if not rows:
             raise VoxelNotFoundError(f"no voxel {voxel_id}")
