@@ -309,6 +309,32 @@ SPACY_RESTART_CAUSES: Final = ("crash", "timeout", "parse", "recycle")
 for _cause in SPACY_RESTART_CAUSES:
     SPACY_WORKER_RESTARTS.labels(_cause)
 
+# --- extraction (issue 18) -------------------------------------------------------------------
+EXTRACT_DURATION = Histogram(
+    "thunderline_extract_duration_seconds",
+    "Time of one file in an extraction worker, by extractor.",
+    ["extractor"],
+    buckets=VOXEL_BUCKETS,
+    registry=REGISTRY,
+)
+EXTRACT_ERRORS = Counter(
+    "thunderline_extract_errors_total",
+    "Files whose extraction failed, by extractor and reason.",
+    ["extractor", "reason"],
+    registry=REGISTRY,
+)
+EXTRACT_WORKER_STARTS = Counter(
+    "thunderline_extract_worker_starts_total",
+    "Extraction worker processes started.",
+    registry=REGISTRY,
+)
+EXTRACT_WORKER_RESTARTS = Counter(
+    "thunderline_extract_worker_restarts_total",
+    "Extraction workers replaced, by cause (timeout, crash, out_of_memory, max_files...).",
+    ["cause"],
+    registry=REGISTRY,
+)
+
 # --- voxels -----------------------------------------------------------------------------------
 VOXEL_BUILD_DURATION = Histogram(
     "thunderline_voxel_build_duration_seconds",
