@@ -140,8 +140,14 @@ class TextBuilder:
         self._chars += len(text)
 
     def _separate(self, sep: str) -> None:
-        if self._chars:
-            self._append(sep)
+        if not self._chars:
+            return
+        last = self._parts[-1] if self._parts else ""
+        if last.endswith(sep):
+            return
+        if sep == "\n\n" and last.endswith("\n"):
+            sep = "\n"
+        self._append(sep)
 
     def text(self, text: str) -> None:
         """Add text as it is (no separator)."""

@@ -343,6 +343,9 @@ class ExtractPool:
             answer = await worker.run(
                 job, self.config.progress_timeout_s, self.config.total_timeout(job.kind)
             )
+            if answer.get("reason") == "out_of_memory":  # the worker exits after answering
+                await worker.kill()
+                metrics.EXTRACT_WORKER_RESTARTS.labels("out_of_memory").inc()
         except ExtractWorkerError as exc:
             metrics.EXTRACT_ERRORS.labels(job.extractor, exc.reason).inc()
             metrics.EXTRACT_WORKER_RESTARTS.labels(exc.reason).inc()

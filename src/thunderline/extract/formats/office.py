@@ -180,7 +180,7 @@ def extract_pptx(path: Path, ctx: ExtractContext) -> ExtractResult:
         if title:
             builder.heading(2, title)
         for shape in slide.shapes:
-            if shape is title_shape:
+            if title_shape is not None and shape.shape_id == title_shape.shape_id:
                 continue
             if shape.has_text_frame:
                 for paragraph in shape.text_frame.paragraphs:
