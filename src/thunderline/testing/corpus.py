@@ -291,7 +291,7 @@ def build_corpus(folder: Path) -> list[Sample]:
     """Write the corpus into ``folder`` (created) and return what each file must yield."""
     folder.mkdir(parents=True, exist_ok=True)
     samples: list[Sample] = []
-    for name, (label, text) in _TEXT_FILES.items():
+    for name, (_label, text) in _TEXT_FILES.items():
         (folder / name).write_text(text, encoding="utf-8")
     samples += [
         Sample(
