@@ -206,9 +206,11 @@ def extract_xlsx(path: Path, ctx: ExtractContext) -> ExtractResult:
 
     with _zip(path) as zf:
         _check_bomb(zf, path)
+    handle = path.open("rb")  # a file object: openpyxl refuses names without .xlsx
     try:
-        book = openpyxl.load_workbook(str(path), read_only=True, data_only=True)
+        book = openpyxl.load_workbook(handle, read_only=True, data_only=True)
     except Exception as exc:
+        handle.close()
         raise ExtractionError(f"cannot read xlsx: {type(exc).__name__}: {exc}") from exc
     builder = TextBuilder(ctx.max_text_bytes)
     try:
@@ -229,6 +231,7 @@ def extract_xlsx(path: Path, ctx: ExtractContext) -> ExtractResult:
         meta, raw = _core_meta(book.properties, len(sheets))
     finally:
         book.close()
+        handle.close()
     with _zip(path) as zf:
         _embedded_parts(zf, ctx)
     return result(
