@@ -18,6 +18,7 @@ from thunderline.config import Settings
 from thunderline.errors import ConfigError
 from thunderline.eventdata import IngestRequest, data_of
 from thunderline.events import INGEST_RECEIVED, VOXEL_CREATED, CloudEvent
+from thunderline.extract.stage import ExtractStage
 from thunderline.journal import Journal
 from thunderline.ml.stage import InferStage
 from thunderline.nlp.stage import NlpStage
@@ -30,7 +31,6 @@ from thunderline.runtime import (
     enabled_stage_names,
     ingest_event,
 )
-from thunderline.extract.stage import ExtractStage
 from thunderline.voxel.stage import PackageStage
 
 
