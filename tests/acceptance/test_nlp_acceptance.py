@@ -18,8 +18,8 @@ import pytest
 from thunderline.bus.memory import MemoryBus
 from thunderline.config import Settings
 from thunderline.events import NLP_PROCESSED, CloudEvent
-from thunderline.flow.engine import Pipeline
 from thunderline.extract.stage import ExtractStage
+from thunderline.flow.engine import Pipeline
 from thunderline.nlp.stage import NlpStage
 from thunderline.objects.local import LocalObjectStore
 from thunderline.testing import classified
