@@ -79,10 +79,15 @@ async def test_robustness_documents_through_the_pipeline(
         assert result.data["classification"]["label"] == "txt"
         nlp[name] = result.data["nlp"]
         assert nlp[name]["version"] == "1.1" and nlp[name]["doc_id"] == result.causationid
-    assert any(e["text"] == "Paris" for e in nlp["cafe"]["entities"])
+    # French text, English pipeline: no entities (the English model's guesses would be noise)
+    assert nlp["cafe"]["lang"] == "fr" and nlp["cafe"]["entities"] == []
     assert nlp["cafe"]["extraction"]["encoding"] == "utf-8"
     assert nlp["10kb"]["extraction"]["chars"] == 10_240 and len(nlp["10kb"]["sentences"]) > 100
     assert nlp["german"]["lang"] == "de" and nlp["german"]["confidence"] < 0.3
+    # English pipeline, German text: sentences and language, no entities (they would be noise)
+    assert nlp["german"]["entities"] == [] and nlp["german"]["sentences"]
+    assert "de" in nlp["german"]["entities_skipped"]
+    assert nlp["10kb"]["entities"] and nlp["10kb"].get("entities_skipped") is None
     assert nlp["invalid"]["extraction"]["encoding"] == "utf-8"
     assert "London" in [e["text"] for e in nlp["invalid"]["entities"]]
     assert nlp["emoji"]["confidence"] == 0.0
