@@ -275,7 +275,7 @@ def main() -> None:
             ours_fn = _ours(label, path)
             best_raw, best_ours = math.inf, math.inf
             for r in range(ROUNDS):
-                order = [("raw", lambda: raw(path)), ("ours", ours_fn)]
+                order = [("raw", lambda raw=raw, path=path: raw(path)), ("ours", ours_fn)]
                 if r % 2:
                     order.reverse()
                 for who, fn in order:
