@@ -195,7 +195,10 @@ async def test_an_image_of_text_goes_on_to_nlp_with_its_ocr_text(
     folder.mkdir()
     image = Image.new("RGB", (900, 120), "white")
     ImageDraw.Draw(image).text(
-        (24, 40), "Ada Lovelace lived in London.", fill="black", font=ImageFont.load_default(size=32)
+        (24, 40),
+        "Ada Lovelace lived in London.",
+        fill="black",
+        font=ImageFont.load_default(size=32),
     )
     image.save(folder / "receipt.png")
     settings = make_settings(extract_workers=1, spacy_workers=1)
