@@ -285,6 +285,8 @@ def _print_results(console: Console, report: RunReport) -> None:
         if r.inference is not None:
             inference = r.inference
             top = ", ".join(f"{t.label} {t.score:.3f}" for t in inference.top_k[:3])
+            if not inference.confident:  # below the model's threshold: not a fact
+                top = f"no confident label (below {inference.threshold}; raw: {top})"
             console.print(f"[bold]{name}[/] {inference.model} v{inference.version}: {top}")
 
 

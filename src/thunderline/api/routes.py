@@ -467,6 +467,44 @@ async def get_payload(
 
 
 @router.get(
+    "/voxels/{voxel_id}/text",
+    responses={
+        200: {
+            "description": "The text extracted from the payload, verified before it is sent",
+            "content": {"text/plain; charset=utf-8": {"schema": {"type": "string"}}},
+        },
+        **responses(*AUTH, 404, 502),
+    },
+    response_class=Response,
+    summary="The text extracted from the voxel's payload (stored once beside it)",
+)
+async def get_text(request: Request, voxel_id: Id, _token: Reader) -> Response:
+    service = service_of(request)
+    voxel = await _voxel(service, voxel_id)
+    try:
+        found = await asyncio.to_thread(service.require_voxels().read_text, voxel)
+    except ChecksumMismatch as exc:
+        raise ApiError(502, "checksum_mismatch", str(exc)) from exc
+    except (PayloadMissingError, KeyError) as exc:
+        raise ApiError(404, "text_missing", str(exc)) from exc
+    if found is None:
+        raise ApiError(
+            404,
+            "no_text",
+            f"voxel {voxel.id} has no extracted text",
+            details={"voxel_id": voxel.id},
+        )
+    return Response(
+        found.encode("utf-8", "surrogatepass"),
+        media_type="text/plain; charset=utf-8",
+        headers={
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox; default-src 'none'",
+        },
+    )
+
+
+@router.get(
     "/voxels/{voxel_id}/lineage",
     response_model=LineageOut,
     responses=responses(*AUTH, 404, 409),

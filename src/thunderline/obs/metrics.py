@@ -338,14 +338,32 @@ SPACY_RESTART_CAUSES: Final = ("crash", "timeout", "parse", "recycle")
 for _cause in SPACY_RESTART_CAUSES:
     SPACY_WORKER_RESTARTS.labels(_cause)
 
-#: Text extraction per document (PDF, HTML, RTF, ...): milliseconds for text, seconds for a
-#: large PDF, up to the NLP stage's timeout under load.
+#: Text extraction per file in a worker process: milliseconds for text, seconds for a large PDF
+#: or an OCR'd page, up to the extract stage's timeout under load.
 EXTRACT_BUCKETS: Final = _with_tail((0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
-NLP_EXTRACT_DURATION = Histogram(
-    "thunderline_nlp_extract_duration_seconds",
-    "Text extraction time per document, by method (pdf, html, rtf, text, ...).",
-    ["method"],
+# --- extraction (issue 18) -------------------------------------------------------------------
+EXTRACT_DURATION = Histogram(
+    "thunderline_extract_duration_seconds",
+    "Time of one file in an extraction worker, by extractor.",
+    ["extractor"],
     buckets=EXTRACT_BUCKETS,
+    registry=REGISTRY,
+)
+EXTRACT_ERRORS = Counter(
+    "thunderline_extract_errors_total",
+    "Files whose extraction failed, by extractor and reason.",
+    ["extractor", "reason"],
+    registry=REGISTRY,
+)
+EXTRACT_WORKER_STARTS = Counter(
+    "thunderline_extract_worker_starts_total",
+    "Extraction worker processes started.",
+    registry=REGISTRY,
+)
+EXTRACT_WORKER_RESTARTS = Counter(
+    "thunderline_extract_worker_restarts_total",
+    "Extraction workers replaced, by cause (timeout, crash, out_of_memory, max_files...).",
+    ["cause"],
     registry=REGISTRY,
 )
 

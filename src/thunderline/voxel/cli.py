@@ -266,3 +266,21 @@ def cat(voxel_id: Annotated[str, typer.Argument(help=ID_HELP)]) -> None:
         except ThunderlineError as exc:
             raise _fail(exc) from exc
         out.flush()
+
+
+@voxels_app.command()
+def text(voxel_id: Annotated[str, typer.Argument(help="Voxel id or unique prefix.")]) -> None:
+    """Print the text extracted from the voxel's payload (stored once beside it, verified
+    before printing); exit 1 when the voxel has no extracted text."""
+    with _open() as store:
+        try:
+            full = voxel_id if len(voxel_id) == 36 else store.resolve_id(voxel_id)
+            found = store.read_text(full)
+        except ThunderlineError as exc:
+            raise _fail(exc) from exc
+    if found is None:
+        err_console.print(f"voxel {voxel_id} has no extracted text")
+        raise typer.Exit(1)
+    out = sys.stdout
+    out.write(found if found.endswith("\n") else found + "\n")
+    out.flush()

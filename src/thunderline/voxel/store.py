@@ -488,6 +488,9 @@ class VoxelStore:
             payload_problems, payload_reason = self._payload_differences(voxel, row)
             problems += payload_problems
             reason = payload_reason or reason
+            text_problems, text_reason = self._text_differences(voxel)
+            problems += text_problems
+            reason = reason if reason != "ok" else (text_reason or reason)
         except ThunderlineError as exc:
             return VerifyResult(voxel_id, False, exc.reason, str(exc))
         if problems:
@@ -557,6 +560,41 @@ class VoxelStore:
                 problems.append(f"object copy {voxel.payload_ref} is missing")
                 reason = reason or "payload_missing"
         return problems, reason
+
+    def _text_differences(self, voxel: Voxel) -> tuple[list[str], str | None]:
+        """The extracted text named by ``traits["extract"]["text_ref"]`` must be in the
+        object store and hash to its name; (what differs, the reason) -- or ([], None)."""
+        sha = text_sha256(voxel)
+        if sha is None:
+            return [], None
+        try:
+            self.objects.copy_verified(sha, _Discard())
+        except ChecksumMismatch as exc:
+            return [f"extracted text hashes to {exc.actual[:16]}..., sealed {sha[:16]}..."], (
+                "checksum_mismatch"
+            )
+        except KeyError:
+            return [f"extracted text sha256:{sha[:16]}... is missing"], "text_missing"
+        return [], None
+
+    def read_text(self, voxel: Voxel | str) -> str | None:
+        """The text the extract stage stored for the voxel, SHA-256 verified (None: the voxel
+        has no extracted text).
+
+        Raises:
+            PayloadMissingError: the text object is gone.
+            ChecksumMismatch: it does not hash to the sealed reference.
+        """
+        if isinstance(voxel, str):
+            voxel = self.get(voxel)
+        sha = text_sha256(voxel)
+        if sha is None:
+            return None
+        try:
+            data = self.objects.get_bytes(sha)
+        except PayloadNotFound as exc:
+            raise PayloadMissingError(f"extracted text of voxel {voxel.id} is missing") from exc
+        return data.decode("utf-8", "replace")
 
     def verify_all(self) -> Iterator[VerifyResult]:
         for voxel_id in self.iter_ids():
@@ -651,6 +689,15 @@ class _Discard:
 
     def write(self, data: bytes) -> int:
         return len(data)
+
+
+def text_sha256(voxel: Voxel) -> str | None:
+    """The SHA-256 of the voxel's extracted text (``traits.extract.text_ref``), if any."""
+    extract = voxel.traits.get("extract")
+    ref = extract.get("text_ref") if isinstance(extract, dict) else None
+    if not isinstance(ref, str) or not ref.startswith("sha256:") or len(ref) != 71:
+        return None
+    return ref[7:]
 
 
 def open_voxel_store(settings: Settings, objects: ObjectStore | None = None) -> VoxelStore:
