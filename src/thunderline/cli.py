@@ -1,4 +1,4 @@
-"""The ``thunderline`` command: a thin shell over :mod:`thunderline.runtime`.
+"""The ``thunderline`` command: a thin shell over the :class:`~thunderline.ingestor.Ingestor`.
 
 ``ingest`` runs the pipeline over files; ``doctor`` checks the installation; ``dlq`` lists and
 replays dead letters; ``config`` shows the effective settings. Sub-commands of the model
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -24,19 +25,21 @@ from rich.table import Table
 
 from thunderline import names
 from thunderline.api.cli import serve_app, tokens_app
+from thunderline.bus.factory import open_ingestor
 from thunderline.classify.roots import HELD
 from thunderline.classify.walk import Candidate, iter_candidates
 from thunderline.config import Settings, mask_secrets, masked_dump
 from thunderline.console import cli_settings, stdout_console
-from thunderline.dlq import dlq_app
+from thunderline.dlq.cli import dlq_app
 from thunderline.errors import ThunderlineError
 from thunderline.eventcli import events_app
+from thunderline.eventdata import NlpAnalysis
 from thunderline.events import CloudEvent
+from thunderline.ids import short
 from thunderline.journal import Journal
 from thunderline.ml.cli import models_app
 from thunderline.obs.command import observe
 from thunderline.report import RunReport, record_schema, skipped_record
-from thunderline.runtime import Runtime
 from thunderline.stagecli import stages_app
 from thunderline.voxel.cli import voxels_app
 from thunderline.worker.cli import status as status_command
@@ -90,6 +93,10 @@ def ingest(
         str | None,
         typer.Option("--bus", help="Submit to the shared RabbitMQ bus (amqp://…) and wait."),
     ] = None,
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="With --json: every sentence and entity (default: a summary)."),
+    ] = False,
 ) -> None:
     """Classify files (and run the enabled stages) and print a summary.
 
@@ -103,6 +110,12 @@ def ingest(
     if not paths:
         err_console.print("ingest: give at least one file or folder (or --json-schema)")
         raise typer.Exit(2)
+    missing = [p for p in paths if not os.path.lexists(p)]
+    if missing:  # a typo on the command line is a usage error, not a dead letter
+        for path in missing:
+            shown = escape(names.shown(os.fsdecode(path)))
+            err_console.print(f"ingest: no such file or folder: {shown}", soft_wrap=True)
+        raise typer.Exit(2)
     settings = cli_settings()
     if bus is not None:
         settings = settings.model_copy(update={"bus": settings.bus.model_copy(update={"url": bus})})
@@ -111,14 +124,9 @@ def ingest(
     candidates = iter_candidates(paths, recursive=recursive)  # a stream, never listed first
     try:
         with observe(settings, metrics_port=metrics_port):
-            if settings.bus.url.startswith(("amqp://", "amqps://")):
-                from thunderline.worker.cli import submit_and_wait
-
-                submit_and_wait(
-                    settings, _not_skipped(candidates, report, as_json), report, as_json
-                )
-            else:
-                asyncio.run(_run_ingest(settings, candidates, report, as_json, show_progress))
+            asyncio.run(
+                _run_ingest(settings, candidates, report, as_json, show_progress, full=full)
+            )
     except ThunderlineError as exc:
         err_console.print(f"[red]ingest failed:[/] {escape(mask_secrets(names.shown(str(exc))))}")
         raise typer.Exit(1) from exc
@@ -151,6 +159,8 @@ async def _run_ingest(
     report: RunReport,
     as_json: bool,
     show_progress: bool,
+    *,
+    full: bool = False,
 ) -> None:
     progress = Progress(
         TextColumn("[bold]ingest"),
@@ -167,14 +177,15 @@ async def _run_ingest(
         record = report.add(event)
         progress.advance(task)
         if as_json:
-            print(names.dumps(record.to_json_dict()), flush=True)  # exact names (names.py)
+            # exact names (names.py)
+            print(names.dumps(record.to_json_dict(full=full)), flush=True)
 
     started = time.perf_counter()
     with progress:
-        async with Runtime(settings, on_terminal=on_terminal) as runtime:
-            submitted = await runtime.submit_files(_not_skipped(candidates, report, as_json))
+        async with open_ingestor(settings, on_outcome=on_terminal) as ingestor:
+            submitted = await ingestor.submit_files(_not_skipped(candidates, report, as_json))
             progress.update(task, total=submitted)
-            await runtime.wait_idle()
+            await ingestor.wait_idle()
     report.wall_s = time.perf_counter() - started
 
 
@@ -185,8 +196,8 @@ def _fmt_ms(value: float | None) -> str:
 def _print_summary(report: RunReport, settings: Settings) -> None:
     console = stdout_console()
     table = Table(title="Artifacts", show_lines=False)
-    for column in ("file", "label", "group", "score", "outcome"):
-        table.add_column(column)
+    for column in ("file", "label", "group", "score", "outcome", "voxel", "correlation"):
+        table.add_column(column, no_wrap=column in ("voxel", "correlation"))
     for r in sorted(
         report.records, key=lambda r: (r.archive or r.path or "", r.archive is not None)
     ):
@@ -202,6 +213,8 @@ def _print_summary(report: RunReport, settings: Settings) -> None:
             r.group or "-",
             "-" if r.score is None else f"{r.score:.3f}",
             outcome,
+            short(r.voxel_id) if r.voxel_id else "-",
+            short(r.correlation_id),
         )
     console.print(table)
     _print_results(console, report)
@@ -253,7 +266,7 @@ def _print_results(console: Console, report: RunReport) -> None:
     """Entities and sentences (nlp) and top labels (inference) of the artifacts that have them."""
     for r in sorted(report.ok, key=lambda r: r.path or ""):
         name = _shown_name(r.path)
-        if r.nlp is not None:
+        if isinstance(r.nlp, NlpAnalysis):  # records of a run hold the full result
             nlp = r.nlp
             ents = escape(
                 names.shown(
@@ -267,6 +280,8 @@ def _print_results(console: Console, report: RunReport) -> None:
         if r.inference is not None:
             inference = r.inference
             top = ", ".join(f"{t.label} {t.score:.3f}" for t in inference.top_k[:3])
+            if not inference.confident:  # below the model's threshold: not a fact
+                top = f"no confident label (below {inference.threshold}; raw: {top})"
             console.print(f"[bold]{name}[/] {inference.model} v{inference.version}: {top}")
 
 

@@ -34,21 +34,35 @@ from thunderline.urls import MASK, check_url_scheme
 from thunderline.urls import mask_secrets as mask_secrets  # re-exported: printed text
 
 #: The stages a route may name (after ``classify``, which starts every route), in order.
-ROUTE_STAGES: tuple[str, ...] = ("nlp", "infer", "package")
+ROUTE_STAGES: tuple[str, ...] = ("extract", "nlp", "infer", "package")
 
 #: Route per Magika label or group (a label wins over its group; ``*`` is the fallback).
 #: Stages that are disabled or not installed are removed from a route when it is built.
 #: ``TL_ROUTES`` entries are merged over these (a key given replaces that key only); every
 #: route ends in ``package`` (added when missing), and an unknown stage is a ConfigError.
 DEFAULT_ROUTES: dict[str, list[str]] = {
-    "txt": ["nlp", "infer", "package"],
-    "markdown": ["nlp", "infer", "package"],
-    "html": ["nlp", "package"],
-    "pdf": ["nlp", "package"],
-    "rtf": ["nlp", "package"],
-    "csv": ["package"],
-    "image": ["infer", "package"],
-    "code": ["infer", "package"],
+    "txt": ["extract", "nlp", "infer", "package"],
+    "markdown": ["extract", "nlp", "infer", "package"],
+    "html": ["extract", "nlp", "package"],
+    "pdf": ["extract", "nlp", "package"],
+    "rtf": ["extract", "nlp", "package"],
+    "csv": ["extract", "nlp", "package"],
+    "ics": ["extract", "nlp", "package"],
+    "srt": ["extract", "nlp", "package"],
+    "eml": ["extract", "nlp", "package"],
+    # configuration is stored with its text for search, without named-entity recognition
+    "ini": ["extract", "package"],
+    "toml": ["extract", "package"],
+    "rdf": ["extract", "package"],
+    "pem": ["extract", "package"],
+    "crt": ["extract", "package"],
+    "text": ["extract", "nlp", "package"],
+    "document": ["extract", "nlp", "package"],
+    "image": ["extract", "infer", "package"],
+    "code": ["extract", "infer", "package"],
+    "audio": ["extract", "package"],
+    "video": ["extract", "package"],
+    "font": ["extract", "package"],
     "archive": ["package"],
     "*": ["package"],
 }
@@ -102,6 +116,19 @@ class LogSettings(Part):
         if level not in LOG_LEVELS:
             raise ValueError(f"{value!r} is not a log level: use one of {', '.join(LOG_LEVELS)}")
         return level
+
+
+class JournalSettings(Part):
+    """``TL_JOURNAL_*``: rotation of the journal's trace file."""
+
+    max_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=0,
+        description="Rotate `journal/events.jsonl` at this size (0: never).",
+    )
+    keep: int = Field(
+        4, ge=0, description="Rotated journal files kept per journal file (older are deleted)."
+    )
 
 
 class MetricsSettings(Part):
@@ -243,6 +270,36 @@ class MagikaSettings(Part):
         if value not in modes:
             raise ValueError(f"{value!r} is not a Magika prediction mode: use one of {modes}")
         return value
+
+
+class ExtractSettings(Part):
+    """``TL_EXTRACT_*``: the extraction workers (issue 18)."""
+
+    workers: int = Field(
+        1, ge=1, description="Extraction worker processes (each extracts one file at a time)."
+    )
+    memory_mb: int = Field(
+        2048, ge=0, description="Address-space cap of each extraction worker (0: none)."
+    )
+    progress_timeout_s: float = Field(
+        30.0, gt=0, description="An extraction worker silent this long is killed (file DLQ'd)."
+    )
+    timeouts: dict[str, float] = Field(
+        default_factory=dict,
+        description="Total extraction timeout per kind of file (JSON), over the defaults "
+        "`text` 30, `document` 120, `pdf` 300, `mail` 60, `media` 30, `image` 30, `ocr` 600.",
+    )
+    restart_after: int = Field(
+        500, ge=1, description="An extraction worker is replaced after this many files."
+    )
+    ocr: str = Field(
+        "rapidocr",
+        pattern=r"^(rapidocr|off)$",
+        description="OCR of images and PDF pages without a text layer: `rapidocr` or `off`.",
+    )
+    max_parts: int = Field(
+        1000, ge=0, description="Embedded parts (attachments, objects) kept per file."
+    )
 
 
 class OnnxSettings(Part):
@@ -405,6 +462,7 @@ class Settings(BaseSettings):
         True, description="Master switch. false: no Magika, spaCy or ONNX; files still ingested."
     )
     log: LogSettings = LogSettings()
+    journal: JournalSettings = JournalSettings()
     metrics: MetricsSettings = MetricsSettings()
     otlp_endpoint: str | None = Field(
         None,
@@ -459,6 +517,7 @@ class Settings(BaseSettings):
         "default: its other names may lie outside the ingest root).",
     )
     magika: MagikaSettings = MagikaSettings()
+    extract: ExtractSettings = ExtractSettings()
     routes: dict[str, list[str]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_ROUTES.items()},
         description="Stages after classify per Magika label or group (JSON in the environment).",
@@ -534,13 +593,21 @@ class Settings(BaseSettings):
         return RetryPolicy(attempts=self.max_attempts, **self.retry.model_dump())
 
     def stage_budget(self, stage: str) -> StageBudget:
-        """How the engine runs ``stage``: its sub-model's budget (infer: the ONNX batcher's)."""
+        """How the engine runs ``stage``: its sub-model's budget (infer: the ONNX batcher's;
+        extract: two files per extraction worker, one batch at a time, the pool's own timeouts)."""
         if stage == "infer":
             return StageBudget(
                 batch_size=self.onnx.max_batch_size,
                 batch_timeout_s=self.onnx.max_queue_delay_ms / 1000.0,
                 concurrency=self.infer.concurrency,
                 timeout_s=self.infer.timeout_s,
+            )
+        if stage == "extract":
+            return StageBudget(
+                batch_size=2 * self.extract.workers,
+                batch_timeout_s=0.01,
+                concurrency=1,
+                timeout_s=None,
             )
         part = getattr(self, stage, None) if stage in PARTS else None
         return part if isinstance(part, StageBudget) else StageBudget()

@@ -28,7 +28,7 @@ import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 
 from thunderline import names
 from thunderline.config import Settings
+from thunderline.dlq.record import Subject
 from thunderline.events import VOXEL_CREATED, CloudEvent
 from thunderline.voxel.db import backend_errors, insert_ignore, make_engine, migrate
 from thunderline.voxel.tables import outcomes
@@ -75,25 +76,9 @@ class OutcomeRecord:
         return out
 
 
-def _data_of(event: CloudEvent) -> dict[str, Any]:
-    if event.is_dlq:
-        original = event.data.get("original")
-        data = original.get("data") if isinstance(original, dict) else None
-        return data if isinstance(data, dict) else {}
-    return event.data
-
-
 def artifact_key(event: CloudEvent) -> str | None:
-    """What the record is about: the artifact's source (file URI, ``archive!/member``), else
-    its path or name (as in memory: may hold surrogate escapes)."""
-    artifact = _data_of(event).get("artifact")
-    if not isinstance(artifact, dict):
-        return None
-    for key in ("source", "path", "name", "payload_ref"):
-        value = artifact.get(key)
-        if value:
-            return str(value)
-    return None
+    """What the record is about (:attr:`thunderline.dlq.record.Subject.key`)."""
+    return Subject.of(event).key
 
 
 def once_key(kind: str, correlation_id: str, artifact: str | None) -> str | None:
@@ -248,17 +233,6 @@ class OutcomeStore:
                         update(outcomes).where(outcomes.c.id == record_id).values(once_key=key)
                     )
 
-    def import_events(self, events: Iterable[CloudEvent], batch: int = 500) -> None:
-        """Record events written elsewhere (an older journal); known ids are left as they are."""
-        chunk: list[CloudEvent] = []
-        for event in events:
-            chunk.append(event)
-            if len(chunk) >= batch:
-                self.record_many(chunk)
-                chunk = []
-        if chunk:
-            self.record_many(chunk)
-
     # ---- reads --------------------------------------------------------------------------
     def _select(self, stmt: Any) -> list[OutcomeRecord]:
         with backend_errors("outcome read"), self.engine.connect() as conn:
@@ -272,6 +246,18 @@ class OutcomeStore:
             .order_by(outcomes.c.id)
         )
         return self._select(stmt)
+
+    def resolve_correlation(self, ref: str) -> str | None:
+        """A full correlation id from a short id, a unique part of either end, or the id
+        (:mod:`thunderline.ids`); None when nothing matches, ``AmbiguousIdError`` on many."""
+        from thunderline import ids as idref
+
+        parsed = idref.parse_ref(ref, what="correlation id")
+        column = outcomes.c.correlation_id
+        stmt = select(column).where(idref.id_condition(column, parsed)).distinct().limit(5)
+        with backend_errors("outcome read"), self.engine.connect() as conn:
+            found = [str(row[0]) for row in conn.execute(stmt)]
+        return idref.pick(parsed, found, what="correlation id")
 
     def by_correlations(self, correlation_ids: Sequence[str]) -> list[OutcomeRecord]:
         """Every terminal record of these ingests (one query per 500 ids), oldest first."""
@@ -316,11 +302,6 @@ class OutcomeStore:
             return {str(s): int(n) for s, n in conn.execute(stmt)}
 
 
-def open_outcome_store(settings: Settings) -> OutcomeStore:
-    """The outcome store of the settings' voxel database (migrated)."""
-    return OutcomeStore(settings)
-
-
 __all__ = [
     "DLQ_STATUSES",
     "OK",
@@ -332,5 +313,4 @@ __all__ = [
     "OutcomeStore",
     "artifact_key",
     "once_key",
-    "open_outcome_store",
 ]

@@ -91,6 +91,9 @@ class VoxelStorage(Protocol):
     def copy_payload(self, voxel: Voxel | str, dest: BinaryIO) -> int:
         """Write the verified payload to ``dest``; its size."""
 
+    def read_text(self, voxel: Voxel | str) -> str | None:
+        """The extracted text stored for the voxel, SHA-256 verified (None: it has none)."""
+
     def verify(self, voxel_id: str) -> VoxelCheck:
         """Check one voxel against its sealed document (never raises for a mismatch)."""
 
@@ -111,9 +114,6 @@ class OutcomeStorage(Protocol):
     def record_many(self, events: Sequence[CloudEvent]) -> None:
         """Record terminal events (others are ignored); a voxel resolves replayed DLQ records."""
 
-    def import_events(self, events: Iterable[CloudEvent], batch: int = 500) -> None:
-        """Record events written elsewhere (known ids are left as they are)."""
-
     def mark_replayed(self, record_id: str, replay_event_id: str) -> bool:
         """Claim an open DLQ record for a replay; False if it was not open."""
 
@@ -122,6 +122,9 @@ class OutcomeStorage(Protocol):
 
     def by_correlation(self, correlation_id: str) -> list[OutcomeRecord]:
         """Every record of one ingest, oldest first."""
+
+    def resolve_correlation(self, ref: str) -> str | None:
+        """A full correlation id from a short id or a unique part (None: nothing matches)."""
 
     def by_correlations(self, correlation_ids: Sequence[str]) -> list[OutcomeRecord]:
         """Every record of these ingests, oldest first."""

@@ -111,7 +111,7 @@ def test_routes_merge_end_in_package_and_refuse_unknown_stages(
     s = load_settings(routes={"txt": ["nlp"], "png": []})
     assert s.routes["txt"] == ["nlp", "package"]  # every route ends in package
     assert s.routes["png"] == ["package"]
-    assert s.routes["image"] == ["infer", "package"]  # defaults kept
+    assert s.routes["image"] == ["extract", "infer", "package"]  # defaults kept
     for bad, why in (
         ({"txt": ["nlp", "sumarize"]}, "unknown stage"),
         ({"txt": ["package", "nlp"]}, "must be the last"),
@@ -200,6 +200,8 @@ def _changed(name: str, value: object) -> object:
         "object_store_url": "file:///tmp/tl-test-objects",
         "bus_url": "amqp://guest:guest@127.0.0.1:5672/tl",
         "routes": {**DEFAULT_ROUTES, "txt": ["package"]},
+        "extract_ocr": "off",
+        "extract_timeouts": {"pdf": 60.0},
     }
     if name in special:
         return special[name]

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from thunderline.config import Settings
+from thunderline.dlq.record import dead_letter
 from thunderline.errors import ArtifactTooLargeError
 from thunderline.events import DLQ_CLASSIFY, INGEST_RECEIVED, VOXEL_CREATED, CloudEvent, new_event
-from thunderline.flow.engine import dlq_event
 from thunderline.outcomes import OutcomeStore
 
 
@@ -20,7 +20,7 @@ def ingest(name: str) -> CloudEvent:
 
 
 def dead(event: CloudEvent) -> CloudEvent:
-    return dlq_event("classify", DLQ_CLASSIFY, ArtifactTooLargeError("big"), original=event)
+    return dead_letter("classify", DLQ_CLASSIFY, ArtifactTooLargeError("big"), original=event)
 
 
 def voxel(event: CloudEvent, voxel_id: str = "0" * 36) -> CloudEvent:

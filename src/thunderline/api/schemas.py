@@ -11,8 +11,9 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
-from thunderline.api.dlq import DlqEntry
+from thunderline import ids
 from thunderline.api.live import IngestProgress
+from thunderline.dlq.record import Subject
 from thunderline.eventdata import (
     Classification,
     DlqRecord,
@@ -23,6 +24,8 @@ from thunderline.eventdata import (
     data_of,
 )
 from thunderline.events import CloudEvent
+from thunderline.outcomes import OutcomeRecord
+from thunderline.summary import VoxelBrief
 from thunderline.voxel.schema import Voxel
 
 
@@ -54,6 +57,7 @@ class IngestStatus(BaseModel):
 
 class VoxelOut(BaseModel):
     id: str
+    short_id: str = Field(description="The id's random tail: typeable, accepted everywhere.")
     ts: str
     source: str
     name: str | None = None
@@ -75,8 +79,27 @@ class VoxelOut(BaseModel):
 
 
 class VoxelPage(BaseModel):
-    items: list[VoxelOut]
+    """A list page: each voxel's summary (counts, top entities and labels, sizes, ids); the
+    full sentences and entities are on ``GET /v1/voxels/{id}``."""
+
+    items: list[VoxelBrief]
     next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
+
+
+class SelectedPage(BaseModel):
+    """A list page with `fields`: each item holds only the named summary fields."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
+
+
+#: Fields `fields=` may name, per representation.
+BRIEF_FIELDS = tuple(VoxelBrief.model_fields)
+DETAIL_FIELDS = tuple(VoxelOut.model_fields)
+
+
+def select_fields(doc: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+    return {name: doc.get(name) for name in fields}
 
 
 class LineageNode(BaseModel):
@@ -177,6 +200,7 @@ def voxel_out(voxel: Voxel) -> VoxelOut:
     doc = voxel.model_dump(mode="json")
     return VoxelOut(
         id=voxel.id,
+        short_id=ids.short(voxel.id),
         ts=doc["ts"],
         source=voxel.source,
         name=artifact_name(voxel),
@@ -225,13 +249,15 @@ def accepted(event: CloudEvent) -> IngestAccepted:
     )
 
 
-def dlq_item(entry: DlqEntry) -> DlqItem:
-    record = data_of(entry.record, DlqRecord)
+def dlq_item(entry: OutcomeRecord) -> DlqItem:
+    """The API view of one DLQ record of the outcome store."""
+    record = data_of(entry.event, DlqRecord)
+    subject = Subject.of(entry.event)
     return DlqItem(
-        id=entry.record.id,
-        type=entry.record.type,
-        time=entry.record.time,
-        correlation_id=entry.record.correlationid,
+        id=entry.event.id,
+        type=entry.event.type,
+        time=entry.event.time,
+        correlation_id=entry.event.correlationid,
         stage=record.stage,
         reason=record.reason,
         message=record.error.message,
@@ -239,8 +265,8 @@ def dlq_item(entry: DlqEntry) -> DlqItem:
         error=record.error,
         traceback=record.traceback or None,
         attempts=record.attempts,
-        artifact_name=_str(entry.artifact.get("name")),
-        replayable=entry.original is not None,
+        artifact_name=_str(subject.artifact.get("name")),
+        replayable=subject.original is not None,
         status=entry.status,
         replay_event_id=entry.replay_event_id,
     )

@@ -25,6 +25,7 @@ from thunderline.errors import (
     ArtifactNotFoundError,
     ArtifactTooLargeError,
     MalformedEventError,
+    PathEscapeError,
     ThunderlineError,
     UnreadableArtifactError,
 )
@@ -45,12 +46,16 @@ from thunderline.obs import metrics
 def build_route(
     classification: Classification, routes: dict[str, list[str]], available: Iterable[str]
 ) -> list[str]:
-    """The stages after classify: by label, else by group, else ``*``; only available ones."""
+    """The stages after classify: by label, else by group, else ``*``; only available ones.
+    NLP reads the text the extract stage stored, so ``extract`` always comes before ``nlp``."""
     chosen = (
         routes.get(classification.label) or routes.get(classification.group) or routes.get("*", [])
     )
     allowed = set(available)
-    return [stage for stage in chosen if stage in allowed]
+    route = [stage for stage in chosen if stage in allowed]
+    if "nlp" in route and "extract" in allowed and "extract" not in route:
+        route.insert(route.index("nlp"), "extract")
+    return route
 
 
 class ClassifyStage(StoreStage):
@@ -65,11 +70,15 @@ class ClassifyStage(StoreStage):
         options: StageOptions | None = None,
         *,
         available_stages: Iterable[str] = (),
+        stored_only: bool = False,
     ) -> None:
         """``available_stages``: the stages after classify that are on (routes keep only
-        those; the wiring table in :mod:`thunderline.runtime` decides which)."""
+        those; the wiring table in :mod:`thunderline.runtime` decides which).
+        ``stored_only`` (a worker): an artifact named by a local path only is refused
+        (``path_escape``): a worker never reads its own disk because an event says so."""
         super().__init__(settings, store, options)
         self.available = set(available_stages)
+        self.stored_only = stored_only
         self.classifier: MagikaClassifier | None = None
 
     async def setup(self) -> None:
@@ -111,6 +120,12 @@ class ClassifyStage(StoreStage):
             return request, stored, local
         if artifact.path is None:
             raise MalformedEventError("artifact has neither path nor payload_ref")
+        if self.stored_only:
+            raise PathEscapeError(
+                "a worker classifies stored payloads only (payload_ref); the submitter "
+                "admits local files",
+                details={"path": artifact.path},
+            )
         path = Path(artifact.path)
         limit = self.settings.max_artifact_bytes
         admitted = open_input(

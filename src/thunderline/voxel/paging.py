@@ -2,7 +2,7 @@
 
 Newest first by ``(ts, id)``. The label and the time range are SQL conditions on indexed
 columns; the text search is first narrowed in SQL (``doc`` contains the words) and then matched
-exactly against the entities' text; the content group is matched on the decoded voxel. A page
+exactly against the entities' text; the content group, entity types and the model's top label are matched on the decoded voxel. A page
 reads rows in chunks until it has ``limit`` matches (or has scanned :data:`MAX_SCAN` rows), and
 its cursor points after the last row *scanned*, so the next page neither repeats nor skips.
 A cursor is base64url JSON ``{"ts": float, "id": str}``; anything else is a
@@ -46,10 +46,19 @@ class VoxelFilter:
     since: datetime | None = None
     until: datetime | None = None
     q: str | None = None
+    entity_type: str | None = None
+    model_label: str | None = None
 
     def matches(self, voxel: Voxel) -> bool:
-        """Does the decoded voxel pass the checks SQL cannot make (group, entity text)?"""
-        if self.group and group_of(voxel) != self.group:
+        """The conditions SQL cannot decide; labels, groups and entity types ignore case."""
+        if self.group and (group_of(voxel) or "").casefold() != self.group.casefold():
+            return False
+        if self.entity_type and self.entity_type.upper() not in entity_labels(voxel):
+            return False
+        if (
+            self.model_label
+            and (model_label_of(voxel) or "").casefold() != self.model_label.casefold()
+        ):
             return False
         if self.q:
             needle = self.q.casefold()
@@ -68,7 +77,7 @@ class VoxelFilter:
                 )
             )
         if self.label:
-            stmt = stmt.where(voxels.c.label == self.label)
+            stmt = stmt.where(voxels.c.label == self.label.lower())  # Magika labels: lower case
         if self.since is not None:
             stmt = stmt.where(voxels.c.ts_unix >= self.since.timestamp())
         if self.until is not None:
@@ -119,6 +128,23 @@ def group_of(voxel: Voxel) -> str | None:
     classification = voxel.traits.get("classification")
     if isinstance(classification, dict) and classification.get("group") is not None:
         return str(classification["group"])
+    return None
+
+
+def entity_labels(voxel: Voxel) -> set[str]:
+    """The labels (upper case) of every NLP entity of the voxel."""
+    nlp = voxel.traits.get("nlp")
+    if not isinstance(nlp, dict):
+        return set()
+    return {str(e.get("label", "")).upper() for e in nlp.get("entities", []) if isinstance(e, dict)}
+
+
+def model_label_of(voxel: Voxel) -> str | None:
+    """The inference model's top label, if the voxel has an inference result."""
+    inference = voxel.traits.get("inference")
+    top = inference.get("top_k") if isinstance(inference, dict) else None
+    if isinstance(top, list) and top and isinstance(top[0], dict) and "label" in top[0]:
+        return str(top[0]["label"])
     return None
 
 

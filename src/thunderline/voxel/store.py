@@ -37,7 +37,7 @@ from pydantic import ValidationError
 from sqlalchemy import Engine, RowMapping, func, literal, select
 from sqlalchemy.engine import Connection
 
-from thunderline import names
+from thunderline import ids, names
 from thunderline.config import Settings
 from thunderline.errors import PayloadNotFound
 from thunderline.objects.base import ObjectStore, verify
@@ -320,27 +320,27 @@ class VoxelStore:
         return found, None if last is None else last.encode()
 
     def resolve_id(self, id_or_prefix: str) -> str:
-        """A full voxel id from an id or a unique prefix of one (at least 4 characters)."""
-        prefix = id_or_prefix.strip().lower()
-        if len(prefix) < 4:
-            raise VoxelNotFoundError(f"voxel id {id_or_prefix!r} is too short (4+ characters)")
-        if not _ID_PREFIX.fullmatch(prefix):
+        """A full voxel id from an id, a short id (its random tail) or a unique prefix
+        (:mod:`thunderline.ids`); an ambiguous reference raises ``AmbiguousIdError``, one
+        holding other characters than hex digits and ``-`` ``InvalidVoxelIdError``."""
+        text = id_or_prefix.strip().lower()
+        if len(text) >= ids.MIN_REF and not _ID_PREFIX.fullmatch(text):
             raise InvalidVoxelIdError(
                 f"voxel id {names.shown(id_or_prefix)!r}: an id holds only hex digits and '-'"
             )
-        # only id characters get here; the LIKE pattern is escaped anyway (% and _ match
-        # nothing but themselves)
-        match = voxels.c.id.startswith(prefix, autoescape=True)
-        ids = [r["id"] for r in self._query(select(voxels.c.id).where(match).limit(2))]
-        if not ids:
+        try:
+            ref = ids.parse_ref(id_or_prefix, what="voxel id")
+        except ids.IdReferenceError as exc:
+            raise VoxelNotFoundError(str(exc)) from exc
+        stmt = select(voxels.c.id).where(ids.id_condition(voxels.c.id, ref)).limit(5)
+        found = ids.pick(ref, [str(r["id"]) for r in self._query(stmt)], what="voxel id")
+        if found is None:
             raise VoxelNotFoundError(f"no voxel {id_or_prefix}")
-        if len(ids) > 1:
-            raise VoxelNotFoundError(f"voxel id prefix {id_or_prefix!r} is ambiguous")
-        return str(ids[0])
+        return found
 
     def get(self, voxel_id: str) -> Voxel:
         """The voxel with this id (or unique prefix), its metadata verified."""
-        full = voxel_id if len(voxel_id) == 36 else self.resolve_id(voxel_id)
+        full = self.resolve_id(voxel_id)
         row = self.row(full)
         if row is None:
             raise VoxelNotFoundError(f"no voxel {voxel_id}")
@@ -459,6 +459,25 @@ class VoxelStore:
         """Check every voxel, oldest first."""
         return check_all(self)
 
+    def read_text(self, voxel: Voxel | str) -> str | None:
+        """The text the extract stage stored for the voxel, SHA-256 verified (None: the voxel
+        has no extracted text).
+
+        Raises:
+            PayloadMissingError: the text object is gone.
+            ChecksumMismatch: it does not hash to the sealed reference.
+        """
+        if isinstance(voxel, str):
+            voxel = self.get(voxel)
+        sha = text_sha256(voxel)
+        if sha is None:
+            return None
+        try:
+            data = self.objects.get_bytes(sha)
+        except PayloadNotFound as exc:
+            raise PayloadMissingError(f"extracted text of voxel {voxel.id} is missing") from exc
+        return data.decode("utf-8", "replace")
+
 
 @dataclass(frozen=True)
 class _Prepared:
@@ -541,6 +560,15 @@ def _check_acyclic(edges: Sequence[tuple[str, str]], new_ids: set[str]) -> None:
             elif not state.get(nxt):
                 state[nxt] = 1
                 stack.append((nxt, iter(parents.get(nxt, ()))))
+
+
+def text_sha256(voxel: Voxel) -> str | None:
+    """The SHA-256 of the voxel's extracted text (``traits.extract.text_ref``), if any."""
+    extract = voxel.traits.get("extract")
+    ref = extract.get("text_ref") if isinstance(extract, dict) else None
+    if not isinstance(ref, str) or not ref.startswith("sha256:") or len(ref) != 71:
+        return None
+    return ref[7:]
 
 
 def open_voxel_store(settings: Settings, objects: ObjectStore | None = None) -> VoxelStore:

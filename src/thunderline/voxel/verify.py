@@ -5,7 +5,9 @@ A voxel passes when its document hashes to the recorded metadata SHA-256, every 
 and **every** copy of its payload -- the inline row and the object-store object, whichever
 exist (the classify stage stores every payload as an object, so an inline payload usually has
 both) -- hashes to the sealed SHA-256; and its ``voxel_edges`` rows are exactly its sealed
-parent ids (``lineage_mismatch`` otherwise). A failure lists every difference found; nothing
+parent ids (``lineage_mismatch`` otherwise); and the extracted text its
+``traits["extract"]["text_ref"]`` names is in the object store and hashes to that name
+(``text_missing`` otherwise). A failure lists every difference found; nothing
 here raises for a mismatch.
 """
 
@@ -74,6 +76,9 @@ def check_voxel(store: VoxelStore, voxel_id: str) -> VoxelCheck:
         payload_problems, payload_reason = _payload_differences(store, voxel, row)
         problems += payload_problems
         reason = payload_reason or reason
+        text_problems, text_reason = _text_differences(store, voxel)
+        problems += text_problems
+        reason = reason if reason != "ok" else (text_reason or reason)
     except ThunderlineError as exc:
         return VoxelCheck(voxel_id, False, exc.reason, str(exc))
     if problems:
@@ -152,6 +157,25 @@ def _payload_differences(
             problems.append(f"object copy {voxel.payload_ref} is missing")
             reason = reason or "payload_missing"
     return problems, reason
+
+
+def _text_differences(store: VoxelStore, voxel: Voxel) -> tuple[list[str], str | None]:
+    """The extracted text named by ``traits["extract"]["text_ref"]`` must be in the object
+    store and hash to its name; (what differs, the reason) -- or ([], None)."""
+    from thunderline.voxel.store import text_sha256
+
+    sha = text_sha256(voxel)
+    if sha is None:
+        return [], None
+    try:
+        store.objects.copy_verified(sha, _Discard())
+    except ChecksumMismatch as exc:
+        return [f"extracted text hashes to {exc.actual[:16]}..., sealed {sha[:16]}..."], (
+            "checksum_mismatch"
+        )
+    except KeyError:
+        return [f"extracted text sha256:{sha[:16]}... is missing"], "text_missing"
+    return [], None
 
 
 class _Discard:

@@ -240,7 +240,7 @@ async def test_same_event_delivered_twice_gives_one_voxel(cluster: Cluster) -> N
     taker = bus()
     first = await taker.pull("classify", "t", 1, 10.0)
     assert len(first) == 1
-    await taker.stop_consuming()
+    await taker.prepare_for_draining()
     await taker.publish("classify", first[0].payload)
     await taker.ack(first[0])
     await taker.publish("classify", first[0].payload)
