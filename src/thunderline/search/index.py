@@ -14,6 +14,7 @@ cascades to ``search_docs`` and, through a trigger on SQLite, to ``search_fts``)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Final
 
@@ -49,6 +50,7 @@ PG_CONFIGS: Final[dict[str, str]] = {
 }
 #: The configuration words are also stemmed with when a query names no language.
 DEFAULT_CONFIG: Final = "english"
+_WORDS = re.compile(r"[\W_]+")
 _SENTINELS = str.maketrans({"\x02": " ", "\x03": " "})
 
 
@@ -123,7 +125,7 @@ def index_voxels(conn: Connection, docs: Sequence[IndexDoc]) -> None:
                 {
                     "doc_no": number,
                     "cfg": pg_config(doc.lang),
-                    "name": doc.name,
+                    "name": _WORDS.sub(" ", doc.name),  # python-logo.jpg: 3 words
                     "entities": doc.entity_text(),
                     "meta": doc.meta_text(),
                 }
