@@ -72,6 +72,7 @@ class _AsgiEndpoint:
 def create_app(settings: Settings, service: ApiService | None = None) -> FastAPI:
     """The application; the service (pipeline, stores) starts and stops with it."""
     from thunderline.api import console, routes
+    from thunderline.search import api as search_api
 
     service = service or ApiService(settings)
 
@@ -94,6 +95,7 @@ def create_app(settings: Settings, service: ApiService | None = None) -> FastAPI
     app.state.service = service
     install_handlers(app)
     app.include_router(routes.router)
+    app.include_router(search_api.router)
     app.include_router(routes.health_router)
     app.include_router(console.router)
     app.router.routes.append(

@@ -13,10 +13,13 @@ import hashlib
 import json
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from thunderline import names
-from thunderline.voxel.schema import Voxel
+
+if TYPE_CHECKING:
+    from thunderline.voxel.schema import Voxel
+
 
 #: The ONNX model whose top label is the document kind (licence, changelog, readme ...).
 KIND_MODEL = "text_classifier"

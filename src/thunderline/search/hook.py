@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from thunderline.errors import ThunderlineError
-from thunderline.objects.base import ObjectStore
 from thunderline.search.document import IndexDoc, index_doc
-from thunderline.voxel.schema import Voxel
+
+if TYPE_CHECKING:
+    from thunderline.objects.base import ObjectStore
+    from thunderline.voxel.schema import Voxel
+
 
 _log = logging.getLogger("thunderline.search")
 
