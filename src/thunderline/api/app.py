@@ -73,6 +73,7 @@ def create_app(settings: Settings, service: ApiService | None = None) -> FastAPI
     """The application; the service (pipeline, stores) starts and stops with it."""
     from thunderline.api import console, routes
     from thunderline.search import api as search_api
+    from thunderline.search import console as search_console
 
     service = service or ApiService(settings)
 
@@ -98,6 +99,7 @@ def create_app(settings: Settings, service: ApiService | None = None) -> FastAPI
     app.include_router(search_api.router)
     app.include_router(routes.health_router)
     app.include_router(console.router)
+    app.include_router(search_console.router)
     app.router.routes.append(
         Route("/metrics", _AsgiEndpoint(metrics_app()), include_in_schema=False)
     )
