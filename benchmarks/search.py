@@ -54,6 +54,7 @@ N = int(os.environ.get("BENCH_SEARCH_VOXELS", "100000"))
 REPS = int(os.environ.get("BENCH_SEARCH_REPS", "40"))
 INGEST_N = int(os.environ.get("BENCH_SEARCH_INGEST", "4000"))
 BATCH = 500
+BACKENDS = os.environ.get("BENCH_SEARCH_BACKENDS", "sqlite,postgresql").split(",")
 PG_URL = os.environ.get("TL_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 LABELS = [("python", "code"), ("txt", "text"), ("markdown", "text"), ("rst", "text")]
 KINDS = ["source", "readme", "licence", "changelog", "manpage"]
@@ -295,7 +296,11 @@ def main() -> None:
         "cpus": os.cpu_count(),
     }
     with tempfile.TemporaryDirectory() as tmp:
-        results["sqlite"] = run_backend("sqlite", None, Path(tmp) / "sqlite", docs)
+        if "sqlite" in BACKENDS:
+            results["sqlite"] = run_backend("sqlite", None, Path(tmp) / "sqlite", docs)
+        if "postgresql" not in BACKENDS:
+            print(json.dumps(results))
+            return
         try:
             import psycopg
 

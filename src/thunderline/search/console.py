@@ -60,7 +60,7 @@ async def search_page(
                     }
                     for v in values
                 ]
-                facets.append({"name": name, "values": links})
+                facets.append({"name": name, "entries": links})
     return _page(
         request,
         "search.html",

@@ -465,37 +465,58 @@ class Searcher:
             sql += f"WHERE doc_no IN ({nums})"
             return {int(n): _plain_snippet(b) for n, b in conn.execute(text(sql))}
         if plan.match_param is not None:
+            # one statement per hit: FTS5 takes "rowid = ?" as a constraint (an IN list
+            # would make it walk every match of the expression)
             sql = (
-                "SELECT rowid, snippet(search_fts, 1, char(2), char(3), ' … ', 24), "
+                "SELECT snippet(search_fts, 1, char(2), char(3), ' … ', 24), "
                 "snippet(search_fts, -1, char(2), char(3), ' … ', 24) FROM search_fts "
-                f"WHERE search_fts MATCH {plan.match_param} AND rowid IN ({nums})"
+                f"WHERE search_fts MATCH {plan.match_param} AND rowid = :snippet_row"
             )
-            for number, body_marked, best in conn.execute(text(sql), plan.params):
-                chosen = body_marked if "\x02" in (body_marked or "") else best
-                out[int(number)] = segments(chosen or "")
+            statement = text(sql)
+            for number in numbers:
+                row = conn.execute(statement, {**plan.params, "snippet_row": number}).first()
+                if row is not None:
+                    body_marked, best = row
+                    chosen = body_marked if "\x02" in (body_marked or "") else best
+                    out[number] = segments(chosen or "")
             return out
         sql = f"SELECT rowid, substr(body, 1, {_SNIPPET_CHARS * 2}) FROM search_fts "
         sql += f"WHERE rowid IN ({nums})"
         return {int(n): _plain_snippet(b) for n, b in conn.execute(text(sql))}
 
     def _facets(self, conn: Any, plan: _Plan) -> tuple[int, dict[str, list[FacetValue]]]:
-        base = f"FROM {plan.from_} WHERE {plan.where}"
-        total = int(conn.execute(text(f"SELECT count(*) {base}"), plan.params).scalar_one())
-        facets: dict[str, list[FacetValue]] = {}
+        """The total and every facet in ONE statement: the match set is evaluated once
+        (a materialised CTE), then grouped per facet."""
+        parts = ["SELECT 'total' AS f, NULL AS v, count(*) AS n FROM m"]
         for name, (column, term) in FACETS.items():
             if column is not None:
-                sql = (
-                    f"SELECT d.{column} AS v, count(*) AS n {base} AND d.{column} IS NOT NULL "
-                    f"GROUP BY d.{column} ORDER BY n DESC, v LIMIT {FACET_LIMIT}"
+                inner = (
+                    f"SELECT '{name}' AS f, m.{column} AS v, count(*) AS n FROM m "
+                    f"WHERE m.{column} IS NOT NULL GROUP BY m.{column} "
+                    f"ORDER BY n DESC, v LIMIT {FACET_LIMIT}"
                 )
             else:
-                sql = (
-                    "SELECT min(t.shown) AS v, count(*) AS n FROM search_terms t "
-                    f"WHERE t.field = '{term}' AND t.doc_no IN (SELECT d.doc_no {base}) "
-                    f"GROUP BY t.value ORDER BY n DESC, v LIMIT {FACET_LIMIT}"
+                inner = (
+                    f"SELECT '{name}' AS f, min(t.shown) AS v, count(*) AS n "
+                    "FROM search_terms t JOIN m ON m.doc_no = t.doc_no "
+                    f"WHERE t.field = '{term}' GROUP BY t.value ORDER BY n DESC, v "
+                    f"LIMIT {FACET_LIMIT}"
                 )
-            rows = conn.execute(text(sql), plan.params)
-            facets[name] = [FacetValue(str(v), int(n)) for v, n in rows]
+            parts.append(f"SELECT * FROM ({inner}) AS facet_{len(parts)}")
+        sql = (
+            "WITH m AS MATERIALIZED (SELECT d.doc_no AS doc_no, d.label AS label, "
+            "d.grp AS grp, d.lang AS lang, d.kind AS kind "
+            f"FROM {plan.from_} WHERE {plan.where}) " + " UNION ALL ".join(parts)
+        )
+        total = 0
+        facets: dict[str, list[FacetValue]] = {name: [] for name in FACETS}
+        for f, v, n in conn.execute(text(sql), plan.params):
+            if f == "total":
+                total = int(n)
+            else:
+                facets[str(f)].append(FacetValue(str(v), int(n)))
+        for values in facets.values():
+            values.sort(key=lambda fv: (-fv.count, fv.value))
         return total, facets
 
     def iter_matches(self, query: str, *, batch: int = 1000) -> Iterator[list[str]]:

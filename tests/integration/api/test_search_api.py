@@ -11,9 +11,7 @@ from tests.integration.api._server import EXAMPLES, Served
 
 def _ingest(served: Served, name: str) -> None:
     with served.client() as client:
-        response = client.post(
-            "/v1/ingest", files={"file": (name, (EXAMPLES / name).read_bytes())}
-        )
+        response = client.post("/v1/ingest", files={"file": (name, (EXAMPLES / name).read_bytes())})
         assert response.status_code == 202, response.text
         outcome = served.wait_outcome(response.json()["correlation_id"], timeout_s=120)
         assert outcome["outcome"] == "stored", outcome
