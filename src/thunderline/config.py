@@ -210,6 +210,11 @@ class Settings(BaseSettings):
     extract_restart_after: int = Field(
         500, ge=1, description="An extraction worker is replaced after this many files."
     )
+    extract_ocr: str = Field(
+        "rapidocr",
+        pattern=r"^(rapidocr|off)$",
+        description="OCR of images and PDF pages without a text layer: `rapidocr` or `off`.",
+    )
     extract_max_parts: int = Field(
         1000, ge=0, description="Embedded parts (attachments, objects) kept per file."
     )

@@ -53,6 +53,7 @@ class ExtractContext:
     max_parts: int = 1000
     max_part_bytes: int = 256 * 1024 * 1024
     parts_dir: Path | None = None
+    ocr: bool = False  # read images and PDF pages without a text layer with OCR
     progress: Callable[[], None] = lambda: None
     parts: list[EmbeddedPart] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

@@ -108,6 +108,7 @@ class Job:
     max_parts: int = 0
     max_part_bytes: int = 0
     parts_dir: str | None = None
+    ocr: bool = False
 
     def wire(self) -> str:
         body = {
@@ -120,6 +121,7 @@ class Job:
             "max_parts": self.max_parts,
             "max_part_bytes": self.max_part_bytes,
             "parts_dir": self.parts_dir,
+            "ocr": self.ocr,
         }
         return json.dumps(body, ensure_ascii=False) + "\n"
 

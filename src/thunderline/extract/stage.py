@@ -35,6 +35,8 @@ from thunderline.extract.result import EmbeddedPart, ExtractResult, ExtractSumma
 from thunderline.flow.stage import Outcome, StageOptions, StoreStage
 from thunderline.objects.base import ObjectStore
 
+#: Extractors that read pixels when OCR is on (their files then get the ``ocr`` timeout).
+OCR_EXTRACTORS = ("image", "pdf")
 #: Text stage that the route loses when the file yields no text.
 TEXT_STAGES = ("nlp",)
 
@@ -112,17 +114,19 @@ class ExtractStage(StoreStage):
             payload = await asyncio.to_thread(self._payload_path, data, work)
             parts_dir = work / "parts"
             parts_dir.mkdir()
+            ocr_on = self.settings.extract_ocr == "rapidocr" and extractor in OCR_EXTRACTORS
             job = Job(
                 id=event.id,
                 path=str(payload),
                 extractor=extractor,
-                kind=kind,
+                kind="ocr" if ocr_on else kind,
                 label=data.classification.label,
                 mime=data.classification.mime,
                 max_text_bytes=self.settings.nlp_max_text_bytes,
                 max_parts=min(self.settings.extract_max_parts, self.settings.archive_max_members),
                 max_part_bytes=self.settings.archive_max_total_bytes,
                 parts_dir=str(parts_dir),
+                ocr=ocr_on,
             )
             started = time.perf_counter()
             result = await self.pool.extract(job)

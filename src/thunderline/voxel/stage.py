@@ -180,7 +180,10 @@ class PackageStage(StoreStage):
                 item.payload = self.store.get_bytes(voxel.payload_sha256)
             data = data_of(item.event, Classified)
             depth = data.parent.depth if data.parent is not None else 0
-            if archive.is_archive_classification(data.classification) and depth < MAX_ARCHIVE_DEPTH:
+            expandable = archive.is_archive_classification(data.classification) or (
+                archive.sniffed_archive(data.classification, self._head(voxel.payload_sha256))
+            )
+            if expandable and depth < MAX_ARCHIVE_DEPTH:
                 item.members = self._expand(voxel, item.notes)
             elif data.extract is not None and data.extract.parts and depth < MAX_ARCHIVE_DEPTH:
                 item.members = embedded_members(data.extract.parts)
@@ -189,6 +192,14 @@ class PackageStage(StoreStage):
             item.error = exc
         except OSError as exc:
             item.error = BackendError(f"payload I/O failed: {exc}")
+
+    def _head(self, sha: str) -> bytes:
+        """The first bytes of a local payload (remote payloads: none, never sniffed)."""
+        local = self.store.local_path(sha)
+        if local is None:
+            return b""
+        with local.open("rb") as handle:
+            return handle.read(8)
 
     def _expand(self, voxel: Voxel, notes: list[str]) -> list[archive.Member]:
         tmp_dir = self._tmp_dir()

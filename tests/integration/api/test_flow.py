@@ -303,3 +303,17 @@ def test_console_voxel_list_date_filters(served: Served) -> None:
     assert "dated.txt" in current
     assert "No voxels match." in future
     assert "Dates must be YYYY-MM-DD." in bad
+
+
+def test_voxel_text_is_the_extracted_text(served: Served) -> None:
+    data = b"# Heading\n\nAda Lovelace wrote the first program in London.\n"
+    accepted = upload(served, "notes.md", data)
+    outcome = served.wait_outcome(accepted["correlation_id"])
+    voxel_id = outcome["voxel_ids"][0]
+    with served.client("read") as client:
+        response = client.get(f"/v1/voxels/{voxel_id}/text")
+        missing = client.get("/v1/voxels/01a21cf3-0000-7000-8000-000000000000/text")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    assert response.text == "Heading\nAda Lovelace wrote the first program in London."
+    assert missing.status_code == 404

@@ -158,3 +158,29 @@ async def test_a_crashing_parser_costs_one_dlq_record(
     assert json.dumps(record.error.details)
     voxels = [e for e in ends if e.type == VOXEL_CREATED]
     assert len(voxels) == 1
+
+
+async def test_containers_yield_their_members_through_the_pipeline(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    from thunderline.testing.corpus import deb_bytes, tar_bytes
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    members = [("doc/readme.txt", b"Marie Curie was born in Warsaw.\n")]
+    (folder / "curie.deb").write_bytes(deb_bytes(members))
+    (folder / "docs.tar.zst").write_bytes(tar_bytes(members, "zst"))
+    settings = make_settings(extract_workers=1, spacy_workers=1)
+    ends = await _run(settings, folder)
+    assert {e.type for e in ends} == {VOXEL_CREATED}
+    store = VoxelStore(settings, open_object_store(settings))
+    try:
+        voxels = {store.get(i).source: store.get(i) for i in store.iter_ids()}
+        readmes = [v for s, v in voxels.items() if s.endswith("!/doc/readme.txt")]
+        assert len(readmes) == 2  # one through deb -> data.tar.xz, one through tar.zst
+        for readme in readmes:
+            assert store.read_text(readme) == "Marie Curie was born in Warsaw.\n"
+        deep = next(v for v in readmes if "curie.deb" in v.source)
+        assert len(store.ancestors(deep.id)) == 2  # data.tar.xz, then the .deb
+    finally:
+        store.close()

@@ -234,16 +234,43 @@ def extract_image(path: Path, ctx: ExtractContext) -> ExtractResult:
         Image.DecompressionBombError,
     ) as exc:
         ctx.warn(f"image header unreadable: {type(exc).__name__}: {exc}")
-    return result(
+    builder: TextBuilder | None = None
+    ocr_info = None
+    if ctx.ocr and meta.width:
+        builder, ocr_info = _ocr_image(path, ctx, raw)
+    found = result(
         ctx,
         "image",
         "pillow",
-        None,
-        content="none",
+        builder,
+        content="prose",
         metadata=meta,
         raw=raw,
         bytes_in=path.stat().st_size,
     )
+    return found.model_copy(update={"ocr": ocr_info}) if ocr_info is not None else found
+
+
+def _ocr_image(path: Path, ctx: ExtractContext, raw: dict[str, Any]) -> tuple[TextBuilder, Any]:
+    """The image's text by OCR (each line with its confidence; low ones listed in ``raw``)."""
+    from PIL import Image
+
+    from thunderline.extract import ocr
+
+    builder = TextBuilder(ctx.max_text_bytes)
+    problem = ocr.available()
+    if problem is not None:
+        ctx.warn(f"OCR skipped: {problem}")
+        return builder, None
+    with Image.open(path) as image:
+        image.seek(0)
+        lines = ocr.recognise(image, ctx.progress)
+    for line in lines:
+        builder.line(line.text)
+    low = ocr.low_confidence_note(lines)
+    if low:
+        raw["ocr_low_confidence"] = "; ".join(low)
+    return builder, ocr.info(lines)
 
 
 # ---- fonts ----------------------------------------------------------------------------------

@@ -102,6 +102,8 @@ def extract_pdf_pdfium(path: Path, ctx: ExtractContext) -> ExtractResult:
         builder = TextBuilder(ctx.max_text_bytes)
         pages = len(document)
         empty: list[int] = []
+        ocr_infos: list[Any] = []
+        low: list[str] = []
         for index in range(pages):
             ctx.progress()
             builder.segment("page")
@@ -115,6 +117,8 @@ def extract_pdf_pdfium(path: Path, ctx: ExtractContext) -> ExtractResult:
             finally:
                 page.close()
             text = text.replace("\r\n", "\n").replace("\r", "\n")
+            if len(text.strip()) < MIN_PAGE_CHARS and ctx.ocr:
+                text = _ocr_page(document, index, ctx, ocr_infos, low) or text
             if len(text.strip()) < MIN_PAGE_CHARS:
                 empty.append(index)
             for line in text.split("\n"):
@@ -123,7 +127,39 @@ def extract_pdf_pdfium(path: Path, ctx: ExtractContext) -> ExtractResult:
                 break
     finally:
         document.close()
-    return _finish(ctx, builder, "pypdfium2", info, pages, empty, path.stat().st_size)
+    if low:
+        info["ocr_low_confidence"] = "; ".join(low)[:2000]
+    found = _finish(ctx, builder, "pypdfium2", info, pages, empty, path.stat().st_size)
+    if ocr_infos:
+        from thunderline.extract import ocr
+
+        found = found.model_copy(update={"ocr": ocr.merge(ocr_infos)})
+    return found
+
+
+#: Rendering scale for OCR (PDF points are 1/72 in: 2.5 is 180 dpi).
+OCR_SCALE = 2.5
+
+
+def _ocr_page(
+    document: Any, index: int, ctx: ExtractContext, infos: list[Any], low: list[str]
+) -> str:
+    """The text of a page without a text layer, by OCR of its rendering."""
+    from thunderline.extract import ocr
+
+    problem = ocr.available()
+    if problem is not None:
+        ctx.warn(f"OCR skipped: {problem}")
+        return ""
+    page = document[index]
+    try:
+        image = page.render(scale=OCR_SCALE).to_pil()
+    finally:
+        page.close()
+    lines = ocr.recognise(image, ctx.progress)
+    infos.append(ocr.info(lines))
+    low.extend(ocr.low_confidence_note(lines, index))
+    return "\n".join(line.text for line in lines)
 
 
 def extract_pdf_pypdf(path: Path, ctx: ExtractContext) -> ExtractResult:
