@@ -149,7 +149,7 @@ class Settings(BaseSettings):
     search_max_text_chars: int = Field(
         100_000,
         ge=0,
-        le=400_000,
+        le=200_000,
         description="Extracted text indexed for search per voxel (the head; 0: names and "
         "metadata only).",
     )

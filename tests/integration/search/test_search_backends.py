@@ -241,3 +241,20 @@ def test_cli_search_and_exit_codes(store: VoxelStore, monkeypatch: pytest.Monkey
     bad = runner.invoke(app, ["search", "foo AND (bar"])
     assert bad.exit_code == 2
     assert "missing ')'" in bad.output and "Traceback" not in bad.output
+
+
+def test_voxels_verify_reports_index_rows(
+    store: VoxelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TL_HOME", str(store.settings.home))
+    monkeypatch.setenv("TL_DATABASE_URL", store.url.replace("***", ""))
+    runner = CliRunner()
+    assert runner.invoke(app, ["voxels", "verify", "--all"]).exit_code == 0
+    victim = next(iter(store.iter_ids()))
+    remove(store, [victim])
+    failed = runner.invoke(app, ["voxels", "verify", "--all"], terminal_width=200)
+    assert failed.exit_code == 1
+    assert "index_missing" in failed.output and victim in failed.output
+    rebuilt = runner.invoke(app, ["index", "rebuild"])
+    assert rebuilt.exit_code == 0 and "1 indexed" in rebuilt.output
+    assert runner.invoke(app, ["voxels", "verify", "--all"]).exit_code == 0
