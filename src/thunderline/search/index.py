@@ -93,6 +93,7 @@ WHERE doc_no = :doc_no
 
 def index_voxels(conn: Connection, docs: Sequence[IndexDoc]) -> None:
     """Index ``docs`` in the caller's transaction (replacing any row of the same voxel)."""
+    docs = list({doc.voxel_id: doc for doc in docs}.values())  # a voxel twice in a batch
     if not docs:
         return
     remove_voxels(conn, [doc.voxel_id for doc in docs])
