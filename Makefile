@@ -6,22 +6,30 @@ STAMP  := $(VENV)/.installed
 # TensorFlow/Keras/tf2onnx (the `convert` extra, ~2 GB): installed once per venv for `make test`
 # and `make models`, never for `make demo`.
 CONVERT_STAMP := $(VENV)/.convert-installed
-# The private key that signs the committed models. It is never in the repository.
-MODEL_SIGNING_KEY ?= /work/signing/model_signing_key.pem
+# The private key that signs the committed models is never in the repository: pass it, e.g.
+# `make models MODEL_SIGNING_KEY=../shared/signing/model_signing_key.pem`.
+MODEL_SIGNING_KEY ?=
+# A lock is the complete environment: every pin installed as written, nothing resolved at
+# install time (--no-deps), then `pip check` proves the set is consistent (and
+# tests/unit/test_locks.py proves each lock complete). pip is pinned too: the lock carries
+# pip==…with its hash (pip-compile --allow-unsafe), so the first install replaces the venv's
+# bundled pip and every later install (convert extra, editable project) runs the pinned one.
+PIP_INSTALL := $(BIN)/python -m pip install -q --disable-pip-version-check
+INSTALL_LOCK = $(PIP_INSTALL) --no-deps --require-hashes -r $(1) && $(BIN)/python -m pip check -q
 
-.PHONY: venv convert demo test lint typecheck unit bench clean lock lock-convert models models-check sbom
+.PHONY: venv convert demo test lint typecheck unit bench clean lock lock-convert models models-check sbom check-fresh
 
 # (Re)create the virtualenv from the lock file when the lock or the project changes.
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check --require-hashes -r requirements.lock
-	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	$(call INSTALL_LOCK,requirements.lock)
+	$(PIP_INSTALL) --no-deps -e .
 	@touch $(STAMP)
 
 venv: $(STAMP)
 
 $(CONVERT_STAMP): requirements-convert.lock $(STAMP)
-	$(BIN)/python -m pip install -q --disable-pip-version-check --require-hashes -r requirements-convert.lock
+	$(call INSTALL_LOCK,requirements-convert.lock)
 	@touch $(CONVERT_STAMP)
 
 convert: $(CONVERT_STAMP)
@@ -31,8 +39,8 @@ demo: venv
 	$(BIN)/thunderline voxels list
 
 lint: venv
-	$(BIN)/ruff check src tests benchmarks models
-	$(BIN)/ruff format --check src tests benchmarks models
+	$(BIN)/ruff check src tests benchmarks models scripts
+	$(BIN)/ruff format --check src tests benchmarks models scripts
 
 typecheck: venv
 	$(BIN)/mypy
@@ -50,6 +58,8 @@ test: venv convert lint typecheck models-check
 # Retrain, convert, validate and sign both models (seeded; a few minutes on 2 cores). Needs
 # `apt-get install dataset-fashion-mnist` and the private key at MODEL_SIGNING_KEY.
 models: convert
+	@test -n "$(MODEL_SIGNING_KEY)" || { echo "make models: pass the private signing key, e.g. make models MODEL_SIGNING_KEY=../shared/signing/model_signing_key.pem" >&2; exit 2; }
+	@test -r "$(MODEL_SIGNING_KEY)" || { echo "make models: cannot read MODEL_SIGNING_KEY=$(MODEL_SIGNING_KEY)" >&2; exit 2; }
 	$(BIN)/python models/train_image.py --key $(MODEL_SIGNING_KEY)
 	$(BIN)/python models/train_text.py --key $(MODEL_SIGNING_KEY)
 
@@ -72,6 +82,11 @@ lock-convert: venv
 	$(BIN)/python -m pip install -q --disable-pip-version-check pip-tools
 	test -f requirements-convert.lock || cp requirements.lock requirements-convert.lock
 	$(BIN)/pip-compile $(LOCK_FLAGS) --extra=dev --extra=convert --output-file=requirements-convert.lock pyproject.toml
+
+# The newcomer path on every CI run: clone this repository's HEAD into a temporary folder and
+# run `make demo` there with an empty pip cache; checks its exit code and the voxel count.
+check-fresh:
+	$(PYTHON) scripts/check_fresh.py
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py

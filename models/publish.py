@@ -27,7 +27,6 @@ REGISTRY_HEADER = """\
 # refresh sha256 with `thunderline models checksum PATH` and re-sign the folder
 # (`thunderline models sign DIR --key K`). Paths are relative to this folder.
 """
-DEFAULT_KEY = Path("/work/signing/model_signing_key.pem")
 
 
 def _toml_value(value: Any) -> str:

@@ -6,7 +6,7 @@ grayscale, 10 classes) under ``/usr/share/datasets/fashion-mnist/``. The test sp
 held-out split. Seeded (``keras.utils.set_random_seed``), 2 threads; about a minute per epoch on
 a quiet 2-core machine. Run from the repository root (needs the ``convert`` extra)::
 
-    .venv/bin/python models/train_image.py [--epochs 4] [--key /work/signing/model_signing_key.pem]
+    .venv/bin/python models/train_image.py [--epochs 4] --key ../shared/signing/model_signing_key.pem
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from publish import DEFAULT_KEY, HERE, publish
+from publish import HERE, publish
 
 DATA = Path("/usr/share/datasets/fashion-mnist")
 NAME = "image_classifier"
@@ -98,7 +98,12 @@ def build_model(keras):  # type: ignore[no-untyped-def]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--key", type=Path, default=DEFAULT_KEY, help="EC P-256 private key.")
+    parser.add_argument(
+        "--key",
+        type=Path,
+        required=True,
+        help="EC P-256 private key that signs the folder (never inside the repository).",
+    )
     parser.add_argument("--out", type=Path, default=HERE / NAME)
     args = parser.parse_args(argv)
     if not DATA.is_dir():

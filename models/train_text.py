@@ -21,7 +21,7 @@ data set: the README records the counts and a digest of the file list. The split
 group in five held out, so no package is on both sides. Tokens are the ``utf8_bytes`` ids the
 infer stage uses (``thunderline.ml.preprocess.utf8_byte_ids``). Run from the repository root::
 
-    .venv/bin/python models/train_text.py [--epochs 8] [--key /work/signing/model_signing_key.pem]
+    .venv/bin/python models/train_text.py [--epochs 8] --key ../shared/signing/model_signing_key.pem
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from publish import DEFAULT_KEY, HERE, publish
+from publish import HERE, publish
 from thunderline.ml.preprocess import utf8_byte_ids
 
 NAME = "text_classifier"
@@ -196,7 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--per-class", type=int, default=1000)
-    parser.add_argument("--key", type=Path, default=DEFAULT_KEY, help="EC P-256 private key.")
+    parser.add_argument(
+        "--key",
+        type=Path,
+        required=True,
+        help="EC P-256 private key that signs the folder (never inside the repository).",
+    )
     parser.add_argument("--out", type=Path, default=HERE / NAME)
     args = parser.parse_args(argv)
     started = time.perf_counter()

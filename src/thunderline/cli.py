@@ -1,4 +1,4 @@
-"""The ``thunderline`` command: a thin shell over :mod:`thunderline.runtime`.
+"""The ``thunderline`` command: a thin shell over the :class:`~thunderline.ingestor.Ingestor`.
 
 ``ingest`` runs the pipeline over files; ``doctor`` checks the installation; ``dlq`` lists and
 replays dead letters; ``config`` shows the effective settings. Sub-commands of the model
@@ -23,6 +23,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from thunderline import names
+from thunderline.bus.factory import open_ingestor
+from thunderline.classify.roots import HELD
 from thunderline.classify.walk import Candidate, iter_candidates
 from thunderline.config import Settings, mask_secrets, masked_dump
 from thunderline.console import cli_settings, stdout_console
@@ -30,8 +32,7 @@ from thunderline.errors import ThunderlineError
 from thunderline.events import CloudEvent
 from thunderline.journal import Journal
 from thunderline.obs.command import observe
-from thunderline.report import RunReport, record_schema
-from thunderline.runtime import Runtime
+from thunderline.report import RunReport, record_schema, skipped_record
 
 app = typer.Typer(
     name="thunderline",
@@ -43,7 +44,7 @@ config_app = typer.Typer(help="Show the effective settings.", no_args_is_help=Tr
 app.add_typer(config_app, name="config")
 
 for _name, _target in (
-    ("dlq", "thunderline.dlq:dlq_app"),
+    ("dlq", "thunderline.dlq.cli:dlq_app"),
     ("models", "thunderline.ml.cli:models_app"),
     ("voxels", "thunderline.voxel.cli:voxels_app"),
     ("serve", "thunderline.api.cli:serve_app"),
@@ -118,24 +119,29 @@ def ingest(
     candidates = iter_candidates(paths, recursive=recursive)  # a stream, never listed first
     try:
         with observe(settings, metrics_port=metrics_port):
-            if settings.bus_url.startswith(("amqp://", "amqps://")):
-                from thunderline.worker.cli import submit_and_wait
-
-                submit_and_wait(settings, _not_skipped(candidates, report), report, as_json)
-            else:
-                asyncio.run(_run_ingest(settings, candidates, report, as_json, show_progress))
+            asyncio.run(_run_ingest(settings, candidates, report, as_json, show_progress))
     except ThunderlineError as exc:
         err_console.print(f"[red]ingest failed:[/] {escape(mask_secrets(names.shown(str(exc))))}")
         raise typer.Exit(1) from exc
+    finally:
+        HELD.release_all()  # the roots the walk held open for the run (classify/roots.py)
     if not as_json:
         _print_summary(report, settings)
 
 
-def _not_skipped(candidates: Iterable[Candidate], report: RunReport) -> Iterator[Candidate]:
-    """The candidates to submit; skipped ones (directories without -r) go into the report."""
+def _not_skipped(
+    candidates: Iterable[Candidate], report: RunReport, as_json: bool = False
+) -> Iterator[Candidate]:
+    """The candidates to submit; skipped ones (directories without -r, symlinked folders) go
+    into the report, and under ``--json`` each is a record (``outcome`` skipped)."""
     for candidate in candidates:
         if candidate.skipped:
             report.skipped.append((str(candidate.path), candidate.skipped))
+            if as_json:
+                record = skipped_record(
+                    str(candidate.path), candidate.skip_reason or "skipped", candidate.skipped
+                )
+                print(names.dumps(record.to_json_dict()), flush=True)
         else:
             yield candidate
 
@@ -166,10 +172,10 @@ async def _run_ingest(
 
     started = time.perf_counter()
     with progress:
-        async with Runtime(settings, on_terminal=on_terminal) as runtime:
-            submitted = await runtime.submit_files(_not_skipped(candidates, report))
+        async with open_ingestor(settings, on_outcome=on_terminal) as ingestor:
+            submitted = await ingestor.submit_files(_not_skipped(candidates, report, as_json))
             progress.update(task, total=submitted)
-            await runtime.wait_idle()
+            await ingestor.wait_idle()
     report.wall_s = time.perf_counter() - started
 
 
@@ -218,6 +224,9 @@ def _print_summary(report: RunReport, settings: Settings) -> None:
         summary.add_row(f"  dlq {reason}", str(count))
     for path, why in report.skipped:
         summary.add_row(f"  skipped {_shown_name(path)}", escape(why))
+    for r in report.records:  # what a stage noted instead of a result (a deep archive, ...)
+        for note in r.notes:
+            summary.add_row(f"  note {_shown_name(r.path)}", escape(names.shown(note)))
     latency = report.latency_ms()
     summary.add_row(
         "classify p50 / p95 / p99", " / ".join(_fmt_ms(latency[k]) for k in ("p50", "p95", "p99"))
@@ -259,6 +268,8 @@ def _print_results(console: Console, report: RunReport) -> None:
         if r.inference is not None:
             inference = r.inference
             top = ", ".join(f"{t.label} {t.score:.3f}" for t in inference.top_k[:3])
+            if not inference.confident:  # below the model's threshold: not a fact
+                top = f"no confident label (below {inference.threshold}; raw: {top})"
             console.print(f"[bold]{name}[/] {inference.model} v{inference.version}: {top}")
 
 

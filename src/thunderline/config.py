@@ -1,7 +1,8 @@
 """Settings: one typed object read from ``TL_*`` variables and an optional ``thunderline.toml``.
 
 Precedence (highest first): constructor arguments, ``TL_*`` environment variables, the TOML file
-(``TL_CONFIG`` or ``./thunderline.toml``), then the defaults below. Every field is documented in
+(``TL_CONFIG`` or ``./thunderline.toml``, read strictly: :mod:`thunderline.configfile`), then the
+defaults below. Every field is documented in
 the README's settings table; ``tests/unit/test_config.py`` checks the table lists every field.
 Components receive this object (or values taken from it) and never read ``os.environ``.
 """
@@ -17,15 +18,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
+from thunderline.configfile import config_file_path, read_config_file
 from thunderline.errors import ConfigError
+from thunderline.urls import MASK, check_url_scheme
+from thunderline.urls import mask_secrets as mask_secrets  # re-exported: printed text
 
 #: The stages a route may name (after ``classify``, which starts every route), in order.
 ROUTE_STAGES: tuple[str, ...] = ("extract", "nlp", "infer", "package")
@@ -77,6 +81,7 @@ class Settings(BaseSettings):
         extra="ignore",
         validate_default=True,
         frozen=True,
+        allow_inf_nan=False,  # TL_STAGE_TIMEOUT_S=inf is a configuration error
     )
 
     # --- general ---------------------------------------------------------------------------
@@ -188,6 +193,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Larger files are dead-lettered as `too_large` (never read whole).",
     )
+    allow_hardlinks: bool = Field(
+        False,
+        description="Ingest a file with more than one hard link (refused as `hard_link` by "
+        "default: its other names may lie outside the ingest root).",
+    )
     magika_prediction_mode: str = Field(
         "high-confidence",
         description="Magika mode: `high-confidence`, `medium-confidence`, `best-guess`.",
@@ -240,8 +250,8 @@ class Settings(BaseSettings):
     )
     model_public_key: Path | None = Field(
         None,
-        description="EC P-256 PEM public key that verifies model signatures; default "
-        "`$TL_ONNX_MODEL_DIR/signing_key.pub`.",
+        description="EC P-256 PEM public key that verifies model signatures, outside "
+        "`TL_ONNX_MODEL_DIR` (default: the maintainers' key shipped with Thunderline).",
     )
     onnx_max_batch_size: int = Field(8, ge=1, description="Dynamic batcher: max requests per run.")
     onnx_max_queue_delay_ms: float = Field(2.0, ge=0, description="Dynamic batcher: max wait.")
@@ -324,6 +334,15 @@ class Settings(BaseSettings):
     api_read_timeout_s: float = Field(
         30.0, gt=0, description="Max wait for the next chunk of a request body (slow clients)."
     )
+    api_header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Max time for a request's headers to arrive (408 and close past it: slow "
+        "clients).",
+    )
+    api_max_connections_per_client: int = Field(
+        64, ge=1, description="Most open connections from one client address (503 past it)."
+    )
     api_max_header_bytes: int = Field(
         16384, ge=1024, description="Max total size of a request's headers (431 past it)."
     )
@@ -368,6 +387,11 @@ class Settings(BaseSettings):
             raise ValueError(f"{mask_secrets(value)!r} has an invalid port") from exc
         return value
 
+    @field_validator("bus_url", "database_url", "object_store_url")
+    @classmethod
+    def _check_backend_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return check_url_scheme(str(info.field_name), value)
+
     @field_validator("routes")
     @classmethod
     def _check_routes(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -395,10 +419,11 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_path = Path(os.environ.get("TL_CONFIG", "thunderline.toml"))
+        path, explicit = config_file_path()
+        values = read_config_file(path, explicit=explicit, known=cls.model_fields)
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if toml_path.is_file():
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        if values is not None:
+            sources.append(InitSettingsSource(settings_cls, init_kwargs=values))
         return tuple(sources)
 
     # --- derived values ---------------------------------------------------------------------
@@ -514,19 +539,6 @@ def env_name(field: str) -> str:
 
 
 _SECRET_FIELD = re.compile(r"(password|secret|token|api_key|access_key|private_key)", re.I)
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@/\s]+)(?=@)", re.I)
-_QUERY_SECRET = re.compile(
-    r"(?P<head>[?&](?:password|secret|token|access_key|secret_key|sig|signature)=)[^&\s]+",
-    re.I,
-)
-MASK = "***"
-
-
-def mask_secrets(text: str) -> str:
-    """``text`` with URL passwords (``scheme://user:PASSWORD@host``) and secret query values
-    replaced by ``***`` (for anything printed: settings, logs, doctor, error messages)."""
-    text = _URL_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
-    return _QUERY_SECRET.sub(lambda m: m.group("head") + MASK, text)
 
 
 def masked_dump(settings: Settings) -> dict[str, Any]:

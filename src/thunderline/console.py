@@ -37,7 +37,7 @@ def cli_settings() -> Settings:
         settings = load_settings(warn_unknown=False)
         check_home(settings)
     except ThunderlineError as exc:
-        err.print(f"[red]configuration error:[/] {escape(str(exc))}")
+        err.print(f"[red]configuration error:[/] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from exc
     for name, close in unknown_variables():
         hint = f" (did you mean {close}?)" if close else ""

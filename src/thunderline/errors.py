@@ -18,6 +18,7 @@ boundary (``raise ... from exc``) so callers only ever see this tree::
     │   │   ├── UnreadableArtifactError
     │   │   ├── NotARegularFileError
     │   │   ├── PathEscapeError        a symlink or ``..`` leaves the allowed root
+    │   │   ├── HardLinkError          a file with more than one link (TL_ALLOW_HARDLINKS)
     │   │   └── ArtifactTooLargeError
     │   └── ClassifyError              Magika itself failed
     ├── BackendError                   bus, database or object store failure (retryable)
@@ -118,6 +119,13 @@ class NotARegularFileError(ArtifactError):
 
 class PathEscapeError(ArtifactError):
     reason = "path_escape"
+
+
+class HardLinkError(ArtifactError):
+    """A regular file with more than one link: its other names may lie outside the ingest
+    root (``ln /etc/shadow inbox/x``), so it is refused unless ``TL_ALLOW_HARDLINKS``."""
+
+    reason = "hard_link"
 
 
 class ArtifactTooLargeError(ArtifactError):

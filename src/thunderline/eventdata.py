@@ -155,6 +155,14 @@ class Inference(_Model):
     top_k: list[LabelScore]
     inference_ms: float = Field(ge=0.0)
     batch_size: int = Field(1, ge=1)
+    confident: bool = Field(
+        True,
+        description="False: the best score is below the model's threshold -- 'no confident "
+        "label' (the raw scores are kept in top_k).",
+    )
+    threshold: float | None = Field(
+        None, ge=0.0, le=1.0, description="The model's min_confidence (registry), if it has one."
+    )
 
 
 class VoxelChecksums(_Model):

@@ -1,8 +1,9 @@
 """The outcomes store: how every artifact ended, by correlation id, and the DLQ bookkeeping.
 
 The pipeline's collector records every terminal event -- ``system.voxel.created`` or a DLQ
-record -- in the ``outcomes`` table of the voxel database (migration ``0002_outcomes``, SQLite
-and PostgreSQL), keyed by the event id, with the correlation id and the artifact it is about.
+record -- in the ``outcomes`` table of the voxel database (migrations ``0002_outcomes`` and
+``0003_outcome_once``, SQLite and PostgreSQL), keyed by the event id, with the correlation id
+and the artifact it is about.
 A DLQ record has a status:
 
 * ``open`` -- not replayed yet (what ``thunderline dlq list`` shows by default);
@@ -12,24 +13,32 @@ A DLQ record has a status:
   a voxel.
 
 A replay that fails again leaves the old record ``replayed`` and adds a new ``open`` one.
-Writes are idempotent (a redelivered terminal event is recorded once). The full event is kept
-as wire JSON (:mod:`thunderline.names`), so names round-trip exactly.
+Writes are idempotent: a redelivered terminal event is recorded once (event id), and so is
+an artifact whose message was processed twice (after a broker cut the second run's terminal
+event has a new id): ``once_key`` (migration ``0003_outcome_once``), the SHA-256 of (kind,
+correlation id, artifact), is unique, so there is one ``voxel`` row and at most one ``open``
+DLQ row per artifact of an ingest (``ON CONFLICT DO NOTHING``; a replayed DLQ row gives its
+key up). The full event is kept as wire JSON (:mod:`thunderline.names`), so names round-trip
+exactly.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import Engine, and_, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from thunderline import names
 from thunderline.config import Settings
+from thunderline.dlq.record import Subject
 from thunderline.errors import BackendError
 from thunderline.events import VOXEL_CREATED, CloudEvent
 from thunderline.voxel.db import make_engine, migrate
@@ -69,25 +78,18 @@ class OutcomeRecord:
         return out
 
 
-def _data_of(event: CloudEvent) -> dict[str, Any]:
-    if event.is_dlq:
-        original = event.data.get("original")
-        data = original.get("data") if isinstance(original, dict) else None
-        return data if isinstance(data, dict) else {}
-    return event.data
-
-
 def artifact_key(event: CloudEvent) -> str | None:
-    """What the record is about: the artifact's source (file URI, ``archive!/member``), else
-    its path or name (as in memory: may hold surrogate escapes)."""
-    artifact = _data_of(event).get("artifact")
-    if not isinstance(artifact, dict):
+    """What the record is about (:attr:`thunderline.dlq.record.Subject.key`)."""
+    return Subject.of(event).key
+
+
+def once_key(kind: str, correlation_id: str, artifact: str | None) -> str | None:
+    """The key that makes a row once per (kind, ingest, artifact); ``None`` without an
+    artifact (such rows are only idempotent by event id)."""
+    if artifact is None:
         return None
-    for key in ("source", "path", "name", "payload_ref"):
-        value = artifact.get(key)
-        if value:
-            return str(value)
-    return None
+    text = f"{kind}\x00{correlation_id}\x00{names.wire_text(artifact)}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _row(event: CloudEvent) -> dict[str, Any]:
@@ -113,6 +115,7 @@ def _row(event: CloudEvent) -> dict[str, Any]:
         "replay_event_id": None,
         "resolved_by": None,
         "event": event.to_json(),
+        "once_key": once_key(kind, event.correlationid, artifact),
     }
 
 
@@ -218,34 +221,34 @@ class OutcomeStore:
                             outcomes.c.status == OPEN,
                         )
                     )
-                    .values(status=REPLAYED, replay_event_id=replay_event_id)
+                    .values(status=REPLAYED, replay_event_id=replay_event_id, once_key=None)
                 )
                 return bool(result.rowcount == 1)
         except SQLAlchemyError as exc:
             raise BackendError(f"outcome update failed: {exc}") from exc
 
     def reopen(self, record_id: str) -> None:
-        """Undo a claim whose replay could not be sent (the record is ``open`` again)."""
+        """Undo a claim whose replay could not be sent (the record is ``open`` again, with
+        its once-key back unless another open record of the artifact took it meanwhile)."""
+        claimed = and_(outcomes.c.id == record_id, outcomes.c.status == REPLAYED)
         try:
             with self.engine.begin() as conn:
                 conn.execute(
-                    update(outcomes)
-                    .where(and_(outcomes.c.id == record_id, outcomes.c.status == REPLAYED))
-                    .values(status=OPEN, replay_event_id=None)
+                    update(outcomes).where(claimed).values(status=OPEN, replay_event_id=None)
                 )
+                row = conn.execute(
+                    select(outcomes.c.correlation_id, outcomes.c.artifact).where(
+                        outcomes.c.id == record_id
+                    )
+                ).first()
+            if row is not None:
+                key = once_key("dlq", row.correlation_id, row.artifact)
+                with contextlib.suppress(IntegrityError), self.engine.begin() as conn:
+                    conn.execute(
+                        update(outcomes).where(outcomes.c.id == record_id).values(once_key=key)
+                    )
         except SQLAlchemyError as exc:
             raise BackendError(f"outcome update failed: {exc}") from exc
-
-    def import_events(self, events: Iterable[CloudEvent], batch: int = 500) -> None:
-        """Record events written elsewhere (an older journal); known ids are left as they are."""
-        chunk: list[CloudEvent] = []
-        for event in events:
-            chunk.append(event)
-            if len(chunk) >= batch:
-                self.record_many(chunk)
-                chunk = []
-        if chunk:
-            self.record_many(chunk)
 
     # ---- reads --------------------------------------------------------------------------
     def _select(self, stmt: Any) -> list[OutcomeRecord]:
@@ -293,7 +296,8 @@ class OutcomeStore:
         if len(record_id) >= 36:
             stmt = stmt.where(outcomes.c.id == record_id)
         else:
-            stmt = stmt.where(outcomes.c.id.startswith(record_id)).limit(2)
+            # % and _ match only themselves (a LIKE pattern otherwise: issue 22)
+            stmt = stmt.where(outcomes.c.id.startswith(record_id, autoescape=True)).limit(2)
         found = self._select(stmt)
         return found[0] if len(found) == 1 else None
 
@@ -309,11 +313,6 @@ class OutcomeStore:
             raise BackendError(f"outcome read failed: {exc}") from exc
 
 
-def open_outcome_store(settings: Settings) -> OutcomeStore:
-    """The outcome store of the settings' voxel database (migrated)."""
-    return OutcomeStore(settings)
-
-
 __all__ = [
     "DLQ_STATUSES",
     "OK",
@@ -324,5 +323,5 @@ __all__ = [
     "OutcomeRecord",
     "OutcomeStore",
     "artifact_key",
-    "open_outcome_store",
+    "once_key",
 ]

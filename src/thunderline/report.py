@@ -67,10 +67,14 @@ class ArtifactRecord(BaseModel):
     mime: str | None = Field(description="MIME type.")
     score: float | None = Field(description="Magika score.")
     correlation_id: str = Field(description="One id from ingest to the end of this artifact.")
-    outcome: Literal["ok", "dlq"] = Field(
-        description="`ok`: stored as a voxel (or ended); `dlq`: dead-lettered."
+    outcome: Literal["ok", "dlq", "skipped"] = Field(
+        description="`ok`: stored as a voxel (or ended); `dlq`: dead-lettered; `skipped`: "
+        "found by the walk and not ingested (a symlinked folder, a folder without "
+        "`--recursive`; `notes` says why)."
     )
-    reason: str | None = Field(None, description="DLQ reason (`outcome` dlq).")
+    reason: str | None = Field(
+        None, description="DLQ reason (`outcome` dlq), or why it was skipped (`outcome` skipped)."
+    )
     stage: str | None = Field(None, description="The stage that dead-lettered it.")
     error: ErrorSummary | None = Field(None, description="The error (`outcome` dlq).")
     event_type: str = Field("", description="Type of the terminal or DLQ event.")
@@ -83,6 +87,11 @@ class ArtifactRecord(BaseModel):
     classification: Classification | None = Field(None, description="Magika's result in full.")
     nlp: NlpAnalysis | None = Field(None, description="The NLP result (when nlp ran).")
     inference: Inference | None = Field(None, description="The inference result (when infer ran).")
+    notes: list[str] = Field(
+        default_factory=list,
+        description="What a stage or the walk noted instead of a result: `stage: note` (a tar "
+        "link member not expanded, an archive nested past the depth limit, a skipped folder).",
+    )
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -158,6 +167,8 @@ def record_from_event(event: CloudEvent) -> ArtifactRecord:
         fields["voxel_id"] = data.voxel.id
     if isinstance(data, NlpProcessed | InferenceCompleted | VoxelCreated):
         fields.update(nlp=data.nlp, inference=data.inference)
+    if isinstance(data, IngestRequest) and data.notes:
+        fields["notes"] = [f"{n.stage}: {n.note}" for n in data.notes]
     fields.setdefault("path", None)
     return ArtifactRecord(
         label=classification.label if classification else None,
@@ -170,6 +181,22 @@ def record_from_event(event: CloudEvent) -> ArtifactRecord:
         event_type=event.type,
         event_id=event.id,
         **fields,
+    )
+
+
+def skipped_record(path: str, reason: str, why: str) -> ArtifactRecord:
+    """The record of a path the walk found and did not ingest (no ingest, no correlation id)."""
+    return ArtifactRecord(
+        path=path,
+        name=path.rsplit("/", 1)[-1] or path,
+        label=None,
+        group=None,
+        mime=None,
+        score=None,
+        correlation_id="",
+        outcome="skipped",
+        reason=reason,
+        notes=[f"walk: {why}"],
     )
 
 

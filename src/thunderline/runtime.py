@@ -8,6 +8,7 @@ options (batch size, batch timeout, concurrency, timeout) come from settings
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -18,12 +19,14 @@ from thunderline.classify.admission import error_for_os
 from thunderline.classify.stage import ClassifyStage
 from thunderline.classify.walk import Candidate
 from thunderline.config import Settings
-from thunderline.errors import ArtifactError
+from thunderline.dlq.record import dead_letter
+from thunderline.errors import ArtifactError, ConfigError
 from thunderline.eventdata import Artifact, IngestRequest, typed_event
 from thunderline.events import DLQ_CLASSIFY, INGEST_RECEIVED, CloudEvent
 from thunderline.extract.stage import ExtractStage
-from thunderline.flow.engine import Pipeline, dlq_event
+from thunderline.flow.engine import Pipeline
 from thunderline.flow.stage import Stage, StageOptions, StoreStage
+from thunderline.ingestor import SUBMIT_SOURCE, AdmitsFiles
 from thunderline.journal import Journal
 from thunderline.ml.stage import InferStage
 from thunderline.nlp.stage import NlpStage
@@ -75,19 +78,38 @@ def enabled_stage_names(settings: Settings) -> list[str]:
     return [spec.name for spec in WIRING if spec.enabled(settings)]
 
 
-def build_stages(settings: Settings, store: ObjectStore) -> list[Stage]:
-    """One instance of every enabled stage, options from settings."""
-    names = enabled_stage_names(settings)
+def build_stages(
+    settings: Settings,
+    store: ObjectStore,
+    names: Sequence[str] | None = None,
+    *,
+    concurrency: int | None = None,
+    stored_only: bool = False,
+) -> list[Stage]:
+    """The one stage builder: an instance of each named stage (default: every enabled one; a
+    name outside :data:`WIRING`, such as ``collect``, is skipped), options from settings and
+    ``concurrency`` overriding each stage's own. ``stored_only`` (a worker) classifies only
+    stored payloads. A named stage the settings switch off is a :class:`ConfigError`."""
+    enabled = enabled_stage_names(settings)
+    wanted = enabled if names is None else list(names)
     stages: list[Stage] = []
     for spec in WIRING:
-        if spec.name not in names:
+        if spec.name not in wanted:
             continue
+        if spec.name not in enabled:
+            raise ConfigError(f"stage {spec.name!r} is switched off by the settings ({spec.when})")
+        stage: Stage
         if spec.cls is ClassifyStage:
-            stages.append(ClassifyStage(settings, store, available_stages=names[1:]))
+            stage = ClassifyStage(
+                settings, store, available_stages=enabled[1:], stored_only=stored_only
+            )
         elif spec.cls is ExtractStage:
-            stages.append(ExtractStage(settings, store, available_stages=names[1:]))
+            stage = ExtractStage(settings, store, available_stages=enabled[1:])
         else:
-            stages.append(spec.cls(settings, store))
+            stage = spec.cls(settings, store)
+        if concurrency is not None:
+            stage.options = dataclasses.replace(stage.options, concurrency=concurrency)
+        stages.append(stage)
     return stages
 
 
@@ -146,11 +168,14 @@ def walk_failure(candidate: Candidate) -> CloudEvent:
         raise error from candidate.error
     except ArtifactError as raised:  # give the record a traceback
         metrics.DLQ_TOTAL.labels("classify", raised.reason).inc()
-        return dlq_event("classify", DLQ_CLASSIFY, raised, original=ingest_event(candidate))
+        return dead_letter("classify", DLQ_CLASSIFY, raised, original=ingest_event(candidate))
 
 
-class Runtime:
-    """A configured pipeline: ``async with Runtime(settings) as rt: await rt.submit(...)``."""
+class Runtime(AdmitsFiles):
+    """A configured pipeline: ``async with Runtime(settings) as rt: await rt.submit(...)``.
+
+    The :class:`~thunderline.ingestor.Ingestor` of the in-process bus: the stages run here.
+    """
 
     def __init__(
         self,
@@ -159,8 +184,10 @@ class Runtime:
         on_terminal: Callable[[CloudEvent], object] | None = None,
         stages: Sequence[Stage] | None = None,
         outcomes: OutcomeStore | None = None,
+        source: str = SUBMIT_SOURCE,
     ) -> None:
         self.settings = settings
+        self.source = source
         settings.home.mkdir(parents=True, exist_ok=True)
         self.store = open_object_store(settings)
         self.journal = Journal(settings.home)
@@ -209,8 +236,12 @@ class Runtime:
             if self._owns_outcomes:
                 self.outcomes.close()
 
-    async def submit(self, event: CloudEvent) -> None:
-        await self.pipeline.submit(event)
+    @property
+    def runtime(self) -> Runtime:
+        return self
+
+    async def submit(self, event: CloudEvent, *, block: bool = True) -> None:
+        await self.pipeline.submit(event, block=block)
 
     async def submit_files(self, candidates: Iterable[Candidate]) -> int:
         """Submit each candidate as it comes (a stream: nothing is listed first); one that

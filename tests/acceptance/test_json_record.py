@@ -58,9 +58,44 @@ def test_every_json_record_of_a_real_run_matches_the_schema(
         inference = by_name[image]["inference"]
         assert inference["model"] == "image_classifier" and inference["version"]
         assert inference["top_k"] and 0 <= inference["top_k"][0]["score"] <= 1
-        assert by_name[image]["nlp"] is None
+        # neither a logo nor a rabbit is clothing: below the model's threshold, raw scores kept
+        assert inference["confident"] is False and inference["threshold"] == 0.7
     members = [r for r in records if r["archive"]]
     assert members and all(r["archive"].endswith("bundle.zip") for r in members)
     [dead] = [r for r in records if r["outcome"] == "dlq"]
     assert dead["stage"] == "classify" and dead["reason"] == "not_found"
     assert dead["error"]["type"] == "ArtifactNotFoundError" and dead["voxel_id"] is None
+
+
+def test_a_skipped_folder_is_a_json_record_not_silence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under ``--json`` a symlinked folder (never followed) and, without ``-r``, a sub-folder
+    each leave a record (``outcome`` skipped, valid against the schema), as the table does."""
+    runner = CliRunner()
+    schema = json.loads(runner.invoke(app, ["ingest", "--json-schema"]).stdout)
+    validator = jsonschema.Draft202012Validator(schema)
+    folder, elsewhere = tmp_path / "in", tmp_path / "elsewhere"
+    for f in (folder, elsewhere, folder / "sub"):
+        f.mkdir()
+    (folder / "a.txt").write_text("a plain file")
+    (folder / "sub" / "b.txt").write_text("one level down")
+    (elsewhere / "secret.txt").write_text("not to be walked")
+    (folder / "linked").symlink_to(elsewhere)
+    monkeypatch.setenv("TL_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TL_ENABLE_ML_PIPELINE", "false")
+    for args, skipped in (
+        ([], {"linked": "symlinked_directory", "sub": "directory"}),
+        (["-r"], {"linked": "symlinked_directory"}),
+    ):
+        result = runner.invoke(app, ["ingest", str(folder), "--json", *args])
+        assert result.exit_code == 0, result.output
+        records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+        for record in records:
+            assert not list(validator.iter_errors(record)), record
+        found = {Path(r["path"]).name: r["reason"] for r in records if r["outcome"] == "skipped"}
+        assert found == skipped
+        linked = next(r for r in records if r["outcome"] == "skipped" and r["name"] == "linked")
+        assert linked["notes"] and "symlinked directory" in linked["notes"][0]
+        ingested = {Path(r["path"]).name for r in records if r["outcome"] == "ok"}
+        assert "secret.txt" not in ingested and "a.txt" in ingested

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import psutil
 import pytest
-from tests.fixtures.models.signed import MODELS
+from tests.fixtures.models.signed import MODELS, MODELS_KEY
 
 from thunderline.bus.memory import MemoryBus
 from thunderline.config import Settings
@@ -65,7 +65,7 @@ def _stage_pipeline(
 
 
 def test_load_and_round_trip_a_tensor() -> None:
-    registry = ModelRegistry(MODELS)
+    registry = ModelRegistry(MODELS, public_key=MODELS_KEY)
     model = registry.get_model("image_classifier")
     x = np.random.default_rng(42).normal(0, 1, (2, 3, 224, 224)).astype(np.float32)
     first = model.infer({"pixel_values": x}, correlation_id="acceptance")
@@ -86,7 +86,7 @@ def test_load_and_round_trip_a_tensor() -> None:
 async def test_p95_latency_is_recorded_in_telemetry(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    settings = make_settings(onnx_model_dir=MODELS, onnx_enabled=True)
+    settings = make_settings(onnx_model_dir=MODELS, model_public_key=MODELS_KEY, onnx_enabled=True)
     pipeline, store, _bus, out = _stage_pipeline(settings, tmp_path)
     durations: list[float] = []
 
@@ -129,7 +129,7 @@ async def test_p95_latency_is_recorded_in_telemetry(
 async def test_failure_emits_dlq_event_and_error_metric(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    settings = make_settings(onnx_model_dir=MODELS, onnx_enabled=True)
+    settings = make_settings(onnx_model_dir=MODELS, model_public_key=MODELS_KEY, onnx_enabled=True)
     pipeline, store, _bus, out = _stage_pipeline(settings, tmp_path)
     labels = {"model": "image_classifier", "reason": "preprocess"}
     errors_before = metrics.sample("thunderline_onnx_infer_errors_total", labels)
@@ -161,7 +161,7 @@ async def test_soak_60s_at_50_msgs_per_second(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     rate, duration_s, warmup_s = 50, 60.0, 10.0
-    settings = make_settings(onnx_model_dir=MODELS, onnx_enabled=True)
+    settings = make_settings(onnx_model_dir=MODELS, model_public_key=MODELS_KEY, onnx_enabled=True)
     pipeline, store, bus, out = _stage_pipeline(settings, tmp_path)
     payloads = [image_bytes(seed, fmt="JPEG" if seed % 2 else "PNG") for seed in range(25)]
     process = psutil.Process()

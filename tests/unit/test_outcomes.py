@@ -7,9 +7,9 @@ import threading
 from collections.abc import Callable
 
 from thunderline.config import Settings
+from thunderline.dlq.record import dead_letter
 from thunderline.errors import ArtifactTooLargeError
 from thunderline.events import DLQ_CLASSIFY, INGEST_RECEIVED, VOXEL_CREATED, CloudEvent, new_event
-from thunderline.flow.engine import dlq_event
 from thunderline.outcomes import OutcomeStore
 
 
@@ -21,7 +21,7 @@ def ingest(name: str) -> CloudEvent:
 
 
 def dead(event: CloudEvent) -> CloudEvent:
-    return dlq_event("classify", DLQ_CLASSIFY, ArtifactTooLargeError("big"), original=event)
+    return dead_letter("classify", DLQ_CLASSIFY, ArtifactTooLargeError("big"), original=event)
 
 
 def voxel(event: CloudEvent, voxel_id: str = "0" * 36) -> CloudEvent:
@@ -83,12 +83,80 @@ def check_outcome_store(store: OutcomeStore) -> None:
     assert store.dlq_get(dlq_c.id[:20]) is not None
 
 
+def check_once_per_artifact(store: OutcomeStore) -> None:
+    """A message processed twice (a broker cut) ends with two terminal events of different
+    ids for one artifact: recorded once per (artifact, kind); a DLQ record once while open."""
+    a, b = ingest("twice.txt"), ingest("fails.txt")
+    first, again = voxel(a), voxel(a)  # the second run of the same message: a new event id
+    assert first.id != again.id
+    store.record_many([first])
+    store.record_many([again, voxel(a)])
+    assert [r.id for r in store.by_correlation(a.correlationid)] == [first.id]
+    dlq_1, dlq_2 = dead(b), dead(b)
+    store.record_many([dlq_1, dlq_2])  # in one batch too
+    assert [r.id for r in store.by_correlation(b.correlationid)] == [dlq_1.id]
+    # a replay that fails again adds its own open record (the replayed one gave its key up)
+    assert store.mark_replayed(dlq_1.id, "replay-1")
+    dlq_3 = dead(b)
+    store.record(dlq_3)
+    records = store.by_correlation(b.correlationid)
+    assert [(r.id, r.status) for r in records] == [(dlq_1.id, "replayed"), (dlq_3.id, "open")]
+    # the same file in another ingest is another artifact
+    other = ingest("twice.txt")
+    store.record(voxel(other))
+    assert len(store.by_correlation(other.correlationid)) == 1
+
+
+def test_dlq_id_prefix_wildcards_match_nothing(make_settings: Callable[..., Settings]) -> None:
+    with OutcomeStore(make_settings()) as store:
+        record = dead(ingest("only.txt"))
+        store.record(record)
+        assert store.dlq_get(record.id[:10]) is not None
+        for pattern in ("%", "________", "%" + record.id[1:10], "_" * 10):
+            assert store.dlq_get(pattern) is None, pattern
+
+
 def test_outcome_store_on_sqlite(make_settings: Callable[..., Settings]) -> None:
     with OutcomeStore(make_settings()) as store:
         check_outcome_store(store)
+
+
+def test_one_row_per_artifact_and_kind_on_sqlite(make_settings: Callable[..., Settings]) -> None:
+    with OutcomeStore(make_settings()) as store:
+        check_once_per_artifact(store)
 
 
 def test_other_events_are_not_recorded(make_settings: Callable[..., Settings]) -> None:
     with OutcomeStore(make_settings()) as store:
         store.record(ingest("x"))
         assert store.counts() == {}
+
+
+def test_a_database_at_0002_with_duplicate_rows_migrates(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Rows written before ``0003_outcome_once`` (duplicates included) stay; new ones are keyed."""
+    from alembic import command
+    from sqlalchemy import insert
+
+    from thunderline.outcomes import _row  # the row an older version wrote, minus the key
+    from thunderline.voxel.db import _alembic_config, make_engine
+    from thunderline.voxel.tables import outcomes
+
+    settings = make_settings()
+    engine = make_engine(settings.resolved_database_url)
+    a = ingest("old.txt")
+    try:
+        with engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "0002_outcomes")
+            for event in (voxel(a), voxel(a)):
+                row = {k: v for k, v in _row(event).items() if k != "once_key"}
+                conn.execute(insert(outcomes).values(**row))
+    finally:
+        engine.dispose()
+    with OutcomeStore(settings) as store:
+        assert store.revision == "0003_outcome_once"
+        assert len(store.by_correlation(a.correlationid)) == 2
+        b = ingest("new.txt")
+        store.record_many([voxel(b), voxel(b)])
+        assert len(store.by_correlation(b.correlationid)) == 1

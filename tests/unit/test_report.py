@@ -6,6 +6,7 @@ from pathlib import Path
 
 import jsonschema
 
+from thunderline.dlq.record import dead_letter
 from thunderline.errors import ArtifactTooLargeError
 from thunderline.eventdata import (
     Artifact,
@@ -27,7 +28,6 @@ from thunderline.events import (
     NLP_PROCESSED,
     CloudEvent,
 )
-from thunderline.flow.engine import dlq_event
 from thunderline.objects import LocalObjectStore
 from thunderline.report import RunReport, percentile, record_from_event, record_schema
 from thunderline.testing import classification, classified, ingest
@@ -64,7 +64,7 @@ def test_a_dead_letter_keeps_stage_reason_error_and_what_was_known(tmp_path: Pat
     start = ingest(Artifact(name="big.bin", path="/in/big.bin", source="file:///in/big.bin"))
     too_large = ArtifactTooLargeError("too big")
     too_large.details["classification"] = classification("pdf").to_dict()
-    record = record_from_event(dlq_event("classify", DLQ_CLASSIFY, too_large, original=start))
+    record = record_from_event(dead_letter("classify", DLQ_CLASSIFY, too_large, original=start))
     assert (record.outcome, record.stage, record.reason) == ("dlq", "classify", "too_large")
     assert record.error is not None and record.error.type == "ArtifactTooLargeError"
     assert record.label == "pdf" and record.path == "/in/big.bin" and record.voxel_id is None
@@ -73,7 +73,9 @@ def test_a_dead_letter_keeps_stage_reason_error_and_what_was_known(tmp_path: Pat
 
 def test_a_malformed_original_still_gives_a_record() -> None:
     raw = b'{"not": "an event"'
-    record = record_from_event(dlq_event("nlp", DLQ_NLP, ValueError("bad"), original=None, raw=raw))
+    record = record_from_event(
+        dead_letter("nlp", DLQ_NLP, ValueError("bad"), original=None, raw=raw)
+    )
     assert record.outcome == "dlq" and record.path is None and record.label is None
     assert not list(_validator().iter_errors(record.to_json_dict()))
 
@@ -97,7 +99,7 @@ def test_run_report_summary(tmp_path: Path) -> None:
     ends: list[CloudEvent] = [
         classified(store, b"a"),
         classified(store, b"b", "png"),
-        dlq_event(
+        dead_letter(
             "classify",
             DLQ_CLASSIFY,
             ArtifactTooLargeError("x"),

@@ -108,8 +108,11 @@ def test_settings_sections_hold_every_setting_once(settings: Settings) -> None:
 
 def test_open_bus_refuses_unknown_urls(make_settings: Callable[..., Settings]) -> None:
     assert isinstance(open_bus(make_settings()), MemoryBus)
+    with pytest.raises(ConfigError, match="TL_BUS_URL: 'kafka://x' has scheme 'kafka'"):
+        make_settings(bus_url="kafka://x")  # refused with the settings, before any bus
+    unchecked = make_settings().model_copy(update={"bus_url": "kafka://x"})
     with pytest.raises(ConfigError, match="unsupported bus URL 'kafka://x'"):
-        open_bus(make_settings(bus_url="kafka://x"))
+        open_bus(unchecked)
 
 
 def test_ingest_event_is_a_typed_request_for_any_file_name(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from starlette.routing import Route
 
+from thunderline.api.auth import RevocationGuard
 from thunderline.api.errors import install_handlers
 from thunderline.api.metrics import metrics_app
 from thunderline.api.service import ApiService
@@ -112,5 +113,6 @@ def create_app(settings: Settings, service: ApiService | None = None) -> FastAPI
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],
         )
+    app.add_middleware(RevocationGuard, watch=service.revocations)
     app.add_middleware(HeaderLimit, limit=settings.api_max_header_bytes)
     return app

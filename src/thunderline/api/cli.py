@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Annotated
 
 import typer
@@ -32,18 +33,30 @@ def serve(
     import uvicorn
 
     from thunderline.api.app import create_app
+    from thunderline.api.protocol import uvicorn_config
 
     settings = cli_settings()
     bind_host = host or settings.api_host
     bind_port = settings.api_port if port is None else port
+    # bind first: a taken port must fail before a token is created (and shown, then lost)
+    try:
+        sock = listen(bind_host, bind_port)
+    except OSError as exc:
+        err_console.print(
+            f"[red]serve failed:[/] cannot listen on {bind_host}:{bind_port}: "
+            f"{exc.strerror or exc} (TL_API_HOST / TL_API_PORT, or --host / --port)",
+            soft_wrap=True,
+        )
+        raise typer.Exit(2) from exc
     try:
         store = TokenStore(settings)
-        token = store.ensure_initial_admin()
         app = create_app(settings)
+        token = store.ensure_initial_admin()
     except ThunderlineError as exc:
+        sock.close()
         err_console.print(f"[red]serve failed:[/] {exc}")
         raise typer.Exit(2) from exc
-    url = f"http://{bind_host}:{bind_port}"
+    url = f"http://{bind_host}:{sock.getsockname()[1]}"
     if token is not None:
         # printed once, like Jupyter: only the hash is stored
         print(
@@ -55,16 +68,30 @@ def serve(
         )
     else:
         print(f"Console: {url}/  (sign in with an API token)", flush=True)
-    uvicorn.run(
-        app,
-        host=bind_host,
-        port=bind_port,
-        log_level=settings.log_level.lower(),
-        h11_max_incomplete_event_size=max(settings.api_max_header_bytes * 4, 65536),
-        timeout_keep_alive=5,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
-        server_header=False,
-    )
+    try:
+        uvicorn.Server(uvicorn_config(app, settings)).run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (IPv4 or IPv6, as ``host`` resolves).
+
+    Raises:
+        OSError: the address cannot be resolved or bound (taken, not ours, no permission).
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 @tokens_app.command("create")

@@ -246,6 +246,7 @@ def _voxel_context(service: ApiService, voxel: Voxel) -> dict[str, Any]:
         "entities": _entities(voxel),
         "inference": inference,
         "top_k": top_k,
+        "no_confident_label": inference is not None and inference.get("confident") is False,
         "preview": preview,
         "graph": graph,
     }

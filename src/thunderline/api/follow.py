@@ -18,7 +18,7 @@ from collections import OrderedDict
 
 from thunderline.api.live import EventHub
 from thunderline.outcomes import OutcomeStore
-from thunderline.worker.settle import expected, final_outcomes
+from thunderline.worker.settle import settled
 
 _log = logging.getLogger("thunderline.api")
 
@@ -87,11 +87,8 @@ class OutcomeFollower:
             if record.id not in seen:
                 seen.add(record.id)
                 self.hub.publish(record.event)
-        settled = final_outcomes(records)
+        done = settled(records)
         now = time.monotonic()
         for cid in ids:
-            mine = [r for (c, _a), r in settled.items() if c == cid]
-            own = [r for r in records if r.correlation_id == cid]
-            done = bool(mine) and len(mine) >= expected(own)
-            if done or now > self._until[cid]:
+            if cid in done or now > self._until[cid]:
                 self._until.pop(cid, None)

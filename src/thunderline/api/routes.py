@@ -13,9 +13,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from thunderline.api import queries
-from thunderline.api.auth import require
+from thunderline.api.auth import authenticate, presented_token, require
 from thunderline.api.disposition import content_disposition
-from thunderline.api.dlq import DlqEntry
 from thunderline.api.errors import ApiError, responses
 from thunderline.api.schemas import (
     DlqPage,
@@ -39,8 +38,9 @@ from thunderline.api.schemas import (
 from thunderline.api.service import ApiService
 from thunderline.api.tokens import Scope, TokenRecord
 from thunderline.api.upload import ClientDisconnected, receive_upload
+from thunderline.dlq.record import Subject
 from thunderline.errors import ChecksumMismatch, OverloadError
-from thunderline.voxel.errors import PayloadMissingError, VoxelNotFoundError
+from thunderline.voxel.errors import InvalidVoxelIdError, PayloadMissingError, VoxelNotFoundError
 from thunderline.voxel.schema import Voxel
 from thunderline.worker.settle import expected, final_outcomes
 
@@ -176,8 +176,7 @@ def _progress_from_stores(service: ApiService, correlation_id: str) -> Any:
                 if traits.get(key) is not None
             }
         elif record.kind == "dlq" and record.status == "open":
-            entry = DlqEntry.of(record)
-            progress.name = progress.name or entry.artifact.get("name")
+            progress.name = progress.name or Subject.of(record.event).artifact.get("name")
             error = record.event.data.get("error") or {}
             progress.dlq.append(
                 {
@@ -305,6 +304,8 @@ def rfc3339(name: str, value: str | None) -> datetime | None:
 async def _voxel(service: ApiService, voxel_id: str) -> Voxel:
     try:
         return await asyncio.to_thread(service.require_voxels().get, voxel_id)
+    except InvalidVoxelIdError as exc:
+        raise ApiError(400, "invalid_request", str(exc), details={"voxel_id": voxel_id}) from exc
     except VoxelNotFoundError as exc:
         raise ApiError(404, "voxel_not_found", str(exc), details={"voxel_id": voxel_id}) from exc
 
@@ -485,7 +486,7 @@ async def list_dlq(
     ] = None,
 ) -> DlqPage:
     view = service_of(request).require_dlq()
-    if cursor and await asyncio.to_thread(view.get, cursor) is None:
+    if cursor and (len(cursor) < 36 or await asyncio.to_thread(view.get, cursor) is None):
         raise ApiError(
             400, "bad_cursor", "the cursor is not one this API returned (use `next_cursor`)"
         )
@@ -546,9 +547,20 @@ async def healthz() -> Health:
 @health_router.get(
     "/readyz",
     response_model=Readiness,
-    responses={503: {"model": Readiness, "description": "Not ready: see the failing checks"}},
-    summary="Models, breaker, database, object store and bus, each named",
+    responses={
+        503: {"model": Readiness, "description": "Not ready (with a token: the failing checks)"},
+        **responses(401),
+    },
+    summary="Ready or not; with a token also each check (models, breaker, database, ...)",
 )
 async def readyz(request: Request) -> JSONResponse:
-    readiness = await asyncio.to_thread(service_of(request).readiness)
-    return JSONResponse(readiness.model_dump(), status_code=200 if readiness.ready else 503)
+    """Anonymous callers learn ready or not only (for probes); a caller with a token (header
+    or console cookie) also gets each check with its detail: database, bucket and broker
+    coordinates are not for anonymous eyes. A token that is presented must be valid (401)."""
+    service = service_of(request)
+    token, _ = presented_token(request)
+    if token is not None:
+        authenticate(request, service.tokens, Scope.READ)
+    readiness = await asyncio.to_thread(service.readiness)
+    body = readiness.model_dump() if token is not None else {"ready": readiness.ready}
+    return JSONResponse(body, status_code=200 if readiness.ready else 503)

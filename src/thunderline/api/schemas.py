@@ -11,8 +11,8 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
-from thunderline.api.dlq import DlqEntry
 from thunderline.api.live import IngestProgress
+from thunderline.dlq.record import Subject
 from thunderline.eventdata import (
     Classification,
     DlqRecord,
@@ -23,6 +23,7 @@ from thunderline.eventdata import (
     data_of,
 )
 from thunderline.events import CloudEvent
+from thunderline.outcomes import OutcomeRecord
 from thunderline.voxel.schema import Voxel
 
 
@@ -156,7 +157,11 @@ class Check(BaseModel):
 
 class Readiness(BaseModel):
     ready: bool
-    checks: dict[str, Check]
+    checks: dict[str, Check] = Field(
+        default_factory=dict,
+        description="Each check with its detail; only for a caller with a token "
+        "(anonymous callers get `ready` alone).",
+    )
 
 
 # ---- mappings ------------------------------------------------------------------------------
@@ -221,13 +226,15 @@ def accepted(event: CloudEvent) -> IngestAccepted:
     )
 
 
-def dlq_item(entry: DlqEntry) -> DlqItem:
-    record = data_of(entry.record, DlqRecord)
+def dlq_item(entry: OutcomeRecord) -> DlqItem:
+    """The API view of one DLQ record of the outcome store."""
+    record = data_of(entry.event, DlqRecord)
+    subject = Subject.of(entry.event)
     return DlqItem(
-        id=entry.record.id,
-        type=entry.record.type,
-        time=entry.record.time,
-        correlation_id=entry.record.correlationid,
+        id=entry.event.id,
+        type=entry.event.type,
+        time=entry.event.time,
+        correlation_id=entry.event.correlationid,
         stage=record.stage,
         reason=record.reason,
         message=record.error.message,
@@ -235,8 +242,8 @@ def dlq_item(entry: DlqEntry) -> DlqItem:
         error=record.error,
         traceback=record.traceback or None,
         attempts=record.attempts,
-        artifact_name=_str(entry.artifact.get("name")),
-        replayable=entry.original is not None,
+        artifact_name=_str(subject.artifact.get("name")),
+        replayable=subject.original is not None,
         status=entry.status,
         replay_event_id=entry.replay_event_id,
     )

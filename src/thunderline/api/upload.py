@@ -1,5 +1,9 @@
 """Receive one uploaded file from a ``multipart/form-data`` body, streamed, bounded, checked.
 
+The file name comes from ``filename*=`` (RFC 5987, UTF-8 or ISO-8859-1) when the part has one,
+else from ``filename=`` with ``%XX`` escapes decoded; either way it must then be a UTF-8 base
+name (:func:`check_filename`), and the decoded name is the one stored.
+
 The body is read chunk by chunk straight from the ASGI channel (never whole, never through
 Starlette's form parser, which spools every file to disk before any limit applies). The file
 part is hashed while it is written to a private spool file; reading stops with ``413`` as soon
@@ -13,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import unquote_to_bytes
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -52,16 +58,57 @@ class ReceivedFile:
         self.path.unlink(missing_ok=True)
 
 
-def check_filename(raw: bytes) -> str:
-    """The upload's file name, or a 400 naming what is wrong with it."""
+_PERCENT = re.compile(rb"%[0-9A-Fa-f]{2}")
+_EXT_FILENAME = re.compile(rb"(?:^|;)\s*filename\*\s*=\s*(?P<value>[^;]*)", re.IGNORECASE)
+_EXT_CHARSETS = {b"utf-8": "utf-8", b"iso-8859-1": "iso-8859-1"}
+
+
+def extended_filename(disposition: bytes) -> bytes | None:
+    """The raw RFC 5987 ``filename*=charset'lang'value`` of a Content-Disposition header,
+    percent-decoded and re-encoded as UTF-8 (None: there is none).
+
+    Raises:
+        ApiError: 400 ``invalid_filename`` for a malformed value or a charset other than
+            UTF-8 or ISO-8859-1.
+    """
+    found = _EXT_FILENAME.search(disposition)
+    if found is None:
+        return None
+    value = found.group("value").strip().strip(b'"')
+    charset, sep1, rest = value.partition(b"'")
+    _lang, sep2, encoded = rest.partition(b"'")
+    codec = _EXT_CHARSETS.get(charset.lower())
+    if not sep1 or not sep2 or codec is None:
+        raise ApiError(
+            400,
+            "invalid_filename",
+            "filename* must be RFC 5987 `UTF-8''<percent-encoded name>` (or ISO-8859-1)",
+        )
+    try:
+        return unquote_to_bytes(encoded).decode(codec).encode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(
+            400, "invalid_filename", f"filename* is not valid {codec} (byte {exc.start})"
+        ) from exc
+
+
+def check_filename(raw: bytes, *, percent_encoded: bool = True) -> str:
+    """The upload's file name, or a 400 naming what is wrong with it.
+
+    ``%XX`` escapes are decoded first (browsers escape ``"``, CR and LF that way, and clients
+    are told to percent-encode names that are not UTF-8), then the name must be UTF-8 and a
+    plain base name. ``percent_encoded=False``: ``raw`` is already decoded (``filename*``).
+    """
+    if percent_encoded and _PERCENT.search(raw):
+        raw = unquote_to_bytes(raw)
     try:
         name = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ApiError(
             400,
             "invalid_filename",
-            f"the file name is not valid UTF-8 (byte {exc.start}); rename the file or "
-            "send the name percent-encoded",
+            f"the file name is not valid UTF-8 (byte {exc.start}); rename the file, send the "
+            "UTF-8 name percent-encoded, or use filename*=UTF-8''<percent-encoded name>",
         ) from exc
     problem = None
     if not name or name in {".", ".."}:
@@ -138,12 +185,13 @@ class _Receiver:
             return
         if self.file is not None:
             raise ApiError(400, "too_many_files", "send one file per request (one `file` part)")
-        raw_filename = options.get(b"filename")
+        extended = extended_filename(disposition)  # RFC 5987 filename*= wins over filename=
+        raw_filename = options.get(b"filename") if extended is None else extended
         if raw_filename is None:
             raise ApiError(
                 400, "missing_filename", "the `file` part has no filename in Content-Disposition"
             )
-        filename = check_filename(raw_filename)
+        filename = check_filename(raw_filename, percent_encoded=extended is None)
         content_type = headers.get(b"content-type")
         fd, spool = tempfile.mkstemp(prefix="upload-", dir=self.spool_dir)
         self._handle = os.fdopen(fd, "wb")

@@ -1,4 +1,4 @@
-"""The event bus protocol: every backend (in-process, Redis Streams) implements it.
+"""The event bus protocol: every backend (in-process, RabbitMQ) implements all of it.
 
 Messages are encoded events (bytes). A topic is a stage name (or ``terminal`` / ``dlq``).
 ``pull`` hands out :class:`Delivery` objects; a delivery is acknowledged only after the stage
@@ -8,7 +8,7 @@ malformed message reaches the DLQ the same way on every backend.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -32,17 +32,37 @@ class Delivery:
 
 @runtime_checkable
 class EventBus(Protocol):
-    """What the pipeline engine needs from a bus backend (``tests/integration/contracts``
-    runs the same suite over every implementation)."""
+    """Everything the runtime needs from a bus backend: the engine, the collector, the
+    workers, the submitters and ``doctor`` reach a bus only through this protocol and never
+    ask which backend it is (``tests/integration/contracts`` runs one suite over each).
+
+    Methods a backend has nothing to do for are no-ops there (as Broadway's optional
+    ``prepare_for_draining``): the in-process bus connects, declares and drains nothing.
+    """
 
     @property
     def durable(self) -> bool:
-        """Whether unacknowledged messages survive the process (a broker). The engine
-        dead-letters what is left on a non-durable bus at shutdown, so nothing vanishes."""
+        """Whether messages live outside this process (a broker shared by workers): the
+        engine dead-letters what is left on a non-durable bus at shutdown, so nothing
+        vanishes, and a worker (which other processes feed) needs a durable bus."""
         ...
 
-    async def publish(self, topic: str, payload: bytes) -> str:
-        """Append one message to ``topic``; returns its message id. May block (backpressure)."""
+    def describe(self) -> str:
+        """The backend and where it is, without secrets (``doctor``, ``/readyz``)."""
+        ...
+
+    async def connect(self) -> None:
+        """Open the connection now (a broker; retried for a while); a no-op in-process."""
+        ...
+
+    async def declare(self, topics: Sequence[str]) -> None:
+        """Make sure the queues of ``topics`` exist before any traffic (no-op in-process)."""
+        ...
+
+    async def publish(self, topic: str, payload: bytes, *, block: bool = True) -> str:
+        """Append one message to ``topic``; returns its message id. A full queue makes it
+        wait (``block``, back-pressure) or raise
+        :class:`~thunderline.errors.OverloadError` (``block=False``: an API answers 429)."""
         ...
 
     async def pull(
@@ -56,7 +76,23 @@ class EventBus(Protocol):
         ...
 
     def depth(self, topic: str) -> int:
-        """Messages waiting (not yet pulled) on ``topic``."""
+        """Messages waiting (not yet pulled) on ``topic``, as last seen."""
         ...
 
-    async def close(self) -> None: ...
+    async def queue_depth(self, topic: str) -> int:
+        """Messages waiting on ``topic`` now (a broker is asked)."""
+        ...
+
+    @property
+    def held(self) -> int:
+        """Deliveries this process holds: handed out (or buffered) and not acknowledged."""
+        ...
+
+    async def prepare_for_draining(self) -> None:
+        """Stop taking new messages from the backend (a broker's consumers are cancelled);
+        what is held can still be acknowledged. A no-op in-process."""
+        ...
+
+    async def close(self) -> None:
+        """Release the backend; unacknowledged messages of a broker go back to their queues."""
+        ...

@@ -1,12 +1,22 @@
 """Pick the event bus from settings: ``memory://`` (in-process, the default) or ``amqp://``
-(RabbitMQ, the scale-out bus)."""
+(RabbitMQ, the scale-out bus), and the :class:`~thunderline.ingestor.Ingestor` that goes with
+it. This is the only place that looks at the URL: everything else asks the bus."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from thunderline.bus.base import DropHandler, EventBus
 from thunderline.bus.memory import MemoryBus
 from thunderline.config import Settings
 from thunderline.errors import ConfigError
+from thunderline.events import CloudEvent
+
+if TYPE_CHECKING:
+    from thunderline.ingestor import Ingestor
+
+_BROKER_SCHEMES = ("amqp://", "amqps://")
 
 
 def open_bus(settings: Settings, on_drop: DropHandler | None = None) -> EventBus:
@@ -21,7 +31,7 @@ def open_bus(settings: Settings, on_drop: DropHandler | None = None) -> EventBus
     url = settings.bus_url
     if url.startswith("memory://"):
         return MemoryBus(settings.queue_max, settings.overflow_policy, on_drop)
-    if url.startswith(("amqp://", "amqps://")):
+    if url.startswith(_BROKER_SCHEMES):
         from thunderline.bus.rabbitmq import RabbitMQBus
 
         return RabbitMQBus(
@@ -35,3 +45,22 @@ def open_bus(settings: Settings, on_drop: DropHandler | None = None) -> EventBus
     raise ConfigError(
         f"unsupported bus URL {url!r}: use memory:// (in-process) or amqp://… (RabbitMQ)"
     )
+
+
+def open_ingestor(
+    settings: Settings,
+    *,
+    on_outcome: Callable[[CloudEvent], object] | None = None,
+    source: str | None = None,
+) -> Ingestor:
+    """The ingestor of ``settings.bus_url``: the stages in this process on ``memory://``
+    (:class:`~thunderline.runtime.Runtime`), the location-free
+    :class:`~thunderline.worker.submit.Submitter` on a broker (the workers run the stages).
+    ``on_outcome`` sees each artifact's end; ``source`` names the submitter in events."""
+    from thunderline.ingestor import SUBMIT_SOURCE
+    from thunderline.runtime import Runtime
+    from thunderline.worker.submit import Submitter
+
+    if settings.bus_url.startswith(_BROKER_SCHEMES):
+        return Submitter(settings, source=source or SUBMIT_SOURCE, on_outcome=on_outcome)
+    return Runtime(settings, on_terminal=on_outcome, source=source or SUBMIT_SOURCE)

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
+from collections.abc import Sequence
 
 from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC, Delivery, DropHandler
 from thunderline.config import OverflowPolicy
+from thunderline.errors import OverloadError
 from thunderline.obs import metrics
 
 
@@ -52,11 +54,28 @@ class MemoryBus:
     def _bounded(self, name: str) -> bool:
         return name not in (DLQ_TOPIC, TERMINAL_TOPIC)
 
-    async def publish(self, topic: str, payload: bytes) -> str:
+    def describe(self) -> str:
+        return f"in-process (memory://), queues of {self.maxsize} ({self.overflow.value})"
+
+    async def connect(self) -> None:
+        """Nothing to connect to."""
+
+    async def declare(self, topics: Sequence[str]) -> None:
+        """Topics are made on first use."""
+
+    async def prepare_for_draining(self) -> None:
+        """Nothing feeds this bus from outside the process."""
+
+    async def publish(self, topic: str, payload: bytes, *, block: bool = True) -> str:
         t = self._topic(topic)
         dropped: Delivery | None = None
         if self._bounded(topic) and len(t.items) >= self.maxsize:
             if self.overflow is OverflowPolicy.BLOCK:
+                if not block:
+                    raise OverloadError(
+                        f"queue {topic!r} is full ({self.maxsize} waiting); retry later",
+                        details={"topic": topic},
+                    )
                 async with t.writable:
                     await t.writable.wait_for(lambda: len(t.items) < self.maxsize)
             else:
@@ -98,8 +117,15 @@ class MemoryBus:
     def depth(self, topic: str) -> int:
         return len(self._topic(topic).items)
 
+    async def queue_depth(self, topic: str) -> int:
+        return self.depth(topic)
+
     def unacked(self, topic: str) -> int:
         return len(self._topic(topic).unacked)
+
+    @property
+    def held(self) -> int:
+        return sum(len(t.unacked) for t in self._topics.values())
 
     async def close(self) -> None:
         self._closed = True

@@ -41,6 +41,7 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,11 +55,14 @@ from aio_pika.abc import (
 )
 
 from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC, Delivery
+from thunderline.bus.clientlogs import quiet_client_logs
+from thunderline.dlq.record import BrokerDeadLetterError, dead_letter, json_safe
 from thunderline.errors import BackendError, MalformedEventError, OverloadError
-from thunderline.events import CloudEvent, dlq_type_for, new_event
+from thunderline.events import CloudEvent, dlq_type_for
 from thunderline.obs import metrics
 
 _log = logging.getLogger("thunderline.bus.rabbitmq")
+quiet_client_logs()  # aiormq/aio-pika: no raw tracebacks; one line per loss and reconnect here
 
 _CONTENT_TYPE = "application/cloudevents+json"
 #: Suffix of a stage's quarantine queue (redelivered messages, handed out one at a time).
@@ -76,21 +80,6 @@ def stable_uuid7(unix_ms: int, seed: str) -> str:
     rand_b = bits & ((1 << 62) - 1)
     value = (unix_ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b
     return str(uuid.UUID(int=value))
-
-
-def _json_safe(value: Any) -> Any:
-    """AMQP header tables (bytes, datetimes, nested lists) as plain JSON values."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
 
 
 class _Consumer:
@@ -142,6 +131,7 @@ class RabbitMQBus:
         self._consuming = True
         self._closed = False
         self.reconnects = 0
+        self._lost = False  # between a loss and its reconnect (one log line per loss)
 
     # ---- names and arguments --------------------------------------------------------------
     def queue_name(self, topic: str) -> str:
@@ -218,12 +208,15 @@ class RabbitMQBus:
         return f"{scheme}://{user}:***@{tail}"
 
     def _on_close(self, _connection: Any, exc: BaseException | None = None) -> None:
-        if not self._closed:
+        # called again for every failed reconnect attempt: one line (and count) per loss
+        if not self._closed and not self._lost:
+            self._lost = True
             _log.warning("RabbitMQ connection lost (%s); reconnecting", exc)
             metrics.BUS_CONNECTION_LOST.inc()
         self._purge_stale()
 
     def _on_reconnect(self, _connection: Any) -> None:
+        self._lost = False
         self.reconnects += 1
         metrics.BUS_RECONNECTS.inc()
         _log.warning("RabbitMQ connection restored (reconnect #%d)", self.reconnects)
@@ -271,10 +264,13 @@ class RabbitMQBus:
                 await channel.close()
         self._declared.add(topic)
 
-    async def declare_all(self, topics: list[str]) -> None:
+    async def declare(self, topics: Sequence[str]) -> None:
         """Declare the queues of ``topics`` (a worker does this at start, before any traffic)."""
         for topic in topics:
             await self._ensure_declared(topic)
+
+    def describe(self) -> str:
+        return f"rabbitmq {self.safe_url} (queues {self.queue_name('*')})"
 
     # ---- publish --------------------------------------------------------------------------
     async def publish(self, topic: str, payload: bytes, *, block: bool = True) -> str:
@@ -369,11 +365,7 @@ class RabbitMQBus:
     async def _quarantine(self, topic: str, message: AbstractIncomingMessage) -> None:
         """Move a redelivered stage message to the stage's quarantine queue (confirmed), then
         ack it here: it is handed out again one at a time, never next to another suspect."""
-        returns = message.headers.get("x-delivery-count")
-        before = message.headers.get(RETURNS_HEADER)
-        total = (int(returns) if isinstance(returns, int) else 1) + (
-            int(before) if isinstance(before, int) else 0
-        )
+        total = _returns(message, default=1)
         moved = aio_pika.Message(
             message.body,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
@@ -396,11 +388,7 @@ class RabbitMQBus:
         payload = message.body
         if topic == DLQ_TOPIC and message.headers.get("x-death"):
             payload = self.dead_letter_record(message)
-        count = message.headers.get("x-delivery-count")
-        before = message.headers.get(RETURNS_HEADER)
-        returns = (int(count) if isinstance(count, int) else 0) + (
-            int(before) if isinstance(before, int) else 0
-        )
+        returns = _returns(message, default=0)
         return Delivery(
             topic=topic, payload=payload, message_id=delivery_id, delivery_count=returns + 1
         )
@@ -456,31 +444,17 @@ class RabbitMQBus:
             metrics.BUS_STALE_ACKS.inc()
             _log.info("ack failed (%s); the broker will redeliver the message", exc)
 
-    async def reject(self, delivery: Delivery) -> None:
-        """Hand a delivery back to the broker now (counts toward the delivery limit)."""
-        message = self._unacked.pop(delivery.message_id, None)
-        if message is None or _stale(message):
-            return
-        with contextlib.suppress(
-            aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError
-        ):
-            await message.nack(requeue=True)
-
     # ---- dead letters from the broker -----------------------------------------------------
     def dead_letter_record(self, message: AbstractIncomingMessage) -> bytes:
         """Our DLQ record for a message the broker dead-lettered (reason from ``x-death``)."""
-        deaths = _json_safe(message.headers.get("x-death") or [])
+        deaths = json_safe(message.headers.get("x-death") or [])
         first = deaths[0] if deaths and isinstance(deaths[0], dict) else {}
         reason = str(first.get("reason") or "dead_lettered")
         queue = str(
-            _json_safe(message.headers.get("x-first-death-queue")) or first.get("queue") or ""
+            json_safe(message.headers.get("x-first-death-queue")) or first.get("queue") or ""
         )
         stage = self.topic_of(queue) or "unknown"
-        count = message.headers.get("x-delivery-count")
-        before = message.headers.get(RETURNS_HEADER)
-        attempts = (int(count) if isinstance(count, int) else int(first.get("count") or 1)) + (
-            int(before) if isinstance(before, int) else 0
-        )
+        attempts = _returns(message, default=int(first.get("count") or 1))
         try:
             original: CloudEvent | None = CloudEvent.from_json(message.body)
         except MalformedEventError:
@@ -493,33 +467,22 @@ class RabbitMQBus:
             if reason == "delivery_limit"
             else f"RabbitMQ dead-lettered the message from queue {queue} ({reason})"
         )
-        data: dict[str, Any] = {
-            "stage": stage,
-            "reason": reason,
-            "error": {
-                "type": "BrokerDeadLetter",
-                "message": text,
-                "details": {"queue": queue},
-            },
-            "traceback": "",
-            "attempts": attempts,
-            "broker": {"x-death": deaths, "x-first-death-queue": queue},
-            "original": original.to_dict() if original is not None else None,
-        }
         seed = f"{original.id if original else message.message_id}/{queue}/{reason}"
         raw_deaths = message.headers.get("x-death")
         first_raw = raw_deaths[0] if isinstance(raw_deaths, list) and raw_deaths else None
         died = first_raw.get("time") if isinstance(first_raw, dict) else None
         when = died if isinstance(died, datetime) else message.timestamp or datetime.now(UTC)
-        record_id = stable_uuid7(int(when.timestamp() * 1000), seed)
-        source = f"urn:thunderline:broker:{queue}"
-        if original is None:
-            data["original_raw"] = message.body.decode("utf-8", "replace")
-            event = new_event(dlq_type_for(stage), data, source=source)
-            event = event.model_copy(update={"id": record_id, "correlationid": record_id})
-        else:
-            event = original.derive(dlq_type_for(stage), data, source=source)
-            event = event.model_copy(update={"id": record_id})
+        event = dead_letter(
+            stage,
+            dlq_type_for(stage),
+            BrokerDeadLetterError(text, reason=reason, details={"queue": queue}),
+            original=original,
+            raw=message.body,
+            attempts=attempts,
+            source=f"urn:thunderline:broker:{queue}",
+            record_id=stable_uuid7(int(when.timestamp() * 1000), seed),
+            extra={"broker": {"x-death": deaths, "x-first-death-queue": queue}},
+        )
         metrics.DLQ_TOTAL.labels(stage, reason).inc()
         return event.to_bytes()
 
@@ -553,7 +516,7 @@ class RabbitMQBus:
         buffered = sum(len(c.buffer) for c in self._consumers.values())
         return buffered + sum(1 for m in self._unacked.values() if not _stale(m))
 
-    async def stop_consuming(self) -> None:
+    async def prepare_for_draining(self) -> None:
         """Cancel every consumer: the broker sends no more; what is held can still be acked."""
         self._consuming = False
         for consumer in self._consumers.values():
@@ -571,6 +534,16 @@ class RabbitMQBus:
         if connection is not None:
             with contextlib.suppress(Exception):
                 await connection.close()
+
+
+def _returns(message: AbstractIncomingMessage, *, default: int) -> int:
+    """How often the broker returned the message (``x-delivery-count``, else ``default``),
+    plus the returns before it was quarantined (``x-tl-returns``)."""
+    count = message.headers.get("x-delivery-count")
+    before = message.headers.get(RETURNS_HEADER)
+    return (int(count) if isinstance(count, int) else default) + (
+        int(before) if isinstance(before, int) else 0
+    )
 
 
 def _stale(message: AbstractIncomingMessage) -> bool:

@@ -25,6 +25,7 @@ from thunderline.errors import (
     ArtifactNotFoundError,
     ArtifactTooLargeError,
     MalformedEventError,
+    PathEscapeError,
     ThunderlineError,
     UnreadableArtifactError,
 )
@@ -69,11 +70,15 @@ class ClassifyStage(StoreStage):
         options: StageOptions | None = None,
         *,
         available_stages: Iterable[str] = (),
+        stored_only: bool = False,
     ) -> None:
         """``available_stages``: the stages after classify that are on (routes keep only
-        those; the wiring table in :mod:`thunderline.runtime` decides which)."""
+        those; the wiring table in :mod:`thunderline.runtime` decides which).
+        ``stored_only`` (a worker): an artifact named by a local path only is refused
+        (``path_escape``): a worker never reads its own disk because an event says so."""
         super().__init__(settings, store, options)
         self.available = set(available_stages)
+        self.stored_only = stored_only
         self.classifier: MagikaClassifier | None = None
 
     async def setup(self) -> None:
@@ -115,9 +120,19 @@ class ClassifyStage(StoreStage):
             return request, stored, local
         if artifact.path is None:
             raise MalformedEventError("artifact has neither path nor payload_ref")
+        if self.stored_only:
+            raise PathEscapeError(
+                "a worker classifies stored payloads only (payload_ref); the submitter "
+                "admits local files",
+                details={"path": artifact.path},
+            )
         path = Path(artifact.path)
         limit = self.settings.max_artifact_bytes
-        admitted = open_input(path, Path(artifact.root) if artifact.root else None)
+        admitted = open_input(
+            path,
+            Path(artifact.root) if artifact.root else None,
+            allow_hardlinks=self.settings.allow_hardlinks,
+        )
         keep = False
         try:
             try:

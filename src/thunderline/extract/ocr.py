@@ -80,7 +80,8 @@ def recognise(image: Any, progress: Callable[[], None]) -> list[OcrLine]:
     ticker = threading.Thread(target=beat, daemon=True)
     ticker.start()
     try:
-        found, _elapsed = _rapidocr()(array)
+        engine = _rapidocr()  # loaded at the first image, under the heartbeat too
+        found, _elapsed = engine(array)
     finally:
         done.set()
         ticker.join()

@@ -180,7 +180,12 @@ class ExtractStage(StoreStage):
         if summary.text_ref is None and any(stage in route for stage in TEXT_STAGES):
             route = [stage for stage in route if stage not in TEXT_STAGES]
             notes.append(Note(stage=self.name, note=f"no text ({summary.method}): nlp skipped"))
-        elif summary.ocr is not None and "nlp" in self.available and "nlp" not in route:
+        elif (
+            summary.text_ref is not None
+            and summary.ocr is not None
+            and "nlp" in self.available
+            and "nlp" not in route
+        ):
             route.insert(0, "nlp")  # OCR text goes on to NLP like any other text
         out = extend(data, Extracted, extract=summary, notes=notes or None)
         return self.advance(event, EXTRACT_COMPLETED, out, route=route)

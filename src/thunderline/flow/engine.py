@@ -5,9 +5,10 @@ a batch (``batch_size`` messages or ``batch_timeout_s`` after the first), call
 ``handle_batch`` under a timeout, publish the outputs to the next stage on each event's route,
 and only then acknowledge the inputs. Retryable errors are retried with exponential backoff;
 permanent errors and exhausted retries are dead-lettered with the original event, the reason
-and the traceback. A collector consumes the terminal and DLQ topics, journals them, records them
-in the outcome store (:mod:`thunderline.outcomes`) and reports each finished artifact, so the
-engine knows when everything submitted has ended.
+and the traceback. The collector (:mod:`thunderline.flow.collector`, the same one a worker runs)
+consumes the terminal and DLQ topics, records them in the outcome store
+(:mod:`thunderline.outcomes`), counts and reports each finished artifact, so the engine knows
+when everything submitted has ended.
 
 Telemetry: ``("thunderline", "stage", <stage>, "start" | "stop" | "error")`` per batch (the
 metadata carries the batch's ``events``; :mod:`thunderline.obs.tracing` makes spans of them).
@@ -16,25 +17,24 @@ metadata carries the batch's ``events``; :mod:`thunderline.obs.tracing` makes sp
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-import traceback
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC, Delivery, EventBus
+from thunderline.dlq.record import dead_letter
 from thunderline.errors import (
     EventContractError,
     MalformedEventError,
     OverloadError,
     StageTimeoutError,
-    ThunderlineError,
     is_retryable,
     reason_of,
 )
-from thunderline.eventdata import DlqRecord, ErrorInfo, ensure_valid, typed_event, validate_data
+from thunderline.eventdata import ensure_valid, validate_data
 from thunderline.events import DLQ_OVERLOAD, CloudEvent
+from thunderline.flow.collector import Collector
 from thunderline.flow.stage import Outcome, Stage
 from thunderline.journal import Journal
 from thunderline.obs import metrics, telemetry
@@ -47,34 +47,6 @@ _log = logging.getLogger("thunderline.flow")
 
 TerminalCallback = Callable[[CloudEvent], object]
 _POLL_S = 0.05
-
-
-def _json_safe(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
-
-
-def dlq_event(
-    stage: str,
-    dlq_type: str,
-    exc: BaseException,
-    *,
-    original: CloudEvent | None,
-    raw: bytes | None = None,
-    attempts: int = 1,
-) -> CloudEvent:
-    """The DLQ record for a failure: original event, reason, error, traceback, attempts."""
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    details = exc.details if isinstance(exc, ThunderlineError) else {}
-    record = DlqRecord(
-        stage=stage,
-        reason=reason_of(exc),
-        error=ErrorInfo(type=type(exc).__name__, message=str(exc), details=_json_safe(details)),
-        traceback=tb,
-        attempts=attempts,
-        original=original.to_dict() if original is not None else None,
-        original_raw=(raw or b"").decode("utf-8", "replace") if original is None else None,
-    )
-    return typed_event(dlq_type, record, parent=original, source=f"urn:thunderline:stage:{stage}")
 
 
 def topic_for(event: CloudEvent) -> str:
@@ -135,6 +107,7 @@ class Pipeline:
         self.journal = journal
         self.outcomes = outcomes
         self.run_collector = run_collector
+        self.collector: Collector | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._outstanding = 0
@@ -160,22 +133,44 @@ class Pipeline:
         for name in self.stages:
             metrics.declare_stage(name)
         if self.run_collector:
-            self._tasks.append(asyncio.create_task(self._collector(), name="collector"))
+            self.collector = Collector(
+                self.bus, self.outcomes, on_event=self.on_terminal, on_settled=self._settled
+            )
+            self._tasks.append(asyncio.create_task(self.collector.run(), name="collector"))
         self._started = True
 
-    async def stop(self, *, drain: bool = True, timeout_s: float | None = None) -> None:
-        """Stop: drain what was submitted (bounded by the timeout), then close the stages.
+    def _settled(self, n: int) -> None:
+        self._add_outstanding(-n)
+        if self.journal is not None:
+            self.journal.flush()
 
-        Whatever could not finish in time is dead-lettered with reason ``shutdown`` on a bus that
-        is not durable (the in-process bus), so that no message vanishes.
+    async def stop(self, *, drain: bool = True, timeout_s: float | None = None) -> None:
+        """Stop: drain (bounded by the timeout), then close the stages.
+
+        Draining waits for what was submitted here to end (on the in-process bus), then asks
+        the bus to stop feeding this process (:meth:`EventBus.prepare_for_draining`) and waits
+        until it holds nothing. What could not finish in time is dead-lettered with reason
+        ``shutdown`` on a bus that is not durable, so that no message vanishes; a durable bus
+        gets it back when it closes (the broker redelivers it to another worker).
         """
         timeout = self.shutdown_timeout_s if timeout_s is None else timeout_s
-        if drain:
+        deadline = time.monotonic() + timeout
+        if drain and not self.bus.durable:
             try:
                 await asyncio.wait_for(self._idle.wait(), timeout)
             except TimeoutError:
                 _log.warning(
                     "drain timed out after %.1fs with %d messages open", timeout, self._outstanding
+                )
+        if drain:
+            await self.bus.prepare_for_draining()
+            while self.bus.held and time.monotonic() < deadline:
+                await asyncio.sleep(_POLL_S)
+            if self.bus.held and self.bus.durable:
+                _log.warning(
+                    "shutdown: %d messages unfinished after %.0fs go back to their queues",
+                    self.bus.held,
+                    timeout,
                 )
         self._stopping.set()
         workers = [t for t in self._tasks if t.get_name() != "collector"]
@@ -212,18 +207,19 @@ class Pipeline:
                     await self._dead_letter(stage, delivery, event, shutdown, attempts=0)
 
     # ---- submission -----------------------------------------------------------------------
-    async def submit(self, event: CloudEvent) -> None:
-        """Publish an event into the pipeline (blocks when the first queue is full)."""
+    async def submit(self, event: CloudEvent, *, block: bool = True) -> None:
+        """Publish an event into the pipeline; a full first queue makes it wait (``block``) or
+        raise :class:`~thunderline.errors.OverloadError`."""
         self._add_outstanding(1)
-        await self._publish(event)
+        try:
+            await self._publish(event, block=block)
+        except Exception:  # refused (OverloadError) or failed: it never entered the pipeline
+            self._add_outstanding(-1)
+            raise
 
     async def wait_idle(self, timeout_s: float | None = None) -> None:
         """Wait until every submitted message has reached the terminal sink or the DLQ."""
         await asyncio.wait_for(self._idle.wait(), timeout_s)
-
-    @property
-    def outstanding(self) -> int:
-        return self._outstanding
 
     def _add_outstanding(self, n: int) -> None:
         self._outstanding += n
@@ -233,9 +229,9 @@ class Pipeline:
         else:
             self._idle.clear()
 
-    async def _publish(self, event: CloudEvent) -> None:
+    async def _publish(self, event: CloudEvent, *, block: bool = True) -> None:
         encoded = event.to_bytes()
-        await self.bus.publish(topic_for(event), encoded)
+        await self.bus.publish(topic_for(event), encoded, block=block)
         metrics.EVENTS_PUBLISHED.labels(event.type).inc()
         if self.journal is not None:
             self.journal.record(event, encoded)
@@ -244,7 +240,7 @@ class Pipeline:
         """Bus callback for ``drop_oldest``: the dropped message becomes a DLQ record."""
         event = self._decode_quiet(payload)
         exc = OverloadError(f"queue {topic!r} was full; oldest message dropped (drop_oldest)")
-        record = dlq_event(topic, DLQ_OVERLOAD, exc, original=event, raw=payload, attempts=0)
+        record = dead_letter(topic, DLQ_OVERLOAD, exc, original=event, raw=payload, attempts=0)
         metrics.DLQ_TOTAL.labels(topic, "overload").inc()
         await self._publish(record)
 
@@ -415,7 +411,7 @@ class Pipeline:
         *,
         attempts: int,
     ) -> None:
-        record = dlq_event(
+        record = dead_letter(
             stage.name, stage.dlq_type, exc, original=event, raw=delivery.payload, attempts=attempts
         )
         reason = reason_of(exc)
@@ -426,40 +422,3 @@ class Pipeline:
         await self.bus.ack(delivery)
         if self._in_flight[stage.name].pop(delivery.message_id, None) is not None:
             await self._demand[stage.name].release()
-
-    # ---- terminal / DLQ collector ---------------------------------------------------------
-    async def _collector(self) -> None:
-        while True:
-            got = False
-            for topic in (DLQ_TOPIC, TERMINAL_TOPIC):
-                deliveries = await self.bus.pull(topic, "collector", 256, 0 if got else _POLL_S / 2)
-                if not deliveries:
-                    continue
-                got = True
-                events = [self._decode_quiet(d.payload) for d in deliveries]
-                await self._record_outcomes([e for e in events if e is not None])
-                for delivery, event in zip(deliveries, events, strict=True):
-                    if event is not None:
-                        metrics.record_terminal(event)
-                    if event is not None and self.on_terminal is not None:
-                        try:
-                            self.on_terminal(event)
-                        except Exception:
-                            _log.exception("terminal callback failed")
-                    await self.bus.ack(delivery)
-                    self._add_outstanding(-1)
-            if self.journal is not None and got:
-                self.journal.flush()
-
-    async def _record_outcomes(self, events: list[CloudEvent]) -> None:
-        """Record terminal events in the outcome store before they count as finished.
-
-        A database failure is logged (the journal still holds every event; ``thunderline
-        dlq`` imports journal records the store is missing) and never stops the collector.
-        """
-        if self.outcomes is None or not events:
-            return
-        try:
-            await asyncio.to_thread(self.outcomes.record_many, events)
-        except Exception:
-            _log.exception("recording %d outcome(s) failed", len(events))

@@ -11,10 +11,12 @@ Each ``[[models]]`` entry lists ``name``, ``path`` (relative to the model folder
 2. hashes the bytes and compares them with the listed SHA-256: a mismatch logs
    ``[security] Model checksum mismatch: expected=..., actual=...``, counts
    ``thunderline_ml_model_checksum_mismatch_total`` and raises :class:`ChecksumMismatch`;
-3. checks the model's folder (``models/<name>/``, the parent of ``onnx/``; see
-   :mod:`thunderline.ml.trust`): no path in it (nor the public key) writable by group or
-   others, every file matching its ``checksums.txt``, and its ``model.sig`` verifying with the
-   public key (``TL_MODEL_PUBLIC_KEY``, default ``<model dir>/signing_key.pub``). With
+3. checks the chain and the model's folder (``models/<name>/``, the parent of ``onnx/``; see
+   :mod:`thunderline.ml.trust`): the model root, ``registry.toml``, the public key and every
+   path of the folder neither writable by group or others nor owned by anyone but the service
+   user or root; every file matching its ``checksums.txt``; its ``model.sig`` verifying with
+   the public key (the maintainers' key shipped in the package, or ``TL_MODEL_PUBLIC_KEY``,
+   which must lie outside the model root). With
    ``TL_MODEL_SIGNATURE_REQUIRED=true`` (the default) an unsigned or mis-signed folder, or one
    without ``checksums.txt``, is refused with a ``[security]`` log line; a checksum that does
    not match is always refused;
@@ -45,11 +47,12 @@ from thunderline.ml.errors import (
     ExternalDataEscapeError,
     ModelLoadError,
     ModelNotFoundError,
+    ModelPermissionError,
     UntrustedModelError,
 )
 from thunderline.ml.model import OnnxModel, SessionConfig, parse_proto
 from thunderline.ml.trust import (
-    PUBLIC_KEY_FILE,
+    SHIPPED_PUBLIC_KEY,
     check_permissions,
     file_sha256,
     model_folder_of,
@@ -224,7 +227,8 @@ class ModelRegistry:
         self.model_dir = Path(model_dir)
         self.allow_untrusted = allow_untrusted
         self.signature_required = signature_required
-        self.public_key = Path(public_key) if public_key else self.model_dir / PUBLIC_KEY_FILE
+        #: the trust root: never inside the model folder (see :meth:`chain_problems`)
+        self.public_key = Path(public_key) if public_key else SHIPPED_PUBLIC_KEY
         self.config = config or SessionConfig()
         self.registry_file = registry_file or self.model_dir / REGISTRY_FILE
         self._entries = self._read(self.registry_file)
@@ -386,14 +390,14 @@ class ModelRegistry:
     def folder_problems(self, model_file: Path) -> list[UntrustedModelError]:
         """Why the folder of ``model_file`` is not trusted (empty list: it is).
 
-        Permissions (folder, files, public key) are always checked; ``checksums.txt`` and the
-        signature when signatures are required. A ``checksums.txt`` that is present is always
+        Permissions and owners (:meth:`chain_problems`, the folder and its files) are always
+        checked; ``checksums.txt`` and the signature when signatures are required. A ``checksums.txt`` that is present is always
         checked, and a mismatch raises :class:`ChecksumMismatch` at once.
         """
         folder = model_folder_of(model_file)
-        problems: list[UntrustedModelError] = []
+        problems: list[UntrustedModelError] = list(self.chain_problems())
         try:
-            check_permissions([folder, self.public_key] if self.signature_required else [folder])
+            check_permissions([folder])
         except UntrustedModelError as exc:
             problems.append(exc)
         try:
@@ -406,6 +410,36 @@ class ModelRegistry:
                 verify_signature(folder, self.public_key)
             except UntrustedModelError as exc:
                 problems.append(exc)
+        return problems
+
+    def chain_problems(self) -> list[UntrustedModelError]:
+        """Why the chain above the model folders is not trusted (empty list: it is).
+
+        The model root folder and ``registry.toml`` (not the whole root: scripts may sit
+        there), and with signatures required the public key and its folder: none writable by
+        group or others, none owned by someone other than the service user or root. The key
+        must not lie inside the model root: whoever can write the models could replace it.
+        """
+        problems: list[UntrustedModelError] = []
+        root = self.model_dir.resolve()
+        shallow = [root, self.registry_file]
+        if self.signature_required:
+            key = self.public_key.resolve()
+            if key.is_relative_to(root):
+                problems.append(
+                    ModelPermissionError(
+                        f"the verifying key {self.public_key} is inside the model folder "
+                        f"{self.model_dir}: whoever can write the models could replace it "
+                        "(keep TL_MODEL_PUBLIC_KEY outside it, or leave it unset for the "
+                        "key shipped with Thunderline)",
+                        details={"key": str(self.public_key), "model_dir": str(self.model_dir)},
+                    )
+                )
+            shallow += [key.parent, key]
+        try:
+            check_permissions([], shallow)
+        except UntrustedModelError as exc:
+            problems.append(exc)
         return problems
 
     # ---- verification -------------------------------------------------------------------

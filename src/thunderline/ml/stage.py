@@ -47,6 +47,15 @@ _log = logging.getLogger("thunderline.ml")
 TOP_K = 5
 
 
+def min_confidence(entry: ModelEntry) -> float | None:
+    """The model's confidence threshold (registry ``min_confidence``, chosen on held-out
+    data): a best score below it is reported as "no confident label"."""
+    value = entry.extra.get("min_confidence")
+    if isinstance(value, int | float) and 0.0 <= float(value) <= 1.0:
+        return float(value)
+    return None
+
+
 class InferStage(StoreStage):
     """ONNX inference on images (and text routed here), via supervised, batched sessions."""
 
@@ -133,12 +142,15 @@ class InferStage(StoreStage):
         scores = result.first.tensor[0] if result.first.tensor.ndim > 1 else result.first.tensor
         labels = list(entry.labels)  # unnamed classes are reported as class_<i>
         best = top_k(scores, labels, min(TOP_K, max(1, scores.size)))
+        threshold = min_confidence(entry)
         inference = Inference(
             model=result.model,
             version=result.version,
             top_k=[LabelScore(label=str(t["label"]), score=float(t["score"])) for t in best],
             inference_ms=result.inference_ms,
             batch_size=result.batch_size,
+            confident=threshold is None or (bool(best) and float(best[0]["score"]) >= threshold),
+            threshold=threshold,
         )
         data = extend(data_of(event, Classified), InferenceCompleted, inference=inference)
         return [self.advance(event, INFERENCE_COMPLETED, data)]

@@ -10,13 +10,19 @@ A model folder (``models/<name>/``: ``onnx/model.onnx``, ``keras/model.keras``,
 ``model.sig``
     A `model-signing <https://pypi.org/project/model-signing/>`_ bundle (Sigstore bundle
     format, DSSE envelope) over every file of the folder, signed with an EC P-256 private key
-    (:func:`sign_folder`) and verified offline against the committed public key
+    (:func:`sign_folder`) and verified offline against the trusted public key
     (:func:`verify_signature`). Any added, removed or changed file, another key, or a damaged
     bundle fails verification.
 
-:func:`permission_problems` names every path that group or others may write (a folder or file
-anyone else can replace is not a trusted model). The registry applies all three on every
-load (``TL_MODEL_SIGNATURE_REQUIRED``); ``thunderline models verify`` applies them without
+The verifying key is the trust root, so it never comes from the folder it protects: by default
+it is the maintainers' public key shipped inside the package (:data:`SHIPPED_PUBLIC_KEY`);
+``TL_MODEL_PUBLIC_KEY`` may name another one outside the model root.
+
+:func:`permission_problems` names every path of the chain (the model root folder, the
+registry, the key and its folder, every file of the model folder) that group or others may
+write or that someone other than the service user or root owns: whoever can replace a link
+of the chain could replace the model. The registry applies all three on every load
+(``TL_MODEL_SIGNATURE_REQUIRED``); ``thunderline models verify`` applies them without
 loading.
 """
 
@@ -41,6 +47,9 @@ _log = logging.getLogger("thunderline.ml")
 CHECKSUMS_FILE = "checksums.txt"
 SIGNATURE_FILE = "model.sig"
 PUBLIC_KEY_FILE = "signing_key.pub"
+#: The maintainers' public key, shipped inside the package: the default trust root for model
+#: signatures (``TL_MODEL_PUBLIC_KEY`` names another one, which must live outside the models).
+SHIPPED_PUBLIC_KEY = Path(__file__).resolve().parent / "keys" / "model_signing_key.pub"
 _TRUST_FILES = frozenset({CHECKSUMS_FILE, SIGNATURE_FILE})
 
 
@@ -161,20 +170,37 @@ def verify_checksums(folder: Path) -> int:
     return len(listed)
 
 
-def permission_problems(paths: Iterable[Path]) -> list[str]:
-    """The given paths (and, for folders, everything under them) writable by group or others."""
+def trusted_owners() -> frozenset[int]:
+    """The owners a trusted path may have: the service user (this process) and root."""
+    return frozenset({0, os.geteuid()})
+
+
+def permission_problems(paths: Iterable[Path], shallow: Iterable[Path] = ()) -> list[str]:
+    """Why the given paths cannot be trusted: writable by group or others, or owned by someone
+    other than the service user or root. Folders in ``paths`` are checked with everything under
+    them; ``shallow`` paths (the model root, the key's folder) only themselves."""
     problems: list[str] = []
+    owners = trusted_owners()
 
     def check(path: Path) -> None:
         try:
-            mode = path.lstat().st_mode
+            info = path.lstat()
         except OSError:
             return
-        if stat.S_ISLNK(mode):
+        if stat.S_ISLNK(info.st_mode):
             return
-        if mode & (stat.S_IWGRP | stat.S_IWOTH):
-            problems.append(f"{path} is writable by group or others (mode {stat.filemode(mode)})")
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            problems.append(
+                f"{path} is writable by group or others (mode {stat.filemode(info.st_mode)})"
+            )
+        if info.st_uid not in owners:
+            problems.append(
+                f"{path} is owned by uid {info.st_uid}, not the service user "
+                f"(uid {os.geteuid()}) or root"
+            )
 
+    for top in shallow:
+        check(top)
     for top in paths:
         check(top)
         if top.is_dir() and not top.is_symlink():
@@ -184,12 +210,13 @@ def permission_problems(paths: Iterable[Path]) -> list[str]:
     return problems
 
 
-def check_permissions(paths: Iterable[Path]) -> None:
-    """Raise :class:`ModelPermissionError` naming the first group/other-writable path."""
-    problems = permission_problems(paths)
+def check_permissions(paths: Iterable[Path], shallow: Iterable[Path] = ()) -> None:
+    """Raise :class:`ModelPermissionError` naming the first path that cannot be trusted."""
+    problems = permission_problems(paths, shallow)
     if problems:
         raise ModelPermissionError(
-            f"{problems[0]}: refused (chmod go-w)", details={"problems": problems}
+            f"{problems[0]}: refused (chmod go-w, chown to the service user)",
+            details={"problems": problems},
         )
 
 

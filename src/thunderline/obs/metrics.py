@@ -25,7 +25,6 @@ The ONNX budget of the alert rules (0.1 s) is a bucket edge, so "p99 over budget
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Final
 
 from thunderline.obs import multiprocess
@@ -188,6 +187,12 @@ QUEUE_DEPTH = Gauge(
     "Messages waiting on a bus topic (summed over live processes).",
     ["topic"],
     multiprocess_mode="livesum",
+    registry=REGISTRY,
+)
+API_CONNECTIONS_REFUSED = Counter(
+    "thunderline_api_connections_refused_total",
+    "HTTP connections the API closed before a request: slow headers or too many from one address.",
+    ["reason"],
     registry=REGISTRY,
 )
 DLQ_TOTAL = Counter(
@@ -360,25 +365,12 @@ def file_group(value: object) -> str:
     return value if isinstance(value, str) and value in FILE_GROUPS else "other"
 
 
-def _classification_of(event: Any) -> Mapping[str, Any]:
-    data = event.data if isinstance(event.data, Mapping) else {}
-    if event.is_dlq:
-        original = data.get("original")
-        inner = original.get("data") if isinstance(original, Mapping) else None
-        found = inner.get("classification") if isinstance(inner, Mapping) else None
-        if not isinstance(found, Mapping):
-            error = data.get("error")
-            details = error.get("details") if isinstance(error, Mapping) else None
-            found = details.get("classification") if isinstance(details, Mapping) else None
-        return found if isinstance(found, Mapping) else {}
-    found = data.get("classification")
-    return found if isinstance(found, Mapping) else {}
-
-
 def record_terminal(event: Any) -> None:
     """Count one artifact that reached its end (called by the engine's collector)."""
     try:
-        group = file_group(_classification_of(event).get("group") or "unknown")
+        from thunderline.dlq.record import Subject  # here: dlq imports this module
+
+        group = file_group(Subject.of(event).classification.get("group") or "unknown")
         INGEST_COMPLETED.labels(group, "dlq" if event.is_dlq else "ok").inc()
     except Exception:  # never let bookkeeping break the collector
         INGEST_COMPLETED.labels("other", "dlq" if getattr(event, "is_dlq", False) else "ok").inc()

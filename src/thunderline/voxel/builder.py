@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 from uuid6 import uuid7
 
+from thunderline import names
 from thunderline.eventdata import Classified, data_of
 from thunderline.events import CloudEvent
 from thunderline.voxel.errors import InvalidVoxelError, LineageCycleError
@@ -38,9 +39,16 @@ def _unique(values: list[str | None]) -> tuple[str, ...]:
 
 
 def voxel_source(event: CloudEvent, data: Classified) -> str:
-    """What the voxel is "of": the artifact's source URI, else its correlation chain."""
+    """What the voxel is "of": the artifact's source URI, else its correlation chain.
+
+    Bytes-safe (:func:`names.wire_text`): an undecodable byte of a name (a tar member's
+    Latin-1 name, say) is written as a ``\\udcXX`` escape, so the source is strict UTF-8 like
+    every other text field of the sealed document; the exact name stays in
+    ``traits.artifact``."""
     source = data.artifact.source
-    return source if source else f"urn:thunderline:correlation:{event.correlationid}"
+    return (
+        names.wire_text(source) if source else f"urn:thunderline:correlation:{event.correlationid}"
+    )
 
 
 def coords_for(event: CloudEvent, data: Classified) -> dict[str, Any]:

@@ -38,6 +38,12 @@ class VoxelNotFoundError(VoxelError):
     reason = "voxel_not_found"
 
 
+class InvalidVoxelIdError(VoxelNotFoundError):
+    """An id or id prefix holding something other than hex digits and ``-``."""
+
+    reason = "invalid_voxel_id"
+
+
 class PayloadMissingError(VoxelError):
     """The payload a voxel points at is in neither the database nor the object store."""
 

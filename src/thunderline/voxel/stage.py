@@ -183,8 +183,14 @@ class PackageStage(StoreStage):
             expandable = archive.is_archive_classification(data.classification) or (
                 archive.sniffed_archive(data.classification, self._head(voxel.payload_sha256))
             )
-            if expandable and depth < MAX_ARCHIVE_DEPTH:
-                item.members = self._expand(voxel, item.notes)
+            if expandable:
+                if depth < MAX_ARCHIVE_DEPTH:
+                    item.members = self._expand(voxel, item.notes)
+                else:  # stored as it is, never silently: the voxel.created event says why
+                    item.notes.append(
+                        f"archive not expanded: nested {depth} levels deep, the limit is "
+                        f"{MAX_ARCHIVE_DEPTH}"
+                    )
             elif data.extract is not None and data.extract.parts and depth < MAX_ARCHIVE_DEPTH:
                 item.members = embedded_members(data.extract.parts)
             item.voxel = voxel

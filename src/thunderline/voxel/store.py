@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,6 +50,7 @@ from thunderline.voxel import lineage
 from thunderline.voxel.db import make_engine, migrate
 from thunderline.voxel.errors import (
     InvalidVoxelError,
+    InvalidVoxelIdError,
     LineageCycleError,
     PayloadMissingError,
     UnknownParentError,
@@ -58,6 +60,10 @@ from thunderline.voxel.schema import Voxel, canonical_json
 from thunderline.voxel.tables import INLINE, OBJECT, voxel_edges, voxel_payloads, voxels
 
 _log = logging.getLogger("thunderline.voxel.store")
+
+
+#: What an id prefix may hold (voxel ids are UUIDs): hex digits and '-', nothing LIKE reads.
+_ID_PREFIX = re.compile(r"[0-9a-f-]+")
 
 
 def dedup_key(source: str, payload_sha256: str) -> str:
@@ -282,7 +288,10 @@ class VoxelStore:
         )
 
     def add_parents(self, voxel_id: str, parent_ids: Iterable[str]) -> None:
-        """Add lineage edges to an existing voxel; refuses any edge that would make a cycle."""
+        """Add lineage edges to an existing voxel; refuses any edge that would make a cycle.
+
+        The voxel's sealed document does not name these parents, so :meth:`verify` reports
+        each added edge (``lineage_mismatch``): lineage is sealed at packaging time."""
         try:
             with self.engine.begin() as conn:
                 if conn.scalar(select(voxels.c.id).where(voxels.c.id == voxel_id)) is None:
@@ -322,10 +331,14 @@ class VoxelStore:
         prefix = id_or_prefix.strip().lower()
         if len(prefix) < 4:
             raise VoxelNotFoundError(f"voxel id {id_or_prefix!r} is too short (4+ characters)")
-        ids = [
-            r["id"]
-            for r in self._query(select(voxels.c.id).where(voxels.c.id.startswith(prefix)).limit(2))
-        ]
+        if not _ID_PREFIX.fullmatch(prefix):
+            raise InvalidVoxelIdError(
+                f"voxel id {names.shown(id_or_prefix)!r}: an id holds only hex digits and '-'"
+            )
+        # only id characters get here; the LIKE pattern is escaped anyway (% and _ match
+        # nothing but themselves)
+        match = voxels.c.id.startswith(prefix, autoescape=True)
+        ids = [r["id"] for r in self._query(select(voxels.c.id).where(match).limit(2))]
         if not ids:
             raise VoxelNotFoundError(f"no voxel {id_or_prefix}")
         if len(ids) > 1:
@@ -456,8 +469,9 @@ class VoxelStore:
         (``label``, ``source``, ``payload_sha256`` ... the ``dedup_key``) must equal what the
         document says; and **every** copy of the payload -- the inline row and the
         object-store object, whichever exist (the classify stage stores every payload as an
-        object, so an inline payload usually has both) -- must hash to the sealed SHA-256. A
-        failure lists every difference found in ``detail``.
+        object, so an inline payload usually has both) -- must hash to the sealed SHA-256; and
+        the voxel's ``voxel_edges`` rows must be exactly its sealed parent ids. A failure lists
+        every difference found in ``detail``.
         """
         try:
             rows = self._query(select(voxels).where(voxels.c.id == voxel_id))
@@ -475,6 +489,10 @@ class VoxelStore:
                 )
             problems = self._column_differences(row, voxel)
             reason = "index_mismatch" if problems else "ok"
+            edge_problems = self._edge_differences(voxel)
+            if edge_problems and not problems:
+                reason = "lineage_mismatch"
+            problems += edge_problems
             payload_problems, payload_reason = self._payload_differences(voxel, row)
             problems += payload_problems
             reason = payload_reason or reason
@@ -513,6 +531,17 @@ class VoxelStore:
         if location not in (INLINE, OBJECT):
             problems.append(f"column payload_location is {location!r}")
         return problems
+
+    def _edge_differences(self, voxel: Voxel) -> list[str]:
+        """Lineage edge rows that do not say what the sealed parent ids say (both ways: a
+        deleted row and a row the seal does not name are each reported)."""
+        sealed = set(voxel.lineage.parent_voxel_ids)
+        stored = set(self.parents(voxel.id))
+        missing = [f"lineage edge to sealed parent {p} is missing" for p in sorted(sealed - stored)]
+        extra = [
+            f"lineage edge to {p} is not in the sealed parents" for p in sorted(stored - sealed)
+        ]
+        return missing + extra
 
     def _payload_differences(self, voxel: Voxel, row: Any) -> tuple[list[str], str | None]:
         """Hash every stored copy of the payload; (what differs, the reason) -- or ([], None)."""

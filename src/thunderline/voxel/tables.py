@@ -94,5 +94,9 @@ outcomes = Table(
     Column("replay_event_id", String(64), nullable=True),
     Column("resolved_by", String(64), nullable=True),
     Column("event", Text, nullable=False),
+    # SHA-256 of (kind, correlation id, artifact): one voxel row and one open DLQ row per
+    # artifact (migration 0003_outcome_once; NULL without an artifact)
+    Column("once_key", String(64), nullable=True),
     Index("ix_outcomes_kind_status", "kind", "status"),
+    Index("ux_outcomes_once_key", "once_key", unique=True),
 )

@@ -1,28 +1,23 @@
-"""CLI of the scale-out mode: ``worker``, ``status`` and the submitting half of ``ingest``."""
+"""CLI of the scale-out workers: ``worker`` and ``status``."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from thunderline import names
-from thunderline.classify.walk import Candidate
 from thunderline.config import Settings
 from thunderline.console import cli_settings, stdout_console
 from thunderline.errors import ThunderlineError
 from thunderline.obs.command import observe
-from thunderline.outcomes import OutcomeRecord, OutcomeStore
+from thunderline.outcomes import OutcomeStore
 from thunderline.report import RunReport
 from thunderline.worker.runner import Worker, default_stages, parse_stages
 from thunderline.worker.settle import final_outcomes
-from thunderline.worker.submit import Submitter, wait_outcomes
 
 err_console = Console(stderr=True)
 
@@ -49,7 +44,7 @@ def worker(
         ),
     ] = None,
 ) -> None:
-    """Run pipeline stages as a stateless worker over RabbitMQ (TL_BUS_URL=amqp://…)."""
+    """Run pipeline stages as a stateless worker over the shared bus (TL_BUS_URL=amqp://…)."""
     settings = cli_settings()
     try:
         names = parse_stages(stages) if stages else default_stages(settings)
@@ -62,30 +57,6 @@ def worker(
 
 async def _run_worker(settings: Settings, names: list[str], concurrency: int | None) -> None:
     await Worker(settings, names, concurrency=concurrency).run()
-
-
-def submit_and_wait(
-    settings: Settings, todo: Iterable[Candidate], report: RunReport, as_json: bool
-) -> None:
-    """``ingest`` in scale-out mode: submit, then print exactly our own outcomes."""
-
-    def on_outcome(outcome: OutcomeRecord) -> None:
-        record = report.add(outcome.event)
-        if as_json:
-            print(names.dumps(record.to_json_dict()), flush=True)  # exact names (names.py)
-
-    async def run() -> None:
-        started = time.perf_counter()
-        async with Submitter(settings) as submitter:
-            ids = await submitter.submit_all(todo)
-        store = await asyncio.to_thread(OutcomeStore, settings)
-        try:
-            await wait_outcomes(store, ids, on_outcome=on_outcome)
-        finally:
-            store.close()
-        report.wall_s = time.perf_counter() - started
-
-    asyncio.run(run())
 
 
 def status(

@@ -37,3 +37,12 @@ def expected(records: Iterable[OutcomeRecord]) -> int:
         if isinstance(voxel, dict):
             extra += int(voxel.get("children") or 0)
     return 1 + extra
+
+
+def settled(records: Iterable[OutcomeRecord]) -> dict[str, list[OutcomeRecord]]:
+    """The correlation ids whose every artifact (archive members included) has its final
+    outcome, each with those final outcomes."""
+    per: dict[str, list[OutcomeRecord]] = {}
+    for (cid, _artifact), record in final_outcomes(records).items():
+        per.setdefault(cid, []).append(record)
+    return {cid: final for cid, final in per.items() if len(final) >= expected(final)}

@@ -14,124 +14,86 @@ store until each artifact (and each member of an archive) has its final outcome.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor
-from pathlib import Path
 
-from thunderline.bus.base import DLQ_TOPIC
 from thunderline.bus.factory import open_bus
-from thunderline.bus.rabbitmq import RabbitMQBus
-from thunderline.classify.admission import check_size, open_input
 from thunderline.classify.walk import Candidate
 from thunderline.config import Settings
-from thunderline.errors import ThunderlineError, UnreadableArtifactError
-from thunderline.eventdata import IngestRequest, data_of, typed_event
-from thunderline.events import DLQ_CLASSIFY, INGEST_RECEIVED, CloudEvent
-from thunderline.flow.engine import dlq_event
-from thunderline.objects.base import ObjectStore
+from thunderline.eventdata import IngestRequest, data_of
+from thunderline.events import INGEST_RECEIVED, CloudEvent
+from thunderline.flow.engine import topic_for
+from thunderline.ingestor import SUBMIT_SOURCE, AdmitsFiles
 from thunderline.objects.factory import open_object_store
 from thunderline.obs import metrics
 from thunderline.outcomes import OutcomeRecord, OutcomeStore
-from thunderline.runtime import ingest_event
-from thunderline.worker.settle import expected, final_outcomes
+from thunderline.runtime import Runtime, ingest_event
+from thunderline.worker.settle import settled
 
 _log = logging.getLogger("thunderline.worker.submit")
-SUBMIT_SOURCE = "urn:thunderline:submit"
 #: After this long without a new outcome, waiting submitters say what they wait for.
 STALL_WARN_S = 30.0
 
 
-def _store_file(
-    store: ObjectStore,
-    settings: Settings,
-    event: CloudEvent,
-    *,
-    source: str = SUBMIT_SOURCE,
-    keep_path: bool = True,
-) -> CloudEvent:
-    """Admit the event's local file (opened once, checked on the descriptor) and stream its
-    bytes through that descriptor into the store; the ingest event to publish, which names
-    the bytes by ``payload_ref`` (the path stays for display unless ``keep_path`` is false,
-    as for an upload's spool file; no worker reads it)."""
-    request = data_of(event, IngestRequest)
-    artifact = request.artifact
-    path = Path(str(artifact.path))
-    limit = settings.max_artifact_bytes
-    with open_input(path, Path(artifact.root) if artifact.root else None) as admitted:
-        check_size(admitted, limit)
-        try:
-            stored = store.put_fd(admitted.fd, max_bytes=limit)
-        except OSError as exc:
-            raise UnreadableArtifactError(f"{path}: {exc.strerror or exc}") from exc
-    stored_artifact = artifact.model_copy(
-        update={
-            "size": stored.size,
-            "sha256": stored.sha256,
-            "payload_ref": stored.ref,
-            "root": None,
-            **({} if keep_path else {"path": None}),
-        }
-    )
-    ready = request.model_copy(update={"artifact": stored_artifact})
-    return typed_event(INGEST_RECEIVED, ready, source=source)
+class Submitter(AdmitsFiles):
+    """The :class:`~thunderline.ingestor.Ingestor` of a shared bus (``async with``): admits
+    local files, stores their bytes in the shared store, publishes them for the workers, and
+    follows the outcomes the workers' collector records."""
 
-
-class Submitter:
-    """Publishes local files into the shared pipeline (``async with``)."""
-
-    def __init__(self, settings: Settings, *, source: str = SUBMIT_SOURCE) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        source: str = SUBMIT_SOURCE,
+        on_outcome: Callable[[CloudEvent], object] | None = None,
+    ) -> None:
         self.settings = settings
         self.source = source
+        self.on_outcome = on_outcome
         self.store = open_object_store(settings)
-        bus = open_bus(settings)
-        if not isinstance(bus, RabbitMQBus):
-            raise TypeError("the submitter needs the RabbitMQ bus (TL_BUS_URL=amqp://…)")
-        self.bus = bus
+        self.bus = open_bus(settings)
+        self._outcomes: OutcomeStore | None = None
+        self._pending: list[str] = []
+
+    @property
+    def outcomes(self) -> OutcomeStore:
+        """The outcome store the workers' collector fills (open inside ``async with``)."""
+        if self._outcomes is None:
+            raise RuntimeError("the submitter is not open")
+        return self._outcomes
+
+    @property
+    def runtime(self) -> Runtime | None:
+        """No pipeline runs here: the workers run the stages."""
+        return None
 
     async def __aenter__(self) -> Submitter:
         await self.bus.connect()
+        try:
+            self._outcomes = await asyncio.to_thread(OutcomeStore, self.settings)
+        except BaseException:
+            await self.bus.close()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.bus.close()
-
-    async def submit(self, candidate: Candidate) -> CloudEvent:
-        """Submit one file; returns the published event (an ingest event or a DLQ record)."""
-        return await self.submit_event(ingest_event(candidate))
-
-    async def submit_event(
-        self,
-        event: CloudEvent,
-        *,
-        block: bool = True,
-        keep_path: bool = True,
-        executor: Executor | None = None,
-    ) -> CloudEvent:
-        """Admit and store the local file of an ingest event, then publish it to ``classify``;
-        returns the published event (an ingest event or a DLQ record). With ``block=False`` a
-        full ``classify`` queue raises :class:`~thunderline.errors.OverloadError` (the bytes
-        stay in the content-addressed store, harmless) instead of waiting."""
-        store = functools.partial(
-            _store_file,
-            self.store,
-            self.settings,
-            event,
-            source=self.source,
-            keep_path=keep_path,
-        )
         try:
-            ready = await asyncio.get_running_loop().run_in_executor(executor, store)
-        except ThunderlineError as exc:
-            record = dlq_event("classify", DLQ_CLASSIFY, exc, original=event)
-            metrics.DLQ_TOTAL.labels("classify", exc.reason).inc()
-            await self.bus.publish(DLQ_TOPIC, record.to_bytes())
-            return record
-        await self.bus.publish("classify", ready.to_bytes(), block=block)
-        metrics.EVENTS_PUBLISHED.labels(ready.type).inc()
-        return ready
+            await self.bus.close()
+        finally:
+            if self._outcomes is not None:
+                await asyncio.to_thread(self._outcomes.close)
+                self._outcomes = None
+
+    async def submit(self, event: CloudEvent, *, block: bool = True) -> None:
+        """Publish an event (broker-confirmed) to where it goes: its next stage or the DLQ.
+        An ingest event that names only a local file (a replay of a refused submission) is
+        admitted and stored first: a worker never reads a local path."""
+        if event.type == INGEST_RECEIVED and not data_of(event, IngestRequest).artifact.payload_ref:
+            await self.submit_event(event, block=block)
+            return
+        await self.bus.publish(topic_for(event), event.to_bytes(), block=block)
+        metrics.EVENTS_PUBLISHED.labels(event.type).inc()
 
     async def submit_all(
         self, candidates: Iterable[Candidate], *, concurrency: int = 16
@@ -142,9 +104,27 @@ class Submitter:
 
         async def one(candidate: Candidate) -> str:
             async with gate:
-                return (await self.submit(candidate)).correlationid
+                return (await self.submit_event(ingest_event(candidate))).correlationid
 
         return list(await asyncio.gather(*(one(c) for c in candidates if not c.skipped)))
+
+    async def submit_files(self, candidates: Iterable[Candidate]) -> int:
+        """Submit files; :meth:`wait` then waits for their outcomes. Returns how many."""
+        ids = await self.submit_all(candidates)
+        self._pending.extend(ids)
+        return len(ids)
+
+    async def wait_idle(self, timeout_s: float | None = None) -> None:
+        """Until every file submitted by :meth:`submit_files` has its final outcome (each
+        handed to ``on_outcome`` once)."""
+        on_outcome = self.on_outcome
+
+        def report(record: OutcomeRecord) -> None:
+            if on_outcome is not None:
+                on_outcome(record.event)
+
+        pending, self._pending = self._pending, []
+        await wait_outcomes(self.outcomes, pending, on_outcome=report, timeout_s=timeout_s)
 
 
 async def wait_outcomes(
@@ -158,14 +138,14 @@ async def wait_outcomes(
     """Poll the outcome store until every correlation id has the final outcome of each of its
     artifacts (:mod:`.settle`); ``on_outcome`` sees each final outcome once."""
     pending = set(correlation_ids)
-    final: dict[tuple[str, str], OutcomeRecord] = {}
-    reported: set[tuple[str, str]] = set()
+    final: list[OutcomeRecord] = []
+    known: set[str] = set()
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     progress_at = time.monotonic()
     while pending:
         found = await asyncio.to_thread(store.by_correlations, sorted(pending))
-        settled = final_outcomes(found)
-        if len(final) < len({**final, **settled}):
+        if not known.issuperset(r.id for r in found):
+            known.update(r.id for r in found)
             progress_at = time.monotonic()
         elif time.monotonic() - progress_at > STALL_WARN_S:
             _log.warning(
@@ -175,21 +155,15 @@ async def wait_outcomes(
                 len(pending),
             )
             progress_at = time.monotonic()
-        final.update(settled)
-        per: dict[str, list[OutcomeRecord]] = {}
-        for (cid, _artifact), record in settled.items():
-            per.setdefault(cid, []).append(record)
-        for cid, records in per.items():
-            if len(records) >= expected(records):
-                pending.discard(cid)
-                for record in records:
-                    key = (cid, record.artifact or f"event:{record.id}")
-                    if key not in reported and on_outcome is not None:
-                        on_outcome(record)
-                    reported.add(key)
+        for cid, records in settled(found).items():
+            pending.discard(cid)
+            final.extend(records)
+            for record in records:
+                if on_outcome is not None:
+                    on_outcome(record)
         if not pending:
             break
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"{len(pending)} submissions have no outcome yet")
         await asyncio.sleep(poll_s)
-    return list(final.values())
+    return final

@@ -16,6 +16,7 @@ import httpx
 import uvicorn
 
 from thunderline.api import ApiService, Scope, TokenStore, create_app
+from thunderline.api.protocol import uvicorn_config
 from thunderline.config import Settings, load_settings
 from thunderline.objects.base import ObjectStore, StoredObject
 
@@ -84,13 +85,7 @@ def serve(settings: Settings) -> Iterator[Served]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        app,
-        log_level="warning",
-        lifespan="on",
-        timeout_keep_alive=5,
-        h11_max_incomplete_event_size=max(settings.api_max_header_bytes * 4, 65536),
-    )
+    config = uvicorn_config(app, settings, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -3,8 +3,14 @@ console; only hashes on disk."""
 
 from __future__ import annotations
 
+import socket
+import time
+
+import httpx
 import pytest
 from tests.integration.api._server import Served
+
+from thunderline.api import Scope, TokenStore
 
 PROTECTED = [
     ("GET", "/v1/voxels"),
@@ -60,15 +66,25 @@ def test_health_and_metrics_need_no_token(served: Served) -> None:
         metrics = client.get("/metrics")
         openapi = client.get("/openapi.json")
     assert ready.status_code == 200, ready.text
-    assert set(ready.json()["checks"]) >= {
-        "database",
-        "object_store",
-        "bus",
-        "models",
-        "nlp_breaker",
-    }
+    assert ready.json() == {"ready": True}  # anonymous: ready or not, no coordinates
     assert metrics.status_code == 200 and "thunderline_" in metrics.text
     assert openapi.status_code == 200 and "/v1/ingest" in openapi.json()["paths"]
+
+
+def test_readiness_details_need_a_token(served: Served) -> None:
+    with served.client(None) as client:
+        anonymous = client.get("/readyz")
+        wrong = client.get("/readyz", headers={"Authorization": "Bearer tl_not-a-token"})
+    with served.client("read") as client:
+        detailed = client.get("/readyz")
+    assert anonymous.status_code == 200 and set(anonymous.json()) == {"ready"}
+    for coordinate in (str(served.settings.home), "sqlite", "file://", "memory://"):
+        assert coordinate not in anonymous.text
+    assert wrong.status_code == 401
+    assert detailed.status_code == 200, detailed.text
+    checks = detailed.json()["checks"]
+    assert set(checks) >= {"database", "object_store", "bus", "models", "nlp_breaker"}
+    assert checks["database"]["detail"].startswith("sqlite")
 
 
 def test_revoked_token_is_refused_at_once(served: Served) -> None:
@@ -119,3 +135,52 @@ def test_cors_is_off_by_default(served: Served) -> None:
         )
     assert "access-control-allow-origin" not in response.headers
     assert "access-control-allow-origin" not in preflight.headers
+
+
+def test_revoking_a_token_ends_its_open_event_stream(served: Served) -> None:
+    token, record = served.service.tokens.create(Scope.READ, "sse reader")
+    ended = False
+    with (
+        httpx.Client(base_url=served.url, timeout=10.0) as client,
+        client.stream("GET", "/v1/events", headers={"Authorization": f"Bearer {token}"}) as sse,
+    ):
+        assert sse.status_code == 200
+        lines = sse.iter_lines()
+        assert next(lines).startswith(": connected")
+        # revoked as `thunderline tokens revoke` does it: through the token file
+        assert TokenStore(served.settings).revoke(record.id)
+        deadline = time.monotonic() + 15  # keep-alives every second keep an open stream busy
+        for _line in lines:
+            if time.monotonic() > deadline:
+                break
+        else:
+            ended = True
+    assert ended, "the revoked token's event stream is still open"
+    with served.client(token) as client:
+        assert client.get("/v1/events").status_code == 401
+
+
+def test_revoking_a_token_ends_its_running_upload(served: Served) -> None:
+    token, record = served.service.tokens.create(Scope.READ, "slow uploader")
+    boundary = "tlboundary"
+    head = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=file; filename=slow.txt\r\n"
+        "Content-Type: text/plain\r\n\r\n"
+    ).encode()
+    request = (
+        f"POST /v1/ingest HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(head) + 10_000}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+        sock.sendall(request + head + b"x" * 1000)  # then nothing more: the body is unfinished
+        time.sleep(0.3)  # the body is being received
+        assert TokenStore(served.settings).revoke(record.id)
+        chunks = []
+        while chunk := sock.recv(65536):  # the server closes the connection after its answer
+            chunks.append(chunk)
+        answer = b"".join(chunks).decode("latin-1")
+    # not the 408 of the read timeout (TL_API_READ_TIMEOUT_S=2): refused when revoked
+    assert answer.startswith("HTTP/1.1 401"), answer
+    assert "revoked" in answer
+    assert not list(served.service.spool_dir.glob("upload-*"))  # nothing half-kept

@@ -141,6 +141,22 @@ def test_archive_lineage_both_directions(served: Served) -> None:
     assert bad.status_code == 400
 
 
+def test_id_prefix_wildcards_are_refused(served: Served) -> None:
+    """``_`` and ``%`` in an id prefix are not LIKE wildcards: 400, never some voxel."""
+    accepted = upload(served, "wildcard.txt", b"a voxel to look up by prefix")
+    outcome = served.wait_outcome(accepted["correlation_id"])
+    voxel_id = outcome["voxel_ids"][0]
+    with served.client("read") as client:
+        found = client.get(f"/v1/voxels/{voxel_id[:13]}")
+        underscores = client.get(f"/v1/voxels/____{voxel_id[4:13]}")
+        percent = client.get("/v1/voxels/%25%25%25%25")
+        payload = client.get(f"/v1/voxels/____{voxel_id[4:13]}/payload")
+    assert found.status_code == 200 and found.json()["id"] == voxel_id
+    for response in (underscores, percent, payload):
+        assert response.status_code == 400, response.text
+        assert "only hex digits" in response.json()["error"]["message"]
+
+
 def test_dead_letter_listed_then_replayed_by_admin_only(served: Served) -> None:
     data = b"This text's stored bytes go missing before classify: a lost payload.\n"
     losing = lose_payloads(served)  # fault injected on purpose: the store loses these bytes

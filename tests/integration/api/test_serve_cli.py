@@ -92,3 +92,17 @@ def test_tokens_create_list_revoke(tmp_path: Path) -> None:
     assert runner.invoke(app, ["tokens", "revoke", token_id], env=env).exit_code == 0
     assert runner.invoke(app, ["tokens", "revoke", token_id], env=env).exit_code == 1
     assert "dashboard" not in runner.invoke(app, ["tokens", "list"], env=env).output
+
+
+def test_a_taken_port_fails_before_any_token_is_made(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {"TL_HOME": str(home), "TL_ENABLE_ML_PIPELINE": "false", "COLUMNS": "300"}
+        result = CliRunner().invoke(app, ["serve", "--port", str(port)], env=env)
+    assert result.exit_code == 2, result.output
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
+    assert "tl_" not in result.output  # no token was shown ...
+    assert not (home / "api" / "tokens.json").exists()  # ... nor stored: the next start shows one

@@ -224,6 +224,47 @@ def test_bad_uploads_are_4xx_with_a_named_problem(
     assert_serving(served)
 
 
+def _disposition_part(disposition: bytes, data: bytes) -> bytes:
+    return (
+        f"--{BOUNDARY}\r\n".encode()
+        + b"Content-Disposition: "
+        + disposition
+        + b"\r\nContent-Type: text/plain\r\n\r\n"
+        + data
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
+
+
+@pytest.mark.parametrize(
+    ("disposition", "name"),
+    [
+        (b"form-data; name=\"file\"; filename*=UTF-8''%E2%82%AC%20rates.txt", "€ rates.txt"),
+        (
+            b'form-data; name="file"; filename="fallback.txt"; '
+            b"filename*=UTF-8''%E6%97%A5%E6%9C%AC.txt",
+            "日本.txt",
+        ),
+        (b'form-data; name="file"; filename="cr%C3%A9dits%20Q3.txt"', "crédits Q3.txt"),
+    ],
+    ids=["filename-star", "filename-star-wins", "percent-encoded"],
+)
+def test_encoded_upload_names_are_stored_decoded(
+    served: Served, disposition: bytes, name: str
+) -> None:
+    data = f"Grace Hopper worked on {name}.".encode()
+    with served.client() as client:
+        response = client.post(
+            "/v1/ingest",
+            content=_disposition_part(disposition, data),
+            headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+        )
+    assert response.status_code == 202, response.text
+    outcome = served.wait_outcome(response.json()["correlation_id"])
+    with served.client() as client:
+        voxel = client.get(f"/v1/voxels/{outcome['voxel_ids'][0]}").json()
+    assert voxel["name"] == name
+
+
 def test_two_file_parts_are_refused(served: Served) -> None:
     one = multipart(b"a.txt", b"a").removesuffix(f"--{BOUNDARY}--\r\n".encode())
     body = one + multipart(b"b.txt", b"b")
@@ -242,10 +283,12 @@ def test_huge_header_is_431_json(served: Served) -> None:
 def test_unknown_voxel_and_bad_cursor(served: Served) -> None:
     with served.client() as client:
         missing = client.get("/v1/voxels/01234567-89ab-cdef-0123-456789abcdef")
-        prefix = client.get("/v1/voxels/zzzzzzzz")
+        prefix = client.get("/v1/voxels/ffffffff")
+        not_an_id = client.get("/v1/voxels/zzzzzzzz")  # only hex digits and '-' make an id
         cursor = client.get("/v1/voxels", params={"cursor": "not-a-cursor"})
         payload = client.get("/v1/voxels/01234567-89ab-cdef-0123-456789abcdef/payload")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "voxel_not_found"
     assert prefix.status_code == 404
+    assert not_an_id.status_code == 400 and not_an_id.json()["error"]["code"] == "invalid_request"
     assert payload.status_code == 404
     assert cursor.status_code == 400 and cursor.json()["error"]["code"] == "bad_cursor"

@@ -34,6 +34,40 @@ async def drain(bus: EventBus, name: str, want: int, timeout_s: float = 10.0) ->
 async def test_it_is_an_event_bus_and_says_whether_it_is_durable(bus: EventBus) -> None:
     assert isinstance(bus, EventBus)
     assert isinstance(bus.durable, bool)
+    shown = bus.describe()
+    assert shown and "guest:guest" not in shown  # never a password
+
+
+async def test_declared_topics_exist_and_queue_depth_counts_what_waits(bus: EventBus) -> None:
+    """``connect`` and ``declare`` make a topic ready before any traffic (no-ops in-process);
+    ``queue_depth`` asks the backend now."""
+    name = topic()
+    await bus.connect()
+    await bus.declare([name])
+    assert await bus.queue_depth(name) == 0
+    for i in range(3):
+        await bus.publish(name, str(i).encode(), block=False)  # room: it never waits
+    assert await bus.queue_depth(name) == 3
+    for delivery in await drain(bus, name, 3):
+        await bus.ack(delivery)
+
+
+async def test_held_counts_what_this_process_holds_and_draining_keeps_acks_working(
+    bus: EventBus,
+) -> None:
+    """What the engine's shutdown relies on: after ``prepare_for_draining`` no new message
+    is handed out by the backend, and what is held can still be acknowledged until ``held``
+    is 0."""
+    name = topic()
+    assert bus.held == 0
+    for i in range(2):
+        await bus.publish(name, str(i).encode())
+    got = await drain(bus, name, 2)
+    assert len(got) == 2 and bus.held >= 2
+    await bus.prepare_for_draining()
+    for delivery in got:
+        await bus.ack(delivery)
+    assert bus.held == 0
 
 
 async def test_payload_bytes_arrive_unchanged_with_unique_ids(bus: EventBus) -> None:

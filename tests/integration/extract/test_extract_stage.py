@@ -184,3 +184,32 @@ async def test_containers_yield_their_members_through_the_pipeline(
         assert len(store.ancestors(deep.id)) == 2  # data.tar.xz, then the .deb
     finally:
         store.close()
+
+
+async def test_an_image_of_text_goes_on_to_nlp_with_its_ocr_text(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    from PIL import Image, ImageDraw, ImageFont
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    image = Image.new("RGB", (900, 120), "white")
+    ImageDraw.Draw(image).text(
+        (24, 40),
+        "Ada Lovelace lived in London.",
+        fill="black",
+        font=ImageFont.load_default(size=32),
+    )
+    image.save(folder / "receipt.png")
+    settings = make_settings(extract_workers=1, spacy_workers=1)
+    ends = await _run(settings, folder)
+    assert [e.type for e in ends] == [VOXEL_CREATED]
+    store = VoxelStore(settings, open_object_store(settings))
+    try:
+        [voxel] = list(_by_name(store).values())
+        text = store.read_text(voxel)
+        assert text is not None and "London" in text
+        assert voxel.traits["extract"]["ocr"]["engine"] == "rapidocr"
+        assert "nlp" in voxel.traits  # routed on to NLP like any other text
+    finally:
+        store.close()

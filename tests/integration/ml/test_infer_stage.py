@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from tests.integration.ml._events import classified_event
-from tests.unit.ml._helpers import MODELS, copy_models, tamper
+from tests.unit.ml._helpers import MODELS, MODELS_KEY, copy_models, tamper
 
 from thunderline.bus.memory import MemoryBus
 from thunderline.config import Settings
@@ -52,7 +52,7 @@ async def _harness(settings: Settings, tmp_path: Path, **stage_kw: Any) -> Async
 
 @pytest.fixture
 async def harness(make_settings: Callable[..., Settings], tmp_path: Path) -> AsyncIterator[Harness]:
-    settings = make_settings(onnx_model_dir=MODELS, onnx_enabled=True)
+    settings = make_settings(onnx_model_dir=MODELS, model_public_key=MODELS_KEY, onnx_enabled=True)
     async for h in _harness(settings, tmp_path):
         yield h
 
@@ -66,7 +66,7 @@ async def test_image_gets_top_labels_with_ids_and_route(harness: Harness) -> Non
     assert inference["model"] == "image_classifier" and inference["version"] == "1.0.0"
     scores = [t["score"] for t in inference["top_k"]]
     assert len(scores) == 5 and scores == sorted(scores, reverse=True)
-    labels = ModelRegistry(MODELS).entry("image_classifier").labels
+    labels = ModelRegistry(MODELS, public_key=MODELS_KEY).entry("image_classifier").labels
     assert all(t["label"] in labels for t in inference["top_k"])
     assert inference["inference_ms"] > 0
     assert result.data["artifact"] == event.data["artifact"]
@@ -139,7 +139,11 @@ async def test_concurrent_events_are_batched(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     settings = make_settings(
-        onnx_model_dir=MODELS, onnx_enabled=True, onnx_max_batch_size=8, onnx_max_queue_delay_ms=50
+        onnx_model_dir=MODELS,
+        model_public_key=MODELS_KEY,
+        onnx_enabled=True,
+        onnx_max_batch_size=8,
+        onnx_max_queue_delay_ms=50,
     )
     supervisor = ModelSupervisor.from_settings(settings, adaptive=False)
     options = StageOptions(batch_size=8, batch_timeout_s=0.05, concurrency=1)
@@ -156,7 +160,9 @@ async def test_unhealthy_model_dead_letters_instead_of_hanging(
 ) -> None:
     folder = copy_models(tmp_path / "models")
     tamper(folder / "image_classifier" / "onnx" / "image_classifier.onnx")
-    settings = make_settings(onnx_model_dir=folder, onnx_enabled=True, stage_timeout_s=30)
+    settings = make_settings(
+        onnx_model_dir=folder, model_public_key=MODELS_KEY, onnx_enabled=True, stage_timeout_s=30
+    )
     supervisor = ModelSupervisor.from_settings(settings, adaptive=False, restart_backoff_s=0.01)
     async for h in _harness(settings, tmp_path, supervisor=supervisor):
         events = [classified_event(h.store, image_bytes(seed)) for seed in range(3)]

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from tests.unit.voxel._helpers import classified_event
 
+from thunderline import names
 from thunderline.classify import ClassifyStage, iter_candidates
 from thunderline.config import Settings
 from thunderline.eventdata import (
@@ -169,6 +170,72 @@ async def test_a_tar_with_a_link_member_is_stored_with_a_note(
     assert archive.data["voxel"]["children"] == 1
     (note,) = archive.data["notes"]
     assert note["stage"] == "package" and "shadow" in note["note"] and "link" in note["note"]
+
+
+async def test_tar_members_whose_names_are_not_utf8_are_stored(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Names as in CPython's ``ustar/umlauts-...`` (Latin-1 bytes in a ustar header) and
+    ``pax/hdrcharset-...`` (raw bytes, ``hdrcharset=BINARY``): stored like any other member,
+    the exact name in the voxel's artifact trait, a bytes-safe one in its ``source``."""
+    import tarfile
+
+    settings = make_settings()
+    store = LocalObjectStore(settings.home / "objects")
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    ustar_name = "umlauts-\udcc4\udcd6\udcdc\udce4\udcf6\udcfc\udcdf.txt"  # Latin-1 bytes
+    pax_name = "hdrcharset-\udce4\udcf6\udcfc\udcdf.txt"
+    for fmt, name in ((tarfile.USTAR_FORMAT, ustar_name), (tarfile.PAX_FORMAT, pax_name)):
+        data = f"a member of a {fmt} archive\n".encode()
+        with tarfile.open(inbox / f"{fmt}.tar", "w", format=fmt, errors="surrogateescape") as tf:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    raw = (inbox / f"{tarfile.PAX_FORMAT}.tar").read_bytes()
+    assert b"hdrcharset=BINARY" in raw and b"\xe4\xf6\xfc\xdf" in raw
+    ends = await _classify_and_package(settings, store, [inbox])
+    assert all(e.type == VOXEL_CREATED for e in ends), [e.data.get("error") for e in ends]
+    by_name = {e.data["artifact"]["name"]: e for e in ends}
+    assert {ustar_name, pax_name} <= set(by_name)
+    with VoxelStore(settings, store) as voxels:
+        for name in (ustar_name, pax_name):
+            voxel = voxels.get(by_name[name].data["voxel"]["id"])
+            assert voxel.traits["artifact"]["name"] == name  # exact: os.fsencode gives the bytes
+            assert voxel.source.endswith(".tar!/" + names.wire_text(name))
+            voxel.source.encode("utf-8")  # strict UTF-8
+            assert voxels.read_payload(voxel).startswith(b"a member of a ")
+        assert all(r.ok for r in voxels.verify_all())
+
+
+async def test_an_archive_nested_past_the_depth_limit_is_stored_with_a_note(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Zips nested five deep: the four outer levels are expanded, the fifth archive is stored
+    as it is, and its record says so (no silent skip)."""
+    from thunderline.report import record_from_event
+    from thunderline.voxel.stage import MAX_ARCHIVE_DEPTH
+
+    settings = make_settings()
+    store = LocalObjectStore(settings.home / "objects")
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    data = _zip_bytes({"core.txt": b"the text at the very bottom of the nest\n"})
+    for level in range(MAX_ARCHIVE_DEPTH, 0, -1):
+        data = _zip_bytes({f"level{level}.zip": data, f"note{level}.txt": b"a sibling\n"})
+    (inbox / "level0.zip").write_bytes(data)
+    ends = await _classify_and_package(settings, store, [inbox])
+    assert all(e.type == VOXEL_CREATED for e in ends), [e.data.get("reason") for e in ends]
+    by_name = {e.data["artifact"]["name"]: e for e in ends}
+    deepest = f"level{MAX_ARCHIVE_DEPTH}.zip"
+    assert "core.txt" not in by_name  # never expanded...
+    (note,) = by_name[deepest].data["notes"]  # ...and the event says why
+    assert note["stage"] == "package"
+    assert f"nested {MAX_ARCHIVE_DEPTH} levels deep" in note["note"]
+    assert by_name[deepest].data["voxel"]["children"] == 0
+    record = record_from_event(by_name[deepest])
+    assert record.notes == [f"package: {note['note']}"]
+    assert not by_name[f"level{MAX_ARCHIVE_DEPTH - 1}.zip"].data.get("notes")
 
 
 async def test_zip_bomb_and_dotdot_member_end_in_the_dlq(

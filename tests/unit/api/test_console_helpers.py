@@ -100,3 +100,38 @@ def test_login_next_stays_on_this_site(target: str, expected: str) -> None:
     from thunderline.api.console import _safe_next
 
     assert _safe_next(target) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "name"),
+    [
+        (b"%41%42.txt", "AB.txt"),
+        (b"IDLE%20cr%C3%A9dits.txt", "IDLE crédits.txt"),
+        (b"a%22b.txt", 'a"b.txt'),  # how browsers send a quote in a file name
+        (b"100%.txt", "100%.txt"),  # no escape: kept as sent
+        ("crédits.txt".encode(), "crédits.txt"),
+    ],
+)
+def test_percent_encoded_names_are_decoded(raw: bytes, name: str) -> None:
+    assert check_filename(raw) == name
+
+
+@pytest.mark.parametrize("raw", [b"a%2Fb.txt", b"%2E%2E", b"bad-%FF%FE.txt", b"nul%00.txt"])
+def test_decoded_names_are_checked_like_any_other(raw: bytes) -> None:
+    with pytest.raises(ApiError) as info:
+        check_filename(raw)
+    assert info.value.status == 400 and info.value.code == "invalid_filename"
+
+
+def test_rfc5987_extended_filename() -> None:
+    from thunderline.api.upload import extended_filename
+
+    header = b'form-data; name="file"; filename="x.txt"; filename*=UTF-8\'\'%E2%82%AC%20rates.txt'
+    assert extended_filename(header) == "€ rates.txt".encode()
+    latin = b"form-data; name=file; filename*=iso-8859-1'fr'cr%E9dits.txt"
+    assert extended_filename(latin) == "crédits.txt".encode()
+    assert extended_filename(b'form-data; name="file"; filename="a.txt"') is None
+    for bad in (b"form-data; filename*=UTF-16''%FF%FE", b"form-data; filename*=plain.txt"):
+        with pytest.raises(ApiError) as info:
+            extended_filename(bad)
+        assert info.value.code == "invalid_filename"

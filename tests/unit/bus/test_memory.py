@@ -9,6 +9,7 @@ import pytest
 
 from thunderline.bus import DLQ_TOPIC, TERMINAL_TOPIC, MemoryBus
 from thunderline.config import OverflowPolicy
+from thunderline.errors import OverloadError
 
 
 async def test_drop_oldest_hands_the_dropped_message_to_on_drop() -> None:
@@ -57,3 +58,13 @@ async def test_unacked_counts_pulled_messages_until_acked() -> None:
     await bus.ack(got[0])
     assert bus.unacked("t") == 1 and got[0].acked and not got[1].acked
     assert bus.durable is False
+
+
+async def test_a_full_queue_refuses_a_publish_that_must_not_wait() -> None:
+    bus = MemoryBus(maxsize=1, overflow=OverflowPolicy.BLOCK)
+    await bus.publish("t", b"1")
+    with pytest.raises(OverloadError) as caught:
+        await bus.publish("t", b"2", block=False)
+    assert caught.value.details == {"topic": "t"}
+    assert bus.depth("t") == 1  # nothing was added
+    await bus.publish(DLQ_TOPIC, b"d", block=False)  # the DLQ is never full

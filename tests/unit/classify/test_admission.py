@@ -12,6 +12,7 @@ import pytest
 
 from thunderline.classify import admit, iter_candidates, open_input
 from thunderline.errors import (
+    ArtifactError,
     ArtifactNotFoundError,
     ArtifactTooLargeError,
     NotARegularFileError,
@@ -255,3 +256,54 @@ def test_a_name_that_never_stops_changing_is_refused_as_an_escape(
     monkeypatch.setattr(Path, "resolve", always_changing)
     with pytest.raises(PathEscapeError, match="kept changing"):
         open_input(target, None)
+
+
+def test_a_hard_link_is_refused_with_its_reason(tmp_path: Path) -> None:
+    """``ln /etc/shadow inbox/x.txt``: the file's other name lies outside the root."""
+    (tmp_path / "in").mkdir()
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$6$secret:::")
+    os.link(secret, tmp_path / "in" / "x.txt")
+    with pytest.raises(ArtifactError, match="hard link") as refused:
+        open_input(tmp_path / "in" / "x.txt", tmp_path / "in")
+    assert refused.value.reason == "hard_link" and refused.value.details["links"] == 2
+    with pytest.raises(ArtifactError, match="TL_ALLOW_HARDLINKS"):
+        admit(tmp_path / "in" / "x.txt", tmp_path / "in", MB)
+    (tmp_path / "in" / "single.txt").write_text("one name")
+    assert admit(tmp_path / "in" / "single.txt", tmp_path / "in", MB)[1] == 8
+
+
+def test_hard_links_are_admitted_when_allowed(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("shared")
+    os.link(tmp_path / "a.txt", tmp_path / "b.txt")
+    with open_input(tmp_path / "b.txt", tmp_path, allow_hardlinks=True) as admitted:
+        assert os.pread(admitted.fd, 10, 0) == b"shared"
+
+
+def test_a_folder_swapped_for_a_link_after_listing_is_skipped_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``O_DIRECTORY | O_NOFOLLOW`` on a link fails with ENOTDIR on Linux: still a skip."""
+    import contextlib
+
+    from thunderline.classify import walk
+
+    root = tmp_path / "in"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "x.txt").write_text("x")
+    (tmp_path / "elsewhere").mkdir()
+    real_scandir = os.scandir
+
+    @contextlib.contextmanager
+    def listed_then_swapped(fd: int):  # type: ignore[no-untyped-def]
+        with real_scandir(fd) as entries:
+            listed = list(entries)
+        if any(e.name == "sub" for e in listed):
+            shutil.rmtree(root / "sub")
+            (root / "sub").symlink_to(tmp_path / "elsewhere")
+        yield iter(listed)
+
+    monkeypatch.setattr(walk.os, "scandir", listed_then_swapped)
+    (candidate,) = walk.iter_candidates([root], recursive=True)
+    assert candidate.path == root / "sub" and candidate.error is None
+    assert candidate.skip_reason == "symlinked_directory"

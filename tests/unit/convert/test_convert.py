@@ -71,12 +71,11 @@ def test_convert_command_validates_and_signs_a_loadable_folder(
     assert report["status"] == "PASS" and report["model"] == "small"
     assert verify_checksums(out) >= 3
     verify_signature(out, public)
-    (registry_dir / "signing_key.pub").write_bytes(public.read_bytes())
     digest = __import__("hashlib").sha256((out / "onnx" / "model.onnx").read_bytes()).hexdigest()
     (registry_dir / "registry.toml").write_text(
         f'[[models]]\nname = "small"\npath = "small/onnx/model.onnx"\nsha256 = "{digest}"\n'
     )
-    model = ModelRegistry(registry_dir).get_model("small")
+    model = ModelRegistry(registry_dir, public_key=public).get_model("small")
     assert model.infer(np.zeros((2, 8, 8, 1), np.float32))["probabilities"].shape == (2, 3)
 
 

@@ -128,9 +128,9 @@ async def test_acknowledges_after_publishing() -> None:
     order: list[str] = []
 
     class TracingBus(MemoryBus):
-        async def publish(self, topic: str, payload: bytes) -> str:
+        async def publish(self, topic: str, payload: bytes, *, block: bool = True) -> str:
             order.append(f"publish:{topic}")
-            return await super().publish(topic, payload)
+            return await super().publish(topic, payload, block=block)
 
         async def ack(self, delivery: Any) -> None:
             order.append(f"ack:{delivery.topic}")

@@ -19,6 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 from tests.fixtures.models.signed import (
     FIXTURE_MODELS,
     MODELS,
+    MODELS_KEY,
     sign_with_throwaway_key,
     signed_fixture_models,
     throwaway_key,
@@ -29,6 +30,7 @@ REAL_MODELS = REPO / "models"
 __all__ = [
     "FIXTURE_MODELS",
     "MODELS",
+    "MODELS_KEY",
     "REAL_MODELS",
     "REPO",
     "sign_with_throwaway_key",

@@ -7,14 +7,14 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
-from tests.unit.ml._helpers import MODELS
+from tests.unit.ml._helpers import MODELS, MODELS_KEY
 
 from thunderline.ml import ModelRegistry, PreprocessError
 from thunderline.ml.preprocess import decode_image, image_tensor, payload_input, text_tensor
 from thunderline.ml.registry import ModelEntry
 from thunderline.testing.samples import image_bytes
 
-REGISTRY = ModelRegistry(MODELS)
+REGISTRY = ModelRegistry(MODELS, public_key=MODELS_KEY)
 IMAGE = REGISTRY.entry("image_classifier")
 TEXT = REGISTRY.entry("text_classifier")
 

@@ -17,7 +17,12 @@ from tests.unit.ml._helpers import REAL_MODELS, REPO
 
 from thunderline.ml import ModelRegistry
 from thunderline.ml.preprocess import payload_input
-from thunderline.ml.trust import model_folder_of, verify_checksums, verify_signature
+from thunderline.ml.trust import (
+    SHIPPED_PUBLIC_KEY,
+    model_folder_of,
+    verify_checksums,
+    verify_signature,
+)
 
 REGISTRY = ModelRegistry(REAL_MODELS)
 NAMES = ["image_classifier", "text_classifier"]
@@ -30,7 +35,7 @@ def test_registry_lists_the_trained_models_all_verified() -> None:
     for entry in REGISTRY.list_models():
         folder = model_folder_of(REGISTRY.path_of(entry))
         assert verify_checksums(folder) >= 6
-        verify_signature(folder, REAL_MODELS / "signing_key.pub")
+        verify_signature(folder, SHIPPED_PUBLIC_KEY)
         for part in ("keras/model.keras", "onnx/model.onnx", "sample_io.json", "README.md"):
             assert (folder / part).is_file(), part
 
@@ -140,8 +145,10 @@ def test_text_model_tells_a_shell_script_and_a_manual_page() -> None:
         model.close()
 
 
-def test_public_key_is_committed_and_no_private_key_is() -> None:
-    assert (REAL_MODELS / "signing_key.pub").read_text().startswith("-----BEGIN PUBLIC KEY-----")
+def test_public_key_is_shipped_outside_the_models_and_no_private_key_is_committed() -> None:
+    assert SHIPPED_PUBLIC_KEY.read_text().startswith("-----BEGIN PUBLIC KEY-----")
+    assert not SHIPPED_PUBLIC_KEY.is_relative_to(REAL_MODELS)
+    assert not (REAL_MODELS / "signing_key.pub").exists()  # never trusted from there
     tracked = subprocess.run(
         ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=False
     ).stdout.split(b"\0")

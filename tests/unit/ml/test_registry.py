@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from tests.unit.ml._helpers import (
     MODELS,
+    MODELS_KEY,
     sha,
     sign_with_throwaway_key,
     tamper,
@@ -31,7 +32,7 @@ from thunderline.obs import metrics
 
 
 def test_repository_registry_lists_models_with_matching_checksums() -> None:
-    registry = ModelRegistry(MODELS)
+    registry = ModelRegistry(MODELS, public_key=MODELS_KEY)
     names = [e.name for e in registry.list_models()]
     assert names == ["image_classifier", "image_classifier_fixed", "text_classifier"]
     entry = registry.entry("image_classifier")
@@ -43,7 +44,7 @@ def test_repository_registry_lists_models_with_matching_checksums() -> None:
 
 
 def test_get_model_loads_and_round_trips() -> None:
-    model = ModelRegistry(MODELS).get_model("image_classifier")
+    model = ModelRegistry(MODELS, public_key=MODELS_KEY).get_model("image_classifier")
     out = model.infer(model.spec.dummy_inputs(1))["probabilities"]
     assert out.shape == (1, 10)
     assert np.isclose(out.sum(), 1.0, atol=1e-4)
@@ -51,7 +52,7 @@ def test_get_model_loads_and_round_trips() -> None:
 
 
 def test_unknown_model_and_missing_file(model_copy: Path) -> None:
-    registry = ModelRegistry(model_copy)
+    registry = ModelRegistry(model_copy, public_key=MODELS_KEY)
     with pytest.raises(ModelNotFoundError, match="not in the registry"):
         registry.get_model("nope")
     (model_copy / "text_classifier" / "onnx" / "text_classifier.onnx").unlink()
@@ -63,7 +64,7 @@ def test_unknown_model_and_missing_file(model_copy: Path) -> None:
 def test_tampered_model_is_blocked_with_the_security_line(
     model_copy: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    registry = ModelRegistry(model_copy)
+    registry = ModelRegistry(model_copy, public_key=MODELS_KEY)
     path = model_copy / "image_classifier" / "onnx" / "image_classifier.onnx"
     expected = registry.entry("image_classifier").sha256
     tamper(path)
@@ -88,7 +89,7 @@ def test_model_outside_the_dir_is_refused_after_resolving_dotdot(tmp_path: Path)
     (tmp_path / "outside.onnx").write_bytes(data)
     write_registry(folder, [{"name": "escape", "path": "../outside.onnx", "sha256": sha(data)}])
     with pytest.raises(UntrustedModelError, match="outside the model folder") as info:
-        ModelRegistry(folder).get_model("escape")
+        ModelRegistry(folder, public_key=MODELS_KEY).get_model("escape")
     assert info.value.reason == "untrusted_model"
 
 
@@ -100,7 +101,7 @@ def test_symlink_leading_outside_is_refused(tmp_path: Path) -> None:
     os.symlink(tmp_path / "real.onnx", folder / "link.onnx")
     write_registry(folder, [{"name": "link", "path": "link.onnx", "sha256": sha(data)}])
     with pytest.raises(UntrustedModelError, match="outside"):
-        ModelRegistry(folder).get_model("link")
+        ModelRegistry(folder, public_key=MODELS_KEY).get_model("link")
 
 
 def test_model_without_listed_checksum_is_refused(tmp_path: Path) -> None:
@@ -109,9 +110,9 @@ def test_model_without_listed_checksum_is_refused(tmp_path: Path) -> None:
     (folder / "m.onnx").write_bytes(tiny_bytes())
     write_registry(folder, [{"name": "m", "path": "m.onnx"}])
     with pytest.raises(UntrustedModelError, match="no checksum is listed"):
-        ModelRegistry(folder).get_model("m")
+        ModelRegistry(folder, public_key=MODELS_KEY).get_model("m")
     with pytest.raises(UntrustedModelError):
-        ModelRegistry(folder).load_path(tmp_path / "models" / "m.onnx")
+        ModelRegistry(folder, public_key=MODELS_KEY).load_path(tmp_path / "models" / "m.onnx")
 
 
 def test_untrusted_models_load_when_allowed_and_are_counted(tmp_path: Path) -> None:
@@ -120,7 +121,7 @@ def test_untrusted_models_load_when_allowed_and_are_counted(tmp_path: Path) -> N
     data = tiny_bytes()
     (tmp_path / "outside.onnx").write_bytes(data)
     write_registry(folder, [{"name": "escape", "path": "../outside.onnx"}])
-    registry = ModelRegistry(folder, allow_untrusted=True)
+    registry = ModelRegistry(folder, public_key=MODELS_KEY, allow_untrusted=True)
     before = metrics.sample("thunderline_ml_untrusted_model_loaded_total")
     model = registry.get_model("escape")
     assert model.infer(np.zeros((1, 4), np.float32))["y"].shape == (1, 3)
@@ -132,7 +133,7 @@ def test_allowed_untrusted_model_with_wrong_checksum_is_still_blocked(tmp_path: 
     folder = tmp_path / "models"
     folder.mkdir()
     (tmp_path / "outside.onnx").write_bytes(tiny_bytes())
-    registry = ModelRegistry(folder, allow_untrusted=True)
+    registry = ModelRegistry(folder, public_key=MODELS_KEY, allow_untrusted=True)
     with pytest.raises(ChecksumMismatch):
         registry.load_path(tmp_path / "outside.onnx", sha256="0" * 64)
 
@@ -148,12 +149,17 @@ def test_external_data_outside_the_folder_is_refused_before_ort(tmp_path: Path) 
     absolute = tiny_model(external=str(secret)).SerializeToString()
     (folder / "abs.onnx").write_bytes(absolute)
     sign_with_throwaway_key(folder)  # signed and checksummed: only the escape is wrong
-    for registry in (ModelRegistry(folder), ModelRegistry(folder, allow_untrusted=True)):
+    for registry in (
+        ModelRegistry(folder, public_key=MODELS_KEY),
+        ModelRegistry(folder, public_key=MODELS_KEY, allow_untrusted=True),
+    ):
         with pytest.raises(ExternalDataEscapeError, match=r"\.\./secret\.bin") as info:
             registry.get_model("ext")
         assert info.value.reason == "external_data_escape"
     with pytest.raises(ExternalDataEscapeError):
-        ModelRegistry(folder).load_path(folder / "abs.onnx", sha256=sha(absolute))
+        ModelRegistry(folder, public_key=MODELS_KEY).load_path(
+            folder / "abs.onnx", sha256=sha(absolute)
+        )
 
 
 def test_external_data_inside_the_folder_loads(tmp_path: Path) -> None:
@@ -164,7 +170,7 @@ def test_external_data_inside_the_folder_loads(tmp_path: Path) -> None:
     (folder / "ext.onnx").write_bytes(data)
     write_registry(folder, [{"name": "ext", "path": "ext.onnx", "sha256": sha(data)}])
     sign_with_throwaway_key(folder)
-    model = ModelRegistry(folder).get_model("ext")
+    model = ModelRegistry(folder, public_key=MODELS_KEY).get_model("ext")
     x = np.array([[1.0, 2.0, 3.0, 4.0]], np.float32)
     inline = OnnxModel.from_bytes(tiny_bytes())
     np.testing.assert_allclose(model.infer(x)["y"], inline.infer(x)["y"])

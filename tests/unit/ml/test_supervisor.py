@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tests.unit.ml._helpers import tamper
+from tests.unit.ml._helpers import MODELS_KEY, tamper
 
 from thunderline.ml import (
     InferenceError,
@@ -71,7 +71,7 @@ def _supervisor(registry: ModelRegistry, **kw: Any) -> ModelSupervisor:
 
 
 def test_preload_loads_marked_models_only(model_copy: Path) -> None:
-    supervisor = _supervisor(ModelRegistry(model_copy))
+    supervisor = _supervisor(ModelRegistry(model_copy, public_key=MODELS_KEY))
     try:
         health = supervisor.start()
         assert [h.name for h in health] == ["image_classifier"]
@@ -92,7 +92,7 @@ def test_preload_loads_marked_models_only(model_copy: Path) -> None:
 
 
 def test_failing_session_is_restarted(model_copy: Path) -> None:
-    registry = ModelRegistry(model_copy)
+    registry = ModelRegistry(model_copy, public_key=MODELS_KEY)
     injector = FaultInjector(registry, broken_loads={1})
     supervisor = _supervisor(registry, loader=injector)
     before = metrics.sample(
@@ -116,7 +116,7 @@ def test_failing_session_is_restarted(model_copy: Path) -> None:
 
 
 def test_health_probe_restarts_a_broken_session(model_copy: Path) -> None:
-    registry = ModelRegistry(model_copy)
+    registry = ModelRegistry(model_copy, public_key=MODELS_KEY)
     injector = FaultInjector(registry, broken_loads={1})
     supervisor = _supervisor(registry, loader=injector, health_interval_s=0.05)
     try:
@@ -133,7 +133,7 @@ def test_health_probe_restarts_a_broken_session(model_copy: Path) -> None:
 
 
 def test_model_that_keeps_failing_is_unhealthy_and_fails_fast(model_copy: Path) -> None:
-    registry = ModelRegistry(model_copy)
+    registry = ModelRegistry(model_copy, public_key=MODELS_KEY)
     injector = FaultInjector(registry, broken_loads={1})
     supervisor = _supervisor(registry, loader=injector, max_failures=3)
     try:
@@ -163,7 +163,7 @@ def test_model_that_keeps_failing_is_unhealthy_and_fails_fast(model_copy: Path) 
 
 
 def test_unhealthy_model_recovers_when_the_file_is_fixed(model_copy: Path) -> None:
-    registry = ModelRegistry(model_copy)
+    registry = ModelRegistry(model_copy, public_key=MODELS_KEY)
     path = model_copy / "image_classifier" / "onnx" / "image_classifier.onnx"
     good = path.read_bytes()
     tamper(path)
@@ -181,7 +181,7 @@ def test_unhealthy_model_recovers_when_the_file_is_fixed(model_copy: Path) -> No
 
 
 def test_closed_supervisor_refuses_requests(model_copy: Path) -> None:
-    supervisor = _supervisor(ModelRegistry(model_copy))
+    supervisor = _supervisor(ModelRegistry(model_copy, public_key=MODELS_KEY))
     supervisor.start()
     supervisor.close()
     with pytest.raises(ModelUnavailableError):

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import delete, insert
 
 from thunderline.config import Settings
 from thunderline.objects.local import LocalObjectStore
@@ -13,6 +14,7 @@ from thunderline.voxel.builder import VoxelBuilder
 from thunderline.voxel.errors import LineageCycleError, UnknownParentError
 from thunderline.voxel.lineage import would_cycle
 from thunderline.voxel.store import VoxelStore
+from thunderline.voxel.tables import voxel_edges
 
 from ._helpers import classified_event
 
@@ -105,3 +107,23 @@ def test_ancestors_and_descendants_with_depths(
         ]
         assert voxels.ancestors(a) == [] and voxels.descendants(d) == []
         assert voxels.get(d).lineage.parent_voxel_ids == (c,)
+
+
+def test_verify_checks_edge_rows_against_the_sealed_parents(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """A deleted ``voxel_edges`` row and an added one are each reported by verify."""
+    store = LocalObjectStore(tmp_path / "objects")
+    with VoxelStore(make_settings(), store) as voxels:
+        a, b, c = _chain(voxels, store, 3)
+        d = _chain(voxels, store, 1)[0]
+        assert all(r.ok for r in voxels.verify_all())
+        with voxels.engine.begin() as conn:
+            conn.execute(delete(voxel_edges).where(voxel_edges.c.child_id == c))
+            conn.execute(insert(voxel_edges).values(child_id=a, parent_id=d))
+        failed = {r.voxel_id: r for r in voxels.verify_all() if not r.ok}
+    assert set(failed) == {a, c}
+    assert failed[c].reason == "lineage_mismatch"
+    assert f"lineage edge to sealed parent {b} is missing" in failed[c].detail
+    assert failed[a].reason == "lineage_mismatch"
+    assert f"lineage edge to {d} is not in the sealed parents" in failed[a].detail

@@ -17,7 +17,7 @@ from thunderline.objects.local import LocalObjectStore
 from thunderline.obs import metrics
 from thunderline.voxel.builder import VoxelBuilder
 from thunderline.voxel.db import head_revision
-from thunderline.voxel.errors import InvalidVoxelError
+from thunderline.voxel.errors import InvalidVoxelError, VoxelNotFoundError
 from thunderline.voxel.store import VoxelStore
 
 from ._helpers import classified_event
@@ -251,3 +251,14 @@ def test_a_batch_mixing_new_stored_and_clashing_voxels(
     with pytest.raises(InvalidVoxelError, match="already used"):
         voxels.put_many([(fresh, None), (clash, None)])
     assert voxels.count() == 2
+
+
+def test_id_prefix_wildcards_match_nothing(voxels: VoxelStore, objects: LocalObjectStore) -> None:
+    """``%`` and ``_`` are LIKE wildcards: as an id prefix they must match no voxel."""
+    voxel = voxels.put(VoxelBuilder().build(classified_event(objects, b"w", name="w.txt"))).voxel
+    assert voxels.get(voxel.id[:8]) == voxel
+    for pattern in ("____", "%%%%", "____" + voxel.id[4:13], "%" + voxel.id[5:13], "0%%%", "a_b_"):
+        with pytest.raises(VoxelNotFoundError, match="only hex digits"):
+            voxels.get(pattern)
+    with pytest.raises(VoxelNotFoundError):
+        voxels.resolve_id("ab\\%cd")

@@ -8,12 +8,12 @@ import pytest
 
 from thunderline.bus.rabbitmq import RabbitMQBus, stable_uuid7
 from thunderline.config import load_settings
+from thunderline.dlq.record import dead_letter
 from thunderline.errors import ConfigError
 from thunderline.events import DLQ_VOXEL, INGEST_RECEIVED, VOXEL_CREATED, CloudEvent, new_event
-from thunderline.flow.engine import dlq_event
 from thunderline.outcomes import OutcomeRecord, artifact_key
 from thunderline.worker.runner import default_stages, parse_stages
-from thunderline.worker.settle import expected, final_outcomes
+from thunderline.worker.settle import expected, final_outcomes, settled
 
 
 def test_default_stages_follow_the_settings() -> None:
@@ -75,7 +75,7 @@ def _record(
 
 def test_final_outcome_per_artifact() -> None:
     a = _ingest("file:///x/a.txt")
-    failed = dlq_event("package", DLQ_VOXEL, ValueError("boom"), original=a)
+    failed = dead_letter("package", DLQ_VOXEL, ValueError("boom"), original=a)
     first = a.derive(VOXEL_CREATED, {**a.data, "voxel": {"id": "v", "children": 2}})
     again = a.derive(VOXEL_CREATED, {**a.data, "voxel": {"id": "v", "children": 2}})
     records = [
@@ -89,9 +89,18 @@ def test_final_outcome_per_artifact() -> None:
     assert chosen.kind == "voxel" and chosen.id == first.id  # the voxel wins, once
     assert expected(final.values()) == 3  # the archive's two members are still to come
     b = _ingest("file:///x/b.txt")
-    b_failed = dlq_event("classify", "system.dlq.classify_failed", ValueError("x"), original=b)
+    b_failed = dead_letter("classify", "system.dlq.classify_failed", ValueError("x"), original=b)
     assert [r.kind for r in final_outcomes([_record(b_failed, "dlq", "open")]).values()] == ["dlq"]
     assert final_outcomes([_record(b_failed, "dlq", "resolved")]) == {}
+
+    # settled: an archive waits for its members; a duplicate voxel record counts once
+    assert settled(records) == {}
+    members = [
+        a.derive(VOXEL_CREATED, {"artifact": {"source": f"file:///x/a.txt!/m{i}"}, "voxel": {}})
+        for i in range(2)
+    ]
+    done = settled([*records, *(_record(m, "voxel", "ok", f"m{i}") for i, m in enumerate(members))])
+    assert list(done) == [a.correlationid] and len(done[a.correlationid]) == 3
 
 
 def test_stable_uuid7_sorts_by_time_and_repeats() -> None:

@@ -1,10 +1,10 @@
 """``thunderline dlq ...``: list, show and replay dead-letter records.
 
-The records live in the outcome store (:mod:`thunderline.outcomes`); records of the journal's
-``dlq.jsonl`` the store does not have yet (an older version, a run whose database was down)
-are imported first. A replay claims each record (``open`` -> ``replayed``) before sending its
-original event again, so replaying twice sends nothing twice; the record becomes ``resolved``
-when the artifact then ends as a voxel.
+The records live in the outcome store (:class:`~thunderline.dlq.store.DeadLetters`). A replay
+(:func:`~thunderline.dlq.replay.replay`) claims each record (``open`` -> ``replayed``) before
+sending its original event again through the bus's
+:class:`~thunderline.ingestor.Ingestor`, so replaying twice sends nothing twice; the record
+becomes ``resolved`` when the artifact then ends as a voxel.
 """
 
 from __future__ import annotations
@@ -19,11 +19,15 @@ from rich.markup import escape
 from rich.table import Table
 
 from thunderline import names
+from thunderline.bus.factory import open_ingestor
 from thunderline.config import Settings
 from thunderline.console import cli_settings, stdout_console
+from thunderline.dlq.record import Subject
+from thunderline.dlq.replay import NotReplayableError, replay
+from thunderline.dlq.store import DeadLetters
 from thunderline.errors import ThunderlineError
 from thunderline.events import CloudEvent
-from thunderline.journal import Journal
+from thunderline.flow.engine import topic_for
 from thunderline.outcomes import DLQ_STATUSES, OPEN, OutcomeRecord, OutcomeStore
 from thunderline.report import RunReport
 
@@ -33,19 +37,14 @@ err_console = Console(stderr=True)
 
 def _open(settings: Settings) -> OutcomeStore:
     try:
-        store = OutcomeStore(settings)
-        store.import_events(Journal(settings.home).iter_dlq())
+        return OutcomeStore(settings)
     except ThunderlineError as exc:
         err_console.print(f"[red]cannot open the outcome store:[/] {escape(str(exc))}")
         raise typer.Exit(2) from exc
-    return store
 
 
 def _artifact_name(record: OutcomeRecord) -> str:
-    original = record.event.data.get("original") or {}
-    artifact = (original.get("data") or {}).get("artifact") or {}
-    name = artifact.get("name") or artifact.get("path") or record.artifact or "-"
-    return names.shown(str(name))
+    return names.shown(Subject.of(record.event).name or record.artifact or "-")
 
 
 @dlq_app.command("list")
@@ -104,25 +103,19 @@ def dlq_show(
     print(names.dumps(doc, indent=2))
 
 
-def _replayable(store: OutcomeStore, ids: list[str] | None) -> list[OutcomeRecord]:
-    if ids:
-        found: list[OutcomeRecord] = []
-        for record_id in ids:
-            record = store.dlq_get(record_id)
-            if record is None:
-                err_console.print(f"no DLQ record {escape(record_id)}")
-                continue
-            if record.status != OPEN:
-                err_console.print(f"{record.id} is already {record.status}: not sent again")
-                continue
-            found.append(record)
-        return found
-    records: list[OutcomeRecord] = []
-    cursor: str | None = None
-    while page := store.dlq(OPEN, limit=500, cursor=cursor):
-        records.extend(page)
-        cursor = page[-1].id
-    return records
+def _replayable(letters: DeadLetters, ids: list[str] | None) -> list[OutcomeRecord]:
+    if not ids:
+        return letters.all(OPEN)
+    found: list[OutcomeRecord] = []
+    for record_id in ids:
+        letter = letters.get(record_id)
+        if letter is None:
+            err_console.print(f"no DLQ record {escape(record_id)}")
+        elif letter.status != OPEN:
+            err_console.print(f"{letter.id} is already {letter.status}: not sent again")
+        else:
+            found.append(letter)
+    return found
 
 
 @dlq_app.command("replay")
@@ -136,58 +129,39 @@ def dlq_replay(
     Each record is claimed first (open -> replayed): a record is never sent twice, also when
     two replays run at once. It becomes resolved when its artifact then ends as a voxel.
     """
-    from thunderline.runtime import Runtime
-
     settings = cli_settings()
-    store = _open(settings)
-    try:
-        claimed: list[tuple[str, CloudEvent]] = []
+    report = RunReport()
+
+    async def run() -> tuple[list[tuple[str, CloudEvent]], int, bool]:
+        done: list[tuple[str, CloudEvent]] = []
         skipped = 0
-        for record in _replayable(store, ids):
-            original = record.event.data.get("original")
-            if not isinstance(original, dict):
-                skipped += 1  # the raw message was not an event: nothing to send again
-                continue
-            event = CloudEvent.from_dict(original)
-            replay = event.derive(event.type, event.data, source="urn:thunderline:replay")
-            if store.mark_replayed(record.id, replay.id):
-                claimed.append((record.id, replay))
-        if not claimed:
-            err_console.print(
-                "nothing to replay" + (f" ({skipped} record(s) hold no event)" if skipped else "")
-            )
-            return
-        from thunderline.worker.dlq import is_scale_out, publish_replays
+        async with open_ingestor(settings, on_outcome=report.add) as ingestor:
+            letters = DeadLetters(ingestor.outcomes)
+            for letter in _replayable(letters, ids):
+                try:
+                    replayed = await replay(letters, letter, ingestor.submit)
+                except NotReplayableError:
+                    skipped += 1  # the raw message was not an event: nothing to send again
+                    continue
+                if replayed is not None:
+                    done.append((letter.id, replayed))
+            await ingestor.wait_idle()
+            return done, skipped, ingestor.runtime is not None
 
-        if is_scale_out(settings):  # the workers run the stages; the collector records
-            try:
-                topics = asyncio.run(publish_replays(settings, [e for _, e in claimed]))
-            except ThunderlineError as exc:
-                for record_id, _ in claimed:
-                    store.reopen(record_id)
-                err_console.print(f"[red]replay failed:[/] {escape(str(exc))}")
-                raise typer.Exit(1) from exc
-            for (record_id, event), topic in zip(claimed, topics, strict=True):
-                print(f"{record_id} -> {event.id} ({topic}, {event.correlationid})")
-            err_console.print(f"replayed {len(claimed)} to the workers (thunderline status ID)")
-            return
-        report = RunReport()
-
-        async def run() -> None:
-            async with Runtime(settings, on_terminal=report.add, outcomes=store) as runtime:
-                for _, event in claimed:
-                    await runtime.submit(event)
-                await runtime.wait_idle()
-
-        try:
-            asyncio.run(run())
-        except ThunderlineError as exc:
-            for record_id, _ in claimed:
-                store.reopen(record_id)
-            err_console.print(f"[red]replay failed:[/] {escape(str(exc))}")
-            raise typer.Exit(1) from exc
-        stdout_console().print(
-            f"replayed {len(claimed)}: {len(report.ok)} ok, {len(report.dlq)} dead-lettered again"
+    try:
+        done, skipped, here = asyncio.run(run())
+    except ThunderlineError as exc:
+        err_console.print(f"[red]replay failed:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from exc
+    if not done:
+        err_console.print(
+            "nothing to replay" + (f" ({skipped} record(s) hold no event)" if skipped else "")
         )
-    finally:
-        store.close()
+    elif here:
+        stdout_console().print(
+            f"replayed {len(done)}: {len(report.ok)} ok, {len(report.dlq)} dead-lettered again"
+        )
+    else:  # the workers run the stages; their collector records the outcomes
+        for record_id, event in done:
+            print(f"{record_id} -> {event.id} ({topic_for(event)}, {event.correlationid})")
+        err_console.print(f"replayed {len(done)} to the workers (thunderline status ID)")

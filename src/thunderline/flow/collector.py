@@ -1,0 +1,108 @@
+"""The collector: every artifact's end (``terminal`` and ``dlq`` topics) recorded, counted,
+reported, then acknowledged. The pipeline runs one in-process; a worker with ``--stages
+collect`` runs the same one over the broker (any number of them: recording is idempotent).
+
+Per batch: record in the outcome store (retried with backoff while the database is away, so
+no outcome is lost), count each end in ``thunderline_ingest_completed_total`` (the denominator
+of ``ThunderlineDLQRateHigh``) and hand it to ``on_event``, then ack and tell ``on_settled``.
+A message that is not an event is logged, counted as ``malformed_event`` and acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC, Delivery, EventBus
+from thunderline.errors import MalformedEventError, ThunderlineError
+from thunderline.events import CloudEvent
+from thunderline.obs import metrics
+from thunderline.obs.logs import correlation_id
+
+_log = logging.getLogger("thunderline.flow.collector")
+
+#: The consumer name of the collector (and the worker's ``--stages`` name for it).
+COLLECT_STAGE = "collect"
+_BATCH = 256
+_POLL_S = 0.025
+
+
+class OutcomeRecorder(Protocol):
+    """Where outcomes are recorded (:class:`~thunderline.outcomes.OutcomeStore`)."""
+
+    def record_many(self, events: Sequence[CloudEvent]) -> None: ...
+
+
+class Collector:
+    """Pull ``dlq`` and ``terminal``; record, count, report, then ack (see the module)."""
+
+    def __init__(
+        self,
+        bus: EventBus,
+        recorder: OutcomeRecorder | None,
+        *,
+        on_event: Callable[[CloudEvent], object] | None = None,
+        on_settled: Callable[[int], object] | None = None,
+        backoff_max_s: float = 5.0,
+    ) -> None:
+        self.bus = bus
+        self.recorder = recorder
+        self.on_event = on_event
+        self.on_settled = on_settled
+        self.backoff_max_s = backoff_max_s
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Finish the batch in hand, then return from :meth:`run`."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        while not self._stopping.is_set():
+            got = False
+            for topic in (DLQ_TOPIC, TERMINAL_TOPIC):
+                deliveries = await self.bus.pull(
+                    topic, COLLECT_STAGE, _BATCH, 0 if got else _POLL_S
+                )
+                if deliveries:
+                    got = True
+                    await self.settle(topic, deliveries)
+
+    async def settle(self, topic: str, deliveries: list[Delivery]) -> None:
+        """Record, count and report one batch of ``topic``, then acknowledge it."""
+        events: list[CloudEvent] = []
+        for delivery in deliveries:
+            try:
+                events.append(CloudEvent.from_json(delivery.payload))
+            except MalformedEventError as exc:
+                metrics.DLQ_TOTAL.labels(topic, "malformed_event").inc()
+                _log.error("unreadable message on %s dropped from outcomes: %s", topic, exc)
+        await self._record(events)
+        for event in events:
+            metrics.record_terminal(event)
+            token = correlation_id.set(event.correlationid)
+            _log.info("outcome %s recorded (%s)", event.type, event.id)
+            correlation_id.reset(token)
+            if self.on_event is not None:
+                try:
+                    self.on_event(event)
+                except Exception:
+                    _log.exception("outcome callback failed")
+        for delivery in deliveries:
+            await self.bus.ack(delivery)
+        if self.on_settled is not None:
+            self.on_settled(len(deliveries))
+
+    async def _record(self, events: list[CloudEvent]) -> None:
+        if self.recorder is None or not events:
+            return
+        delay = 0.1
+        while True:
+            try:
+                await asyncio.to_thread(self.recorder.record_many, events)
+                break
+            except ThunderlineError as exc:
+                _log.warning("recording %d outcomes failed (%s); retrying", len(events), exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff_max_s)
