@@ -4,26 +4,17 @@ native to the backend -- an FTS5 table ``search_fts`` on SQLite (rowid = ``searc
 a ``tsvector`` column with a GIN index on PostgreSQL.
 
 Revision ID: 0004_search
-Revises: 0003_outcome_once (0002_outcomes on a branch without it; see down_revision)
+Revises: 0003_outcome_once
 Create Date: 2026-12-04
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0004_search"
-# Written on a branch beside the one that adds 0003_outcome_once: follow it when it is there,
-# so the chain has one head in either merge order. Once both are merged this can be the
-# plain string "0003_outcome_once".
-down_revision: str | None = (
-    "0003_outcome_once"
-    if (Path(__file__).parent / "0003_outcome_once.py").exists()
-    else "0002_outcomes"
-)
+down_revision: str | None = "0003_outcome_once"
 branch_labels: str | None = None
 depends_on: str | None = None
 
