@@ -40,6 +40,9 @@ from thunderline.journal import Journal
 from thunderline.ml.cli import models_app
 from thunderline.obs.command import observe
 from thunderline.report import RunReport, record_schema, skipped_record
+from thunderline.search.cli import export as export_command
+from thunderline.search.cli import index_app
+from thunderline.search.cli import search as search_command
 from thunderline.stagecli import stages_app
 from thunderline.voxel.cli import voxels_app
 from thunderline.worker.cli import status as status_command
@@ -61,8 +64,11 @@ app.add_typer(serve_app, name="serve")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(events_app, name="events")
 app.add_typer(stages_app, name="stages")
+app.add_typer(index_app, name="index")
 app.command("worker")(worker_command)
 app.command("status")(status_command)
+app.command("search")(search_command)
+app.command("export")(export_command)
 
 err_console = Console(stderr=True)
 

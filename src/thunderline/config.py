@@ -207,6 +207,18 @@ class S3Settings(Part):
         return value
 
 
+class SearchSettings(Part):
+    """``TL_SEARCH_*``: the search index (issue 19)."""
+
+    max_text_chars: int = Field(
+        100_000,
+        ge=0,
+        le=200_000,
+        description="Extracted text indexed for search per voxel (the head; 0: names and "
+        "metadata only).",
+    )
+
+
 class RetrySettings(Part):
     """``TL_RETRY_*``: the backoff between attempts (the attempts: ``TL_MAX_ATTEMPTS``)."""
 
@@ -488,6 +500,7 @@ class Settings(BaseSettings):
     inline_payload_max_bytes: int = Field(
         1024 * 1024, description="Voxel payloads below this size are stored inline in the DB."
     )
+    search: SearchSettings = SearchSettings()
 
     # --- pipeline engine --------------------------------------------------------------------
     queue_max: int = Field(

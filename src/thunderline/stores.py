@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from thunderline.events import CloudEvent
     from thunderline.outcomes import OutcomeRecord
+    from thunderline.search.engine import SearchResult
     from thunderline.voxel.lineage import Edge
     from thunderline.voxel.paging import VoxelFilter
     from thunderline.voxel.schema import Voxel
@@ -90,6 +91,20 @@ class VoxelStorage(Protocol):
 
     def copy_payload(self, voxel: Voxel | str, dest: BinaryIO) -> int:
         """Write the verified payload to ``dest``; its size."""
+
+    def search(
+        self,
+        query: str,
+        *,
+        order: Literal["relevance", "time"] = "relevance",
+        limit: int = 20,
+        cursor: str | None = None,
+        facets: bool = False,
+    ) -> SearchResult:
+        """One page of search hits for ``query`` (``QuerySyntaxError`` if malformed)."""
+
+    def export_rows(self, query: str = "", *, with_text: bool = False) -> Iterator[dict[str, Any]]:
+        """Every voxel matching ``query`` as an export row, verified."""
 
     def read_text(self, voxel: Voxel | str) -> str | None:
         """The extracted text stored for the voxel, SHA-256 verified (None: it has none)."""

@@ -25,6 +25,7 @@ from thunderline.summary import voxel_brief
 from thunderline.voxel.lineage import Edge
 from thunderline.voxel.schema import Voxel
 from thunderline.voxel.store import VoxelStore
+from thunderline.voxel.verify import VoxelCheck
 
 voxels_app = typer.Typer(
     help="Stored voxels: list, show, lineage, verify, cat.", no_args_is_help=True
@@ -218,6 +219,19 @@ def lineage(
             raise _fail(exc) from exc
 
 
+def _with_index(store: VoxelStore, results: list[VoxelCheck]) -> list[VoxelCheck]:
+    """Add the search index check: a voxel missing from it or indexed stale fails."""
+    from thunderline.search.lifecycle import check
+
+    found = {p.voxel_id: p for p in check(store, [r.voxel_id for r in results if r.ok])}
+    return [
+        VoxelCheck(r.voxel_id, False, found[r.voxel_id].reason, found[r.voxel_id].detail)
+        if r.voxel_id in found
+        else r
+        for r in results
+    ]
+
+
 @voxels_app.command()
 def verify(
     voxel_id: Annotated[str | None, typer.Argument(help=ID_HELP)] = None,
@@ -230,7 +244,7 @@ def verify(
         raise typer.Exit(2)
     with _open() as store:
         if all_:
-            results = list(store.verify_all())
+            results = _with_index(store, list(store.verify_all()))
         else:
             assert voxel_id is not None
             try:
@@ -252,7 +266,7 @@ def verify(
         raise typer.Exit(1)
     console.print(
         f"[green]ok[/]: {len(results)} voxel(s) verified "
-        "(sealed document, index columns, every payload copy)"
+        "(sealed document, index columns, every payload copy, search index)"
     )
 
 

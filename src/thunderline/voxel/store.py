@@ -31,7 +31,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from pydantic import ValidationError
 from sqlalchemy import Engine, RowMapping, func, literal, select
@@ -41,6 +41,8 @@ from thunderline import ids, names
 from thunderline.config import Settings
 from thunderline.errors import PayloadNotFound
 from thunderline.objects.base import ObjectStore, verify
+from thunderline.search.hook import docs_for as search_docs_for
+from thunderline.search.index import index_voxels
 from thunderline.voxel import lineage
 from thunderline.voxel.db import backend_errors, insert_ignore, make_engine, migrate
 from thunderline.voxel.errors import (
@@ -55,6 +57,9 @@ from thunderline.voxel.paging import CHUNK, MAX_SCAN, Cursor, VoxelFilter
 from thunderline.voxel.schema import Voxel, canonical_json
 from thunderline.voxel.tables import INLINE, OBJECT, voxel_edges, voxel_payloads, voxels
 from thunderline.voxel.verify import VoxelCheck, check_all, check_voxel, checksum_mismatch
+
+if TYPE_CHECKING:
+    from thunderline.search.engine import SearchResult
 
 _log = logging.getLogger("thunderline.voxel.store")
 
@@ -138,8 +143,14 @@ class VoxelStore:
         prepared = [self._prepare(voxel, payload) for voxel, payload in items]
         if not prepared:
             return []
+        index = search_docs_for(  # the search index rows, written in the same transaction
+            self.objects, (p.voxel for p in prepared), self.settings.search.max_text_chars
+        )
         with backend_errors("voxel write"), self.engine.begin() as conn:
-            return self._put_batch(conn, prepared)
+            results = self._put_batch(conn, prepared)
+            created = {r.voxel.id for r in results if r.created}
+            index_voxels(conn, [doc for doc in index if doc.voxel_id in created])
+            return results
 
     def _prepare(self, voxel: Voxel, payload: bytes | None) -> _Prepared:
         doc = _checked_doc(voxel)
@@ -458,6 +469,33 @@ class VoxelStore:
     def verify_all(self) -> Iterator[VoxelCheck]:
         """Check every voxel, oldest first."""
         return check_all(self)
+
+    def search(
+        self,
+        query: str,
+        *,
+        order: Literal["relevance", "time"] = "relevance",
+        limit: int = 20,
+        cursor: str | None = None,
+        facets: bool = False,
+    ) -> SearchResult:
+        """One page of search hits for ``query`` (:class:`thunderline.search.engine.Searcher`).
+
+        Raises:
+            QuerySyntaxError: the query is malformed.
+        """
+        from thunderline.search.engine import Searcher
+
+        return Searcher(self.engine).search(
+            query, order=order, limit=limit, cursor=cursor, facets=facets
+        )
+
+    def export_rows(self, query: str = "", *, with_text: bool = False) -> Iterator[dict[str, Any]]:
+        """Every voxel matching ``query`` as an export row, verified
+        (:func:`thunderline.search.export.iter_rows`)."""
+        from thunderline.search.export import iter_rows
+
+        return iter_rows(self, query, with_text=with_text)
 
     def read_text(self, voxel: Voxel | str) -> str | None:
         """The text the extract stage stored for the voxel, SHA-256 verified (None: the voxel
