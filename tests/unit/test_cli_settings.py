@@ -93,4 +93,7 @@ def test_every_command_group_is_mounted() -> None:
         "stages",
         "worker",
         "status",
+        "index",
+        "search",
+        "export",
     }
