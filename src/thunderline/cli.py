@@ -33,6 +33,7 @@ from thunderline.events import CloudEvent
 from thunderline.journal import Journal
 from thunderline.obs.command import observe
 from thunderline.report import RunReport, record_schema, skipped_record
+from thunderline.sources.cli import sources_app, sync, watch_cmd
 
 app = typer.Typer(
     name="thunderline",
@@ -65,6 +66,10 @@ for _name, _target in (
 ):
     _module, _, _attr = _target.partition(":")
     app.command(_name)(getattr(importlib.import_module(_module), _attr))
+
+app.add_typer(sources_app, name="sources")
+app.command("sync")(sync)
+app.command("watch")(watch_cmd)
 
 err_console = Console(stderr=True)
 

@@ -78,3 +78,9 @@ class ArchiveCorruptError(ArchiveError):
     """The archive cannot be read (truncated, bad CRC, not the format it claims)."""
 
     reason = "archive_corrupt"
+
+
+class HasDescendantsError(VoxelError):
+    """A voxel with descendants cannot be deleted alone (their lineage would dangle)."""
+
+    reason = "has_descendants"
