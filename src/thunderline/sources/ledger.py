@@ -133,9 +133,7 @@ class Ledger:
             found = row.first()
             if found is None:
                 now = time.time()
-                conn.execute(
-                    insert(source_roots).values(uri=uri, paused=False, created_unix=now)
-                )
+                conn.execute(insert(source_roots).values(uri=uri, paused=False, created_unix=now))
                 return Root(uri, False, now, None, None)
             return _root(found)
 
@@ -246,13 +244,21 @@ class Ledger:
 
         self._run("write", run)
 
-    def set_correlation(self, entry_id: str, correlation_id: str) -> None:
+    def resend(self, entry_id: str, correlation_id: str, seen: Any, sha: str | None) -> None:
+        """A resumed entry sent again: its new correlation id and what was read this time."""
         self._run(
             "write",
             lambda conn: conn.execute(
                 update(source_entries)
                 .where(source_entries.c.id == entry_id)
-                .values(correlation_id=correlation_id, updated_unix=time.time())
+                .values(
+                    correlation_id=correlation_id,
+                    size=seen.size,
+                    mtime_ns=seen.mtime_ns,
+                    etag=seen.etag,
+                    content_sha256=sha,
+                    updated_unix=time.time(),
+                )
             ),
         )
 

@@ -238,7 +238,7 @@ class SourceSync:
             seen, prior = item.seen, item.prior
             if item.entry_id is not None:  # resumed: same ledger row, a new delivery
                 await asyncio.to_thread(
-                    self.ledger.set_correlation, item.entry_id, event.correlationid
+                    self.ledger.resend, item.entry_id, event.correlationid, seen, sha
                 )
                 to_send.append((item.entry_id, event, seen.key))
                 continue
