@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine, and_, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -77,17 +77,23 @@ class Root:
         return dict(self.__dict__)
 
 
-@dataclass(frozen=True)
-class Known:
-    """What a sync pass needs of a current entry (one tuple per key, read in one query)."""
+class Known(NamedTuple):
+    """What a sync pass compares of a current entry (one light tuple per key, one query)."""
 
     id: str
-    version: int
     size: int
     mtime_ns: int
     etag: str | None
-    content_sha256: str | None
     state: str
+
+
+class Prior(NamedTuple):
+    """The rest of a current entry, read only for the entries a pass acts on."""
+
+    id: str
+    version: int
+    state: str
+    content_sha256: str | None
     correlation_id: str | None
 
 
@@ -172,22 +178,37 @@ class Ledger:
     def known(self, root: str) -> dict[str, Known]:
         """Every current entry of ``root`` by key (one query)."""
         c = source_entries.c
-        stmt = select(
-            c.key,
-            c.id,
-            c.version,
-            c.size,
-            c.mtime_ns,
-            c.etag,
-            c.content_sha256,
-            c.state,
-            c.correlation_id,
-        ).where(and_(c.root == root, c.current.is_(True)))
+        stmt = select(c.key, c.id, c.size, c.mtime_ns, c.etag, c.state).where(
+            and_(c.root == root, c.current.is_(True))
+        )
 
         def run(conn: Any) -> dict[str, Known]:
-            return {row[0]: Known(*row[1:]) for row in conn.execute(stmt)}
+            # the driver's tuples straight into named tuples: 100k rows in a fraction of a second
+            compiled = stmt.compile(dialect=conn.dialect)
+            params: Any = compiled.construct_params()
+            if compiled.positiontup is not None:
+                params = tuple(params[name] for name in compiled.positiontup)
+            cursor = conn.exec_driver_sql(str(compiled), params).cursor
+            make = Known._make
+            return {row[0]: make(row[1:]) for row in cursor.fetchall()}
 
         result: dict[str, Known] = self._run("read", run)
+        return result
+
+    def priors(self, entry_ids: Sequence[str]) -> dict[str, Prior]:
+        """Version, state, content hash and correlation id of these entries, by id."""
+        c = source_entries.c
+        ids = list(entry_ids)
+
+        def run(conn: Any) -> dict[str, Prior]:
+            out: dict[str, Prior] = {}
+            for start in range(0, len(ids), 500):
+                stmt = select(c.id, c.version, c.state, c.content_sha256, c.correlation_id)
+                for row in conn.execute(stmt.where(c.id.in_(ids[start : start + 500]))):
+                    out[row[0]] = Prior._make(row)
+            return out
+
+        result: dict[str, Prior] = self._run("read", run)
         return result
 
     def add_versions(self, rows: Sequence[dict[str, Any]]) -> list[str]:

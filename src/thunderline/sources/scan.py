@@ -12,16 +12,15 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from thunderline.config import Settings
 from thunderline.errors import BackendError, ConfigError
 
 
-@dataclass(frozen=True)
-class Seen:
-    """One entry as listed now."""
+class Seen(NamedTuple):
+    """One entry as listed now (a tuple: a scan makes one per file, cheaply)."""
 
     key: str  # relative path with ``/`` separators, or the object key below the prefix
     size: int
@@ -65,6 +64,7 @@ def parse_source(given: str) -> SourceUri:
 
 def scan_dir(root: Path) -> Iterator[Seen]:
     """Every regular file below ``root`` (symlinks and special files are not sources)."""
+    is_reg = stat_mod.S_ISREG
     stack = [("", str(root))]
     while stack:
         rel, folder = stack.pop()
@@ -74,16 +74,15 @@ def scan_dir(root: Path) -> Iterator[Seen]:
             continue  # vanished or unreadable: its entries are simply not seen this pass
         with entries:
             for entry in entries:
-                key = f"{rel}{entry.name}"
                 try:
                     if entry.is_dir(follow_symlinks=False):
-                        stack.append((f"{key}/", entry.path))
+                        stack.append((f"{rel}{entry.name}/", entry.path))
                         continue
                     st = entry.stat(follow_symlinks=False)
                 except OSError:
                     continue
-                if stat_mod.S_ISREG(st.st_mode):
-                    yield Seen(key, st.st_size, st.st_mtime_ns)
+                if is_reg(st.st_mode):
+                    yield Seen(rel + entry.name, st.st_size, st.st_mtime_ns, None)
 
 
 def s3_client(settings: Settings) -> Any:

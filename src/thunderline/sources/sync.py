@@ -44,7 +44,7 @@ from thunderline.objects.base import ObjectStore
 from thunderline.obs import metrics
 from thunderline.outcomes import OutcomeRecord, OutcomeStore
 from thunderline.runtime import ingest_event
-from thunderline.sources.ledger import DELETED, SUBMITTED, Known, Ledger
+from thunderline.sources.ledger import DELETED, SUBMITTED, Known, Ledger, Prior
 from thunderline.sources.scan import Seen, SourceUri, fetch_s3, s3_client, scan_dir, scan_s3
 from thunderline.worker.settle import final_outcomes
 from thunderline.worker.submit import _store_file
@@ -126,7 +126,7 @@ class BusPublisher:
 @dataclass
 class _Todo:
     seen: Seen
-    prior: Known | None
+    prior: Prior | None
     entry_id: str | None = None  # an existing submitted entry being resumed
 
 
@@ -168,21 +168,42 @@ class SourceSync:
         report.seen = len(seen)
         settle_ns = int(self.settings.source_settle_s * 1_000_000_000)
         now_ns = time.time_ns()
-        todo: list[_Todo] = []
-        waiting: list[tuple[str, str, str]] = []  # (entry id, correlation id, key)
+        wire = names.wire_text
+        acting: list[tuple[Seen, Known | None]] = []
+        get = known.get
         for key, item in seen.items():
-            prior = known.get(names.wire_text(key))
-            if prior is not None and prior.state == SUBMITTED:
-                if prior.correlation_id and not self.publisher.resubmit_pending:
-                    waiting.append((prior.id, prior.correlation_id, key))
-                else:
-                    todo.append(_Todo(item, prior, entry_id=prior.id))
-                continue
-            if prior is not None and prior.state != DELETED and _same(prior, item):
-                report.unchanged += 1
-                continue
+            known_entry = get(key if key.isascii() else wire(key))
+            if known_entry is not None:
+                state = known_entry.state
+                if state != DELETED and state != SUBMITTED:
+                    if item.etag is not None and known_entry.etag is not None:
+                        same = known_entry.etag == item.etag and known_entry.size == item.size
+                    else:
+                        same = (
+                            known_entry.size == item.size and known_entry.mtime_ns == item.mtime_ns
+                        )
+                    if same:
+                        report.unchanged += 1
+                        continue
+                if state == SUBMITTED:
+                    acting.append((item, known_entry))
+                    continue
             if now_ns - item.mtime_ns < settle_ns:
                 report.settling += 1
+                continue
+            acting.append((item, known_entry))
+        priors = await asyncio.to_thread(
+            self.ledger.priors, [k.id for _, k in acting if k is not None]
+        )
+        todo: list[_Todo] = []
+        waiting: list[tuple[str, str, str]] = []  # (entry id, correlation id, key)
+        for item, known_entry in acting:
+            prior = priors.get(known_entry.id) if known_entry is not None else None
+            if prior is not None and prior.state == SUBMITTED:
+                if prior.correlation_id and not self.publisher.resubmit_pending:
+                    waiting.append((prior.id, prior.correlation_id, item.key))
+                else:
+                    todo.append(_Todo(item, prior, entry_id=prior.id))
                 continue
             todo.append(_Todo(item, prior))
         # resumed entries whose outcome is already committed are settled without sending
@@ -191,7 +212,7 @@ class SourceSync:
             report.resumed = len(resumed)
             done = await self._settled_already(resumed)
             todo = [t for t in todo if t.entry_id not in done]
-        listed = {names.wire_text(key) for key in seen}
+        listed = {key if key.isascii() else wire(key) for key in seen}
         gone = [k.id for key, k in known.items() if k.state != DELETED and key not in listed]
         if gone:
             await asyncio.to_thread(self.ledger.mark_deleted, gone)
@@ -365,12 +386,6 @@ class SourceSync:
                 )
                 return
             await asyncio.sleep(0.1)
-
-
-def _same(prior: Known, seen: Seen) -> bool:
-    if seen.etag is not None and prior.etag is not None:
-        return prior.etag == seen.etag and prior.size == seen.size
-    return prior.size == seen.size and prior.mtime_ns == seen.mtime_ns
 
 
 def _own_record(
