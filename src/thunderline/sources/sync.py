@@ -5,7 +5,8 @@ A pass (:meth:`SourceSync.run_pass`):
 1. lists the source (:mod:`.scan`) and reads the root's current ledger entries in one query;
 2. **unchanged** (same size and mtime, or same ETag): nothing is read, nothing is sent;
 3. **settling**: a file modified less than ``TL_SOURCE_SETTLE_S`` ago is left for a later pass
-   (a slow writer is taken once, after it stops);
+   (a slow writer is taken once, after it stops); S3 objects are whole once listed (an upload
+   is atomic), so they never wait;
 4. **new or changed**: the bytes are streamed into the object store (admission as for
    ``ingest``; S3 objects through a temp file), which gives the content SHA-256. Same bytes as
    the current version (a ``touch``) only update the stat. Otherwise a new ledger version is
@@ -166,7 +167,9 @@ class SourceSync:
             asyncio.to_thread(self._scan), asyncio.to_thread(self.ledger.known, self.source.uri)
         )
         report.seen = len(seen)
-        settle_ns = int(self.settings.source_settle_s * 1_000_000_000)
+        # an S3 object appears whole when its upload completes: nothing to wait for
+        settle_s = 0.0 if self.source.kind == "s3" else self.settings.source_settle_s
+        settle_ns = int(settle_s * 1_000_000_000)
         now_ns = time.time_ns()
         wire = names.wire_text
         acting: list[tuple[Seen, Known | None]] = []
