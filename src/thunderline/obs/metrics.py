@@ -337,6 +337,12 @@ PAYLOADS_COLLECTED = Counter(
     "Payloads removed once no voxel referenced them.",
     registry=REGISTRY,
 )
+DUPLICATES = Counter(
+    "thunderline_duplicates_total",
+    "Artifacts whose bytes were already stored from another source, by TL_DUPLICATE_POLICY.",
+    ["policy"],
+    registry=REGISTRY,
+)
 SOURCE_ENTRIES = Counter(
     "thunderline_source_entries_total",
     "Source entries handled by sync/watch, by what happened (new, changed, unchanged, "

@@ -412,7 +412,7 @@ def _settled_row(entry_id: str, record: OutcomeRecord) -> dict[str, Any]:
     duplicate_of = voxel.get("duplicate_of") if isinstance(voxel, dict) else None
     return {
         "id": entry_id,
-        "outcome": "linked" if duplicate_of else "voxel",
+        "outcome": "linked" if duplicate_of and duplicate_of == record.voxel_id else "voxel",
         "voxel_id": record.voxel_id,
         "duplicate_of": duplicate_of,
         "dlq_id": None,

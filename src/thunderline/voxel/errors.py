@@ -84,3 +84,9 @@ class HasDescendantsError(VoxelError):
     """A voxel with descendants cannot be deleted alone (their lineage would dangle)."""
 
     reason = "has_descendants"
+
+
+class DuplicateRejectedError(ArtifactError):
+    """``TL_DUPLICATE_POLICY=reject``: the same bytes are already stored from another source."""
+
+    reason = "duplicate"

@@ -334,3 +334,81 @@ def _exists(store: VoxelStore, voxel_id: str) -> bool:
     except VoxelNotFoundError:
         return False
     return True
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    """Bytes stored more than once: the voxels that hold them and the entries linked to them."""
+
+    payload_sha256: str
+    voxel_ids: list[str]
+    sources: list[str]
+    linked_entries: list[str]  # source-ledger entry ids whose outcome is ``linked``
+    linked_artifacts: list[str]  # artifacts of any way in (CLI, API, workers) linked to it
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def duplicate_groups(store: VoxelStore, *, limit: int = 50) -> list[DuplicateGroup]:
+    """Every payload SHA-256 held by two or more voxels, or by one voxel plus linked entries."""
+    from sqlalchemy import func
+
+    try:
+        with store.engine.connect() as conn:
+            shared = set(
+                conn.scalars(
+                    select(voxels.c.payload_sha256)
+                    .group_by(voxels.c.payload_sha256)
+                    .having(func.count() > 1)
+                    .limit(limit)
+                )
+            )
+            linked_rows = conn.execute(
+                select(source_entries.c.id, voxels.c.payload_sha256)
+                .join(voxels, voxels.c.id == source_entries.c.voxel_id)
+                .where(source_entries.c.outcome == "linked")
+            ).all()
+            linked: dict[str, list[str]] = {}
+            for entry_id, sha in linked_rows:
+                linked.setdefault(sha, []).append(entry_id)
+            artifacts: dict[str, list[str]] = {}  # voxel id -> artifacts linked to it
+            for artifact, doc in conn.execute(
+                select(outcomes.c.artifact, outcomes.c.event).where(
+                    and_(outcomes.c.kind == "voxel", outcomes.c.event.contains('"duplicate_of":"'))
+                )
+            ):
+                voxel = json.loads(doc).get("data", {}).get("voxel", {})
+                if voxel.get("duplicate_of") and voxel.get("duplicate_of") == voxel.get("id"):
+                    artifacts.setdefault(str(voxel["id"]), []).append(str(artifact))
+            if artifacts:
+                linked_shas = conn.execute(
+                    select(voxels.c.id, voxels.c.payload_sha256).where(
+                        voxels.c.id.in_(list(artifacts))
+                    )
+                ).all()
+                by_sha = {sha: voxel_id for voxel_id, sha in linked_shas}
+            else:
+                by_sha = {}
+            shas = sorted(shared | set(linked) | set(by_sha))[:limit]
+            rows = conn.execute(
+                select(voxels.c.id, voxels.c.payload_sha256, voxels.c.source)
+                .where(voxels.c.payload_sha256.in_(shas))
+                .order_by(voxels.c.ts_unix, voxels.c.id)
+            ).all()
+    except SQLAlchemyError as exc:
+        raise BackendError(f"duplicate query failed: {exc}") from exc
+    groups: dict[str, DuplicateGroup] = {
+        sha: DuplicateGroup(
+            sha,
+            [],
+            [],
+            sorted(linked.get(sha, [])),
+            sorted(artifacts.get(by_sha.get(sha, ""), [])),
+        )
+        for sha in shas
+    }
+    for voxel_id, sha, source in rows:
+        groups[sha].voxel_ids.append(voxel_id)
+        groups[sha].sources.append(source)
+    return list(groups.values())

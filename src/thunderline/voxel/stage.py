@@ -42,6 +42,7 @@ from thunderline.objects.base import ObjectStore
 from thunderline.obs import metrics
 from thunderline.voxel import archive
 from thunderline.voxel.builder import VoxelBuilder
+from thunderline.voxel.errors import DuplicateRejectedError
 from thunderline.voxel.schema import Voxel
 from thunderline.voxel.store import PutResult, VoxelStore
 
@@ -83,6 +84,7 @@ class _Work:
         self.notes: list[str] = []  # what expansion skipped (links in a tar, for instance)
         self.result: PutResult | None = None
         self.error: BaseException | None = None
+        self.duplicate_of: str | None = None  # TL_DUPLICATE_POLICY found these bytes stored
 
 
 class PackageStage(StoreStage):
@@ -126,7 +128,12 @@ class PackageStage(StoreStage):
         work = [_Work(event) for event in events]
         for item in work:
             self._prepare(item)
-        ready = [item for item in work if item.error is None and item.voxel is not None]
+            self._duplicate_policy(item)
+        ready = [
+            item
+            for item in work
+            if item.error is None and item.voxel is not None and item.result is None
+        ]
         if ready:
             try:
                 results = self.voxels.put_many([(i.voxel, i.payload) for i in ready])  # type: ignore[misc]
@@ -151,8 +158,39 @@ class PackageStage(StoreStage):
                 continue
             assert item.result is not None
             metrics.VOXEL_BUILD_DURATION.observe(per_event)
-            outcomes.append(self._outputs(item.event, item.result, item.members, item.notes))
+            outcomes.append(
+                self._outputs(item.event, item.result, item.members, item.notes, item.duplicate_of)
+            )
         return outcomes
+
+    def _duplicate_policy(self, item: _Work) -> None:
+        """``TL_DUPLICATE_POLICY`` on the content hash: the same for every way in (CLI, API,
+        sync/watch, workers), since every artifact ends here. ``link``: no new voxel, the
+        event names the existing one; ``flag``: a new voxel, the event names the existing one;
+        ``reject``: a DLQ record (reason ``duplicate``); ``reprocess``: as if new."""
+        policy = self.settings.duplicate_policy
+        if policy == "reprocess" or item.error is not None or item.voxel is None:
+            return
+        assert self.voxels is not None
+        voxel = item.voxel
+        try:
+            existing = self.voxels.first_with_payload(voxel.payload_sha256, other_than=voxel.source)
+        except ThunderlineError as exc:
+            item.error = exc
+            return
+        if existing is None:
+            return
+        metrics.DUPLICATES.labels(policy).inc()
+        item.duplicate_of = existing.id
+        if policy == "link":
+            item.result = PutResult(existing, created=False)
+            item.members = []  # the existing voxel's members were expanded with it
+        elif policy == "reject":
+            item.error = DuplicateRejectedError(
+                f"{voxel.source}: the same bytes are voxel {existing.id} "
+                f"(from {existing.source}); TL_DUPLICATE_POLICY=reject",
+                details={"duplicate_of": existing.id, "payload_sha256": voxel.payload_sha256},
+            )
 
     @staticmethod
     def _typed(exc: BaseException) -> BaseException:
@@ -207,10 +245,13 @@ class PackageStage(StoreStage):
         result: PutResult,
         members: list[archive.Member],
         notes: list[str] | None = None,
+        duplicate_of: str | None = None,
     ) -> list[CloudEvent]:
         voxel = result.voxel
         data = data_of(event, Classified)
         summary = voxel_summary(voxel, created=result.created, children=len(members))
+        if duplicate_of is not None:
+            summary = summary.model_copy(update={"duplicate_of": duplicate_of})
         if notes:  # members expansion skipped (links in a tar): passed on with a note each
             kept = [*(data.notes or []), *(Note(stage=self.name, note=n) for n in notes)]
             data = data.model_copy(update={"notes": kept})

@@ -356,6 +356,19 @@ class VoxelStore:
         rows = self._query(select(voxels).where(voxels.c.dedup_key == key))
         return self._from_row(rows[0]) if rows else None
 
+    def first_with_payload(self, payload_sha256: str, *, other_than: str) -> Voxel | None:
+        """The oldest voxel of these bytes from a source other than ``other_than`` (the
+        duplicate policy's question), if any."""
+        stmt = (
+            select(voxels)
+            .where(voxels.c.payload_sha256 == payload_sha256)
+            .where(voxels.c.source != names.wire_text(other_than))
+            .order_by(voxels.c.ts_unix, voxels.c.id)
+            .limit(1)
+        )
+        rows = self._query(stmt)
+        return self._from_row(rows[0]) if rows else None
+
     def query(
         self, *, label: str | None = None, since: datetime | None = None, limit: int = 50
     ) -> list[Voxel]:
