@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from thunderline.cli import app
 from thunderline.classify.walk import iter_candidates
+from thunderline.cli import app
 from thunderline.config import Settings
 from thunderline.outcomes import OutcomeStore
 from thunderline.runtime import Runtime
