@@ -17,6 +17,7 @@ from thunderline.api.auth import authenticate, presented_token, require
 from thunderline.api.disposition import content_disposition
 from thunderline.api.errors import ApiError, responses
 from thunderline.api.schemas import (
+    DeletionOut,
     DlqPage,
     Health,
     IngestAccepted,
@@ -27,6 +28,7 @@ from thunderline.api.schemas import (
     ModelList,
     Readiness,
     ReplayAccepted,
+    VoxelDeleted,
     VoxelOut,
     VoxelPage,
     accepted,
@@ -318,6 +320,45 @@ async def _voxel(service: ApiService, voxel_id: str) -> Voxel:
 )
 async def get_voxel(request: Request, voxel_id: Id, _token: Reader) -> VoxelOut:
     return voxel_out(await _voxel(service_of(request), voxel_id))
+
+
+@router.delete(
+    "/voxels/{voxel_id}",
+    response_model=VoxelDeleted,
+    responses=responses(*AUTH, 404, 409),
+    summary="Delete a voxel (admin): audited; its payload goes once nothing references it",
+)
+async def delete_voxel(
+    request: Request,
+    voxel_id: Id,
+    token: Admin,
+    with_descendants: Annotated[
+        bool, Query(description="Delete the voxel's whole subtree (archive members) too")
+    ] = False,
+    reason: Annotated[
+        str, Query(min_length=1, max_length=500, description="Why (kept in the audit record)")
+    ] = "deleted through the API",
+) -> VoxelDeleted:
+    from thunderline.voxel import lifecycle
+    from thunderline.voxel.errors import HasDescendantsError
+
+    store = service_of(request).require_voxels()
+    try:
+        records = await asyncio.to_thread(
+            lifecycle.delete_voxels,
+            store,
+            [voxel_id],
+            actor=f"token:{token.id}:{token.name}",
+            reason=reason,
+            with_descendants=with_descendants,
+        )
+    except InvalidVoxelIdError as exc:
+        raise ApiError(400, "invalid_request", str(exc), details={"voxel_id": voxel_id}) from exc
+    except VoxelNotFoundError as exc:
+        raise ApiError(404, "voxel_not_found", str(exc), details={"voxel_id": voxel_id}) from exc
+    except HasDescendantsError as exc:
+        raise ApiError(409, "has_descendants", str(exc), details={"voxel_id": voxel_id}) from exc
+    return VoxelDeleted(deleted=[DeletionOut(**r.to_json_dict()) for r in records])
 
 
 def media_type_of(voxel: Voxel) -> str:

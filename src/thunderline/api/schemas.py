@@ -122,6 +122,24 @@ class DlqPage(BaseModel):
     next_cursor: str | None = None
 
 
+class DeletionOut(BaseModel):
+    """One audit record of a voxel deletion."""
+
+    id: str
+    voxel_id: str
+    payload_sha256: str
+    payload_removed: bool = Field(description="False while another voxel still holds the bytes.")
+    source: str
+    label: str | None = None
+    actor: str
+    reason: str
+    deleted_unix: float
+
+
+class VoxelDeleted(BaseModel):
+    deleted: list[DeletionOut]
+
+
 class ReplayAccepted(BaseModel):
     dlq_id: str
     replay_event_id: str

@@ -1,0 +1,35 @@
+"""``DELETE /v1/voxels/{id}``: admin scope only, audited, the payload collected, 404 after."""
+
+from __future__ import annotations
+
+from tests.integration.api._server import Served
+
+from thunderline.voxel import lifecycle
+from thunderline.voxel.store import VoxelStore
+
+
+def test_delete_a_voxel_as_admin_only(served: Served) -> None:
+    data = b"A short text that is deleted through the API afterwards.\n"
+    with served.client("admin") as client:
+        accepted = client.post("/v1/ingest", files={"file": ("gone.txt", data)})
+    assert accepted.status_code == 202, accepted.text
+    status = served.wait_outcome(accepted.json()["correlation_id"])
+    assert status["outcome"] == "stored", status
+    (voxel_id,) = status["voxel_ids"]
+
+    with served.client("read") as client:
+        refused = client.delete(f"/v1/voxels/{voxel_id}")
+    assert refused.status_code == 403
+    with served.client("admin") as client:
+        deleted = client.delete(f"/v1/voxels/{voxel_id}", params={"reason": "asked to forget it"})
+        after = client.get(f"/v1/voxels/{voxel_id}")
+        again = client.delete(f"/v1/voxels/{voxel_id}")
+    assert deleted.status_code == 200, deleted.text
+    (record,) = deleted.json()["deleted"]
+    assert record["voxel_id"] == voxel_id and record["reason"] == "asked to forget it"
+    assert record["actor"].startswith("token:") and record["payload_removed"] is True
+    assert after.status_code == 404 and again.status_code == 404
+    with VoxelStore(served.settings) as store:
+        assert not store.objects.exists(record["payload_sha256"])
+        assert lifecycle.check_references(store) == []
+        assert [d.voxel_id for d in lifecycle.deletions(store)] == [voxel_id]
