@@ -321,6 +321,14 @@ class Settings(BaseSettings):
         description="A file deleted at its source: `keep` its voxels (recorded only) or "
         "`delete` them (audited, payloads garbage-collected).",
     )
+    webhook_timeout_s: float = Field(10.0, gt=0, description="Timeout of one webhook POST.")
+    webhook_max_attempts: int = Field(
+        12, ge=1, description="Webhook delivery attempts before the delivery is `failed`."
+    )
+    webhook_backoff_s: float = Field(
+        1.0, gt=0, description="First webhook retry delay (doubles each attempt, jittered)."
+    )
+    webhook_backoff_max_s: float = Field(300.0, gt=0, description="Cap of the webhook retry delay.")
     duplicate_policy: Literal["link", "flag", "reject", "reprocess"] = Field(
         "link",
         description="Same bytes already stored from another source: `link` (new entry points "

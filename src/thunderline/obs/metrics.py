@@ -343,6 +343,12 @@ DUPLICATES = Counter(
     ["policy"],
     registry=REGISTRY,
 )
+WEBHOOK_ATTEMPTS = Counter(
+    "thunderline_webhook_attempts_total",
+    "Webhook delivery attempts by outcome (delivered, retry, failed).",
+    ["outcome"],
+    registry=REGISTRY,
+)
 SOURCE_ENTRIES = Counter(
     "thunderline_source_entries_total",
     "Source entries handled by sync/watch, by what happened (new, changed, unchanged, "

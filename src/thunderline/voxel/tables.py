@@ -156,3 +156,47 @@ voxel_deletions = Table(
     Column("deleted_unix", Float, nullable=False, index=True),
     Column("doc", Text, nullable=False),
 )
+
+#: Webhook endpoints: where events go, signed with the endpoint's secret.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("secret", String(128), nullable=False),
+    Column("triggers", Text, nullable=False),  # JSON list: ingested, failed, label:<name>
+    Column("active", Boolean, nullable=False),
+    Column("created_unix", Float, nullable=False),
+    Column("cursor_unix", Float, nullable=False),  # outcomes up to here were considered
+    Column("cursor_id", String(64), nullable=False),
+)
+
+#: One row per (endpoint, event): the delivery and its state (idempotency by event id).
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("endpoint_id", String(36), nullable=False, index=True),
+    Column("event_id", String(64), nullable=False),
+    Column("event_type", String(128), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_unix", Float, nullable=False, index=True),
+    Column("created_unix", Float, nullable=False),
+    Column("delivered_unix", Float, nullable=True),
+    UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_deliveries_event"),
+)
+
+#: Every delivery attempt (the delivery log).
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("delivery_id", String(36), nullable=False, index=True),
+    Column("attempt", Integer, nullable=False),
+    Column("at_unix", Float, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("duration_ms", Float, nullable=False),
+)

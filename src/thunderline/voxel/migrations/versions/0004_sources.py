@@ -1,4 +1,4 @@
-"""Sources and lifecycle: source roots, the source ledger, the voxel deletion audit.
+"""Sources and lifecycle: source roots, the source ledger, the voxel deletion audit, webhooks.
 
 Revision ID: 0004_sources
 Revises: 0003_outcome_once
@@ -67,9 +67,52 @@ def upgrade() -> None:
     )
     op.create_index("ix_voxel_deletions_voxel_id", "voxel_deletions", ["voxel_id"])
     op.create_index("ix_voxel_deletions_deleted_unix", "voxel_deletions", ["deleted_unix"])
+    op.create_table(
+        "webhook_endpoints",
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("url", sa.Text, nullable=False),
+        sa.Column("secret", sa.String(128), nullable=False),
+        sa.Column("triggers", sa.Text, nullable=False),
+        sa.Column("active", sa.Boolean, nullable=False),
+        sa.Column("created_unix", sa.Float, nullable=False),
+        sa.Column("cursor_unix", sa.Float, nullable=False),
+        sa.Column("cursor_id", sa.String(64), nullable=False),
+    )
+    op.create_table(
+        "webhook_deliveries",
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("endpoint_id", sa.String(36), nullable=False),
+        sa.Column("event_id", sa.String(64), nullable=False),
+        sa.Column("event_type", sa.String(128), nullable=False),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("next_attempt_unix", sa.Float, nullable=False),
+        sa.Column("created_unix", sa.Float, nullable=False),
+        sa.Column("delivered_unix", sa.Float, nullable=True),
+        sa.UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_deliveries_event"),
+    )
+    op.create_index("ix_webhook_deliveries_endpoint_id", "webhook_deliveries", ["endpoint_id"])
+    op.create_index(
+        "ix_webhook_deliveries_next_attempt_unix", "webhook_deliveries", ["next_attempt_unix"]
+    )
+    op.create_table(
+        "webhook_attempts",
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("delivery_id", sa.String(36), nullable=False),
+        sa.Column("attempt", sa.Integer, nullable=False),
+        sa.Column("at_unix", sa.Float, nullable=False),
+        sa.Column("status_code", sa.Integer, nullable=True),
+        sa.Column("error", sa.Text, nullable=True),
+        sa.Column("duration_ms", sa.Float, nullable=False),
+    )
+    op.create_index("ix_webhook_attempts_delivery_id", "webhook_attempts", ["delivery_id"])
 
 
 def downgrade() -> None:
+    op.drop_table("webhook_attempts")
+    op.drop_table("webhook_deliveries")
+    op.drop_table("webhook_endpoints")
     op.drop_table("voxel_deletions")
     op.drop_table("source_entries")
     op.drop_table("source_roots")
