@@ -28,9 +28,11 @@ from thunderline.api.schemas import (
     ModelList,
     Readiness,
     ReplayAccepted,
+    SourceList,
     VoxelDeleted,
     VoxelOut,
     VoxelPage,
+    WebhookDeliveries,
     accepted,
     artifact_name,
     dlq_item,
@@ -528,6 +530,47 @@ async def replay_dlq(request: Request, dlq_id: Id, _token: Admin) -> ReplayAccep
         correlation_id=event.correlationid,
         status_url=f"/v1/ingest/{event.correlationid}",
     )
+
+
+# ---- sources and webhooks ------------------------------------------------------------------
+@router.get(
+    "/sources",
+    response_model=SourceList,
+    responses=responses(*AUTH),
+    summary="Source roots (folders, bucket prefixes) with their state and entry counts",
+)
+async def list_sources(request: Request, _token: Reader) -> SourceList:
+    from thunderline.sources.ledger import Ledger
+
+    engine = service_of(request).require_voxels().engine
+
+    def read() -> list[dict[str, Any]]:
+        ledger = Ledger(engine=engine)
+        return [
+            {**root.to_json_dict(), "entries": ledger.counts(root.uri)} for root in ledger.roots()
+        ]
+
+    return SourceList(items=await asyncio.to_thread(read))
+
+
+@router.get(
+    "/webhooks/deliveries",
+    response_model=WebhookDeliveries,
+    responses=responses(*AUTH),
+    summary="The webhook delivery log (admin): deliveries, newest first, with every attempt",
+)
+async def webhook_deliveries(
+    request: Request,
+    _token: Admin,
+    status: Annotated[Literal["pending", "delivered", "failed"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> WebhookDeliveries:
+    from thunderline.webhooks.core import Webhooks
+
+    service = service_of(request)
+    hooks = Webhooks(service.settings, engine=service.require_voxels().engine)
+    items = await asyncio.to_thread(hooks.deliveries, status=status, limit=limit)
+    return WebhookDeliveries(items=items)
 
 
 # ---- models --------------------------------------------------------------------------------

@@ -140,6 +140,18 @@ class VoxelDeleted(BaseModel):
     deleted: list[DeletionOut]
 
 
+class WebhookDeliveries(BaseModel):
+    """The webhook delivery log: each delivery with every attempt."""
+
+    items: list[dict[str, Any]]
+
+
+class SourceList(BaseModel):
+    """Source roots kept in step by ``sync``/``watch``: state, entry counts, last pass."""
+
+    items: list[dict[str, Any]]
+
+
 class ReplayAccepted(BaseModel):
     dlq_id: str
     replay_event_id: str

@@ -33,3 +33,22 @@ def test_delete_a_voxel_as_admin_only(served: Served) -> None:
         assert not store.objects.exists(record["payload_sha256"])
         assert lifecycle.check_references(store) == []
         assert [d.voxel_id for d in lifecycle.deletions(store)] == [voxel_id]
+
+
+def test_sources_and_webhook_deliveries_are_listed(served: Served) -> None:
+    from thunderline.sources.ledger import Ledger
+    from thunderline.webhooks.core import Webhooks
+
+    with Ledger(served.settings) as ledger:
+        ledger.ensure_root("file:///srv/inbox")
+    with Webhooks(served.settings) as hooks:
+        hooks.add("http://127.0.0.1:9/never", ["failed"], "s3cret")
+    with served.client("read") as client:
+        sources = client.get("/v1/sources")
+        refused = client.get("/v1/webhooks/deliveries")
+    assert sources.status_code == 200
+    assert [s["uri"] for s in sources.json()["items"]] == ["file:///srv/inbox"]
+    assert refused.status_code == 403
+    with served.client("admin") as client:
+        log = client.get("/v1/webhooks/deliveries", params={"status": "failed"})
+    assert log.status_code == 200 and log.json() == {"items": []}
