@@ -102,7 +102,15 @@ def watch_cmd(source: SourceArg, bus: BusOpt = None, as_json: JsonOpt = False) -
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await watch(settings, parsed, stop=stop, on_pass=lambda r: _print_pass(r, as_json))
+        printed = [False]
+
+        def on_pass(report: PassReport) -> None:
+            quiet = report.unchanged == report.seen and not (report.deleted or report.settling)
+            if as_json or not printed[0] or not quiet:  # a human sees the passes that did work
+                _print_pass(report, as_json)
+                printed[0] = True
+
+        await watch(settings, parsed, stop=stop, on_pass=on_pass)
 
     try:
         asyncio.run(run())
