@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from thunderline import names
 from thunderline.config import Settings
 from thunderline.errors import BackendError, ThunderlineError
 from thunderline.eventdata import (
@@ -128,7 +129,7 @@ class PackageStage(StoreStage):
         work = [_Work(event) for event in events]
         for item in work:
             self._prepare(item)
-            self._duplicate_policy(item)
+        self._duplicate_policy(work)
         ready = [
             item
             for item in work
@@ -163,34 +164,45 @@ class PackageStage(StoreStage):
             )
         return outcomes
 
-    def _duplicate_policy(self, item: _Work) -> None:
+    def _duplicate_policy(self, work: list[_Work]) -> None:
         """``TL_DUPLICATE_POLICY`` on the content hash: the same for every way in (CLI, API,
         sync/watch, workers), since every artifact ends here. ``link``: no new voxel, the
         event names the existing one; ``flag``: a new voxel, the event names the existing one;
-        ``reject``: a DLQ record (reason ``duplicate``); ``reprocess``: as if new."""
+        ``reject``: a DLQ record (reason ``duplicate``); ``reprocess``: as if new. One query
+        per batch asks which of its payloads other sources already hold."""
         policy = self.settings.duplicate_policy
-        if policy == "reprocess" or item.error is not None or item.voxel is None:
+        items = [i for i in work if i.error is None and i.voxel is not None]
+        if policy == "reprocess" or not items:
             return
         assert self.voxels is not None
-        voxel = item.voxel
         try:
-            existing = self.voxels.first_with_payload(voxel.payload_sha256, other_than=voxel.source)
+            holders = self.voxels.holders(i.voxel.payload_sha256 for i in items if i.voxel)
         except ThunderlineError as exc:
-            item.error = exc
+            for item in items:
+                item.error = exc
             return
-        if existing is None:
-            return
-        metrics.DUPLICATES.labels(policy).inc()
-        item.duplicate_of = existing.id
-        if policy == "link":
-            item.result = PutResult(existing, created=False)
-            item.members = []  # the existing voxel's members were expanded with it
-        elif policy == "reject":
-            item.error = DuplicateRejectedError(
-                f"{voxel.source}: the same bytes are voxel {existing.id} "
-                f"(from {existing.source}); TL_DUPLICATE_POLICY=reject",
-                details={"duplicate_of": existing.id, "payload_sha256": voxel.payload_sha256},
+        for item in items:
+            voxel = item.voxel
+            assert voxel is not None
+            source = names.wire_text(voxel.source)
+            other = next(
+                (vid for src, vid in holders.get(voxel.payload_sha256, []) if src != source), None
             )
+            if other is None:
+                continue
+            metrics.DUPLICATES.labels(policy).inc()
+            item.duplicate_of = other
+            if policy == "link":
+                try:
+                    item.result = PutResult(self.voxels.get(other), created=False)
+                except ThunderlineError as exc:
+                    item.error = exc
+                item.members = []  # the existing voxel's members were expanded with it
+            elif policy == "reject":
+                item.error = DuplicateRejectedError(
+                    f"{voxel.source}: the same bytes are voxel {other}; TL_DUPLICATE_POLICY=reject",
+                    details={"duplicate_of": other, "payload_sha256": voxel.payload_sha256},
+                )
 
     @staticmethod
     def _typed(exc: BaseException) -> BaseException:
