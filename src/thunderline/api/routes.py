@@ -28,6 +28,7 @@ from thunderline.api.schemas import (
     ModelList,
     Readiness,
     ReplayAccepted,
+    SourceChange,
     SourceList,
     VoxelDeleted,
     VoxelOut,
@@ -551,6 +552,34 @@ async def list_sources(request: Request, _token: Reader) -> SourceList:
         ]
 
     return SourceList(items=await asyncio.to_thread(read))
+
+
+@router.post(
+    "/sources",
+    response_model=SourceList,
+    responses=responses(*AUTH),
+    summary="Add a source root, or pause / resume one (admin); a running watch follows it",
+)
+async def change_source(request: Request, body: SourceChange, _token: Admin) -> SourceList:
+    from thunderline.sources.ledger import Ledger
+    from thunderline.sources.scan import parse_source
+
+    # an s3 prefix in its canonical form (with its slash); a folder on the server as given
+    # (never stat()ed from a request)
+    uri = parse_source(body.uri).uri if body.uri.startswith("s3://") else body.uri
+    engine = service_of(request).require_voxels().engine
+
+    def change() -> list[dict[str, Any]]:
+        ledger = Ledger(engine=engine)
+        ledger.ensure_root(uri)
+        ledger.set_paused(uri, body.paused)
+        return [
+            {**root.to_json_dict(), "entries": ledger.counts(root.uri)}
+            for root in ledger.roots()
+            if root.uri == uri
+        ]
+
+    return SourceList(items=await asyncio.to_thread(change))
 
 
 @router.get(

@@ -152,6 +152,18 @@ class SourceList(BaseModel):
     items: list[dict[str, Any]]
 
 
+class SourceChange(BaseModel):
+    """Add a source root (or find it) and set it active or paused."""
+
+    uri: str = Field(
+        min_length=6,
+        max_length=1024,
+        description="`file:///abs/folder` or `s3://bucket/prefix`",
+        pattern=r"^(file:///|s3://)",
+    )
+    paused: bool = False
+
+
 class ReplayAccepted(BaseModel):
     dlq_id: str
     replay_event_id: str

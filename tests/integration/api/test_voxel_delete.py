@@ -47,8 +47,23 @@ def test_sources_and_webhook_deliveries_are_listed(served: Served) -> None:
         sources = client.get("/v1/sources")
         refused = client.get("/v1/webhooks/deliveries")
     assert sources.status_code == 200
-    assert [s["uri"] for s in sources.json()["items"]] == ["file:///srv/inbox"]
+    assert "file:///srv/inbox" in [s["uri"] for s in sources.json()["items"]]
     assert refused.status_code == 403
     with served.client("admin") as client:
         log = client.get("/v1/webhooks/deliveries", params={"status": "failed"})
     assert log.status_code == 200 and log.json() == {"items": []}
+
+
+def test_a_source_is_added_paused_and_resumed_by_admin(served: Served) -> None:
+    with served.client("read") as client:
+        refused = client.post("/v1/sources", json={"uri": "s3://bucket/inbox"})
+    assert refused.status_code == 403
+    with served.client("admin") as client:
+        added = client.post("/v1/sources", json={"uri": "s3://bucket/inbox", "paused": True})
+        bad = client.post("/v1/sources", json={"uri": "http://elsewhere/"})
+        resumed = client.post("/v1/sources", json={"uri": "s3://bucket/inbox/"})
+    assert added.status_code == 200, added.text
+    (root,) = added.json()["items"]
+    assert root["uri"] == "s3://bucket/inbox/" and root["paused"] is True
+    assert bad.status_code == 400
+    assert resumed.json()["items"][0]["paused"] is False
