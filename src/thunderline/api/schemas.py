@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from thunderline.api.live import IngestProgress
 from thunderline.dlq.record import Subject
@@ -154,6 +154,8 @@ class SourceList(BaseModel):
 
 class SourceChange(BaseModel):
     """Add a source root (or find it) and set it active or paused."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")  # JSON true/false only
 
     uri: str = Field(
         min_length=6,
