@@ -1,9 +1,10 @@
 """Running sync passes: the publisher the settings select, one pass or a watch loop.
 
-``TL_BUS_URL=memory://`` runs the pipeline in this process (a :class:`~thunderline.runtime.Runtime`
-kept open for the whole run); ``amqp://…`` publishes to the RabbitMQ workers through the same
-:class:`~thunderline.worker.submit.Submitter` bus ``ingest --bus`` uses, and reads outcomes from
-the shared database.
+The pipeline is the :class:`~thunderline.ingestor.Ingestor` ``thunderline ingest`` uses
+(``open_ingestor``): ``TL_BUS_URL=memory://`` runs it in this process (a
+:class:`~thunderline.runtime.Runtime` kept open for the whole run); ``amqp://…`` publishes to the
+RabbitMQ workers through the :class:`~thunderline.worker.submit.Submitter` and reads outcomes
+from the shared database.
 
 ``watch`` (:func:`watch`) runs a pass at start, then one after every burst of filesystem events
 (inotify through ``watchfiles``) and at least every ``TL_SOURCE_POLL_INTERVAL_S`` -- the polling
@@ -22,35 +23,19 @@ from thunderline.config import Settings
 from thunderline.objects.factory import open_object_store
 from thunderline.sources.ledger import Ledger
 from thunderline.sources.scan import SourceUri
-from thunderline.sources.sync import (
-    BusPublisher,
-    PassReport,
-    Publisher,
-    RuntimePublisher,
-    SourceSync,
-)
+from thunderline.sources.sync import SOURCE, IngestorPublisher, PassReport, Publisher, SourceSync
 
 _log = logging.getLogger("thunderline.sources")
 
 
 @asynccontextmanager
 async def open_publisher(settings: Settings) -> AsyncIterator[Publisher]:
-    """The in-process pipeline or the RabbitMQ submitter, as the bus URL says."""
-    if settings.bus_url.startswith(("amqp://", "amqps://")):
-        from thunderline.outcomes import OutcomeStore
-        from thunderline.worker.submit import Submitter
+    """The in-process pipeline or the RabbitMQ submitter, as the bus URL says (the ingestor
+    ``thunderline ingest`` uses)."""
+    from thunderline.bus.factory import open_ingestor
 
-        outcomes = await asyncio.to_thread(OutcomeStore, settings)
-        try:
-            async with Submitter(settings) as submitter:
-                yield BusPublisher(submitter, outcomes)
-        finally:
-            outcomes.close()
-        return
-    from thunderline.runtime import Runtime
-
-    async with Runtime(settings) as runtime:
-        yield RuntimePublisher(runtime)
+    async with open_ingestor(settings, source=SOURCE) as ingestor:
+        yield IngestorPublisher(ingestor)
 
 
 @asynccontextmanager

@@ -34,13 +34,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from thunderline import names
-from thunderline.bus.base import DLQ_TOPIC
 from thunderline.classify.walk import Candidate
 from thunderline.config import Settings
+from thunderline.dlq.record import dead_letter
 from thunderline.errors import ArtifactTooLargeError, ThunderlineError
 from thunderline.eventdata import Artifact, IngestRequest, data_of, typed_event
 from thunderline.events import DLQ_CLASSIFY, INGEST_RECEIVED, CloudEvent
-from thunderline.flow.engine import dlq_event
+from thunderline.ingestor import Ingestor, _store_file
 from thunderline.objects.base import ObjectStore
 from thunderline.obs import metrics
 from thunderline.outcomes import OutcomeRecord, OutcomeStore
@@ -48,7 +48,6 @@ from thunderline.runtime import ingest_event
 from thunderline.sources.ledger import DELETED, SUBMITTED, Known, Ledger, Prior
 from thunderline.sources.scan import Seen, SourceUri, fetch_s3, s3_client, scan_dir, scan_s3
 from thunderline.worker.settle import final_outcomes
-from thunderline.worker.submit import _store_file
 
 _log = logging.getLogger("thunderline.sources")
 SOURCE = "urn:thunderline:sources"
@@ -80,7 +79,7 @@ class PassReport:
 
 
 class Publisher(Protocol):
-    """Where ingest events go: the in-process pipeline or the RabbitMQ ``classify`` queue."""
+    """Where ingest events go: the in-process pipeline or the RabbitMQ workers."""
 
     outcomes: OutcomeStore
     resubmit_pending: bool  # in-process: a pending entry of a dead run is sent again
@@ -90,38 +89,24 @@ class Publisher(Protocol):
     async def drained(self) -> None: ...
 
 
-class RuntimePublisher:
-    """The in-process pipeline (``TL_BUS_URL=memory://``): a started Runtime."""
+class IngestorPublisher:
+    """The pipeline's :class:`~thunderline.ingestor.Ingestor` (``open_ingestor``): the
+    :class:`~thunderline.runtime.Runtime` on ``memory://``, the RabbitMQ
+    :class:`~thunderline.worker.submit.Submitter` on a broker -- the path ``ingest`` takes."""
 
-    resubmit_pending = True
-
-    def __init__(self, runtime: Any) -> None:
-        self.runtime = runtime
-        self.outcomes: OutcomeStore = runtime.outcomes
-
-    async def publish(self, event: CloudEvent) -> None:
-        await self.runtime.submit(event)
-
-    async def drained(self) -> None:
-        await self.runtime.wait_idle()
-
-
-class BusPublisher:
-    """The RabbitMQ workers (as ``ingest --bus``): the submitter's bus and the outcome store."""
-
-    resubmit_pending = False  # a pending entry's message is durable in its queue: wait for it
-
-    def __init__(self, submitter: Any, outcomes: OutcomeStore) -> None:
-        self.submitter = submitter
-        self.outcomes = outcomes
+    def __init__(self, ingestor: Ingestor) -> None:
+        self.ingestor = ingestor
+        self.outcomes: OutcomeStore = ingestor.outcomes
+        # in-process, a pending entry's work died with its run: send it again; on a broker
+        # its message is durable in its queue: wait for its outcome instead
+        self.resubmit_pending = ingestor.runtime is not None
 
     async def publish(self, event: CloudEvent) -> None:
-        topic = DLQ_TOPIC if event.is_dlq else "classify"
-        await self.submitter.bus.publish(topic, event.to_bytes())
-        metrics.EVENTS_PUBLISHED.labels(event.type).inc()
+        await self.ingestor.submit(event)
 
     async def drained(self) -> None:
-        return None
+        if self.ingestor.runtime is not None:
+            await self.ingestor.runtime.wait_idle()
 
 
 @dataclass
@@ -313,7 +298,7 @@ class SourceSync:
             ready = _store_file(self.store, self.settings, event, source=SOURCE)
         except ThunderlineError as exc:
             metrics.DLQ_TOTAL.labels("classify", exc.reason).inc()
-            return dlq_event("classify", DLQ_CLASSIFY, exc, original=event), None
+            return dead_letter("classify", DLQ_CLASSIFY, exc, original=event), None
         return ready, data_of(ready, IngestRequest).artifact.sha256
 
     def _store_s3(self, seen: Seen) -> tuple[CloudEvent, str | None]:
@@ -338,7 +323,7 @@ class SourceSync:
                 source=SOURCE,
             )
             metrics.DLQ_TOTAL.labels("classify", exc.reason).inc()
-            return dlq_event("classify", DLQ_CLASSIFY, exc, original=original), None
+            return dead_letter("classify", DLQ_CLASSIFY, exc, original=original), None
         finally:
             if spool is not None:
                 spool.unlink(missing_ok=True)

@@ -288,19 +288,19 @@ def test_entries_left_submitted_by_a_crash_are_settled_or_resent(
     pass settles those whose outcome is committed and sends the others again."""
     from thunderline.objects.factory import open_object_store
     from thunderline.runtime import Runtime
-    from thunderline.sources.sync import RuntimePublisher, SourceSync
+    from thunderline.sources.sync import IngestorPublisher, SourceSync
 
     settings = fast(source_batch_size=10)
     tree = tmp_path / "tree"
     files = write_tree(tree, 10)
     source = parse_source(str(tree))
 
-    class CrashingPublisher(RuntimePublisher):
+    class CrashingPublisher(IngestorPublisher):
         sent = 0
 
         async def publish(self, event: Any) -> None:
             if self.sent == 7:
-                await self.runtime.wait_idle()  # the 7 sent ones reach their outcome
+                await self.ingestor.wait_idle()  # the 7 sent ones reach their outcome
                 raise _Crash()
             self.sent += 1
             await super().publish(event)
