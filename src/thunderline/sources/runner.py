@@ -17,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from thunderline.config import Settings
+from thunderline.events import CloudEvent
 from thunderline.objects.factory import open_object_store
+from thunderline.outcomes import OutcomeStore
 from thunderline.sources.ledger import Ledger
 from thunderline.sources.scan import SourceUri
 from thunderline.sources.sync import SOURCE, IngestorPublisher, PassReport, Publisher, SourceSync
@@ -28,14 +30,49 @@ from thunderline.sources.sync import SOURCE, IngestorPublisher, PassReport, Publ
 _log = logging.getLogger("thunderline.sources")
 
 
+class LazyPublisher:
+    """The pipeline's :class:`~thunderline.ingestor.Ingestor`, opened on the first event to
+    send: a pass with nothing new or changed starts no pipeline (no model is loaded, no broker
+    connection made). Outcomes are read through an outcome store of its own (the same
+    database the pipeline's collector writes)."""
+
+    def __init__(self, settings: Settings, stack: AsyncExitStack, outcomes: OutcomeStore) -> None:
+        self.settings = settings
+        self.stack = stack
+        self.outcomes = outcomes
+        # in-process, a pending entry's work died with its run: send it again; on a broker
+        # its message is durable in its queue: wait for its outcome instead
+        self.resubmit_pending = not settings.bus_url.startswith(("amqp://", "amqps://"))
+        self._inner: IngestorPublisher | None = None
+
+    async def _open(self) -> IngestorPublisher:
+        if self._inner is None:
+            from thunderline.bus.factory import open_ingestor
+
+            ingestor = await self.stack.enter_async_context(
+                open_ingestor(self.settings, source=SOURCE)
+            )
+            self._inner = IngestorPublisher(ingestor)
+        return self._inner
+
+    async def publish(self, event: CloudEvent) -> None:
+        await (await self._open()).publish(event)
+
+    async def drained(self) -> None:
+        if self._inner is not None:
+            await self._inner.drained()
+
+
 @asynccontextmanager
 async def open_publisher(settings: Settings) -> AsyncIterator[Publisher]:
     """The in-process pipeline or the RabbitMQ submitter, as the bus URL says (the ingestor
-    ``thunderline ingest`` uses)."""
-    from thunderline.bus.factory import open_ingestor
-
-    async with open_ingestor(settings, source=SOURCE) as ingestor:
-        yield IngestorPublisher(ingestor)
+    ``thunderline ingest`` uses), opened when there is something to send."""
+    outcomes = await asyncio.to_thread(OutcomeStore, settings)
+    try:
+        async with AsyncExitStack() as stack:
+            yield LazyPublisher(settings, stack, outcomes)
+    finally:
+        outcomes.close()
 
 
 @asynccontextmanager

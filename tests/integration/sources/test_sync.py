@@ -85,6 +85,10 @@ def test_second_sync_of_an_unchanged_tree_does_no_ingest_work(
     assert counts(settings) == before  # no voxel, no outcome, no ledger version written
     objects_after = sorted(p.name for p in (settings.home / "objects").rglob("*") if p.is_file())
     assert objects_after == objects_before  # nothing was read into the store either
+    # nothing to send: no pipeline is started (a broker that is not there is never dialled)
+    offline = settings.model_copy(update={"bus_url": "amqp://guest:guest@127.0.0.1:9/"})
+    third = asyncio.run(sync_once(offline, source))
+    assert third.unchanged == 600 and third.submitted == 0
 
 
 def test_change_touch_delete_and_return(tmp_path: Path, fast: Callable[..., Settings]) -> None:
