@@ -185,10 +185,11 @@ def run_raw(paths: list[Path], home: Path, ours: dict[str, Any]) -> dict[str, An
     from sqlalchemy import Column, MetaData, Table, create_engine, insert, select
 
     from thunderline.config import load_settings
+    from thunderline.extract.base import ExtractContext
+    from thunderline.extract.registry import extractor_for
     from thunderline.ml import ModelRegistry, SessionConfig
     from thunderline.ml.model import resolve_providers, session_options
     from thunderline.ml.preprocess import image_tensor
-    from thunderline.nlp.extract import extract_text, method_for
     from thunderline.objects.local import LocalObjectStore
     from thunderline.voxel.tables import voxels
 
@@ -210,9 +211,11 @@ def run_raw(paths: list[Path], home: Path, ours: dict[str, Any]) -> dict[str, An
     import spacy
 
     texts = []
-    for sha, label, mime in ours["nlp_share"]:
-        data = store.get_bytes(sha)
-        texts.append(extract_text(data, method_for(label, mime), settings.nlp_max_text_bytes).text)
+    for sha, label, mime in ours["nlp_share"]:  # not timed: extraction in-process, as text
+        path = store.local_path(sha)
+        assert path is not None
+        ctx = ExtractContext(label=label, mime=mime, max_text_bytes=settings.nlp_max_text_bytes)
+        texts.append(extractor_for(label, "", True).run(path, ctx).text)
     nlp = spacy.load(settings.spacy_model)
     nlp.max_length = max([len(t) for t in texts] + [1_000_000]) + 1
     t0 = time.perf_counter()

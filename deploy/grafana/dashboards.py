@@ -1,7 +1,10 @@
 """Writes the Grafana dashboards of this folder (stdlib only): ``python deploy/grafana/dashboards.py``.
 
 The JSON files are the artifact (import them in Grafana 10+: Dashboards > New > Import); this
-script is their single source, so panels share one layout and one datasource variable.
+script is their single source, so panels share one layout, one datasource variable and the
+``job`` / ``instance`` variables: every query is scoped with ``{job=~"$job",
+instance=~"$instance"}`` (:func:`scoped`), so one Grafana serves several deployments and one
+worker or server can be looked at alone ("All" is ``.*``).
 ``tests/unit/obs/test_dashboards.py`` checks that the committed JSON equals this script's output
 and that it follows the Grafana 10 dashboard schema; the live test queries every panel's
 expression against a real Prometheus after a real run. Why not grafana-foundation-sdk: it would
@@ -12,6 +15,7 @@ matter (schema, every query returns data) are ours either way.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,41 @@ HERE = Path(__file__).resolve().parent
 SCHEMA_VERSION = 39  # Grafana 10.4; Grafana 10.0+ imports it (older dashboards are migrated up)
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 RATE = "$__rate_interval"
+SCOPE = 'job=~"$job", instance=~"$instance"'
+_METRIC = re.compile(r"\b((?:thunderline|process)_[a-z0-9_]+)(\{[^}]*\})?(?!\s*\()")
+
+
+def scoped(expr: str) -> str:
+    """``expr`` with every metric selector limited to the dashboard's job and instance."""
+
+    def add(match: re.Match[str]) -> str:
+        name, labels = match.group(1), match.group(2)
+        inner = labels[1:-1].strip() if labels else ""
+        return f"{name}{{{SCOPE}{', ' + inner if inner else ''}}}"
+
+    return _METRIC.sub(add, expr)
+
+
+def query_variable(name: str, label: str, query: str) -> dict[str, Any]:
+    """A multi-value Prometheus label variable with "All" = ``.*``."""
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": DATASOURCE,
+        "query": query,
+        "definition": query,
+        "current": {},
+        "hide": 0,
+        "includeAll": True,
+        "allValue": ".*",
+        "multi": True,
+        "options": [],
+        "refresh": 2,
+        "regex": "",
+        "skipUrlSync": False,
+        "sort": 1,
+    }
 
 
 def hq(q: float, metric: str, by: str = "le") -> str:
@@ -30,8 +69,13 @@ def hq(q: float, metric: str, by: str = "le") -> str:
 class Board:
     """Lays panels out left to right, 24 columns wide, rows stacked downwards."""
 
-    def __init__(self, uid: str, title: str, description: str, tags: list[str]) -> None:
+    def __init__(
+        self, uid: str, title: str, description: str, tags: list[str], *, anchor: str
+    ) -> None:
+        """``anchor``: a metric every scraped process of this board exports (the variables'
+        ``label_values`` source)."""
         self.uid, self.title, self.description, self.tags = uid, title, description, tags
+        self.anchor = anchor
         self.panels: list[dict[str, Any]] = []
         self._x = 0
         self._y = 0
@@ -86,7 +130,7 @@ class Board:
                 {
                     "refId": chr(ord("A") + i),
                     "datasource": DATASOURCE,
-                    "expr": expr,
+                    "expr": scoped(expr),
                     "legendFormat": legend,
                     "range": kind not in {"stat", "gauge"},
                     "instant": kind in {"stat", "gauge"},
@@ -154,7 +198,13 @@ class Board:
                         "refresh": 1,
                         "regex": "",
                         "skipUrlSync": False,
-                    }
+                    },
+                    query_variable("job", "Job", f"label_values({self.anchor}, job)"),
+                    query_variable(
+                        "instance",
+                        "Instance",
+                        f'label_values({self.anchor}{{job=~"$job"}}, instance)',
+                    ),
                 ]
             },
             "panels": self.panels,
@@ -204,6 +254,7 @@ def ml_pipeline() -> Board:
         "Thunderline / ML pipeline",
         "Ingest success, latency of every step, voxel throughput, DLQ, NLP and back-pressure.",
         ["thunderline", "ml"],
+        anchor="thunderline_events_published_total",
     )
     magika = "thunderline_magika_classify_duration_seconds"
     onnx = "thunderline_onnx_infer_duration_seconds"
@@ -408,6 +459,7 @@ def magika() -> Board:
         "Thunderline / Magika",
         "File classification: throughput by group, per-file latency against its baseline, errors.",
         ["thunderline", "magika"],
+        anchor="thunderline_magika_classified_total",
     )
     m = "thunderline_magika_classify_duration_seconds"
     b.row("Classification")
@@ -463,7 +515,106 @@ def magika() -> Board:
     return b
 
 
-BOARDS = {"ml_pipeline_dashboard.json": ml_pipeline, "magika_dashboard.json": magika}
+def service() -> Board:
+    b = Board(
+        "thunderline-service",
+        "Thunderline / Service",
+        "thunderline serve: HTTP requests by route and status, latency, open dead letters, "
+        "and the serving process (CPU, memory, file descriptors).",
+        ["thunderline", "http"],
+        anchor="thunderline_http_requests_total",
+    )
+    http = "thunderline_http_requests_total"
+    duration = "thunderline_http_request_duration_seconds"
+    not_sse = 'route!="/v1/events"'  # the live stream lasts as long as the client stays
+    b.row("HTTP")
+    b.panel(
+        "Requests by route",
+        [(f"sum by (route) (rate({http}[{RATE}]))", "{{route}}")],
+        unit="reqps",
+    )
+    b.panel(
+        "Requests by status",
+        [(f"sum by (status) (rate({http}[{RATE}]))", "{{status}}")],
+        unit="reqps",
+    )
+    b.panel(
+        "Latency p50 / p95 / p99 (all routes but the event stream)",
+        [
+            (
+                f"histogram_quantile({q}, sum by (le) (rate({duration}_bucket{{{not_sse}}}[{RATE}])))",
+                f"p{round(q * 100)}",
+            )
+            for q in (0.5, 0.95, 0.99)
+        ],
+        unit="s",
+    )
+    b.panel(
+        "Latency p95 by route",
+        [
+            (
+                f"histogram_quantile(0.95, sum by (le, route) "
+                f"(rate({duration}_bucket{{{not_sse}}}[{RATE}])))",
+                "{{route}}",
+            )
+        ],
+        unit="s",
+    )
+    b.panel(
+        "5xx answers per second",
+        [
+            (
+                f'sum(rate({http}{{status=~"5.."}}[{RATE}])) or vector(0)',
+                "5xx",
+            ),
+        ],
+        unit="short",
+        description="5xx answers per second (0 when there were none).",
+        thresholds=[(None, "green"), (0.01, "red")],
+    )
+    b.panel(
+        "Requests in progress",
+        [("sum by (method) (thunderline_http_requests_in_progress)", "{{method}}")],
+        unit="short",
+    )
+    b.row("Dead letters and process")
+    b.panel(
+        "Open DLQ records",
+        [("max(thunderline_dlq_open)", "open")],
+        kind="stat",
+        width=6,
+        height=6,
+        thresholds=[(None, "green"), (1, "orange")],
+    )
+    b.panel(
+        "Resident memory",
+        [("sum by (instance) (process_resident_memory_bytes)", "{{instance}}")],
+        unit="short",
+        width=6,
+        height=6,
+    )
+    b.panel(
+        "CPU (cores)",
+        [(f"sum by (instance) (rate(process_cpu_seconds_total[{RATE}]))", "{{instance}}")],
+        unit="short",
+        width=6,
+        height=6,
+    )
+    b.panel(
+        "Open file descriptors",
+        [("sum by (instance) (process_open_fds)", "{{instance}}")],
+        unit="short",
+        width=6,
+        height=6,
+    )
+    return b
+
+
+BOARDS = {
+    "ml_pipeline_dashboard.json": ml_pipeline,
+    "magika_dashboard.json": magika,
+    "service_dashboard.json": service,
+}
 
 
 def render(name: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -29,7 +30,9 @@ from thunderline.classify.walk import Candidate, iter_candidates
 from thunderline.config import Settings, mask_secrets, masked_dump
 from thunderline.console import cli_settings, stdout_console
 from thunderline.errors import ThunderlineError
+from thunderline.eventdata import NlpAnalysis
 from thunderline.events import CloudEvent
+from thunderline.ids import short
 from thunderline.journal import Journal
 from thunderline.obs.command import observe
 from thunderline.report import RunReport, record_schema, skipped_record
@@ -102,6 +105,10 @@ def ingest(
         str | None,
         typer.Option("--bus", help="Submit to the shared RabbitMQ bus (amqp://…) and wait."),
     ] = None,
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="With --json: every sentence and entity (default: a summary)."),
+    ] = False,
 ) -> None:
     """Classify files (and run the enabled stages) and print a summary.
 
@@ -115,6 +122,12 @@ def ingest(
     if not paths:
         err_console.print("ingest: give at least one file or folder (or --json-schema)")
         raise typer.Exit(2)
+    missing = [p for p in paths if not os.path.lexists(p)]
+    if missing:  # a typo on the command line is a usage error, not a dead letter
+        for path in missing:
+            shown = escape(names.shown(os.fsdecode(path)))
+            err_console.print(f"ingest: no such file or folder: {shown}", soft_wrap=True)
+        raise typer.Exit(2)
     settings = cli_settings()
     if bus is not None:
         settings = settings.model_copy(update={"bus_url": bus})
@@ -123,7 +136,9 @@ def ingest(
     candidates = iter_candidates(paths, recursive=recursive)  # a stream, never listed first
     try:
         with observe(settings, metrics_port=metrics_port):
-            asyncio.run(_run_ingest(settings, candidates, report, as_json, show_progress))
+            asyncio.run(
+                _run_ingest(settings, candidates, report, as_json, show_progress, full=full)
+            )
     except ThunderlineError as exc:
         err_console.print(f"[red]ingest failed:[/] {escape(mask_secrets(names.shown(str(exc))))}")
         raise typer.Exit(1) from exc
@@ -156,6 +171,8 @@ async def _run_ingest(
     report: RunReport,
     as_json: bool,
     show_progress: bool,
+    *,
+    full: bool = False,
 ) -> None:
     progress = Progress(
         TextColumn("[bold]ingest"),
@@ -172,7 +189,8 @@ async def _run_ingest(
         record = report.add(event)
         progress.advance(task)
         if as_json:
-            print(names.dumps(record.to_json_dict()), flush=True)  # exact names (names.py)
+            # exact names (names.py)
+            print(names.dumps(record.to_json_dict(full=full)), flush=True)
 
     started = time.perf_counter()
     with progress:
@@ -190,8 +208,8 @@ def _fmt_ms(value: float | None) -> str:
 def _print_summary(report: RunReport, settings: Settings) -> None:
     console = stdout_console()
     table = Table(title="Artifacts", show_lines=False)
-    for column in ("file", "label", "group", "score", "outcome"):
-        table.add_column(column)
+    for column in ("file", "label", "group", "score", "outcome", "voxel", "correlation"):
+        table.add_column(column, no_wrap=column in ("voxel", "correlation"))
     for r in sorted(
         report.records, key=lambda r: (r.archive or r.path or "", r.archive is not None)
     ):
@@ -207,6 +225,8 @@ def _print_summary(report: RunReport, settings: Settings) -> None:
             r.group or "-",
             "-" if r.score is None else f"{r.score:.3f}",
             outcome,
+            short(r.voxel_id) if r.voxel_id else "-",
+            short(r.correlation_id),
         )
     console.print(table)
     _print_results(console, report)
@@ -258,7 +278,7 @@ def _print_results(console: Console, report: RunReport) -> None:
     """Entities and sentences (nlp) and top labels (inference) of the artifacts that have them."""
     for r in sorted(report.ok, key=lambda r: r.path or ""):
         name = _shown_name(r.path)
-        if r.nlp is not None:
+        if isinstance(r.nlp, NlpAnalysis):  # records of a run hold the full result
             nlp = r.nlp
             ents = escape(
                 names.shown(
@@ -272,6 +292,8 @@ def _print_results(console: Console, report: RunReport) -> None:
         if r.inference is not None:
             inference = r.inference
             top = ", ".join(f"{t.label} {t.score:.3f}" for t in inference.top_k[:3])
+            if not inference.confident:  # below the model's threshold: not a fact
+                top = f"no confident label (below {inference.threshold}; raw: {top})"
             console.print(f"[bold]{name}[/] {inference.model} v{inference.version}: {top}")
 
 

@@ -32,21 +32,35 @@ from thunderline.urls import MASK, check_url_scheme
 from thunderline.urls import mask_secrets as mask_secrets  # re-exported: printed text
 
 #: The stages a route may name (after ``classify``, which starts every route), in order.
-ROUTE_STAGES: tuple[str, ...] = ("nlp", "infer", "package")
+ROUTE_STAGES: tuple[str, ...] = ("extract", "nlp", "infer", "package")
 
 #: Route per Magika label or group (a label wins over its group; ``*`` is the fallback).
 #: Stages that are disabled or not installed are removed from a route when it is built.
 #: ``TL_ROUTES`` entries are merged over these (a key given replaces that key only); every
 #: route ends in ``package`` (added when missing), and an unknown stage is a ConfigError.
 DEFAULT_ROUTES: dict[str, list[str]] = {
-    "txt": ["nlp", "infer", "package"],
-    "markdown": ["nlp", "infer", "package"],
-    "html": ["nlp", "package"],
-    "pdf": ["nlp", "package"],
-    "rtf": ["nlp", "package"],
-    "csv": ["package"],
-    "image": ["infer", "package"],
-    "code": ["infer", "package"],
+    "txt": ["extract", "nlp", "infer", "package"],
+    "markdown": ["extract", "nlp", "infer", "package"],
+    "html": ["extract", "nlp", "package"],
+    "pdf": ["extract", "nlp", "package"],
+    "rtf": ["extract", "nlp", "package"],
+    "csv": ["extract", "nlp", "package"],
+    "ics": ["extract", "nlp", "package"],
+    "srt": ["extract", "nlp", "package"],
+    "eml": ["extract", "nlp", "package"],
+    # configuration is stored with its text for search, without named-entity recognition
+    "ini": ["extract", "package"],
+    "toml": ["extract", "package"],
+    "rdf": ["extract", "package"],
+    "pem": ["extract", "package"],
+    "crt": ["extract", "package"],
+    "text": ["extract", "nlp", "package"],
+    "document": ["extract", "nlp", "package"],
+    "image": ["extract", "infer", "package"],
+    "code": ["extract", "infer", "package"],
+    "audio": ["extract", "package"],
+    "video": ["extract", "package"],
+    "font": ["extract", "package"],
     "archive": ["package"],
     "*": ["package"],
 }
@@ -77,6 +91,14 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("WARNING", description="Python log level for the thunderline logger.")
     log_format: str = Field("text", description="`text` or `json` (one JSON object per line).")
+    journal_max_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=0,
+        description="Rotate `journal/events.jsonl` at this size (0: never).",
+    )
+    journal_keep: int = Field(
+        4, ge=0, description="Rotated journal files kept per journal file (older are deleted)."
+    )
 
     # --- observability ----------------------------------------------------------------------
     metrics_port: int | None = Field(
@@ -180,6 +202,32 @@ class Settings(BaseSettings):
     magika_prediction_mode: str = Field(
         "high-confidence",
         description="Magika mode: `high-confidence`, `medium-confidence`, `best-guess`.",
+    )
+    # --- extract (issue 18) -----------------------------------------------------------------
+    extract_workers: int = Field(
+        1, ge=1, description="Extraction worker processes (each extracts one file at a time)."
+    )
+    extract_memory_mb: int = Field(
+        2048, ge=0, description="Address-space cap of each extraction worker (0: none)."
+    )
+    extract_progress_timeout_s: float = Field(
+        30.0, gt=0, description="An extraction worker silent this long is killed (file DLQ'd)."
+    )
+    extract_timeouts: dict[str, float] = Field(
+        default_factory=dict,
+        description="Total extraction timeout per kind of file (JSON), over the defaults "
+        "`text` 30, `document` 120, `pdf` 300, `mail` 60, `media` 30, `image` 30, `ocr` 600.",
+    )
+    extract_restart_after: int = Field(
+        500, ge=1, description="An extraction worker is replaced after this many files."
+    )
+    extract_ocr: str = Field(
+        "rapidocr",
+        pattern=r"^(rapidocr|off)$",
+        description="OCR of images and PDF pages without a text layer: `rapidocr` or `off`.",
+    )
+    extract_max_parts: int = Field(
+        1000, ge=0, description="Embedded parts (attachments, objects) kept per file."
     )
     routes: dict[str, list[str]] = Field(
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_ROUTES.items()},
@@ -430,6 +478,12 @@ class Settings(BaseSettings):
                 self.classify_concurrency,
                 self.classify_timeout_s,
             ),
+            "extract": (
+                2 * self.extract_workers,
+                0.01,
+                1,
+                None,
+            ),
             "nlp": (
                 self.nlp_batch_size or 8 * self.spacy_workers,
                 self.nlp_batch_timeout_s,
@@ -491,6 +545,7 @@ SECTION_PREFIXES: dict[str, tuple[str, ...]] = {
         "shutdown_",
     ),
     "classify": ("classify_", "magika_", "max_artifact_", "routes"),
+    "extract": ("extract_",),
     "nlp": ("nlp_", "spacy_"),
     "infer": ("onnx_", "infer_", "allow_untrusted_", "model_"),
     "package": ("package_", "archive_"),

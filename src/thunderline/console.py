@@ -18,7 +18,7 @@ from thunderline.config import (
     unknown_variables,
 )
 from thunderline.errors import ThunderlineError
-from thunderline.obs.logs import configure_logging
+from thunderline.obs.logs import LIBRARY_LOGGERS, configure_logging
 
 #: Width used when stdout is not a terminal (rich would otherwise assume 80 columns).
 PIPE_WIDTH = 140
@@ -43,7 +43,9 @@ def cli_settings() -> Settings:
         hint = f" (did you mean {close}?)" if close else ""
         err.print(f"[yellow]warning:[/] unknown setting {name} is ignored{hint}", soft_wrap=True)
     configure_logging(settings.log_level, settings.log_format)
-    for handler in logging.getLogger("thunderline").handlers:
+    for handler in [
+        h for n in ("thunderline", *LIBRARY_LOGGERS) for h in logging.getLogger(n).handlers
+    ]:
         if not any(isinstance(f, MaskingFilter) for f in handler.filters):
             handler.addFilter(MaskingFilter())
     return settings

@@ -13,6 +13,8 @@ models extend each other::
     Routed                      route (a new stage's data extends it)
     IngestRequest               artifact, route, parent?, coords?
     └── Classified              + classification           (artifact now stored)
+        ├── Extracted           + extract (text_ref, metadata, parts; every later model
+        │                         carries it on: ``Classified.extract``)
         ├── NlpProcessed        + nlp
         ├── InferenceCompleted  + inference (+ nlp when nlp ran first)
         └── VoxelCreated        + voxel     (+ nlp, inference when they ran)
@@ -31,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from thunderline.errors import EventContractError, MalformedEventError
 from thunderline.events import (
     DLQ_PREFIX,
+    EXTRACT_COMPLETED,
     INFERENCE_COMPLETED,
     INGEST_CLASSIFIED,
     INGEST_RECEIVED,
@@ -39,6 +42,7 @@ from thunderline.events import (
     CloudEvent,
     new_event,
 )
+from thunderline.extract.result import ExtractSummary
 from thunderline.nlp.result import NlpResult
 
 Sha256 = Annotated[str, Field(min_length=64, max_length=64, pattern=r"^[0-9a-f]{64}$")]
@@ -151,6 +155,14 @@ class Inference(_Model):
     top_k: list[LabelScore]
     inference_ms: float = Field(ge=0.0)
     batch_size: int = Field(1, ge=1)
+    confident: bool = Field(
+        True,
+        description="False: the best score is below the model's threshold -- 'no confident "
+        "label' (the raw scores are kept in top_k).",
+    )
+    threshold: float | None = Field(
+        None, ge=0.0, le=1.0, description="The model's min_confidence (registry), if it has one."
+    )
 
 
 class VoxelChecksums(_Model):
@@ -241,6 +253,15 @@ class Classified(IngestRequest):
     artifact: StoredArtifact = Field(description="The input, its bytes now stored.")
     classification: Classification = Field(description="Magika's result.")
     route: list[str] = Field(default_factory=list, description="Stages still to run.")
+    extract: ExtractSummary | None = Field(
+        None, description="Set once the extract stage ran: text reference, metadata, parts."
+    )
+
+
+class Extracted(Classified):
+    """``system.extract.completed``: text (stored once), metadata and embedded parts added."""
+
+    extract: ExtractSummary = Field(description="What the extract stage took from the file.")
 
 
 class NlpProcessed(Classified):
@@ -290,6 +311,7 @@ D = TypeVar("D", bound=EventData)
 REGISTRY: dict[str, type[EventData]] = {
     INGEST_RECEIVED: IngestRequest,
     INGEST_CLASSIFIED: Classified,
+    EXTRACT_COMPLETED: Extracted,
     NLP_PROCESSED: NlpProcessed,
     INFERENCE_COMPLETED: InferenceCompleted,
     VOXEL_CREATED: VoxelCreated,
@@ -446,6 +468,7 @@ __all__ = [
     "DlqRecord",
     "ErrorInfo",
     "EventData",
+    "Extracted",
     "ExtractionInfo",
     "Inference",
     "InferenceCompleted",

@@ -24,10 +24,12 @@ DEFAULT_SOURCE: Final = "urn:thunderline"
 INGEST_RECEIVED: Final = "ui.command.ingest.received"
 INGEST_CLASSIFIED: Final = "system.ingest.classified"
 NLP_PROCESSED: Final = "system.nlp.processed"
+EXTRACT_COMPLETED: Final = "system.extract.completed"
 INFERENCE_COMPLETED: Final = "system.ml.inference.completed"
 VOXEL_CREATED: Final = "system.voxel.created"
 DLQ_CLASSIFY: Final = "system.dlq.classify_failed"
 DLQ_NLP: Final = "system.dlq.nlp_failed"
+DLQ_EXTRACT: Final = "system.dlq.extract_failed"
 DLQ_INFERENCE: Final = "system.dlq.ml_inference_failed"
 DLQ_VOXEL: Final = "system.dlq.voxel_failed"
 DLQ_OVERLOAD: Final = "system.dlq.overload"
@@ -157,6 +159,7 @@ def dlq_type_for(stage: str) -> str:
     return {
         "classify": DLQ_CLASSIFY,
         "nlp": DLQ_NLP,
+        "extract": DLQ_EXTRACT,
         "infer": DLQ_INFERENCE,
         "package": DLQ_VOXEL,
     }.get(stage, f"{DLQ_PREFIX}{stage}_failed")

@@ -267,6 +267,21 @@ class OutcomeStore:
         )
         return self._select(stmt)
 
+    def resolve_correlation(self, ref: str) -> str | None:
+        """A full correlation id from a short id, a unique part of either end, or the id
+        (:mod:`thunderline.ids`); None when nothing matches, ``AmbiguousIdError`` on many."""
+        from thunderline import ids as idref
+
+        parsed = idref.parse_ref(ref, what="correlation id")
+        column = outcomes.c.correlation_id
+        stmt = select(column).where(idref.id_condition(column, parsed)).distinct().limit(5)
+        try:
+            with self.engine.connect() as conn:
+                found = [str(row[0]) for row in conn.execute(stmt)]
+        except SQLAlchemyError as exc:
+            raise BackendError(f"outcome read failed: {exc}") from exc
+        return idref.pick(parsed, found, what="correlation id")
+
     def by_correlations(self, correlation_ids: Sequence[str]) -> list[OutcomeRecord]:
         """Every terminal record of these ingests (one query per 500 ids), oldest first."""
         ids = list(dict.fromkeys(correlation_ids))

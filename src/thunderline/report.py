@@ -29,6 +29,7 @@ from thunderline.eventdata import (
     validate_data,
 )
 from thunderline.events import CloudEvent
+from thunderline.summary import NlpSummary, summarize_data
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -85,16 +86,26 @@ class ArtifactRecord(BaseModel):
     )
     archive: str | None = Field(None, description="For an archive member: the archive's path.")
     classification: Classification | None = Field(None, description="Magika's result in full.")
-    nlp: NlpAnalysis | None = Field(None, description="The NLP result (when nlp ran).")
-    inference: Inference | None = Field(None, description="The inference result (when infer ran).")
+    nlp: NlpAnalysis | NlpSummary | None = Field(
+        None,
+        description="The NLP result (when nlp ran): its summary (counts, top entities), or "
+        "every sentence and entity with `--full`.",
+    )
+    inference: Inference | None = Field(
+        None, description="The inference result (when infer ran); top 3 labels unless `--full`."
+    )
     notes: list[str] = Field(
         default_factory=list,
         description="What a stage or the walk noted instead of a result: `stage: note` (a tar "
         "link member not expanded, an archive nested past the depth limit, a skipped folder).",
     )
 
-    def to_json_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+    def to_json_dict(self, *, full: bool = False) -> dict[str, Any]:
+        """The ``--json`` line: NLP and inference summarised unless ``full``."""
+        doc = self.model_dump(mode="json")
+        if not full:
+            doc = summarize_data(doc)
+        return doc
 
 
 def record_schema() -> dict[str, Any]:

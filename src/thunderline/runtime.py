@@ -23,6 +23,7 @@ from thunderline.dlq.record import dead_letter
 from thunderline.errors import ArtifactError, ConfigError
 from thunderline.eventdata import Artifact, IngestRequest, typed_event
 from thunderline.events import DLQ_CLASSIFY, INGEST_RECEIVED, CloudEvent
+from thunderline.extract.stage import ExtractStage
 from thunderline.flow.engine import Pipeline
 from thunderline.flow.stage import Stage, StageOptions, StoreStage
 from thunderline.ingestor import SUBMIT_SOURCE, AdmitsFiles
@@ -55,6 +56,12 @@ class StageSpec:
 #: (``TL_ROUTES``) keep only the stages that are on here.
 WIRING: tuple[StageSpec, ...] = (
     StageSpec("classify", ClassifyStage, lambda s: True, "always"),
+    StageSpec(
+        "extract",
+        ExtractStage,
+        lambda s: s.enable_ml_pipeline,
+        "TL_ENABLE_ML_PIPELINE (routes need Magika labels)",
+    ),
     StageSpec("nlp", NlpStage, lambda s: s.enable_ml_pipeline, "TL_ENABLE_ML_PIPELINE"),
     StageSpec(
         "infer",
@@ -96,6 +103,8 @@ def build_stages(
             stage = ClassifyStage(
                 settings, store, available_stages=enabled[1:], stored_only=stored_only
             )
+        elif spec.cls is ExtractStage:
+            stage = ExtractStage(settings, store, available_stages=enabled[1:])
         else:
             stage = spec.cls(settings, store)
         if concurrency is not None:
@@ -112,6 +121,7 @@ class CpuBudget:
     magika_calls: int  # Magika's session uses every core: one call at a time
     classify_batches: int  # batches admitted and stored while another is in Magika
     spacy_processes: int
+    extract_processes: int
     onnx_threads: int  # intra-op threads per ONNX session (0: infer off)
 
     def rows(self) -> list[tuple[str, str]]:
@@ -120,6 +130,7 @@ class CpuBudget:
             ("Magika calls at a time", str(self.magika_calls)),
             ("classify batches in flight", str(self.classify_batches)),
             ("spaCy worker processes", str(self.spacy_processes)),
+            ("extraction worker processes", str(self.extract_processes)),
             ("ONNX intra-op threads per session", str(self.onnx_threads)),
         ]
 
@@ -132,6 +143,7 @@ def cpu_budget(settings: Settings) -> CpuBudget:
         magika_calls=1 if settings.enable_ml_pipeline else 0,
         classify_batches=settings.classify_concurrency,
         spacy_processes=settings.spacy_workers if "nlp" in names else 0,
+        extract_processes=settings.extract_workers if "extract" in names else 0,
         onnx_threads=min(settings.onnx_threadpool, cores) if "infer" in names else 0,
     )
 
@@ -178,7 +190,9 @@ class Runtime(AdmitsFiles):
         self.source = source
         settings.home.mkdir(parents=True, exist_ok=True)
         self.store = open_object_store(settings)
-        self.journal = Journal(settings.home)
+        self.journal = Journal(
+            settings.home, max_bytes=settings.journal_max_bytes, keep=settings.journal_keep
+        )
         self.outcomes = outcomes if outcomes is not None else OutcomeStore(settings)
         self._owns_outcomes = outcomes is None
         self.stages = list(stages) if stages is not None else build_stages(settings, self.store)

@@ -4,8 +4,9 @@ DLQ, the outcome store and the voxel store; and nothing a name holds reaches the
 
 Every input is built here, at test time: names with invalid UTF-8, control characters,
 terminal escape sequences, rich markup, bidi overrides, leading dashes, 255-byte names, a path
-longer than PATH_MAX (made with ``openat``), a FIFO, a symlink out of the root, and a missing
-path named beside real files on the command line.
+longer than PATH_MAX (made with ``openat``), a FIFO, a symlink out of the root, and a real
+file named beside the folder on the command line. A missing path on the command line is a
+usage error (exit 2) before anything is ingested.
 """
 
 from __future__ import annotations
@@ -108,13 +109,11 @@ def test_every_hostile_name_ends_once_for_its_reason_and_round_trips(
 ) -> None:
     inbox, contents, deep_file, beside = hostile
     home = tmp_path / "home"
-    missing = tmp_path / "missing\udcff.bin"
-    out = _run(home, "ingest", "--json", "-r", str(inbox), str(missing), str(beside))
+    out = _run(home, "ingest", "--json", "-r", str(inbox), str(beside))
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
     expected = {os.fsdecode(os.fsencode(inbox) + b"/" + n): fate for n, fate in NAMES.items()}
     expected[os.fsdecode(deep_file)] = "ok"
-    expected[str(missing)] = "dlq:classify:not_found"
     expected[str(beside)] = "ok"
     got: dict[str, list[str]] = {}
     for line in lines:
@@ -172,3 +171,17 @@ def test_names_are_shown_escaped_never_raw(
     assert "[bold red]markup[blink].bin" in summary  # markup printed literally, not applied
     assert "fifo-\\xff\\x1b[2J" in dlq
     assert "not_a_file" in summary and "path_escape" in summary
+
+
+def test_a_missing_path_is_a_usage_error_and_nothing_is_ingested(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    real = tmp_path / "real.txt"
+    real.write_text("a real file beside a typo")
+    missing = tmp_path / "missing\udcff\x1b[31m.bin"
+    result = runner.invoke(
+        app, ["ingest", "--json", str(real), str(missing)], env={"TL_HOME": str(home)}
+    )
+    assert result.exit_code == 2, result.output
+    assert "no such file or folder" in result.output and "\x1b" not in result.output
+    assert "{" not in result.stdout  # no record: nothing was ingested
+    assert not (home / "journal" / "events.jsonl").exists()

@@ -52,18 +52,41 @@ def test_every_json_record_of_a_real_run_matches_the_schema(
     text = by_name["IDLE crédits.txt"]
     assert text["outcome"] == "ok" and text["voxel_id"]
     assert text["classification"]["label"] == "txt"
-    assert text["nlp"]["lang"] == "en" and text["nlp"]["sentences"]
+    assert text["nlp"]["lang"] == "en" and text["nlp"]["sentences"] > 0  # a summary: counts
+    assert text["nlp"]["top_entities"] and "noun_chunks" in text["nlp"]
     assert text["inference"]["model"] == "text_classifier"  # beside spaCy's result
     for image in ("python-logo.jpg", "rabbitmq-bunny.png"):
         inference = by_name[image]["inference"]
         assert inference["model"] == "image_classifier" and inference["version"]
         assert inference["top_k"] and 0 <= inference["top_k"][0]["score"] <= 1
-        assert by_name[image]["nlp"] is None
+        # neither a logo nor a rabbit is clothing: below the model's threshold, raw scores kept
+        assert inference["confident"] is False and inference["threshold"] == 0.7
     members = [r for r in records if r["archive"]]
     assert members and all(r["archive"].endswith("bundle.zip") for r in members)
     [dead] = [r for r in records if r["outcome"] == "dlq"]
     assert dead["stage"] == "classify" and dead["reason"] == "not_found"
     assert dead["error"]["type"] == "ArtifactNotFoundError" and dead["voxel_id"] is None
+
+
+def test_full_json_records_carry_every_sentence_and_match_the_schema(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = CliRunner()
+    schema = json.loads(runner.invoke(app, ["ingest", "--json-schema"]).stdout)
+    validator = jsonschema.Draft202012Validator(schema)
+    monkeypatch.setenv("TL_HOME", str(tmp_path / "home"))
+    doc = EXAMPLES / "idle-history.txt"
+    summary = runner.invoke(app, ["ingest", str(doc), "--json"])
+    full = runner.invoke(app, ["ingest", str(doc), "--json", "--full"])
+    assert summary.exit_code == 0 and full.exit_code == 0, (summary.output, full.output)
+    (brief,) = [json.loads(line) for line in summary.stdout.splitlines()]
+    (record,) = [json.loads(line) for line in full.stdout.splitlines()]
+    for line in (brief, record):
+        assert not list(validator.iter_errors(line))
+    assert isinstance(record["nlp"]["sentences"], list)
+    assert brief["nlp"]["sentences"] == len(record["nlp"]["sentences"]) > 10
+    assert brief["nlp"]["entities"] == len(record["nlp"]["entities"])
+    assert len(summary.stdout) * 3 < len(full.stdout)
 
 
 def test_a_skipped_folder_is_a_json_record_not_silence(

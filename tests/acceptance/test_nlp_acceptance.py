@@ -18,6 +18,7 @@ import pytest
 from thunderline.bus.memory import MemoryBus
 from thunderline.config import Settings
 from thunderline.events import NLP_PROCESSED, CloudEvent
+from thunderline.extract.stage import ExtractStage
 from thunderline.flow.engine import Pipeline
 from thunderline.nlp.stage import NlpStage
 from thunderline.objects.local import LocalObjectStore
@@ -41,7 +42,13 @@ async def test_soak_1000_documents_memory_flat(make_settings: Callable[..., Sett
     settings = make_settings(spacy_workers=2)
     store = LocalObjectStore(settings.home / "objects")
     events = [
-        classified(store, text.encode("utf-8"), name="doc.txt", source="test://soak", route=["nlp"])
+        classified(
+            store,
+            text.encode("utf-8"),
+            name="doc.txt",
+            source="test://soak",
+            route=["extract", "nlp"],
+        )
         for text in text_corpus(DOCS, 1024)
     ]
     finished: collections.Counter[str] = collections.Counter()
@@ -54,7 +61,9 @@ async def test_soak_1000_documents_memory_flat(make_settings: Callable[..., Sett
             entities += len(event.data["nlp"]["entities"])
 
     stage = NlpStage(settings, store)
-    pipeline = Pipeline(MemoryBus(), [stage], on_terminal=on_terminal)
+    pipeline = Pipeline(
+        MemoryBus(), [ExtractStage(settings, store), stage], on_terminal=on_terminal
+    )
     samples: list[tuple[int, dict[int, int]]] = []
 
     async def sample() -> None:

@@ -68,7 +68,7 @@ def test_routes_merge_end_in_package_and_refuse_unknown_stages(
     s = load_settings(routes={"txt": ["nlp"], "png": []})
     assert s.routes["txt"] == ["nlp", "package"]  # every route ends in package
     assert s.routes["png"] == ["package"]
-    assert s.routes["image"] == ["infer", "package"]  # defaults kept
+    assert s.routes["image"] == ["extract", "infer", "package"]  # defaults kept
     for bad, why in (
         ({"txt": ["nlp", "sumarize"]}, "unknown stage"),
         ({"txt": ["package", "nlp"]}, "must be the last"),

@@ -18,6 +18,7 @@ from thunderline.config import Settings
 from thunderline.errors import ConfigError
 from thunderline.eventdata import IngestRequest, data_of
 from thunderline.events import INGEST_RECEIVED, VOXEL_CREATED, CloudEvent
+from thunderline.extract.stage import ExtractStage
 from thunderline.journal import Journal
 from thunderline.ml.stage import InferStage
 from thunderline.nlp.stage import NlpStage
@@ -36,8 +37,8 @@ from thunderline.voxel.stage import PackageStage
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({}, ["classify", "nlp", "package"]),
-        ({"onnx_enabled": True}, ["classify", "nlp", "infer", "package"]),
+        ({}, ["classify", "extract", "nlp", "package"]),
+        ({"onnx_enabled": True}, ["classify", "extract", "nlp", "infer", "package"]),
         ({"enable_ml_pipeline": False, "onnx_enabled": True}, ["classify", "package"]),
     ],
 )
@@ -56,6 +57,7 @@ def test_which_stages_are_on_is_decided_by_the_table(
 def test_the_table_names_every_stage_class_once() -> None:
     assert [(s.name, s.cls) for s in WIRING] == [
         ("classify", ClassifyStage),
+        ("extract", ExtractStage),
         ("nlp", NlpStage),
         ("infer", InferStage),
         ("package", PackageStage),

@@ -15,6 +15,7 @@ from starlette.routing import Route
 
 from thunderline.api.auth import RevocationGuard
 from thunderline.api.errors import install_handlers
+from thunderline.api.httpmetrics import OPEN_DLQ, HttpMetrics
 from thunderline.api.metrics import metrics_app
 from thunderline.api.service import ApiService
 from thunderline.config import Settings
@@ -70,18 +71,30 @@ class _AsgiEndpoint:
         await self.app(scope, receive, send)
 
 
-def create_app(settings: Settings, service: ApiService | None = None) -> FastAPI:
-    """The application; the service (pipeline, stores) starts and stops with it."""
+def create_app(
+    settings: Settings, service: ApiService | None = None, *, instrument: bool = True
+) -> FastAPI:
+    """The application; the service (pipeline, stores) starts and stops with it.
+    ``instrument=False`` leaves out the HTTP metrics middleware (its benchmark's baseline)."""
     from thunderline.api import console, routes
 
     service = service or ApiService(settings)
 
+    def open_dlq() -> int | None:
+        try:
+            store = service.outcomes
+        except RuntimeError:  # not started (or stopping): no sample rather than a wrong 0
+            return None
+        return store.counts().get("open", 0)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await service.start()
+        remove = OPEN_DLQ.attach(open_dlq)
         try:
             yield
         finally:
+            remove()
             await service.stop()
 
     app = FastAPI(
@@ -111,4 +124,6 @@ def create_app(settings: Settings, service: ApiService | None = None) -> FastAPI
         )
     app.add_middleware(RevocationGuard, watch=service.revocations)
     app.add_middleware(HeaderLimit, limit=settings.api_max_header_bytes)
+    if instrument:
+        app.add_middleware(HttpMetrics)  # outermost: refused requests (431) are counted too
     return app

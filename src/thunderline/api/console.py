@@ -27,6 +27,8 @@ from thunderline.api.errors import ApiError
 from thunderline.api.schemas import artifact_name, dlq_item, voxel_out
 from thunderline.api.service import ApiService
 from thunderline.api.tokens import Scope, TokenRecord
+from thunderline.ids import AmbiguousIdError, short
+from thunderline.summary import voxel_brief
 from thunderline.voxel.errors import VoxelNotFoundError
 from thunderline.voxel.schema import Voxel
 
@@ -171,7 +173,7 @@ async def voxels_page(
         request,
         "voxels.html",
         user,
-        items=[voxel_out(v) for v in items],
+        items=[voxel_brief(v) for v in items],
         filters={"label": label, "group": group, "q": q, "since": since, "until": until},
         next_cursor=next_cursor,
         error=error,
@@ -187,7 +189,7 @@ async def voxel_page(request: Request, voxel_id: str) -> Response:
     store = service.require_voxels()
     try:
         voxel = await asyncio.to_thread(store.get, voxel_id[:64])
-    except VoxelNotFoundError as exc:
+    except (VoxelNotFoundError, AmbiguousIdError) as exc:
         return _page(request, "missing.html", user, message=str(exc))
     context = await asyncio.to_thread(_voxel_context, service, voxel)
     return _page(request, "voxel.html", user, **context)
@@ -246,6 +248,7 @@ def _voxel_context(service: ApiService, voxel: Voxel) -> dict[str, Any]:
         "entities": _entities(voxel),
         "inference": inference,
         "top_k": top_k,
+        "no_confident_label": inference is not None and inference.get("confident") is False,
         "preview": preview,
         "graph": graph,
     }
@@ -324,7 +327,7 @@ def lineage_graph(
                 name, label = artifact_name(node), node.label
             except VoxelNotFoundError:
                 name, label = None, None
-            title = name or node_id[:8]
+            title = name or short(node_id)
             nodes.append(
                 {
                     "id": node_id,

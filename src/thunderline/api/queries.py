@@ -35,6 +35,8 @@ class VoxelFilter:
     since: datetime | None = None
     until: datetime | None = None
     q: str | None = None
+    entity_type: str | None = None
+    model_label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,29 @@ def group_of(voxel: Voxel) -> str | None:
     return None
 
 
+def entity_labels(voxel: Voxel) -> set[str]:
+    nlp = voxel.traits.get("nlp")
+    if not isinstance(nlp, dict):
+        return set()
+    return {str(e.get("label", "")).upper() for e in nlp.get("entities", []) if isinstance(e, dict)}
+
+
+def model_label_of(voxel: Voxel) -> str | None:
+    """The inference model's top label, if the voxel has an inference result."""
+    inference = voxel.traits.get("inference")
+    top = inference.get("top_k") if isinstance(inference, dict) else None
+    if isinstance(top, list) and top and isinstance(top[0], dict) and "label" in top[0]:
+        return str(top[0]["label"])
+    return None
+
+
 def matches(voxel: Voxel, flt: VoxelFilter) -> bool:
-    if flt.group and group_of(voxel) != flt.group:
+    """The conditions SQL cannot decide; labels, groups and entity types ignore case."""
+    if flt.group and (group_of(voxel) or "").casefold() != flt.group.casefold():
+        return False
+    if flt.entity_type and flt.entity_type.upper() not in entity_labels(voxel):
+        return False
+    if flt.model_label and (model_label_of(voxel) or "").casefold() != flt.model_label.casefold():
         return False
     if flt.q:
         needle = flt.q.casefold()
@@ -109,7 +132,7 @@ def page(
                 )
             )
         if flt.label:
-            stmt = stmt.where(voxels.c.label == flt.label)
+            stmt = stmt.where(voxels.c.label == flt.label.lower())  # Magika labels: lower case
         if flt.since is not None:
             stmt = stmt.where(voxels.c.ts_unix >= flt.since.timestamp())
         if flt.until is not None:

@@ -12,11 +12,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from thunderline import names
 from thunderline.api import queries
 from thunderline.api.auth import authenticate, presented_token, require
 from thunderline.api.disposition import content_disposition
 from thunderline.api.errors import ApiError, responses
 from thunderline.api.schemas import (
+    BRIEF_FIELDS,
+    DETAIL_FIELDS,
     DeletionOut,
     DlqPage,
     Health,
@@ -28,6 +31,7 @@ from thunderline.api.schemas import (
     ModelList,
     Readiness,
     ReplayAccepted,
+    SelectedPage,
     SourceChange,
     SourceList,
     VoxelDeleted,
@@ -38,6 +42,7 @@ from thunderline.api.schemas import (
     artifact_name,
     dlq_item,
     ingest_status,
+    select_fields,
     voxel_out,
 )
 from thunderline.api.service import ApiService
@@ -45,6 +50,9 @@ from thunderline.api.tokens import Scope, TokenRecord
 from thunderline.api.upload import ClientDisconnected, receive_upload
 from thunderline.dlq.record import Subject
 from thunderline.errors import ChecksumMismatch, OverloadError
+from thunderline.events import CloudEvent
+from thunderline.ids import AmbiguousIdError
+from thunderline.summary import summarize_data, voxel_brief
 from thunderline.voxel.errors import InvalidVoxelIdError, PayloadMissingError, VoxelNotFoundError
 from thunderline.voxel.schema import Voxel
 from thunderline.worker.settle import expected, final_outcomes
@@ -56,6 +64,12 @@ Reader = Annotated[TokenRecord, Depends(require(Scope.READ))]
 Admin = Annotated[TokenRecord, Depends(require(Scope.ADMIN))]
 Id = Annotated[str, Path(min_length=1, max_length=64)]
 AUTH = (400, 401, 403)
+
+FIELDS_HELP = (
+    "Comma-separated top-level fields to return (e.g. `id,short_id,name`); "
+    "unknown names are a 400 that lists the valid ones"
+)
+
 
 #: Payload types the console may show inline (everything else is an attachment).
 INLINE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp", "text/plain"}
@@ -212,6 +226,10 @@ async def get_events(
     request: Request,
     _token: Reader,
     correlation_id: Annotated[str | None, Query(max_length=64)] = None,
+    full: Annotated[
+        bool,
+        Query(description="Every sentence and entity (default: NLP summaries, top 3 labels)"),
+    ] = False,
 ) -> StreamingResponse:
     service = service_of(request)
     heartbeat = service.settings.api_sse_heartbeat_s
@@ -232,7 +250,8 @@ async def get_events(
                     lagged = json.dumps({"dropped": sub.lagged})
                     sub.lagged = 0
                     yield f"event: lagged\ndata: {lagged}\n\n".encode()
-                yield f"id: {event.id}\nevent: {event.type}\ndata: {event.to_json()}\n\n".encode()
+                body = event.to_json() if full else _summarized(event)
+                yield f"id: {event.id}\nevent: {event.type}\ndata: {body}\n\n".encode()
         finally:
             service.hub.unsubscribe(sub)
 
@@ -243,18 +262,30 @@ async def get_events(
     )
 
 
+def _summarized(event: CloudEvent) -> str:
+    """The event's wire JSON with its NLP result summarised (:mod:`thunderline.summary`)."""
+    doc = event.to_dict()
+    if isinstance(doc.get("data"), dict):
+        doc["data"] = summarize_data(doc["data"])
+    return names.dumps(doc, separators=(",", ":"))
+
+
 # ---- voxels --------------------------------------------------------------------------------
 @router.get(
     "/voxels",
-    response_model=VoxelPage,
+    response_model=VoxelPage | SelectedPage,
     responses=responses(*AUTH),
-    summary="Voxels, newest first, with filters and cursor pagination",
+    summary="Voxels, newest first, with filters and cursor pagination (summaries)",
 )
 async def list_voxels(
     request: Request,
     _token: Reader,
-    label: Annotated[str | None, Query(max_length=128, description="Magika label")] = None,
-    group: Annotated[str | None, Query(max_length=128, description="Magika group")] = None,
+    label: Annotated[
+        str | None, Query(max_length=128, description="Magika label (any case)")
+    ] = None,
+    group: Annotated[
+        str | None, Query(max_length=128, description="Magika group (any case)")
+    ] = None,
     since: Annotated[
         str | None,
         Query(
@@ -274,21 +305,53 @@ async def list_voxels(
     q: Annotated[
         str | None, Query(max_length=200, description="Text in an NLP entity (case-insensitive)")
     ] = None,
+    entity_type: Annotated[
+        str | None,
+        Query(max_length=64, description="Has an NLP entity of this type (PERSON, ORG, ...)"),
+    ] = None,
+    model_label: Annotated[
+        str | None,
+        Query(max_length=128, description="The inference model's top label (any case)"),
+    ] = None,
+    fields: Annotated[str | None, Query(max_length=400, description=FIELDS_HELP)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
-) -> VoxelPage:
+) -> VoxelPage | JSONResponse:
     service = service_of(request)
+    chosen = _fields(fields, BRIEF_FIELDS)
     flt = queries.VoxelFilter(
         label=label,
         group=group,
         since=rfc3339("since", since),
         until=rfc3339("until", until),
         q=q or None,
+        entity_type=entity_type or None,
+        model_label=model_label or None,
     )
     items, next_cursor = await asyncio.to_thread(
         queries.page, service.require_voxels(), flt, limit=limit, cursor=cursor
     )
-    return VoxelPage(items=[voxel_out(v) for v in items], next_cursor=next_cursor)
+    briefs = [voxel_brief(v) for v in items]
+    if chosen is None:
+        return VoxelPage(items=briefs, next_cursor=next_cursor)
+    docs = [select_fields(b.model_dump(mode="json"), chosen) for b in briefs]
+    return JSONResponse({"items": docs, "next_cursor": next_cursor})
+
+
+def _fields(value: str | None, allowed: tuple[str, ...]) -> list[str] | None:
+    """The ``fields`` parameter as a list of known field names (None: every field)."""
+    if value is None or not value.strip():
+        return None
+    chosen = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in allowed]
+    if unknown:
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"unknown field(s) {', '.join(unknown)[:200]}",
+            details={"allowed": list(allowed)},
+        )
+    return list(dict.fromkeys(chosen))
 
 
 def rfc3339(name: str, value: str | None) -> datetime | None:
@@ -313,16 +376,29 @@ async def _voxel(service: ApiService, voxel_id: str) -> Voxel:
         raise ApiError(400, "invalid_request", str(exc), details={"voxel_id": voxel_id}) from exc
     except VoxelNotFoundError as exc:
         raise ApiError(404, "voxel_not_found", str(exc), details={"voxel_id": voxel_id}) from exc
+    except AmbiguousIdError as exc:
+        raise ApiError(
+            409, "ambiguous_id", str(exc), details={"candidates": exc.candidates}
+        ) from exc
 
 
 @router.get(
     "/voxels/{voxel_id}",
-    response_model=VoxelOut,
-    responses=responses(*AUTH, 404, 502),
-    summary="One voxel (id or unique prefix), metadata checksum verified",
+    response_model=VoxelOut | dict[str, Any],
+    responses=responses(*AUTH, 404, 409, 502),
+    summary="One voxel in full (short id, id or unique part), metadata checksum verified",
 )
-async def get_voxel(request: Request, voxel_id: Id, _token: Reader) -> VoxelOut:
-    return voxel_out(await _voxel(service_of(request), voxel_id))
+async def get_voxel(
+    request: Request,
+    voxel_id: Id,
+    _token: Reader,
+    fields: Annotated[str | None, Query(max_length=400, description=FIELDS_HELP)] = None,
+) -> VoxelOut | JSONResponse:
+    chosen = _fields(fields, DETAIL_FIELDS)
+    out = voxel_out(await _voxel(service_of(request), voxel_id))
+    if chosen is None:
+        return out
+    return JSONResponse(select_fields(out.model_dump(mode="json"), chosen))
 
 
 @router.delete(
@@ -384,7 +460,7 @@ def media_type_of(voxel: Voxel) -> str:
                 for kind in ["application/octet-stream", *sorted(INLINE_TYPES)]
             },
         },
-        **responses(*AUTH, 404, 502),
+        **responses(*AUTH, 404, 409, 502),
     },
     response_class=StreamingResponse,
     summary="The voxel's payload, verified and streamed",
@@ -435,9 +511,47 @@ async def get_payload(
 
 
 @router.get(
+    "/voxels/{voxel_id}/text",
+    responses={
+        200: {
+            "description": "The text extracted from the payload, verified before it is sent",
+            "content": {"text/plain; charset=utf-8": {"schema": {"type": "string"}}},
+        },
+        **responses(*AUTH, 404, 502),
+    },
+    response_class=Response,
+    summary="The text extracted from the voxel's payload (stored once beside it)",
+)
+async def get_text(request: Request, voxel_id: Id, _token: Reader) -> Response:
+    service = service_of(request)
+    voxel = await _voxel(service, voxel_id)
+    try:
+        found = await asyncio.to_thread(service.require_voxels().read_text, voxel)
+    except ChecksumMismatch as exc:
+        raise ApiError(502, "checksum_mismatch", str(exc)) from exc
+    except (PayloadMissingError, KeyError) as exc:
+        raise ApiError(404, "text_missing", str(exc)) from exc
+    if found is None:
+        raise ApiError(
+            404,
+            "no_text",
+            f"voxel {voxel.id} has no extracted text",
+            details={"voxel_id": voxel.id},
+        )
+    return Response(
+        found.encode("utf-8", "surrogatepass"),
+        media_type="text/plain; charset=utf-8",
+        headers={
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox; default-src 'none'",
+        },
+    )
+
+
+@router.get(
     "/voxels/{voxel_id}/lineage",
     response_model=LineageOut,
-    responses=responses(*AUTH, 404),
+    responses=responses(*AUTH, 404, 409),
     summary="Lineage edges above (ancestors) or below (descendants) a voxel",
 )
 async def get_lineage(

@@ -11,6 +11,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from thunderline import ids
 from thunderline.api.live import IngestProgress
 from thunderline.dlq.record import Subject
 from thunderline.eventdata import (
@@ -24,6 +25,7 @@ from thunderline.eventdata import (
 )
 from thunderline.events import CloudEvent
 from thunderline.outcomes import OutcomeRecord
+from thunderline.summary import VoxelBrief
 from thunderline.voxel.schema import Voxel
 
 
@@ -55,6 +57,7 @@ class IngestStatus(BaseModel):
 
 class VoxelOut(BaseModel):
     id: str
+    short_id: str = Field(description="The id's random tail: typeable, accepted everywhere.")
     ts: str
     source: str
     name: str | None = None
@@ -76,8 +79,27 @@ class VoxelOut(BaseModel):
 
 
 class VoxelPage(BaseModel):
-    items: list[VoxelOut]
+    """A list page: each voxel's summary (counts, top entities and labels, sizes, ids); the
+    full sentences and entities are on ``GET /v1/voxels/{id}``."""
+
+    items: list[VoxelBrief]
     next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
+
+
+class SelectedPage(BaseModel):
+    """A list page with `fields`: each item holds only the named summary fields."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
+
+
+#: Fields `fields=` may name, per representation.
+BRIEF_FIELDS = tuple(VoxelBrief.model_fields)
+DETAIL_FIELDS = tuple(VoxelOut.model_fields)
+
+
+def select_fields(doc: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+    return {name: doc.get(name) for name in fields}
 
 
 class LineageNode(BaseModel):
@@ -222,6 +244,7 @@ def voxel_out(voxel: Voxel) -> VoxelOut:
     doc = voxel.model_dump(mode="json")
     return VoxelOut(
         id=voxel.id,
+        short_id=ids.short(voxel.id),
         ts=doc["ts"],
         source=voxel.source,
         name=artifact_name(voxel),

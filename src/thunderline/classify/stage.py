@@ -46,12 +46,16 @@ from thunderline.obs import metrics
 def build_route(
     classification: Classification, routes: dict[str, list[str]], available: Iterable[str]
 ) -> list[str]:
-    """The stages after classify: by label, else by group, else ``*``; only available ones."""
+    """The stages after classify: by label, else by group, else ``*``; only available ones.
+    NLP reads the text the extract stage stored, so ``extract`` always comes before ``nlp``."""
     chosen = (
         routes.get(classification.label) or routes.get(classification.group) or routes.get("*", [])
     )
     allowed = set(available)
-    return [stage for stage in chosen if stage in allowed]
+    route = [stage for stage in chosen if stage in allowed]
+    if "nlp" in route and "extract" in allowed and "extract" not in route:
+        route.insert(route.index("nlp"), "extract")
+    return route
 
 
 class ClassifyStage(StoreStage):

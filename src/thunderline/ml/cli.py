@@ -1,5 +1,6 @@
-"""``thunderline models``: list, verify (checksums, signature, permissions, external data),
-hash, convert a Keras model to ONNX, validate Keras vs ONNX, sign a model folder."""
+"""``thunderline models``: add a model in one command; list, verify (checksums, signature,
+permissions, external data), hash, convert a Keras model to ONNX, validate Keras vs ONNX,
+sign a model folder."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from thunderline.ml.trust import (
 )
 
 models_app = typer.Typer(
-    help="The ONNX model registry: list, verify, checksum, convert, validate, sign.",
+    help="The ONNX model registry: add, list, verify, checksum, convert, validate, sign.",
     no_args_is_help=True,
 )
 _err = Console(stderr=True)
@@ -229,3 +230,76 @@ def sign(
     except Exception as exc:
         raise _fail(exc, folder) from None
     print(f"signed {folder}: {signature}")
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return [x.strip() for x in value.split(",") if x.strip()] if value else None
+
+
+@models_app.command("add")
+def add(
+    source: Annotated[Path, typer.Argument(help="A Keras 3 .keras file or an .onnx file.")],
+    name: Annotated[str, typer.Option("--name", help="Registry name (lower case, _ and -).")],
+    applies_to: Annotated[
+        str,
+        typer.Option(
+            "--applies-to", help="Comma-separated Magika labels or groups it serves (png,jpeg)."
+        ),
+    ],
+    key: Annotated[
+        Path | None,
+        typer.Option("--key", help="EC P-256 private key (PEM) to sign the model folder with."),
+    ] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="`image` or `text` (default: from the input rank).")
+    ] = None,
+    labels: Annotated[
+        str | None, typer.Option(help="Comma-separated class labels (default: the file's).")
+    ] = None,
+    version: Annotated[str, typer.Option(help="Model version.")] = "1.0.0",
+    layout: Annotated[
+        str | None, typer.Option(help="Images: NHWC or NCHW (default: from the shape).")
+    ] = None,
+    description: Annotated[str, typer.Option(help="One line for `models list`.")] = "",
+    preload: Annotated[bool, typer.Option("--preload", help="Load at service start.")] = False,
+) -> None:
+    """Add a model in one command: convert (.keras) and validate, probe, sign, register.
+
+    The model folder is MODEL_DIR/NAME; the entry names the labels it applies to, so the infer
+    stage sends those artifacts to it; a running service picks it up at its next artifact.
+    Exit 2 on bad input, 1 when validation or signing fails (nothing is left behind).
+    """
+    settings = cli_settings()
+    from thunderline.ml.onboard import AddRequest, ModelAddError, add_model
+
+    request = AddRequest(
+        source=source,
+        name=name,
+        applies_to=_csv(applies_to) or [],
+        key=key,
+        kind=kind,
+        labels=_csv(labels),
+        version=version,
+        layout=layout,
+        description=description,
+        preload=preload,
+    )
+    try:
+        result = add_model(settings, request)
+    except ModelAddError as exc:
+        _err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(2 if exc.usage else 1) from None
+    except Exception as exc:
+        raise _fail(exc, source) from None
+    out = stdout_console()
+    entry = result.entry
+    how = "converted and validated" if result.converted else "copied"
+    out.print(
+        f"added [bold]{escape(result.name)}[/] ({how}, probed, "
+        f"{'signed' if key else 'checksummed'}): {entry['kind']} "
+        f"{escape(str(entry['input_shape']))}, applies to {escape(', '.join(entry['applies_to']))}"
+    )
+    out.print(f"folder: {escape(str(result.folder))}")
+    for note in result.notes:
+        out.print(f"note: {escape(note)}")
+    out.print("a running service uses it from its next artifact of those labels")

@@ -2,7 +2,12 @@
 
 Each ``[[models]]`` entry lists ``name``, ``path`` (relative to the model folder), ``version``,
 ``kind`` (``image`` or ``text``), ``input_shape``, ``preload``, ``sha256`` and ``labels``
-(plus ``layout``, ``mean``, ``std`` for images and ``tokenizer`` for text). Every load:
+(plus ``layout``, ``mean``, ``std`` for images and ``tokenizer`` for text), and optionally
+``applies_to``: the Magika labels or groups the model serves (``thunderline models add``
+writes it; the infer stage picks the first entry whose ``applies_to`` names the artifact's
+label, then its group, before the ``TL_ONNX_IMAGE_MODEL`` / ``TL_ONNX_TEXT_MODEL`` defaults).
+:meth:`ModelRegistry.refresh` re-reads the file when it changed, so a running service picks
+up a model added while it runs. Every load:
 
 1. resolves the path (symlinks and ``..``); a file outside ``TL_ONNX_MODEL_DIR`` or an entry
    without a ``sha256`` is refused (:class:`UntrustedModelError`) unless
@@ -157,6 +162,7 @@ class ModelEntry:
     sha256: str | None = None
     labels: tuple[str, ...] = ()
     description: str = ""
+    applies_to: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -164,6 +170,7 @@ class ModelEntry:
         known = {
             "name", "path", "version", "kind", "input_shape", "layout", "mean", "std",
             "tokenizer", "background", "preload", "sha256", "labels", "description",
+            "applies_to",
         }  # fmt: skip
         if not raw.get("name") or not raw.get("path"):
             raise ConfigError(f"registry entry needs name and path: {raw!r}")
@@ -183,6 +190,7 @@ class ModelEntry:
             sha256=str(sha).lower() if sha else None,
             labels=tuple(str(x) for x in raw.get("labels", ())),
             description=str(raw.get("description", "")),
+            applies_to=tuple(str(x).lower() for x in raw.get("applies_to", ())),
             extra={k: v for k, v in raw.items() if k not in known},
         )
 
@@ -196,6 +204,7 @@ class ModelEntry:
             "preload": self.preload,
             "sha256": self.sha256,
             "labels": list(self.labels),
+            "applies_to": list(self.applies_to),
         }
 
 
@@ -231,6 +240,7 @@ class ModelRegistry:
         self.public_key = Path(public_key) if public_key else SHIPPED_PUBLIC_KEY
         self.config = config or SessionConfig()
         self.registry_file = registry_file or self.model_dir / REGISTRY_FILE
+        self._stamp = self._stat()
         self._entries = self._read(self.registry_file)
 
     @classmethod
@@ -258,6 +268,36 @@ class ModelRegistry:
                 raise ConfigError(f"model {entry.name!r} is listed twice in {path}")
             entries[entry.name] = entry
         return entries
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.registry_file.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def refresh(self) -> bool:
+        """Re-read ``registry.toml`` if it changed since it was read (one ``stat``); True when
+        it was re-read. A file that no longer parses keeps the entries read before (logged)."""
+        stamp = self._stat()
+        if stamp == self._stamp:
+            return False
+        try:
+            entries = self._read(self.registry_file)
+        except ConfigError as exc:
+            _log.error("model registry %s changed but cannot be read: %s", self.registry_file, exc)
+            return False
+        self._stamp, self._entries = stamp, entries
+        _log.warning("model registry %s re-read: %s", self.registry_file, sorted(entries))
+        return True
+
+    def applying_to(self, label: str, group: str) -> ModelEntry | None:
+        """The first entry whose ``applies_to`` names ``label``, else the first naming ``group``."""
+        for wanted in (label.lower(), group.lower()):
+            for entry in self._entries.values():
+                if wanted in entry.applies_to:
+                    return entry
+        return None
 
     @property
     def exists(self) -> bool:

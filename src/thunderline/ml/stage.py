@@ -35,7 +35,13 @@ from thunderline.eventdata import (
 )
 from thunderline.events import INFERENCE_COMPLETED, CloudEvent
 from thunderline.flow.stage import Outcome, StageOptions, StoreStage
-from thunderline.ml.errors import InferenceError, UnsupportedContentError
+from thunderline.ml.errors import (
+    InferenceError,
+    ModelLoadError,
+    ModelNotFoundError,
+    ModelUnavailableError,
+    UnsupportedContentError,
+)
 from thunderline.ml.preprocess import payload_input
 from thunderline.ml.registry import ModelEntry, ModelRegistry
 from thunderline.ml.supervisor import ModelSupervisor
@@ -45,6 +51,15 @@ from thunderline.obs import metrics
 
 _log = logging.getLogger("thunderline.ml")
 TOP_K = 5
+
+
+def min_confidence(entry: ModelEntry) -> float | None:
+    """The model's confidence threshold (registry ``min_confidence``, chosen on held-out
+    data): a best score below it is reported as "no confident label"."""
+    value = entry.extra.get("min_confidence")
+    if isinstance(value, int | float) and 0.0 <= float(value) <= 1.0:
+        return float(value)
+    return None
 
 
 class InferStage(StoreStage):
@@ -87,10 +102,16 @@ class InferStage(StoreStage):
 
     # ---- one event ----------------------------------------------------------------------
     def model_for(self, event: CloudEvent) -> ModelEntry:
-        """The registry entry for the event's content group: images -> ``TL_ONNX_IMAGE_MODEL``,
-        text (and code) -> ``TL_ONNX_TEXT_MODEL``; anything else is unsupported."""
+        """The registry entry for the event's content: a model whose ``applies_to`` names the
+        Magika label (then the group); else images -> ``TL_ONNX_IMAGE_MODEL``, text (and code)
+        -> ``TL_ONNX_TEXT_MODEL``; anything else is unsupported. The registry is re-read first
+        when its file changed (``models add`` while the service runs)."""
         classification = data_of(event, Classified).classification
         group, mime = classification.group, classification.mime
+        self.registry.refresh()
+        chosen = self.registry.applying_to(classification.label, group)
+        if chosen is not None:
+            return chosen
         if classification.label == "svg" or mime == "image/svg+xml":
             raise UnsupportedContentError(
                 "a vector image (SVG): the raster image model does not apply",
@@ -116,6 +137,8 @@ class InferStage(StoreStage):
             entry, model_input = await asyncio.to_thread(self._prepare, event)
         except UnsupportedContentError as exc:  # no model applies: not a failure of the artifact
             return [self.pass_on(event, data_of(event, Routed), str(exc))]
+        except ModelNotFoundError as exc:  # a route names a model that is not there
+            return [self._skip_model(event, exc, count=True)]
         except Exception as exc:
             err = exc if isinstance(exc, ThunderlineError) else InferenceError(str(exc))
             metrics.ONNX_INFER_ERRORS.labels(self._model_label(event), reason_of(err)).inc()
@@ -125,6 +148,8 @@ class InferStage(StoreStage):
             result = await self.supervisor.infer_async(
                 entry.name, [model_input], correlation_id=event.correlationid
             )
+        except (ModelUnavailableError, ModelLoadError) as exc:  # absent, refused or unhealthy:
+            return [self._skip_model(event, exc, count=False)]  # counted by the batcher
         except ThunderlineError as exc:  # counted by the batcher
             return exc
         except Exception as exc:
@@ -133,15 +158,30 @@ class InferStage(StoreStage):
         scores = result.first.tensor[0] if result.first.tensor.ndim > 1 else result.first.tensor
         labels = list(entry.labels)  # unnamed classes are reported as class_<i>
         best = top_k(scores, labels, min(TOP_K, max(1, scores.size)))
+        threshold = min_confidence(entry)
         inference = Inference(
             model=result.model,
             version=result.version,
             top_k=[LabelScore(label=str(t["label"]), score=float(t["score"])) for t in best],
             inference_ms=result.inference_ms,
             batch_size=result.batch_size,
+            confident=threshold is None or (bool(best) and float(best[0]["score"]) >= threshold),
+            threshold=threshold,
         )
         data = extend(data_of(event, Classified), InferenceCompleted, inference=inference)
         return [self.advance(event, INFERENCE_COMPLETED, data)]
+
+    def _skip_model(self, event: CloudEvent, exc: ThunderlineError, *, count: bool) -> CloudEvent:
+        """The artifact on to the next stage with a note: the model, not the artifact, is at
+        fault, so every artifact of its route would be dead-lettered for nothing (issue 24).
+        The problem is visible in ``thunderline_onnx_model_healthy``, ``models verify``,
+        ``/readyz`` and the log; replaying is not needed once the model is fixed."""
+        model = str(exc.details.get("model") or self._model_label(event))
+        if count:
+            metrics.ONNX_INFER_ERRORS.labels(model, exc.reason).inc()
+        _log.warning("infer skipped for %s: %s: %s", event.correlationid, exc.reason, exc)
+        note = f"skipped: model {model} {exc.reason.replace('_', ' ')}: {exc}"
+        return self.pass_on(event, data_of(event, Routed), note[:500])
 
     def _model_label(self, event: CloudEvent) -> str:
         """A bounded metric label for a failure before the model was known."""

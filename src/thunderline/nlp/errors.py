@@ -14,7 +14,7 @@ Each carries the short ``reason`` used in DLQ records and metric labels. None of
         ├── NlpCircuitOpenError  reason "circuit_open"
         └── NlpPoolClosedError   reason "shutdown"
     ArtifactError
-    └── ExtractionError          reason "extraction" no text could be taken from the payload
+    └── NoTextError              reason "no_text"    the event carries no extracted text
     ConfigError
     └── NlpModelMissingError     reason "model_missing" TL_SPACY_MODEL cannot be imported
 """
@@ -60,10 +60,10 @@ class NlpPoolClosedError(NlpError):
     reason = "shutdown"
 
 
-class ExtractionError(ArtifactError):
-    """No text could be extracted from the artifact (broken or encrypted PDF, ...)."""
+class NoTextError(ArtifactError):
+    """The event reached the NLP stage without extracted text (no ``extract`` on its route)."""
 
-    reason = "extraction"
+    reason = "no_text"
 
 
 class NlpModelMissingError(ConfigError):

@@ -78,6 +78,8 @@ class NlpResult(BaseModel):
             by characters; for a chunked text: the sum over its chunks).
         chunks: Pieces the text was split into (1.1; 1 when it was not split).
         batch_docs: Documents in the worker batch this one was processed with (1.1).
+        entities_skipped: Set when the text is confidently in another language than the
+            pipeline's: entities and noun chunks are left out (they would be noise).
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -97,6 +99,11 @@ class NlpResult(BaseModel):
     duration_ms: float = Field(0.0, ge=0.0)
     chunks: int = Field(1, ge=1)
     batch_docs: int = Field(1, ge=1)
+    entities_skipped: str | None = Field(
+        None,
+        description="Why there are no entities: the text is confidently in another language "
+        "than the pipeline's (sentences and language only).",
+    )
 
     @field_validator("version")
     @classmethod

@@ -1,15 +1,17 @@
 """The ``nlp`` stage: classified text artifacts -> ``system.nlp.processed``.
 
-For each ``system.ingest.classified`` event routed to ``nlp`` the stage reads the payload from
-the object store, extracts its text (:mod:`.extract`, method chosen from the Magika label),
-sends the text through the worker pool (:mod:`.pool`) and publishes
+For each event routed to ``nlp`` the stage reads the text the ``extract`` stage stored once
+in the object store (``data["extract"]["text_ref"]``, SHA-256 verified on read; nothing is
+extracted again here, see :mod:`thunderline.extract`), sends it through the worker pool
+(:mod:`.pool`) and publishes
 ``self.advance(event, NLP_PROCESSED, {"nlp": {...NlpResult..., "extraction": {...}}})``.
-Extraction runs in a thread; spaCy runs in the worker processes; the event loop only waits.
+spaCy runs in the worker processes; the event loop only waits.
 
 Failures are returned as typed exceptions, which the engine dead-letters as
 ``system.dlq.nlp_failed`` with their reason: ``timeout``, ``crash``, ``parse``,
-``circuit_open``, ``nlp``, ``extraction``, ``not_found``, ``checksum_mismatch``. None is
-retried by the engine: the pool already retried crashes and timeouts.
+``circuit_open``, ``nlp``, ``no_text`` (the route had no ``extract`` stage), ``not_found``,
+``checksum_mismatch``. None is retried by the engine: the pool already retried crashes and
+timeouts.
 """
 
 from __future__ import annotations
@@ -18,22 +20,30 @@ import asyncio
 import importlib.util
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from thunderline.config import Settings
 from thunderline.errors import ThunderlineError
 from thunderline.eventdata import Classified, NlpAnalysis, NlpProcessed, data_of, extend
 from thunderline.events import NLP_PROCESSED, CloudEvent
+from thunderline.extract.result import ExtractSummary
 from thunderline.flow.stage import Outcome, StageOptions, StoreStage
-from thunderline.nlp.errors import NlpModelMissingError
-from thunderline.nlp.extract import Extraction, extract_text, method_for, read_head
+from thunderline.nlp.errors import NlpModelMissingError, NoTextError
 from thunderline.nlp.pool import NlpPool, PoolConfig
 from thunderline.nlp.result import NlpResult
 from thunderline.nlp.worker import model_missing_message
 from thunderline.objects.base import ObjectStore
 
-#: Payloads up to this size are read through ``get_bytes`` (SHA-256 verified); larger local
-#: payloads are read only as far as extraction needs.
-VERIFY_MAX_BYTES = 64 * 1024 * 1024
+
+@dataclass(frozen=True)
+class _Text:
+    """The stored text of one artifact and how it was extracted."""
+
+    text: str
+    summary: ExtractSummary
+
+    def info(self) -> dict[str, object]:
+        return self.summary.info()
 
 
 class NlpStage(StoreStage):
@@ -88,13 +98,11 @@ class NlpStage(StoreStage):
             await self.pool.close()
 
     async def handle_batch(self, events: Sequence[CloudEvent]) -> list[Outcome]:
-        extracted = await asyncio.to_thread(lambda: [self._extract(e) for e in events])
+        extracted = await asyncio.to_thread(lambda: [self._read_text(e) for e in events])
         jobs = [self._analyse(event, got) for event, got in zip(events, extracted, strict=True)]
         return list(await asyncio.gather(*jobs))
 
-    async def _analyse(
-        self, event: CloudEvent, extraction: Extraction | ThunderlineError
-    ) -> Outcome:
+    async def _analyse(self, event: CloudEvent, extraction: _Text | ThunderlineError) -> Outcome:
         if isinstance(extraction, ThunderlineError):
             return extraction
         try:
@@ -106,20 +114,18 @@ class NlpStage(StoreStage):
         data = extend(data_of(event, Classified), NlpProcessed, nlp=nlp)
         return [self.advance(event, NLP_PROCESSED, data)]
 
-    # ---- extraction (runs in a worker thread) ---------------------------------------------
-    def _extract(self, event: CloudEvent) -> Extraction | ThunderlineError:
+    # ---- the stored text (read in a worker thread) ----------------------------------------
+    def _read_text(self, event: CloudEvent) -> _Text | ThunderlineError:
         try:
-            classified = data_of(event, Classified)
-            artifact = classified.artifact
-            classification = classified.classification
-            method = method_for(classification.label, classification.mime)
-            limit = self.settings.nlp_max_text_bytes
-            local = self.store.local_path(artifact.sha256)
-            if local is not None and artifact.size > VERIFY_MAX_BYTES:
-                data = read_head(local, method, limit)
-            else:
-                data = self.store.get_bytes(artifact.sha256)
-            return extract_text(data, method, limit)
+            summary = data_of(event, Classified).extract
+            if summary is None:
+                raise NoTextError(
+                    "the event carries no extracted text: route 'extract' before 'nlp'"
+                )
+            if summary.text_sha256 is None:
+                return _Text("", summary)
+            raw = self.store.get_bytes(summary.text_sha256)  # SHA-256 verified
+            return _Text(raw.decode("utf-8", "replace"), summary)
         except ThunderlineError as exc:
             return exc
 

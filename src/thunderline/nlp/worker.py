@@ -140,6 +140,13 @@ class Analyzer:
         elapsed_ms = (time.perf_counter() - started) * 1000
         total = max(sum(len(t) for t in texts), 1)
         for result, text, truncated, detection in zip(out, texts, cut, detections, strict=True):
+            if foreign(detection, self.lang):
+                # a pipeline of another language tags noise: sentences and language only
+                result["entities"] = []
+                result["noun_chunks"] = []
+                result["entities_skipped"] = (
+                    f"text is {detection.lang} ({detection.score:.2f}); the pipeline is {self.lang}"
+                )
             result.update(
                 {
                     "lang": detection.lang,
@@ -180,6 +187,19 @@ class Analyzer:
             "sentences": sentences,
             "chars": len(text),
         }
+
+
+#: Language-detector score from which a text counts as written in another language than the
+#: pipeline's (below it, short or mixed texts keep their entities).
+FOREIGN_MIN_SCORE = 0.5
+
+
+def foreign(detection: Detection, pipeline_lang: str) -> bool:
+    """Whether a text is confidently in another language than the pipeline's: its entities
+    would be the wrong pipeline's guesses (``Berlin`` as a person, ``## Contents`` as money)."""
+    return (
+        detection.lang not in (UNDETERMINED, pipeline_lang) and detection.score >= FOREIGN_MIN_SCORE
+    )
 
 
 def _request(raw: object) -> Request | dict[str, Any]:

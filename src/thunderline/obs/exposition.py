@@ -2,7 +2,12 @@
 
 - :func:`collect_registry`: the registry a scrape reads. In single-process mode it is
   :data:`thunderline.obs.metrics.REGISTRY`; in multiprocess mode a registry whose
-  ``MultiProcessCollector`` sums the sample files of every process of the tree.
+  ``MultiProcessCollector`` sums the sample files of every process of the tree. Both carry the
+  ``process_*`` metrics (CPU, memory, open files, start time) of the process serving
+  ``/metrics`` -- prometheus_client leaves them out of multiprocess mode, where a scrape would
+  otherwise have none.
+- :func:`add_collector`: a collector computed at scrape time (the open-DLQ gauge of ``serve``),
+  added to whichever registry is exposed.
 - :func:`metrics_app`: an ASGI app serving the text exposition (the HTTP service mounts it at
   ``/metrics``).
 - :func:`start_metrics_server` / :func:`serve_metrics`: a background HTTP server for the
@@ -18,8 +23,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, make_asgi_app, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    ProcessCollector,
+    make_asgi_app,
+    start_http_server,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 from thunderline.errors import ConfigError
 from thunderline.obs import metrics, multiprocess
@@ -29,14 +40,37 @@ _log = logging.getLogger("thunderline.obs")
 ASGIApp = Callable[..., Any]
 
 
+_multiprocess_registries: dict[str, CollectorRegistry] = {}
+_process_registered: set[int] = set()
+
+
+def _add_process_collectors(registry: CollectorRegistry) -> None:
+    if id(registry) not in _process_registered:
+        ProcessCollector(registry=registry)
+        _process_registered.add(id(registry))
+
+
 def collect_registry() -> CollectorRegistry:
-    """The registry to expose: this process's, or the sum over the process tree."""
+    """The registry to expose: this process's, or the sum over the process tree (one per
+    process), with the exposing process's ``process_*`` metrics."""
     folder = multiprocess.directory()
     if folder is None:
+        _add_process_collectors(metrics.REGISTRY)
         return metrics.REGISTRY
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=str(folder))
+    registry = _multiprocess_registries.get(str(folder))
+    if registry is None:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(folder))
+        _add_process_collectors(registry)
+        _multiprocess_registries[str(folder)] = registry
     return registry
+
+
+def add_collector(collector: Collector) -> Callable[[], None]:
+    """Expose ``collector`` (called at each scrape); returns the function that removes it."""
+    registry = collect_registry()
+    registry.register(collector)
+    return lambda: registry.unregister(collector)
 
 
 def metrics_app() -> ASGIApp:

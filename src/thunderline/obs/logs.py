@@ -35,13 +35,26 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
-def configure_logging(level: str = "WARNING", fmt: str = "text") -> None:
-    """Install one stderr handler on the ``thunderline`` logger (idempotent)."""
-    logger = logging.getLogger("thunderline")
-    logger.setLevel(level.upper())
-    for handler in list(logger.handlers):
-        if getattr(handler, "_thunderline", False):
-            logger.removeHandler(handler)
+#: Loggers of libraries whose warnings are about one input (pypdf: "EOF marker not found" on
+#: a damaged PDF). The artifact's own record already says what happened to it, so these go to
+#: our log, one level down (WARNING becomes INFO), never raw onto stderr.
+LIBRARY_LOGGERS = ("pypdf",)
+
+
+class _LibraryFilter(logging.Filter):
+    """Demotes a library's WARNING to INFO, then applies the ``thunderline`` level."""
+
+    def __init__(self, threshold: int) -> None:
+        super().__init__()
+        self.threshold = threshold
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return record.levelno >= self.threshold
+
+
+def _handler(fmt: str) -> logging.Handler:
     handler = logging.StreamHandler(sys.stderr)
     handler._thunderline = True  # type: ignore[attr-defined]
     handler.addFilter(_CorrelationFilter())
@@ -51,5 +64,26 @@ def configure_logging(level: str = "WARNING", fmt: str = "text") -> None:
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(correlationid)s] %(message)s")
         )
-    logger.addHandler(handler)
+    return handler
+
+
+def configure_logging(level: str = "WARNING", fmt: str = "text") -> None:
+    """Install one stderr handler on the ``thunderline`` logger and one on each of the
+    :data:`LIBRARY_LOGGERS` (idempotent)."""
+    logger = logging.getLogger("thunderline")
+    logger.setLevel(level.upper())
+    for name in ("thunderline", *LIBRARY_LOGGERS):
+        target = logging.getLogger(name)
+        for old in list(target.handlers):
+            if getattr(old, "_thunderline", False):
+                target.removeHandler(old)
+    logger.addHandler(_handler(fmt))
     logger.propagate = True
+    threshold = logger.level
+    for name in LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        handler = _handler(fmt)
+        handler.addFilter(_LibraryFilter(threshold))  # on the handler: sees child loggers too
+        library.setLevel(min(threshold, logging.WARNING))
+        library.addHandler(handler)
+        library.propagate = False

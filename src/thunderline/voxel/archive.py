@@ -1,4 +1,5 @@
-"""Safe expansion of zip and tar archives into the object store.
+"""Safe expansion of zip, tar (plain, gzip, bzip2, xz, zstd) and ar (Debian packages)
+archives into the object store.
 
 Two passes. The first reads only the member headers and refuses the whole archive, before a
 byte is written, when it has more than ``archive_max_members`` members, declares more than
@@ -10,10 +11,16 @@ each regular member into a temporary file inside the store's own folder (or the 
 folder for remote stores) and puts it into the content-addressed store; it counts the bytes
 really read, so a header that lies about sizes still stops at the limits. Nothing is ever
 written at a path taken from the archive.
+
+A zstd-compressed file is decompressed first (through the same byte budget, into the same
+temporary folder) and expanded when it holds a tar; an ``ar`` archive (``.deb``, ``.a``) is
+read header by header like a tar (its ``/`` symbol table and ``//`` long-name table are
+skipped; BSD ``#1/N`` names are read).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import tarfile
@@ -37,7 +44,12 @@ from thunderline.voxel.errors import (
 )
 
 #: Magika labels (and the group) whose artifacts are expanded.
-ARCHIVE_LABELS = frozenset({"zip", "tar", "gzip", "bzip", "xz"})
+ARCHIVE_LABELS = frozenset({"zip", "tar", "gzip", "bzip", "xz", "jar", "xpi", "deb"})
+#: Labels Magika gives files it cannot name: expanded when their magic bytes say zstd or ar.
+SNIFFED_LABELS = frozenset({"unknown", "randombytes", "undefined"})
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+AR_MAGIC = b"!<arch>\n"
+_AR_HEADER = 60
 ARCHIVE_GROUP = "archive"
 #: The compression-ratio limit applies to members larger than this (tiny files compress well).
 RATIO_MIN_BYTES = 64 * 1024
@@ -90,8 +102,21 @@ def is_archive_classification(classification: Classification | None) -> bool:
     return label in ARCHIVE_LABELS or (group == ARCHIVE_GROUP and label in {"zip", "tar"})
 
 
+def sniffed_archive(classification: Classification | None, head: bytes) -> bool:
+    """Whether a file Magika could not name starts like a zstd stream or an ar archive."""
+    if classification is None or classification.label not in SNIFFED_LABELS:
+        return False
+    return head.startswith((ZSTD_MAGIC, AR_MAGIC))
+
+
 def archive_format(path: Path) -> str | None:
-    """``zip``, ``tar`` (plain or gzip/bzip2/xz compressed) or ``None``."""
+    """``zip``, ``tar`` (plain or gzip/bzip2/xz compressed), ``zst``, ``ar`` or ``None``."""
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    if head.startswith(ZSTD_MAGIC):
+        return "zst"
+    if head.startswith(AR_MAGIC):
+        return "ar"
     if zipfile.is_zipfile(path):
         return "zip"
     try:
@@ -185,6 +210,95 @@ def _tar_entries(
     return entries
 
 
+class _ArMember:
+    """Where one ar member's bytes are (a ``handle`` for :class:`_Entry`)."""
+
+    def __init__(self, offset: int, size: int) -> None:
+        self.offset = offset
+        self.size = size
+
+
+def _ar_entries(path: Path, limits: Limits) -> list[_Entry]:
+    """The regular members of an ar archive (GNU and BSD names), headers only."""
+    entries: list[_Entry] = []
+    total = path.stat().st_size
+    long_names = b""
+    with path.open("rb") as handle:
+        if handle.read(8) != AR_MAGIC:
+            raise ArchiveCorruptError("not an ar archive")
+        offset = 8
+        while offset + _AR_HEADER <= total:
+            handle.seek(offset)
+            header = handle.read(_AR_HEADER)
+            if len(header) < _AR_HEADER or header[58:60] != b"`\n":
+                raise ArchiveCorruptError(f"ar header at byte {offset} is damaged")
+            raw_name = header[:16].rstrip(b" ")
+            try:
+                size = int(header[48:58].strip() or b"0")
+            except ValueError as exc:
+                raise ArchiveCorruptError(
+                    f"ar member size at byte {offset} is not a number"
+                ) from exc
+            data_at = offset + _AR_HEADER
+            if size < 0 or data_at + size > total:
+                raise ArchiveCorruptError("ar member runs past the end of the archive")
+            name_bytes = raw_name
+            skip = 0
+            if raw_name == b"//":
+                long_names = handle.read(min(size, 1024 * 1024))
+                name_bytes = b""
+            elif raw_name in (b"/", b"/SYM64/", b"__.SYMDEF", b"__.SYMDEF SORTED"):
+                name_bytes = b""
+            elif raw_name.startswith(b"#1/"):  # BSD: the name is the first N data bytes
+                skip = int(raw_name[3:] or b"0")
+                name_bytes = handle.read(skip).rstrip(b"\0")
+            elif raw_name.startswith(b"/") and raw_name[1:].isdigit():  # GNU long name
+                start = int(raw_name[1:])
+                end = long_names.find(b"/\n", start)
+                name_bytes = long_names[start : end if end >= 0 else None]
+            else:
+                name_bytes = raw_name[:-1] if raw_name.endswith(b"/") else raw_name
+            if name_bytes:
+                name = safe_member_name(name_bytes.decode("utf-8", "surrogateescape"))
+                if name:
+                    member = _ArMember(data_at + skip, size - skip)
+                    entries.append(_Entry(name, size - skip, member))
+                    if len(entries) > limits.max_members:
+                        break
+            offset = data_at + size + (size % 2)
+    _check_totals(entries, limits)
+    return entries
+
+
+def _unzstd(path: Path, limits: Limits, work_dir: Path) -> Path:
+    """Decompress a zstd file into ``work_dir`` within the byte and ratio limits."""
+    import zstandard
+
+    fd, name = tempfile.mkstemp(prefix="tl-unzstd-", dir=work_dir)
+    out_path = Path(name)
+    budget = limits.max_total_bytes
+    ratio_cap = max(path.stat().st_size, 1) * limits.max_ratio
+    size = 0
+    try:
+        with path.open("rb") as source, os.fdopen(fd, "wb") as out:
+            reader = zstandard.ZstdDecompressor().stream_reader(source)
+            while chunk := reader.read(CHUNK):
+                size += len(chunk)
+                if size > budget or (size > RATIO_MIN_BYTES and size > ratio_cap):
+                    raise ArchiveBombError(
+                        f"zstd stream expands past {min(budget, int(ratio_cap))} bytes",
+                        details={"limit": budget, "ratio_limit": limits.max_ratio},
+                    )
+                out.write(chunk)
+    except zstandard.ZstdError as exc:
+        out_path.unlink(missing_ok=True)
+        raise ArchiveCorruptError(f"zstd stream cannot be read: {exc}") from exc
+    except BaseException:
+        out_path.unlink(missing_ok=True)
+        raise
+    return out_path
+
+
 def _store_stream(
     stream: IO[bytes], entry: _Entry, budget: list[int], store: ObjectStore, tmp_dir: Path
 ) -> tuple[str, int]:
@@ -219,6 +333,43 @@ def _open(path: Path, fmt: str) -> Iterator[zipfile.ZipFile | tarfile.TarFile]:
             yield tf
 
 
+def _expand_ar(path: Path, store: ObjectStore, limits: Limits, work_dir: Path) -> list[Member]:
+    entries = _ar_entries(path, limits)
+    budget = [limits.max_total_bytes]
+    members: list[Member] = []
+    try:
+        with path.open("rb") as handle:
+            for index, entry in enumerate(entries):
+                member: _ArMember = entry.handle
+                handle.seek(member.offset)
+                stream = io.BufferedReader(_Bounded(handle, member.size))
+                sha, size = _store_stream(stream, entry, budget, store, work_dir)
+                members.append(Member(index, entry.name, size, sha))
+    except OSError as exc:
+        raise ArchiveCorruptError(f"archive cannot be read: {exc}") from exc
+    return members
+
+
+class _Bounded(io.RawIOBase):
+    """At most ``size`` bytes of ``handle`` from where it stands."""
+
+    def __init__(self, handle: IO[bytes], size: int) -> None:
+        self.handle = handle
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.left <= 0:
+            return 0
+        view = memoryview(buffer)
+        data = self.handle.read(min(len(view), self.left))
+        view[: len(data)] = data
+        self.left -= len(data)
+        return len(data)
+
+
 def expand(
     path: Path,
     store: ObjectStore,
@@ -242,6 +393,17 @@ def expand(
     work_dir.mkdir(parents=True, exist_ok=True)
     members: list[Member] = []
     notes = notes if notes is not None else []
+    if fmt == "zst":
+        inner = _unzstd(path, limits, work_dir)
+        try:
+            if archive_format(inner) != "tar":
+                notes.append("zstd stream holds no tar archive: not expanded")
+                return []
+            return expand(inner, store, limits, tmp_dir=work_dir, notes=notes)
+        finally:
+            inner.unlink(missing_ok=True)
+    if fmt == "ar":
+        return _expand_ar(path, store, limits, work_dir)
     try:
         with _open(path, fmt) as archive:
             if isinstance(archive, zipfile.ZipFile):

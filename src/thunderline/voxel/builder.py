@@ -3,7 +3,8 @@
 * **coords** -- ``data["coords"]`` when the event carries one (``{t,x,y,z}`` or
   ``{t,channel,position}``), else ``{t: event time, channel: content group, position: member
   index in the parent archive or 0}``.
-* **traits** -- the classification, NLP and inference results the earlier stages added.
+* **traits** -- the classification, extraction (text reference, metadata, parts), NLP and
+  inference results the earlier stages added.
 * **lineage** -- parent events from the correlation/causation chain (the packaged event, the
   event that caused it, the archive voxel's event for archive members, the ingest that started
   the chain) and parent voxels from ``data["parent"]["voxel_id"]``. The builder refuses a voxel
@@ -26,8 +27,9 @@ from thunderline.events import CloudEvent
 from thunderline.voxel.errors import InvalidVoxelError, LineageCycleError
 from thunderline.voxel.schema import SCHEMA_VERSION, Voxel, seal
 
-#: Result keys copied from the event into ``traits`` (ARCHITECTURE: classify, nlp, infer).
-TRAIT_KEYS = ("classification", "nlp", "inference")
+#: Result keys copied from the event into ``traits`` (ARCHITECTURE: classify, extract, nlp,
+#: infer). ``traits["extract"]["text_ref"]`` names the extracted text in the object store.
+TRAIT_KEYS = ("classification", "extract", "nlp", "inference")
 
 AncestorLookup = Callable[[str], set[str]]
 

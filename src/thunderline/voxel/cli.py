@@ -17,10 +17,11 @@ from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-from thunderline import names
+from thunderline import ids, names
 from thunderline.config import Settings
 from thunderline.console import cli_settings, stdout_console
 from thunderline.errors import ThunderlineError
+from thunderline.summary import voxel_brief
 from thunderline.voxel import lifecycle, lifecycle_cli
 from thunderline.voxel.lineage import Edge
 from thunderline.voxel.schema import Voxel
@@ -33,6 +34,7 @@ console = stdout_console()
 err_console = Console(stderr=True)
 _RELATIVE = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+ID_HELP = "Voxel id: the short id (as listed), the full id, or a unique part of either end."
 
 
 def parse_since(value: str, *, now: datetime | None = None) -> datetime:
@@ -70,45 +72,85 @@ def _name(voxel: Voxel) -> str:
 
 def _node(voxel: Voxel | None, voxel_id: str) -> str:
     if voxel is None:
-        return f"[bold]{voxel_id}[/] [red](missing)[/]"
+        return f"[bold]{ids.short(voxel_id)}[/] [red](missing)[/]"
     return (
-        f"[bold]{voxel.id}[/] [cyan]{escape(voxel.label or '-')}[/] {_name(voxel)} "
+        f"[bold]{ids.short(voxel.id)}[/] [cyan]{escape(voxel.label or '-')}[/] {_name(voxel)} "
         f"({voxel.payload_size} B)"
     )
 
 
 @voxels_app.command("list")
 def list_voxels(
-    label: Annotated[str | None, typer.Option(help="Only this Magika label.")] = None,
+    label: Annotated[str | None, typer.Option(help="Only this Magika label (any case).")] = None,
+    group: Annotated[str | None, typer.Option(help="Only this Magika group (any case).")] = None,
+    text: Annotated[
+        str | None, typer.Option("--text", "-q", help="Text in an NLP entity (any case).")
+    ] = None,
+    entity_type: Annotated[
+        str | None, typer.Option(help="Has an NLP entity of this type (PERSON, ORG, ...).")
+    ] = None,
+    model_label: Annotated[
+        str | None, typer.Option(help="The inference model's top label (any case).")
+    ] = None,
     since: Annotated[str | None, typer.Option(help="Newer than: 30m, 2h, 7d or ISO time.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="Newest N voxels.")] = 50,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON line per voxel: its summary.")
+    ] = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="With --json: the whole voxel document.")
+    ] = False,
 ) -> None:
-    """The newest voxels: id, time, label, size, name and parent count."""
+    """The newest voxels: short id, time, label, size, name, parents and correlation id.
+
+    The filters are the API's (``GET /v1/voxels``). ``--json`` prints one summary per line
+    (counts, top entities and labels, sizes, ids); ``--json --full`` the whole documents.
+    """
+    from thunderline.api import queries
+
+    flt = queries.VoxelFilter(
+        label=label,
+        group=group,
+        since=parse_since(since) if since else None,
+        q=text or None,
+        entity_type=entity_type,
+        model_label=model_label,
+    )
     with _open() as store:
         try:
-            found = store.query(
-                label=label, since=parse_since(since) if since else None, limit=limit
-            )
+            found, _ = queries.page(store, flt, limit=limit, cursor=None)
+            stored = store.count()
         except ThunderlineError as exc:
             raise _fail(exc) from exc
-        table = Table(title=f"voxels ({len(found)} shown, {store.count()} stored)")
-        table.add_column("id", no_wrap=True)
-        for column in ("time", "label", "bytes", "name", "parents"):
-            table.add_column(column, overflow="fold")
+    if as_json:
         for voxel in found:
-            table.add_row(
-                voxel.id,
-                voxel.ts.strftime("%Y-%m-%d %H:%M:%S"),
-                escape(voxel.label or "-"),
-                str(voxel.payload_size),
-                _name(voxel),
-                str(len(voxel.lineage.parent_voxel_ids)),
+            doc = (
+                voxel.model_dump(mode="json")
+                if full
+                else voxel_brief(voxel).model_dump(mode="json")
             )
-        console.print(table)
+            print(names.dumps(doc), flush=True)  # exact names (names.py)
+        return
+    table = Table(title=f"voxels ({len(found)} shown, {stored} stored)")
+    table.add_column("id", no_wrap=True)
+    for column in ("time", "label", "bytes", "name", "parents"):
+        table.add_column(column, overflow="fold")
+    table.add_column("correlation", no_wrap=True)
+    for voxel in found:
+        table.add_row(
+            ids.short(voxel.id),
+            voxel.ts.strftime("%Y-%m-%d %H:%M:%S"),
+            escape(voxel.label or "-"),
+            str(voxel.payload_size),
+            _name(voxel),
+            str(len(voxel.lineage.parent_voxel_ids)),
+            ids.short(voxel.correlation_id),
+        )
+    console.print(table)
 
 
 @voxels_app.command()
-def show(voxel_id: Annotated[str, typer.Argument(help="Voxel id or unique prefix.")]) -> None:
+def show(voxel_id: Annotated[str, typer.Argument(help=ID_HELP)]) -> None:
     """The whole voxel as JSON (metadata checksum verified)."""
     with _open() as store:
         try:
@@ -117,6 +159,7 @@ def show(voxel_id: Annotated[str, typer.Argument(help="Voxel id or unique prefix
         except ThunderlineError as exc:
             raise _fail(exc) from exc
         doc = voxel.model_dump(mode="json")
+        doc["short_id"] = ids.short(voxel.id)
         doc["children"] = children
         print(names.dumps(doc, indent=2))  # exact: control chars and odd bytes as JSON escapes
 
@@ -155,7 +198,7 @@ def _tree(store: VoxelStore, root: Voxel, edges: list[Edge], *, up: bool, title:
 
 @voxels_app.command()
 def lineage(
-    voxel_id: Annotated[str, typer.Argument(help="Voxel id or unique prefix.")],
+    voxel_id: Annotated[str, typer.Argument(help=ID_HELP)],
     ancestors: Annotated[bool, typer.Option("--ancestors", help="Only the ancestors.")] = False,
     descendants: Annotated[
         bool, typer.Option("--descendants", help="Only the descendants.")
@@ -178,7 +221,7 @@ def lineage(
 
 @voxels_app.command()
 def verify(
-    voxel_id: Annotated[str | None, typer.Argument(help="Voxel id or prefix.")] = None,
+    voxel_id: Annotated[str | None, typer.Argument(help=ID_HELP)] = None,
     all_: Annotated[bool, typer.Option("--all", help="Verify every stored voxel.")] = False,
 ) -> None:
     """Check each voxel against its sealed document: metadata hash, every index column, and
@@ -197,7 +240,7 @@ def verify(
         else:
             assert voxel_id is not None
             try:
-                full = voxel_id if len(voxel_id) == 36 else store.resolve_id(voxel_id)
+                full = store.resolve_id(voxel_id)
             except ThunderlineError as exc:
                 raise _fail(exc) from exc
             results = [store.verify(full)]
@@ -212,7 +255,9 @@ def verify(
         for column in ("reason", "detail"):
             table.add_column(column, overflow="fold")
         for result in bad:
-            table.add_row(result.voxel_id, result.reason, escape(names.shown(result.detail)))
+            table.add_row(
+                ids.short(result.voxel_id), result.reason, escape(names.shown(result.detail))
+            )
         console.print(table)
         raise typer.Exit(1)
     console.print(
@@ -223,7 +268,7 @@ def verify(
 
 
 @voxels_app.command()
-def cat(voxel_id: Annotated[str, typer.Argument(help="Voxel id or unique prefix.")]) -> None:
+def cat(voxel_id: Annotated[str, typer.Argument(help=ID_HELP)]) -> None:
     """Write the payload bytes to stdout, verified first (nothing is written on a mismatch)."""
     with _open() as store:
         out = sys.stdout.buffer
@@ -232,6 +277,24 @@ def cat(voxel_id: Annotated[str, typer.Argument(help="Voxel id or unique prefix.
         except ThunderlineError as exc:
             raise _fail(exc) from exc
         out.flush()
+
+
+@voxels_app.command()
+def text(voxel_id: Annotated[str, typer.Argument(help="Voxel id or unique prefix.")]) -> None:
+    """Print the text extracted from the voxel's payload (stored once beside it, verified
+    before printing); exit 1 when the voxel has no extracted text."""
+    with _open() as store:
+        try:
+            full = voxel_id if len(voxel_id) == 36 else store.resolve_id(voxel_id)
+            found = store.read_text(full)
+        except ThunderlineError as exc:
+            raise _fail(exc) from exc
+    if found is None:
+        err_console.print(f"voxel {voxel_id} has no extracted text")
+        raise typer.Exit(1)
+    out = sys.stdout
+    out.write(found if found.endswith("\n") else found + "\n")
+    out.flush()
 
 
 # delete, retain, deletions, duplicates (the voxel lifecycle: audited deletion and retention)

@@ -6,7 +6,8 @@
   ``voxel_deletions`` -- who, when, why and the full sealed document -- its lineage edges go,
   and ledger entries that pointed at it (:mod:`thunderline.sources`) lose the pointer
   (``outcome = 'deleted'``).
-* Then each payload is **garbage-collected** once nothing references it: no voxel has that
+* Then each payload (and each extracted-text object) is **garbage-collected** once nothing
+  references it: no voxel has that
   SHA-256 (several voxels can share bytes) and no open DLQ record names it (a replay needs
   its bytes). The inline copy and the object-store object are removed and the audit row says
   ``payload_removed``.
@@ -37,6 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from thunderline.errors import BackendError
 from thunderline.obs import metrics
 from thunderline.voxel.errors import HasDescendantsError, VoxelNotFoundError
+from thunderline.voxel.store import text_sha256
 from thunderline.voxel.tables import (
     outcomes,
     source_entries,
@@ -113,6 +115,7 @@ def delete_voxels(
     if not doomed:
         return []
     now = time.time()
+    texts = {t for t in (text_sha256(store.get(v)) for v in doomed) if t is not None}
     try:
         with store.engine.begin() as conn:
             records = _delete_rows(conn, doomed, actor=actor, reason=reason, now=now)
@@ -120,6 +123,7 @@ def delete_voxels(
         raise BackendError(f"voxel delete failed: {exc}") from exc
     metrics.VOXELS_DELETED.inc(len(records))
     removed = collect_payloads(store, {r.payload_sha256 for r in records})
+    collect_texts(store, texts)
     return [
         Deletion(**{**r.__dict__, "payload_removed": r.payload_sha256 in removed}) for r in records
     ]
@@ -208,6 +212,33 @@ def collect_payloads(store: VoxelStore, shas: Iterable[str]) -> set[str]:
             store.objects.delete(sha)
         removed.add(sha)
         metrics.PAYLOADS_COLLECTED.inc()
+    return removed
+
+
+def collect_texts(store: VoxelStore, shas: Iterable[str]) -> set[str]:
+    """Remove each extracted-text object (``traits.extract.text_ref``) that no remaining voxel
+    names (a substring search of the sealed documents: one scan per text)."""
+    removed: set[str] = set()
+    for sha in sorted(set(shas)):
+        try:
+            with store.engine.connect() as conn:
+                used = conn.scalar(
+                    select(
+                        exists().where(
+                            or_(
+                                voxels.c.doc.contains(f"sha256:{sha}"),
+                                voxels.c.payload_sha256 == sha,
+                            )
+                        )
+                    )
+                )
+        except SQLAlchemyError as exc:
+            raise BackendError(f"text garbage collection failed: {exc}") from exc
+        if used:
+            continue
+        if isinstance(store.objects, _Deletable):
+            store.objects.delete(sha)
+        removed.add(sha)
     return removed
 
 

@@ -3,7 +3,9 @@
 Input: any event routed to ``package`` (normally ``system.ingest.classified``, after ``nlp`` /
 ``infer`` when they ran). Output: ``system.voxel.created`` with ``data["voxel"]`` (id, payload
 reference, checksums, coords, lineage, correlation and causation ids, ``created``). For a zip
-or tar artifact the members are expanded into the object store first (limits and path rules
+or tar artifact the members are expanded into the object store first (the embedded parts the
+extract stage stored -- e-mail attachments, objects in office files -- are taken as members
+the same way) (limits and path rules
 in :mod:`.archive`) and, after the archive's voxel is stored, each member becomes a new
 ``ui.command.ingest.received`` event routed to ``classify`` and naming the archive's voxel in
 ``data["parent"]``, so each child voxel has the archive voxel as its parent.
@@ -38,6 +40,7 @@ from thunderline.eventdata import (
     typed_event,
 )
 from thunderline.events import INGEST_RECEIVED, VOXEL_CREATED, CloudEvent
+from thunderline.extract.result import EmbeddedPart
 from thunderline.flow.stage import Outcome, StageOptions, StoreStage
 from thunderline.objects.base import ObjectStore
 from thunderline.obs import metrics
@@ -72,6 +75,14 @@ def voxel_summary(voxel: Voxel, *, created: bool, children: int = 0) -> VoxelSum
             "children": children,
         }
     )
+
+
+def embedded_members(parts: Sequence[EmbeddedPart]) -> list[archive.Member]:
+    """The embedded parts the extract stage stored (e-mail attachments, objects in office
+    files) as members: each becomes a child artifact, like an archive member."""
+    return [
+        archive.Member(p.index, p.name, p.size, p.sha256) for p in parts if p.sha256 is not None
+    ]
 
 
 class _Work:
@@ -219,7 +230,10 @@ class PackageStage(StoreStage):
                 item.payload = self.store.get_bytes(voxel.payload_sha256)
             data = data_of(item.event, Classified)
             depth = data.parent.depth if data.parent is not None else 0
-            if archive.is_archive_classification(data.classification):
+            expandable = archive.is_archive_classification(data.classification) or (
+                archive.sniffed_archive(data.classification, self._head(voxel.payload_sha256))
+            )
+            if expandable:
                 if depth < MAX_ARCHIVE_DEPTH:
                     item.members = self._expand(voxel, item.notes)
                 else:  # stored as it is, never silently: the voxel.created event says why
@@ -227,11 +241,21 @@ class PackageStage(StoreStage):
                         f"archive not expanded: nested {depth} levels deep, the limit is "
                         f"{MAX_ARCHIVE_DEPTH}"
                     )
+            elif data.extract is not None and data.extract.parts and depth < MAX_ARCHIVE_DEPTH:
+                item.members = embedded_members(data.extract.parts)
             item.voxel = voxel
         except ThunderlineError as exc:
             item.error = exc
         except OSError as exc:
             item.error = BackendError(f"payload I/O failed: {exc}")
+
+    def _head(self, sha: str) -> bytes:
+        """The first bytes of a local payload (remote payloads: none, never sniffed)."""
+        local = self.store.local_path(sha)
+        if local is None:
+            return b""
+        with local.open("rb") as handle:
+            return handle.read(8)
 
     def _expand(self, voxel: Voxel, notes: list[str]) -> list[archive.Member]:
         tmp_dir = self._tmp_dir()

@@ -39,7 +39,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from thunderline import names
+from thunderline import ids, names
 from thunderline.config import Settings
 from thunderline.errors import BackendError, ChecksumMismatch, PayloadNotFound, ThunderlineError
 from thunderline.objects.base import ObjectStore, verify
@@ -319,27 +319,27 @@ class VoxelStore:
             raise BackendError(f"voxel read failed: {exc}") from exc
 
     def resolve_id(self, id_or_prefix: str) -> str:
-        """A full voxel id from an id or a unique prefix of one (at least 4 characters)."""
-        prefix = id_or_prefix.strip().lower()
-        if len(prefix) < 4:
-            raise VoxelNotFoundError(f"voxel id {id_or_prefix!r} is too short (4+ characters)")
-        if not _ID_PREFIX.fullmatch(prefix):
+        """A full voxel id from an id, a short id (its random tail) or a unique prefix
+        (:mod:`thunderline.ids`); an ambiguous reference raises ``AmbiguousIdError``, one
+        holding other characters than hex digits and ``-`` ``InvalidVoxelIdError``."""
+        text = id_or_prefix.strip().lower()
+        if len(text) >= ids.MIN_REF and not _ID_PREFIX.fullmatch(text):
             raise InvalidVoxelIdError(
                 f"voxel id {names.shown(id_or_prefix)!r}: an id holds only hex digits and '-'"
             )
-        # only id characters get here; the LIKE pattern is escaped anyway (% and _ match
-        # nothing but themselves)
-        match = voxels.c.id.startswith(prefix, autoescape=True)
-        ids = [r["id"] for r in self._query(select(voxels.c.id).where(match).limit(2))]
-        if not ids:
+        try:
+            ref = ids.parse_ref(id_or_prefix, what="voxel id")
+        except ids.IdReferenceError as exc:
+            raise VoxelNotFoundError(str(exc)) from exc
+        stmt = select(voxels.c.id).where(ids.id_condition(voxels.c.id, ref)).limit(5)
+        found = ids.pick(ref, [str(r["id"]) for r in self._query(stmt)], what="voxel id")
+        if found is None:
             raise VoxelNotFoundError(f"no voxel {id_or_prefix}")
-        if len(ids) > 1:
-            raise VoxelNotFoundError(f"voxel id prefix {id_or_prefix!r} is ambiguous")
-        return str(ids[0])
+        return found
 
     def get(self, voxel_id: str) -> Voxel:
         """The voxel with this id (or unique prefix), its metadata verified."""
-        full = voxel_id if len(voxel_id) == 36 else self.resolve_id(voxel_id)
+        full = self.resolve_id(voxel_id)
         rows = self._query(select(voxels).where(voxels.c.id == full))
         if not rows:
             raise VoxelNotFoundError(f"no voxel {voxel_id}")
@@ -504,6 +504,9 @@ class VoxelStore:
             payload_problems, payload_reason = self._payload_differences(voxel, row)
             problems += payload_problems
             reason = payload_reason or reason
+            text_problems, text_reason = self._text_differences(voxel)
+            problems += text_problems
+            reason = reason if reason != "ok" else (text_reason or reason)
         except ThunderlineError as exc:
             return VerifyResult(voxel_id, False, exc.reason, str(exc))
         if problems:
@@ -573,6 +576,41 @@ class VoxelStore:
                 problems.append(f"object copy {voxel.payload_ref} is missing")
                 reason = reason or "payload_missing"
         return problems, reason
+
+    def _text_differences(self, voxel: Voxel) -> tuple[list[str], str | None]:
+        """The extracted text named by ``traits["extract"]["text_ref"]`` must be in the
+        object store and hash to its name; (what differs, the reason) -- or ([], None)."""
+        sha = text_sha256(voxel)
+        if sha is None:
+            return [], None
+        try:
+            self.objects.copy_verified(sha, _Discard())
+        except ChecksumMismatch as exc:
+            return [f"extracted text hashes to {exc.actual[:16]}..., sealed {sha[:16]}..."], (
+                "checksum_mismatch"
+            )
+        except KeyError:
+            return [f"extracted text sha256:{sha[:16]}... is missing"], "text_missing"
+        return [], None
+
+    def read_text(self, voxel: Voxel | str) -> str | None:
+        """The text the extract stage stored for the voxel, SHA-256 verified (None: the voxel
+        has no extracted text).
+
+        Raises:
+            PayloadMissingError: the text object is gone.
+            ChecksumMismatch: it does not hash to the sealed reference.
+        """
+        if isinstance(voxel, str):
+            voxel = self.get(voxel)
+        sha = text_sha256(voxel)
+        if sha is None:
+            return None
+        try:
+            data = self.objects.get_bytes(sha)
+        except PayloadNotFound as exc:
+            raise PayloadMissingError(f"extracted text of voxel {voxel.id} is missing") from exc
+        return data.decode("utf-8", "replace")
 
     def verify_all(self) -> Iterator[VerifyResult]:
         for voxel_id in self.iter_ids():
@@ -667,6 +705,15 @@ class _Discard:
 
     def write(self, data: bytes) -> int:
         return len(data)
+
+
+def text_sha256(voxel: Voxel) -> str | None:
+    """The SHA-256 of the voxel's extracted text (``traits.extract.text_ref``), if any."""
+    extract = voxel.traits.get("extract")
+    ref = extract.get("text_ref") if isinstance(extract, dict) else None
+    if not isinstance(ref, str) or not ref.startswith("sha256:") or len(ref) != 71:
+        return None
+    return ref[7:]
 
 
 def open_voxel_store(settings: Settings, objects: ObjectStore | None = None) -> VoxelStore:

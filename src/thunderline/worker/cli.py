@@ -13,6 +13,7 @@ from rich.console import Console
 from thunderline.config import Settings
 from thunderline.console import cli_settings, stdout_console
 from thunderline.errors import ThunderlineError
+from thunderline.ids import IdReferenceError, short
 from thunderline.obs.command import observe
 from thunderline.outcomes import OutcomeStore
 from thunderline.report import RunReport
@@ -60,14 +61,21 @@ async def _run_worker(settings: Settings, names: list[str], concurrency: int | N
 
 
 def status(
-    correlation_id: Annotated[str, typer.Argument(help="The correlation id of a submission.")],
+    correlation_id: Annotated[
+        str, typer.Argument(help="The correlation id of a submission (or its short id).")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per artifact.")] = False,
+    full: Annotated[bool, typer.Option("--full", help="With --json: the full results.")] = False,
 ) -> None:
     """The outcomes recorded so far for one submission (voxel or DLQ per artifact)."""
     settings = cli_settings()
     try:
         with OutcomeStore(settings) as store:
-            found = list(final_outcomes(store.by_correlation(correlation_id)).values())
+            try:
+                full_id = store.resolve_correlation(correlation_id) or correlation_id
+            except IdReferenceError:  # no id can match it: answered as unknown below (exit 3)
+                full_id = correlation_id
+            found = list(final_outcomes(store.by_correlation(full_id)).values())
     except ThunderlineError as exc:
         err_console.print(f"[red]status failed:[/] {exc}")
         raise typer.Exit(1) from exc
@@ -78,10 +86,14 @@ def status(
     for outcome in found:
         record = report.add(outcome.event)
         if as_json:
-            print(json.dumps(record.to_json_dict(), ensure_ascii=False))
+            print(json.dumps(record.to_json_dict(full=full), ensure_ascii=False))
     if not as_json:
         console = stdout_console()
         for r in report.records:
             name = Path(r.path).name if r.path else "?"
-            what = f"voxel {r.voxel_id}" if r.outcome == "ok" else f"dlq {r.stage}:{r.reason}"
+            what = (
+                f"voxel {short(r.voxel_id)}"
+                if r.outcome == "ok" and r.voxel_id
+                else f"dlq {r.stage}:{r.reason}"
+            )
             console.print(f"{name}\t{r.label or '-'}\t{what}")

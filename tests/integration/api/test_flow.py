@@ -20,11 +20,15 @@ from tests.integration.api._server import EXAMPLES, Served, api_settings, lose_p
 class EventReader:
     """Reads ``/v1/events`` in a thread and keeps every CloudEvent received."""
 
-    def __init__(self, served: Served, correlation_id: str | None = None) -> None:
+    def __init__(
+        self, served: Served, correlation_id: str | None = None, *, full: bool = False
+    ) -> None:
         self.events: list[dict[str, Any]] = []
         self.connected = threading.Event()
         self._stop = threading.Event()
         params = {"correlation_id": correlation_id} if correlation_id else {}
+        if full:
+            params["full"] = "true"
         self._thread = threading.Thread(target=self._run, args=(served, params), daemon=True)
         self._thread.start()
         assert self.connected.wait(10), "the SSE stream did not open"
@@ -66,21 +70,31 @@ def upload(served: Served, name: str, data: bytes, token: str = "admin") -> dict
 
 
 def test_live_events_follow_an_upload_to_its_voxel(served: Served) -> None:
-    reader = EventReader(served)
+    reader, full_reader = EventReader(served), EventReader(served, full=True)
     try:
         accepted = upload(served, "idle-history.txt", (EXAMPLES / "idle-history.txt").read_bytes())
         cid = accepted["correlation_id"]
         created = reader.wait_for(
             lambda e: e["correlationid"] == cid and e["type"] == "system.voxel.created"
         )
+        full_created = full_reader.wait_for(
+            lambda e: e["correlationid"] == cid and e["type"] == "system.voxel.created"
+        )
     finally:
         reader.close()
+        full_reader.close()
     types = [e["type"] for e in reader.events if e["correlationid"] == cid]
     assert types[0] == "ui.command.ingest.received"
     assert types.index("system.ingest.classified") < types.index("system.voxel.created")
     assert "system.nlp.processed" in types
     status = served.wait_outcome(cid)
     assert status["voxel_ids"] == [created["data"]["voxel"]["id"]]
+    # the live view carries a summary by default, every entity with ?full=true
+    summary, full = created["data"]["nlp"], full_created["data"]["nlp"]
+    assert summary["entities"] == len(full["entities"]) > 5
+    assert summary["sentences"] == len(full["sentences"])
+    assert len(summary["top_entities"]) == 5 and "noun_chunks" in full
+    assert len(json.dumps(created)) < len(json.dumps(full_created)) / 3
 
 
 def test_voxel_queries_filters_search_and_cursor(served: Served) -> None:
@@ -110,9 +124,20 @@ def test_voxel_queries_filters_search_and_cursor(served: Served) -> None:
     assert {"python-history.txt", "nodejs-contributing.md"} <= {v["name"] for v in text}
     assert all(v["group"] == "text" for v in text)
     assert "python-history.txt" in {v["name"] for v in guido}
-    for voxel in guido:
-        entities = voxel["traits"]["nlp"]["entities"]
-        assert any("guido" in e["text"].lower() for e in entities)
+    with served.client("read") as client:
+        for voxel in guido:  # the list holds summaries, the detail route every entity
+            assert "traits" not in voxel and voxel["nlp"]["entities"] > 0
+            detail = client.get(f"/v1/voxels/{voxel['short_id']}").json()
+            entities = detail["traits"]["nlp"]["entities"]
+            assert any("guido" in e["text"].lower() for e in entities)
+        upper = client.get("/v1/voxels", params={"label": "CSV"}).json()["items"]
+        persons = client.get("/v1/voxels", params={"entity_type": "person"}).json()["items"]
+        nobody = client.get("/v1/voxels", params={"entity_type": "no_such_type"}).json()
+        no_model = client.get("/v1/voxels", params={"model_label": "sneaker"}).json()
+    assert [v["name"] for v in upper] == ["timezones.csv"]
+    assert "python-history.txt" in {v["name"] for v in persons}
+    assert all(v["nlp"]["entity_labels"].get("PERSON") for v in persons)
+    assert nobody["items"] == [] and no_model["items"] == []  # inference is off here
     assert future == {"items": [], "next_cursor": None}
     assert naive.status_code == 400 and naive.json()["error"]["code"] == "invalid_request"
     assert seen == [v["id"] for v in everything], "cursor pages must neither repeat nor skip"
@@ -319,3 +344,17 @@ def test_console_voxel_list_date_filters(served: Served) -> None:
     assert "dated.txt" in current
     assert "No voxels match." in future
     assert "Dates must be YYYY-MM-DD." in bad
+
+
+def test_voxel_text_is_the_extracted_text(served: Served) -> None:
+    data = b"# Heading\n\nAda Lovelace wrote the first program in London.\n"
+    accepted = upload(served, "notes.md", data)
+    outcome = served.wait_outcome(accepted["correlation_id"])
+    voxel_id = outcome["voxel_ids"][0]
+    with served.client("read") as client:
+        response = client.get(f"/v1/voxels/{voxel_id}/text")
+        missing = client.get("/v1/voxels/01a21cf3-0000-7000-8000-000000000000/text")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "text/plain; charset=utf-8"
+    assert response.text == "Heading\nAda Lovelace wrote the first program in London."
+    assert missing.status_code == 404

@@ -292,3 +292,24 @@ def test_unknown_voxel_and_bad_cursor(served: Served) -> None:
     assert not_an_id.status_code == 400 and not_an_id.json()["error"]["code"] == "invalid_request"
     assert payload.status_code == 404
     assert cursor.status_code == 400 and cursor.json()["error"]["code"] == "bad_cursor"
+
+
+def test_short_ids_resolve_and_an_ambiguous_one_is_409(served: Served) -> None:
+    for name in ("one.txt", "two.txt"):
+        with served.client() as client:
+            accepted = client.post("/v1/ingest", files={"file": (name, name.encode() * 40)})
+        served.wait_outcome(accepted.json()["correlation_id"])
+    with served.client("read") as client:
+        items = client.get("/v1/voxels", params={"fields": "id,short_id"}).json()["items"]
+        ids = [item["id"] for item in items]
+        common = ids[0]  # UUIDv7s of one run share their time digits
+        while not all(i.startswith(common) for i in ids):
+            common = common[:-1]
+        by_short = client.get(f"/v1/voxels/{items[0]['short_id']}")
+        ambiguous = client.get(f"/v1/voxels/{common[:8]}")
+    assert len(ids) >= 2 and len(common) >= 4
+    assert by_short.status_code == 200 and by_short.json()["id"] == ids[0]
+    assert by_short.json()["short_id"] == ids[0][-12:]
+    assert ambiguous.status_code == 409, ambiguous.text
+    error = ambiguous.json()["error"]
+    assert error["code"] == "ambiguous_id" and set(error["details"]["candidates"]) <= set(ids)

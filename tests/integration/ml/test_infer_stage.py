@@ -155,7 +155,7 @@ async def test_concurrent_events_are_batched(
     supervisor.close()
 
 
-async def test_unhealthy_model_dead_letters_instead_of_hanging(
+async def test_unhealthy_model_skips_its_route_with_a_note_instead_of_dead_lettering(
     make_settings: Callable[..., Settings], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     folder = copy_models(tmp_path / "models")
@@ -164,13 +164,65 @@ async def test_unhealthy_model_dead_letters_instead_of_hanging(
         onnx_model_dir=folder, model_public_key=MODELS_KEY, onnx_enabled=True, stage_timeout_s=30
     )
     supervisor = ModelSupervisor.from_settings(settings, adaptive=False, restart_backoff_s=0.01)
+    before = metrics.sample(
+        "thunderline_onnx_infer_errors_total",
+        {"model": "image_classifier", "reason": "model_unhealthy"},
+    )
     async for h in _harness(settings, tmp_path, supervisor=supervisor):
         events = [classified_event(h.store, image_bytes(seed)) for seed in range(3)]
         results = await h.run(events, timeout=20)
-        assert [r.type for r in results] == [DLQ_INFERENCE] * 3
-        assert {r.data["reason"] for r in results} == {"model_unhealthy"}
-        assert all(r.data["attempts"] == 1 for r in results)  # permanent: no retries
+        # the model is at fault, not the artifacts: each goes on without an inference, noted
+        assert [r.type for r in results] == [events[0].type] * 3
+        for result in results:
+            assert "inference" not in result.data
+            (note,) = result.data["notes"]
+            assert note["stage"] == "infer"
+            assert note["note"].startswith("skipped: model image_classifier model unhealthy")
     supervisor.close()
+    after = metrics.sample(
+        "thunderline_onnx_infer_errors_total",
+        {"model": "image_classifier", "reason": "model_unhealthy"},
+    )
+    assert after - before == 3  # still counted, so the dashboards and alerts see it
     # a checksum refusal is not retried by the supervisor either: one load attempt, one line
     security = [r for r in caplog.records if "[security] Model checksum mismatch" in r.message]
     assert len(security) == 1
+
+
+async def test_a_route_to_a_model_that_is_not_registered_is_skipped_not_dead_lettered(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings(
+        onnx_model_dir=MODELS,
+        model_public_key=MODELS_KEY,
+        onnx_enabled=True,
+        onnx_image_model="no_such_model",
+    )
+    async for h in _harness(settings, tmp_path):
+        events = [classified_event(h.store, image_bytes(seed)) for seed in range(2)]
+        results = await h.run(events)
+    assert [r.type for r in results] == [events[0].type] * 2
+    assert all("model no_such_model model not found" in r.data["notes"][0]["note"] for r in results)
+
+
+async def test_applies_to_routes_by_label_and_a_registry_edit_is_picked_up_live(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    folder = copy_models(tmp_path / "models")
+    settings = make_settings(onnx_model_dir=folder, model_public_key=MODELS_KEY, onnx_enabled=True)
+    async for h in _harness(settings, tmp_path):
+        (first,) = await h.run([classified_event(h.store, image_bytes(1))])
+        assert first.data["inference"]["model"] == "image_classifier"  # the default for images
+        registry = folder / "registry.toml"
+        text = registry.read_text(encoding="utf-8")
+        marker = 'name = "image_classifier_fixed"\n'
+        assert marker in text
+        registry.write_text(text.replace(marker, marker + 'applies_to = ["PNG"]\n'))
+        png, jpeg = await h.run(
+            [
+                classified_event(h.store, image_bytes(2)),
+                classified_event(h.store, image_bytes(3), "jpeg"),
+            ]
+        )
+    assert png.data["inference"]["model"] == "image_classifier_fixed"  # named by label
+    assert jpeg.data["inference"]["model"] == "image_classifier"  # not named: the default

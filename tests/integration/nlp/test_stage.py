@@ -13,7 +13,8 @@ import pytest
 
 from thunderline import testing as kit
 from thunderline.config import Settings
-from thunderline.events import DLQ_NLP, NLP_PROCESSED, CloudEvent
+from thunderline.events import DLQ_EXTRACT, DLQ_NLP, EXTRACT_COMPLETED, NLP_PROCESSED, CloudEvent
+from thunderline.extract.stage import ExtractStage
 from thunderline.nlp.errors import NlpModelMissingError
 from thunderline.nlp.stage import NlpStage
 from thunderline.objects.local import LocalObjectStore
@@ -21,7 +22,7 @@ from thunderline.objects.local import LocalObjectStore
 
 def classified(store: LocalObjectStore, data: bytes, label: str = "txt") -> CloudEvent:
     return kit.classified(
-        store, data, label, name=f"doc.{label}", source="test://nlp", route=["nlp"]
+        store, data, label, name=f"doc.{label}", source="test://nlp", route=["extract", "nlp"]
     )
 
 
@@ -29,7 +30,8 @@ async def run_stage(
     settings: Settings, events: list[CloudEvent], **stage_kw: Any
 ) -> list[CloudEvent]:
     store = LocalObjectStore(settings.home / "objects")
-    return await kit.run_stages([NlpStage(settings, store, **stage_kw)], events, timeout_s=120)
+    stages = [ExtractStage(settings, store), NlpStage(settings, store, **stage_kw)]
+    return await kit.run_stages(stages, events, timeout_s=120)
 
 
 @pytest.fixture
@@ -40,7 +42,7 @@ def store(settings: Settings) -> LocalObjectStore:
 def by_name(out: list[CloudEvent]) -> dict[str, CloudEvent]:
     result: dict[str, CloudEvent] = {}
     for event in out:
-        data = event.data if event.type == NLP_PROCESSED else event.data["original"]["data"]
+        data = event.data if "original" not in event.data else event.data["original"]["data"]
         result[data["artifact"]["sha256"]] = event
     return result
 
@@ -67,19 +69,27 @@ async def test_robustness_documents_through_the_pipeline(
     nlp: dict[str, dict[str, Any]] = {}
     for name, event in events.items():
         result = found[event.data["artifact"]["sha256"]]
+        if name == "empty":  # no text: the extract stage takes nlp off the route, with a note
+            assert result.type == EXTRACT_COMPLETED and result.data["route"] == []
+            assert "no text" in result.data["notes"][0]["note"]
+            continue
         assert result.type == NLP_PROCESSED, (name, result.data.get("reason"))
-        assert result.causationid == event.id and result.correlationid == event.correlationid
+        assert result.correlationid == event.correlationid
         assert result.data["route"] == []
         assert result.data["classification"]["label"] == "txt"
         nlp[name] = result.data["nlp"]
-        assert nlp[name]["version"] == "1.1" and nlp[name]["doc_id"] == event.id
-    assert any(e["text"] == "Paris" for e in nlp["cafe"]["entities"])
+        assert nlp[name]["version"] == "1.1" and nlp[name]["doc_id"] == result.causationid
+    # French text, English pipeline: no entities (the English model's guesses would be noise)
+    assert nlp["cafe"]["lang"] == "fr" and nlp["cafe"]["entities"] == []
     assert nlp["cafe"]["extraction"]["encoding"] == "utf-8"
     assert nlp["10kb"]["extraction"]["chars"] == 10_240 and len(nlp["10kb"]["sentences"]) > 100
     assert nlp["german"]["lang"] == "de" and nlp["german"]["confidence"] < 0.3
+    # English pipeline, German text: sentences and language, no entities (they would be noise)
+    assert nlp["german"]["entities"] == [] and nlp["german"]["sentences"]
+    assert "de" in nlp["german"]["entities_skipped"]
+    assert nlp["10kb"]["entities"] and nlp["10kb"].get("entities_skipped") is None
     assert nlp["invalid"]["extraction"]["encoding"] == "utf-8"
     assert "London" in [e["text"] for e in nlp["invalid"]["entities"]]
-    assert nlp["empty"]["lang"] == "und" and nlp["empty"]["sentences"] == []
     assert nlp["emoji"]["confidence"] == 0.0
     assert nlp["2mb"]["extraction"]["truncated"] is True
     assert nlp["2mb"]["chars"] == 1_000_000
@@ -151,7 +161,7 @@ async def test_pdf_html_rtf_markdown(
     assert methods["html"]["extraction"]["method"] == "html"
     assert {e["text"] for e in methods["html"]["entities"]} >= {"Tim Cook", "Tokyo"}
     assert "hidden" not in " ".join(s["text"] for s in methods["html"]["sentences"])
-    assert methods["markdown"]["extraction"]["method"] == "plain"
+    assert methods["markdown"]["extraction"]["method"] == "markdown"
 
 
 async def test_hung_worker_is_dead_lettered_with_reason_timeout(
@@ -168,7 +178,7 @@ async def test_hung_worker_is_dead_lettered_with_reason_timeout(
     assert dlq.data["reason"] == "timeout"
     assert dlq.data["error"]["type"] == "NlpTimeoutError"
     assert dlq.data["error"]["details"]["attempts"] == 2
-    assert dlq.data["original"]["id"] == hung.id
+    assert dlq.data["original"]["causationid"] == hung.id  # the extract stage came between
     assert found[fine.data["artifact"]["sha256"]].type == NLP_PROCESSED
 
 
@@ -195,14 +205,14 @@ async def test_circuit_open_and_extraction_failures_are_dead_lettered(
     later = classified(store, b"Refused while the breaker is open.")
     # one crash (no retries) opens the breaker; the next document is refused
     stage = NlpStage(settings, store, worker_command=fault_command)
-    async with kit.StageRunner([stage]) as runner:
+    async with kit.StageRunner([ExtractStage(settings, store), stage]) as runner:
         await runner.submit(classified(store, b"@@CRASH@@ again"))
         await runner.drain(60)
         await runner.submit(later, broken_pdf)
         got = await runner.drain(60)
-    reasons = sorted(e.data["reason"] for e in got)
-    assert reasons == ["circuit_open", "crash", "extraction"]
-    assert all(e.type == DLQ_NLP for e in got)
+    reasons = sorted((e.data["reason"], e.type) for e in got)
+    # the broken PDF is dead-lettered by the extract stage, before NLP
+    assert reasons == [("circuit_open", DLQ_NLP), ("crash", DLQ_NLP), ("extraction", DLQ_EXTRACT)]
 
 
 async def test_worker_killed_during_a_run_loses_no_document(
@@ -213,7 +223,7 @@ async def test_worker_killed_during_a_run_loses_no_document(
     text = "Ships sailed from Rotterdam to Singapore carrying grain. "
     events = [classified(store, (f"Doc {i}. " + text * 40).encode()) for i in range(16)]
     stage = NlpStage(settings, store)
-    async with kit.StageRunner([stage]) as runner:
+    async with kit.StageRunner([ExtractStage(settings, store), stage]) as runner:
         await runner.submit(*events)
         for _ in range(500):
             if stage.pool.busy_pids():

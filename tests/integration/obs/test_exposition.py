@@ -30,7 +30,22 @@ from thunderline.errors import ConfigError
 from thunderline.obs import metrics_app, start_metrics_server, telemetry
 
 #: Label names a Thunderline metric may carry (all of bounded vocabularies).
-ALLOWED_LABELS = {"stage", "outcome", "reason", "type", "topic", "group", "model", "cause", "le"}
+ALLOWED_LABELS = {
+    "stage",
+    "outcome",
+    "reason",
+    "type",
+    "topic",
+    "group",
+    "model",
+    "cause",
+    "le",
+    "method",
+    "route",
+    "status",
+}
+#: ``route`` of the HTTP metrics: a route template of the app (or ``unmatched``), never a path.
+ROUTE_TEMPLATE = re.compile(r"unmatched|/[a-z0-9_/{}.-]*")
 MAX_LABELS_PER_METRIC = 10
 MAX_COMBINATIONS = 1000
 #: A CloudEvents type of the catalogue (events.py): dotted lower-case words.
@@ -59,6 +74,10 @@ def label_problems(text: str, identities: set[str]) -> list[str]:
                     continue
                 if key == "type" and not EVENT_TYPE.fullmatch(value):
                     problems.append(f"{family.name}{{type={value!r}}} is not an event type")
+                if key == "route":
+                    if not ROUTE_TEMPLATE.fullmatch(value) or UNBOUNDED["uuid"].search(value):
+                        problems.append(f"{family.name}{{route={value!r}}} is not a template")
+                    continue  # a template looks like a path by nature
                 for what, pattern in UNBOUNDED.items():
                     if key == "type" and what == "file name":
                         continue  # CloudEvents types are dotted names (checked above)

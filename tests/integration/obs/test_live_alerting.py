@@ -299,7 +299,9 @@ def test_live_prometheus_and_alertmanager(
         if not finite(
             query_range(
                 urls.prometheus,
-                expr.replace("$__rate_interval", "10s"),
+                expr.replace("$__rate_interval", "10s")
+                .replace("$job", "thunderline")  # the dashboards' variables, as Grafana
+                .replace("$instance", ".*"),  # fills them ("All" is .*)
                 start - 5,
                 end,
             )

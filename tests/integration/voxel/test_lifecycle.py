@@ -204,10 +204,15 @@ def test_archive_members_need_with_descendants(
         assert store.count() == 3
         with pytest.raises(HasDescendantsError):
             lifecycle.delete_voxels(store, [str(entry.voxel_id)], actor="t", reason="r")
+        from thunderline.voxel.store import text_sha256
+
+        texts = {text_sha256(store.get(v)) for v in store.iter_ids()} - {None}
+        assert texts  # the members' extracted text, stored beside their payloads
         records = lifecycle.delete_voxels(
             store, [str(entry.voxel_id)], actor="t", reason="r", with_descendants=True
         )
         assert len(records) == 3 and store.count() == 0
+        assert not any(store.objects.exists(str(t)) for t in texts)  # collected too
         assert lifecycle.check_references(store) == []
 
 

@@ -25,6 +25,8 @@ from tests.fixtures.models.signed import (
     throwaway_key,
 )
 
+from thunderline.obs.logs import LIBRARY_LOGGERS
+
 REPO = Path(__file__).resolve().parents[3]
 REAL_MODELS = REPO / "models"
 __all__ = [
@@ -41,10 +43,11 @@ __all__ = [
 
 def drop_cli_log_handlers() -> None:
     """Remove the stderr handlers a CLI call installed (bound to CliRunner's closed stream)."""
-    logger = logging.getLogger("thunderline")
-    for handler in list(logger.handlers):
-        if getattr(handler, "_thunderline", False):
-            logger.removeHandler(handler)
+    for name in ("thunderline", *LIBRARY_LOGGERS):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if getattr(handler, "_thunderline", False):
+                logger.removeHandler(handler)
 
 
 def tiny_model(

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 GRAFANA = Path(__file__).resolve().parents[3] / "deploy" / "grafana"
-FILES = ("ml_pipeline_dashboard.json", "magika_dashboard.json")
+FILES = ("ml_pipeline_dashboard.json", "magika_dashboard.json", "service_dashboard.json")
 PANEL_TYPES = {"row", "timeseries", "stat", "gauge", "heatmap", "table", "bargauge"}
 UNITS = {"short", "s", "percentunit", "reqps", "ops"}
 
@@ -85,7 +85,7 @@ def test_dashboard_schema(name: str) -> None:
         for target in panel["targets"]:
             assert target["datasource"] == panel["datasource"]
             assert target["expr"].count("(") == target["expr"].count(")")
-            assert "thunderline" in target["expr"]
+            assert "thunderline" in target["expr"] or "process_" in target["expr"]
 
 
 def test_pipeline_dashboard_has_the_roadmap_views() -> None:
@@ -106,3 +106,34 @@ def test_pipeline_dashboard_has_the_roadmap_views() -> None:
     for quantile in ("0.5", "0.95", "0.99"):
         assert f"histogram_quantile({quantile}, sum by (le) (rate(thunderline_magika" in exprs
     assert "by (le, model)" in exprs
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_every_query_is_scoped_to_the_job_and_instance_variables(name: str) -> None:
+    board = load(name)
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    for key in ("job", "instance"):
+        variable = variables[key]
+        assert variable["type"] == "query" and variable["includeAll"] and variable["multi"]
+        assert variable["allValue"] == ".*" and variable["query"].startswith("label_values(")
+    assert '{job=~"$job"}' in variables["instance"]["query"]
+    selector = re.compile(r"\b((?:thunderline|process)_[a-z0-9_]+)(\{[^}]*\})?(?!\s*\()")
+    for panel in board["panels"]:
+        for target in panel.get("targets", []):
+            for match in selector.finditer(target["expr"]):
+                labels = match.group(2) or ""
+                assert 'job=~"$job"' in labels and 'instance=~"$instance"' in labels, (
+                    panel["title"],
+                    target["expr"],
+                )
+
+
+def test_scoped_keeps_existing_matchers_and_leaves_functions_alone() -> None:
+    scoped = generator().scoped
+    assert scoped('rate(thunderline_x_total{stage="a"}[5m])') == (
+        'rate(thunderline_x_total{job=~"$job", instance=~"$instance", stage="a"}[5m])'
+    )
+    assert scoped("max(thunderline:rule:5m)") == "max(thunderline:rule:5m)"
+    assert scoped("sum(process_open_fds)") == (
+        'sum(process_open_fds{job=~"$job", instance=~"$instance"})'
+    )

@@ -17,9 +17,9 @@ from thunderline.worker.settle import expected, final_outcomes, settled
 
 
 def test_default_stages_follow_the_settings() -> None:
-    assert default_stages(load_settings()) == ["classify", "nlp", "package", "collect"]
+    assert default_stages(load_settings()) == ["classify", "extract", "nlp", "package", "collect"]
     with_infer = default_stages(load_settings(onnx_enabled=True))
-    assert with_infer == ["classify", "nlp", "infer", "package", "collect"]
+    assert with_infer == ["classify", "extract", "nlp", "infer", "package", "collect"]
     assert default_stages(load_settings(enable_ml_pipeline=False)) == [
         "classify",
         "package",

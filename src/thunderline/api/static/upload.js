@@ -23,6 +23,7 @@
     const tr = el("tr");
     tr.dataset.name = file.name;
     const name = el("td", "name", file.name);
+    const corr = el("td", "correlation");
     const up = el("td");
     const bar = el("progress");
     bar.max = 100; bar.value = 0;
@@ -32,9 +33,9 @@
     const chips = {};
     STAGES.forEach(function (s) { chips[s] = el("span", "chip", s); stages.appendChild(chips[s]); });
     const status = el("td", "status", "uploading");
-    tr.append(name, up, stages, status);
+    tr.append(name, corr, up, stages, status);
     tbody.prepend(tr);
-    return { tr: tr, bar: bar, chips: chips, status: status, voxels: [], failed: 0 };
+    return { tr: tr, corr: corr, bar: bar, chips: chips, status: status, voxels: [], failed: 0 };
   }
 
   function apply(row, event) {
@@ -97,6 +98,9 @@
       if (xhr.status === 202) {
         row.bar.value = 100;
         row.tr.dataset.correlationId = body.correlation_id;
+        const code = el("code", "", String(body.correlation_id).slice(-12));  // the short id
+        code.title = body.correlation_id;
+        row.corr.appendChild(code);
         runs.set(body.correlation_id, row);
         row.status.textContent = "queued";
         (early.get(body.correlation_id) || []).forEach(function (ev) { apply(row, ev); });
