@@ -56,6 +56,7 @@ for _name, _target in (
     ("tokens", "thunderline.api.cli:tokens_app"),
     ("events", "thunderline.eventcli:events_app"),
     ("stages", "thunderline.stagecli:stages_app"),
+    ("index", "thunderline.search.cli:index_app"),
 ):
     _module, _, _attr = _target.partition(":")
     try:
@@ -67,6 +68,8 @@ for _name, _target in (
 for _name, _target in (
     ("worker", "thunderline.worker.cli:worker"),
     ("status", "thunderline.worker.cli:status"),
+    ("search", "thunderline.search.cli:search"),
+    ("export", "thunderline.search.cli:export"),
 ):
     _module, _, _attr = _target.partition(":")
     app.command(_name)(getattr(importlib.import_module(_module), _attr))

@@ -159,6 +159,13 @@ class Settings(BaseSettings):
     inline_payload_max_bytes: int = Field(
         1024 * 1024, description="Voxel payloads below this size are stored inline in the DB."
     )
+    search_max_text_chars: int = Field(
+        100_000,
+        ge=0,
+        le=200_000,
+        description="Extracted text indexed for search per voxel (the head; 0: names and "
+        "metadata only).",
+    )
 
     # --- pipeline engine --------------------------------------------------------------------
     queue_max: int = Field(

@@ -77,6 +77,8 @@ def create_app(
     """The application; the service (pipeline, stores) starts and stops with it.
     ``instrument=False`` leaves out the HTTP metrics middleware (its benchmark's baseline)."""
     from thunderline.api import console, routes
+    from thunderline.search import api as search_api
+    from thunderline.search import console as search_console
 
     service = service or ApiService(settings)
 
@@ -108,8 +110,10 @@ def create_app(
     app.state.service = service
     install_handlers(app)
     app.include_router(routes.router)
+    app.include_router(search_api.router)
     app.include_router(routes.health_router)
     app.include_router(console.router)
+    app.include_router(search_console.router)
     app.router.routes.append(
         Route("/metrics", _AsgiEndpoint(metrics_app()), include_in_schema=False)
     )

@@ -1,6 +1,6 @@
 """The source ledger: what each entry of a watched folder or bucket prefix was, and how it ended.
 
-One row per *version* of an entry (``source_entries``; migration ``0004_sources``): its identity
+One row per *version* of an entry (``source_entries``; migration ``0005_sources``): its identity
 (root URI and key below it), size, mtime, content SHA-256, state and outcome. The newest version
 of a key is ``current``; a changed file adds version ``n + 1`` whose ``previous_id`` names
 version ``n``. States:

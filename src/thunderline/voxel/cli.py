@@ -25,7 +25,7 @@ from thunderline.summary import voxel_brief
 from thunderline.voxel import lifecycle, lifecycle_cli
 from thunderline.voxel.lineage import Edge
 from thunderline.voxel.schema import Voxel
-from thunderline.voxel.store import VoxelStore
+from thunderline.voxel.store import VerifyResult, VoxelStore
 
 voxels_app = typer.Typer(
     help="Stored voxels: list, show, lineage, verify, cat.", no_args_is_help=True
@@ -219,6 +219,19 @@ def lineage(
             raise _fail(exc) from exc
 
 
+def _with_index(store: VoxelStore, results: list[VerifyResult]) -> list[VerifyResult]:
+    """Add the search index check: a voxel missing from it or indexed stale fails."""
+    from thunderline.search.lifecycle import check
+
+    found = {p.voxel_id: p for p in check(store, [r.voxel_id for r in results if r.ok])}
+    return [
+        VerifyResult(r.voxel_id, False, found[r.voxel_id].reason, found[r.voxel_id].detail)
+        if r.voxel_id in found
+        else r
+        for r in results
+    ]
+
+
 @voxels_app.command()
 def verify(
     voxel_id: Annotated[str | None, typer.Argument(help=ID_HELP)] = None,
@@ -232,7 +245,7 @@ def verify(
     problems: list[str] = []
     with _open() as store:
         if all_:
-            results = list(store.verify_all())
+            results = _with_index(store, list(store.verify_all()))
             try:  # dangling references and orphans (after deletions and retention)
                 problems = lifecycle.check_references(store)
             except ThunderlineError as exc:
@@ -262,7 +275,7 @@ def verify(
         raise typer.Exit(1)
     console.print(
         f"[green]ok[/]: {len(results)} voxel(s) verified "
-        "(sealed document, index columns, every payload copy"
+        "(sealed document, index columns, every payload copy, search index"
         + ("; no dangling reference, no orphan payload)" if all_ else ")")
     )
 

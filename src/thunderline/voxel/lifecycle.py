@@ -2,7 +2,8 @@
 
 * :func:`delete_voxels` removes voxels (with ``with_descendants`` their whole subtree, children
   first; without it a voxel that has descendants is refused, since their sealed lineage would
-  name a voxel that is gone). In one transaction each deleted voxel leaves a row in
+  name a voxel that is gone). In one transaction (the search index entry included) each
+  deleted voxel leaves a row in
   ``voxel_deletions`` -- who, when, why and the full sealed document -- its lineage edges go,
   and ledger entries that pointed at it (:mod:`thunderline.sources`) lose the pointer
   (``outcome = 'deleted'``).
@@ -37,6 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from thunderline.errors import BackendError
 from thunderline.obs import metrics
+from thunderline.search.index import remove_voxels as remove_from_index
 from thunderline.voxel.errors import HasDescendantsError, VoxelNotFoundError
 from thunderline.voxel.store import text_sha256
 from thunderline.voxel.tables import (
@@ -167,6 +169,7 @@ def _delete_rows(
         )
     )
     conn.execute(delete(voxels).where(voxels.c.id.in_(doomed)))
+    remove_from_index(conn, doomed)  # the search index, in the same transaction
     conn.execute(
         update(source_entries)
         .where(source_entries.c.voxel_id.in_(doomed))

@@ -44,6 +44,8 @@ from thunderline.config import Settings
 from thunderline.errors import BackendError, ChecksumMismatch, PayloadNotFound, ThunderlineError
 from thunderline.objects.base import ObjectStore, verify
 from thunderline.obs import metrics
+from thunderline.search.hook import docs_for as search_docs_for
+from thunderline.search.index import index_voxels
 from thunderline.voxel import lineage
 from thunderline.voxel.db import make_engine, migrate
 from thunderline.voxel.errors import (
@@ -160,9 +162,15 @@ class VoxelStore:
         prepared = [self._prepare(voxel, payload) for voxel, payload in items]
         if not prepared:
             return []
+        index = search_docs_for(  # the search index rows, written in the same transaction
+            self.objects, (p.voxel for p in prepared), self.settings.search_max_text_chars
+        )
         try:
             with self.engine.begin() as conn:
-                return self._put_batch(conn, prepared)
+                results = self._put_batch(conn, prepared)
+                created = {r.voxel.id for r in results if r.created}
+                index_voxels(conn, [doc for doc in index if doc.voxel_id in created])
+                return results
         except ThunderlineError:
             raise
         except SQLAlchemyError as exc:

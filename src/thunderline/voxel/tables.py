@@ -102,7 +102,7 @@ outcomes = Table(
     Index("ux_outcomes_once_key", "once_key", unique=True),
 )
 
-# ---- sources and lifecycle (migration ``0004_sources``; see :mod:`thunderline.sources`) ------
+# ---- sources and lifecycle (migration ``0005_sources``; see :mod:`thunderline.sources`) ------
 #: A folder or bucket prefix that ``thunderline sync`` / ``watch`` keeps in step.
 source_roots = Table(
     "source_roots",

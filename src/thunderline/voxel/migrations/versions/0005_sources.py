@@ -1,7 +1,7 @@
 """Sources and lifecycle: source roots, the source ledger, the voxel deletion audit, webhooks.
 
-Revision ID: 0004_sources
-Revises: 0003_outcome_once
+Revision ID: 0005_sources
+Revises: 0004_search
 Create Date: 2026-12-04
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_sources"
-down_revision: str | None = "0003_outcome_once"
+revision = "0005_sources"
+down_revision: str | None = "0004_search"
 branch_labels: str | None = None
 depends_on: str | None = None
 

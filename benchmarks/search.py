@@ -1,0 +1,324 @@
+"""Search: query latency (ours vs a raw FTS5 / tsvector query on the same index), ingest with
+and without indexing, and export memory -- on SQLite and PostgreSQL.
+
+The store is built from real text: windows of 400-2400 characters cut from the Python
+standard library's source files (code and English prose in docstrings and comments) and the
+licence texts of the system, each a voxel written through ``VoxelStore.put_many`` (the real
+write path: the index rows are written in the voxel's transaction). Names, labels, languages,
+document kinds and entity lists are set per document (entities: capitalised words of the
+text, typed in rotation -- no spaCy run for 100k documents).
+
+* **Queries** (each measured ``BENCH_SEARCH_REPS`` times, alternating ours and raw so load hits
+  both): word, phrase, filtered (words + ``label:`` + ``size>``), faceted (a word with every
+  facet and the total). Ours: :meth:`Searcher.search` (parse, compile, rank, snippets of the
+  page). Raw: the bare native query on the same index -- ``MATCH ... ORDER BY bm25 LIMIT 20``
+  / ``tsv @@ plainto_tsquery ... ORDER BY ts_rank_cd LIMIT 20`` (plus the same GROUP BYs for
+  the faceted case). Ratio: raw p50 / ours p50 (goal >= 0.9).
+* **Ingest**: ``put_many`` batches alternating with the index hook on and off (goal >= 0.9).
+* **Export**: every voxel as JSON Lines to /dev/null; peak traced memory.
+
+Run: ``.venv/bin/python benchmarks/search.py`` (``BENCH_SEARCH_VOXELS``, default 100000; the
+last line is one JSON object). PostgreSQL runs in a throw-away schema, skipped if unreachable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import re
+import statistics
+import sys
+import sysconfig
+import tempfile
+import time
+import tracemalloc
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import text
+
+import thunderline.voxel.store as store_module
+from thunderline.config import load_settings
+from thunderline.search.engine import Searcher
+from thunderline.search.export import encode, iter_rows
+from thunderline.voxel.schema import Voxel, seal
+from thunderline.voxel.store import VoxelStore
+
+N = int(os.environ.get("BENCH_SEARCH_VOXELS", "100000"))
+REPS = int(os.environ.get("BENCH_SEARCH_REPS", "40"))
+INGEST_N = int(os.environ.get("BENCH_SEARCH_INGEST", "4000"))
+BATCH = 500
+BACKENDS = os.environ.get("BENCH_SEARCH_BACKENDS", "sqlite,postgresql").split(",")
+PG_URL = os.environ.get("TL_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+LABELS = [("python", "code"), ("txt", "text"), ("markdown", "text"), ("rst", "text")]
+KINDS = ["source", "readme", "licence", "changelog", "manpage"]
+ETYPES = ["ORG", "PERSON", "GPE", "PRODUCT"]
+WORDS = ["thread", "socket", "unicode", "timeout", "encoding", "license", "buffer", "parser"]
+PHRASES = ['"return value"', '"default value"', '"file object"', '"this module"']
+FILTERED = ["thread label:python size>1kb", "encoding label:txt", "license kind:licence"]
+_CAPS = re.compile(r"\b[A-Z][a-z]{3,}\b")
+
+
+def texts() -> Iterator[tuple[str, str]]:
+    """(name, text) of real text files: the standard library, then the licences."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    roots = sorted(stdlib.glob("*.py")) + sorted(stdlib.glob("*/*.py"))
+    roots += sorted(Path("/usr/share/common-licenses").glob("*"))
+    for path in roots:
+        try:
+            body = path.read_text("utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if len(body) > 400:
+            yield path.name, body
+
+
+def documents(n: int) -> list[tuple[str, str]]:
+    rng = random.Random(20261204)
+    corpus = list(texts())
+    out: list[tuple[str, str]] = []
+    while len(out) < n:
+        name, body = corpus[len(out) % len(corpus)]
+        size = rng.randint(400, 2400)
+        start = rng.randint(0, max(0, len(body) - size))
+        out.append((f"{name}#{len(out)}", body[start : start + size]))
+    return out
+
+
+def make_voxel(i: int, name: str, body: str, store: VoxelStore) -> tuple[Voxel, bytes]:
+    data = body.encode("utf-8")
+    stored = store.objects.put_bytes(data)
+    label, group = LABELS[i % len(LABELS)]
+    caps = list(dict.fromkeys(_CAPS.findall(body)))[:6]
+    ts = datetime(2015 + i % 10, 1 + i % 12, 1 + i % 28, tzinfo=UTC)
+    traits = {
+        "artifact": {"name": name, "size": len(data), "source": f"file:///bench/{name}"},
+        "classification": {"label": label, "group": group, "mime": "text/plain"},
+        "extract": {"text_ref": stored.ref, "chars": len(body)},
+        "nlp": {
+            "lang": "en",
+            "entities": [{"text": c, "label": ETYPES[j % len(ETYPES)]} for j, c in enumerate(caps)],
+        },
+        "inference": {
+            "model": "text_classifier",
+            "top_k": [{"label": KINDS[i % len(KINDS)], "score": 0.9}],
+        },
+    }
+    voxel = seal(
+        {
+            "id": str(uuid.uuid4()),
+            "ts": ts,
+            "source": f"file:///bench/{name}",
+            "coords": {"t": ts.timestamp(), "channel": group, "position": 0},
+            "traits": traits,
+            "payload_ref": stored.ref,
+            "payload_size": len(data),
+            "checksums": {"payload_sha256": stored.sha256},
+            "correlation_id": str(uuid.uuid4()),
+            "event_id": str(uuid.uuid4()),
+        }
+    )
+    return voxel, data
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+
+
+def build(store: VoxelStore, docs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Write every document; the first INGEST_N alternate batches with and without the index
+    hook (the rest are written with it). Returns writes/s of both."""
+    timings: dict[str, list[float]] = {"with_index": [], "without_index": []}
+    counts = {"with_index": 0, "without_index": 0}
+    real_hook = store_module.index_voxels
+    for b, start in enumerate(range(0, len(docs), BATCH)):
+        items = [
+            make_voxel(start + j, n, t, store)
+            for j, (n, t) in enumerate(docs[start : start + BATCH])
+        ]
+        mode = "with_index" if start >= INGEST_N or b % 2 == 0 else "without_index"
+        if mode == "without_index":
+            store_module.index_voxels = lambda conn, docs: None  # type: ignore[assignment]
+        began = time.perf_counter()
+        store.put_many(items)
+        elapsed = time.perf_counter() - began
+        store_module.index_voxels = real_hook
+        if start < INGEST_N:
+            timings[mode].append(elapsed)
+            counts[mode] += len(items)
+    if timings["without_index"]:  # index what was written without the hook
+        from thunderline.search.lifecycle import rebuild
+
+        rebuild(store)
+    rate = {m: counts[m] / sum(t) for m, t in timings.items() if t}
+    return {
+        "writes_per_s_with_index": round(rate.get("with_index", 0), 1),
+        "writes_per_s_without_index": round(rate.get("without_index", 0), 1),
+        "ratio": round(rate["with_index"] / rate["without_index"], 3)
+        if rate.get("without_index")
+        else None,
+    }
+
+
+def raw_runner(store: VoxelStore) -> Callable[[str, str], None]:
+    pg = store.engine.dialect.name == "postgresql"
+
+    def run(kind: str, query: str) -> None:
+        words = " ".join(re.findall(r"\w+", re.sub(r"\w+[:>]\S+", "", query)))
+        with store.engine.connect() as conn:
+            if pg:
+                q = (
+                    "plainto_tsquery('english', :q)"
+                    if kind != "phrase"
+                    else "phraseto_tsquery('english', :q)"
+                )
+                where = f"d.tsv @@ {q}"
+                if kind == "filtered":
+                    where += " AND d.label IS NOT NULL AND d.size > 1000"
+                conn.execute(
+                    text(
+                        f"SELECT d.doc_no FROM search_docs d WHERE {where} ORDER BY ts_rank_cd(d.tsv, {q}) DESC LIMIT 20"
+                    ),
+                    {"q": words},
+                ).all()
+                if kind == "faceted":
+                    for col in ("label", "grp", "lang", "kind"):
+                        conn.execute(
+                            text(
+                                f"SELECT {col}, count(*) FROM search_docs d WHERE {where} GROUP BY {col}"
+                            ),
+                            {"q": words},
+                        ).all()
+                return
+            match = (
+                f'"{words}"' if kind == "phrase" else " AND ".join(f'"{w}"' for w in words.split())
+            )
+            join = (
+                "JOIN search_docs d ON d.doc_no = search_fts.rowid"
+                if kind in ("filtered", "faceted")
+                else ""
+            )
+            extra = " AND d.label IS NOT NULL AND d.size > 1000" if kind == "filtered" else ""
+            conn.execute(
+                text(
+                    f"SELECT search_fts.rowid FROM search_fts {join} WHERE search_fts MATCH :m{extra} ORDER BY bm25(search_fts) LIMIT 20"
+                ),
+                {"m": match},
+            ).all()
+            if kind == "faceted":
+                for col in ("label", "grp", "lang", "kind"):
+                    conn.execute(
+                        text(
+                            f"SELECT d.{col}, count(*) FROM search_fts {join} WHERE search_fts MATCH :m GROUP BY d.{col}"
+                        ),
+                        {"m": match},
+                    ).all()
+
+    return run
+
+
+def queries(store: VoxelStore) -> dict[str, Any]:
+    searcher = Searcher(store.engine)
+    raw = raw_runner(store)
+    sets = {"word": WORDS, "phrase": PHRASES, "filtered": FILTERED, "faceted": WORDS}
+    out: dict[str, Any] = {}
+    for kind, qs in sets.items():
+        ours: list[float] = []
+        base: list[float] = []
+        for rep in range(REPS):
+            q = qs[rep % len(qs)]
+            began = time.perf_counter()
+            raw(kind, q)
+            base.append(time.perf_counter() - began)
+            began = time.perf_counter()
+            searcher.search(q, facets=kind == "faceted")
+            ours.append(time.perf_counter() - began)
+        out[kind] = {
+            "ours_p50_ms": pct(ours, 0.5),
+            "ours_p95_ms": pct(ours, 0.95),
+            "raw_p50_ms": pct(base, 0.5),
+            "raw_p95_ms": pct(base, 0.95),
+            "ratio_raw_over_ours_p50": round(statistics.median(base) / statistics.median(ours), 3),
+        }
+    return out
+
+
+def export_memory(store: VoxelStore) -> dict[str, Any]:
+    tracemalloc.start()
+    began = time.perf_counter()
+    rows = 0
+    with open(os.devnull, "w", encoding="utf-8") as sink:
+        for chunk in encode(iter_rows(store, ""), "jsonl"):
+            sink.write(chunk)
+            rows += 1
+    elapsed = time.perf_counter() - began
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"rows": rows, "seconds": round(elapsed, 1), "peak_traced_mb": round(peak / 2**20, 1)}
+
+
+def run_backend(
+    name: str, url: str | None, home: Path, docs: list[tuple[str, str]]
+) -> dict[str, Any]:
+    overrides: dict[str, Any] = {"home": home}
+    if url:
+        overrides["database_url"] = url
+    store = VoxelStore(load_settings(**overrides))
+    began = time.perf_counter()
+    ingest = build(store, docs)
+    built_s = time.perf_counter() - began
+    result = {
+        "voxels": store.count(),
+        "build_s": round(built_s, 1),
+        "ingest": ingest,
+        "queries": queries(store),
+        "export": export_memory(store),
+    }
+    store.close()
+    print(f"{name}: {json.dumps(result)}", file=sys.stderr)
+    return result
+
+
+def main() -> None:
+    docs = documents(N)
+    results: dict[str, Any] = {
+        "benchmark": "search",
+        "voxels": N,
+        "reps": REPS,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        if "sqlite" in BACKENDS:
+            results["sqlite"] = run_backend("sqlite", None, Path(tmp) / "sqlite", docs)
+        if "postgresql" not in BACKENDS:
+            print(json.dumps(results))
+            return
+        try:
+            import psycopg
+
+            dsn = PG_URL.replace("postgresql+psycopg://", "postgresql://")
+            schema = f"bench_search_{uuid.uuid4().hex[:8]}"
+            with psycopg.connect(dsn, autocommit=True, connect_timeout=3) as conn:
+                conn.execute(f'CREATE SCHEMA "{schema}"')
+        except Exception as exc:
+            results["postgresql"] = {"skipped": str(exc)}
+        else:
+            try:
+                url = f"{PG_URL}{'&' if '?' in PG_URL else '?'}options={quote(f'-csearch_path={schema}')}"
+                results["postgresql"] = run_backend("postgresql", url, Path(tmp) / "pg", docs)
+            finally:
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""``GET /v1/search`` and ``GET /v1/export``: the HTTP face of search (read scope).
+
+A malformed query or cursor is a 400 ``query_syntax`` / ``bad_cursor`` whose ``details``
+carry the ``position`` of the mistake; export streams its rows (constant memory) after the
+query has been checked, so a bad query never starts a 200.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from thunderline.api.errors import ApiError, responses
+from thunderline.api.routes import AUTH, Reader, service_of
+from thunderline.search.engine import Searcher, SearchResult
+from thunderline.search.export import encode, iter_rows
+from thunderline.search.query import MAX_QUERY_CHARS, QuerySyntaxError, parse
+
+router = APIRouter(prefix="/v1")
+
+
+class SnippetSegment(BaseModel):
+    text: str
+    match: bool = Field(description="True for a highlighted hit.")
+
+
+class SearchHit(BaseModel):
+    voxel_id: str
+    name: str
+    label: str | None
+    group: str | None
+    lang: str | None
+    kind: str | None = Field(description="Document kind (top label of the text classifier).")
+    size: int
+    ts: datetime
+    score: float | None = Field(description="Relevance (higher is better); null by time.")
+    snippet: list[SnippetSegment]
+
+
+class FacetCount(BaseModel):
+    value: str
+    count: int
+
+
+class SearchPage(BaseModel):
+    query: str
+    order: Literal["relevance", "time"] = Field(description="The order actually used.")
+    total: int | None = Field(description="Every match (with facets=true), else null.")
+    next_cursor: str | None
+    hits: list[SearchHit]
+    facets: dict[str, list[FacetCount]]
+
+
+def _bad_query(exc: QuerySyntaxError) -> ApiError:
+    return ApiError(400, exc.reason, str(exc), details={"position": exc.position})
+
+
+def _page(result: SearchResult) -> SearchPage:
+    return SearchPage.model_validate(result.as_dict())
+
+
+QueryText = Annotated[
+    str,
+    Query(
+        max_length=MAX_QUERY_CHARS,
+        description='Words, "phrases", AND/OR/NOT, prefix*, and fields: label: group: lang: '
+        'kind: entity:"..." entity.type: model:MODEL=LABEL name: after:DATE before:DATE '
+        "size>10kb",
+    ),
+]
+
+
+@router.get(
+    "/search",
+    response_model=SearchPage,
+    responses=responses(*AUTH),
+    summary="Full-text search with snippets, facets and cursor paging",
+)
+async def search(
+    request: Request,
+    _token: Reader,
+    q: QueryText = "",
+    order: Literal["relevance", "time"] = "relevance",
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+    facets: bool = False,
+) -> SearchPage:
+    store = service_of(request).require_voxels()
+    try:
+        result = await asyncio.to_thread(
+            Searcher(store.engine).search,
+            q,
+            order=order,
+            limit=limit,
+            cursor=cursor,
+            facets=facets,
+        )
+    except QuerySyntaxError as exc:
+        raise _bad_query(exc) from exc
+    return _page(result)
+
+
+@router.get(
+    "/export",
+    responses={
+        200: {
+            "description": "One row per matching voxel, streamed",
+            "content": {
+                "application/x-ndjson": {"schema": {"type": "string"}},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        },
+        **responses(*AUTH),
+    },
+    response_class=StreamingResponse,
+    summary="Export the voxels matching a query as JSON Lines or CSV (streamed)",
+)
+async def export(
+    request: Request,
+    _token: Reader,
+    q: QueryText = "",
+    format: Literal["jsonl", "csv"] = "jsonl",
+    text: bool = False,
+) -> StreamingResponse:
+    try:
+        parse(q)
+    except QuerySyntaxError as exc:
+        raise _bad_query(exc) from exc
+    store = service_of(request).require_voxels()
+    chunks: Iterator[str] = encode(iter_rows(store, q, with_text=text), format)
+
+    def take(n: int = 64) -> bytes:
+        out = []
+        for chunk in chunks:
+            out.append(chunk)
+            if len(out) >= n:
+                break
+        return "".join(out).encode("utf-8", "surrogatepass")
+
+    async def body() -> AsyncIterator[bytes]:
+        while data := await asyncio.to_thread(take):
+            yield data
+
+    media = "application/x-ndjson" if format == "jsonl" else "text/csv; charset=utf-8"
+    filename = f"thunderline-export.{format}"
+    return StreamingResponse(
+        body(),
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

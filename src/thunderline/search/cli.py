@@ -1,0 +1,179 @@
+"""``thunderline search``, ``thunderline export`` and ``thunderline index rebuild``.
+
+A malformed query exits 2 with the position of the mistake (and a caret under it); a failing
+database exits 1 with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from thunderline import names
+from thunderline.console import cli_settings, stdout_console
+from thunderline.errors import ThunderlineError
+from thunderline.search.engine import Searcher, SearchResult
+from thunderline.search.export import FORMATS, check_format, encode, iter_rows
+from thunderline.search.lifecycle import rebuild
+from thunderline.search.query import QuerySyntaxError, parse
+from thunderline.voxel.store import VoxelStore
+
+index_app = typer.Typer(
+    help="The search index: rebuild it over the stored voxels.", no_args_is_help=True
+)
+console = stdout_console()
+_SPACES = re.compile(r"\s+")
+err_console = Console(stderr=True)
+
+
+def _open() -> VoxelStore:
+    try:
+        return VoxelStore(cli_settings())
+    except ThunderlineError as exc:
+        err_console.print(f"[red]cannot open the voxel store:[/] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _syntax(exc: QuerySyntaxError, query: str) -> typer.Exit:
+    err_console.print(f"[red]bad query:[/] {escape(str(exc))}")
+    if query and exc.reason == "query_syntax":
+        err_console.print("  " + escape(names.shown(query)), highlight=False)
+        err_console.print("  " + " " * exc.position + "^", highlight=False)
+    return typer.Exit(2)
+
+
+def _shown_snippet(result_snippet: list[object]) -> str:
+    parts = []
+    for seg in result_snippet:
+        text = escape(names.shown(_SPACES.sub(" ", seg.text)))  # type: ignore[attr-defined]
+        parts.append(f"[bold yellow]{text}[/]" if seg.match else text)  # type: ignore[attr-defined]
+    return "".join(parts)
+
+
+def _print(result: SearchResult, facets: bool) -> None:
+    title = f"{len(result.hits)} hit(s), by {result.order}"
+    if result.total is not None:
+        title += f", {result.total} in all"
+    table = Table(title=title, show_lines=True)
+    table.add_column("id", no_wrap=True)
+    for column in ("name", "label", "lang", "kind", "snippet"):
+        table.add_column(column, overflow="fold")
+    for hit in result.hits:
+        table.add_row(
+            hit.voxel_id,
+            escape(names.shown(hit.name)),
+            escape(hit.label or "-"),
+            escape(hit.lang or "-"),
+            escape(hit.kind or "-"),
+            _shown_snippet(list(hit.snippet)),
+        )
+    console.print(table)
+    if facets:
+        for name, values in result.facets.items():
+            if values:
+                shown = ", ".join(f"{escape(names.shown(v.value))} ({v.count})" for v in values)
+                console.print(f"[bold]{name}[/]: {shown}")
+    if result.next_cursor:
+        console.print(f"next page: --cursor {result.next_cursor}")
+
+
+def search(
+    query: Annotated[
+        str, typer.Argument(help='Words, "phrases", AND/OR/NOT, prefix*, field:value.')
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="The result as one JSON object.")] = False,
+    facets: Annotated[bool, typer.Option("--facets", help="Counts by label, language ...")] = False,
+    order: Annotated[str, typer.Option(help="relevance or time.")] = "relevance",
+    limit: Annotated[int, typer.Option(min=1, max=200, help="Hits per page.")] = 20,
+    cursor: Annotated[str | None, typer.Option(help="Next page (from the previous one).")] = None,
+) -> None:
+    """Full-text search over the stored voxels (text, names, entities, labels, models).
+
+    Fields: label: group: lang: kind: entity:"..." entity.type: model:MODEL=LABEL name:
+    after:DATE before:DATE size>10kb. Exit 2 on a malformed query, with its position.
+    """
+    with _open() as store:
+        try:
+            result = Searcher(store.engine).search(
+                query,
+                order=order,  # type: ignore[arg-type]  # checked by search()
+                limit=limit,
+                cursor=cursor,
+                facets=facets,
+            )
+        except QuerySyntaxError as exc:
+            raise _syntax(exc, query) from exc
+        except ThunderlineError as exc:
+            err_console.print(f"[red]{exc.reason}:[/] {exc}")
+            raise typer.Exit(1) from exc
+    if as_json:
+        print(names.dumps(result.as_dict()))
+        return
+    _print(result, facets)
+
+
+def export(
+    query: Annotated[str, typer.Argument(help="Only voxels matching this query (all: '').")] = "",
+    fmt: Annotated[str, typer.Option("--format", help=f"One of {', '.join(FORMATS)}.")] = "jsonl",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="File to write (default stdout).")
+    ] = None,
+    with_text: Annotated[bool, typer.Option("--text", help="Include the extracted text.")] = False,
+) -> None:
+    """One row per matching voxel: ids, names, labels, metadata, entities, model results,
+    lineage parent ids (and with --text the text), streamed in constant memory."""
+    try:
+        chosen = check_format(fmt)
+        parse(query)
+    except ValueError as exc:
+        err_console.print(f"[red]{escape(str(exc))}[/]")
+        raise typer.Exit(2) from exc
+    except QuerySyntaxError as exc:
+        raise _syntax(exc, query) from exc
+    with _open() as store:
+        handle = open(out, "w", encoding="utf-8", newline="") if out else sys.stdout  # noqa: SIM115
+        try:
+            for chunk in encode(iter_rows(store, query, with_text=with_text), chosen):
+                handle.write(chunk)
+        except ThunderlineError as exc:
+            err_console.print(f"[red]{exc.reason}:[/] {exc}")
+            raise typer.Exit(1) from exc
+        finally:
+            if out:
+                handle.close()
+    if out:
+        err_console.print(f"exported to {escape(str(out))}")
+
+
+@index_app.command("rebuild")
+def rebuild_cmd(
+    force: Annotated[
+        bool, typer.Option("--force", help="Rewrite every row, current or not.")
+    ] = False,
+) -> None:
+    """Index every voxel missing from the search index or indexed stale (resumable: a stopped
+    run loses nothing, the next one skips what is current)."""
+    with _open() as store:
+        total = store.count()
+        columns = (TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        try:
+            with Progress(*columns, console=err_console, transient=True) as progress:
+                task = progress.add_task("index", total=total)
+                report = rebuild(store, force=force, progress=lambda n: progress.advance(task, n))
+        except ThunderlineError as exc:
+            err_console.print(f"[red]{exc.reason}:[/] {exc}")
+            raise typer.Exit(1) from exc
+    console.print(
+        f"{report.seen} voxel(s): {report.written} indexed, {report.current} already current, "
+        f"{report.failed} unreadable"
+    )
+    if report.failed:
+        raise typer.Exit(1)

@@ -1,0 +1,74 @@
+"""The console's search page (``/search``): a query box, a facet sidebar with counts (each a
+link that adds the facet as a field filter) and hits with highlighted snippets. Server-rendered
+like the other pages; a malformed query is shown with its position, never an error page."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from thunderline.api.console import _login_redirect, _page, _service, _user, human_bytes
+from thunderline.search.engine import Searcher, SearchResult
+from thunderline.search.query import MAX_QUERY_CHARS, QuerySyntaxError
+
+router = APIRouter(include_in_schema=False)
+_FIELD_OF_FACET = {"entity.type": "entity.type", "entity": "entity", "model": "model"}
+
+
+def facet_filter(name: str, value: str) -> str:
+    """The query filter a facet link adds (quoted when the value has spaces or quotes)."""
+    field = _FIELD_OF_FACET.get(name, name)
+    if any(c.isspace() or c in '"()' for c in value):
+        return f'{field}:"{value.replace(chr(34), " ")}"'
+    return f"{field}:{value}"
+
+
+@router.get("/search", response_class=HTMLResponse, response_model=None)
+async def search_page(
+    request: Request, q: str = "", order: str = "relevance", cursor: str = ""
+) -> Response:
+    user = _user(request)
+    if user is None:
+        return _login_redirect(request)
+    q = q[:MAX_QUERY_CHARS]
+    error: dict[str, Any] | None = None
+    result: SearchResult | None = None
+    store = _service(request).require_voxels()
+    try:
+        result = await asyncio.to_thread(
+            Searcher(store.engine).search,
+            q,
+            order="time" if order == "time" else "relevance",
+            limit=20,
+            cursor=cursor or None,
+            facets=True,
+        )
+    except QuerySyntaxError as exc:
+        error = {"message": str(exc), "position": exc.position if q else None}
+    facets = []
+    if result is not None:
+        for name, values in result.facets.items():
+            if values:
+                links = [
+                    {
+                        "value": v.value,
+                        "count": v.count,
+                        "query": f"{q} {facet_filter(name, v.value)}".strip(),
+                    }
+                    for v in values
+                ]
+                facets.append({"name": name, "entries": links})
+    return _page(
+        request,
+        "search.html",
+        user,
+        q=q,
+        order=order,
+        result=result,
+        facets=facets,
+        error=error,
+        human_bytes=human_bytes,
+    )

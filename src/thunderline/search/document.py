@@ -1,0 +1,139 @@
+"""What the search index holds for one voxel, derived from its sealed document and its text.
+
+:func:`index_doc` is the one place that reads a voxel's traits for search: the file name
+(``artifact.name``), Magika's label and group, spaCy's language and entities (text and type),
+the top label of every ONNX model (``inference``) and the document kind (the top label of the
+``text_classifier``). ``content_sha256`` hashes all of that plus the indexed text, so
+``voxels verify`` can tell an index row that no longer says what the voxel says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import unicodedata
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from thunderline import names
+
+if TYPE_CHECKING:
+    from thunderline.voxel.schema import Voxel
+
+
+#: The ONNX model whose top label is the document kind (licence, changelog, readme ...).
+KIND_MODEL = "text_classifier"
+#: At most this many distinct entities of one voxel are indexed as terms (facets, filters).
+MAX_ENTITIES = 200
+_TERM_MAX = 500
+
+
+def norm(value: str) -> str:
+    """The form terms are stored and compared in: NFKC, case-folded, spaces collapsed."""
+    return " ".join(unicodedata.normalize("NFKC", value).casefold().split())[:_TERM_MAX]
+
+
+@dataclass(frozen=True)
+class IndexDoc:
+    """One voxel as the index stores it."""
+
+    voxel_id: str
+    ts_unix: float
+    label: str | None
+    group: str | None
+    lang: str | None
+    kind: str | None
+    size: int
+    name: str
+    body: str
+    entities: tuple[tuple[str, str], ...] = ()  # (text, type)
+    models: tuple[tuple[str, str], ...] = ()  # (model, top label)
+    content_sha256: str = field(default="")
+
+    def terms(self) -> list[tuple[str, str, str]]:
+        """Multi-valued fields as (field, normalised value, shown value) rows, unique."""
+        rows: dict[tuple[str, str], str] = {}
+        for text, kind in self.entities:
+            rows.setdefault(("entity", norm(text)), text[:_TERM_MAX])
+            rows.setdefault(("etype", norm(kind)), kind[:_TERM_MAX])
+        for model, label in self.models:
+            rows.setdefault(("model", norm(f"{model}={label}")), f"{model}={label}"[:_TERM_MAX])
+        return [(f, v, shown) for (f, v), shown in rows.items() if v]
+
+    def entity_text(self) -> str:
+        return "\n".join(f"{text} {kind}" for text, kind in self.entities)
+
+    def meta_text(self) -> str:
+        """Labels, language and models as words, so a plain word query finds them too."""
+        words = [self.label, self.group, self.lang, self.kind]
+        words += [f"{model} {label}" for model, label in self.models]
+        return " ".join(w for w in words if w)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: Any, limit: int = 128) -> str | None:
+    return str(value)[:limit] if isinstance(value, str) and value else None
+
+
+def index_doc(voxel: Voxel, text: str | None, *, max_chars: int) -> IndexDoc:
+    """The index row of ``voxel`` with ``text`` (its extracted text, or None)."""
+    traits = voxel.traits
+    artifact = _dict(traits.get("artifact"))
+    classification = _dict(traits.get("classification"))
+    nlp = _dict(traits.get("nlp"))
+    inference = _dict(traits.get("inference"))
+    name = names.wire_text(str(artifact.get("name") or voxel.source.rsplit("/", 1)[-1]))
+    entities: dict[tuple[str, str], None] = {}
+    for entity in nlp.get("entities") or ():
+        entity = _dict(entity)
+        text_, kind = _str(entity.get("text"), _TERM_MAX), _str(entity.get("label"), 64)
+        if text_ and kind and text_.strip():
+            entities.setdefault((" ".join(text_.split()), kind), None)
+        if len(entities) >= MAX_ENTITIES:
+            break
+    models: list[tuple[str, str]] = []
+    kind_label: str | None = None
+    model = _str(inference.get("model"))
+    top = [_dict(t) for t in inference.get("top_k") or ()]
+    if model and top and _str(top[0].get("label")):
+        label = str(top[0]["label"])[:128]
+        models.append((model, label))
+        if model == KIND_MODEL:
+            kind_label = label
+    body = (text or "")[:max_chars] if max_chars > 0 else ""
+    body = names.wire_text(body).replace("\x00", " ")  # PostgreSQL text holds no NUL
+    name = name.replace("\x00", " ")
+    doc = IndexDoc(
+        voxel_id=voxel.id,
+        ts_unix=voxel.ts.timestamp(),
+        label=voxel.label,
+        group=_str(classification.get("group"), 64),
+        lang=_str(nlp.get("lang"), 16),
+        kind=kind_label,
+        size=voxel.payload_size,
+        name=name,
+        body=body,
+        entities=tuple(entities),
+        models=tuple(models),
+    )
+    return IndexDoc(**{**doc.__dict__, "content_sha256": content_hash(doc)})
+
+
+def content_hash(doc: IndexDoc) -> str:
+    """SHA-256 of everything the index says about the voxel (staleness check)."""
+    parts = {
+        "label": doc.label,
+        "group": doc.group,
+        "lang": doc.lang,
+        "kind": doc.kind,
+        "size": doc.size,
+        "name": doc.name,
+        "body": hashlib.sha256(doc.body.encode("utf-8", "surrogatepass")).hexdigest(),
+        "entities": [list(e) for e in doc.entities],
+        "models": [list(m) for m in doc.models],
+    }
+    encoded = json.dumps(parts, sort_keys=True, ensure_ascii=True).encode("ascii")
+    return hashlib.sha256(encoded).hexdigest()

@@ -1,0 +1,51 @@
+"""``GET /v1/search`` and ``GET /v1/export`` on a real server with real ingested uploads."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from tests.integration.api._server import EXAMPLES, Served
+
+
+def _ingest(served: Served, name: str) -> None:
+    with served.client() as client:
+        response = client.post("/v1/ingest", files={"file": (name, (EXAMPLES / name).read_bytes())})
+        assert response.status_code == 202, response.text
+        outcome = served.wait_outcome(response.json()["correlation_id"], timeout_s=120)
+        assert outcome["outcome"] == "stored", outcome
+
+
+def test_search_export_and_bad_queries(served: Served) -> None:
+    for name in ("python-history.txt", "nodejs-contributing.md"):
+        _ingest(served, name)
+    with served.client("read") as client:
+        found = client.get(
+            "/v1/search", params={"q": 'entity:"Guido van Rossum" python', "facets": "true"}
+        )
+        assert found.status_code == 200, found.text
+        body = found.json()
+        assert [h["name"] for h in body["hits"]] == ["python-history.txt"]
+        assert body["total"] == 1 and body["order"] == "relevance"
+        assert any(s["match"] and s["text"].lower() == "python" for s in body["hits"][0]["snippet"])
+        assert {"value": "txt", "count": 1} in body["facets"]["label"]
+
+        bad = client.get("/v1/search", params={"q": 'foo AND "bar'})
+        assert bad.status_code == 400
+        error = bad.json()["error"]
+        assert error["code"] == "query_syntax" and error["details"]["position"] == 8
+        assert client.get("/v1/search", params={"q": "x", "cursor": "nonsense"}).status_code == 400
+        assert client.get("/v1/export", params={"q": "colour:red"}).status_code == 400
+
+        with client.stream("GET", "/v1/export", params={"q": "python"}) as streamed:
+            assert streamed.status_code == 200
+            assert streamed.headers["content-type"].startswith("application/x-ndjson")
+            rows = [json.loads(line) for line in streamed.iter_lines() if line]
+        assert [r["name"] for r in rows] == ["python-history.txt"]
+        assert rows[0]["lang"] == "en" and rows[0]["entities"]
+        exported = client.get("/v1/export", params={"format": "csv", "text": "true"})
+        table = list(csv.DictReader(io.StringIO(exported.text)))
+        names = {r["name"] for r in table}
+        assert {"python-history.txt", "nodejs-contributing.md"} <= names
+        assert all(r["text"] for r in table if r["name"] == "python-history.txt")

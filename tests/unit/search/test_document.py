@@ -1,0 +1,68 @@
+"""What the index holds for a voxel: fields from its traits, a hash that changes with them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from thunderline.search.document import index_doc
+from thunderline.voxel.schema import Voxel, seal
+
+
+def _voxel(traits: dict[str, Any]) -> Voxel:
+    return seal(
+        {
+            "id": "01a241a0-0000-7000-8000-000000000001",
+            "ts": datetime(2026, 1, 2, tzinfo=UTC),
+            "source": "file:///in/notes.txt",
+            "coords": {"t": 0.0, "channel": "text", "position": 0},
+            "traits": traits,
+            "payload_ref": "sha256:" + "a" * 64,
+            "payload_size": 12,
+            "checksums": {"payload_sha256": "a" * 64},
+            "correlation_id": "c",
+            "event_id": "e",
+        }
+    )
+
+
+TRAITS = {
+    "artifact": {"name": "notes.txt"},
+    "classification": {"label": "txt", "group": "text"},
+    "nlp": {
+        "lang": "en",
+        "entities": [
+            {"text": "Guido  van Rossum", "label": "PERSON"},
+            {"text": "CWI", "label": "ORG"},
+            {"text": "CWI", "label": "ORG"},
+        ],
+    },
+    "inference": {"model": "text_classifier", "top_k": [{"label": "licence", "score": 0.9}]},
+}
+
+
+def test_fields_come_from_the_traits() -> None:
+    doc = index_doc(_voxel(TRAITS), "Python was created by Guido.", max_chars=1000)
+    assert (doc.name, doc.label, doc.group, doc.lang, doc.kind) == (
+        "notes.txt",
+        "txt",
+        "text",
+        "en",
+        "licence",
+    )
+    assert doc.entities == (("Guido van Rossum", "PERSON"), ("CWI", "ORG"))
+    assert ("entity", "guido van rossum", "Guido van Rossum") in doc.terms()
+    assert ("etype", "org", "ORG") in doc.terms()
+    assert ("model", "text_classifier=licence", "text_classifier=licence") in doc.terms()
+
+
+def test_text_is_cut_and_hash_follows_content() -> None:
+    voxel = _voxel(TRAITS)
+    short = index_doc(voxel, "x" * 50, max_chars=10)
+    assert short.body == "x" * 10
+    same = index_doc(voxel, "x" * 60, max_chars=10)
+    assert same.content_sha256 == short.content_sha256  # beyond the cut: not indexed
+    other = index_doc(voxel, "y" * 50, max_chars=10)
+    assert other.content_sha256 != short.content_sha256
+    assert index_doc(voxel, None, max_chars=10).body == ""
+    assert index_doc(voxel, "a\x00b", max_chars=10).body == "a b"
