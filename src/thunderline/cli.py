@@ -36,6 +36,8 @@ from thunderline.ids import short
 from thunderline.journal import Journal
 from thunderline.obs.command import observe
 from thunderline.report import RunReport, record_schema, skipped_record
+from thunderline.sources.cli import sources_app, sync, watch_cmd
+from thunderline.webhooks.cli import webhooks_app
 
 app = typer.Typer(
     name="thunderline",
@@ -71,6 +73,11 @@ for _name, _target in (
 ):
     _module, _, _attr = _target.partition(":")
     app.command(_name)(getattr(importlib.import_module(_module), _attr))
+
+app.add_typer(sources_app, name="sources")
+app.add_typer(webhooks_app, name="webhooks")
+app.command("sync")(sync)
+app.command("watch")(watch_cmd)
 
 err_console = Console(stderr=True)
 

@@ -15,7 +15,7 @@ import os
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -356,6 +356,38 @@ class Settings(BaseSettings):
     )
     api_sse_heartbeat_s: float = Field(
         15.0, gt=0, description="Keep-alive comment period of the `/v1/events` stream."
+    )
+
+    # --- sources (thunderline sync / watch) -------------------------------------------------
+    source_settle_s: float = Field(
+        2.0, ge=0, description="A source file is taken once unchanged for this long (slow writers)."
+    )
+    source_poll_interval_s: float = Field(
+        5.0,
+        gt=0,
+        description="`watch` re-scan period: the polling fallback (network filesystems, S3) "
+        "and the check of files waiting to settle.",
+    )
+    source_batch_size: int = Field(
+        256, ge=1, description="Source entries submitted and settled per ledger batch."
+    )
+    source_delete_policy: Literal["keep", "delete"] = Field(
+        "keep",
+        description="A file deleted at its source: `keep` its voxels (recorded only) or "
+        "`delete` them (audited, payloads garbage-collected).",
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, description="Timeout of one webhook POST.")
+    webhook_max_attempts: int = Field(
+        12, ge=1, description="Webhook delivery attempts before the delivery is `failed`."
+    )
+    webhook_backoff_s: float = Field(
+        1.0, gt=0, description="First webhook retry delay (doubles each attempt, jittered)."
+    )
+    webhook_backoff_max_s: float = Field(300.0, gt=0, description="Cap of the webhook retry delay.")
+    duplicate_policy: Literal["link", "flag", "reject", "reprocess"] = Field(
+        "link",
+        description="Same bytes already stored from another source: `link` (new entry points "
+        "at the existing voxel), `flag`, `reject` or `reprocess`.",
     )
 
     @field_validator("log_format")

@@ -364,6 +364,22 @@ class VoxelStore:
         rows = self._query(select(voxels).where(voxels.c.dedup_key == key))
         return self._from_row(rows[0]) if rows else None
 
+    def holders(self, payload_sha256s: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
+        """For each SHA-256, the (source, voxel id) of every voxel holding those bytes, oldest
+        first (one query for a batch: the duplicate policy's question)."""
+        shas = sorted(set(payload_sha256s))
+        out: dict[str, list[tuple[str, str]]] = {}
+        if not shas:
+            return out
+        stmt = (
+            select(voxels.c.payload_sha256, voxels.c.source, voxels.c.id)
+            .where(voxels.c.payload_sha256.in_(shas))
+            .order_by(voxels.c.ts_unix, voxels.c.id)
+        )
+        for row in self._query(stmt):
+            out.setdefault(row["payload_sha256"], []).append((row["source"], row["id"]))
+        return out
+
     def query(
         self, *, label: str | None = None, since: datetime | None = None, limit: int = 50
     ) -> list[Voxel]:
