@@ -43,8 +43,10 @@ from thunderline.report import RunReport, record_schema, skipped_record
 from thunderline.search.cli import export as export_command
 from thunderline.search.cli import index_app
 from thunderline.search.cli import search as search_command
+from thunderline.sources.cli import sources_app, sync, watch_cmd
 from thunderline.stagecli import stages_app
 from thunderline.voxel.cli import voxels_app
+from thunderline.webhooks.cli import webhooks_app
 from thunderline.worker.cli import status as status_command
 from thunderline.worker.cli import worker as worker_command
 
@@ -69,6 +71,10 @@ app.command("worker")(worker_command)
 app.command("status")(status_command)
 app.command("search")(search_command)
 app.command("export")(export_command)
+app.add_typer(sources_app, name="sources")
+app.add_typer(webhooks_app, name="webhooks")
+app.command("sync")(sync)
+app.command("watch")(watch_cmd)
 
 err_console = Console(stderr=True)
 

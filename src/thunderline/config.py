@@ -16,7 +16,7 @@ import random
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -449,6 +449,52 @@ class ApiSettings(Part):
     )
 
 
+class SourceSettings(Part):
+    """``TL_SOURCE_*``: watched sources (``thunderline sync`` / ``watch``)."""
+
+    settle_s: float = Field(
+        2.0, ge=0, description="A source file is taken once unchanged for this long (slow writers)."
+    )
+    poll_interval_s: float = Field(
+        5.0,
+        gt=0,
+        description="`watch` re-scan period: the polling fallback (network filesystems, S3) "
+        "and the check of files waiting to settle.",
+    )
+    batch_size: int = Field(
+        256, ge=1, description="Source entries submitted and settled per ledger batch."
+    )
+    delete_policy: Literal["keep", "delete"] = Field(
+        "keep",
+        description="A file deleted at its source: `keep` its voxels (recorded only) or "
+        "`delete` them (audited, payloads garbage-collected).",
+    )
+
+
+class WebhookSettings(Part):
+    """``TL_WEBHOOK_*``: webhook deliveries."""
+
+    timeout_s: float = Field(10.0, gt=0, description="Timeout of one webhook POST.")
+    max_attempts: int = Field(
+        12, ge=1, description="Webhook delivery attempts before the delivery is `failed`."
+    )
+    backoff_s: float = Field(
+        1.0, gt=0, description="First webhook retry delay (doubles each attempt, jittered)."
+    )
+    backoff_max_s: float = Field(300.0, gt=0, description="Cap of the webhook retry delay.")
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The deliveries' retries: ``max_attempts`` tries, the first delay doubling to the cap,
+        up to 20 % taken off (endpoints that failed together do not retry together)."""
+        return RetryPolicy(
+            attempts=self.max_attempts,
+            backoff_s=self.backoff_s,
+            backoff_max_s=self.backoff_max_s,
+            jitter=0.2,
+        )
+
+
 class Settings(BaseSettings):
     """Every Thunderline setting: the engine's own options at the top, one sub-model per part.
 
@@ -548,6 +594,13 @@ class Settings(BaseSettings):
     package: PackageSettings = PackageSettings()
     archive: ArchiveSettings = ArchiveSettings()
     api: ApiSettings = ApiSettings()
+    source: SourceSettings = SourceSettings()
+    webhook: WebhookSettings = WebhookSettings()
+    duplicate_policy: Literal["link", "flag", "reject", "reprocess"] = Field(
+        "link",
+        description="Same bytes already stored from another source: `link` (new entry points "
+        "at the existing voxel), `flag`, `reject` or `reprocess`.",
+    )
 
     @field_validator("database_url", "object_store_url")
     @classmethod

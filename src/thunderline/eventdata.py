@@ -195,6 +195,11 @@ class VoxelSummary(_Model):
     schema_version: int
     created: bool = Field(description="False when an identical voxel already existed.")
     children: int = Field(0, ge=0, description="Archive members sent on as new ingests.")
+    duplicate_of: str | None = Field(
+        None,
+        description="The voxel that already held these bytes from another source "
+        "(`TL_DUPLICATE_POLICY`: with `link` this event names that voxel, with `flag` a new one).",
+    )
 
 
 class ErrorInfo(BaseModel):

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from thunderline.events import CloudEvent
     from thunderline.outcomes import OutcomeRecord
     from thunderline.search.engine import SearchResult
+    from thunderline.voxel.lifecycle import Deletion
     from thunderline.voxel.lineage import Edge
     from thunderline.voxel.paging import VoxelFilter
     from thunderline.voxel.schema import Voxel
@@ -105,6 +106,16 @@ class VoxelStorage(Protocol):
 
     def export_rows(self, query: str = "", *, with_text: bool = False) -> Iterator[dict[str, Any]]:
         """Every voxel matching ``query`` as an export row, verified."""
+
+    def delete(
+        self,
+        voxel_ids: Sequence[str],
+        *,
+        actor: str,
+        reason: str,
+        with_descendants: bool = False,
+    ) -> list[Deletion]:
+        """Delete voxels (audited; ``HasDescendantsError`` unless ``with_descendants``)."""
 
     def read_text(self, voxel: Voxel | str) -> str | None:
         """The extracted text stored for the voxel, SHA-256 verified (None: it has none)."""

@@ -65,7 +65,7 @@ def test_a_database_at_0002_with_duplicate_rows_migrates(
     finally:
         engine.dispose()
     with OutcomeStore(settings) as store:
-        assert store.revision == head_revision()  # 0003_outcome_once and every later one
+        assert store.revision == head_revision()  # through 0003_outcome_once to the head
         assert len(store.by_correlation(a.correlationid)) == 2
         b = ingest("new.txt")
         store.record_many([voxel(b), voxel(b)])

@@ -98,13 +98,42 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+def _allowed_methods(request: Request) -> str | None:
+    """Every method the API documents at this path (Starlette names only the first matching
+    route's, and ``/v1/voxels/{id}`` has a GET and a DELETE route): from the OpenAPI paths."""
+    import re
+
+    table = getattr(request.app.state, "allowed_methods", None)
+    if table is None:
+        table = [
+            (
+                re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path))),
+                sorted(m.upper() for m in item if m in _HTTP_METHODS),
+            )
+            for path, item in request.app.openapi().get("paths", {}).items()
+        ]
+        request.app.state.allowed_methods = table
+    for pattern, methods in table:
+        if pattern.fullmatch(request.url.path):
+            return ", ".join(methods) or None
+    return None
+
+
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _STARLETTE_CODES.get(exc.status_code, "http_error")
     message = str(exc.detail)
     if exc.status_code == 400 and "multipart" in message.lower():
         code = "malformed_multipart"
-    return error_response(exc.status_code, code, message, headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        allowed = _allowed_methods(request)
+        if allowed:
+            headers["Allow"] = allowed
+    return error_response(exc.status_code, code, message, headers=headers)
 
 
 async def _thunderline_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -19,6 +19,7 @@ from thunderline.api.errors import ApiError, responses
 from thunderline.api.schemas import (
     BRIEF_FIELDS,
     DETAIL_FIELDS,
+    DeletionOut,
     DlqPage,
     Health,
     IngestAccepted,
@@ -30,8 +31,12 @@ from thunderline.api.schemas import (
     Readiness,
     ReplayAccepted,
     SelectedPage,
+    SourceChange,
+    SourceList,
+    VoxelDeleted,
     VoxelOut,
     VoxelPage,
+    WebhookDeliveries,
     accepted,
     artifact_name,
     dlq_item,
@@ -399,6 +404,43 @@ async def get_voxel(
     return JSONResponse(select_fields(out.model_dump(mode="json"), chosen))
 
 
+@router.delete(
+    "/voxels/{voxel_id}",
+    response_model=VoxelDeleted,
+    responses=responses(*AUTH, 404, 409),
+    summary="Delete a voxel (admin): audited; its payload goes once nothing references it",
+)
+async def delete_voxel(
+    request: Request,
+    voxel_id: Id,
+    token: Admin,
+    with_descendants: Annotated[
+        bool, Query(description="Delete the voxel's whole subtree (archive members) too")
+    ] = False,
+    reason: Annotated[
+        str, Query(min_length=1, max_length=500, description="Why (kept in the audit record)")
+    ] = "deleted through the API",
+) -> VoxelDeleted:
+    from thunderline.voxel.errors import HasDescendantsError
+
+    store = service_of(request).require_voxels()
+    try:
+        records = await asyncio.to_thread(
+            store.delete,
+            [voxel_id],
+            actor=f"token:{token.id}:{token.name}",
+            reason=reason,
+            with_descendants=with_descendants,
+        )
+    except InvalidVoxelIdError as exc:
+        raise ApiError(400, "invalid_request", str(exc), details={"voxel_id": voxel_id}) from exc
+    except VoxelNotFoundError as exc:
+        raise ApiError(404, "voxel_not_found", str(exc), details={"voxel_id": voxel_id}) from exc
+    except HasDescendantsError as exc:
+        raise ApiError(409, "has_descendants", str(exc), details={"voxel_id": voxel_id}) from exc
+    return VoxelDeleted(deleted=[DeletionOut(**r.to_json_dict()) for r in records])
+
+
 def media_type_of(voxel: Voxel) -> str:
     classification = voxel.traits.get("classification")
     mime = classification.get("mime") if isinstance(classification, dict) else None
@@ -604,6 +646,69 @@ async def replay_dlq(request: Request, dlq_id: Id, _token: Admin) -> ReplayAccep
         correlation_id=event.correlationid,
         status_url=f"/v1/ingest/{event.correlationid}",
     )
+
+
+# ---- sources and webhooks ------------------------------------------------------------------
+@router.get(
+    "/sources",
+    response_model=SourceList,
+    responses=responses(*AUTH),
+    summary="Source roots (folders, bucket prefixes) with their state and entry counts",
+)
+async def list_sources(request: Request, _token: Reader) -> SourceList:
+
+    ledger = service_of(request).require_ledger()
+
+    def read() -> list[dict[str, Any]]:
+        return [
+            {**root.to_json_dict(), "entries": ledger.counts(root.uri)} for root in ledger.roots()
+        ]
+
+    return SourceList(items=await asyncio.to_thread(read))
+
+
+@router.post(
+    "/sources",
+    response_model=SourceList,
+    responses=responses(*AUTH),
+    summary="Add a source root, or pause / resume one (admin); a running watch follows it",
+)
+async def change_source(request: Request, body: SourceChange, _token: Admin) -> SourceList:
+    from thunderline.sources.scan import parse_source
+
+    # an s3 prefix in its canonical form (with its slash); a folder on the server as given
+    # (never stat()ed from a request)
+    uri = parse_source(body.uri).uri if body.uri.startswith("s3://") else body.uri
+    ledger = service_of(request).require_ledger()
+
+    def change() -> list[dict[str, Any]]:
+        ledger.ensure_root(uri)
+        ledger.set_paused(uri, body.paused)
+        return [
+            {**root.to_json_dict(), "entries": ledger.counts(root.uri)}
+            for root in ledger.roots()
+            if root.uri == uri
+        ]
+
+    return SourceList(items=await asyncio.to_thread(change))
+
+
+@router.get(
+    "/webhooks/deliveries",
+    response_model=WebhookDeliveries,
+    responses=responses(*AUTH),
+    summary="The webhook delivery log (admin): deliveries, newest first, with every attempt",
+)
+async def webhook_deliveries(
+    request: Request,
+    _token: Admin,
+    status: Annotated[Literal["pending", "delivered", "failed"] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> WebhookDeliveries:
+
+    hooks = service_of(request).require_webhooks()
+    items = await asyncio.to_thread(hooks.deliveries, status=status, limit=limit)
+    return WebhookDeliveries(items=items)
 
 
 # ---- models --------------------------------------------------------------------------------

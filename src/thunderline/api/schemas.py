@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from thunderline import ids
 from thunderline.api.live import IngestProgress
@@ -142,6 +142,50 @@ class DlqItem(BaseModel):
 class DlqPage(BaseModel):
     items: list[DlqItem]
     next_cursor: str | None = None
+
+
+class DeletionOut(BaseModel):
+    """One audit record of a voxel deletion."""
+
+    id: str
+    voxel_id: str
+    payload_sha256: str
+    payload_removed: bool = Field(description="False while another voxel still holds the bytes.")
+    source: str
+    label: str | None = None
+    actor: str
+    reason: str
+    deleted_unix: float
+
+
+class VoxelDeleted(BaseModel):
+    deleted: list[DeletionOut]
+
+
+class WebhookDeliveries(BaseModel):
+    """The webhook delivery log: each delivery with every attempt."""
+
+    items: list[dict[str, Any]]
+
+
+class SourceList(BaseModel):
+    """Source roots kept in step by ``sync``/``watch``: state, entry counts, last pass."""
+
+    items: list[dict[str, Any]]
+
+
+class SourceChange(BaseModel):
+    """Add a source root (or find it) and set it active or paused."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")  # JSON true/false only
+
+    uri: str = Field(
+        min_length=6,
+        max_length=1024,
+        description="`file:///abs/folder` or `s3://bucket/prefix`",
+        pattern=r"^(file:///|s3://)",
+    )
+    paused: bool = False
 
 
 class ReplayAccepted(BaseModel):

@@ -39,8 +39,10 @@ from thunderline.ingestor import Ingestor
 from thunderline.objects.base import ObjectStore
 from thunderline.outcomes import OutcomeStore
 from thunderline.runtime import Runtime
+from thunderline.sources.ledger import Ledger
 from thunderline.stores import VoxelStorage
 from thunderline.voxel.store import VoxelStore
+from thunderline.webhooks.core import Webhooks
 
 _log = logging.getLogger("thunderline.api")
 
@@ -68,6 +70,8 @@ class ApiService:
         self.ingestor: Ingestor | None = None
         self.voxels: VoxelStorage | None = None
         self.dlq: DeadLetters | None = None
+        self.ledger: Ledger | None = None
+        self.webhooks: Webhooks | None = None
         self.follower: OutcomeFollower | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started_at = time.time()
@@ -98,7 +102,13 @@ class ApiService:
         await ingestor.__aenter__()
         self.ingestor = ingestor
         try:
-            self.voxels = await asyncio.to_thread(VoxelStore, self.settings, ingestor.store)
+            voxels = await asyncio.to_thread(VoxelStore, self.settings, ingestor.store)
+            self.voxels = voxels
+            # the source ledger and the webhook log live in the same database: one engine
+            self.ledger = await asyncio.to_thread(lambda: Ledger(engine=voxels.engine))
+            self.webhooks = await asyncio.to_thread(
+                lambda: Webhooks(self.settings, engine=voxels.engine)
+            )
         except BaseException:
             await self.stop()
             raise
@@ -116,6 +126,7 @@ class ApiService:
         if self.ingestor is not None:
             await self.ingestor.__aexit__(None, None, None)
             self.ingestor = None
+        self.ledger = self.webhooks = None  # on the voxel store's engine, closed with it
         if self.voxels is not None:
             await asyncio.to_thread(self.voxels.close)
             self.voxels = None
@@ -139,6 +150,16 @@ class ApiService:
     @property
     def objects(self) -> ObjectStore | None:
         return self.ingestor.store if self.ingestor is not None else None
+
+    def require_ledger(self) -> Ledger:
+        if self.ledger is None:
+            raise RuntimeError("the API service is not started")
+        return self.ledger
+
+    def require_webhooks(self) -> Webhooks:
+        if self.webhooks is None:
+            raise RuntimeError("the API service is not started")
+        return self.webhooks
 
     def require_voxels(self) -> VoxelStorage:
         if self.voxels is None:

@@ -122,3 +122,10 @@ class LocalObjectStore:
     def local_path(self, sha256: str) -> Path | None:
         path = self._path(sha256)
         return path if path.is_file() else None
+
+    def delete(self, sha256: str) -> None:
+        """Remove an object (garbage collection of payloads no voxel references any more)."""
+        try:
+            self._path(sha256).unlink(missing_ok=True)
+        except OSError as exc:
+            raise BackendError(f"cannot delete sha256:{sha256}: {exc}") from exc

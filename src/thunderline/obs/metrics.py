@@ -379,6 +379,35 @@ VOXEL_BUILD_ERRORS = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+VOXELS_DELETED = Counter(
+    "thunderline_voxels_deleted_total",
+    "Voxels deleted (each with an audit record).",
+    registry=REGISTRY,
+)
+PAYLOADS_COLLECTED = Counter(
+    "thunderline_payloads_collected_total",
+    "Payloads removed once no voxel referenced them.",
+    registry=REGISTRY,
+)
+DUPLICATES = Counter(
+    "thunderline_duplicates_total",
+    "Artifacts whose bytes were already stored from another source, by TL_DUPLICATE_POLICY.",
+    ["policy"],
+    registry=REGISTRY,
+)
+WEBHOOK_ATTEMPTS = Counter(
+    "thunderline_webhook_attempts_total",
+    "Webhook delivery attempts by outcome (delivered, retry, failed).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+SOURCE_ENTRIES = Counter(
+    "thunderline_source_entries_total",
+    "Source entries handled by sync/watch, by what happened (new, changed, unchanged, "
+    "touched, deleted, voxel, linked, dlq).",
+    ["what"],
+    registry=REGISTRY,
+)
 VOXEL_CHECKSUM_MISMATCH = Counter(
     "thunderline_voxel_checksum_mismatch_total",
     "Payload reads whose SHA-256 did not match.",

@@ -22,6 +22,7 @@ from thunderline.config import Settings
 from thunderline.console import cli_settings, stdout_console
 from thunderline.errors import ThunderlineError
 from thunderline.summary import voxel_brief
+from thunderline.voxel import lifecycle, lifecycle_cli
 from thunderline.voxel.lineage import Edge
 from thunderline.voxel.schema import Voxel
 from thunderline.voxel.store import VoxelStore
@@ -242,9 +243,14 @@ def verify(
     if not all_ and voxel_id is None:
         err_console.print("give a voxel ID or --all")
         raise typer.Exit(2)
+    problems: list[str] = []
     with _open() as store:
         if all_:
             results = _with_index(store, list(store.verify_all()))
+            try:  # dangling references and orphans (after deletions and retention)
+                problems = lifecycle.check_references(store)
+            except ThunderlineError as exc:
+                raise _fail(exc) from exc
         else:
             assert voxel_id is not None
             try:
@@ -253,6 +259,10 @@ def verify(
                 raise _fail(exc) from exc
             results = [store.verify(full)]
     bad = [r for r in results if not r.ok]
+    for problem in problems:
+        err_console.print(f"[red]reference:[/] {escape(names.shown(problem))}")
+    if problems and not bad:
+        raise typer.Exit(1)
     if bad:
         table = Table(title=f"[red]{len(bad)} of {len(results)} voxels failed verification[/]")
         table.add_column("id", no_wrap=True)
@@ -266,7 +276,8 @@ def verify(
         raise typer.Exit(1)
     console.print(
         f"[green]ok[/]: {len(results)} voxel(s) verified "
-        "(sealed document, index columns, every payload copy, search index)"
+        "(sealed document, index columns, every payload copy, search index"
+        + ("; no dangling reference, no orphan payload)" if all_ else ")")
     )
 
 
@@ -298,3 +309,7 @@ def text(voxel_id: Annotated[str, typer.Argument(help="Voxel id or unique prefix
     out = sys.stdout
     out.write(found if found.endswith("\n") else found + "\n")
     out.flush()
+
+
+# delete, retain, deletions, duplicates (the voxel lifecycle: audited deletion and retention)
+lifecycle_cli.register(voxels_app)

@@ -78,3 +78,15 @@ class ArchiveCorruptError(ArchiveError):
     """The archive cannot be read (truncated, bad CRC, not the format it claims)."""
 
     reason = "archive_corrupt"
+
+
+class HasDescendantsError(VoxelError):
+    """A voxel with descendants cannot be deleted alone (their lineage would dangle)."""
+
+    reason = "has_descendants"
+
+
+class DuplicateRejectedError(ArtifactError):
+    """``TL_DUPLICATE_POLICY=reject``: the same bytes are already stored from another source."""
+
+    reason = "duplicate"

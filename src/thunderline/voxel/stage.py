@@ -24,6 +24,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from thunderline import names
 from thunderline.config import Settings
 from thunderline.errors import BackendError, ThunderlineError
 from thunderline.eventdata import (
@@ -45,6 +46,7 @@ from thunderline.objects.base import ObjectStore
 from thunderline.obs import metrics
 from thunderline.voxel import archive
 from thunderline.voxel.builder import VoxelBuilder
+from thunderline.voxel.errors import DuplicateRejectedError
 from thunderline.voxel.schema import Voxel
 from thunderline.voxel.store import PutResult, VoxelStore
 
@@ -94,6 +96,7 @@ class _Work:
         self.notes: list[str] = []  # what expansion skipped (links in a tar, for instance)
         self.result: PutResult | None = None
         self.error: BaseException | None = None
+        self.duplicate_of: str | None = None  # TL_DUPLICATE_POLICY found these bytes stored
 
 
 class PackageStage(StoreStage):
@@ -137,7 +140,12 @@ class PackageStage(StoreStage):
         work = [_Work(event) for event in events]
         for item in work:
             self._prepare(item)
-        ready = [item for item in work if item.error is None and item.voxel is not None]
+        self._duplicate_policy(work)
+        ready = [
+            item
+            for item in work
+            if item.error is None and item.voxel is not None and item.result is None
+        ]
         if ready:
             try:
                 results = self.voxels.put_many([(i.voxel, i.payload) for i in ready])  # type: ignore[misc]
@@ -162,8 +170,50 @@ class PackageStage(StoreStage):
                 continue
             assert item.result is not None
             metrics.VOXEL_BUILD_DURATION.observe(per_event)
-            outcomes.append(self._outputs(item.event, item.result, item.members, item.notes))
+            outcomes.append(
+                self._outputs(item.event, item.result, item.members, item.notes, item.duplicate_of)
+            )
         return outcomes
+
+    def _duplicate_policy(self, work: list[_Work]) -> None:
+        """``TL_DUPLICATE_POLICY`` on the content hash: the same for every way in (CLI, API,
+        sync/watch, workers), since every artifact ends here. ``link``: no new voxel, the
+        event names the existing one; ``flag``: a new voxel, the event names the existing one;
+        ``reject``: a DLQ record (reason ``duplicate``); ``reprocess``: as if new. One query
+        per batch asks which of its payloads other sources already hold."""
+        policy = self.settings.duplicate_policy
+        items = [i for i in work if i.error is None and i.voxel is not None]
+        if policy == "reprocess" or not items:
+            return
+        assert self.voxels is not None
+        try:
+            holders = self.voxels.holders(i.voxel.payload_sha256 for i in items if i.voxel)
+        except ThunderlineError as exc:
+            for item in items:
+                item.error = exc
+            return
+        for item in items:
+            voxel = item.voxel
+            assert voxel is not None
+            source = names.wire_text(voxel.source)
+            other = next(
+                (vid for src, vid in holders.get(voxel.payload_sha256, []) if src != source), None
+            )
+            if other is None:
+                continue
+            metrics.DUPLICATES.labels(policy).inc()
+            item.duplicate_of = other
+            if policy == "link":
+                try:
+                    item.result = PutResult(self.voxels.get(other), created=False)
+                except ThunderlineError as exc:
+                    item.error = exc
+                item.members = []  # the existing voxel's members were expanded with it
+            elif policy == "reject":
+                item.error = DuplicateRejectedError(
+                    f"{voxel.source}: the same bytes are voxel {other}; TL_DUPLICATE_POLICY=reject",
+                    details={"duplicate_of": other, "payload_sha256": voxel.payload_sha256},
+                )
 
     @staticmethod
     def _typed(exc: BaseException) -> BaseException:
@@ -231,10 +281,13 @@ class PackageStage(StoreStage):
         result: PutResult,
         members: list[archive.Member],
         notes: list[str] | None = None,
+        duplicate_of: str | None = None,
     ) -> list[CloudEvent]:
         voxel = result.voxel
         data = data_of(event, Classified)
         summary = voxel_summary(voxel, created=result.created, children=len(members))
+        if duplicate_of is not None:
+            summary = summary.model_copy(update={"duplicate_of": duplicate_of})
         if notes:  # members expansion skipped (links in a tar): passed on with a note each
             kept = [*(data.notes or []), *(Note(stage=self.name, note=n) for n in notes)]
             data = data.model_copy(update={"notes": kept})

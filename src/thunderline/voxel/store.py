@@ -60,6 +60,7 @@ from thunderline.voxel.verify import VoxelCheck, check_all, check_voxel, checksu
 
 if TYPE_CHECKING:
     from thunderline.search.engine import SearchResult
+    from thunderline.voxel.lifecycle import Deletion
 
 _log = logging.getLogger("thunderline.voxel.store")
 
@@ -368,6 +369,22 @@ class VoxelStore:
         rows = self._query(select(voxels).where(voxels.c.dedup_key == key))
         return self.from_row(rows[0]) if rows else None
 
+    def holders(self, payload_sha256s: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
+        """For each SHA-256, the (source, voxel id) of every voxel holding those bytes, oldest
+        first (one query for a batch: the duplicate policy's question)."""
+        shas = sorted(set(payload_sha256s))
+        out: dict[str, list[tuple[str, str]]] = {}
+        if not shas:
+            return out
+        stmt = (
+            select(voxels.c.payload_sha256, voxels.c.source, voxels.c.id)
+            .where(voxels.c.payload_sha256.in_(shas))
+            .order_by(voxels.c.ts_unix, voxels.c.id)
+        )
+        for row in self._query(stmt):
+            out.setdefault(row["payload_sha256"], []).append((row["source"], row["id"]))
+        return out
+
     def query(
         self, *, label: str | None = None, since: datetime | None = None, limit: int = 50
     ) -> list[Voxel]:
@@ -496,6 +513,22 @@ class VoxelStore:
         from thunderline.search.export import iter_rows
 
         return iter_rows(self, query, with_text=with_text)
+
+    def delete(
+        self,
+        voxel_ids: Sequence[str],
+        *,
+        actor: str,
+        reason: str,
+        with_descendants: bool = False,
+    ) -> list[Deletion]:
+        """Delete voxels with an audit record each, then collect their payloads
+        (:func:`thunderline.voxel.lifecycle.delete_voxels`)."""
+        from thunderline.voxel.lifecycle import delete_voxels
+
+        return delete_voxels(
+            self, voxel_ids, actor=actor, reason=reason, with_descendants=with_descendants
+        )
 
     def read_text(self, voxel: Voxel | str) -> str | None:
         """The text the extract stage stored for the voxel, SHA-256 verified (None: the voxel

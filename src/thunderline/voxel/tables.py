@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -99,4 +100,103 @@ outcomes = Table(
     Column("once_key", String(64), nullable=True),
     Index("ix_outcomes_kind_status", "kind", "status"),
     Index("ux_outcomes_once_key", "once_key", unique=True),
+)
+
+# ---- sources and lifecycle (migration ``0005_sources``; see :mod:`thunderline.sources`) ------
+#: A folder or bucket prefix that ``thunderline sync`` / ``watch`` keeps in step.
+source_roots = Table(
+    "source_roots",
+    metadata,
+    Column("uri", String(1024), primary_key=True),  # file:///abs/folder or s3://bucket/prefix
+    Column("paused", Boolean, nullable=False, default=False),
+    Column("created_unix", Float, nullable=False),
+    Column("last_sync_unix", Float, nullable=True),
+    Column("last_summary", Text, nullable=True),  # JSON of the last pass's counts
+)
+
+#: The source ledger: one row per version of each entry of a source root.
+source_entries = Table(
+    "source_entries",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("root", String(1024), nullable=False),
+    Column("key", Text, nullable=False),  # path below the root / object key below the prefix
+    Column("version", Integer, nullable=False),
+    Column("current", Boolean, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),
+    Column("etag", String(128), nullable=True),
+    Column("content_sha256", String(64), nullable=True, index=True),
+    Column("state", String(16), nullable=False),  # submitted | done | deleted | superseded
+    Column("outcome", String(16), nullable=True),  # voxel | dlq | linked | rejected
+    Column("duplicate_of", String(36), nullable=True),  # the voxel that already had the bytes
+    Column("voxel_id", String(36), nullable=True, index=True),
+    Column("correlation_id", String(64), nullable=True, index=True),
+    Column("dlq_id", String(64), nullable=True),
+    Column("previous_id", String(36), nullable=True),  # the version this one replaced
+    Column("seen_unix", Float, nullable=False),
+    Column("updated_unix", Float, nullable=False),
+    UniqueConstraint("root", "key", "version", name="uq_source_entries_version"),
+    Index("ix_source_entries_root_current", "root", "current"),
+    Index("ix_source_entries_state", "state"),
+)
+
+#: Every voxel deletion: who, when, what (the sealed document) and why.
+voxel_deletions = Table(
+    "voxel_deletions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("voxel_id", String(36), nullable=False, index=True),
+    Column("payload_sha256", String(64), nullable=False),
+    Column("payload_removed", Boolean, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("label", String(128), nullable=True),
+    Column("actor", String(256), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("deleted_unix", Float, nullable=False, index=True),
+    Column("doc", Text, nullable=False),
+)
+
+#: Webhook endpoints: where events go, signed with the endpoint's secret.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("secret", String(128), nullable=False),
+    Column("triggers", Text, nullable=False),  # JSON list: ingested, failed, label:<name>
+    Column("active", Boolean, nullable=False),
+    Column("created_unix", Float, nullable=False),
+    Column("cursor_unix", Float, nullable=False),  # outcomes up to here were considered
+    Column("cursor_id", String(64), nullable=False),
+)
+
+#: One row per (endpoint, event): the delivery and its state (idempotency by event id).
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("endpoint_id", String(36), nullable=False, index=True),
+    Column("event_id", String(64), nullable=False),
+    Column("event_type", String(128), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_unix", Float, nullable=False, index=True),
+    Column("created_unix", Float, nullable=False),
+    Column("delivered_unix", Float, nullable=True),
+    UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_deliveries_event"),
+)
+
+#: Every delivery attempt (the delivery log).
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("delivery_id", String(36), nullable=False, index=True),
+    Column("attempt", Integer, nullable=False),
+    Column("at_unix", Float, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("duration_ms", Float, nullable=False),
 )

@@ -1,0 +1,1 @@
+"""Webhooks: terminal events (ingested, failed, label match) POSTed as signed CloudEvents."""
