@@ -96,4 +96,8 @@ def test_every_command_group_is_mounted() -> None:
         "index",
         "search",
         "export",
+        "sources",
+        "webhooks",
+        "sync",
+        "watch",
     }

@@ -202,6 +202,8 @@ def _changed(name: str, value: object) -> object:
         "routes": {**DEFAULT_ROUTES, "txt": ["package"]},
         "extract_ocr": "off",
         "extract_timeouts": {"pdf": 60.0},
+        "source_delete_policy": "delete",
+        "duplicate_policy": "flag",
     }
     if name in special:
         return special[name]
