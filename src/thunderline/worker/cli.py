@@ -28,7 +28,7 @@ def worker(
         str | None,
         typer.Option(
             "--stages",
-            help="Comma-separated: classify,nlp,infer,package and/or collect "
+            help="Comma-separated: classify,extract,nlp,infer,package and/or collect "
             "(default: every stage the settings enable, and collect).",
         ),
     ] = None,

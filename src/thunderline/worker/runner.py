@@ -1,6 +1,6 @@
 """A stateless worker: the pipeline engine running some stages over a shared, durable bus.
 
-``thunderline worker --stages classify,nlp,infer,package`` builds only the named stages (the
+``thunderline worker --stages classify,extract,nlp,infer,package`` builds only the named stages (the
 routes still use every stage the settings enable, wherever it runs) and consumes their queues;
 ``collect`` adds the collector. Nothing lives on the worker's disk: payloads are in the shared
 object store, voxels and outcomes in the shared database, messages in the broker.
