@@ -3,8 +3,9 @@
 Clones this repository's committed HEAD into a temporary folder and runs ``make demo`` there
 with an empty pip cache and no ``TL_*`` settings, exactly as a new user would after
 ``git clone``. Then checks what the demo left behind in its embedded store
-(``.thunderline/thunderline.db``): every file shipped in ``examples/`` became at least one voxel
-(archives add their members), every artifact ended as a voxel and none was dead-lettered.
+(``.thunderline/thunderline.db``): every file shipped in ``examples/`` ended as a voxel
+(archives add their members; a duplicate is linked to the voxel already stored), every voxel is
+named by an outcome, and nothing was dead-lettered.
 
 Prints one JSON line (exit code, seconds, voxel count) and exits non-zero on any failure, with
 the tail of the demo's output. Uncommitted changes are not part of the check (a clone sees
@@ -51,15 +52,21 @@ def _tail(log: Path, lines: int = 40) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def _store_counts(db: Path) -> tuple[int, int, int]:
-    """(voxels, voxel outcomes, dead-letter outcomes) in the demo's embedded store."""
+def _store_counts(db: Path) -> tuple[int, int, int, int]:
+    """(voxels, artifacts that ended as a voxel, distinct voxels they name, dead letters).
+
+    An artifact whose bytes were already stored ends linked to that voxel (the default
+    duplicate policy), so artifacts may outnumber voxels; every voxel is named by an outcome.
+    """
     if not db.is_file():
         raise FreshCheckError(f"the demo left no store at {db}")
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         voxels = conn.execute("SELECT count(*) FROM voxels").fetchone()[0]
-        done = conn.execute("SELECT count(*) FROM outcomes WHERE kind = 'voxel'").fetchone()[0]
+        done, named = conn.execute(
+            "SELECT count(*), count(DISTINCT voxel_id) FROM outcomes WHERE kind = 'voxel'"
+        ).fetchone()
         dlq = conn.execute("SELECT count(*) FROM outcomes WHERE kind = 'dlq'").fetchone()[0]
-    return int(voxels), int(done), int(dlq)
+    return int(voxels), int(done), int(named), int(dlq)
 
 
 def check(workdir: Path) -> dict[str, object]:
@@ -93,18 +100,20 @@ def check(workdir: Path) -> dict[str, object]:
     tail = _tail(log)
     if proc.returncode != 0:
         raise FreshCheckError(f"make demo exited {proc.returncode} after {seconds} s:\n{tail}")
-    voxels, done, dlq = _store_counts(clone / ".thunderline" / "thunderline.db")
+    voxels, done, named, dlq = _store_counts(clone / ".thunderline" / "thunderline.db")
     if dlq:
         raise FreshCheckError(f"the demo dead-lettered {dlq} artifact(s):\n{tail}")
-    if voxels < len(examples) or voxels != done:
+    if done < len(examples) or named != voxels or voxels == 0:
         raise FreshCheckError(
-            f"{voxels} voxels for {len(examples)} example files ({done} voxel outcomes):\n{tail}"
+            f"{done} artifacts ended as voxels for {len(examples)} example files; "
+            f"{voxels} voxels stored, {named} named by outcomes:\n{tail}"
         )
     return {
         "check": "fresh_clone_make_demo",
         "exit_code": proc.returncode,
         "seconds_install_included": seconds,
         "example_files": len(examples),
+        "artifacts_stored": done,
         "voxels": voxels,
         "dead_lettered": dlq,
         "pip_cache": "empty",

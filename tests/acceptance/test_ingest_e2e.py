@@ -121,8 +121,8 @@ def test_cli_exit_code_only_for_run_failures(
     monkeypatch.setenv("TL_HOME", str(tmp_path / "home"))
     runner = CliRunner()
     missing = runner.invoke(app, ["ingest", str(tmp_path / "does-not-exist")])
-    assert missing.exit_code == 0  # a missing file is a DLQ entry, not a failed run
-    assert "not_found" in missing.stdout
+    assert missing.exit_code == 2  # a path that does not exist is a usage error (issue 24)
+    assert "does-not-exist" in missing.output
     monkeypatch.setenv("TL_BUS_URL", "kafka://nowhere")
     broken = runner.invoke(app, ["ingest", str(tmp_path)])
     assert broken.exit_code != 0

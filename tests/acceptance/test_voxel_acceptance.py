@@ -22,6 +22,7 @@ from thunderline.classify import iter_candidates
 from thunderline.config import Settings
 from thunderline.errors import ChecksumMismatch
 from thunderline.events import VOXEL_CREATED, CloudEvent
+from thunderline.ids import short
 from thunderline.journal import Journal
 from thunderline.runtime import Runtime
 from thunderline.voxel.cli import voxels_app
@@ -94,4 +95,4 @@ async def test_ingest_to_verified_voxels(
         voxels_app, ["verify", "--all"], env={"TL_HOME": str(settings.home), "COLUMNS": "200"}
     )
     assert result.exit_code == 1
-    assert blob.id in result.output and "checksum_mismatch" in result.output
+    assert short(blob.id) in result.output and "checksum_mismatch" in result.output

@@ -180,9 +180,17 @@ class PackageStage(StoreStage):
         sync/watch, workers), since every artifact ends here. ``link``: no new voxel, the
         event names the existing one; ``flag``: a new voxel, the event names the existing one;
         ``reject``: a DLQ record (reason ``duplicate``); ``reprocess``: as if new. One query
-        per batch asks which of its payloads other sources already hold."""
+        per batch asks which of its payloads other sources already hold.
+
+        A member of a container (an archive member, an e-mail attachment: a voxel with a
+        parent) is always stored as its own voxel: its sealed parent is what keeps the
+        container's lineage tree whole (the payload itself is stored once by its hash)."""
         policy = self.settings.duplicate_policy
-        items = [i for i in work if i.error is None and i.voxel is not None]
+        items = [
+            i
+            for i in work
+            if i.error is None and i.voxel is not None and not i.voxel.lineage.parent_voxel_ids
+        ]
         if policy == "reprocess" or not items:
             return
         assert self.voxels is not None

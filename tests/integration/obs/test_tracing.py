@@ -51,7 +51,12 @@ def test_one_ingest_is_one_trace_with_a_span_per_stage(
     assert not end.is_dlq
 
     spans = exporter.get_finished_spans()
-    assert sorted(s.name for s in spans) == ["stage classify", "stage nlp", "stage package"]
+    assert sorted(s.name for s in spans) == [
+        "stage classify",
+        "stage extract",
+        "stage nlp",
+        "stage package",
+    ]
     trace_id, parent_id = tracing.trace_ids(end.correlationid)
     for span in spans:
         assert span.context is not None and span.context.trace_id == trace_id

@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 from thunderline.classify import iter_candidates
 from thunderline.cli import app
 from thunderline.config import Settings, load_settings
+from thunderline.ids import short
 from thunderline.runtime import Runtime
 from thunderline.search.engine import Searcher
 from thunderline.search.export import encode, iter_rows
@@ -254,7 +255,7 @@ def test_voxels_verify_reports_index_rows(
     remove(store, [victim])
     failed = runner.invoke(app, ["voxels", "verify", "--all"], terminal_width=200)
     assert failed.exit_code == 1
-    assert "index_missing" in failed.output and victim in failed.output
+    assert "index_missing" in failed.output and short(victim) in failed.output  # short ids
     rebuilt = runner.invoke(app, ["index", "rebuild"])
     assert rebuilt.exit_code == 0 and "1 indexed" in rebuilt.output
     assert runner.invoke(app, ["voxels", "verify", "--all"]).exit_code == 0
