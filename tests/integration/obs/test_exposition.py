@@ -43,6 +43,7 @@ ALLOWED_LABELS = {
     "method",
     "route",
     "status",
+    "extractor",  # an extractor name of thunderline.extract.registry (a bounded set)
 }
 #: ``route`` of the HTTP metrics: a route template of the app (or ``unmatched``), never a path.
 ROUTE_TEMPLATE = re.compile(r"unmatched|/[a-z0-9_/{}.-]*")
