@@ -47,6 +47,12 @@ def open_bus(settings: Settings, on_drop: DropHandler | None = None) -> EventBus
     )
 
 
+def keeps_messages(settings: Settings) -> bool:
+    """Whether the configured bus keeps a message after the process that sent it is gone (a
+    broker's durable queue) rather than losing it with its run (the in-process bus)."""
+    return settings.bus.url.startswith(_BROKER_SCHEMES)
+
+
 def open_ingestor(
     settings: Settings,
     *,

@@ -19,6 +19,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
+from thunderline.bus.factory import keeps_messages
 from thunderline.config import Settings
 from thunderline.events import CloudEvent
 from thunderline.objects.factory import open_object_store
@@ -42,7 +43,7 @@ class LazyPublisher:
         self.outcomes = outcomes
         # in-process, a pending entry's work died with its run: send it again; on a broker
         # its message is durable in its queue: wait for its outcome instead
-        self.resubmit_pending = not settings.bus.url.startswith(("amqp://", "amqps://"))
+        self.resubmit_pending = not keeps_messages(settings)
         self._inner: IngestorPublisher | None = None
 
     async def _open(self) -> IngestorPublisher:
