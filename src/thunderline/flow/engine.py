@@ -221,6 +221,11 @@ class Pipeline:
         """Wait until every submitted message has reached the terminal sink or the DLQ."""
         await asyncio.wait_for(self._idle.wait(), timeout_s)
 
+    @property
+    def outstanding(self) -> int:
+        """Messages submitted or derived that have not reached the terminal sink or the DLQ."""
+        return self._outstanding
+
     def _add_outstanding(self, n: int) -> None:
         self._outstanding += n
         if self._outstanding <= 0:
