@@ -20,7 +20,15 @@ import asyncio
 import logging
 
 CLIENT_LOGGERS = ("aiormq", "aio_pika")
-_CLOSED_WORDS = ("closed", "connection reset", "unexpectedly", "reconnect", "broken pipe")
+_CLOSED_WORDS = (
+    "closed",
+    "connection reset",
+    "unexpectedly",
+    "reconnect",
+    "broken pipe",
+    "no active transport",  # a robust channel's close callback after its connection went away
+    "channelinvalidstateerror",
+)
 
 
 def _safe_arg(value: object) -> object:
