@@ -44,6 +44,7 @@ ALLOWED_LABELS = {
     "route",
     "status",
     "extractor",  # an extractor name of thunderline.extract.registry (a bounded set)
+    "policy",  # TL_DUPLICATE_POLICY: link, flag, reject, reprocess
 }
 #: ``route`` of the HTTP metrics: a route template of the app (or ``unmatched``), never a path.
 ROUTE_TEMPLATE = re.compile(r"unmatched|/[a-z0-9_/{}.-]*")
