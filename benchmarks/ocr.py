@@ -1,71 +1,117 @@
-"""OCR benchmark: character error rate and pages/s of RapidOCR, raw engine against ours.
+"""OCR benchmark: character error rate and pages/s of RapidOCR and Tesseract, raw against ours.
 
-Pages are rendered here with Pillow's own scalable font (no font file of the machine), four
-lines of English prose each, then degraded: Gaussian blur, noise, a 2-degree skew, JPEG at
-quality 15, and small type. For every page the raw engine (``RapidOCR()(array)``) and ours
-(:func:`thunderline.extract.ocr.recognise`: scaling, heartbeat thread, reading order) run
-alternately on the same image.
+Pages are rendered here (Pillow's own scalable font, and the DejaVu Sans, Serif, Mono and
+Sans Condensed Oblique fonts when the machine has them), four lines of English prose, names,
+dates and figures each, then some are degraded: Gaussian blur, salt-and-pepper noise, a
+2-degree skew, JPEG at quality 15, small type (14 px) and blur followed by JPEG. For every page
+each engine runs raw and through ours, alternately (the order flips from page to page):
 
-CER = Levenshtein distance / reference length, on text with runs of white space made one
-space (``cer``) and with white space removed (``cer_nospace``: PP-OCR sometimes drops the
-space between words, which a search index or spaCy sees, so both are given). ``ratio`` =
-our pages/s / raw pages/s (goal >= 0.9). The last line is one JSON object.
+* RapidOCR raw: ``RapidOCR()(array)`` (the wheel's defaults); ours:
+  :func:`thunderline.extract.ocr.recognise` with ``engine="rapidocr"`` (spaces decoded back,
+  no direction classifier unless the page reads badly, lines rebuilt from the boxes).
+* Tesseract raw: ``tesseract PAGE.png stdout -l eng`` (plain text, the CLI's defaults); ours:
+  ``recognise(engine="tesseract")`` (PNG through stdin, TSV with word boxes and confidences,
+  lines rebuilt, heartbeat). Skipped, and said so, when the binary is absent.
+
+CER = Levenshtein distance / reference length, with the same normalisation for every engine
+and for the reference: lines joined by a newline, then every run of white space made one space
+(``cer``: a missing or extra space between words counts as one error); ``cer_nospace`` drops
+white space altogether (for comparison only). The goal of issue 18 is ``cer`` <= 0.02 on the
+clean pages and <= 0.08 on the degraded ones. ``ratio`` = our pages/s / the raw engine's
+pages/s on the same pages in the same run (goal >= 0.9). The last line is one JSON object.
+
+Usage: ``python benchmarks/ocr.py [--fonts N] [--engines rapidocr,tesseract]``.
 """
 
 from __future__ import annotations
 
+import argparse
+import io
 import json
 import os
 import platform
 import random
+import subprocess
 import sys
+import tempfile
 import time
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 from thunderline.extract import ocr
 
-LINES = [
+TEXT = [
     "Marie Curie was born in Warsaw in 1867 and moved to Paris.",
     "She received the Nobel Prize in Physics in 1903 with Pierre.",
     "Invoice 2024-117: three reams of paper, total 42.50 EUR.",
     "The meeting is on Tuesday at 10:30 in room B-204, Geneva.",
+    "Please call +41 22 555 0199 before Friday, 5 May 2025.",
+    "Quick brown foxes jump over the lazy dog; 7 of 9 did.",
+    "Order #88213 ships from Rotterdam on 14 March via DHL.",
+    "Dr. Ada Lovelace wrote the first program for Babbage.",
+]
+FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
+FONTS: list[tuple[str, Path | None]] = [
+    ("pillow", None),
+    ("dejavu-sans", FONT_DIR / "DejaVuSans.ttf"),
+    ("dejavu-serif", FONT_DIR / "DejaVuSerif.ttf"),
+    ("dejavu-mono", FONT_DIR / "DejaVuSansMono.ttf"),
+    ("dejavu-cond-oblique", FONT_DIR / "DejaVuSansCondensed-Oblique.ttf"),
+]
+#: (name, size in px, degradation); names starting with ``clean`` count as clean pages.
+VARIANTS = [
+    ("clean_32px", 32, ""),
+    ("clean_22px", 22, ""),
+    ("blur", 28, "blur"),
+    ("noise", 28, "noise"),
+    ("skew", 28, "skew"),
+    ("jpeg_q15", 28, "jpeg"),
+    ("small_14px", 14, ""),
+    ("blur_jpeg", 24, "blur+jpeg"),
 ]
 
 
-def _page(size: int) -> Any:
+def _lines(n: int) -> list[str]:
+    """Four lines of the text, a different set for every page."""
+    return [TEXT[(n * 3 + k) % len(TEXT)] for k in range(4)]
+
+
+def _page(font_path: Path | None, size: int, lines: list[str]) -> Any:
     from PIL import Image, ImageDraw, ImageFont
 
-    font = ImageFont.load_default(size=size)
-    image = Image.new("RGB", (int(size * 36), int(size * 2.2 * len(LINES) + 60)), "white")
+    if font_path is None:
+        font: Any = ImageFont.load_default(size=size)
+    else:
+        font = ImageFont.truetype(str(font_path), size)
+    width = int(max(font.getlength(line) for line in lines) + 60)
+    image = Image.new("RGB", (width, int(size * 2.2 * len(lines) + 60)), "white")
     draw = ImageDraw.Draw(image)
-    for n, line in enumerate(LINES):
+    for n, line in enumerate(lines):
         draw.text((30, 30 + int(n * size * 2.2)), line, fill="black", font=font)
     return image
 
 
 def _degrade(image: Any, how: str) -> Any:
-    import io
-
     from PIL import Image, ImageFilter
 
-    if how == "blur":
-        return image.filter(ImageFilter.GaussianBlur(1.2))
-    if how == "noise":
-        rng = random.Random(7)
-        noisy = image.copy()
-        pixels = noisy.load()
-        for _ in range(noisy.width * noisy.height // 12):
-            x, y = rng.randrange(noisy.width), rng.randrange(noisy.height)
-            value = rng.randrange(256)
-            pixels[x, y] = (value, value, value)
-        return noisy
-    if how == "skew":
-        return image.rotate(2.0, expand=True, fillcolor="white")
-    if how == "jpeg":
-        buffer = io.BytesIO()
-        image.save(buffer, "JPEG", quality=15)
-        return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    for step in filter(None, how.split("+")):
+        if step == "blur":
+            image = image.filter(ImageFilter.GaussianBlur(1.2))
+        elif step == "noise":
+            rng = random.Random(7)
+            image = image.copy()
+            pixels = image.load()
+            for _ in range(image.width * image.height // 12):
+                x, y = rng.randrange(image.width), rng.randrange(image.height)
+                value = rng.randrange(256)
+                pixels[x, y] = (value, value, value)
+        elif step == "skew":
+            image = image.rotate(2.0, expand=True, fillcolor="white")
+        elif step == "jpeg":
+            buffer = io.BytesIO()
+            image.save(buffer, "JPEG", quality=15)
+            image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
     return image
 
 
@@ -79,77 +125,154 @@ def _distance(a: str, b: str) -> int:
     return previous[-1]
 
 
-def _cer(reference: str, hypothesis: str) -> tuple[float, float]:
-    ref, hyp = " ".join(reference.split()), " ".join(hypothesis.split())
+def normalise(text: str) -> str:
+    """The one normalisation used for every engine and the reference: runs of white space
+    (newlines included) made one space, ends stripped."""
+    return " ".join(text.split())
+
+
+def cer(reference: str, hypothesis: str) -> tuple[float, float]:
+    """(CER with spaces, CER without white space) of ``hypothesis`` against ``reference``."""
+    ref, hyp = normalise(reference), normalise(hypothesis)
     spaced = _distance(ref, hyp) / max(len(ref), 1)
-    ref_n, hyp_n = "".join(ref.split()), "".join(hyp.split())
+    ref_n, hyp_n = ref.replace(" ", ""), hyp.replace(" ", "")
     return spaced, _distance(ref_n, hyp_n) / max(len(ref_n), 1)
 
 
-def main() -> None:
-    import numpy as np
-    from rapidocr_onnxruntime import RapidOCR
+def _tesseract_raw(path: Path) -> str:
+    env = dict(os.environ)
+    env.setdefault("OMP_THREAD_LIMIT", "1")  # as ours: one core per worker
+    done = subprocess.run(
+        ["tesseract", str(path), "stdout", "-l", "eng"],
+        capture_output=True,
+        check=True,
+        env=env,
+    )
+    return done.stdout.decode("utf-8", "replace")
 
-    engine = RapidOCR()
-    reference = "\n".join(LINES)
-    pages = {
-        "clean_32px": _page(32),
-        "clean_22px": _page(22),
-        "blur": _degrade(_page(28), "blur"),
-        "noise": _degrade(_page(28), "noise"),
-        "skew": _degrade(_page(28), "skew"),
-        "jpeg_q15": _degrade(_page(28), "jpeg"),
-        "small_16px": _page(16),
-    }
-    ocr.recognise(pages["clean_32px"], lambda: None)  # load our engine outside the timing
-    engine(np.asarray(pages["clean_32px"])[:, :, ::-1].copy())
-    per_page: dict[str, Any] = {}
-    raw_total = ours_total = 0.0
-    for name, image in pages.items():
-        array = np.asarray(image.convert("RGB"))[:, :, ::-1].copy()
-        t0 = time.perf_counter()
-        raw_found, _ = engine(array)
-        raw_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        lines = ocr.recognise(image, lambda: None)
-        ours_s = time.perf_counter() - t0
-        raw_total += raw_s
-        ours_total += ours_s
-        raw_text = "\n".join(str(r[1]) for r in raw_found or [])
-        ours_text = "\n".join(line.text for line in lines)
-        cer, cer_nospace = _cer(reference, ours_text)
-        raw_cer, _ = _cer(reference, raw_text)
-        per_page[name] = {
-            "cer": round(cer, 4),
-            "cer_nospace": round(cer_nospace, 4),
-            "raw_cer": round(raw_cer, 4),
-            "mean_confidence": ocr.info(lines).mean_confidence,
-            "low_confidence_lines": ocr.info(lines).low_confidence_lines,
-            "raw_s": round(raw_s, 3),
-            "ours_s": round(ours_s, 3),
-        }
-    clean = [v for k, v in per_page.items() if k.startswith("clean")]
-    degraded = [v for k, v in per_page.items() if not k.startswith("clean")]
+
+def _summary(rows: list[dict[str, Any]], key: str) -> float:
+    return round(sum(r[key] for r in rows) / len(rows), 4) if rows else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--fonts", type=int, default=len(FONTS), help="How many fonts to use.")
+    parser.add_argument("--engines", default="rapidocr,tesseract")
+    args = parser.parse_args()
+
+    import numpy as np
+
+    engines = [e for e in args.engines.split(",") if e]
+    skipped: dict[str, str] = {}
+    for engine in list(engines):
+        problem = ocr.available(engine)
+        if problem is not None:
+            skipped[engine] = problem
+            engines.remove(engine)
+    fonts = [(n, p) for n, p in FONTS if p is None or p.exists()][: args.fonts]
+    missing_fonts = [n for n, p in FONTS if p is not None and not p.exists()]
+
+    pages: list[tuple[str, str, bool, str, Any]] = []
+    for f, (font_name, font_path) in enumerate(fonts):
+        for v, (variant, size, how) in enumerate(VARIANTS):
+            lines = _lines(f * len(VARIANTS) + v)
+            image = _degrade(_page(font_path, size, lines), how)
+            pages.append((font_name, variant, variant.startswith("clean"), "\n".join(lines), image))
+
+    raw_rapid: Any = None
+    if "rapidocr" in engines:
+        from rapidocr_onnxruntime import RapidOCR
+
+        raw_rapid = RapidOCR()
+        warm = np.asarray(pages[0][4])[:, :, ::-1].copy()
+        raw_rapid(warm)  # load both outside the timing
+        ocr.recognise(pages[0][4], lambda: None, "rapidocr")
+
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="tl-bench-ocr-") as tmp:
+        files = []
+        for n, page in enumerate(pages):
+            path = Path(tmp) / f"page{n}.png"
+            page[4].save(path)
+            files.append(path)
+        for engine in engines:
+            rows: list[dict[str, Any]] = []
+            raw_total = ours_total = 0.0
+            for n, (font_name, variant, clean, reference, image) in enumerate(pages):
+                array = np.asarray(image.convert("RGB"))[:, :, ::-1].copy()
+
+                def run_raw(array: Any = array, path: Path = files[n], engine: str = engine) -> str:
+                    if engine == "tesseract":
+                        return _tesseract_raw(path)
+                    found, _ = raw_rapid(array)
+                    return "\n".join(str(r[1]) for r in found or [])
+
+                def run_ours(image: Any = image, engine: str = engine) -> list[ocr.OcrLine]:
+                    return ocr.recognise(image, lambda: None, engine)
+
+                timings: dict[str, float] = {}
+                outputs: dict[str, Any] = {}
+                order = ("raw", "ours") if n % 2 == 0 else ("ours", "raw")
+                for which in order:
+                    t0 = time.perf_counter()
+                    outputs[which] = run_raw() if which == "raw" else run_ours()
+                    timings[which] = time.perf_counter() - t0
+                raw_total += timings["raw"]
+                ours_total += timings["ours"]
+                lines = outputs["ours"]
+                ours_cer, ours_nospace = cer(reference, "\n".join(ln.text for ln in lines))
+                raw_cer, raw_nospace = cer(reference, outputs["raw"])
+                summary = ocr.info(lines, engine)
+                rows.append(
+                    {
+                        "font": font_name,
+                        "page": variant,
+                        "clean": clean,
+                        "cer": round(ours_cer, 4),
+                        "cer_nospace": round(ours_nospace, 4),
+                        "raw_cer": round(raw_cer, 4),
+                        "raw_cer_nospace": round(raw_nospace, 4),
+                        "mean_confidence": summary.mean_confidence,
+                        "low_confidence_lines": summary.low_confidence_lines,
+                        "raw_s": round(timings["raw"], 3),
+                        "ours_s": round(timings["ours"], 3),
+                    }
+                )
+            clean_rows = [r for r in rows if r["clean"]]
+            degraded = [r for r in rows if not r["clean"]]
+            results[engine] = {
+                "version": ocr.engine_version(engine),
+                "baseline": {
+                    "what": "tesseract PAGE.png stdout -l eng"
+                    if engine == "tesseract"
+                    else "RapidOCR()(array), the wheel's defaults",
+                    "pages_per_s": round(len(rows) / raw_total, 3),
+                    "cer_clean": _summary(clean_rows, "raw_cer"),
+                    "cer_degraded": _summary(degraded, "raw_cer"),
+                },
+                "ours": {
+                    "what": f"thunderline.extract.ocr.recognise(engine={engine!r})",
+                    "pages_per_s": round(len(rows) / ours_total, 3),
+                    "cer_clean": _summary(clean_rows, "cer"),
+                    "cer_degraded": _summary(degraded, "cer"),
+                    "cer_clean_nospace": _summary(clean_rows, "cer_nospace"),
+                    "cer_degraded_nospace": _summary(degraded, "cer_nospace"),
+                    "worst_clean": max((r["cer"] for r in clean_rows), default=0.0),
+                    "worst_degraded": max((r["cer"] for r in degraded), default=0.0),
+                },
+                "ratio": round(raw_total / ours_total, 3),
+                "per_page": rows,
+            }
     result = {
         "name": "ocr",
-        "baseline": {
-            "what": "RapidOCR()(array) on the same pages",
-            "pages_per_s": round(len(pages) / raw_total, 3),
-        },
-        "ours": {
-            "what": "thunderline.extract.ocr.recognise",
-            "pages_per_s": round(len(pages) / ours_total, 3),
-            "cer_clean": round(sum(v["cer"] for v in clean) / len(clean), 4),
-            "cer_clean_nospace": round(sum(v["cer_nospace"] for v in clean) / len(clean), 4),
-            "cer_degraded": round(sum(v["cer"] for v in degraded) / len(degraded), 4),
-            "cer_degraded_nospace": round(
-                sum(v["cer_nospace"] for v in degraded) / len(degraded), 4
-            ),
-            "per_page": per_page,
-        },
-        "ratio": round(raw_total / ours_total, 3),
-        "goal": 0.9,
-        "unit": "our pages/s / raw engine pages/s",
+        "pages": len(pages),
+        "fonts": [n for n, _ in fonts],
+        "missing_fonts": missing_fonts,
+        "skipped_engines": skipped,
+        "engines": results,
+        "goal": {"cer_clean": 0.02, "cer_degraded": 0.08, "ratio": 0.9},
+        "unit": "ratio = our pages/s / raw engine pages/s; cer = edit distance / reference chars",
         "machine": {
             "cores": os.cpu_count(),
             "python": platform.python_version(),

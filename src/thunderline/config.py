@@ -306,8 +306,15 @@ class ExtractSettings(Part):
     )
     ocr: str = Field(
         "rapidocr",
-        pattern=r"^(rapidocr|off)$",
-        description="OCR of images and PDF pages without a text layer: `rapidocr` or `off`.",
+        pattern=r"^(rapidocr|tesseract|auto|off)$",
+        description="OCR of images and PDF pages without a text layer: `rapidocr`, "
+        "`tesseract` (the Tesseract 5 binary on PATH), `auto` (Tesseract if installed, else "
+        "RapidOCR) or `off`.",
+    )
+    ocr_languages: str = Field(
+        "eng",
+        pattern=r"^[A-Za-z_]+(\+[A-Za-z_]+)*$",
+        description="Tesseract language packs, `+`-joined (`eng+deu`); RapidOCR ignores it.",
     )
     max_parts: int = Field(
         1000, ge=0, description="Embedded parts (attachments, objects) kept per file."

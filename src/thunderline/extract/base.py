@@ -54,6 +54,8 @@ class ExtractContext:
     max_part_bytes: int = 256 * 1024 * 1024
     parts_dir: Path | None = None
     ocr: bool = False  # read images and PDF pages without a text layer with OCR
+    ocr_engine: str = "rapidocr"  # rapidocr, tesseract or auto (thunderline.extract.ocr)
+    ocr_languages: str = "eng"  # Tesseract language packs, +-joined
     progress: Callable[[], None] = lambda: None
     parts: list[EmbeddedPart] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

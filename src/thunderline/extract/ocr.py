@@ -1,28 +1,58 @@
-"""OCR for images and PDF pages without a text layer: RapidOCR (PP-OCRv4 ONNX models).
+"""OCR for images and PDF pages without a text layer: RapidOCR (PP-OCRv4 ONNX) or Tesseract 5.
 
-``rapidocr-onnxruntime`` 1.4.4 ships its detection, direction and recognition models as ONNX
-files inside the wheel (nothing is downloaded) and runs them on ONNX Runtime, already a
-dependency. One engine is loaded per worker process, at the first image. Every line keeps its
-recognition confidence; lines below :data:`LOW_CONFIDENCE` are counted and listed in the
-result (``raw["ocr_low_confidence"]``) so that nobody mistakes them for read text.
+Two engines, chosen by ``TL_EXTRACT_OCR`` (``rapidocr``, ``tesseract``, ``auto`` or ``off``):
 
-The engine runs in the worker (``TL_EXTRACT_OCR=rapidocr``; ``off`` switches OCR off). While it
-works a heartbeat thread reports progress, so only the total timeout of the ``ocr`` kind
-stops a slow page; the address-space cap applies as to any parser. Tesseract is not wired in:
-the Debian package is not installed on these machines (see docs/ARCHITECTURE.md).
+``rapidocr``
+    ``rapidocr-onnxruntime`` 1.4.4 ships its detection, direction and recognition models as
+    ONNX files inside the wheel (nothing is downloaded) and runs them on ONNX Runtime, already
+    a dependency. Its recognition model (the Chinese-English PP-OCRv4 one) often leaves out the
+    space between two English words: the greedy CTC decode keeps a space only where it is the
+    most likely symbol of a frame. We decode the same network output ourselves and put a space
+    between two characters when the space symbol's probability in a frame between them reaches
+    :data:`SPACE_PROBABILITY` (measured in ``benchmarks/ocr.py``: between letters of one word
+    it stays below 0.005, between words it is almost always above). The direction classifier
+    is not run on every line (it turned whole upright lines upside down on rendered pages, and
+    those lines were lost); a page that reads badly upright is read again with it.
+``tesseract``
+    The Debian ``tesseract-ocr`` 5 binary through its command line (TSV output: every word
+    with its box and confidence); language packs (``tesseract-ocr-eng``, ``-deu``...) are
+    named by ``TL_EXTRACT_OCR_LANGUAGES``. Found on ``PATH`` at run time; when it is absent
+    the file is extracted without OCR and a warning says why and what to install.
+``auto``
+    Tesseract when its binary is installed, else RapidOCR.
+
+Whatever the engine, the words found are put into lines by their geometry (a box joins a line
+when its vertical middle falls inside the line's band; a line reads left to right, its boxes
+joined by a space) and the lines into reading order (top to bottom). Every word and line keeps
+its recognition confidence (0-1); lines below :data:`LOW_CONFIDENCE` and words below it are
+counted in the result's :class:`~thunderline.extract.result.OcrInfo`, and the low lines are
+listed, with their page, in ``raw["ocr_low_confidence"]`` so that nobody mistakes them for
+read text.
+
+The engine runs in the extraction worker. While it works a heartbeat thread reports progress,
+so only the total timeout of the ``ocr`` kind stops a slow page; the address-space cap applies
+as to any parser.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import os
+import shutil
+import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from thunderline.extract.base import library_version
 from thunderline.extract.result import OcrInfo
 
-#: Lines whose recognition confidence is below this are marked low-confidence.
+#: The engines (``auto`` resolves to one of them, ``off`` switches OCR off).
+ENGINES = ("rapidocr", "tesseract")
+#: Lines (and words) whose recognition confidence is below this are marked low-confidence.
 LOW_CONFIDENCE = 0.8
 #: Longest image side handed to the engine (larger images are scaled down first).
 MAX_SIDE = 2400
@@ -30,29 +60,88 @@ MAX_SIDE = 2400
 MIN_SIDE = 48
 #: Seconds between heartbeat progress reports while the engine works.
 HEARTBEAT_S = 1.0
+#: RapidOCR: a space goes between two characters when the space symbol reaches this
+#: probability in a frame between them (see the module docstring).
+SPACE_PROBABILITY = 0.003
+#: RapidOCR: a page whose upright reading is below this mean confidence (or empty) is read
+#: again with the direction classifier, and the better reading is kept.
+RETRY_WITH_CLS_BELOW = 0.75
 
-_engine: Any = None
+_engines: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class OcrWord:
+    """One word read: its text, confidence (0-1) and box (pixels of the image, if known)."""
+
+    text: str
+    confidence: float
+    left: float = 0.0
+    top: float = 0.0
+    right: float = 0.0
+    bottom: float = 0.0
 
 
 @dataclass(frozen=True)
 class OcrLine:
+    """One line of text in reading order, with its words and its confidence (0-1)."""
+
     text: str
     confidence: float
     top: float
     left: float
+    words: tuple[OcrWord, ...] = ()
+    bottom: float = 0.0
+
+    @property
+    def low_confidence(self) -> bool:
+        """True when the line's confidence is below :data:`LOW_CONFIDENCE`."""
+        return self.confidence < LOW_CONFIDENCE
 
 
-def _rapidocr() -> Any:
-    global _engine
-    if _engine is None:
-        from rapidocr_onnxruntime import RapidOCR
+@dataclass(frozen=True)
+class _Box:
+    """A run of text the engine found (a word for Tesseract, a line piece for RapidOCR)."""
 
-        _engine = RapidOCR()
-    return _engine
+    words: tuple[OcrWord, ...]
+    left: float
+    top: float
+    right: float
+    bottom: float
 
 
-def available() -> str | None:
-    """Why OCR cannot run here (None: it can)."""
+# ---- engine choice ---------------------------------------------------------------------------
+def tesseract_binary() -> str | None:
+    """The path of the ``tesseract`` binary on ``PATH`` (None: not installed)."""
+    return shutil.which("tesseract")
+
+
+def resolve(engine: str) -> str:
+    """The engine that runs for a ``TL_EXTRACT_OCR`` value (``auto``: Tesseract if installed)."""
+    if engine == "auto":
+        return "tesseract" if tesseract_binary() else "rapidocr"
+    return engine
+
+
+def available(engine: str = "rapidocr") -> str | None:
+    """Why OCR with ``engine`` cannot run here (None: it can).
+
+    Args:
+        engine: ``rapidocr``, ``tesseract`` or ``auto``.
+
+    Returns:
+        A sentence naming what is missing and how to install it, or None.
+    """
+    engine = resolve(engine)
+    if engine == "tesseract":
+        if tesseract_binary() is None:
+            return (
+                "the tesseract binary is not on PATH (Debian/Ubuntu: apt-get install "
+                "tesseract-ocr tesseract-ocr-eng; or set TL_EXTRACT_OCR=rapidocr)"
+            )
+        return None
+    if engine != "rapidocr":
+        return f"unknown OCR engine {engine!r}: use one of {ENGINES} or auto"
     try:
         import rapidocr_onnxruntime  # noqa: F401
     except ImportError as exc:
@@ -60,17 +149,39 @@ def available() -> str | None:
     return None
 
 
-def recognise(image: Any, progress: Callable[[], None]) -> list[OcrLine]:
-    """The text lines of a PIL image in reading order (top to bottom, left to right)."""
-    import numpy as np
-
-    if min(image.size) < MIN_SIDE:
+def tesseract_languages() -> list[str]:
+    """The language packs Tesseract has (``tesseract --list-langs``; empty if absent)."""
+    binary = tesseract_binary()
+    if binary is None:
         return []
-    rgb = image.convert("RGB")
-    scale = MAX_SIDE / max(rgb.size)
-    if scale < 1:
-        rgb = rgb.resize((max(1, int(rgb.width * scale)), max(1, int(rgb.height * scale))))
-    array = np.asarray(rgb)[:, :, ::-1].copy()  # RGB -> BGR, as OpenCV expects
+    done = subprocess.run(
+        [binary, "--list-langs"], capture_output=True, text=True, timeout=30, check=False
+    )
+    lines = done.stdout.splitlines()
+    return [ln.strip() for ln in lines[1:] if ln.strip() and ln.strip() != "osd"]
+
+
+def engine_version(engine: str) -> str:
+    """The version of the engine that runs (``tesseract --version``, or the wheel's)."""
+    engine = resolve(engine)
+    if engine == "tesseract":
+        if "tesseract-version" not in _engines:
+            binary = tesseract_binary()
+            version = "unknown"
+            if binary is not None:
+                done = subprocess.run(
+                    [binary, "--version"], capture_output=True, text=True, timeout=30, check=False
+                )
+                first = (done.stdout or done.stderr).split("\n", 1)[0].split()
+                version = first[-1] if first else "unknown"
+            _engines["tesseract-version"] = version
+        return str(_engines["tesseract-version"])
+    return library_version("rapidocr-onnxruntime")
+
+
+# ---- the heartbeat ---------------------------------------------------------------------------
+@contextmanager
+def _heartbeat(progress: Callable[[], None]) -> Iterator[None]:
     done = threading.Event()
 
     def beat() -> None:
@@ -80,31 +191,270 @@ def recognise(image: Any, progress: Callable[[], None]) -> list[OcrLine]:
     ticker = threading.Thread(target=beat, daemon=True)
     ticker.start()
     try:
-        engine = _rapidocr()  # loaded at the first image, under the heartbeat too
-        found, _elapsed = engine(array)
+        yield
     finally:
         done.set()
         ticker.join()
-    lines: list[OcrLine] = []
-    for box, text, score in found or []:
+
+
+# ---- RapidOCR --------------------------------------------------------------------------------
+class _SpacedDecode:
+    """RapidOCR's CTC decode, with the spaces its greedy decode leaves out put back.
+
+    Returns ``(text, confidence, word_confidences)`` per line: RapidOCR passes the third item
+    through to its result rows untouched.
+    """
+
+    def __init__(self, original: Any) -> None:
+        self.original = original
+        self.character = list(original.character)
+        self.space = self.character.index(" ") if " " in self.character else -1
+
+    def __call__(self, preds: Any, return_word_box: bool = False, **kwargs: Any) -> Any:
+        if return_word_box or self.space < 0:
+            return self.original(preds, return_word_box, **kwargs)
+        return [self.decode_one(p) for p in preds]
+
+    def decode_one(self, probs: Any) -> tuple[str, float, list[float]]:
+        """One line: ``probs`` is ``[frames, symbols]`` (symbol 0 is the CTC blank)."""
+        import numpy as np
+
+        best = probs.argmax(axis=1)
+        keep = np.ones(len(best), dtype=bool)
+        keep[1:] = best[1:] != best[:-1]
+        keep &= best != 0
+        frames = np.nonzero(keep)[0]
+        if len(frames) == 0:
+            return "", 0.0, []
+        space_p = probs[:, self.space]
+        words: list[tuple[list[str], list[float]]] = [([], [])]
+        previous = -1
+        for frame in frames:
+            symbol = int(best[frame])
+            score = float(probs[frame, symbol])
+            if symbol == self.space:
+                words.append(([], []))
+                previous = -1
+                continue
+            gap = frame - previous > 1 and previous >= 0
+            if gap and float(space_p[previous + 1 : frame].max()) >= SPACE_PROBABILITY:
+                words.append(([], []))
+            words[-1][0].append(self.character[symbol])
+            words[-1][1].append(score)
+            previous = int(frame)
+        texts = ["".join(chars) for chars, _ in words if chars]
+        confs = [sum(scores) / len(scores) for chars, scores in words if chars]
+        all_scores = [s for _, scores in words for s in scores]
+        mean = sum(all_scores) / len(all_scores) if all_scores else 0.0
+        return " ".join(texts), mean, confs
+
+
+def _rapidocr() -> Any:
+    engine = _engines.get("rapidocr")
+    if engine is None:
+        from rapidocr_onnxruntime import RapidOCR
+
+        engine = RapidOCR()
+        recogniser = engine.text_rec
+        recogniser.postprocess_op = _SpacedDecode(recogniser.postprocess_op)
+        _engines["rapidocr"] = engine
+    return engine
+
+
+def _rapid_boxes(rows: Any) -> list[_Box]:
+    boxes: list[_Box] = []
+    for row in rows or []:
+        box, text, score = row[0], str(row[1]), float(row[2])
+        confs = list(row[3]) if len(row) > 3 and row[3] is not None else []
+        parts = text.split()
+        if not parts:
+            continue
+        if len(confs) != len(parts):
+            confs = [score] * len(parts)
         xs = [float(p[0]) for p in box]
         ys = [float(p[1]) for p in box]
-        lines.append(OcrLine(str(text), float(score), min(ys), min(xs)))
-    height = max((ln.top for ln in lines), default=0.0)
-    row = max(height / 200.0, 8.0)
-    lines.sort(key=lambda ln: (round(ln.top / row), ln.left))
-    return lines
+        words = tuple(OcrWord(w, float(c)) for w, c in zip(parts, confs, strict=True))
+        boxes.append(_Box(words, min(xs), min(ys), max(xs), max(ys)))
+    return boxes
 
 
-def info(lines: list[OcrLine]) -> OcrInfo:
-    """The confidence summary of the lines read."""
+def _weight(boxes: list[_Box]) -> float:
+    """How much confident text a reading holds (characters times confidence)."""
+    return sum(len(w.text) * w.confidence for b in boxes for w in b.words)
+
+
+def _mean(boxes: list[_Box]) -> float:
+    chars = sum(len(w.text) for b in boxes for w in b.words)
+    return _weight(boxes) / chars if chars else 0.0
+
+
+def _recognise_rapidocr(array: Any) -> list[_Box]:
+    engine = _rapidocr()
+    found, _ = engine(array, use_cls=False)
+    boxes = _rapid_boxes(found)
+    if not boxes or _mean(boxes) < RETRY_WITH_CLS_BELOW:
+        again, _ = engine(array, use_cls=True)
+        other = _rapid_boxes(again)
+        if _weight(other) > _weight(boxes):
+            boxes = other
+    return boxes
+
+
+# ---- Tesseract -------------------------------------------------------------------------------
+def tesseract_command(languages: str = "eng") -> list[str]:
+    """The command that reads a PNG on stdin and writes TSV (word boxes and confidences)."""
+    binary = tesseract_binary() or "tesseract"
+    return [binary, "stdin", "stdout", "-l", languages, "--psm", "3", "tsv"]
+
+
+def _run(command: list[str], data: bytes, progress: Callable[[], None]) -> str:
+    env = dict(os.environ)
+    env.setdefault("OMP_THREAD_LIMIT", "1")  # one worker, one core: no OpenMP fan-out
+    process = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    pending: bytes | None = data
+    while True:
+        try:
+            out, err = process.communicate(pending, timeout=HEARTBEAT_S)
+            break
+        except subprocess.TimeoutExpired:
+            pending = None
+            progress()
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+    if process.returncode != 0:
+        message = err.decode("utf-8", "replace").strip().splitlines()
+        raise RuntimeError(
+            f"tesseract exited with {process.returncode}: {message[-1] if message else ''}"
+        )
+    return out.decode("utf-8", "replace")
+
+
+def tesseract_lines(tsv: str) -> list[OcrLine]:
+    """Tesseract's TSV as lines: its words grouped by its own page/block/paragraph/line ids,
+    in its reading order (columns stay apart), confidences scaled to 0-1."""
+    order: list[tuple[str, ...]] = []
+    groups: dict[tuple[str, ...], list[_Box]] = {}
+    reader = csv.reader(io.StringIO(tsv), delimiter="\t", quoting=csv.QUOTE_NONE)
+    next(reader, None)  # header
+    for row in reader:
+        if len(row) < 12 or row[0] != "5":  # level 5: a word
+            continue
+        text = row[11].strip()
+        try:
+            conf = float(row[10])
+            left, top, width, height = (float(v) for v in row[6:10])
+        except ValueError:
+            continue
+        if not text or conf < 0:
+            continue
+        right, bottom = left + width, top + height
+        word = OcrWord(text, min(max(conf / 100.0, 0.0), 1.0), left, top, right, bottom)
+        key = tuple(row[1:5])
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append(_Box((word,), left, top, right, bottom))
+    return [_line(groups[key]) for key in order]
+
+
+def _recognise_tesseract(image: Any, progress: Callable[[], None], languages: str) -> list[OcrLine]:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", compress_level=1)
+    return tesseract_lines(_run(tesseract_command(languages), buffer.getvalue(), progress))
+
+
+# ---- lines from boxes ------------------------------------------------------------------------
+def build_lines(boxes: list[_Box]) -> list[OcrLine]:
+    """Boxes into lines (by vertical overlap), each read left to right, lines top to bottom."""
+    rows: list[list[_Box]] = []
+    bands: list[tuple[float, float]] = []
+    for box in sorted(boxes, key=lambda b: ((b.top + b.bottom) / 2, b.left)):
+        middle = (box.top + box.bottom) / 2
+        for n, (top, bottom) in enumerate(bands):
+            if top <= middle <= bottom:
+                rows[n].append(box)
+                break
+        else:
+            rows.append([box])
+            bands.append((box.top, box.bottom))
+    return [_line(row) for row in rows]
+
+
+def _line(row: list[_Box]) -> OcrLine:
+    """One line from its boxes, read left to right."""
+    row = sorted(row, key=lambda b: b.left)
+    words = tuple(w for b in row for w in b.words)
+    chars = sum(len(w.text) for w in words)
+    conf = sum(len(w.text) * w.confidence for w in words) / chars if chars else 0.0
+    return OcrLine(
+        text=" ".join(w.text for w in words),
+        confidence=conf,
+        top=min(b.top for b in row),
+        left=min(b.left for b in row),
+        words=words,
+        bottom=max(b.bottom for b in row),
+    )
+
+
+def recognise(
+    image: Any,
+    progress: Callable[[], None],
+    engine: str = "rapidocr",
+    *,
+    languages: str = "eng",
+) -> list[OcrLine]:
+    """The text lines of a PIL image in reading order (top to bottom, left to right).
+
+    Args:
+        image: A PIL image (any mode; read as RGB).
+        progress: Called about every :data:`HEARTBEAT_S` seconds while the engine works.
+        engine: ``rapidocr``, ``tesseract`` or ``auto``.
+        languages: Tesseract language packs, ``+``-joined (``eng+deu``); RapidOCR ignores it.
+
+    Returns:
+        The lines read (empty for an image under :data:`MIN_SIDE` on both sides).
+
+    Raises:
+        RuntimeError: the Tesseract binary failed.
+    """
+    import numpy as np
+
+    if max(image.size) < MIN_SIDE or min(image.size) < 8:
+        return []
+    rgb = image.convert("RGB")
+    scale = MAX_SIDE / max(rgb.size)
+    if scale < 1:
+        rgb = rgb.resize((max(1, int(rgb.width * scale)), max(1, int(rgb.height * scale))))
+    chosen = resolve(engine)
+    with _heartbeat(progress):
+        if chosen == "tesseract":
+            return _recognise_tesseract(rgb, progress, languages)
+        array = np.asarray(rgb)[:, :, ::-1].copy()  # RGB -> BGR, as OpenCV expects
+        return build_lines(_recognise_rapidocr(array))
+
+
+def info(lines: list[OcrLine], engine: str = "rapidocr") -> OcrInfo:
+    """The confidence summary of the lines read by ``engine``."""
+    chosen = resolve(engine)
     mean = sum(ln.confidence for ln in lines) / len(lines) if lines else 0.0
     return OcrInfo(
-        engine="rapidocr",
-        version=library_version("rapidocr-onnxruntime"),
+        engine=chosen,
+        version=engine_version(chosen),
         mean_confidence=round(min(max(mean, 0.0), 1.0), 4),
         lines=len(lines),
-        low_confidence_lines=sum(1 for ln in lines if ln.confidence < LOW_CONFIDENCE),
+        low_confidence_lines=sum(1 for ln in lines if ln.low_confidence),
+        words=sum(len(ln.words) for ln in lines),
+        low_confidence_words=sum(
+            1 for ln in lines for w in ln.words if w.confidence < LOW_CONFIDENCE
+        ),
         threshold=LOW_CONFIDENCE,
     )
 
@@ -120,17 +470,31 @@ def merge(infos: list[OcrInfo]) -> OcrInfo | None:
             "mean_confidence": round(mean, 4),
             "lines": lines,
             "low_confidence_lines": sum(i.low_confidence_lines for i in infos),
+            "words": sum(i.words for i in infos),
+            "low_confidence_words": sum(i.low_confidence_words for i in infos),
         }
     )
 
 
 def low_confidence_note(lines: list[OcrLine], page: int | None = None) -> list[str]:
+    """One note per low-confidence line: where it is (page, line), its confidence, its text."""
     where = f"page {page + 1} " if page is not None else ""
     return [
         f"{where}line {n + 1} ({ln.confidence:.2f}): {ln.text[:80]}"
         for n, ln in enumerate(lines)
-        if ln.confidence < LOW_CONFIDENCE
+        if ln.low_confidence
     ]
 
 
-__all__ = ["LOW_CONFIDENCE", "OcrLine", "available", "info", "merge", "recognise"]
+__all__ = [
+    "ENGINES",
+    "LOW_CONFIDENCE",
+    "OcrLine",
+    "OcrWord",
+    "available",
+    "build_lines",
+    "info",
+    "merge",
+    "recognise",
+    "resolve",
+]

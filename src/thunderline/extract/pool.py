@@ -109,6 +109,8 @@ class Job:
     max_part_bytes: int = 0
     parts_dir: str | None = None
     ocr: bool = False
+    ocr_engine: str = "rapidocr"
+    ocr_languages: str = "eng"
 
     def wire(self) -> str:
         body = {
@@ -122,6 +124,8 @@ class Job:
             "max_part_bytes": self.max_part_bytes,
             "parts_dir": self.parts_dir,
             "ocr": self.ocr,
+            "ocr_engine": self.ocr_engine,
+            "ocr_languages": self.ocr_languages,
         }
         return json.dumps(body, ensure_ascii=False) + "\n"
 

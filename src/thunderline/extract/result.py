@@ -92,7 +92,11 @@ class OcrInfo(_Model):
     mean_confidence: float = Field(ge=0.0, le=1.0)
     lines: int = Field(ge=0)
     low_confidence_lines: int = Field(ge=0)
-    threshold: float = Field(ge=0.0, le=1.0, description="Lines below it are marked.")
+    words: int = Field(0, ge=0)
+    low_confidence_words: int = Field(0, ge=0)
+    threshold: float = Field(
+        ge=0.0, le=1.0, description="Lines and words below it are marked low-confidence."
+    )
 
 
 class EmbeddedPart(_Model):

@@ -114,7 +114,7 @@ class ExtractStage(StoreStage):
             payload = await asyncio.to_thread(self._payload_path, data, work)
             parts_dir = work / "parts"
             parts_dir.mkdir()
-            ocr_on = self.settings.extract.ocr == "rapidocr" and extractor in OCR_EXTRACTORS
+            ocr_on = self.settings.extract.ocr != "off" and extractor in OCR_EXTRACTORS
             job = Job(
                 id=event.id,
                 path=str(payload),
@@ -127,6 +127,8 @@ class ExtractStage(StoreStage):
                 max_part_bytes=self.settings.archive.max_total_bytes,
                 parts_dir=str(parts_dir),
                 ocr=ocr_on,
+                ocr_engine=self.settings.extract.ocr if ocr_on else "rapidocr",
+                ocr_languages=self.settings.extract.ocr_languages,
             )
             started = time.perf_counter()
             result = await self.pool.extract(job)

@@ -4,7 +4,7 @@ One process extracts one file at a time, speaking JSON lines (protocol ``version
 
 - it writes ``{"type": "ready", "version": 1, "pid": N}`` once it is ready;
 - each input line is a job ``{"id", "path", "extractor", "label", "mime", "max_text_bytes",
-  "max_parts", "max_part_bytes", "parts_dir", "ocr"}``;
+  "max_parts", "max_part_bytes", "parts_dir", "ocr", "ocr_engine", "ocr_languages"}``;
 - while it works it may write ``{"id", "type": "progress"}`` (at most every
   :data:`PROGRESS_EVERY_S`); the supervisor kills a worker that stays silent past the
   progress timeout;
@@ -94,6 +94,8 @@ def handle(job: dict[str, Any], channel: _Channel) -> None:
             max_part_bytes=int(job.get("max_part_bytes", 0)),
             parts_dir=Path(parts_dir) if parts_dir else None,
             ocr=bool(job.get("ocr", False)),
+            ocr_engine=str(job.get("ocr_engine", "rapidocr")),
+            ocr_languages=str(job.get("ocr_languages", "eng")),
             progress=progress,
         )
         found = extractor.run(Path(job["path"]), ctx)

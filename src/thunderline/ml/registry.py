@@ -6,6 +6,12 @@ Each ``[[models]]`` entry lists ``name``, ``path`` (relative to the model folder
 ``applies_to``: the Magika labels or groups the model serves (``thunderline models add``
 writes it; the infer stage picks the first entry whose ``applies_to`` names the artifact's
 label, then its group, before the ``TL_ONNX_IMAGE_MODEL`` / ``TL_ONNX_TEXT_MODEL`` defaults).
+An entry also declares what the model can be trusted on (issue 18): ``min_width`` /
+``min_height`` (pixels: a smaller image is not given to it), ``channels`` (1 or 3, checked
+against ``input_shape``), ``languages`` (ISO 639-1 codes of the text it was trained on),
+``min_bytes`` (shorter text is not given to it) and ``min_confidence`` (a best score below it
+is "no confident label"); the infer stage passes an artifact that does not fit on with the
+reason (:func:`thunderline.ml.stage.not_applicable`), it is not a failure.
 :meth:`ModelRegistry.refresh` re-reads the file when it changed, so a running service picks
 up a model added while it runs. Every load:
 
@@ -144,6 +150,33 @@ def check_external_data(proto: onnx.ModelProto, model_path: Path | None) -> bool
     return True
 
 
+def _count(raw: dict[str, Any], key: str) -> int:
+    """A non-negative integer field of a registry entry (0 when absent)."""
+    value = raw.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"registry entry {raw.get('name')!r}: {key} must be an integer >= 0")
+    return value
+
+
+def _channels(raw: dict[str, Any]) -> int | None:
+    """The declared image channels (1 or 3), checked against the input shape and layout."""
+    value = raw.get("channels")
+    if value is None:
+        return None
+    if value not in (1, 3) or isinstance(value, bool):
+        raise ConfigError(f"registry entry {raw.get('name')!r}: channels must be 1 or 3")
+    shape = list(raw.get("input_shape", ()))
+    if len(shape) == 4:
+        layout = str(raw.get("layout", "NCHW")).upper()
+        declared = shape[1] if layout == "NCHW" else shape[-1]
+        if declared != value:
+            raise ConfigError(
+                f"registry entry {raw.get('name')!r}: channels = {value} but its input_shape "
+                f"{shape} ({layout}) has {declared}"
+            )
+    return int(value)
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     """One registry entry."""
@@ -163,6 +196,11 @@ class ModelEntry:
     labels: tuple[str, ...] = ()
     description: str = ""
     applies_to: tuple[str, ...] = ()
+    min_width: int = 0
+    min_height: int = 0
+    channels: int | None = None
+    languages: tuple[str, ...] = ()
+    min_bytes: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -170,7 +208,7 @@ class ModelEntry:
         known = {
             "name", "path", "version", "kind", "input_shape", "layout", "mean", "std",
             "tokenizer", "background", "preload", "sha256", "labels", "description",
-            "applies_to",
+            "applies_to", "min_width", "min_height", "channels", "languages", "min_bytes",
         }  # fmt: skip
         if not raw.get("name") or not raw.get("path"):
             raise ConfigError(f"registry entry needs name and path: {raw!r}")
@@ -191,6 +229,11 @@ class ModelEntry:
             labels=tuple(str(x) for x in raw.get("labels", ())),
             description=str(raw.get("description", "")),
             applies_to=tuple(str(x).lower() for x in raw.get("applies_to", ())),
+            min_width=_count(raw, "min_width"),
+            min_height=_count(raw, "min_height"),
+            channels=_channels(raw),
+            languages=tuple(str(x).lower() for x in raw.get("languages", ())),
+            min_bytes=_count(raw, "min_bytes"),
             extra={k: v for k, v in raw.items() if k not in known},
         )
 
@@ -205,6 +248,11 @@ class ModelEntry:
             "sha256": self.sha256,
             "labels": list(self.labels),
             "applies_to": list(self.applies_to),
+            "min_width": self.min_width,
+            "min_height": self.min_height,
+            "channels": self.channels,
+            "languages": list(self.languages),
+            "min_bytes": self.min_bytes,
         }
 
 

@@ -62,6 +62,66 @@ def min_confidence(entry: ModelEntry) -> float | None:
     return None
 
 
+#: Language-detector score from which a text counts as written in its detected language (the
+#: NLP stage's own threshold for "confidently in another language").
+LANGUAGE_MIN_SCORE = 0.5
+
+
+def not_applicable(
+    entry: ModelEntry, data: bytes, *, language: str | None = None, language_score: float = 0.0
+) -> str | None:
+    """Why ``entry`` does not apply to this payload (None: it does), from what the entry
+    declares: an image under ``min_width`` x ``min_height``, a text under ``min_bytes`` or
+    confidently in a language not in ``languages``.
+
+    Args:
+        entry: The registry entry chosen for the artifact.
+        data: The payload bytes.
+        language: The text's detected ISO 639-1 language (the NLP stage's), if known.
+        language_score: The detector's probability for ``language``.
+
+    Returns:
+        A sentence stating the reason, or None.
+    """
+    if entry.kind == "image" and (entry.min_width or entry.min_height):
+        size = _image_size(data)
+        if size is not None:
+            width, height = size
+            if width < entry.min_width or height < entry.min_height:
+                return (
+                    f"image of {width}x{height} pixels is under the {entry.min_width}x"
+                    f"{entry.min_height} minimum of model {entry.name}"
+                )
+    if entry.kind == "text":
+        length = len(data.strip())
+        if length < entry.min_bytes:
+            return f"text of {length} bytes is under the {entry.min_bytes}-byte minimum of model {entry.name}"
+        if (
+            entry.languages
+            and language
+            and language not in ("und", *entry.languages)
+            and language_score >= LANGUAGE_MIN_SCORE
+        ):
+            return (
+                f"text in {language!r} (score {language_score:.2f}); model {entry.name} reads "
+                f"{', '.join(entry.languages)}"
+            )
+    return None
+
+
+def _image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the image header, None when Pillow cannot read it."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return int(image.width), int(image.height)
+    except Exception:  # undecodable: preprocessing reports it
+        return None
+
+
 class InferStage(StoreStage):
     """ONNX inference on images (and text routed here), via supervised, batched sessions."""
 
@@ -128,8 +188,17 @@ class InferStage(StoreStage):
 
     def _prepare(self, event: CloudEvent) -> tuple[ModelEntry, ModelInput]:
         entry = self.model_for(event)
-        artifact = data_of(event, Classified).artifact
-        data = self.store.get_bytes(artifact.sha256)
+        classified = data_of(event, Classified)
+        data = self.store.get_bytes(classified.artifact.sha256)
+        nlp = getattr(classified, "nlp", None)
+        reason = not_applicable(
+            entry,
+            data,
+            language=getattr(nlp, "lang", None),
+            language_score=float(getattr(nlp, "lang_score", 0.0) or 0.0),
+        )
+        if reason is not None:  # the model does not apply: passed on with the reason
+            raise UnsupportedContentError(reason, details={"model": entry.name})
         return entry, payload_input(data, entry)
 
     async def _one(self, event: CloudEvent) -> Outcome:

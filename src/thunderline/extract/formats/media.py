@@ -258,19 +258,19 @@ def _ocr_image(path: Path, ctx: ExtractContext, raw: dict[str, Any]) -> tuple[Te
     from thunderline.extract import ocr
 
     builder = TextBuilder(ctx.max_text_bytes)
-    problem = ocr.available()
+    problem = ocr.available(ctx.ocr_engine)
     if problem is not None:
         ctx.warn(f"OCR skipped: {problem}")
         return builder, None
     with Image.open(path) as image:
         image.seek(0)
-        lines = ocr.recognise(image, ctx.progress)
+        lines = ocr.recognise(image, ctx.progress, ctx.ocr_engine, languages=ctx.ocr_languages)
     for line in lines:
         builder.line(line.text)
     low = ocr.low_confidence_note(lines)
     if low:
         raw["ocr_low_confidence"] = "; ".join(low)
-    return builder, ocr.info(lines)
+    return builder, ocr.info(lines, ctx.ocr_engine)
 
 
 # ---- fonts ----------------------------------------------------------------------------------

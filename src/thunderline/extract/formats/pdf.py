@@ -147,7 +147,7 @@ def _ocr_page(
     """The text of a page without a text layer, by OCR of its rendering."""
     from thunderline.extract import ocr
 
-    problem = ocr.available()
+    problem = ocr.available(ctx.ocr_engine)
     if problem is not None:
         ctx.warn(f"OCR skipped: {problem}")
         return ""
@@ -156,8 +156,8 @@ def _ocr_page(
         image = page.render(scale=OCR_SCALE).to_pil()
     finally:
         page.close()
-    lines = ocr.recognise(image, ctx.progress)
-    infos.append(ocr.info(lines))
+    lines = ocr.recognise(image, ctx.progress, ctx.ocr_engine, languages=ctx.ocr_languages)
+    infos.append(ocr.info(lines, ctx.ocr_engine))
     low.extend(ocr.low_confidence_note(lines, index))
     return "\n".join(line.text for line in lines)
 
