@@ -201,6 +201,7 @@ def _changed(name: str, value: object) -> object:
         "bus_url": "amqp://guest:guest@127.0.0.1:5672/tl",
         "routes": {**DEFAULT_ROUTES, "txt": ["package"]},
         "extract_ocr": "off",
+        "extract_ocr_languages": "eng+deu",
         "extract_timeouts": {"pdf": 60.0},
         "source_delete_policy": "delete",
         "duplicate_policy": "flag",

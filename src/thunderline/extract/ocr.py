@@ -67,7 +67,7 @@ SPACE_PROBABILITY = 0.003
 #: again with the direction classifier, and the better reading is kept.
 RETRY_WITH_CLS_BELOW = 0.75
 
-_engines: dict[str, Any] = {}
+_engines: dict[Any, Any] = {}  # loaded engines and cached answers, per worker process
 
 
 @dataclass(frozen=True)
@@ -123,11 +123,13 @@ def resolve(engine: str) -> str:
     return engine
 
 
-def available(engine: str = "rapidocr") -> str | None:
+def available(engine: str = "rapidocr", languages: str = "eng") -> str | None:
     """Why OCR with ``engine`` cannot run here (None: it can).
 
     Args:
         engine: ``rapidocr``, ``tesseract`` or ``auto``.
+        languages: The Tesseract language packs asked for (``+``-joined); Tesseract cannot
+            run when it has none of them.
 
     Returns:
         A sentence naming what is missing and how to install it, or None.
@@ -138,6 +140,11 @@ def available(engine: str = "rapidocr") -> str | None:
             return (
                 "the tesseract binary is not on PATH (Debian/Ubuntu: apt-get install "
                 "tesseract-ocr tesseract-ocr-eng; or set TL_EXTRACT_OCR=rapidocr)"
+            )
+        if not usable_languages(languages)[0]:
+            return (
+                f"Tesseract has none of the language packs {languages!r} (it has "
+                f"{'+'.join(tesseract_languages()) or 'none'}; TL_EXTRACT_OCR_LANGUAGES)"
             )
         return None
     if engine != "rapidocr":
@@ -154,11 +161,35 @@ def tesseract_languages() -> list[str]:
     binary = tesseract_binary()
     if binary is None:
         return []
-    done = subprocess.run(
-        [binary, "--list-langs"], capture_output=True, text=True, timeout=30, check=False
-    )
-    lines = done.stdout.splitlines()
-    return [ln.strip() for ln in lines[1:] if ln.strip() and ln.strip() != "osd"]
+    cached = _engines.get(("tesseract-languages", binary))
+    if cached is None:
+        done = subprocess.run(
+            [binary, "--list-langs"], capture_output=True, text=True, timeout=30, check=False
+        )
+        lines = done.stdout.splitlines()
+        cached = [ln.strip() for ln in lines[1:] if ln.strip() and ln.strip() != "osd"]
+        _engines[("tesseract-languages", binary)] = cached
+    return list(cached)
+
+
+def usable_languages(languages: str) -> tuple[str, list[str]]:
+    """(the ``+``-joined packs of ``languages`` that Tesseract has, the ones it lacks)."""
+    have = set(tesseract_languages())
+    wanted = [lang for lang in languages.split("+") if lang]
+    return "+".join(x for x in wanted if x in have), [x for x in wanted if x not in have]
+
+
+def language_note(engine: str, languages: str) -> str | None:
+    """A warning when Tesseract lacks some of the language packs asked for (None: it has all,
+    or the engine is not Tesseract)."""
+    if resolve(engine) != "tesseract" or tesseract_binary() is None:
+        return None
+    usable, missing = usable_languages(languages)
+    if not missing:
+        return None
+    packs = " ".join(f"tesseract-ocr-{x.lower().replace('_', '-')}" for x in missing)
+    read = f"read with {usable}" if usable else "not read"
+    return f"OCR: Tesseract has no language pack for {'+'.join(missing)} ({read}; install {packs})"
 
 
 def engine_version(engine: str) -> str:
@@ -366,9 +397,12 @@ def tesseract_lines(tsv: str) -> list[OcrLine]:
 
 
 def _recognise_tesseract(image: Any, progress: Callable[[], None], languages: str) -> list[OcrLine]:
+    usable = usable_languages(languages)[0]
+    if not usable:
+        raise RuntimeError(f"Tesseract has none of the language packs {languages!r}")
     buffer = io.BytesIO()
     image.save(buffer, "PNG", compress_level=1)
-    return tesseract_lines(_run(tesseract_command(languages), buffer.getvalue(), progress))
+    return tesseract_lines(_run(tesseract_command(usable), buffer.getvalue(), progress))
 
 
 # ---- lines from boxes ------------------------------------------------------------------------

@@ -138,3 +138,14 @@ def test_tesseract_absent_is_a_clear_warning(
     assert problem is not None and "apt-get install tesseract-ocr" in problem
     assert ocr.resolve("auto") == "rapidocr"
     assert ocr.available("auto") is None
+
+
+def test_missing_tesseract_language_pack_is_named() -> None:
+    _require("tesseract")
+    assert ocr.available("tesseract", "eng") is None
+    note = ocr.language_note("tesseract", "eng+zzz")
+    assert note is not None and "zzz" in note and "read with eng" in note
+    assert "tesseract-ocr-zzz" in note
+    problem = ocr.available("tesseract", "zzz")
+    assert problem is not None and "none of the language packs" in problem
+    assert ocr.language_note("rapidocr", "zzz") is None

@@ -258,10 +258,13 @@ def _ocr_image(path: Path, ctx: ExtractContext, raw: dict[str, Any]) -> tuple[Te
     from thunderline.extract import ocr
 
     builder = TextBuilder(ctx.max_text_bytes)
-    problem = ocr.available(ctx.ocr_engine)
+    problem = ocr.available(ctx.ocr_engine, ctx.ocr_languages)
     if problem is not None:
         ctx.warn(f"OCR skipped: {problem}")
         return builder, None
+    note = ocr.language_note(ctx.ocr_engine, ctx.ocr_languages)
+    if note:
+        ctx.warn(note)
     with Image.open(path) as image:
         image.seek(0)
         lines = ocr.recognise(image, ctx.progress, ctx.ocr_engine, languages=ctx.ocr_languages)

@@ -147,7 +147,7 @@ def _ocr_page(
     """The text of a page without a text layer, by OCR of its rendering."""
     from thunderline.extract import ocr
 
-    problem = ocr.available(ctx.ocr_engine)
+    problem = ocr.available(ctx.ocr_engine, ctx.ocr_languages)
     if problem is not None:
         ctx.warn(f"OCR skipped: {problem}")
         return ""
@@ -156,6 +156,9 @@ def _ocr_page(
         image = page.render(scale=OCR_SCALE).to_pil()
     finally:
         page.close()
+    note = ocr.language_note(ctx.ocr_engine, ctx.ocr_languages)
+    if note:
+        ctx.warn(note)
     lines = ocr.recognise(image, ctx.progress, ctx.ocr_engine, languages=ctx.ocr_languages)
     infos.append(ocr.info(lines, ctx.ocr_engine))
     low.extend(ocr.low_confidence_note(lines, index))
