@@ -10,8 +10,8 @@ each engine runs raw and through ours, alternately (the order flips from page to
   :func:`thunderline.extract.ocr.recognise` with ``engine="rapidocr"`` (spaces decoded back,
   no direction classifier unless the page reads badly, lines rebuilt from the boxes).
 * Tesseract raw: ``tesseract PAGE.png stdout -l eng`` (plain text, the CLI's defaults); ours:
-  ``recognise(engine="tesseract")`` (PNG through stdin, TSV with word boxes and confidences,
-  lines rebuilt, heartbeat). Skipped, and said so, when the binary is absent.
+  ``recognise(engine="tesseract")`` (PNG through a temporary file, TSV with word boxes and
+  confidences, lines rebuilt, heartbeat). Skipped, and said so, when the binary is absent.
 
 CER = Levenshtein distance / reference length, with the same normalisation for every engine
 and for the reference: lines joined by a newline, then every run of white space made one space

@@ -41,6 +41,7 @@ import io
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -332,29 +333,28 @@ def _recognise_rapidocr(array: Any) -> list[_Box]:
 
 
 # ---- Tesseract -------------------------------------------------------------------------------
-def tesseract_command(languages: str = "eng") -> list[str]:
-    """The command that reads a PNG on stdin and writes TSV (word boxes and confidences)."""
+def tesseract_command(image: str, languages: str = "eng") -> list[str]:
+    """The command that reads the image file ``image`` and writes TSV (word boxes and
+    confidences) to stdout."""
     binary = tesseract_binary() or "tesseract"
-    return [binary, "stdin", "stdout", "-l", languages, "--psm", "3", "tsv"]
+    return [binary, image, "stdout", "-l", languages, "--psm", "3", "tsv"]
 
 
-def _run(command: list[str], data: bytes, progress: Callable[[], None]) -> str:
+def _run(command: list[str], progress: Callable[[], None]) -> str:
     env = dict(os.environ)
     env.setdefault("OMP_THREAD_LIMIT", "1")  # one worker, one core: no OpenMP fan-out
     process = subprocess.Popen(
         command,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,  # the image goes by file: CPython's communicate() stops
+        stdout=subprocess.PIPE,  # writing stdin after its first timeout, so a big image on
+        stderr=subprocess.PIPE,  # a pipe would hang
         env=env,
     )
-    pending: bytes | None = data
     while True:
         try:
-            out, err = process.communicate(pending, timeout=HEARTBEAT_S)
+            out, err = process.communicate(timeout=HEARTBEAT_S)
             break
         except subprocess.TimeoutExpired:
-            pending = None
             progress()
         except BaseException:
             process.kill()
@@ -400,9 +400,10 @@ def _recognise_tesseract(image: Any, progress: Callable[[], None], languages: st
     usable = usable_languages(languages)[0]
     if not usable:
         raise RuntimeError(f"Tesseract has none of the language packs {languages!r}")
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG", compress_level=1)
-    return tesseract_lines(_run(tesseract_command(usable), buffer.getvalue(), progress))
+    with tempfile.TemporaryDirectory(prefix="tl-ocr-") as folder:
+        path = os.path.join(folder, "page.png")
+        image.save(path, "PNG", compress_level=1)
+        return tesseract_lines(_run(tesseract_command(path, usable), progress))
 
 
 # ---- lines from boxes ------------------------------------------------------------------------

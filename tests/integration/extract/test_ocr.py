@@ -149,3 +149,27 @@ def test_missing_tesseract_language_pack_is_named() -> None:
     problem = ocr.available("tesseract", "zzz")
     assert problem is not None and "none of the language packs" in problem
     assert ocr.language_note("rapidocr", "zzz") is None
+
+
+def test_a_big_noisy_page_is_read_by_tesseract_with_heartbeats() -> None:
+    """A page whose PNG is far larger than a pipe buffer, slow to read: it is read (the image
+    goes to Tesseract by file, so nothing waits on a half-written pipe) and progress is
+    reported while Tesseract works."""
+    import random
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    _require("tesseract")
+    image = Image.new("RGB", (2400, 1600), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=30)
+    for n in range(20):
+        draw.text((40, 40 + 70 * n), f"Line {n}: {LINES[n % 2]}", fill="black", font=font)
+    pixels, rng = image.load(), random.Random(1)
+    for _ in range(200_000):
+        pixels[rng.randrange(2400), rng.randrange(1600)] = (rng.randrange(256),) * 3
+    beats: list[int] = []
+    lines = ocr.recognise(image, lambda: beats.append(1), "tesseract")
+    assert len(lines) >= 18
+    assert sum(LINES[0] in line.text or LINES[1] in line.text for line in lines) >= 15
+    assert beats  # it took more than a heartbeat here, and said so
