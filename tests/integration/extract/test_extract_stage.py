@@ -15,7 +15,7 @@ from thunderline.classify.walk import iter_candidates
 from thunderline.config import Settings
 from thunderline.eventdata import DlqRecord, data_of
 from thunderline.events import DLQ_EXTRACT, VOXEL_CREATED, CloudEvent
-from thunderline.extract import registry
+from thunderline.extract import ocr, registry
 from thunderline.extract.base import Extractor
 from thunderline.extract.pool import ExtractPool, PoolConfig
 from thunderline.extract.stage import ExtractStage
@@ -209,7 +209,8 @@ async def test_an_image_of_text_goes_on_to_nlp_with_its_ocr_text(
         [voxel] = list(_by_name(store).values())
         text = store.read_text(voxel)
         assert text is not None and "London" in text
-        assert voxel.traits["extract"]["ocr"]["engine"] == "rapidocr"
+        engine = ocr.resolve(settings.extract.ocr)  # auto: tesseract where installed
+        assert voxel.traits["extract"]["ocr"]["engine"] == engine
         assert "nlp" in voxel.traits  # routed on to NLP like any other text
     finally:
         store.close()
