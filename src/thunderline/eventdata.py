@@ -303,6 +303,11 @@ class DlqRecord(EventData):
     attempts: int = Field(ge=0)
     original: dict[str, Any] | None = None
     original_raw: str | None = None
+    retryable: bool | None = Field(
+        None,
+        description="The error type's `retryable` when the record was built (a replay may "
+        "succeed); absent in older records, whose type name then decides.",
+    )
 
 
 D = TypeVar("D", bound=EventData)

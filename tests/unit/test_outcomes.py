@@ -27,19 +27,40 @@ def voxel(event: CloudEvent, voxel_id: str = "0" * 36) -> CloudEvent:
     return event.derive(VOXEL_CREATED, {**event.data, "voxel": {"id": voxel_id}})
 
 
-def test_dlq_id_prefix_wildcards_match_nothing(make_settings: Callable[..., Settings]) -> None:
+def test_dlq_id_wildcards_are_refused_and_short_ids_resolve(
+    make_settings: Callable[..., Settings],
+) -> None:
+    import pytest
+
+    from thunderline.ids import IdReferenceError, short
+
     with OutcomeStore(make_settings()) as store:
         record = dead(ingest("only.txt"))
         store.record(record)
         assert store.dlq_get(record.id[:10]) is not None
+        found = store.dlq_get(short(record.id).upper())
+        assert found is not None and found.id == record.id
+        assert store.dlq_get("abcdef") is None
         for pattern in ("%", "________", "%" + record.id[1:10], "_" * 10):
-            assert store.dlq_get(pattern) is None, pattern
+            with pytest.raises(IdReferenceError):
+                store.dlq_get(pattern)
 
 
 def test_other_events_are_not_recorded(make_settings: Callable[..., Settings]) -> None:
     with OutcomeStore(make_settings()) as store:
         store.record(ingest("x"))
         assert store.counts() == {}
+
+
+#: Columns of ``outcomes`` added after 0002_outcomes.
+NEWER_COLUMNS = {
+    "once_key",
+    "retryable",
+    "group_key",
+    "dismissed_unix",
+    "dismissed_by",
+    "dismiss_note",
+}
 
 
 def test_a_database_at_0002_with_duplicate_rows_migrates(
@@ -60,7 +81,7 @@ def test_a_database_at_0002_with_duplicate_rows_migrates(
         with engine.begin() as conn:
             command.upgrade(_alembic_config(conn), "0002_outcomes")
             for event in (voxel(a), voxel(a)):
-                row = {k: v for k, v in _row(event).items() if k != "once_key"}
+                row = {k: v for k, v in _row(event).items() if k not in NEWER_COLUMNS}
                 conn.execute(insert(outcomes).values(**row))
     finally:
         engine.dispose()
@@ -70,3 +91,46 @@ def test_a_database_at_0002_with_duplicate_rows_migrates(
         b = ingest("new.txt")
         store.record_many([voxel(b), voxel(b)])
         assert len(store.by_correlation(b.correlationid)) == 1
+
+
+def test_dlq_rows_written_before_0006_get_their_group_and_a_derived_retryable(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A DLQ row of an older version (no ``retryable`` in the record, no group key) is grouped
+    by the migration, and its retryable flag comes from its error type's name."""
+    from alembic import command
+    from sqlalchemy import insert
+
+    from thunderline.errors import StageTimeoutError
+    from thunderline.outcomes import _row, group_key
+    from thunderline.voxel.db import _alembic_config, make_engine
+    from thunderline.voxel.tables import outcomes
+
+    settings = make_settings()
+    engine = make_engine(settings.resolved_database_url)
+    a, b = ingest("old.txt"), ingest("slow.txt")
+
+    def older(event: CloudEvent) -> CloudEvent:  # the record as an older builder wrote it
+        data = {k: v for k, v in event.data.items() if k != "retryable"}
+        return event.model_copy(update={"data": data})
+
+    too_big = older(dead(a))
+    slow = older(dead_letter("nlp", DLQ_CLASSIFY, StageTimeoutError("slow"), original=b))
+    unknown = older(dead(ingest("odd.txt")))
+    unknown.data["error"]["type"] = "SomeLibraryError"
+    try:
+        with engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "0005_sources")
+            for event in (too_big, slow, unknown):
+                row = {k: v for k, v in _row(event).items() if k not in NEWER_COLUMNS - {"once_key"}}
+                conn.execute(insert(outcomes).values(**row))
+    finally:
+        engine.dispose()
+    with OutcomeStore(settings) as store:
+        got = {r.id: r for r in store.dlq()}
+        assert got[too_big.id].retryable is False and got[too_big.id].permanence == "permanent"
+        assert got[slow.id].retryable is True
+        assert got[unknown.id].retryable is None and got[unknown.id].permanence == "unknown"
+        assert got[too_big.id].group_key == group_key("classify", "too_large", "file:///in/old.txt")
+        groups, total = store.dlq_groups()
+        assert total == 3 and {g.count for g in groups} == {1}
