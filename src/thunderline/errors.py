@@ -229,7 +229,7 @@ def retryable_by_name(type_name: str | None, reason: str | None = None) -> bool 
     import builtins
 
     registry = error_registry(load=False)  # the types imported so far, then every module's
-    if type_name and type_name not in registry or not type_name:
+    if not type_name or type_name not in registry:
         registry = error_registry()
     if type_name:
         classes = registry.get(type_name)
