@@ -137,9 +137,7 @@ def recorded_retryable(event: CloudEvent) -> bool | None:
     error = data.get("error")
     type_name = error.get("type") if isinstance(error, dict) else None
     reason = data.get("reason")
-    return retryable_by_name(
-        str(type_name) if type_name else None, str(reason) if reason else None
-    )
+    return retryable_by_name(str(type_name) if type_name else None, str(reason) if reason else None)
 
 
 @dataclass(frozen=True)

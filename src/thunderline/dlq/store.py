@@ -24,11 +24,12 @@ class DeadLetters:
         self.outcomes = outcomes
 
     def page(
-        self, status: str | None, *, limit: int, cursor: str | None
+        self, status: str | None, *, limit: int, cursor: str | None, group: str | None = None
     ) -> tuple[list[OutcomeRecord], str | None]:
         """Oldest first; ``cursor`` is the last id of the previous page (``None``: first);
-        returns the records and the cursor of the next page (``None``: no more)."""
-        found = self.outcomes.dlq(status, limit=limit + 1, cursor=cursor)
+        ``group`` a group's full key; returns the records and the cursor of the next page
+        (``None``: no more)."""
+        found = self.outcomes.dlq(status, limit=limit + 1, cursor=cursor, group=group)
         more = len(found) > limit
         found = found[:limit]
         return found, (found[-1].id if more and found else None)

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from thunderline.dlq.record import Subject
+from thunderline.errors import ThunderlineError
 from thunderline.outcomes import OutcomeRecord
 
 #: Why a record is not sent, by cause (the wording the CLI and the API show).
@@ -25,6 +26,22 @@ SKIP_NO_EVENT = "no original event"
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+
+
+class NotRetryableError(ThunderlineError):
+    """A replay of a permanent record (or one of unknown error type) was asked for without
+    forcing it: it would fail the same way."""
+
+    reason = "not_retryable"
+
+    def __init__(self, record: OutcomeRecord) -> None:
+        super().__init__(
+            f"DLQ record {record.short_id} is {record.permanence} (reason "
+            f"{record.reason or '?'}): a replay would fail the same way; force it with "
+            "all=true (CLI: --all)",
+            details={"dlq_id": record.id, "permanence": record.permanence},
+        )
+        self.record = record
 
 
 @dataclass
