@@ -122,7 +122,9 @@ def test_dlq_rows_written_before_0006_get_their_group_and_a_derived_retryable(
         with engine.begin() as conn:
             command.upgrade(_alembic_config(conn), "0005_sources")
             for event in (too_big, slow, unknown):
-                row = {k: v for k, v in _row(event).items() if k not in NEWER_COLUMNS - {"once_key"}}
+                row = {
+                    k: v for k, v in _row(event).items() if k not in NEWER_COLUMNS - {"once_key"}
+                }
                 conn.execute(insert(outcomes).values(**row))
     finally:
         engine.dispose()
