@@ -146,7 +146,11 @@ async def voxels_page(
     since: str = "",
     until: str = "",
     cursor: str = "",
+    entity_type: str = "",
+    model_label: str = "",
 ) -> Response:
+    """Voxels newest first, filtered as ``GET /v1/voxels`` is (label, group, entity text,
+    entity type, model label, dates)."""
     user = _user(request)
     if user is None:
         return _login_redirect(request)
@@ -162,7 +166,13 @@ async def voxels_page(
         first = last = None
         error = "Dates must be YYYY-MM-DD."
     flt = VoxelFilter(
-        label=label or None, group=group or None, q=q or None, since=first, until=last
+        label=label or None,
+        group=group or None,
+        q=q or None,
+        since=first,
+        until=last,
+        entity_type=entity_type.strip()[:64] or None,
+        model_label=model_label.strip()[:128] or None,
     )
     try:
         items, next_cursor = await asyncio.to_thread(
@@ -175,7 +185,15 @@ async def voxels_page(
         "voxels.html",
         user,
         items=[voxel_brief(v) for v in items],
-        filters={"label": label, "group": group, "q": q, "since": since, "until": until},
+        filters={
+            "label": label,
+            "group": group,
+            "q": q,
+            "entity_type": entity_type,
+            "model_label": model_label,
+            "since": since,
+            "until": until,
+        },
         next_cursor=next_cursor,
         error=error,
     )

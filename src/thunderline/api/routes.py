@@ -693,7 +693,7 @@ async def list_dlq_groups(
     _token: Reader,
     status: DlqStatusQuery = "open",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> DlqGroupPage:
     groups, total = await asyncio.to_thread(
         service_of(request).require_dlq().groups,

@@ -428,6 +428,24 @@ def test_console_voxel_list_date_filters(served: Served) -> None:
     assert "Dates must be YYYY-MM-DD." in bad
 
 
+def test_console_voxel_list_entity_type_and_model_label_filters(served: Served) -> None:
+    """The console's voxel list filters as GET /v1/voxels does: entity type (any case) and
+    the model's label, kept in the form and in the next-page link."""
+    data = b"Ada Lovelace corresponded with Charles Babbage in London.\n"
+    accepted = upload(served, "people-filter.txt", data)
+    assert served.wait_outcome(accepted["correlation_id"])["outcome"] == "stored"
+    with served.client(None) as client:
+        client.post("/login", data={"token": served.read_token})
+        persons = client.get("/voxels", params={"entity_type": "person"}).text
+        nobody = client.get("/voxels", params={"entity_type": "no_such_type"}).text
+        no_model = client.get("/voxels", params={"model_label": "no such label"}).text
+    assert "people-filter.txt" in persons
+    assert 'name="entity_type" value="person"' in persons
+    assert "No voxels match." in nobody and "people-filter.txt" not in nobody
+    assert "No voxels match." in no_model
+    assert 'name="model_label" value="no such label"' in no_model
+
+
 def test_voxel_text_is_the_extracted_text(served: Served) -> None:
     data = b"# Heading\n\nAda Lovelace wrote the first program in London.\n"
     accepted = upload(served, "notes.md", data)
