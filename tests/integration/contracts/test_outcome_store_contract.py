@@ -167,3 +167,51 @@ def test_dlq_triage_groups_dismisses_and_purges(store: OutcomeStorage) -> None:
     assert store.purge(future) == {"dismissed": 3, "replayed": 1}
     assert [r.id for r in store.dlq(None)] == [again.id]
     assert store.purge(future) == {}
+
+
+def test_dlq_rows_written_before_0006_get_their_group_and_a_derived_retryable(
+    voxel_settings: Settings,
+) -> None:
+    """A DLQ row of an older version (no ``retryable`` in the record, no group key) is grouped
+    by the migration, and its retryable flag comes from its error type's name."""
+    from alembic import command
+    from sqlalchemy import insert
+    from tests.unit.test_outcomes import NEWER_COLUMNS
+
+    from thunderline.dlq.record import dead_letter
+    from thunderline.errors import StageTimeoutError
+    from thunderline.events import DLQ_CLASSIFY, CloudEvent
+    from thunderline.outcomes import _row, group_key
+    from thunderline.voxel.db import _alembic_config, make_engine
+    from thunderline.voxel.tables import outcomes
+
+    settings = voxel_settings
+    engine = make_engine(settings.resolved_database_url)
+    a, b = ingest("old.txt"), ingest("slow.txt")
+
+    def older(event: CloudEvent) -> CloudEvent:  # the record as an older builder wrote it
+        data = {k: v for k, v in event.data.items() if k != "retryable"}
+        return event.model_copy(update={"data": data})
+
+    too_big = older(dead(a))
+    slow = older(dead_letter("nlp", DLQ_CLASSIFY, StageTimeoutError("slow"), original=b))
+    unknown = older(dead(ingest("odd.txt")))
+    unknown.data["error"]["type"] = "SomeLibraryError"
+    try:
+        with engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "0005_sources")
+            for event in (too_big, slow, unknown):
+                row = {
+                    k: v for k, v in _row(event).items() if k not in NEWER_COLUMNS - {"once_key"}
+                }
+                conn.execute(insert(outcomes).values(**row))
+    finally:
+        engine.dispose()
+    with OutcomeStore(settings) as store:
+        got = {r.id: r for r in store.dlq()}
+        assert got[too_big.id].retryable is False and got[too_big.id].permanence == "permanent"
+        assert got[slow.id].retryable is True
+        assert got[unknown.id].retryable is None and got[unknown.id].permanence == "unknown"
+        assert got[too_big.id].group_key == group_key("classify", "too_large", "file:///in/old.txt")
+        groups, total = store.dlq_groups()
+        assert total == 3 and {g.count for g in groups} == {1}
