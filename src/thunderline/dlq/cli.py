@@ -252,7 +252,7 @@ def dlq_replay(
                     skipped += 1  # the raw message was not an event: nothing to send again
                     continue
                 if replayed is not None:
-                    done.append((letter.short_id, replayed))
+                    done.append((letter.id, replayed))
             await ingestor.wait_idle()
             return done, skipped, ingestor.runtime is not None
 
