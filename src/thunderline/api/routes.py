@@ -170,7 +170,7 @@ async def get_ingest(request: Request, correlation_id: Id, _token: Reader) -> In
 def _progress_from_stores(service: ApiService, correlation_id: str) -> Any:
     """An ingest's progress from the outcome store (ingests this process did not see, and
     every ingest in the submit-and-read mode): each artifact's final outcome (its voxel, else
-    its newest open DLQ record; :mod:`thunderline.worker.settle`), pending until each artifact
+    its newest open or dismissed DLQ record; :mod:`thunderline.worker.settle`), pending until each artifact
     of the correlation id (archive members included) has one."""
     from thunderline.api.live import STAGE_ORDER, IngestProgress
 
@@ -202,7 +202,7 @@ def _progress_from_stores(service: ApiService, correlation_id: str) -> Any:
                 )
                 if traits.get(key) is not None
             }
-        elif record.kind == "dlq" and record.status == "open":
+        elif record.kind == "dlq" and record.status in ("open", "dismissed"):
             progress.name = progress.name or Subject.of(record.event).artifact.get("name")
             error = record.event.data.get("error") or {}
             progress.dlq.append(
