@@ -645,6 +645,17 @@ def _actor(token: TokenRecord) -> str:
     return f"token:{token.id}:{token.name}"
 
 
+def _known_cursor(service: ApiService, cursor: str) -> bool:
+    """A cursor is the full id of a DLQ record (``next_cursor``)."""
+    if len(cursor) != 36:
+        return False
+    try:
+        found = service.outcomes.dlq_get(cursor)
+    except (AmbiguousIdError, IdReferenceError):
+        return False
+    return found is not None and found.id == cursor
+
+
 @router.get(
     "/dlq",
     response_model=DlqPage,
@@ -665,9 +676,7 @@ async def list_dlq(
 ) -> DlqPage:
     service = service_of(request)
     view = service.require_dlq()
-    if cursor and (
-        len(cursor) != 36 or await asyncio.to_thread(service.outcomes.dlq_get, cursor) is None
-    ):
+    if cursor and not await asyncio.to_thread(_known_cursor, service, cursor):
         raise ApiError(
             400, "bad_cursor", "the cursor is not one this API returned (use `next_cursor`)"
         )

@@ -315,6 +315,9 @@ def test_dlq_triage_groups_replay_retryable_dismiss_and_purge(served: Served) ->
 def test_dlq_bad_cursor_and_models(served: Served) -> None:
     with served.client("read") as client:
         bad = client.get("/v1/dlq", params={"cursor": "nope"})
+        for odd in ("x" * 36, "0" * 36, "%" * 36):  # 36 characters, not a record's id
+            weird = client.get("/v1/dlq", params={"cursor": odd})
+            assert weird.status_code == 400 and weird.json()["error"]["code"] == "bad_cursor"
         models = client.get("/v1/models").json()
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_cursor"
     assert models["models"], models
