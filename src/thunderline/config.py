@@ -162,6 +162,14 @@ class BusSettings(Part):
     reconnect_timeout_s: float = Field(
         60.0, gt=0, description="How long a RabbitMQ publish waits for a lost connection."
     )
+    unserved_timeout_s: float = Field(
+        300.0,
+        ge=0,
+        description="`ingest` over RabbitMQ gives up waiting with `UnservedStageError` once a "
+        "stage queue has had messages and no worker this long while nothing finished "
+        "while nothing finished (the messages stay queued; 0: wait without end, reporting "
+        "every 30 s).",
+    )
 
     @field_validator("url")
     @classmethod
