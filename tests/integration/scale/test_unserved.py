@@ -28,6 +28,7 @@ from tests.integration.scale.test_dlq_alert import start_prometheus, wait_for
 from thunderline.bus.served import UnservedWatch
 from thunderline.classify.walk import Candidate
 from thunderline.config import load_settings
+from thunderline.worker.doctor import doctor_report
 from thunderline.worker.submit import WATCHED_TOPICS, Submitter, wait_outcomes
 
 
@@ -103,6 +104,12 @@ async def test_status_names_the_unserved_stage_of_an_unfinished_submission(
         f"waiting for stage classify: no worker serves it (1 message in queue {bus_prefix}" in err
     )
     assert f"no outcome recorded for {cid}" in err
+    # doctor names it too (a warn row; the broker answers, so the bus row stays ok)
+    rows = await asyncio.to_thread(doctor_report, settings)
+    assert rows[0][:2] == ("bus", "ok")
+    (warned,) = [row for row in rows if row[1] == "warn"]
+    assert warned[0] == "bus classify"
+    assert warned[2].startswith("waiting for stage classify: no worker serves it (1 message")
 
 
 @pytest.mark.slow
