@@ -29,11 +29,14 @@ import time
 from collections.abc import Sequence
 
 from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC, EventBus, QueueStats
+from thunderline.config import ROUTE_STAGES
 from thunderline.errors import UnservedStageError
 from thunderline.obs import metrics
 
 _log = logging.getLogger("thunderline.bus.served")
 
+#: The queues watched for a missing worker: every stage's (classify first), the collector's.
+WATCHED_TOPICS: tuple[str, ...] = ("classify", *ROUTE_STAGES, TERMINAL_TOPIC, DLQ_TOPIC)
 #: A queue's consumer count is trusted this long before a publish asks the broker again.
 SERVED_CHECK_S = 5.0
 #: While a queue stays unserved, its publish warning repeats at most this often.

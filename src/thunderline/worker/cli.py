@@ -64,8 +64,7 @@ async def _unserved(settings: Settings) -> list[str]:
     """What a pending submission may wait for on a broker: each stage queue with messages and
     no worker ("waiting for stage nlp: no worker serves it ..."); nothing in-process."""
     from thunderline.bus.factory import keeps_messages, open_bus
-    from thunderline.bus.served import look, waiting_line
-    from thunderline.worker.submit import WATCHED_TOPICS
+    from thunderline.bus.served import WATCHED_TOPICS, look, waiting_line
 
     if not keeps_messages(settings):
         return []

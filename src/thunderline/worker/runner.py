@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC
 from thunderline.bus.factory import open_bus
-from thunderline.bus.served import QueueSampler
+from thunderline.bus.served import WATCHED_TOPICS, QueueSampler
 from thunderline.config import Settings
 from thunderline.errors import ConfigError
 from thunderline.flow.collector import COLLECT_STAGE
@@ -81,7 +81,7 @@ class Worker:
             run_collector=COLLECT_STAGE in self.stage_names,
         )
         # every queue's messages and consumers for Prometheus (ThunderlineStageUnserved)
-        self.sampler = QueueSampler(self.bus, [*WORKER_STAGES[:-1], TERMINAL_TOPIC, DLQ_TOPIC])
+        self.sampler = QueueSampler(self.bus, WATCHED_TOPICS)
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
         self.name = f"{socket.gethostname()}:{os.getpid()}"

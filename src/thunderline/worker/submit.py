@@ -18,9 +18,8 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC
 from thunderline.bus.factory import open_bus
-from thunderline.bus.served import UnservedWatch
+from thunderline.bus.served import WATCHED_TOPICS, UnservedWatch
 from thunderline.classify.walk import Candidate
 from thunderline.config import Settings
 from thunderline.eventdata import IngestRequest, data_of
@@ -30,14 +29,12 @@ from thunderline.ingestor import SUBMIT_SOURCE, AdmitsFiles
 from thunderline.objects.factory import open_object_store
 from thunderline.obs import metrics
 from thunderline.outcomes import OutcomeRecord, OutcomeStore
-from thunderline.runtime import WIRING, Runtime, ingest_event
+from thunderline.runtime import Runtime, ingest_event
 from thunderline.worker.settle import settled
 
 _log = logging.getLogger("thunderline.worker.submit")
 #: After this long without a new outcome, waiting submitters say what they wait for.
 STALL_WARN_S = 30.0
-#: The queues a waiting submitter watches for a missing worker: every stage's, the collector's.
-WATCHED_TOPICS = (*(spec.name for spec in WIRING), TERMINAL_TOPIC, DLQ_TOPIC)
 
 
 class Submitter(AdmitsFiles):

@@ -25,11 +25,11 @@ from tests.integration.obs.test_live_alerting import free_port, get_json
 from tests.integration.scale.conftest import Cluster
 from tests.integration.scale.test_dlq_alert import start_prometheus, wait_for
 
-from thunderline.bus.served import UnservedWatch
+from thunderline.bus.served import WATCHED_TOPICS, UnservedWatch
 from thunderline.classify.walk import Candidate
 from thunderline.config import load_settings
 from thunderline.worker.doctor import doctor_report
-from thunderline.worker.submit import WATCHED_TOPICS, Submitter, wait_outcomes
+from thunderline.worker.submit import Submitter, wait_outcomes
 
 
 def _env(tmp_path: Path, rabbitmq_url: str, bus_prefix: str, **extra: str) -> dict[str, str]:
