@@ -96,6 +96,8 @@ class ArtifactError(StageError):
 
 
 class ArtifactNotFoundError(ArtifactError):
+    """The artifact's path does not exist (or vanished before it was opened)."""
+
     reason = "not_found"
 
 
@@ -111,14 +113,20 @@ class PayloadNotFound(ArtifactNotFoundError, KeyError):
 
 
 class UnreadableArtifactError(ArtifactError):
+    """The artifact exists but cannot be read (permissions, I/O error)."""
+
     reason = "unreadable"
 
 
 class NotARegularFileError(ArtifactError):
+    """The path is not a regular file (a directory, FIFO, socket or device)."""
+
     reason = "not_a_file"
 
 
 class PathEscapeError(ArtifactError):
+    """The path leads outside the ingest root (a symlink, or a name swapped during admission)."""
+
     reason = "path_escape"
 
 
@@ -130,6 +138,8 @@ class HardLinkError(ArtifactError):
 
 
 class ArtifactTooLargeError(ArtifactError):
+    """The artifact is larger than ``TL_MAX_FILE_BYTES``."""
+
     reason = "too_large"
 
 

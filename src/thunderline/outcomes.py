@@ -155,6 +155,7 @@ class OutcomeStore:
             raise
 
     def close(self) -> None:
+        """Release the database engine when this store made it."""
         if self._owns_engine:
             self.engine.dispose()
 
