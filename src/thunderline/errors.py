@@ -22,6 +22,7 @@ boundary (``raise ... from exc``) so callers only ever see this tree::
     │   │   └── ArtifactTooLargeError
     │   └── ClassifyError              Magika itself failed
     ├── BackendError                   bus, database or object store failure (retryable)
+    ├── UnservedStageError             a submission waited too long for a stage no worker serves
     └── ChecksumMismatch               stored bytes or a model file do not match their SHA-256
 
 Each error carries a short machine ``reason`` (used as a metric label and in DLQ records) and a
@@ -153,6 +154,15 @@ class BackendError(ThunderlineError):
 
     reason = "backend"
     retryable = True
+
+
+class UnservedStageError(ThunderlineError):
+    """A submission waited ``TL_BUS_UNSERVED_TIMEOUT_S`` for a stage whose queue has messages
+    and no consumer (no worker serves it). Nothing is lost: the messages stay queued and are
+    processed when a worker for that stage starts. ``details``: stage, queue, messages,
+    waited_s."""
+
+    reason = "unserved"
 
 
 class ChecksumMismatch(ThunderlineError):

@@ -30,6 +30,7 @@ from thunderline.api.schemas import Check, Readiness
 from thunderline.api.tokens import TokenStore
 from thunderline.api.upload import ReceivedFile
 from thunderline.bus.factory import open_ingestor
+from thunderline.bus.served import WATCHED_TOPICS, QueueSampler
 from thunderline.config import OverflowPolicy, Settings
 from thunderline.dlq.replay import replay, replay_event
 from thunderline.dlq.store import DeadLetters
@@ -74,6 +75,7 @@ class ApiService:
         self.ledger: Ledger | None = None
         self.webhooks: Webhooks | None = None
         self.follower: OutcomeFollower | None = None
+        self.sampler: QueueSampler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started_at = time.time()
         self._models_cache: tuple[float, Any] | None = None
@@ -117,10 +119,16 @@ class ApiService:
         if runtime is None:  # the live view follows what the workers record
             self.follower = OutcomeFollower(ingestor.outcomes, self.hub)
             self.follower.start()
+            # the queues' messages and consumers on /metrics (a stage no worker serves)
+            self.sampler = QueueSampler(ingestor.bus, WATCHED_TOPICS)
+            self.sampler.start()
 
     async def stop(self) -> None:
         self.hub.close()
         await self.revocations.stop()
+        if self.sampler is not None:
+            await self.sampler.stop()
+            self.sampler = None
         if self.follower is not None:
             await self.follower.stop()
             self.follower = None

@@ -30,6 +30,24 @@ class Delivery:
     acked: bool = field(default=False, compare=False)
 
 
+@dataclass(frozen=True)
+class QueueStats:
+    """One topic's queue as its backend sees it now: what waits there and who consumes it."""
+
+    topic: str
+    #: The backend's name of the queue (RabbitMQ: ``<prefix>.<topic>``; in-process: the topic).
+    queue: str
+    #: Messages waiting (ready, not handed out to a consumer).
+    messages: int
+    #: Consumers attached now (RabbitMQ: the broker's count; in-process: the pullers seen).
+    consumers: int
+
+    @property
+    def unserved(self) -> bool:
+        """Messages wait and nothing consumes them: they wait until a consumer appears."""
+        return self.messages > 0 and self.consumers == 0
+
+
 @runtime_checkable
 class EventBus(Protocol):
     """Everything the runtime needs from a bus backend: the engine, the collector, the
@@ -81,6 +99,11 @@ class EventBus(Protocol):
 
     async def queue_depth(self, topic: str) -> int:
         """Messages waiting on ``topic`` now (a broker is asked)."""
+        ...
+
+    async def queue_stats(self, topic: str) -> QueueStats:
+        """Messages waiting on ``topic`` and its consumers now (a broker is asked; a queue
+        that does not exist has neither)."""
         ...
 
     @property

@@ -26,6 +26,10 @@ One durable quorum queue per topic (``<prefix>.<topic>``: a stage, ``terminal`` 
   ``x-overflow=reject-publish``). A refused publish waits and retries (the CLI waits); with
   ``block=False`` it raises :class:`~thunderline.errors.OverloadError` instead (an API answers
   429). The ``terminal`` and ``dlq`` queues are unbounded and never dead-letter.
+* **A queue nobody consumes** (issue 23): after a publish the queue's consumer count (a
+  passive declare, asked again at most every 5 s) is checked; none means no worker serves
+  that stage, which is logged at once as a WARNING naming the stage and the queue and counted
+  in ``thunderline_bus_unserved_publishes_total`` (:mod:`thunderline.bus.served`).
 * **Reconnection**: ``connect_robust`` reconnects with backoff and restores the channels,
   queues and consumers. Deliveries of the lost connection are dropped from the local buffer
   (the broker redelivers them: never lost) and acknowledging one is a logged no-op.
@@ -54,8 +58,9 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC, Delivery
+from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC, Delivery, QueueStats
 from thunderline.bus.clientlogs import quiet_client_logs
+from thunderline.bus.served import ServedCheck
 from thunderline.config import RetryPolicy
 from thunderline.dlq.record import BrokerDeadLetterError, dead_letter, json_safe
 from thunderline.errors import BackendError, MalformedEventError, OverloadError
@@ -139,6 +144,7 @@ class RabbitMQBus:
         self._closed = False
         self.reconnects = 0
         self._lost = False  # between a loss and its reconnect (one log line per loss)
+        self._served = ServedCheck(self)  # warns on a publish to a queue nobody consumes
 
     # ---- names and arguments --------------------------------------------------------------
     def queue_name(self, topic: str) -> str:
@@ -225,6 +231,7 @@ class RabbitMQBus:
 
     def _on_reconnect(self, _connection: Any) -> None:
         self._lost = False
+        self._served.forget()
         self.reconnects += 1
         metrics.BUS_RECONNECTS.inc()
         _log.warning("RabbitMQ connection restored (reconnect #%d)", self.reconnects)
@@ -294,6 +301,7 @@ class RabbitMQBus:
             content_type=_CONTENT_TYPE,
         )
         await self._publish_message(topic, message, block=block)
+        await self._served.after_publish(topic)
         return message_id
 
     async def _publish_message(self, topic: str, message: aio_pika.Message, *, block: bool) -> None:
@@ -507,20 +515,29 @@ class RabbitMQBus:
 
     async def queue_depth(self, topic: str) -> int:
         """Messages ready on ``topic`` in the broker now (a passive declare)."""
-        await self.connect()
-        assert self._connection is not None
-        channel = await self._connection.channel()
-        try:
-            queue = await channel.declare_queue(self.queue_name(topic), passive=True)
-            count = int(getattr(queue.declaration_result, "message_count", 0) or 0)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            count = 0
-        finally:
-            with contextlib.suppress(Exception):
-                await channel.close()
+        count = (await self.queue_stats(topic)).messages
         self._depth[topic] = count
         metrics.QUEUE_DEPTH.labels(topic).set(count)
         return count
+
+    async def queue_stats(self, topic: str) -> QueueStats:
+        """Ready messages and consumers of ``topic``'s queue now: the broker's answer to a
+        passive declare (no management plugin needed); a missing queue has neither."""
+        await self.connect()
+        assert self._connection is not None
+        name = self.queue_name(topic)
+        channel = await self._connection.channel()
+        try:
+            queue = await channel.declare_queue(name, passive=True)
+            result = queue.declaration_result
+            count = int(getattr(result, "message_count", 0) or 0)
+            consumers = int(getattr(result, "consumer_count", 0) or 0)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            count = consumers = 0
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
+        return QueueStats(topic, name, count, consumers)
 
     @property
     def held(self) -> int:

@@ -99,6 +99,10 @@ async def test_serve_submits_to_workers_and_reads_outcomes(cluster: Cluster) -> 
         assert full.json()["error"]["code"] == "queue_full"
         pending = client.get(f"/v1/ingest/{ids['a.txt']}").json()
         assert pending["outcome"] == "pending" and pending["name"] == "a.txt"
+        # and never silently: serve's /metrics shows the classify queue unserved (issue 23)
+        exposed = client.get("/metrics").text
+        assert 'thunderline_bus_unserved_publishes_total{topic="classify"}' in exposed
+        assert 'thunderline_bus_queue_consumers{topic="classify"} 0.0' in exposed
 
         # the fault: lost.txt's bytes vanish from S3 before any worker reads them
         store = served.service.objects
