@@ -49,12 +49,15 @@ CONFIG_LABELS = frozenset(
 def _lazy(module: str, function: str) -> Callable[[Path, ExtractContext], ExtractResult]:
     """A runner that imports its module at first use (the worker imports only what it needs)."""
 
-    def run(path: Path, ctx: ExtractContext) -> ExtractResult:
-        import importlib
+    resolved: list[Callable[[Path, ExtractContext], ExtractResult]] = []
 
-        target = getattr(importlib.import_module(f"thunderline.extract.formats.{module}"), function)
-        out: ExtractResult = target(path, ctx)
-        return out
+    def run(path: Path, ctx: ExtractContext) -> ExtractResult:
+        if not resolved:
+            import importlib
+
+            found = importlib.import_module(f"thunderline.extract.formats.{module}")
+            resolved.append(getattr(found, function))
+        return resolved[0](path, ctx)
 
     run.__name__ = function
     return run
