@@ -234,12 +234,7 @@ def result(
     from thunderline.extract.result import clip_raw
 
     text = builder.build() if builder is not None else ""
-    # Built without validation: every field comes from validated parts (the builder's
-    # segments and headings, the extractor's DocMetadata) or is a plain count or name, and
-    # the supervisor validates the result anyway when it parses the worker's answer
-    # (``ExtractResult.model_validate_json``): validating here too was a third of the time
-    # a small file took (benchmarks/extract.py).
-    return ExtractResult.model_construct(
+    return ExtractResult(
         text=text,
         segments=builder.segments if builder is not None else [],
         headings=builder.headings if builder is not None else [],
@@ -254,7 +249,6 @@ def result(
         truncated=truncated or (builder.truncated if builder is not None else False),
         bytes_in=bytes_in,
         warnings=list(ctx.warnings),
-        ocr=None,
     )
 
 
