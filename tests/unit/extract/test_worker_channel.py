@@ -21,7 +21,7 @@ def _line(found: ExtractResult) -> dict[str, object]:
 
 def test_result_line_round_trips_through_the_supervisor_parse() -> None:
     found = ExtractResult(
-        text="Zażółć gęślą jaźń\n\"quoted\" \\ back",
+        text='Zażółć gęślą jaźń\n"quoted" \\ back',
         segments=[Segment(kind="page", index=0, start=0, end=17)],
         metadata=DocMetadata(title="Tytuł", authors=["Ada"]),
         raw={"k": "v"},
