@@ -41,13 +41,15 @@ from thunderline.extract.result import DocMetadata, ExtractResult
 _MAX_STREAM = 256 * 1024 * 1024
 
 
-def _open(path: Path) -> Any:
+def _open(source: Path | bytes) -> Any:
+    """An OLE file from a path or from bytes already read."""
     import olefile
 
-    if not olefile.isOleFile(str(path)):
+    target = source if isinstance(source, bytes) else str(source)
+    if not olefile.isOleFile(target):
         raise ExtractionError("not an OLE2 compound file")
     try:
-        return olefile.OleFileIO(str(path))
+        return olefile.OleFileIO(target)
     except Exception as exc:  # olefile raises OSError, struct.error, IndexError...
         raise ExtractionError(f"cannot read OLE file: {type(exc).__name__}: {exc}") from exc
 
@@ -266,12 +268,29 @@ def _cell(value: Any, ctype: int, datemode: int) -> str:
 
 
 def extract_xls(path: Path, ctx: ExtractContext) -> ExtractResult:
-    """Excel 97-2003 through xlrd: one ``sheet`` segment per sheet."""
+    """Excel 97-2003 through xlrd: one ``sheet`` segment per sheet.
+
+    olefile opens the file once: the summary metadata and the ``Workbook`` stream, which
+    xlrd reads as a bare BIFF stream (it would otherwise parse the compound file again).
+    """
+    import olefile
     import xlrd
 
     data = path.read_bytes()
+    meta, raw = DocMetadata(), dict[str, Any]()
+    biff = data
+    if olefile.isOleFile(data):
+        ole = _open(data)
+        try:
+            meta, raw = ole_metadata(ole)
+            stream = next((n for n in ("Workbook", "Book") if ole.exists(n)), None)
+            if stream is None:
+                raise ExtractionError("not an Excel workbook (no Workbook stream)")
+            biff = _stream(ole, stream)
+        finally:
+            ole.close()
     try:
-        book = xlrd.open_workbook(file_contents=data, on_demand=True, logfile=_NullLog())
+        book = xlrd.open_workbook(file_contents=biff, on_demand=True, logfile=_NullLog())
     except Exception as exc:  # xlrd raises XLRDError, CompDocError, struct.error...
         raise ExtractionError(f"cannot read xls: {type(exc).__name__}: {exc}") from exc
     builder = TextBuilder(ctx.max_text_bytes)
@@ -281,15 +300,14 @@ def extract_xls(path: Path, ctx: ExtractContext) -> ExtractResult:
             sheet = book.sheet_by_index(index)
             ctx.progress()
             builder.segment("sheet", name)
+            datemode = book.datemode
             for r in range(sheet.nrows):
                 if r % 1000 == 0:
                     ctx.progress()
-                values = sheet.row_values(r)
-                types = sheet.row_types(r)
                 cells = [
                     text
-                    for v, t in zip(values, types, strict=False)
-                    if (text := _cell(v, t, book.datemode))
+                    for v, t in zip(sheet.row_values(r), sheet.row_types(r), strict=False)
+                    if (text := _cell(v, t, datemode))
                 ]
                 if cells:
                     builder.line(" | ".join(cells))
@@ -300,7 +318,7 @@ def extract_xls(path: Path, ctx: ExtractContext) -> ExtractResult:
                 break
     finally:
         book.release_resources()
-    meta, raw = _xls_meta(path, len(names))
+    meta = meta.model_copy(update={"page_count": len(names)})
     return result(
         ctx, "xls", "xlrd", builder, content="data", metadata=meta, raw=raw, bytes_in=len(data)
     )
@@ -314,18 +332,6 @@ class _NullLog:
 
     def flush(self) -> None:
         return None
-
-
-def _xls_meta(path: Path, sheets: int) -> tuple[DocMetadata, dict[str, Any]]:
-    import olefile
-
-    if not olefile.isOleFile(str(path)):
-        return DocMetadata(page_count=sheets), {}  # a BIFF stream without OLE wrapper
-    ole = _open(path)
-    try:
-        return ole_metadata(ole, pages=sheets)
-    finally:
-        ole.close()
 
 
 # ---- ppt ------------------------------------------------------------------------------------

@@ -66,6 +66,15 @@ def _embedded_parts(zf: zipfile.ZipFile, ctx: ExtractContext, odf: bool = False)
             ctx.add_part(name, data, kind="embedded")
 
 
+def _package_parts(package: Any, ctx: ExtractContext) -> None:
+    """Embedded objects of an OOXML package python-docx / python-pptx has already read
+    (their blobs are in memory: the zip is not opened a second time)."""
+    for part in package.iter_parts():
+        name = str(part.partname).lstrip("/")
+        if name.startswith(_EMBED_PREFIXES):
+            ctx.add_part(name, part.blob[: ctx.max_part_bytes + 1], kind="embedded")
+
+
 def _when(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -150,8 +159,7 @@ def extract_docx(path: Path, ctx: ExtractContext) -> ExtractResult:
                 for paragraph in part.paragraphs:
                     builder.line(paragraph.text)
     meta, raw = _core_meta(document.core_properties, None)
-    with _zip(path) as zf:
-        _embedded_parts(zf, ctx)
+    _package_parts(document.part.package, ctx)
     return result(
         ctx, "docx", "python-docx", builder, metadata=meta, raw=raw, bytes_in=path.stat().st_size
     )
@@ -193,8 +201,7 @@ def extract_pptx(path: Path, ctx: ExtractContext) -> ExtractResult:
         if builder.full:
             break
     meta, raw = _core_meta(deck.core_properties, slides)
-    with _zip(path) as zf:
-        _embedded_parts(zf, ctx)
+    _package_parts(deck.part.package, ctx)
     return result(
         ctx, "pptx", "python-pptx", builder, metadata=meta, raw=raw, bytes_in=path.stat().st_size
     )
@@ -204,8 +211,9 @@ def extract_pptx(path: Path, ctx: ExtractContext) -> ExtractResult:
 def extract_xlsx(path: Path, ctx: ExtractContext) -> ExtractResult:
     import openpyxl
 
-    with _zip(path) as zf:
+    with _zip(path) as zf:  # one look at the zip for both (it was opened twice more)
         _check_bomb(zf, path)
+        _embedded_parts(zf, ctx)
     handle = path.open("rb")  # a file object: openpyxl refuses names without .xlsx
     try:
         book = openpyxl.load_workbook(handle, read_only=True, data_only=True)
@@ -232,8 +240,6 @@ def extract_xlsx(path: Path, ctx: ExtractContext) -> ExtractResult:
     finally:
         book.close()
         handle.close()
-    with _zip(path) as zf:
-        _embedded_parts(zf, ctx)
     return result(
         ctx,
         "xlsx",
