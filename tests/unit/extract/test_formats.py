@@ -148,8 +148,8 @@ def test_objects_embedded_in_docx_and_pptx_become_parts(tmp_path: Path) -> None:
     from docx.opc.packuri import PackURI as DocxUri
     from docx.opc.part import Part as DocxPart
     from pptx import Presentation
-    from pptx.opc.packuri import PackURI as PptxUri
     from pptx.opc.package import Part as PptxPart
+    from pptx.opc.packuri import PackURI as PptxUri
 
     blob = b"PK\x03\x04 an embedded workbook"
     xlsx_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
