@@ -4,8 +4,8 @@ Headers become metadata (Subject -> title, From -> authors, Date -> created; To,
 Message-ID and the rest raw), the body becomes text (``text/plain`` preferred, else the HTML
 part through the HTML reader), and every attachment, inline image included, becomes an
 embedded part (a child artifact). An mbox (a file starting with ``From ``) gives one
-``message`` segment per message. Outlook ``.msg`` files are not read (no maintained reader
-ships as a pure wheel without a dozen dependencies; see docs/ARCHITECTURE.md).
+``message`` segment per message. Outlook ``.msg`` files are read by
+:mod:`thunderline.extract.formats.legacy` (OLE2, like the other binary Office formats).
 """
 
 from __future__ import annotations
