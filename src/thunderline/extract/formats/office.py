@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import posixpath
 import zipfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -125,23 +126,28 @@ def _core_meta(props: Any, pages: int | None) -> tuple[DocMetadata, dict[str, An
 
 
 # ---- docx -----------------------------------------------------------------------------------
-def _docx_styles(document: Any) -> tuple[dict[str, str], str]:
-    """Paragraph style id -> UI name (``Heading 1``), and the default paragraph style's
-    name, read once: ``Paragraph.style`` searches the style part with XPath on every call,
-    which was a third of a small docx's time."""
-    from docx.enum.style import WD_STYLE_TYPE
+def _docx_styles(document: Any) -> Callable[[str | None], str]:
+    """Paragraph style id -> UI name (``Heading 1``), each distinct id looked up once:
+    ``Paragraph.style`` searches the style part with XPath on every call (a third of a
+    small docx's time), and listing every style of the template costs as much again."""
     from docx.styles import BabelFish
 
-    names: dict[str, str] = {}
-    default = ""
-    for element in document.styles.element.style_lst:
-        if element.type != WD_STYLE_TYPE.PARAGRAPH or not element.styleId:
-            continue
-        name = BabelFish.internal2ui(element.name_val or "")
-        names[element.styleId] = name
-        if element.default:
-            default = name
-    return names, default
+    cache: dict[str | None, str] = {}
+
+    def name(style_id: str | None) -> str:
+        found = cache.get(style_id)
+        if found is None:
+            if style_id is None:
+                # The document's default paragraph style ("Normal"): never a heading, and
+                # finding it scans every style of the template.
+                found = ""
+            else:
+                element = document.styles.element.get_by_id(style_id)
+                found = BabelFish.internal2ui(element.name_val or "") if element is not None else ""
+            cache[style_id] = found
+        return found
+
+    return name
 
 
 def extract_docx(path: Path, ctx: ExtractContext) -> ExtractResult:
@@ -154,15 +160,14 @@ def extract_docx(path: Path, ctx: ExtractContext) -> ExtractResult:
     except Exception as exc:  # python-docx raises KeyError, ValueError, lxml errors...
         raise ExtractionError(f"cannot read docx: {type(exc).__name__}: {exc}") from exc
     builder = TextBuilder(ctx.max_text_bytes)
-    style_names, default_style = _docx_styles(document)
+    style_name = _docx_styles(document)
     for n, block in enumerate(document.iter_inner_content()):
         if builder.full:
             break
         if n % 200 == 0:
             ctx.progress()
         if isinstance(block, Paragraph):
-            style_id = block._p.style  # the pStyle id: no style-part lookup per paragraph
-            style = style_names.get(style_id, "") if style_id else default_style
+            style = style_name(block._p.style)  # the pStyle id, resolved once per id
             text = block.text
             if style.startswith("Heading") and style[7:].strip().isdigit():
                 builder.heading(int(style[7:].strip()), text)
