@@ -50,6 +50,7 @@ DEFAULT_ROUTES: dict[str, list[str]] = {
     "ics": ["extract", "nlp", "package"],
     "srt": ["extract", "nlp", "package"],
     "eml": ["extract", "nlp", "package"],
+    "outlook": ["extract", "nlp", "package"],  # .msg: headers, body, attachments
     # configuration is stored with its text for search, without named-entity recognition
     "ini": ["extract", "package"],
     "toml": ["extract", "package"],
