@@ -132,7 +132,8 @@ class PathEscapeError(ArtifactError):
 
 class HardLinkError(ArtifactError):
     """A regular file with more than one link: its other names may lie outside the ingest
-    root (``ln /etc/shadow inbox/x``), so it is refused unless ``TL_ALLOW_HARDLINKS``."""
+    root (``ln /etc/shadow inbox/x``), so it is refused unless ``TL_ALLOW_HARDLINKS``.
+    """
 
     reason = "hard_link"
 
@@ -160,7 +161,8 @@ class UnservedStageError(ThunderlineError):
     """A submission waited ``TL_BUS_UNSERVED_TIMEOUT_S`` for a stage whose queue has messages
     and no consumer (no worker serves it). Nothing is lost: the messages stay queued and are
     processed when a worker for that stage starts. ``details``: stage, queue, messages,
-    waited_s."""
+    waited_s.
+    """
 
     reason = "unserved"
 
@@ -218,7 +220,8 @@ def _subclasses(cls: type[ThunderlineError]) -> list[type[ThunderlineError]]:
 
 def error_registry(*, load: bool = True) -> dict[str, list[type[ThunderlineError]]]:
     """Every Thunderline error type by class name (with ``load``, the defining modules of
-    :data:`ERROR_MODULES` imported first); a name two modules use maps to both."""
+    :data:`ERROR_MODULES` imported first); a name two modules use maps to both.
+    """
     import importlib
 
     for module in ERROR_MODULES if load else ():

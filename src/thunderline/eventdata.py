@@ -425,7 +425,8 @@ def typed_event(
     event_type: str, data: EventData, *, parent: CloudEvent | None = None, source: str | None = None
 ) -> CloudEvent:
     """A new event carrying ``data`` (checked against the registry): derived from ``parent``
-    (same correlation id, caused by it) or starting a new chain."""
+    (same correlation id, caused by it) or starting a new chain.
+    """
     check_output(event_type, data)
     wire = to_wire(data)
     if parent is None:
@@ -438,7 +439,8 @@ def typed_event(
 
 def ensure_valid(event: CloudEvent) -> EventData:
     """Check an event a stage produced: data built by :func:`typed_event` passes at once,
-    anything else is validated; a mismatch is an :class:`EventContractError`."""
+    anything else is validated; a mismatch is an :class:`EventContractError`.
+    """
     try:
         return validate_data(event)
     except MalformedEventError as exc:

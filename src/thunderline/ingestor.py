@@ -62,7 +62,8 @@ class Ingestor(Protocol):
 
     async def submit(self, event: CloudEvent, *, block: bool = True) -> None:
         """Send an event to where it goes (its next stage, the DLQ); a full queue waits
-        (``block``) or raises :class:`~thunderline.errors.OverloadError`."""
+        (``block``) or raises :class:`~thunderline.errors.OverloadError`.
+        """
         ...
 
     async def submit_event(
@@ -74,7 +75,8 @@ class Ingestor(Protocol):
         executor: Executor | None = None,
     ) -> CloudEvent:
         """Admit and store the local file of an ingest event, then submit it; returns what
-        was sent (the stored ingest event, or the DLQ record of a refusal)."""
+        was sent (the stored ingest event, or the DLQ record of a refusal).
+        """
         ...
 
     async def submit_files(self, candidates: Iterable[Candidate]) -> int:
@@ -97,7 +99,8 @@ def _store_file(
     """Admit the event's local file (opened once, checked on the descriptor) and stream its
     bytes through that descriptor into the store; the ingest event to publish, which names
     the bytes by ``payload_ref`` (the path stays for display unless ``keep_path`` is false,
-    as for an upload's spool file; no worker reads it)."""
+    as for an upload's spool file; no worker reads it).
+    """
     request = data_of(event, IngestRequest)
     artifact = request.artifact
     path = Path(str(artifact.path))
@@ -152,7 +155,8 @@ class AdmitsFiles:
         """Admit the event's local file and store its bytes (``payload_ref``), then submit
         it; a refused file is submitted as its ``classify`` DLQ record instead. Returns what
         was submitted. ``block=False``: a full queue raises ``OverloadError`` (the stored
-        bytes stay, harmless: the store is content-addressed)."""
+        bytes stay, harmless: the store is content-addressed).
+        """
         put = functools.partial(
             _store_file, self.store, self.settings, event, source=self.source, keep_path=keep_path
         )

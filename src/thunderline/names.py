@@ -77,7 +77,8 @@ _NEEDS_ESCAPE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\ud800-\udfff" + "".join(_INV
 
 def shown(text: str) -> str:
     """``text`` safe to print: control characters, escape sequences, bidi marks and
-    undecodable bytes made visible as escapes; a backslash doubled. Other text unchanged."""
+    undecodable bytes made visible as escapes; a backslash doubled. Other text unchanged.
+    """
     if not _NEEDS_ESCAPE.search(text):
         return text
     return "".join(_shown_char(c) for c in text)

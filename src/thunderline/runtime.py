@@ -89,7 +89,8 @@ def build_stages(
     """The one stage builder: an instance of each named stage (default: every enabled one; a
     name outside :data:`WIRING`, such as ``collect``, is skipped), options from settings and
     ``concurrency`` overriding each stage's own. ``stored_only`` (a worker) classifies only
-    stored payloads. A named stage the settings switch off is a :class:`ConfigError`."""
+    stored payloads. A named stage the settings switch off is a :class:`ConfigError`.
+    """
     enabled = enabled_stage_names(settings)
     wanted = enabled if names is None else list(names)
     stages: list[Stage] = []
@@ -252,7 +253,8 @@ class Runtime(AdmitsFiles):
 
     async def submit_files(self, candidates: Iterable[Candidate]) -> int:
         """Submit each candidate as it comes (a stream: nothing is listed first); one that
-        could not be walked becomes one DLQ record. Returns how many were submitted."""
+        could not be walked becomes one DLQ record. Returns how many were submitted.
+        """
         n = 0
         for candidate in candidates:
             if candidate.skipped:

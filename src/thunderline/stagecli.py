@@ -1,5 +1,6 @@
 """``thunderline stages``: the wiring table as the settings make it (which stages are on, their
-options) and the CPU budget."""
+options) and the CPU budget.
+"""
 
 from __future__ import annotations
 

@@ -164,7 +164,8 @@ class OutcomeStorage(Protocol):
         group: str | None = None,
     ) -> list[OutcomeRecord]:
         """DLQ records of one status (None: all), oldest first, after ``cursor``, of one
-        group (its full key) if given."""
+        group (its full key) if given.
+        """
 
     def dlq_get(self, record_id: str) -> OutcomeRecord | None:
         """One DLQ record by full id, short id or a unique part (None: nothing matches)."""
@@ -176,7 +177,8 @@ class OutcomeStorage(Protocol):
         self, status: str | None = "open", *, limit: int = 100, offset: int = 0
     ) -> tuple[list[DlqGroup], int]:
         """DLQ records grouped by (stage, reason, artifact), newest group first, and the
-        number of groups."""
+        number of groups.
+        """
 
     def dismiss(self, record_ids: Sequence[str], *, by: str, note: str) -> list[str]:
         """Close open DLQ records without a replay (who, when, why); the ids dismissed."""

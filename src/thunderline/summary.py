@@ -151,7 +151,8 @@ def voxel_brief(voxel: Voxel) -> VoxelBrief:
 
 def summarize_data(data: Mapping[str, Any]) -> dict[str, Any]:
     """Event data (wire JSON) with its ``nlp`` result summarised and ``inference`` cut to the
-    top labels; a DLQ record's ``original`` event data likewise. Everything else unchanged."""
+    top labels; a DLQ record's ``original`` event data likewise. Everything else unchanged.
+    """
     out = dict(data)
     nlp = out.get("nlp")
     if isinstance(nlp, Mapping) and "sentences" in nlp:

@@ -62,7 +62,8 @@ class EventBus(Protocol):
     def durable(self) -> bool:
         """Whether messages live outside this process (a broker shared by workers): the
         engine dead-letters what is left on a non-durable bus at shutdown, so nothing
-        vanishes, and a worker (which other processes feed) needs a durable bus."""
+        vanishes, and a worker (which other processes feed) needs a durable bus.
+        """
         ...
 
     def describe(self) -> str:
@@ -80,7 +81,8 @@ class EventBus(Protocol):
     async def publish(self, topic: str, payload: bytes, *, block: bool = True) -> str:
         """Append one message to ``topic``; returns its message id. A full queue makes it
         wait (``block``, back-pressure) or raise
-        :class:`~thunderline.errors.OverloadError` (``block=False``: an API answers 429)."""
+        :class:`~thunderline.errors.OverloadError` (``block=False``: an API answers 429).
+        """
         ...
 
     async def pull(
@@ -103,7 +105,8 @@ class EventBus(Protocol):
 
     async def queue_stats(self, topic: str) -> QueueStats:
         """Messages waiting on ``topic`` and its consumers now (a broker is asked; a queue
-        that does not exist has neither)."""
+        that does not exist has neither).
+        """
         ...
 
     @property
@@ -113,7 +116,8 @@ class EventBus(Protocol):
 
     async def prepare_for_draining(self) -> None:
         """Stop taking new messages from the backend (a broker's consumers are cancelled);
-        what is held can still be acknowledged. A no-op in-process."""
+        what is held can still be acknowledged. A no-op in-process.
+        """
         ...
 
     async def close(self) -> None:

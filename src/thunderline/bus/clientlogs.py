@@ -95,7 +95,8 @@ _FILTER = ClientLogFilter()
 
 def quiet_client_logs() -> None:
     """Install :class:`ClientLogFilter` on every aiormq/aio-pika logger created so far (their
-    modules create them at import; idempotent)."""
+    modules create them at import; idempotent).
+    """
     manager = logging.Logger.manager
     for name in list(manager.loggerDict):
         if name.split(".", 1)[0] not in CLIENT_LOGGERS:

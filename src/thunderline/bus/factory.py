@@ -1,6 +1,7 @@
 """Pick the event bus from settings: ``memory://`` (in-process, the default) or ``amqp://``
 (RabbitMQ, the scale-out bus), and the :class:`~thunderline.ingestor.Ingestor` that goes with
-it. This is the only place that looks at the URL: everything else asks the bus."""
+it. This is the only place that looks at the URL: everything else asks the bus.
+"""
 
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ def open_bus(settings: Settings, on_drop: DropHandler | None = None) -> EventBus
 
 def keeps_messages(settings: Settings) -> bool:
     """Whether the configured bus keeps a message after the process that sent it is gone (a
-    broker's durable queue) rather than losing it with its run (the in-process bus)."""
+    broker's durable queue) rather than losing it with its run (the in-process bus).
+    """
     return settings.bus.url.startswith(_BROKER_SCHEMES)
 
 
@@ -62,7 +64,8 @@ def open_ingestor(
     """The ingestor of ``settings.bus.url``: the stages in this process on ``memory://``
     (:class:`~thunderline.runtime.Runtime`), the location-free
     :class:`~thunderline.worker.submit.Submitter` on a broker (the workers run the stages).
-    ``on_outcome`` sees each artifact's end; ``source`` names the submitter in events."""
+    ``on_outcome`` sees each artifact's end; ``source`` names the submitter in events.
+    """
     from thunderline.ingestor import SUBMIT_SOURCE
     from thunderline.runtime import Runtime
     from thunderline.worker.submit import Submitter

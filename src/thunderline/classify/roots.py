@@ -65,7 +65,8 @@ def fd_path(fd: int) -> Path | None:
 @dataclass
 class HeldRoot:
     """One root folder held open: ``given`` as the user named it, ``opened`` the path it was
-    opened by (a link resolved once)."""
+    opened by (a link resolved once).
+    """
 
     given: Path
     opened: Path
@@ -73,7 +74,8 @@ class HeldRoot:
 
     def real(self, fd: int | None = None) -> Path:
         """The root's real path now, read from the descriptor (if the folder was renamed
-        since, its new name): what "inside the root" means."""
+        since, its new name): what "inside the root" means.
+        """
         found = fd_path(self.fd if fd is None else fd)
         return found if found is not None else Path(os.path.realpath(self.opened))
 
@@ -90,7 +92,8 @@ class RootTable:
         """Open ``given`` (:func:`open_root`) and hold it. A root held already under this
         name is used again while the name still leads to the same folder; a name that leads
         elsewhere now (the folder was removed and made again) is opened anew, and the
-        descriptor held before is closed. Raises :class:`OSError`."""
+        descriptor held before is closed. Raises :class:`OSError`.
+        """
         key = os.path.abspath(given)
         fd, opened = open_root(Path(key))
         root = HeldRoot(Path(key), opened, fd)
@@ -112,7 +115,8 @@ class RootTable:
 
     def dup(self, given: Path) -> tuple[HeldRoot, int] | None:
         """The held root named ``given`` and a duplicate of its descriptor (the caller closes
-        it; a release meanwhile cannot pull it away), or ``None`` if it is not held."""
+        it; a release meanwhile cannot pull it away), or ``None`` if it is not held.
+        """
         key = os.path.abspath(given)
         with self._lock:
             root = self._held.get(key)

@@ -47,7 +47,8 @@ def build_route(
     classification: Classification, routes: dict[str, list[str]], available: Iterable[str]
 ) -> list[str]:
     """The stages after classify: by label, else by group, else ``*``; only available ones.
-    NLP reads the text the extract stage stored, so ``extract`` always comes before ``nlp``."""
+    NLP reads the text the extract stage stored, so ``extract`` always comes before ``nlp``.
+    """
     chosen = (
         routes.get(classification.label) or routes.get(classification.group) or routes.get("*", [])
     )
@@ -75,7 +76,8 @@ class ClassifyStage(StoreStage):
         """``available_stages``: the stages after classify that are on (routes keep only
         those; the wiring table in :mod:`thunderline.runtime` decides which).
         ``stored_only`` (a worker): an artifact named by a local path only is refused
-        (``path_escape``): a worker never reads its own disk because an event says so."""
+        (``path_escape``): a worker never reads its own disk because an event says so.
+        """
         super().__init__(settings, store, options)
         self.available = set(available_stages)
         self.stored_only = stored_only
@@ -211,7 +213,8 @@ class ClassifyStage(StoreStage):
         """Classify the admitted files in one call; each file's latency runs from the moment
         it was admitted (opened, checked and stored) to the moment its classification came
         back (the wait for the Magika lock and for the batch included); the wait before the
-        stage took it up is reported apart as ``queue_wait_ms``."""
+        stage took it up is reported apart as ``queue_wait_ms``.
+        """
         if self.classifier is None:
             results: list[Classification | ThunderlineError] = [DISABLED] * len(admitted)
         else:

@@ -41,7 +41,8 @@ def default_worker_command() -> list[str]:
 
 class WorkerProcess:
     """One worker process: start (with the ready handshake), send request lines, read answer
-    lines, stop or kill. Its stderr goes to the ``thunderline.nlp.worker`` log."""
+    lines, stop or kill. Its stderr goes to the ``thunderline.nlp.worker`` log.
+    """
 
     def __init__(
         self,
@@ -141,7 +142,8 @@ class WorkerProcess:
 
     def send(self, line: bytes) -> None:
         """Queue one request line (no drain: at most ``prefetch`` batches are normally pending,
-        and waiting for the worker to read them could deadlock against an unread answer)."""
+        and waiting for the worker to read them could deadlock against an unread answer).
+        """
         assert self.proc is not None and self.proc.stdin is not None
         with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
             self.proc.stdin.write(line)

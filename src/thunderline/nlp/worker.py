@@ -196,7 +196,8 @@ FOREIGN_MIN_SCORE = 0.5
 
 def foreign(detection: Detection, pipeline_lang: str) -> bool:
     """Whether a text is confidently in another language than the pipeline's: its entities
-    would be the wrong pipeline's guesses (``Berlin`` as a person, ``## Contents`` as money)."""
+    would be the wrong pipeline's guesses (``Berlin`` as a person, ``## Contents`` as money).
+    """
     return (
         detection.lang not in (UNDETERMINED, pipeline_lang) and detection.score >= FOREIGN_MIN_SCORE
     )
@@ -261,7 +262,8 @@ class RequestLoop:
         """The documents of one request line; an error reply for each one that is invalid.
 
         Sets :attr:`batch_timeout_s` from the line's ``timeout_s`` (a batch's time budget,
-        at least one document's timeout)."""
+        at least one document's timeout).
+        """
         self.batch_timeout_s = self.doc_timeout_s
         try:
             request = json.loads(line)

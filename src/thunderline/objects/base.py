@@ -100,7 +100,8 @@ def open_own_file(path: Path) -> int:
 
 def put_own_file(store: ObjectStore, path: Path) -> StoredObject:
     """``store.put_fd`` over a file the process wrote itself (opened once, no final link
-    followed): the one ``put_file`` of every store."""
+    followed): the one ``put_file`` of every store.
+    """
     fd = open_own_file(path)
     try:
         return store.put_fd(fd)
@@ -219,7 +220,8 @@ class ObjectStore(Protocol):
         """Store the bytes of a file the process wrote itself (streamed); return its address.
 
         Never for user input: that is admitted and stored through its descriptor
-        (:meth:`put_fd`)."""
+        (:meth:`put_fd`).
+        """
         ...
 
     def put_fd(self, fd: int, *, max_bytes: int | None = None) -> StoredObject:
@@ -232,12 +234,14 @@ class ObjectStore(Protocol):
 
     def get_bytes(self, sha256: str) -> bytes:
         """The payload, verified against its address. Raises ChecksumMismatch or
-        PayloadNotFound."""
+        PayloadNotFound.
+        """
         ...
 
     def copy_verified(self, sha256: str, dest: Sink) -> int:
         """Stream the payload to ``dest`` only after all of it was verified (bounded memory);
-        returns its size. Raises ChecksumMismatch (nothing written) or PayloadNotFound."""
+        returns its size. Raises ChecksumMismatch (nothing written) or PayloadNotFound.
+        """
         ...
 
     def exists(self, sha256: str) -> bool:

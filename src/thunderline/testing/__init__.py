@@ -138,7 +138,8 @@ def classified(
     result: Classification | None = None,
 ) -> CloudEvent:
     """The ``system.ingest.classified`` event the classify stage would publish for
-    ``payload``: the bytes really stored, the event derived from its ingest event."""
+    ``payload``: the bytes really stored, the event derived from its ingest event.
+    """
     artifact = stored_artifact(
         store, payload, name=name or f"sample.{KINDS[kind]['label']}", source=source
     )

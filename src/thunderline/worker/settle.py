@@ -20,7 +20,8 @@ FINAL_DLQ = (OPEN, DISMISSED)
 
 def final_outcomes(records: Iterable[OutcomeRecord]) -> dict[tuple[str, str], OutcomeRecord]:
     """One record per (correlation id, artifact): its voxel, else its newest open or dismissed
-    DLQ record."""
+    DLQ record.
+    """
     chosen: dict[tuple[str, str], OutcomeRecord] = {}
     for record in sorted(records, key=lambda r: r.id):
         key = (record.correlation_id, record.artifact or f"event:{record.id}")
@@ -45,7 +46,8 @@ def expected(records: Iterable[OutcomeRecord]) -> int:
 
 def settled(records: Iterable[OutcomeRecord]) -> dict[str, list[OutcomeRecord]]:
     """The correlation ids whose every artifact (archive members included) has its final
-    outcome, each with those final outcomes."""
+    outcome, each with those final outcomes.
+    """
     per: dict[str, list[OutcomeRecord]] = {}
     for (cid, _artifact), record in final_outcomes(records).items():
         per.setdefault(cid, []).append(record)

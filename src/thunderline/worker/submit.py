@@ -40,7 +40,8 @@ STALL_WARN_S = 30.0
 class Submitter(AdmitsFiles):
     """The :class:`~thunderline.ingestor.Ingestor` of a shared bus (``async with``): admits
     local files, stores their bytes in the shared store, publishes them for the workers, and
-    follows the outcomes the workers' collector records."""
+    follows the outcomes the workers' collector records.
+    """
 
     def __init__(
         self,
@@ -90,7 +91,8 @@ class Submitter(AdmitsFiles):
     async def submit(self, event: CloudEvent, *, block: bool = True) -> None:
         """Publish an event (broker-confirmed) to where it goes: its next stage or the DLQ.
         An ingest event that names only a local file (a replay of a refused submission) is
-        admitted and stored first: a worker never reads a local path."""
+        admitted and stored first: a worker never reads a local path.
+        """
         if event.type == INGEST_RECEIVED and not data_of(event, IngestRequest).artifact.payload_ref:
             await self.submit_event(event, block=block)
             return
@@ -101,7 +103,8 @@ class Submitter(AdmitsFiles):
         self, candidates: Iterable[Candidate], *, concurrency: int = 16
     ) -> list[str]:
         """Submit files, ``concurrency`` at a time (each waits for its own store write and
-        broker confirm); returns their correlation ids in the order given."""
+        broker confirm); returns their correlation ids in the order given.
+        """
         gate = asyncio.Semaphore(concurrency)
 
         async def one(candidate: Candidate) -> str:
@@ -121,7 +124,8 @@ class Submitter(AdmitsFiles):
         handed to ``on_outcome`` once). A stage queue with messages and no worker is reported
         at once and every 30 s (:class:`~thunderline.bus.served.UnservedWatch`); after
         ``TL_BUS_UNSERVED_TIMEOUT_S`` of that without progress it raises
-        :class:`~thunderline.errors.UnservedStageError` (0: wait without end)."""
+        :class:`~thunderline.errors.UnservedStageError` (0: wait without end).
+        """
         on_outcome = self.on_outcome
 
         def report(record: OutcomeRecord) -> None:
@@ -149,7 +153,8 @@ async def wait_outcomes(
     """Poll the outcome store until every correlation id has the final outcome of each of its
     artifacts (:mod:`.settle`); ``on_outcome`` sees each final outcome once. ``watch`` looks
     at the stage queues meanwhile (reports a stage no worker serves; may raise
-    :class:`~thunderline.errors.UnservedStageError`)."""
+    :class:`~thunderline.errors.UnservedStageError`).
+    """
     pending = set(correlation_ids)
     final: list[OutcomeRecord] = []
     known: set[str] = set()
