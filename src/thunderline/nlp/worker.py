@@ -195,8 +195,10 @@ FOREIGN_MIN_SCORE = 0.5
 
 
 def foreign(detection: Detection, pipeline_lang: str) -> bool:
-    """Whether a text is confidently in another language than the pipeline's: its entities
-    would be the wrong pipeline's guesses (``Berlin`` as a person, ``## Contents`` as money).
+    """Whether a text is confidently in another language than the pipeline's.
+
+    Its entities would be the wrong pipeline's guesses (``Berlin`` as a person, ``## Contents`` as
+    money).
     """
     return (
         detection.lang not in (UNDETERMINED, pipeline_lang) and detection.score >= FOREIGN_MIN_SCORE
@@ -286,8 +288,10 @@ class RequestLoop:
         return [_request(item) for item in items]
 
     def handle_line(self, line: bytes) -> Iterator[list[dict[str, Any]]]:
-        """The answers for one request line, one per document, in order, in groups to write
-        as they come (never raises but :class:`DocTimeout` from a late timer).
+        """The answers for one request line, one per document, in order.
+
+        They come in groups, each written as it comes. It never raises but :class:`DocTimeout` from
+        a late timer.
 
         A batch runs through ``nlp.pipe`` under one document's timeout and its answers come
         as one group. If it times out or the pipeline raises, its documents are redone one
