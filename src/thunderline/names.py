@@ -76,8 +76,10 @@ _NEEDS_ESCAPE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\ud800-\udfff" + "".join(_INV
 
 
 def shown(text: str) -> str:
-    """``text`` safe to print: control characters, escape sequences, bidi marks and
-    undecodable bytes made visible as escapes; a backslash doubled. Other text unchanged.
+    """``text`` safe to print: control characters and other unsafe text made visible as escapes.
+
+    Control characters, escape sequences, bidi marks and undecodable bytes are escaped; a backslash
+    is doubled. Other text is unchanged.
     """
     if not _NEEDS_ESCAPE.search(text):
         return text
