@@ -131,8 +131,10 @@ class PathEscapeError(ArtifactError):
 
 
 class HardLinkError(ArtifactError):
-    """A regular file with more than one link: its other names may lie outside the ingest
-    root (``ln /etc/shadow inbox/x``), so it is refused unless ``TL_ALLOW_HARDLINKS``."""
+    """A regular file with more than one link, refused unless ``TL_ALLOW_HARDLINKS``.
+
+    Its other names may lie outside the ingest root (``ln /etc/shadow inbox/x``).
+    """
 
     reason = "hard_link"
 
@@ -157,10 +159,12 @@ class BackendError(ThunderlineError):
 
 
 class UnservedStageError(ThunderlineError):
-    """A submission waited ``TL_BUS_UNSERVED_TIMEOUT_S`` for a stage whose queue has messages
-    and no consumer (no worker serves it). Nothing is lost: the messages stay queued and are
-    processed when a worker for that stage starts. ``details``: stage, queue, messages,
-    waited_s."""
+    """A submission waited too long for a stage that no worker serves.
+
+    It waited ``TL_BUS_UNSERVED_TIMEOUT_S`` for a stage whose queue has messages and no consumer.
+    Nothing is lost: the messages stay queued and are processed when a worker for that stage starts.
+    ``details``: stage, queue, messages, waited_s.
+    """
 
     reason = "unserved"
 
@@ -217,8 +221,10 @@ def _subclasses(cls: type[ThunderlineError]) -> list[type[ThunderlineError]]:
 
 
 def error_registry(*, load: bool = True) -> dict[str, list[type[ThunderlineError]]]:
-    """Every Thunderline error type by class name (with ``load``, the defining modules of
-    :data:`ERROR_MODULES` imported first); a name two modules use maps to both."""
+    """Every Thunderline error type by class name; a name two modules use maps to both.
+
+    With ``load``, the defining modules of :data:`ERROR_MODULES` are imported first.
+    """
     import importlib
 
     for module in ERROR_MODULES if load else ():
@@ -238,9 +244,10 @@ def _one(flags: set[bool]) -> bool | None:
 
 
 def retryable_by_name(type_name: str | None, reason: str | None = None) -> bool | None:
-    """Whether an error recorded only by its type name (and reason) was retryable, from the
-    error registry -- never guessed from its text. ``None`` when the registry cannot say (an
-    unknown type, or a name or reason whose types disagree).
+    """Whether an error recorded only by its type name (and reason) was retryable.
+
+    The answer comes from the error registry -- never guessed from its text. ``None`` when the
+    registry cannot say (an unknown type, or a name or reason whose types disagree).
 
     A Thunderline type gives its class's ``retryable``; a built-in exception the rule of
     :func:`is_retryable` (timeouts and connection errors are); without a known type, a reason

@@ -424,8 +424,10 @@ def check_output(event_type: str, data: EventData) -> None:
 def typed_event(
     event_type: str, data: EventData, *, parent: CloudEvent | None = None, source: str | None = None
 ) -> CloudEvent:
-    """A new event carrying ``data`` (checked against the registry): derived from ``parent``
-    (same correlation id, caused by it) or starting a new chain."""
+    """A new event carrying ``data``, checked against the registry.
+
+    It is derived from ``parent`` (same correlation id, caused by it) or starts a new chain.
+    """
     check_output(event_type, data)
     wire = to_wire(data)
     if parent is None:
@@ -437,8 +439,10 @@ def typed_event(
 
 
 def ensure_valid(event: CloudEvent) -> EventData:
-    """Check an event a stage produced: data built by :func:`typed_event` passes at once,
-    anything else is validated; a mismatch is an :class:`EventContractError`."""
+    """Check an event a stage produced; a mismatch is an :class:`EventContractError`.
+
+    Data built by :func:`typed_event` passes at once; anything else is validated.
+    """
     try:
         return validate_data(event)
     except MalformedEventError as exc:

@@ -121,15 +121,21 @@ class OutcomeRecord:
 
 
 def group_key(stage: str | None, reason: str | None, artifact: str | None) -> str:
-    """The group of a DLQ record: SHA-256 of (stage, reason, artifact as stored), so repeated
-    failures of one file at one stage for one reason are one group (also across ingests)."""
+    """The group of a DLQ record: SHA-256 of (stage, reason, artifact as stored).
+
+    Repeated failures of one file at one stage for one reason are therefore one group (also across
+    ingests).
+    """
     text = "\x00".join(part or "" for part in (stage, reason, artifact))
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def recorded_retryable(event: CloudEvent) -> bool | None:
-    """A DLQ record's ``retryable``: as recorded when it was built, else derived from its
-    error type (and reason) through the error registry -- never from the message text."""
+    """A DLQ record's ``retryable``: as recorded when built, else derived from its error type.
+
+    The derivation goes from the error type (and reason) through the error registry -- never from
+    the message text.
+    """
     data = event.data if isinstance(event.data, dict) else {}
     flag = data.get("retryable")
     if isinstance(flag, bool):
@@ -142,8 +148,11 @@ def recorded_retryable(event: CloudEvent) -> bool | None:
 
 @dataclass(frozen=True)
 class DlqGroup:
-    """Repeated failures of one artifact at one stage for one reason: how many, first and
-    last seen, and the latest record (which says whether they are retryable)."""
+    """Repeated failures of one artifact at one stage for one reason.
+
+    It holds how many, first and last seen, and the latest record (which says whether they are
+    retryable).
+    """
 
     key: str
     stage: str | None
@@ -187,8 +196,10 @@ def artifact_key(event: CloudEvent) -> str | None:
 
 
 def once_key(kind: str, correlation_id: str, artifact: str | None) -> str | None:
-    """The key that makes a row once per (kind, ingest, artifact); ``None`` without an
-    artifact (such rows are only idempotent by event id)."""
+    """The key that makes a row once per (kind, ingest, artifact).
+
+    ``None`` without an artifact (such rows are only idempotent by event id).
+    """
     if artifact is None:
         return None
     text = f"{kind}\x00{correlation_id}\x00{names.wire_text(artifact)}"
@@ -302,8 +313,10 @@ class OutcomeStore:
         self.record_many([event])
 
     def record_many(self, events: Sequence[CloudEvent]) -> None:
-        """Record terminal events (idempotent by event id); a voxel resolves the replayed DLQ
-        records of the same correlation id and artifact. Other events are ignored."""
+        """Record terminal events (idempotent by event id); other events are ignored.
+
+        A voxel resolves the replayed DLQ records of the same correlation id and artifact.
+        """
         rows = [_row(e) for e in events if e.is_dlq or e.type == VOXEL_CREATED]
         if not rows:
             return
@@ -328,8 +341,11 @@ class OutcomeStore:
                 )
 
     def mark_replayed(self, record_id: str, replay_event_id: str) -> bool:
-        """Claim an ``open`` DLQ record for a replay; False if it was not open (already
-        replayed or resolved, by this process or another): then send nothing."""
+        """Claim an ``open`` DLQ record for a replay; False if it was not open.
+
+        False means it was already replayed or resolved (by this process or another): then send
+        nothing.
+        """
         with backend_errors("outcome update"), self.engine.begin() as conn:
             result = conn.execute(
                 update(outcomes)
@@ -345,8 +361,10 @@ class OutcomeStore:
             return bool(result.rowcount == 1)
 
     def reopen(self, record_id: str) -> None:
-        """Undo a claim whose replay could not be sent (the record is ``open`` again, with
-        its once-key back unless another open record of the artifact took it meanwhile)."""
+        """Undo a claim whose replay could not be sent: the record is ``open`` again.
+
+        Its once-key comes back too, unless another open record of the artifact took it meanwhile.
+        """
         claimed = and_(outcomes.c.id == record_id, outcomes.c.status == REPLAYED)
         with backend_errors("outcome update"):
             with self.engine.begin() as conn:
@@ -380,8 +398,11 @@ class OutcomeStore:
         return self._select(stmt)
 
     def resolve_correlation(self, ref: str) -> str | None:
-        """A full correlation id from a short id, a unique part of either end, or the id
-        (:mod:`thunderline.ids`); None when nothing matches, ``AmbiguousIdError`` on many."""
+        """A full correlation id from a short id, a unique part of either end, or the id.
+
+        References follow :mod:`thunderline.ids`. None when nothing matches, ``AmbiguousIdError`` on
+        many.
+        """
         from thunderline import ids as idref
 
         parsed = idref.parse_ref(ref, what="correlation id")
@@ -408,9 +429,11 @@ class OutcomeStore:
         cursor: str | None = None,
         group: str | None = None,
     ) -> list[OutcomeRecord]:
-        """DLQ records oldest first, of one status (``None``: every status), after the record
-        id ``cursor`` (ids sort by time: pass the last id of a page to get the next), of one
-        group (its full key, :meth:`resolve_group`) if given."""
+        """DLQ records oldest first, of one status (``None``: every status), after id ``cursor``.
+
+        Ids sort by time: pass the last id of a page as ``cursor`` to get the next. Only one group
+        (its full key, :meth:`resolve_group`) if given.
+        """
         _check_status(status)
         stmt = select(outcomes).where(outcomes.c.kind == "dlq")
         if status is not None:
@@ -422,9 +445,11 @@ class OutcomeStore:
         return self._select(stmt.order_by(outcomes.c.id).limit(limit))
 
     def dlq_get(self, record_id: str) -> OutcomeRecord | None:
-        """One DLQ record by its full id, short id or a unique part of either end
-        (:mod:`thunderline.ids`); None when nothing matches. A malformed reference raises
-        ``IdReferenceError``, one that matches several records ``AmbiguousIdError``."""
+        """One DLQ record by its full id, short id or a unique part of either end.
+
+        References follow :mod:`thunderline.ids`; None when nothing matches. A malformed reference
+        raises ``IdReferenceError``, one that matches several records ``AmbiguousIdError``.
+        """
         from thunderline import ids as idref
 
         parsed = idref.parse_ref(record_id, what="DLQ id")
@@ -438,8 +463,10 @@ class OutcomeStore:
         return next((r for r in found if r.id == chosen), None)
 
     def resolve_group(self, ref: str) -> str | None:
-        """A group's full key from its id (the start of the key, 4+ hex digits) or the key;
-        None when no DLQ record has it, ``AmbiguousIdError`` when several groups start so."""
+        """A group's full key from its id (the start of the key, 4+ hex digits) or the key.
+
+        None when no DLQ record has it, ``AmbiguousIdError`` when several groups start so.
+        """
         from thunderline import ids as idref
 
         text = ref.strip().lower()
@@ -463,9 +490,11 @@ class OutcomeStore:
     def dlq_groups(
         self, status: str | None = OPEN, *, limit: int = 100, offset: int = 0
     ) -> tuple[list[DlqGroup], int]:
-        """DLQ records of one status (``None``: every status) grouped by (stage, reason,
-        artifact), the most recently failed group first; returns a page of groups (each with
-        its count, first and last time and latest record) and the number of groups."""
+        """DLQ records of one status grouped by (stage, reason, artifact), latest failure first.
+
+        ``status=None`` means every status. Returns a page of groups (each with its count, first and
+        last time and latest record) and the number of groups.
+        """
         _check_status(status)
         where = [outcomes.c.kind == "dlq"]
         if status is not None:
@@ -510,9 +539,12 @@ class OutcomeStore:
         return groups, total
 
     def dismiss(self, record_ids: Sequence[str], *, by: str, note: str) -> list[str]:
-        """Close open DLQ records without a replay (``open`` -> ``dismissed``, with who, when
-        and why); returns the ids dismissed (a record no longer open is left as it is). The
-        once-key is given up, so a later failure of the artifact is a new open record."""
+        """Close open DLQ records without a replay; returns the ids dismissed.
+
+        The status goes ``open`` -> ``dismissed``, with who, when and why; a record no longer open
+        is left as it is. The once-key is given up, so a later failure of the artifact is a new open
+        record.
+        """
         ids = list(dict.fromkeys(record_ids))
         done: list[str] = []
         now = time.time()
@@ -548,9 +580,11 @@ class OutcomeStore:
         return done
 
     def purge(self, older_than_unix: float, *, dry_run: bool = False) -> dict[str, int]:
-        """Delete closed DLQ records (replayed, resolved, dismissed -- never open ones)
-        created before ``older_than_unix``; returns how many per status (with ``dry_run``,
-        how many would go, deleting nothing)."""
+        """Delete closed DLQ records created before ``older_than_unix``; returns counts per status.
+
+        Closed means replayed, resolved or dismissed -- never open ones. With ``dry_run`` it returns
+        how many would go, deleting nothing.
+        """
         where = and_(
             outcomes.c.kind == "dlq",
             outcomes.c.status.in_(CLOSED_STATUSES),
@@ -564,8 +598,10 @@ class OutcomeStore:
         return found
 
     def counts(self) -> dict[str, int]:
-        """Records per status (``ok`` for voxels; ``open``/``replayed``/``resolved``/
-        ``dismissed`` for DLQ records)."""
+        """Records per status.
+
+        ``ok`` for voxels; ``open``/``replayed``/``resolved``/``dismissed`` for DLQ records.
+        """
         stmt = select(outcomes.c.status, func.count()).group_by(outcomes.c.status)
         with backend_errors("outcome read"), self.engine.connect() as conn:
             return {str(s): int(n) for s, n in conn.execute(stmt)}

@@ -86,10 +86,12 @@ def build_stages(
     concurrency: int | None = None,
     stored_only: bool = False,
 ) -> list[Stage]:
-    """The one stage builder: an instance of each named stage (default: every enabled one; a
-    name outside :data:`WIRING`, such as ``collect``, is skipped), options from settings and
-    ``concurrency`` overriding each stage's own. ``stored_only`` (a worker) classifies only
-    stored payloads. A named stage the settings switch off is a :class:`ConfigError`."""
+    """The one stage builder: an instance of each named stage, with options from settings.
+
+    The names default to every enabled stage; a name outside :data:`WIRING`, such as ``collect``, is
+    skipped. ``concurrency`` overrides each stage's own. ``stored_only`` (a worker) classifies only
+    stored payloads. A named stage the settings switch off is a :class:`ConfigError`.
+    """
     enabled = enabled_stage_names(settings)
     wanted = enabled if names is None else list(names)
     stages: list[Stage] = []
@@ -251,8 +253,10 @@ class Runtime(AdmitsFiles):
         await self.pipeline.submit(event, block=block)
 
     async def submit_files(self, candidates: Iterable[Candidate]) -> int:
-        """Submit each candidate as it comes (a stream: nothing is listed first); one that
-        could not be walked becomes one DLQ record. Returns how many were submitted."""
+        """Submit each candidate as it comes (a stream: nothing is listed first).
+
+        One that could not be walked becomes one DLQ record. Returns how many were submitted.
+        """
         n = 0
         for candidate in candidates:
             if candidate.skipped:

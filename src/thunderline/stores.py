@@ -163,8 +163,10 @@ class OutcomeStorage(Protocol):
         cursor: str | None = None,
         group: str | None = None,
     ) -> list[OutcomeRecord]:
-        """DLQ records of one status (None: all), oldest first, after ``cursor``, of one
-        group (its full key) if given."""
+        """DLQ records of one status (None: all), oldest first, after ``cursor``.
+
+        Only one group (its full key) if given.
+        """
 
     def dlq_get(self, record_id: str) -> OutcomeRecord | None:
         """One DLQ record by full id, short id or a unique part (None: nothing matches)."""
@@ -175,8 +177,10 @@ class OutcomeStorage(Protocol):
     def dlq_groups(
         self, status: str | None = "open", *, limit: int = 100, offset: int = 0
     ) -> tuple[list[DlqGroup], int]:
-        """DLQ records grouped by (stage, reason, artifact), newest group first, and the
-        number of groups."""
+        """DLQ records grouped by (stage, reason, artifact), newest group first.
+
+        Returns a page of groups and the number of groups.
+        """
 
     def dismiss(self, record_ids: Sequence[str], *, by: str, note: str) -> list[str]:
         """Close open DLQ records without a replay (who, when, why); the ids dismissed."""

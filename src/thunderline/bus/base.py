@@ -50,9 +50,11 @@ class QueueStats:
 
 @runtime_checkable
 class EventBus(Protocol):
-    """Everything the runtime needs from a bus backend: the engine, the collector, the
-    workers, the submitters and ``doctor`` reach a bus only through this protocol and never
-    ask which backend it is (``tests/integration/contracts`` runs one suite over each).
+    """Everything the runtime needs from a bus backend.
+
+    The engine, the collector, the workers, the submitters and ``doctor`` reach a bus only through
+    this protocol and never ask which backend it is (``tests/integration/contracts`` runs one suite
+    over each).
 
     Methods a backend has nothing to do for are no-ops there (as Broadway's optional
     ``prepare_for_draining``): the in-process bus connects, declares and drains nothing.
@@ -60,9 +62,11 @@ class EventBus(Protocol):
 
     @property
     def durable(self) -> bool:
-        """Whether messages live outside this process (a broker shared by workers): the
-        engine dead-letters what is left on a non-durable bus at shutdown, so nothing
-        vanishes, and a worker (which other processes feed) needs a durable bus."""
+        """Whether messages live outside this process (a broker shared by workers).
+
+        The engine dead-letters what is left on a non-durable bus at shutdown, so nothing vanishes,
+        and a worker (which other processes feed) needs a durable bus.
+        """
         ...
 
     def describe(self) -> str:
@@ -78,9 +82,11 @@ class EventBus(Protocol):
         ...
 
     async def publish(self, topic: str, payload: bytes, *, block: bool = True) -> str:
-        """Append one message to ``topic``; returns its message id. A full queue makes it
-        wait (``block``, back-pressure) or raise
-        :class:`~thunderline.errors.OverloadError` (``block=False``: an API answers 429)."""
+        """Append one message to ``topic``; returns its message id.
+
+        A full queue makes it wait (``block``, back-pressure) or raise
+        :class:`~thunderline.errors.OverloadError` (``block=False``: an API answers 429).
+        """
         ...
 
     async def pull(
@@ -102,8 +108,10 @@ class EventBus(Protocol):
         ...
 
     async def queue_stats(self, topic: str) -> QueueStats:
-        """Messages waiting on ``topic`` and its consumers now (a broker is asked; a queue
-        that does not exist has neither)."""
+        """Messages waiting on ``topic`` and its consumers now.
+
+        A broker is asked; a queue that does not exist has neither.
+        """
         ...
 
     @property
@@ -112,8 +120,10 @@ class EventBus(Protocol):
         ...
 
     async def prepare_for_draining(self) -> None:
-        """Stop taking new messages from the backend (a broker's consumers are cancelled);
-        what is held can still be acknowledged. A no-op in-process."""
+        """Stop taking new messages from the backend (a broker's consumers are cancelled).
+
+        What is held can still be acknowledged. A no-op in-process.
+        """
         ...
 
     async def close(self) -> None:

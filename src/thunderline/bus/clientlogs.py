@@ -94,8 +94,10 @@ _FILTER = ClientLogFilter()
 
 
 def quiet_client_logs() -> None:
-    """Install :class:`ClientLogFilter` on every aiormq/aio-pika logger created so far (their
-    modules create them at import; idempotent)."""
+    """Install :class:`ClientLogFilter` on every aiormq/aio-pika logger created so far.
+
+    Their modules create them at import. Idempotent.
+    """
     manager = logging.Logger.manager
     for name in list(manager.loggerDict):
         if name.split(".", 1)[0] not in CLIENT_LOGGERS:

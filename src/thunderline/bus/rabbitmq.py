@@ -85,8 +85,10 @@ LOST_CONNECTION_RETRY = RetryPolicy(backoff_s=0.2, backoff_max_s=2.0)
 
 
 def stable_uuid7(unix_ms: int, seed: str) -> str:
-    """A UUIDv7 whose time is ``unix_ms`` and whose random bits come from ``seed``: the same
-    message read twice gives the same id, and ids still sort by time like every event id."""
+    """A UUIDv7 whose time is ``unix_ms`` and whose random bits come from ``seed``.
+
+    The same message read twice gives the same id, and ids still sort by time like every event id.
+    """
     bits = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:10], "big")
     rand_a = (bits >> 62) & 0xFFF
     rand_b = bits & ((1 << 62) - 1)
@@ -161,10 +163,11 @@ class RabbitMQBus:
         return topic not in (TERMINAL_TOPIC, DLQ_TOPIC) and not topic.endswith(QUARANTINE_SUFFIX)
 
     def queue_arguments(self, topic: str) -> dict[str, Any]:
-        """Quorum queue arguments: stage queues (and their quarantine) are bounded and
-        dead-letter into ``dlq``. A quarantined message already had its first delivery in
-        the stage queue, so its quarantine allows one redelivery fewer: TL_MAX_ATTEMPTS + 1
-        deliveries in all, as without quarantine."""
+        """Quorum queue arguments: bounded stage queues (and quarantines) dead-lettering to ``dlq``.
+
+        A quarantined message already had its first delivery in the stage queue, so its quarantine
+        allows one redelivery fewer: TL_MAX_ATTEMPTS + 1 deliveries in all, as without quarantine.
+        """
         args: dict[str, Any] = {"x-queue-type": "quorum"}
         if topic in (TERMINAL_TOPIC, DLQ_TOPIC):
             return args
@@ -252,9 +255,11 @@ class RabbitMQBus:
         return await channel.declare_queue(self.queue_name(topic), passive=True)
 
     async def _ensure_declared(self, topic: str) -> None:
-        """Declare the queue once (the DLQ first: dead-lettering into a missing queue loses
-        the message). A queue that exists with other arguments (another process has a
-        different ``TL_MAX_ATTEMPTS`` or ``TL_QUEUE_MAX``) is used as it is, with a warning."""
+        """Declare the queue once (the DLQ first: dead-lettering into a missing queue loses it).
+
+        A queue that exists with other arguments (another process has a different
+        ``TL_MAX_ATTEMPTS`` or ``TL_QUEUE_MAX``) is used as it is, with a warning.
+        """
         if topic in self._declared:
             return
         if topic != DLQ_TOPIC:
@@ -290,9 +295,11 @@ class RabbitMQBus:
 
     # ---- publish --------------------------------------------------------------------------
     async def publish(self, topic: str, payload: bytes, *, block: bool = True) -> str:
-        """Publish with a broker confirm. A full queue makes it wait and retry (``block``) or
-        raise :class:`OverloadError`; a lost connection makes it wait for the reconnection
-        (at most ``reconnect_timeout_s``) and resend."""
+        """Publish with a broker confirm.
+
+        A full queue makes it wait and retry (``block``) or raise :class:`OverloadError`; a lost
+        connection makes it wait for the reconnection (at most ``reconnect_timeout_s``) and resend.
+        """
         message_id = str(uuid.uuid4())
         message = aio_pika.Message(
             payload,
@@ -381,8 +388,11 @@ class RabbitMQBus:
         return consumer
 
     async def _quarantine(self, topic: str, message: AbstractIncomingMessage) -> None:
-        """Move a redelivered stage message to the stage's quarantine queue (confirmed), then
-        ack it here: it is handed out again one at a time, never next to another suspect."""
+        """Move a redelivered stage message to its stage's quarantine queue, then ack it here.
+
+        The move is broker-confirmed; the message is handed out again one at a time, never next to
+        another suspect.
+        """
         total = _returns(message, default=1)
         moved = aio_pika.Message(
             message.body,
@@ -521,8 +531,11 @@ class RabbitMQBus:
         return count
 
     async def queue_stats(self, topic: str) -> QueueStats:
-        """Ready messages and consumers of ``topic``'s queue now: the broker's answer to a
-        passive declare (no management plugin needed); a missing queue has neither."""
+        """Ready messages and consumers of ``topic``'s queue now.
+
+        This is the broker's answer to a passive declare (no management plugin needed); a missing
+        queue has neither.
+        """
         await self.connect()
         assert self._connection is not None
         name = self.queue_name(topic)
@@ -566,8 +579,11 @@ class RabbitMQBus:
 
 
 def _returns(message: AbstractIncomingMessage, *, default: int) -> int:
-    """How often the broker returned the message (``x-delivery-count``, else ``default``),
-    plus the returns before it was quarantined (``x-tl-returns``)."""
+    """How often the broker returned the message, plus its returns before quarantine.
+
+    The count is ``x-delivery-count`` (else ``default``) plus the returns before the message was
+    quarantined (``x-tl-returns``).
+    """
     count = message.headers.get("x-delivery-count")
     before = message.headers.get(RETURNS_HEADER)
     return (int(count) if isinstance(count, int) else default) + (

@@ -78,8 +78,11 @@ def record(stats: QueueStats) -> None:
 
 
 async def look(bus: EventBus, topics: Sequence[str]) -> list[QueueStats]:
-    """Every topic's queue now (the gauges set too); a topic the bus cannot answer for is
-    left out (logged at DEBUG: a lost connection is reported by the bus itself)."""
+    """Every topic's queue now (the gauges are set too).
+
+    A topic the bus cannot answer for is left out (logged at DEBUG: a lost connection is reported by
+    the bus itself).
+    """
     found: list[QueueStats] = []
     for topic in topics:
         try:

@@ -109,8 +109,10 @@ class MagikaClassifier:
     def classify_sources(
         self, sources: Sequence[Source]
     ) -> list[Classification | ThunderlineError]:
-        """Classify stored copies (paths, in one batch) and open descriptors (one by one,
-        read through a duplicate of the descriptor; the caller's descriptor stays open)."""
+        """Classify stored copies (paths, in one batch) and open descriptors (one by one).
+
+        A descriptor is read through a duplicate of it; the caller's descriptor stays open.
+        """
         results: list[Classification | ThunderlineError] = [ClassifyError("unset")] * len(sources)
         paths = [(i, s) for i, s in enumerate(sources) if isinstance(s, Path)]
         for (i, _), found in zip(paths, self.classify_paths([p for _, p in paths]), strict=True):

@@ -309,8 +309,11 @@ class NlpPool:
         return result
 
     async def _process_text(self, doc_id: str, text: str, lang: str | None) -> NlpResult:
-        """One text that fits a chunk, through the circuit breaker (no retry here: a crash or
-        a timeout is a retryable error, and the engine decides whether to try again)."""
+        """One text that fits a chunk, through the circuit breaker.
+
+        No retry here: a crash or a timeout is a retryable error, and the engine decides whether to
+        try again.
+        """
         item = request_item(doc_id, text, lang)
         probe = self.breaker.acquire()
         try:
@@ -469,8 +472,10 @@ class NlpPool:
                 worker.send(b'{"version": "1.0", ' + job.item[1:] + b"\n")
 
     def _resend(self, worker: _Slot) -> None:
-        """After a restart: send again what the old worker had not answered (isolated jobs
-        one per batch, the others in the batches they came in)."""
+        """After a restart: send again what the old worker had not answered.
+
+        Isolated jobs go one per batch, the others in the batches they came in.
+        """
         batches = list(worker.inflight)
         worker.inflight.clear()
         for batch in batches:

@@ -75,8 +75,11 @@ class NlpStage(StoreStage):
 
     @classmethod
     def default_timeout_s(cls, settings: Settings) -> float:
-        """A batch timeout that covers the pool's worst case: every document of every batch in
-        flight timing out (the engine, not the pool, retries)."""
+        """A batch timeout that covers the pool's worst case.
+
+        The worst case is every document of every batch in flight timing out (the engine, not the
+        pool, retries).
+        """
         config = PoolConfig.from_settings(settings)
         budget = settings.stage_budget(cls.name)
         per_doc = config.answer_timeout_s + config.restart.backoff_max_s + 2.0

@@ -61,8 +61,10 @@ class LocalObjectStore:
         return False
 
     def _commit(self, tmp: Path, sha256: str, *, checked: bool = False) -> None:
-        """Rename ``tmp`` into place unless a good copy is there (``checked``: the caller
-        already found the existing copy corrupt or absent)."""
+        """Rename ``tmp`` into place unless a good copy is there.
+
+        ``checked``: the caller already found the existing copy corrupt or absent.
+        """
         final = self._path(sha256)
         if not checked and final.exists() and self._existing_ok(final, sha256):
             tmp.unlink(missing_ok=True)

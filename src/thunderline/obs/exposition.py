@@ -52,8 +52,11 @@ def _add_process_collectors(registry: CollectorRegistry) -> None:
 
 
 def collect_registry() -> CollectorRegistry:
-    """The registry to expose: this process's, or the sum over the process tree (one per
-    process), with the exposing process's ``process_*`` metrics."""
+    """The registry to expose: this process's, or the sum over the process tree.
+
+    The sum adds up one registry per process of the tree. Either way it has the exposing process's
+    ``process_*`` metrics.
+    """
     folder = multiprocess.directory()
     if folder is None:
         _add_process_collectors(metrics.REGISTRY)

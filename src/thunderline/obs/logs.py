@@ -69,8 +69,10 @@ def _handler(fmt: str) -> logging.Handler:
 
 
 def configure_logging(level: str = "WARNING", fmt: str = "text") -> None:
-    """Install one stderr handler on the ``thunderline`` logger and one on each of the
-    :data:`LIBRARY_LOGGERS` (idempotent)."""
+    """Install one stderr handler on ``thunderline`` and on each of :data:`LIBRARY_LOGGERS`.
+
+    Idempotent.
+    """
     logger = logging.getLogger("thunderline")
     logger.setLevel(level.upper())
     for name in ("thunderline", *LIBRARY_LOGGERS):

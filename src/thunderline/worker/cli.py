@@ -61,8 +61,11 @@ async def _run_worker(settings: Settings, names: list[str], concurrency: int | N
 
 
 async def _unserved(settings: Settings) -> list[str]:
-    """What a pending submission may wait for on a broker: each stage queue with messages and
-    no worker ("waiting for stage nlp: no worker serves it ..."); nothing in-process."""
+    """What a pending submission may wait for on a broker; nothing in-process.
+
+    That is each stage queue with messages and no worker ("waiting for stage nlp: no worker serves
+    it ...").
+    """
     from thunderline.bus.factory import keeps_messages, open_bus
     from thunderline.bus.served import WATCHED_TOPICS, look, waiting_line
 
@@ -88,8 +91,10 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per artifact.")] = False,
     full: Annotated[bool, typer.Option("--full", help="With --json: the full results.")] = False,
 ) -> None:
-    """The outcomes recorded so far for one submission (voxel or DLQ per artifact); while it
-    is unfinished on a broker, each stage queue that waits with no worker is named."""
+    """The outcomes recorded so far for one submission (voxel or DLQ per artifact).
+
+    While it is unfinished on a broker, each stage queue that waits with no worker is named.
+    """
     settings = cli_settings()
     try:
         with OutcomeStore(settings) as store:

@@ -1,5 +1,7 @@
-"""``thunderline doctor`` rows of the bus: it answers and its queues exist (a broker is asked);
-a queue with messages and no consumer is a ``warn`` row naming the stage no worker serves."""
+"""``thunderline doctor`` rows of the bus: it answers and its queues exist (a broker is asked).
+
+A queue with messages and no consumer is a ``warn`` row naming the stage no worker serves.
+"""
 
 from __future__ import annotations
 

@@ -87,6 +87,7 @@ class Worker:
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def request_stop(self) -> None:
+        """Ask :meth:`run` to stop serving and shut down (the SIGTERM/SIGINT handler; no wait)."""
         self._stop.set()
 
     async def run(self) -> None:
@@ -104,6 +105,12 @@ class Worker:
                 loop.remove_signal_handler(sig)
 
     async def start(self) -> None:
+        """Declare the queues, open the outcome store if collecting, start the stages and sampler.
+
+        Every stage queue, the terminal topic and the DLQ are declared first; the collector, when
+        this worker runs it, gets an :class:`OutcomeStore`. Then the pipeline starts serving, the
+        queue sampler starts and :attr:`ready` is set.
+        """
         await self.bus.declare([*WORKER_STAGES[:-1], TERMINAL_TOPIC, DLQ_TOPIC])
         if self.pipeline.run_collector:
             self.pipeline.outcomes = await asyncio.to_thread(OutcomeStore, self.settings)

@@ -19,8 +19,10 @@ FINAL_DLQ = (OPEN, DISMISSED)
 
 
 def final_outcomes(records: Iterable[OutcomeRecord]) -> dict[tuple[str, str], OutcomeRecord]:
-    """One record per (correlation id, artifact): its voxel, else its newest open or dismissed
-    DLQ record."""
+    """One record per (correlation id, artifact): its final outcome.
+
+    That is its voxel, else its newest open or dismissed DLQ record.
+    """
     chosen: dict[tuple[str, str], OutcomeRecord] = {}
     for record in sorted(records, key=lambda r: r.id):
         key = (record.correlation_id, record.artifact or f"event:{record.id}")
@@ -44,8 +46,10 @@ def expected(records: Iterable[OutcomeRecord]) -> int:
 
 
 def settled(records: Iterable[OutcomeRecord]) -> dict[str, list[OutcomeRecord]]:
-    """The correlation ids whose every artifact (archive members included) has its final
-    outcome, each with those final outcomes."""
+    """The correlation ids whose every artifact has its final outcome, with those outcomes.
+
+    Archive members count as artifacts too.
+    """
     per: dict[str, list[OutcomeRecord]] = {}
     for (cid, _artifact), record in final_outcomes(records).items():
         per.setdefault(cid, []).append(record)

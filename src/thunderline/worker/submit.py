@@ -38,9 +38,11 @@ STALL_WARN_S = 30.0
 
 
 class Submitter(AdmitsFiles):
-    """The :class:`~thunderline.ingestor.Ingestor` of a shared bus (``async with``): admits
-    local files, stores their bytes in the shared store, publishes them for the workers, and
-    follows the outcomes the workers' collector records."""
+    """The :class:`~thunderline.ingestor.Ingestor` of a shared bus (``async with``).
+
+    It admits local files, stores their bytes in the shared store, publishes them for the workers,
+    and follows the outcomes the workers' collector records.
+    """
 
     def __init__(
         self,
@@ -89,8 +91,10 @@ class Submitter(AdmitsFiles):
 
     async def submit(self, event: CloudEvent, *, block: bool = True) -> None:
         """Publish an event (broker-confirmed) to where it goes: its next stage or the DLQ.
-        An ingest event that names only a local file (a replay of a refused submission) is
-        admitted and stored first: a worker never reads a local path."""
+
+        An ingest event that names only a local file (a replay of a refused submission) is admitted
+        and stored first: a worker never reads a local path.
+        """
         if event.type == INGEST_RECEIVED and not data_of(event, IngestRequest).artifact.payload_ref:
             await self.submit_event(event, block=block)
             return
@@ -100,8 +104,10 @@ class Submitter(AdmitsFiles):
     async def submit_all(
         self, candidates: Iterable[Candidate], *, concurrency: int = 16
     ) -> list[str]:
-        """Submit files, ``concurrency`` at a time (each waits for its own store write and
-        broker confirm); returns their correlation ids in the order given."""
+        """Submit files, ``concurrency`` at a time; returns their correlation ids in given order.
+
+        Each waits for its own store write and broker confirm.
+        """
         gate = asyncio.Semaphore(concurrency)
 
         async def one(candidate: Candidate) -> str:
@@ -117,11 +123,13 @@ class Submitter(AdmitsFiles):
         return len(ids)
 
     async def wait_idle(self, timeout_s: float | None = None) -> None:
-        """Until every file submitted by :meth:`submit_files` has its final outcome (each
-        handed to ``on_outcome`` once). A stage queue with messages and no worker is reported
-        at once and every 30 s (:class:`~thunderline.bus.served.UnservedWatch`); after
+        """Wait until every file submitted by :meth:`submit_files` has its final outcome.
+
+        Each outcome is handed to ``on_outcome`` once. A stage queue with messages and no worker is
+        reported at once and every 30 s (:class:`~thunderline.bus.served.UnservedWatch`); after
         ``TL_BUS_UNSERVED_TIMEOUT_S`` of that without progress it raises
-        :class:`~thunderline.errors.UnservedStageError` (0: wait without end)."""
+        :class:`~thunderline.errors.UnservedStageError` (0: wait without end).
+        """
         on_outcome = self.on_outcome
 
         def report(record: OutcomeRecord) -> None:
@@ -146,10 +154,12 @@ async def wait_outcomes(
     poll_s: float = 0.25,
     watch: UnservedWatch | None = None,
 ) -> list[OutcomeRecord]:
-    """Poll the outcome store until every correlation id has the final outcome of each of its
-    artifacts (:mod:`.settle`); ``on_outcome`` sees each final outcome once. ``watch`` looks
-    at the stage queues meanwhile (reports a stage no worker serves; may raise
-    :class:`~thunderline.errors.UnservedStageError`)."""
+    """Poll the outcome store until every correlation id has the final outcome of each artifact.
+
+    Final outcomes are decided by :mod:`.settle`; ``on_outcome`` sees each final outcome once.
+    ``watch`` looks at the stage queues meanwhile (reports a stage no worker serves; may raise
+    :class:`~thunderline.errors.UnservedStageError`).
+    """
     pending = set(correlation_ids)
     final: list[OutcomeRecord] = []
     known: set[str] = set()
