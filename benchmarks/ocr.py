@@ -126,8 +126,10 @@ def _distance(a: str, b: str) -> int:
 
 
 def normalise(text: str) -> str:
-    """The one normalisation used for every engine and the reference: runs of white space
-    (newlines included) made one space, ends stripped."""
+    """The one normalisation for every engine and the reference.
+
+    Runs of white space (newlines included) become one space; the ends are stripped.
+    """
     return " ".join(text.split())
 
 
@@ -156,6 +158,7 @@ def _summary(rows: list[dict[str, Any]], key: str) -> float:
 
 
 def main() -> None:
+    """Render and degrade the pages, run every engine raw and ours, print the JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--fonts", type=int, default=len(FONTS), help="How many fonts to use.")
     parser.add_argument("--engines", default="rapidocr,tesseract")

@@ -53,6 +53,7 @@ def choose(best: Any, right: Any, precision: float) -> float:
 
 
 def main() -> int:
+    """Choose and check the threshold of the model folder given, print the JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("folder", type=Path, help="The model folder (models/<name>).")
     parser.add_argument("--precision", type=float, default=0.95)

@@ -182,8 +182,11 @@ def usable_languages(languages: str) -> tuple[str, list[str]]:
 
 
 def language_note(engine: str, languages: str) -> str | None:
-    """A warning when Tesseract lacks some of the language packs asked for (None: it has all,
-    or the engine is not Tesseract)."""
+    """A warning when Tesseract lacks some of the language packs asked for.
+
+    Returns:
+        The warning, or None when it has them all or the engine is not Tesseract.
+    """
     if resolve(engine) != "tesseract" or tesseract_binary() is None:
         return None
     usable, missing = usable_languages(languages)
@@ -335,8 +338,10 @@ def _recognise_rapidocr(array: Any) -> list[_Box]:
 
 # ---- Tesseract -------------------------------------------------------------------------------
 def tesseract_command(image: str, languages: str = "eng") -> list[str]:
-    """The command that reads the image file ``image`` and writes TSV (word boxes and
-    confidences) to stdout."""
+    """The command that reads the image file ``image`` and writes TSV to stdout.
+
+    The TSV holds every word with its box and confidence (``--psm 3``: automatic layout).
+    """
     binary = tesseract_binary() or "tesseract"
     return [binary, image, "stdout", "-l", languages, "--psm", "3", "tsv"]
 
@@ -370,8 +375,11 @@ def _run(command: list[str], progress: Callable[[], None]) -> str:
 
 
 def tesseract_lines(tsv: str) -> list[OcrLine]:
-    """Tesseract's TSV as lines: its words grouped by its own page/block/paragraph/line ids,
-    in its reading order (columns stay apart), confidences scaled to 0-1."""
+    """Tesseract's TSV as lines, in its reading order.
+
+    Words are grouped by Tesseract's own page/block/paragraph/line ids (so columns stay
+    apart); confidences are scaled to 0-1.
+    """
     order: list[tuple[str, ...]] = []
     groups: dict[tuple[str, ...], list[_Box]] = {}
     reader = csv.reader(io.StringIO(tsv), delimiter="\t", quoting=csv.QUOTE_NONE)

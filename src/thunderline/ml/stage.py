@@ -70,9 +70,10 @@ LANGUAGE_MIN_SCORE = 0.5
 def not_applicable(
     entry: ModelEntry, data: bytes, *, language: str | None = None, language_score: float = 0.0
 ) -> str | None:
-    """Why ``entry`` does not apply to this payload (None: it does), from what the entry
-    declares: an image under ``min_width`` x ``min_height``, a text under ``min_bytes`` or
-    confidently in a language not in ``languages``.
+    """Why ``entry`` does not apply to this payload (None: it does).
+
+    From what the entry declares: an image under ``min_width`` x ``min_height``, a text under
+    ``min_bytes`` or confidently in a language not in ``languages``.
 
     Args:
         entry: The registry entry chosen for the artifact.
