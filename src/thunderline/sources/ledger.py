@@ -25,12 +25,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, and_, func, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import and_, func, insert, select, update
 
-from thunderline.config import Settings
-from thunderline.errors import BackendError
-from thunderline.voxel.db import make_engine, migrate
+from thunderline.voxel.db import Tables
 from thunderline.voxel.tables import source_entries, source_roots
 
 SUBMITTED = "submitted"
@@ -101,36 +98,13 @@ def _entry(row: Any) -> Entry:
     return Entry(**{name: row[name] for name in Entry.__dataclass_fields__})
 
 
-class Ledger:
+class Ledger(Tables):
     """The ``source_roots`` and ``source_entries`` tables (thread-safe; one engine)."""
 
-    def __init__(self, settings: Settings | None = None, *, engine: Engine | None = None) -> None:
-        if engine is None:
-            if settings is None:
-                raise ValueError("Ledger needs settings or an engine")
-            engine = make_engine(settings.resolved_database_url, settings.db)
-            self._owns_engine = True
-        else:
-            self._owns_engine = False
-        self.engine = engine
-        migrate(engine)
-
-    def close(self) -> None:
-        if self._owns_engine:
-            self.engine.dispose()
+    what = "source ledger"
 
     def __enter__(self) -> Ledger:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _run(self, what: str, fn: Any) -> Any:
-        try:
-            with self.engine.begin() as conn:
-                return fn(conn)
-        except SQLAlchemyError as exc:
-            raise BackendError(f"source ledger {what} failed: {exc}") from exc
 
     # ---- roots --------------------------------------------------------------------------------
     def ensure_root(self, uri: str) -> Root:

@@ -34,12 +34,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, and_, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 
 from thunderline.config import Settings, WebhookSettings
 from thunderline.errors import BackendError, ConfigError
 from thunderline.obs import metrics
-from thunderline.voxel.db import make_engine, migrate
+from thunderline.voxel.db import Tables
 from thunderline.voxel.tables import (
     outcomes,
     webhook_attempts,
@@ -120,31 +120,17 @@ def matches(triggers: Sequence[str], kind: str, label: str | None) -> bool:
     return False
 
 
-class Webhooks:
+class Webhooks(Tables):
     """Endpoints, deliveries and the delivery log in the voxel database; the dispatcher."""
 
-    def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
-        self.settings = settings
-        self._owns = engine is None
-        self.engine = engine or make_engine(settings.resolved_database_url, settings.db)
-        migrate(self.engine)
+    what = "webhook"
 
-    def close(self) -> None:
-        if self._owns:
-            self.engine.dispose()
+    def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
+        super().__init__(settings, engine=engine)
+        self.settings = settings
 
     def __enter__(self) -> Webhooks:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _run(self, what: str, fn: Any) -> Any:
-        try:
-            with self.engine.begin() as conn:
-                return fn(conn)
-        except SQLAlchemyError as exc:
-            raise BackendError(f"webhook {what} failed: {exc}") from exc
 
     # ---- endpoints --------------------------------------------------------------------------
     def add(self, url: str, triggers: Sequence[str], secret: str | None = None) -> Endpoint:
