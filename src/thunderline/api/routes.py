@@ -30,6 +30,11 @@ from thunderline.api.schemas import (
     ModelList,
     Readiness,
     ReplayAccepted,
+    ReprocessDryRun,
+    ReprocessRequest,
+    ReprocessRunOut,
+    ReprocessRuns,
+    ResultVersionsOut,
     SelectedPage,
     SourceChange,
     SourceList,
@@ -577,6 +582,7 @@ async def get_lineage(
                 nodes.append(LineageNode(id=node_id, name=artifact_name(node), label=node.label))
             except VoxelNotFoundError:
                 nodes.append(LineageNode(id=node_id))
+        versions = service.require_reprocessor().results.versions(voxel)
         return LineageOut(
             voxel_id=voxel.id,
             direction=direction,
@@ -585,9 +591,124 @@ async def get_lineage(
                 LineageEdge(child_id=e.child_id, parent_id=e.parent_id, depth=e.depth)
                 for e in edges
             ],
+            results=[
+                {
+                    "stage": v.stage,
+                    "version": v.seq,
+                    "producer": v.producer,
+                    "current": v.current,
+                    "event_id": v.event_id,
+                    "run_id": v.run_id,
+                }
+                for stage_versions in versions.values()
+                for v in stage_versions
+            ],
         )
 
     return await asyncio.to_thread(walk)
+
+
+@router.get(
+    "/voxels/{voxel_id}/results",
+    response_model=ResultVersionsOut,
+    responses=responses(*AUTH, 404, 409),
+    summary="Every result version of a voxel by stage, side by side: who made it, which is current",
+)
+async def get_results(request: Request, voxel_id: Id, _token: Reader) -> ResultVersionsOut:
+    service = service_of(request)
+    voxel = await _voxel(service, voxel_id)
+    worker = service.require_reprocessor()
+
+    def read() -> ResultVersionsOut:
+        return ResultVersionsOut(
+            voxel_id=voxel.id,
+            stages={
+                stage: [v.to_json_dict() for v in versions]
+                for stage, versions in worker.results.versions(voxel).items()
+            },
+            tags=service.require_webhooks().tags(voxel.id),
+        )
+
+    return await asyncio.to_thread(read)
+
+
+# ---- reprocess -----------------------------------------------------------------------------
+def _run_out(info: Any) -> ReprocessRunOut:
+    return ReprocessRunOut(**info.to_json_dict())
+
+
+@router.post(
+    "/reprocess",
+    response_model=ReprocessRunOut | ReprocessDryRun,
+    status_code=202,
+    responses=responses(*AUTH, 400),
+    summary="Run a stage again over the voxels a query matches (admin); each result is kept "
+    "as a new version. dry_run counts only (200)",
+)
+async def post_reprocess(
+    request: Request, body: ReprocessRequest, token: Admin
+) -> ReprocessRunOut | JSONResponse:
+    from thunderline.errors import ConfigError
+    from thunderline.search.query import QuerySyntaxError
+
+    service = service_of(request)
+    worker = service.require_reprocessor()
+    try:
+        if body.dry_run:
+            report = await asyncio.to_thread(worker.dry_run, body.stage, body.query, body.model)
+            return JSONResponse(ReprocessDryRun(**report.to_json_dict()).model_dump())
+        run_id = await asyncio.to_thread(
+            worker.start, body.stage, body.query, body.model, actor=f"token:{token.id}:{token.name}"
+        )
+    except QuerySyntaxError as exc:
+        raise ApiError(400, "query_syntax", str(exc), details=exc.details) from exc
+    except ConfigError as exc:
+        raise ApiError(400, "invalid_request", str(exc), details=exc.details) from exc
+    service.start_reprocess(run_id)
+    return _run_out(await asyncio.to_thread(worker.info, run_id))
+
+
+@router.get(
+    "/reprocess",
+    response_model=ReprocessRuns,
+    responses=responses(*AUTH),
+    summary="Reprocess runs, newest first, with their counts",
+)
+async def list_reprocess(request: Request, _token: Reader) -> ReprocessRuns:
+    worker = service_of(request).require_reprocessor()
+    runs = await asyncio.to_thread(worker.runs.runs)
+    return ReprocessRuns(items=[_run_out(r) for r in runs])
+
+
+@router.get(
+    "/reprocess/{run_id}",
+    response_model=ReprocessRunOut,
+    responses=responses(*AUTH, 404),
+    summary="One reprocess run and how far it got",
+)
+async def get_reprocess(request: Request, run_id: Id, _token: Reader) -> ReprocessRunOut:
+    worker = service_of(request).require_reprocessor()
+    info = await asyncio.to_thread(worker.runs.get, run_id)
+    if info is None:
+        raise ApiError(404, "not_found", f"no reprocess run {run_id}", details={"run_id": run_id})
+    return _run_out(info)
+
+
+@router.post(
+    "/reprocess/{run_id}/resume",
+    response_model=ReprocessRunOut,
+    status_code=202,
+    responses=responses(*AUTH, 404),
+    summary="Continue a stopped reprocess run with what is left (admin)",
+)
+async def resume_reprocess(request: Request, run_id: Id, _token: Admin) -> ReprocessRunOut:
+    service = service_of(request)
+    worker = service.require_reprocessor()
+    info = await asyncio.to_thread(worker.runs.get, run_id)
+    if info is None:
+        raise ApiError(404, "not_found", f"no reprocess run {run_id}", details={"run_id": run_id})
+    service.start_reprocess(run_id)
+    return _run_out(info)
 
 
 # ---- DLQ -----------------------------------------------------------------------------------

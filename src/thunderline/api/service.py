@@ -40,6 +40,7 @@ from thunderline.objects.base import ObjectStore
 from thunderline.outcomes import OutcomeStore
 from thunderline.runtime import Runtime
 from thunderline.sources.ledger import Ledger
+from thunderline.sources.reprocess import Reprocessor
 from thunderline.stores import VoxelStorage
 from thunderline.voxel.store import VoxelStore
 from thunderline.webhooks.core import Webhooks
@@ -72,6 +73,10 @@ class ApiService:
         self.dlq: DeadLetters | None = None
         self.ledger: Ledger | None = None
         self.webhooks: Webhooks | None = None
+        self.reprocessor: Reprocessor | None = None
+        self._dispatch_stop = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._reprocess_tasks: dict[str, asyncio.Task[Any]] = {}
         self.follower: OutcomeFollower | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started_at = time.time()
@@ -109,6 +114,10 @@ class ApiService:
             self.webhooks = await asyncio.to_thread(
                 lambda: Webhooks(self.settings, engine=voxels.engine)
             )
+            self.reprocessor = Reprocessor(self.settings, voxels)
+            # the webhook dispatcher runs inside serve (rules, deliveries, retries)
+            self._dispatch_stop = asyncio.Event()
+            self._dispatcher = asyncio.create_task(self.webhooks.dispatch(self._dispatch_stop))
         except BaseException:
             await self.stop()
             raise
@@ -119,6 +128,13 @@ class ApiService:
 
     async def stop(self) -> None:
         self.hub.close()
+        self._dispatch_stop.set()
+        for task in (self._dispatcher, *self._reprocess_tasks.values()):
+            if task is not None:
+                task.cancel()  # a reprocess run stopped here is resumed by its id
+                await asyncio.gather(task, return_exceptions=True)
+        self._dispatcher = None
+        self._reprocess_tasks.clear()
         await self.revocations.stop()
         if self.follower is not None:
             await self.follower.stop()
@@ -127,6 +143,7 @@ class ApiService:
             await self.ingestor.__aexit__(None, None, None)
             self.ingestor = None
         self.ledger = self.webhooks = None  # on the voxel store's engine, closed with it
+        self.reprocessor = None
         if self.voxels is not None:
             await asyncio.to_thread(self.voxels.close)
             self.voxels = None
@@ -155,6 +172,32 @@ class ApiService:
         if self.ledger is None:
             raise RuntimeError("the API service is not started")
         return self.ledger
+
+    def require_reprocessor(self) -> Reprocessor:
+        """The reprocess runner on the voxel store.
+
+        Raises:
+            RuntimeError: the service is not started.
+        """
+        if self.reprocessor is None:
+            raise RuntimeError("the API service is not started")
+        return self.reprocessor
+
+    def start_reprocess(self, run_id: str) -> None:
+        """Work through a planned (or stopped) reprocess run in the background; a run already
+        running here is left alone."""
+        running = self._reprocess_tasks.get(run_id)
+        if running is not None and not running.done():
+            return
+        worker = self.require_reprocessor()
+        task = asyncio.create_task(worker.run(run_id))
+        self._reprocess_tasks[run_id] = task
+
+        def done(t: asyncio.Task[Any]) -> None:
+            if not t.cancelled() and t.exception() is not None:
+                _log.error("reprocess run %s failed: %s", run_id, t.exception())
+
+        task.add_done_callback(done)
 
     def require_webhooks(self) -> Webhooks:
         if self.webhooks is None:

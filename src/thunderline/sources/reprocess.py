@@ -336,7 +336,10 @@ class Reprocessor:
         if stage == "infer":
             from thunderline.ml.registry import ModelRegistry
 
-            entry = ModelRegistry.from_settings(self.settings).entry(pin.name)
+            try:
+                entry = ModelRegistry.from_settings(self.settings).entry(pin.name)
+            except ThunderlineError as exc:  # not in the registry
+                raise ConfigError(str(exc), details=exc.details) from exc
             if entry.version != pin.version:
                 raise ConfigError(
                     f"model {pin.name} is version {entry.version} in the registry "
