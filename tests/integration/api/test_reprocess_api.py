@@ -24,7 +24,9 @@ def _receiver() -> tuple[ThreadingHTTPServer, list[dict[str, Any]]]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             headers = {k.lower(): v for k, v in self.headers.items()}
-            got.append({"event": json.loads(body), "signed": verify_signature(SECRET, headers, body)})
+            got.append(
+                {"event": json.loads(body), "signed": verify_signature(SECRET, headers, body)}
+            )
             self.send_response(204)
             self.end_headers()
 

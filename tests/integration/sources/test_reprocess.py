@@ -95,7 +95,7 @@ def test_infer_again_with_a_resigned_model_version_keeps_both_results(
     later = make_settings(**{**base, "onnx_model_dir": next_dir, "model_public_key": public})
     with VoxelStore(later) as store:
         worker = Reprocessor(later, store)
-        with pytest.raises(ConfigError, match="not 9.9"):
+        with pytest.raises(ConfigError, match=r"not 9\.9"):
             worker.check("infer", "image_classifier@9.9")
         with pytest.raises(ConfigError, match="NAME@VERSION"):
             worker.check("infer", "image_classifier")
