@@ -20,6 +20,7 @@ from thunderline.errors import ConfigError, ThunderlineError
 from thunderline.sources.reprocess import STAGES, Reprocessor, RunInfo
 from thunderline.voxel.lifecycle_cli import _actor
 from thunderline.voxel.store import VoxelStore
+from thunderline.webhooks.core import Webhooks
 
 err_console = Console(stderr=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON out (one object per line).")]
@@ -170,7 +171,9 @@ def results(
     try:
         with VoxelStore(settings) as store:
             worker = Reprocessor(settings, store)
-            versions = worker.versions(store.resolve_id(voxel_id))
+            full_id = store.resolve_id(voxel_id)
+            versions = worker.versions(full_id)
+            tags = Webhooks(settings, engine=store.engine).tags(full_id)
     except ThunderlineError as exc:
         raise _fail(exc) from exc
     if as_json:
@@ -193,6 +196,8 @@ def results(
                 escape(_gist(stage, v.result)),
             )
     stdout_console().print(table)
+    if tags:
+        stdout_console().print("tags: " + escape(", ".join(tags)))
 
 
 def _gist(stage: str, result: dict[str, object]) -> str:

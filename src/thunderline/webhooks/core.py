@@ -43,6 +43,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine, and_, insert, or_, select, update
@@ -324,11 +325,11 @@ class Webhooks(Tables):
         transaction. Returns how many deliveries and tags were added."""
         added = 0
         for endpoint in self.endpoints(active_only=True):
-            added += self._guarded(lambda e=endpoint: self._enqueue_outcomes(e, batch))
+            added += self._guarded(partial(self._enqueue_outcomes, endpoint, batch))
             if "reprocessed" in endpoint.triggers or any(
                 t.startswith("entity:") for t in endpoint.triggers
             ):
-                added += self._guarded(lambda e=endpoint: self._enqueue_results(e, batch))
+                added += self._guarded(partial(self._enqueue_results, endpoint, batch))
         return added
 
     def _guarded(self, fn: Callable[[], int]) -> int:
@@ -379,7 +380,8 @@ class Webhooks(Tables):
             subjects = []
             for row in rows:
                 data = json.loads(row.event).get("data") or {}
-                voxel = data.get("voxel") if isinstance(data.get("voxel"), dict) else {}
+                found = data.get("voxel")
+                voxel: dict[str, Any] = found if isinstance(found, dict) else {}
                 subjects.append(
                     Subject(
                         kind=row.kind,
