@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -639,33 +640,50 @@ def _run_out(info: Any) -> ReprocessRunOut:
 
 @router.post(
     "/reprocess",
-    response_model=ReprocessRunOut | ReprocessDryRun,
+    response_model=ReprocessRunOut,
     status_code=202,
     responses=responses(*AUTH, 400),
     summary="Run a stage again over the voxels a query matches (admin); each result is kept "
-    "as a new version. dry_run counts only (200)",
+    "as a new version, the new one current",
 )
-async def post_reprocess(
-    request: Request, body: ReprocessRequest, token: Admin
-) -> ReprocessRunOut | JSONResponse:
-    from thunderline.errors import ConfigError
-    from thunderline.search.query import QuerySyntaxError
-
+async def post_reprocess(request: Request, body: ReprocessRequest, token: Admin) -> ReprocessRunOut:
     service = service_of(request)
     worker = service.require_reprocessor()
-    try:
-        if body.dry_run:
-            report = await asyncio.to_thread(worker.dry_run, body.stage, body.query, body.model)
-            return JSONResponse(ReprocessDryRun(**report.to_json_dict()).model_dump())
+    with _reprocess_errors():
         run_id = await asyncio.to_thread(
             worker.start, body.stage, body.query, body.model, actor=f"token:{token.id}:{token.name}"
         )
-    except QuerySyntaxError as exc:
-        raise ApiError(400, "query_syntax", str(exc), details=exc.details) from exc
-    except ConfigError as exc:
-        raise ApiError(400, "invalid_request", str(exc), details=exc.details) from exc
     service.start_reprocess(run_id)
     return _run_out(await asyncio.to_thread(worker.info, run_id))
+
+
+@router.post(
+    "/reprocess/dry-run",
+    response_model=ReprocessDryRun,
+    responses=responses(*AUTH, 400),
+    summary="Count what a reprocess run would take and who made the current results (admin)",
+)
+async def dry_run_reprocess(
+    request: Request, body: ReprocessRequest, _token: Admin
+) -> ReprocessDryRun:
+    worker = service_of(request).require_reprocessor()
+    with _reprocess_errors():
+        report = await asyncio.to_thread(worker.dry_run, body.stage, body.query, body.model)
+    return ReprocessDryRun(**report.to_json_dict())
+
+
+@contextlib.contextmanager
+def _reprocess_errors() -> Iterator[None]:
+    """A bad query, stage or model pin as 400."""
+    from thunderline.errors import ConfigError
+    from thunderline.search.query import QuerySyntaxError
+
+    try:
+        yield
+    except QuerySyntaxError as exc:
+        raise ApiError(400, exc.reason, str(exc), details={"position": exc.position}) from exc
+    except ConfigError as exc:
+        raise ApiError(400, "invalid_request", str(exc), details=exc.details) from exc
 
 
 @router.get(

@@ -357,7 +357,6 @@ class ReprocessRequest(BaseModel):
     model: str | None = Field(
         None, max_length=256, description="NAME@VERSION of the ONNX model or spaCy pipeline."
     )
-    dry_run: bool = Field(False, description="Only count what the run would take.")
 
 
 class ReprocessRunOut(BaseModel):

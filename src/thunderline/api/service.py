@@ -77,6 +77,7 @@ class ApiService:
         self._dispatch_stop = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._reprocess_tasks: dict[str, asyncio.Task[Any]] = {}
+        self._reprocess_lock = asyncio.Lock()
         self.follower: OutcomeFollower | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started_at = time.time()
@@ -129,7 +130,7 @@ class ApiService:
     async def stop(self) -> None:
         self.hub.close()
         self._dispatch_stop.set()
-        for task in (self._dispatcher, *self._reprocess_tasks.values()):
+        for task in (self._dispatcher, *list(self._reprocess_tasks.values())):
             if task is not None:
                 task.cancel()  # a reprocess run stopped here is resumed by its id
                 await asyncio.gather(task, return_exceptions=True)
@@ -190,12 +191,18 @@ class ApiService:
         if running is not None and not running.done():
             return
         worker = self.require_reprocessor()
-        task = asyncio.create_task(worker.run(run_id))
+
+        async def run() -> None:
+            async with self._reprocess_lock:  # one run at a time: they share the cores
+                await worker.run(run_id)
+
+        task = asyncio.create_task(run())
         self._reprocess_tasks[run_id] = task
 
         def done(t: asyncio.Task[Any]) -> None:
-            if not t.cancelled() and t.exception() is not None:
-                _log.error("reprocess run %s failed: %s", run_id, t.exception())
+            self._reprocess_tasks.pop(run_id, None)
+            if not t.cancelled() and (exc := t.exception()) is not None:
+                _log.error("reprocess run %s stopped: %s (resume it by its id)", run_id, exc)
 
         task.add_done_callback(done)
 

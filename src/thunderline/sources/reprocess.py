@@ -328,6 +328,13 @@ class Reprocessor:
         """
         if stage not in STAGES:
             raise ConfigError(f"unknown stage {stage!r}: {', '.join(STAGES)}")
+        from thunderline.runtime import enabled_stage_names
+
+        if stage not in enabled_stage_names(self.settings):
+            raise ConfigError(
+                f"stage {stage!r} is switched off by the settings "
+                "(TL_ENABLE_ML_PIPELINE; infer also needs TL_ONNX_ENABLED)"
+            )
         if model is None:
             return None
         pin = ModelPin.parse(model)

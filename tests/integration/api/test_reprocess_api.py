@@ -68,9 +68,12 @@ def test_reprocess_through_the_api_keeps_versions_and_fires_rules(served: Served
             refused = client.post("/v1/reprocess", json={"stage": "extract"})
             assert refused.status_code == 403
         with served.client("admin") as client:
+            off = client.post("/v1/reprocess", json={"stage": "infer"})
+            assert off.status_code == 400 and "switched off" in off.text
+        with served.client("admin") as client:
             bad = client.post("/v1/reprocess", json={"stage": "extract", "query": 'name:"x'})
             assert bad.status_code == 400, bad.text
-            dry = client.post("/v1/reprocess", json={"stage": "extract", "dry_run": True})
+            dry = client.post("/v1/reprocess/dry-run", json={"stage": "extract"})
             assert dry.status_code == 200, dry.text
             assert dry.json()["matching"] == 1 and dry.json()["with_result"] == 1
             started = client.post("/v1/reprocess", json={"stage": "extract"})
