@@ -84,6 +84,10 @@ class Known(NamedTuple):
     state: str
 
 
+#: A current entry as :meth:`Ledger.known` reads it: ``(id, size, mtime_ns, etag, state, key)``.
+KnownRow = tuple[Any, ...]
+
+
 class Prior(NamedTuple):
     """The rest of a current entry, read only for the entries a pass acts on."""
 
@@ -149,24 +153,25 @@ class Ledger(Tables):
         )
 
     # ---- entries ------------------------------------------------------------------------------
-    def known(self, root: str) -> dict[str, Known]:
-        """Every current entry of ``root`` by key (one query)."""
+    def known(self, root: str) -> dict[str, KnownRow]:
+        """Every current entry of ``root`` by key (one query), as the driver's own row tuples
+        ``(id, size, mtime_ns, etag, state, key)``: positions 0-4 are :class:`Known`'s fields,
+        ``Known(*row[:5])`` when a named one is wanted. No object per row: 100k rows in a
+        fraction of a second."""
         c = source_entries.c
-        stmt = select(c.key, c.id, c.size, c.mtime_ns, c.etag, c.state).where(
+        stmt = select(c.id, c.size, c.mtime_ns, c.etag, c.state, c.key).where(
             and_(c.root == root, c.current.is_(True))
         )
 
-        def run(conn: Any) -> dict[str, Known]:
-            # the driver's tuples straight into named tuples: 100k rows in a fraction of a second
+        def run(conn: Any) -> dict[str, KnownRow]:
             compiled = stmt.compile(dialect=conn.dialect)
             params: Any = compiled.construct_params()
             if compiled.positiontup is not None:
                 params = tuple(params[name] for name in compiled.positiontup)
             cursor = conn.exec_driver_sql(str(compiled), params).cursor
-            make = Known._make
-            return {row[0]: make(row[1:]) for row in cursor.fetchall()}
+            return {row[5]: row for row in cursor.fetchall()}
 
-        result: dict[str, Known] = self._run("read", run)
+        result: dict[str, KnownRow] = self._run("read", run)
         return result
 
     def priors(self, entry_ids: Sequence[str]) -> dict[str, Prior]:
