@@ -181,3 +181,34 @@ def test_extract_again_keeps_versions_on_each_database(
         assert versions[-1].result["text_ref"] == versions[0].result["text_ref"]
         assert all(check.ok for check in store.verify_all())
         assert check_references(store) == []
+
+
+def test_a_text_only_a_result_version_names_is_collected_with_its_voxel(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings(source_settle_s=0.5)
+    tree = _tree(
+        tmp_path / "in",
+        {
+            "a.py": (REPO / "examples" / "colorsys.py").read_bytes(),
+            "b.sh": (REPO / "examples" / "zgrep.sh").read_bytes(),
+        },
+    )
+    assert asyncio.run(sync_once(settings, parse_source(str(tree)))).voxels == 2
+    with VoxelStore(settings) as store:
+        worker = Reprocessor(settings, store)
+        a, b = sorted(store.iter_ids(), key=lambda v: store.get(v).traits["artifact"]["name"])
+        # what a newer extractor would leave: a text object that only a result version names
+        only_a = store.objects.put_bytes(b"text only a's new result names\n").sha256
+        shared = store.objects.put_bytes(b"text both new results name\n").sha256
+        for voxel_id, texts in ((a, (only_a, shared)), (b, (shared,))):
+            voxel = store.get(voxel_id)
+            for n, sha in enumerate(texts):
+                result = {**voxel.traits["extract"], "text_ref": f"sha256:{sha}"}
+                worker.results.add(voxel, "extract", result, run_id=f"run-{n}", event_id=f"e-{n}")
+        assert check_references(store) == []
+        store.delete([a], actor="test", reason="text collection")
+        assert not store.objects.exists(only_a)  # named by a's versions only: collected
+        assert store.objects.exists(shared)  # b's current result still names it
+        assert check_references(store) == []
+        assert all(check.ok for check in store.verify_all())
