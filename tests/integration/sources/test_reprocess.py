@@ -212,3 +212,57 @@ def test_a_text_only_a_result_version_names_is_collected_with_its_voxel(
         assert store.objects.exists(shared)  # b's current result still names it
         assert check_references(store) == []
         assert all(check.ok for check in store.verify_all())
+
+
+def test_a_killed_reprocess_process_resumes_with_nothing_done_twice(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from thunderline.sources.reprocess import ReprocessRuns
+
+    settings = make_settings(source_settle_s=0.5)
+    files = {
+        f"f{i}.py": (REPO / "examples" / "colorsys.py").read_bytes() + f"# {i}\n".encode()
+        for i in range(40)
+    }
+    tree = _tree(tmp_path / "in", files)
+    assert asyncio.run(sync_once(settings, parse_source(str(tree)))).voxels == 40
+    env = {**os.environ, "TL_HOME": str(settings.home)}
+    cli = [sys.executable, "-c", "from thunderline.cli import main; main()", "reprocess"]
+    first = subprocess.Popen(
+        [*cli, "--stage", "extract", "--batch", "1", "--json"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    run_id = None
+    with ReprocessRuns(settings) as runs:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and first.poll() is None:
+            started = runs.runs()
+            if started and started[0].counts.get("done", 0) >= 1:
+                run_id = started[0].id
+                first.send_signal(signal.SIGKILL)  # mid-run, no clean-up of any kind
+                break
+            time.sleep(0.05)
+        first.wait(30)
+        assert run_id is not None
+        killed = runs.get(run_id)
+        assert killed is not None and killed.state == "running" and killed.counts.get("pending")
+    resumed = subprocess.run(
+        [*cli, "--resume", run_id, "--json"], env=env, capture_output=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr.decode()
+    info = json.loads(resumed.stdout.decode().strip().splitlines()[-1])
+    assert info["state"] == "done" and info["counts"] == {"done": 40}
+    with VoxelStore(settings) as store:
+        worker = Reprocessor(settings, store)
+        for voxel_id in store.iter_ids():
+            versions = worker.versions(voxel_id)["extract"]
+            assert [(v.seq, v.run_id) for v in versions] == [(1, None), (2, run_id)]
