@@ -44,6 +44,7 @@ from thunderline.search.cli import export as export_command
 from thunderline.search.cli import index_app
 from thunderline.search.cli import search as search_command
 from thunderline.sources.cli import sources_app, sync, watch_cmd
+from thunderline.sources.reprocess_cli import reprocess
 from thunderline.stagecli import stages_app
 from thunderline.voxel.cli import voxels_app
 from thunderline.webhooks.cli import webhooks_app
@@ -75,6 +76,7 @@ app.add_typer(sources_app, name="sources")
 app.add_typer(webhooks_app, name="webhooks")
 app.command("sync")(sync)
 app.command("watch")(watch_cmd)
+app.command("reprocess")(reprocess)
 
 err_console = Console(stderr=True)
 

@@ -504,6 +504,12 @@ class WebhookSettings(Part):
         1.0, gt=0, description="First webhook retry delay (doubles each attempt, jittered)."
     )
     backoff_max_s: float = Field(300.0, gt=0, description="Cap of the webhook retry delay.")
+    poll_interval_s: float = Field(
+        1.0,
+        gt=0,
+        description="How often the dispatcher in `serve`, `watch` and `webhooks run` looks for "
+        "new events and due retries.",
+    )
 
     @property
     def retry_policy(self) -> RetryPolicy:

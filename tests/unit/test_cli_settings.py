@@ -100,4 +100,5 @@ def test_every_command_group_is_mounted() -> None:
         "webhooks",
         "sync",
         "watch",
+        "reprocess",
     }

@@ -80,6 +80,7 @@ def create_app(
     from thunderline.api import console, routes
     from thunderline.search import api as search_api
     from thunderline.search import console as search_console
+    from thunderline.sources import console as sources_console
 
     service = service or ApiService(settings)
 
@@ -115,6 +116,7 @@ def create_app(
     app.include_router(routes.health_router)
     app.include_router(console.router)
     app.include_router(search_console.router)
+    app.include_router(sources_console.router)
     app.router.routes.append(
         Route("/metrics", _AsgiEndpoint(metrics_app()), include_in_schema=False)
     )

@@ -211,7 +211,18 @@ async def voxel_page(request: Request, voxel_id: str) -> Response:
     except (VoxelNotFoundError, AmbiguousIdError) as exc:
         return _page(request, "missing.html", user, message=str(exc))
     context = await asyncio.to_thread(_voxel_context, service, voxel)
+    context.update(await asyncio.to_thread(_versions_context, service, voxel))
     return _page(request, "voxel.html", user, **context)
+
+
+def _versions_context(service: ApiService, voxel: Voxel) -> dict[str, Any]:
+    """The voxel's result versions side by side and its tags (:mod:`thunderline.sources`)."""
+    from thunderline.sources.console import result_versions
+
+    return {
+        "versions": result_versions(service.require_reprocessor().results, voxel),
+        "tags": service.require_webhooks().tags(voxel.id),
+    }
 
 
 def human_bytes(n: int) -> str:

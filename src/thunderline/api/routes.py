@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -35,6 +36,11 @@ from thunderline.api.schemas import (
     ModelList,
     Readiness,
     ReplayAccepted,
+    ReprocessDryRun,
+    ReprocessRequest,
+    ReprocessRunOut,
+    ReprocessRuns,
+    ResultVersionsOut,
     SelectedPage,
     SourceChange,
     SourceList,
@@ -585,6 +591,7 @@ async def get_lineage(
                 nodes.append(LineageNode(id=node_id, name=artifact_name(node), label=node.label))
             except VoxelNotFoundError:
                 nodes.append(LineageNode(id=node_id))
+        versions = service.require_reprocessor().results.versions(voxel)
         return LineageOut(
             voxel_id=voxel.id,
             direction=direction,
@@ -593,9 +600,141 @@ async def get_lineage(
                 LineageEdge(child_id=e.child_id, parent_id=e.parent_id, depth=e.depth)
                 for e in edges
             ],
+            results=[
+                {
+                    "stage": v.stage,
+                    "version": v.seq,
+                    "producer": v.producer,
+                    "current": v.current,
+                    "event_id": v.event_id,
+                    "run_id": v.run_id,
+                }
+                for stage_versions in versions.values()
+                for v in stage_versions
+            ],
         )
 
     return await asyncio.to_thread(walk)
+
+
+@router.get(
+    "/voxels/{voxel_id}/results",
+    response_model=ResultVersionsOut,
+    responses=responses(*AUTH, 404, 409),
+    summary="Every result version of a voxel by stage, side by side: who made it, which is current",
+)
+async def get_results(request: Request, voxel_id: Id, _token: Reader) -> ResultVersionsOut:
+    service = service_of(request)
+    voxel = await _voxel(service, voxel_id)
+    worker = service.require_reprocessor()
+
+    def read() -> ResultVersionsOut:
+        return ResultVersionsOut(
+            voxel_id=voxel.id,
+            stages={
+                stage: [v.to_json_dict() for v in versions]
+                for stage, versions in worker.results.versions(voxel).items()
+            },
+            tags=service.require_webhooks().tags(voxel.id),
+        )
+
+    return await asyncio.to_thread(read)
+
+
+# ---- reprocess -----------------------------------------------------------------------------
+def _run_out(info: Any) -> ReprocessRunOut:
+    return ReprocessRunOut(**info.to_json_dict())
+
+
+@router.post(
+    "/reprocess",
+    response_model=ReprocessRunOut,
+    status_code=202,
+    responses=responses(*AUTH, 400),
+    summary="Run a stage again over the voxels a query matches (admin); each result is kept "
+    "as a new version, the new one current",
+)
+async def post_reprocess(request: Request, body: ReprocessRequest, token: Admin) -> ReprocessRunOut:
+    service = service_of(request)
+    worker = service.require_reprocessor()
+    with _reprocess_errors():
+        run_id = await asyncio.to_thread(
+            worker.start, body.stage, body.query, body.model, actor=f"token:{token.id}:{token.name}"
+        )
+    service.start_reprocess(run_id)
+    return _run_out(await asyncio.to_thread(worker.info, run_id))
+
+
+@router.post(
+    "/reprocess/dry-run",
+    response_model=ReprocessDryRun,
+    responses=responses(*AUTH, 400),
+    summary="Count what a reprocess run would take and who made the current results (admin)",
+)
+async def dry_run_reprocess(
+    request: Request, body: ReprocessRequest, _token: Admin
+) -> ReprocessDryRun:
+    worker = service_of(request).require_reprocessor()
+    with _reprocess_errors():
+        report = await asyncio.to_thread(worker.dry_run, body.stage, body.query, body.model)
+    return ReprocessDryRun(**report.to_json_dict())
+
+
+@contextlib.contextmanager
+def _reprocess_errors() -> Iterator[None]:
+    """A bad query, stage or model pin as 400."""
+    from thunderline.errors import ConfigError
+    from thunderline.search.query import QuerySyntaxError
+
+    try:
+        yield
+    except QuerySyntaxError as exc:
+        raise ApiError(400, exc.reason, str(exc), details={"position": exc.position}) from exc
+    except ConfigError as exc:
+        raise ApiError(400, "invalid_request", str(exc), details=exc.details) from exc
+
+
+@router.get(
+    "/reprocess",
+    response_model=ReprocessRuns,
+    responses=responses(*AUTH),
+    summary="Reprocess runs, newest first, with their counts",
+)
+async def list_reprocess(request: Request, _token: Reader) -> ReprocessRuns:
+    worker = service_of(request).require_reprocessor()
+    runs = await asyncio.to_thread(worker.runs.runs)
+    return ReprocessRuns(items=[_run_out(r) for r in runs])
+
+
+@router.get(
+    "/reprocess/{run_id}",
+    response_model=ReprocessRunOut,
+    responses=responses(*AUTH, 404),
+    summary="One reprocess run and how far it got",
+)
+async def get_reprocess(request: Request, run_id: Id, _token: Reader) -> ReprocessRunOut:
+    worker = service_of(request).require_reprocessor()
+    info = await asyncio.to_thread(worker.runs.get, run_id)
+    if info is None:
+        raise ApiError(404, "not_found", f"no reprocess run {run_id}", details={"run_id": run_id})
+    return _run_out(info)
+
+
+@router.post(
+    "/reprocess/{run_id}/resume",
+    response_model=ReprocessRunOut,
+    status_code=202,
+    responses=responses(*AUTH, 404),
+    summary="Continue a stopped reprocess run with what is left (admin)",
+)
+async def resume_reprocess(request: Request, run_id: Id, _token: Admin) -> ReprocessRunOut:
+    service = service_of(request)
+    worker = service.require_reprocessor()
+    info = await asyncio.to_thread(worker.runs.get, run_id)
+    if info is None:
+        raise ApiError(404, "not_found", f"no reprocess run {run_id}", details={"run_id": run_id})
+    service.start_reprocess(run_id)
+    return _run_out(info)
 
 
 # ---- DLQ -----------------------------------------------------------------------------------

@@ -119,6 +119,11 @@ class LineageOut(BaseModel):
     direction: Literal["ancestors", "descendants"]
     nodes: list[LineageNode]
     edges: list[LineageEdge]
+    results: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="The voxel's result versions: stage, version, producer (NAME@VERSION of "
+        "the model or extractor), current, the event it was made for.",
+    )
 
 
 class ReplayAccepted(BaseModel):
@@ -416,3 +421,56 @@ def _typed(model: type[M], value: Any) -> M | None:
 
 def _str(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+class ResultVersionsOut(BaseModel):
+    """Every result version of a voxel by stage (oldest first), one current per stage, and
+    the tags rules put on it."""
+
+    voxel_id: str
+    stages: dict[str, list[dict[str, Any]]]
+    tags: list[str] = Field(default_factory=list)
+
+
+class ReprocessRequest(BaseModel):
+    """Run a stage again over the voxels a query matches (``thunderline reprocess``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stage: Literal["extract", "nlp", "infer"]
+    query: str = Field("", max_length=1000, description="Search query (empty: every voxel).")
+    model: str | None = Field(
+        None, max_length=256, description="NAME@VERSION of the ONNX model or spaCy pipeline."
+    )
+
+
+class ReprocessRunOut(BaseModel):
+    """A reprocess run: its stage, model, query, state and counts by item state."""
+
+    id: str
+    stage: str
+    model: str | None
+    query: str
+    state: str
+    total: int
+    finished: int
+    counts: dict[str, int]
+    actor: str
+    created_unix: float
+    updated_unix: float
+
+
+class ReprocessRuns(BaseModel):
+    items: list[ReprocessRunOut]
+
+
+class ReprocessDryRun(BaseModel):
+    """What a run would take: matching voxels and who made their current results."""
+
+    stage: str
+    model: str | None
+    query: str
+    matching: int
+    with_result: int
+    producers: dict[str, int]
+    already: int

@@ -42,6 +42,7 @@ from thunderline.objects.base import ObjectStore
 from thunderline.outcomes import OPEN, OutcomeRecord, OutcomeStore
 from thunderline.runtime import Runtime
 from thunderline.sources.ledger import Ledger
+from thunderline.sources.reprocess import Reprocessor
 from thunderline.stores import VoxelStorage
 from thunderline.voxel.store import VoxelStore
 from thunderline.webhooks.core import Webhooks
@@ -74,6 +75,11 @@ class ApiService:
         self.dlq: DeadLetters | None = None
         self.ledger: Ledger | None = None
         self.webhooks: Webhooks | None = None
+        self.reprocessor: Reprocessor | None = None
+        self._dispatch_stop = asyncio.Event()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._reprocess_tasks: dict[str, asyncio.Task[Any]] = {}
+        self._reprocess_lock = asyncio.Lock()
         self.follower: OutcomeFollower | None = None
         self.sampler: QueueSampler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -112,6 +118,10 @@ class ApiService:
             self.webhooks = await asyncio.to_thread(
                 lambda: Webhooks(self.settings, engine=voxels.engine)
             )
+            self.reprocessor = Reprocessor(self.settings, voxels)
+            # the webhook dispatcher runs inside serve (rules, deliveries, retries)
+            self._dispatch_stop = asyncio.Event()
+            self._dispatcher = asyncio.create_task(self.webhooks.dispatch(self._dispatch_stop))
         except BaseException:
             await self.stop()
             raise
@@ -125,6 +135,13 @@ class ApiService:
 
     async def stop(self) -> None:
         self.hub.close()
+        self._dispatch_stop.set()
+        for task in (self._dispatcher, *list(self._reprocess_tasks.values())):
+            if task is not None:
+                task.cancel()  # a reprocess run stopped here is resumed by its id
+                await asyncio.gather(task, return_exceptions=True)
+        self._dispatcher = None
+        self._reprocess_tasks.clear()
         await self.revocations.stop()
         if self.sampler is not None:
             await self.sampler.stop()
@@ -136,6 +153,7 @@ class ApiService:
             await self.ingestor.__aexit__(None, None, None)
             self.ingestor = None
         self.ledger = self.webhooks = None  # on the voxel store's engine, closed with it
+        self.reprocessor = None
         if self.voxels is not None:
             await asyncio.to_thread(self.voxels.close)
             self.voxels = None
@@ -164,6 +182,38 @@ class ApiService:
         if self.ledger is None:
             raise RuntimeError("the API service is not started")
         return self.ledger
+
+    def require_reprocessor(self) -> Reprocessor:
+        """The reprocess runner on the voxel store.
+
+        Raises:
+            RuntimeError: the service is not started.
+        """
+        if self.reprocessor is None:
+            raise RuntimeError("the API service is not started")
+        return self.reprocessor
+
+    def start_reprocess(self, run_id: str) -> None:
+        """Work through a planned (or stopped) reprocess run in the background; a run already
+        running here is left alone."""
+        running = self._reprocess_tasks.get(run_id)
+        if running is not None and not running.done():
+            return
+        worker = self.require_reprocessor()
+
+        async def run() -> None:
+            async with self._reprocess_lock:  # one run at a time: they share the cores
+                await worker.run(run_id)
+
+        task = asyncio.create_task(run())
+        self._reprocess_tasks[run_id] = task
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._reprocess_tasks.pop(run_id, None)
+            if not t.cancelled() and (exc := t.exception()) is not None:
+                _log.error("reprocess run %s stopped: %s (resume it by its id)", run_id, exc)
+
+        task.add_done_callback(done)
 
     def require_webhooks(self) -> Webhooks:
         if self.webhooks is None:

@@ -25,12 +25,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, and_, func, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import and_, func, insert, select, update
 
-from thunderline.config import Settings
-from thunderline.errors import BackendError
-from thunderline.voxel.db import make_engine, migrate
+from thunderline.voxel.db import Tables
 from thunderline.voxel.tables import source_entries, source_roots
 
 SUBMITTED = "submitted"
@@ -87,6 +84,10 @@ class Known(NamedTuple):
     state: str
 
 
+#: A current entry as :meth:`Ledger.known` reads it: ``(id, size, mtime_ns, etag, state, key)``.
+KnownRow = tuple[Any, ...]
+
+
 class Prior(NamedTuple):
     """The rest of a current entry, read only for the entries a pass acts on."""
 
@@ -101,36 +102,13 @@ def _entry(row: Any) -> Entry:
     return Entry(**{name: row[name] for name in Entry.__dataclass_fields__})
 
 
-class Ledger:
+class Ledger(Tables):
     """The ``source_roots`` and ``source_entries`` tables (thread-safe; one engine)."""
 
-    def __init__(self, settings: Settings | None = None, *, engine: Engine | None = None) -> None:
-        if engine is None:
-            if settings is None:
-                raise ValueError("Ledger needs settings or an engine")
-            engine = make_engine(settings.resolved_database_url, settings.db)
-            self._owns_engine = True
-        else:
-            self._owns_engine = False
-        self.engine = engine
-        migrate(engine)
-
-    def close(self) -> None:
-        if self._owns_engine:
-            self.engine.dispose()
+    what = "source ledger"
 
     def __enter__(self) -> Ledger:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _run(self, what: str, fn: Any) -> Any:
-        try:
-            with self.engine.begin() as conn:
-                return fn(conn)
-        except SQLAlchemyError as exc:
-            raise BackendError(f"source ledger {what} failed: {exc}") from exc
 
     # ---- roots --------------------------------------------------------------------------------
     def ensure_root(self, uri: str) -> Root:
@@ -175,24 +153,25 @@ class Ledger:
         )
 
     # ---- entries ------------------------------------------------------------------------------
-    def known(self, root: str) -> dict[str, Known]:
-        """Every current entry of ``root`` by key (one query)."""
+    def known(self, root: str) -> dict[str, KnownRow]:
+        """Every current entry of ``root`` by key (one query), as the driver's own row tuples
+        ``(id, size, mtime_ns, etag, state, key)``: positions 0-4 are :class:`Known`'s fields,
+        ``Known(*row[:5])`` when a named one is wanted. No object per row: 100k rows in a
+        fraction of a second."""
         c = source_entries.c
-        stmt = select(c.key, c.id, c.size, c.mtime_ns, c.etag, c.state).where(
+        stmt = select(c.id, c.size, c.mtime_ns, c.etag, c.state, c.key).where(
             and_(c.root == root, c.current.is_(True))
         )
 
-        def run(conn: Any) -> dict[str, Known]:
-            # the driver's tuples straight into named tuples: 100k rows in a fraction of a second
+        def run(conn: Any) -> dict[str, KnownRow]:
             compiled = stmt.compile(dialect=conn.dialect)
             params: Any = compiled.construct_params()
             if compiled.positiontup is not None:
                 params = tuple(params[name] for name in compiled.positiontup)
             cursor = conn.exec_driver_sql(str(compiled), params).cursor
-            make = Known._make
-            return {row[0]: make(row[1:]) for row in cursor.fetchall()}
+            return {row[5]: row for row in cursor.fetchall()}
 
-        result: dict[str, Known] = self._run("read", run)
+        result: dict[str, KnownRow] = self._run("read", run)
         return result
 
     def priors(self, entry_ids: Sequence[str]) -> dict[str, Prior]:

@@ -112,8 +112,13 @@ async def watch(
     on_pass: Callable[[PassReport], object] | None = None,
     stop: asyncio.Event | None = None,
     use_inotify: bool = True,
+    dispatch_webhooks: bool = True,
 ) -> None:
-    """Keep ``source`` in step until ``stop`` is set (or the task is cancelled)."""
+    """Keep ``source`` in step until ``stop`` is set (or the task is cancelled); the webhook
+    dispatcher (:meth:`~thunderline.webhooks.core.Webhooks.dispatch`) runs beside it unless
+    ``dispatch_webhooks`` is False."""
+    from thunderline.webhooks.core import Webhooks
+
     stop = stop or asyncio.Event()
     changed = asyncio.Event()
     changed.set()  # a first pass at start: catch up with what happened while stopped
@@ -121,6 +126,10 @@ async def watch(
         watcher: asyncio.Task[None] | None = None
         if use_inotify and source.kind == "dir" and source.path is not None:
             watcher = asyncio.create_task(_inotify(source, changed, stop))
+        dispatcher: asyncio.Task[None] | None = None
+        if dispatch_webhooks:
+            hooks = Webhooks(settings, engine=sync.ledger.engine)
+            dispatcher = asyncio.create_task(hooks.dispatch(stop))
         try:
             while not stop.is_set():
                 paused = any(
@@ -139,9 +148,10 @@ async def watch(
                 if not changed.is_set() and not stop.is_set():
                     changed.set()  # the polling fallback: a pass every poll interval
         finally:
-            if watcher is not None:
-                watcher.cancel()
-                await asyncio.gather(watcher, return_exceptions=True)
+            for task in (watcher, dispatcher):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
 
 
 async def _wait_any(changed: asyncio.Event, stop: asyncio.Event, timeout: float) -> None:

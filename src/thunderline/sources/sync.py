@@ -45,8 +45,16 @@ from thunderline.objects.base import ObjectStore
 from thunderline.obs import metrics
 from thunderline.outcomes import OutcomeRecord, OutcomeStore
 from thunderline.runtime import ingest_event
-from thunderline.sources.ledger import DELETED, SUBMITTED, Known, Ledger, Prior
-from thunderline.sources.scan import Seen, SourceUri, fetch_s3, s3_client, scan_dir, scan_s3
+from thunderline.sources.ledger import DELETED, SUBMITTED, KnownRow, Ledger, Prior
+from thunderline.sources.scan import (
+    Seen,
+    SourceUri,
+    Stat,
+    fetch_s3,
+    list_dir,
+    s3_client,
+    scan_s3,
+)
 from thunderline.worker.settle import final_outcomes
 
 _log = logging.getLogger("thunderline.sources")
@@ -116,6 +124,42 @@ class _Todo:
     entry_id: str | None = None  # an existing submitted entry being resumed
 
 
+def _compare(
+    seen: dict[str, Stat], known: dict[str, KnownRow], settle_ns: int, now_ns: int
+) -> tuple[list[tuple[Seen, KnownRow | None]], int, int, int]:
+    """The listing against the ledger, in memory: the entries to act on (new, changed,
+    submitted), and the counts of unchanged and settling entries and of listed keys the ledger
+    knows. Same size and mtime (or ETag, for S3) is unchanged; a file modified less than
+    ``settle_ns`` ago waits for a later pass. The hot loop of a pass over an unchanged tree:
+    plain tuples, local names, no object for an unchanged entry."""
+    wire = names.wire_text
+    get = known.get
+    acting: list[tuple[Seen, KnownRow | None]] = []
+    unchanged = settling = matched = 0
+    for key, item in seen.items():
+        size, mtime_ns, etag = item
+        known_entry = get(key if key.isascii() else wire(key))
+        if known_entry is not None:
+            matched += 1
+            state = known_entry[4]
+            if state != DELETED and state != SUBMITTED:
+                if etag is not None and known_entry[3] is not None:
+                    same = known_entry[3] == etag and known_entry[1] == size
+                else:
+                    same = known_entry[1] == size and known_entry[2] == mtime_ns
+                if same:
+                    unchanged += 1
+                    continue
+            if state == SUBMITTED:
+                acting.append((Seen(key, size, mtime_ns, etag), known_entry))
+                continue
+        if now_ns - mtime_ns < settle_ns:
+            settling += 1
+            continue
+        acting.append((Seen(key, size, mtime_ns, etag), known_entry))
+    return acting, unchanged, settling, matched
+
+
 class SourceSync:
     """Keeps one source root in step with the ledger (one pass at a time)."""
 
@@ -138,11 +182,11 @@ class SourceSync:
         self._s3: Any = s3_client(settings) if source.kind == "s3" else None
 
     # ---- listing ------------------------------------------------------------------------------
-    def _scan(self) -> dict[str, Seen]:
+    def _scan(self) -> dict[str, Stat]:
         if self.source.kind == "s3":
-            return {s.key: s for s in scan_s3(self._s3, self.source)}
+            return {s.key: (s.size, s.mtime_ns, s.etag) for s in scan_s3(self._s3, self.source)}
         assert self.source.path is not None
-        return {s.key: s for s in scan_dir(self.source.path)}
+        return list_dir(self.source.path)
 
     async def run_pass(self) -> PassReport:
         started = time.perf_counter()
@@ -154,39 +198,17 @@ class SourceSync:
         report.seen = len(seen)
         # an S3 object appears whole when its upload completes: nothing to wait for
         settle_s = 0.0 if self.source.kind == "s3" else self.settings.source.settle_s
-        settle_ns = int(settle_s * 1_000_000_000)
-        now_ns = time.time_ns()
-        wire = names.wire_text
-        acting: list[tuple[Seen, Known | None]] = []
-        get = known.get
-        for key, item in seen.items():
-            known_entry = get(key if key.isascii() else wire(key))
-            if known_entry is not None:
-                state = known_entry.state
-                if state != DELETED and state != SUBMITTED:
-                    if item.etag is not None and known_entry.etag is not None:
-                        same = known_entry.etag == item.etag and known_entry.size == item.size
-                    else:
-                        same = (
-                            known_entry.size == item.size and known_entry.mtime_ns == item.mtime_ns
-                        )
-                    if same:
-                        report.unchanged += 1
-                        continue
-                if state == SUBMITTED:
-                    acting.append((item, known_entry))
-                    continue
-            if now_ns - item.mtime_ns < settle_ns:
-                report.settling += 1
-                continue
-            acting.append((item, known_entry))
+        acting, unchanged, settling, matched = _compare(
+            seen, known, int(settle_s * 1_000_000_000), time.time_ns()
+        )
+        report.unchanged, report.settling = unchanged, settling
         priors = await asyncio.to_thread(
-            self.ledger.priors, [k.id for _, k in acting if k is not None]
+            self.ledger.priors, [k[0] for _, k in acting if k is not None]
         )
         todo: list[_Todo] = []
         waiting: list[tuple[str, str, str]] = []  # (entry id, correlation id, key)
         for item, known_entry in acting:
-            prior = priors.get(known_entry.id) if known_entry is not None else None
+            prior = priors.get(known_entry[0]) if known_entry is not None else None
             if prior is not None and prior.state == SUBMITTED:
                 if prior.correlation_id and not self.publisher.resubmit_pending:
                     waiting.append((prior.id, prior.correlation_id, item.key))
@@ -200,8 +222,11 @@ class SourceSync:
             report.resumed = len(resumed)
             done = await self._settled_already(resumed)
             todo = [t for t in todo if t.entry_id not in done]
-        listed = {key if key.isascii() else wire(key) for key in seen}
-        gone = [k.id for key, k in known.items() if k.state != DELETED and key not in listed]
+        gone: list[str] = []
+        if matched < len(known):  # some known key was not listed: deleted from the source
+            wire = names.wire_text
+            listed = {key if key.isascii() else wire(key) for key in seen}
+            gone = [k[0] for key, k in known.items() if k[4] != DELETED and key not in listed]
         if gone:
             await asyncio.to_thread(self.ledger.mark_deleted, gone)
             report.deleted = len(gone)

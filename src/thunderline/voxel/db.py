@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.sql.dml import Insert
 
-from thunderline.config import DbSettings
+from thunderline.config import DbSettings, Settings
 from thunderline.errors import BackendError, ConfigError
 
 _log = logging.getLogger("thunderline.voxel.db")
@@ -203,3 +203,45 @@ def migrate(engine: Engine) -> str:
             raise BackendError(f"cannot migrate the voxel database: {exc}") from exc
         _migrated.add(key)
     return head
+
+
+class Tables:
+    """Base of the classes that keep their own tables in the voxel database (the source
+    ledger, webhooks, result versions): one engine (given, or opened from settings and then
+    owned and disposed by :meth:`close`), migrated on first use, and :meth:`_run`, which
+    runs a function in one transaction and translates database errors once.
+
+    Args:
+        settings: Read for ``TL_DATABASE_URL`` and ``TL_DB_*`` when no engine is given.
+        engine: An engine to share (not disposed by :meth:`close`).
+    """
+
+    #: The words of a :class:`BackendError` message (``"<what> <step> failed: ..."``).
+    what = "database"
+
+    def __init__(self, settings: Settings | None = None, *, engine: Engine | None = None) -> None:
+        if engine is None:
+            if settings is None:
+                raise ValueError(f"{type(self).__name__} needs settings or an engine")
+            engine = make_engine(settings.resolved_database_url, settings.db)
+            self._owns_engine = True
+        else:
+            self._owns_engine = False
+        self.engine = engine
+        migrate(engine)
+
+    def close(self) -> None:
+        """Dispose of the engine if this object opened it."""
+        if self._owns_engine:
+            self.engine.dispose()
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self, step: str, fn: Any) -> Any:
+        """``fn(connection)`` in one transaction; a SQLAlchemy error becomes BackendError."""
+        with backend_errors(f"{self.what} {step}"), self.engine.begin() as conn:
+            return fn(conn)

@@ -47,6 +47,8 @@ from thunderline.voxel.tables import (
     voxel_deletions,
     voxel_edges,
     voxel_payloads,
+    voxel_results,
+    voxel_tags,
     voxels,
 )
 
@@ -118,6 +120,7 @@ def delete_voxels(
         return []
     now = time.time()
     texts = {t for t in (text_sha256(store.get(v)) for v in doomed) if t is not None}
+    texts |= _result_texts(store, doomed)  # texts of reprocessed extract results
     try:
         with store.engine.begin() as conn:
             records = _delete_rows(conn, doomed, actor=actor, reason=reason, now=now)
@@ -234,6 +237,8 @@ def collect_texts(store: VoxelStore, shas: Iterable[str]) -> set[str]:
                             )
                         )
                     )
+                ) or conn.scalar(
+                    select(exists().where(voxel_results.c.result.contains(f"sha256:{sha}")))
                 )
         except SQLAlchemyError as exc:
             raise BackendError(f"text garbage collection failed: {exc}") from exc
@@ -243,6 +248,28 @@ def collect_texts(store: VoxelStore, shas: Iterable[str]) -> set[str]:
             store.objects.delete(sha)
         removed.add(sha)
     return removed
+
+
+def _result_texts(store: VoxelStore, voxel_ids: Sequence[str]) -> set[str]:
+    """The extracted-text objects the result versions of these voxels name."""
+    texts: set[str] = set()
+    try:
+        with store.engine.connect() as conn:
+            for start in range(0, len(voxel_ids), 500):
+                for raw in conn.scalars(
+                    select(voxel_results.c.result).where(
+                        and_(
+                            voxel_results.c.voxel_id.in_(voxel_ids[start : start + 500]),
+                            voxel_results.c.stage == "extract",
+                        )
+                    )
+                ):
+                    ref = json.loads(raw).get("text_ref")
+                    if isinstance(ref, str) and ref.startswith("sha256:"):
+                        texts.add(ref[7:])
+    except SQLAlchemyError as exc:
+        raise BackendError(f"result versions read failed: {exc}") from exc
+    return texts
 
 
 def deletions(store: VoxelStore, *, limit: int = 100) -> list[Deletion]:
@@ -314,6 +341,13 @@ def check_references(store: VoxelStore) -> list[str]:
                 )
             ):
                 problems.append(f"source entry {entry_id} names missing voxel {voxel_id}")
+            for table, what in ((voxel_results, "result version"), (voxel_tags, "tag")):
+                for (voxel_id,) in conn.execute(
+                    select(table.c.voxel_id)
+                    .where(~exists().where(voxels.c.id == table.c.voxel_id))
+                    .distinct()
+                ):
+                    problems.append(f"{what} of missing voxel {voxel_id}")
             gone = conn.scalars(
                 select(voxel_deletions.c.payload_sha256)
                 .where(

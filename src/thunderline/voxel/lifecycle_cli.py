@@ -175,3 +175,6 @@ def register(app: typer.Typer) -> None:
     app.command("retain")(retain)
     app.command("deletions")(deletions)
     app.command("duplicates")(duplicates)
+    from thunderline.sources.reprocess_cli import results
+
+    app.command("results")(results)

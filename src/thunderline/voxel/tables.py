@@ -178,6 +178,11 @@ webhook_endpoints = Table(
     Column("created_unix", Float, nullable=False),
     Column("cursor_unix", Float, nullable=False),  # outcomes up to here were considered
     Column("cursor_id", String(64), nullable=False),
+    # migration 0007_results: a cursor over result versions (trigger ``reprocessed``) and the
+    # action (``webhook``: POST to ``url``; ``tag:NAME``: tag the voxel, no request)
+    Column("results_cursor_unix", Float, nullable=False, server_default="0"),
+    Column("results_cursor_id", String(64), nullable=False, server_default=""),
+    Column("action", String(160), nullable=False, server_default="webhook"),
 )
 
 #: One row per (endpoint, event): the delivery and its state (idempotency by event id).
@@ -208,4 +213,71 @@ webhook_attempts = Table(
     Column("status_code", Integer, nullable=True),
     Column("error", Text, nullable=True),
     Column("duration_ms", Float, nullable=False),
+)
+
+# ---- result versions and rules (migration ``0007_results``; see :mod:`thunderline.voxel.results`)
+#: Every version of a stage's result for a voxel (``thunderline reprocess``). The sealed voxel
+#: document keeps the result it was packaged with; once a stage is reprocessed, that result is
+#: version 1 here (``run_id`` NULL) and each reprocess adds the next; one row per (voxel,
+#: stage) is ``current``.
+voxel_results = Table(
+    "voxel_results",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("voxel_id", String(36), ForeignKey("voxels.id", ondelete="CASCADE"), nullable=False),
+    Column("stage", String(16), nullable=False),  # extract | nlp | infer
+    Column("seq", Integer, nullable=False),  # 1, 2, ... per (voxel, stage)
+    Column("producer", String(256), nullable=False),  # NAME@VERSION of the model / extractor
+    Column("current", Boolean, nullable=False),
+    Column("result", Text, nullable=False),  # JSON of the stage's result
+    Column("run_id", String(36), nullable=True, index=True),  # the reprocess run; NULL: ingest
+    Column("event_id", String(64), nullable=False),  # the event the result was made for
+    Column("created_unix", Float, nullable=False),
+    UniqueConstraint("voxel_id", "stage", "seq", name="uq_voxel_results_seq"),
+    UniqueConstraint("voxel_id", "stage", "run_id", name="uq_voxel_results_run"),
+    Index("ix_voxel_results_voxel", "voxel_id", "stage"),
+    Index("ix_voxel_results_created", "created_unix", "id"),
+)
+
+#: One ``thunderline reprocess`` run: which stage, model and query; its progress.
+reprocess_runs = Table(
+    "reprocess_runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("stage", String(16), nullable=False),
+    Column("model", String(256), nullable=True),  # NAME@VERSION asked for, if any
+    Column("query", Text, nullable=False),
+    Column("state", String(16), nullable=False),  # running | done
+    Column("total", Integer, nullable=False),
+    Column("actor", String(256), nullable=False),
+    Column("created_unix", Float, nullable=False),
+    Column("updated_unix", Float, nullable=False),
+)
+
+#: The voxels of a run (taken when it starts) and how each went: a restart continues with the
+#: ``pending`` ones.
+reprocess_items = Table(
+    "reprocess_items",
+    metadata,
+    Column("run_id", String(36), primary_key=True),
+    Column("voxel_id", String(36), primary_key=True),
+    Column("state", String(16), nullable=False),  # pending | done | skipped | failed
+    Column("detail", Text, nullable=True),
+    Index("ix_reprocess_items_state", "run_id", "state"),
+)
+
+#: Tags put on voxels by rules (action ``tag``).
+voxel_tags = Table(
+    "voxel_tags",
+    metadata,
+    Column(
+        "voxel_id",
+        String(36),
+        ForeignKey("voxels.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("tag", String(128), primary_key=True),
+    Column("rule_id", String(36), nullable=True),
+    Column("created_unix", Float, nullable=False),
+    Index("ix_voxel_tags_tag", "tag"),
 )

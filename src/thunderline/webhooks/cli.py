@@ -1,4 +1,4 @@
-"""``thunderline webhooks add | list | pause | resume | run | deliveries``."""
+"""``thunderline webhooks add | tag | list | pause | resume | run | deliveries``."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ from rich.table import Table
 from thunderline import names
 from thunderline.console import cli_settings, stdout_console
 from thunderline.errors import ThunderlineError
-from thunderline.webhooks.core import Webhooks
+from thunderline.webhooks.core import TRIGGER_HELP, Webhooks
 
 webhooks_app = typer.Typer(
-    help="Webhooks: signed CloudEvents for ingested, failed and label-matched artifacts.",
+    help="Rules and webhooks: signed CloudEvents (or a tag) for ingested, failed, reprocessed, "
+    "label-, entity- and query-matched artifacts.",
     no_args_is_help=True,
 )
 err_console = Console(stderr=True)
@@ -41,9 +42,7 @@ def _fail(exc: ThunderlineError) -> typer.Exit:
 @webhooks_app.command("add")
 def add(
     url: Annotated[str, typer.Argument(help="http(s) URL that receives the POSTs.")],
-    on: Annotated[
-        list[str], typer.Option("--on", help="Trigger: ingested, failed or label:NAME (repeat).")
-    ],
+    on: Annotated[list[str], typer.Option("--on", help=f"Trigger: {TRIGGER_HELP} (repeat).")],
     secret: Annotated[
         str | None, typer.Option(help="HMAC secret (default: a new random one, printed once).")
     ] = None,
@@ -57,6 +56,21 @@ def add(
     print(json.dumps(endpoint.to_json_dict(show_secret=True)))
 
 
+@webhooks_app.command("tag")
+def tag(
+    name: Annotated[str, typer.Argument(help="The tag to put on matching voxels.")],
+    on: Annotated[list[str], typer.Option("--on", help=f"Trigger: {TRIGGER_HELP} (repeat).")],
+) -> None:
+    """Add a rule that tags each voxel its triggers match (from now on; no request is sent).
+    The tags show in `voxels results`, `GET /v1/voxels/{id}/results` and the console."""
+    with _open() as hooks:
+        try:
+            rule = hooks.add("", on, action=f"tag:{name}")
+        except ThunderlineError as exc:
+            raise _fail(exc) from exc
+    print(json.dumps(rule.to_json_dict()))
+
+
 @webhooks_app.command("list")
 def list_endpoints(as_json: JsonOpt = False) -> None:
     """Every endpoint (secrets masked)."""
@@ -66,12 +80,13 @@ def list_endpoints(as_json: JsonOpt = False) -> None:
         for endpoint in endpoints:
             print(json.dumps(endpoint.to_json_dict()))
         return
-    table = Table(title="Webhooks")
-    for column in ("id", "url", "triggers", "state"):
+    table = Table(title="Rules and webhooks")
+    for column in ("id", "action", "triggers", "state"):
         table.add_column(column, overflow="fold")
     for e in endpoints:
         state = "active" if e.active else "paused"
-        table.add_row(e.id, escape(e.url), ", ".join(e.triggers), state)
+        action = f"POST {e.url}" if e.action == "webhook" else e.action
+        table.add_row(e.id, escape(action), escape(", ".join(e.triggers)), state)
     stdout_console().print(table)
 
 

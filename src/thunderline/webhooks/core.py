@@ -1,12 +1,22 @@
 """Webhooks: terminal events matched by a trigger, POSTed as CloudEvents, signed, retried.
 
-* **Triggers** -- ``ingested`` (a voxel was stored), ``failed`` (a DLQ record), ``label:<name>``
-  (a voxel of that Magika label). They are matched against the **outcomes table**, where the
-  collector records every terminal event of every way in (CLI, API, sync/watch, workers), so
-  the dispatcher needs no hook in the pipeline and survives restarts: each endpoint keeps a
-  cursor (the last outcome it considered) and a delivery row is written per (endpoint, event)
-  under a unique key, before any attempt (at-least-once; a receiver deduplicates by the
-  CloudEvent ``id``, which is the terminal event's own id).
+* **Rules** -- each endpoint is a rule: **triggers** -> an **action**. Triggers: ``ingested``
+  (a voxel was stored), ``failed`` (a DLQ record), ``reprocessed`` (``thunderline reprocess``
+  added a result version), ``label:<name>`` (a voxel of that Magika label), ``entity:<text>``
+  (a voxel, or a new NLP result version, naming that entity; case-insensitive) and
+  ``query:<search query>`` (a voxel the search query language matches,
+  :mod:`thunderline.search.query`). Actions: ``webhook`` (POST the event to the endpoint's URL)
+  or ``tag:<name>`` (put the tag on the voxel: ``voxel_tags``, no request). Terminal records
+  are matched against the **outcomes table**, where the collector records every terminal event
+  of every way in (CLI, API, sync/watch, workers), and result versions against
+  ``voxel_results``, so the dispatcher needs no hook in the pipeline and survives restarts:
+  each endpoint keeps a cursor over each (the last row it considered) and a delivery row is
+  written per (endpoint, event) under a unique key, before any attempt (at-least-once; a
+  receiver deduplicates by the CloudEvent ``id``, which is the terminal event's own id, or the
+  id of the event a result version was made for).
+* **Where it runs** -- :meth:`Webhooks.dispatch` runs inside ``thunderline serve`` and
+  ``thunderline watch`` (every ``TL_WEBHOOK_POLL_INTERVAL_S``), and ``thunderline webhooks run``
+  runs it alone; several dispatchers may share a database.
 * **CloudEvents HTTP binding, structured mode** -- the body is the event as JSON,
   ``Content-Type: application/cloudevents+json; charset=utf-8``.
 * **Signature** -- headers ``webhook-id`` (the event id), ``webhook-timestamp`` (Unix seconds)
@@ -19,7 +29,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -29,19 +41,22 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine, and_, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 
 from thunderline.config import Settings, WebhookSettings
 from thunderline.errors import BackendError, ConfigError
 from thunderline.obs import metrics
-from thunderline.voxel.db import make_engine, migrate
+from thunderline.voxel.db import Tables, insert_ignore
 from thunderline.voxel.tables import (
     outcomes,
+    voxel_results,
+    voxel_tags,
     webhook_attempts,
     webhook_deliveries,
     webhook_endpoints,
@@ -50,6 +65,29 @@ from thunderline.voxel.tables import (
 _log = logging.getLogger("thunderline.webhooks")
 CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
+
+
+def reprocessed_event(row: Any, result: dict[str, Any]) -> str:
+    """The CloudEvent (structured JSON) of a result version a reprocess run added."""
+    from datetime import UTC, datetime
+
+    doc = {
+        "specversion": "1.0",
+        "id": row["event_id"],
+        "source": "urn:thunderline:reprocess",
+        "type": REPROCESSED_TYPE,
+        "time": datetime.fromtimestamp(float(row["created_unix"]), UTC).isoformat(),
+        "datacontenttype": "application/json",
+        "data": {
+            "voxel_id": row["voxel_id"],
+            "stage": row["stage"],
+            "version": int(row["seq"]),
+            "producer": row["producer"],
+            "run_id": row["run_id"],
+            "result": result,
+        },
+    }
+    return json.dumps(doc, sort_keys=True)
 
 
 def backoff(attempt: int, first_s: float, max_s: float) -> float:
@@ -88,6 +126,7 @@ class Endpoint:
     triggers: list[str]
     active: bool
     created_unix: float
+    action: str = "webhook"
 
     def to_json_dict(self, *, show_secret: bool = False) -> dict[str, Any]:
         out = dict(self.__dict__)
@@ -96,75 +135,144 @@ class Endpoint:
         return out
 
 
+#: The CloudEvent type of a result version added by ``thunderline reprocess``.
+REPROCESSED_TYPE = "system.voxel.reprocessed"
+TRIGGER_HELP = "ingested, failed, reprocessed, label:NAME, entity:TEXT or query:QUERY"
+
+
 def _check_triggers(triggers: Sequence[str]) -> list[str]:
     out = []
     for trigger in triggers:
-        if trigger in ("ingested", "failed") or (trigger.startswith("label:") and len(trigger) > 6):
+        kind, colon, value = trigger.partition(":")
+        if trigger in ("ingested", "failed", "reprocessed"):
             out.append(trigger)
+        elif colon and kind in ("label", "entity") and value.strip():
+            out.append(f"{kind}:{value.strip()}")
+        elif colon and kind == "query" and value.strip():
+            from thunderline.search.query import parse
+
+            parse(value)  # QuerySyntaxError (with its position) now, not at dispatch
+            out.append(f"query:{value.strip()}")
         else:
-            raise ConfigError(f"unknown webhook trigger {trigger!r}: ingested, failed, label:NAME")
+            raise ConfigError(f"unknown webhook trigger {trigger!r}: {TRIGGER_HELP}")
     if not out:
         raise ConfigError("a webhook needs at least one trigger")
     return out
 
 
-def matches(triggers: Sequence[str], kind: str, label: str | None) -> bool:
-    """Whether a terminal record (``voxel`` or ``dlq``, with its label) fires these triggers."""
+def _check_action(action: str) -> str:
+    if action == "webhook":
+        return action
+    kind, colon, tag = action.partition(":")
+    if kind == "tag" and colon and tag.strip() and len(tag.strip()) <= 128:
+        return f"tag:{tag.strip()}"
+    raise ConfigError(f"unknown rule action {action!r}: webhook or tag:NAME (up to 128 chars)")
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a trigger is matched against: one terminal record or one new result version."""
+
+    kind: str  # voxel | dlq | reprocessed
+    voxel_id: str | None = None
+    label: str | None = None
+    entities: frozenset[str] = frozenset()
+
+
+def entity_texts(nlp: Any) -> frozenset[str]:
+    """The entity texts of an NLP result, case-folded (for ``entity:`` triggers)."""
+    if not isinstance(nlp, dict):
+        return frozenset()
+    return frozenset(
+        str(e.get("text", "")).casefold()
+        for e in nlp.get("entities") or []
+        if isinstance(e, dict) and e.get("text")
+    )
+
+
+def matches(
+    triggers: Sequence[str],
+    kind: str,
+    label: str | None,
+    *,
+    entities: frozenset[str] = frozenset(),
+    in_query: Callable[[str], bool] | None = None,
+) -> bool:
+    """Whether a subject (``voxel``, ``dlq`` or ``reprocessed``, with its label, entity texts
+    and whether a query matches it) fires these triggers."""
     for trigger in triggers:
         if trigger == "ingested" and kind == "voxel":
             return True
         if trigger == "failed" and kind == "dlq":
             return True
+        if trigger == "reprocessed" and kind == "reprocessed":
+            return True
         if trigger.startswith("label:") and kind == "voxel" and label == trigger[6:]:
+            return True
+        if trigger.startswith("entity:") and trigger[7:].casefold() in entities:
+            return True
+        if (
+            trigger.startswith("query:")
+            and kind == "voxel"
+            and in_query is not None
+            and in_query(trigger[6:])
+        ):
             return True
     return False
 
 
-class Webhooks:
+class Webhooks(Tables):
     """Endpoints, deliveries and the delivery log in the voxel database; the dispatcher."""
 
-    def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
-        self.settings = settings
-        self._owns = engine is None
-        self.engine = engine or make_engine(settings.resolved_database_url, settings.db)
-        migrate(self.engine)
+    what = "webhook"
 
-    def close(self) -> None:
-        if self._owns:
-            self.engine.dispose()
+    def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
+        super().__init__(settings, engine=engine)
+        self.settings = settings
 
     def __enter__(self) -> Webhooks:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    # ---- endpoints (rules) ------------------------------------------------------------------
+    def add(
+        self,
+        url: str,
+        triggers: Sequence[str],
+        secret: str | None = None,
+        *,
+        action: str = "webhook",
+    ) -> Endpoint:
+        """A new rule; events from now on are considered (not the history). ``action`` is
+        ``webhook`` (POST to ``url``, signed with ``secret``) or ``tag:NAME`` (``url`` unused).
 
-    def _run(self, what: str, fn: Any) -> Any:
-        try:
-            with self.engine.begin() as conn:
-                return fn(conn)
-        except SQLAlchemyError as exc:
-            raise BackendError(f"webhook {what} failed: {exc}") from exc
-
-    # ---- endpoints --------------------------------------------------------------------------
-    def add(self, url: str, triggers: Sequence[str], secret: str | None = None) -> Endpoint:
-        """A new endpoint; events from now on are considered (not the history)."""
-        if not url.startswith(("http://", "https://")):
+        Raises:
+            ConfigError: a bad URL, trigger or action.
+            QuerySyntaxError: a ``query:`` trigger that does not parse.
+        """
+        action = _check_action(action)
+        if action == "webhook" and not url.startswith(("http://", "https://")):
             raise ConfigError(f"webhook URL must be http(s)://: {url!r}")
         endpoint = Endpoint(
             id=str(uuid.uuid4()),
-            url=url,
+            url=url if action == "webhook" else "",
             secret=secret or secrets.token_urlsafe(32),
             triggers=_check_triggers(triggers),
             active=True,
             created_unix=time.time(),
+            action=action,
         )
         row = {**endpoint.__dict__, "triggers": json.dumps(endpoint.triggers)}
-        row.update(cursor_unix=endpoint.created_unix, cursor_id="")
+        row.update(
+            cursor_unix=endpoint.created_unix,
+            cursor_id="",
+            results_cursor_unix=endpoint.created_unix,
+            results_cursor_id="",
+        )
         self._run("add", lambda conn: conn.execute(insert(webhook_endpoints).values(**row)))
         return endpoint
 
     def endpoints(self, *, active_only: bool = False) -> list[Endpoint]:
+        """Every rule, oldest first (``active_only``: the ones not paused)."""
         stmt = select(webhook_endpoints).order_by(webhook_endpoints.c.created_unix)
         if active_only:
             stmt = stmt.where(webhook_endpoints.c.active.is_(True))
@@ -178,6 +286,7 @@ class Webhooks:
                     triggers=json.loads(r["triggers"]),
                     active=bool(r["active"]),
                     created_unix=float(r["created_unix"]),
+                    action=r["action"],
                 )
                 for r in conn.execute(stmt).mappings()
             ]
@@ -186,6 +295,8 @@ class Webhooks:
         return result
 
     def set_active(self, endpoint_id: str, active: bool) -> bool:
+        """Pause or resume a rule; False when it is unknown."""
+
         def run(conn: Any) -> bool:
             stmt = (
                 update(webhook_endpoints)
@@ -197,16 +308,55 @@ class Webhooks:
         result: bool = self._run("update", run)
         return result
 
-    # ---- enqueue: outcomes -> deliveries ---------------------------------------------------
+    def tags(self, voxel_id: str) -> list[str]:
+        """The tags rules put on a voxel."""
+        stmt = (
+            select(voxel_tags.c.tag)
+            .where(voxel_tags.c.voxel_id == voxel_id)
+            .order_by(voxel_tags.c.tag)
+        )
+        found: list[str] = self._run("read", lambda conn: list(conn.scalars(stmt)))
+        return found
+
+    # ---- enqueue: outcomes and result versions -> deliveries / tags ---------------------------
     def enqueue(self, *, batch: int = 500) -> int:
-        """Write a pending delivery for each new terminal record an active endpoint's triggers
-        match; advance each endpoint's cursor in the same transaction. Returns how many."""
+        """For each active rule, act on each new terminal record and result version its
+        triggers match (a pending delivery, or a tag), advancing the rule's cursors in the same
+        transaction. Returns how many deliveries and tags were added."""
         added = 0
         for endpoint in self.endpoints(active_only=True):
-            added += self._enqueue_one(endpoint, batch)
+            added += self._guarded(partial(self._enqueue_outcomes, endpoint, batch))
+            if "reprocessed" in endpoint.triggers or any(
+                t.startswith("entity:") for t in endpoint.triggers
+            ):
+                added += self._guarded(partial(self._enqueue_results, endpoint, batch))
         return added
 
-    def _enqueue_one(self, endpoint: Endpoint, batch: int) -> int:
+    def _guarded(self, fn: Callable[[], int]) -> int:
+        try:
+            return fn()
+        except BackendError as exc:
+            if isinstance(exc.__cause__, IntegrityError):  # a concurrent dispatcher won
+                return 0
+            raise
+
+    def _query_matcher(self, voxel_ids: set[str]) -> Callable[[str], set[str]]:
+        """``query -> the ids among voxel_ids it matches`` (one search per query per round)."""
+        from thunderline.search.engine import Searcher
+
+        cache: dict[str, set[str]] = {}
+
+        def matching(query: str) -> set[str]:
+            if query not in cache:
+                found: set[str] = set()
+                for page in Searcher(self.engine).iter_matches(query):
+                    found.update(v for v in page if v in voxel_ids)
+                cache[query] = found
+            return cache[query]
+
+        return matching
+
+    def _enqueue_outcomes(self, endpoint: Endpoint, batch: int) -> int:
         def run(conn: Any) -> int:
             cur = conn.execute(
                 select(webhook_endpoints.c.cursor_unix, webhook_endpoints.c.cursor_id).where(
@@ -227,55 +377,150 @@ class Webhooks:
             ).all()
             if not rows:
                 return 0
-            now = time.time()
-            todo = []
+            subjects = []
             for row in rows:
-                doc = json.loads(row.event)
-                voxel = (doc.get("data") or {}).get("voxel") or {}
-                label = voxel.get("label") if isinstance(voxel, dict) else None
-                if matches(endpoint.triggers, row.kind, label):
-                    todo.append(
-                        {
-                            "id": str(uuid.uuid4()),
-                            "endpoint_id": endpoint.id,
-                            "event_id": row.id,
-                            "event_type": row.event_type,
-                            "body": row.event,
-                            "status": PENDING,
-                            "attempts": 0,
-                            "next_attempt_unix": now,
-                            "created_unix": now,
-                            "delivered_unix": None,
-                        }
-                    )
-            known = set(
-                conn.scalars(
-                    select(webhook_deliveries.c.event_id).where(
-                        and_(
-                            webhook_deliveries.c.endpoint_id == endpoint.id,
-                            webhook_deliveries.c.event_id.in_([t["event_id"] for t in todo]),
-                        )
+                data = json.loads(row.event).get("data") or {}
+                found = data.get("voxel")
+                voxel: dict[str, Any] = found if isinstance(found, dict) else {}
+                subjects.append(
+                    Subject(
+                        kind=row.kind,
+                        voxel_id=voxel.get("id"),
+                        label=voxel.get("label"),
+                        entities=entity_texts(data.get("nlp"))
+                        if row.kind == "voxel"
+                        else frozenset(),
                     )
                 )
+            ids = {s.voxel_id for s in subjects if s.voxel_id}
+            queries = (
+                self._query_matcher(ids)
+                if any(t.startswith("query:") for t in endpoint.triggers)
+                else None
             )
-            fresh = [t for t in todo if t["event_id"] not in known]
-            if fresh:
-                conn.execute(insert(webhook_deliveries), fresh)
+            chosen = []
+            for row, subject in zip(rows, subjects, strict=True):
+                in_query = (
+                    (lambda q, v=subject.voxel_id: v in queries(q)) if queries is not None else None
+                )
+                if matches(
+                    endpoint.triggers,
+                    subject.kind,
+                    subject.label,
+                    entities=subject.entities,
+                    in_query=in_query,
+                ):
+                    chosen.append((row.id, row.event_type, row.event, subject.voxel_id))
+            added = self._act(conn, endpoint, chosen)
             last = rows[-1]
             conn.execute(
                 update(webhook_endpoints)
                 .where(webhook_endpoints.c.id == endpoint.id)
                 .values(cursor_unix=last.created_unix, cursor_id=last.id)
             )
-            return len(fresh)
+            return added
 
-        try:
-            result: int = self._run("enqueue", run)
-        except BackendError as exc:
-            if isinstance(exc.__cause__, IntegrityError):  # a concurrent dispatcher won
-                return 0
-            raise
+        result: int = self._run("enqueue", run)
         return result
+
+    def _enqueue_results(self, endpoint: Endpoint, batch: int) -> int:
+        def run(conn: Any) -> int:
+            cur = conn.execute(
+                select(
+                    webhook_endpoints.c.results_cursor_unix, webhook_endpoints.c.results_cursor_id
+                ).where(webhook_endpoints.c.id == endpoint.id)
+            ).one()
+            r = voxel_results.c
+            rows = (
+                conn.execute(
+                    select(voxel_results)
+                    .where(
+                        and_(
+                            r.run_id.is_not(None),
+                            or_(
+                                r.created_unix > cur.results_cursor_unix,
+                                and_(
+                                    r.created_unix == cur.results_cursor_unix,
+                                    r.id > cur.results_cursor_id,
+                                ),
+                            ),
+                        )
+                    )
+                    .order_by(r.created_unix, r.id)
+                    .limit(batch)
+                )
+                .mappings()
+                .all()
+            )
+            if not rows:
+                return 0
+            chosen = []
+            for row in rows:
+                result = json.loads(row["result"])
+                entities = entity_texts(result) if row["stage"] == "nlp" else frozenset()
+                if matches(endpoint.triggers, "reprocessed", None, entities=entities):
+                    body = reprocessed_event(row, result)
+                    chosen.append((row["event_id"], REPROCESSED_TYPE, body, row["voxel_id"]))
+            added = self._act(conn, endpoint, chosen)
+            last = rows[-1]
+            conn.execute(
+                update(webhook_endpoints)
+                .where(webhook_endpoints.c.id == endpoint.id)
+                .values(results_cursor_unix=last["created_unix"], results_cursor_id=last["id"])
+            )
+            return added
+
+        result: int = self._run("enqueue", run)
+        return result
+
+    def _act(
+        self, conn: Any, endpoint: Endpoint, chosen: list[tuple[str, str, str, str | None]]
+    ) -> int:
+        """The rule's action on each ``(event id, type, body, voxel id)``: a pending delivery
+        (once per event id) or a tag on the voxel (once per tag)."""
+        if not chosen:
+            return 0
+        now = time.time()
+        if endpoint.action.startswith("tag:"):
+            tag = endpoint.action[4:]
+            rows = [
+                {"voxel_id": v, "tag": tag, "rule_id": endpoint.id, "created_unix": now}
+                for v in dict.fromkeys(v for *_, v in chosen if v)
+            ]
+            if not rows:
+                return 0
+            result = conn.execute(insert_ignore(self.engine, voxel_tags), rows)
+            return max(int(result.rowcount or 0), 0)
+        known = set(
+            conn.scalars(
+                select(webhook_deliveries.c.event_id).where(
+                    and_(
+                        webhook_deliveries.c.endpoint_id == endpoint.id,
+                        webhook_deliveries.c.event_id.in_([c[0] for c in chosen]),
+                    )
+                )
+            )
+        )
+        fresh = [
+            {
+                "id": str(uuid.uuid4()),
+                "endpoint_id": endpoint.id,
+                "event_id": event_id,
+                "event_type": event_type,
+                "body": body,
+                "status": PENDING,
+                "attempts": 0,
+                "next_attempt_unix": now,
+                "created_unix": now,
+                "delivered_unix": None,
+            }
+            for event_id, event_type, body, _voxel in dict(
+                (c[0], c) for c in chosen if c[0] not in known
+            ).values()
+        ]
+        if fresh:
+            conn.execute(insert(webhook_deliveries), fresh)
+        return len(fresh)
 
     # ---- deliver ----------------------------------------------------------------------------
     def due(self, *, limit: int = 100) -> list[dict[str, Any]]:
@@ -371,6 +616,19 @@ class Webhooks:
         for delivery in due:
             self.attempt(delivery)
         return enqueued, len(due)
+
+    async def dispatch(self, stop: asyncio.Event, *, interval_s: float | None = None) -> None:
+        """Run :meth:`run_once` every ``interval_s`` (``TL_WEBHOOK_POLL_INTERVAL_S``) in a worker
+        thread until ``stop`` is set (``serve`` and ``watch`` run this beside their work). A
+        round that fails (the database away) is logged and tried again next time."""
+        interval = self.settings.webhook.poll_interval_s if interval_s is None else interval_s
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(self.run_once)
+            except BackendError as exc:
+                _log.warning("webhook dispatch round failed (retried): %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
 
     # ---- the delivery log -------------------------------------------------------------------
     def deliveries(

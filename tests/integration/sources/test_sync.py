@@ -28,6 +28,7 @@ from thunderline.voxel.db import make_engine
 from thunderline.voxel.tables import outcomes, source_entries, voxels
 
 OLD = time.time() - 3600  # an mtime long settled
+UNCHANGED_FILES = 10_000  # the unchanged tree: the first sync ingests each file for real
 
 
 def write_tree(root: Path, n: int, *, prefix: str = "doc") -> list[Path]:
@@ -66,21 +67,22 @@ def fast(make_settings: Callable[..., Settings]) -> Callable[..., Settings]:
     return factory
 
 
-def test_second_sync_of_an_unchanged_tree_does_no_ingest_work(
+@pytest.mark.slow
+def test_second_sync_of_an_unchanged_10k_tree_does_no_ingest_work(
     tmp_path: Path, fast: Callable[..., Settings]
 ) -> None:
     settings = fast()
     tree = tmp_path / "tree"
-    write_tree(tree, 600)
+    write_tree(tree, UNCHANGED_FILES)
     source = parse_source(str(tree))
     first = asyncio.run(sync_once(settings, source))
-    assert (first.new, first.voxels, first.dlq) == (600, 600, 0)
+    assert (first.new, first.voxels, first.dlq) == (UNCHANGED_FILES, UNCHANGED_FILES, 0)
     before = counts(settings)
-    assert before["voxels"] == 600 and before["versions"] == 600
+    assert before["voxels"] == UNCHANGED_FILES and before["versions"] == UNCHANGED_FILES
     objects_before = sorted(p.name for p in (settings.home / "objects").rglob("*") if p.is_file())
 
     second = asyncio.run(sync_once(settings, source))
-    assert second.seen == 600 and second.unchanged == 600
+    assert second.seen == UNCHANGED_FILES and second.unchanged == UNCHANGED_FILES
     assert second.submitted == 0 and second.new == second.changed == second.touched == 0
     assert counts(settings) == before  # no voxel, no outcome, no ledger version written
     objects_after = sorted(p.name for p in (settings.home / "objects").rglob("*") if p.is_file())
@@ -88,7 +90,7 @@ def test_second_sync_of_an_unchanged_tree_does_no_ingest_work(
     # nothing to send: no pipeline is started (a broker that is not there is never dialled)
     offline = settings.model_copy(update={"bus_url": "amqp://guest:guest@127.0.0.1:9/"})
     third = asyncio.run(sync_once(offline, source))
-    assert third.unchanged == 600 and third.submitted == 0
+    assert third.unchanged == UNCHANGED_FILES and third.submitted == 0
 
 
 def test_change_touch_delete_and_return(tmp_path: Path, fast: Callable[..., Settings]) -> None:

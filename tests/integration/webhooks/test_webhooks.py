@@ -14,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from thunderline.config import Settings
 from thunderline.sources.runner import sync_once
 from thunderline.sources.scan import parse_source
@@ -160,3 +162,89 @@ def test_a_tampered_body_does_not_verify() -> None:
     stale = {**headers, "webhook-timestamp": str(ts - 3600)}
     stale["webhook-signature"] = sign(SECRET, "e1", ts - 3600, body)
     assert not verify_signature(SECRET, stale, body)  # replay of an old delivery
+
+
+@pytest.mark.slow
+def test_a_receiver_down_for_a_minute_gets_every_event_once_from_watch(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    """The dispatcher inside ``watch``: files arrive before and while the receiver is down for
+    over a minute; after it returns, every event arrives once (by event id), signed."""
+    from thunderline.sources.runner import watch
+
+    settings: Settings = make_settings(
+        enable_ml_pipeline=False,
+        max_artifact_bytes=200,
+        source_settle_s=0.5,
+        source_poll_interval_s=1.0,
+        webhook_backoff_s=1.0,
+        webhook_backoff_max_s=8.0,
+        webhook_max_attempts=100,
+        webhook_timeout_s=2.0,
+        webhook_poll_interval_s=0.5,
+    )
+    port = free_port()
+    receiver = Receiver(port)
+    with Webhooks(settings) as hooks:
+        endpoint = hooks.add(f"http://127.0.0.1:{port}/hook", ["ingested", "failed"], SECRET)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    old = time.time() - 3600
+
+    def put(name: str, text: str) -> None:
+        (tree / name).write_text(text)
+        os.utime(tree / name, (old, old))
+
+    for i in range(4):
+        put(f"early{i}.txt", f"early file {i}\n")
+    put("big.txt", "x" * 1000)  # dead-lettered: a "failed" event
+
+    loop_box: list[asyncio.AbstractEventLoop] = []
+    stop_box: list[asyncio.Event] = []
+
+    def run_watch() -> None:
+        async def main() -> None:
+            stop_box.append(asyncio.Event())
+            loop_box.append(asyncio.get_running_loop())
+            await watch(settings, parse_source(str(tree)), stop=stop_box[0])
+
+        asyncio.run(main())
+
+    thread = threading.Thread(target=run_watch)
+    thread.start()
+    down_since = time.monotonic()
+    try:
+        for i in range(3):  # more files while the receiver is down
+            time.sleep(10.0)
+            put(f"late{i}.txt", f"late file {i}\n")
+        while time.monotonic() - down_since < 62.0:
+            time.sleep(1.0)
+        with Webhooks(settings) as hooks:
+            waiting = hooks.deliveries(endpoint_id=endpoint.id)
+        assert len(waiting) == 8 and {d["status"] for d in waiting} == {"pending"}
+        assert all(d["attempts"] >= 2 for d in waiting)
+        receiver.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with Webhooks(settings) as hooks:
+                states = {d["status"] for d in hooks.deliveries(endpoint_id=endpoint.id)}
+            if states == {"delivered"}:
+                break
+            time.sleep(0.5)
+        time.sleep(3.0)  # more dispatch rounds: nothing is sent again
+    finally:
+        if loop_box:
+            loop_box[0].call_soon_threadsafe(stop_box[0].set)
+        thread.join(60)
+        receiver.stop()
+
+    assert not thread.is_alive()
+    ids = [r["event"]["id"] for r in receiver.received]
+    assert len(ids) == len(set(ids)) == 8  # 7 voxels + 1 DLQ record, each exactly once
+    assert all(r["signed"] for r in receiver.received)
+    with Webhooks(settings) as hooks:
+        log = hooks.deliveries(endpoint_id=endpoint.id)
+    first = min(a["at_unix"] for d in log for a in d["attempt_log"])
+    last = max(a["at_unix"] for d in log for a in d["attempt_log"])
+    assert last - first >= 60.0  # the receiver really was away for a minute
+    assert all(d["attempt_log"][-1]["status_code"] == 204 for d in log)
