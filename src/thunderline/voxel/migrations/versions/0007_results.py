@@ -1,7 +1,7 @@
 """Result versions (reprocess), reprocess runs, voxel tags; webhook result cursors and actions.
 
 Revision ID: 0007_results
-Revises: 0005_sources
+Revises: 0006_dlq_triage
 Create Date: 2026-12-04
 """
 
