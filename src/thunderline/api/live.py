@@ -178,6 +178,8 @@ class IngestTracker:
                     "stage": event.data.get("stage"),
                     "reason": event.data.get("reason"),
                     "message": error.get("message") if isinstance(error, dict) else None,
+                    "voxel_id": event.data.get("voxel_id"),
                 }
             )
-            item.open = max(item.open - 1, 0)
+            if not event.data.get("voxel_id"):  # else the voxel ended the artifact
+                item.open = max(item.open - 1, 0)
