@@ -199,7 +199,9 @@ class OutcomeStore:
             for row in rows:
                 if row["kind"] != "voxel":
                     continue
-                if revisions.get(row["id"], 1) > 1:  # a replay completed the voxel: its row says so now
+                if (
+                    revisions.get(row["id"], 1) > 1
+                ):  # a replay completed the voxel: its row says so now
                     conn.execute(
                         update(outcomes)
                         .where(

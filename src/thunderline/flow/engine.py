@@ -90,7 +90,10 @@ def degraded(stage: str, event: CloudEvent, record: CloudEvent) -> CloudEvent | 
         dlq_id=record.id,
         record=record.to_dict(),
     )
-    notes = [*(data.notes or []), *(Note(stage=s, note=f"skipped: {stage} failed") for s in skipped)]
+    notes = [
+        *(data.notes or []),
+        *(Note(stage=s, note=f"skipped: {stage} failed") for s in skipped),
+    ]
     update = {"failures": [*(data.failures or []), failure], "notes": notes or None, "route": rest}
     return typed_event(
         event.type,
@@ -471,15 +474,16 @@ class Pipeline:
         metrics.DLQ_TOTAL.labels(stage.name, reason).inc()
         metrics.STAGE_MESSAGES.labels(stage.name, "dlq").inc()
         onward = None
-        if event is not None and reason != "shutdown":
+        # in-process, the artifact goes on only where this pipeline packages; on a shared bus
+        # the package stage runs in some worker
+        packages = self.bus.durable or PACKAGE in self.stages
+        if event is not None and reason != "shutdown" and packages:
             onward = degraded(stage.name, event, record)
         if onward is None:
             _log.info("dead-lettered in %s: %s (%s)", stage.name, reason, exc)
             await self._publish(record)
         else:  # the record travels with the artifact; package publishes it naming the voxel
-            _log.info(
-                "failed in %s: %s (%s); stored without its result", stage.name, reason, exc
-            )
+            _log.info("failed in %s: %s (%s); stored without its result", stage.name, reason, exc)
             await self._publish(onward)
         await self.bus.ack(delivery)
         if self._in_flight[stage.name].pop(delivery.message_id, None) is not None:
