@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from pydantic import ValidationError
 from sqlalchemy import Engine, RowMapping, func, literal, select, update
-from uuid6 import uuid7
 from sqlalchemy.engine import Connection
+from uuid6 import uuid7
 
 from thunderline import ids, names
 from thunderline.config import Settings
