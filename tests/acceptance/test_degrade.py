@@ -74,6 +74,12 @@ def test_truncated_pdf_and_svg_are_stored_with_their_failed_and_skipped_stages(
     assert stored["traits"]["failures"][0]["dlq_id"] == letter["id"]
     vector = json.loads(_cli(home, "voxels", "show", svg["voxel_id"]))
     assert [s["stage"] for s in vector["traits"]["skipped"]] == ["infer"]
+    briefs = {b["name"]: b for b in _lines(_cli(home, "voxels", "list", "--json"))}
+    assert (briefs["truncated.pdf"]["failed"], briefs["truncated.pdf"]["skipped"]) == (
+        ["extract"],
+        ["nlp"],
+    )
+    assert (briefs["logo.svg"]["failed"], briefs["logo.svg"]["skipped"]) == ([], ["infer"])
     assert "ok: 2 voxel(s) verified" in _cli(home, "voxels", "verify", "--all")
 
 

@@ -46,7 +46,7 @@ from thunderline.flow.stage import Outcome, StageOptions, StoreStage
 from thunderline.objects.base import ObjectStore
 from thunderline.obs import metrics
 from thunderline.voxel import archive
-from thunderline.voxel.builder import VoxelBuilder
+from thunderline.voxel.builder import VoxelBuilder, voxel_source
 from thunderline.voxel.errors import DuplicateRejectedError, VoxelNotFoundError
 from thunderline.voxel.schema import Voxel
 from thunderline.voxel.store import PutResult, VoxelStore
@@ -267,10 +267,7 @@ class PackageStage(StoreStage):
         try:
             data = data_of(item.event, Classified)
             if data.voxel_id is not None:  # a replay completing a stored voxel
-                try:
-                    item.previous = self.voxels.get(data.voxel_id)
-                except VoxelNotFoundError:
-                    _log.warning("voxel %s to complete is gone: storing a new one", data.voxel_id)
+                item.previous = self._to_complete(item.event, data)
             voxel = self.builder.build(item.event, previous=item.previous)
             if item.previous is not None:
                 item.voxel = voxel
@@ -300,6 +297,24 @@ class PackageStage(StoreStage):
             item.error = exc
         except OSError as exc:
             item.error = BackendError(f"payload I/O failed: {exc}")
+
+    def _to_complete(self, event: CloudEvent, data: Classified) -> Voxel | None:
+        """The stored voxel a replay completes: the one ``data.voxel_id`` names, if it is
+        still there and of this artifact (``TL_DUPLICATE_POLICY=link`` may have named another
+        source's voxel): else None, and the artifact is packaged as a new one."""
+        assert self.voxels is not None and data.voxel_id is not None
+        try:
+            found = self.voxels.get(data.voxel_id)
+        except VoxelNotFoundError:
+            _log.warning("voxel %s to complete is gone: packaging anew", data.voxel_id)
+            return None
+        if (
+            found.source != voxel_source(event, data)
+            or found.payload_sha256 != data.artifact.sha256
+        ):
+            _log.info("voxel %s is another artifact's: packaging anew", data.voxel_id)
+            return None
+        return found
 
     def _head(self, sha: str) -> bytes:
         """The first bytes of a local payload (remote payloads: none, never sniffed)."""

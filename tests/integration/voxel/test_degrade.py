@@ -173,6 +173,8 @@ async def test_replay_of_a_failed_nlp_stage_completes_the_same_voxel(backend: Se
         assert old["voxel"].traits["failures"][0]["dlq_id"] == record.id
         assert "failed before: nlp; failed now: -" in old["reason"]
         assert voxels.verify(voxel_id).ok
+        voxels.delete([voxel_id], actor="test", reason="erasure")  # its revisions go with it
+        assert voxels.revisions(voxel_id) == []
 
 
 async def test_a_replay_that_fails_again_updates_the_voxel_and_opens_a_new_record(
