@@ -121,6 +121,8 @@ class IngestProgress:
         if self.open > 0:
             return "pending"
         if self.dlq and self.voxel_ids:
+            if all(d.get("voxel_id") for d in self.dlq):
+                return "degraded"  # every failure left its voxel
             return "partial"
         if self.dlq:
             return "dead_lettered"
