@@ -634,6 +634,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Settings come from arguments, then the environment, then the config file (``TL_CONFIG``)."""
         path, explicit = config_file_path()
         values = read_config_file(path, explicit=explicit, known=[*flat_names(), *PARTS])
         sources: list[PydanticBaseSettingsSource] = [_FlatNames(init_settings), env_settings]

@@ -56,6 +56,7 @@ class MaskingFilter(logging.Filter):
     makes control characters in the message visible (a file name cannot drive the terminal)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Mask secrets and shorten paths in the record's message before it is printed."""
         message = record.getMessage()
         cleaned = names.shown(mask_secrets(message)).replace("\\\\", "\\")
         if cleaned != message:

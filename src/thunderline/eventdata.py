@@ -120,6 +120,7 @@ class Classification(_Model):
     )
 
     def to_dict(self) -> dict[str, Any]:
+        """The record as JSON-ready data, without unset fields."""
         return self.model_dump(mode="json", exclude_none=True)
 
 
@@ -143,6 +144,8 @@ class NlpAnalysis(NlpResult):
 
 
 class LabelScore(_Model):
+    """One label of a model with its score."""
+
     label: str
     score: float
 
@@ -166,11 +169,15 @@ class Inference(_Model):
 
 
 class VoxelChecksums(_Model):
+    """The SHA-256 of the payload and of the voxel's canonical metadata."""
+
     payload_sha256: Sha256
     metadata_sha256: Sha256
 
 
 class VoxelLineage(_Model):
+    """The events and voxels a voxel was made from (its parents in the lineage graph)."""
+
     parent_event_ids: list[str] = Field(default_factory=list)
     parent_voxel_ids: list[str] = Field(default_factory=list)
 
@@ -341,6 +348,11 @@ class DlqRecord(EventData):
     attempts: int = Field(ge=0)
     original: dict[str, Any] | None = None
     original_raw: str | None = None
+    retryable: bool | None = Field(
+        None,
+        description="The error type's `retryable` when the record was built (a replay may "
+        "succeed); absent in older records, whose type name then decides.",
+    )
 
 
 D = TypeVar("D", bound=EventData)

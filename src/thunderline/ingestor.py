@@ -138,6 +138,7 @@ class AdmitsFiles:
     source: str
 
     async def submit(self, event: CloudEvent, *, block: bool = True) -> None:
+        """Publish one event into the runtime (each backend implements it)."""
         raise NotImplementedError
 
     async def submit_event(

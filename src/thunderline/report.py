@@ -274,6 +274,7 @@ class RunReport:
 
     @property
     def ok(self) -> list[ArtifactRecord]:
+        """Records of artifacts that ended as a voxel."""
         return [r for r in self.records if r.outcome == "ok"]
 
     @property
@@ -288,12 +289,15 @@ class RunReport:
 
     @property
     def dlq(self) -> list[ArtifactRecord]:
+        """Records of artifacts that ended in the DLQ."""
         return [r for r in self.records if r.outcome == "dlq"]
 
     def labels(self) -> Counter[str]:
+        """Voxels per Magika label (``ok`` and ``degraded``)."""
         return Counter(r.label or "-" for r in self.stored)
 
     def dlq_reasons(self) -> Counter[str]:
+        """DLQ records per ``stage:reason``."""
         return Counter(f"{r.stage}:{r.reason}" for r in self.dlq)
 
     def latency_ms(self) -> dict[str, float | None]:

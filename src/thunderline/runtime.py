@@ -48,6 +48,7 @@ class StageSpec:
     when: str  # the same condition in words (``thunderline stages show``)
 
     def options(self, settings: Settings) -> StageOptions:
+        """The stage's options (batch size, concurrency, timeout) from the settings."""
         return self.cls.options_from(settings)
 
 
@@ -124,6 +125,7 @@ class CpuBudget:
     onnx_threads: int  # intra-op threads per ONNX session (0: infer off)
 
     def rows(self) -> list[tuple[str, str]]:
+        """The budget as (what, how many) rows for ``thunderline doctor``."""
         return [
             ("cores", str(self.cores)),
             ("Magika calls at a time", str(self.magika_calls)),
@@ -135,6 +137,7 @@ class CpuBudget:
 
 
 def cpu_budget(settings: Settings) -> CpuBudget:
+    """How the enabled stages share this machine's cores (what ``doctor`` prints)."""
     names = enabled_stage_names(settings)
     cores = os.cpu_count() or 1
     return CpuBudget(
@@ -212,6 +215,7 @@ class Runtime(AdmitsFiles):
 
     @property
     def stage_names(self) -> list[str]:
+        """Names of the running stages, in route order."""
         return [stage.name for stage in self.stages]
 
     async def __aenter__(self) -> Runtime:
@@ -239,9 +243,11 @@ class Runtime(AdmitsFiles):
 
     @property
     def runtime(self) -> Runtime:
+        """This runtime (the :class:`Ingestor` protocol's access to the in-process pipeline)."""
         return self
 
     async def submit(self, event: CloudEvent, *, block: bool = True) -> None:
+        """Submit one event to the pipeline (waits for room when ``block``)."""
         await self.pipeline.submit(event, block=block)
 
     async def submit_files(self, candidates: Iterable[Candidate]) -> int:
@@ -259,4 +265,5 @@ class Runtime(AdmitsFiles):
         return n
 
     async def wait_idle(self, timeout_s: float | None = None) -> None:
+        """Wait until every submitted artifact has ended (raises on timeout)."""
         await self.pipeline.wait_idle(timeout_s)

@@ -29,6 +29,8 @@ ENTITY_TEXT_MAX: Final = 48
 
 
 class EntityCount(BaseModel):
+    """One entity text and label with how often it occurs in the document."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     text: str = Field(description=f"The entity's text (cut to {ENTITY_TEXT_MAX} characters).")

@@ -74,6 +74,7 @@ class ClientLogFilter(logging.Filter):
     """Rewrites aiormq/aio-pika records: one line, no traceback, connection chatter at DEBUG."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Keep a client library record only when it says something new (one line per loss and reconnect)."""
         if record.levelno <= logging.DEBUG:
             return True
         message = _render(record)

@@ -55,6 +55,7 @@ class MemoryBus:
         return name not in (DLQ_TOPIC, TERMINAL_TOPIC)
 
     def describe(self) -> str:
+        """One line naming the backend, its queue size and overflow policy."""
         return f"in-process (memory://), queues of {self.maxsize} ({self.overflow.value})"
 
     async def connect(self) -> None:
@@ -67,6 +68,7 @@ class MemoryBus:
         """Nothing feeds this bus from outside the process."""
 
     async def publish(self, topic: str, payload: bytes, *, block: bool = True) -> str:
+        """Append to the topic's queue; a full bounded queue waits, refuses or drops (and dead-letters) by policy."""
         t = self._topic(topic)
         dropped: Delivery | None = None
         if self._bounded(topic) and len(t.items) >= self.maxsize:
@@ -92,6 +94,7 @@ class MemoryBus:
     async def pull(
         self, topic: str, consumer: str, max_count: int, timeout: float
     ) -> list[Delivery]:
+        """Take up to ``max_count`` messages, waiting up to ``timeout`` seconds for the first."""
         t = self._topic(topic)
         if not t.items:
             async with t.readable:
@@ -111,21 +114,27 @@ class MemoryBus:
         return out
 
     async def ack(self, delivery: Delivery) -> None:
+        """Forget a delivered message (it will not be delivered again)."""
         self._topic(delivery.topic).unacked.pop(delivery.message_id, None)
         delivery.acked = True
 
     def depth(self, topic: str) -> int:
+        """Messages waiting in a topic (not delivered yet)."""
         return len(self._topic(topic).items)
 
     async def queue_depth(self, topic: str) -> int:
+        """Messages waiting in a topic (the protocol's async form of :meth:`depth`)."""
         return self.depth(topic)
 
     def unacked(self, topic: str) -> int:
+        """Messages of a topic delivered and not yet acknowledged."""
         return len(self._topic(topic).unacked)
 
     @property
     def held(self) -> int:
+        """Messages delivered and not yet acknowledged, over every topic."""
         return sum(len(t.unacked) for t in self._topics.values())
 
     async def close(self) -> None:
+        """Refuse further publishes."""
         self._closed = True

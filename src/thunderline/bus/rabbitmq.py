@@ -142,6 +142,7 @@ class RabbitMQBus:
 
     # ---- names and arguments --------------------------------------------------------------
     def queue_name(self, topic: str) -> str:
+        """The RabbitMQ queue of a topic: ``<prefix>.<topic>``."""
         return f"{self.prefix}.{topic}"
 
     def topic_of(self, queue: str) -> str:
@@ -150,6 +151,7 @@ class RabbitMQBus:
 
     @staticmethod
     def is_stage_topic(topic: str) -> bool:
+        """True for a stage's work queue (not the terminal, DLQ or a quarantine queue)."""
         return topic not in (TERMINAL_TOPIC, DLQ_TOPIC) and not topic.endswith(QUARANTINE_SUFFIX)
 
     def queue_arguments(self, topic: str) -> dict[str, Any]:
@@ -276,6 +278,7 @@ class RabbitMQBus:
             await self._ensure_declared(topic)
 
     def describe(self) -> str:
+        """One line naming the broker (password masked) and the queue pattern."""
         return f"rabbitmq {self.safe_url} (queues {self.queue_name('*')})"
 
     # ---- publish --------------------------------------------------------------------------
@@ -403,6 +406,7 @@ class RabbitMQBus:
     async def pull(
         self, topic: str, consumer: str, max_count: int, timeout: float
     ) -> list[Delivery]:
+        """Take up to ``max_count`` messages of a stage (its quarantine queue first), waiting up to ``timeout``."""
         c = await self._consumer(topic)
         q = self._consumers.get(topic + QUARANTINE_SUFFIX) if self.is_stage_topic(topic) else None
         out: list[Delivery] = []
@@ -437,6 +441,7 @@ class RabbitMQBus:
                 return out
 
     async def ack(self, delivery: Delivery) -> None:
+        """Acknowledge a delivered message to the broker (a stale one from a lost channel is dropped)."""
         message = self._unacked.pop(delivery.message_id, None)
         delivery.acked = True
         if message is None:

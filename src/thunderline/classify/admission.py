@@ -71,6 +71,7 @@ class Admitted:
     _closed: bool = field(default=False, repr=False)
 
     def close(self) -> None:
+        """Close the admitted descriptor (idempotent)."""
         if not self._closed:
             self._closed = True
             os.close(self.fd)

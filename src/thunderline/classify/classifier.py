@@ -69,6 +69,7 @@ class MagikaClassifier:
 
     @property
     def version(self) -> str:
+        """The Magika package version that made the labels (recorded in each voxel)."""
         return str(self._m.get_module_version())
 
     def _convert(self, result: Any, what: str) -> Classification | ThunderlineError:
@@ -130,6 +131,7 @@ class MagikaClassifier:
         return self._convert(result, what)
 
     def classify_bytes(self, data: bytes) -> Classification | ThunderlineError:
+        """Classify in-memory bytes; a Magika failure is returned as a ``ClassifyError``, not raised."""
         try:
             result = self._m.identify_bytes(data)
         except Exception as exc:

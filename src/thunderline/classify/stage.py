@@ -82,12 +82,14 @@ class ClassifyStage(StoreStage):
         self.classifier: MagikaClassifier | None = None
 
     async def setup(self) -> None:
+        """Load the Magika model once, off the event loop (skipped when ML is disabled)."""
         if self.settings.enable_ml_pipeline:
             self.classifier = await asyncio.to_thread(
                 MagikaClassifier, self.settings.magika.prediction_mode
             )
 
     async def handle_batch(self, events: Sequence[CloudEvent]) -> list[Outcome]:
+        """Admit, store and classify a batch in a worker thread; one outcome per event."""
         return await asyncio.to_thread(self._classify_batch, list(events))
 
     # ---- work (runs in a worker thread) ---------------------------------------------------

@@ -38,6 +38,8 @@ SKIP_REASONS = {SYMLINKED_DIRECTORY: "symlinked_directory", NOT_RECURSIVE: "dire
 
 @dataclass(frozen=True)
 class Candidate:
+    """One path found by the walk, with the root it was found under and why it is skipped, if it is."""
+
     path: Path
     root: Path
     skipped: str | None = None  # why it will not be ingested (a directory, for instance)

@@ -114,6 +114,7 @@ class PoolConfig:
         return self.nlp.doc_timeout_s + 1.0 + 0.1 * self.nlp.doc_timeout_s
 
     def worker_args(self) -> list[str]:
+        """The worker's command-line options from the NLP settings."""
         args = [
             "--model",
             self.spacy.model,
@@ -196,6 +197,7 @@ class NlpPool:
     # ---- lifecycle ------------------------------------------------------------------------
     @property
     def argv(self) -> list[str]:
+        """The full command line of a worker process."""
         base = self._base_command or default_worker_command()
         return [*base, *self.config.worker_args()]
 
@@ -259,6 +261,7 @@ class NlpPool:
 
     @property
     def queue_depth(self) -> int:
+        """Documents waiting for a worker."""
         return self._queue.qsize() if self._queue is not None else 0
 
     # ---- API ------------------------------------------------------------------------------

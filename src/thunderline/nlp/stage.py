@@ -94,10 +94,12 @@ class NlpStage(StoreStage):
         await self.pool.start()
 
     async def close(self) -> None:
+        """Close the worker pool when this stage made it."""
         if self._own_pool:
             await self.pool.close()
 
     async def handle_batch(self, events: Sequence[CloudEvent]) -> list[Outcome]:
+        """Read each event's text and analyse them concurrently; one outcome per event."""
         extracted = await asyncio.to_thread(lambda: [self._read_text(e) for e in events])
         jobs = [self._analyse(event, got) for event, got in zip(events, extracted, strict=True)]
         return list(await asyncio.gather(*jobs))

@@ -241,6 +241,7 @@ class RequestLoop:
 
     # ---- signals --------------------------------------------------------------------------
     def install_signals(self) -> None:
+        """Handle SIGTERM/SIGINT (stop after the current document) and SIGALRM (document timeout)."""
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
         signal.signal(signal.SIGALRM, self._on_alarm)
@@ -349,6 +350,7 @@ class RequestLoop:
         return json.dumps(payload, ensure_ascii=False).encode("utf-8") + b"\n"
 
     def write(self, payload: dict[str, Any]) -> None:
+        """Write one framed reply to the parent and flush it."""
         self.out.write(self.encode(payload))
         self.out.flush()
 

@@ -25,15 +25,19 @@ _log = logging.getLogger("thunderline.objects")
 
 @dataclass(frozen=True)
 class StoredObject:
+    """A payload in the object store, addressed by the SHA-256 of its bytes."""
+
     sha256: str
     size: int
 
     @property
     def ref(self) -> str:
+        """The payload reference stored in voxels: ``sha256:<hex>``."""
         return f"sha256:{self.sha256}"
 
 
 def sha_from_ref(ref: str) -> str:
+    """The hex digest of a ``sha256:<hex>`` reference; anything else raises ``ValueError``."""
     prefix, _, digest = ref.partition(":")
     if prefix != "sha256" or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise ValueError(f"not a payload reference: {ref!r}")
@@ -162,7 +166,9 @@ def verify(data: bytes, expected_sha256: str, *, what: str) -> bytes:
 class Sink(Protocol):
     """Anything bytes can be written to (a binary file, ``sys.stdout.buffer``...)."""
 
-    def write(self, data: bytes, /) -> Any: ...
+    def write(self, data: bytes, /) -> Any:
+        """Write bytes (the minimal file-like sink :func:`spool_verified` writes to)."""
+        ...
 
 
 #: Payloads up to this size are spooled in memory by :func:`spool_verified`, larger on disk.
@@ -220,7 +226,9 @@ class ObjectStore(Protocol):
         """Store everything readable from an open descriptor (left open; streamed)."""
         ...
 
-    def put_bytes(self, data: bytes) -> StoredObject: ...
+    def put_bytes(self, data: bytes) -> StoredObject:
+        """Store bytes under their SHA-256 (a no-op when an intact copy is there)."""
+        ...
 
     def get_bytes(self, sha256: str) -> bytes:
         """The payload, verified against its address. Raises ChecksumMismatch or
@@ -232,7 +240,9 @@ class ObjectStore(Protocol):
         returns its size. Raises ChecksumMismatch (nothing written) or PayloadNotFound."""
         ...
 
-    def exists(self, sha256: str) -> bool: ...
+    def exists(self, sha256: str) -> bool:
+        """True when an object with this SHA-256 is stored."""
+        ...
 
     def local_path(self, sha256: str) -> Path | None:
         """A filesystem path to the stored bytes when the store is local (for Magika)."""

@@ -84,9 +84,11 @@ class LocalObjectStore:
         return StoredObject(sha, size)
 
     def put_file(self, path: Path) -> StoredObject:
+        """Store the file at ``path`` (copied, hashed, and moved into place atomically)."""
         return put_own_file(self, path)
 
     def put_bytes(self, data: bytes) -> StoredObject:
+        """Store bytes under their SHA-256, written to a temporary file and renamed into place."""
         sha = hashlib.sha256(data).hexdigest()
         final = self._path(sha)
         if not (final.exists() and self._existing_ok(final, sha)):
@@ -101,6 +103,7 @@ class LocalObjectStore:
         return StoredObject(sha, len(data))
 
     def get_bytes(self, sha256: str) -> bytes:
+        """The payload, verified against its address. Raises PayloadNotFound or ChecksumMismatch."""
         try:
             data = self._path(sha256).read_bytes()
         except FileNotFoundError as exc:
@@ -117,9 +120,11 @@ class LocalObjectStore:
             return spool_verified(handle, sha256, dest, what=f"sha256:{sha256}")
 
     def exists(self, sha256: str) -> bool:
+        """True when the object's file exists."""
         return self._path(sha256).is_file()
 
     def local_path(self, sha256: str) -> Path | None:
+        """The object's file, which Magika reads in place; ``None`` when absent."""
         path = self._path(sha256)
         return path if path.is_file() else None
 

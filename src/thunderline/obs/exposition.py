@@ -96,9 +96,11 @@ class MetricsServer:
 
     @property
     def url(self) -> str:
+        """The scrape address of this exporter."""
         return f"http://{self.addr}:{self.port}/metrics"
 
     def close(self) -> None:
+        """Stop serving and wait for the server thread."""
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)

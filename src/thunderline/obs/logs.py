@@ -23,6 +23,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, correlationid, exception."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """One log record as a line of JSON (time, level, logger, message and extras)."""
         out = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname,

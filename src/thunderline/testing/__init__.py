@@ -214,6 +214,7 @@ class StageRunner:
         await self.pipeline.stop()
 
     async def submit(self, *events: CloudEvent) -> None:
+        """Submit events to the pipeline."""
         for item in events:
             await self.pipeline.submit(item)
 

@@ -1,7 +1,7 @@
 """Voxel revisions: the documents a replay replaced when it completed a degraded voxel.
 
-Revision ID: 0006_voxel_revisions
-Revises: 0005_sources
+Revision ID: 0007_voxel_revisions
+Revises: 0006_dlq_triage
 Create Date: 2026-12-04
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_voxel_revisions"
-down_revision: str | None = "0005_sources"
+revision = "0007_voxel_revisions"
+down_revision: str | None = "0006_dlq_triage"
 branch_labels: str | None = None
 depends_on: str | None = None
 
