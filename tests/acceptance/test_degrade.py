@@ -63,7 +63,7 @@ def test_truncated_pdf_and_svg_are_stored_with_their_failed_and_skipped_stages(
     assert skipped["stage"] == "infer" and skipped["reason"].startswith("skipped: ")
     assert "SVG" in skipped["reason"]
 
-    [letter] = _lines(_cli(home, "dlq", "list", "--json"))
+    [letter] = _lines(_cli(home, "dlq", "list", "--records", "--json"))
     assert letter["id"] == failed["dlq_id"] and letter["voxel_id"] == broken["voxel_id"]
     assert letter["event"]["data"]["original"]["data"]["artifact"]["name"] == "truncated.pdf"
     assert "Traceback" in letter["event"]["data"]["traceback"]
@@ -95,7 +95,7 @@ def test_a_failed_nlp_stage_leaves_a_voxel_that_replay_completes(tmp_path: Path)
 
     out = _cli(home, "dlq", "replay")  # the default timeout: NLP completes now
     assert "replayed 1: 1 ok" in out
-    [letter] = _lines(_cli(home, "dlq", "list", "--all", "--json"))
+    [letter] = _lines(_cli(home, "dlq", "list", "--all", "--records", "--json"))
     assert letter["status"] == "resolved" and letter["voxel_id"] == voxel_id
 
     listed = _cli(home, "voxels", "list")
