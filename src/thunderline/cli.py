@@ -189,6 +189,8 @@ async def _run_ingest(
 
     def on_terminal(event: CloudEvent) -> None:
         record = report.add(event)
+        if record is None:  # a degraded artifact's DLQ record: its voxel's record says it
+            return
         progress.advance(task)
         if as_json:
             # exact names (names.py)
@@ -215,11 +217,13 @@ def _print_summary(report: RunReport, settings: Settings) -> None:
     for r in sorted(
         report.records, key=lambda r: (r.archive or r.path or "", r.archive is not None)
     ):
-        outcome = (
-            "[green]ok[/]"
-            if r.outcome == "ok"
-            else f"[red]dlq {escape(f'{r.stage}:{r.reason}')}[/]"
-        )
+        if r.outcome == "ok":
+            outcome = "[green]ok[/]"
+        elif r.outcome == "degraded":
+            failed = ", ".join(f"{f.stage}:{f.reason}" for f in r.failed)
+            outcome = f"[yellow]degraded {escape(failed)}[/]"
+        else:
+            outcome = f"[red]dlq {escape(f'{r.stage}:{r.reason}')}[/]"
         name = _shown_name(r.path)
         table.add_row(
             f"  ↳ {name}" if r.archive else name,
@@ -245,6 +249,13 @@ def _print_summary(report: RunReport, settings: Settings) -> None:
     summary.add_column("value", justify="right")
     summary.add_row("artifacts", str(len(report.records)))
     summary.add_row("ok", str(len(report.ok)))
+    summary.add_row("degraded (stored, a stage failed)", str(len(report.degraded)))
+    for r in report.degraded:
+        for f in r.failed:
+            summary.add_row(
+                f"  failed {_shown_name(r.path)}",
+                escape(f"{f.stage}:{f.reason} (dlq {short(f.dlq_id)})"),
+            )
     summary.add_row("dead-lettered", str(len(report.dlq)))
     for reason, count in sorted(report.dlq_reasons().items()):
         summary.add_row(f"  dlq {reason}", str(count))
@@ -279,7 +290,7 @@ def labels_sorted(counter: Any) -> list[tuple[str, int]]:
 
 def _print_results(console: Console, report: RunReport) -> None:
     """Entities and sentences (nlp) and top labels (inference) of the artifacts that have them."""
-    for r in sorted(report.ok, key=lambda r: r.path or ""):
+    for r in sorted(report.stored, key=lambda r: r.path or ""):
         name = _shown_name(r.path)
         if isinstance(r.nlp, NlpAnalysis):  # records of a run hold the full result
             nlp = r.nlp

@@ -207,6 +207,12 @@ class VoxelSummary(_Model):
         description="The voxel that already held these bytes from another source "
         "(`TL_DUPLICATE_POLICY`: with `link` this event names that voxel, with `flag` a new one).",
     )
+    revision: int = Field(
+        1,
+        ge=1,
+        description="1 for a new voxel; above 1 when a replay completed a stored voxel "
+        "(the previous documents are kept in `voxel_revisions`).",
+    )
 
 
 class ErrorInfo(BaseModel):
@@ -234,12 +240,37 @@ class Note(_Model):
     note: str = Field(description="What it said (an SVG for a raster model, a link in a tar).")
 
 
+class StageFailure(_Model):
+    """A stage after classify that failed for good: the artifact went on to ``package``
+    without its result ("degrade, don't drop"), carrying this mark and its DLQ record."""
+
+    stage: str = Field(description="The stage that failed.")
+    reason: str = Field(description="The DLQ reason (`extraction_failed`, `timeout`, ...).")
+    error_type: str = Field(description="The exception's type name.")
+    message: str = Field(description="The exception's message.")
+    dlq_id: str = Field(min_length=1, description="The id of the DLQ record of this failure.")
+    record: dict[str, Any] | None = Field(
+        None,
+        description="The DLQ record (the whole event) on its way to the package stage, which "
+        "publishes it naming the voxel; absent from the voxel and the terminal event.",
+    )
+
+    def mark(self) -> dict[str, Any]:
+        """The mark as the voxel and the record hold it (without the carried DLQ record)."""
+        return self.model_dump(mode="json", exclude={"record"})
+
+
 class Routed(EventData):
     """Data that travels to stages: ``route`` is the routing slip (the stages still to run)."""
 
     route: list[str] = Field(default_factory=list, description="Stages still to run.")
     notes: list[Note] | None = Field(
         None, description="Stages that did not apply to the artifact and passed it on."
+    )
+    failures: list[StageFailure] | None = Field(
+        None,
+        description="Stages after classify that failed for good: the artifact went on to "
+        "`package` without their result (each has a DLQ record naming the voxel).",
     )
 
 
@@ -262,6 +293,11 @@ class Classified(IngestRequest):
     route: list[str] = Field(default_factory=list, description="Stages still to run.")
     extract: ExtractSummary | None = Field(
         None, description="Set once the extract stage ran: text reference, metadata, parts."
+    )
+    voxel_id: str | None = Field(
+        None,
+        description="The stored voxel this run completes: a replay of a stage that failed "
+        "after the voxel was stored without its result (the package stage updates it).",
     )
 
 
@@ -297,7 +333,9 @@ class DlqRecord(EventData):
     """``system.dlq.*``: a failure with the original event, reason, error and traceback.
 
     ``original`` is the original event as it was (its data may be what failed validation);
-    ``original_raw`` holds the message text when it was not an event at all.
+    ``original_raw`` holds the message text when it was not an event at all. A stage after
+    classify that failed for good adds ``voxel_id`` (an extra field): the artifact was stored
+    without that stage's result as this voxel, which a replay completes (:func:`voxel_of`).
     """
 
     model_config = ConfigDict(frozen=True, extra="allow")  # backends may add bookkeeping
@@ -469,6 +507,15 @@ def original_data(record: DlqRecord) -> EventData | None:
         return None
 
 
+def voxel_of(record: CloudEvent) -> str | None:
+    """The voxel a DLQ record names: the artifact was stored without the failed stage's
+    result (it is not the end of the artifact; the voxel is). None for a plain dead letter."""
+    if not record.is_dlq:
+        return None
+    value = record.data.get("voxel_id")
+    return value if isinstance(value, str) and value else None
+
+
 def schemas() -> dict[str, dict[str, Any]]:
     """The JSON Schema of every event type's data (``system.dlq.*`` as one entry)."""
     out = {name: model.model_json_schema() for name, model in sorted(REGISTRY.items())}
@@ -494,6 +541,7 @@ __all__ = [
     "NlpProcessed",
     "Parent",
     "Routed",
+    "StageFailure",
     "StoredArtifact",
     "VoxelChecksums",
     "VoxelCreated",
@@ -511,4 +559,5 @@ __all__ = [
     "typed_event",
     "unregister",
     "validate_data",
+    "voxel_of",
 ]

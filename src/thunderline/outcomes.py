@@ -22,6 +22,12 @@ SHA-256 of (stage, reason, artifact), so repeated failures of one file form one 
 status but ``open``) older than a cut-off.
 
 A replay that fails again leaves the old record ``replayed`` and adds a new ``open`` one.
+
+A stage after classify that failed for good does not end its artifact: the artifact is stored
+as a voxel without that stage's result, and the DLQ record names it (``voxel_id``). Its replay
+completes the same voxel: the new ``system.voxel.created`` (``voxel.revision`` above 1) is not
+a second voxel row (``once_key``) but replaces the event of the artifact's voxel row, and
+resolves the record as any voxel of the artifact does.
 Writes are idempotent: a redelivered terminal event is recorded once (event id), and so is
 an artifact whose message was processed twice (after a broker cut the second run's terminal
 event has a new id): ``once_key`` (migration ``0003_outcome_once``), the SHA-256 of (kind,
@@ -210,7 +216,8 @@ def _row(event: CloudEvent) -> dict[str, Any]:
     artifact = artifact_key(event)
     if event.is_dlq:
         kind, status = "dlq", OPEN
-        stage, reason, voxel_id = event.data.get("stage"), event.data.get("reason"), None
+        stage, reason = event.data.get("stage"), event.data.get("reason")
+        voxel_id = event.data.get("voxel_id")  # degraded: stored without the stage's result
     else:
         kind, status, stage, reason = "voxel", OK, None, None
         voxel = event.data.get("voxel")
@@ -243,6 +250,13 @@ def _row(event: CloudEvent) -> dict[str, Any]:
         "dismissed_by": None,
         "dismiss_note": None,
     }
+
+
+def _revision(event: CloudEvent) -> int:
+    """The voxel revision a ``system.voxel.created`` names (above 1: a replay completed it)."""
+    voxel = event.data.get("voxel")
+    revision = voxel.get("revision") if isinstance(voxel, dict) else None
+    return revision if isinstance(revision, int) else 1
 
 
 def _from_row(row: Any) -> OutcomeRecord:
@@ -317,13 +331,33 @@ class OutcomeStore:
 
         A voxel resolves the replayed DLQ records of the same correlation id and artifact.
         """
-        rows = [_row(e) for e in events if e.is_dlq or e.type == VOXEL_CREATED]
+        ends = [e for e in events if e.is_dlq or e.type == VOXEL_CREATED]
+        rows = [_row(e) for e in ends]
         if not rows:
             return
+        revisions = {e.id: _revision(e) for e in ends if not e.is_dlq}
+        # a voxel stored without a failed stage's result does not resolve a replayed record:
+        # the replay failed again (its new record is open)
+        failed = {e.id for e in ends if not e.is_dlq and e.data.get("failures")}
         with backend_errors("outcome write"), self.engine.begin() as conn:
             conn.execute(insert_ignore(self.engine, outcomes), rows)
             for row in rows:
                 if row["kind"] != "voxel":
+                    continue
+                if revisions.get(row["id"], 1) > 1:  # a replay completed the voxel
+                    conn.execute(
+                        update(outcomes)
+                        .where(
+                            and_(
+                                outcomes.c.kind == "voxel",
+                                outcomes.c.voxel_id == row["voxel_id"],
+                                outcomes.c.correlation_id == row["correlation_id"],
+                                outcomes.c.id != row["id"],
+                            )
+                        )
+                        .values(event=row["event"], event_type=row["event_type"])
+                    )
+                if row["id"] in failed:
                     continue
                 conn.execute(
                     update(outcomes)

@@ -27,6 +27,7 @@ from thunderline.eventdata import (
     VoxelCreated,
     original_data,
     validate_data,
+    voxel_of,
 )
 from thunderline.events import CloudEvent
 from thunderline.summary import NlpSummary, summarize_data
@@ -51,6 +52,28 @@ class ErrorSummary(BaseModel):
     message: str
 
 
+class FailedStage(BaseModel):
+    """A stage after classify that failed for good; the artifact was stored without its
+    result (``outcome`` degraded) and its DLQ record (``dlq_id``) names the voxel."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stage: str
+    reason: str
+    error_type: str
+    message: str
+    dlq_id: str
+
+
+class SkippedStage(BaseModel):
+    """A stage that did not apply to the artifact, or did not run (an earlier one failed)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    stage: str
+    reason: str = Field(description="Why: `skipped: no model applies ...`, `skipped: nlp failed`.")
+
+
 class ArtifactRecord(BaseModel):
     """The terminal outcome of one artifact: one ``--json`` line (schema: ``--json-schema``).
 
@@ -68,9 +91,11 @@ class ArtifactRecord(BaseModel):
     mime: str | None = Field(description="MIME type.")
     score: float | None = Field(description="Magika score.")
     correlation_id: str = Field(description="One id from ingest to the end of this artifact.")
-    outcome: Literal["ok", "dlq", "skipped"] = Field(
-        description="`ok`: stored as a voxel (or ended); `dlq`: dead-lettered; `skipped`: "
-        "found by the walk and not ingested (a symlinked folder, a folder without "
+    outcome: Literal["ok", "degraded", "dlq", "skipped"] = Field(
+        description="`ok`: stored as a voxel (or ended); `degraded`: stored as a voxel without "
+        "the result of a stage that failed (`failed` says which; each has a DLQ record naming "
+        "the voxel, and replaying it completes the voxel); `dlq`: dead-lettered, no voxel; "
+        "`skipped`: found by the walk and not ingested (a symlinked folder, a folder without "
         "`--recursive`; `notes` says why)."
     )
     reason: str | None = Field(
@@ -94,10 +119,21 @@ class ArtifactRecord(BaseModel):
     inference: Inference | None = Field(
         None, description="The inference result (when infer ran); top 3 labels unless `--full`."
     )
+    failed: list[FailedStage] = Field(
+        default_factory=list,
+        description="Stages that failed for good while the artifact was still stored "
+        "(`outcome` degraded): stage, reason, error type, message, DLQ record id.",
+    )
+    skipped: list[SkippedStage] = Field(
+        default_factory=list,
+        description="Stages that did not apply or did not run, with the reason (`infer`: "
+        "`skipped: a vector image (SVG) ...`; `nlp`: `skipped: extract failed`).",
+    )
     notes: list[str] = Field(
         default_factory=list,
-        description="What a stage or the walk noted instead of a result: `stage: note` (a tar "
-        "link member not expanded, an archive nested past the depth limit, a skipped folder).",
+        description="What a stage or the walk noted instead of a result: `stage: note` (a "
+        "skipped stage, a tar link member not expanded, an archive nested past the depth "
+        "limit, a skipped folder).",
     )
 
     def to_json_dict(self, *, full: bool = False) -> dict[str, Any]:
@@ -180,6 +216,14 @@ def record_from_event(event: CloudEvent) -> ArtifactRecord:
         fields.update(nlp=data.nlp, inference=data.inference)
     if isinstance(data, IngestRequest) and data.notes:
         fields["notes"] = [f"{n.stage}: {n.note}" for n in data.notes]
+        fields["skipped"] = [
+            SkippedStage(stage=n.stage, reason=n.note)
+            for n in data.notes
+            if n.note.startswith("skipped")
+        ]
+    if isinstance(data, VoxelCreated) and data.failures:
+        fields["outcome"] = "degraded"
+        fields["failed"] = [FailedStage.model_validate(f.mark()) for f in data.failures]
     fields.setdefault("path", None)
     return ArtifactRecord(
         label=classification.label if classification else None,
@@ -219,8 +263,11 @@ class RunReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     wall_s: float = 0.0
 
-    def add(self, event: CloudEvent) -> ArtifactRecord:
-        """Add the record of one terminal event and return it."""
+    def add(self, event: CloudEvent) -> ArtifactRecord | None:
+        """The record of a terminal event, kept; None for the DLQ record of a degraded
+        artifact (its voxel's record is the artifact's, listing the failure in ``failed``)."""
+        if voxel_of(event) is not None:
+            return None
         record = record_from_event(event)
         self.records.append(record)
         return record
@@ -231,13 +278,23 @@ class RunReport:
         return [r for r in self.records if r.outcome == "ok"]
 
     @property
+    def degraded(self) -> list[ArtifactRecord]:
+        """Stored without the result of a stage that failed (completed with failures)."""
+        return [r for r in self.records if r.outcome == "degraded"]
+
+    @property
+    def stored(self) -> list[ArtifactRecord]:
+        """Every artifact stored as a voxel (``ok`` and ``degraded``)."""
+        return [r for r in self.records if r.outcome in ("ok", "degraded")]
+
+    @property
     def dlq(self) -> list[ArtifactRecord]:
         """Records of artifacts that ended in the DLQ."""
         return [r for r in self.records if r.outcome == "dlq"]
 
     def labels(self) -> Counter[str]:
-        """Voxels per Magika label."""
-        return Counter(r.label or "-" for r in self.ok)
+        """Voxels per Magika label (``ok`` and ``degraded``)."""
+        return Counter(r.label or "-" for r in self.stored)
 
     def dlq_reasons(self) -> Counter[str]:
         """DLQ records per ``stage:reason``."""

@@ -79,6 +79,20 @@ class VoxelBrief(BaseModel):
     parents: int = Field(0, description="Number of parent voxels (archive members have 1).")
     nlp: NlpSummary | None = None
     inference: Inference | None = Field(None, description=f"Model, version, top {TOP_K} labels.")
+    failed: list[str] = Field(
+        default_factory=list,
+        description="Stages that failed while the voxel was stored without their result "
+        "(`traits.failures`; a replay of their DLQ record completes the voxel).",
+    )
+    skipped: list[str] = Field(
+        default_factory=list, description="Stages that did not apply or did not run."
+    )
+
+
+def _stages(value: Any) -> list[str]:
+    """The stage names of ``traits.failures`` / ``traits.skipped``."""
+    items = value if isinstance(value, list) else []
+    return [str(i["stage"]) for i in items if isinstance(i, Mapping) and i.get("stage")]
 
 
 def _cut(text: str) -> str:
@@ -146,6 +160,8 @@ def voxel_brief(voxel: Voxel) -> VoxelBrief:
         parents=len(voxel.lineage.parent_voxel_ids),
         nlp=nlp_summary(nlp) if isinstance(nlp, Mapping) else None,
         inference=inference_summary(inference) if isinstance(inference, Mapping) else None,
+        failed=_stages(traits.get("failures")),
+        skipped=_stages(traits.get("skipped")),
     )
 
 

@@ -28,6 +28,7 @@ from thunderline.dlq.store import DeadLetters
 from thunderline.events import VOXEL_CREATED, CloudEvent
 from thunderline.obs.metrics import REGISTRY
 from thunderline.outcomes import OPEN, RESOLVED, OutcomeStore
+from thunderline.voxel.store import VoxelStore
 from thunderline.worker.runner import Worker
 from thunderline.worker.settle import final_outcomes
 
@@ -153,3 +154,112 @@ async def test_accounting_metrics_dlq_and_replay(deployment: Deployment, tmp_pat
     assert metric("thunderline_ingest_completed_total", outcome="dlq") == dlq_before + BAD
     with OutcomeStore(fixed) as store:
         assert DeadLetters(store).all(OPEN) == []
+
+
+#: Routes of the degrade test: the PDF is extracted (nothing else needs a model).
+EXTRACT_ONLY = {"pdf": ["extract", "package"], "txt": ["package"], "text": ["package"]}
+
+
+async def test_a_failed_stage_degrades_and_replay_completes_the_same_voxel(
+    request: pytest.FixtureRequest, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """Degrade, don't drop, the same over both buses: a PDF whose extraction times out (a
+    fault set on purpose: a 1 ms budget) is stored without text, its DLQ record names the
+    voxel, the artifact counts once (``degraded``); the replay, with the default budget,
+    completes the same voxel."""
+    for bus in ("memory", "rabbitmq"):
+        await _degrade_and_complete(request, make_settings, tmp_path / bus, bus)
+
+
+async def _degrade_and_complete(
+    request: pytest.FixtureRequest,
+    make_settings: Callable[..., Settings],
+    folder: Path,
+    bus: str,
+) -> None:
+    folder.mkdir(parents=True)
+    pdf = folder / "spec.pdf"
+    pdf.write_bytes(
+        (
+            Path(__file__).resolve().parents[2] / "examples" / "shared-mime-info-spec.pdf"
+        ).read_bytes()
+    )
+    note = folder / "note.txt"
+    note.write_text("a short note\n")
+    extra: dict[str, Any] = {"home": folder / "home"}
+    if bus == "rabbitmq":
+        extra.update(
+            bus_url=request.getfixturevalue("rabbitmq_url"),
+            bus_queue_prefix=f"{request.getfixturevalue('bus_prefix')}d",
+        )
+
+    def settings(**overrides: Any) -> Settings:
+        return make_settings(enable_ml_pipeline=True, routes=EXTRACT_ONLY, **extra, **overrides)
+
+    async def worker(current: Settings) -> Worker | None:
+        if bus == "memory":
+            return None
+        found = Worker(current, ["classify", "extract", "package", "collect"])
+        await found.start()
+        return found
+
+    before = {
+        o: metric("thunderline_ingest_completed_total", outcome=o)
+        for o in ("ok", "degraded", "dlq")
+    }
+    timeouts_before = metric("thunderline_dlq_total", stage="extract", reason="timeout")
+    broken = settings(extract_timeouts={"pdf": 0.001, "ocr": 0.001}, max_attempts=1)
+    running = await worker(broken)
+    ends: list[CloudEvent] = []
+    try:
+        async with open_ingestor(broken, on_outcome=ends.append) as ingestor:
+            await ingestor.submit_files(Candidate(p, p.parent) for p in (pdf, note))
+            await ingestor.wait_idle(timeout_s=180)
+    finally:
+        if running is not None:
+            await running.shutdown()
+
+    with OutcomeStore(broken) as store:
+        records = store.by_correlations([e.correlationid for e in ends])
+        final = final_outcomes(records)
+        assert sorted(r.kind for r in final.values()) == ["voxel", "voxel"]
+        [letter] = DeadLetters(store).all(OPEN)
+    degraded = [r for r in final.values() if r.event.data.get("failures")]
+    assert len(degraded) == 1
+    voxel_id = degraded[0].voxel_id
+    assert letter.voxel_id == voxel_id and letter.event.data["reason"] == "timeout"
+    assert letter.event.data["stage"] == "extract" and letter.event.data["traceback"]
+    # the artifact ended once, as degraded; its record counted where it failed
+    after = {
+        o: metric("thunderline_ingest_completed_total", outcome=o)
+        for o in ("ok", "degraded", "dlq")
+    }
+    assert after == {
+        "ok": before["ok"] + 1,
+        "degraded": before["degraded"] + 1,
+        "dlq": before["dlq"],
+    }
+    assert metric("thunderline_dlq_total", stage="extract", reason="timeout") == timeouts_before + 1
+
+    fixed = settings()
+    running = await worker(fixed)
+    try:
+        async with open_ingestor(fixed) as ingestor:
+            sent = await replay(DeadLetters(ingestor.outcomes), letter, ingestor.submit)
+            assert sent is not None and sent.data["voxel_id"] == voxel_id
+            await ingestor.wait_idle(timeout_s=180)
+
+            def resolved() -> bool:
+                found = ingestor.outcomes.dlq_get(letter.id)
+                return found is not None and found.status == RESOLVED
+
+            await wait_for("the replayed record to be resolved", resolved, timeout_s=180)
+    finally:
+        if running is not None:
+            await running.shutdown()
+    with VoxelStore(fixed) as voxels:
+        assert voxels.count() == 2  # completed in place: no third voxel
+        voxel = voxels.get(voxel_id)
+        assert "failures" not in voxel.traits and voxel.traits["extract"]["text_ref"]
+        assert [r["revision"] for r in voxels.revisions(voxel_id)] == [1]
+        assert all(check.ok for check in voxels.verify_all())

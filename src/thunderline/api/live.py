@@ -133,6 +133,8 @@ class IngestProgress:
         if self.open > 0:
             return "pending"
         if self.dlq and self.voxel_ids:
+            if all(d.get("voxel_id") for d in self.dlq):
+                return "degraded"  # every failure left its voxel
             return "partial"
         if self.dlq:
             return "dead_lettered"
@@ -192,6 +194,8 @@ class IngestTracker:
                     "stage": event.data.get("stage"),
                     "reason": event.data.get("reason"),
                     "message": error.get("message") if isinstance(error, dict) else None,
+                    "voxel_id": event.data.get("voxel_id"),
                 }
             )
-            item.open = max(item.open - 1, 0)
+            if not event.data.get("voxel_id"):  # else the voxel ended the artifact
+                item.open = max(item.open - 1, 0)

@@ -208,6 +208,17 @@ def _progress_from_stores(service: ApiService, correlation_id: str) -> Any:
                 )
                 if traits.get(key) is not None
             }
+            for failure in traits.get("failures") or []:  # stored without these stages
+                if isinstance(failure, dict) and failure.get("dlq_id"):
+                    progress.dlq.append(
+                        {
+                            "id": str(failure["dlq_id"]),
+                            "stage": failure.get("stage"),
+                            "reason": failure.get("reason"),
+                            "message": failure.get("message"),
+                            "voxel_id": record.voxel_id,
+                        }
+                    )
         elif record.kind == "dlq" and record.status in ("open", "dismissed"):
             progress.name = progress.name or Subject.of(record.event).artifact.get("name")
             error = record.event.data.get("error") or {}

@@ -44,12 +44,18 @@ class DlqBrief(BaseModel):
     stage: str | None = None
     reason: str | None = None
     message: str | None = None
+    voxel_id: str | None = Field(
+        None, description="The voxel stored without this stage's result (degraded)."
+    )
 
 
 class IngestStatus(BaseModel):
     correlation_id: str
     name: str | None = None
-    outcome: Literal["pending", "stored", "dead_lettered", "partial"]
+    outcome: Literal["pending", "stored", "degraded", "dead_lettered", "partial"] = Field(
+        description="`degraded`: stored, but a stage after classify failed (each DLQ record "
+        "names the voxel); `partial`: some artifacts of the ingest stored, some dead-lettered."
+    )
     stages_done: list[str]
     voxel_ids: list[str]
     dlq: list[DlqBrief]
@@ -161,6 +167,11 @@ class DlqItem(BaseModel):
     group_id: str | None = Field(None, description="Its (stage, reason, artifact) group.")
     status: DlqStatusName
     replay_event_id: str | None = None
+    voxel_id: str | None = Field(
+        None,
+        description="The voxel the artifact was stored as without this stage's result "
+        "(a replay completes it); null for a dead letter without a voxel.",
+    )
     dismissed_unix: float | None = None
     dismissed_by: str | None = None
     dismiss_note: str | None = None
@@ -376,6 +387,7 @@ def dlq_item(entry: OutcomeRecord) -> DlqItem:
         short_id=entry.short_id,
         status=entry.status,
         replay_event_id=entry.replay_event_id,
+        voxel_id=entry.voxel_id,
         dismissed_unix=entry.dismissed_unix,
         dismissed_by=entry.dismissed_by,
         dismiss_note=entry.dismiss_note,

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from thunderline.dlq.record import Subject
 from thunderline.dlq.store import DeadLetters
+from thunderline.eventdata import voxel_of
 from thunderline.events import CloudEvent
 from thunderline.outcomes import OPEN, OutcomeRecord
 
@@ -28,11 +29,17 @@ class NotReplayableError(ValueError):
 
 
 def replay_event(letter: OutcomeRecord) -> CloudEvent:
-    """The event a replay of ``letter`` sends: derived from the original event."""
+    """The event a replay of ``letter`` sends: derived from the original event. A record that
+    names a voxel (the artifact was stored without the failed stage's result) asks the
+    package stage to complete that voxel (``data.voxel_id``), not to store a second one."""
     original = Subject.of(letter.event).original
     if original is None:
         raise NotReplayableError(f"DLQ record {letter.id} has no original event to replay")
-    return original.derive(original.type, original.data, source=REPLAY_SOURCE)
+    data = original.data
+    voxel_id = voxel_of(letter.event)
+    if voxel_id is not None:
+        data = {**data, "voxel_id": voxel_id}
+    return original.derive(original.type, data, source=REPLAY_SOURCE)
 
 
 async def replay(letters: DeadLetters, letter: OutcomeRecord, send: Send) -> CloudEvent | None:

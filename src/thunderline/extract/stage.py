@@ -181,7 +181,11 @@ class ExtractStage(StoreStage):
         notes = list(data.notes or [])
         if summary.text_ref is None and any(stage in route for stage in TEXT_STAGES):
             route = [stage for stage in route if stage not in TEXT_STAGES]
-            notes.append(Note(stage=self.name, note=f"no text ({summary.method}): nlp skipped"))
+            notes.extend(
+                Note(stage=stage, note=f"skipped: no text extracted ({summary.method})")
+                for stage in data.route
+                if stage in TEXT_STAGES
+            )
         elif (
             summary.text_ref is not None
             and summary.ocr is not None

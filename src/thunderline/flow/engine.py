@@ -5,7 +5,10 @@ a batch (``batch_size`` messages or ``batch_timeout_s`` after the first), call
 ``handle_batch`` under a timeout, publish the outputs to the next stage on each event's route,
 and only then acknowledge the inputs. Retryable errors are retried with exponential backoff;
 permanent errors and exhausted retries are dead-lettered with the original event, the reason
-and the traceback. The collector (:mod:`thunderline.flow.collector`, the same one a worker runs)
+and the traceback. **Degrade, don't drop**: when the failed stage comes after classify and the
+route still reaches ``package``, the artifact goes on to ``package`` without that stage's
+result (the stages between are skipped, each with a note) and carries the DLQ record, which
+the package stage publishes naming the voxel it stored (:func:`degraded`). The collector (:mod:`thunderline.flow.collector`, the same one a worker runs)
 consumes the terminal and DLQ topics, records them in the outcome store
 (:mod:`thunderline.outcomes`), counts and reports each finished artifact, so the engine knows
 when everything submitted has ended.
@@ -32,7 +35,14 @@ from thunderline.errors import (
     is_retryable,
     reason_of,
 )
-from thunderline.eventdata import ensure_valid, validate_data
+from thunderline.eventdata import (
+    Classified,
+    Note,
+    StageFailure,
+    ensure_valid,
+    typed_event,
+    validate_data,
+)
 from thunderline.events import DLQ_OVERLOAD, CloudEvent
 from thunderline.flow.collector import Collector
 from thunderline.flow.stage import Outcome, Stage
@@ -47,6 +57,50 @@ _log = logging.getLogger("thunderline.flow")
 
 TerminalCallback = Callable[[CloudEvent], object]
 _POLL_S = 0.05
+
+
+#: Stages whose failure dead-letters the artifact as before: nothing is stored before
+#: classify, and a failure of ``package`` itself has no voxel to degrade to.
+NOT_DEGRADED: frozenset[str] = frozenset({"classify", "package"})
+PACKAGE = "package"
+
+
+def degraded(stage: str, event: CloudEvent, record: CloudEvent) -> CloudEvent | None:
+    """``event`` on to ``package`` without the result of ``stage``, which failed for good
+    with the DLQ ``record``: the record travels in ``data.failures`` and the stages between are
+    skipped with a note. None when the artifact cannot go on (before classify, no ``package``
+    on its route, or ``package`` failed): then the record is the artifact's end."""
+    route = event.route
+    if stage in NOT_DEGRADED or event.is_dlq or PACKAGE not in route:
+        return None
+    try:
+        data = validate_data(event)
+    except Exception:
+        return None
+    if not isinstance(data, Classified):
+        return None
+    rest = route[route.index(PACKAGE) :]
+    skipped = [s for s in route[: route.index(PACKAGE)] if s != stage]
+    error = record.data.get("error") or {}
+    failure = StageFailure(
+        stage=stage,
+        reason=str(record.data.get("reason") or "internal"),
+        error_type=str(error.get("type") or "Exception"),
+        message=str(error.get("message") or "")[:1000],
+        dlq_id=record.id,
+        record=record.to_dict(),
+    )
+    notes = [
+        *(data.notes or []),
+        *(Note(stage=s, note=f"skipped: {stage} failed") for s in skipped),
+    ]
+    update = {"failures": [*(data.failures or []), failure], "notes": notes or None, "route": rest}
+    return typed_event(
+        event.type,
+        data.model_copy(update=update),
+        parent=event,
+        source=f"urn:thunderline:stage:{stage}",
+    )
 
 
 def topic_for(event: CloudEvent) -> str:
@@ -419,8 +473,18 @@ class Pipeline:
         reason = reason_of(exc)
         metrics.DLQ_TOTAL.labels(stage.name, reason).inc()
         metrics.STAGE_MESSAGES.labels(stage.name, "dlq").inc()
-        _log.info("dead-lettered in %s: %s (%s)", stage.name, reason, exc)
-        await self._publish(record)
+        onward = None
+        # in-process, the artifact goes on only where this pipeline packages; on a shared bus
+        # the package stage runs in some worker
+        packages = self.bus.durable or PACKAGE in self.stages
+        if event is not None and reason != "shutdown" and packages:
+            onward = degraded(stage.name, event, record)
+        if onward is None:
+            _log.info("dead-lettered in %s: %s (%s)", stage.name, reason, exc)
+            await self._publish(record)
+        else:  # the record travels with the artifact; package publishes it naming the voxel
+            _log.info("failed in %s: %s (%s); stored without its result", stage.name, reason, exc)
+            await self._publish(onward)
         await self.bus.ack(delivery)
         if self._in_flight[stage.name].pop(delivery.message_id, None) is not None:
             await self._demand[stage.name].release()

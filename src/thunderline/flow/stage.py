@@ -94,7 +94,10 @@ class Stage(ABC):
     def pass_on(self, event: CloudEvent, data: Routed, note: str) -> CloudEvent:
         """``event`` on to the next stage, unchanged but for a note in ``data.notes``: this
         stage does not apply to the artifact (an SVG for a raster model), which is not a
-        failure of the artifact."""
+        failure of the artifact. The note reads ``skipped: <why>`` (the voxel's
+        ``traits["skipped"]`` and the record's ``skipped`` list it)."""
+        if not note.startswith("skipped"):
+            note = f"skipped: {note}"
         notes = [*(data.notes or []), Note(stage=self.name, note=note)]
         return self.advance(event, event.type, data.model_copy(update={"notes": notes}))
 

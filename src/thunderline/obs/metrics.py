@@ -250,8 +250,9 @@ EVENTS_PUBLISHED = Counter(
 )
 INGEST_COMPLETED = Counter(
     "thunderline_ingest_completed_total",
-    "Artifacts that reached their end (a voxel or the terminal sink: ok; the DLQ: dlq), by "
-    "Magika group (unknown when the failure came before classification).",
+    "Artifacts that reached their end (a voxel or the terminal sink: ok; a voxel stored without "
+    "the result of a stage that failed: degraded; the DLQ: dlq), by Magika group (unknown when "
+    "the failure came before classification).",
     ["group", "outcome"],
     registry=REGISTRY,
 )
@@ -441,15 +442,30 @@ def file_group(value: object) -> str:
     return value if isinstance(value, str) and value in FILE_GROUPS else "other"
 
 
+def terminal_outcome(event: Any) -> str | None:
+    """How ``event`` ends its artifact for ``thunderline_ingest_completed_total``: ``ok`` (a
+    voxel with every stage's result, or the terminal sink), ``degraded`` (a voxel stored
+    without the result of a stage that failed: completed with failures), ``dlq`` (no voxel);
+    None for the DLQ record of a degraded artifact (its voxel is the artifact's end, counted
+    once; the record itself is counted in ``thunderline_dlq_total`` where it failed)."""
+    data = getattr(event, "data", None) or {}
+    if getattr(event, "is_dlq", False):
+        return None if data.get("voxel_id") else "dlq"
+    return "degraded" if data.get("failures") else "ok"
+
+
 def record_terminal(event: Any) -> None:
     """Count one artifact that reached its end (called by the engine's collector)."""
+    outcome = terminal_outcome(event)
+    if outcome is None:
+        return
     try:
         from thunderline.dlq.record import Subject  # here: dlq imports this module
 
         group = file_group(Subject.of(event).classification.get("group") or "unknown")
-        INGEST_COMPLETED.labels(group, "dlq" if event.is_dlq else "ok").inc()
+        INGEST_COMPLETED.labels(group, outcome).inc()
     except Exception:  # never let bookkeeping break the collector
-        INGEST_COMPLETED.labels("other", "dlq" if getattr(event, "is_dlq", False) else "ok").inc()
+        INGEST_COMPLETED.labels("other", outcome).inc()
 
 
 # --- scale-out bus (RabbitMQ) ---------------------------------------------------------------

@@ -10,6 +10,12 @@
   the chain) and parent voxels from ``data["parent"]["voxel_id"]``. The builder refuses a voxel
   that names itself as a parent or whose parents already descend from it.
 * **checksums** -- payload SHA-256 from the artifact, metadata SHA-256 of the canonical JSON.
+* **failures / skipped** -- ``traits["failures"]``: each stage after classify that failed for
+  good (stage, reason, error type, message, DLQ record id), the artifact stored without its
+  result; ``traits["skipped"]``: each stage that did not apply or did not run (stage, reason:
+  ``infer``: "skipped: no model ...", ``nlp``: "skipped: extract failed").
+* **completion** -- a replay that completes a stored voxel (``previous``) keeps its id, time,
+  coordinates and parent voxels, and adds the new events to its parent events.
 """
 
 from __future__ import annotations
@@ -69,12 +75,15 @@ class VoxelBuilder:
         acyclicity check); without it only self-parenthood is checked."""
         self.ancestors_of = ancestors_of
 
-    def build(self, event: CloudEvent, *, voxel_id: str | None = None) -> Voxel:
+    def build(
+        self, event: CloudEvent, *, voxel_id: str | None = None, previous: Voxel | None = None
+    ) -> Voxel:
         """The voxel for ``event`` (classified, typed data); raises InvalidVoxelError,
-        LineageCycleError or MalformedEventError."""
+        LineageCycleError or MalformedEventError. With ``previous`` (a replay completing a
+        stored voxel) the voxel keeps its id, ``ts``, ``coords`` and parent events."""
         data = data_of(event, Classified)
         artifact = data.artifact
-        vid = voxel_id or str(uuid7())
+        vid = previous.id if previous is not None else voxel_id or str(uuid7())
         parent = data.parent
         parent_voxels = (parent.voxel_id,) if parent is not None else ()
         self.check_acyclic(vid, parent_voxels)
@@ -88,6 +97,10 @@ class VoxelBuilder:
             "source": artifact.source,
             "size": artifact.size,
         }
+        if data.failures:
+            traits["failures"] = [failure.mark() for failure in data.failures]
+        if data.notes:
+            traits["skipped"] = [{"stage": n.stage, "reason": n.note} for n in data.notes]
         fields: dict[str, Any] = {
             "id": vid,
             "ts": datetime.fromisoformat(event.time.replace("Z", "+00:00")),
@@ -113,6 +126,12 @@ class VoxelBuilder:
             "event_id": event.id,
             "schema_version": SCHEMA_VERSION,
         }
+        if previous is not None:
+            fields["ts"] = previous.ts
+            fields["coords"] = previous.coords.model_dump()
+            fields["lineage"]["parent_event_ids"] = _unique(
+                [*previous.lineage.parent_event_ids, *fields["lineage"]["parent_event_ids"]]
+            )
         try:
             return seal(fields)
         except ValidationError as exc:

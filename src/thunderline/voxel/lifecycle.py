@@ -48,6 +48,7 @@ from thunderline.voxel.tables import (
     voxel_edges,
     voxel_payloads,
     voxel_results,
+    voxel_revisions,
     voxel_tags,
     voxels,
 )
@@ -172,6 +173,8 @@ def _delete_rows(
         )
     )
     conn.execute(delete(voxels).where(voxels.c.id.in_(doomed)))
+    # the documents completions replaced go with the voxel (the audit keeps the last one)
+    conn.execute(delete(voxel_revisions).where(voxel_revisions.c.voxel_id.in_(doomed)))
     remove_from_index(conn, doomed)  # the search index, in the same transaction
     conn.execute(
         update(source_entries)

@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from thunderline import names
 from thunderline.config import Settings
@@ -45,8 +46,8 @@ from thunderline.flow.stage import Outcome, StageOptions, StoreStage
 from thunderline.objects.base import ObjectStore
 from thunderline.obs import metrics
 from thunderline.voxel import archive
-from thunderline.voxel.builder import VoxelBuilder
-from thunderline.voxel.errors import DuplicateRejectedError
+from thunderline.voxel.builder import VoxelBuilder, voxel_source
+from thunderline.voxel.errors import DuplicateRejectedError, VoxelNotFoundError
 from thunderline.voxel.schema import Voxel
 from thunderline.voxel.store import PutResult, VoxelStore
 
@@ -56,7 +57,9 @@ _log = logging.getLogger("thunderline.voxel.stage")
 MAX_ARCHIVE_DEPTH = 4
 
 
-def voxel_summary(voxel: Voxel, *, created: bool, children: int = 0) -> VoxelSummary:
+def voxel_summary(
+    voxel: Voxel, *, created: bool, children: int = 0, revision: int = 1
+) -> VoxelSummary:
     """The ``data["voxel"]`` object of ``system.voxel.created``."""
     return VoxelSummary.model_validate(
         {
@@ -73,6 +76,7 @@ def voxel_summary(voxel: Voxel, *, created: bool, children: int = 0) -> VoxelSum
             "schema_version": voxel.schema_version,
             "created": created,
             "children": children,
+            "revision": revision,
         }
     )
 
@@ -97,6 +101,8 @@ class _Work:
         self.result: PutResult | None = None
         self.error: BaseException | None = None
         self.duplicate_of: str | None = None  # TL_DUPLICATE_POLICY found these bytes stored
+        self.previous: Voxel | None = None  # the stored voxel a replay completes
+        self.revision = 1
 
 
 class PackageStage(StoreStage):
@@ -141,6 +147,9 @@ class PackageStage(StoreStage):
         for item in work:
             self._prepare(item)
         self._duplicate_policy(work)
+        for item in work:
+            if item.error is None and item.previous is not None:
+                self._complete(item)
         ready = [
             item
             for item in work
@@ -171,9 +180,29 @@ class PackageStage(StoreStage):
             assert item.result is not None
             metrics.VOXEL_BUILD_DURATION.observe(per_event)
             outcomes.append(
-                self._outputs(item.event, item.result, item.members, item.notes, item.duplicate_of)
+                self._outputs(
+                    item.event,
+                    item.result,
+                    item.members,
+                    item.notes,
+                    item.duplicate_of,
+                    revision=item.revision,
+                )
             )
         return outcomes
+
+    def _complete(self, item: _Work) -> None:
+        """A replay's result written into the voxel it completes (a new revision)."""
+        assert self.voxels is not None and item.voxel is not None and item.previous is not None
+        before = [f.get("stage") for f in item.previous.traits.get("failures") or []]
+        after = [f.get("stage") for f in item.voxel.traits.get("failures") or []]
+        reason = f"replay {item.event.id}: failed before: {', '.join(map(str, before)) or '-'}"
+        reason += f"; failed now: {', '.join(map(str, after)) or '-'}"
+        try:
+            item.revision = self.voxels.complete(item.voxel, item.previous, reason=reason)
+            item.result = PutResult(item.voxel, created=False)
+        except (ThunderlineError, OSError) as exc:
+            item.error = self._typed(exc)
 
     def _duplicate_policy(self, work: list[_Work]) -> None:
         """``TL_DUPLICATE_POLICY`` on the content hash: the same for every way in (CLI, API,
@@ -189,7 +218,10 @@ class PackageStage(StoreStage):
         items = [
             i
             for i in work
-            if i.error is None and i.voxel is not None and not i.voxel.lineage.parent_voxel_ids
+            if i.error is None
+            and i.voxel is not None
+            and i.previous is None  # a completion: the voxel is stored already
+            and not i.voxel.lineage.parent_voxel_ids
         ]
         if policy == "reprocess" or not items:
             return
@@ -231,12 +263,21 @@ class PackageStage(StoreStage):
 
     def _prepare(self, item: _Work) -> None:
         """Build the voxel, read a small payload (verified), expand an archive."""
-        assert self.builder is not None
+        assert self.builder is not None and self.voxels is not None
         try:
-            voxel = self.builder.build(item.event)
+            data = data_of(item.event, Classified)
+            if data.voxel_id is not None:  # a replay completing a stored voxel
+                item.previous = self._to_complete(item.event, data)
+            voxel = self.builder.build(item.event, previous=item.previous)
+            if item.previous is not None:
+                item.voxel = voxel
+                if data.extract is not None and "extract" not in item.previous.traits:
+                    depth = data.parent.depth if data.parent is not None else 0
+                    if data.extract.parts and depth < MAX_ARCHIVE_DEPTH:
+                        item.members = embedded_members(data.extract.parts)
+                return  # archive members were expanded when the voxel was first stored
             if voxel.payload_size < self.settings.inline_payload_max_bytes:
                 item.payload = self.store.get_bytes(voxel.payload_sha256)
-            data = data_of(item.event, Classified)
             depth = data.parent.depth if data.parent is not None else 0
             expandable = archive.is_archive_classification(data.classification) or (
                 archive.sniffed_archive(data.classification, self._head(voxel.payload_sha256))
@@ -256,6 +297,24 @@ class PackageStage(StoreStage):
             item.error = exc
         except OSError as exc:
             item.error = BackendError(f"payload I/O failed: {exc}")
+
+    def _to_complete(self, event: CloudEvent, data: Classified) -> Voxel | None:
+        """The stored voxel a replay completes: the one ``data.voxel_id`` names, if it is
+        still there and of this artifact (``TL_DUPLICATE_POLICY=link`` may have named another
+        source's voxel): else None, and the artifact is packaged as a new one."""
+        assert self.voxels is not None and data.voxel_id is not None
+        try:
+            found = self.voxels.get(data.voxel_id)
+        except VoxelNotFoundError:
+            _log.warning("voxel %s to complete is gone: packaging anew", data.voxel_id)
+            return None
+        if (
+            found.source != voxel_source(event, data)
+            or found.payload_sha256 != data.artifact.sha256
+        ):
+            _log.info("voxel %s is another artifact's: packaging anew", data.voxel_id)
+            return None
+        return found
 
     def _head(self, sha: str) -> bytes:
         """The first bytes of a local payload (remote payloads: none, never sniffed)."""
@@ -290,10 +349,22 @@ class PackageStage(StoreStage):
         members: list[archive.Member],
         notes: list[str] | None = None,
         duplicate_of: str | None = None,
+        *,
+        revision: int = 1,
     ) -> list[CloudEvent]:
         voxel = result.voxel
         data = data_of(event, Classified)
-        summary = voxel_summary(voxel, created=result.created, children=len(members))
+        summary = voxel_summary(
+            voxel, created=result.created, children=len(members), revision=revision
+        )
+        records = [
+            _naming(failure.record, voxel.id)
+            for failure in data.failures or []
+            if failure.record is not None
+        ]
+        if data.failures:  # the marks stay; the carried records are published on their own
+            marks = [f.model_copy(update={"record": None}) for f in data.failures]
+            data = data.model_copy(update={"failures": marks})
         if duplicate_of is not None:
             summary = summary.model_copy(update={"duplicate_of": duplicate_of})
         if notes:  # members expansion skipped (links in a tar): passed on with a note each
@@ -301,7 +372,7 @@ class PackageStage(StoreStage):
             data = data.model_copy(update={"notes": kept})
         created = self.advance(event, VOXEL_CREATED, extend(data, VoxelCreated, voxel=summary))
         if not members:
-            return [created]
+            return [created, *records]
         base = data.artifact.source or voxel.source
         depth = data.parent.depth + 1 if data.parent is not None else 1
         children = [
@@ -325,4 +396,11 @@ class PackageStage(StoreStage):
             )
             for member in members
         ]
-        return [created, *children]
+        return [created, *records, *children]
+
+
+def _naming(record: dict[str, Any], voxel_id: str) -> CloudEvent:
+    """A carried DLQ record (:class:`~thunderline.eventdata.StageFailure`) naming the voxel
+    the artifact was stored as without the failed stage's result."""
+    event = CloudEvent.from_dict(record)
+    return event.model_copy(update={"data": {**event.data, "voxel_id": voxel_id}})

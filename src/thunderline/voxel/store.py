@@ -28,14 +28,16 @@ import hashlib
 import json
 import logging
 import re
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, RowMapping, func, literal, select
+from sqlalchemy import Engine, RowMapping, func, literal, select, update
 from sqlalchemy.engine import Connection
+from uuid6 import uuid7
 
 from thunderline import ids, names
 from thunderline.config import Settings
@@ -55,7 +57,14 @@ from thunderline.voxel.errors import (
 )
 from thunderline.voxel.paging import CHUNK, MAX_SCAN, Cursor, VoxelFilter
 from thunderline.voxel.schema import Voxel, canonical_json
-from thunderline.voxel.tables import INLINE, OBJECT, voxel_edges, voxel_payloads, voxels
+from thunderline.voxel.tables import (
+    INLINE,
+    OBJECT,
+    voxel_edges,
+    voxel_payloads,
+    voxel_revisions,
+    voxels,
+)
 from thunderline.voxel.verify import VoxelCheck, check_all, check_voxel, checksum_mismatch
 
 if TYPE_CHECKING:
@@ -267,6 +276,111 @@ class VoxelStore:
             insert_ignore(self.engine, voxel_edges),
             [{"child_id": child, "parent_id": p} for p in parents],
         )
+
+    def complete(self, voxel: Voxel, previous: Voxel, *, reason: str) -> int:
+        """Replace the sealed document of ``previous`` with ``voxel`` (the same id, source,
+        payload and parent voxels: a replay completed a stage that had failed); returns the
+        new revision number. The replaced document is kept in ``voxel_revisions`` and the
+        search index row is rewritten, in one transaction; ``voxels verify`` then checks the
+        new document like any other.
+
+        Raises:
+            InvalidVoxelError: ``voxel`` changes the id, source, payload or parent voxels, or
+                ``previous`` is no longer the stored document (another writer replaced it).
+            VoxelNotFoundError: the voxel is gone.
+            BackendError: the database failed.
+        """
+        doc = _checked_doc(voxel)
+        same = (
+            voxel.id == previous.id
+            and voxel.source == previous.source
+            and voxel.payload_sha256 == previous.payload_sha256
+            and set(voxel.lineage.parent_voxel_ids) == set(previous.lineage.parent_voxel_ids)
+        )
+        if not same:
+            raise InvalidVoxelError(
+                f"voxel {previous.id}: a completion keeps the id, source, payload and parents"
+            )
+        index = search_docs_for(self.objects, [voxel], self.settings.search.max_text_chars)
+        with backend_errors("voxel write"), self.engine.begin() as conn:
+            row = conn.execute(select(voxels).where(voxels.c.id == voxel.id)).mappings().first()
+            if row is None:
+                raise VoxelNotFoundError(f"no voxel {voxel.id}")
+            if row["metadata_sha256"] != previous.checksums.metadata_sha256:
+                raise InvalidVoxelError(
+                    f"voxel {voxel.id} changed since it was read: completion refused"
+                )
+            before = int(
+                conn.scalar(
+                    select(func.count())
+                    .select_from(voxel_revisions)
+                    .where(voxel_revisions.c.voxel_id == voxel.id)
+                )
+                or 0
+            )
+            conn.execute(
+                voxel_revisions.insert().values(
+                    id=str(uuid7()),
+                    voxel_id=voxel.id,
+                    revision=before + 1,
+                    metadata_sha256=row["metadata_sha256"],
+                    doc=row["doc"],
+                    replaced_by_event=voxel.event_id,
+                    reason=reason,
+                    replaced_unix=time.time(),
+                )
+            )
+            done = conn.execute(
+                update(voxels)
+                .where(
+                    voxels.c.id == voxel.id,
+                    voxels.c.metadata_sha256 == previous.checksums.metadata_sha256,
+                )
+                .values(
+                    event_id=voxel.event_id,
+                    correlation_id=voxel.correlation_id,
+                    causation_id=voxel.causation_id,
+                    label=voxel.label,
+                    ts_unix=voxel.ts.timestamp(),
+                    metadata_sha256=voxel.checksums.metadata_sha256,
+                    schema_version=voxel.schema_version,
+                    doc=doc,
+                )
+            )
+            if done.rowcount != 1:
+                raise InvalidVoxelError(
+                    f"voxel {voxel.id} changed since it was read: completion refused"
+                )
+            index_voxels(conn, index)
+        return before + 2
+
+    def revisions(self, voxel_id: str) -> list[dict[str, Any]]:
+        """The documents completions replaced (oldest first): revision, the replaced document
+        (verified against its recorded SHA-256), the event that replaced it, why and when."""
+        stmt = (
+            select(voxel_revisions)
+            .where(voxel_revisions.c.voxel_id == voxel_id)
+            .order_by(voxel_revisions.c.revision)
+        )
+        out = []
+        for row in self._query(stmt):
+            voxel = Voxel.model_validate(json.loads(row["doc"]))
+            if voxel.compute_metadata_sha256() != row["metadata_sha256"]:
+                raise checksum_mismatch(
+                    f"revision {row['revision']} of voxel {voxel_id}",
+                    row["metadata_sha256"],
+                    voxel.compute_metadata_sha256(),
+                )
+            out.append(
+                {
+                    "revision": int(row["revision"]),
+                    "voxel": voxel,
+                    "replaced_by_event": row["replaced_by_event"],
+                    "reason": row["reason"],
+                    "replaced_unix": float(row["replaced_unix"]),
+                }
+            )
+        return out
 
     def add_parents(self, voxel_id: str, parent_ids: Iterable[str]) -> None:
         """Add lineage edges to an existing voxel; refuses any edge that would make a cycle.

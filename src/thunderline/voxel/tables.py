@@ -166,6 +166,23 @@ voxel_deletions = Table(
     Column("doc", Text, nullable=False),
 )
 
+#: The documents a replay replaced when it completed a degraded voxel (migration
+#: ``0008_voxel_revisions``): revision ``n`` is the sealed document the voxel had before
+#: revision ``n + 1`` (the row in ``voxels``) replaced it, with the event that did and why.
+voxel_revisions = Table(
+    "voxel_revisions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("voxel_id", String(36), nullable=False, index=True),
+    Column("revision", Integer, nullable=False),
+    Column("metadata_sha256", String(64), nullable=False),
+    Column("doc", Text, nullable=False),
+    Column("replaced_by_event", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("replaced_unix", Float, nullable=False),
+    UniqueConstraint("voxel_id", "revision", name="uq_voxel_revisions_revision"),
+)
+
 #: Webhook endpoints: where events go, signed with the endpoint's secret.
 webhook_endpoints = Table(
     "webhook_endpoints",

@@ -117,7 +117,7 @@ def status(
     report = RunReport()
     for outcome in found:
         record = report.add(outcome.event)
-        if as_json:
+        if record is not None and as_json:
             print(json.dumps(record.to_json_dict(full=full), ensure_ascii=False))
     if not as_json:
         console = stdout_console()

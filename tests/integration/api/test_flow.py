@@ -461,3 +461,22 @@ def test_voxel_text_is_the_extracted_text(served: Served) -> None:
     assert response.headers["content-type"] == "text/plain; charset=utf-8"
     assert response.text == "Heading\nAda Lovelace wrote the first program in London."
     assert missing.status_code == 404
+
+
+def test_a_truncated_pdf_upload_is_stored_degraded_and_its_record_names_the_voxel(
+    served: Served,
+) -> None:
+    truncated = (EXAMPLES / "shared-mime-info-spec.pdf").read_bytes()[:20_000]
+    accepted = upload(served, "truncated.pdf", truncated)
+    status = served.wait_outcome(accepted["correlation_id"], timeout_s=120)
+    assert status["outcome"] == "degraded", status
+    [voxel_id] = status["voxel_ids"]
+    [failure] = status["dlq"]
+    assert (failure["stage"], failure["voxel_id"]) == ("extract", voxel_id)
+    with served.client() as client:
+        voxel = client.get(f"/v1/voxels/{voxel_id}").json()
+        listing = client.get("/v1/dlq", params={"status": "open"}).json()["items"]
+    assert voxel["traits"]["failures"][0]["dlq_id"] == failure["id"]
+    assert voxel["classification"]["label"] == "pdf"
+    [record] = [r for r in listing if r["id"] == failure["id"]]
+    assert record["voxel_id"] == voxel_id

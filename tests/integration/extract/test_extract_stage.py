@@ -156,8 +156,12 @@ async def test_a_crashing_parser_costs_one_dlq_record(
     assert record.stage == "extract" and record.reason == "crash"
     assert "SIGSEGV" in record.error.message
     assert json.dumps(record.error.details)
+    # degrade, don't drop: the rtf file is stored without text, its record names the voxel
     voxels = [e for e in ends if e.type == VOXEL_CREATED]
-    assert len(voxels) == 1
+    assert len(voxels) == 2
+    [degraded] = [e for e in voxels if e.data.get("failures")]
+    assert degraded.data["failures"][0]["dlq_id"] == dlq[0].id
+    assert dlq[0].data["voxel_id"] == degraded.data["voxel"]["id"]
 
 
 async def test_containers_yield_their_members_through_the_pipeline(
