@@ -120,6 +120,40 @@ STAGE_ENTRIES: dict[str, list[tuple[str, str]]] = {
 STAGE_WORKERS = {"extract": "extract-worker", "nlp": "nlp-worker"}
 
 
+STALL_S = 300.0
+
+
+def pipeline_state(runtime: Any) -> dict[str, Any]:
+    """What the pipeline holds now: messages open, in flight per stage, queued per topic
+    (diagnostics for a stall; read from the engine's and the memory bus's internals)."""
+    pipeline = runtime.pipeline
+    topics = getattr(runtime.bus, "_topics", {})
+    return {
+        "outstanding": pipeline.outstanding,
+        "in_flight": {k: len(v) for k, v in getattr(pipeline, "_in_flight", {}).items() if v},
+        "queued": {k: len(t.items) for k, t in topics.items() if getattr(t, "items", None)},
+        "unacked": {k: len(t.unacked) for k, t in topics.items() if getattr(t, "unacked", None)},
+    }
+
+
+async def wait_idle_or_stall(runtime: Any, done: Any, stall_s: float = STALL_S) -> None:
+    """``runtime.wait_idle()``, with the pipeline's state on stderr every 30 s and a clear
+    failure when no artifact has ended for ``stall_s`` seconds."""
+    last, last_at = -1, time.monotonic()
+    while True:
+        try:
+            await runtime.wait_idle(timeout_s=30)
+            return
+        except TimeoutError:
+            pass
+        state = pipeline_state(runtime)
+        print(f"e2e: {done()} ended; {state}", file=sys.stderr, flush=True)
+        if done() != last:
+            last, last_at = done(), time.monotonic()
+        elif time.monotonic() - last_at > stall_s:
+            raise RuntimeError(f"e2e: no artifact ended for {stall_s:.0f} s; pipeline: {state}")
+
+
 def run_ours(paths: list[Path], home: Path, *, profile: bool = False) -> dict[str, Any]:
     from _cost import CpuMeter, ThreadProfiles, cumulative_s, top
     from thunderline.classify.walk import Candidate
@@ -173,7 +207,7 @@ def run_ours(paths: list[Path], home: Path, *, profile: bool = False) -> dict[st
             started = time.perf_counter()
             for path in paths:
                 await runtime.submit(ingest_event(Candidate(path, path.parent)))
-            await runtime.wait_idle()
+            await wait_idle_or_stall(runtime, lambda: len(ends))
             wall = time.perf_counter() - started
             meter.stop()
         return wall

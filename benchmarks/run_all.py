@@ -145,7 +145,7 @@ def table(results: dict[str, Any]) -> str:
         "so ratios are noisy). Command: `make bench`; every figure is in "
         "`benchmarks/results.json`.",
         "",
-        "| benchmark | ratio (ours / raw) | goal | unit |",
+        "| benchmark | ratio (higher is better: see unit) | goal | unit |",
         "|---|---|---|---|",
     ]
     for name, entry in results["benchmarks"].items():

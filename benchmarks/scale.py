@@ -209,12 +209,15 @@ def run_rabbitmq(env: Env, paths: list[Path], workers: int) -> dict[str, Any]:
         workers_before = [_cpu_s(p.pid) for p in procs]
         wall, outs = asyncio.run(go())
         rss = [round(_peak_rss_mb(p.pid), 1) for p in procs]
+        spent = {
+            "workers": [_cpu_s(p.pid) - b for p, b in zip(procs, workers_before, strict=True)],
+            "submitter": _cpu_s(os.getpid()) - self_before,
+            "broker": _broker_cpu_s() - broker_before,
+        }
         cpu = {
-            "workers": [
-                round(_cpu_s(p.pid) - b, 1) for p, b in zip(procs, workers_before, strict=True)
-            ],
-            "submitter": round(_cpu_s(os.getpid()) - self_before, 1),
-            "broker": round(_broker_cpu_s() - broker_before, 1),
+            "workers": [round(x, 2) for x in spent["workers"]],  # type: ignore[union-attr]
+            "submitter": round(float(spent["submitter"]), 2),  # type: ignore[arg-type]
+            "broker": round(float(spent["broker"]), 2),  # type: ignore[arg-type]
         }
     finally:
         for proc in procs:
@@ -230,9 +233,9 @@ def run_rabbitmq(env: Env, paths: list[Path], workers: int) -> dict[str, Any]:
         "submit_s": round(submitted[0], 2),
         "cpu_s": cpu,
         "cpu_ms_per_artifact": {
-            "workers": round(sum(cpu["workers"]) / n * 1000, 3),  # type: ignore[arg-type]
-            "submitter": round(float(cpu["submitter"]) / n * 1000, 3),  # type: ignore[arg-type]
-            "broker": round(float(cpu["broker"]) / n * 1000, 3),  # type: ignore[arg-type]
+            "workers": round(sum(spent["workers"]) / n * 1000, 3),  # type: ignore[arg-type]
+            "submitter": round(float(spent["submitter"]) / n * 1000, 3),  # type: ignore[arg-type]
+            "broker": round(float(spent["broker"]) / n * 1000, 3),  # type: ignore[arg-type]
         },
         "submit_files_per_s": round(len(paths) / submitted[0], 1),
         "worker_peak_rss_mb": rss,
