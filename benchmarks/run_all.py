@@ -205,6 +205,9 @@ def main() -> None:
         results["benchmarks"][name] = run_one(name, TIME_LIMITS_S.get(name, args.timeout))
         print(json.dumps(results["benchmarks"][name])[:400], file=sys.stderr)
     results["machine"]["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    if args.names and RESULTS.exists():  # entries another partial run wrote meanwhile stay
+        latest = json.loads(RESULTS.read_text()).get("benchmarks", {})
+        results["benchmarks"] = {**latest, **{n: results["benchmarks"][n] for n in names}}
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     if not args.no_readme:
         write_readme(results)
