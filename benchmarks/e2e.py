@@ -413,9 +413,15 @@ def _run_child(args: list[str], timeout_s: float) -> dict[str, Any]:
     from _cost import CpuMeter
 
     meter = CpuMeter().start()
-    proc = subprocess.run(
-        [sys.executable, __file__, *args], capture_output=True, text=True, timeout=timeout_s
-    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, __file__, *args], capture_output=True, text=True, timeout=timeout_s
+        )
+    except subprocess.TimeoutExpired as exc:
+        tail = "\n".join(str(exc.stderr or "").strip().splitlines()[-20:])
+        raise SystemExit(
+            f"e2e: child {args[1]} timed out after {timeout_s:.0f} s:\n{tail}"
+        ) from exc
     meter.stop()
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-20:])
