@@ -7,6 +7,10 @@ process (same settings, fresh home), timed until the live event stream has shown
 each POST (202 answer) gives p50/p95/p99, and the POST answers alone give the accept rate.
 The ratio is end-to-end files/s over HTTP divided by the in-process files/s (goal >= 0.8).
 
+CPU per file: the in-process runtime's CPU-seconds over the ingest (this process, every
+thread) against the ``serve`` process's over the uploads and processing (``psutil``); the
+clients' CPU is shown apart (a real client runs elsewhere).
+
 The files are random bytes (Magika: unknown -> route ``package``), so both sides measure the
 ingest path (admission/upload, object store, classify, voxel) rather than spaCy.
 
@@ -67,12 +71,26 @@ async def baseline(home: Path, folder: Path) -> dict[str, Any]:
     outcomes: list[str] = []
     async with Runtime(settings, on_terminal=lambda e: outcomes.append(e.type)) as runtime:
         candidates = list(iter_candidates([folder]))
-        started = time.perf_counter()
+        started, cpu0 = time.perf_counter(), _cpu_s()
         await runtime.submit_files(candidates)
         await runtime.wait_idle()
         wall = time.perf_counter() - started
+        cpu = _cpu_s() - cpu0
     stored = sum(1 for t in outcomes if t == "system.voxel.created")
-    return {"files_per_s": round(N / wall, 1), "wall_s": round(wall, 3), "voxels": stored}
+    return {
+        "files_per_s": round(N / wall, 1),
+        "wall_s": round(wall, 3),
+        "cpu_ms_per_file": round(cpu / N * 1000, 3),
+        "voxels": stored,
+    }
+
+
+def _cpu_s(pid: int | None = None) -> float:
+    """CPU-seconds (user + system, every thread) of this process or of ``pid``."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def free_port() -> int:
@@ -156,11 +174,13 @@ async def over_http(home: Path, files: list[Path]) -> dict[str, Any]:
             watcher = asyncio.create_task(watch())
             await asyncio.wait_for(connected.wait(), 30)
             started = time.perf_counter()
+            server_cpu0, client_cpu0 = _cpu_s(server.pid), _cpu_s()
             await asyncio.gather(*(worker() for _ in range(CLIENTS)))
             accepted_wall = time.perf_counter() - started
             if refused == 0:
                 await asyncio.wait_for(all_ended.wait(), 600)
             wall = time.perf_counter() - started
+            server_cpu, client_cpu = _cpu_s(server.pid) - server_cpu0, _cpu_s() - client_cpu0
             watcher.cancel()
             stored = sum(1 for c in cids if ended.get(c) == "system.voxel.created")
     finally:
@@ -175,6 +195,8 @@ async def over_http(home: Path, files: list[Path]) -> dict[str, Any]:
         "p95_ms": round(percentile(ms, 0.95), 2),
         "p99_ms": round(percentile(ms, 0.99), 2),
         "mean_ms": round(statistics.fmean(ms), 2),
+        "server_cpu_ms_per_file": round(server_cpu / N * 1000, 3),
+        "client_cpu_ms_per_file": round(client_cpu / N * 1000, 3),
         "refused": refused,
         "voxels": stored,
     }
@@ -195,8 +217,10 @@ def main() -> None:
                 "baseline": {"ingest_files_per_s": base["files_per_s"], **base},
                 "ours": {"clients": CLIENTS, "file_bytes": SIZE, "files": N, **ours},
                 "ratio": round(ours["files_per_s"] / base["files_per_s"], 3),
+                "cpu_ratio": round(base["cpu_ms_per_file"] / ours["server_cpu_ms_per_file"], 3),
                 "goal": 0.8,
-                "unit": "files/s end to end (ratio: HTTP upload by 16 clients / in-process ingest)",
+                "unit": "files/s end to end (ratio: HTTP upload by 16 clients / in-process "
+                "ingest; cpu_ratio: in-process CPU per file / the server's CPU per file)",
                 "machine": {
                     "cores": os.cpu_count(),
                     "loadavg_1m": round(load[0], 2),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import importlib.util
 import json
 import os
 import platform
@@ -107,6 +108,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
+    missing = [m for m in ("tensorflow", "keras", "tf2onnx") if importlib.util.find_spec(m) is None]
+    if missing:  # a clear skip, not a traceback: `make bench` needs `make convert` for this one
+        reason = f"needs the convert extra (missing {', '.join(missing)}): run `make convert`"
+        print(f"convert: skipped, {reason}", file=sys.stderr)
+        print(json.dumps({"name": "convert", "skipped": reason}))
+        return
     import keras
     import onnxruntime as ort
     import tensorflow as tf

@@ -1,25 +1,31 @@
-"""End to end: the 1,000-file corpus through every stage, against the bottleneck stage's raw library.
+"""End to end: what each artifact costs in CPU-seconds, against the raw libraries doing the same work.
 
-**Ours** (a child process, so its memory is its own): the default runtime with every stage on
-(Magika classify, spaCy NLP in its worker pool, ONNX image inference, voxels on SQLite with the
-local object store), fed the corpus of :mod:`corpus` (1,000 real files from this machine). It
-reports artifacts/s (terminal records, archive members included), per-stage busy time (the sum
-of ``thunderline_stage_batch_duration_seconds`` per stage: batch-seconds, concurrent batches
-counted twice), the peak RSS of every process (the parent and each spaCy worker, sampled every
-0.2 s), and the RSS of all of them after the first 200 and after the last 200 files.
+**Ours** (a child process, so its memory and CPU are its own): the default runtime with every
+stage on (Magika classify, extraction in its worker pool, spaCy NLP in its worker pool, ONNX
+image inference, voxels on SQLite with the local object store), fed the corpus of
+:mod:`corpus` (1,000 real files from this machine). Its cost is the CPU-seconds (user + system)
+of every process of the run from the first submission to idle: the runtime's process (all its
+threads: ``RUSAGE_SELF``), its exited workers (``RUSAGE_CHILDREN``) and its live NLP and
+extraction workers (``psutil``), per artifact (terminal records, archive members included).
 
-**Baseline** (another child, after ours, on the same shares): each stage's raw library on the
-artifacts that stage really handled in our run -- ``Magika.identify_paths`` in chunks of 16 over
-every file; ``nlp.pipe(n_process=2)`` over the texts our NLP stage analysed (extracted before
-the clock starts); ``InferenceSession.run`` over the image tensors our infer stage ran
-(preprocessed before the clock; best of batch 1 and 8); a plain ``executemany`` of our voxel
-rows into a fresh SQLite table. The slowest of the four is the bottleneck; a perfect pipeline
-would finish in its time.
+**Raw** (another child, after ours): the libraries alone on the same work, each measured in
+CPU-seconds the same way -- ``Magika.identify_paths`` (its default session) in chunks of 16 over
+every file; the extraction libraries (through our extractors' ``run``, in-process, no worker
+pool) on the files our extract stage handled; ``nlp.pipe`` (one process) over the texts our NLP
+stage analysed; decoding plus ``InferenceSession.run`` over the payloads our infer stage ran,
+per model (images and text; best of batch 1 and 8); ``executemany`` of our voxel rows (and their lineage edges) into a
+fresh database with the same schema (same tables, indexes and constraints: our migrations).
 
-``ratio`` = bottleneck raw time / our wall time (goal >= 0.7); ``rss_growth`` = total RSS after
-the last 200 files / after the first 200 - 1 (goal <= 0.10).
+``ratio`` = raw CPU-seconds / our CPU-seconds (goal >= 0.83, i.e. ours <= 1.2x the raw sum).
+``stages`` pairs each stage's raw CPU with ours, from a profiled run (``--profile-files``, a
+CPU-clock cProfile per thread: the cumulative CPU of each stage's thread entry points, plus
+each worker process's CPU); ``profile_top`` lists where the profiled CPU went. Wall-clock
+figures (``wall_ratio`` = the bottleneck stage's raw wall time / our wall time) are secondary:
+on a shared 2-core machine they follow the neighbours. ``rss_growth`` = total RSS after the
+last 200 files / after the first 200 - 1.
 
-Usage: ``.venv/bin/python benchmarks/e2e.py [--files 1000]``; the last line is one JSON object.
+Usage: ``.venv/bin/python benchmarks/e2e.py [--files 1000] [--profile-files 200]``; the last
+line is one JSON object.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ class RssSampler:
         self.interval_s = interval_s
         self.peaks: dict[int, tuple[str, int]] = {}
         self._stop = threading.Event()
+        self.cpu_s = 0.0  # this sampler's own CPU (its thread), kept out of our figures
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def snapshot(self) -> dict[str, float]:
@@ -77,6 +84,7 @@ class RssSampler:
                 old = self.peaks.get(proc.pid)
                 if old is None or rss > old[1]:
                     self.peaks[proc.pid] = (name, rss)
+            self.cpu_s = time.thread_time()
 
     def __enter__(self) -> RssSampler:
         self._thread.start()
@@ -98,7 +106,58 @@ def _proc_name(proc: Any) -> str:
     return "nlp-worker" if "thunderline.nlp.worker" in cmd else cmd[:60]
 
 
-def run_ours(paths: list[Path], home: Path) -> dict[str, Any]:
+#: Per stage: the functions (file suffix, name) whose cumulative thread CPU is that stage's
+#: in-process work, and the worker processes whose CPU is the stage's too.
+STAGE_ENTRIES: dict[str, list[tuple[str, str]]] = {
+    "classify": [("thunderline/classify/stage.py", "_classify_batch")],
+    "extract": [
+        ("thunderline/extract/stage.py", "_payload_path"),
+        ("thunderline/extract/stage.py", "_store"),
+        ("thunderline/extract/pool.py", "extract"),
+    ],
+    "nlp": [("thunderline/nlp/stage.py", "_read_text"), ("thunderline/nlp/stage.py", "_analyse")],
+    "infer": [("thunderline/ml/stage.py", "_prepare"), ("thunderline/ml/batcher.py", "_run")],
+    "package": [("thunderline/voxel/stage.py", "_package_batch")],
+}
+STAGE_WORKERS = {"extract": "extract-worker", "nlp": "nlp-worker"}
+
+
+STALL_S = 300.0
+
+
+def pipeline_state(runtime: Any) -> dict[str, Any]:
+    """What the pipeline holds now: messages open, in flight per stage, queued per topic
+    (diagnostics for a stall; read from the engine's and the memory bus's internals)."""
+    pipeline = runtime.pipeline
+    topics = getattr(runtime.bus, "_topics", {})
+    return {
+        "outstanding": pipeline.outstanding,
+        "in_flight": {k: len(v) for k, v in getattr(pipeline, "_in_flight", {}).items() if v},
+        "queued": {k: len(t.items) for k, t in topics.items() if getattr(t, "items", None)},
+        "unacked": {k: len(t.unacked) for k, t in topics.items() if getattr(t, "unacked", None)},
+    }
+
+
+async def wait_idle_or_stall(runtime: Any, done: Any, stall_s: float = STALL_S) -> None:
+    """``runtime.wait_idle()``, with the pipeline's state on stderr every 30 s and a clear
+    failure when no artifact has ended for ``stall_s`` seconds."""
+    last, last_at = -1, time.monotonic()
+    while True:
+        try:
+            await runtime.wait_idle(timeout_s=30)
+            return
+        except TimeoutError:
+            pass
+        state = pipeline_state(runtime)
+        print(f"e2e: {done()} ended; {state}", file=sys.stderr, flush=True)
+        if done() != last:
+            last, last_at = done(), time.monotonic()
+        elif time.monotonic() - last_at > stall_s:
+            raise RuntimeError(f"e2e: no artifact ended for {stall_s:.0f} s; pipeline: {state}")
+
+
+def run_ours(paths: list[Path], home: Path, *, profile: bool = False) -> dict[str, Any]:
+    from _cost import CpuMeter, ThreadProfiles, cumulative_s, top
     from thunderline.classify.walk import Candidate
     from thunderline.config import load_settings
     from thunderline.events import CloudEvent
@@ -116,184 +175,281 @@ def run_ours(paths: list[Path], home: Path) -> dict[str, Any]:
     marks: dict[str, dict[str, float]] = {}
     sampler = RssSampler()
     n = len(paths)
+    meter = CpuMeter()
+    profiles = ThreadProfiles()
 
     def on_terminal(event: CloudEvent) -> None:
         data = event.data
         artifact = data.get("artifact") or {}
         cls = data.get("classification") or {}
+        what = [artifact.get("sha256"), cls.get("label"), cls.get("mime")]
         ends.append(
             {
                 "dlq": event.is_dlq,
                 "reason": data.get("reason"),
                 "sha": artifact.get("sha256"),
-                "nlp": [artifact.get("sha256"), cls.get("label"), cls.get("mime")]
-                if "nlp" in data
+                "nlp": what if "nlp" in data else None,
+                "extract": what if data.get("extract") else None,
+                "image": [artifact.get("sha256"), (data.get("inference") or {}).get("model")]
+                if "inference" in data
                 else None,
-                "image": artifact.get("sha256") if "inference" in data else None,
             }
         )
         files_done.add(event.correlationid)
         done = len(files_done)
-        if done == 200 and "first_200" not in marks:
+        if done == min(200, n) and "first_200" not in marks:
             marks["first_200"] = sampler.snapshot()
         if done == n and "last_200" not in marks:
             marks["last_200"] = sampler.snapshot()
 
     async def go() -> float:
+        if profile:  # before the runtime starts its threads: only new threads are profiled
+            profiles.start()
         runtime = Runtime(settings, on_terminal=on_terminal)
         async with runtime:
+            sampler_cpu0 = sampler.cpu_s
+            meter.start()
             started = time.perf_counter()
             for path in paths:
                 await runtime.submit(ingest_event(Candidate(path, path.parent)))
-            await runtime.wait_idle()
-            return time.perf_counter() - started
+            await wait_idle_or_stall(runtime, lambda: len(ends))
+            wall = time.perf_counter() - started
+            meter.stop()
+            # the RSS sampler is the benchmark's, not the pipeline's: its CPU comes off
+            sampled = sampler.cpu_s - sampler_cpu0
+            meter.by_kind["parent"] -= sampled
+            sampler_s.append(sampled)
+        return wall
 
+    sampler_s: list[float] = []
     with sampler:
         wall = asyncio.run(go())
+    stats = profiles.stop() if profile else None
     busy = {}
-    for stage in ("classify", "nlp", "infer", "package"):
+    for stage in ("classify", "extract", "nlp", "infer", "package"):
         busy[stage] = round(
             metrics.sample("thunderline_stage_batch_duration_seconds_sum", {"stage": stage}), 2
         )
-    nlp_share = [e["nlp"] for e in ends if e["nlp"] is not None]
-    image_share = [e["image"] for e in ends if e["image"] is not None]
     first = sum(marks.get("first_200", {}).values())
     last = sum(marks.get("last_200", {}).values())
-    return {
+    out: dict[str, Any] = {
         "files": n,
         "artifacts": len(ends),
         "voxels": sum(1 for e in ends if not e["dlq"]),
         "dlq": sum(1 for e in ends if e["dlq"]),
         "dlq_reasons": sorted({str(e["reason"]) for e in ends if e["dlq"]}),
+        "cpu": {**meter.report(), "rss_sampler_excluded_s": round(sampler_s[0], 3)},
         "wall_s": round(wall, 2),
         "artifacts_per_s": round(len(ends) / wall, 2),
         "stage_busy_s": busy,
         "processes": sampler.report(),
         "rss_after_first_200_mb": round(first, 1),
         "rss_after_last_200_mb": round(last, 1),
-        "rss_by_process_after_first_200_mb": marks.get("first_200", {}),
-        "rss_by_process_after_last_200_mb": marks.get("last_200", {}),
         "rss_growth": round(last / first - 1, 3) if first else None,
-        "nlp_share": nlp_share,
-        "image_share": image_share,
+        "nlp_share": [e["nlp"] for e in ends if e["nlp"] is not None],
+        "extract_share": [e["extract"] for e in ends if e["extract"] is not None],
+        "image_share": [e["image"] for e in ends if e["image"] is not None],
+    }
+    if stats is not None:
+        by_stage = {
+            stage: sum(cumulative_s(stats, where, fn) for where, fn in entries)
+            for stage, entries in STAGE_ENTRIES.items()
+        }
+        for stage, kind in STAGE_WORKERS.items():
+            by_stage[stage] += meter.by_kind.get(kind, 0.0)
+        total_profiled = sum(
+            tt
+            for (_f, _l, _n), (_c, _nc, tt, _ct, _cl) in stats.stats.items()  # type: ignore[attr-defined]
+        )
+        out["profile"] = {
+            "cpu_total_s": round(meter.total_s, 3),
+            "python_threads_s": round(total_profiled, 3),
+            "stage_cpu_s": {k: round(v, 3) for k, v in by_stage.items()},
+            "workers_s": {k: round(v, 3) for k, v in meter.by_kind.items() if k != "parent"},
+            "top": top(stats, 20),
+            "items": {
+                "classify": n,
+                "extract": len(out["extract_share"]),
+                "nlp": len(out["nlp_share"]),
+                "infer": len(out["image_share"]),
+                "package": out["voxels"],
+            },
+        }
+    return out
+
+
+def executemany_cost(source_db: Path, db: Path) -> dict[str, Any]:
+    """CPU and wall of plain ``executemany`` of every row our run wrote (voxels, payloads,
+    lineage, search index, outcomes) into a fresh database with our schema (created by our
+    migrations, untimed), in transactions of 64 rows per table."""
+    from _cost import CpuMeter, insert_rows, read_rows
+    from thunderline.voxel.db import make_engine, migrate
+
+    source = make_engine(f"sqlite:///{source_db}")
+    rows = read_rows(source)
+    source.dispose()
+    engine = make_engine(f"sqlite:///{db}")
+    migrate(engine)
+    meter = CpuMeter().start()
+    insert_rows(engine, rows)
+    meter.stop()
+    engine.dispose()
+    return {
+        "cpu_s": meter.total_s,
+        "wall_s": meter.wall_s,
+        "rows": {k: len(v) for k, v in rows.items()},
     }
 
 
 def run_raw(paths: list[Path], home: Path, ours: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
     import onnxruntime as ort
-    from sqlalchemy import Column, MetaData, Table, create_engine, insert, select
 
+    from _cost import CpuMeter
     from thunderline.config import load_settings
     from thunderline.extract.base import ExtractContext
     from thunderline.extract.registry import extractor_for
     from thunderline.ml import ModelRegistry, SessionConfig
     from thunderline.ml.model import resolve_providers, session_options
-    from thunderline.ml.preprocess import image_tensor
+    from thunderline.ml.preprocess import payload_input
     from thunderline.objects.local import LocalObjectStore
-    from thunderline.voxel.tables import voxels
 
     settings = load_settings(home=home, onnx_model_dir=ROOT / "models")
     store = LocalObjectStore(home / "objects")
-    times: dict[str, float] = {}
+    cpu: dict[str, float] = {}
+    wall: dict[str, float] = {}
     counts: dict[str, int] = {}
 
     from magika import Magika
 
-    magika = Magika()
-    t0 = time.perf_counter()
+    magika = Magika()  # as a user gets it: ONNX Runtime's default session options
+    meter = CpuMeter().start()
     for i in range(0, len(paths), CHUNK):
         magika.identify_paths(paths[i : i + CHUNK])
-    times["classify"] = time.perf_counter() - t0
+    meter.stop()
+    cpu["classify"], wall["classify"] = meter.total_s, meter.wall_s
     counts["classify"] = len(paths)
     del magika
 
+    def extract(items: list[list[Any]]) -> list[str]:
+        texts = []
+        for sha, label, mime in items:
+            path = store.local_path(sha)
+            if path is None:
+                continue
+            ctx = ExtractContext(label=label, mime=mime, max_text_bytes=settings.nlp.max_text_bytes)
+            try:
+                texts.append(extractor_for(label, "", True).run(path, ctx).text)
+            except Exception:
+                texts.append("")
+        return texts
+
+    meter = CpuMeter().start()
+    extract(ours["extract_share"])
+    meter.stop()
+    cpu["extract"], wall["extract"] = meter.total_s, meter.wall_s
+    counts["extract"] = len(ours["extract_share"])
+    texts = [t for t in extract(ours["nlp_share"]) if t]  # not timed: the NLP stage's input
+
     import spacy
 
-    texts = []
-    for sha, label, mime in ours["nlp_share"]:  # not timed: extraction in-process, as text
-        path = store.local_path(sha)
-        assert path is not None
-        ctx = ExtractContext(label=label, mime=mime, max_text_bytes=settings.nlp.max_text_bytes)
-        texts.append(extractor_for(label, "", True).run(path, ctx).text)
     nlp = spacy.load(settings.spacy.model)
     nlp.max_length = max([len(t) for t in texts] + [1_000_000]) + 1
-    t0 = time.perf_counter()
-    for _ in nlp.pipe(texts, n_process=2, batch_size=32):
+    meter = CpuMeter().start()
+    for _ in nlp.pipe(texts, batch_size=32):
         pass
-    times["nlp"] = time.perf_counter() - t0
+    meter.stop()
+    cpu["nlp"], wall["nlp"] = meter.total_s, meter.wall_s
     counts["nlp"] = len(texts)
     del nlp
 
     registry = ModelRegistry.from_settings(settings)
-    entry = registry.entry(settings.onnx.image_model)
     config = SessionConfig.from_settings(settings)
-    session = ort.InferenceSession(
-        registry.path_of(entry).read_bytes(),
-        sess_options=session_options(config),
-        providers=resolve_providers(config.provider),
-    )
-    tensors = [image_tensor(store.get_bytes(sha), entry) for sha in ours["image_share"]]
-    name = session.get_inputs()[0].name
-    best = float("inf")
-    for size in (1, 8):
-        t0 = time.perf_counter()
-        for i in range(0, len(tensors), size):
-            session.run(None, {name: np.concatenate(tensors[i : i + size], axis=0)})
-        best = min(best, time.perf_counter() - t0)
-    times["infer"] = best if tensors else 0.0
-    counts["infer"] = len(tensors)
+    by_model: dict[str, list[str]] = {}
+    for sha, model in ours["image_share"]:  # every inference our run made, by model
+        by_model.setdefault(model, []).append(sha)
+    decode_cpu = infer_cpu = infer_wall = 0.0
+    for model, shas in by_model.items():
+        entry = registry.entry(model)
+        session = ort.InferenceSession(
+            registry.path_of(entry).read_bytes(),
+            sess_options=session_options(config),
+            providers=resolve_providers(config.provider),
+        )
+        meter = CpuMeter().start()  # decoding (Pillow / UTF-8 ids): the raw script does it too
+        tensors = [payload_input(store.get_bytes(sha), entry).tensor for sha in shas]
+        decode_cpu += meter.stop().total_s
+        name = session.get_inputs()[0].name
+        best_cpu = best_wall = float("inf")
+        for size in (1, 8):
+            meter = CpuMeter().start()
+            for i in range(0, len(tensors), size):
+                session.run(None, {name: np.concatenate(tensors[i : i + size], axis=0)})
+            meter.stop()
+            best_cpu, best_wall = min(best_cpu, meter.total_s), min(best_wall, meter.wall_s)
+        infer_cpu += best_cpu
+        infer_wall += best_wall
+    cpu["infer"] = decode_cpu + infer_cpu
+    wall["infer"] = infer_wall
+    counts["infer"] = len(ours["image_share"])
 
-    ours_db = create_engine(f"sqlite:///{home / 'thunderline.db'}")
-    with ours_db.connect() as conn:
-        rows = [dict(r) for r in conn.execute(select(voxels)).mappings()]
-    ours_db.dispose()
-    raw_db = create_engine(f"sqlite:///{home / 'raw.db'}")
-    md = MetaData()
-    table = Table(
-        "raw_voxels",
-        md,
-        *[Column(c.name, c.type, primary_key=c.primary_key) for c in voxels.columns],
-    )
-    md.create_all(raw_db)
-    t0 = time.perf_counter()
-    for i in range(0, len(rows), 64):
-        with raw_db.begin() as conn:
-            conn.execute(insert(table), rows[i : i + 64])
-    times["package"] = time.perf_counter() - t0
-    counts["package"] = len(rows)
-    raw_db.dispose()
+    package = executemany_cost(home / "thunderline.db", home / "raw.db")
+    cpu["package"], wall["package"] = package["cpu_s"], package["wall_s"]
+    counts["package"] = sum(package["rows"].values())
     return {
-        "stage_raw_s": {k: round(v, 2) for k, v in times.items()},
+        "stage_cpu_s": {k: round(v, 3) for k, v in cpu.items()},
+        "stage_wall_s": {k: round(v, 2) for k, v in wall.items()},
         "stage_items": counts,
+        "package_rows": package["rows"],
+        "infer_decode_cpu_s": round(decode_cpu, 3),
     }
 
 
 def child(mode: str, listing: Path, home: Path, ours_json: Path | None) -> None:
+    sys.path.insert(0, str(HERE))
     paths = [Path(p) for p in listing.read_text().splitlines()]
-    if mode == "ours":
-        result = run_ours(paths, home)
+    if mode in ("ours", "profile"):
+        result = run_ours(paths, home, profile=mode == "profile")
     else:
         assert ours_json is not None
         result = run_raw(paths, home, json.loads(ours_json.read_text()))
     print(json.dumps(result))
 
 
-def _run_child(args: list[str]) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, *args], check=True, capture_output=True, text=True
-    ).stdout
-    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+def _run_child(args: list[str], timeout_s: float) -> dict[str, Any]:
+    """Run a child; its whole process tree's CPU (reaped) comes back as ``tree_cpu_s``."""
+    from _cost import CpuMeter
+
+    meter = CpuMeter().start()
+    try:
+        proc = subprocess.run(
+            [sys.executable, __file__, *args], capture_output=True, text=True, timeout=timeout_s
+        )
+    except subprocess.TimeoutExpired as exc:
+        tail = "\n".join(str(exc.stderr or "").strip().splitlines()[-20:])
+        raise SystemExit(
+            f"e2e: child {args[1]} timed out after {timeout_s:.0f} s:\n{tail}"
+        ) from exc
+    meter.stop()
+    if proc.returncode != 0:
+        tail = "\n".join(proc.stderr.strip().splitlines()[-20:])
+        raise SystemExit(f"e2e: child {args[1]} failed (exit {proc.returncode}):\n{tail}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["tree_cpu_s_incl_startup"] = round(meter.total_s, 2)
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=1000)
-    parser.add_argument("--child", choices=["ours", "raw"])
+    parser.add_argument(
+        "--profile-files", type=int, default=200, help="Files in the profiled run (0: none)."
+    )
+    parser.add_argument("--child", choices=["ours", "raw", "profile"])
     parser.add_argument("--listing", type=Path)
     parser.add_argument("--home", type=Path)
     parser.add_argument("--ours-json", type=Path)
+    parser.add_argument("--child-timeout", type=float, default=1200.0)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.listing, args.home, args.ours_json)
@@ -302,13 +458,17 @@ def main() -> None:
     sys.path.insert(0, str(HERE))
     from corpus import build_corpus
 
-    paths = build_corpus(HERE / ".corpus", n=args.files)
+    # the first --files of the 1,000-file corpus (a smaller n would rebuild the shared corpus)
+    paths = build_corpus(HERE / ".corpus", n=max(args.files, 1000))[: args.files]
     work = Path(tempfile.mkdtemp(prefix="tl-bench-e2e-"))
+    limit = args.child_timeout
     try:
         listing = work / "listing.txt"
         listing.write_text("\n".join(str(p) for p in paths))
         home = work / "home"
-        ours = _run_child(["--child", "ours", "--listing", str(listing), "--home", str(home)])
+        ours = _run_child(
+            ["--child", "ours", "--listing", str(listing), "--home", str(home)], limit
+        )
         print(f"ours: { {k: v for k, v in ours.items() if 'share' not in k} }", file=sys.stderr)
         ours_json = work / "ours.json"
         ours_json.write_text(json.dumps(ours))
@@ -322,37 +482,86 @@ def main() -> None:
                 str(home),
                 "--ours-json",
                 str(ours_json),
-            ]
+            ],
+            limit,
         )
         print(f"raw: {raw}", file=sys.stderr)
+        profiled = None
+        if args.profile_files:
+            small = work / "listing-profile.txt"
+            small.write_text("\n".join(str(p) for p in paths[: args.profile_files]))
+            profiled = _run_child(
+                ["--child", "profile", "--listing", str(small), "--home", str(work / "prof")],
+                limit,
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    bottleneck = max(raw["stage_raw_s"], key=lambda k: raw["stage_raw_s"][k])
-    bottleneck_s = raw["stage_raw_s"][bottleneck]
-    ratio = bottleneck_s / ours["wall_s"]
-    shares = {"nlp_texts": len(ours.pop("nlp_share")), "images": len(ours.pop("image_share"))}
+    raw_cpu = sum(raw["stage_cpu_s"].values())
+    ours_cpu = ours["cpu"]["total_s"]
+    n = ours["artifacts"]
+    ratio = raw_cpu / ours_cpu
+    bottleneck = max(raw["stage_wall_s"], key=lambda k: raw["stage_wall_s"][k])
+    wall_ratio = raw["stage_wall_s"][bottleneck] / ours["wall_s"]
+    shares = {k: len(ours.pop(k)) for k in ("nlp_share", "extract_share", "image_share")}
+    stages: dict[str, Any] = {}
+    if profiled is not None and "profile" in profiled:
+        # per item each stage handled (files, texts, inferences, voxels), since the profiled
+        # run (the first --profile-files files) has its own mix of kinds
+        prof = profiled["profile"]
+
+        raw_items = {
+            "classify": ours["files"],
+            "extract": shares["extract_share"],
+            "nlp": shares["nlp_share"],
+            "infer": shares["image_share"],
+            "package": ours["voxels"],
+        }
+        for stage, raw_s in raw["stage_cpu_s"].items():
+            ours_s = prof["stage_cpu_s"].get(stage, 0.0)
+            raw_ms = raw_s / max(raw_items[stage], 1) * 1000
+            ours_ms = ours_s / max(prof["items"][stage], 1) * 1000
+            stages[stage] = {
+                "raw_ms_per_item": round(raw_ms, 3),
+                "ours_profiled_ms_per_item": round(ours_ms, 3),
+                "items": {"raw": raw_items[stage], "profiled": prof["items"][stage]},
+                "ratio_raw_over_ours": round(raw_ms / ours_ms, 3) if ours_ms else None,
+            }
     growth = ours["rss_growth"]
     print(
         json.dumps(
             {
                 "name": "e2e",
                 "baseline": {
-                    "what": "each stage's raw library on the share of the corpus it handled",
+                    "what": "each stage's raw library on the same work, CPU-seconds of every "
+                    "process (Magika, extractors, nlp.pipe, decode + ORT, executemany into our "
+                    "schema)",
                     **raw,
-                    "bottleneck": bottleneck,
-                    "bottleneck_artifacts_per_s": round(ours["artifacts"] / bottleneck_s, 2),
+                    "cpu_s": round(raw_cpu, 2),
+                    "cpu_ms_per_artifact": round(raw_cpu / n * 1000, 3),
+                    "bottleneck_wall": bottleneck,
                 },
                 "ours": {
-                    "what": "default runtime, every stage on (Magika, spaCy, ONNX, SQLite voxels)",
+                    "what": "default runtime, every stage on (Magika, extract, spaCy, ONNX, "
+                    "SQLite voxels): CPU-seconds of every process, submit to idle",
                     **ours,
+                    "cpu_ms_per_artifact": round(ours_cpu / n * 1000, 3),
                     "shares": shares,
                 },
+                "stages": stages,
+                "profile": None if profiled is None else profiled.get("profile"),
+                "profile_files": args.profile_files,
                 "ratio": round(ratio, 3),
-                "goal": 0.7,
+                "goal": 0.83,
+                "wall_ratio": round(wall_ratio, 3),
                 "rss_growth_goal": 0.10,
-                "met": ratio >= 0.7 and growth is not None and growth <= 0.10,
-                "unit": "ratio: bottleneck stage raw time / our wall time (artifacts/s ratio)",
-                "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+                "met": ratio >= 0.83 and growth is not None and growth <= 0.10,
+                "unit": "CPU-seconds: raw libraries' sum / ours, every process, same work "
+                "(wall_ratio: bottleneck stage raw wall / our wall, secondary)",
+                "machine": {
+                    "cores": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "load_average": [round(x, 2) for x in os.getloadavg()],
+                },
             }
         )
     )

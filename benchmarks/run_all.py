@@ -11,7 +11,13 @@ markers of the README is rewritten from it (``--no-readme`` to leave it alone).
 With names, only those run and their entries replace the ones already in ``results.json``
 (each entry keeps its own date and load average).
 
-Usage: ``.venv/bin/python benchmarks/run_all.py [NAME ...] [--no-readme]``
+Every benchmark has a time limit (``TIME_LIMITS_S``, else ``--timeout``): past it, its whole
+process group is killed and the entry says ``timed out after N s`` with the tail of its
+stderr, and the next benchmark runs. A benchmark that cannot run here (a missing extra, an
+unreachable service it needs) prints one JSON object with a ``skipped`` reason and exits 0; the
+table says so. ``run_all.py`` exits 1 when any benchmark failed or timed out.
+
+Usage: ``.venv/bin/python benchmarks/run_all.py [NAME ...] [--no-readme] [--timeout S]``
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import datetime as dt
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -33,6 +40,18 @@ RESULTS = HERE / "results.json"
 README = ROOT / "README.md"
 NOT_BENCHMARKS = {"corpus", "nlp_corpus", "run_all"}
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+#: Seconds a benchmark may take on the shared 2-core machine (about 3x its slowest run seen);
+#: the others get ``--timeout``.
+TIME_LIMITS_S = {
+    "e2e": 2400,
+    "scale": 1800,
+    "nlp": 900,
+    "search": 900,
+    "convert": 900,
+    "onnx_infer": 1200,
+    "classify": 900,
+}
+DEFAULT_LIMIT_S = 600
 
 
 def discover() -> list[str]:
@@ -53,27 +72,65 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def run_one(name: str) -> dict[str, Any]:
+def run_one(name: str, limit_s: float) -> dict[str, Any]:
+    """Run one benchmark in its own process group, killed (all of it) past ``limit_s``."""
     command = [sys.executable, str(HERE / f"{name}.py")]
     load = [round(x, 2) for x in os.getloadavg()]
     date = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     started = time.perf_counter()
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,  # its workers and brokers' clients die with it on a timeout
+    )
+    timed_out = False
+    try:
+        stdout, stderr = proc.communicate(timeout=limit_s)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(proc.pid)
+        stdout, stderr = proc.communicate()
     entry: dict[str, Any] = {
         "command": f".venv/bin/python benchmarks/{name}.py",
         "seconds": round(time.perf_counter() - started, 1),
         "exit_code": proc.returncode,
+        "time_limit_s": limit_s,
         "date": date,
         "load_average_before": load,
     }
-    lines = proc.stdout.strip().splitlines()
+    lines = stdout.strip().splitlines()
     try:
-        entry["result"] = json.loads(lines[-1]) if lines else None
+        entry["result"] = json.loads(lines[-1]) if lines and not timed_out else None
     except json.JSONDecodeError:
         entry["result"] = None
-    if proc.returncode != 0 or entry["result"] is None:
-        entry["stderr_tail"] = proc.stderr.strip().splitlines()[-15:]
+    if timed_out:
+        entry["error"] = f"timed out after {limit_s:g} s (process group killed)"
+    elif proc.returncode != 0:
+        entry["error"] = f"exit code {proc.returncode}"
+    elif entry["result"] is None:
+        entry["error"] = "no JSON object on the last stdout line"
+    if "error" in entry:
+        entry["stderr_tail"] = stderr.strip().splitlines()[-15:]
     return entry
+
+
+def _kill_group(pid: int) -> None:
+    """SIGTERM the benchmark's process group, SIGKILL what is left after 10 s."""
+    for sig, pause in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 0.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + pause
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
 
 
 def _goal_text(result: dict[str, Any]) -> str:
@@ -96,13 +153,17 @@ def table(results: dict[str, Any]) -> str:
         "so ratios are noisy). Command: `make bench`; every figure is in "
         "`benchmarks/results.json`.",
         "",
-        "| benchmark | ratio (ours / raw) | goal | unit |",
+        "| benchmark | ratio (higher is better: see unit) | goal | unit |",
         "|---|---|---|---|",
     ]
     for name, entry in results["benchmarks"].items():
         result = entry.get("result")
         if not isinstance(result, dict):
-            lines.append(f"| {name} | failed (exit {entry['exit_code']}) | | |")
+            why = entry.get("error") or f"exit {entry['exit_code']}"
+            lines.append(f"| {name} | failed ({why}) | | |")
+            continue
+        if result.get("skipped"):
+            lines.append(f"| {name} | skipped: {str(result['skipped']).replace('|', '/')} | | |")
             continue
         unit = str(result.get("unit", "")).replace("|", "/")
         lines.append(
@@ -126,6 +187,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="Benchmarks to run (default: all).")
     parser.add_argument("--no-readme", action="store_true", help="Leave the README alone.")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_LIMIT_S,
+        help=f"Time limit (s) of a benchmark not in TIME_LIMITS_S (default {DEFAULT_LIMIT_S}).",
+    )
     args = parser.parse_args()
     names = args.names or discover()
     load_before = [round(x, 2) for x in os.getloadavg()]
@@ -143,13 +210,28 @@ def main() -> None:
         results["benchmarks"] = json.loads(RESULTS.read_text()).get("benchmarks", {})
     for name in names:
         print(f"== {name}", file=sys.stderr)
-        results["benchmarks"][name] = run_one(name)
+        results["benchmarks"][name] = run_one(name, TIME_LIMITS_S.get(name, args.timeout))
         print(json.dumps(results["benchmarks"][name])[:400], file=sys.stderr)
     results["machine"]["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    if args.names and RESULTS.exists():  # entries another partial run wrote meanwhile stay
+        latest = json.loads(RESULTS.read_text()).get("benchmarks", {})
+        results["benchmarks"] = {**latest, **{n: results["benchmarks"][n] for n in names}}
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     if not args.no_readme:
         write_readme(results)
-    print(json.dumps({"name": "all", "results": str(RESULTS.relative_to(ROOT)), "ran": names}))
+    failed = [n for n in names if "error" in results["benchmarks"][n]]
+    print(
+        json.dumps(
+            {
+                "name": "all",
+                "results": str(RESULTS.relative_to(ROOT)),
+                "ran": names,
+                "failed": failed,
+            }
+        )
+    )
+    if failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

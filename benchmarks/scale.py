@@ -2,7 +2,7 @@
 
 Corpus: the 1,000 real files of ``benchmarks/corpus.py``. Pipeline: classify (real Magika) then
 package (voxel in PostgreSQL, payload in a local content-addressed folder) for every file
-(``TL_ROUTES={"*": ["package"]}``: spaCy and ONNX are measured by their own benchmarks). The
+(``TL_ROUTES`` maps every default route key to ``["package"]``: spaCy and ONNX are measured by their own benchmarks). The
 three modes share the same database server and store type, so what differs is the bus and the
 process layout:
 
@@ -48,6 +48,15 @@ PG = os.environ.get("TL_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0
 MODES = ("inprocess", "rabbitmq_1", "rabbitmq_2")
 
 
+def _default_routes() -> dict[str, list[str]]:
+    from thunderline.config import DEFAULT_ROUTES as routes
+
+    return routes
+
+
+DEFAULT_ROUTES = _default_routes()
+
+
 def _ctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
@@ -70,7 +79,9 @@ class Env:
             "TL_OBJECT_STORE_URL": (self.tmp / "objects").as_uri(),
             "TL_BUS_URL": urlunsplit((parts.scheme, parts.netloc, f"/{vhost}", "", "")),
             "TL_BUS_QUEUE_PREFIX": f"b{uuid.uuid4().hex[:8]}",
-            "TL_ROUTES": json.dumps({"*": ["package"]}),
+            # every route, not only "*": routes merge over the defaults, so {"*": [...]} alone
+            # would still send text to extract/nlp, which these workers do not serve
+            "TL_ROUTES": json.dumps({key: ["package"] for key in DEFAULT_ROUTES}),
             "TL_ONNX_ENABLED": "false",
         }
 
@@ -112,11 +123,13 @@ def run_inprocess(env: Env, paths: list[Path]) -> dict[str, Any]:
     wall = asyncio.run(go())
     import resource
 
+    process_cpu = _cpu_s(os.getpid()) - cpu_before
     return {
         "cpu_s": {
-            "process": round(_cpu_s(os.getpid()) - cpu_before, 1),
+            "process": round(process_cpu, 1),
             "broker_unrelated": round(_broker_cpu_s() - broker_before, 1),
         },
+        "cpu_ms_per_artifact": round(process_cpu / max(len(ends), 1) * 1000, 3),
         "artifacts": len(ends),
         "dlq": sum(1 for e in ends if e.is_dlq),
         "wall_s": round(wall, 2),
@@ -186,7 +199,7 @@ def run_rabbitmq(env: Env, paths: list[Path], workers: int) -> dict[str, Any]:
             submitted.append(time.perf_counter() - started)
             store = OutcomeStore(settings)
             try:
-                outs = await wait_outcomes(store, ids, timeout_s=1800)
+                outs = await wait_outcomes(store, ids, timeout_s=600)
             finally:
                 store.close()
             return time.perf_counter() - started, outs
@@ -196,18 +209,22 @@ def run_rabbitmq(env: Env, paths: list[Path], workers: int) -> dict[str, Any]:
         workers_before = [_cpu_s(p.pid) for p in procs]
         wall, outs = asyncio.run(go())
         rss = [round(_peak_rss_mb(p.pid), 1) for p in procs]
+        spent = {
+            "workers": [_cpu_s(p.pid) - b for p, b in zip(procs, workers_before, strict=True)],
+            "submitter": _cpu_s(os.getpid()) - self_before,
+            "broker": _broker_cpu_s() - broker_before,
+        }
         cpu = {
-            "workers": [
-                round(_cpu_s(p.pid) - b, 1) for p, b in zip(procs, workers_before, strict=True)
-            ],
-            "submitter": round(_cpu_s(os.getpid()) - self_before, 1),
-            "broker": round(_broker_cpu_s() - broker_before, 1),
+            "workers": [round(x, 2) for x in spent["workers"]],  # type: ignore[union-attr]
+            "submitter": round(float(spent["submitter"]), 2),  # type: ignore[arg-type]
+            "broker": round(float(spent["broker"]), 2),  # type: ignore[arg-type]
         }
     finally:
         for proc in procs:
             proc.terminate()
         for proc in procs:
             proc.wait(60)
+    n = max(len(outs), 1)
     return {
         "artifacts": len(outs),
         "dlq": sum(1 for o in outs if o.kind == "dlq"),
@@ -215,6 +232,11 @@ def run_rabbitmq(env: Env, paths: list[Path], workers: int) -> dict[str, Any]:
         "artifacts_per_s": round(len(outs) / wall, 1),
         "submit_s": round(submitted[0], 2),
         "cpu_s": cpu,
+        "cpu_ms_per_artifact": {
+            "workers": round(sum(spent["workers"]) / n * 1000, 3),  # type: ignore[arg-type]
+            "submitter": round(float(spent["submitter"]) / n * 1000, 3),  # type: ignore[arg-type]
+            "broker": round(float(spent["broker"]) / n * 1000, 3),  # type: ignore[arg-type]
+        },
         "submit_files_per_s": round(len(paths) / submitted[0], 1),
         "worker_peak_rss_mb": rss,
     }
@@ -296,7 +318,8 @@ def main() -> None:
     sys.path.insert(0, str(HERE))
     from corpus import build_corpus
 
-    paths = build_corpus(HERE / ".corpus", n=args.files)
+    # the first --files of the 1,000-file corpus (a smaller n would rebuild the shared corpus)
+    paths = build_corpus(HERE / ".corpus", n=max(args.files, 1000))[: args.files]
     vhost = f"tl-bench-{uuid.uuid4().hex[:8]}"
     _ctl("add_vhost", vhost)
     user = urlsplit(RABBIT).username or "guest"
@@ -333,6 +356,24 @@ def main() -> None:
     import magika
 
     base = results["inprocess"]["artifacts_per_s"]
+    # the projection to 8 workers (docs/DEPLOY.md): each worker busy on its own core needs the
+    # submitter and the broker to keep up with 8x one worker's rate, so each may spend at most
+    # 1/8 of a worker's CPU per artifact (one core each)
+    one = results["rabbitmq_1"]["cpu_ms_per_artifact"]
+    per_worker_budget = one["workers"] / 8
+    projection = {
+        "workers": 8,
+        "worker_cpu_ms_per_artifact": one["workers"],
+        "budget_ms_per_artifact": round(per_worker_budget, 3),
+        "submitter_cpu_ms_per_artifact": one["submitter"],
+        "broker_cpu_ms_per_artifact": one["broker"],
+        "submitter_met": one["submitter"] <= per_worker_budget,
+        "broker_met": one["broker"] <= per_worker_budget,
+        "projected_artifacts_per_s": round(8 * 1000 / one["workers"], 1)
+        if one["workers"]
+        else None,
+        "inprocess_cpu_ms_per_artifact": results["inprocess"]["cpu_ms_per_artifact"],
+    }
     print(
         json.dumps(
             {
@@ -347,6 +388,12 @@ def main() -> None:
                     ),
                     "broker": cost,
                 },
+                "projection_8_workers": projection,
+                "cpu_ratio": round(
+                    results["inprocess"]["cpu_ms_per_artifact"]
+                    / (one["workers"] + one["submitter"] + one["broker"]),
+                    3,
+                ),
                 "ratio": round(results["rabbitmq_1"]["artifacts_per_s"] / base, 3),
                 "goal": 0.8,
                 "unit": "artifacts/s end to end, classify + package (ours/baseline)",

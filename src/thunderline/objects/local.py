@@ -38,12 +38,14 @@ class LocalObjectStore:
     def __init__(self, root: Path, *, tmp_max_age_s: float = TMP_MAX_AGE_S) -> None:
         self.root = Path(root)
         self.url = self.root.resolve().as_uri()
+        self._objects = os.path.join(self.root, "sha256")
         (self.root / "sha256").mkdir(parents=True, exist_ok=True)
         (self.root / "tmp").mkdir(parents=True, exist_ok=True)
         self.removed_temps = remove_stale_temps(self.root / "tmp", "", tmp_max_age_s)
 
     def _path(self, sha256: str) -> Path:
-        return self.root / "sha256" / sha256[:2] / sha256[2:4] / sha256
+        # one Path built from a string (not four joins): this runs twice per stored file
+        return Path(f"{self._objects}/{sha256[:2]}/{sha256[2:4]}/{sha256}")
 
     def _existing_ok(self, final: Path, sha256: str) -> bool:
         """Whether the object already stored at ``final`` hashes to its name."""

@@ -86,7 +86,9 @@ class VoxelBuilder:
         vid = previous.id if previous is not None else voxel_id or str(uuid7())
         parent = data.parent
         parent_voxels = (parent.voxel_id,) if parent is not None else ()
-        self.check_acyclic(vid, parent_voxels)
+        # an id minted just now is in no stored lineage: only a given id needs the walk up
+        # its parent's ancestors (one recursive query per archive member otherwise)
+        self.check_acyclic(vid, parent_voxels, stored=voxel_id is not None)
         traits: dict[str, Any] = {
             name: value.model_dump(mode="json", exclude_none=True)
             for name in TRAIT_KEYS
@@ -141,12 +143,17 @@ class VoxelBuilder:
             )
             raise InvalidVoxelError(f"invalid voxel: {problems}") from exc
 
-    def check_acyclic(self, voxel_id: str, parent_ids: tuple[str, ...]) -> None:
-        """Refuse parents that are the voxel itself or already descend from it."""
+    def check_acyclic(
+        self, voxel_id: str, parent_ids: tuple[str, ...], *, stored: bool = True
+    ) -> None:
+        """Refuse parents that are the voxel itself or already descend from it.
+
+        ``stored=False``: ``voxel_id`` was just minted (a new UUIDv7), so no stored voxel can
+        descend from it and the ancestors are not looked up."""
         for parent in parent_ids:
             if parent == voxel_id:
                 raise LineageCycleError(f"voxel {voxel_id} cannot be its own parent")
-            if self.ancestors_of is not None and voxel_id in self.ancestors_of(parent):
+            if stored and self.ancestors_of is not None and voxel_id in self.ancestors_of(parent):
                 raise LineageCycleError(
                     f"voxel {voxel_id} is an ancestor of its parent {parent}: that is a cycle",
                     details={"voxel_id": voxel_id, "parent_id": parent},

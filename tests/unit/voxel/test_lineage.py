@@ -58,6 +58,20 @@ def test_builder_refuses_a_parent_that_descends_from_it(tmp_path: Path) -> None:
         builder.build(event, voxel_id=me)
 
 
+def test_builder_walks_no_lineage_for_an_id_it_mints(tmp_path: Path) -> None:
+    """A new voxel's id is a fresh UUIDv7: nothing stored descends from it, so the builder
+    does not look its parent's ancestors up (a query per archive member otherwise)."""
+    store = LocalObjectStore(tmp_path / "objects")
+    looked_up: list[str] = []
+    builder = VoxelBuilder(lambda vid: looked_up.append(vid) or set())
+    event = classified_event(store, b"x", parent={"voxel_id": "c" * 36, "event_id": "e"})
+    voxel = builder.build(event)
+    assert voxel.lineage.parent_voxel_ids == ("c" * 36,)
+    assert looked_up == []
+    builder.build(event, voxel_id="m" * 36)  # a given id is checked against the ancestors
+    assert looked_up == ["c" * 36]
+
+
 def _chain(voxels: VoxelStore, store: LocalObjectStore, n: int) -> list[str]:
     """n voxels, each the parent of the next."""
     builder = VoxelBuilder(voxels.ancestor_ids)
