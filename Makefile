@@ -88,7 +88,8 @@ lock-convert: venv
 check-fresh:
 	$(PYTHON) scripts/check_fresh.py
 
-bench: venv
+# the convert extra: benchmarks/convert.py measures Keras -> ONNX conversion
+bench: venv convert
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
