@@ -26,6 +26,7 @@ from thunderline.api.errors import ApiError
 from thunderline.api.schemas import artifact_name, dlq_item, voxel_out
 from thunderline.api.service import ApiService
 from thunderline.api.tokens import Scope, TokenRecord
+from thunderline.errors import BackendError
 from thunderline.ids import AmbiguousIdError, short
 from thunderline.summary import voxel_brief
 from thunderline.voxel.errors import VoxelNotFoundError
@@ -192,7 +193,21 @@ async def voxel_page(request: Request, voxel_id: str) -> Response:
     except (VoxelNotFoundError, AmbiguousIdError) as exc:
         return _page(request, "missing.html", user, message=str(exc))
     context = await asyncio.to_thread(_voxel_context, service, voxel)
+    context["similar"] = await asyncio.to_thread(_similar_links, store, voxel.id)
     return _page(request, "voxel.html", user, **context)
+
+
+def _similar_links(store: Any, voxel_id: str) -> list[dict[str, Any]]:
+    """The five voxels most like this one (empty when it has no stored embedding)."""
+    from thunderline.search.similar import NoEmbeddingError
+
+    try:
+        result = store.similar(voxel_id, limit=5)
+    except (NoEmbeddingError, BackendError):
+        return []
+    return [
+        {"id": h.voxel_id, "name": h.name, "label": h.label, "score": h.score} for h in result.hits
+    ]
 
 
 def human_bytes(n: int) -> str:

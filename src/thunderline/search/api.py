@@ -17,10 +17,11 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from thunderline.api.errors import ApiError, responses
-from thunderline.api.routes import AUTH, Reader, service_of
+from thunderline.api.routes import AUTH, Id, Reader, _voxel, service_of
 from thunderline.search.engine import SearchResult
 from thunderline.search.export import encode
 from thunderline.search.query import MAX_QUERY_CHARS, QuerySyntaxError, parse
+from thunderline.search.similar import NoEmbeddingError
 
 router = APIRouter(prefix="/v1")
 
@@ -76,10 +77,45 @@ QueryText = Annotated[
 ]
 
 
+async def _similar(
+    request: Request, voxel_id: str, q: str, limit: int, cursor: str | None
+) -> SearchPage:
+    service = service_of(request)
+    voxel = await _voxel(service, voxel_id)  # 400 / 404 / 409 for a bad, unknown, ambiguous id
+    try:
+        result = await asyncio.to_thread(
+            service.require_voxels().similar, voxel.id, q, limit=limit, cursor=cursor
+        )
+    except QuerySyntaxError as exc:
+        raise _bad_query(exc) from exc
+    except NoEmbeddingError as exc:
+        raise ApiError(409, exc.reason, str(exc), details=exc.details) from exc
+    return _page(result)
+
+
+@router.get(
+    "/voxels/{voxel_id}/similar",
+    response_model=SearchPage,
+    responses=responses(*AUTH, 404, 409),
+    summary="The text voxels most like this one (sentence embeddings), filtered by a query",
+)
+async def similar(
+    request: Request,
+    voxel_id: Id,
+    _token: Reader,
+    q: QueryText = "",
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+) -> SearchPage:
+    """Exact cosine over the stored all-MiniLM-L6-v2 embeddings (``thunderline index embed``);
+    ``q`` keeps only the voxels it matches. 409 ``no_embedding``: the voxel has no vector."""
+    return await _similar(request, voxel_id, q, limit, cursor)
+
+
 @router.get(
     "/search",
     response_model=SearchPage,
-    responses=responses(*AUTH),
+    responses=responses(*AUTH, 404, 409),
     summary="Full-text search with snippets, facets and cursor paging",
 )
 async def search(
@@ -90,7 +126,17 @@ async def search(
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
     facets: bool = False,
+    similar: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            description="A voxel id: the voxels most like it (q then only filters; no facets).",
+        ),
+    ] = None,
 ) -> SearchPage:
+    if similar is not None:
+        return await _similar(request, similar, q, limit, cursor)
     store = service_of(request).require_voxels()
     try:
         result = await asyncio.to_thread(

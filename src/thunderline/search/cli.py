@@ -27,7 +27,8 @@ from thunderline.search.query import QuerySyntaxError, parse
 from thunderline.voxel.store import VoxelStore
 
 index_app = typer.Typer(
-    help="The search index: rebuild it over the stored voxels.", no_args_is_help=True
+    help="The search index: rebuild it over the stored voxels; embed text voxels for --similar.",
+    no_args_is_help=True,
 )
 console = stdout_console()
 _SPACES = re.compile(r"\s+")
@@ -88,27 +89,41 @@ def _print(result: SearchResult, facets: bool) -> None:
 def search(
     query: Annotated[
         str, typer.Argument(help='Words, "phrases", AND/OR/NOT, prefix*, field:value.')
-    ],
+    ] = "",
     as_json: Annotated[bool, typer.Option("--json", help="The result as one JSON object.")] = False,
     facets: Annotated[bool, typer.Option("--facets", help="Counts by label, language ...")] = False,
     order: Annotated[str, typer.Option(help="relevance or time.")] = "relevance",
     limit: Annotated[int, typer.Option(min=1, max=200, help="Hits per page.")] = 20,
     cursor: Annotated[str | None, typer.Option(help="Next page (from the previous one).")] = None,
+    similar: Annotated[
+        str | None,
+        typer.Option(
+            "--similar",
+            help="Voxels most like this one (sentence embeddings); QUERY then only filters.",
+        ),
+    ] = None,
 ) -> None:
     """Full-text search over the stored voxels (text, names, entities, labels, models).
 
     Fields: label: group: lang: kind: entity:"..." entity.type: model:MODEL=LABEL name:
     after:DATE before:DATE size>10kb. Exit 2 on a malformed query, with its position.
+    With --similar ID: the text voxels nearest to ID by meaning (cosine of all-MiniLM-L6-v2
+    embeddings, `thunderline index embed`), restricted to those QUERY matches.
     """
     with _open() as store:
         try:
-            result = store.search(
-                query,
-                order=order,  # type: ignore[arg-type]  # checked by search()
-                limit=limit,
-                cursor=cursor,
-                facets=facets,
-            )
+            if similar is not None:
+                result = store.similar(
+                    similar, query, limit=limit, cursor=cursor, embed_missing=True
+                )
+            else:
+                result = store.search(
+                    query,
+                    order=order,  # type: ignore[arg-type]  # checked by search()
+                    limit=limit,
+                    cursor=cursor,
+                    facets=facets,
+                )
         except QuerySyntaxError as exc:
             raise _syntax(exc, query) from exc
         except ThunderlineError as exc:
@@ -174,6 +189,42 @@ def rebuild_cmd(
     console.print(
         f"{report.seen} voxel(s): {report.written} indexed, {report.current} already current, "
         f"{report.failed} unreadable"
+    )
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@index_app.command("embed")
+def embed_cmd(
+    force: Annotated[
+        bool, typer.Option("--force", help="Embed every text voxel again, current or not.")
+    ] = False,
+) -> None:
+    """Store a sentence embedding (all-MiniLM-L6-v2, ONNX) for every text voxel that has none
+    or one made from another text -- what `search --similar` compares (resumable)."""
+    from thunderline.search.embed import Embedder
+    from thunderline.search.similar import embed_missing
+
+    with _open() as store:
+        try:
+            embedder = Embedder.from_settings(store.settings)
+        except ThunderlineError as exc:
+            err_console.print(f"[red]{exc.reason}:[/] {escape(str(exc))}")
+            raise typer.Exit(2) from exc
+        total = store.count()
+        columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        try:
+            with embedder, Progress(*columns, console=err_console, transient=True) as progress:
+                task = progress.add_task("embed", total=total)
+                report = embed_missing(
+                    store, embedder, force=force, progress=lambda n: progress.advance(task, n)
+                )
+        except ThunderlineError as exc:
+            err_console.print(f"[red]{exc.reason}:[/] {escape(str(exc))}")
+            raise typer.Exit(1) from exc
+    console.print(
+        f"{report.seen} voxel(s): {report.embedded} embedded, {report.current} already current, "
+        f"{report.no_text} without text, {report.failed} unreadable"
     )
     if report.failed:
         raise typer.Exit(1)
