@@ -174,6 +174,9 @@ class VectorCache:
     def __init__(self) -> None:
         """An empty cache (filled on the first :meth:`refresh`)."""
         self.lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
         self.matrix: NDArray[np.float32] = np.zeros((0, DIM), dtype=np.float32)
         self.ids: list[str] = []
         self.seqs: NDArray[np.int64] = np.zeros(0, dtype=np.int64)
@@ -200,21 +203,11 @@ class VectorCache:
         top, count = int(top), int(count)
         if top == self.max_seq and count == len(self.ids):
             return
-        if (
-            top < self.max_seq
-            or count < len(self.ids)
-            or (
-                count - len(self.ids) > 0
-                and (
-                    conn.execute(
-                        text("SELECT count(*) FROM search_vectors WHERE seq > :s"),
-                        {"s": self.max_seq},
-                    ).scalar_one()
-                    != count - len(self.ids)
-                )
-            )
-        ):
-            self.__init__()  # type: ignore[misc]  # something was replaced or deleted: reload
+        new = conn.execute(
+            text("SELECT count(*) FROM search_vectors WHERE seq > :s"), {"s": self.max_seq}
+        ).scalar_one()
+        if top < self.max_seq or len(self.ids) + int(new) != count:
+            self._reset()  # rows were replaced or deleted, not only added: read them all again
         rows = list(
             conn.execute(
                 text("SELECT seq, voxel_id, vec FROM search_vectors WHERE seq > :s ORDER BY seq"),
