@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from thunderline.api.errors import ApiError, responses
 from thunderline.api.routes import AUTH, Id, Reader, _voxel, service_of
 from thunderline.search.engine import SearchResult
-from thunderline.search.export import encode
+from thunderline.search.export import encode, encode_parquet
 from thunderline.search.query import MAX_QUERY_CHARS, QuerySyntaxError, parse
 from thunderline.search.similar import NoEmbeddingError
 
@@ -160,18 +160,21 @@ async def search(
             "content": {
                 "application/x-ndjson": {"schema": {"type": "string"}},
                 "text/csv": {"schema": {"type": "string"}},
+                "application/vnd.apache.parquet": {
+                    "schema": {"type": "string", "format": "binary"}
+                },
             },
         },
         **responses(*AUTH),
     },
     response_class=StreamingResponse,
-    summary="Export the voxels matching a query as JSON Lines or CSV (streamed)",
+    summary="Export the voxels matching a query as JSON Lines, CSV or Parquet (streamed)",
 )
 async def export(
     request: Request,
     _token: Reader,
     q: QueryText = "",
-    format: Literal["jsonl", "csv"] = "jsonl",
+    format: Literal["jsonl", "csv", "parquet"] = "jsonl",
     text: bool = False,
 ) -> StreamingResponse:
     try:
@@ -179,21 +182,31 @@ async def export(
     except QuerySyntaxError as exc:
         raise _bad_query(exc) from exc
     store = service_of(request).require_voxels()
-    chunks: Iterator[str] = encode(store.export_rows(q, with_text=text), format)
+    rows = store.export_rows(q, with_text=text)
+    chunks: Iterator[bytes] = (
+        encode_parquet(rows)
+        if format == "parquet"
+        else (c.encode("utf-8", "surrogatepass") for c in encode(rows, format))
+    )
 
     def take(n: int = 64) -> bytes:
         out = []
         for chunk in chunks:
-            out.append(chunk)
-            if len(out) >= n:
+            if chunk:
+                out.append(chunk)
+            if out and (len(out) >= n or format == "parquet"):  # Parquet: a row group a chunk
                 break
-        return "".join(out).encode("utf-8", "surrogatepass")
+        return b"".join(out)
 
     async def body() -> AsyncIterator[bytes]:
         while data := await asyncio.to_thread(take):
             yield data
 
-    media = "application/x-ndjson" if format == "jsonl" else "text/csv; charset=utf-8"
+    media = {
+        "jsonl": "application/x-ndjson",
+        "csv": "text/csv; charset=utf-8",
+        "parquet": "application/vnd.apache.parquet",
+    }[format]
     filename = f"thunderline-export.{format}"
     return StreamingResponse(
         body(),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -21,7 +22,7 @@ from thunderline import names
 from thunderline.console import cli_settings, stdout_console
 from thunderline.errors import ThunderlineError
 from thunderline.search.engine import SearchResult
-from thunderline.search.export import FORMATS, check_format, encode, iter_rows
+from thunderline.search.export import FORMATS, check_format, encode, encode_parquet, iter_rows
 from thunderline.search.lifecycle import rebuild
 from thunderline.search.query import QuerySyntaxError, parse
 from thunderline.voxel.store import VoxelStore
@@ -154,16 +155,24 @@ def export(
     except QuerySyntaxError as exc:
         raise _syntax(exc, query) from exc
     with _open() as store:
-        handle = open(out, "w", encoding="utf-8", newline="") if out else sys.stdout  # noqa: SIM115
+        rows = iter_rows(store, query, with_text=with_text)
         try:
-            for chunk in encode(iter_rows(store, query, with_text=with_text), chosen):
-                handle.write(chunk)
+            if chosen == "parquet":
+                if out is None and sys.stdout.isatty():
+                    err_console.print("[red]parquet is binary: pass --out FILE (or redirect)[/]")
+                    raise typer.Exit(2)
+                with open(out, "wb") if out else nullcontext(sys.stdout.buffer) as binary:
+                    for data in encode_parquet(rows):
+                        binary.write(data)
+            else:
+                with (
+                    open(out, "w", encoding="utf-8", newline="") if out else nullcontext(sys.stdout)
+                ) as handle:
+                    for chunk in encode(rows, chosen):
+                        handle.write(chunk)
         except ThunderlineError as exc:
             err_console.print(f"[red]{exc.reason}:[/] {exc}")
             raise typer.Exit(1) from exc
-        finally:
-            if out:
-                handle.close()
     if out:
         err_console.print(f"exported to {escape(str(out))}")
 
