@@ -53,6 +53,11 @@ class SearchPage(BaseModel):
     query: str
     order: Literal["relevance", "time"] = Field(description="The order actually used.")
     total: int | None = Field(description="Every match (with facets=true), else null.")
+    facet_basis: int | None = Field(
+        None,
+        description="How many of the best matches the facet counts were made over (at most "
+        "1000; equal to total when fewer match); null without facets.",
+    )
     next_cursor: str | None
     hits: list[SearchHit]
     facets: dict[str, list[FacetCount]]

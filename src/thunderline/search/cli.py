@@ -79,6 +79,8 @@ def _print(result: SearchResult, facets: bool) -> None:
         )
     console.print(table)
     if facets:
+        if result.facet_basis is not None and result.total and result.facet_basis < result.total:
+            console.print(f"[dim]facet counts over the best {result.facet_basis} matches[/]")
         for name, values in result.facets.items():
             if values:
                 shown = ", ".join(f"{escape(names.shown(v.value))} ({v.count})" for v in values)
