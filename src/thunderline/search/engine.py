@@ -223,10 +223,10 @@ class _Compiler:
                 test = "t.value " + self._like_suffix(value, prefix=prefix)
         else:
             test = f"t.value = {self.bind(value)}"
-        return (
-            "EXISTS (SELECT 1 FROM search_terms t WHERE t.doc_no = d.doc_no "
-            f"AND t.field = '{field_}' AND {test})"
+        fields = (
+            "t.field IN ('entity', 'entnum')" if field_ == "entity" else f"t.field = '{field_}'"
         )
+        return f"EXISTS (SELECT 1 FROM search_terms t WHERE t.doc_no = d.doc_no AND {fields} AND {test})"
 
     def _like_suffix(self, value: str, *, prefix: bool) -> str:
         escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

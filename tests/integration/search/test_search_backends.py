@@ -148,9 +148,26 @@ def test_ranking_snippets_and_facets(store: VoxelStore) -> None:
     assert {v.value for v in result.facets["label"]} >= {"txt"}
     assert any(v.value == "Guido van Rossum" for v in result.facets["entity"])
     assert any(v.value == "PERSON" for v in result.facets["entity.type"])
+    assert result.facet_basis == result.total  # fewer than 1000 matches: counted over all
     by_time = Searcher(store.engine).search("guido", order="time")
     stamps = [h.ts for h in by_time.hits]
     assert stamps == sorted(stamps, reverse=True)
+
+
+def test_numeric_entities_filter_but_never_crowd_the_facet(store: VoxelStore) -> None:
+    with store.engine.connect() as conn:
+        numeric = conn.execute(
+            text(
+                "SELECT t.shown, d.name FROM search_terms t JOIN search_docs d "
+                "ON d.doc_no = t.doc_no WHERE t.field = 'entnum' ORDER BY t.shown LIMIT 1"
+            )
+        ).one()
+    everything = Searcher(store.engine).search("", facets=True)
+    shown = {v.value for v in everything.facets["entity"]}
+    assert shown and numeric[0] not in shown
+    assert {"DATE", "CARDINAL"} & {v.value for v in everything.facets["entity.type"]}
+    value = numeric[0].replace('"', " ")
+    assert numeric[1] in names(store, f'entity:"{value}"')  # still a filter
 
 
 def test_cursor_pages_cover_every_match_once(store: VoxelStore) -> None:
