@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
     from thunderline.voxel.store import VoxelStore
 
 _SNIPPET_CHARS: Final = 240
+#: How often (seconds) the vector cache counts the stored rows to notice deletions.
+COUNT_CHECK_S: Final = 30.0
 
 
 class NoEmbeddingError(ThunderlineError):
@@ -182,32 +185,55 @@ class VectorCache:
         self.seqs: NDArray[np.int64] = np.zeros(0, dtype=np.int64)
         self.row_of: dict[str, int] = {}
         self.max_seq = 0
+        self.counted_at = float("-inf")
 
     def _append(self, rows: list[Any]) -> None:
         if not rows:
             return
         block = np.frombuffer(b"".join(bytes(r[2]) for r in rows), dtype="<f4").reshape(-1, DIM)
-        base = len(self.ids)
-        self.matrix = np.vstack([self.matrix, block.astype(np.float32)])
-        self.seqs = np.concatenate([self.seqs, np.array([int(r[0]) for r in rows], np.int64)])
+        fresh: list[int] = []
         for i, r in enumerate(rows):
-            self.ids.append(str(r[1]))
-            self.row_of[str(r[1])] = base + i
+            at = self.row_of.get(str(r[1]))
+            if at is None:
+                fresh.append(i)
+            else:  # a voxel embedded again: its row is replaced in place
+                self.matrix[at] = block[i]
+                self.seqs[at] = int(r[0])
+        if fresh:
+            base = len(self.ids)
+            self.matrix = np.vstack([self.matrix, block[fresh].astype(np.float32)])
+            self.seqs = np.concatenate([self.seqs, np.array([int(rows[i][0]) for i in fresh])])
+            for j, i in enumerate(fresh):
+                self.ids.append(str(rows[i][1]))
+                self.row_of[str(rows[i][1])] = base + j
         self.max_seq = max(self.max_seq, int(rows[-1][0]))
 
     def refresh(self, conn: Connection) -> None:
-        """Bring the copy up to date (append what is new; reload after any other change)."""
-        top, count = conn.execute(
-            text("SELECT coalesce(max(seq), 0), count(*) FROM search_vectors")
-        ).one()
-        top, count = int(top), int(count)
-        if top == self.max_seq and count == len(self.ids):
+        """Bring the copy up to date: rows with a higher ``seq`` are read (new ones appended,
+        re-embedded ones replaced in place) on every call -- one indexed ``max(seq)``; whether
+        rows were deleted (``count(*)``, a scan) is checked at most every
+        :data:`COUNT_CHECK_S` seconds, and then the copy is read again. A deleted voxel's
+        vector in between costs nothing but a place in the product: its hit is dropped
+        because its index row is gone."""
+        top = int(
+            conn.execute(text("SELECT coalesce(max(seq), 0) FROM search_vectors")).scalar_one()
+        )
+        now = time.monotonic()
+        if top < self.max_seq or now - self.counted_at > COUNT_CHECK_S:
+            count = int(conn.execute(text("SELECT count(*) FROM search_vectors")).scalar_one())
+            self.counted_at = now
+            new = 0
+            if top > self.max_seq:
+                new = int(
+                    conn.execute(
+                        text("SELECT count(*) FROM search_vectors WHERE seq > :s"),
+                        {"s": self.max_seq},
+                    ).scalar_one()
+                )
+            if top < self.max_seq or count != len(self.ids) + new:
+                self._reset()  # rows were deleted: read them all again
+        if top == self.max_seq:
             return
-        new = conn.execute(
-            text("SELECT count(*) FROM search_vectors WHERE seq > :s"), {"s": self.max_seq}
-        ).scalar_one()
-        if top < self.max_seq or len(self.ids) + int(new) != count:
-            self._reset()  # rows were replaced or deleted, not only added: read them all again
         rows = list(
             conn.execute(
                 text("SELECT seq, voxel_id, vec FROM search_vectors WHERE seq > :s ORDER BY seq"),
@@ -270,10 +296,10 @@ def similar(
                 plan = _plan(dialect, tree)
                 sql = f"SELECT d.voxel_id FROM {plan.from_} WHERE {plan.where}"
                 allowed = np.zeros(len(cache.ids), dtype=bool)
-                for (vid,) in conn.execute(text(sql), plan.params):
-                    i = cache.row_of.get(str(vid))
-                    if i is not None:
-                        allowed[i] = True
+                vids = conn.execute(text(sql), plan.params).scalars().all()  # one fetchall
+                where = cache.row_of.get
+                rows_ = np.fromiter((where(v, -1) for v in vids), dtype=np.int64, count=len(vids))
+                allowed[rows_[rows_ >= 0]] = True
             matrix, seqs, ids = cache.matrix, cache.seqs, cache.ids
             probe = matrix[row] if row is not None else None
     except SQLAlchemyError as exc:

@@ -22,6 +22,7 @@ from thunderline.classify import iter_candidates
 from thunderline.cli import app
 from thunderline.config import Settings, load_settings
 from thunderline.runtime import Runtime
+from thunderline.search import similar as similar_module
 from thunderline.search.engine import CursorError
 from thunderline.search.similar import NoEmbeddingError, cache_for, embed_missing
 from thunderline.voxel.store import VoxelStore
@@ -135,7 +136,9 @@ def test_embed_then_similar(store: VoxelStore) -> None:
     assert no_text.value.details["has_text"] is False
 
 
-def test_cache_follows_writes_and_deletes(store: VoxelStore) -> None:
+def test_cache_follows_writes_and_deletes(
+    store: VoxelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     embed_missing(store, store.embedder())
     history = _id(store, "python-history.txt")
     before = [h.name for h in store.similar(history, limit=10).hits]
@@ -144,6 +147,8 @@ def test_cache_follows_writes_and_deletes(store: VoxelStore) -> None:
     # the store's own vector rewritten: the cache reloads, the answer is unchanged
     embed_missing(store, store.embedder(), force=True)
     assert [h.name for h in store.similar(history, limit=10).hits] == before
+    assert len(cache.ids) == len(FILES) - 1  # replaced in place, not appended
+    monkeypatch.setattr(similar_module, "COUNT_CHECK_S", 0.0)  # deletions noticed at once
     with store.engine.begin() as conn:  # a vector gone (its voxel deleted cascades the same way)
         conn.execute(
             text("DELETE FROM search_vectors WHERE voxel_id = :v"),
