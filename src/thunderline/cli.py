@@ -271,6 +271,7 @@ def _shown_name(path: str | None) -> str:
 
 
 def labels_sorted(counter: Any) -> list[tuple[str, int]]:
+    """Counter items by count (highest first), then by name."""
     return sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
@@ -359,6 +360,7 @@ def config_show() -> None:
 
 
 def main() -> None:
+    """Entry point of the ``thunderline`` command."""
     app()
 
 

@@ -50,6 +50,7 @@ DEFAULT_ROUTES: dict[str, list[str]] = {
     "ics": ["extract", "nlp", "package"],
     "srt": ["extract", "nlp", "package"],
     "eml": ["extract", "nlp", "package"],
+    "outlook": ["extract", "nlp", "package"],  # .msg: headers, body, attachments
     # configuration is stored with its text for search, without named-entity recognition
     "ini": ["extract", "package"],
     "toml": ["extract", "package"],
@@ -161,6 +162,14 @@ class BusSettings(Part):
     )
     reconnect_timeout_s: float = Field(
         60.0, gt=0, description="How long a RabbitMQ publish waits for a lost connection."
+    )
+    unserved_timeout_s: float = Field(
+        300.0,
+        ge=0,
+        description="`ingest` over RabbitMQ gives up waiting with `UnservedStageError` once a "
+        "stage queue has had messages and no worker this long while nothing finished "
+        "while nothing finished (the messages stay queued; 0: wait without end, reporting "
+        "every 30 s).",
     )
 
     @field_validator("url")
@@ -372,6 +381,12 @@ class NlpSettings(StageBudget):
     """``TL_NLP_*``: the NLP worker pool and the nlp stage's budget."""
 
     doc_timeout_s: float = Field(10.0, gt=0, description="Per-document timeout.")
+    max_retries: int | None = Field(
+        None,
+        ge=0,
+        description="Retries of an nlp document after a worker crash or timeout (the nlp "
+        "stage's attempts = retries + 1; default: `TL_MAX_ATTEMPTS` attempts).",
+    )
     recycle_after: int = Field(2000, ge=1, description="Restart a worker after N documents.")
     breaker_failures: int = Field(
         10, ge=1, description="Failures in the window that open the breaker."
@@ -639,6 +654,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Settings come from arguments, then the environment, then the config file (``TL_CONFIG``)."""
         path, explicit = config_file_path()
         values = read_config_file(path, explicit=explicit, known=[*flat_names(), *PARTS])
         sources: list[PydanticBaseSettingsSource] = [_FlatNames(init_settings), env_settings]
@@ -662,6 +678,14 @@ class Settings(BaseSettings):
     def retry_policy(self) -> RetryPolicy:
         """The engine's retries: ``TL_MAX_ATTEMPTS`` tries with the ``TL_RETRY_*`` backoff."""
         return RetryPolicy(attempts=self.max_attempts, **self.retry.model_dump())
+
+    def stage_retry_policy(self, stage: str) -> RetryPolicy:
+        """The engine's retries of ``stage``: :attr:`retry_policy`, except for the nlp stage
+        when ``TL_NLP_MAX_RETRIES`` is set (``retries + 1`` attempts, the same backoff)."""
+        policy = self.retry_policy
+        if stage == "nlp" and self.nlp.max_retries is not None:
+            return policy.model_copy(update={"attempts": self.nlp.max_retries + 1})
+        return policy
 
     def stage_budget(self, stage: str) -> StageBudget:
         """How the engine runs ``stage``: its sub-model's budget (infer: the ONNX batcher's;

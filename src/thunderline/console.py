@@ -30,8 +30,10 @@ def stdout_console() -> Console:
 
 
 def cli_settings() -> Settings:
-    """Settings for a CLI command, with logging configured; a bad setting (or an unusable
-    ``TL_HOME``) exits with code 2, naming the setting."""
+    """Settings for a CLI command, with logging configured.
+
+    A bad setting (or an unusable ``TL_HOME``) exits with code 2, naming the setting.
+    """
     err = Console(stderr=True)
     try:
         settings = load_settings(warn_unknown=False)
@@ -52,10 +54,14 @@ def cli_settings() -> Settings:
 
 
 class MaskingFilter(logging.Filter):
-    """Masks secrets (URL passwords, secret query values) in every log line a CLI prints, and
-    makes control characters in the message visible (a file name cannot drive the terminal)."""
+    """Masks secrets (URL passwords, secret query values) in every log line a CLI prints.
+
+    It also makes control characters in the message visible, so a file name cannot drive the
+    terminal.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Mask secrets and shorten paths in the record's message before it is printed."""
         message = record.getMessage()
         cleaned = names.shown(mask_secrets(message)).replace("\\\\", "\\")
         if cleaned != message:

@@ -22,6 +22,7 @@ boundary (``raise ... from exc``) so callers only ever see this tree::
     │   │   └── ArtifactTooLargeError
     │   └── ClassifyError              Magika itself failed
     ├── BackendError                   bus, database or object store failure (retryable)
+    ├── UnservedStageError             a submission waited too long for a stage no worker serves
     └── ChecksumMismatch               stored bytes or a model file do not match their SHA-256
 
 Each error carries a short machine ``reason`` (used as a metric label and in DLQ records) and a
@@ -95,6 +96,8 @@ class ArtifactError(StageError):
 
 
 class ArtifactNotFoundError(ArtifactError):
+    """The artifact's path does not exist (or vanished before it was opened)."""
+
     reason = "not_found"
 
 
@@ -110,25 +113,35 @@ class PayloadNotFound(ArtifactNotFoundError, KeyError):
 
 
 class UnreadableArtifactError(ArtifactError):
+    """The artifact exists but cannot be read (permissions, I/O error)."""
+
     reason = "unreadable"
 
 
 class NotARegularFileError(ArtifactError):
+    """The path is not a regular file (a directory, FIFO, socket or device)."""
+
     reason = "not_a_file"
 
 
 class PathEscapeError(ArtifactError):
+    """The path leads outside the ingest root (a symlink, or a name swapped during admission)."""
+
     reason = "path_escape"
 
 
 class HardLinkError(ArtifactError):
-    """A regular file with more than one link: its other names may lie outside the ingest
-    root (``ln /etc/shadow inbox/x``), so it is refused unless ``TL_ALLOW_HARDLINKS``."""
+    """A regular file with more than one link, refused unless ``TL_ALLOW_HARDLINKS``.
+
+    Its other names may lie outside the ingest root (``ln /etc/shadow inbox/x``).
+    """
 
     reason = "hard_link"
 
 
 class ArtifactTooLargeError(ArtifactError):
+    """The artifact is larger than ``TL_MAX_FILE_BYTES``."""
+
     reason = "too_large"
 
 
@@ -143,6 +156,17 @@ class BackendError(ThunderlineError):
 
     reason = "backend"
     retryable = True
+
+
+class UnservedStageError(ThunderlineError):
+    """A submission waited too long for a stage that no worker serves.
+
+    It waited ``TL_BUS_UNSERVED_TIMEOUT_S`` for a stage whose queue has messages and no consumer.
+    Nothing is lost: the messages stay queued and are processed when a worker for that stage starts.
+    ``details``: stage, queue, messages, waited_s.
+    """
+
+    reason = "unserved"
 
 
 class ChecksumMismatch(ThunderlineError):
@@ -170,3 +194,81 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, ThunderlineError):
         return exc.retryable
     return isinstance(exc, TimeoutError | ConnectionError)
+
+
+# ---- the error registry: an error's type by name (for records written before ``retryable``) --
+#: Modules that define error types beyond this one (imported on the first registry lookup).
+ERROR_MODULES: tuple[str, ...] = (
+    "thunderline.convert.errors",
+    "thunderline.dlq.record",
+    "thunderline.extract.errors",
+    "thunderline.ids",
+    "thunderline.ml.errors",
+    "thunderline.nlp.errors",
+    "thunderline.search.engine",
+    "thunderline.search.query",
+    "thunderline.voxel.errors",
+    "thunderline.voxel.paging",
+)
+
+
+def _subclasses(cls: type[ThunderlineError]) -> list[type[ThunderlineError]]:
+    found: list[type[ThunderlineError]] = []
+    for sub in cls.__subclasses__():
+        found.append(sub)
+        found.extend(_subclasses(sub))
+    return found
+
+
+def error_registry(*, load: bool = True) -> dict[str, list[type[ThunderlineError]]]:
+    """Every Thunderline error type by class name; a name two modules use maps to both.
+
+    With ``load``, the defining modules of :data:`ERROR_MODULES` are imported first.
+    """
+    import importlib
+
+    for module in ERROR_MODULES if load else ():
+        importlib.import_module(module)
+    registry: dict[str, list[type[ThunderlineError]]] = {ThunderlineError.__name__: []}
+    registry[ThunderlineError.__name__].append(ThunderlineError)
+    for cls in _subclasses(ThunderlineError):
+        if not cls.__name__.startswith("_"):
+            registry.setdefault(cls.__name__, [])
+            if cls not in registry[cls.__name__]:
+                registry[cls.__name__].append(cls)
+    return registry
+
+
+def _one(flags: set[bool]) -> bool | None:
+    return flags.pop() if len(flags) == 1 else None
+
+
+def retryable_by_name(type_name: str | None, reason: str | None = None) -> bool | None:
+    """Whether an error recorded only by its type name (and reason) was retryable.
+
+    The answer comes from the error registry -- never guessed from its text. ``None`` when the
+    registry cannot say (an unknown type, or a name or reason whose types disagree).
+
+    A Thunderline type gives its class's ``retryable``; a built-in exception the rule of
+    :func:`is_retryable` (timeouts and connection errors are); without a known type, a reason
+    that every registered type with that reason agrees on.
+    """
+    import builtins
+
+    registry = error_registry(load=False)  # the types imported so far, then every module's
+    if not type_name or type_name not in registry:
+        registry = error_registry()
+    if type_name:
+        classes = registry.get(type_name)
+        if classes:
+            return _one({cls.retryable for cls in classes})
+        builtin = getattr(builtins, type_name, None)
+        if isinstance(builtin, type) and issubclass(builtin, BaseException):
+            return issubclass(builtin, TimeoutError | ConnectionError)
+        return None
+    if reason:
+        flags = {
+            cls.retryable for found in registry.values() for cls in found if cls.reason == reason
+        }
+        return _one(flags) if flags else None
+    return None

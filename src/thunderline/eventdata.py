@@ -120,6 +120,7 @@ class Classification(_Model):
     )
 
     def to_dict(self) -> dict[str, Any]:
+        """The record as JSON-ready data, without unset fields."""
         return self.model_dump(mode="json", exclude_none=True)
 
 
@@ -143,6 +144,8 @@ class NlpAnalysis(NlpResult):
 
 
 class LabelScore(_Model):
+    """One label of a model with its score."""
+
     label: str
     score: float
 
@@ -166,11 +169,15 @@ class Inference(_Model):
 
 
 class VoxelChecksums(_Model):
+    """The SHA-256 of the payload and of the voxel's canonical metadata."""
+
     payload_sha256: Sha256
     metadata_sha256: Sha256
 
 
 class VoxelLineage(_Model):
+    """The events and voxels a voxel was made from (its parents in the lineage graph)."""
+
     parent_event_ids: list[str] = Field(default_factory=list)
     parent_voxel_ids: list[str] = Field(default_factory=list)
 
@@ -303,6 +310,11 @@ class DlqRecord(EventData):
     attempts: int = Field(ge=0)
     original: dict[str, Any] | None = None
     original_raw: str | None = None
+    retryable: bool | None = Field(
+        None,
+        description="The error type's `retryable` when the record was built (a replay may "
+        "succeed); absent in older records, whose type name then decides.",
+    )
 
 
 D = TypeVar("D", bound=EventData)
@@ -412,8 +424,10 @@ def check_output(event_type: str, data: EventData) -> None:
 def typed_event(
     event_type: str, data: EventData, *, parent: CloudEvent | None = None, source: str | None = None
 ) -> CloudEvent:
-    """A new event carrying ``data`` (checked against the registry): derived from ``parent``
-    (same correlation id, caused by it) or starting a new chain."""
+    """A new event carrying ``data``, checked against the registry.
+
+    It is derived from ``parent`` (same correlation id, caused by it) or starts a new chain.
+    """
     check_output(event_type, data)
     wire = to_wire(data)
     if parent is None:
@@ -425,8 +439,10 @@ def typed_event(
 
 
 def ensure_valid(event: CloudEvent) -> EventData:
-    """Check an event a stage produced: data built by :func:`typed_event` passes at once,
-    anything else is validated; a mismatch is an :class:`EventContractError`."""
+    """Check an event a stage produced; a mismatch is an :class:`EventContractError`.
+
+    Data built by :func:`typed_event` passes at once; anything else is validated.
+    """
     try:
         return validate_data(event)
     except MalformedEventError as exc:

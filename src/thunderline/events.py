@@ -106,10 +106,12 @@ class CloudEvent(BaseModel):
 
     @property
     def is_dlq(self) -> bool:
+        """True for a dead-letter event (its type starts with the DLQ prefix)."""
         return self.type.startswith(DLQ_PREFIX)
 
     # ---- encoding -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """The event as a mapping, without an unset ``causationid``."""
         out = self.model_dump()
         if out["causationid"] is None:
             del out["causationid"]
@@ -120,6 +122,7 @@ class CloudEvent(BaseModel):
         return names.dumps(self.to_dict(), separators=(",", ":"))
 
     def to_bytes(self) -> bytes:
+        """The event as UTF-8 JSON bytes (what the bus carries)."""
         return self.to_json().encode("utf-8")
 
     @classmethod
@@ -140,6 +143,7 @@ class CloudEvent(BaseModel):
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> CloudEvent:
+        """Decode JSON text or bytes; anything invalid raises :class:`MalformedEventError`."""
         try:
             decoded = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:

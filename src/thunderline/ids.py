@@ -1,4 +1,4 @@
-"""Ids people can type: the short form of a UUIDv7 and the one parser of an id reference.
+r"""Ids people can type: the short form of a UUIDv7 and the one parser of an id reference.
 
 Voxel, event, correlation and DLQ ids are UUIDv7: their first 12 hex digits are the creation
 time in milliseconds, so ids made in the same minute share a long prefix and an 8-character
@@ -16,7 +16,7 @@ A reference (:func:`parse_ref`) is one of
 
 Both ends are tried; one match resolves, more than one raises :class:`AmbiguousIdError`
 naming the candidates' short ids. :func:`id_condition` is the one place that turns a reference
-into SQL (``LIKE`` with ``%``/``_``/``\\`` escaped, though the charset check already refuses
+into SQL (``LIKE`` with ``%``/``_``/``\`` escaped, though the charset check already refuses
 them).
 """
 
@@ -89,7 +89,7 @@ def parse_ref(text: str, *, what: str = "id") -> IdRef:
 
 
 def like_escape(text: str) -> str:
-    """``text`` made literal inside a ``LIKE`` pattern (escape character ``\\``)."""
+    r"""``text`` made literal inside a ``LIKE`` pattern (escape character ``\``)."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 

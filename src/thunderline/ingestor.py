@@ -61,8 +61,10 @@ class Ingestor(Protocol):
     async def __aexit__(self, *exc: object) -> None: ...
 
     async def submit(self, event: CloudEvent, *, block: bool = True) -> None:
-        """Send an event to where it goes (its next stage, the DLQ); a full queue waits
-        (``block``) or raises :class:`~thunderline.errors.OverloadError`."""
+        """Send an event to where it goes (its next stage, the DLQ).
+
+        A full queue waits (``block``) or raises :class:`~thunderline.errors.OverloadError`.
+        """
         ...
 
     async def submit_event(
@@ -73,8 +75,10 @@ class Ingestor(Protocol):
         keep_path: bool = True,
         executor: Executor | None = None,
     ) -> CloudEvent:
-        """Admit and store the local file of an ingest event, then submit it; returns what
-        was sent (the stored ingest event, or the DLQ record of a refusal)."""
+        """Admit and store the local file of an ingest event, then submit it.
+
+        Returns what was sent: the stored ingest event, or the DLQ record of a refusal.
+        """
         ...
 
     async def submit_files(self, candidates: Iterable[Candidate]) -> int:
@@ -94,10 +98,12 @@ def _store_file(
     source: str = SUBMIT_SOURCE,
     keep_path: bool = True,
 ) -> CloudEvent:
-    """Admit the event's local file (opened once, checked on the descriptor) and stream its
-    bytes through that descriptor into the store; the ingest event to publish, which names
-    the bytes by ``payload_ref`` (the path stays for display unless ``keep_path`` is false,
-    as for an upload's spool file; no worker reads it)."""
+    """Admit the event's local file and stream its bytes into the store; the event to publish.
+
+    The file is opened once and checked on the descriptor, and its bytes are streamed through that
+    descriptor. The returned ingest event names the bytes by ``payload_ref`` (the path stays for
+    display unless ``keep_path`` is false, as for an upload's spool file; no worker reads it).
+    """
     request = data_of(event, IngestRequest)
     artifact = request.artifact
     path = Path(str(artifact.path))
@@ -138,6 +144,7 @@ class AdmitsFiles:
     source: str
 
     async def submit(self, event: CloudEvent, *, block: bool = True) -> None:
+        """Publish one event into the runtime (each backend implements it)."""
         raise NotImplementedError
 
     async def submit_event(
@@ -148,10 +155,12 @@ class AdmitsFiles:
         keep_path: bool = True,
         executor: Executor | None = None,
     ) -> CloudEvent:
-        """Admit the event's local file and store its bytes (``payload_ref``), then submit
-        it; a refused file is submitted as its ``classify`` DLQ record instead. Returns what
-        was submitted. ``block=False``: a full queue raises ``OverloadError`` (the stored
-        bytes stay, harmless: the store is content-addressed)."""
+        """Admit the event's local file and store its bytes (``payload_ref``), then submit it.
+
+        A refused file is submitted as its ``classify`` DLQ record instead. Returns what was
+        submitted. ``block=False``: a full queue raises ``OverloadError`` (the stored bytes stay,
+        harmless: the store is content-addressed).
+        """
         put = functools.partial(
             _store_file, self.store, self.settings, event, source=self.source, keep_path=keep_path
         )

@@ -43,6 +43,7 @@ class Journal:
         self._events.write((encoded.decode() if encoded is not None else event.to_json()) + "\n")
 
     def flush(self) -> None:
+        """Flush written events to disk and rotate the file once it passes ``max_bytes``."""
         if self._events is None:
             return
         self._events.flush()
@@ -52,6 +53,7 @@ class Journal:
             rotate(self.events_path, self.keep)
 
     def close(self) -> None:
+        """Flush and close the journal file (it reopens on the next write)."""
         self.flush()
         if self._events is not None:
             self._events.close()

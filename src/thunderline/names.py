@@ -1,20 +1,20 @@
-"""Bytes-safe paths and names: how they travel and how they are shown.
+r"""Bytes-safe paths and names: how they travel and how they are shown.
 
 A POSIX file name is bytes. In memory Thunderline holds it as the ``str`` that
-:func:`os.fsdecode` gives (bytes that are not UTF-8 become lone surrogates ``\\udc80``-
-``\\udcff``, "surrogate escapes"), so ``os.fsencode`` gives the exact bytes back. Such a string
+:func:`os.fsdecode` gives (bytes that are not UTF-8 become lone surrogates ``\udc80``-
+``\udcff``, "surrogate escapes"), so ``os.fsencode`` gives the exact bytes back. Such a string
 cannot be encoded as UTF-8 strictly, so:
 
 * **On the wire** (event JSON, the journal, the DLQ, voxel documents, the outcomes table,
   ``--json``): JSON text written by :func:`dumps` -- UTF-8, with every lone surrogate written as
-  a JSON ``\\uXXXX`` escape. ``json.loads`` gives back the identical string, so a name
+  a JSON ``\uXXXX`` escape. ``json.loads`` gives back the identical string, so a name
   round-trips exactly; everything else stays readable UTF-8. (Strict JSON parsers other than
   Python's may refuse a lone-surrogate escape; inside Thunderline only :mod:`json` reads it.)
 * **In index columns** (plain text, not JSON) the same escaping is applied by
   :func:`wire_text`; the exact value is always in the JSON document beside it.
 * **On a terminal** (tables, ``voxels list``, summaries, logs): :func:`shown` makes control
   characters, terminal escape sequences, bidirectional overrides and undecodable bytes visible
-  as ``\\xNN`` / ``\\uNNNN`` escapes (and doubles a backslash), so a name can neither inject
+  as ``\xNN`` / ``\uNNNN`` escapes (and doubles a backslash), so a name can neither inject
   terminal sequences nor disguise itself.
 """
 
@@ -37,7 +37,7 @@ def _escape_surrogate(match: re.Match[str]) -> str:
 
 
 def dumps(value: Any, **kwargs: Any) -> str:
-    """JSON text for the wire: UTF-8 safe, lone surrogates written as ``\\uXXXX`` escapes."""
+    r"""JSON text for the wire: UTF-8 safe, lone surrogates written as ``\uXXXX`` escapes."""
     text = json.dumps(value, ensure_ascii=False, **kwargs)
     return _SURROGATE.sub(_escape_surrogate, text)
 
@@ -48,7 +48,7 @@ def dumps_bytes(value: Any, **kwargs: Any) -> bytes:
 
 
 def wire_text(text: str) -> str:
-    """``text`` with lone surrogates as ``\\uXXXX`` (for plain-text columns; strict UTF-8)."""
+    r"""``text`` with lone surrogates as ``\uXXXX`` (for plain-text columns; strict UTF-8)."""
     return _SURROGATE.sub(_escape_surrogate, text)
 
 
@@ -76,8 +76,11 @@ _NEEDS_ESCAPE = re.compile("[\\\\\x00-\x1f\x7f-\x9f\ud800-\udfff" + "".join(_INV
 
 
 def shown(text: str) -> str:
-    """``text`` safe to print: control characters, escape sequences, bidi marks and
-    undecodable bytes made visible as escapes; a backslash doubled. Other text unchanged."""
+    """``text`` safe to print: control characters and other unsafe text made visible as escapes.
+
+    Control characters, escape sequences, bidi marks and undecodable bytes are escaped; a backslash
+    is doubled. Other text is unchanged.
+    """
     if not _NEEDS_ESCAPE.search(text):
         return text
     return "".join(_shown_char(c) for c in text)

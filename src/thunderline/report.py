@@ -220,22 +220,27 @@ class RunReport:
     wall_s: float = 0.0
 
     def add(self, event: CloudEvent) -> ArtifactRecord:
+        """Add the record of one terminal event and return it."""
         record = record_from_event(event)
         self.records.append(record)
         return record
 
     @property
     def ok(self) -> list[ArtifactRecord]:
+        """Records of artifacts that ended as a voxel."""
         return [r for r in self.records if r.outcome == "ok"]
 
     @property
     def dlq(self) -> list[ArtifactRecord]:
+        """Records of artifacts that ended in the DLQ."""
         return [r for r in self.records if r.outcome == "dlq"]
 
     def labels(self) -> Counter[str]:
+        """Voxels per Magika label."""
         return Counter(r.label or "-" for r in self.ok)
 
     def dlq_reasons(self) -> Counter[str]:
+        """DLQ records per ``stage:reason``."""
         return Counter(f"{r.stage}:{r.reason}" for r in self.dlq)
 
     def latency_ms(self) -> dict[str, float | None]:

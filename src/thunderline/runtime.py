@@ -48,6 +48,7 @@ class StageSpec:
     when: str  # the same condition in words (``thunderline stages show``)
 
     def options(self, settings: Settings) -> StageOptions:
+        """The stage's options (batch size, concurrency, timeout) from the settings."""
         return self.cls.options_from(settings)
 
 
@@ -85,10 +86,12 @@ def build_stages(
     concurrency: int | None = None,
     stored_only: bool = False,
 ) -> list[Stage]:
-    """The one stage builder: an instance of each named stage (default: every enabled one; a
-    name outside :data:`WIRING`, such as ``collect``, is skipped), options from settings and
-    ``concurrency`` overriding each stage's own. ``stored_only`` (a worker) classifies only
-    stored payloads. A named stage the settings switch off is a :class:`ConfigError`."""
+    """The one stage builder: an instance of each named stage, with options from settings.
+
+    The names default to every enabled stage; a name outside :data:`WIRING`, such as ``collect``, is
+    skipped. ``concurrency`` overrides each stage's own. ``stored_only`` (a worker) classifies only
+    stored payloads. A named stage the settings switch off is a :class:`ConfigError`.
+    """
     enabled = enabled_stage_names(settings)
     wanted = enabled if names is None else list(names)
     stages: list[Stage] = []
@@ -124,6 +127,7 @@ class CpuBudget:
     onnx_threads: int  # intra-op threads per ONNX session (0: infer off)
 
     def rows(self) -> list[tuple[str, str]]:
+        """The budget as (what, how many) rows for ``thunderline doctor``."""
         return [
             ("cores", str(self.cores)),
             ("Magika calls at a time", str(self.magika_calls)),
@@ -135,6 +139,7 @@ class CpuBudget:
 
 
 def cpu_budget(settings: Settings) -> CpuBudget:
+    """How the enabled stages share this machine's cores (what ``doctor`` prints)."""
     names = enabled_stage_names(settings)
     cores = os.cpu_count() or 1
     return CpuBudget(
@@ -212,6 +217,7 @@ class Runtime(AdmitsFiles):
 
     @property
     def stage_names(self) -> list[str]:
+        """Names of the running stages, in route order."""
         return [stage.name for stage in self.stages]
 
     async def __aenter__(self) -> Runtime:
@@ -239,14 +245,18 @@ class Runtime(AdmitsFiles):
 
     @property
     def runtime(self) -> Runtime:
+        """This runtime (the :class:`Ingestor` protocol's access to the in-process pipeline)."""
         return self
 
     async def submit(self, event: CloudEvent, *, block: bool = True) -> None:
+        """Submit one event to the pipeline (waits for room when ``block``)."""
         await self.pipeline.submit(event, block=block)
 
     async def submit_files(self, candidates: Iterable[Candidate]) -> int:
-        """Submit each candidate as it comes (a stream: nothing is listed first); one that
-        could not be walked becomes one DLQ record. Returns how many were submitted."""
+        """Submit each candidate as it comes (a stream: nothing is listed first).
+
+        One that could not be walked becomes one DLQ record. Returns how many were submitted.
+        """
         n = 0
         for candidate in candidates:
             if candidate.skipped:
@@ -259,4 +269,5 @@ class Runtime(AdmitsFiles):
         return n
 
     async def wait_idle(self, timeout_s: float | None = None) -> None:
+        """Wait until every submitted artifact has ended (raises on timeout)."""
         await self.pipeline.wait_idle(timeout_s)

@@ -1,5 +1,7 @@
-"""``thunderline stages``: the wiring table as the settings make it (which stages are on, their
-options) and the CPU budget."""
+"""``thunderline stages``: the wiring table as the settings make it, and the CPU budget.
+
+The table shows which stages are on and their options.
+"""
 
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol, runtime_chec
 
 if TYPE_CHECKING:
     from thunderline.events import CloudEvent
-    from thunderline.outcomes import OutcomeRecord
+    from thunderline.outcomes import DlqGroup, OutcomeRecord
     from thunderline.search.engine import SearchResult
     from thunderline.voxel.lifecycle import Deletion
     from thunderline.voxel.lineage import Edge
@@ -167,12 +167,37 @@ class OutcomeStorage(Protocol):
         """Every record of these ingests, oldest first."""
 
     def dlq(
-        self, status: str | None = "open", *, limit: int = 50, cursor: str | None = None
+        self,
+        status: str | None = "open",
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        group: str | None = None,
     ) -> list[OutcomeRecord]:
-        """DLQ records of one status (None: all), oldest first, after ``cursor``."""
+        """DLQ records of one status (None: all), oldest first, after ``cursor``.
+
+        Only one group (its full key) if given.
+        """
 
     def dlq_get(self, record_id: str) -> OutcomeRecord | None:
-        """One DLQ record by id or unique prefix."""
+        """One DLQ record by full id, short id or a unique part (None: nothing matches)."""
+
+    def resolve_group(self, ref: str) -> str | None:
+        """A DLQ group's full key from its id (a unique start of the key)."""
+
+    def dlq_groups(
+        self, status: str | None = "open", *, limit: int = 100, offset: int = 0
+    ) -> tuple[list[DlqGroup], int]:
+        """DLQ records grouped by (stage, reason, artifact), newest group first.
+
+        Returns a page of groups and the number of groups.
+        """
+
+    def dismiss(self, record_ids: Sequence[str], *, by: str, note: str) -> list[str]:
+        """Close open DLQ records without a replay (who, when, why); the ids dismissed."""
+
+    def purge(self, older_than_unix: float, *, dry_run: bool = False) -> dict[str, int]:
+        """Delete closed DLQ records created before the cut-off; how many per status."""
 
     def counts(self) -> dict[str, int]:
         """Records per status."""

@@ -29,6 +29,8 @@ ENTITY_TEXT_MAX: Final = 48
 
 
 class EntityCount(BaseModel):
+    """One entity text and label with how often it occurs in the document."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     text: str = Field(description=f"The entity's text (cut to {ENTITY_TEXT_MAX} characters).")
@@ -148,8 +150,10 @@ def voxel_brief(voxel: Voxel) -> VoxelBrief:
 
 
 def summarize_data(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Event data (wire JSON) with its ``nlp`` result summarised and ``inference`` cut to the
-    top labels; a DLQ record's ``original`` event data likewise. Everything else unchanged."""
+    """Event data (wire JSON) with ``nlp`` results summarised and ``inference`` cut to top labels.
+
+    A DLQ record's ``original`` event data is summarised likewise. Everything else is unchanged.
+    """
     out = dict(data)
     nlp = out.get("nlp")
     if isinstance(nlp, Mapping) and "sentences" in nlp:

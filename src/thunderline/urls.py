@@ -65,8 +65,10 @@ def _mask_userinfo(match: re.Match[str]) -> str:
 
 
 def mask_secrets(text: str) -> str:
-    """``text`` with URL passwords and credential-like query values replaced by ``***``
-    (for anything printed: settings, logs, doctor, error messages)."""
+    """``text`` with URL passwords and credential-like query values replaced by ``***``.
+
+    For anything printed: settings, logs, doctor, error messages.
+    """
     text = _USERINFO.sub(_mask_userinfo, text)
     return _QUERY_PARAM.sub(
         lambda m: m.group("head") + MASK if _is_secret_name(m.group("name")) else m.group(0),

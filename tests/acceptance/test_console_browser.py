@@ -1,9 +1,10 @@
 """The web console in a real browser (Playwright driving Debian's Chromium).
 
 An operator signs in, uploads three example files and watches them reach "voxel stored" live,
-opens a voxel page with highlighted entities and a lineage graph, makes a failure (the object
-store loses one upload's bytes: a fault injected on purpose) and replays it from the DLQ page
-once the bytes are back. Screenshots of every page are saved as test artefacts in
+opens a voxel page with highlighted entities and a lineage graph, makes a retryable failure (the
+object store is away for one upload: a fault injected on purpose) and replays it from the DLQ
+page once the store is back, and dismisses a permanent one (bytes lost for good), which is
+offered no Replay. Screenshots of every page are saved as test artefacts in
 ``$TL_TEST_ARTIFACTS`` (default ``.test-artifacts/``); with ``TL_TEST_UPDATE_DOCS_IMG=1`` they
 are also copied to ``docs/img/`` for the README.
 """
@@ -146,33 +147,73 @@ def test_voxel_page_shows_entities_and_lineage(console: Served, page: Any) -> No
 
 
 def test_failure_is_replayed_from_the_console(console: Served, page: Any) -> None:
-    name = "lost-in-storage.txt"
+    """A store briefly away dead-letters the upload (retryable): its group offers Replay,
+    which stores the voxel once the store is back."""
+    name = "away-from-storage.txt"
     data = b"Grace Hopper worked at Harvard in 1944.\n"
-    losing = lose_payloads(console)  # fault injected on purpose: the store loses these bytes
-    losing.lost.add(hashlib.sha256(data).hexdigest())
+    losing = lose_payloads(console)  # fault injected on purpose: the store is away for these
+    losing.away.add(hashlib.sha256(data).hexdigest())
     upload = ARTIFACTS / name
     upload.write_bytes(data)
     page.goto(f"{console.url}/")
     page.locator("#sse-state").filter(has_text="live").wait_for()
     page.set_input_files("#file-input", [str(upload)])
     row = page.locator(f'#runs tr[data-name="{name}"]')
-    row.locator(".status", has_text="dead-lettered: not_found").wait_for()
-    losing.lost.clear()  # the bytes are back: a replay can now succeed
+    row.locator(".status", has_text="dead-lettered: backend").wait_for()
+    losing.away.clear()  # the store is back: a replay can now succeed
 
     row.locator(".status a").click()
     page.wait_for_url(f"{console.url}/dlq")
     record = page.locator("#dlq tbody tr", has_text=name)
-    assert record.locator(".pill", has_text="not_found").count() == 1
+    assert record.locator(".pill", has_text="backend").count() == 1
+    assert record.locator(".pill.permanence").inner_text() == "retryable"
+    assert record.locator("td.count").inner_text() == "1"
     record.locator("summary", has_text="Traceback").click()
-    assert "ArtifactNotFoundError" in record.locator("pre.tb").inner_text()
+    assert "BackendError" in record.locator("pre.tb").inner_text()
     shot(page, "dlq")
     button = record.get_by_role("button", name="Replay")
     button.focus()
     page.keyboard.press("Enter")  # keyboard accessible
     record.locator(".status", has_text="replayed: voxel stored").wait_for()
     page.reload()
+    assert page.locator("#dlq tbody tr", has_text=name).count() == 0  # no longer open
+    page.goto(f"{console.url}/dlq?status=all")
     status = page.locator("#dlq tbody tr", has_text=name).locator(".status").inner_text()
     assert status in {"replayed", "resolved"}  # resolved once the collector records the voxel
+
+
+def test_permanent_failure_offers_dismiss_not_replay(console: Served, page: Any) -> None:
+    """Bytes lost for good (permanent), uploaded twice: one group of two, no Replay button;
+    Dismiss with a reason closes the group."""
+    name = "lost-for-good.txt"
+    data = b"These bytes go missing for good.\n"
+    losing = lose_payloads(console)  # fault injected on purpose: the store loses these bytes
+    losing.lost.add(hashlib.sha256(data).hexdigest())
+    upload = ARTIFACTS / name
+    upload.write_bytes(data)
+    page.goto(f"{console.url}/")
+    page.locator("#sse-state").filter(has_text="live").wait_for()
+    for _ in range(2):
+        page.set_input_files("#file-input", [str(upload)])
+        newest = page.locator(f'#runs tr[data-name="{name}"]').first  # rows are prepended
+        newest.locator(".status", has_text="dead-lettered: not_found").wait_for()
+    page.wait_for_function(
+        "n => document.querySelectorAll(`#runs tr[data-name='${n}'] .dlq-link`).length >= 2",
+        arg=name,
+    )
+    page.goto(f"{console.url}/dlq")
+    record = page.locator("#dlq tbody tr", has_text=name)
+    assert record.locator(".pill.permanence").inner_text() == "permanent"
+    assert record.get_by_role("button", name="Replay").count() == 0
+    record.get_by_label("Reason").fill("bytes lost in the 2026 disk failure")
+    record.get_by_role("button", name="Dismiss").click()
+    record.locator(".status", has_text="dismissed").wait_for()
+    shot(page, "dlq-dismissed")
+    page.reload()
+    assert page.locator("#dlq tbody tr", has_text=name).count() == 0
+    page.goto(f"{console.url}/dlq?status=dismissed")
+    closed = page.locator("#dlq tbody tr", has_text=name)
+    assert "bytes lost in the 2026 disk failure" in closed.inner_text()
 
 
 def test_health_page(console: Served, page: Any) -> None:

@@ -264,6 +264,8 @@ def services_env(request: pytest.FixtureRequest) -> dict[str, str]:
     }
 
 
+# a file runs under its own FILE_TIMEOUT_S; pytest-timeout's default (300 s) must not cut it first
+@pytest.mark.timeout(FILE_TIMEOUT_S + 60)
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(REPO)))
 def test_doc_blocks_run(doc: Path, workdir: Path, request: pytest.FixtureRequest) -> None:
     found = [b for b in blocks(doc) if b.lang in SHELL | PYTHON]

@@ -83,6 +83,27 @@ def test_retry_policy_doubles_caps_jitters_and_counts_attempts() -> None:
     assert all(0.5 <= d <= 1.0 for d in delays) and len(delays) > 1
 
 
+def test_nlp_max_retries_sets_the_nlp_stage_attempts_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from thunderline.flow.stage import StageOptions
+
+    monkeypatch.setenv("TL_MAX_ATTEMPTS", "5")
+    unset = load_settings()
+    assert unset.nlp.max_retries is None
+    assert StageOptions.for_stage(unset, "nlp").retry.attempts == 5  # unset: TL_MAX_ATTEMPTS
+    monkeypatch.setenv("TL_NLP_MAX_RETRIES", "0")
+    monkeypatch.setenv("TL_RETRY_BACKOFF_S", "0.3")
+    s = load_settings()
+    nlp = StageOptions.for_stage(s, "nlp").retry
+    assert (nlp.attempts, nlp.backoff_s) == (1, 0.3)  # retries + 1, the engine's backoff
+    for other in ("classify", "extract", "infer", "package"):
+        assert StageOptions.for_stage(s, other).retry.attempts == 5
+    monkeypatch.setenv("TL_NLP_MAX_RETRIES", "3")  # the old default: 4 attempts
+    assert load_settings().stage_retry_policy("nlp").attempts == 4
+    monkeypatch.setenv("TL_NLP_MAX_RETRIES", "-1")
+    with pytest.raises(ConfigError, match="TL_NLP_MAX_RETRIES"):
+        load_settings()
+
+
 def test_invalid_settings_are_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TL_QUEUE_MAX", "0")
     with pytest.raises(ConfigError, match="TL_QUEUE_MAX"):
@@ -196,6 +217,7 @@ def _changed(name: str, value: object) -> object:
         "magika_prediction_mode": "best-guess",
         "s3_endpoint_url": "http://127.0.0.1:8333",
         "metrics_port": 9100,
+        "nlp_max_retries": 2,
         "database_url": "sqlite:///tmp/tl-test.db",
         "object_store_url": "file:///tmp/tl-test-objects",
         "bus_url": "amqp://guest:guest@127.0.0.1:5672/tl",

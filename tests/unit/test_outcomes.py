@@ -27,19 +27,40 @@ def voxel(event: CloudEvent, voxel_id: str = "0" * 36) -> CloudEvent:
     return event.derive(VOXEL_CREATED, {**event.data, "voxel": {"id": voxel_id}})
 
 
-def test_dlq_id_prefix_wildcards_match_nothing(make_settings: Callable[..., Settings]) -> None:
+def test_dlq_id_wildcards_are_refused_and_short_ids_resolve(
+    make_settings: Callable[..., Settings],
+) -> None:
+    import pytest
+
+    from thunderline.ids import IdReferenceError, short
+
     with OutcomeStore(make_settings()) as store:
         record = dead(ingest("only.txt"))
         store.record(record)
         assert store.dlq_get(record.id[:10]) is not None
+        found = store.dlq_get(short(record.id).upper())
+        assert found is not None and found.id == record.id
+        assert store.dlq_get("abcdef") is None
         for pattern in ("%", "________", "%" + record.id[1:10], "_" * 10):
-            assert store.dlq_get(pattern) is None, pattern
+            with pytest.raises(IdReferenceError):
+                store.dlq_get(pattern)
 
 
 def test_other_events_are_not_recorded(make_settings: Callable[..., Settings]) -> None:
     with OutcomeStore(make_settings()) as store:
         store.record(ingest("x"))
         assert store.counts() == {}
+
+
+#: Columns of ``outcomes`` added after 0002_outcomes.
+NEWER_COLUMNS = {
+    "once_key",
+    "retryable",
+    "group_key",
+    "dismissed_unix",
+    "dismissed_by",
+    "dismiss_note",
+}
 
 
 def test_a_database_at_0002_with_duplicate_rows_migrates(
@@ -60,7 +81,7 @@ def test_a_database_at_0002_with_duplicate_rows_migrates(
         with engine.begin() as conn:
             command.upgrade(_alembic_config(conn), "0002_outcomes")
             for event in (voxel(a), voxel(a)):
-                row = {k: v for k, v in _row(event).items() if k != "once_key"}
+                row = {k: v for k, v in _row(event).items() if k not in NEWER_COLUMNS}
                 conn.execute(insert(outcomes).values(**row))
     finally:
         engine.dispose()

@@ -32,6 +32,7 @@ class HeaderLimit:
         self.limit = limit
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """ASGI entry: a request whose headers pass the limit gets 431 before any route runs."""
         if scope["type"] == "http":
             total = sum(len(k) + len(v) + 4 for k, v in scope.get("headers", ()))
             if total > self.limit:

@@ -52,6 +52,7 @@ def presented_token(request: Request) -> tuple[str | None, bool]:
 
 
 def authenticate(request: Request, tokens: TokenStore, needed: Scope) -> TokenRecord:
+    """The token record of the request, which must allow ``needed``; 401 or 403 otherwise."""
     token, from_cookie = presented_token(request)
     if token is None:
         raise ApiError(
@@ -107,10 +108,12 @@ class RevocationWatch:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        """Start the background check that ends streams of revoked tokens."""
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="tl-revocation")
 
     async def stop(self) -> None:
+        """Stop the background check and wait for it."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -118,11 +121,13 @@ class RevocationWatch:
                 await task
 
     def watch(self, digest: str) -> asyncio.Event:
+        """An event set when the token with this digest is revoked (for an open stream)."""
         event = asyncio.Event()
         self._open.setdefault(digest, set()).add(event)
         return event
 
     def unwatch(self, digest: str, event: asyncio.Event) -> None:
+        """Forget an event from :meth:`watch` (the stream ended)."""
         events = self._open.get(digest)
         if events is not None:
             events.discard(event)
@@ -131,6 +136,7 @@ class RevocationWatch:
 
     @property
     def watched(self) -> int:
+        """How many open streams are watched."""
         return sum(len(events) for events in self._open.values())
 
     def check(self) -> int:
@@ -167,6 +173,7 @@ class RevocationGuard:
         self.watch = watch
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """ASGI entry: the wrapped app for any request, with revoked tokens refused first."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

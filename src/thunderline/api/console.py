@@ -23,9 +23,10 @@ from fastapi.templating import Jinja2Templates
 
 from thunderline.api.auth import COOKIE, authenticate
 from thunderline.api.errors import ApiError
-from thunderline.api.schemas import artifact_name, dlq_item, voxel_out
+from thunderline.api.schemas import artifact_name, dlq_group_out, voxel_out
 from thunderline.api.service import ApiService
 from thunderline.api.tokens import Scope, TokenRecord
+from thunderline.dlq.store import CONSOLE_MAX
 from thunderline.errors import BackendError
 from thunderline.ids import AmbiguousIdError, short
 from thunderline.summary import voxel_brief
@@ -146,7 +147,11 @@ async def voxels_page(
     since: str = "",
     until: str = "",
     cursor: str = "",
+    entity_type: str = "",
+    model_label: str = "",
 ) -> Response:
+    """Voxels newest first, filtered as ``GET /v1/voxels`` is (label, group, entity text,
+    entity type, model label, dates)."""
     user = _user(request)
     if user is None:
         return _login_redirect(request)
@@ -162,7 +167,13 @@ async def voxels_page(
         first = last = None
         error = "Dates must be YYYY-MM-DD."
     flt = VoxelFilter(
-        label=label or None, group=group or None, q=q or None, since=first, until=last
+        label=label or None,
+        group=group or None,
+        q=q or None,
+        since=first,
+        until=last,
+        entity_type=entity_type.strip()[:64] or None,
+        model_label=model_label.strip()[:128] or None,
     )
     try:
         items, next_cursor = await asyncio.to_thread(
@@ -175,7 +186,15 @@ async def voxels_page(
         "voxels.html",
         user,
         items=[voxel_brief(v) for v in items],
-        filters={"label": label, "group": group, "q": q, "since": since, "until": until},
+        filters={
+            "label": label,
+            "group": group,
+            "q": q,
+            "entity_type": entity_type,
+            "model_label": model_label,
+            "since": since,
+            "until": until,
+        },
         next_cursor=next_cursor,
         error=error,
     )
@@ -371,13 +390,33 @@ def lineage_graph(
     }
 
 
+#: The DLQ page's status choices (``all``: every status).
+DLQ_PAGE_STATUSES = ("open", "dismissed", "replayed", "resolved", "all")
+
+
 @router.get("/dlq", response_class=HTMLResponse, response_model=None)
-async def dlq_page(request: Request) -> Response:
+async def dlq_page(request: Request, status: str = "open") -> Response:
+    """Dead letters grouped by (stage, reason, artifact): count, first and last seen,
+    retryable or permanent, the latest error; Replay (retryable groups) and Dismiss."""
     user = _user(request)
     if user is None:
         return _login_redirect(request)
-    entries = await asyncio.to_thread(_service(request).require_dlq().newest)
-    return _page(request, "dlq.html", user, items=[dlq_item(e) for e in entries])
+    if status not in DLQ_PAGE_STATUSES:
+        status = "open"
+    groups, total = await asyncio.to_thread(
+        _service(request).require_dlq().groups,
+        None if status == "all" else status,
+        limit=CONSOLE_MAX,
+    )
+    return _page(
+        request,
+        "dlq.html",
+        user,
+        groups=[dlq_group_out(g) for g in groups],
+        total=total,
+        status=status,
+        statuses=DLQ_PAGE_STATUSES,
+    )
 
 
 @router.get("/health", response_class=HTMLResponse, response_model=None)

@@ -25,6 +25,8 @@ _log = logging.getLogger("thunderline.api")
 
 
 class ErrorDetail(BaseModel):
+    """The body of every API error: a machine-readable code, a message and details."""
+
     code: str = Field(description="Short machine-readable reason, e.g. `payload_too_large`.")
     message: str = Field(description="What was wrong, for a person.")
     details: dict[str, Any] = Field(default_factory=dict)
@@ -63,6 +65,7 @@ def error_response(
     details: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
+    """A JSON error response in the API's one error shape."""
     body = ErrorBody(error=ErrorDetail(code=code, message=message, details=details or {}))
     return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
 
@@ -153,6 +156,7 @@ async def _internal_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_handlers(app: FastAPI) -> None:
+    """Map every exception the app can raise to the one error shape (never a bare 500 page)."""
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -43,6 +43,7 @@ class OutcomeFollower:
         self._task: asyncio.Task[None] | None = None
 
     def follow(self, correlation_id: str) -> None:
+        """Follow a correlation id's events for up to ``FOLLOW_MAX_S`` seconds."""
         self._until[correlation_id] = time.monotonic() + FOLLOW_MAX_S
         self._seen.setdefault(correlation_id, set())
         self._seen.move_to_end(correlation_id)
@@ -54,12 +55,15 @@ class OutcomeFollower:
 
     @property
     def following(self) -> int:
+        """How many correlation ids are followed now."""
         return len(self._until)
 
     def start(self) -> None:
+        """Start following in a background task."""
         self._task = asyncio.get_running_loop().create_task(self._run(), name="tl-api-follow")
 
     async def stop(self) -> None:
+        """Stop the background task and wait for it."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

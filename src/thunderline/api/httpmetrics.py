@@ -49,6 +49,7 @@ class HttpMetrics:
         self.app = app
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """ASGI entry: time the request and count it by route template, method and status."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -99,9 +100,11 @@ class OpenDlqCollector(Collector):
         return lambda: self._sources.pop(key, None) and None
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
+        """The metric this collector exports (for registration without a collect)."""
         yield GaugeMetricFamily("thunderline_dlq_open", "Open (not replayed) DLQ records.")
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        """The open-DLQ gauge, read from every registered count at scrape time."""
         family = GaugeMetricFamily("thunderline_dlq_open", "Open (not replayed) DLQ records.")
         values: list[int] = []
         for count in list(self._sources.values()):

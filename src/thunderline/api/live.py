@@ -39,6 +39,8 @@ STAGE_ORDER = ("classify", "nlp", "infer", "package")
 
 @dataclass(eq=False)
 class Subscriber:
+    """One live-event listener: a bounded queue, optionally for one correlation id."""
+
     correlation_id: str | None
     queue: asyncio.Queue[CloudEvent | None] = field(
         default_factory=lambda: asyncio.Queue(SUBSCRIBER_QUEUE)
@@ -54,21 +56,26 @@ class EventHub:
         self._listeners: list[Callable[[CloudEvent], None]] = []
 
     def add_listener(self, listener: Callable[[CloudEvent], None]) -> None:
+        """Call ``listener`` with every published event (before the subscribers)."""
         self._listeners.append(listener)
 
     def subscribe(self, correlation_id: str | None = None) -> Subscriber:
+        """A new subscriber, for every event or those of one correlation id."""
         sub = Subscriber(correlation_id)
         self._subscribers.add(sub)
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
+        """Remove a subscriber (its stream ended)."""
         self._subscribers.discard(sub)
 
     @property
     def subscribers(self) -> int:
+        """How many subscribers are connected."""
         return len(self._subscribers)
 
     def publish(self, event: CloudEvent) -> None:
+        """Hand an event to the listeners and the matching subscribers (a full queue counts a lag)."""
         for listener in self._listeners:
             listener(event)
         for sub in list(self._subscribers):
@@ -80,6 +87,7 @@ class EventHub:
                 sub.lagged += 1
 
     def close(self) -> None:
+        """End every subscriber's stream."""
         for sub in list(self._subscribers):
             with contextlib.suppress(asyncio.QueueFull):
                 sub.queue.put_nowait(None)
@@ -93,13 +101,16 @@ class EventTap:
         self.hub = hub
 
     def record(self, event: CloudEvent, encoded: bytes | None = None) -> None:
+        """Write the event to the journal and publish it to live subscribers."""
         self.journal.record(event, encoded)
         self.hub.publish(event)
 
     def flush(self) -> None:
+        """Flush the journal."""
         self.journal.flush()
 
     def close(self) -> None:
+        """Close the journal."""
         self.journal.close()
 
 
@@ -118,6 +129,7 @@ class IngestProgress:
 
     @property
     def outcome(self) -> str:
+        """``pending``, ``partial``, ``failed`` or ``ok`` from the counts so far."""
         if self.open > 0:
             return "pending"
         if self.dlq and self.voxel_ids:
@@ -137,6 +149,7 @@ class IngestTracker:
         self._items: OrderedDict[str, IngestProgress] = OrderedDict()
 
     def get(self, correlation_id: str) -> IngestProgress | None:
+        """The progress of one ingest, or ``None`` when unknown."""
         return self._items.get(correlation_id)
 
     def _entry(self, correlation_id: str) -> IngestProgress:
@@ -148,6 +161,7 @@ class IngestTracker:
         return item
 
     def __call__(self, event: CloudEvent) -> None:
+        """Count one event into the progress of its correlation id."""
         item = self._entry(event.correlationid)
         item.events += 1
         if event.type == INGEST_RECEIVED:

@@ -57,6 +57,7 @@ class GuardedH11Protocol(H11Protocol):
 
     # ---- connection ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Refuse the connection when its client already holds the most connections allowed."""
         super().connection_made(transport)
         address = self.client[0] if self.client else None
         if address is not None:
@@ -75,6 +76,7 @@ class GuardedH11Protocol(H11Protocol):
         self._arm_header_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Release the client's connection slot."""
         self._disarm_header_timer()
         if self._address is not None:
             self.open_by_address[self._address] -= 1
@@ -85,6 +87,7 @@ class GuardedH11Protocol(H11Protocol):
 
     # ---- header deadline ----------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        """Feed bytes to the parser; a request whose headers are not complete in time is closed."""
         if self._header_timer is not None:
             seen = self._tail + data
             if _HEADERS_END in seen:
@@ -94,6 +97,7 @@ class GuardedH11Protocol(H11Protocol):
         super().data_received(data)
 
     def on_response_complete(self) -> None:
+        """Arm the header timer again for the next request on a kept-alive connection."""
         super().on_response_complete()
         if not self.transport.is_closing():
             self._arm_header_timer()  # the next request's headers get the same deadline

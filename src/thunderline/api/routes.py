@@ -20,7 +20,12 @@ from thunderline.api.schemas import (
     BRIEF_FIELDS,
     DETAIL_FIELDS,
     DeletionOut,
+    DlqDismissed,
+    DlqGroupPage,
+    DlqGroupReplay,
+    DlqItem,
     DlqPage,
+    DlqPurged,
     Health,
     IngestAccepted,
     IngestStatus,
@@ -39,6 +44,7 @@ from thunderline.api.schemas import (
     WebhookDeliveries,
     accepted,
     artifact_name,
+    dlq_group_out,
     dlq_item,
     ingest_status,
     select_fields,
@@ -48,9 +54,11 @@ from thunderline.api.service import ApiService
 from thunderline.api.tokens import Scope, TokenRecord
 from thunderline.api.upload import ClientDisconnected, receive_upload
 from thunderline.dlq.record import Subject
+from thunderline.dlq.triage import NotRetryableError, parse_duration
 from thunderline.errors import ChecksumMismatch, OverloadError
 from thunderline.events import CloudEvent
-from thunderline.ids import AmbiguousIdError
+from thunderline.ids import AmbiguousIdError, IdReferenceError
+from thunderline.outcomes import OutcomeRecord
 from thunderline.summary import summarize_data, voxel_brief
 from thunderline.voxel.errors import InvalidVoxelIdError, PayloadMissingError, VoxelNotFoundError
 from thunderline.voxel.paging import BadCursorError, VoxelFilter
@@ -162,7 +170,7 @@ async def get_ingest(request: Request, correlation_id: Id, _token: Reader) -> In
 def _progress_from_stores(service: ApiService, correlation_id: str) -> Any:
     """An ingest's progress from the outcome store (ingests this process did not see, and
     every ingest in the submit-and-read mode): each artifact's final outcome (its voxel, else
-    its newest open DLQ record; :mod:`thunderline.worker.settle`), pending until each artifact
+    its newest open or dismissed DLQ record; :mod:`thunderline.worker.settle`), pending until each artifact
     of the correlation id (archive members included) has one."""
     from thunderline.api.live import STAGE_ORDER, IngestProgress
 
@@ -194,7 +202,7 @@ def _progress_from_stores(service: ApiService, correlation_id: str) -> Any:
                 )
                 if traits.get(key) is not None
             }
-        elif record.kind == "dlq" and record.status == "open":
+        elif record.kind == "dlq" and record.status in ("open", "dismissed"):
             progress.name = progress.name or Subject.of(record.event).artifact.get("name")
             error = record.event.data.get("error") or {}
             progress.dlq.append(
@@ -591,30 +599,199 @@ async def get_lineage(
 
 
 # ---- DLQ -----------------------------------------------------------------------------------
+DlqStatusQuery = Annotated[
+    Literal["open", "replayed", "resolved", "dismissed", "all"],
+    Query(description="Records of this status (`all`: every status)"),
+]
+ForceQuery = Annotated[
+    bool,
+    Query(
+        alias="all",
+        description="Also permanent failures and unknown error types (default: retryable only)",
+    ),
+]
+DismissReason = Annotated[
+    str, Query(min_length=1, max_length=500, description="Why (kept with each record)")
+]
+
+
+def _id_error(exc: Exception, what: str) -> ApiError:
+    if isinstance(exc, AmbiguousIdError):
+        return ApiError(409, "ambiguous_id", str(exc), details={"candidates": exc.candidates})
+    return ApiError(400, "invalid_request", str(exc), details={what: str(exc)})
+
+
+async def _letter(service: ApiService, dlq_id: str) -> OutcomeRecord:
+    try:
+        letter = await asyncio.to_thread(service.require_dlq().get, dlq_id)
+    except (AmbiguousIdError, IdReferenceError) as exc:
+        raise _id_error(exc, "dlq_id") from exc
+    if letter is None:
+        raise ApiError(404, "dlq_not_found", f"no DLQ record {dlq_id}")
+    return letter
+
+
+async def _group_key(service: ApiService, group_id: str) -> str:
+    try:
+        key = await asyncio.to_thread(service.require_dlq().group_key, group_id)
+    except (AmbiguousIdError, IdReferenceError) as exc:
+        raise _id_error(exc, "group_id") from exc
+    if key is None:
+        raise ApiError(404, "dlq_group_not_found", f"no DLQ group {group_id}")
+    return key
+
+
+def _actor(token: TokenRecord) -> str:
+    return f"token:{token.id}:{token.name}"
+
+
+def _known_cursor(service: ApiService, cursor: str) -> bool:
+    """A cursor is the full id of a DLQ record (``next_cursor``)."""
+    if len(cursor) != 36:
+        return False
+    try:
+        found = service.outcomes.dlq_get(cursor)
+    except (AmbiguousIdError, IdReferenceError):
+        return False
+    return found is not None and found.id == cursor
+
+
 @router.get(
     "/dlq",
     response_model=DlqPage,
-    responses=responses(*AUTH),
+    responses=responses(*AUTH, 404, 409),
     summary="Dead-letter records, oldest first (status open by default)",
 )
 async def list_dlq(
     request: Request,
     _token: Reader,
-    status: Annotated[Literal["open", "replayed", "resolved", "all"], Query()] = "open",
+    status: DlqStatusQuery = "open",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[
         str | None, Query(max_length=64, description="`next_cursor` of the previous page")
     ] = None,
+    group: Annotated[
+        str | None, Query(max_length=64, description="Only this group (its `group_id`)")
+    ] = None,
 ) -> DlqPage:
-    view = service_of(request).require_dlq()
-    if cursor and (len(cursor) < 36 or await asyncio.to_thread(view.get, cursor) is None):
+    service = service_of(request)
+    view = service.require_dlq()
+    if cursor and not await asyncio.to_thread(_known_cursor, service, cursor):
         raise ApiError(
             400, "bad_cursor", "the cursor is not one this API returned (use `next_cursor`)"
         )
+    key = await _group_key(service, group) if group else None
     entries, next_cursor = await asyncio.to_thread(
-        view.page, None if status == "all" else status, limit=limit, cursor=cursor or None
+        view.page,
+        None if status == "all" else status,
+        limit=limit,
+        cursor=cursor or None,
+        group=key,
     )
     return DlqPage(items=[dlq_item(e) for e in entries], next_cursor=next_cursor)
+
+
+@router.get(
+    "/dlq/groups",
+    response_model=DlqGroupPage,
+    responses=responses(*AUTH),
+    summary="Dead letters grouped by (stage, reason, artifact), most recent first",
+)
+async def list_dlq_groups(
+    request: Request,
+    _token: Reader,
+    status: DlqStatusQuery = "open",
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> DlqGroupPage:
+    groups, total = await asyncio.to_thread(
+        service_of(request).require_dlq().groups,
+        None if status == "all" else status,
+        limit=limit,
+        offset=offset,
+    )
+    return DlqGroupPage(items=[dlq_group_out(g) for g in groups], total=total)
+
+
+@router.post(
+    "/dlq/purge",
+    response_model=DlqPurged,
+    responses=responses(*AUTH),
+    summary="Delete closed DLQ records (replayed, resolved, dismissed) older than a duration "
+    "(admin); open records are never deleted",
+)
+async def purge_dlq(
+    request: Request,
+    _token: Admin,
+    older_than: Annotated[
+        str, Query(min_length=2, max_length=32, description="Age: `90s`, `15m`, `12h`, `30d`")
+    ],
+    dry_run: Annotated[bool, Query(description="Count only; delete nothing")] = False,
+) -> DlqPurged:
+    try:
+        seconds = parse_duration(older_than)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_request", str(exc)) from exc
+    found = await asyncio.to_thread(
+        service_of(request).require_dlq().purge, seconds, dry_run=dry_run
+    )
+    return DlqPurged(dry_run=dry_run, deleted=sum(found.values()), by_status=found)
+
+
+@router.post(
+    "/dlq/groups/{group_id}/replay",
+    response_model=DlqGroupReplay,
+    responses=responses(*AUTH, 404, 409, 429),
+    summary="Replay a group's open records: retryable ones unless `all=true` (admin)",
+)
+async def replay_dlq_group(
+    request: Request, group_id: Id, _token: Admin, force: ForceQuery = False
+) -> DlqGroupReplay:
+    service = service_of(request)
+    if service.queue_full():
+        raise ApiError(
+            429, "queue_full", "the ingest queue is full; retry later", headers={"Retry-After": "1"}
+        )
+    key = await _group_key(service, group_id)
+    try:
+        sent, selection = await service.replay_group(key, force=force)
+    except OverloadError as exc:
+        raise _queue_full(exc) from exc
+    return DlqGroupReplay(
+        replayed=[_accepted_replay(letter.id, event) for letter, event in sent],
+        skipped=selection.skipped_summary(),
+        skipped_ids=[r.id for found in selection.skipped.values() for r in found],
+    )
+
+
+@router.post(
+    "/dlq/groups/{group_id}/dismiss",
+    response_model=DlqDismissed,
+    responses=responses(*AUTH, 404, 409),
+    summary="Dismiss a group's open records: closed without a replay, with who/when/why (admin)",
+)
+async def dismiss_dlq_group(
+    request: Request, group_id: Id, token: Admin, reason: DismissReason
+) -> DlqDismissed:
+    service = service_of(request)
+    key = await _group_key(service, group_id)
+    letters = service.require_dlq()
+
+    def dismiss() -> list[str]:
+        ids = [r.id for r in letters.of_group(key)]
+        return letters.dismiss(ids, by=_actor(token), note=reason)
+
+    return DlqDismissed(dismissed=await asyncio.to_thread(dismiss))
+
+
+@router.get(
+    "/dlq/{dlq_id}",
+    response_model=DlqItem,
+    responses=responses(*AUTH, 404, 409),
+    summary="One dead-letter record (short id, id or unique part)",
+)
+async def get_dlq(request: Request, dlq_id: Id, _token: Reader) -> DlqItem:
+    return dlq_item(await _letter(service_of(request), dlq_id))
 
 
 @router.post(
@@ -622,30 +799,61 @@ async def list_dlq(
     status_code=202,
     response_model=ReplayAccepted,
     responses=responses(*AUTH, 404, 409, 429),
-    summary="Send a dead letter's original event through the pipeline again (admin)",
+    summary="Send a dead letter's original event through the pipeline again (admin); a "
+    "permanent failure only with `all=true`",
 )
-async def replay_dlq(request: Request, dlq_id: Id, _token: Admin) -> ReplayAccepted:
+async def replay_dlq(
+    request: Request, dlq_id: Id, _token: Admin, force: ForceQuery = False
+) -> ReplayAccepted:
     service = service_of(request)
     if service.queue_full():
         raise ApiError(
             429, "queue_full", "the ingest queue is full; retry later", headers={"Retry-After": "1"}
         )
+    letter = await _letter(service, dlq_id)
     try:
-        event = await service.replay(dlq_id)
+        event = await service.replay(letter.id, force=force)
     except OverloadError as exc:  # submit-and-read: the claim was undone
         raise _queue_full(exc) from exc
     except KeyError as exc:
         raise ApiError(404, "dlq_not_found", f"no DLQ record {dlq_id}") from exc
+    except NotRetryableError as exc:
+        raise ApiError(409, "not_retryable", str(exc), details=exc.details) from exc
     except ValueError as exc:
         raise ApiError(409, "not_replayable", str(exc)) from exc
     if event is None:
         raise ApiError(409, "already_replayed", f"DLQ record {dlq_id} was already replayed")
+    return _accepted_replay(letter.id, event)
+
+
+def _accepted_replay(dlq_id: str, event: CloudEvent) -> ReplayAccepted:
     return ReplayAccepted(
         dlq_id=dlq_id,
         replay_event_id=event.id,
         correlation_id=event.correlationid,
         status_url=f"/v1/ingest/{event.correlationid}",
     )
+
+
+@router.post(
+    "/dlq/{dlq_id}/dismiss",
+    response_model=DlqDismissed,
+    responses=responses(*AUTH, 404, 409),
+    summary="Dismiss an open dead letter: closed without a replay, with who/when/why (admin)",
+)
+async def dismiss_dlq(
+    request: Request, dlq_id: Id, token: Admin, reason: DismissReason
+) -> DlqDismissed:
+    service = service_of(request)
+    letter = await _letter(service, dlq_id)
+    done = await asyncio.to_thread(
+        service.require_dlq().dismiss, [letter.id], by=_actor(token), note=reason
+    )
+    if not done:
+        raise ApiError(
+            409, "not_open", f"DLQ record {letter.short_id} is {letter.status}: not dismissed"
+        )
+    return DlqDismissed(dismissed=done)
 
 
 # ---- sources and webhooks ------------------------------------------------------------------

@@ -24,7 +24,7 @@ from thunderline.eventdata import (
     data_of,
 )
 from thunderline.events import CloudEvent
-from thunderline.outcomes import OutcomeRecord
+from thunderline.outcomes import DlqGroup, OutcomeRecord
 from thunderline.summary import VoxelBrief
 from thunderline.voxel.schema import Voxel
 
@@ -121,8 +121,20 @@ class LineageOut(BaseModel):
     edges: list[LineageEdge]
 
 
+class ReplayAccepted(BaseModel):
+    dlq_id: str
+    replay_event_id: str
+    correlation_id: str
+    status_url: str
+
+
+DlqStatusName = Literal["open", "replayed", "resolved", "dismissed"]
+Permanence = Literal["retryable", "permanent", "unknown"]
+
+
 class DlqItem(BaseModel):
     id: str
+    short_id: str = Field(description="The id people type (the random tail of the UUIDv7).")
     type: str
     time: str
     correlation_id: str
@@ -134,14 +146,63 @@ class DlqItem(BaseModel):
     traceback: str | None = None
     attempts: int | None = None
     artifact_name: str | None = None
-    replayable: bool
-    status: Literal["open", "replayed", "resolved"]
+    replayable: bool = Field(description="The record holds an original event to send again.")
+    retryable: bool | None = Field(
+        None,
+        description="The error type's `retryable` (null: the type is not known); a replay "
+        "sends only retryable records unless forced with `all=true`.",
+    )
+    permanence: Permanence
+    group_id: str | None = Field(None, description="Its (stage, reason, artifact) group.")
+    status: DlqStatusName
     replay_event_id: str | None = None
+    dismissed_unix: float | None = None
+    dismissed_by: str | None = None
+    dismiss_note: str | None = None
 
 
 class DlqPage(BaseModel):
     items: list[DlqItem]
     next_cursor: str | None = None
+
+
+class DlqGroupOut(BaseModel):
+    """Repeated failures of one artifact at one stage for one reason."""
+
+    group_id: str = Field(description="Typed in `--group` and the group routes.")
+    stage: str | None = None
+    reason: str | None = None
+    artifact: str | None = Field(None, description="The artifact's source, path or name.")
+    artifact_name: str | None = None
+    count: int
+    first_time: str = Field(description="When the group's first record was made (UTC).")
+    last_time: str = Field(description="When its latest record was made (UTC).")
+    retryable: bool | None = None
+    permanence: Permanence
+    latest: DlqItem
+
+
+class DlqGroupPage(BaseModel):
+    items: list[DlqGroupOut]
+    total: int = Field(description="Groups of that status in all.")
+
+
+class DlqDismissed(BaseModel):
+    dismissed: list[str] = Field(description="Ids of the records dismissed now.")
+
+
+class DlqPurged(BaseModel):
+    dry_run: bool
+    deleted: int = Field(description="Records deleted (with dry_run: that would be).")
+    by_status: dict[str, int]
+
+
+class DlqGroupReplay(BaseModel):
+    """What a group replay sent and what it left out, by reason."""
+
+    replayed: list[ReplayAccepted]
+    skipped: dict[str, int] = Field(description="Records left out per reason.")
+    skipped_ids: list[str]
 
 
 class DeletionOut(BaseModel):
@@ -186,13 +247,6 @@ class SourceChange(BaseModel):
         pattern=r"^(file:///|s3://)",
     )
     paused: bool = False
-
-
-class ReplayAccepted(BaseModel):
-    dlq_id: str
-    replay_event_id: str
-    correlation_id: str
-    status_url: str
 
 
 class ModelInfo(BaseModel):
@@ -311,8 +365,39 @@ def dlq_item(entry: OutcomeRecord) -> DlqItem:
         attempts=record.attempts,
         artifact_name=_str(subject.artifact.get("name")),
         replayable=subject.original is not None,
+        retryable=entry.retryable,
+        permanence=entry.permanence,
+        group_id=entry.group_id,
+        short_id=entry.short_id,
         status=entry.status,
         replay_event_id=entry.replay_event_id,
+        dismissed_unix=entry.dismissed_unix,
+        dismissed_by=entry.dismissed_by,
+        dismiss_note=entry.dismiss_note,
+    )
+
+
+def _utc(unix: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(unix, UTC).isoformat().replace("+00:00", "Z")
+
+
+def dlq_group_out(group: DlqGroup) -> DlqGroupOut:
+    """The API view of one DLQ group (its latest record in full)."""
+    latest = dlq_item(group.latest)
+    return DlqGroupOut(
+        group_id=group.id,
+        stage=group.stage,
+        reason=group.reason,
+        artifact=group.artifact,
+        artifact_name=latest.artifact_name,
+        count=group.count,
+        first_time=_utc(group.first_unix),
+        last_time=_utc(group.last_unix),
+        retryable=group.retryable,
+        permanence=latest.permanence,
+        latest=latest,
     )
 
 

@@ -30,14 +30,16 @@ from thunderline.api.schemas import Check, Readiness
 from thunderline.api.tokens import TokenStore
 from thunderline.api.upload import ReceivedFile
 from thunderline.bus.factory import open_ingestor
+from thunderline.bus.served import WATCHED_TOPICS, QueueSampler
 from thunderline.config import OverflowPolicy, Settings
 from thunderline.dlq.replay import replay, replay_event
 from thunderline.dlq.store import DeadLetters
+from thunderline.dlq.triage import SKIP_NO_EVENT, NotRetryableError, Selection, choose
 from thunderline.eventdata import Artifact, IngestRequest, typed_event
 from thunderline.events import INGEST_RECEIVED, CloudEvent
 from thunderline.ingestor import Ingestor
 from thunderline.objects.base import ObjectStore
-from thunderline.outcomes import OutcomeStore
+from thunderline.outcomes import OPEN, OutcomeRecord, OutcomeStore
 from thunderline.runtime import Runtime
 from thunderline.sources.ledger import Ledger
 from thunderline.stores import VoxelStorage
@@ -73,6 +75,7 @@ class ApiService:
         self.ledger: Ledger | None = None
         self.webhooks: Webhooks | None = None
         self.follower: OutcomeFollower | None = None
+        self.sampler: QueueSampler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.started_at = time.time()
         self._models_cache: tuple[float, Any] | None = None
@@ -116,10 +119,16 @@ class ApiService:
         if runtime is None:  # the live view follows what the workers record
             self.follower = OutcomeFollower(ingestor.outcomes, self.hub)
             self.follower.start()
+            # the queues' messages and consumers on /metrics (a stage no worker serves)
+            self.sampler = QueueSampler(ingestor.bus, WATCHED_TOPICS)
+            self.sampler.start()
 
     async def stop(self) -> None:
         self.hub.close()
         await self.revocations.stop()
+        if self.sampler is not None:
+            await self.sampler.stop()
+            self.sampler = None
         if self.follower is not None:
             await self.follower.stop()
             self.follower = None
@@ -206,13 +215,47 @@ class ApiService:
             self.follower.follow(published.correlationid)
         return published
 
-    async def replay(self, dlq_id: str) -> CloudEvent | None:
-        """Send a dead letter's original event through again; None if already replayed."""
-        ingestor = self.require_ingestor()
+    async def replay(self, dlq_id: str, *, force: bool = False) -> CloudEvent | None:
+        """Send a dead letter's original event through again; None if already replayed.
+
+        ``dlq_id`` is a full id, short id or unique part (``AmbiguousIdError``,
+        ``IdReferenceError``); ``KeyError`` when no record matches; a record that is not
+        retryable raises :class:`NotRetryableError` unless ``force``; one without an original
+        event ``NotReplayableError`` (a ``ValueError``).
+        """
         letters = self.require_dlq()
-        letter = letters.get(dlq_id) if len(dlq_id) >= 36 else None
+        letter = await asyncio.to_thread(letters.get, dlq_id)
         if letter is None:
             raise KeyError(dlq_id)
+        if letter.status == OPEN and not force:
+            selection = choose([letter])
+            if not selection.send and SKIP_NO_EVENT not in selection.skipped:
+                raise NotRetryableError(letter)
+        return await self._replay_letter(letter)
+
+    async def replay_group(
+        self, group: str, *, force: bool = False
+    ) -> tuple[list[tuple[OutcomeRecord, CloudEvent]], Selection]:
+        """Replay the open records of a group (its id): retryable ones, every one with
+        ``force``; returns those sent with their replay events, and the selection (what was
+        skipped and why). ``KeyError`` when no record has that group."""
+        letters = self.require_dlq()
+        key = await asyncio.to_thread(letters.group_key, group)
+        if key is None:
+            raise KeyError(group)
+        records = await asyncio.to_thread(letters.of_group, key, OPEN)
+        selection = choose(records, force=force)
+        sent: list[tuple[OutcomeRecord, CloudEvent]] = []
+        for letter in selection.send:
+            event = await self._replay_letter(letter)
+            if event is not None:
+                sent.append((letter, event))
+        return sent, selection
+
+    async def _replay_letter(self, letter: OutcomeRecord) -> CloudEvent | None:
+        ingestor = self.require_ingestor()
+        letters = self.require_dlq()
+        dlq_id = letter.id
         event = replay_event(letter)  # NotReplayableError (a ValueError): no original
         progress = self.tracker.get(event.correlationid)
 

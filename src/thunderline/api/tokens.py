@@ -36,6 +36,7 @@ class Scope(StrEnum):
     ADMIN = "admin"
 
     def allows(self, needed: Scope) -> bool:
+        """True when this scope covers ``needed`` (admin covers read)."""
         return self is Scope.ADMIN or needed is Scope.READ
 
 
@@ -61,6 +62,7 @@ class TokenRecord:
     origin: str = "file"  # "file" or "settings"
 
     def public(self) -> dict[str, Any]:
+        """The record as shown to people: scope and a shortened hash, never the token."""
         out = asdict(self)
         out["scope"] = str(self.scope)
         out["sha256"] = self.sha256[:12] + "…"
@@ -143,6 +145,7 @@ class TokenStore:
 
     # ---- management ---------------------------------------------------------------------
     def records(self) -> list[TokenRecord]:
+        """Every token record: those from the settings, then those in the token file."""
         return [*self.from_settings, *self._read_file()]
 
     def create(self, scope: Scope, name: str = "") -> tuple[str, TokenRecord]:
@@ -160,6 +163,7 @@ class TokenStore:
         return token, record
 
     def revoke(self, token_id: str) -> bool:
+        """Remove a token from the token file; False when no such token exists."""
         with self._lock:
             records = self._read_file()
             kept = [r for r in records if r.id != token_id]

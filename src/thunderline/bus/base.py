@@ -30,11 +30,31 @@ class Delivery:
     acked: bool = field(default=False, compare=False)
 
 
+@dataclass(frozen=True)
+class QueueStats:
+    """One topic's queue as its backend sees it now: what waits there and who consumes it."""
+
+    topic: str
+    #: The backend's name of the queue (RabbitMQ: ``<prefix>.<topic>``; in-process: the topic).
+    queue: str
+    #: Messages waiting (ready, not handed out to a consumer).
+    messages: int
+    #: Consumers attached now (RabbitMQ: the broker's count; in-process: the pullers seen).
+    consumers: int
+
+    @property
+    def unserved(self) -> bool:
+        """Messages wait and nothing consumes them: they wait until a consumer appears."""
+        return self.messages > 0 and self.consumers == 0
+
+
 @runtime_checkable
 class EventBus(Protocol):
-    """Everything the runtime needs from a bus backend: the engine, the collector, the
-    workers, the submitters and ``doctor`` reach a bus only through this protocol and never
-    ask which backend it is (``tests/integration/contracts`` runs one suite over each).
+    """Everything the runtime needs from a bus backend.
+
+    The engine, the collector, the workers, the submitters and ``doctor`` reach a bus only through
+    this protocol and never ask which backend it is (``tests/integration/contracts`` runs one suite
+    over each).
 
     Methods a backend has nothing to do for are no-ops there (as Broadway's optional
     ``prepare_for_draining``): the in-process bus connects, declares and drains nothing.
@@ -42,9 +62,11 @@ class EventBus(Protocol):
 
     @property
     def durable(self) -> bool:
-        """Whether messages live outside this process (a broker shared by workers): the
-        engine dead-letters what is left on a non-durable bus at shutdown, so nothing
-        vanishes, and a worker (which other processes feed) needs a durable bus."""
+        """Whether messages live outside this process (a broker shared by workers).
+
+        The engine dead-letters what is left on a non-durable bus at shutdown, so nothing vanishes,
+        and a worker (which other processes feed) needs a durable bus.
+        """
         ...
 
     def describe(self) -> str:
@@ -60,9 +82,11 @@ class EventBus(Protocol):
         ...
 
     async def publish(self, topic: str, payload: bytes, *, block: bool = True) -> str:
-        """Append one message to ``topic``; returns its message id. A full queue makes it
-        wait (``block``, back-pressure) or raise
-        :class:`~thunderline.errors.OverloadError` (``block=False``: an API answers 429)."""
+        """Append one message to ``topic``; returns its message id.
+
+        A full queue makes it wait (``block``, back-pressure) or raise
+        :class:`~thunderline.errors.OverloadError` (``block=False``: an API answers 429).
+        """
         ...
 
     async def pull(
@@ -83,14 +107,23 @@ class EventBus(Protocol):
         """Messages waiting on ``topic`` now (a broker is asked)."""
         ...
 
+    async def queue_stats(self, topic: str) -> QueueStats:
+        """Messages waiting on ``topic`` and its consumers now.
+
+        A broker is asked; a queue that does not exist has neither.
+        """
+        ...
+
     @property
     def held(self) -> int:
         """Deliveries this process holds: handed out (or buffered) and not acknowledged."""
         ...
 
     async def prepare_for_draining(self) -> None:
-        """Stop taking new messages from the backend (a broker's consumers are cancelled);
-        what is held can still be acknowledged. A no-op in-process."""
+        """Stop taking new messages from the backend (a broker's consumers are cancelled).
+
+        What is held can still be acknowledged. A no-op in-process.
+        """
         ...
 
     async def close(self) -> None:

@@ -74,6 +74,7 @@ class ClientLogFilter(logging.Filter):
     """Rewrites aiormq/aio-pika records: one line, no traceback, connection chatter at DEBUG."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Keep a client library record only when it says something new (one line per loss and reconnect)."""
         if record.levelno <= logging.DEBUG:
             return True
         message = _render(record)
@@ -93,8 +94,10 @@ _FILTER = ClientLogFilter()
 
 
 def quiet_client_logs() -> None:
-    """Install :class:`ClientLogFilter` on every aiormq/aio-pika logger created so far (their
-    modules create them at import; idempotent)."""
+    """Install :class:`ClientLogFilter` on every aiormq/aio-pika logger created so far.
+
+    Their modules create them at import. Idempotent.
+    """
     manager = logging.Logger.manager
     for name in list(manager.loggerDict):
         if name.split(".", 1)[0] not in CLIENT_LOGGERS:

@@ -1,6 +1,9 @@
-"""Pick the event bus from settings: ``memory://`` (in-process, the default) or ``amqp://``
-(RabbitMQ, the scale-out bus), and the :class:`~thunderline.ingestor.Ingestor` that goes with
-it. This is the only place that looks at the URL: everything else asks the bus."""
+"""Pick the event bus from settings and the ingestor that goes with it.
+
+The bus is ``memory://`` (in-process, the default) or ``amqp://`` (RabbitMQ, the scale-out bus), and
+the :class:`~thunderline.ingestor.Ingestor` matches it. This is the only place that looks at the
+URL: everything else asks the bus.
+"""
 
 from __future__ import annotations
 
@@ -48,8 +51,10 @@ def open_bus(settings: Settings, on_drop: DropHandler | None = None) -> EventBus
 
 
 def keeps_messages(settings: Settings) -> bool:
-    """Whether the configured bus keeps a message after the process that sent it is gone (a
-    broker's durable queue) rather than losing it with its run (the in-process bus)."""
+    """Whether the configured bus keeps a message after the process that sent it is gone.
+
+    True for a broker's durable queue; false for the in-process bus, which loses it with its run.
+    """
     return settings.bus.url.startswith(_BROKER_SCHEMES)
 
 
@@ -59,10 +64,12 @@ def open_ingestor(
     on_outcome: Callable[[CloudEvent], object] | None = None,
     source: str | None = None,
 ) -> Ingestor:
-    """The ingestor of ``settings.bus.url``: the stages in this process on ``memory://``
-    (:class:`~thunderline.runtime.Runtime`), the location-free
-    :class:`~thunderline.worker.submit.Submitter` on a broker (the workers run the stages).
-    ``on_outcome`` sees each artifact's end; ``source`` names the submitter in events."""
+    """The ingestor of ``settings.bus.url``.
+
+    On ``memory://`` it runs the stages in this process (:class:`~thunderline.runtime.Runtime`); on
+    a broker it is the location-free :class:`~thunderline.worker.submit.Submitter` (the workers run
+    the stages). ``on_outcome`` sees each artifact's end; ``source`` names the submitter in events.
+    """
     from thunderline.ingestor import SUBMIT_SOURCE
     from thunderline.runtime import Runtime
     from thunderline.worker.submit import Submitter

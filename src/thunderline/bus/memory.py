@@ -13,7 +13,7 @@ import itertools
 from collections import deque
 from collections.abc import Sequence
 
-from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC, Delivery, DropHandler
+from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC, Delivery, DropHandler, QueueStats
 from thunderline.config import OverflowPolicy
 from thunderline.errors import OverloadError
 from thunderline.obs import metrics
@@ -25,6 +25,7 @@ class _Topic:
         self.readable = asyncio.Condition()
         self.writable = asyncio.Condition()
         self.unacked: dict[str, Delivery] = {}
+        self.consumers: set[str] = set()  # the names that pulled from it (until draining)
 
 
 class MemoryBus:
@@ -55,6 +56,7 @@ class MemoryBus:
         return name not in (DLQ_TOPIC, TERMINAL_TOPIC)
 
     def describe(self) -> str:
+        """One line naming the backend, its queue size and overflow policy."""
         return f"in-process (memory://), queues of {self.maxsize} ({self.overflow.value})"
 
     async def connect(self) -> None:
@@ -64,9 +66,12 @@ class MemoryBus:
         """Topics are made on first use."""
 
     async def prepare_for_draining(self) -> None:
-        """Nothing feeds this bus from outside the process."""
+        """Nothing feeds this bus from outside the process; its consumers are forgotten."""
+        for t in self._topics.values():
+            t.consumers.clear()
 
     async def publish(self, topic: str, payload: bytes, *, block: bool = True) -> str:
+        """Append to the topic's queue; a full bounded queue waits, refuses or drops (and dead-letters) by policy."""
         t = self._topic(topic)
         dropped: Delivery | None = None
         if self._bounded(topic) and len(t.items) >= self.maxsize:
@@ -92,7 +97,9 @@ class MemoryBus:
     async def pull(
         self, topic: str, consumer: str, max_count: int, timeout: float
     ) -> list[Delivery]:
+        """Take up to ``max_count`` messages, waiting up to ``timeout`` seconds for the first."""
         t = self._topic(topic)
+        t.consumers.add(consumer)
         if not t.items:
             async with t.readable:
                 try:
@@ -111,21 +118,34 @@ class MemoryBus:
         return out
 
     async def ack(self, delivery: Delivery) -> None:
+        """Forget a delivered message (it will not be delivered again)."""
         self._topic(delivery.topic).unacked.pop(delivery.message_id, None)
         delivery.acked = True
 
     def depth(self, topic: str) -> int:
+        """Messages waiting in a topic (not delivered yet)."""
         return len(self._topic(topic).items)
 
     async def queue_depth(self, topic: str) -> int:
+        """Messages waiting in a topic (the protocol's async form of :meth:`depth`)."""
         return self.depth(topic)
 
+    async def queue_stats(self, topic: str) -> QueueStats:
+        """What waits on ``topic`` and how many consumers (distinct names) pulled from it."""
+        t = self._topic(topic)
+        return QueueStats(topic, topic, len(t.items), len(t.consumers))
+
     def unacked(self, topic: str) -> int:
+        """Messages of a topic delivered and not yet acknowledged."""
         return len(self._topic(topic).unacked)
 
     @property
     def held(self) -> int:
+        """Messages delivered and not yet acknowledged, over every topic."""
         return sum(len(t.unacked) for t in self._topics.values())
 
     async def close(self) -> None:
+        """Refuse further publishes."""
         self._closed = True
+        for t in self._topics.values():
+            t.consumers.clear()

@@ -26,6 +26,10 @@ One durable quorum queue per topic (``<prefix>.<topic>``: a stage, ``terminal`` 
   ``x-overflow=reject-publish``). A refused publish waits and retries (the CLI waits); with
   ``block=False`` it raises :class:`~thunderline.errors.OverloadError` instead (an API answers
   429). The ``terminal`` and ``dlq`` queues are unbounded and never dead-letter.
+* **A queue nobody consumes** (issue 23): after a publish the queue's consumer count (a
+  passive declare, asked again at most every 5 s) is checked; none means no worker serves
+  that stage, which is logged at once as a WARNING naming the stage and the queue and counted
+  in ``thunderline_bus_unserved_publishes_total`` (:mod:`thunderline.bus.served`).
 * **Reconnection**: ``connect_robust`` reconnects with backoff and restores the channels,
   queues and consumers. Deliveries of the lost connection are dropped from the local buffer
   (the broker redelivers them: never lost) and acknowledging one is a logged no-op.
@@ -54,8 +58,9 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC, Delivery
+from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC, Delivery, QueueStats
 from thunderline.bus.clientlogs import quiet_client_logs
+from thunderline.bus.served import ServedCheck
 from thunderline.config import RetryPolicy
 from thunderline.dlq.record import BrokerDeadLetterError, dead_letter, json_safe
 from thunderline.errors import BackendError, MalformedEventError, OverloadError
@@ -80,8 +85,10 @@ LOST_CONNECTION_RETRY = RetryPolicy(backoff_s=0.2, backoff_max_s=2.0)
 
 
 def stable_uuid7(unix_ms: int, seed: str) -> str:
-    """A UUIDv7 whose time is ``unix_ms`` and whose random bits come from ``seed``: the same
-    message read twice gives the same id, and ids still sort by time like every event id."""
+    """A UUIDv7 whose time is ``unix_ms`` and whose random bits come from ``seed``.
+
+    The same message read twice gives the same id, and ids still sort by time like every event id.
+    """
     bits = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:10], "big")
     rand_a = (bits >> 62) & 0xFFF
     rand_b = bits & ((1 << 62) - 1)
@@ -139,9 +146,11 @@ class RabbitMQBus:
         self._closed = False
         self.reconnects = 0
         self._lost = False  # between a loss and its reconnect (one log line per loss)
+        self._served = ServedCheck(self)  # warns on a publish to a queue nobody consumes
 
     # ---- names and arguments --------------------------------------------------------------
     def queue_name(self, topic: str) -> str:
+        """The RabbitMQ queue of a topic: ``<prefix>.<topic>``."""
         return f"{self.prefix}.{topic}"
 
     def topic_of(self, queue: str) -> str:
@@ -150,13 +159,15 @@ class RabbitMQBus:
 
     @staticmethod
     def is_stage_topic(topic: str) -> bool:
+        """True for a stage's work queue (not the terminal, DLQ or a quarantine queue)."""
         return topic not in (TERMINAL_TOPIC, DLQ_TOPIC) and not topic.endswith(QUARANTINE_SUFFIX)
 
     def queue_arguments(self, topic: str) -> dict[str, Any]:
-        """Quorum queue arguments: stage queues (and their quarantine) are bounded and
-        dead-letter into ``dlq``. A quarantined message already had its first delivery in
-        the stage queue, so its quarantine allows one redelivery fewer: TL_MAX_ATTEMPTS + 1
-        deliveries in all, as without quarantine."""
+        """Quorum queue arguments: bounded stage queues (and quarantines) dead-lettering to ``dlq``.
+
+        A quarantined message already had its first delivery in the stage queue, so its quarantine
+        allows one redelivery fewer: TL_MAX_ATTEMPTS + 1 deliveries in all, as without quarantine.
+        """
         args: dict[str, Any] = {"x-queue-type": "quorum"}
         if topic in (TERMINAL_TOPIC, DLQ_TOPIC):
             return args
@@ -223,6 +234,7 @@ class RabbitMQBus:
 
     def _on_reconnect(self, _connection: Any) -> None:
         self._lost = False
+        self._served.forget()
         self.reconnects += 1
         metrics.BUS_RECONNECTS.inc()
         _log.warning("RabbitMQ connection restored (reconnect #%d)", self.reconnects)
@@ -243,9 +255,11 @@ class RabbitMQBus:
         return await channel.declare_queue(self.queue_name(topic), passive=True)
 
     async def _ensure_declared(self, topic: str) -> None:
-        """Declare the queue once (the DLQ first: dead-lettering into a missing queue loses
-        the message). A queue that exists with other arguments (another process has a
-        different ``TL_MAX_ATTEMPTS`` or ``TL_QUEUE_MAX``) is used as it is, with a warning."""
+        """Declare the queue once (the DLQ first: dead-lettering into a missing queue loses it).
+
+        A queue that exists with other arguments (another process has a different
+        ``TL_MAX_ATTEMPTS`` or ``TL_QUEUE_MAX``) is used as it is, with a warning.
+        """
         if topic in self._declared:
             return
         if topic != DLQ_TOPIC:
@@ -276,13 +290,16 @@ class RabbitMQBus:
             await self._ensure_declared(topic)
 
     def describe(self) -> str:
+        """One line naming the broker (password masked) and the queue pattern."""
         return f"rabbitmq {self.safe_url} (queues {self.queue_name('*')})"
 
     # ---- publish --------------------------------------------------------------------------
     async def publish(self, topic: str, payload: bytes, *, block: bool = True) -> str:
-        """Publish with a broker confirm. A full queue makes it wait and retry (``block``) or
-        raise :class:`OverloadError`; a lost connection makes it wait for the reconnection
-        (at most ``reconnect_timeout_s``) and resend."""
+        """Publish with a broker confirm.
+
+        A full queue makes it wait and retry (``block``) or raise :class:`OverloadError`; a lost
+        connection makes it wait for the reconnection (at most ``reconnect_timeout_s``) and resend.
+        """
         message_id = str(uuid.uuid4())
         message = aio_pika.Message(
             payload,
@@ -291,6 +308,7 @@ class RabbitMQBus:
             content_type=_CONTENT_TYPE,
         )
         await self._publish_message(topic, message, block=block)
+        await self._served.after_publish(topic)
         return message_id
 
     async def _publish_message(self, topic: str, message: aio_pika.Message, *, block: bool) -> None:
@@ -370,8 +388,11 @@ class RabbitMQBus:
         return consumer
 
     async def _quarantine(self, topic: str, message: AbstractIncomingMessage) -> None:
-        """Move a redelivered stage message to the stage's quarantine queue (confirmed), then
-        ack it here: it is handed out again one at a time, never next to another suspect."""
+        """Move a redelivered stage message to its stage's quarantine queue, then ack it here.
+
+        The move is broker-confirmed; the message is handed out again one at a time, never next to
+        another suspect.
+        """
         total = _returns(message, default=1)
         moved = aio_pika.Message(
             message.body,
@@ -403,6 +424,7 @@ class RabbitMQBus:
     async def pull(
         self, topic: str, consumer: str, max_count: int, timeout: float
     ) -> list[Delivery]:
+        """Take up to ``max_count`` messages of a stage (its quarantine queue first), waiting up to ``timeout``."""
         c = await self._consumer(topic)
         q = self._consumers.get(topic + QUARANTINE_SUFFIX) if self.is_stage_topic(topic) else None
         out: list[Delivery] = []
@@ -437,6 +459,7 @@ class RabbitMQBus:
                 return out
 
     async def ack(self, delivery: Delivery) -> None:
+        """Acknowledge a delivered message to the broker (a stale one from a lost channel is dropped)."""
         message = self._unacked.pop(delivery.message_id, None)
         delivery.acked = True
         if message is None:
@@ -502,20 +525,32 @@ class RabbitMQBus:
 
     async def queue_depth(self, topic: str) -> int:
         """Messages ready on ``topic`` in the broker now (a passive declare)."""
-        await self.connect()
-        assert self._connection is not None
-        channel = await self._connection.channel()
-        try:
-            queue = await channel.declare_queue(self.queue_name(topic), passive=True)
-            count = int(getattr(queue.declaration_result, "message_count", 0) or 0)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            count = 0
-        finally:
-            with contextlib.suppress(Exception):
-                await channel.close()
+        count = (await self.queue_stats(topic)).messages
         self._depth[topic] = count
         metrics.QUEUE_DEPTH.labels(topic).set(count)
         return count
+
+    async def queue_stats(self, topic: str) -> QueueStats:
+        """Ready messages and consumers of ``topic``'s queue now.
+
+        This is the broker's answer to a passive declare (no management plugin needed); a missing
+        queue has neither.
+        """
+        await self.connect()
+        assert self._connection is not None
+        name = self.queue_name(topic)
+        channel = await self._connection.channel()
+        try:
+            queue = await channel.declare_queue(name, passive=True)
+            result = queue.declaration_result
+            count = int(getattr(result, "message_count", 0) or 0)
+            consumers = int(getattr(result, "consumer_count", 0) or 0)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            count = consumers = 0
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
+        return QueueStats(topic, name, count, consumers)
 
     @property
     def held(self) -> int:
@@ -544,8 +579,11 @@ class RabbitMQBus:
 
 
 def _returns(message: AbstractIncomingMessage, *, default: int) -> int:
-    """How often the broker returned the message (``x-delivery-count``, else ``default``),
-    plus the returns before it was quarantined (``x-tl-returns``)."""
+    """How often the broker returned the message, plus its returns before quarantine.
+
+    The count is ``x-delivery-count`` (else ``default``) plus the returns before the message was
+    quarantined (``x-tl-returns``).
+    """
     count = message.headers.get("x-delivery-count")
     before = message.headers.get(RETURNS_HEADER)
     return (int(count) if isinstance(count, int) else default) + (

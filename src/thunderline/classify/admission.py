@@ -55,8 +55,10 @@ _ATTEMPTS = 3
 
 
 def _shown(path: Path) -> str:
-    """A path for an error message: control characters and undecodable bytes escaped (the
-    exact path travels in the event)."""
+    """A path for an error message: control characters and undecodable bytes escaped.
+
+    The exact path travels in the event.
+    """
     return names.shown(str(path))
 
 
@@ -71,6 +73,7 @@ class Admitted:
     _closed: bool = field(default=False, repr=False)
 
     def close(self) -> None:
+        """Close the admitted descriptor (idempotent)."""
         if not self._closed:
             self._closed = True
             os.close(self.fd)
@@ -146,8 +149,10 @@ class _NeedsResolve(Exception):
 
 
 def _open_walking(path: Path, root: Path, root_fd: int) -> int:
-    """Open ``path`` relative to the root's descriptor one component at a time, never
-    following a link (``root`` is the root as given: ``path`` is below it by name)."""
+    """Open ``path`` from the root's descriptor one component at a time, never following a link.
+
+    ``root`` is the root as given: ``path`` is below it by name.
+    """
     try:
         relative = path.relative_to(root)
     except ValueError as exc:
@@ -177,8 +182,10 @@ def _open_walking(path: Path, root: Path, root_fd: int) -> int:
 
 
 def _open_resolved(path: Path, real_root: Path | None) -> tuple[int, Path]:
-    """Resolve by name, open the result without following it, check the descriptor against
-    ``real_root`` (the real path of the held root's descriptor)."""
+    """Resolve by name, open the result without following it, check the descriptor against the root.
+
+    The root to check against is ``real_root`` (the real path of the held root's descriptor).
+    """
     try:
         resolved = resolve_inside(path, None)
         if real_root is not None:
@@ -214,8 +221,10 @@ def _open_resolved(path: Path, real_root: Path | None) -> tuple[int, Path]:
 
 
 def _root_descriptor(root: Path) -> tuple[HeldRoot, int]:
-    """The held root (:data:`.roots.HELD`) and a duplicate of its descriptor to open from;
-    a root that is not held is opened for this one file by the same rule."""
+    """The held root (:data:`.roots.HELD`) and a duplicate of its descriptor to open from.
+
+    A root that is not held is opened for this one file by the same rule.
+    """
     found = HELD.dup(root)
     if found is not None:
         return found
@@ -270,8 +279,11 @@ def open_input(path: Path, root: Path | None, *, allow_hardlinks: bool = False) 
 
 
 def _open_rooted(path: Path, given_root: Path, held: HeldRoot, root_fd: int) -> tuple[int, Path]:
-    """Open ``path`` below a root descriptor: component by component, else resolved and
-    checked against the real path of that descriptor; a few tries while it keeps changing."""
+    """Open ``path`` below a root descriptor, with a few tries while it keeps changing.
+
+    It is opened component by component, else resolved and checked against the real path of that
+    descriptor.
+    """
     for _ in range(_ATTEMPTS):
         try:
             try:

@@ -69,6 +69,7 @@ class MagikaClassifier:
 
     @property
     def version(self) -> str:
+        """The Magika package version that made the labels (recorded in each voxel)."""
         return str(self._m.get_module_version())
 
     def _convert(self, result: Any, what: str) -> Classification | ThunderlineError:
@@ -108,8 +109,10 @@ class MagikaClassifier:
     def classify_sources(
         self, sources: Sequence[Source]
     ) -> list[Classification | ThunderlineError]:
-        """Classify stored copies (paths, in one batch) and open descriptors (one by one,
-        read through a duplicate of the descriptor; the caller's descriptor stays open)."""
+        """Classify stored copies (paths, in one batch) and open descriptors (one by one).
+
+        A descriptor is read through a duplicate of it; the caller's descriptor stays open.
+        """
         results: list[Classification | ThunderlineError] = [ClassifyError("unset")] * len(sources)
         paths = [(i, s) for i, s in enumerate(sources) if isinstance(s, Path)]
         for (i, _), found in zip(paths, self.classify_paths([p for _, p in paths]), strict=True):
@@ -130,6 +133,7 @@ class MagikaClassifier:
         return self._convert(result, what)
 
     def classify_bytes(self, data: bytes) -> Classification | ThunderlineError:
+        """Classify in-memory bytes; a Magika failure is returned as a ``ClassifyError``, not raised."""
         try:
             result = self._m.identify_bytes(data)
         except Exception as exc:

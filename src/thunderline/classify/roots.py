@@ -36,9 +36,10 @@ MAX_HELD = 64
 
 
 def open_root(given: Path) -> tuple[int, Path]:
-    """Open a root folder once: ``O_DIRECTORY | O_NOFOLLOW``; a root given as a symlink is
-    resolved once and its target opened the same way. Returns the descriptor and the path it
-    was opened by (the resolved one for a link).
+    """Open a root folder once: ``O_DIRECTORY | O_NOFOLLOW``.
+
+    A root given as a symlink is resolved once and its target opened the same way. Returns the
+    descriptor and the path it was opened by (the resolved one for a link).
 
     Raises:
         OSError: it cannot be opened (``ENOTDIR`` for a file, ``ELOOP`` for a link that
@@ -64,16 +65,21 @@ def fd_path(fd: int) -> Path | None:
 
 @dataclass
 class HeldRoot:
-    """One root folder held open: ``given`` as the user named it, ``opened`` the path it was
-    opened by (a link resolved once)."""
+    """One root folder held open.
+
+    ``given`` is the path as the user named it, ``opened`` the path it was opened by (a link
+    resolved once).
+    """
 
     given: Path
     opened: Path
     fd: int
 
     def real(self, fd: int | None = None) -> Path:
-        """The root's real path now, read from the descriptor (if the folder was renamed
-        since, its new name): what "inside the root" means."""
+        """The root's real path now, read from the descriptor: what "inside the root" means.
+
+        If the folder was renamed since, this is its new name.
+        """
         found = fd_path(self.fd if fd is None else fd)
         return found if found is not None else Path(os.path.realpath(self.opened))
 
@@ -87,10 +93,12 @@ class RootTable:
         self._held: OrderedDict[str, HeldRoot] = OrderedDict()
 
     def hold(self, given: Path) -> HeldRoot:
-        """Open ``given`` (:func:`open_root`) and hold it. A root held already under this
-        name is used again while the name still leads to the same folder; a name that leads
-        elsewhere now (the folder was removed and made again) is opened anew, and the
-        descriptor held before is closed. Raises :class:`OSError`."""
+        """Open ``given`` (:func:`open_root`) and hold it.
+
+        A root held already under this name is used again while the name still leads to the same
+        folder; a name that leads elsewhere now (the folder was removed and made again) is opened
+        anew, and the descriptor held before is closed. Raises :class:`OSError`.
+        """
         key = os.path.abspath(given)
         fd, opened = open_root(Path(key))
         root = HeldRoot(Path(key), opened, fd)
@@ -111,8 +119,10 @@ class RootTable:
         return root
 
     def dup(self, given: Path) -> tuple[HeldRoot, int] | None:
-        """The held root named ``given`` and a duplicate of its descriptor (the caller closes
-        it; a release meanwhile cannot pull it away), or ``None`` if it is not held."""
+        """The held root named ``given`` and a duplicate of its descriptor; ``None`` if not held.
+
+        The caller closes the duplicate; a release meanwhile cannot pull it away.
+        """
         key = os.path.abspath(given)
         with self._lock:
             root = self._held.get(key)

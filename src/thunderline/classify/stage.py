@@ -47,7 +47,9 @@ def build_route(
     classification: Classification, routes: dict[str, list[str]], available: Iterable[str]
 ) -> list[str]:
     """The stages after classify: by label, else by group, else ``*``; only available ones.
-    NLP reads the text the extract stage stored, so ``extract`` always comes before ``nlp``."""
+
+    NLP reads the text the extract stage stored, so ``extract`` always comes before ``nlp``.
+    """
     chosen = (
         routes.get(classification.label) or routes.get(classification.group) or routes.get("*", [])
     )
@@ -72,30 +74,36 @@ class ClassifyStage(StoreStage):
         available_stages: Iterable[str] = (),
         stored_only: bool = False,
     ) -> None:
-        """``available_stages``: the stages after classify that are on (routes keep only
-        those; the wiring table in :mod:`thunderline.runtime` decides which).
-        ``stored_only`` (a worker): an artifact named by a local path only is refused
-        (``path_escape``): a worker never reads its own disk because an event says so."""
+        """Set up the classify stage and the routes to the stages after it.
+
+        ``available_stages``: the stages after classify that are on (routes keep only those; the
+        wiring table in :mod:`thunderline.runtime` decides which). ``stored_only`` (a worker): an
+        artifact named by a local path only is refused (``path_escape``): a worker never reads its
+        own disk because an event says so.
+        """
         super().__init__(settings, store, options)
         self.available = set(available_stages)
         self.stored_only = stored_only
         self.classifier: MagikaClassifier | None = None
 
     async def setup(self) -> None:
+        """Load the Magika model once, off the event loop (skipped when ML is disabled)."""
         if self.settings.enable_ml_pipeline:
             self.classifier = await asyncio.to_thread(
                 MagikaClassifier, self.settings.magika.prediction_mode
             )
 
     async def handle_batch(self, events: Sequence[CloudEvent]) -> list[Outcome]:
+        """Admit, store and classify a batch in a worker thread; one outcome per event."""
         return await asyncio.to_thread(self._classify_batch, list(events))
 
     # ---- work (runs in a worker thread) ---------------------------------------------------
     def _admit_and_store(
         self, event: CloudEvent, spooled: list[Path], opened: list[int]
     ) -> tuple[IngestRequest, StoredArtifact, Source]:
-        """Admit and store one artifact; return its request, the stored artifact and what
-        Magika classifies.
+        """Admit and store one artifact.
+
+        Returns its request, the stored artifact and what Magika classifies.
 
         A local input is opened once (:func:`.admission.open_input`) and read only through
         that descriptor; Magika then reads the stored copy (local store) or the same
@@ -206,10 +214,12 @@ class ClassifyStage(StoreStage):
         admitted: list[tuple[int, IngestRequest, StoredArtifact, Source, float]],
         waits: list[float | None],
     ) -> list[Outcome]:
-        """Classify the admitted files in one call; each file's latency runs from the moment
-        it was admitted (opened, checked and stored) to the moment its classification came
-        back (the wait for the Magika lock and for the batch included); the wait before the
-        stage took it up is reported apart as ``queue_wait_ms``."""
+        """Classify the admitted files in one call.
+
+        Each file's latency runs from the moment it was admitted (opened, checked and stored) to the
+        moment its classification came back (the wait for the Magika lock and for the batch
+        included); the wait before the stage took it up is reported apart as ``queue_wait_ms``.
+        """
         if self.classifier is None:
             results: list[Classification | ThunderlineError] = [DISABLED] * len(admitted)
         else:

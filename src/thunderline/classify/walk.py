@@ -38,6 +38,8 @@ SKIP_REASONS = {SYMLINKED_DIRECTORY: "symlinked_directory", NOT_RECURSIVE: "dire
 
 @dataclass(frozen=True)
 class Candidate:
+    """One path found by the walk, with the root it was found under and why it is skipped, if it is."""
+
     path: Path
     root: Path
     skipped: str | None = None  # why it will not be ingested (a directory, for instance)
@@ -52,8 +54,10 @@ class Candidate:
 def iter_candidates(
     paths: Sequence[Path], *, recursive: bool = False, roots: RootTable = HELD
 ) -> Iterator[Candidate]:
-    """Yield every file under ``paths``, each directory's entries in sorted order; every
-    root is held open in ``roots`` (release them when the run ends)."""
+    """Yield every file under ``paths``, each directory's entries in sorted order.
+
+    Every root is held open in ``roots`` (release them when the run ends).
+    """
     for given in paths:
         absolute = Path(os.path.abspath(given))
         try:
@@ -133,8 +137,10 @@ def _walk_dir(base: Path, dir_fd: int, root: Path, recursive: bool) -> Iterator[
 
 
 def _is_link(name: str, dir_fd: int) -> bool:
-    """Whether ``name`` in ``dir_fd`` is a symlink now (``O_DIRECTORY | O_NOFOLLOW`` on a link
-    fails with ``ENOTDIR`` on Linux, not ``ELOOP``)."""
+    """Whether ``name`` in ``dir_fd`` is a symlink now.
+
+    ``O_DIRECTORY | O_NOFOLLOW`` on a link fails with ``ENOTDIR`` on Linux, not ``ELOOP``.
+    """
     try:
         return stat.S_ISLNK(os.lstat(name, dir_fd=dir_fd).st_mode)
     except OSError:

@@ -58,6 +58,7 @@ class ConversionSummary:
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data."""
         return asdict(self)
 
     def line(self) -> str:

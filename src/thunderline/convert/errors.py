@@ -1,4 +1,6 @@
-"""Errors of the Keras -> ONNX converter and validator (subclasses of the project's tree)::
+"""Errors of the Keras -> ONNX converter and validator (subclasses of the project's tree).
+
+The tree::
 
     ThunderlineError
     └── ConvertError                  conversion or validation cannot proceed

@@ -62,12 +62,15 @@ class ValidationReport:
 
     @property
     def passed(self) -> bool:
+        """True when the converted model matched the original within tolerance."""
         return self.status == "PASS"
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data."""
         return asdict(self)
 
     def to_json(self) -> str:
+        """The report as indented JSON text."""
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
 

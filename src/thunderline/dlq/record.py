@@ -18,7 +18,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from thunderline.errors import MalformedEventError, StageError, ThunderlineError, reason_of
+from thunderline.errors import (
+    MalformedEventError,
+    StageError,
+    ThunderlineError,
+    is_retryable,
+    reason_of,
+)
 from thunderline.eventdata import DlqRecord, ErrorInfo, typed_event
 from thunderline.events import CloudEvent
 
@@ -71,6 +77,7 @@ def dead_letter(
         attempts=attempts,
         original=original.to_dict() if original is not None else None,
         original_raw=(raw or b"").decode("utf-8", "replace") if original is None else None,
+        retryable=is_retryable(exc),
         **dict(extra or {}),
     )
     event = typed_event(

@@ -8,7 +8,9 @@ not a second store: nothing is imported from it.
 
 from __future__ import annotations
 
-from thunderline.outcomes import OPEN, OutcomeRecord, OutcomeStore
+import time
+
+from thunderline.outcomes import OPEN, DlqGroup, OutcomeRecord, OutcomeStore
 
 #: The console shows at most this many records (newest first).
 CONSOLE_MAX = 500
@@ -22,11 +24,12 @@ class DeadLetters:
         self.outcomes = outcomes
 
     def page(
-        self, status: str | None, *, limit: int, cursor: str | None
+        self, status: str | None, *, limit: int, cursor: str | None, group: str | None = None
     ) -> tuple[list[OutcomeRecord], str | None]:
         """Oldest first; ``cursor`` is the last id of the previous page (``None``: first);
-        returns the records and the cursor of the next page (``None``: no more)."""
-        found = self.outcomes.dlq(status, limit=limit + 1, cursor=cursor)
+        ``group`` a group's full key; returns the records and the cursor of the next page
+        (``None``: no more)."""
+        found = self.outcomes.dlq(status, limit=limit + 1, cursor=cursor, group=group)
         more = len(found) > limit
         found = found[:limit]
         return found, (found[-1].id if more and found else None)
@@ -46,8 +49,41 @@ class DeadLetters:
         return list(reversed(self.all(None)[-limit:]))
 
     def get(self, record_id: str) -> OutcomeRecord | None:
-        """One record by id, or a unique prefix of 8+ characters."""
+        """One record by full id, short id, or a unique part of either end
+        (:mod:`thunderline.ids`: ``AmbiguousIdError`` when several match)."""
         return self.outcomes.dlq_get(record_id)
+
+    def groups(
+        self, status: str | None = OPEN, *, limit: int = 100, offset: int = 0
+    ) -> tuple[list[DlqGroup], int]:
+        """Records grouped by (stage, reason, artifact), most recent first, and how many
+        groups there are."""
+        return self.outcomes.dlq_groups(status, limit=limit, offset=offset)
+
+    def group_key(self, ref: str) -> str | None:
+        """A group's full key from its id (``AmbiguousIdError`` when several start so)."""
+        return self.outcomes.resolve_group(ref)
+
+    def of_group(self, key: str, status: str | None = OPEN) -> list[OutcomeRecord]:
+        """Every record of a group (full key) of ``status``, oldest first."""
+        out: list[OutcomeRecord] = []
+        cursor: str | None = None
+        while True:
+            batch = self.outcomes.dlq(status, limit=1000, cursor=cursor, group=key)
+            out.extend(batch)
+            if len(batch) < 1000:
+                return out
+            cursor = batch[-1].id
+
+    def dismiss(self, record_ids: list[str], *, by: str, note: str) -> list[str]:
+        """Close open records without a replay (``dismissed``, with who, when and why); the
+        ids dismissed (records no longer open are left as they are)."""
+        return self.outcomes.dismiss(record_ids, by=by, note=note)
+
+    def purge(self, older_than_s: float, *, dry_run: bool = False) -> dict[str, int]:
+        """Delete closed records (replayed, resolved, dismissed) older than ``older_than_s``
+        seconds; how many per status (``dry_run``: would be, nothing deleted)."""
+        return self.outcomes.purge(time.time() - older_than_s, dry_run=dry_run)
 
     def claim(self, record_id: str, replay_event_id: str) -> bool:
         """Claim an open record for a replay (``open`` -> ``replayed``); False when it is not

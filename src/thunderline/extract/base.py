@@ -130,7 +130,7 @@ class TextBuilder:
     def _append(self, text: str) -> None:
         if self.truncated or not text:
             return
-        size = len(text.encode("utf-8", "surrogatepass"))
+        size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
         if self._size + size > self.max_bytes:
             room = self.max_bytes - self._size
             text = text.encode("utf-8", "surrogatepass")[: max(room, 0)].decode("utf-8", "ignore")

@@ -49,12 +49,15 @@ CONFIG_LABELS = frozenset(
 def _lazy(module: str, function: str) -> Callable[[Path, ExtractContext], ExtractResult]:
     """A runner that imports its module at first use (the worker imports only what it needs)."""
 
-    def run(path: Path, ctx: ExtractContext) -> ExtractResult:
-        import importlib
+    resolved: list[Callable[[Path, ExtractContext], ExtractResult]] = []
 
-        target = getattr(importlib.import_module(f"thunderline.extract.formats.{module}"), function)
-        out: ExtractResult = target(path, ctx)
-        return out
+    def run(path: Path, ctx: ExtractContext) -> ExtractResult:
+        if not resolved:
+            import importlib
+
+            found = importlib.import_module(f"thunderline.extract.formats.{module}")
+            resolved.append(getattr(found, function))
+        return resolved[0](path, ctx)
 
     run.__name__ = function
     return run
@@ -110,10 +113,14 @@ EXTRACTORS: tuple[Extractor, ...] = (
     _e("docx", ("docx",), "python-docx", "document", "prose", "office", "extract_docx"),
     _e("pptx", ("pptx",), "python-pptx", "document", "prose", "office", "extract_pptx"),
     _e("xlsx", ("xlsx",), "openpyxl", "document", "data", "office", "extract_xlsx"),
+    _e("doc", ("doc",), "olefile", "document", "prose", "legacy", "extract_doc"),
+    _e("xls", ("xls",), "xlrd", "document", "data", "legacy", "extract_xls"),
+    _e("ppt", ("ppt",), "olefile", "document", "prose", "legacy", "extract_ppt"),
     _e("odf", ("odt", "ods", "odp"), "lxml", "document", "prose", "office", "extract_odf"),
     _e("epub", ("epub",), "lxml", "document", "prose", "office", "extract_epub"),
     _e("pdf", ("pdf",), "pypdfium2", "pdf", "prose", "pdf", "extract_pdf"),
     _e("email", ("eml",), "stdlib", "mail", "prose", "mail", "extract_email"),
+    _e("msg", ("outlook",), "olefile", "mail", "prose", "legacy", "extract_msg"),
     _e(
         "media",
         ("mp3", "flac", "ogg", "wav", "mp4", "qt", "3gp", "webm", "mkv"),

@@ -13,6 +13,7 @@ This module imports only pydantic: event data (:mod:`thunderline.eventdata`) use
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -32,6 +33,8 @@ MAX_RAW_KEYS = 128
 MAX_RAW_VALUE = 512
 #: Most warnings kept.
 MAX_WARNINGS = 32
+#: Control characters other than tab and newline (dropped from raw metadata values).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f]")
 
 
 class _Model(BaseModel):
@@ -214,7 +217,8 @@ def clip_raw(raw: dict[str, Any]) -> dict[str, str]:
         if value is None:
             continue
         text = value if isinstance(value, str) else str(value)
-        text = "".join(c for c in text if c >= " " or c in "\t\n")
+        if not text.isprintable():  # the common case (printable) costs one C call
+            text = _CONTROL.sub("", text)
         if not text.strip():
             continue
         out[str(key)[:128]] = text[:MAX_RAW_VALUE]

@@ -59,6 +59,18 @@ class _Channel:
         self.stream.write(json.dumps(message, ensure_ascii=False, separators=(",", ":")) + "\n")
         self.stream.flush()
 
+    def send_result(self, job_id: Any, found: Any) -> None:
+        """Answer with a result serialised by pydantic-core in one pass (no dict of it is
+        built first); text pydantic cannot serialise (lone surrogates) takes the slow way."""
+        try:
+            body = found.model_dump_json()
+        except ValueError:  # PydanticSerializationError
+            self.send({"id": job_id, "type": "result", "result": found.model_dump(mode="json")})
+            return
+        head = json.dumps(job_id, ensure_ascii=False)
+        self.stream.write(f'{{"id":{head},"type":"result","result":{body}}}\n')
+        self.stream.flush()
+
 
 def _protocol_stream() -> TextIO:
     """Keep fd 1 for the protocol and point ``print`` and fd 1 at standard error."""
@@ -97,7 +109,7 @@ def handle(job: dict[str, Any], channel: _Channel) -> None:
             progress=progress,
         )
         found = extractor.run(Path(job["path"]), ctx)
-        channel.send({"id": job_id, "type": "result", "result": found.model_dump(mode="json")})
+        channel.send_result(job_id, found)
     except MemoryError:
         found = None  # free what we can before answering
         channel.send(

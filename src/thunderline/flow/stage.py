@@ -32,7 +32,7 @@ class StageOptions(StageBudget):
         cls, settings: Settings, stage: str, *, default_timeout_s: float | None = None
     ) -> StageOptions:
         """A stage's options from settings: its budget (:meth:`Settings.stage_budget`) with the
-        engine's retry policy. Timeout: the stage's setting, else the stage's own default,
+        engine's retry policy for it (:meth:`Settings.stage_retry_policy`). Timeout: the stage's setting, else the stage's own default,
         else ``TL_STAGE_TIMEOUT_S``."""
         budget = settings.stage_budget(stage)
         timeout = budget.timeout_s or default_timeout_s or settings.stage_timeout_s
@@ -41,7 +41,7 @@ class StageOptions(StageBudget):
             batch_timeout_s=budget.batch_timeout_s,
             concurrency=budget.concurrency,
             timeout_s=timeout,
-            retry=settings.retry_policy,
+            retry=settings.stage_retry_policy(stage),
         )
 
 

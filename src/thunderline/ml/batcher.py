@@ -319,6 +319,7 @@ class DynamicBatcher:
 
     @property
     def queue_depth(self) -> int:
+        """Requests waiting for a batch."""
         return self._queue.qsize()
 
     def close(self, timeout: float = 10.0) -> None:

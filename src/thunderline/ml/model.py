@@ -112,6 +112,7 @@ class ModelMetadata:
 
     @classmethod
     def from_proto(cls, proto: onnx.ModelProto) -> ModelMetadata:
+        """Read producer, opset and IR version from an ONNX model."""
         return cls(
             producer=proto.producer_name,
             producer_version=proto.producer_version,
@@ -124,6 +125,7 @@ class ModelMetadata:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """The metadata as JSON-ready data."""
         return {
             "producer": self.producer,
             "producer_version": self.producer_version,
@@ -324,6 +326,7 @@ class OnnxModel:
         batch_size: int = 1,
         correlation_id: str | None = None,
     ) -> InferenceResult:
+        """Turn the session's outputs into a typed result (labels and scores, timings)."""
         inference_ms = round(run_s * 1000, 4)
         meta = {
             "model": self.name,
@@ -396,9 +399,11 @@ class OnnxModel:
 
     @property
     def closed(self) -> bool:
+        """True once the session is released."""
         return self.session is None
 
     def describe(self) -> dict[str, Any]:
+        """Name, version, source, checksum and I/O of the loaded model."""
         return {
             "name": self.name,
             "version": self.version,

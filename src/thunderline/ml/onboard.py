@@ -87,6 +87,8 @@ class AddRequest:
 
 @dataclass
 class AddResult:
+    """What ``models add`` did: the registry entry written, and the validation report."""
+
     name: str
     folder: Path
     entry: dict[str, Any]
@@ -109,6 +111,7 @@ def toml_value(value: Any) -> str:
 
 
 def toml_entry(entry: dict[str, Any]) -> str:
+    """One ``[[models]]`` table of ``registry.toml`` as TOML text."""
     lines = ["[[models]]"]
     lines += [f"{key} = {toml_value(value)}" for key, value in entry.items() if value is not None]
     return "\n".join(lines) + "\n"

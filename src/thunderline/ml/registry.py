@@ -167,6 +167,7 @@ class ModelEntry:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> ModelEntry:
+        """An entry from a ``[[models]]`` table; unknown keys are refused."""
         known = {
             "name", "path", "version", "kind", "input_shape", "layout", "mean", "std",
             "tokenizer", "background", "preload", "sha256", "labels", "description",
@@ -195,6 +196,7 @@ class ModelEntry:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """The entry as JSON-ready data."""
         return {
             "name": self.name,
             "path": self.path,
@@ -245,6 +247,7 @@ class ModelRegistry:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ModelRegistry:
+        """The registry the settings point at (model folder, trust and session options)."""
         return cls(
             settings.onnx.model_dir,
             allow_untrusted=settings.allow_untrusted_models,
@@ -301,6 +304,7 @@ class ModelRegistry:
 
     @property
     def exists(self) -> bool:
+        """True when the model folder has a registry file."""
         return self.registry_file.is_file()
 
     def list_models(self) -> list[ModelEntry]:
@@ -323,6 +327,7 @@ class ModelRegistry:
             ) from None
 
     def path_of(self, entry: ModelEntry) -> Path:
+        """The model file of an entry (relative paths are under the model folder)."""
         path = Path(entry.path).expanduser()
         return path if path.is_absolute() else self.model_dir / path
 

@@ -81,6 +81,7 @@ def add_models(sbom: dict[str, Any], model_dir: Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: add the model registry to a CycloneDX SBOM file."""
     parser = argparse.ArgumentParser(description="Add the model registry to a CycloneDX SBOM.")
     parser.add_argument("sbom", type=Path, help="CycloneDX JSON written by cyclonedx-py.")
     parser.add_argument("--models", type=Path, default=Path("models"), help="Model folder.")

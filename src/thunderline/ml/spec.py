@@ -51,6 +51,7 @@ class TensorSpec:
 
     @property
     def rank(self) -> int:
+        """Number of dimensions."""
         return len(self.shape)
 
     @property
@@ -59,9 +60,11 @@ class TensorSpec:
         return bool(self.shape) and not isinstance(self.shape[0], int)
 
     def describe(self) -> str:
+        """``dtype[shape]`` for messages."""
         return f"{self.dtype}{_fmt_shape(self.shape)}"
 
     def to_dict(self) -> dict[str, Any]:
+        """The tensor spec as JSON-ready data."""
         return {"name": self.name, "shape": list(self.shape), "dtype": str(self.dtype)}
 
     @classmethod
@@ -86,10 +89,12 @@ class IOSpec:
 
     @property
     def input_names(self) -> list[str]:
+        """Input names, in session order."""
         return [t.name for t in self.inputs]
 
     @property
     def output_names(self) -> list[str]:
+        """Output names, in session order."""
         return [t.name for t in self.outputs]
 
     @property
@@ -99,6 +104,7 @@ class IOSpec:
         return bool(tensors) and all(t.has_dynamic_batch for t in tensors)
 
     def to_dict(self) -> dict[str, Any]:
+        """The I/O spec as JSON-ready data."""
         return {
             "inputs": [t.to_dict() for t in self.inputs],
             "outputs": [t.to_dict() for t in self.outputs],
@@ -107,6 +113,7 @@ class IOSpec:
 
     @classmethod
     def from_session(cls, session: Any) -> IOSpec:
+        """The I/O spec of an ONNX Runtime session."""
         return cls(
             inputs=tuple(TensorSpec.from_node_arg(a) for a in session.get_inputs()),
             outputs=tuple(TensorSpec.from_node_arg(a) for a in session.get_outputs()),

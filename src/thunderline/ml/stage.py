@@ -81,6 +81,7 @@ class InferStage(StoreStage):
 
     @property
     def registry(self) -> ModelRegistry:
+        """The model registry of the supervisor (after :meth:`setup`)."""
         if self.supervisor is None:
             raise RuntimeError("InferStage.setup() has not run")
         return self.supervisor.registry
@@ -93,10 +94,12 @@ class InferStage(StoreStage):
         await asyncio.to_thread(supervisor.start)
 
     async def close(self) -> None:
+        """Close the supervisor when this stage made it."""
         if self.supervisor is not None and self._owns_supervisor:
             await asyncio.to_thread(self.supervisor.close)
 
     async def handle_batch(self, events: Sequence[CloudEvent]) -> list[Outcome]:
+        """Run every event's model at once, so the batcher can batch them."""
         # every event is submitted at once, so the batcher can run them as one batch
         return list(await asyncio.gather(*(self._one(event) for event in events)))
 

@@ -108,6 +108,7 @@ class ModelWorker:
     def submit(
         self, inputs: Inputs, *, correlation_id: str | None = None
     ) -> Future[InferenceResult]:
+        """Queue one request for the model's batcher."""
         return self.batcher.submit(inputs, correlation_id=correlation_id)
 
     def check_health(self, timeout: float | None = 60.0) -> ModelHealth:
@@ -119,6 +120,7 @@ class ModelWorker:
         return self.health()
 
     def health(self) -> ModelHealth:
+        """The model's state, restarts and failures."""
         return ModelHealth(
             name=self.name,
             state=self.state,
@@ -328,12 +330,14 @@ class ModelSupervisor:
         return [w.check_health() for w in workers]
 
     def health(self) -> list[ModelHealth]:
+        """Health of every loaded model."""
         with self._lock:
             return [w.health() for w in self._workers.values()]
 
     def submit(
         self, name: str, inputs: Inputs, *, correlation_id: str | None = None
     ) -> Future[InferenceResult]:
+        """Queue one request for the named model (loaded on first use)."""
         return self.worker(name).submit(inputs, correlation_id=correlation_id)
 
     def infer(

@@ -20,10 +20,12 @@ class ModelInput:
 
     @property
     def dtype(self) -> np.dtype[Any]:
+        """The tensor's element type."""
         return self.tensor.dtype
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The tensor's shape."""
         return tuple(self.tensor.shape)
 
 
@@ -37,10 +39,12 @@ class ModelOutput:
 
     @property
     def dtype(self) -> np.dtype[Any]:
+        """The tensor's element type."""
         return self.tensor.dtype
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The tensor's shape."""
         return tuple(self.tensor.shape)
 
 

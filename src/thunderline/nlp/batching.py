@@ -52,9 +52,12 @@ class Batch:
 def build_batch(
     first: Job, take: Callable[[], Job | None], *, cap: int, max_chars: int
 ) -> tuple[list[Job], Job | None]:
-    """The jobs of one batch line: ``first``, then what ``take`` gives while the batch holds
-    fewer than ``cap`` documents and ``max_chars`` characters. Returns the batch and the job
-    taken that did not fit (a solo job, or one over the characters), to start the next."""
+    """The jobs of one batch line, and the job taken that did not fit.
+
+    The batch is ``first``, then what ``take`` gives while the batch holds fewer than ``cap``
+    documents and ``max_chars`` characters. Returns the batch and the job taken that did not fit (a
+    solo job, or one over the characters), to start the next.
+    """
     jobs = [first]
     chars = first.chars
     while len(jobs) < cap:
@@ -71,22 +74,29 @@ def build_batch(
 
 
 def fair_share(queued: int, workers: int, batch_docs: int) -> int:
-    """Most documents for the batch being built: ``batch_docs``, but no more than an even share
-    of the ``queued`` documents (counting the one in hand), so a short queue keeps every worker
-    busy."""
+    """Most documents for the batch being built, so a short queue keeps every worker busy.
+
+    That is ``batch_docs``, but no more than an even share of the ``queued`` documents (counting the
+    one in hand).
+    """
     share = -(-(queued + 1) // max(workers, 1))
     return max(1, min(batch_docs, share))
 
 
 def batch_budget(jobs: list[Job], doc_timeout_s: float, chunk_chars: int) -> float:
-    """A batch's time in the worker: one document timeout per chunk's worth of characters (a
-    chunk is the longest document the timeout was meant for), at least one."""
+    """A batch's time in the worker: one document timeout per chunk's worth of characters.
+
+    A chunk is the longest document the timeout was meant for; the budget is at least one timeout.
+    """
     chars = sum(job.chars for job in jobs)
     return doc_timeout_s * max(1, -(-chars // max(chunk_chars, 1)))
 
 
 def answer_limit(batch: Batch, answer_timeout_s: float) -> float:
-    """Seconds the next answer of ``batch`` may take from its clock: the first answer of a
-    batch of several also gets the batch's budget, then one document's timeout each."""
+    """Seconds the next answer of ``batch`` may take from its clock.
+
+    The first answer of a batch of several also gets the batch's budget, then one document's timeout
+    each.
+    """
     first_of_many = batch.answered == 0 and batch.size > 1
     return answer_timeout_s + (batch.budget_s if first_of_many else 0)

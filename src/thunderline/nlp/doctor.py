@@ -1,5 +1,7 @@
-"""``thunderline doctor`` checks for the NLP sidecar (light imports: nothing is loaded here
-until the report runs)."""
+"""``thunderline doctor`` checks for the NLP sidecar.
+
+Light imports: nothing is loaded here until the report runs.
+"""
 
 from __future__ import annotations
 

@@ -114,6 +114,7 @@ class PoolConfig:
         return self.nlp.doc_timeout_s + 1.0 + 0.1 * self.nlp.doc_timeout_s
 
     def worker_args(self) -> list[str]:
+        """The worker's command-line options from the NLP settings."""
         args = [
             "--model",
             self.spacy.model,
@@ -196,6 +197,7 @@ class NlpPool:
     # ---- lifecycle ------------------------------------------------------------------------
     @property
     def argv(self) -> list[str]:
+        """The full command line of a worker process."""
         base = self._base_command or default_worker_command()
         return [*base, *self.config.worker_args()]
 
@@ -259,6 +261,7 @@ class NlpPool:
 
     @property
     def queue_depth(self) -> int:
+        """Documents waiting for a worker."""
         return self._queue.qsize() if self._queue is not None else 0
 
     # ---- API ------------------------------------------------------------------------------
@@ -306,8 +309,11 @@ class NlpPool:
         return result
 
     async def _process_text(self, doc_id: str, text: str, lang: str | None) -> NlpResult:
-        """One text that fits a chunk, through the circuit breaker (no retry here: a crash or
-        a timeout is a retryable error, and the engine decides whether to try again)."""
+        """One text that fits a chunk, through the circuit breaker.
+
+        No retry here: a crash or a timeout is a retryable error, and the engine decides whether to
+        try again.
+        """
         item = request_item(doc_id, text, lang)
         probe = self.breaker.acquire()
         try:
@@ -466,8 +472,10 @@ class NlpPool:
                 worker.send(b'{"version": "1.0", ' + job.item[1:] + b"\n")
 
     def _resend(self, worker: _Slot) -> None:
-        """After a restart: send again what the old worker had not answered (isolated jobs
-        one per batch, the others in the batches they came in)."""
+        """After a restart: send again what the old worker had not answered.
+
+        Isolated jobs go one per batch, the others in the batches they came in.
+        """
         batches = list(worker.inflight)
         worker.inflight.clear()
         for batch in batches:

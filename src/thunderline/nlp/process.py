@@ -40,8 +40,10 @@ def default_worker_command() -> list[str]:
 
 
 class WorkerProcess:
-    """One worker process: start (with the ready handshake), send request lines, read answer
-    lines, stop or kill. Its stderr goes to the ``thunderline.nlp.worker`` log."""
+    """One worker process: start (ready handshake), send requests, read answers, stop or kill.
+
+    Requests and answers are lines. Its stderr goes to the ``thunderline.nlp.worker`` log.
+    """
 
     def __init__(
         self,
@@ -140,8 +142,11 @@ class WorkerProcess:
                 await asyncio.wait_for(self._pump, 2.0)
 
     def send(self, line: bytes) -> None:
-        """Queue one request line (no drain: at most ``prefetch`` batches are normally pending,
-        and waiting for the worker to read them could deadlock against an unread answer)."""
+        """Queue one request line without draining.
+
+        At most ``prefetch`` batches are normally pending, and waiting for the worker to read them
+        could deadlock against an unread answer.
+        """
         assert self.proc is not None and self.proc.stdin is not None
         with contextlib.suppress(BrokenPipeError, ConnectionResetError, RuntimeError):
             self.proc.stdin.write(line)

@@ -180,8 +180,10 @@ def request_item(doc_id: str, text: str, lang: str | None = None) -> bytes:
 
 
 def batch_line(items: Sequence[bytes], timeout_s: float | None = None) -> bytes:
-    """Encode a batch request (1.1) from :func:`request_item` encodings; ``timeout_s`` is the
-    batch's time budget in the worker (default: one document's timeout)."""
+    """Encode a batch request (1.1) from :func:`request_item` encodings.
+
+    ``timeout_s`` is the batch's time budget in the worker (default: one document's timeout).
+    """
     head = b'{"version": "' + SCHEMA_VERSION.encode() + b'", '
     if timeout_s is not None:
         head += b'"timeout_s": ' + repr(float(timeout_s)).encode() + b", "

@@ -75,8 +75,11 @@ class NlpStage(StoreStage):
 
     @classmethod
     def default_timeout_s(cls, settings: Settings) -> float:
-        """A batch timeout that covers the pool's worst case: every document of every batch in
-        flight timing out (the engine, not the pool, retries)."""
+        """A batch timeout that covers the pool's worst case.
+
+        The worst case is every document of every batch in flight timing out (the engine, not the
+        pool, retries).
+        """
         config = PoolConfig.from_settings(settings)
         budget = settings.stage_budget(cls.name)
         per_doc = config.answer_timeout_s + config.restart.backoff_max_s + 2.0
@@ -94,10 +97,12 @@ class NlpStage(StoreStage):
         await self.pool.start()
 
     async def close(self) -> None:
+        """Close the worker pool when this stage made it."""
         if self._own_pool:
             await self.pool.close()
 
     async def handle_batch(self, events: Sequence[CloudEvent]) -> list[Outcome]:
+        """Read each event's text and analyse them concurrently; one outcome per event."""
         extracted = await asyncio.to_thread(lambda: [self._read_text(e) for e in events])
         jobs = [self._analyse(event, got) for event, got in zip(events, extracted, strict=True)]
         return list(await asyncio.gather(*jobs))

@@ -195,8 +195,11 @@ FOREIGN_MIN_SCORE = 0.5
 
 
 def foreign(detection: Detection, pipeline_lang: str) -> bool:
-    """Whether a text is confidently in another language than the pipeline's: its entities
-    would be the wrong pipeline's guesses (``Berlin`` as a person, ``## Contents`` as money)."""
+    """Whether a text is confidently in another language than the pipeline's.
+
+    Its entities would be the wrong pipeline's guesses (``Berlin`` as a person, ``## Contents`` as
+    money).
+    """
     return (
         detection.lang not in (UNDETERMINED, pipeline_lang) and detection.score >= FOREIGN_MIN_SCORE
     )
@@ -241,6 +244,7 @@ class RequestLoop:
 
     # ---- signals --------------------------------------------------------------------------
     def install_signals(self) -> None:
+        """Handle SIGTERM/SIGINT (stop after the current document) and SIGALRM (document timeout)."""
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
         signal.signal(signal.SIGALRM, self._on_alarm)
@@ -260,7 +264,8 @@ class RequestLoop:
         """The documents of one request line; an error reply for each one that is invalid.
 
         Sets :attr:`batch_timeout_s` from the line's ``timeout_s`` (a batch's time budget,
-        at least one document's timeout)."""
+        at least one document's timeout).
+        """
         self.batch_timeout_s = self.doc_timeout_s
         try:
             request = json.loads(line)
@@ -283,8 +288,10 @@ class RequestLoop:
         return [_request(item) for item in items]
 
     def handle_line(self, line: bytes) -> Iterator[list[dict[str, Any]]]:
-        """The answers for one request line, one per document, in order, in groups to write
-        as they come (never raises but :class:`DocTimeout` from a late timer).
+        """The answers for one request line, one per document, in order.
+
+        They come in groups, each written as it comes. It never raises but :class:`DocTimeout` from
+        a late timer.
 
         A batch runs through ``nlp.pipe`` under one document's timeout and its answers come
         as one group. If it times out or the pipeline raises, its documents are redone one
@@ -349,6 +356,7 @@ class RequestLoop:
         return json.dumps(payload, ensure_ascii=False).encode("utf-8") + b"\n"
 
     def write(self, payload: dict[str, Any]) -> None:
+        """Write one framed reply to the parent and flush it."""
         self.out.write(self.encode(payload))
         self.out.flush()
 

@@ -25,15 +25,19 @@ _log = logging.getLogger("thunderline.objects")
 
 @dataclass(frozen=True)
 class StoredObject:
+    """A payload in the object store, addressed by the SHA-256 of its bytes."""
+
     sha256: str
     size: int
 
     @property
     def ref(self) -> str:
+        """The payload reference stored in voxels: ``sha256:<hex>``."""
         return f"sha256:{self.sha256}"
 
 
 def sha_from_ref(ref: str) -> str:
+    """The hex digest of a ``sha256:<hex>`` reference; anything else raises ``ValueError``."""
     prefix, _, digest = ref.partition(":")
     if prefix != "sha256" or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise ValueError(f"not a payload reference: {ref!r}")
@@ -65,8 +69,10 @@ def _mismatch(what: str, expected: str, actual: str) -> ChecksumMismatch:
 
 
 def copy_hashing(src_fd: int, fd: int, *, max_bytes: int | None = None) -> tuple[str, int]:
-    """Copy everything readable from the descriptor ``src_fd`` (from offset 0; left open) into
-    the descriptor ``fd`` (closed after), hashing as it goes, in chunks (never whole).
+    """Copy everything readable from the descriptor ``src_fd`` into the descriptor ``fd``, hashing.
+
+    The copy runs from offset 0 in chunks (never whole), hashing as it goes; ``src_fd`` is left open
+    and ``fd`` is closed after.
 
     The source is never reopened by name: admission opened it once and checked that
     descriptor. Returns the SHA-256 and the size; a source that grows past ``max_bytes``
@@ -95,8 +101,10 @@ def open_own_file(path: Path) -> int:
 
 
 def put_own_file(store: ObjectStore, path: Path) -> StoredObject:
-    """``store.put_fd`` over a file the process wrote itself (opened once, no final link
-    followed): the one ``put_file`` of every store."""
+    """``store.put_fd`` over a file the process wrote itself: the one ``put_file`` of every store.
+
+    The file is opened once, with no final link followed.
+    """
     fd = open_own_file(path)
     try:
         return store.put_fd(fd)
@@ -162,7 +170,9 @@ def verify(data: bytes, expected_sha256: str, *, what: str) -> bytes:
 class Sink(Protocol):
     """Anything bytes can be written to (a binary file, ``sys.stdout.buffer``...)."""
 
-    def write(self, data: bytes, /) -> Any: ...
+    def write(self, data: bytes, /) -> Any:
+        """Write bytes (the minimal file-like sink :func:`spool_verified` writes to)."""
+        ...
 
 
 #: Payloads up to this size are spooled in memory by :func:`spool_verified`, larger on disk.
@@ -193,8 +203,9 @@ def spool_verified(stream: BinaryIO, expected_sha256: str, dest: Sink, *, what: 
 
 @runtime_checkable
 class ObjectStore(Protocol):
-    """What the pipeline needs from a payload store (``tests/integration/contracts`` runs the
-    same suite over every implementation).
+    """What the pipeline needs from a payload store.
+
+    ``tests/integration/contracts`` runs the same suite over every implementation.
 
     A missing payload is :class:`~thunderline.errors.PayloadNotFound`, corrupt bytes
     :class:`~thunderline.errors.ChecksumMismatch`, a backend failure
@@ -213,26 +224,35 @@ class ObjectStore(Protocol):
         """Store the bytes of a file the process wrote itself (streamed); return its address.
 
         Never for user input: that is admitted and stored through its descriptor
-        (:meth:`put_fd`)."""
+        (:meth:`put_fd`).
+        """
         ...
 
     def put_fd(self, fd: int, *, max_bytes: int | None = None) -> StoredObject:
         """Store everything readable from an open descriptor (left open; streamed)."""
         ...
 
-    def put_bytes(self, data: bytes) -> StoredObject: ...
+    def put_bytes(self, data: bytes) -> StoredObject:
+        """Store bytes under their SHA-256 (a no-op when an intact copy is there)."""
+        ...
 
     def get_bytes(self, sha256: str) -> bytes:
-        """The payload, verified against its address. Raises ChecksumMismatch or
-        PayloadNotFound."""
+        """The payload, verified against its address.
+
+        Raises ChecksumMismatch or PayloadNotFound.
+        """
         ...
 
     def copy_verified(self, sha256: str, dest: Sink) -> int:
-        """Stream the payload to ``dest`` only after all of it was verified (bounded memory);
-        returns its size. Raises ChecksumMismatch (nothing written) or PayloadNotFound."""
+        """Stream the payload to ``dest`` only after all of it was verified; returns its size.
+
+        Memory stays bounded. Raises ChecksumMismatch (nothing written) or PayloadNotFound.
+        """
         ...
 
-    def exists(self, sha256: str) -> bool: ...
+    def exists(self, sha256: str) -> bool:
+        """True when an object with this SHA-256 is stored."""
+        ...
 
     def local_path(self, sha256: str) -> Path | None:
         """A filesystem path to the stored bytes when the store is local (for Magika)."""

@@ -61,8 +61,10 @@ class LocalObjectStore:
         return False
 
     def _commit(self, tmp: Path, sha256: str, *, checked: bool = False) -> None:
-        """Rename ``tmp`` into place unless a good copy is there (``checked``: the caller
-        already found the existing copy corrupt or absent)."""
+        """Rename ``tmp`` into place unless a good copy is there.
+
+        ``checked``: the caller already found the existing copy corrupt or absent.
+        """
         final = self._path(sha256)
         if not checked and final.exists() and self._existing_ok(final, sha256):
             tmp.unlink(missing_ok=True)
@@ -84,9 +86,11 @@ class LocalObjectStore:
         return StoredObject(sha, size)
 
     def put_file(self, path: Path) -> StoredObject:
+        """Store the file at ``path`` (copied, hashed, and moved into place atomically)."""
         return put_own_file(self, path)
 
     def put_bytes(self, data: bytes) -> StoredObject:
+        """Store bytes under their SHA-256, written to a temporary file and renamed into place."""
         sha = hashlib.sha256(data).hexdigest()
         final = self._path(sha)
         if not (final.exists() and self._existing_ok(final, sha)):
@@ -101,6 +105,7 @@ class LocalObjectStore:
         return StoredObject(sha, len(data))
 
     def get_bytes(self, sha256: str) -> bytes:
+        """The payload, verified against its address. Raises PayloadNotFound or ChecksumMismatch."""
         try:
             data = self._path(sha256).read_bytes()
         except FileNotFoundError as exc:
@@ -117,9 +122,11 @@ class LocalObjectStore:
             return spool_verified(handle, sha256, dest, what=f"sha256:{sha256}")
 
     def exists(self, sha256: str) -> bool:
+        """True when the object's file exists."""
         return self._path(sha256).is_file()
 
     def local_path(self, sha256: str) -> Path | None:
+        """The object's file, which Magika reads in place; ``None`` when absent."""
         path = self._path(sha256)
         return path if path.is_file() else None
 

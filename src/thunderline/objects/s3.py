@@ -176,6 +176,7 @@ class S3ObjectStore:
         return put_own_file(self, path)
 
     def put_bytes(self, data: bytes) -> StoredObject:
+        """Upload bytes under their SHA-256 unless an intact copy is there already."""
         sha = hashlib.sha256(data).hexdigest()
         if not self._existing_ok(sha):
             try:
@@ -195,6 +196,7 @@ class S3ObjectStore:
             raise BackendError(f"s3 get of sha256:{sha256} failed: {exc}") from exc
 
     def get_bytes(self, sha256: str) -> bytes:
+        """Download and verify the payload. Raises PayloadNotFound, ChecksumMismatch or BackendError."""
         body = self._get(sha256)
         try:
             data: bytes = body.read()
@@ -217,6 +219,7 @@ class S3ObjectStore:
             body.close()
 
     def exists(self, sha256: str) -> bool:
+        """True when the bucket holds the object (a HEAD request)."""
         try:
             self.client.head_object(Bucket=self.bucket, Key=self._key(sha256))
         except ClientError as exc:

@@ -52,8 +52,11 @@ def _add_process_collectors(registry: CollectorRegistry) -> None:
 
 
 def collect_registry() -> CollectorRegistry:
-    """The registry to expose: this process's, or the sum over the process tree (one per
-    process), with the exposing process's ``process_*`` metrics."""
+    """The registry to expose: this process's, or the sum over the process tree.
+
+    The sum adds up one registry per process of the tree. Either way it has the exposing process's
+    ``process_*`` metrics.
+    """
     folder = multiprocess.directory()
     if folder is None:
         _add_process_collectors(metrics.REGISTRY)
@@ -96,9 +99,11 @@ class MetricsServer:
 
     @property
     def url(self) -> str:
+        """The scrape address of this exporter."""
         return f"http://{self.addr}:{self.port}/metrics"
 
     def close(self) -> None:
+        """Stop serving and wait for the server thread."""
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(5)

@@ -23,6 +23,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, correlationid, exception."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """One log record as a line of JSON (time, level, logger, message and extras)."""
         out = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname,
@@ -68,8 +69,10 @@ def _handler(fmt: str) -> logging.Handler:
 
 
 def configure_logging(level: str = "WARNING", fmt: str = "text") -> None:
-    """Install one stderr handler on the ``thunderline`` logger and one on each of the
-    :data:`LIBRARY_LOGGERS` (idempotent)."""
+    """Install one stderr handler on ``thunderline`` and on each of :data:`LIBRARY_LOGGERS`.
+
+    Idempotent.
+    """
     logger = logging.getLogger("thunderline")
     logger.setLevel(level.upper())
     for name in ("thunderline", *LIBRARY_LOGGERS):

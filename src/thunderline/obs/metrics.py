@@ -212,6 +212,27 @@ QUEUE_DEPTH = Gauge(
     multiprocess_mode="livesum",
     registry=REGISTRY,
 )
+BUS_QUEUE_MESSAGES = Gauge(
+    "thunderline_bus_queue_messages",
+    "Messages waiting in a broker queue as the broker last reported them (the same figure in "
+    "every process that samples it: the most recent sample, not a sum).",
+    ["topic"],
+    multiprocess_mode="livemostrecent",
+    registry=REGISTRY,
+)
+BUS_QUEUE_CONSUMERS = Gauge(
+    "thunderline_bus_queue_consumers",
+    "Consumers of a broker queue as the broker last reported them (0: no worker serves it).",
+    ["topic"],
+    multiprocess_mode="livemostrecent",
+    registry=REGISTRY,
+)
+BUS_UNSERVED_PUBLISHES = Counter(
+    "thunderline_bus_unserved_publishes_total",
+    "Messages published to a queue that had no consumer (no worker serves that stage).",
+    ["topic"],
+    registry=REGISTRY,
+)
 API_CONNECTIONS_REFUSED = Counter(
     "thunderline_api_connections_refused_total",
     "HTTP connections the API closed before a request: slow headers or too many from one address.",

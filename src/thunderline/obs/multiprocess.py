@@ -72,6 +72,7 @@ def directory() -> Path | None:
 
 
 def enabled() -> bool:
+    """True when metrics are shared across processes (a multiprocess folder is set)."""
     return directory() is not None
 
 

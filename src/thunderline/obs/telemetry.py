@@ -26,6 +26,7 @@ def attach(handler_id: str, handler: Handler) -> None:
 
 
 def detach(handler_id: str) -> None:
+    """Remove a handler attached under ``handler_id`` (a no-op when none is)."""
     _handlers.pop(handler_id, None)
 
 

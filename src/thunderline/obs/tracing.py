@@ -66,6 +66,7 @@ class StageSpans:
     def __call__(
         self, name: tuple[str, ...], measurements: Mapping[str, float], meta: Mapping[str, Any]
     ) -> None:
+        """Turn a stage telemetry event into the start or end of its span."""
         if len(name) != 4 or name[:2] != ("thunderline", "stage"):
             return
         phase = name[3]
@@ -127,6 +128,7 @@ def install(provider: TracerProvider) -> None:
 
 
 def uninstall() -> None:
+    """Detach the tracing handler from telemetry."""
     telemetry.detach(HANDLER_ID)
 
 

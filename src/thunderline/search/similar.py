@@ -1,6 +1,6 @@
 """Similar documents: stored sentence embeddings and an exact cosine search over them.
 
-* **Storage** (migration ``0006_vectors``): ``search_vectors`` keeps one unit float32 vector
+* **Storage** (migration ``0007_vectors``): ``search_vectors`` keeps one unit float32 vector
   per text voxel with the SHA-256 of the text it was made from. :func:`embed_missing` (``thunderline
   index embed``) embeds every text voxel without a current vector, a batch per transaction,
   so it is resumable like ``index rebuild``; a deleted voxel's row cascades away.

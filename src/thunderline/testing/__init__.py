@@ -137,8 +137,10 @@ def classified(
     coords: dict[str, Any] | None = None,
     result: Classification | None = None,
 ) -> CloudEvent:
-    """The ``system.ingest.classified`` event the classify stage would publish for
-    ``payload``: the bytes really stored, the event derived from its ingest event."""
+    """The ``system.ingest.classified`` event the classify stage would publish for ``payload``.
+
+    The bytes are really stored, and the event is derived from its ingest event.
+    """
     artifact = stored_artifact(
         store, payload, name=name or f"sample.{KINDS[kind]['label']}", source=source
     )
@@ -214,6 +216,7 @@ class StageRunner:
         await self.pipeline.stop()
 
     async def submit(self, *events: CloudEvent) -> None:
+        """Submit events to the pipeline."""
         for item in events:
             await self.pipeline.submit(item)
 

@@ -98,8 +98,17 @@ outcomes = Table(
     # SHA-256 of (kind, correlation id, artifact): one voxel row and one open DLQ row per
     # artifact (migration 0003_outcome_once; NULL without an artifact)
     Column("once_key", String(64), nullable=True),
+    # DLQ triage (migration 0006_dlq_triage): the error type's retryable flag (NULL in rows
+    # written before: derived from the stored error type), the group (SHA-256 of stage,
+    # reason, artifact) and who dismissed the record, when and why
+    Column("retryable", Boolean, nullable=True),
+    Column("group_key", String(64), nullable=True),
+    Column("dismissed_unix", Float, nullable=True),
+    Column("dismissed_by", String(256), nullable=True),
+    Column("dismiss_note", Text, nullable=True),
     Index("ix_outcomes_kind_status", "kind", "status"),
     Index("ux_outcomes_once_key", "once_key", unique=True),
+    Index("ix_outcomes_group_key", "group_key"),
 )
 
 # ---- sources and lifecycle (migration ``0005_sources``; see :mod:`thunderline.sources`) ------

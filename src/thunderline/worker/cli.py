@@ -18,7 +18,7 @@ from thunderline.obs.command import observe
 from thunderline.outcomes import OutcomeStore
 from thunderline.report import RunReport
 from thunderline.worker.runner import Worker, default_stages, parse_stages
-from thunderline.worker.settle import final_outcomes
+from thunderline.worker.settle import final_outcomes, settled
 
 err_console = Console(stderr=True)
 
@@ -60,6 +60,30 @@ async def _run_worker(settings: Settings, names: list[str], concurrency: int | N
     await Worker(settings, names, concurrency=concurrency).run()
 
 
+async def _unserved(settings: Settings) -> list[str]:
+    """What a pending submission may wait for on a broker; nothing in-process.
+
+    That is each stage queue with messages and no worker ("waiting for stage nlp: no worker serves
+    it ...").
+    """
+    from thunderline.bus.factory import keeps_messages, open_bus
+    from thunderline.bus.served import WATCHED_TOPICS, look, waiting_line
+
+    if not keeps_messages(settings):
+        return []
+    quick = settings.bus.model_copy(
+        update={"reconnect_timeout_s": min(settings.bus.reconnect_timeout_s, 5.0)}
+    )
+    bus = open_bus(settings.model_copy(update={"bus": quick}))
+    try:
+        await bus.connect()
+        return [waiting_line(s) for s in await look(bus, WATCHED_TOPICS) if s.unserved]
+    except ThunderlineError as exc:
+        return [f"(the bus could not be asked what the submission waits for: {exc})"]
+    finally:
+        await bus.close()
+
+
 def status(
     correlation_id: Annotated[
         str, typer.Argument(help="The correlation id of a submission (or its short id).")
@@ -67,7 +91,10 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per artifact.")] = False,
     full: Annotated[bool, typer.Option("--full", help="With --json: the full results.")] = False,
 ) -> None:
-    """The outcomes recorded so far for one submission (voxel or DLQ per artifact)."""
+    """The outcomes recorded so far for one submission (voxel or DLQ per artifact).
+
+    While it is unfinished on a broker, each stage queue that waits with no worker is named.
+    """
     settings = cli_settings()
     try:
         with OutcomeStore(settings) as store:
@@ -75,10 +102,15 @@ def status(
                 full_id = store.resolve_correlation(correlation_id) or correlation_id
             except IdReferenceError:  # no id can match it: answered as unknown below (exit 3)
                 full_id = correlation_id
-            found = list(final_outcomes(store.by_correlation(full_id)).values())
+            records = store.by_correlation(full_id)
+            found = list(final_outcomes(records).values())
+        # not every artifact has its final outcome yet: say what a broker's queues wait for
+        waiting = [] if full_id in settled(records) else asyncio.run(_unserved(settings))
     except ThunderlineError as exc:
         err_console.print(f"[red]status failed:[/] {exc}")
         raise typer.Exit(1) from exc
+    for line in waiting:
+        err_console.print(line, highlight=False, markup=False, soft_wrap=True)
     if not found:
         err_console.print(f"no outcome recorded for {correlation_id} (unknown or still running)")
         raise typer.Exit(3)

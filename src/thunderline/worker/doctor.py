@@ -1,4 +1,7 @@
-"""``thunderline doctor`` row of the bus: it answers and its queues exist (a broker is asked)."""
+"""``thunderline doctor`` rows of the bus: it answers and its queues exist (a broker is asked).
+
+A queue with messages and no consumer is a ``warn`` row naming the stage no worker serves.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ Row = tuple[str, str, str]
 
 async def _probe(settings: Settings) -> list[Row]:
     from thunderline.bus.factory import open_bus
+    from thunderline.bus.served import look, waiting_line
     from thunderline.worker.runner import WORKER_STAGES
 
     bus_settings = settings.bus.model_copy(
@@ -27,7 +31,12 @@ async def _probe(settings: Settings) -> list[Row]:
             return [("bus", "ok", bus.describe())]
         depths = {t: await bus.queue_depth(t) for t in topics}
         shown = ", ".join(f"{t}={n}" for t, n in depths.items())
-        return [("bus", "ok", f"{bus.describe()} ready; waiting: {shown}")]
+        rows = [("bus", "ok", f"{bus.describe()} ready; waiting: {shown}")]
+        # a queue with messages and no consumer: no worker serves that stage (issue 23)
+        for stats in await look(bus, topics):
+            if stats.unserved:
+                rows.append(("bus " + stats.topic, "warn", waiting_line(stats)))
+        return rows
     except Exception as exc:
         return [("bus", "fail", f"{bus.describe()}: {type(exc).__name__}: {exc}")]
     finally:

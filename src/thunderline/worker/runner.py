@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC
 from thunderline.bus.factory import open_bus
+from thunderline.bus.served import WATCHED_TOPICS, QueueSampler
 from thunderline.config import Settings
 from thunderline.errors import ConfigError
 from thunderline.flow.collector import COLLECT_STAGE
@@ -79,11 +80,14 @@ class Worker:
             shutdown_timeout_s=settings.shutdown_timeout_s,
             run_collector=COLLECT_STAGE in self.stage_names,
         )
+        # every queue's messages and consumers for Prometheus (ThunderlineStageUnserved)
+        self.sampler = QueueSampler(self.bus, WATCHED_TOPICS)
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def request_stop(self) -> None:
+        """Ask :meth:`run` to stop serving and shut down (the SIGTERM/SIGINT handler; no wait)."""
         self._stop.set()
 
     async def run(self) -> None:
@@ -101,15 +105,23 @@ class Worker:
                 loop.remove_signal_handler(sig)
 
     async def start(self) -> None:
+        """Declare the queues, open the outcome store if collecting, start the stages and sampler.
+
+        Every stage queue, the terminal topic and the DLQ are declared first; the collector, when
+        this worker runs it, gets an :class:`OutcomeStore`. Then the pipeline starts serving, the
+        queue sampler starts and :attr:`ready` is set.
+        """
         await self.bus.declare([*WORKER_STAGES[:-1], TERMINAL_TOPIC, DLQ_TOPIC])
         if self.pipeline.run_collector:
             self.pipeline.outcomes = await asyncio.to_thread(OutcomeStore, self.settings)
         await self.pipeline.start()
+        self.sampler.start()
         self.ready.set()
 
     async def shutdown(self) -> None:
         """Stop pulling, finish what is held (bounded), then close (the rest is redelivered)."""
         started = time.monotonic()
+        await self.sampler.stop()
         try:
             await self.pipeline.stop(drain=True)
         finally:

@@ -4,7 +4,7 @@ At-least-once delivery means a redelivered message can be processed twice: the v
 idempotency key gives the *same* voxel, but the outcome store (keyed by event id) may then
 hold two ``voxel`` records of one artifact, or a ``dlq`` record beside a ``voxel`` one. The
 final outcome of an artifact (correlation id + artifact key) is its voxel if it has one,
-else its newest open DLQ record. :func:`expected` says how many artifacts a correlation id
+else its newest open (or dismissed: closed by an operator, still how it ended) DLQ record. :func:`expected` says how many artifacts a correlation id
 has: one, plus the members of each archive (``voxel.children``).
 """
 
@@ -12,11 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from thunderline.outcomes import OPEN, OutcomeRecord
+from thunderline.outcomes import DISMISSED, OPEN, OutcomeRecord
+
+#: DLQ statuses that end an artifact (a ``replayed`` record waits for its replay's outcome).
+FINAL_DLQ = (OPEN, DISMISSED)
 
 
 def final_outcomes(records: Iterable[OutcomeRecord]) -> dict[tuple[str, str], OutcomeRecord]:
-    """One record per (correlation id, artifact): its voxel, else its newest open DLQ record."""
+    """One record per (correlation id, artifact): its final outcome.
+
+    That is its voxel, else its newest open or dismissed DLQ record.
+    """
     chosen: dict[tuple[str, str], OutcomeRecord] = {}
     for record in sorted(records, key=lambda r: r.id):
         key = (record.correlation_id, record.artifact or f"event:{record.id}")
@@ -24,7 +30,7 @@ def final_outcomes(records: Iterable[OutcomeRecord]) -> dict[tuple[str, str], Ou
         if record.kind == "voxel":
             if current is None or current.kind != "voxel":
                 chosen[key] = record
-        elif record.status == OPEN and (current is None or current.kind != "voxel"):
+        elif record.status in FINAL_DLQ and (current is None or current.kind != "voxel"):
             chosen[key] = record
     return chosen
 
@@ -40,8 +46,10 @@ def expected(records: Iterable[OutcomeRecord]) -> int:
 
 
 def settled(records: Iterable[OutcomeRecord]) -> dict[str, list[OutcomeRecord]]:
-    """The correlation ids whose every artifact (archive members included) has its final
-    outcome, each with those final outcomes."""
+    """The correlation ids whose every artifact has its final outcome, with those outcomes.
+
+    Archive members count as artifacts too.
+    """
     per: dict[str, list[OutcomeRecord]] = {}
     for (cid, _artifact), record in final_outcomes(records).items():
         per.setdefault(cid, []).append(record)

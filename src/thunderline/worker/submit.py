@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from thunderline.bus.factory import open_bus
+from thunderline.bus.served import WATCHED_TOPICS, UnservedWatch
 from thunderline.classify.walk import Candidate
 from thunderline.config import Settings
 from thunderline.eventdata import IngestRequest, data_of
@@ -37,9 +38,11 @@ STALL_WARN_S = 30.0
 
 
 class Submitter(AdmitsFiles):
-    """The :class:`~thunderline.ingestor.Ingestor` of a shared bus (``async with``): admits
-    local files, stores their bytes in the shared store, publishes them for the workers, and
-    follows the outcomes the workers' collector records."""
+    """The :class:`~thunderline.ingestor.Ingestor` of a shared bus (``async with``).
+
+    It admits local files, stores their bytes in the shared store, publishes them for the workers,
+    and follows the outcomes the workers' collector records.
+    """
 
     def __init__(
         self,
@@ -55,6 +58,7 @@ class Submitter(AdmitsFiles):
         self.bus = open_bus(settings)
         self._outcomes: OutcomeStore | None = None
         self._pending: list[str] = []
+        self.watch: UnservedWatch | None = None  # the last wait's (what it reported)
 
     @property
     def outcomes(self) -> OutcomeStore:
@@ -87,8 +91,10 @@ class Submitter(AdmitsFiles):
 
     async def submit(self, event: CloudEvent, *, block: bool = True) -> None:
         """Publish an event (broker-confirmed) to where it goes: its next stage or the DLQ.
-        An ingest event that names only a local file (a replay of a refused submission) is
-        admitted and stored first: a worker never reads a local path."""
+
+        An ingest event that names only a local file (a replay of a refused submission) is admitted
+        and stored first: a worker never reads a local path.
+        """
         if event.type == INGEST_RECEIVED and not data_of(event, IngestRequest).artifact.payload_ref:
             await self.submit_event(event, block=block)
             return
@@ -98,8 +104,10 @@ class Submitter(AdmitsFiles):
     async def submit_all(
         self, candidates: Iterable[Candidate], *, concurrency: int = 16
     ) -> list[str]:
-        """Submit files, ``concurrency`` at a time (each waits for its own store write and
-        broker confirm); returns their correlation ids in the order given."""
+        """Submit files, ``concurrency`` at a time; returns their correlation ids in given order.
+
+        Each waits for its own store write and broker confirm.
+        """
         gate = asyncio.Semaphore(concurrency)
 
         async def one(candidate: Candidate) -> str:
@@ -115,8 +123,13 @@ class Submitter(AdmitsFiles):
         return len(ids)
 
     async def wait_idle(self, timeout_s: float | None = None) -> None:
-        """Until every file submitted by :meth:`submit_files` has its final outcome (each
-        handed to ``on_outcome`` once)."""
+        """Wait until every file submitted by :meth:`submit_files` has its final outcome.
+
+        Each outcome is handed to ``on_outcome`` once. A stage queue with messages and no worker is
+        reported at once and every 30 s (:class:`~thunderline.bus.served.UnservedWatch`); after
+        ``TL_BUS_UNSERVED_TIMEOUT_S`` of that without progress it raises
+        :class:`~thunderline.errors.UnservedStageError` (0: wait without end).
+        """
         on_outcome = self.on_outcome
 
         def report(record: OutcomeRecord) -> None:
@@ -124,7 +137,12 @@ class Submitter(AdmitsFiles):
                 on_outcome(record.event)
 
         pending, self._pending = self._pending, []
-        await wait_outcomes(self.outcomes, pending, on_outcome=report, timeout_s=timeout_s)
+        self.watch = UnservedWatch(
+            self.bus, WATCHED_TOPICS, timeout_s=self.settings.bus.unserved_timeout_s
+        )
+        await wait_outcomes(
+            self.outcomes, pending, on_outcome=report, timeout_s=timeout_s, watch=self.watch
+        )
 
 
 async def wait_outcomes(
@@ -134,27 +152,32 @@ async def wait_outcomes(
     on_outcome: Callable[[OutcomeRecord], object] | None = None,
     timeout_s: float | None = None,
     poll_s: float = 0.25,
+    watch: UnservedWatch | None = None,
 ) -> list[OutcomeRecord]:
-    """Poll the outcome store until every correlation id has the final outcome of each of its
-    artifacts (:mod:`.settle`); ``on_outcome`` sees each final outcome once."""
+    """Poll the outcome store until every correlation id has the final outcome of each artifact.
+
+    Final outcomes are decided by :mod:`.settle`; ``on_outcome`` sees each final outcome once.
+    ``watch`` looks at the stage queues meanwhile (reports a stage no worker serves; may raise
+    :class:`~thunderline.errors.UnservedStageError`).
+    """
     pending = set(correlation_ids)
     final: list[OutcomeRecord] = []
     known: set[str] = set()
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    progress_at = time.monotonic()
+    progress_at = warned_at = time.monotonic()  # the last new outcome; the last stall line
     while pending:
         found = await asyncio.to_thread(store.by_correlations, sorted(pending))
         if not known.issuperset(r.id for r in found):
             known.update(r.id for r in found)
-            progress_at = time.monotonic()
-        elif time.monotonic() - progress_at > STALL_WARN_S:
+            progress_at = warned_at = time.monotonic()
+        elif time.monotonic() - warned_at > STALL_WARN_S:
             _log.warning(
                 "no new outcome for %.0fs; %d submissions pending (is a worker with "
                 "--stages collect running against this bus and database?)",
-                STALL_WARN_S,
+                time.monotonic() - progress_at,
                 len(pending),
             )
-            progress_at = time.monotonic()
+            warned_at = time.monotonic()
         for cid, records in settled(found).items():
             pending.discard(cid)
             final.extend(records)
@@ -165,5 +188,7 @@ async def wait_outcomes(
             break
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"{len(pending)} submissions have no outcome yet")
+        if watch is not None:
+            await watch.check(progress_at)
         await asyncio.sleep(poll_s)
     return final

@@ -18,6 +18,7 @@ import uvicorn
 from thunderline.api import ApiService, Scope, TokenStore, create_app
 from thunderline.api.protocol import uvicorn_config
 from thunderline.config import Settings, load_settings
+from thunderline.errors import BackendError
 from thunderline.objects.base import ObjectStore, StoredObject
 
 REPO = Path(__file__).resolve().parents[3]
@@ -104,12 +105,18 @@ def serve(settings: Settings) -> Iterator[Served]:
 
 class LosingStore:
     """Fault injected on purpose: an object store that has "lost" the payloads in ``lost``
-    (as after a disk failure); everything else is passed to the real store."""
+    (as after a disk failure), and cannot be reached for those in ``away`` (``BackendError``,
+    as a store that is briefly down: retryable); everything else is passed to the real store."""
 
     def __init__(self, real: ObjectStore) -> None:
         self.real = real
         self.url = real.url
         self.lost: set[str] = set()
+        self.away: set[str] = set()
+
+    def _reach(self, sha256: str) -> None:
+        if sha256 in self.away:
+            raise BackendError(f"object store unreachable for sha256:{sha256[:12]}")
 
     def put_file(self, path: Path) -> StoredObject:
         return self.real.put_file(path)
@@ -121,14 +128,17 @@ class LosingStore:
         return self.real.put_bytes(data)
 
     def get_bytes(self, sha256: str) -> bytes:
+        self._reach(sha256)
         if sha256 in self.lost:
             raise KeyError(f"no object sha256:{sha256}")
         return self.real.get_bytes(sha256)
 
     def exists(self, sha256: str) -> bool:
+        self._reach(sha256)
         return sha256 not in self.lost and self.real.exists(sha256)
 
     def local_path(self, sha256: str) -> Path | None:
+        self._reach(sha256)
         return None if sha256 in self.lost else self.real.local_path(sha256)
 
 

@@ -21,6 +21,9 @@ PROTECTED = [
     ("GET", "/v1/events"),
     ("POST", "/v1/ingest"),
     ("POST", "/v1/dlq/some-id/replay"),
+    ("GET", "/v1/dlq/groups"),
+    ("POST", "/v1/dlq/purge?older_than=1d"),
+    ("POST", "/v1/dlq/some-id/dismiss?reason=x"),
 ]
 
 
@@ -47,6 +50,8 @@ def test_read_token_reads_but_cannot_replay(served: Served) -> None:
     with served.client("read") as client:
         assert client.get("/v1/voxels").status_code == 200
         response = client.post("/v1/dlq/some-id/replay")
+        for path in ("/v1/dlq/purge?older_than=1d", "/v1/dlq/0123456789ab/dismiss?reason=x"):
+            assert client.post(path).status_code == 403, path
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "insufficient_scope"
     assert 'scope="admin"' in response.headers["www-authenticate"]
@@ -54,9 +59,11 @@ def test_read_token_reads_but_cannot_replay(served: Served) -> None:
 
 def test_admin_token_reaches_replay(served: Served) -> None:
     with served.client("admin") as client:
-        response = client.post("/v1/dlq/no-such-record/replay")
+        response = client.post("/v1/dlq/0123456789ab/replay")  # a short id nobody has
+        malformed = client.post("/v1/dlq/no-such-record/replay")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "dlq_not_found"
+    assert malformed.status_code == 400  # not an id at all (ids are hex digits)
 
 
 def test_health_and_metrics_need_no_token(served: Served) -> None:
@@ -112,7 +119,7 @@ def test_console_cookie_needs_the_console_header_to_change_state(served: Served)
         assert client.get("/v1/voxels").status_code == 200  # cookie authenticates reads
         forged = client.post("/v1/dlq/x/replay")  # a cross-site form could send this
         assert forged.status_code == 403
-        console = client.post("/v1/dlq/x/replay", headers={"X-TL-Console": "1"})
+        console = client.post("/v1/dlq/ffffffffffff/replay", headers={"X-TL-Console": "1"})
         assert console.status_code == 404  # authenticated and allowed: the record is unknown
 
 

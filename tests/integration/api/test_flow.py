@@ -204,11 +204,17 @@ def test_dead_letter_listed_then_replayed_by_admin_only(served: Served) -> None:
     assert record["reason"] == "not_found" and "Traceback" in record["traceback"]
     assert refused.status_code == 403
 
+    assert record["permanence"] == "permanent" and record["retryable"] is False
     reader = EventReader(served, correlation_id=cid)  # filtered: only this ingest's events
     try:
         with served.client("admin") as client:
-            replay = client.post(f"/v1/dlq/{dlq_id}/replay")
-            again = client.post(f"/v1/dlq/{dlq_id}/replay")
+            unforced = client.post(f"/v1/dlq/{dlq_id}/replay")
+            # the bytes are back, so this permanent failure is worth forcing
+            replay = client.post(f"/v1/dlq/{dlq_id}/replay", params={"all": "true"})
+            again = client.post(f"/v1/dlq/{dlq_id}/replay", params={"all": "true"})
+        assert unforced.status_code == 409, unforced.text
+        assert unforced.json()["error"]["code"] == "not_retryable"
+        assert "all=true" in unforced.json()["error"]["message"]
         assert replay.status_code == 202, replay.text
         assert replay.json()["correlation_id"] == cid
         assert again.status_code == 409 and again.json()["error"]["code"] == "already_replayed"
@@ -231,9 +237,87 @@ def test_dead_letter_listed_then_replayed_by_admin_only(served: Served) -> None:
     assert dlq_id not in {i["id"] for i in still_open}
 
 
+def test_dlq_triage_groups_replay_retryable_dismiss_and_purge(served: Served) -> None:
+    """A store that was briefly away (retryable) and a lost payload (permanent): grouped with
+    their kind; a group replay sends the retryable one only; the permanent one is refused
+    unless forced, then dismissed with who and why; short ids work; purge counts."""
+    away_data = b"The object store is away for a moment while this is classified.\n"
+    lost_data = b"These bytes are lost for good before classify.\n"
+    losing = lose_payloads(served)  # faults injected on purpose (a store away; lost bytes)
+    losing.away.add(hashlib.sha256(away_data).hexdigest())
+    losing.lost.add(hashlib.sha256(lost_data).hexdigest())
+    try:
+        away = served.wait_outcome(upload(served, "away.txt", away_data)["correlation_id"])
+        lost = served.wait_outcome(upload(served, "gone.txt", lost_data)["correlation_id"])
+    finally:
+        losing.away.clear()  # the store is back; the lost bytes stay lost
+    assert away["dlq"][0]["reason"] == "backend" and lost["dlq"][0]["reason"] == "not_found"
+    with served.client("read") as client:
+        page = client.get("/v1/dlq/groups").json()
+        by_name = {g["artifact_name"]: g for g in page["items"]}
+        one = client.get(f"/v1/dlq/{by_name['gone.txt']['latest']['short_id']}")
+        ambiguous = client.get(f"/v1/dlq/{away['dlq'][0]['id'][:4]}")
+        bad = client.get("/v1/dlq/%25%25%25%25")
+        denied = client.post(f"/v1/dlq/groups/{by_name['gone.txt']['group_id']}/dismiss?reason=x")
+        not_admin = client.post("/v1/dlq/purge", params={"older_than": "1d"})
+    assert page["total"] >= 2
+    retry, perm = by_name["away.txt"], by_name["gone.txt"]
+    assert retry["permanence"] == "retryable" and retry["retryable"] is True
+    assert retry["stage"] == "classify" and retry["count"] == 1
+    assert (
+        perm["permanence"] == "permanent"
+        and perm["latest"]["error_type"] == "ArtifactNotFoundError"
+    )
+    assert retry["first_time"] <= retry["last_time"]
+    assert one.status_code == 200 and one.json()["id"] == lost["dlq"][0]["id"]
+    assert ambiguous.status_code == 409 and ambiguous.json()["error"]["code"] == "ambiguous_id"
+    assert bad.status_code == 400
+    assert denied.status_code == 403 and not_admin.status_code == 403
+
+    with served.client("admin") as client:
+        sent = client.post(f"/v1/dlq/groups/{retry['group_id']}/replay")
+        skipped = client.post(f"/v1/dlq/groups/{perm['group_id'][:6]}/replay")
+        refused = client.post(f"/v1/dlq/{perm['latest']['short_id']}/replay")
+        dismissed = client.post(
+            f"/v1/dlq/{perm['latest']['short_id']}/dismiss", params={"reason": "bytes lost"}
+        )
+        twice = client.post(
+            f"/v1/dlq/{perm['latest']['short_id']}/dismiss", params={"reason": "again"}
+        )
+        unknown = client.post("/v1/dlq/groups/ffffffffffff/replay")
+    assert sent.status_code == 200, sent.text
+    assert [r["correlation_id"] for r in sent.json()["replayed"]] == [away["correlation_id"]]
+    assert sent.json()["skipped"] == {}
+    assert skipped.json()["replayed"] == [] and skipped.json()["skipped"] == {"permanent": 1}
+    assert skipped.json()["skipped_ids"] == [perm["latest"]["id"]]
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "not_retryable"
+    assert dismissed.status_code == 200 and dismissed.json()["dismissed"] == [perm["latest"]["id"]]
+    assert twice.status_code == 409 and twice.json()["error"]["code"] == "not_open"
+    assert unknown.status_code == 404
+    assert served.wait_outcome(away["correlation_id"])["outcome"] == "stored"
+
+    with served.client("read") as client:
+        open_ids = {i["id"] for i in client.get("/v1/dlq").json()["items"]}
+        gone = client.get("/v1/dlq", params={"status": "dismissed", "group": perm["group_id"]})
+    assert perm["latest"]["id"] not in open_ids
+    (record,) = gone.json()["items"]
+    assert record["dismiss_note"] == "bytes lost" and record["dismissed_by"].startswith("token:")
+    with served.client("admin") as client:
+        dry = client.post("/v1/dlq/purge", params={"older_than": "0s", "dry_run": "true"})
+        young = client.post("/v1/dlq/purge", params={"older_than": "30d"})
+        nonsense = client.post("/v1/dlq/purge", params={"older_than": "soon"})
+    assert dry.status_code == 200 and dry.json()["dry_run"] is True
+    assert dry.json()["by_status"].get("dismissed", 0) >= 1
+    assert young.json() == {"dry_run": False, "deleted": 0, "by_status": {}}
+    assert nonsense.status_code == 400
+
+
 def test_dlq_bad_cursor_and_models(served: Served) -> None:
     with served.client("read") as client:
         bad = client.get("/v1/dlq", params={"cursor": "nope"})
+        for odd in ("x" * 36, "0" * 36, "%" * 36):  # 36 characters, not a record's id
+            weird = client.get("/v1/dlq", params={"cursor": odd})
+            assert weird.status_code == 400 and weird.json()["error"]["code"] == "bad_cursor"
         models = client.get("/v1/models").json()
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_cursor"
     assert models["models"], models
@@ -345,6 +429,24 @@ def test_console_voxel_list_date_filters(served: Served) -> None:
     assert "dated.txt" in current
     assert "No voxels match." in future
     assert "Dates must be YYYY-MM-DD." in bad
+
+
+def test_console_voxel_list_entity_type_and_model_label_filters(served: Served) -> None:
+    """The console's voxel list filters as GET /v1/voxels does: entity type (any case) and
+    the model's label, kept in the form and in the next-page link."""
+    data = b"Ada Lovelace corresponded with Charles Babbage in London.\n"
+    accepted = upload(served, "people-filter.txt", data)
+    assert served.wait_outcome(accepted["correlation_id"])["outcome"] == "stored"
+    with served.client(None) as client:
+        client.post("/login", data={"token": served.read_token})
+        persons = client.get("/voxels", params={"entity_type": "person"}).text
+        nobody = client.get("/voxels", params={"entity_type": "no_such_type"}).text
+        no_model = client.get("/voxels", params={"model_label": "no such label"}).text
+    assert "people-filter.txt" in persons
+    assert 'name="entity_type" value="person"' in persons
+    assert "No voxels match." in nobody and "people-filter.txt" not in nobody
+    assert "No voxels match." in no_model
+    assert 'name="model_label" value="no such label"' in no_model
 
 
 def test_voxel_text_is_the_extracted_text(served: Served) -> None:

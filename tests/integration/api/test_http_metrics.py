@@ -76,3 +76,10 @@ def test_open_dlq_gauge_follows_the_outcome_store(served: Served) -> None:
     assert failed["outcome"] == "dead_lettered"
     assert open_now() == len(listed) + 1
     assert re.fullmatch(r"[0-9a-f-]{36}", failed["dlq"][0]["id"])
+    # a dismissed record leaves the gauge
+    with served.client("admin") as client:
+        dismissed = client.post(
+            f"/v1/dlq/{failed['dlq'][0]['id']}/dismiss", params={"reason": "bytes lost"}
+        )
+    assert dismissed.status_code == 200, dismissed.text
+    assert open_now() == len(listed)

@@ -11,19 +11,17 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.integration.classify._races import Replacement, Swapper, fast_switching, ingest  # noqa: F401
 
 from thunderline.classify import iter_candidates
 from thunderline.config import Settings
 from thunderline.journal import Journal
 from thunderline.obs import metrics
 from thunderline.report import RunReport
-from thunderline.runtime import Runtime
 from thunderline.voxel.store import VoxelStore
 
 SECRET = b"root:$6$the-secret-hash:19000:0:99999:7:::\n"
@@ -34,11 +32,7 @@ def _refused() -> float:
 
 
 async def _ingest(settings: Settings, root: Path) -> RunReport:
-    report = RunReport()
-    async with Runtime(settings, on_terminal=report.add) as runtime:
-        await runtime.submit_files(iter_candidates([root]))
-        await runtime.wait_idle(120)
-    return report
+    return await ingest(settings, iter_candidates([root]))
 
 
 def _stored(settings: Settings) -> set[str]:
@@ -87,41 +81,14 @@ async def test_hard_links_are_ingested_when_allowed(
         assert voxels.read_payload(record.voxel_id) == b"a file with two names"
 
 
-@pytest.fixture
-def fast_switching() -> Iterator[None]:
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    yield
-    sys.setswitchinterval(before)
+def _link_in(secret: Path, originals: dict[str, bytes]) -> Replacement:
+    def replace(rng: random.Random, tmp: Path, name: str) -> None:
+        if rng.random() < 0.5:
+            os.link(secret, tmp)
+        else:
+            tmp.write_bytes(originals[name])
 
-
-class LinkSwapper(threading.Thread):
-    """Replaces victim files, atomically, by a hard link to the secret or by their own bytes."""
-
-    def __init__(self, root: Path, staging: Path, originals: dict[str, bytes], secret: Path):
-        super().__init__(daemon=True)
-        self.root, self.staging, self.originals, self.secret = root, staging, originals, secret
-        self.stop = threading.Event()
-        self.swaps = 0
-
-    def run(self) -> None:
-        rng = random.Random(11)
-        victims = sorted(self.originals)[:6]
-        n = 0
-        while not self.stop.is_set():
-            name = rng.choice(victims)
-            tmp = self.staging / f"t{n}"
-            n += 1
-            if rng.random() < 0.5:
-                os.link(self.secret, tmp)
-            else:
-                tmp.write_bytes(self.originals[name])
-            os.replace(tmp, self.root / name)
-            self.swaps += 1
-
-    def halt(self) -> None:
-        self.stop.set()
-        self.join(10)
+    return replace
 
 
 @pytest.mark.usefixtures("fast_switching")
@@ -138,12 +105,12 @@ async def test_inputs_swapped_for_hard_links_in_a_loop_store_no_secret(
         (root / name).write_bytes(data)
     good = {hashlib.sha256(d).hexdigest(): name for name, d in originals.items()}
     settings = make_settings(stage_timeout_s=10.0, shutdown_timeout_s=10.0)
-    swapper = LinkSwapper(root, staging, originals, secret)
+    swapper = Swapper(root, staging, originals, _link_in(secret, originals), seed=11)
     swapper.start()
     try:
-        reports = [await _ingest(settings, root) for _ in range(4)]
+        reports = [await ingest(settings, iter_candidates([root])) for _ in range(4)]
     finally:
-        swapper.halt()
+        swapper.restore()
     assert swapper.swaps > 50, "the swapper did not get to run"
     assert hashlib.sha256(SECRET).hexdigest() not in _stored(settings)
     assert _stored(settings) <= set(good)

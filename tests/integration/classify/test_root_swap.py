@@ -16,32 +16,21 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.integration.classify._races import fast_switching, ingest  # noqa: F401
 
 from thunderline.classify import iter_candidates
-from thunderline.classify.walk import Candidate
 from thunderline.config import Settings
 from thunderline.report import RunReport
-from thunderline.runtime import Runtime
 from thunderline.voxel.store import VoxelStore
 
 FOLDERS = ("", "a", "a/b", "c")
 PER_FOLDER = 40
-
-
-@pytest.fixture
-def fast_switching() -> Iterator[None]:
-    """Switch threads often so the swapper interleaves with admission."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    yield
-    sys.setswitchinterval(before)
 
 
 def _tree(base: Path, content: Callable[[str], bytes]) -> dict[str, bytes]:
@@ -94,14 +83,6 @@ class RootSwapper(threading.Thread):
             os.rename(self.away, self.root)
 
 
-async def _ingest(settings: Settings, candidates: Iterator[Candidate]) -> RunReport:
-    report = RunReport()
-    async with Runtime(settings, on_terminal=report.add) as runtime:
-        await runtime.submit_files(candidates)
-        await runtime.wait_idle(120)
-    return report
-
-
 def _check(
     settings: Settings,
     report: RunReport,
@@ -135,7 +116,7 @@ async def test_a_root_swapped_for_a_symlink_in_a_loop_leaks_nothing(
     swapper = RootSwapper(root, tmp_path / "secret")
     swapper.start()
     try:
-        report = await _ingest(settings, itertools.chain([first], candidates))
+        report = await ingest(settings, itertools.chain([first], candidates))
     finally:
         swapper.restore()
     assert swapper.swaps > 20, "the swapper did not get to run"
@@ -151,7 +132,7 @@ async def test_a_root_swapped_after_the_walk_leaks_nothing(
     walked = list(iter_candidates([root], recursive=True))
     root.rename(root.with_name("inbox.away"))
     root.symlink_to(tmp_path / "secret")
-    report = await _ingest(settings, iter(walked))
+    report = await ingest(settings, iter(walked))
     _check(settings, report, root, originals, secrets)
 
 
@@ -168,5 +149,5 @@ async def test_a_root_given_as_a_symlink_is_resolved_once(
     assert len(walked) == len(originals) and all(c.root == link for c in walked)
     link.unlink()
     link.symlink_to(tmp_path / "secret")
-    report = await _ingest(settings, iter(walked))
+    report = await ingest(settings, iter(walked))
     _check(settings, report, link, originals, secrets)

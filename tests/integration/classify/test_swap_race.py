@@ -15,12 +15,11 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tests.integration.classify._races import Replacement, Swapper, fast_switching  # noqa: F401
 
 from thunderline.classify import iter_candidates
 from thunderline.config import Settings
@@ -32,50 +31,17 @@ VICTIMS = 6  # the files the thread keeps swapping (often: the race window is mi
 PASSES = 8  # the folder is submitted this many times in one run
 
 
-@pytest.fixture
-def fast_switching() -> Iterator[None]:
-    """Switch threads often so the swapper interleaves with admission (makes the race likely)."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(1e-5)
-    yield
-    sys.setswitchinterval(before)
+def _swap_in(secret: Path, originals: dict[str, bytes]) -> Replacement:
+    def replace(rng: random.Random, tmp: Path, name: str) -> None:
+        kind = rng.choice(("link", "fifo", "file"))
+        if kind == "link":
+            tmp.symlink_to(secret)
+        elif kind == "fifo":
+            os.mkfifo(tmp)
+        else:
+            tmp.write_bytes(originals[name])
 
-
-class Swapper(threading.Thread):
-    """Replaces victim files by a symlink to the secret, a FIFO, or their own bytes, in a loop."""
-
-    def __init__(self, root: Path, staging: Path, originals: dict[str, bytes], secret: Path):
-        super().__init__(daemon=True)
-        self.root, self.staging, self.originals, self.secret = root, staging, originals, secret
-        self.stop = threading.Event()
-        self.swaps = 0
-
-    def run(self) -> None:
-        rng = random.Random(7)
-        names = sorted(self.originals)[:VICTIMS]
-        n = 0
-        while not self.stop.is_set():
-            name = rng.choice(names)
-            tmp = self.staging / f"t{n}"
-            n += 1
-            kind = rng.choice(("link", "fifo", "file"))
-            if kind == "link":
-                tmp.symlink_to(self.secret)
-            elif kind == "fifo":
-                os.mkfifo(tmp)
-            else:
-                tmp.write_bytes(self.originals[name])
-            os.replace(tmp, self.root / name)
-            self.swaps += 1
-
-    def restore(self) -> None:
-        self.stop.set()
-        self.join(10)
-        for name, data in self.originals.items():
-            target = self.root / name
-            if not target.is_file() or target.is_symlink():
-                target.unlink()
-                target.write_bytes(data)
+    return replace
 
 
 def _secret_stored(objects: Path, secret_sha: str) -> bool:
@@ -101,7 +67,7 @@ async def test_swapping_files_for_symlinks_and_fifos_stores_nothing_outside_the_
 
     settings = make_settings(stage_timeout_s=10.0, shutdown_timeout_s=10.0)
     report = RunReport()
-    swapper = Swapper(root, staging, originals, secret)
+    swapper = Swapper(root, staging, originals, _swap_in(secret, originals), victims=VICTIMS)
     swapper.start()
     try:
         async with Runtime(settings, on_terminal=report.add) as runtime:

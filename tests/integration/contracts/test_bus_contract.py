@@ -52,6 +52,26 @@ async def test_declared_topics_exist_and_queue_depth_counts_what_waits(bus: Even
         await bus.ack(delivery)
 
 
+async def test_queue_stats_count_what_waits_and_who_consumes_it(bus: EventBus) -> None:
+    """A topic nobody pulls from has messages and no consumer (unserved: issue 23); a
+    consumer pulling from it is counted."""
+    name = topic()
+    await bus.connect()
+    await bus.declare([name])
+    empty = await bus.queue_stats(name)
+    assert (empty.topic, empty.messages, empty.consumers, empty.unserved) == (name, 0, 0, False)
+    assert name in empty.queue
+    for i in range(2):
+        await bus.publish(name, str(i).encode())
+    waiting = await bus.queue_stats(name)
+    assert (waiting.messages, waiting.consumers, waiting.unserved) == (2, 0, True)
+    got = await drain(bus, name, 1)
+    served = await bus.queue_stats(name)
+    assert served.consumers >= 1 and not served.unserved
+    for delivery in got + await drain(bus, name, 1):
+        await bus.ack(delivery)
+
+
 async def test_held_counts_what_this_process_holds_and_draining_keeps_acks_working(
     bus: EventBus,
 ) -> None:

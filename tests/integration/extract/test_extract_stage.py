@@ -213,3 +213,35 @@ async def test_an_image_of_text_goes_on_to_nlp_with_its_ocr_text(
         assert "nlp" in voxel.traits  # routed on to NLP like any other text
     finally:
         store.close()
+
+
+async def test_an_outlook_message_yields_its_attached_message_and_its_pdf(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """A real .msg (tests/fixtures/legacy/other.msg): its attached Outlook message becomes a
+    child .eml voxel, whose PDF attachment becomes a grandchild: lineage two levels down."""
+    import shutil
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    fixture = Path(__file__).resolve().parents[2] / "fixtures" / "legacy" / "other.msg"
+    shutil.copyfile(fixture, folder / "other.msg")
+    settings = make_settings(extract_workers=1, spacy_workers=1)
+    ends = await _run(settings, folder)
+    dlq = [e for e in ends if e.type != VOXEL_CREATED]
+    assert not dlq, [data_of(e, DlqRecord).error.message for e in dlq]
+    store = VoxelStore(settings, open_object_store(settings))
+    try:
+        voxels = {store.get(i).source: store.get(i) for i in store.iter_ids()}
+        top = next(v for s, v in voxels.items() if s.endswith("other.msg"))
+        assert top.traits["extract"]["method"] == "msg"
+        assert top.traits["extract"]["metadata"]["authors"] == ["Mail Delivery Subsystem"]
+        text = store.read_text(top)
+        assert text is not None and "The recipients is locked" in text
+        children = [store.get(e.child_id) for e in store.descendants(top.id)]
+        kinds = {str(c.traits["extract"]["method"]) for c in children if "extract" in c.traits}
+        assert {"email", "pdf"} <= kinds, kinds
+        pdf = next(c for c in children if c.traits.get("extract", {}).get("method") == "pdf")
+        assert len(store.ancestors(pdf.id)) == 2  # the .eml, then the .msg
+    finally:
+        store.close()

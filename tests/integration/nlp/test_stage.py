@@ -182,6 +182,26 @@ async def test_hung_worker_is_dead_lettered_with_reason_timeout(
     assert found[fine.data["artifact"]["sha256"]].type == NLP_PROCESSED
 
 
+async def test_nlp_max_retries_sets_how_often_a_crashing_document_is_tried(
+    make_settings: Callable[..., Settings],
+    fault_command: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # TL_MAX_ATTEMPTS alone would try the document 4 times; TL_NLP_MAX_RETRIES=1 (the name
+    # of issue 21, read from the environment) makes the engine try the nlp stage twice
+    monkeypatch.setenv("TL_NLP_MAX_RETRIES", "1")
+    settings = make_settings(spacy_workers=1, max_attempts=4, retry_backoff_s=0.01)
+    store = LocalObjectStore(settings.home / "objects")
+    crash = classified(store, b"This document will @@CRASH@@ its worker.")
+    stage = NlpStage(settings, store, worker_command=fault_command)
+    async with kit.StageRunner([ExtractStage(settings, store), stage]) as runner:
+        await runner.submit(crash)
+        out = await runner.drain(60)
+    assert len(out) == 1 and out[0].type == DLQ_NLP
+    assert (out[0].data["reason"], out[0].data["attempts"]) == ("crash", 2)
+    assert stage.pool.stats.restarts["crash"] == 2  # one crash per attempt, no more
+
+
 async def test_malformed_worker_output_is_dead_lettered_with_parse(
     make_settings: Callable[..., Settings], fault_command: list[str]
 ) -> None:

@@ -99,6 +99,10 @@ async def test_serve_submits_to_workers_and_reads_outcomes(cluster: Cluster) -> 
         assert full.json()["error"]["code"] == "queue_full"
         pending = client.get(f"/v1/ingest/{ids['a.txt']}").json()
         assert pending["outcome"] == "pending" and pending["name"] == "a.txt"
+        # and never silently: serve's /metrics shows the classify queue unserved (issue 23)
+        exposed = client.get("/metrics").text
+        assert 'thunderline_bus_unserved_publishes_total{topic="classify"}' in exposed
+        assert 'thunderline_bus_queue_consumers{topic="classify"} 0.0' in exposed
 
         # the fault: lost.txt's bytes vanish from S3 before any worker reads them
         store = served.service.objects
@@ -126,12 +130,15 @@ async def test_serve_submits_to_workers_and_reads_outcomes(cluster: Cluster) -> 
             dlq = client.get("/v1/dlq").json()["items"]
             assert [d["id"] for d in dlq] == [dead["id"]]
 
-            # restore the bytes, replay from the API: the workers take it to a voxel
+            # restore the bytes, replay from the API: the workers take it to a voxel (lost
+            # bytes are a permanent failure: the replay is forced with all=true)
             store.put_bytes(lost)
-            replay = client.post(f"/v1/dlq/{dead['id']}/replay")
+            unforced = client.post(f"/v1/dlq/{dead['id']}/replay")
+            assert unforced.status_code == 409 and "all=true" in unforced.text
+            replay = client.post(f"/v1/dlq/{dead['id']}/replay", params={"all": "true"})
             assert replay.status_code == 202, replay.text
             assert replay.json()["correlation_id"] == ids["lost.txt"]
-            again = client.post(f"/v1/dlq/{dead['id']}/replay")
+            again = client.post(f"/v1/dlq/{dead['id']}/replay", params={"all": "true"})
             assert again.status_code == 409
             replayed = wait_done(served, ids["lost.txt"])
             assert replayed["outcome"] == "stored" and replayed["dlq"] == [], replayed

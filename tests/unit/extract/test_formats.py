@@ -138,3 +138,37 @@ def test_pdf_pages_are_segments_and_scans_are_flagged(
     scan = _run(folder, samples["scan.pdf"], tmp_path)
     assert scan.raw["pages_without_text"] == "1"
     assert any("without a text layer" in w for w in scan.warnings)
+
+
+def test_objects_embedded_in_docx_and_pptx_become_parts(tmp_path: Path) -> None:
+    """An embedded workbook (a package part under */embeddings/, related from the document)
+    comes out as an embedded part with its bytes, for python-docx and python-pptx alike."""
+    import docx
+    from docx.opc.constants import RELATIONSHIP_TYPE as RT
+    from docx.opc.packuri import PackURI as DocxUri
+    from docx.opc.part import Part as DocxPart
+    from pptx import Presentation
+    from pptx.opc.package import Part as PptxPart
+    from pptx.opc.packuri import PackURI as PptxUri
+
+    blob = b"PK\x03\x04 an embedded workbook"
+    xlsx_type = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    document = docx.Document()
+    document.add_paragraph("Marie Curie was born in Warsaw.")
+    embedded = DocxPart(DocxUri("/word/embeddings/Sheet1.xlsx"), xlsx_type, blob, None)
+    document.part.relate_to(embedded, RT.PACKAGE)
+    document.save(str(tmp_path / "with-object.docx"))
+    deck = Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[5])
+    part = PptxPart(PptxUri("/ppt/embeddings/Sheet2.xlsx"), xlsx_type, deck.part.package, blob)
+    slide.part.relate_to(part, RT.PACKAGE)
+    deck.save(str(tmp_path / "with-object.pptx"))
+    for name, label in (("with-object.docx", "docx"), ("with-object.pptx", "pptx")):
+        spool = tmp_path / f"spool-{label}"
+        spool.mkdir()
+        ctx = ExtractContext(label=label, parts_dir=spool, max_parts=10)
+        found = extractor_for(label, "", True).run(tmp_path / name, ctx)
+        assert [(p.name, p.kind, p.size) for p in found.parts] == [
+            (f"Sheet{1 if label == 'docx' else 2}.xlsx", "embedded", len(blob))
+        ]
+        assert (spool / str(found.parts[0].spool)).read_bytes() == blob

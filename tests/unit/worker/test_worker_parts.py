@@ -92,6 +92,10 @@ def test_final_outcome_per_artifact() -> None:
     b_failed = dead_letter("classify", "system.dlq.classify_failed", ValueError("x"), original=b)
     assert [r.kind for r in final_outcomes([_record(b_failed, "dlq", "open")]).values()] == ["dlq"]
     assert final_outcomes([_record(b_failed, "dlq", "resolved")]) == {}
+    assert final_outcomes([_record(b_failed, "dlq", "replayed")]) == {}  # its replay is pending
+    # a dismissed record still says how the artifact ended (an operator closed it)
+    (closed,) = final_outcomes([_record(b_failed, "dlq", "dismissed")]).values()
+    assert closed.status == "dismissed"
 
     # settled: an archive waits for its members; a duplicate voxel record counts once
     assert settled(records) == {}

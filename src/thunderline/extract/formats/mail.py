@@ -4,13 +4,15 @@ Headers become metadata (Subject -> title, From -> authors, Date -> created; To,
 Message-ID and the rest raw), the body becomes text (``text/plain`` preferred, else the HTML
 part through the HTML reader), and every attachment, inline image included, becomes an
 embedded part (a child artifact). An mbox (a file starting with ``From ``) gives one
-``message`` segment per message. Outlook ``.msg`` files are not read (no maintained reader
-ships as a pure wheel without a dozen dependencies; see docs/ARCHITECTURE.md).
+``message`` segment per message. Outlook ``.msg`` files are read by
+:mod:`thunderline.extract.formats.legacy` (OLE2, like the other binary Office formats).
 """
 
 from __future__ import annotations
 
 import email
+import email.errors
+import email.header
 import email.policy
 import email.utils
 from datetime import UTC, datetime
@@ -46,6 +48,16 @@ def _date(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _decoded_header(value: str) -> str:
+    """A header's value with its RFC 2047 encoded words decoded."""
+    if "=?" not in value:
+        return value
+    try:
+        return str(email.header.make_header(email.header.decode_header(value)))
+    except (LookupError, UnicodeError, ValueError, email.errors.HeaderParseError):
+        return value
+
+
 def _body(message: EmailMessage) -> str:
     from thunderline.extract.formats.text import html_into
 
@@ -71,27 +83,30 @@ def _attachments(message: EmailMessage, ctx: ExtractContext) -> int:
     for part in message.iter_attachments():
         if not isinstance(part, EmailMessage):
             continue
-        if part.get_content_maintype() == "multipart":
+        ctype = part.get_content_type()  # parsed once: each call re-parses the header
+        if ctype.startswith("multipart/"):
             continue
         payload = part.get_payload(decode=True)
-        if part.get_content_type() == "message/rfc822":
+        if ctype == "message/rfc822":
             inner = part.get_payload()
             if isinstance(inner, list) and inner and isinstance(inner[0], EmailMessage):
                 payload = inner[0].as_bytes(policy=email.policy.default)
         if not isinstance(payload, bytes):
             continue
         name = part.get_filename() or f"attachment-{count + 1}"
-        ctx.add_part(name, payload, kind="attachment", mime=part.get_content_type())
+        ctx.add_part(name, payload, kind="attachment", mime=ctype)
         count += 1
     return count
 
 
 def _one(message: EmailMessage, builder: TextBuilder, ctx: ExtractContext) -> dict[str, Any]:
     raw: dict[str, Any] = {}
-    for name in _RAW_HEADERS:
-        value = message.get(name)
-        if value is not None:
-            raw[name] = " ".join(str(value).split())
+    # The raw header strings (``get`` runs the policy's structured header parser on each,
+    # the costliest step of a small message), RFC 2047 words decoded only where present.
+    for name, value in message.raw_items():
+        key = name.lower()
+        if key in _RAW_HEADERS and key not in raw:
+            raw[key] = " ".join(_decoded_header(str(value)).split())
     subject = raw.get("subject")
     if subject:
         builder.heading(1, subject)

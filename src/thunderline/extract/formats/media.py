@@ -337,8 +337,9 @@ def extract_certificate(path: Path, ctx: ExtractContext) -> ExtractResult:
     for index, cert in enumerate(certificates[:64]):
         ctx.progress()
         subject = cert.subject.rfc4514_string()
+        issuer = cert.issuer.rfc4514_string()  # once: each call re-escapes every attribute
         raw[f"{index}.subject"] = subject
-        raw[f"{index}.issuer"] = cert.issuer.rfc4514_string()
+        raw[f"{index}.issuer"] = issuer
         raw[f"{index}.serial"] = format(cert.serial_number, "x")
         raw[f"{index}.not_before"] = cert.not_valid_before_utc.isoformat()
         raw[f"{index}.not_after"] = cert.not_valid_after_utc.isoformat()
@@ -351,7 +352,7 @@ def extract_certificate(path: Path, ctx: ExtractContext) -> ExtractResult:
             names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
             meta = DocMetadata(
                 title=str(names[0].value) if names else subject,
-                authors=[cert.issuer.rfc4514_string()],
+                authors=[issuer],
                 created=cert.not_valid_before_utc,
                 modified=None,
             )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import posixpath
 import zipfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,15 @@ def _embedded_parts(zf: zipfile.ZipFile, ctx: ExtractContext, odf: bool = False)
             with zf.open(info) as handle:
                 data = handle.read(ctx.max_part_bytes + 1)
             ctx.add_part(name, data, kind="embedded")
+
+
+def _package_parts(package: Any, ctx: ExtractContext) -> None:
+    """Embedded objects of an OOXML package python-docx / python-pptx has already read
+    (their blobs are in memory: the zip is not opened a second time)."""
+    for part in package.iter_parts():
+        name = str(part.partname).lstrip("/")
+        if name.startswith(_EMBED_PREFIXES):
+            ctx.add_part(name, part.blob[: ctx.max_part_bytes + 1], kind="embedded")
 
 
 def _when(value: Any) -> datetime | None:
@@ -116,6 +126,30 @@ def _core_meta(props: Any, pages: int | None) -> tuple[DocMetadata, dict[str, An
 
 
 # ---- docx -----------------------------------------------------------------------------------
+def _docx_styles(document: Any) -> Callable[[str | None], str]:
+    """Paragraph style id -> UI name (``Heading 1``), each distinct id looked up once:
+    ``Paragraph.style`` searches the style part with XPath on every call (a third of a
+    small docx's time), and listing every style of the template costs as much again."""
+    from docx.styles import BabelFish
+
+    cache: dict[str | None, str] = {}
+
+    def name(style_id: str | None) -> str:
+        found = cache.get(style_id)
+        if found is None:
+            if style_id is None:
+                # The document's default paragraph style ("Normal"): never a heading, and
+                # finding it scans every style of the template.
+                found = ""
+            else:
+                element = document.styles.element.get_by_id(style_id)
+                found = BabelFish.internal2ui(element.name_val or "") if element is not None else ""
+            cache[style_id] = found
+        return found
+
+    return name
+
+
 def extract_docx(path: Path, ctx: ExtractContext) -> ExtractResult:
     import docx
     from docx.table import Table
@@ -126,13 +160,14 @@ def extract_docx(path: Path, ctx: ExtractContext) -> ExtractResult:
     except Exception as exc:  # python-docx raises KeyError, ValueError, lxml errors...
         raise ExtractionError(f"cannot read docx: {type(exc).__name__}: {exc}") from exc
     builder = TextBuilder(ctx.max_text_bytes)
+    style_name = _docx_styles(document)
     for n, block in enumerate(document.iter_inner_content()):
         if builder.full:
             break
         if n % 200 == 0:
             ctx.progress()
         if isinstance(block, Paragraph):
-            style = (block.style.name if block.style is not None else "") or ""
+            style = style_name(block._p.style)  # the pStyle id, resolved once per id
             text = block.text
             if style.startswith("Heading") and style[7:].strip().isdigit():
                 builder.heading(int(style[7:].strip()), text)
@@ -150,8 +185,7 @@ def extract_docx(path: Path, ctx: ExtractContext) -> ExtractResult:
                 for paragraph in part.paragraphs:
                     builder.line(paragraph.text)
     meta, raw = _core_meta(document.core_properties, None)
-    with _zip(path) as zf:
-        _embedded_parts(zf, ctx)
+    _package_parts(document.part.package, ctx)
     return result(
         ctx, "docx", "python-docx", builder, metadata=meta, raw=raw, bytes_in=path.stat().st_size
     )
@@ -193,8 +227,7 @@ def extract_pptx(path: Path, ctx: ExtractContext) -> ExtractResult:
         if builder.full:
             break
     meta, raw = _core_meta(deck.core_properties, slides)
-    with _zip(path) as zf:
-        _embedded_parts(zf, ctx)
+    _package_parts(deck.part.package, ctx)
     return result(
         ctx, "pptx", "python-pptx", builder, metadata=meta, raw=raw, bytes_in=path.stat().st_size
     )
@@ -204,8 +237,9 @@ def extract_pptx(path: Path, ctx: ExtractContext) -> ExtractResult:
 def extract_xlsx(path: Path, ctx: ExtractContext) -> ExtractResult:
     import openpyxl
 
-    with _zip(path) as zf:
+    with _zip(path) as zf:  # one look at the zip for both (it was opened twice more)
         _check_bomb(zf, path)
+        _embedded_parts(zf, ctx)
     handle = path.open("rb")  # a file object: openpyxl refuses names without .xlsx
     try:
         book = openpyxl.load_workbook(handle, read_only=True, data_only=True)
@@ -232,8 +266,6 @@ def extract_xlsx(path: Path, ctx: ExtractContext) -> ExtractResult:
     finally:
         book.close()
         handle.close()
-    with _zip(path) as zf:
-        _embedded_parts(zf, ctx)
     return result(
         ctx,
         "xlsx",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import os
 import re
 from pathlib import Path
 from typing import Any, Final
@@ -265,7 +266,11 @@ def rtf_to_text(rtf: str) -> str:
 def read_head(path: Path, budget: int) -> tuple[bytes, bool]:
     """At most ``budget`` bytes of ``path`` and whether the file is longer."""
     with path.open("rb") as handle:
-        data = handle.read(budget + 1)
+        # read(n) allocates n bytes up front: ask for the file's size, not the whole budget
+        size = os.fstat(handle.fileno()).st_size
+        data = handle.read(min(budget, size) + 1)
+        if len(data) <= budget and len(data) > size:  # the file grew while read
+            data += handle.read(budget + 1 - len(data))
     return data[:budget], len(data) > budget
 
 

@@ -5,8 +5,8 @@ in-process copy of the vectors can tell what is new. Also a covering index of
 ``search_terms`` by document (``doc_no, field, value, shown``): facet counts read a matching
 document's entities from the index alone (18 -> 2.5 ms for 767 matches on SQLite).
 
-Revision ID: 0006_vectors
-Revises: 0005_sources
+Revision ID: 0007_vectors
+Revises: 0006_dlq_triage
 Create Date: 2026-12-04
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_vectors"
-down_revision: str | None = "0005_sources"
+revision = "0007_vectors"
+down_revision: str | None = "0006_dlq_triage"
 branch_labels: str | None = None
 depends_on: str | None = None
 
