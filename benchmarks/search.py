@@ -14,8 +14,16 @@ text, typed in rotation -- no spaCy run for 100k documents).
   page). Raw: the bare native query on the same index -- ``MATCH ... ORDER BY bm25 LIMIT 20``
   / ``tsv @@ plainto_tsquery ... ORDER BY ts_rank_cd LIMIT 20`` (plus the same GROUP BYs for
   the faceted case). Ratio: raw p50 / ours p50 (goal >= 0.9).
-* **Ingest**: ``put_many`` batches alternating with the index hook on and off (goal >= 0.9).
-* **Export**: every voxel as JSON Lines to /dev/null; peak traced memory.
+* **Ingest**: ``put_many`` batches alternating with the index on and off -- off means neither
+  the index rows are built (the text read back from the object store) nor written (goal >= 0.9).
+* **Export**: every voxel as JSON Lines to /dev/null; peak traced memory (``BENCH_SEARCH_EXPORT=0``
+  skips it).
+* **Similar** (``search --similar``): the first ``BENCH_SEARCH_EMBED`` documents are embedded
+  for real (all-MiniLM-L6-v2 through the ONNX stage: texts/s), the rest of the store gets
+  seeded random unit vectors (the cost of an exact cosine does not depend on the values), all
+  written with ``write_vectors``. Ours: :func:`thunderline.search.similar.similar` (cache
+  check, filter, hits read back), unfiltered and with ``label:python``; raw: the bare NumPy
+  ``matrix @ vector`` + ``argpartition`` on a matrix already in memory. Goal p95 < 100 ms.
 
 Run: ``.venv/bin/python benchmarks/search.py`` (``BENCH_SEARCH_VOXELS``, default 100000; the
 last line is one JSON object). PostgreSQL runs in a throw-away schema, skipped if unreachable.
@@ -53,6 +61,8 @@ from thunderline.voxel.store import VoxelStore
 N = int(os.environ.get("BENCH_SEARCH_VOXELS", "100000"))
 REPS = int(os.environ.get("BENCH_SEARCH_REPS", "40"))
 INGEST_N = int(os.environ.get("BENCH_SEARCH_INGEST", "4000"))
+EMBED_N = int(os.environ.get("BENCH_SEARCH_EMBED", "300"))
+EXPORT = os.environ.get("BENCH_SEARCH_EXPORT", "1") != "0"
 BATCH = 500
 BACKENDS = os.environ.get("BENCH_SEARCH_BACKENDS", "sqlite,postgresql").split(",")
 PG_URL = os.environ.get("TL_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -138,18 +148,21 @@ def build(store: VoxelStore, docs: list[tuple[str, str]]) -> dict[str, Any]:
     timings: dict[str, list[float]] = {"with_index": [], "without_index": []}
     counts = {"with_index": 0, "without_index": 0}
     real_hook = store_module.index_voxels
+    real_docs = store_module.search_docs_for
     for b, start in enumerate(range(0, len(docs), BATCH)):
         items = [
             make_voxel(start + j, n, t, store)
             for j, (n, t) in enumerate(docs[start : start + BATCH])
         ]
         mode = "with_index" if start >= INGEST_N or b % 2 == 0 else "without_index"
-        if mode == "without_index":
+        if mode == "without_index":  # no index rows built (text read back) nor written
             store_module.index_voxels = lambda conn, docs: None  # type: ignore[assignment]
+            store_module.search_docs_for = lambda objects, voxels, max_chars: []  # type: ignore[assignment]
         began = time.perf_counter()
         store.put_many(items)
         elapsed = time.perf_counter() - began
         store_module.index_voxels = real_hook
+        store_module.search_docs_for = real_docs
         if start < INGEST_N:
             timings[mode].append(elapsed)
             counts[mode] += len(items)
@@ -264,6 +277,66 @@ def export_memory(store: VoxelStore) -> dict[str, Any]:
     return {"rows": rows, "seconds": round(elapsed, 1), "peak_traced_mb": round(peak / 2**20, 1)}
 
 
+def similar_bench(store: VoxelStore, docs: list[tuple[str, str]]) -> dict[str, Any]:
+    import numpy as np
+
+    from thunderline.search.embed import DIM, Embedder
+    from thunderline.search.similar import cache_for, similar, write_vectors
+
+    with store.engine.connect() as conn:
+        query = text("SELECT voxel_id FROM search_docs ORDER BY doc_no")
+        ids = [str(v) for v in conn.execute(query).scalars()]
+    settings = load_settings(
+        home=store.settings.home, onnx_model_dir=Path(__file__).parents[1] / "models"
+    )
+    real = min(EMBED_N, len(ids))
+    with Embedder.from_settings(settings) as embedder:
+        began = time.perf_counter()
+        vectors = embedder.embed([body for _, body in docs[:real]])
+        embed_s = time.perf_counter() - began
+    rng = np.random.default_rng(20261204)
+    with store.engine.begin() as conn:
+        write_vectors(conn, [(ids[i], "0" * 64, vectors[i]) for i in range(real)])
+    for start in range(real, len(ids), 5000):
+        chunk = ids[start : start + 5000]
+        block = rng.standard_normal((len(chunk), DIM)).astype(np.float32)
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        with store.engine.begin() as conn:
+            write_vectors(conn, [(v, "0" * 64, block[i]) for i, v in enumerate(chunk)])
+    cache = cache_for(store.engine)
+    began = time.perf_counter()
+    similar(store, ids[0], limit=20)
+    cold_s = time.perf_counter() - began
+    matrix = cache.matrix.copy()
+    out: dict[str, Any] = {
+        "vectors": len(cache.ids),
+        "real_embeddings": real,
+        "embed_texts_per_s": round(real / embed_s, 1),
+        "cold_load_s": round(cold_s, 2),
+    }
+    for kind, query in (("unfiltered", ""), ("filtered", "label:python")):
+        ours: list[float] = []
+        base: list[float] = []
+        for rep in range(REPS):
+            probe = ids[(rep * 7919) % real]
+            began = time.perf_counter()
+            scores = matrix @ matrix[cache.row_of[probe]]
+            top = np.argpartition(-scores, 21)[:21]
+            top[np.argsort(-scores[top])]
+            base.append(time.perf_counter() - began)
+            began = time.perf_counter()
+            similar(store, probe, query, limit=20)
+            ours.append(time.perf_counter() - began)
+        out[kind] = {
+            "ours_p50_ms": pct(ours, 0.5),
+            "ours_p95_ms": pct(ours, 0.95),
+            "raw_p50_ms": pct(base, 0.5),
+            "raw_p95_ms": pct(base, 0.95),
+            "ratio_raw_over_ours_p50": round(statistics.median(base) / statistics.median(ours), 3),
+        }
+    return out
+
+
 def run_backend(
     name: str, url: str | None, home: Path, docs: list[tuple[str, str]]
 ) -> dict[str, Any]:
@@ -279,8 +352,11 @@ def run_backend(
         "build_s": round(built_s, 1),
         "ingest": ingest,
         "queries": queries(store),
-        "export": export_memory(store),
     }
+    print(f"{name} queries: {json.dumps(result)}", file=sys.stderr)
+    result["similar"] = similar_bench(store, docs)
+    if EXPORT:
+        result["export"] = export_memory(store)
     store.close()
     print(f"{name}: {json.dumps(result)}", file=sys.stderr)
     return result
@@ -290,6 +366,7 @@ def main() -> None:
     docs = documents(N)
     results: dict[str, Any] = {
         "benchmark": "search",
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "voxels": N,
         "reps": REPS,
         "python": platform.python_version(),
@@ -317,6 +394,7 @@ def main() -> None:
             finally:
                 with psycopg.connect(dsn, autocommit=True) as conn:
                     conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    results["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(results))
 
 

@@ -226,6 +226,11 @@ class SearchSettings(Part):
         description="Extracted text indexed for search per voxel (the head; 0: names and "
         "metadata only).",
     )
+    embed: bool = Field(
+        False,
+        description="Store a sentence embedding (models/text_embedder) with every text voxel "
+        "as it is written, for `search --similar` (else `thunderline index embed` makes them).",
+    )
 
 
 class RetrySettings(Part):

@@ -104,6 +104,17 @@ class VoxelStorage(Protocol):
     ) -> SearchResult:
         """One page of search hits for ``query`` (``QuerySyntaxError`` if malformed)."""
 
+    def similar(
+        self,
+        voxel_id: str,
+        query: str = "",
+        *,
+        limit: int = 20,
+        cursor: str | None = None,
+        embed_missing: bool = False,
+    ) -> SearchResult:
+        """The voxels most like ``voxel_id`` (sentence embeddings), filtered by ``query``."""
+
     def export_rows(self, query: str = "", *, with_text: bool = False) -> Iterator[dict[str, Any]]:
         """Every voxel matching ``query`` as an export row, verified."""
 

@@ -27,6 +27,7 @@ from thunderline.api.schemas import artifact_name, dlq_group_out, voxel_out
 from thunderline.api.service import ApiService
 from thunderline.api.tokens import Scope, TokenRecord
 from thunderline.dlq.store import CONSOLE_MAX
+from thunderline.errors import BackendError
 from thunderline.ids import AmbiguousIdError, short
 from thunderline.summary import voxel_brief
 from thunderline.voxel.errors import VoxelNotFoundError
@@ -212,6 +213,7 @@ async def voxel_page(request: Request, voxel_id: str) -> Response:
         return _page(request, "missing.html", user, message=str(exc))
     context = await asyncio.to_thread(_voxel_context, service, voxel)
     context.update(await asyncio.to_thread(_versions_context, service, voxel))
+    context["similar"] = await asyncio.to_thread(_similar_links, store, voxel.id)
     return _page(request, "voxel.html", user, **context)
 
 
@@ -223,6 +225,19 @@ def _versions_context(service: ApiService, voxel: Voxel) -> dict[str, Any]:
         "versions": result_versions(service.require_reprocessor().results, voxel),
         "tags": service.require_webhooks().tags(voxel.id),
     }
+
+
+def _similar_links(store: Any, voxel_id: str) -> list[dict[str, Any]]:
+    """The five voxels most like this one (empty when it has no stored embedding)."""
+    from thunderline.search.similar import NoEmbeddingError
+
+    try:
+        result = store.similar(voxel_id, limit=5)
+    except (NoEmbeddingError, BackendError):
+        return []
+    return [
+        {"id": h.voxel_id, "name": h.name, "label": h.label, "score": h.score} for h in result.hits
+    ]
 
 
 def human_bytes(n: int) -> str:

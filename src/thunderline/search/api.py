@@ -17,10 +17,11 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from thunderline.api.errors import ApiError, responses
-from thunderline.api.routes import AUTH, Reader, service_of
+from thunderline.api.routes import AUTH, Id, Reader, _voxel, service_of
 from thunderline.search.engine import SearchResult
-from thunderline.search.export import encode
+from thunderline.search.export import encode, encode_parquet
 from thunderline.search.query import MAX_QUERY_CHARS, QuerySyntaxError, parse
+from thunderline.search.similar import NoEmbeddingError
 
 router = APIRouter(prefix="/v1")
 
@@ -52,6 +53,11 @@ class SearchPage(BaseModel):
     query: str
     order: Literal["relevance", "time"] = Field(description="The order actually used.")
     total: int | None = Field(description="Every match (with facets=true), else null.")
+    facet_basis: int | None = Field(
+        None,
+        description="How many of the best matches the facet counts were made over (at most "
+        "1000; equal to total when fewer match); null without facets.",
+    )
     next_cursor: str | None
     hits: list[SearchHit]
     facets: dict[str, list[FacetCount]]
@@ -76,10 +82,45 @@ QueryText = Annotated[
 ]
 
 
+async def _similar(
+    request: Request, voxel_id: str, q: str, limit: int, cursor: str | None
+) -> SearchPage:
+    service = service_of(request)
+    voxel = await _voxel(service, voxel_id)  # 400 / 404 / 409 for a bad, unknown, ambiguous id
+    try:
+        result = await asyncio.to_thread(
+            service.require_voxels().similar, voxel.id, q, limit=limit, cursor=cursor
+        )
+    except QuerySyntaxError as exc:
+        raise _bad_query(exc) from exc
+    except NoEmbeddingError as exc:
+        raise ApiError(409, exc.reason, str(exc), details=exc.details) from exc
+    return _page(result)
+
+
+@router.get(
+    "/voxels/{voxel_id}/similar",
+    response_model=SearchPage,
+    responses=responses(*AUTH, 404, 409),
+    summary="The text voxels most like this one (sentence embeddings), filtered by a query",
+)
+async def similar(
+    request: Request,
+    voxel_id: Id,
+    _token: Reader,
+    q: QueryText = "",
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+) -> SearchPage:
+    """Exact cosine over the stored all-MiniLM-L6-v2 embeddings (``thunderline index embed``);
+    ``q`` keeps only the voxels it matches. 409 ``no_embedding``: the voxel has no vector."""
+    return await _similar(request, voxel_id, q, limit, cursor)
+
+
 @router.get(
     "/search",
     response_model=SearchPage,
-    responses=responses(*AUTH),
+    responses=responses(*AUTH, 404, 409),
     summary="Full-text search with snippets, facets and cursor paging",
 )
 async def search(
@@ -90,7 +131,17 @@ async def search(
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
     facets: bool = False,
+    similar: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            description="A voxel id: the voxels most like it (q then only filters; no facets).",
+        ),
+    ] = None,
 ) -> SearchPage:
+    if similar is not None:
+        return await _similar(request, similar, q, limit, cursor)
     store = service_of(request).require_voxels()
     try:
         result = await asyncio.to_thread(
@@ -114,18 +165,21 @@ async def search(
             "content": {
                 "application/x-ndjson": {"schema": {"type": "string"}},
                 "text/csv": {"schema": {"type": "string"}},
+                "application/vnd.apache.parquet": {
+                    "schema": {"type": "string", "format": "binary"}
+                },
             },
         },
         **responses(*AUTH),
     },
     response_class=StreamingResponse,
-    summary="Export the voxels matching a query as JSON Lines or CSV (streamed)",
+    summary="Export the voxels matching a query as JSON Lines, CSV or Parquet (streamed)",
 )
 async def export(
     request: Request,
     _token: Reader,
     q: QueryText = "",
-    format: Literal["jsonl", "csv"] = "jsonl",
+    format: Literal["jsonl", "csv", "parquet"] = "jsonl",
     text: bool = False,
 ) -> StreamingResponse:
     try:
@@ -133,21 +187,31 @@ async def export(
     except QuerySyntaxError as exc:
         raise _bad_query(exc) from exc
     store = service_of(request).require_voxels()
-    chunks: Iterator[str] = encode(store.export_rows(q, with_text=text), format)
+    rows = store.export_rows(q, with_text=text)
+    chunks: Iterator[bytes] = (
+        encode_parquet(rows)
+        if format == "parquet"
+        else (c.encode("utf-8", "surrogatepass") for c in encode(rows, format))
+    )
 
     def take(n: int = 64) -> bytes:
         out = []
         for chunk in chunks:
-            out.append(chunk)
-            if len(out) >= n:
+            if chunk:
+                out.append(chunk)
+            if out and (len(out) >= n or format == "parquet"):  # Parquet: a row group a chunk
                 break
-        return "".join(out).encode("utf-8", "surrogatepass")
+        return b"".join(out)
 
     async def body() -> AsyncIterator[bytes]:
         while data := await asyncio.to_thread(take):
             yield data
 
-    media = "application/x-ndjson" if format == "jsonl" else "text/csv; charset=utf-8"
+    media = {
+        "jsonl": "application/x-ndjson",
+        "csv": "text/csv; charset=utf-8",
+        "parquet": "application/vnd.apache.parquet",
+    }[format]
     filename = f"thunderline-export.{format}"
     return StreamingResponse(
         body(),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -21,13 +22,14 @@ from thunderline import names
 from thunderline.console import cli_settings, stdout_console
 from thunderline.errors import ThunderlineError
 from thunderline.search.engine import SearchResult
-from thunderline.search.export import FORMATS, check_format, encode, iter_rows
+from thunderline.search.export import FORMATS, check_format, encode, encode_parquet, iter_rows
 from thunderline.search.lifecycle import rebuild
 from thunderline.search.query import QuerySyntaxError, parse
 from thunderline.voxel.store import VoxelStore
 
 index_app = typer.Typer(
-    help="The search index: rebuild it over the stored voxels.", no_args_is_help=True
+    help="The search index: rebuild it over the stored voxels; embed text voxels for --similar.",
+    no_args_is_help=True,
 )
 console = stdout_console()
 _SPACES = re.compile(r"\s+")
@@ -77,6 +79,8 @@ def _print(result: SearchResult, facets: bool) -> None:
         )
     console.print(table)
     if facets:
+        if result.facet_basis is not None and result.total and result.facet_basis < result.total:
+            console.print(f"[dim]facet counts over the best {result.facet_basis} matches[/]")
         for name, values in result.facets.items():
             if values:
                 shown = ", ".join(f"{escape(names.shown(v.value))} ({v.count})" for v in values)
@@ -88,27 +92,41 @@ def _print(result: SearchResult, facets: bool) -> None:
 def search(
     query: Annotated[
         str, typer.Argument(help='Words, "phrases", AND/OR/NOT, prefix*, field:value.')
-    ],
+    ] = "",
     as_json: Annotated[bool, typer.Option("--json", help="The result as one JSON object.")] = False,
     facets: Annotated[bool, typer.Option("--facets", help="Counts by label, language ...")] = False,
     order: Annotated[str, typer.Option(help="relevance or time.")] = "relevance",
     limit: Annotated[int, typer.Option(min=1, max=200, help="Hits per page.")] = 20,
     cursor: Annotated[str | None, typer.Option(help="Next page (from the previous one).")] = None,
+    similar: Annotated[
+        str | None,
+        typer.Option(
+            "--similar",
+            help="Voxels most like this one (sentence embeddings); QUERY then only filters.",
+        ),
+    ] = None,
 ) -> None:
     """Full-text search over the stored voxels (text, names, entities, labels, models).
 
     Fields: label: group: lang: kind: entity:"..." entity.type: model:MODEL=LABEL name:
     after:DATE before:DATE size>10kb. Exit 2 on a malformed query, with its position.
+    With --similar ID: the text voxels nearest to ID by meaning (cosine of all-MiniLM-L6-v2
+    embeddings, `thunderline index embed`), restricted to those QUERY matches.
     """
     with _open() as store:
         try:
-            result = store.search(
-                query,
-                order=order,  # type: ignore[arg-type]  # checked by search()
-                limit=limit,
-                cursor=cursor,
-                facets=facets,
-            )
+            if similar is not None:
+                result = store.similar(
+                    similar, query, limit=limit, cursor=cursor, embed_missing=True
+                )
+            else:
+                result = store.search(
+                    query,
+                    order=order,  # type: ignore[arg-type]  # checked by search()
+                    limit=limit,
+                    cursor=cursor,
+                    facets=facets,
+                )
         except QuerySyntaxError as exc:
             raise _syntax(exc, query) from exc
         except ThunderlineError as exc:
@@ -139,16 +157,24 @@ def export(
     except QuerySyntaxError as exc:
         raise _syntax(exc, query) from exc
     with _open() as store:
-        handle = open(out, "w", encoding="utf-8", newline="") if out else sys.stdout  # noqa: SIM115
+        rows = iter_rows(store, query, with_text=with_text)
         try:
-            for chunk in encode(iter_rows(store, query, with_text=with_text), chosen):
-                handle.write(chunk)
+            if chosen == "parquet":
+                if out is None and sys.stdout.isatty():
+                    err_console.print("[red]parquet is binary: pass --out FILE (or redirect)[/]")
+                    raise typer.Exit(2)
+                with open(out, "wb") if out else nullcontext(sys.stdout.buffer) as binary:
+                    for data in encode_parquet(rows):
+                        binary.write(data)
+            else:
+                with (
+                    open(out, "w", encoding="utf-8", newline="") if out else nullcontext(sys.stdout)
+                ) as handle:
+                    for chunk in encode(rows, chosen):
+                        handle.write(chunk)
         except ThunderlineError as exc:
             err_console.print(f"[red]{exc.reason}:[/] {exc}")
             raise typer.Exit(1) from exc
-        finally:
-            if out:
-                handle.close()
     if out:
         err_console.print(f"exported to {escape(str(out))}")
 
@@ -174,6 +200,42 @@ def rebuild_cmd(
     console.print(
         f"{report.seen} voxel(s): {report.written} indexed, {report.current} already current, "
         f"{report.failed} unreadable"
+    )
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@index_app.command("embed")
+def embed_cmd(
+    force: Annotated[
+        bool, typer.Option("--force", help="Embed every text voxel again, current or not.")
+    ] = False,
+) -> None:
+    """Store a sentence embedding (all-MiniLM-L6-v2, ONNX) for every text voxel that has none
+    or one made from another text -- what `search --similar` compares (resumable)."""
+    from thunderline.search.embed import Embedder
+    from thunderline.search.similar import embed_missing
+
+    with _open() as store:
+        try:
+            embedder = Embedder.from_settings(store.settings)
+        except ThunderlineError as exc:
+            err_console.print(f"[red]{exc.reason}:[/] {escape(str(exc))}")
+            raise typer.Exit(2) from exc
+        total = store.count()
+        columns = (TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        try:
+            with embedder, Progress(*columns, console=err_console, transient=True) as progress:
+                task = progress.add_task("embed", total=total)
+                report = embed_missing(
+                    store, embedder, force=force, progress=lambda n: progress.advance(task, n)
+                )
+        except ThunderlineError as exc:
+            err_console.print(f"[red]{exc.reason}:[/] {escape(str(exc))}")
+            raise typer.Exit(1) from exc
+    console.print(
+        f"{report.seen} voxel(s): {report.embedded} embedded, {report.current} already current, "
+        f"{report.no_text} without text, {report.failed} unreadable"
     )
     if report.failed:
         raise typer.Exit(1)

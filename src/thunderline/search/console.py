@@ -11,8 +11,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from thunderline.api.console import _login_redirect, _page, _service, _user, human_bytes
+from thunderline.ids import AmbiguousIdError
 from thunderline.search.engine import SearchResult
 from thunderline.search.query import MAX_QUERY_CHARS, QuerySyntaxError
+from thunderline.search.similar import NoEmbeddingError
+from thunderline.voxel.errors import VoxelNotFoundError
 
 router = APIRouter(include_in_schema=False)
 _FIELD_OF_FACET = {"entity.type": "entity.type", "entity": "entity", "model": "model"}
@@ -28,7 +31,7 @@ def facet_filter(name: str, value: str) -> str:
 
 @router.get("/search", response_class=HTMLResponse, response_model=None)
 async def search_page(
-    request: Request, q: str = "", order: str = "relevance", cursor: str = ""
+    request: Request, q: str = "", order: str = "relevance", cursor: str = "", similar: str = ""
 ) -> Response:
     user = _user(request)
     if user is None:
@@ -37,17 +40,25 @@ async def search_page(
     error: dict[str, Any] | None = None
     result: SearchResult | None = None
     store = _service(request).require_voxels()
+    similar = similar[:64]
     try:
-        result = await asyncio.to_thread(
-            store.search,
-            q,
-            order="time" if order == "time" else "relevance",
-            limit=20,
-            cursor=cursor or None,
-            facets=True,
-        )
+        if similar:
+            result = await asyncio.to_thread(
+                store.similar, similar, q, limit=20, cursor=cursor or None
+            )
+        else:
+            result = await asyncio.to_thread(
+                store.search,
+                q,
+                order="time" if order == "time" else "relevance",
+                limit=20,
+                cursor=cursor or None,
+                facets=True,
+            )
     except QuerySyntaxError as exc:
         error = {"message": str(exc), "position": exc.position if q else None}
+    except (NoEmbeddingError, VoxelNotFoundError, AmbiguousIdError) as exc:
+        error = {"message": str(exc), "position": None}
     facets = []
     if result is not None:
         for name, values in result.facets.items():
@@ -70,5 +81,6 @@ async def search_page(
         result=result,
         facets=facets,
         error=error,
+        similar=similar,
         human_bytes=human_bytes,
     )

@@ -13,7 +13,7 @@ import hashlib
 import json
 import unicodedata
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from thunderline import names
 
@@ -25,6 +25,13 @@ if TYPE_CHECKING:
 KIND_MODEL = "text_classifier"
 #: At most this many distinct entities of one voxel are indexed as terms (facets, filters).
 MAX_ENTITIES = 200
+#: spaCy entity types that are numbers, dates or amounts: indexed as ``entnum`` terms, left
+#: out of the top-entities facet (they dominated it: years, counts, prices).
+NUMERIC_ENTITY_TYPES: Final = frozenset(
+    {"CARDINAL", "ORDINAL", "QUANTITY", "MONEY", "PERCENT", "DATE", "TIME"}
+)
+#: 2: numeric entities under ``entnum`` (1: every entity under ``entity``).
+TERMS_LAYOUT: Final = 2
 _TERM_MAX = 500
 
 
@@ -54,7 +61,10 @@ class IndexDoc:
         """Multi-valued fields as (field, normalised value, shown value) rows, unique."""
         rows: dict[tuple[str, str], str] = {}
         for text, kind in self.entities:
-            rows.setdefault(("entity", norm(text)), text[:_TERM_MAX])
+            # numbers, dates and amounts are kept apart so they never crowd the top-entities
+            # facet (``entity:`` filters read both fields)
+            field_ = "entnum" if kind.upper() in NUMERIC_ENTITY_TYPES else "entity"
+            rows.setdefault((field_, norm(text)), text[:_TERM_MAX])
             rows.setdefault(("etype", norm(kind)), kind[:_TERM_MAX])
         for model, label in self.models:
             rows.setdefault(("model", norm(f"{model}={label}")), f"{model}={label}"[:_TERM_MAX])
@@ -123,8 +133,13 @@ def index_doc(voxel: Voxel, text: str | None, *, max_chars: int) -> IndexDoc:
 
 
 def content_hash(doc: IndexDoc) -> str:
-    """SHA-256 of everything the index says about the voxel (staleness check)."""
+    """SHA-256 of everything the index says about the voxel (staleness check).
+
+    ``layout`` names the way rows are written: a change of it makes every older row stale,
+    so ``voxels verify --all`` reports them and ``index rebuild`` rewrites them.
+    """
     parts = {
+        "layout": TERMS_LAYOUT,
         "label": doc.label,
         "group": doc.group,
         "lang": doc.lang,

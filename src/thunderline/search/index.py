@@ -75,20 +75,41 @@ def _doc_row(doc: IndexDoc, *, with_body: bool) -> dict[str, object]:
 
 
 _INSERT_DOC = (
-    "INSERT INTO search_docs (voxel_id, ts_unix, label, grp, lang, kind, size, name, "
-    "content_sha256, body) VALUES (:voxel_id, :ts_unix, :label, :grp, :lang, :kind, :size, "
-    ":name, :content_sha256, :body)"
+    "INSERT INTO search_docs (doc_no, voxel_id, ts_unix, label, grp, lang, kind, size, name, "
+    "content_sha256, body) VALUES (:doc_no, :voxel_id, :ts_unix, :label, :grp, :lang, :kind, "
+    ":size, :name, :content_sha256, :body)"
 )
-_PG_TSV = """
-UPDATE search_docs SET tsv =
-    setweight(to_tsvector('simple', :name), 'A')
- || setweight(to_tsvector(CAST(:cfg AS regconfig), :name), 'A')
- || setweight(to_tsvector('simple', :entities), 'B')
- || setweight(to_tsvector('simple', :meta), 'C')
- || to_tsvector(CAST(:cfg AS regconfig), coalesce(body, ''))
- || to_tsvector('simple', coalesce(body, ''))
-WHERE doc_no = :doc_no
-"""
+#: PostgreSQL: the row and its tsvector in one INSERT (no second write of the row)
+_INSERT_DOC_PG = (
+    "INSERT INTO search_docs (doc_no, voxel_id, ts_unix, label, grp, lang, kind, size, name, "
+    "content_sha256, body, tsv) VALUES (:doc_no, :voxel_id, :ts_unix, :label, :grp, :lang, "
+    ":kind, :size, :name, :content_sha256, :body, "
+    "setweight(to_tsvector('simple', :words), 'A') "
+    "|| setweight(to_tsvector(CAST(:cfg AS regconfig), :words), 'A') "
+    "|| setweight(to_tsvector('simple', :entities), 'B') "
+    "|| setweight(to_tsvector('simple', :meta), 'C') "
+    "|| to_tsvector(CAST(:cfg AS regconfig), coalesce(:body, '')) "
+    "|| to_tsvector('simple', coalesce(:body, '')))"
+)
+
+
+def _numbers(conn: Connection, count: int) -> list[int]:
+    """``count`` new ``doc_no`` values, taken inside the caller's (writing) transaction, so the
+    rows can be written with one ``executemany`` (a statement per row cost more than the FTS5
+    insert itself)."""
+    if conn.dialect.name == "postgresql":
+        rows = conn.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence('search_docs', 'doc_no')) "
+                "FROM generate_series(1, :n)"
+            ),
+            {"n": count},
+        )
+        return [int(n) for n in rows.scalars()]
+    # SQLite: the voxel rows were written first in this transaction, so it holds the write
+    # lock and no other writer can take the same numbers
+    top = conn.execute(text("SELECT coalesce(max(doc_no), 0) FROM search_docs")).scalar_one()
+    return list(range(int(top) + 1, int(top) + 1 + count))
 
 
 def index_voxels(conn: Connection, docs: Sequence[IndexDoc]) -> None:
@@ -98,14 +119,19 @@ def index_voxels(conn: Connection, docs: Sequence[IndexDoc]) -> None:
         return
     remove_voxels(conn, [doc.voxel_id for doc in docs])
     pg = conn.dialect.name == "postgresql"
-    numbers: list[int] = []
-    for doc in docs:
-        row = _doc_row(doc, with_body=pg)
+    numbers = _numbers(conn, len(docs))
+    rows = []
+    for number, doc in zip(numbers, docs, strict=True):
+        row = {**_doc_row(doc, with_body=pg), "doc_no": number}
         if pg:
-            number = conn.execute(text(_INSERT_DOC + " RETURNING doc_no"), row).scalar_one()
-        else:
-            number = conn.execute(text(_INSERT_DOC), row).lastrowid
-        numbers.append(int(number))
+            row.update(
+                cfg=pg_config(doc.lang),
+                words=_WORDS.sub(" ", doc.name),  # python-logo.jpg: 3 words
+                entities=doc.entity_text(),
+                meta=doc.meta_text(),
+            )
+        rows.append(row)
+    conn.execute(text(_INSERT_DOC_PG if pg else _INSERT_DOC), rows)
     terms = [
         {"doc_no": number, "field": field, "value": value, "shown": shown}
         for number, doc in zip(numbers, docs, strict=True)
@@ -119,21 +145,7 @@ def index_voxels(conn: Connection, docs: Sequence[IndexDoc]) -> None:
             ),
             terms,
         )
-    if pg:
-        conn.execute(
-            text(_PG_TSV),
-            [
-                {
-                    "doc_no": number,
-                    "cfg": pg_config(doc.lang),
-                    "name": _WORDS.sub(" ", doc.name),  # python-logo.jpg: 3 words
-                    "entities": doc.entity_text(),
-                    "meta": doc.meta_text(),
-                }
-                for number, doc in zip(numbers, docs, strict=True)
-            ],
-        )
-    else:
+    if not pg:
         conn.execute(
             text(
                 "INSERT INTO search_fts (rowid, name, body, entities, meta) "

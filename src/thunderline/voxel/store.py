@@ -28,6 +28,7 @@ import hashlib
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from thunderline.errors import PayloadNotFound
 from thunderline.objects.base import ObjectStore, verify
 from thunderline.search.hook import docs_for as search_docs_for
 from thunderline.search.index import index_voxels
+from thunderline.search.similar import vectors_for, write_vectors
 from thunderline.voxel import lineage
 from thunderline.voxel.db import backend_errors, insert_ignore, make_engine, migrate
 from thunderline.voxel.errors import (
@@ -110,6 +112,8 @@ class VoxelStore:
             objects = open_object_store(settings)
         self.objects = objects
         self.revision = migrate(self.engine)
+        self._embedder: Any = None  # thunderline.search.embed.Embedder, loaded on first use
+        self._embedder_lock = threading.Lock()
 
     @property
     def url(self) -> str:
@@ -120,8 +124,20 @@ class VoxelStore:
         self._query(select(literal(1)))
 
     def close(self) -> None:
-        """Release the connection pool."""
+        """Release the connection pool (and the sentence embedder, if loaded)."""
+        if self._embedder is not None:
+            self._embedder.close()
+            self._embedder = None
         self.engine.dispose()
+
+    def embedder(self) -> Any:
+        """The sentence embedder (:class:`thunderline.search.embed.Embedder`), loaded once."""
+        with self._embedder_lock:
+            if self._embedder is None:
+                from thunderline.search.embed import Embedder
+
+                self._embedder = Embedder.from_settings(self.settings)
+            return self._embedder
 
     def __enter__(self) -> VoxelStore:
         return self
@@ -156,10 +172,16 @@ class VoxelStore:
         index = search_docs_for(  # the search index rows, written in the same transaction
             self.objects, (p.voxel for p in prepared), self.settings.search.max_text_chars
         )
+        vectors = (  # TL_SEARCH_EMBED: the text voxels' embeddings, made before it too
+            vectors_for(self.objects, self.embedder(), (p.voxel for p in prepared))
+            if self.settings.search.embed
+            else []
+        )
         with backend_errors("voxel write"), self.engine.begin() as conn:
             results = self._put_batch(conn, prepared)
             created = {r.voxel.id for r in results if r.created}
             index_voxels(conn, [doc for doc in index if doc.voxel_id in created])
+            write_vectors(conn, [row for row in vectors if row[0] in created])
             return results
 
     def _prepare(self, voxel: Voxel, payload: bytes | None) -> _Prepared:
@@ -620,6 +642,35 @@ class VoxelStore:
         return Searcher(self.engine).search(
             query, order=order, limit=limit, cursor=cursor, facets=facets
         )
+
+    def similar(
+        self,
+        voxel_id: str,
+        query: str = "",
+        *,
+        limit: int = 20,
+        cursor: str | None = None,
+        embed_missing: bool = False,
+    ) -> SearchResult:
+        """The voxels most like ``voxel_id`` by sentence embedding, filtered by ``query``
+        (:func:`thunderline.search.similar.similar`). ``embed_missing``: a voxel without a
+        stored vector is embedded now (loads the model), else it is a ``NoEmbeddingError``.
+
+        Raises:
+            QuerySyntaxError: the filter is malformed.
+            NoEmbeddingError: the voxel has no vector (and no text, or ``embed_missing`` off).
+        """
+        from thunderline.search.similar import NoEmbeddingError, similar
+
+        try:
+            return similar(self, voxel_id, query, limit=limit, cursor=cursor)
+        except NoEmbeddingError as exc:
+            if not embed_missing or not exc.details.get("has_text"):
+                raise
+        from thunderline.search.embed import Embedder
+
+        with Embedder.from_settings(self.settings) as embedder:
+            return similar(self, voxel_id, query, limit=limit, cursor=cursor, embedder=embedder)
 
     def export_rows(self, query: str = "", *, with_text: bool = False) -> Iterator[dict[str, Any]]:
         """Every voxel matching ``query`` as an export row, verified

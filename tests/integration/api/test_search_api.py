@@ -49,3 +49,13 @@ def test_search_export_and_bad_queries(served: Served) -> None:
         names = {r["name"] for r in table}
         assert {"python-history.txt", "nodejs-contributing.md"} <= names
         assert all(r["text"] for r in table if r["name"] == "python-history.txt")
+
+        import pyarrow.parquet as pq
+
+        parquet = client.get("/v1/export", params={"format": "parquet", "q": "python"})
+        assert parquet.status_code == 200, parquet.text
+        assert parquet.headers["content-type"] == "application/vnd.apache.parquet"
+        assert "thunderline-export.parquet" in parquet.headers["content-disposition"]
+        frame = pq.read_table(io.BytesIO(parquet.content))
+        assert frame.column("name").to_pylist() == ["python-history.txt"]
+        assert frame.column("lang").to_pylist() == ["en"]

@@ -29,7 +29,7 @@ from thunderline.config import Settings, load_settings
 from thunderline.ids import short
 from thunderline.runtime import Runtime
 from thunderline.search.engine import Searcher
-from thunderline.search.export import encode, iter_rows
+from thunderline.search.export import encode, encode_parquet, iter_rows
 from thunderline.search.lifecycle import check, rebuild, remove
 from thunderline.search.query import QuerySyntaxError
 from thunderline.voxel.store import VoxelStore
@@ -148,9 +148,26 @@ def test_ranking_snippets_and_facets(store: VoxelStore) -> None:
     assert {v.value for v in result.facets["label"]} >= {"txt"}
     assert any(v.value == "Guido van Rossum" for v in result.facets["entity"])
     assert any(v.value == "PERSON" for v in result.facets["entity.type"])
+    assert result.facet_basis == result.total  # fewer than 1000 matches: counted over all
     by_time = Searcher(store.engine).search("guido", order="time")
     stamps = [h.ts for h in by_time.hits]
     assert stamps == sorted(stamps, reverse=True)
+
+
+def test_numeric_entities_filter_but_never_crowd_the_facet(store: VoxelStore) -> None:
+    with store.engine.connect() as conn:
+        numeric = conn.execute(
+            text(
+                "SELECT t.shown, d.name FROM search_terms t JOIN search_docs d "
+                "ON d.doc_no = t.doc_no WHERE t.field = 'entnum' ORDER BY t.shown LIMIT 1"
+            )
+        ).one()
+    everything = Searcher(store.engine).search("", facets=True)
+    shown = {v.value for v in everything.facets["entity"]}
+    assert shown and numeric[0] not in shown
+    assert {"DATE", "CARDINAL"} & {v.value for v in everything.facets["entity.type"]}
+    value = numeric[0].replace('"', " ")
+    assert numeric[1] in names(store, f'entity:"{value}"')  # still a filter
 
 
 def test_cursor_pages_cover_every_match_once(store: VoxelStore) -> None:
@@ -215,6 +232,32 @@ def test_export_rows(store: VoxelStore) -> None:
     assert len(list(iter_rows(store, ""))) == store.count()
 
 
+def test_export_parquet(store: VoxelStore, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    target = tmp_path / "out.parquet"
+    rows = iter_rows(store, 'entity:"Guido van Rossum"', with_text=True)
+    chunks = list(encode_parquet(rows, row_group=1))  # one row group per row: streamed
+    target.write_bytes(b"".join(chunks))
+    parquet = pq.ParquetFile(target)
+    table = parquet.read()
+    assert parquet.metadata.num_row_groups == table.num_rows >= 2
+    assert len(chunks) == table.num_rows + 1  # a chunk per group, then the footer
+    assert table.schema.field("ts").type.tz == "UTC"
+    assert table.schema.field("size").type == "int64"
+    by_name = {r["name"]: r for r in table.to_pylist()}
+    history = by_name["python-history.txt"]
+    assert {"text": "Guido van Rossum", "type": "PERSON"} in history["entities"]
+    assert history["text"] and "Guido" in history["text"]
+    assert [m["model"] for m in history["models"]] == ["text_classifier"]
+    assert json.loads(history["metadata"]) == next(
+        r["metadata"] for r in iter_rows(store, "name:python-history")
+    )
+    empty = b"".join(encode_parquet(iter_rows(store, "after:2999")))
+    (tmp_path / "empty.parquet").write_bytes(empty)
+    assert pq.read_table(tmp_path / "empty.parquet").num_rows == 0  # still a valid file
+
+
 def test_export_memory_is_flat(store: VoxelStore) -> None:
     """Export of the whole store in pages of 2 peaks no higher than of 1 page of it: rows are
     not accumulated (the 100k-row figure is in benchmarks/search.py)."""
@@ -222,6 +265,8 @@ def test_export_memory_is_flat(store: VoxelStore) -> None:
     def peak(page: int) -> int:
         tracemalloc.start()
         for _ in encode(iter_rows(store, "", page=page), "jsonl"):
+            pass
+        for _ in encode_parquet(iter_rows(store, "", page=page), row_group=page):
             pass
         _, top = tracemalloc.get_traced_memory()
         tracemalloc.stop()

@@ -66,3 +66,23 @@ def test_text_is_cut_and_hash_follows_content() -> None:
     assert other.content_sha256 != short.content_sha256
     assert index_doc(voxel, None, max_chars=10).body == ""
     assert index_doc(voxel, "a\x00b", max_chars=10).body == "a b"
+
+
+def test_numbers_dates_and_amounts_stay_out_of_the_entity_facet() -> None:
+    traits = {
+        **TRAITS,
+        "nlp": {
+            "lang": "en",
+            "entities": [
+                {"text": "CWI", "label": "ORG"},
+                {"text": "2019", "label": "DATE"},
+                {"text": "three", "label": "CARDINAL"},
+                {"text": "1,250.00 EUR", "label": "MONEY"},
+            ],
+        },
+    }
+    terms = {(f, v) for f, v, _ in index_doc(_voxel(traits), None, max_chars=10).terms()}
+    assert ("entity", "cwi") in terms
+    assert {("entnum", "2019"), ("entnum", "three"), ("entnum", "1,250.00 eur")} <= terms
+    assert not any(f == "entity" and v in {"2019", "three"} for f, v in terms)
+    assert {("etype", "date"), ("etype", "cardinal")} <= terms  # the types stay facets
