@@ -74,7 +74,8 @@ class ExtractContext:
         mime: str | None = None,
     ) -> None:
         """Write one embedded part to the spool folder (skipped with a warning past the
-        limits, or when the job keeps no parts)."""
+        limits, or when the job keeps no parts).
+        """
         if self.parts_dir is None:
             return
         if len(self.parts) >= self.max_parts:

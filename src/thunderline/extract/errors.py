@@ -24,7 +24,8 @@ from thunderline.errors import ArtifactError, StageError
 
 class ExtractionError(ArtifactError):
     """No text or metadata could be taken from the payload (damaged, encrypted, not the
-    format its label says)."""
+    format its label says).
+    """
 
     reason = "extraction"
 
@@ -37,7 +38,8 @@ class ExtractWorkerError(StageError):
 
 class ExtractTimeoutError(ExtractWorkerError):
     """The parser made no progress within the progress timeout, or ran past the total
-    timeout of its kind of file; the worker was killed."""
+    timeout of its kind of file; the worker was killed.
+    """
 
     reason = "timeout"
 

@@ -140,7 +140,8 @@ class ExtractResult(_Model):
 
 class ExtractSummary(_Model):
     """``data["extract"]`` of ``system.extract.completed`` and ``traits["extract"]`` of the
-    voxel: the result without its text, which is stored once (``text_ref``)."""
+    voxel: the result without its text, which is stored once (``text_ref``).
+    """
 
     text_ref: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")] | None = Field(
         None, description="The extracted text (UTF-8) in the object store; None: no text."
@@ -213,7 +214,8 @@ def summarize(
 
 def clip_raw(raw: dict[str, Any]) -> dict[str, str]:
     """At most :data:`MAX_RAW_KEYS` keys, each value a string of at most
-    :data:`MAX_RAW_VALUE` characters (control characters other than tab/newline dropped)."""
+    :data:`MAX_RAW_VALUE` characters (control characters other than tab/newline dropped).
+    """
     out: dict[str, str] = {}
     for key, value in raw.items():
         if len(out) >= MAX_RAW_KEYS:

@@ -71,7 +71,8 @@ class ExtractStage(StoreStage):
     @classmethod
     def default_timeout_s(cls, settings: Settings) -> float:
         """A batch timeout that covers every file of a batch running to its longest total
-        timeout, one worker after the other."""
+        timeout, one worker after the other.
+        """
         config = PoolConfig.from_settings(settings)
         budget = settings.stage_budget(cls.name)
         rounds = -(-budget.batch_size // max(config.workers, 1))

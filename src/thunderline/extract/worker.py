@@ -61,7 +61,8 @@ class _Channel:
 
     def send_result(self, job_id: Any, found: Any) -> None:
         """Answer with a result serialised by pydantic-core in one pass (no dict of it is
-        built first); text pydantic cannot serialise (lone surrogates) takes the slow way."""
+        built first); text pydantic cannot serialise (lone surrogates) takes the slow way.
+        """
         try:
             body = found.model_dump_json()
         except ValueError:  # PydanticSerializationError

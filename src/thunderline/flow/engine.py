@@ -69,7 +69,8 @@ def degraded(stage: str, event: CloudEvent, record: CloudEvent) -> CloudEvent | 
     """``event`` on to ``package`` without the result of ``stage``, which failed for good
     with the DLQ ``record``: the record travels in ``data.failures`` and the stages between are
     skipped with a note. None when the artifact cannot go on (before classify, no ``package``
-    on its route, or ``package`` failed): then the record is the artifact's end."""
+    on its route, or ``package`` failed): then the record is the artifact's end.
+    """
     route = event.route
     if stage in NOT_DEGRADED or event.is_dlq or PACKAGE not in route:
         return None
@@ -263,7 +264,8 @@ class Pipeline:
     # ---- submission -----------------------------------------------------------------------
     async def submit(self, event: CloudEvent, *, block: bool = True) -> None:
         """Publish an event into the pipeline; a full first queue makes it wait (``block``) or
-        raise :class:`~thunderline.errors.OverloadError`."""
+        raise :class:`~thunderline.errors.OverloadError`.
+        """
         self._add_outstanding(1)
         try:
             await self._publish(event, block=block)
@@ -437,7 +439,8 @@ class Pipeline:
     @staticmethod
     def _checked(stage: Stage, outcome: Outcome) -> Outcome:
         """An outcome whose every output event fits its type's model, else the contract error
-        (a bug in the stage: dead-lettered as ``contract_violation`` and logged)."""
+        (a bug in the stage: dead-lettered as ``contract_violation`` and logged).
+        """
         if isinstance(outcome, BaseException):
             return outcome
         try:

@@ -33,7 +33,8 @@ class StageOptions(StageBudget):
     ) -> StageOptions:
         """A stage's options from settings: its budget (:meth:`Settings.stage_budget`) with the
         engine's retry policy for it (:meth:`Settings.stage_retry_policy`). Timeout: the stage's setting, else the stage's own default,
-        else ``TL_STAGE_TIMEOUT_S``."""
+        else ``TL_STAGE_TIMEOUT_S``.
+        """
         budget = settings.stage_budget(stage)
         timeout = budget.timeout_s or default_timeout_s or settings.stage_timeout_s
         return cls(
@@ -95,7 +96,8 @@ class Stage(ABC):
         """``event`` on to the next stage, unchanged but for a note in ``data.notes``: this
         stage does not apply to the artifact (an SVG for a raster model), which is not a
         failure of the artifact. The note reads ``skipped: <why>`` (the voxel's
-        ``traits["skipped"]`` and the record's ``skipped`` list it)."""
+        ``traits["skipped"]`` and the record's ``skipped`` list it).
+        """
         if not note.startswith("skipped"):
             note = f"skipped: {note}"
         notes = [*(data.notes or []), Note(stage=self.name, note=note)]
@@ -105,7 +107,8 @@ class Stage(ABC):
 class StoreStage(Stage):
     """A pipeline stage over the payload store: settings, the store, and its options from
     :meth:`StageOptions.for_stage` unless given (the wiring table in :mod:`thunderline.runtime`
-    builds every stage this way)."""
+    builds every stage this way).
+    """
 
     def __init__(
         self, settings: Settings, store: ObjectStore, options: StageOptions | None = None

@@ -204,7 +204,8 @@ def calibrate_batch_cap(
     per-item time, measured on dummy inputs (1 when the batch dimension is fixed).
 
     One measurement at one moment: kept for ``thunderline doctor``-style checks; the batcher
-    itself learns its size while serving (:class:`BatchPolicy`)."""
+    itself learns its size while serving (:class:`BatchPolicy`).
+    """
     if not model.spec.dynamic_batch or max_batch_size <= 1:
         return 1
     sizes = []

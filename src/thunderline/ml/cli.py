@@ -1,6 +1,7 @@
 """``thunderline models``: add a model in one command; list, verify (checksums, signature,
 permissions, external data), hash, convert a Keras model to ONNX, validate Keras vs ONNX,
-sign a model folder."""
+sign a model folder.
+"""
 
 from __future__ import annotations
 
@@ -71,7 +72,8 @@ def verify(
     ] = None,
 ) -> None:
     """Check every model as a load would (registry SHA-256, checksums.txt, signature,
-    permissions, external data) without loading it; exit 1 on any problem."""
+    permissions, external data) without loading it; exit 1 on any problem.
+    """
     registry = _registry(cli_settings())
     try:
         results = registry.verify(names or None)
@@ -127,7 +129,8 @@ def convert(
     key: Annotated[Path | None, typer.Option(help="EC P-256 private key: sign the folder.")] = None,
 ) -> None:
     """Convert IN.keras to OUT/onnx/model.onnx, validate it (VAL_REPORT.json), write
-    checksums.txt and, with --key, sign the folder. Exit 2 on bad input, 1 on FAIL."""
+    checksums.txt and, with --key, sign the folder. Exit 2 on bad input, 1 on FAIL.
+    """
     cli_settings()
     from thunderline.convert import convert_keras, validate_folder
 
@@ -176,7 +179,8 @@ def validate(
     ] = None,
 ) -> None:
     """Run seeded vectors and the folder's held-out samples through Keras and ONNX Runtime;
-    write VAL_REPORT.json. Exit 1 if any model FAILs, 2 if one cannot be validated."""
+    write VAL_REPORT.json. Exit 1 if any model FAILs, 2 if one cannot be validated.
+    """
     settings = cli_settings()
     from thunderline.convert import validate_folder
 

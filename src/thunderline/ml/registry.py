@@ -329,7 +329,8 @@ class ModelRegistry:
 
     def refresh(self) -> bool:
         """Re-read ``registry.toml`` if it changed since it was read (one ``stat``); True when
-        it was re-read. A file that no longer parses keeps the entries read before (logged)."""
+        it was re-read. A file that no longer parses keeps the entries read before (logged).
+        """
         stamp = self._stat()
         if stamp == self._stamp:
             return False

@@ -1,5 +1,6 @@
 """The tensor contract: :class:`ModelInput` / :class:`ModelOutput` over NumPy arrays, the
-result of one inference, and the normalisation helpers used before a model runs."""
+result of one inference, and the normalisation helpers used before a model runs.
+"""
 
 from __future__ import annotations
 

@@ -447,7 +447,8 @@ def terminal_outcome(event: Any) -> str | None:
     voxel with every stage's result, or the terminal sink), ``degraded`` (a voxel stored
     without the result of a stage that failed: completed with failures), ``dlq`` (no voxel);
     None for the DLQ record of a degraded artifact (its voxel is the artifact's end, counted
-    once; the record itself is counted in ``thunderline_dlq_total`` where it failed)."""
+    once; the record itself is counted in ``thunderline_dlq_total`` where it failed).
+    """
     data = getattr(event, "data", None) or {}
     if getattr(event, "is_dlq", False):
         return None if data.get("voxel_id") else "dlq"

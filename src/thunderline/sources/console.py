@@ -1,7 +1,8 @@
 """The console's lifecycle pages: sources (``/sources``: state, add, pause, resume), duplicates
 (``/duplicates``), webhook deliveries (``/webhooks``), and the result versions card of the voxel
 page (:func:`result_versions`). Server-rendered like the other pages; the add/pause/resume
-buttons call ``POST /v1/sources`` (admin) from ``/static/sources.js``."""
+buttons call ``POST /v1/sources`` (admin) from ``/static/sources.js``.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def _when(unix: float | None) -> str:
 
 def result_versions(results: ResultVersions, voxel: Voxel) -> list[dict[str, Any]]:
     """Per stage, its versions side by side (one column each): who made it, when, which run,
-    which is current, and a line of the result."""
+    which is current, and a line of the result.
+    """
     out = []
     for stage, versions in results.versions(voxel).items():
         out.append(

@@ -157,7 +157,8 @@ class Ledger(Tables):
         """Every current entry of ``root`` by key (one query), as the driver's own row tuples
         ``(id, size, mtime_ns, etag, state, key)``: positions 0-4 are :class:`Known`'s fields,
         ``Known(*row[:5])`` when a named one is wanted. No object per row: 100k rows in a
-        fraction of a second."""
+        fraction of a second.
+        """
         c = source_entries.c
         stmt = select(c.id, c.size, c.mtime_ns, c.etag, c.state, c.key).where(
             and_(c.root == root, c.current.is_(True))
@@ -192,7 +193,8 @@ class Ledger(Tables):
 
     def add_versions(self, rows: Sequence[dict[str, Any]]) -> list[str]:
         """Insert new current versions (state ``submitted``) and retire the versions they
-        replace, in one transaction (committed before their events are published)."""
+        replace, in one transaction (committed before their events are published).
+        """
         if not rows:
             return []
         now = time.time()
@@ -264,7 +266,8 @@ class Ledger(Tables):
 
     def settle(self, done: Iterable[dict[str, Any]]) -> None:
         """Mark entries ``done`` with their outcome (``id``, ``outcome``, ``voxel_id``,
-        ``dlq_id``, ``duplicate_of``, ``content_sha256``)."""
+        ``dlq_id``, ``duplicate_of``, ``content_sha256``).
+        """
         todo = list(done)
         if not todo:
             return

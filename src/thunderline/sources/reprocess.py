@@ -421,7 +421,8 @@ class Reprocessor:
         stop: asyncio.Event | None = None,
     ) -> RunInfo:
         """Work through the run's pending items (a finished run returns at once); resumable:
-        call again with the same id after a stop."""
+        call again with the same id after a stop.
+        """
         info = await asyncio.to_thread(self.info, run_id)
         pin = self.check(info.stage, info.model)
         if info.counts.get(PENDING, 0) == 0:
@@ -487,7 +488,8 @@ class Reprocessor:
     def event_for(self, voxel: Voxel, stage: str) -> CloudEvent:
         """The ``system.ingest.classified`` event a stage takes for a stored voxel: its
         artifact and classification from the sealed document, the current extract result,
-        the voxel's correlation id, caused by the voxel's own event."""
+        the voxel's correlation id, caused by the voxel's own event.
+        """
         traits = voxel.traits
         artifact = traits.get("artifact") or {}
         extract: ExtractSummary | None = None

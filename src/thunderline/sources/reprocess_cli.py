@@ -166,7 +166,8 @@ def results(
     as_json: JsonOpt = False,
 ) -> None:
     """Every result version of a voxel by stage, side by side: who made it, when, which is
-    current."""
+    current.
+    """
     settings = cli_settings()
     try:
         with VoxelStore(settings) as store:

@@ -35,7 +35,8 @@ class LazyPublisher:
     """The pipeline's :class:`~thunderline.ingestor.Ingestor`, opened on the first event to
     send: a pass with nothing new or changed starts no pipeline (no model is loaded, no broker
     connection made). Outcomes are read through an outcome store of its own (the same
-    database the pipeline's collector writes)."""
+    database the pipeline's collector writes).
+    """
 
     def __init__(self, settings: Settings, stack: AsyncExitStack, outcomes: OutcomeStore) -> None:
         self.settings = settings
@@ -67,7 +68,8 @@ class LazyPublisher:
 @asynccontextmanager
 async def open_publisher(settings: Settings) -> AsyncIterator[Publisher]:
     """The in-process pipeline or the RabbitMQ submitter, as the bus URL says (the ingestor
-    ``thunderline ingest`` uses), opened when there is something to send."""
+    ``thunderline ingest`` uses), opened when there is something to send.
+    """
     outcomes = await asyncio.to_thread(OutcomeStore, settings)
     try:
         async with AsyncExitStack() as stack:
@@ -116,7 +118,8 @@ async def watch(
 ) -> None:
     """Keep ``source`` in step until ``stop`` is set (or the task is cancelled); the webhook
     dispatcher (:meth:`~thunderline.webhooks.core.Webhooks.dispatch`) runs beside it unless
-    ``dispatch_webhooks`` is False."""
+    ``dispatch_webhooks`` is False.
+    """
     from thunderline.webhooks.core import Webhooks
 
     stop = stop or asyncio.Event()

@@ -100,7 +100,8 @@ class Publisher(Protocol):
 class IngestorPublisher:
     """The pipeline's :class:`~thunderline.ingestor.Ingestor` (``open_ingestor``): the
     :class:`~thunderline.runtime.Runtime` on ``memory://``, the RabbitMQ
-    :class:`~thunderline.worker.submit.Submitter` on a broker -- the path ``ingest`` takes."""
+    :class:`~thunderline.worker.submit.Submitter` on a broker -- the path ``ingest`` takes.
+    """
 
     def __init__(self, ingestor: Ingestor) -> None:
         self.ingestor = ingestor
@@ -131,7 +132,8 @@ def _compare(
     submitted), and the counts of unchanged and settling entries and of listed keys the ledger
     knows. Same size and mtime (or ETag, for S3) is unchanged; a file modified less than
     ``settle_ns`` ago waits for a later pass. The hot loop of a pass over an unchanged tree:
-    plain tuples, local names, no object for an unchanged entry."""
+    plain tuples, local names, no object for an unchanged entry.
+    """
     wire = names.wire_text
     get = known.get
     acting: list[tuple[Seen, KnownRow | None]] = []
@@ -314,7 +316,8 @@ class SourceSync:
 
     def _store(self, seen: Seen) -> tuple[CloudEvent, str | None]:
         """Put the entry's bytes in the object store: the ingest event to publish and the
-        content SHA-256 (or a DLQ record and ``None`` when the entry was refused)."""
+        content SHA-256 (or a DLQ record and ``None`` when the entry was refused).
+        """
         if self.source.kind == "s3":
             return self._store_s3(seen)
         assert self.source.path is not None

@@ -226,7 +226,8 @@ def collect_payloads(store: VoxelStore, shas: Iterable[str]) -> set[str]:
 
 def collect_texts(store: VoxelStore, shas: Iterable[str]) -> set[str]:
     """Remove each extracted-text object (``traits.extract.text_ref``) that no remaining voxel
-    names (a substring search of the sealed documents: one scan per text)."""
+    names (a substring search of the sealed documents: one scan per text).
+    """
     removed: set[str] = set()
     for sha in sorted(set(shas)):
         try:
@@ -298,7 +299,8 @@ def retention_ids(
     now: float | None = None,
 ) -> list[str]:
     """Voxels matching every given rule (ingested before ``now - older_than_s``, of this
-    Magika label, from a source starting with the prefix), oldest first. No rule: none."""
+    Magika label, from a source starting with the prefix), oldest first. No rule: none.
+    """
     if older_than_s is None and label is None and source_prefix is None:
         return []
     stmt = select(voxels.c.id).order_by(voxels.c.ts_unix, voxels.c.id)
@@ -374,7 +376,8 @@ def check_references(store: VoxelStore) -> list[str]:
 def delete_for_entries(settings: Settings, ledger: Ledger, entry_ids: Sequence[str]) -> int:
     """``TL_SOURCE_DELETE_POLICY=delete``: delete the voxels of source entries that were
     deleted at their source, unless another current entry still points at the same voxel;
-    returns how many voxels were deleted (with their descendants: archive members)."""
+    returns how many voxels were deleted (with their descendants: archive members).
+    """
     from thunderline.voxel.store import VoxelStore
 
     entries = [e for e in (ledger.get(i) for i in entry_ids) if e is not None and e.voxel_id]

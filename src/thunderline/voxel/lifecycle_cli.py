@@ -92,7 +92,8 @@ def retain(
     as_json: JsonOpt = False,
 ) -> None:
     """Apply a retention rule (every given condition must hold); archive members go with
-    their archive. Each deletion is audited with the rule as its reason."""
+    their archive. Each deletion is audited with the rule as its reason.
+    """
     from thunderline.voxel.cli import parse_since
 
     if older_than is None and label is None and source_prefix is None:
@@ -145,7 +146,8 @@ def deletions(limit: Annotated[int, typer.Option(min=1)] = 50, as_json: JsonOpt 
 
 def duplicates(limit: Annotated[int, typer.Option(min=1)] = 50, as_json: JsonOpt = False) -> None:
     """Content stored more than once: voxels sharing a payload SHA-256 (``flag``/``reprocess``)
-    and source entries linked to an existing voxel (``link``)."""
+    and source entries linked to an existing voxel (``link``).
+    """
     settings = cli_settings()
     try:
         with VoxelStore(settings) as store:

@@ -83,7 +83,8 @@ def voxel_summary(
 
 def embedded_members(parts: Sequence[EmbeddedPart]) -> list[archive.Member]:
     """The embedded parts the extract stage stored (e-mail attachments, objects in office
-    files) as members: each becomes a child artifact, like an archive member."""
+    files) as members: each becomes a child artifact, like an archive member.
+    """
     return [
         archive.Member(p.index, p.name, p.size, p.sha256) for p in parts if p.sha256 is not None
     ]
@@ -213,7 +214,8 @@ class PackageStage(StoreStage):
 
         A member of a container (an archive member, an e-mail attachment: a voxel with a
         parent) is always stored as its own voxel: its sealed parent is what keeps the
-        container's lineage tree whole (the payload itself is stored once by its hash)."""
+        container's lineage tree whole (the payload itself is stored once by its hash).
+        """
         policy = self.settings.duplicate_policy
         items = [
             i
@@ -301,7 +303,8 @@ class PackageStage(StoreStage):
     def _to_complete(self, event: CloudEvent, data: Classified) -> Voxel | None:
         """The stored voxel a replay completes: the one ``data.voxel_id`` names, if it is
         still there and of this artifact (``TL_DUPLICATE_POLICY=link`` may have named another
-        source's voxel): else None, and the artifact is packaged as a new one."""
+        source's voxel): else None, and the artifact is packaged as a new one.
+        """
         assert self.voxels is not None and data.voxel_id is not None
         try:
             found = self.voxels.get(data.voxel_id)
@@ -401,6 +404,7 @@ class PackageStage(StoreStage):
 
 def _naming(record: dict[str, Any], voxel_id: str) -> CloudEvent:
     """A carried DLQ record (:class:`~thunderline.eventdata.StageFailure`) naming the voxel
-    the artifact was stored as without the failed stage's result."""
+    the artifact was stored as without the failed stage's result.
+    """
     event = CloudEvent.from_dict(record)
     return event.model_copy(update={"data": {**event.data, "voxel_id": voxel_id}})

@@ -610,7 +610,8 @@ def _mime_leaf(content_type: str, data: bytes, filename: str | None = None) -> b
 def _msg_as_eml(storage: _MsgStorage, ctx: ExtractContext, depth: int) -> bytes:
     """An attached Outlook message rebuilt as RFC 822 bytes (headers, plain and HTML bodies,
     attachments), written directly: the ``email`` generator spent most of a .msg's time
-    re-encoding attachments line by line."""
+    re-encoding attachments line by line.
+    """
     import email.utils
     import hashlib
 

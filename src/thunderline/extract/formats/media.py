@@ -171,7 +171,8 @@ _XMP_LI = re.compile(r"<rdf:li[^>]*>(.*?)</rdf:li>", re.DOTALL)
 
 def _xmp(image: Any) -> dict[str, list[str]]:
     """``dc:*`` fields of the XMP packet (a regular-expression read: no XML entity is ever
-    expanded)."""
+    expanded).
+    """
     packet = image.info.get("xmp") or image.info.get("XML:com.adobe.xmp")
     if not packet:
         return {}

@@ -69,7 +69,8 @@ def _embedded_parts(zf: zipfile.ZipFile, ctx: ExtractContext, odf: bool = False)
 
 def _package_parts(package: Any, ctx: ExtractContext) -> None:
     """Embedded objects of an OOXML package python-docx / python-pptx has already read
-    (their blobs are in memory: the zip is not opened a second time)."""
+    (their blobs are in memory: the zip is not opened a second time).
+    """
     for part in package.iter_parts():
         name = str(part.partname).lstrip("/")
         if name.startswith(_EMBED_PREFIXES):
@@ -129,7 +130,8 @@ def _core_meta(props: Any, pages: int | None) -> tuple[DocMetadata, dict[str, An
 def _docx_styles(document: Any) -> Callable[[str | None], str]:
     """Paragraph style id -> UI name (``Heading 1``), each distinct id looked up once:
     ``Paragraph.style`` searches the style part with XPath on every call (a third of a
-    small docx's time), and listing every style of the template costs as much again."""
+    small docx's time), and listing every style of the template costs as much again.
+    """
     from docx.styles import BabelFish
 
     cache: dict[str | None, str] = {}
@@ -422,7 +424,8 @@ _CONTAINER = "urn:oasis:names:tc:opendocument:xmlns:container"
 
 def extract_epub(path: Path, ctx: ExtractContext) -> ExtractResult:
     """EPUB 2/3: the package document's spine in reading order, one ``chapter`` segment per
-    spine item (its first heading as title), Dublin Core metadata."""
+    spine item (its first heading as title), Dublin Core metadata.
+    """
     from thunderline.extract.formats.text import decode_text, html_into
 
     with _zip(path) as zf:

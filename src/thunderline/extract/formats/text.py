@@ -105,7 +105,8 @@ def decode_text(data: bytes) -> tuple[str, str]:
 def _guess_legacy(sample: bytes) -> str | None:
     """A legacy code page for ``sample``: charset-normalizer's least chaotic candidates,
     ranked by how sure the language detector is of the decoded text (short texts leave
-    charset-normalizer with many equal guesses), then by how common the code page is."""
+    charset-normalizer with many equal guesses), then by how common the code page is.
+    """
     import charset_normalizer
 
     from thunderline.nlp.lang import shared_detector
@@ -353,7 +354,8 @@ def extract_delimited(path: Path, ctx: ExtractContext) -> ExtractResult:
 # ---- HTML ---------------------------------------------------------------------------------
 def html_into(builder: TextBuilder, markup: str) -> dict[str, str]:
     """Text of an HTML document into ``builder`` (h1-h6 as headings); returns its metadata
-    (``title`` and ``<meta name=... content=...>``)."""
+    (``title`` and ``<meta name=... content=...>``).
+    """
     from selectolax.lexbor import LexborHTMLParser
 
     tree = LexborHTMLParser(markup)
@@ -437,7 +439,8 @@ def _front_matter(text: str) -> tuple[dict[str, str], str]:
 
 def extract_markdown(path: Path, ctx: ExtractContext) -> ExtractResult:
     """CommonMark (+ tables) to text: headings kept as structure, code blocks, HTML blocks
-    and link targets dropped, image alt text kept."""
+    and link targets dropped, image alt text kept.
+    """
     from markdown_it import MarkdownIt
 
     source, encoding, size, cut = _decoded(path, ctx, 2)
@@ -492,9 +495,10 @@ def extract_markdown(path: Path, ctx: ExtractContext) -> ExtractResult:
 
 # ---- reStructuredText ---------------------------------------------------------------------
 def extract_rst(path: Path, ctx: ExtractContext) -> ExtractResult:
-    """reStructuredText through docutils' parser: section titles as headings (level = depth),
+    """ReStructuredText through docutils' parser: section titles as headings (level = depth),
     paragraphs, list items, definitions; literal blocks, comments and system messages dropped.
-    File inclusion and ``raw`` are off; problems are collected, never printed."""
+    File inclusion and ``raw`` are off; problems are collected, never printed.
+    """
     from docutils import nodes
     from docutils.core import publish_doctree
     from docutils.utils import SystemMessage
@@ -593,7 +597,8 @@ _LATEX_META = re.compile(r"\\(title|author|date)\s*\{([^{}]*(?:\{[^{}]*\}[^{}]*)
 
 def extract_latex(path: Path, ctx: ExtractContext) -> ExtractResult:
     """LaTeX to text with pylatexenc: the body after ``\\begin{document}`` (the whole file
-    without one), sectioning commands as headings, ``\\title``/``\\author`` as metadata."""
+    without one), sectioning commands as headings, ``\\title``/``\\author`` as metadata.
+    """
     from pylatexenc.latex2text import LatexNodes2Text
 
     source, encoding, size, cut = _decoded(path, ctx, 2)
@@ -649,7 +654,8 @@ _TAG = re.compile(r"</?[a-zA-Z][^>]*>|\{\\[^}]*\}")
 
 def extract_subtitles(path: Path, ctx: ExtractContext) -> ExtractResult:
     """SRT / WebVTT: the spoken lines; numbers, timings, styling tags and NOTE blocks dropped;
-    ``duration_s`` is the end of the last cue."""
+    ``duration_s`` is the end of the last cue.
+    """
     text, encoding, size, cut = _decoded(path, ctx, 2)
     builder = TextBuilder(ctx.max_text_bytes)
     cues = 0
@@ -711,8 +717,9 @@ def _ics_unescape(value: str) -> str:
 
 
 def extract_calendar(path: Path, ctx: ExtractContext) -> ExtractResult:
-    """iCalendar (RFC 5545): each VEVENT / VTODO / VJOURNAL an ``event`` segment holding its
-    summary, location and description; the calendar's name and producer as metadata."""
+    """ICalendar (RFC 5545): each VEVENT / VTODO / VJOURNAL an ``event`` segment holding its
+    summary, location and description; the calendar's name and producer as metadata.
+    """
     text, encoding, size, cut = _decoded(path, ctx, 2)
     unfolded: list[str] = []
     for line in text.splitlines():
