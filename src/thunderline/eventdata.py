@@ -243,7 +243,8 @@ class Note(_Model):
 class StageFailure(_Model):
     """A stage after classify that failed for good, marked on an artifact stored without it.
 
-    The artifact went on to ``package`` without its result ("degrade, don't drop"), carrying this mark and its DLQ record.
+    The artifact went on to ``package`` without its result ("degrade, don't drop"), carrying this
+    mark and its DLQ record.
     """
 
     stage: str = Field(description="The stage that failed.")
@@ -512,7 +513,8 @@ def original_data(record: DlqRecord) -> EventData | None:
 def voxel_of(record: CloudEvent) -> str | None:
     """The voxel a DLQ record names, or None for a plain dead letter.
 
-    The artifact was stored without the failed stage's result (it is not the end of the artifact; the voxel is). None for a plain dead letter.
+    The artifact was stored without the failed stage's result (it is not the end of the artifact;
+    the voxel is). None for a plain dead letter.
     """
     if not record.is_dlq:
         return None

@@ -55,7 +55,8 @@ class ErrorSummary(BaseModel):
 class FailedStage(BaseModel):
     """A stage after classify that failed for good.
 
-    The artifact was stored without its result (``outcome`` degraded) and its DLQ record (``dlq_id``) names the voxel.
+    The artifact was stored without its result (``outcome`` degraded) and its DLQ record
+    (``dlq_id``) names the voxel.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -1,7 +1,8 @@
 """The collector: every artifact's end recorded, counted, reported, then acknowledged.
 
-An artifact ends on the ``terminal`` or the ``dlq`` topic. The pipeline runs one in-process; a worker with ``--stages
-collect`` runs the same one over the broker (any number of them: recording is idempotent).
+An artifact ends on the ``terminal`` or the ``dlq`` topic. The pipeline runs one in-process; a
+worker with ``--stages collect`` runs the same one over the broker (any number of them: recording
+is idempotent).
 
 Per batch: record in the outcome store (retried with backoff while the database is away, so
 no outcome is lost), count each end in ``thunderline_ingest_completed_total`` (the denominator

@@ -68,9 +68,9 @@ PACKAGE = "package"
 def degraded(stage: str, event: CloudEvent, record: CloudEvent) -> CloudEvent | None:
     """``event`` on to ``package`` without the result of ``stage``, which failed for good.
 
-    ``stage`` failed with the DLQ ``record``: the record travels in ``data.failures`` and the stages between are
-    skipped with a note. None when the artifact cannot go on (before classify, no ``package``
-    on its route, or ``package`` failed): then the record is the artifact's end.
+    ``stage`` failed with the DLQ ``record``: the record travels in ``data.failures`` and the
+    stages between are skipped with a note. None when the artifact cannot go on (before classify,
+    no ``package`` on its route, or ``package`` failed): then the record is the artifact's end.
     """
     route = event.route
     if stage in NOT_DEGRADED or event.is_dlq or PACKAGE not in route:
@@ -267,7 +267,8 @@ class Pipeline:
     async def submit(self, event: CloudEvent, *, block: bool = True) -> None:
         """Publish an event into the pipeline.
 
-        A full first queue makes it wait (``block``) or raise :class:`~thunderline.errors.OverloadError`.
+        A full first queue makes it wait (``block``) or raise
+        :class:`~thunderline.errors.OverloadError`.
         """
         self._add_outstanding(1)
         try:
@@ -443,7 +444,8 @@ class Pipeline:
     def _checked(stage: Stage, outcome: Outcome) -> Outcome:
         """An outcome whose every output event fits its type's model, else the contract error.
 
-        A contract error is a bug in the stage: it is dead-lettered as ``contract_violation`` and logged.
+        A contract error is a bug in the stage: it is dead-lettered as ``contract_violation`` and
+        logged.
         """
         if isinstance(outcome, BaseException):
             return outcome

@@ -81,7 +81,8 @@ class Stage(ABC):
     ) -> CloudEvent:
         """The event this stage publishes for ``event``, carrying ``data``.
 
-        ``data`` is the input's data extended with this stage's result, see :func:`thunderline.eventdata.extend`), itself off the route.
+        ``data`` is the input's data extended with this stage's result (see
+        :func:`thunderline.eventdata.extend`), itself off the route.
 
         ``data`` must be exactly the model registered for ``type``
         (:class:`~thunderline.errors.EventContractError` otherwise). The route is the routing
@@ -112,8 +113,8 @@ class Stage(ABC):
 class StoreStage(Stage):
     """A pipeline stage over the payload store: settings, the store, and its options.
 
-    The options come from :meth:`StageOptions.for_stage` unless given (the wiring table in :mod:`thunderline.runtime`
-    builds every stage this way).
+    The options come from :meth:`StageOptions.for_stage` unless given (the wiring table in
+    :mod:`thunderline.runtime` builds every stage this way).
     """
 
     def __init__(

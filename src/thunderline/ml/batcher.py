@@ -202,7 +202,8 @@ def calibrate_batch_cap(
 ) -> int:
     """The batch size to cap at: the smallest power of two near the best per-item time.
 
-    Near means within ``tolerance`` of the best per-item time, measured on dummy inputs (1 when the batch dimension is fixed).
+    Near means within ``tolerance`` of the best per-item time, measured on dummy inputs (1 when
+    the batch dimension is fixed).
 
     One measurement at one moment: kept for ``thunderline doctor``-style checks; the batcher
     itself learns its size while serving (:class:`BatchPolicy`).

@@ -184,7 +184,8 @@ def validate(
 ) -> None:
     """Run seeded vectors and held-out samples through Keras and ONNX Runtime, and compare.
 
-    The held-out samples are the folder's. Writes VAL_REPORT.json. Exit 1 if any model FAILs, 2 if one cannot be validated.
+    The held-out samples are the folder's. Writes VAL_REPORT.json. Exit 1 if any model FAILs, 2
+    if one cannot be validated.
     """
     settings = cli_settings()
     from thunderline.convert import validate_folder

@@ -170,9 +170,10 @@ class InferStage(StoreStage):
     def model_for(self, event: CloudEvent) -> ModelEntry:
         """The registry entry for the event's content.
 
-        A model whose ``applies_to`` names the Magika label (then the group); else images -> ``TL_ONNX_IMAGE_MODEL``, text (and code)
-        -> ``TL_ONNX_TEXT_MODEL``; anything else is unsupported. The registry is re-read first
-        when its file changed (``models add`` while the service runs).
+        A model whose ``applies_to`` names the Magika label (then the group); else images ->
+        ``TL_ONNX_IMAGE_MODEL``, text (and code) -> ``TL_ONNX_TEXT_MODEL``; anything else is
+        unsupported. The registry is re-read first when its file changed (``models add`` while
+        the service runs).
         """
         classification = data_of(event, Classified).classification
         group, mime = classification.group, classification.mime
