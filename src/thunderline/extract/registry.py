@@ -166,8 +166,9 @@ _BY_NAME["none"] = NONE
 
 
 def extractor_for(label: str, group: str = "", is_text: bool = False) -> Extractor:
-    """The extractor for a Magika label (fallback: plain text of the group's kind when the
-    label is text, else :data:`NONE`).
+    """The extractor for a Magika label.
+
+    Fallback: plain text of the group's kind when the label is text, else :data:`NONE`.
     """
     found = _BY_LABEL.get(label)
     if found is not None:
