@@ -241,7 +241,7 @@ class Note(_Model):
 
 
 class StageFailure(_Model):
-    """A stage after classify that failed for good, marked on an artifact stored without it.
+    """A stage after classify that failed for good.
 
     The artifact went on to ``package`` without its result ("degrade, don't drop"), carrying this
     mark and its DLQ record.

@@ -143,7 +143,7 @@ class ExtractSummary(_Model):
     """An extraction result without its text, which is stored once (``text_ref``).
 
     It is ``data["extract"]`` of ``system.extract.completed`` and ``traits["extract"]`` of the
-    voxel: the result without its text, which is stored once (``text_ref``).
+    voxel.
     """
 
     text_ref: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")] | None = Field(
