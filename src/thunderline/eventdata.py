@@ -514,7 +514,7 @@ def voxel_of(record: CloudEvent) -> str | None:
     """The voxel a DLQ record names, or None for a plain dead letter.
 
     The artifact was stored without the failed stage's result (it is not the end of the artifact;
-    the voxel is). None for a plain dead letter.
+    the voxel is).
     """
     if not record.is_dlq:
         return None

@@ -315,8 +315,7 @@ class PackageStage(StoreStage):
         """The stored voxel a replay completes, or None to package the artifact as a new one.
 
         It is the one ``data.voxel_id`` names, if it is still there and of this artifact
-        (``TL_DUPLICATE_POLICY=link`` may have named another source's voxel): else None, and the
-        artifact is packaged as a new one.
+        (``TL_DUPLICATE_POLICY=link`` may have named another source's voxel).
         """
         assert self.voxels is not None and data.voxel_id is not None
         try:
@@ -416,10 +415,10 @@ class PackageStage(StoreStage):
 
 
 def _naming(record: dict[str, Any], voxel_id: str) -> CloudEvent:
-    """A carried DLQ record, naming the voxel the artifact was stored as.
+    """A carried DLQ record with ``data.voxel_id`` set to the voxel the artifact was stored as.
 
-    The record (:class:`~thunderline.eventdata.StageFailure`) names the voxel the artifact was
-    stored as without the failed stage's result.
+    The record (:class:`~thunderline.eventdata.StageFailure`) then names the voxel the artifact
+    was stored as without the failed stage's result.
     """
     event = CloudEvent.from_dict(record)
     return event.model_copy(update={"data": {**event.data, "voxel_id": voxel_id}})

@@ -123,7 +123,7 @@ def column_differences(row: RowMapping, voxel: Voxel) -> list[str]:
 def edge_differences(store: VoxelStore, voxel: Voxel) -> list[str]:
     """Lineage edge rows that do not say what the sealed parent ids say.
 
-    Both ways: a deleted row and a row the seal does not name are each reported).
+    Both ways: a deleted row and a row the seal does not name are each reported.
     """
     sealed = set(voxel.lineage.parent_voxel_ids)
     stored = set(store.parents(voxel.id))

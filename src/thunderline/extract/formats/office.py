@@ -451,7 +451,7 @@ _CONTAINER = "urn:oasis:names:tc:opendocument:xmlns:container"
 def extract_epub(path: Path, ctx: ExtractContext) -> ExtractResult:
     """EPUB 2/3: the package document's spine in reading order, with Dublin Core metadata.
 
-    One ``chapter`` segment per spine item (its first heading as title), Dublin Core metadata.
+    One ``chapter`` segment per spine item (its first heading as title).
     """
     from thunderline.extract.formats.text import decode_text, html_into
 

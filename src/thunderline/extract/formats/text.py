@@ -360,7 +360,7 @@ def extract_delimited(path: Path, ctx: ExtractContext) -> ExtractResult:
 def html_into(builder: TextBuilder, markup: str) -> dict[str, str]:
     """Text of an HTML document into ``builder`` (h1-h6 as headings); returns its metadata.
 
-    The metadata: (``title`` and ``<meta name=... content=...>``).
+    The metadata: ``title`` and ``<meta name=... content=...>``.
     """
     from selectolax.lexbor import LexborHTMLParser
 
@@ -505,7 +505,7 @@ def extract_markdown(path: Path, ctx: ExtractContext) -> ExtractResult:
 def extract_rst(path: Path, ctx: ExtractContext) -> ExtractResult:
     """The text of reStructuredText, through docutils' parser, section titles as headings.
 
-    Section titles as headings (level = depth), paragraphs, list items, definitions; literal
+    Headings take the section depth as level; paragraphs, list items, definitions kept; literal
     blocks, comments and system messages dropped. File inclusion and ``raw`` are off; problems
     are collected, never printed.
     """
@@ -667,8 +667,7 @@ _TAG = re.compile(r"</?[a-zA-Z][^>]*>|\{\\[^}]*\}")
 def extract_subtitles(path: Path, ctx: ExtractContext) -> ExtractResult:
     """SRT / WebVTT: the spoken lines, with the end of the last cue as ``duration_s``.
 
-    Numbers, timings, styling tags and NOTE blocks are dropped; ``duration_s`` is the end of the
-    last cue.
+    Numbers, timings, styling tags and NOTE blocks are dropped.
     """
     text, encoding, size, cut = _decoded(path, ctx, 2)
     builder = TextBuilder(ctx.max_text_bytes)
