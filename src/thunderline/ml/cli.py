@@ -130,7 +130,7 @@ def convert(
     ] = None,
     key: Annotated[Path | None, typer.Option(help="EC P-256 private key: sign the folder.")] = None,
 ) -> None:
-    """Convert IN.keras to OUT/onnx/model.onnx, validate it, checksum it and sign it.
+    """Convert IN.keras to OUT/onnx/model.onnx, validate and checksum it, sign it with --key.
 
     Validation writes VAL_REPORT.json; checksums.txt is written and, with --key, the folder
     signed. Exit 2 on bad input, 1 on FAIL.
