@@ -241,8 +241,11 @@ class Note(_Model):
 
 
 class StageFailure(_Model):
-    """A stage after classify that failed for good: the artifact went on to ``package``
-    without its result ("degrade, don't drop"), carrying this mark and its DLQ record."""
+    """A stage after classify that failed for good.
+
+    The artifact went on to ``package`` without its result ("degrade, don't drop"), carrying this
+    mark and its DLQ record.
+    """
 
     stage: str = Field(description="The stage that failed.")
     reason: str = Field(description="The DLQ reason (`extraction_failed`, `timeout`, ...).")
@@ -508,8 +511,11 @@ def original_data(record: DlqRecord) -> EventData | None:
 
 
 def voxel_of(record: CloudEvent) -> str | None:
-    """The voxel a DLQ record names: the artifact was stored without the failed stage's
-    result (it is not the end of the artifact; the voxel is). None for a plain dead letter."""
+    """The voxel a DLQ record names, or None for a plain dead letter.
+
+    The artifact was stored without the failed stage's result (it is not the end of the artifact;
+    the voxel is).
+    """
     if not record.is_dlq:
         return None
     value = record.data.get("voxel_id")

@@ -53,8 +53,11 @@ class ErrorSummary(BaseModel):
 
 
 class FailedStage(BaseModel):
-    """A stage after classify that failed for good; the artifact was stored without its
-    result (``outcome`` degraded) and its DLQ record (``dlq_id``) names the voxel."""
+    """A stage after classify that failed for good.
+
+    The artifact was stored without its result (``outcome`` degraded) and its DLQ record
+    (``dlq_id``) names the voxel.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -264,8 +267,10 @@ class RunReport:
     wall_s: float = 0.0
 
     def add(self, event: CloudEvent) -> ArtifactRecord | None:
-        """The record of a terminal event, kept; None for the DLQ record of a degraded
-        artifact (its voxel's record is the artifact's, listing the failure in ``failed``)."""
+        """The record of a terminal event, kept; None for the DLQ record of a degraded artifact.
+
+        The voxel's record is the artifact's, listing the failure in ``failed``.
+        """
         if voxel_of(event) is not None:
             return None
         record = record_from_event(event)

@@ -62,6 +62,7 @@ class ExtractContext:
     _part_bytes: int = 0
 
     def warn(self, message: str) -> None:
+        """Add ``message`` to the result's warnings (once: a repeated message is kept once)."""
         if message not in self.warnings:
             self.warnings.append(message)
 
@@ -73,8 +74,10 @@ class ExtractContext:
         kind: str = "attachment",
         mime: str | None = None,
     ) -> None:
-        """Write one embedded part to the spool folder (skipped with a warning past the
-        limits, or when the job keeps no parts)."""
+        """Write one embedded part to the spool folder.
+
+        Skipped with a warning past the limits, or when the job keeps no parts.
+        """
         if self.parts_dir is None:
             return
         if len(self.parts) >= self.max_parts:
@@ -122,6 +125,7 @@ class TextBuilder:
 
     @property
     def full(self) -> bool:
+        """Whether the text reached ``max_bytes``: nothing more will be added, stop reading."""
         return self.truncated
 
     @property
@@ -171,6 +175,11 @@ class TextBuilder:
             self._append(text)
 
     def heading(self, level: int, text: str) -> None:
+        """Add a heading as its own paragraph and record it (level clamped to 1-9).
+
+        White space is collapsed; an empty heading is dropped; the recorded text is cut at 500
+        characters.
+        """
         text = " ".join(text.split())
         if not text:
             return
@@ -203,6 +212,7 @@ class TextBuilder:
             self._open = None
 
     def build(self) -> str:
+        """Close the open segment and return the whole text."""
         self._close()
         return "".join(self._parts)
 

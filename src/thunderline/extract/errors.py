@@ -23,8 +23,10 @@ from thunderline.errors import ArtifactError, StageError
 
 
 class ExtractionError(ArtifactError):
-    """No text or metadata could be taken from the payload (damaged, encrypted, not the
-    format its label says)."""
+    """No text or metadata could be taken from the payload.
+
+    It is damaged, encrypted, or not the format its label says.
+    """
 
     reason = "extraction"
 
@@ -36,8 +38,11 @@ class ExtractWorkerError(StageError):
 
 
 class ExtractTimeoutError(ExtractWorkerError):
-    """The parser made no progress within the progress timeout, or ran past the total
-    timeout of its kind of file; the worker was killed."""
+    """The parser stalled or ran too long, and its worker was killed.
+
+    It made no progress within the progress timeout, or ran past the total timeout of its
+    kind of file.
+    """
 
     reason = "timeout"
 

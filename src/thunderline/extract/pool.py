@@ -79,10 +79,12 @@ class PoolConfig:
     plugins: tuple[str, ...] = ()
 
     def total_timeout(self, kind: str) -> float:
+        """The total timeout of ``kind`` of file, in seconds (``text``'s, else 60, if unset)."""
         return float(self.timeouts.get(kind, self.timeouts.get("text", 60.0)))
 
     @classmethod
     def from_settings(cls, settings: Any) -> PoolConfig:
+        """The pool's configuration from ``TL_EXTRACT_*`` settings (timeouts over the defaults)."""
         timeouts = dict(DEFAULT_TIMEOUTS)
         timeouts.update(settings.extract.timeouts)
         return cls(
@@ -113,6 +115,7 @@ class Job:
     ocr_languages: str = "eng"
 
     def wire(self) -> str:
+        """The job as one JSON line, as the worker process reads it on its standard input."""
         body = {
             "id": self.id,
             "path": self.path,
@@ -385,6 +388,7 @@ class ExtractPool:
         return [w.proc.pid for w in self._all if w.proc is not None and w.alive]
 
     async def close(self) -> None:
+        """Stop every worker process; the pool takes no more jobs."""
         self._closed = True
         await asyncio.gather(*(w.stop() for w in self._all), return_exceptions=True)
 

@@ -48,7 +48,6 @@ CONFIG_LABELS = frozenset(
 
 def _lazy(module: str, function: str) -> Callable[[Path, ExtractContext], ExtractResult]:
     """A runner that imports its module at first use (the worker imports only what it needs)."""
-
     resolved: list[Callable[[Path, ExtractContext], ExtractResult]] = []
 
     def run(path: Path, ctx: ExtractContext) -> ExtractResult:
@@ -167,8 +166,10 @@ _BY_NAME["none"] = NONE
 
 
 def extractor_for(label: str, group: str = "", is_text: bool = False) -> Extractor:
-    """The extractor for a Magika label (fallback: plain text of the group's kind when the
-    label is text, else :data:`NONE`)."""
+    """The extractor for a Magika label.
+
+    Fallback: plain text of the group's kind when the label is text, else :data:`NONE`.
+    """
     found = _BY_LABEL.get(label)
     if found is not None:
         return found

@@ -84,6 +84,7 @@ class DocMetadata(_Model):
     software: str | None = Field(None, description="Producer / generator / camera model.")
 
     def is_empty(self) -> bool:
+        """Whether no field is set (every field at its default)."""
         return self == DocMetadata()
 
 
@@ -139,8 +140,11 @@ class ExtractResult(_Model):
 
 
 class ExtractSummary(_Model):
-    """``data["extract"]`` of ``system.extract.completed`` and ``traits["extract"]`` of the
-    voxel: the result without its text, which is stored once (``text_ref``)."""
+    """An extraction result without its text, which is stored once (``text_ref``).
+
+    It is ``data["extract"]`` of ``system.extract.completed`` and ``traits["extract"]`` of the
+    voxel.
+    """
 
     text_ref: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")] | None = Field(
         None, description="The extracted text (UTF-8) in the object store; None: no text."
@@ -166,6 +170,7 @@ class ExtractSummary(_Model):
 
     @property
     def text_sha256(self) -> str | None:
+        """The SHA-256 hex of the stored text (from ``text_ref``), or None when there is none."""
         return self.text_ref.partition(":")[2] if self.text_ref else None
 
     def info(self) -> dict[str, Any]:
@@ -212,8 +217,11 @@ def summarize(
 
 
 def clip_raw(raw: dict[str, Any]) -> dict[str, str]:
-    """At most :data:`MAX_RAW_KEYS` keys, each value a string of at most
-    :data:`MAX_RAW_VALUE` characters (control characters other than tab/newline dropped)."""
+    """``raw`` cut to size: at most :data:`MAX_RAW_KEYS` keys, each value a short string.
+
+    Each value is a string of at most :data:`MAX_RAW_VALUE` characters (control characters other
+    than tab/newline dropped).
+    """
     out: dict[str, str] = {}
     for key, value in raw.items():
         if len(out) >= MAX_RAW_KEYS:

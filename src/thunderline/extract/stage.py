@@ -70,8 +70,10 @@ class ExtractStage(StoreStage):
 
     @classmethod
     def default_timeout_s(cls, settings: Settings) -> float:
-        """A batch timeout that covers every file of a batch running to its longest total
-        timeout, one worker after the other."""
+        """A batch timeout long enough for every file of a batch to run to its longest timeout.
+
+        Every file runs to its longest total timeout, one worker after the other.
+        """
         config = PoolConfig.from_settings(settings)
         budget = settings.stage_budget(cls.name)
         rounds = -(-budget.batch_size // max(config.workers, 1))
@@ -79,10 +81,12 @@ class ExtractStage(StoreStage):
         return max(settings.stage_timeout_s, rounds * longest + 30.0)
 
     async def close(self) -> None:
+        """Close the worker pool if this stage started it."""
         if self._own_pool:
             await self.pool.close()
 
     async def handle_batch(self, events: Sequence[CloudEvent]) -> list[Outcome]:
+        """Extract every event's payload concurrently in the worker pool; one outcome each."""
         return list(await asyncio.gather(*(self._one(event) for event in events)))
 
     async def _one(self, event: CloudEvent) -> Outcome:

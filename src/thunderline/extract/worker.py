@@ -60,8 +60,11 @@ class _Channel:
         self.stream.flush()
 
     def send_result(self, job_id: Any, found: Any) -> None:
-        """Answer with a result serialised by pydantic-core in one pass (no dict of it is
-        built first); text pydantic cannot serialise (lone surrogates) takes the slow way."""
+        """Answer with a result serialised by pydantic-core in one pass.
+
+        No dict of it is built first; text pydantic cannot serialise (lone surrogates) takes the
+        slow way.
+        """
         try:
             body = found.model_dump_json()
         except ValueError:  # PydanticSerializationError
@@ -151,6 +154,11 @@ def _failure(job_id: Any, exc: BaseException, message: str | None) -> dict[str, 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the extraction worker: read JSON jobs from stdin, one a line, answer on the protocol.
+
+    It caps its memory (``--memory-mb``), imports ``--plugin`` modules, announces itself
+    ``ready`` and handles jobs until stdin closes; returns the exit status (0).
+    """
     parser = argparse.ArgumentParser(prog="thunderline.extract.worker")
     parser.add_argument("--memory-mb", type=int, default=0, help="RLIMIT_AS cap (0: none)")
     parser.add_argument(

@@ -1,6 +1,8 @@
-"""The collector: every artifact's end (``terminal`` and ``dlq`` topics) recorded, counted,
-reported, then acknowledged. The pipeline runs one in-process; a worker with ``--stages
-collect`` runs the same one over the broker (any number of them: recording is idempotent).
+"""The collector: every artifact's end recorded, counted, reported, then acknowledged.
+
+An artifact ends on the ``terminal`` or the ``dlq`` topic. The pipeline runs one in-process; a
+worker with ``--stages collect`` runs the same one over the broker (any number of them: recording
+is idempotent).
 
 Per batch: record in the outcome store (retried with backoff while the database is away, so
 no outcome is lost), count each end in ``thunderline_ingest_completed_total`` (the denominator
@@ -36,7 +38,8 @@ RECORD_RETRY = RetryPolicy(backoff_s=0.1, backoff_max_s=5.0)
 class OutcomeRecorder(Protocol):
     """Where outcomes are recorded (:class:`~thunderline.outcomes.OutcomeStore`)."""
 
-    def record_many(self, events: Sequence[CloudEvent]) -> None: ...
+    def record_many(self, events: Sequence[CloudEvent]) -> None:
+        """Record the end of each event's artifact (idempotent: a replayed event is kept once)."""
 
 
 class Collector:
@@ -63,6 +66,7 @@ class Collector:
         self._stopping.set()
 
     async def run(self) -> None:
+        """Pull ``dlq`` then ``terminal`` batches and settle them until :meth:`stop` is called."""
         while not self._stopping.is_set():
             got = False
             for topic in (DLQ_TOPIC, TERMINAL_TOPIC):

@@ -66,10 +66,12 @@ PACKAGE = "package"
 
 
 def degraded(stage: str, event: CloudEvent, record: CloudEvent) -> CloudEvent | None:
-    """``event`` on to ``package`` without the result of ``stage``, which failed for good
-    with the DLQ ``record``: the record travels in ``data.failures`` and the stages between are
-    skipped with a note. None when the artifact cannot go on (before classify, no ``package``
-    on its route, or ``package`` failed): then the record is the artifact's end."""
+    """``event`` on to ``package`` without the result of ``stage``, which failed for good.
+
+    ``stage`` failed with the DLQ ``record``: the record travels in ``data.failures`` and the
+    stages between are skipped with a note. None when the artifact cannot go on (before classify,
+    no ``package`` on its route, or ``package`` failed): then the record is the artifact's end.
+    """
     route = event.route
     if stage in NOT_DEGRADED or event.is_dlq or PACKAGE not in route:
         return None
@@ -175,6 +177,7 @@ class Pipeline:
 
     # ---- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
+        """Set up every stage, start its ``concurrency`` workers and, if enabled, the collector."""
         for stage in self.stages.values():
             await stage.setup()
         for stage in self.stages.values():
@@ -262,8 +265,11 @@ class Pipeline:
 
     # ---- submission -----------------------------------------------------------------------
     async def submit(self, event: CloudEvent, *, block: bool = True) -> None:
-        """Publish an event into the pipeline; a full first queue makes it wait (``block``) or
-        raise :class:`~thunderline.errors.OverloadError`."""
+        """Publish an event into the pipeline.
+
+        A full first queue makes it wait (``block``) or raise
+        :class:`~thunderline.errors.OverloadError`.
+        """
         self._add_outstanding(1)
         try:
             await self._publish(event, block=block)
@@ -436,8 +442,11 @@ class Pipeline:
 
     @staticmethod
     def _checked(stage: Stage, outcome: Outcome) -> Outcome:
-        """An outcome whose every output event fits its type's model, else the contract error
-        (a bug in the stage: dead-lettered as ``contract_violation`` and logged)."""
+        """An outcome whose every output event fits its type's model, else the contract error.
+
+        A contract error is a bug in the stage: it is dead-lettered as ``contract_violation`` and
+        logged.
+        """
         if isinstance(outcome, BaseException):
             return outcome
         try:

@@ -31,9 +31,12 @@ class StageOptions(StageBudget):
     def for_stage(
         cls, settings: Settings, stage: str, *, default_timeout_s: float | None = None
     ) -> StageOptions:
-        """A stage's options from settings: its budget (:meth:`Settings.stage_budget`) with the
-        engine's retry policy for it (:meth:`Settings.stage_retry_policy`). Timeout: the stage's setting, else the stage's own default,
-        else ``TL_STAGE_TIMEOUT_S``."""
+        """A stage's options from settings: its budget and the engine's retry policy for it.
+
+        The budget is :meth:`Settings.stage_budget`, the retry policy
+        :meth:`Settings.stage_retry_policy`. Timeout: the stage's setting, else the stage's own
+        default, else ``TL_STAGE_TIMEOUT_S``.
+        """
         budget = settings.stage_budget(stage)
         timeout = budget.timeout_s or default_timeout_s or settings.stage_timeout_s
         return cls(
@@ -55,6 +58,7 @@ class Stage(ABC):
 
     @property
     def dlq_type(self) -> str:
+        """The CloudEvents type of this stage's dead letters (``<...>.dlq.<stage>``)."""
         return dlq_type_for(self.name)
 
     async def setup(self) -> None:  # noqa: B027 - optional hook
@@ -75,8 +79,10 @@ class Stage(ABC):
         *,
         route: list[str] | None = None,
     ) -> CloudEvent:
-        """The event this stage publishes for ``event``: ``data`` (the input's data extended
-        with this stage's result, see :func:`thunderline.eventdata.extend`), itself off the route.
+        """The event this stage publishes for ``event``, carrying ``data``.
+
+        ``data`` is the input's data extended with this stage's result (see
+        :func:`thunderline.eventdata.extend`), itself off the route.
 
         ``data`` must be exactly the model registered for ``type``
         (:class:`~thunderline.errors.EventContractError` otherwise). The route is the routing
@@ -92,10 +98,12 @@ class Stage(ABC):
         return typed_event(type, data, parent=event, source=f"urn:thunderline:stage:{self.name}")
 
     def pass_on(self, event: CloudEvent, data: Routed, note: str) -> CloudEvent:
-        """``event`` on to the next stage, unchanged but for a note in ``data.notes``: this
-        stage does not apply to the artifact (an SVG for a raster model), which is not a
+        """``event`` on to the next stage, unchanged but for a note in ``data.notes``.
+
+        This stage does not apply to the artifact (an SVG for a raster model), which is not a
         failure of the artifact. The note reads ``skipped: <why>`` (the voxel's
-        ``traits["skipped"]`` and the record's ``skipped`` list it)."""
+        ``traits["skipped"]`` and the record's ``skipped`` list it).
+        """
         if not note.startswith("skipped"):
             note = f"skipped: {note}"
         notes = [*(data.notes or []), Note(stage=self.name, note=note)]
@@ -103,9 +111,11 @@ class Stage(ABC):
 
 
 class StoreStage(Stage):
-    """A pipeline stage over the payload store: settings, the store, and its options from
-    :meth:`StageOptions.for_stage` unless given (the wiring table in :mod:`thunderline.runtime`
-    builds every stage this way)."""
+    """A pipeline stage over the payload store: settings, the store, and its options.
+
+    The options come from :meth:`StageOptions.for_stage` unless given (the wiring table in
+    :mod:`thunderline.runtime` builds every stage this way).
+    """
 
     def __init__(
         self, settings: Settings, store: ObjectStore, options: StageOptions | None = None

@@ -200,11 +200,14 @@ class BatchPolicy:
 def calibrate_batch_cap(
     model: OnnxModel, max_batch_size: int, *, reps: int = 5, tolerance: float = 1.05
 ) -> int:
-    """The batch size to cap at: smallest power of two within ``tolerance`` of the best
-    per-item time, measured on dummy inputs (1 when the batch dimension is fixed).
+    """The batch size to cap at: the smallest power of two near the best per-item time.
+
+    Near means within ``tolerance`` of the best per-item time, measured on dummy inputs (1 when
+    the batch dimension is fixed).
 
     One measurement at one moment: kept for ``thunderline doctor``-style checks; the batcher
-    itself learns its size while serving (:class:`BatchPolicy`)."""
+    itself learns its size while serving (:class:`BatchPolicy`).
+    """
     if not model.spec.dynamic_batch or max_batch_size <= 1:
         return 1
     sizes = []

@@ -1,6 +1,8 @@
-"""``thunderline models``: add a model in one command; list, verify (checksums, signature,
-permissions, external data), hash, convert a Keras model to ONNX, validate Keras vs ONNX,
-sign a model folder."""
+"""``thunderline models``: add, list, verify, hash, convert, validate and sign models.
+
+Add a model in one command; list, verify (checksums, signature, permissions, external data),
+hash, convert a Keras model to ONNX, validate Keras vs ONNX, sign a model folder.
+"""
 
 from __future__ import annotations
 
@@ -70,8 +72,10 @@ def verify(
         list[str] | None, typer.Argument(help="Models to check (default all).")
     ] = None,
 ) -> None:
-    """Check every model as a load would (registry SHA-256, checksums.txt, signature,
-    permissions, external data) without loading it; exit 1 on any problem."""
+    """Check every model as a load would, without loading it; exit 1 on any problem.
+
+    Checked: registry SHA-256, checksums.txt, signature, permissions, external data.
+    """
     registry = _registry(cli_settings())
     try:
         results = registry.verify(names or None)
@@ -126,8 +130,11 @@ def convert(
     ] = None,
     key: Annotated[Path | None, typer.Option(help="EC P-256 private key: sign the folder.")] = None,
 ) -> None:
-    """Convert IN.keras to OUT/onnx/model.onnx, validate it (VAL_REPORT.json), write
-    checksums.txt and, with --key, sign the folder. Exit 2 on bad input, 1 on FAIL."""
+    """Convert IN.keras to OUT/onnx/model.onnx, validate and checksum it, sign it with --key.
+
+    Validation writes VAL_REPORT.json; checksums.txt is written and, with --key, the folder
+    signed. Exit 2 on bad input, 1 on FAIL.
+    """
     cli_settings()
     from thunderline.convert import convert_keras, validate_folder
 
@@ -175,8 +182,11 @@ def validate(
         ),
     ] = None,
 ) -> None:
-    """Run seeded vectors and the folder's held-out samples through Keras and ONNX Runtime;
-    write VAL_REPORT.json. Exit 1 if any model FAILs, 2 if one cannot be validated."""
+    """Run seeded vectors and held-out samples through Keras and ONNX Runtime, and compare.
+
+    The held-out samples are the folder's. Writes VAL_REPORT.json. Exit 1 if any model FAILs, 2
+    if one cannot be validated.
+    """
     settings = cli_settings()
     from thunderline.convert import validate_folder
 

@@ -1,5 +1,7 @@
-"""Rows for ``thunderline doctor``: ONNX Runtime, the registry, checksums, signatures and model
-health."""
+"""Rows for ``thunderline doctor`` about the models.
+
+ONNX Runtime, the registry, checksums, signatures and model health.
+"""
 
 from __future__ import annotations
 

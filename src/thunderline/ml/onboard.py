@@ -54,8 +54,11 @@ REGISTRY_HEADER = (
 
 
 class ModelAddError(ThunderlineError):
-    """The model could not be added. ``usage``: the request itself is wrong (name taken, no
-    such file, missing option); otherwise the model failed (validation, probe, signature)."""
+    """The model could not be added.
+
+    ``usage``: the request itself is wrong (name taken, no such file, missing option);
+    otherwise the model failed (validation, probe, signature).
+    """
 
     reason = "model_add"
 

@@ -120,8 +120,10 @@ def image_tensor(data: bytes, entry: ModelEntry) -> NDArray[np.float32]:
 
 
 def utf8_byte_ids(data: bytes, seq_len: int) -> NDArray[np.int64]:
-    """The ``utf8_bytes`` tokeniser: the first ``seq_len`` bytes of the text (invalid UTF-8
-    replaced by U+FFFD) as ids 0-255, zero padded. Training (models/train_text.py) uses it too.
+    """The ``utf8_bytes`` tokeniser: the first ``seq_len`` bytes of the text as ids 0-255.
+
+    Invalid UTF-8 is replaced by U+FFFD; the ids are zero padded. Training (models/train_text.py)
+    uses it too.
     """
     text = data.decode("utf-8", errors="replace").encode("utf-8")[:seq_len]
     ids = np.zeros(seq_len, dtype=np.int64)

@@ -328,8 +328,10 @@ class ModelRegistry:
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def refresh(self) -> bool:
-        """Re-read ``registry.toml`` if it changed since it was read (one ``stat``); True when
-        it was re-read. A file that no longer parses keeps the entries read before (logged)."""
+        """Re-read ``registry.toml`` if it changed since it was read; True when it was re-read.
+
+        One ``stat`` tells. A file that no longer parses keeps the entries read before (logged).
+        """
         stamp = self._stat()
         if stamp == self._stamp:
             return False

@@ -1,5 +1,7 @@
-"""Add the model registry to a CycloneDX SBOM: one ``machine-learning-model`` component per model,
-with every file of its folder as a nested ``file`` component carrying its SHA-256.
+"""Add the model registry to a CycloneDX SBOM.
+
+One ``machine-learning-model`` component per model, with every file of its folder as a nested
+``file`` component carrying its SHA-256.
 
 ``make sbom`` runs ``cyclonedx-py environment --of JSON --sv 1.6 --output-reproducible`` over
 the venv (the Python packages, offline), then this module::

@@ -54,8 +54,10 @@ TOP_K = 5
 
 
 def min_confidence(entry: ModelEntry) -> float | None:
-    """The model's confidence threshold (registry ``min_confidence``, chosen on held-out
-    data): a best score below it is reported as "no confident label"."""
+    """The model's confidence threshold (registry ``min_confidence``).
+
+    It was chosen on held-out data: a best score below it is reported as "no confident label".
+    """
     value = entry.extra.get("min_confidence")
     if isinstance(value, int | float) and 0.0 <= float(value) <= 1.0:
         return float(value)
@@ -166,10 +168,13 @@ class InferStage(StoreStage):
 
     # ---- one event ----------------------------------------------------------------------
     def model_for(self, event: CloudEvent) -> ModelEntry:
-        """The registry entry for the event's content: a model whose ``applies_to`` names the
-        Magika label (then the group); else images -> ``TL_ONNX_IMAGE_MODEL``, text (and code)
-        -> ``TL_ONNX_TEXT_MODEL``; anything else is unsupported. The registry is re-read first
-        when its file changed (``models add`` while the service runs)."""
+        """The registry entry for the event's content.
+
+        A model whose ``applies_to`` names the Magika label (then the group); else images ->
+        ``TL_ONNX_IMAGE_MODEL``, text (and code) -> ``TL_ONNX_TEXT_MODEL``; anything else is
+        unsupported. The registry is re-read first when its file changed (``models add`` while
+        the service runs).
+        """
         classification = data_of(event, Classified).classification
         group, mime = classification.group, classification.mime
         self.registry.refresh()
@@ -245,10 +250,12 @@ class InferStage(StoreStage):
         return [self.advance(event, INFERENCE_COMPLETED, data)]
 
     def _skip_model(self, event: CloudEvent, exc: ThunderlineError, *, count: bool) -> CloudEvent:
-        """The artifact on to the next stage with a note: the model, not the artifact, is at
-        fault, so every artifact of its route would be dead-lettered for nothing (issue 24).
+        """The artifact on to the next stage with a note: the model, not the artifact, is at fault.
+
+        Dead-lettering would send every artifact of its route there for nothing (issue 24).
         The problem is visible in ``thunderline_onnx_model_healthy``, ``models verify``,
-        ``/readyz`` and the log; replaying is not needed once the model is fixed."""
+        ``/readyz`` and the log; replaying is not needed once the model is fixed.
+        """
         model = str(exc.details.get("model") or self._model_label(event))
         if count:
             metrics.ONNX_INFER_ERRORS.labels(model, exc.reason).inc()

@@ -1,5 +1,8 @@
-"""The tensor contract: :class:`ModelInput` / :class:`ModelOutput` over NumPy arrays, the
-result of one inference, and the normalisation helpers used before a model runs."""
+"""The tensor contract: model inputs and outputs over NumPy arrays, and normalisation helpers.
+
+:class:`ModelInput` / :class:`ModelOutput` over NumPy arrays, the result of one inference, and
+the normalisation helpers used before a model runs.
+"""
 
 from __future__ import annotations
 

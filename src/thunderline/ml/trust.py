@@ -176,9 +176,12 @@ def trusted_owners() -> frozenset[int]:
 
 
 def permission_problems(paths: Iterable[Path], shallow: Iterable[Path] = ()) -> list[str]:
-    """Why the given paths cannot be trusted: writable by group or others, or owned by someone
-    other than the service user or root. Folders in ``paths`` are checked with everything under
-    them; ``shallow`` paths (the model root, the key's folder) only themselves."""
+    """Why the given paths cannot be trusted (one reason per untrusted path).
+
+    A path is untrusted when writable by group or others, or owned by someone other than the
+    service user or root. Folders in ``paths`` are checked with everything under
+    them; ``shallow`` paths (the model root, the key's folder) only themselves.
+    """
     problems: list[str] = []
     owners = trusted_owners()
 

@@ -443,11 +443,13 @@ def file_group(value: object) -> str:
 
 
 def terminal_outcome(event: Any) -> str | None:
-    """How ``event`` ends its artifact for ``thunderline_ingest_completed_total``: ``ok`` (a
-    voxel with every stage's result, or the terminal sink), ``degraded`` (a voxel stored
+    """How ``event`` ends its artifact for ``thunderline_ingest_completed_total``.
+
+    ``ok`` (a voxel with every stage's result, or the terminal sink), ``degraded`` (a voxel stored
     without the result of a stage that failed: completed with failures), ``dlq`` (no voxel);
     None for the DLQ record of a degraded artifact (its voxel is the artifact's end, counted
-    once; the record itself is counted in ``thunderline_dlq_total`` where it failed)."""
+    once; the record itself is counted in ``thunderline_dlq_total`` where it failed).
+    """
     data = getattr(event, "data", None) or {}
     if getattr(event, "is_dlq", False):
         return None if data.get("voxel_id") else "dlq"

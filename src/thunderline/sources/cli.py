@@ -93,8 +93,11 @@ def sync(source: SourceArg, bus: BusOpt = None, as_json: JsonOpt = False) -> Non
 
 
 def watch_cmd(source: SourceArg, bus: BusOpt = None, as_json: JsonOpt = False) -> None:
-    """Keep a folder (inotify, with polling every TL_SOURCE_POLL_INTERVAL_S) or a bucket
-    prefix (polling) in step until interrupted (Ctrl-C or SIGTERM end it cleanly)."""
+    """Keep a folder or a bucket prefix in step until interrupted.
+
+    A folder is watched with inotify, with polling every TL_SOURCE_POLL_INTERVAL_S; a bucket
+    prefix is polled. Ctrl-C or SIGTERM end it cleanly.
+    """
     settings, parsed = _setup(source, bus)
 
     async def run() -> None:

@@ -1,7 +1,10 @@
-"""The console's lifecycle pages: sources (``/sources``: state, add, pause, resume), duplicates
-(``/duplicates``), webhook deliveries (``/webhooks``), and the result versions card of the voxel
-page (:func:`result_versions`). Server-rendered like the other pages; the add/pause/resume
-buttons call ``POST /v1/sources`` (admin) from ``/static/sources.js``."""
+"""The console's lifecycle pages: sources, duplicates, webhooks and result versions.
+
+Sources (``/sources``: state, add, pause, resume), duplicates (``/duplicates``), webhook
+deliveries (``/webhooks``), and the result versions card of the voxel page
+(:func:`result_versions`). Server-rendered like the other pages; the add/pause/resume buttons
+call ``POST /v1/sources`` (admin) from ``/static/sources.js``.
+"""
 
 from __future__ import annotations
 
@@ -28,8 +31,10 @@ def _when(unix: float | None) -> str:
 
 
 def result_versions(results: ResultVersions, voxel: Voxel) -> list[dict[str, Any]]:
-    """Per stage, its versions side by side (one column each): who made it, when, which run,
-    which is current, and a line of the result."""
+    """Per stage, its result versions side by side (one column each).
+
+    Each column says who made it, when, which run, which is current, and a line of the result.
+    """
     out = []
     for stage, versions in results.versions(voxel).items():
         out.append(
@@ -53,6 +58,7 @@ def result_versions(results: ResultVersions, voxel: Voxel) -> list[dict[str, Any
 
 @router.get("/sources", response_class=HTMLResponse, response_model=None)
 async def sources_page(request: Request) -> Response:
+    """The ``/sources`` page: each source root, paused or not, its entries by state, last pass."""
     user = _user(request)
     if user is None:
         return _login_redirect(request)
@@ -79,6 +85,7 @@ async def sources_page(request: Request) -> Response:
 
 @router.get("/duplicates", response_class=HTMLResponse, response_model=None)
 async def duplicates_page(request: Request) -> Response:
+    """The ``/duplicates`` page: content stored more than once, under ``TL_DUPLICATE_POLICY``."""
     from thunderline.voxel import lifecycle
 
     user = _user(request)
@@ -106,6 +113,10 @@ async def duplicates_page(request: Request) -> Response:
 
 @router.get("/webhooks", response_class=HTMLResponse, response_model=None)
 async def webhooks_page(request: Request, status: str = "") -> Response:
+    """The ``/webhooks`` page (admin only): webhook rules and deliveries, filtered by ``status``.
+
+    ``status`` is ``pending``, ``delivered`` or ``failed``; anything else shows every delivery.
+    """
     user = _user(request)
     if user is None:
         return _login_redirect(request)

@@ -59,11 +59,17 @@ class Entry:
     updated_unix: float
 
     def to_json_dict(self) -> dict[str, Any]:
+        """Every field by name, as JSON-ready values."""
         return dict(self.__dict__)
 
 
 @dataclass(frozen=True)
 class Root:
+    """A source root the ledger knows (a folder or bucket prefix URI): paused, and its last pass.
+
+    ``last_summary`` is the last pass's report as a dict, None before the first pass.
+    """
+
     uri: str
     paused: bool
     created_unix: float
@@ -71,6 +77,7 @@ class Root:
     last_summary: dict[str, Any] | None
 
     def to_json_dict(self) -> dict[str, Any]:
+        """Every field by name, as JSON-ready values."""
         return dict(self.__dict__)
 
 
@@ -112,6 +119,8 @@ class Ledger(Tables):
 
     # ---- roots --------------------------------------------------------------------------------
     def ensure_root(self, uri: str) -> Root:
+        """The root ``uri``, added (not paused, never synced) when the ledger does not know it."""
+
         def run(conn: Any) -> Root:
             row = conn.execute(select(source_roots).where(source_roots.c.uri == uri)).mappings()
             found = row.first()
@@ -125,6 +134,8 @@ class Ledger(Tables):
         return result
 
     def roots(self) -> list[Root]:
+        """Every source root, by URI."""
+
         def run(conn: Any) -> list[Root]:
             rows = conn.execute(select(source_roots).order_by(source_roots.c.uri)).mappings()
             return [_root(r) for r in rows]
@@ -143,6 +154,7 @@ class Ledger(Tables):
         return result
 
     def finish_pass(self, uri: str, summary: dict[str, Any]) -> None:
+        """Record a finished pass over root ``uri``: the time now and the pass's ``summary``."""
         self._run(
             "pass",
             lambda conn: conn.execute(
@@ -154,10 +166,12 @@ class Ledger(Tables):
 
     # ---- entries ------------------------------------------------------------------------------
     def known(self, root: str) -> dict[str, KnownRow]:
-        """Every current entry of ``root`` by key (one query), as the driver's own row tuples
-        ``(id, size, mtime_ns, etag, state, key)``: positions 0-4 are :class:`Known`'s fields,
-        ``Known(*row[:5])`` when a named one is wanted. No object per row: 100k rows in a
-        fraction of a second."""
+        """Every current entry of ``root`` by key (one query), as the driver's own row tuples.
+
+        The tuples are ``(id, size, mtime_ns, etag, state, key)``: positions 0-4 are
+        :class:`Known`'s fields, ``Known(*row[:5])`` when a named one is wanted. No object per
+        row: 100k rows in a fraction of a second.
+        """
         c = source_entries.c
         stmt = select(c.id, c.size, c.mtime_ns, c.etag, c.state, c.key).where(
             and_(c.root == root, c.current.is_(True))
@@ -191,8 +205,10 @@ class Ledger(Tables):
         return result
 
     def add_versions(self, rows: Sequence[dict[str, Any]]) -> list[str]:
-        """Insert new current versions (state ``submitted``) and retire the versions they
-        replace, in one transaction (committed before their events are published)."""
+        """Insert new current versions (state ``submitted``) and retire the versions they replace.
+
+        One transaction, committed before their events are published.
+        """
         if not rows:
             return []
         now = time.time()
@@ -263,8 +279,11 @@ class Ledger(Tables):
         )
 
     def settle(self, done: Iterable[dict[str, Any]]) -> None:
-        """Mark entries ``done`` with their outcome (``id``, ``outcome``, ``voxel_id``,
-        ``dlq_id``, ``duplicate_of``, ``content_sha256``)."""
+        """Mark entries ``done`` with their outcome.
+
+        Each outcome names ``id``, ``outcome``, ``voxel_id``, ``dlq_id``, ``duplicate_of`` and
+        ``content_sha256``.
+        """
         todo = list(done)
         if not todo:
             return
@@ -282,6 +301,7 @@ class Ledger(Tables):
         self._run("write", run)
 
     def mark_deleted(self, entry_ids: Sequence[str]) -> None:
+        """Mark the entries ``deleted`` (gone from their source); the rows are kept."""
         if not entry_ids:
             return
         now = time.time()
@@ -303,6 +323,15 @@ class Ledger(Tables):
         current_only: bool = True,
         limit: int = 1000,
     ) -> list[Entry]:
+        """Entries by root, key and version, at most ``limit``, filtered by the given fields.
+
+        Args:
+            root: Only this root's entries.
+            key: Only the versions of this key.
+            state: Only entries in this state (``submitted``, ``done``, ``deleted``...).
+            current_only: Only current versions (False: retired versions too).
+            limit: The most entries returned.
+        """
         c = source_entries.c
         stmt = select(source_entries).order_by(c.root, c.key, c.version).limit(limit)
         if root is not None:
@@ -321,6 +350,8 @@ class Ledger(Tables):
         return result
 
     def get(self, entry_id: str) -> Entry | None:
+        """The entry version with this id, or None."""
+
         def run(conn: Any) -> Entry | None:
             row = conn.execute(
                 select(source_entries).where(source_entries.c.id == entry_id)
@@ -332,6 +363,7 @@ class Ledger(Tables):
         return result
 
     def counts(self, root: str) -> dict[str, int]:
+        """How many current entries of ``root`` are in each state (states with none left out)."""
         c = source_entries.c
         stmt = (
             select(c.state, func.count())

@@ -320,8 +320,10 @@ class Reprocessor:
 
     # ---- checks -------------------------------------------------------------------------
     def check(self, stage: str, model: str | None) -> ModelPin | None:
-        """Refuse an unknown stage, and a pin the stage does not take or the registry does
-        not hold at that version.
+        """Refuse an unknown stage, and a model pin that cannot be honoured.
+
+        A pin cannot be honoured when the stage does not take one or the registry does not hold
+        the model at that version.
 
         Raises:
             ConfigError: what is wrong, before anything is done.
@@ -420,8 +422,10 @@ class Reprocessor:
         on_progress: Callable[[RunInfo], None] | None = None,
         stop: asyncio.Event | None = None,
     ) -> RunInfo:
-        """Work through the run's pending items (a finished run returns at once); resumable:
-        call again with the same id after a stop."""
+        """Work through the run's pending items; a finished run returns at once.
+
+        Resumable: call again with the same id after a stop.
+        """
         info = await asyncio.to_thread(self.info, run_id)
         pin = self.check(info.stage, info.model)
         if info.counts.get(PENDING, 0) == 0:
@@ -485,9 +489,11 @@ class Reprocessor:
         await asyncio.to_thread(self.runs.mark, info.id, marks)
 
     def event_for(self, voxel: Voxel, stage: str) -> CloudEvent:
-        """The ``system.ingest.classified`` event a stage takes for a stored voxel: its
-        artifact and classification from the sealed document, the current extract result,
-        the voxel's correlation id, caused by the voxel's own event."""
+        """The ``system.ingest.classified`` event a stage takes for a stored voxel.
+
+        It carries the voxel's artifact and classification from the sealed document, the current
+        extract result, the voxel's correlation id, caused by the voxel's own event.
+        """
         traits = voxel.traits
         artifact = traits.get("artifact") or {}
         extract: ExtractSummary | None = None

@@ -62,8 +62,9 @@ def reprocess(
     batch: Annotated[int, typer.Option(min=1, max=256, help="Voxels per stage batch.")] = 8,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run a stage again over stored voxels; every result is kept as a version, the new one
-    current, each naming the model or extractor version that made it.
+    """Run a stage again over stored voxels, keeping every result as a version.
+
+    The new version is current; each names the model or extractor version that made it.
 
     The run's voxels are fixed when it starts; Ctrl-C stops it after the current batch and
     prints its id: `--resume ID` continues with what is left. Exit 2 on a bad stage, model or
@@ -165,8 +166,10 @@ def results(
     voxel_id: Annotated[str, typer.Argument(help="Voxel id or unique prefix.")],
     as_json: JsonOpt = False,
 ) -> None:
-    """Every result version of a voxel by stage, side by side: who made it, when, which is
-    current."""
+    """Show every result version of a voxel by stage, side by side.
+
+    For each: who made it, when, and which is current.
+    """
     settings = cli_settings()
     try:
         with VoxelStore(settings) as store:

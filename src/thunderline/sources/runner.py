@@ -32,10 +32,12 @@ _log = logging.getLogger("thunderline.sources")
 
 
 class LazyPublisher:
-    """The pipeline's :class:`~thunderline.ingestor.Ingestor`, opened on the first event to
-    send: a pass with nothing new or changed starts no pipeline (no model is loaded, no broker
+    """The pipeline's :class:`~thunderline.ingestor.Ingestor`, opened on the first event to send.
+
+    A pass with nothing new or changed starts no pipeline (no model is loaded, no broker
     connection made). Outcomes are read through an outcome store of its own (the same
-    database the pipeline's collector writes)."""
+    database the pipeline's collector writes).
+    """
 
     def __init__(self, settings: Settings, stack: AsyncExitStack, outcomes: OutcomeStore) -> None:
         self.settings = settings
@@ -57,17 +59,21 @@ class LazyPublisher:
         return self._inner
 
     async def publish(self, event: CloudEvent) -> None:
+        """Send ``event`` into the pipeline, opening it first if this is the first event."""
         await (await self._open()).publish(event)
 
     async def drained(self) -> None:
+        """Wait until the pipeline has finished what it was sent (at once if none was opened)."""
         if self._inner is not None:
             await self._inner.drained()
 
 
 @asynccontextmanager
 async def open_publisher(settings: Settings) -> AsyncIterator[Publisher]:
-    """The in-process pipeline or the RabbitMQ submitter, as the bus URL says (the ingestor
-    ``thunderline ingest`` uses), opened when there is something to send."""
+    """The in-process pipeline or the RabbitMQ submitter, opened when there is something to send.
+
+    Which one is as the bus URL says (the ingestor ``thunderline ingest`` uses).
+    """
     outcomes = await asyncio.to_thread(OutcomeStore, settings)
     try:
         async with AsyncExitStack() as stack:
@@ -101,6 +107,7 @@ def _deleter(settings: Settings, ledger: Ledger) -> Callable[[list[str]], Awaita
 
 
 async def sync_once(settings: Settings, source: SourceUri) -> PassReport:
+    """Run one sync pass over ``source`` and return its report."""
     async with open_sync(settings, source) as sync:
         return await sync.run_pass()
 
@@ -114,9 +121,11 @@ async def watch(
     use_inotify: bool = True,
     dispatch_webhooks: bool = True,
 ) -> None:
-    """Keep ``source`` in step until ``stop`` is set (or the task is cancelled); the webhook
-    dispatcher (:meth:`~thunderline.webhooks.core.Webhooks.dispatch`) runs beside it unless
-    ``dispatch_webhooks`` is False."""
+    """Keep ``source`` in step until ``stop`` is set (or the task is cancelled).
+
+    The webhook dispatcher (:meth:`~thunderline.webhooks.core.Webhooks.dispatch`) runs beside it
+    unless ``dispatch_webhooks`` is False.
+    """
     from thunderline.webhooks.core import Webhooks
 
     stop = stop or asyncio.Event()

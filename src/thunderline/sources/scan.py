@@ -91,8 +91,11 @@ Stat = tuple[int, int, str | None]
 
 
 def list_dir(root: Path) -> dict[str, Stat]:
-    """:func:`scan_dir` as ``{key: (size, mtime_ns, None)}``: the same walk, the cheapest
-    result (a sync pass over an unchanged tree compares and discards almost all of it)."""
+    """:func:`scan_dir` as ``{key: (size, mtime_ns, None)}``.
+
+    The same walk, the cheapest result (a sync pass over an unchanged tree compares and discards
+    almost all of it).
+    """
     is_reg = stat_mod.S_ISREG
     out: dict[str, Stat] = {}
     stack = [("", str(root))]

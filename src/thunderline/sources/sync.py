@@ -83,6 +83,7 @@ class PassReport:
     dlq_keys: list[str] = field(default_factory=list)
 
     def to_json_dict(self) -> dict[str, Any]:
+        """The report's fields by name, as JSON-ready values."""
         return asdict(self)
 
 
@@ -92,15 +93,19 @@ class Publisher(Protocol):
     outcomes: OutcomeStore
     resubmit_pending: bool  # in-process: a pending entry of a dead run is sent again
 
-    async def publish(self, event: CloudEvent) -> None: ...
+    async def publish(self, event: CloudEvent) -> None:
+        """Send an ingest event into the pipeline."""
 
-    async def drained(self) -> None: ...
+    async def drained(self) -> None:
+        """Wait until an in-process pipeline is idle; on a broker, return at once."""
 
 
 class IngestorPublisher:
-    """The pipeline's :class:`~thunderline.ingestor.Ingestor` (``open_ingestor``): the
-    :class:`~thunderline.runtime.Runtime` on ``memory://``, the RabbitMQ
-    :class:`~thunderline.worker.submit.Submitter` on a broker -- the path ``ingest`` takes."""
+    """The pipeline's :class:`~thunderline.ingestor.Ingestor` (``open_ingestor``) as a publisher.
+
+    The :class:`~thunderline.runtime.Runtime` on ``memory://``, the RabbitMQ
+    :class:`~thunderline.worker.submit.Submitter` on a broker -- the path ``ingest`` takes.
+    """
 
     def __init__(self, ingestor: Ingestor) -> None:
         self.ingestor = ingestor
@@ -110,9 +115,11 @@ class IngestorPublisher:
         self.resubmit_pending = ingestor.runtime is not None
 
     async def publish(self, event: CloudEvent) -> None:
+        """Submit ``event`` through the ingestor."""
         await self.ingestor.submit(event)
 
     async def drained(self) -> None:
+        """Wait until the in-process runtime is idle (at once on a broker)."""
         if self.ingestor.runtime is not None:
             await self.ingestor.runtime.wait_idle()
 
@@ -127,11 +134,14 @@ class _Todo:
 def _compare(
     seen: dict[str, Stat], known: dict[str, KnownRow], settle_ns: int, now_ns: int
 ) -> tuple[list[tuple[Seen, KnownRow | None]], int, int, int]:
-    """The listing against the ledger, in memory: the entries to act on (new, changed,
-    submitted), and the counts of unchanged and settling entries and of listed keys the ledger
-    knows. Same size and mtime (or ETag, for S3) is unchanged; a file modified less than
-    ``settle_ns`` ago waits for a later pass. The hot loop of a pass over an unchanged tree:
-    plain tuples, local names, no object for an unchanged entry."""
+    """The listing against the ledger, in memory: the entries to act on, and counts.
+
+    The entries to act on are new, changed or submitted; the counts of unchanged and settling
+    entries and of listed keys the ledger knows. Same size and mtime (or ETag, for S3) is
+    unchanged; a file modified less than ``settle_ns`` ago waits for a later pass. The hot loop
+    of a pass over an unchanged tree: plain tuples, local names, no object for an unchanged
+    entry.
+    """
     wire = names.wire_text
     get = known.get
     acting: list[tuple[Seen, KnownRow | None]] = []
@@ -189,6 +199,12 @@ class SourceSync:
         return list_dir(self.source.path)
 
     async def run_pass(self) -> PassReport:
+        """One pass: list the source, compare with the ledger, ingest what is new or changed.
+
+        Entries submitted by a pass that stopped are resumed, waited for (a broker keeps their
+        messages) or settled when their outcome is already recorded; keys no longer listed are
+        marked deleted, and the pass's summary is recorded on the root.
+        """
         started = time.perf_counter()
         report = PassReport(self.source.uri)
         await asyncio.to_thread(self.ledger.ensure_root, self.source.uri)
@@ -313,8 +329,11 @@ class SourceSync:
         await self._settle([(e, ev.correlationid, k) for e, ev, k in to_send], report)
 
     def _store(self, seen: Seen) -> tuple[CloudEvent, str | None]:
-        """Put the entry's bytes in the object store: the ingest event to publish and the
-        content SHA-256 (or a DLQ record and ``None`` when the entry was refused)."""
+        """Put the entry's bytes in the object store; return the event to publish and its hash.
+
+        The ingest event to publish and the content SHA-256 (or a DLQ record and ``None`` when
+        the entry was refused).
+        """
         if self.source.kind == "s3":
             return self._store_s3(seen)
         assert self.source.path is not None

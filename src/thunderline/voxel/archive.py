@@ -1,5 +1,6 @@
-"""Safe expansion of zip, tar (plain, gzip, bzip2, xz, zstd) and ar (Debian packages)
-archives into the object store.
+"""Safe expansion of zip, tar and ar archives into the object store.
+
+Tar plain or compressed with gzip, bzip2, xz or zstd; ar as in Debian packages.
 
 Two passes. The first reads only the member headers and refuses the whole archive, before a
 byte is written, when it has more than ``archive_max_members`` members, declares more than
@@ -67,6 +68,7 @@ class Member:
 
     @property
     def ref(self) -> str:
+        """The member's object-store reference, ``sha256:<hex>``."""
         return f"sha256:{self.sha256}"
 
 

@@ -238,8 +238,11 @@ def verify(
     voxel_id: Annotated[str | None, typer.Argument(help=ID_HELP)] = None,
     all_: Annotated[bool, typer.Option("--all", help="Verify every stored voxel.")] = False,
 ) -> None:
-    """Check each voxel against its sealed document: metadata hash, every index column, and
-    every payload copy (inline row and object); report what differs; exit 1 if any fails."""
+    """Check each voxel against its sealed document; report what differs; exit 1 if any fails.
+
+    Checked: the metadata hash, every index column, and every payload copy (inline row and
+    object).
+    """
     if not all_ and voxel_id is None:
         err_console.print("give a voxel ID or --all")
         raise typer.Exit(2)
@@ -295,8 +298,10 @@ def cat(voxel_id: Annotated[str, typer.Argument(help=ID_HELP)]) -> None:
 
 @voxels_app.command()
 def text(voxel_id: Annotated[str, typer.Argument(help="Voxel id or unique prefix.")]) -> None:
-    """Print the text extracted from the voxel's payload (stored once beside it, verified
-    before printing); exit 1 when the voxel has no extracted text."""
+    """Print the text extracted from the voxel's payload; exit 1 when it has none.
+
+    The text is stored once beside the payload and verified before printing.
+    """
     with _open() as store:
         try:
             full = voxel_id if len(voxel_id) == 36 else store.resolve_id(voxel_id)

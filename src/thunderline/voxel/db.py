@@ -206,10 +206,11 @@ def migrate(engine: Engine) -> str:
 
 
 class Tables:
-    """Base of the classes that keep their own tables in the voxel database (the source
-    ledger, webhooks, result versions): one engine (given, or opened from settings and then
-    owned and disposed by :meth:`close`), migrated on first use, and :meth:`_run`, which
-    runs a function in one transaction and translates database errors once.
+    """Base of the classes that keep their own tables in the voxel database.
+
+    Those are the source ledger, webhooks and result versions. One engine (given, or opened from
+    settings and then owned and disposed by :meth:`close`), migrated on first use, and
+    :meth:`_run`, which runs a function in one transaction and translates database errors once.
 
     Args:
         settings: Read for ``TL_DATABASE_URL`` and ``TL_DB_*`` when no engine is given.

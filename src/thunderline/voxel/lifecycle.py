@@ -79,6 +79,7 @@ class Deletion:
     deleted_unix: float
 
     def to_json_dict(self) -> dict[str, Any]:
+        """Every field of the audit record by name, as JSON-ready values."""
         return dict(self.__dict__)
 
 
@@ -94,8 +95,9 @@ def delete_voxels(
     reason: str,
     with_descendants: bool = False,
 ) -> list[Deletion]:
-    """Delete voxels (ids or unique prefixes) with an audit record each, then collect their
-    payloads; returns the audit records (payload_removed as it ended).
+    """Delete voxels (ids or unique prefixes) with an audit record each, then collect payloads.
+
+    Returns the audit records (``payload_removed`` as it ended).
 
     Raises:
         VoxelNotFoundError: an id names no voxel.
@@ -225,8 +227,10 @@ def collect_payloads(store: VoxelStore, shas: Iterable[str]) -> set[str]:
 
 
 def collect_texts(store: VoxelStore, shas: Iterable[str]) -> set[str]:
-    """Remove each extracted-text object (``traits.extract.text_ref``) that no remaining voxel
-    names (a substring search of the sealed documents: one scan per text)."""
+    """Remove each extracted-text object (``traits.extract.text_ref``) no remaining voxel names.
+
+    Found by a substring search of the sealed documents: one scan per text.
+    """
     removed: set[str] = set()
     for sha in sorted(set(shas)):
         try:
@@ -297,8 +301,11 @@ def retention_ids(
     source_prefix: str | None = None,
     now: float | None = None,
 ) -> list[str]:
-    """Voxels matching every given rule (ingested before ``now - older_than_s``, of this
-    Magika label, from a source starting with the prefix), oldest first. No rule: none."""
+    """Voxels matching every given rule, oldest first; no rule given: none.
+
+    The rules: ingested before ``now - older_than_s``, of this Magika label, from a source
+    starting with the prefix.
+    """
     if older_than_s is None and label is None and source_prefix is None:
         return []
     stmt = select(voxels.c.id).order_by(voxels.c.ts_unix, voxels.c.id)
@@ -372,9 +379,11 @@ def check_references(store: VoxelStore) -> list[str]:
 
 
 def delete_for_entries(settings: Settings, ledger: Ledger, entry_ids: Sequence[str]) -> int:
-    """``TL_SOURCE_DELETE_POLICY=delete``: delete the voxels of source entries that were
-    deleted at their source, unless another current entry still points at the same voxel;
-    returns how many voxels were deleted (with their descendants: archive members)."""
+    """``TL_SOURCE_DELETE_POLICY=delete``: delete the voxels of entries deleted at their source.
+
+    A voxel another current entry still points at is kept. Returns how many voxels were
+    deleted (with their descendants: archive members).
+    """
     from thunderline.voxel.store import VoxelStore
 
     entries = [e for e in (ledger.get(i) for i in entry_ids) if e is not None and e.voxel_id]
@@ -418,6 +427,7 @@ class DuplicateGroup:
     linked_artifacts: list[str]  # artifacts of any way in (CLI, API, workers) linked to it
 
     def to_json_dict(self) -> dict[str, Any]:
+        """Every field of the group by name, as JSON-ready values."""
         return dict(self.__dict__)
 
 

@@ -91,8 +91,10 @@ def retain(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List, delete nothing.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Apply a retention rule (every given condition must hold); archive members go with
-    their archive. Each deletion is audited with the rule as its reason."""
+    """Apply a retention rule: delete the voxels matching every given condition.
+
+    Archive members go with their archive. Each deletion is audited with the rule as its reason.
+    """
     from thunderline.voxel.cli import parse_since
 
     if older_than is None and label is None and source_prefix is None:
@@ -144,8 +146,11 @@ def deletions(limit: Annotated[int, typer.Option(min=1)] = 50, as_json: JsonOpt 
 
 
 def duplicates(limit: Annotated[int, typer.Option(min=1)] = 50, as_json: JsonOpt = False) -> None:
-    """Content stored more than once: voxels sharing a payload SHA-256 (``flag``/``reprocess``)
-    and source entries linked to an existing voxel (``link``)."""
+    """List content stored more than once, by payload SHA-256.
+
+    Voxels sharing a payload SHA-256 (``flag``/``reprocess``) and source entries linked to an
+    existing voxel (``link``).
+    """
     settings = cli_settings()
     try:
         with VoxelStore(settings) as store:

@@ -85,8 +85,10 @@ def descendants(conn: Connection, voxel_id: str) -> list[Edge]:
 
 
 def ancestor_ids(conn: Connection, voxel_id: str) -> set[str]:
+    """The ids of every voxel above ``voxel_id`` (its parents, their parents, ...)."""
     return {edge.parent_id for edge in ancestors(conn, voxel_id)}
 
 
 def descendant_ids(conn: Connection, voxel_id: str) -> set[str]:
+    """The ids of every voxel below ``voxel_id`` (its children, their children, ...)."""
     return {edge.child_id for edge in descendants(conn, voxel_id)}

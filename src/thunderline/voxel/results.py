@@ -37,9 +37,12 @@ STAGE_TRAITS: Final[dict[str, str]] = {"extract": "extract", "nlp": "nlp", "infe
 
 
 def producer_of(stage: str, result: dict[str, Any]) -> str:
-    """``NAME@VERSION`` of what made ``result``: the ONNX model (``model``, ``version``), the
-    spaCy pipeline (``pipeline``: ``"name version"``) or the extractor (``library``,
-    ``library_version``, with its ``method``)."""
+    """``NAME@VERSION`` of what made ``result``: the model, pipeline or extractor.
+
+    The ONNX model (``model``, ``version``), the spaCy pipeline (``pipeline``:
+    ``"name version"``) or the extractor (``library``, ``library_version``, with its
+    ``method``).
+    """
     if stage == "infer":
         return f"{result.get('model', '?')}@{result.get('version', '?')}"
     if stage == "nlp":
@@ -115,8 +118,10 @@ class ResultVersions(Tables):
         return self
 
     def versions(self, voxel: Voxel) -> dict[str, list[ResultVersion]]:
-        """Every version of every stage's result for ``voxel``, oldest first, by stage; a
-        stage never reprocessed shows its sealed result as version 1 (current)."""
+        """Every version of every stage's result for ``voxel``, oldest first, by stage.
+
+        A stage never reprocessed shows its sealed result as version 1 (current).
+        """
         c = voxel_results.c
         stmt = select(voxel_results).where(c.voxel_id == voxel.id).order_by(c.stage, c.seq)
         rows: list[ResultVersion] = self._run(
@@ -144,9 +149,11 @@ class ResultVersions(Tables):
         run_id: str,
         event_id: str,
     ) -> ResultVersion:
-        """Add ``result`` as the newest version of ``stage`` for ``voxel`` and make it current
-        (the sealed result is kept as version 1 first). Idempotent per run: a second call for
-        the same run returns the version the first one wrote."""
+        """Add ``result`` as the newest version of ``stage`` for ``voxel`` and make it current.
+
+        The sealed result is kept as version 1 first. Idempotent per run: a second call for
+        the same run returns the version the first one wrote.
+        """
         if stage not in STAGE_TRAITS:
             raise ValueError(f"unknown stage {stage!r}: {', '.join(STAGE_TRAITS)}")
         c = voxel_results.c
@@ -218,8 +225,10 @@ class ResultVersions(Tables):
         return moved
 
     def since(self, cursor_unix: float, cursor_id: str, *, limit: int = 500) -> list[ResultVersion]:
-        """Versions made by reprocess runs after the cursor, oldest first (the
-        ``reprocessed`` trigger of rules and webhooks)."""
+        """Versions made by reprocess runs after the cursor, oldest first.
+
+        The ``reprocessed`` trigger of rules and webhooks reads them.
+        """
         c = voxel_results.c
         stmt = (
             select(voxel_results)

@@ -82,8 +82,11 @@ def voxel_summary(
 
 
 def embedded_members(parts: Sequence[EmbeddedPart]) -> list[archive.Member]:
-    """The embedded parts the extract stage stored (e-mail attachments, objects in office
-    files) as members: each becomes a child artifact, like an archive member."""
+    """The embedded parts the extract stage stored, as archive members.
+
+    Embedded parts are e-mail attachments and objects in office files: each becomes a child
+    artifact, like an archive member.
+    """
     return [
         archive.Member(p.index, p.name, p.size, p.sha256) for p in parts if p.sha256 is not None
     ]
@@ -125,16 +128,23 @@ class PackageStage(StoreStage):
         self.builder: VoxelBuilder | None = None
 
     async def setup(self) -> None:
+        """Open the voxel store (unless one was given) and the builder over its lineage."""
         if self.voxels is None:
             self.voxels = await asyncio.to_thread(VoxelStore, self.settings, self.store)
         self.builder = VoxelBuilder(self.voxels.ancestor_ids)
 
     async def close(self) -> None:
+        """Close the voxel store if this stage opened it."""
         if self.voxels is not None and self._owns_voxels:
             await asyncio.to_thread(self.voxels.close)
             self.voxels = None
 
     async def handle_batch(self, events: Sequence[CloudEvent]) -> list[Outcome]:
+        """Build, seal and store a voxel per event (in a worker thread); one outcome each.
+
+        The duplicate policy applies per batch, archives and embedded parts are expanded into
+        child artifacts, and a replay completes the voxel it stored before.
+        """
         if self.voxels is None or self.builder is None:
             await self.setup()
         return await asyncio.to_thread(self._package_batch, list(events))
@@ -205,15 +215,18 @@ class PackageStage(StoreStage):
             item.error = self._typed(exc)
 
     def _duplicate_policy(self, work: list[_Work]) -> None:
-        """``TL_DUPLICATE_POLICY`` on the content hash: the same for every way in (CLI, API,
-        sync/watch, workers), since every artifact ends here. ``link``: no new voxel, the
-        event names the existing one; ``flag``: a new voxel, the event names the existing one;
-        ``reject``: a DLQ record (reason ``duplicate``); ``reprocess``: as if new. One query
-        per batch asks which of its payloads other sources already hold.
+        """Apply ``TL_DUPLICATE_POLICY`` on the content hash to the batch.
+
+        It is the same for every way in (CLI, API, sync/watch, workers), since every artifact
+        ends here. ``link``: no new voxel, the event names the existing one; ``flag``: a new
+        voxel, the event names the existing one; ``reject``: a DLQ record (reason
+        ``duplicate``); ``reprocess``: as if new. One query per batch asks which of its
+        payloads other sources already hold.
 
         A member of a container (an archive member, an e-mail attachment: a voxel with a
         parent) is always stored as its own voxel: its sealed parent is what keeps the
-        container's lineage tree whole (the payload itself is stored once by its hash)."""
+        container's lineage tree whole (the payload itself is stored once by its hash).
+        """
         policy = self.settings.duplicate_policy
         items = [
             i
@@ -299,9 +312,11 @@ class PackageStage(StoreStage):
             item.error = BackendError(f"payload I/O failed: {exc}")
 
     def _to_complete(self, event: CloudEvent, data: Classified) -> Voxel | None:
-        """The stored voxel a replay completes: the one ``data.voxel_id`` names, if it is
-        still there and of this artifact (``TL_DUPLICATE_POLICY=link`` may have named another
-        source's voxel): else None, and the artifact is packaged as a new one."""
+        """The stored voxel a replay completes, or None to package the artifact as a new one.
+
+        It is the one ``data.voxel_id`` names, if it is still there and of this artifact
+        (``TL_DUPLICATE_POLICY=link`` may have named another source's voxel).
+        """
         assert self.voxels is not None and data.voxel_id is not None
         try:
             found = self.voxels.get(data.voxel_id)
@@ -400,7 +415,10 @@ class PackageStage(StoreStage):
 
 
 def _naming(record: dict[str, Any], voxel_id: str) -> CloudEvent:
-    """A carried DLQ record (:class:`~thunderline.eventdata.StageFailure`) naming the voxel
-    the artifact was stored as without the failed stage's result."""
+    """A carried DLQ record with ``data.voxel_id`` set to the voxel the artifact was stored as.
+
+    The record (:class:`~thunderline.eventdata.StageFailure`) then names the voxel the artifact
+    was stored as without the failed stage's result.
+    """
     event = CloudEvent.from_dict(record)
     return event.model_copy(update={"data": {**event.data, "voxel_id": voxel_id}})

@@ -121,8 +121,10 @@ def column_differences(row: RowMapping, voxel: Voxel) -> list[str]:
 
 
 def edge_differences(store: VoxelStore, voxel: Voxel) -> list[str]:
-    """Lineage edge rows that do not say what the sealed parent ids say (both ways: a
-    deleted row and a row the seal does not name are each reported)."""
+    """Lineage edge rows that do not say what the sealed parent ids say.
+
+    Both ways: a deleted row and a row the seal does not name are each reported.
+    """
     sealed = set(voxel.lineage.parent_voxel_ids)
     stored = set(store.parents(voxel.id))
     missing = [f"lineage edge to sealed parent {p} is missing" for p in sorted(sealed - stored)]
@@ -160,8 +162,11 @@ def _payload_differences(
 
 
 def _text_differences(store: VoxelStore, voxel: Voxel) -> tuple[list[str], str | None]:
-    """The extracted text named by ``traits["extract"]["text_ref"]`` must be in the object
-    store and hash to its name; (what differs, the reason) -- or ([], None)."""
+    """Check the voxel's extracted text: (what differs, the reason), or ([], None).
+
+    The text named by ``traits["extract"]["text_ref"]`` must be in the object store and hash
+    to its name.
+    """
     from thunderline.voxel.store import text_sha256
 
     sha = text_sha256(voxel)

@@ -1,5 +1,7 @@
-"""Legacy binary Office formats (Word 97-2003 ``.doc``, Excel ``.xls``, PowerPoint ``.ppt``)
-and Outlook ``.msg`` messages: all OLE2 compound files, opened with **olefile**.
+"""Legacy binary Office formats and Outlook messages: OLE2 compound files, read with olefile.
+
+Word 97-2003 ``.doc``, Excel ``.xls``, PowerPoint ``.ppt`` and Outlook ``.msg`` messages: all
+OLE2 compound files, opened with **olefile**.
 
 - **Metadata** of every OLE file: the ``SummaryInformation`` property set (title, author,
   subject, keywords, created, last saved, pages, application) through olefile's
@@ -608,9 +610,11 @@ def _mime_leaf(content_type: str, data: bytes, filename: str | None = None) -> b
 
 
 def _msg_as_eml(storage: _MsgStorage, ctx: ExtractContext, depth: int) -> bytes:
-    """An attached Outlook message rebuilt as RFC 822 bytes (headers, plain and HTML bodies,
-    attachments), written directly: the ``email`` generator spent most of a .msg's time
-    re-encoding attachments line by line."""
+    """An attached Outlook message rebuilt as RFC 822 bytes, written directly.
+
+    Headers, plain and HTML bodies and attachments are written directly: the ``email`` generator
+    spent most of a .msg's time re-encoding attachments line by line.
+    """
     import email.utils
     import hashlib
 

@@ -132,6 +132,14 @@ def _meta(raw: dict[str, Any]) -> DocMetadata:
 
 
 def extract_email(path: Path, ctx: ExtractContext) -> ExtractResult:
+    """An RFC 822 message, or an mbox of them (a file starting ``From ``), read with ``email``.
+
+    Headers as metadata, the bodies as text, attachments as embedded parts; message defects
+    (at most five) become warnings.
+
+    Raises:
+        ExtractionError: the file has no headers: it is not an e-mail message.
+    """
     with path.open("rb") as handle:
         head = handle.read(5)
     if head == b"From ":

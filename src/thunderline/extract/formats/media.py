@@ -48,6 +48,12 @@ def _first(tags: Any, keys: tuple[str, ...]) -> str | None:
 
 
 def extract_audio_video(path: Path, ctx: ExtractContext) -> ExtractResult:
+    """Audio and video tags and stream facts through **mutagen**; no text.
+
+    Title, artist, album, date, language and duration as metadata; bit rate, sample rate,
+    channels, codec, size and the other tags (pictures and binary blobs left out) in ``raw``.
+    Unreadable or missing tags are a warning, not a failure.
+    """
     import mutagen
 
     meta = DocMetadata()
@@ -170,8 +176,10 @@ _XMP_LI = re.compile(r"<rdf:li[^>]*>(.*?)</rdf:li>", re.DOTALL)
 
 
 def _xmp(image: Any) -> dict[str, list[str]]:
-    """``dc:*`` fields of the XMP packet (a regular-expression read: no XML entity is ever
-    expanded)."""
+    """``dc:*`` fields of the XMP packet.
+
+    A regular-expression read: no XML entity is ever expanded.
+    """
     packet = image.info.get("xmp") or image.info.get("XML:com.adobe.xmp")
     if not packet:
         return {}
@@ -185,6 +193,11 @@ def _xmp(image: Any) -> dict[str, list[str]]:
 
 
 def extract_image(path: Path, ctx: ExtractContext) -> ExtractResult:
+    """Image metadata through **Pillow** (format, size, EXIF, XMP), and its text by OCR if on.
+
+    Binary EXIF values are left out; with ``ctx.ocr`` the image's lines are recognised by the
+    configured OCR engine and the result carries an ``ocr`` summary.
+    """
     from PIL import ExifTags, Image, UnidentifiedImageError
 
     raw: dict[str, Any] = {}
@@ -289,6 +302,10 @@ _FONT_NAMES = {
 
 
 def extract_font(path: Path, ctx: ExtractContext) -> ExtractResult:
+    """A font's ``name`` table (family, style, version, designer...) and glyph count (fontTools).
+
+    Only the first font of a collection is read, lazily.
+    """
     from fontTools.ttLib import TTFont, TTLibError
 
     raw: dict[str, Any] = {}
@@ -323,6 +340,11 @@ def extract_font(path: Path, ctx: ExtractContext) -> ExtractResult:
 
 # ---- certificates ---------------------------------------------------------------------------
 def extract_certificate(path: Path, ctx: ExtractContext) -> ExtractResult:
+    """X.509 certificates (PEM, one or more, or a single DER) through **cryptography**.
+
+    Subject, issuer, serial number and validity of each (at most 64, read from the first
+    4 MiB); an unreadable certificate is a warning.
+    """
     from cryptography import x509
 
     data = path.read_bytes()[: 4 * 1024 * 1024]

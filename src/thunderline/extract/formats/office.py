@@ -68,8 +68,10 @@ def _embedded_parts(zf: zipfile.ZipFile, ctx: ExtractContext, odf: bool = False)
 
 
 def _package_parts(package: Any, ctx: ExtractContext) -> None:
-    """Embedded objects of an OOXML package python-docx / python-pptx has already read
-    (their blobs are in memory: the zip is not opened a second time)."""
+    """Embedded objects of an OOXML package python-docx / python-pptx has already read.
+
+    Their blobs are in memory: the zip is not opened a second time.
+    """
     for part in package.iter_parts():
         name = str(part.partname).lstrip("/")
         if name.startswith(_EMBED_PREFIXES):
@@ -127,9 +129,11 @@ def _core_meta(props: Any, pages: int | None) -> tuple[DocMetadata, dict[str, An
 
 # ---- docx -----------------------------------------------------------------------------------
 def _docx_styles(document: Any) -> Callable[[str | None], str]:
-    """Paragraph style id -> UI name (``Heading 1``), each distinct id looked up once:
+    """Paragraph style id -> UI name (``Heading 1``), each distinct id looked up once.
+
     ``Paragraph.style`` searches the style part with XPath on every call (a third of a
-    small docx's time), and listing every style of the template costs as much again."""
+    small docx's time), and listing every style of the template costs as much again.
+    """
     from docx.styles import BabelFish
 
     cache: dict[str | None, str] = {}
@@ -151,6 +155,14 @@ def _docx_styles(document: Any) -> Callable[[str | None], str]:
 
 
 def extract_docx(path: Path, ctx: ExtractContext) -> ExtractResult:
+    """Word ``.docx`` through **python-docx**: paragraphs and tables in document order.
+
+    ``Heading N`` and ``Title`` styles become headings; core properties are the metadata;
+    embedded objects are kept as parts.
+
+    Raises:
+        ExtractionError: python-docx cannot open the file.
+    """
     import docx
     from docx.table import Table
     from docx.text.paragraph import Paragraph
@@ -193,6 +205,14 @@ def extract_docx(path: Path, ctx: ExtractContext) -> ExtractResult:
 
 # ---- pptx -----------------------------------------------------------------------------------
 def extract_pptx(path: Path, ctx: ExtractContext) -> ExtractResult:
+    """PowerPoint ``.pptx`` through **python-pptx**: one ``slide`` segment per slide.
+
+    The slide title as a heading, then its shapes' text and its notes; core properties (with
+    the slide count) are the metadata; embedded objects are kept as parts.
+
+    Raises:
+        ExtractionError: python-pptx cannot open the file.
+    """
     from pptx import Presentation
 
     try:
@@ -235,6 +255,14 @@ def extract_pptx(path: Path, ctx: ExtractContext) -> ExtractResult:
 
 # ---- xlsx -----------------------------------------------------------------------------------
 def extract_xlsx(path: Path, ctx: ExtractContext) -> ExtractResult:
+    """Excel ``.xlsx`` through **openpyxl** (read-only, cached values): one segment per sheet.
+
+    Cell values row by row; the workbook properties (with the sheet count) are the metadata;
+    the zip is checked against compression bombs and its embedded objects kept as parts.
+
+    Raises:
+        ExtractionError: openpyxl cannot open the file.
+    """
     import openpyxl
 
     with _zip(path) as zf:  # one look at the zip for both (it was opened twice more)
@@ -421,8 +449,10 @@ _CONTAINER = "urn:oasis:names:tc:opendocument:xmlns:container"
 
 
 def extract_epub(path: Path, ctx: ExtractContext) -> ExtractResult:
-    """EPUB 2/3: the package document's spine in reading order, one ``chapter`` segment per
-    spine item (its first heading as title), Dublin Core metadata."""
+    """EPUB 2/3: the package document's spine in reading order, with Dublin Core metadata.
+
+    One ``chapter`` segment per spine item (its first heading as title).
+    """
     from thunderline.extract.formats.text import decode_text, html_into
 
     with _zip(path) as zf:

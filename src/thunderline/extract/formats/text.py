@@ -1,5 +1,7 @@
-"""Text formats: plain text, code, config, data (CSV/TSV), HTML, Markdown, reStructuredText,
-LaTeX, subtitles (SRT/WebVTT), calendars (iCalendar) and RTF.
+r"""Text formats: plain text and markup, stripped to text with headings kept as structure.
+
+Plain text, code, config, data (CSV/TSV), HTML, Markdown, reStructuredText, LaTeX, subtitles
+(SRT/WebVTT), calendars (iCalendar) and RTF.
 
 Markup is stripped to plain text and headings are kept as structure (Markdown ``## Contents``
 becomes the line ``Contents`` and a level-2 :class:`~thunderline.extract.result.Heading`), so
@@ -11,7 +13,7 @@ no syntax reaches spaCy. Library per format (figures in docs/ARCHITECTURE.md):
   reStructuredText: **docutils** (the reference parser; file inclusion and raw output off);
   LaTeX: **pylatexenc** (``LatexNodes2Text``); CSV/TSV: the standard ``csv`` module;
 - SRT, WebVTT, iCalendar and RTF are small line/token formats read here (RTF by the reader
-  this project already had: control words, ``\\'hh`` and ``\\uN`` escapes, skipped
+  this project already had: control words, ``\'hh`` and ``\uN`` escapes, skipped
   destinations).
 """
 
@@ -103,9 +105,11 @@ def decode_text(data: bytes) -> tuple[str, str]:
 
 
 def _guess_legacy(sample: bytes) -> str | None:
-    """A legacy code page for ``sample``: charset-normalizer's least chaotic candidates,
-    ranked by how sure the language detector is of the decoded text (short texts leave
-    charset-normalizer with many equal guesses), then by how common the code page is."""
+    """A legacy code page for ``sample``, from charset-normalizer's least chaotic candidates.
+
+    The candidates are ranked by how sure the language detector is of the decoded text (short
+    texts leave charset-normalizer with many equal guesses), then by how common the code page is.
+    """
     import charset_normalizer
 
     from thunderline.nlp.lang import shared_detector
@@ -309,10 +313,12 @@ def extract_plain(path: Path, ctx: ExtractContext, content: ContentKind = "prose
 
 
 def extract_code(path: Path, ctx: ExtractContext) -> ExtractResult:
+    """Source code as it is, decoded (content kind ``code``)."""
     return extract_plain(path, ctx, "code")
 
 
 def extract_config(path: Path, ctx: ExtractContext) -> ExtractResult:
+    """A configuration file as it is, decoded (content kind ``config``)."""
     return extract_plain(path, ctx, "config")
 
 
@@ -352,8 +358,10 @@ def extract_delimited(path: Path, ctx: ExtractContext) -> ExtractResult:
 
 # ---- HTML ---------------------------------------------------------------------------------
 def html_into(builder: TextBuilder, markup: str) -> dict[str, str]:
-    """Text of an HTML document into ``builder`` (h1-h6 as headings); returns its metadata
-    (``title`` and ``<meta name=... content=...>``)."""
+    """Text of an HTML document into ``builder`` (h1-h6 as headings); returns its metadata.
+
+    The metadata: ``title`` and ``<meta name=... content=...>``.
+    """
     from selectolax.lexbor import LexborHTMLParser
 
     tree = LexborHTMLParser(markup)
@@ -402,6 +410,7 @@ def _meta_from_html(meta: dict[str, str]) -> DocMetadata:
 
 
 def extract_html(path: Path, ctx: ExtractContext) -> ExtractResult:
+    """HTML through **selectolax**: the text, h1-h6 as headings, title and meta tags as metadata."""
     markup, encoding, size, cut = _decoded(path, ctx, MARKUP_FACTOR)
     builder = TextBuilder(ctx.max_text_bytes)
     meta = html_into(builder, markup)
@@ -436,8 +445,10 @@ def _front_matter(text: str) -> tuple[dict[str, str], str]:
 
 
 def extract_markdown(path: Path, ctx: ExtractContext) -> ExtractResult:
-    """CommonMark (+ tables) to text: headings kept as structure, code blocks, HTML blocks
-    and link targets dropped, image alt text kept."""
+    """CommonMark (+ tables) to text, headings kept as structure.
+
+    Code blocks, HTML blocks and link targets are dropped, image alt text kept.
+    """
     from markdown_it import MarkdownIt
 
     source, encoding, size, cut = _decoded(path, ctx, 2)
@@ -492,9 +503,12 @@ def extract_markdown(path: Path, ctx: ExtractContext) -> ExtractResult:
 
 # ---- reStructuredText ---------------------------------------------------------------------
 def extract_rst(path: Path, ctx: ExtractContext) -> ExtractResult:
-    """reStructuredText through docutils' parser: section titles as headings (level = depth),
-    paragraphs, list items, definitions; literal blocks, comments and system messages dropped.
-    File inclusion and ``raw`` are off; problems are collected, never printed."""
+    """The text of reStructuredText, through docutils' parser, section titles as headings.
+
+    Headings take the section depth as level; paragraphs, list items, definitions kept; literal
+    blocks, comments and system messages dropped. File inclusion and ``raw`` are off; problems
+    are collected, never printed.
+    """
     from docutils import nodes
     from docutils.core import publish_doctree
     from docutils.utils import SystemMessage
@@ -592,8 +606,11 @@ _LATEX_META = re.compile(r"\\(title|author|date)\s*\{([^{}]*(?:\{[^{}]*\}[^{}]*)
 
 
 def extract_latex(path: Path, ctx: ExtractContext) -> ExtractResult:
-    """LaTeX to text with pylatexenc: the body after ``\\begin{document}`` (the whole file
-    without one), sectioning commands as headings, ``\\title``/``\\author`` as metadata."""
+    r"""LaTeX to text with pylatexenc, sectioning commands as headings.
+
+    The body after ``\begin{document}`` (the whole file without one), sectioning commands as
+    headings, ``\title``/``\author`` as metadata.
+    """
     from pylatexenc.latex2text import LatexNodes2Text
 
     source, encoding, size, cut = _decoded(path, ctx, 2)
@@ -648,8 +665,10 @@ _TAG = re.compile(r"</?[a-zA-Z][^>]*>|\{\\[^}]*\}")
 
 
 def extract_subtitles(path: Path, ctx: ExtractContext) -> ExtractResult:
-    """SRT / WebVTT: the spoken lines; numbers, timings, styling tags and NOTE blocks dropped;
-    ``duration_s`` is the end of the last cue."""
+    """SRT / WebVTT: the spoken lines, with the end of the last cue as ``duration_s``.
+
+    Numbers, timings, styling tags and NOTE blocks are dropped.
+    """
     text, encoding, size, cut = _decoded(path, ctx, 2)
     builder = TextBuilder(ctx.max_text_bytes)
     cues = 0
@@ -711,8 +730,11 @@ def _ics_unescape(value: str) -> str:
 
 
 def extract_calendar(path: Path, ctx: ExtractContext) -> ExtractResult:
-    """iCalendar (RFC 5545): each VEVENT / VTODO / VJOURNAL an ``event`` segment holding its
-    summary, location and description; the calendar's name and producer as metadata."""
+    """Calendars in iCalendar (RFC 5545): one ``event`` segment per VEVENT / VTODO / VJOURNAL.
+
+    Each segment holds its summary, location and description; the calendar's name and producer as
+    metadata.
+    """
     text, encoding, size, cut = _decoded(path, ctx, 2)
     unfolded: list[str] = []
     for line in text.splitlines():
@@ -761,6 +783,11 @@ _RTF_INFO = re.compile(r"\{\\(title|author|subject|company|operator)\s+([^{}]*)\
 
 
 def extract_rtf(path: Path, ctx: ExtractContext) -> ExtractResult:
+    """RTF by this module's reader: the text (control words and escapes resolved), info as metadata.
+
+    Raises:
+        ExtractionError: the file has no RTF header.
+    """
     data, cut = read_head(path, ctx.max_text_bytes * MARKUP_FACTOR)
     if not data.lstrip().startswith(b"{\\rtf"):
         raise ExtractionError("not an RTF document (no {\\rtf header)")
