@@ -154,7 +154,8 @@ def _not_skipped(
     candidates: Iterable[Candidate], report: RunReport, as_json: bool = False
 ) -> Iterator[Candidate]:
     """The candidates to submit; skipped ones (directories without -r, symlinked folders) go
-    into the report, and under ``--json`` each is a record (``outcome`` skipped)."""
+    into the report, and under ``--json`` each is a record (``outcome`` skipped).
+    """
     for candidate in candidates:
         if candidate.skipped:
             report.skipped.append((str(candidate.path), candidate.skipped))

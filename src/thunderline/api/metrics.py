@@ -1,5 +1,6 @@
 """The ``/metrics`` ASGI app: the observability package's exposition when present, else the
-plain Prometheus client exposition of Thunderline's registry (``obs.metrics.REGISTRY``)."""
+plain Prometheus client exposition of Thunderline's registry (``obs.metrics.REGISTRY``).
+"""
 
 from __future__ import annotations
 

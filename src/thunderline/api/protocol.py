@@ -42,7 +42,8 @@ class GuardedH11Protocol(H11Protocol):
     """:class:`H11Protocol` with a header-read deadline and a per-address connection cap.
 
     Configure a subclass with :func:`guarded_protocol` (the limits are class attributes,
-    uvicorn makes one instance per connection)."""
+    uvicorn makes one instance per connection).
+    """
 
     header_timeout_s: float = 10.0
     max_per_client: int = 64

@@ -177,7 +177,8 @@ def _progress_from_stores(service: ApiService, correlation_id: str) -> Any:
     """An ingest's progress from the outcome store (ingests this process did not see, and
     every ingest in the submit-and-read mode): each artifact's final outcome (its voxel, else
     its newest open or dismissed DLQ record; :mod:`thunderline.worker.settle`), pending until each artifact
-    of the correlation id (archive members included) has one."""
+    of the correlation id (archive members included) has one.
+    """
     from thunderline.api.live import STAGE_ORDER, IngestProgress
 
     records = service.outcomes.by_correlation(correlation_id)
@@ -1098,7 +1099,8 @@ async def healthz() -> Health:
 async def readyz(request: Request) -> JSONResponse:
     """Anonymous callers learn ready or not only (for probes); a caller with a token (header
     or console cookie) also gets each check with its detail: database, bucket and broker
-    coordinates are not for anonymous eyes. A token that is presented must be valid (401)."""
+    coordinates are not for anonymous eyes. A token that is presented must be valid (401).
+    """
     service = service_of(request)
     token, _ = presented_token(request)
     if token is not None:

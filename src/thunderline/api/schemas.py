@@ -86,7 +86,8 @@ class VoxelOut(BaseModel):
 
 class VoxelPage(BaseModel):
     """A list page: each voxel's summary (counts, top entities and labels, sizes, ids); the
-    full sentences and entities are on ``GET /v1/voxels/{id}``."""
+    full sentences and entities are on ``GET /v1/voxels/{id}``.
+    """
 
     items: list[VoxelBrief]
     next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
@@ -437,7 +438,8 @@ def _str(value: Any) -> str | None:
 
 class ResultVersionsOut(BaseModel):
     """Every result version of a voxel by stage (oldest first), one current per stage, and
-    the tags rules put on it."""
+    the tags rules put on it.
+    """
 
     voxel_id: str
     stages: dict[str, list[dict[str, Any]]]

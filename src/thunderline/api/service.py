@@ -195,7 +195,8 @@ class ApiService:
 
     def start_reprocess(self, run_id: str) -> None:
         """Work through a planned (or stopped) reprocess run in the background; a run already
-        running here is left alone."""
+        running here is left alone.
+        """
         running = self._reprocess_tasks.get(run_id)
         if running is not None and not running.done():
             return
@@ -234,7 +235,8 @@ class ApiService:
     def queue_full(self) -> bool:
         """Whether a new ingest would have to wait (``block`` policy and a full first queue,
         as this process sees it). A broker's queue is not known in advance: it refuses the
-        publish instead (``OverloadError``)."""
+        publish instead (``OverloadError``).
+        """
         ingestor = self.require_ingestor()
         if ingestor.bus.durable or self.settings.overflow_policy is not OverflowPolicy.BLOCK:
             return False
@@ -242,7 +244,8 @@ class ApiService:
 
     async def submit_upload(self, received: ReceivedFile) -> CloudEvent:
         """Admit the spooled upload, store its bytes (content-addressed) and start its ingest
-        (``block=False``: a full queue raises ``OverloadError``)."""
+        (``block=False``: a full queue raises ``OverloadError``).
+        """
         ingestor = self.require_ingestor()
         request = IngestRequest(
             artifact=Artifact(
@@ -288,7 +291,8 @@ class ApiService:
     ) -> tuple[list[tuple[OutcomeRecord, CloudEvent]], Selection]:
         """Replay the open records of a group (its id): retryable ones, every one with
         ``force``; returns those sent with their replay events, and the selection (what was
-        skipped and why). ``KeyError`` when no record has that group."""
+        skipped and why). ``KeyError`` when no record has that group.
+        """
         letters = self.require_dlq()
         key = await asyncio.to_thread(letters.group_key, group)
         if key is None:
@@ -332,7 +336,8 @@ class ApiService:
     def readiness(self) -> Readiness:
         """The pipeline, the database, the object store, the bus (asked now), the models and
         the spaCy breaker. Submit-and-read: models and breaker belong to the workers
-        (``thunderline doctor`` there)."""
+        (``thunderline doctor`` there).
+        """
         runtime = self.runtime
         checks = {
             "pipeline": Check(
@@ -353,7 +358,8 @@ class ApiService:
 
     def _check_bus(self) -> Check:
         """Ask the bus for the ``classify`` queue's depth (a broker: from a worker thread of
-        ours, bounded by ``BROKER_PROBE_S``)."""
+        ours, bounded by ``BROKER_PROBE_S``).
+        """
         ingestor, loop = self.ingestor, self._loop
         if ingestor is None or loop is None:
             return Check(ok=False, detail="not connected")

@@ -109,7 +109,8 @@ def dlq_list(
 ) -> None:
     """Dead letters grouped by (stage, reason, artifact): how many, first and last seen,
     retryable or permanent, and the latest record (open ones unless --all / --status).
-    --records lists each record."""
+    --records lists each record.
+    """
     settings = cli_settings()
     wanted = _status(status, all_)
     with _open(settings) as store:
@@ -176,7 +177,8 @@ def dlq_show(
     record_id: Annotated[str, typer.Argument(help="DLQ record id (short id or full id).")],
 ) -> None:
     """One record in full as JSON: status, retryable or permanent, group, replay or
-    dismissal, and the DLQ event with original and traceback."""
+    dismissal, and the DLQ event with original and traceback.
+    """
     settings = cli_settings()
     with _open(settings) as store:
         try:
@@ -193,7 +195,8 @@ def dlq_show(
 
 def _resolve(letters: DeadLetters, ids: list[str] | None, group: str | None) -> list[OutcomeRecord]:
     """The open records named by ids (short or full) and/or a group; every open record when
-    neither is given. Unknown or closed ones are reported on stderr and left out."""
+    neither is given. Unknown or closed ones are reported on stderr and left out.
+    """
     if not ids and group is None:
         return letters.all(OPEN)
     found: dict[str, OutcomeRecord] = {}
@@ -284,7 +287,8 @@ def dlq_dismiss(
     reason: Annotated[str, typer.Option("--reason", help="Why (kept with the record).")] = "",
 ) -> None:
     """Close open records nobody will replay (a file known to be broken): they become
-    dismissed, with who, when and why, and leave the open list and the open-DLQ gauge."""
+    dismissed, with who, when and why, and leave the open list and the open-DLQ gauge.
+    """
     if not ids and group is None:
         err_console.print("name the records to dismiss: IDs and/or --group GROUP")
         raise typer.Exit(2)
@@ -315,7 +319,8 @@ def dlq_purge(
     ] = False,
 ) -> None:
     """Delete closed records (replayed, resolved, dismissed) created longer ago than
-    --older-than; open records are never deleted."""
+    --older-than; open records are never deleted.
+    """
     try:
         seconds = parse_duration(older_than)
     except ValueError as exc:

@@ -98,7 +98,8 @@ def _mapping(value: object) -> Mapping[str, Any]:
 @dataclass(frozen=True)
 class Subject:
     """What a terminal event or DLQ record is about: the artifact (as the event carries it)
-    and, for a DLQ record, the original event."""
+    and, for a DLQ record, the original event.
+    """
 
     original: CloudEvent | None
     artifact: Mapping[str, Any] = field(default_factory=dict)
@@ -107,7 +108,8 @@ class Subject:
     @classmethod
     def of(cls, event: CloudEvent) -> Subject:
         """Parse ``event`` once: a DLQ record's original (when it is an event) and the
-        artifact of the original's data, else the event's own artifact."""
+        artifact of the original's data, else the event's own artifact.
+        """
         data = _mapping(event.data)
         if not event.is_dlq:
             return cls(None, _mapping(data.get("artifact")), _mapping(data.get("classification")))
@@ -125,7 +127,8 @@ class Subject:
     @property
     def key(self) -> str | None:
         """The artifact's identity across runs: its source (file URI, ``archive!/member``),
-        else its path, name or stored payload (as in memory: may hold surrogate escapes)."""
+        else its path, name or stored payload (as in memory: may hold surrogate escapes).
+        """
         for name in ("source", "path", "name", "payload_ref"):
             value = self.artifact.get(name)
             if value:

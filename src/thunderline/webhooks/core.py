@@ -92,7 +92,8 @@ def reprocessed_event(row: Any, result: dict[str, Any]) -> str:
 
 def backoff(attempt: int, first_s: float, max_s: float) -> float:
     """Delay before retry ``attempt`` (1-based): ``first_s * 2**(attempt-1)``, capped, less
-    up to 20 % (:attr:`~thunderline.config.WebhookSettings.retry_policy`'s jitter)."""
+    up to 20 % (:attr:`~thunderline.config.WebhookSettings.retry_policy`'s jitter).
+    """
     return WebhookSettings(backoff_s=first_s, backoff_max_s=max_s).retry_policy.delay(attempt)
 
 
@@ -199,7 +200,8 @@ def matches(
     in_query: Callable[[str], bool] | None = None,
 ) -> bool:
     """Whether a subject (``voxel``, ``dlq`` or ``reprocessed``, with its label, entity texts
-    and whether a query matches it) fires these triggers."""
+    and whether a query matches it) fires these triggers.
+    """
     for trigger in triggers:
         if trigger == "ingested" and kind == "voxel":
             return True
@@ -322,7 +324,8 @@ class Webhooks(Tables):
     def enqueue(self, *, batch: int = 500) -> int:
         """For each active rule, act on each new terminal record and result version its
         triggers match (a pending delivery, or a tag), advancing the rule's cursors in the same
-        transaction. Returns how many deliveries and tags were added."""
+        transaction. Returns how many deliveries and tags were added.
+        """
         added = 0
         for endpoint in self.endpoints(active_only=True):
             added += self._guarded(partial(self._enqueue_outcomes, endpoint, batch))
@@ -477,7 +480,8 @@ class Webhooks(Tables):
         self, conn: Any, endpoint: Endpoint, chosen: list[tuple[str, str, str, str | None]]
     ) -> int:
         """The rule's action on each ``(event id, type, body, voxel id)``: a pending delivery
-        (once per event id) or a tag on the voxel (once per tag)."""
+        (once per event id) or a tag on the voxel (once per tag).
+        """
         if not chosen:
             return 0
         now = time.time()
@@ -620,7 +624,8 @@ class Webhooks(Tables):
     async def dispatch(self, stop: asyncio.Event, *, interval_s: float | None = None) -> None:
         """Run :meth:`run_once` every ``interval_s`` (``TL_WEBHOOK_POLL_INTERVAL_S``) in a worker
         thread until ``stop`` is set (``serve`` and ``watch`` run this beside their work). A
-        round that fails (the database away) is logged and tried again next time."""
+        round that fails (the database away) is logged and tried again next time.
+        """
         interval = self.settings.webhook.poll_interval_s if interval_s is None else interval_s
         while not stop.is_set():
             try:
