@@ -76,6 +76,7 @@ def create_app(
     settings: Settings, service: ApiService | None = None, *, instrument: bool = True
 ) -> FastAPI:
     """The application; the service (pipeline, stores) starts and stops with it.
+
     ``instrument=False`` leaves out the HTTP metrics middleware (its benchmark's baseline).
     """
     from thunderline.api import console, routes
