@@ -153,8 +153,11 @@ def ingest(
 def _not_skipped(
     candidates: Iterable[Candidate], report: RunReport, as_json: bool = False
 ) -> Iterator[Candidate]:
-    """The candidates to submit; skipped ones (directories without -r, symlinked folders) go
-    into the report, and under ``--json`` each is a record (``outcome`` skipped)."""
+    """The candidates to submit; skipped ones are recorded in the report instead.
+
+    Skipped ones are directories without -r and symlinked folders; under ``--json`` each is
+    also a record (``outcome`` skipped).
+    """
     for candidate in candidates:
         if candidate.skipped:
             report.skipped.append((str(candidate.path), candidate.skipped))

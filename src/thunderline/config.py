@@ -258,8 +258,10 @@ class RetryPolicy(RetrySettings):
         return self.attempts is None or attempt < self.attempts
 
     def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based): the first delay
-        doubled per attempt, capped, less a random share of at most ``jitter``."""
+        """Seconds to wait after failed attempt number ``attempt`` (1-based).
+
+        The first delay doubled per attempt, capped, less a random share of at most ``jitter``.
+        """
         base = min(self.backoff_s * 2 ** max(attempt - 1, 0), self.backoff_max_s)
         return float(base * (1.0 - self.jitter * random.random()))
 
@@ -518,8 +520,11 @@ class WebhookSettings(Part):
 
     @property
     def retry_policy(self) -> RetryPolicy:
-        """The deliveries' retries: ``max_attempts`` tries, the first delay doubling to the cap,
-        up to 20 % taken off (endpoints that failed together do not retry together)."""
+        """The deliveries' retries: ``max_attempts`` tries, the first delay doubling to the cap.
+
+        Up to 20 % is taken off each delay (endpoints that failed together do not retry
+        together).
+        """
         return RetryPolicy(
             attempts=self.max_attempts,
             backoff_s=self.backoff_s,
@@ -693,16 +698,22 @@ class Settings(BaseSettings):
         return RetryPolicy(attempts=self.max_attempts, **self.retry.model_dump())
 
     def stage_retry_policy(self, stage: str) -> RetryPolicy:
-        """The engine's retries of ``stage``: :attr:`retry_policy`, except for the nlp stage
-        when ``TL_NLP_MAX_RETRIES`` is set (``retries + 1`` attempts, the same backoff)."""
+        """The engine's retries of ``stage``: :attr:`retry_policy`, with one exception.
+
+        For the nlp stage when ``TL_NLP_MAX_RETRIES`` is set: ``retries + 1`` attempts, the
+        same backoff.
+        """
         policy = self.retry_policy
         if stage == "nlp" and self.nlp.max_retries is not None:
             return policy.model_copy(update={"attempts": self.nlp.max_retries + 1})
         return policy
 
     def stage_budget(self, stage: str) -> StageBudget:
-        """How the engine runs ``stage``: its sub-model's budget (infer: the ONNX batcher's;
-        extract: two files per extraction worker, one batch at a time, the pool's own timeouts)."""
+        """How the engine runs ``stage``: its sub-model's budget.
+
+        infer: the ONNX batcher's; extract: two files per extraction worker, one batch at a
+        time, the pool's own timeouts.
+        """
         if stage == "infer":
             return StageBudget(
                 batch_size=self.onnx.max_batch_size,
@@ -878,10 +889,12 @@ def check_home(settings: Settings) -> None:
 
 
 def load_settings(*, warn_unknown: bool = True, **overrides: Any) -> Settings:
-    """Build settings, translating validation failures into :class:`ConfigError` naming the
-    setting (``TL_NAME: ...``; secrets masked). Unknown ``TL_*`` variables are logged as a
-    warning with the closest known name (:func:`unknown_variables`; the CLI prints them
-    itself: ``warn_unknown=False``)."""
+    """Build settings, translating validation failures into :class:`ConfigError`.
+
+    The error names the setting (``TL_NAME: ...``; secrets masked). Unknown ``TL_*`` variables
+    are logged as a warning with the closest known name (:func:`unknown_variables`; the CLI
+    prints them itself: ``warn_unknown=False``).
+    """
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 

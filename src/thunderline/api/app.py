@@ -76,7 +76,9 @@ def create_app(
     settings: Settings, service: ApiService | None = None, *, instrument: bool = True
 ) -> FastAPI:
     """The application; the service (pipeline, stores) starts and stops with it.
-    ``instrument=False`` leaves out the HTTP metrics middleware (its benchmark's baseline)."""
+
+    ``instrument=False`` leaves out the HTTP metrics middleware (its benchmark's baseline).
+    """
     from thunderline.api import console, routes
     from thunderline.search import api as search_api
     from thunderline.search import console as search_console

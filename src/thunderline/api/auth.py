@@ -97,9 +97,12 @@ REVOCATION_POLL_S = 0.2
 
 
 class RevocationWatch:
-    """The open requests of each token (by hash); when a token disappears from the token store
-    (``thunderline tokens revoke``, here or in another process), every one of its requests is
-    told at once through its :class:`asyncio.Event`."""
+    """The open requests of each token (by hash), told at once when their token is revoked.
+
+    When a token disappears from the token store (``thunderline tokens revoke``, here or in
+    another process), every one of its requests is told at once through its
+    :class:`asyncio.Event`.
+    """
 
     def __init__(self, tokens: TokenStore, poll_s: float = REVOCATION_POLL_S) -> None:
         self.tokens = tokens
@@ -164,9 +167,11 @@ class RevocationWatch:
 
 
 class RevocationGuard:
-    """ASGI middleware: a request that presents a known token runs only while the token stays
-    known. Revoked mid-request, the request is cancelled at once: 401 if nothing was sent yet,
-    else its response (an SSE stream, a download) is ended there."""
+    """ASGI middleware: a request that presents a known token runs only while the token stays known.
+
+    Revoked mid-request, the request is cancelled at once: 401 if nothing was sent yet, else
+    its response (an SSE stream, a download) is ended there.
+    """
 
     def __init__(self, app: ASGIApp, watch: RevocationWatch) -> None:
         self.app = app

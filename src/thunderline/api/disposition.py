@@ -23,6 +23,12 @@ def _display_name(name: str) -> str:
 
 
 def ascii_fallback(name: str) -> str:
+    """The ``filename="..."`` value for ``name``: printable ASCII only, at most 150 characters.
+
+    Path parts are dropped; anything else outside printable ASCII, and quotes, backslashes,
+    semicolons and ``%``, become ``_``; leading and trailing spaces and dots are stripped
+    (``payload`` when nothing is left).
+    """
     shown = _display_name(name)
     safe = "".join(c if 0x20 <= ord(c) < 0x7F and c not in '"\\;%' else "_" for c in shown).strip(
         " ."
@@ -31,6 +37,12 @@ def ascii_fallback(name: str) -> str:
 
 
 def content_disposition(name: str | None, *, inline: bool = False) -> str:
+    """The ``Content-Disposition`` header value for a download of the file ``name``.
+
+    ``attachment`` (``inline`` with ``inline=True``) with the ASCII fallback
+    ``filename="..."`` and the exact name in ``filename*=UTF-8''...``; ``filename="payload"``
+    alone when there is no name.
+    """
     kind = "inline" if inline else "attachment"
     if not name:
         return f'{kind}; filename="payload"'

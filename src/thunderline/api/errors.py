@@ -102,8 +102,11 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def _allowed_methods(request: Request) -> str | None:
-    """Every method the API documents at this path (Starlette names only the first matching
-    route's, and ``/v1/voxels/{id}`` has a GET and a DELETE route): from the OpenAPI paths."""
+    """Every method the API documents at this path, from the OpenAPI paths.
+
+    Starlette names only the first matching route's, and ``/v1/voxels/{id}`` has a GET and a
+    DELETE route.
+    """
     import re
 
     table = getattr(request.app.state, "allowed_methods", None)

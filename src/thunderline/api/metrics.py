@@ -1,5 +1,8 @@
-"""The ``/metrics`` ASGI app: the observability package's exposition when present, else the
-plain Prometheus client exposition of Thunderline's registry (``obs.metrics.REGISTRY``)."""
+"""The ``/metrics`` ASGI app: the observability package's exposition, else the plain client's.
+
+The observability package's exposition when present, else the plain Prometheus client
+exposition of Thunderline's registry (``obs.metrics.REGISTRY``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,11 @@ from typing import Any
 
 
 def metrics_app() -> Any:
+    """The ASGI app that serves ``/metrics`` in the Prometheus text format.
+
+    ``thunderline.obs.exposition.metrics_app()`` when that module is installed, else
+    ``prometheus_client.make_asgi_app`` over ``obs.metrics.REGISTRY``.
+    """
     try:
         exposition = importlib.import_module("thunderline.obs.exposition")
     except ModuleNotFoundError:

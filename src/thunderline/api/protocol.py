@@ -1,5 +1,6 @@
-"""The HTTP connection protocol of ``thunderline serve``: uvicorn's h11 protocol plus two guards
-against slow or greedy clients, before any request reaches the application.
+"""The HTTP connection protocol of ``thunderline serve``: uvicorn's h11 protocol plus two guards.
+
+The guards stop slow or greedy clients before any request reaches the application.
 
 - **Header-read timeout** (``TL_API_HEADER_TIMEOUT_S``): a request's headers (from the first
   moment the connection may send them: when it opens, or when the previous response ends)
@@ -42,7 +43,8 @@ class GuardedH11Protocol(H11Protocol):
     """:class:`H11Protocol` with a header-read deadline and a per-address connection cap.
 
     Configure a subclass with :func:`guarded_protocol` (the limits are class attributes,
-    uvicorn makes one instance per connection)."""
+    uvicorn makes one instance per connection).
+    """
 
     header_timeout_s: float = 10.0
     max_per_client: int = 64

@@ -104,6 +104,7 @@ UPLOAD_BODY = {
 
 
 def service_of(request: Request) -> ApiService:
+    """The :class:`ApiService` the application was created with (``app.state.service``)."""
     service: ApiService = request.app.state.service
     return service
 
@@ -118,6 +119,15 @@ def service_of(request: Request) -> ApiService:
     summary="Upload one file (multipart field `file`) and start its ingest",
 )
 async def post_ingest(request: Request, _token: Reader) -> IngestAccepted | Response:
+    """Send one file as the multipart field `file`; the answer comes before the pipeline runs.
+
+    The upload is streamed to disk and hashed as it arrives, its bytes are stored once
+    (content-addressed) and its ingest starts. Follow it at `status_url` (or on
+    `GET /v1/events?correlation_id=...`). Refused with 413 as soon as the file passes
+    `TL_MAX_ARTIFACT_BYTES`, 408 when the client stalls longer than `TL_API_READ_TIMEOUT_S`,
+    415 for a body that is not `multipart/form-data`, 400 for a malformed one, and 429 with
+    `Retry-After` while the ingest queue is full.
+    """
     service = service_of(request)
     if service.queue_full():
         raise ApiError(
@@ -160,6 +170,13 @@ def _queue_full(exc: OverloadError) -> ApiError:
     summary="Stages done, outcome, voxel ids or DLQ reasons of one ingest",
 )
 async def get_ingest(request: Request, correlation_id: Id, _token: Reader) -> IngestStatus:
+    """Where an ingest is, by the `correlation_id` its upload (or replay) returned.
+
+    `outcome` stays `pending` until every artifact of the ingest (archive members included)
+    is stored or dead-lettered; `voxel_ids` lists the stored voxels and `dlq` the DLQ
+    records, each with its stage and reason. An ingest from another process or from before
+    a restart is read from the outcome store. 404 `ingest_not_found` for an unknown id.
+    """
     service = service_of(request)
     if service.scale_out:  # the workers' outcomes; an upload with none yet is pending
         progress = await asyncio.to_thread(_progress_from_stores, service, correlation_id)
@@ -174,10 +191,13 @@ async def get_ingest(request: Request, correlation_id: Id, _token: Reader) -> In
 
 
 def _progress_from_stores(service: ApiService, correlation_id: str) -> Any:
-    """An ingest's progress from the outcome store (ingests this process did not see, and
-    every ingest in the submit-and-read mode): each artifact's final outcome (its voxel, else
-    its newest open or dismissed DLQ record; :mod:`thunderline.worker.settle`), pending until each artifact
-    of the correlation id (archive members included) has one."""
+    """An ingest's progress from the outcome store.
+
+    Used for ingests this process did not see, and every ingest in the submit-and-read
+    mode: each artifact's final outcome (its voxel, else its newest open or dismissed DLQ
+    record; :mod:`thunderline.worker.settle`), pending until each artifact of the correlation
+    id (archive members included) has one.
+    """
     from thunderline.api.live import STAGE_ORDER, IngestProgress
 
     records = service.outcomes.by_correlation(correlation_id)
@@ -256,6 +276,14 @@ async def get_events(
         Query(description="Every sentence and entity (default: NLP summaries, top 3 labels)"),
     ] = False,
 ) -> StreamingResponse:
+    """Stream the pipeline's CloudEvents as they happen (Server-Sent Events).
+
+    Each event is an SSE message with `id` (the CloudEvent id), `event` (its type) and one
+    `data:` line of JSON; with `correlation_id`, only that ingest's events. NLP results are
+    summarised unless `full=true`. A keep-alive comment is sent every
+    `TL_API_SSE_HEARTBEAT_S`. A client that reads too slowly loses events, never slows the
+    pipeline: it is told with an `event: lagged` message whose data is `{"dropped": N}`.
+    """
     service = service_of(request)
     heartbeat = service.settings.api.sse_heartbeat_s
     sub = service.hub.subscribe(correlation_id)
@@ -342,6 +370,12 @@ async def list_voxels(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
 ) -> VoxelPage | JSONResponse:
+    """List stored voxels, newest first, as summaries; the filters combine (all must match).
+
+    Pass `next_cursor` as `cursor` to get the next page (it is null on the last page; a
+    malformed cursor is a 400 `bad_cursor`). With `fields`, each item holds
+    only the named summary fields. The full voxel is on `GET /v1/voxels/{voxel_id}`.
+    """
     service = service_of(request)
     chosen = _fields(fields, BRIEF_FIELDS)
     flt = VoxelFilter(
@@ -422,6 +456,13 @@ async def get_voxel(
     _token: Reader,
     fields: Annotated[str | None, Query(max_length=400, description=FIELDS_HELP)] = None,
 ) -> VoxelOut | JSONResponse:
+    """One voxel with every trait: classification, NLP and inference results, lineage, ids.
+
+    `voxel_id` may be the full id, the short id or a unique part of either end: 409
+    `ambiguous_id` (with the candidates) when several voxels match, 404 `voxel_not_found`
+    when none does. The voxel's metadata checksum is verified on read (502 when it does
+    not match). With `fields`, only the named top-level fields are returned.
+    """
     chosen = _fields(fields, DETAIL_FIELDS)
     out = voxel_out(await _voxel(service_of(request), voxel_id))
     if chosen is None:
@@ -446,6 +487,13 @@ async def delete_voxel(
         str, Query(min_length=1, max_length=500, description="Why (kept in the audit record)")
     ] = "deleted through the API",
 ) -> VoxelDeleted:
+    """Delete a voxel; needs an admin token. Returns one audit record per voxel deleted.
+
+    The audit record keeps who (the token), when and why (`reason`). The payload bytes are
+    removed only once no other voxel holds them (`payload_removed`). A voxel with
+    descendants (the members of an archive) is refused with 409 `has_descendants` unless
+    `with_descendants=true`, which deletes the whole subtree.
+    """
     from thunderline.voxel.errors import HasDescendantsError
 
     store = service_of(request).require_voxels()
@@ -467,6 +515,10 @@ async def delete_voxel(
 
 
 def media_type_of(voxel: Voxel) -> str:
+    """The payload's MIME type from the voxel's classification, else ``application/octet-stream``.
+
+    A classification MIME type without a ``/`` or holding a newline is not used.
+    """
     classification = voxel.traits.get("classification")
     mime = classification.get("mime") if isinstance(classification, dict) else None
     return (
@@ -497,6 +549,13 @@ async def get_payload(
     _token: Reader,
     disposition: Annotated[Literal["attachment", "inline"], Query()] = "attachment",
 ) -> StreamingResponse:
+    """Download the voxel's original bytes; its SHA-256 is checked before the first byte is sent.
+
+    A payload that does not match its checksum is a 502 `checksum_mismatch` (nothing is
+    sent); a payload missing from the object store is a 404 `payload_missing`. The response
+    is an attachment named after the artifact; `disposition=inline` shows images and plain
+    text in the browser (other types stay attachments). `ETag` is the payload's SHA-256.
+    """
     service = service_of(request)
     voxel = await _voxel(service, voxel_id)
     spool = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115
@@ -549,6 +608,12 @@ async def get_payload(
     summary="The text extracted from the voxel's payload (stored once beside it)",
 )
 async def get_text(request: Request, voxel_id: Id, _token: Reader) -> Response:
+    """The text extracted from the voxel's payload, as UTF-8 plain text (checksum verified).
+
+    404 `no_text` for a voxel without extracted text (an image, a binary), 404
+    `text_missing` when the stored text is gone, 502 `checksum_mismatch` when it does not
+    match its checksum.
+    """
     service = service_of(request)
     voxel = await _voxel(service, voxel_id)
     try:
@@ -586,6 +651,13 @@ async def get_lineage(
     _token: Reader,
     direction: Annotated[Literal["ancestors", "descendants"], Query()] = "ancestors",
 ) -> LineageOut:
+    """The voxel's lineage graph (nodes and edges) and its result versions.
+
+    `ancestors` walks up to the archives the voxel came from, `descendants` down to the
+    members extracted from it; each edge has its depth from the voxel. Each node carries its
+    name and label (only its id when that voxel is gone). `results` lists the voxel's
+    result versions: stage, version, producer, current, the event and reprocess run.
+    """
     service = service_of(request)
     voxel = await _voxel(service, voxel_id)
     store = service.require_voxels()
@@ -635,6 +707,12 @@ async def get_lineage(
     summary="Every result version of a voxel by stage, side by side: who made it, which is current",
 )
 async def get_results(request: Request, voxel_id: Id, _token: Reader) -> ResultVersionsOut:
+    """Every result version of the voxel, grouped by stage (oldest first), and its tags.
+
+    Each version tells who made it (`NAME@VERSION` of the model or extractor), when, and
+    whether it is the stage's current one; a reprocess run adds a version and makes it
+    current. `tags` are those webhook rules with a `tag:` action put on the voxel.
+    """
     service = service_of(request)
     voxel = await _voxel(service, voxel_id)
     worker = service.require_reprocessor()
@@ -666,6 +744,13 @@ def _run_out(info: Any) -> ReprocessRunOut:
     "as a new version, the new one current",
 )
 async def post_reprocess(request: Request, body: ReprocessRequest, token: Admin) -> ReprocessRunOut:
+    """Start a reprocess run; it works in the background and one run goes at a time.
+
+    The run is planned over the voxels `query` matches (empty: every voxel) and returned at
+    once; follow it on `GET /v1/reprocess/{run_id}`. `model` pins the ONNX model or spaCy
+    pipeline (`NAME@VERSION`). A query that does not parse, or a bad stage or model pin, is
+    a 400.
+    """
     service = service_of(request)
     worker = service.require_reprocessor()
     with _reprocess_errors():
@@ -685,6 +770,13 @@ async def post_reprocess(request: Request, body: ReprocessRequest, token: Admin)
 async def dry_run_reprocess(
     request: Request, body: ReprocessRequest, _token: Admin
 ) -> ReprocessDryRun:
+    """What a reprocess run with this body would take, without starting one.
+
+    Returns how many voxels match, how many already have a result of the stage, who
+    produced those current results (count per `NAME@VERSION`) and how many of them are
+    already from the pinned `model`. Bad queries, stages and model pins are a 400, as for
+    `POST /v1/reprocess`.
+    """
     worker = service_of(request).require_reprocessor()
     with _reprocess_errors():
         report = await asyncio.to_thread(worker.dry_run, body.stage, body.query, body.model)
@@ -712,6 +804,7 @@ def _reprocess_errors() -> Iterator[None]:
     summary="Reprocess runs, newest first, with their counts",
 )
 async def list_reprocess(request: Request, _token: Reader) -> ReprocessRuns:
+    """Every reprocess run: stage, model, query, state and counts of its items by state."""
     worker = service_of(request).require_reprocessor()
     runs = await asyncio.to_thread(worker.runs.runs)
     return ReprocessRuns(items=[_run_out(r) for r in runs])
@@ -724,6 +817,10 @@ async def list_reprocess(request: Request, _token: Reader) -> ReprocessRuns:
     summary="One reprocess run and how far it got",
 )
 async def get_reprocess(request: Request, run_id: Id, _token: Reader) -> ReprocessRunOut:
+    """One reprocess run: its state, how many of its voxels are finished, counts by state.
+
+    404 `not_found` for an unknown run id.
+    """
     worker = service_of(request).require_reprocessor()
     info = await asyncio.to_thread(worker.runs.get, run_id)
     if info is None:
@@ -739,6 +836,11 @@ async def get_reprocess(request: Request, run_id: Id, _token: Reader) -> Reproce
     summary="Continue a stopped reprocess run with what is left (admin)",
 )
 async def resume_reprocess(request: Request, run_id: Id, _token: Admin) -> ReprocessRunOut:
+    """Resume a stopped reprocess run (after a restart, for instance) where it stopped.
+
+    Voxels already done are not done again; a run that is running here already is left
+    alone. Returns the run as it is now; 404 `not_found` for an unknown run id.
+    """
     service = service_of(request)
     worker = service.require_reprocessor()
     info = await asyncio.to_thread(worker.runs.get, run_id)
@@ -824,6 +926,12 @@ async def list_dlq(
         str | None, Query(max_length=64, description="Only this group (its `group_id`)")
     ] = None,
 ) -> DlqPage:
+    """One page of dead-letter records with their error, traceback and replay state.
+
+    Pass `next_cursor` as `cursor` for the next page (null: no more); a cursor this API did
+    not return is a 400 `bad_cursor`. `group` takes a `group_id` from `GET /v1/dlq/groups`
+    (404 `dlq_group_not_found` when there is no such group).
+    """
     service = service_of(request)
     view = service.require_dlq()
     if cursor and not await asyncio.to_thread(_known_cursor, service, cursor):
@@ -854,6 +962,12 @@ async def list_dlq_groups(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> DlqGroupPage:
+    """Repeated failures together: one item per stage, reason and artifact.
+
+    Each group tells how many records it holds, when the first and latest were made,
+    whether they are retryable or permanent, and holds its latest record in full. Page with
+    `offset` and `limit`; `total` counts the groups of that status.
+    """
     groups, total = await asyncio.to_thread(
         service_of(request).require_dlq().groups,
         None if status == "all" else status,
@@ -878,6 +992,12 @@ async def purge_dlq(
     ],
     dry_run: Annotated[bool, Query(description="Count only; delete nothing")] = False,
 ) -> DlqPurged:
+    """Delete old closed dead-letter records; needs an admin token.
+
+    `older_than` counts from each record's creation (`90s`, `15m`, `12h`, `30d`; anything
+    else is a 400). Returns how many records were deleted in all and per status; with
+    `dry_run=true`, how many would be, and nothing is deleted.
+    """
     try:
         seconds = parse_duration(older_than)
     except ValueError as exc:
@@ -897,6 +1017,14 @@ async def purge_dlq(
 async def replay_dlq_group(
     request: Request, group_id: Id, _token: Admin, force: ForceQuery = False
 ) -> DlqGroupReplay:
+    """Replay every open record of a group; needs an admin token.
+
+    Each sent record's original event goes through the pipeline again and gets its
+    `replay_event_id` and `status_url`. Permanent failures and unknown error types are
+    skipped unless `all=true`, and records without an original event always are: `skipped`
+    counts them per reason and `skipped_ids` names them. 429 with `Retry-After` while the
+    ingest queue is full.
+    """
     service = service_of(request)
     if service.queue_full():
         raise ApiError(
@@ -923,6 +1051,11 @@ async def replay_dlq_group(
 async def dismiss_dlq_group(
     request: Request, group_id: Id, token: Admin, reason: DismissReason
 ) -> DlqDismissed:
+    """Close every open record of a group without a replay (a file known to be broken).
+
+    Needs an admin token. The records become `dismissed`, keeping who (the token), when and
+    `reason`; they leave the open list. Returns the ids dismissed now.
+    """
     service = service_of(request)
     key = await _group_key(service, group_id)
     letters = service.require_dlq()
@@ -941,6 +1074,11 @@ async def dismiss_dlq_group(
     summary="One dead-letter record (short id, id or unique part)",
 )
 async def get_dlq(request: Request, dlq_id: Id, _token: Reader) -> DlqItem:
+    """One dead-letter record with its error, traceback, group and replay or dismissal state.
+
+    404 `dlq_not_found` when no record matches, 409 `ambiguous_id` (with the candidates)
+    when several do.
+    """
     return dlq_item(await _letter(service_of(request), dlq_id))
 
 
@@ -955,6 +1093,14 @@ async def get_dlq(request: Request, dlq_id: Id, _token: Reader) -> DlqItem:
 async def replay_dlq(
     request: Request, dlq_id: Id, _token: Admin, force: ForceQuery = False
 ) -> ReplayAccepted:
+    """Replay one dead letter; needs an admin token. Follow the replay at `status_url`.
+
+    A record that names a voxel (stored without the failed stage's result) completes that
+    voxel rather than storing a second one. 409 `not_retryable` for a permanent failure
+    without `all=true`, `not_replayable` for a record without an original event,
+    `already_replayed` when it was replayed already; 429 with `Retry-After` while the ingest
+    queue is full.
+    """
     service = service_of(request)
     if service.queue_full():
         raise ApiError(
@@ -994,6 +1140,12 @@ def _accepted_replay(dlq_id: str, event: CloudEvent) -> ReplayAccepted:
 async def dismiss_dlq(
     request: Request, dlq_id: Id, token: Admin, reason: DismissReason
 ) -> DlqDismissed:
+    """Close one open dead letter without a replay (a file known to be broken).
+
+    Needs an admin token. The record becomes `dismissed`, keeping who (the token), when and
+    `reason`. 409 `not_open` when the record is not open (replayed, resolved or dismissed
+    already).
+    """
     service = service_of(request)
     letter = await _letter(service, dlq_id)
     done = await asyncio.to_thread(
@@ -1014,7 +1166,11 @@ async def dismiss_dlq(
     summary="Source roots (folders, bucket prefixes) with their state and entry counts",
 )
 async def list_sources(request: Request, _token: Reader) -> SourceList:
+    """Every source root that `thunderline sync` / `watch` keeps in step.
 
+    Each root (a `file://` folder or an `s3://` prefix) with whether it is paused, its last
+    pass, and its entries counted by state.
+    """
     ledger = service_of(request).require_ledger()
 
     def read() -> list[dict[str, Any]]:
@@ -1032,6 +1188,12 @@ async def list_sources(request: Request, _token: Reader) -> SourceList:
     summary="Add a source root, or pause / resume one (admin); a running watch follows it",
 )
 async def change_source(request: Request, body: SourceChange, _token: Admin) -> SourceList:
+    """Add a source root if it is new, then pause or resume it; needs an admin token.
+
+    A running `thunderline watch` picks the change up. A folder is taken as given (the
+    server does not look at it from a request); an `s3://` prefix is stored in its
+    canonical form. Returns that root with its entry counts.
+    """
     from thunderline.sources.scan import parse_source
 
     # an s3 prefix in its canonical form (with its slash); a folder on the server as given
@@ -1063,7 +1225,11 @@ async def webhook_deliveries(
     status: Annotated[Literal["pending", "delivered", "failed"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> WebhookDeliveries:
+    """The webhook deliveries, newest first, each with every attempt made.
 
+    Needs an admin token. `status` keeps only pending, delivered or failed deliveries; each
+    attempt tells when it was made and how it went (HTTP status or error).
+    """
     hooks = service_of(request).require_webhooks()
     items = await asyncio.to_thread(hooks.deliveries, status=status, limit=limit)
     return WebhookDeliveries(items=items)
@@ -1077,12 +1243,18 @@ async def webhook_deliveries(
     summary="Registered models with checksum status and health",
 )
 async def list_models(request: Request, _token: Reader) -> ModelList:
+    """The model registry's entries, each with its checksum status and its health here.
+
+    `checksum` is `ok`, `mismatch`, `missing` or `untrusted` (the check is cached for 30 s);
+    `health` is the inference supervisor's state, or `not loaded`.
+    """
     return ModelList.model_validate(await asyncio.to_thread(service_of(request).models))
 
 
 # ---- health --------------------------------------------------------------------------------
 @health_router.get("/healthz", response_model=Health, summary="The process is up")
 async def healthz() -> Health:
+    """Liveness probe: always `{"status": "ok"}` while the process answers; no token needed."""
     return Health(status="ok")
 
 
@@ -1096,9 +1268,12 @@ async def healthz() -> Health:
     summary="Ready or not; with a token also each check (models, breaker, database, ...)",
 )
 async def readyz(request: Request) -> JSONResponse:
-    """Anonymous callers learn ready or not only (for probes); a caller with a token (header
-    or console cookie) also gets each check with its detail: database, bucket and broker
-    coordinates are not for anonymous eyes. A token that is presented must be valid (401)."""
+    """Readiness probe: 200 when every check passes, else 503; anonymous callers learn only that.
+
+    A caller with a token (header or console cookie) also gets each check with its detail:
+    database, bucket and broker coordinates are not for anonymous eyes. A token that is
+    presented must be valid (401).
+    """
     service = service_of(request)
     token, _ = presented_token(request)
     if token is not None:

@@ -30,6 +30,12 @@ from thunderline.voxel.schema import Voxel
 
 
 class IngestAccepted(BaseModel):
+    """An upload received and stored, its ingest started: follow it at `status_url`.
+
+    `name`, `size` and `sha256` describe the file as it was received; `event_id` is the id
+    of the ingest request event.
+    """
+
     correlation_id: str = Field(description="Follow the ingest with this id.")
     event_id: str
     name: str
@@ -40,6 +46,8 @@ class IngestAccepted(BaseModel):
 
 
 class DlqBrief(BaseModel):
+    """A DLQ record of an ingest, in brief: its id, the stage that failed, reason and message."""
+
     id: str
     stage: str | None = None
     reason: str | None = None
@@ -50,6 +58,8 @@ class DlqBrief(BaseModel):
 
 
 class IngestStatus(BaseModel):
+    """Where one ingest is: the stages done, its outcome, the voxels stored, the DLQ records."""
+
     correlation_id: str
     name: str | None = None
     outcome: Literal["pending", "stored", "degraded", "dead_lettered", "partial"] = Field(
@@ -62,6 +72,13 @@ class IngestStatus(BaseModel):
 
 
 class VoxelOut(BaseModel):
+    """One voxel in full: its payload reference and checksums, every result, lineage and ids.
+
+    `ts` is when it was stored; `payload_ref`, `payload_size` and `checksums` locate and
+    verify its bytes; `lineage` names its parents (the archive it came from);
+    `correlation_id`, `causation_id` and `event_id` tie it to the events that made it.
+    """
+
     id: str
     short_id: str = Field(description="The id's random tail: typeable, accepted everywhere.")
     ts: str
@@ -85,8 +102,10 @@ class VoxelOut(BaseModel):
 
 
 class VoxelPage(BaseModel):
-    """A list page: each voxel's summary (counts, top entities and labels, sizes, ids); the
-    full sentences and entities are on ``GET /v1/voxels/{id}``."""
+    """A list page: each voxel's summary (counts, top entities and labels, sizes, ids).
+
+    The full sentences and entities are on ``GET /v1/voxels/{id}``.
+    """
 
     items: list[VoxelBrief]
     next_cursor: str | None = Field(None, description="Pass as `cursor` for the next page.")
@@ -105,22 +124,29 @@ DETAIL_FIELDS = tuple(VoxelOut.model_fields)
 
 
 def select_fields(doc: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+    """Only the named top-level fields of ``doc``, in the order given (None for an absent one)."""
     return {name: doc.get(name) for name in fields}
 
 
 class LineageNode(BaseModel):
+    """A voxel in a lineage graph: its id, and its name and label while it still exists."""
+
     id: str
     name: str | None = None
     label: str | None = None
 
 
 class LineageEdge(BaseModel):
+    """A parent-child link (an archive and a member) and its depth from the voxel asked about."""
+
     child_id: str
     parent_id: str
     depth: int
 
 
 class LineageOut(BaseModel):
+    """The lineage graph above (ancestors) or below (descendants) a voxel, and its results."""
+
     voxel_id: str
     direction: Literal["ancestors", "descendants"]
     nodes: list[LineageNode]
@@ -133,6 +159,11 @@ class LineageOut(BaseModel):
 
 
 class ReplayAccepted(BaseModel):
+    """A dead letter sent through the pipeline again: follow the replay at `status_url`.
+
+    `replay_event_id` is the id of the event the replay sent.
+    """
+
     dlq_id: str
     replay_event_id: str
     correlation_id: str
@@ -144,6 +175,13 @@ Permanence = Literal["retryable", "permanent", "unknown"]
 
 
 class DlqItem(BaseModel):
+    """One dead-letter record: what failed where and why, and its replay or dismissal state.
+
+    `type` and `time` are the DLQ event's; `attempts` counts the tries made before the
+    record was written; `replay_event_id`, and the `dismissed_*` fields, tell how a closed
+    record was closed.
+    """
+
     id: str
     short_id: str = Field(description="The id people type (the random tail of the UUIDv7).")
     type: str
@@ -178,6 +216,8 @@ class DlqItem(BaseModel):
 
 
 class DlqPage(BaseModel):
+    """A page of dead-letter records, oldest first; `next_cursor` is null on the last page."""
+
     items: list[DlqItem]
     next_cursor: str | None = None
 
@@ -199,15 +239,21 @@ class DlqGroupOut(BaseModel):
 
 
 class DlqGroupPage(BaseModel):
+    """A page of dead-letter groups, most recent first, and how many groups there are."""
+
     items: list[DlqGroupOut]
     total: int = Field(description="Groups of that status in all.")
 
 
 class DlqDismissed(BaseModel):
+    """The dead-letter records a dismissal closed (those already closed are not listed)."""
+
     dismissed: list[str] = Field(description="Ids of the records dismissed now.")
 
 
 class DlqPurged(BaseModel):
+    """How many closed dead-letter records a purge deleted (or would), in all and per status."""
+
     dry_run: bool
     deleted: int = Field(description="Records deleted (with dry_run: that would be).")
     by_status: dict[str, int]
@@ -236,6 +282,8 @@ class DeletionOut(BaseModel):
 
 
 class VoxelDeleted(BaseModel):
+    """The audit records of a deletion: one per voxel deleted (with its subtree, if asked)."""
+
     deleted: list[DeletionOut]
 
 
@@ -266,6 +314,8 @@ class SourceChange(BaseModel):
 
 
 class ModelInfo(BaseModel):
+    """A registered model: name, version, kind, file and SHA-256, checksum status and health."""
+
     name: str
     version: str
     kind: str
@@ -277,21 +327,29 @@ class ModelInfo(BaseModel):
 
 
 class ModelList(BaseModel):
+    """The model registry: whether ONNX inference is enabled, the registry file and its models."""
+
     enabled: bool
     registry: str
     models: list[ModelInfo]
 
 
 class Health(BaseModel):
+    """The liveness answer: the process is up."""
+
     status: Literal["ok"]
 
 
 class Check(BaseModel):
+    """One readiness check: whether it passed, and what was found."""
+
     ok: bool
     detail: str
 
 
 class Readiness(BaseModel):
+    """Whether the service is ready: true when every check passed."""
+
     ready: bool
     checks: dict[str, Check] = Field(
         default_factory=dict,
@@ -302,6 +360,7 @@ class Readiness(BaseModel):
 
 # ---- mappings ------------------------------------------------------------------------------
 def artifact_name(voxel: Voxel) -> str | None:
+    """The file name the voxel's artifact had (its ``artifact`` trait), None when not known."""
     artifact = voxel.traits.get("artifact")
     if isinstance(artifact, dict) and artifact.get("name") is not None:
         return str(artifact["name"])
@@ -309,6 +368,12 @@ def artifact_name(voxel: Voxel) -> str | None:
 
 
 def voxel_out(voxel: Voxel) -> VoxelOut:
+    """The API view of a voxel: its traits also as typed results, its name and Magika group.
+
+    A stored result that no longer fits its event-data model (an older schema) is left
+    out of the typed fields (``classification``, ``nlp``, ``inference``) but kept in
+    ``traits``.
+    """
     classification = voxel.traits.get("classification")
     group = classification.get("group") if isinstance(classification, dict) else None
     doc = voxel.model_dump(mode="json")
@@ -337,6 +402,7 @@ def voxel_out(voxel: Voxel) -> VoxelOut:
 
 
 def ingest_status(progress: IngestProgress) -> IngestStatus:
+    """The API view of an ingest's progress."""
     return IngestStatus(
         correlation_id=progress.correlation_id,
         name=progress.name,
@@ -348,6 +414,7 @@ def ingest_status(progress: IngestProgress) -> IngestStatus:
 
 
 def accepted(event: CloudEvent) -> IngestAccepted:
+    """The 202 answer to an upload, from the ingest request event it was submitted as."""
     from thunderline.eventdata import IngestRequest
 
     artifact = data_of(event, IngestRequest).artifact
@@ -436,8 +503,10 @@ def _str(value: Any) -> str | None:
 
 
 class ResultVersionsOut(BaseModel):
-    """Every result version of a voxel by stage (oldest first), one current per stage, and
-    the tags rules put on it."""
+    """Every result version of a voxel by stage (oldest first), one current per stage.
+
+    `tags` are the tags webhook rules put on the voxel.
+    """
 
     voxel_id: str
     stages: dict[str, list[dict[str, Any]]]
@@ -473,6 +542,8 @@ class ReprocessRunOut(BaseModel):
 
 
 class ReprocessRuns(BaseModel):
+    """Every reprocess run, newest first."""
+
     items: list[ReprocessRunOut]
 
 

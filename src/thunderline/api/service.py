@@ -99,6 +99,14 @@ class ApiService:
 
     # ---- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
+        """Open the ingestor (and its pipeline or broker), the stores and the background tasks.
+
+        Leftover spool files of a crashed process are deleted first. The voxel store, source
+        ledger, webhooks and reprocess runner are opened on one database engine, and the
+        webhook dispatcher is started. In submit-and-read (no pipeline here), the outcome
+        follower feeds the live view and the queue sampler feeds ``/metrics``. A failure while
+        opening the stores stops what was started and re-raises.
+        """
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         for stale in self.spool_dir.glob("upload-*"):  # left by a crash: never half-stored
             stale.unlink(missing_ok=True)
@@ -134,6 +142,12 @@ class ApiService:
             self.sampler.start()
 
     async def stop(self) -> None:
+        """Stop everything :meth:`start` started (also after a start that failed half-way).
+
+        The live streams end, the webhook dispatcher and any reprocess run are cancelled (a
+        reprocess run is resumed later by its id), then the ingestor and the stores close
+        and the upload threads finish.
+        """
         self.hub.close()
         self._dispatch_stop.set()
         for task in (self._dispatcher, *list(self._reprocess_tasks.values())):
@@ -160,11 +174,21 @@ class ApiService:
         self._upload_pool.shutdown(wait=True)
 
     def require_ingestor(self) -> Ingestor:
+        """The ingestor.
+
+        Raises:
+            RuntimeError: the service is not started.
+        """
         if self.ingestor is None:
             raise RuntimeError("the API service is not started")
         return self.ingestor
 
     def require_runtime(self) -> Runtime:
+        """The in-process pipeline.
+
+        Raises:
+            RuntimeError: none runs here (not started, or submit-and-read).
+        """
         if self.runtime is None:
             raise RuntimeError("the API service runs no pipeline here")
         return self.runtime
@@ -176,9 +200,15 @@ class ApiService:
 
     @property
     def objects(self) -> ObjectStore | None:
+        """The object store that holds the payloads (``None`` before the service starts)."""
         return self.ingestor.store if self.ingestor is not None else None
 
     def require_ledger(self) -> Ledger:
+        """The source ledger (sources and their sync runs).
+
+        Raises:
+            RuntimeError: the service is not started.
+        """
         if self.ledger is None:
             raise RuntimeError("the API service is not started")
         return self.ledger
@@ -194,8 +224,10 @@ class ApiService:
         return self.reprocessor
 
     def start_reprocess(self, run_id: str) -> None:
-        """Work through a planned (or stopped) reprocess run in the background; a run already
-        running here is left alone."""
+        """Work through a planned (or stopped) reprocess run in the background.
+
+        A run already running here is left alone; runs go one at a time.
+        """
         running = self._reprocess_tasks.get(run_id)
         if running is not None and not running.done():
             return
@@ -216,33 +248,52 @@ class ApiService:
         task.add_done_callback(done)
 
     def require_webhooks(self) -> Webhooks:
+        """The webhook rules, deliveries and tags.
+
+        Raises:
+            RuntimeError: the service is not started.
+        """
         if self.webhooks is None:
             raise RuntimeError("the API service is not started")
         return self.webhooks
 
     def require_voxels(self) -> VoxelStorage:
+        """The voxel store.
+
+        Raises:
+            RuntimeError: the service is not started.
+        """
         if self.voxels is None:
             raise RuntimeError("the API service is not started")
         return self.voxels
 
     def require_dlq(self) -> DeadLetters:
+        """The DLQ records of the outcome store.
+
+        Raises:
+            RuntimeError: the service is not started.
+        """
         if self.dlq is None:
             raise RuntimeError("the API service is not started")
         return self.dlq
 
     # ---- ingest ---------------------------------------------------------------------------
     def queue_full(self) -> bool:
-        """Whether a new ingest would have to wait (``block`` policy and a full first queue,
-        as this process sees it). A broker's queue is not known in advance: it refuses the
-        publish instead (``OverloadError``)."""
+        """Whether a new ingest would have to wait: ``block`` policy and a full first queue.
+
+        The queue is as this process sees it. A broker's queue is not known in advance: it
+        refuses the publish instead (``OverloadError``).
+        """
         ingestor = self.require_ingestor()
         if ingestor.bus.durable or self.settings.overflow_policy is not OverflowPolicy.BLOCK:
             return False
         return ingestor.bus.depth(FIRST_TOPIC) >= self.settings.queue_max
 
     async def submit_upload(self, received: ReceivedFile) -> CloudEvent:
-        """Admit the spooled upload, store its bytes (content-addressed) and start its ingest
-        (``block=False``: a full queue raises ``OverloadError``)."""
+        """Admit the spooled upload, store its bytes (content-addressed) and start its ingest.
+
+        The ingest does not wait (``block=False``): a full queue raises ``OverloadError``.
+        """
         ingestor = self.require_ingestor()
         request = IngestRequest(
             artifact=Artifact(
@@ -286,9 +337,11 @@ class ApiService:
     async def replay_group(
         self, group: str, *, force: bool = False
     ) -> tuple[list[tuple[OutcomeRecord, CloudEvent]], Selection]:
-        """Replay the open records of a group (its id): retryable ones, every one with
-        ``force``; returns those sent with their replay events, and the selection (what was
-        skipped and why). ``KeyError`` when no record has that group."""
+        """Replay the open records of a group (its id): retryable ones, every one with ``force``.
+
+        Returns those sent with their replay events, and the selection (what was skipped and
+        why). ``KeyError`` when no record has that group.
+        """
         letters = self.require_dlq()
         key = await asyncio.to_thread(letters.group_key, group)
         if key is None:
@@ -330,9 +383,11 @@ class ApiService:
         return next((s for s in runtime.stages if s.name == name), None)
 
     def readiness(self) -> Readiness:
-        """The pipeline, the database, the object store, the bus (asked now), the models and
-        the spaCy breaker. Submit-and-read: models and breaker belong to the workers
-        (``thunderline doctor`` there)."""
+        """The readiness checks: pipeline, database, object store, bus, models, spaCy breaker.
+
+        The bus is asked now. Submit-and-read: models and breaker belong to the workers
+        (``thunderline doctor`` there).
+        """
         runtime = self.runtime
         checks = {
             "pipeline": Check(
@@ -352,8 +407,10 @@ class ApiService:
         return Readiness(ready=all(c.ok for c in checks.values()), checks=checks)
 
     def _check_bus(self) -> Check:
-        """Ask the bus for the ``classify`` queue's depth (a broker: from a worker thread of
-        ours, bounded by ``BROKER_PROBE_S``)."""
+        """Ask the bus for the ``classify`` queue's depth.
+
+        A broker is asked from a worker thread of ours, bounded by ``BROKER_PROBE_S``.
+        """
         ingestor, loop = self.ingestor, self._loop
         if ingestor is None or loop is None:
             return Check(ok=False, detail="not connected")

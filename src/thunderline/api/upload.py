@@ -55,6 +55,7 @@ class ReceivedFile:
     content_type: str | None
 
     def discard(self) -> None:
+        """Delete the spool file (nothing happens when it is already gone)."""
         self.path.unlink(missing_ok=True)
 
 
@@ -64,8 +65,9 @@ _EXT_CHARSETS = {b"utf-8": "utf-8", b"iso-8859-1": "iso-8859-1"}
 
 
 def extended_filename(disposition: bytes) -> bytes | None:
-    """The raw RFC 5987 ``filename*=charset'lang'value`` of a Content-Disposition header,
-    percent-decoded and re-encoded as UTF-8 (None: there is none).
+    """The raw RFC 5987 ``filename*=charset'lang'value`` of a Content-Disposition header.
+
+    The value is percent-decoded and re-encoded as UTF-8 (None: there is none).
 
     Raises:
         ApiError: 400 ``invalid_filename`` for a malformed value or a charset other than

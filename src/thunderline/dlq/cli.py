@@ -107,9 +107,11 @@ def dlq_list(
         bool, typer.Option("--json", help="One JSON object per group (or record).")
     ] = False,
 ) -> None:
-    """Dead letters grouped by (stage, reason, artifact): how many, first and last seen,
-    retryable or permanent, and the latest record (open ones unless --all / --status).
-    --records lists each record."""
+    """List dead letters grouped by stage, reason and artifact (open ones unless --all/--status).
+
+    Each group shows how many records it holds, when they were first and last seen, whether
+    they are retryable or permanent, and the latest record. --records lists each record.
+    """
     settings = cli_settings()
     wanted = _status(status, all_)
     with _open(settings) as store:
@@ -175,8 +177,11 @@ def _list_records(found: list[OutcomeRecord], wanted: str | None, as_json: bool)
 def dlq_show(
     record_id: Annotated[str, typer.Argument(help="DLQ record id (short id or full id).")],
 ) -> None:
-    """One record in full as JSON: status, retryable or permanent, group, replay or
-    dismissal, and the DLQ event with original and traceback."""
+    """Show one record in full as JSON.
+
+    The record's status, retryable or permanent, group, replay or dismissal, and the DLQ
+    event with original and traceback.
+    """
     settings = cli_settings()
     with _open(settings) as store:
         try:
@@ -192,8 +197,11 @@ def dlq_show(
 
 
 def _resolve(letters: DeadLetters, ids: list[str] | None, group: str | None) -> list[OutcomeRecord]:
-    """The open records named by ids (short or full) and/or a group; every open record when
-    neither is given. Unknown or closed ones are reported on stderr and left out."""
+    """The open records named by ids (short or full) and/or a group.
+
+    Every open record when neither is given. Unknown or closed ones are reported on stderr
+    and left out.
+    """
     if not ids and group is None:
         return letters.all(OPEN)
     found: dict[str, OutcomeRecord] = {}
@@ -283,8 +291,11 @@ def dlq_dismiss(
     group: GroupOpt = None,
     reason: Annotated[str, typer.Option("--reason", help="Why (kept with the record).")] = "",
 ) -> None:
-    """Close open records nobody will replay (a file known to be broken): they become
-    dismissed, with who, when and why, and leave the open list and the open-DLQ gauge."""
+    """Dismiss open records nobody will replay (a file known to be broken).
+
+    They become dismissed, with who, when and why, and leave the open list and the open-DLQ
+    gauge.
+    """
     if not ids and group is None:
         err_console.print("name the records to dismiss: IDs and/or --group GROUP")
         raise typer.Exit(2)
@@ -314,8 +325,10 @@ def dlq_purge(
         bool, typer.Option("--dry-run", help="Say how many would go; delete nothing.")
     ] = False,
 ) -> None:
-    """Delete closed records (replayed, resolved, dismissed) created longer ago than
-    --older-than; open records are never deleted."""
+    """Delete closed records (replayed, resolved, dismissed) older than --older-than.
+
+    A record's age counts from its creation; open records are never deleted.
+    """
     try:
         seconds = parse_duration(older_than)
     except ValueError as exc:

@@ -60,8 +60,10 @@ def dead_letter(
     record_id: str | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> CloudEvent:
-    """The DLQ record of a failure: the original event (or the ``raw`` message when there was
-    no event), the reason and error of ``exc``, its traceback and the attempts made.
+    """The DLQ record of a failure.
+
+    It holds the original event (or the ``raw`` message when there was no event), the reason
+    and error of ``exc``, its traceback and the attempts made.
 
     ``record_id`` fixes the record's id (a broker's dead letter read twice is one record; a
     record without an original then starts its own correlation chain under that id);
@@ -97,8 +99,10 @@ def _mapping(value: object) -> Mapping[str, Any]:
 
 @dataclass(frozen=True)
 class Subject:
-    """What a terminal event or DLQ record is about: the artifact (as the event carries it)
-    and, for a DLQ record, the original event."""
+    """What a terminal event or DLQ record is about.
+
+    The artifact (as the event carries it) and, for a DLQ record, the original event.
+    """
 
     original: CloudEvent | None
     artifact: Mapping[str, Any] = field(default_factory=dict)
@@ -106,8 +110,11 @@ class Subject:
 
     @classmethod
     def of(cls, event: CloudEvent) -> Subject:
-        """Parse ``event`` once: a DLQ record's original (when it is an event) and the
-        artifact of the original's data, else the event's own artifact."""
+        """Parse ``event`` once into its subject.
+
+        A DLQ record gives its original (when it is an event) and the artifact of the
+        original's data; any other event gives its own artifact.
+        """
         data = _mapping(event.data)
         if not event.is_dlq:
             return cls(None, _mapping(data.get("artifact")), _mapping(data.get("classification")))
@@ -124,8 +131,11 @@ class Subject:
 
     @property
     def key(self) -> str | None:
-        """The artifact's identity across runs: its source (file URI, ``archive!/member``),
-        else its path, name or stored payload (as in memory: may hold surrogate escapes)."""
+        """The artifact's identity across runs.
+
+        Its source (file URI, ``archive!/member``), else its path, name or stored payload (as
+        in memory: may hold surrogate escapes).
+        """
         for name in ("source", "path", "name", "payload_ref"):
             value = self.artifact.get(name)
             if value:

@@ -29,9 +29,12 @@ class NotReplayableError(ValueError):
 
 
 def replay_event(letter: OutcomeRecord) -> CloudEvent:
-    """The event a replay of ``letter`` sends: derived from the original event. A record that
-    names a voxel (the artifact was stored without the failed stage's result) asks the
-    package stage to complete that voxel (``data.voxel_id``), not to store a second one."""
+    """The event a replay of ``letter`` sends, derived from the original event.
+
+    A record that names a voxel (the artifact was stored without the failed stage's result)
+    asks the package stage to complete that voxel (``data.voxel_id``), not to store a second
+    one.
+    """
     original = Subject.of(letter.event).original
     if original is None:
         raise NotReplayableError(f"DLQ record {letter.id} has no original event to replay")
@@ -43,10 +46,12 @@ def replay_event(letter: OutcomeRecord) -> CloudEvent:
 
 
 async def replay(letters: DeadLetters, letter: OutcomeRecord, send: Send) -> CloudEvent | None:
-    """Claim, submit, settle one record; returns the replay event, ``None`` when the record
-    was not open (already claimed).
+    """Claim, submit and settle one record.
+
+    Returns the replay event, ``None`` when the record was not open (already claimed).
     Raises :class:`NotReplayableError` for a record without an original event, and whatever
-    ``send`` raises (the claim is released first)."""
+    ``send`` raises (the claim is released first).
+    """
     event = replay_event(letter)
     if letter.status != OPEN or not letters.claim(letter.id, event.id):
         return None

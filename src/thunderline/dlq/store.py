@@ -17,8 +17,10 @@ CONSOLE_MAX = 500
 
 
 class DeadLetters:
-    """The DLQ records of an outcome store (:class:`OutcomeRecord` of kind ``dlq``): pages,
-    lookups and replay claims."""
+    """The DLQ records of an outcome store: pages, lookups and replay claims.
+
+    The records are the store's :class:`OutcomeRecord` of kind ``dlq``.
+    """
 
     def __init__(self, outcomes: OutcomeStore) -> None:
         self.outcomes = outcomes
@@ -26,9 +28,11 @@ class DeadLetters:
     def page(
         self, status: str | None, *, limit: int, cursor: str | None, group: str | None = None
     ) -> tuple[list[OutcomeRecord], str | None]:
-        """Oldest first; ``cursor`` is the last id of the previous page (``None``: first);
-        ``group`` a group's full key; returns the records and the cursor of the next page
-        (``None``: no more)."""
+        """One page of records, oldest first, and the cursor of the next page (``None``: no more).
+
+        ``cursor`` is the last id of the previous page (``None``: the first page); ``group`` a
+        group's full key.
+        """
         found = self.outcomes.dlq(status, limit=limit + 1, cursor=cursor, group=group)
         more = len(found) > limit
         found = found[:limit]
@@ -49,15 +53,16 @@ class DeadLetters:
         return list(reversed(self.all(None)[-limit:]))
 
     def get(self, record_id: str) -> OutcomeRecord | None:
-        """One record by full id, short id, or a unique part of either end
-        (:mod:`thunderline.ids`: ``AmbiguousIdError`` when several match)."""
+        """One record by full id, short id, or a unique part of either end.
+
+        See :mod:`thunderline.ids`: ``AmbiguousIdError`` when several match.
+        """
         return self.outcomes.dlq_get(record_id)
 
     def groups(
         self, status: str | None = OPEN, *, limit: int = 100, offset: int = 0
     ) -> tuple[list[DlqGroup], int]:
-        """Records grouped by (stage, reason, artifact), most recent first, and how many
-        groups there are."""
+        """Records grouped by (stage, reason, artifact), most recent first, and the group count."""
         return self.outcomes.dlq_groups(status, limit=limit, offset=offset)
 
     def group_key(self, ref: str) -> str | None:
@@ -76,18 +81,25 @@ class DeadLetters:
             cursor = batch[-1].id
 
     def dismiss(self, record_ids: list[str], *, by: str, note: str) -> list[str]:
-        """Close open records without a replay (``dismissed``, with who, when and why); the
-        ids dismissed (records no longer open are left as they are)."""
+        """Close open records without a replay (``dismissed``, with who, when and why).
+
+        Returns the ids dismissed (records no longer open are left as they are).
+        """
         return self.outcomes.dismiss(record_ids, by=by, note=note)
 
     def purge(self, older_than_s: float, *, dry_run: bool = False) -> dict[str, int]:
-        """Delete closed records (replayed, resolved, dismissed) older than ``older_than_s``
-        seconds; how many per status (``dry_run``: would be, nothing deleted)."""
+        """Delete closed records (replayed, resolved, dismissed) older than ``older_than_s`` s.
+
+        Returns how many per status (``dry_run``: how many would be, nothing is deleted).
+        """
         return self.outcomes.purge(time.time() - older_than_s, dry_run=dry_run)
 
     def claim(self, record_id: str, replay_event_id: str) -> bool:
-        """Claim an open record for a replay (``open`` -> ``replayed``); False when it is not
-        open any more (claimed by another replay): then nothing may be sent."""
+        """Claim an open record for a replay (``open`` -> ``replayed``).
+
+        False when it is not open any more (claimed by another replay): then nothing may be
+        sent.
+        """
         return self.outcomes.mark_replayed(record_id, replay_event_id)
 
     def release(self, record_id: str) -> None:

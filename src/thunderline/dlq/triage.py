@@ -29,8 +29,10 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 
 
 class NotRetryableError(ThunderlineError):
-    """A replay of a permanent record (or one of unknown error type) was asked for without
-    forcing it: it would fail the same way."""
+    """A replay of a permanent record (or one of unknown error type) was asked for unforced.
+
+    Without ``force`` it is refused: it would fail the same way.
+    """
 
     reason = "not_retryable"
 
@@ -79,8 +81,10 @@ def can_send(record: OutcomeRecord) -> bool:
 
 
 def choose(records: Iterable[OutcomeRecord], *, force: bool = False) -> Selection:
-    """Split ``records`` into those a replay sends (retryable ones; with ``force`` every one
-    that holds an original event) and those it skips, by reason."""
+    """Split ``records`` into those a replay sends and those it skips, by reason.
+
+    A replay sends the retryable ones; with ``force`` every one that holds an original event.
+    """
     chosen = Selection()
     for record in records:
         if not can_send(record):

@@ -62,7 +62,9 @@ def tag(
     on: Annotated[list[str], typer.Option("--on", help=f"Trigger: {TRIGGER_HELP} (repeat).")],
 ) -> None:
     """Add a rule that tags each voxel its triggers match (from now on; no request is sent).
-    The tags show in `voxels results`, `GET /v1/voxels/{id}/results` and the console."""
+
+    The tags show in `voxels results`, `GET /v1/voxels/{id}/results` and the console.
+    """
     with _open() as hooks:
         try:
             rule = hooks.add("", on, action=f"tag:{name}")
@@ -113,8 +115,10 @@ def run(
     interval: Annotated[float, typer.Option(help="Seconds between rounds.", min=0.05)] = 1.0,
     once: Annotated[bool, typer.Option("--once", help="One round, then exit.")] = False,
 ) -> None:
-    """The dispatcher: match new outcomes to endpoints, deliver what is due, retry with
-    backoff (runs until Ctrl-C or SIGTERM; several dispatchers may share a database)."""
+    """Run the dispatcher: match new outcomes to rules, deliver what is due, retry with backoff.
+
+    It runs until Ctrl-C or SIGTERM; several dispatchers may share a database.
+    """
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with _open() as hooks:

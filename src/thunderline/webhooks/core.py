@@ -91,8 +91,11 @@ def reprocessed_event(row: Any, result: dict[str, Any]) -> str:
 
 
 def backoff(attempt: int, first_s: float, max_s: float) -> float:
-    """Delay before retry ``attempt`` (1-based): ``first_s * 2**(attempt-1)``, capped, less
-    up to 20 % (:attr:`~thunderline.config.WebhookSettings.retry_policy`'s jitter)."""
+    """Delay before retry ``attempt`` (1-based): ``first_s * 2**(attempt-1)``, capped, jittered.
+
+    Up to 20 % is taken off (:attr:`~thunderline.config.WebhookSettings.retry_policy`'s
+    jitter).
+    """
     return WebhookSettings(backoff_s=first_s, backoff_max_s=max_s).retry_policy.delay(attempt)
 
 
@@ -120,6 +123,18 @@ def verify_signature(
 
 @dataclass(frozen=True)
 class Endpoint:
+    """A rule as stored: its triggers and its action (``webhook`` or ``tag:NAME``).
+
+    Attributes:
+        id: The rule's id.
+        url: Where a ``webhook`` action POSTs (unused by a tag action).
+        secret: The signing secret of the ``webhook-signature`` header.
+        triggers: What fires the rule (``ingested``, ``failed``, ``label:...``, ...).
+        active: False when the rule is switched off (nothing new is matched).
+        created_unix: When the rule was added (Unix seconds).
+        action: ``webhook`` or ``tag:NAME``.
+    """
+
     id: str
     url: str
     secret: str
@@ -129,6 +144,7 @@ class Endpoint:
     action: str = "webhook"
 
     def to_json_dict(self, *, show_secret: bool = False) -> dict[str, Any]:
+        """The rule's fields as a JSON-ready dict; the secret is ``***`` unless ``show_secret``."""
         out = dict(self.__dict__)
         if not show_secret:
             out["secret"] = "***"
@@ -198,8 +214,11 @@ def matches(
     entities: frozenset[str] = frozenset(),
     in_query: Callable[[str], bool] | None = None,
 ) -> bool:
-    """Whether a subject (``voxel``, ``dlq`` or ``reprocessed``, with its label, entity texts
-    and whether a query matches it) fires these triggers."""
+    """Whether a subject fires these triggers.
+
+    The subject is a ``voxel``, ``dlq`` or ``reprocessed`` record, with its label, entity
+    texts and whether a query matches it.
+    """
     for trigger in triggers:
         if trigger == "ingested" and kind == "voxel":
             return True
@@ -242,8 +261,10 @@ class Webhooks(Tables):
         *,
         action: str = "webhook",
     ) -> Endpoint:
-        """A new rule; events from now on are considered (not the history). ``action`` is
-        ``webhook`` (POST to ``url``, signed with ``secret``) or ``tag:NAME`` (``url`` unused).
+        """Add a new rule; events from now on are considered (not the history).
+
+        ``action`` is ``webhook`` (POST to ``url``, signed with ``secret``) or ``tag:NAME``
+        (``url`` unused).
 
         Raises:
             ConfigError: a bad URL, trigger or action.
@@ -320,9 +341,11 @@ class Webhooks(Tables):
 
     # ---- enqueue: outcomes and result versions -> deliveries / tags ---------------------------
     def enqueue(self, *, batch: int = 500) -> int:
-        """For each active rule, act on each new terminal record and result version its
-        triggers match (a pending delivery, or a tag), advancing the rule's cursors in the same
-        transaction. Returns how many deliveries and tags were added."""
+        """Act on each new terminal record and result version an active rule's triggers match.
+
+        The action is a pending delivery, or a tag; the rule's cursors advance in the same
+        transaction. Returns how many deliveries and tags were added.
+        """
         added = 0
         for endpoint in self.endpoints(active_only=True):
             added += self._guarded(partial(self._enqueue_outcomes, endpoint, batch))
@@ -476,8 +499,11 @@ class Webhooks(Tables):
     def _act(
         self, conn: Any, endpoint: Endpoint, chosen: list[tuple[str, str, str, str | None]]
     ) -> int:
-        """The rule's action on each ``(event id, type, body, voxel id)``: a pending delivery
-        (once per event id) or a tag on the voxel (once per tag)."""
+        """Apply the rule's action to each ``(event id, type, body, voxel id)``.
+
+        The action is a pending delivery (once per event id) or a tag on the voxel (once per
+        tag).
+        """
         if not chosen:
             return 0
         now = time.time()
@@ -524,6 +550,10 @@ class Webhooks(Tables):
 
     # ---- deliver ----------------------------------------------------------------------------
     def due(self, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Pending deliveries whose next attempt is due, the most overdue first (at most ``limit``).
+
+        Each is the delivery row with its endpoint's ``url`` and ``secret``.
+        """
         d = webhook_deliveries.c
         stmt = (
             select(webhook_deliveries, webhook_endpoints.c.url, webhook_endpoints.c.secret)
@@ -618,9 +648,12 @@ class Webhooks(Tables):
         return enqueued, len(due)
 
     async def dispatch(self, stop: asyncio.Event, *, interval_s: float | None = None) -> None:
-        """Run :meth:`run_once` every ``interval_s`` (``TL_WEBHOOK_POLL_INTERVAL_S``) in a worker
-        thread until ``stop`` is set (``serve`` and ``watch`` run this beside their work). A
-        round that fails (the database away) is logged and tried again next time."""
+        """Run :meth:`run_once` in a worker thread every ``interval_s`` until ``stop`` is set.
+
+        ``interval_s`` defaults to ``TL_WEBHOOK_POLL_INTERVAL_S``; ``serve`` and ``watch`` run
+        this beside their work. A round that fails (the database away) is logged and tried
+        again next time.
+        """
         interval = self.settings.webhook.poll_interval_s if interval_s is None else interval_s
         while not stop.is_set():
             try:
