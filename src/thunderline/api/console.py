@@ -84,7 +84,7 @@ async def login_page(request: Request, next: str = "/") -> HTMLResponse:
 
 
 def _safe_next(target: str) -> str:
-    """Only a path on this site (never ``//host`` or ``/\\host``, which browsers follow off-site)."""
+    r"""Only a path on this site (never ``//host`` or ``/\host``, which browsers follow off-site)."""
     if not target.startswith("/") or target[1:2] in {"/", "\\"} or any(c < " " for c in target):
         return "/"
     return target
@@ -151,7 +151,8 @@ async def voxels_page(
     model_label: str = "",
 ) -> Response:
     """Voxels newest first, filtered as ``GET /v1/voxels`` is (label, group, entity text,
-    entity type, model label, dates)."""
+    entity type, model label, dates).
+    """
     user = _user(request)
     if user is None:
         return _login_redirect(request)
@@ -408,7 +409,8 @@ DLQ_PAGE_STATUSES = ("open", "dismissed", "replayed", "resolved", "all")
 @router.get("/dlq", response_class=HTMLResponse, response_model=None)
 async def dlq_page(request: Request, status: str = "open") -> Response:
     """Dead letters grouped by (stage, reason, artifact): count, first and last seen,
-    retryable or permanent, the latest error; Replay (retryable groups) and Dismiss."""
+    retryable or permanent, the latest error; Replay (retryable groups) and Dismiss.
+    """
     user = _user(request)
     if user is None:
         return _login_redirect(request)

@@ -113,7 +113,8 @@ async def similar(
     cursor: Annotated[str | None, Query(max_length=400)] = None,
 ) -> SearchPage:
     """Exact cosine over the stored all-MiniLM-L6-v2 embeddings (``thunderline index embed``);
-    ``q`` keeps only the voxels it matches. 409 ``no_embedding``: the voxel has no vector."""
+    ``q`` keeps only the voxels it matches. 409 ``no_embedding``: the voxel has no vector.
+    """
     return await _similar(request, voxel_id, q, limit, cursor)
 
 

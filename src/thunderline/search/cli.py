@@ -147,7 +147,8 @@ def export(
     with_text: Annotated[bool, typer.Option("--text", help="Include the extracted text.")] = False,
 ) -> None:
     """One row per matching voxel: ids, names, labels, metadata, entities, model results,
-    lineage parent ids (and with --text the text), streamed in constant memory."""
+    lineage parent ids (and with --text the text), streamed in constant memory.
+    """
     try:
         chosen = check_format(fmt)
         parse(query)
@@ -186,7 +187,8 @@ def rebuild_cmd(
     ] = False,
 ) -> None:
     """Index every voxel missing from the search index or indexed stale (resumable: a stopped
-    run loses nothing, the next one skips what is current)."""
+    run loses nothing, the next one skips what is current).
+    """
     with _open() as store:
         total = store.count()
         columns = (TextColumn("indexing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -212,7 +214,8 @@ def embed_cmd(
     ] = False,
 ) -> None:
     """Store a sentence embedding (all-MiniLM-L6-v2, ONNX) for every text voxel that has none
-    or one made from another text -- what `search --similar` compares (resumable)."""
+    or one made from another text -- what `search --similar` compares (resumable).
+    """
     from thunderline.search.embed import Embedder
     from thunderline.search.similar import embed_missing
 

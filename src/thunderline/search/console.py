@@ -1,6 +1,7 @@
 """The console's search page (``/search``): a query box, a facet sidebar with counts (each a
 link that adds the facet as a field filter) and hits with highlighted snippets. Server-rendered
-like the other pages; a malformed query is shown with its position, never an error page."""
+like the other pages; a malformed query is shown with its position, never an error page.
+"""
 
 from __future__ import annotations
 

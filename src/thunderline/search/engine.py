@@ -334,7 +334,7 @@ def decode_cursor(cursor: str, query: str, order: str) -> tuple[float, int]:
 
 # ---- snippets ------------------------------------------------------------------------------
 def segments(marked: str) -> list[Segment]:
-    """Split text with \\x02 ... \\x03 around hits into segments."""
+    r"""Split text with \x02 ... \x03 around hits into segments."""
     out: list[Segment] = []
     for i, part in enumerate(marked.split("\x02")):
         if i == 0:
@@ -516,7 +516,8 @@ class Searcher:
     ) -> tuple[int, dict[str, list[FacetValue]]]:
         """The exact total, and every facet counted over the best :data:`FACET_SCAN` matches
         in ONE statement: that set is evaluated once (a materialised CTE), then grouped per
-        facet."""
+        facet.
+        """
         if plan.text_only:  # SQLite words only: FTS5 counts and ranks without search_docs
             count_sql = f"SELECT count(*) FROM search_fts WHERE search_fts MATCH {plan.match_param}"
         else:
@@ -566,7 +567,8 @@ class Searcher:
 
     def iter_matches(self, query: str, *, batch: int = 1000) -> Iterator[list[str]]:
         """The voxel ids matching ``query`` in ``doc_no`` order, ``batch`` at a time (export:
-        keyset paging, so memory stays flat however many match)."""
+        keyset paging, so memory stays flat however many match).
+        """
         plan = _plan(self.dialect, parse(query))
         last = 0
         while True:

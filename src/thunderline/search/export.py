@@ -238,7 +238,8 @@ def encode_parquet(
     rows: Iterator[dict[str, Any]], row_group: int = PARQUET_ROW_GROUP
 ) -> Iterator[bytes]:
     """The rows as a Parquet file, in byte chunks: one row group (``row_group`` rows) at a
-    time, so memory holds one group whatever the number of rows."""
+    time, so memory holds one group whatever the number of rows.
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -96,7 +96,8 @@ _INSERT_DOC_PG = (
 def _numbers(conn: Connection, count: int) -> list[int]:
     """``count`` new ``doc_no`` values, taken inside the caller's (writing) transaction, so the
     rows can be written with one ``executemany`` (a statement per row cost more than the FTS5
-    insert itself)."""
+    insert itself).
+    """
     if conn.dialect.name == "postgresql":
         rows = conn.execute(
             text(
@@ -190,7 +191,7 @@ def remove_voxels(conn: Connection, voxel_ids: Iterable[str]) -> int:
 
 
 def indexed_hashes(conn: Connection, voxel_ids: Sequence[str]) -> dict[str, str]:
-    """voxel id -> the ``content_sha256`` its index row was written with (absent: not indexed)."""
+    """Voxel id -> the ``content_sha256`` its index row was written with (absent: not indexed)."""
     found: dict[str, str] = {}
     for start in range(0, len(voxel_ids), 500):
         chunk = voxel_ids[start : start + 500]

@@ -1,4 +1,4 @@
-"""The search query language: parsed into a small tree, never pasted into SQL.
+r"""The search query language: parsed into a small tree, never pasted into SQL.
 
 Grammar (keywords in capitals; two terms side by side mean AND)::
 
@@ -9,7 +9,7 @@ Grammar (keywords in capitals; two terms side by side mean AND)::
     primary := "(" or ")" | field | '"' phrase '"' | word [ "*" ]
     field   := NAME ( ":" | ">" | ">=" | "<" | "<=" | "=" ) ( value | '"' value '"' )
 
-Words are cut into word characters (``\\w``) here: ``foo-bar`` is the phrase "foo bar" and
+Words are cut into word characters (``\w``) here: ``foo-bar`` is the phrase "foo bar" and
 nothing but letters, digits and ``_`` ever reaches the full-text engine. Field values are
 checked and typed here too (dates, sizes), so the SQL layer only binds parameters.
 

@@ -104,7 +104,8 @@ def vectors_for(
     objects: ObjectStore, embedder: Embedder, voxels: Iterable[Voxel]
 ) -> list[tuple[str, str, NDArray[np.float32]]]:
     """(voxel id, text SHA-256, vector) for the voxels that have extracted text (the write
-    path's ``TL_SEARCH_EMBED``: computed before the voxel's transaction, written inside it)."""
+    path's ``TL_SEARCH_EMBED``: computed before the voxel's transaction, written inside it).
+    """
     from thunderline.voxel.store import text_sha256
 
     todo = []
@@ -214,7 +215,8 @@ class VectorCache:
         rows were deleted (``count(*)``, a scan) is checked at most every
         :data:`COUNT_CHECK_S` seconds, and then the copy is read again. A deleted voxel's
         vector in between costs nothing but a place in the product: its hit is dropped
-        because its index row is gone."""
+        because its index row is gone.
+        """
         top = int(
             conn.execute(text("SELECT coalesce(max(seq), 0) FROM search_vectors")).scalar_one()
         )

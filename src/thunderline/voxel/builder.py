@@ -45,12 +45,13 @@ def _unique(values: list[str | None]) -> tuple[str, ...]:
 
 
 def voxel_source(event: CloudEvent, data: Classified) -> str:
-    """What the voxel is "of": the artifact's source URI, else its correlation chain.
+    r"""What the voxel is "of": the artifact's source URI, else its correlation chain.
 
     Bytes-safe (:func:`names.wire_text`): an undecodable byte of a name (a tar member's
-    Latin-1 name, say) is written as a ``\\udcXX`` escape, so the source is strict UTF-8 like
+    Latin-1 name, say) is written as a ``\udcXX`` escape, so the source is strict UTF-8 like
     every other text field of the sealed document; the exact name stays in
-    ``traits.artifact``."""
+    ``traits.artifact``.
+    """
     source = data.artifact.source
     return (
         names.wire_text(source) if source else f"urn:thunderline:correlation:{event.correlationid}"
@@ -72,7 +73,8 @@ class VoxelBuilder:
 
     def __init__(self, ancestors_of: AncestorLookup | None = None) -> None:
         """``ancestors_of(voxel_id)`` returns the ancestor ids of a stored voxel (for the
-        acyclicity check); without it only self-parenthood is checked."""
+        acyclicity check); without it only self-parenthood is checked.
+        """
         self.ancestors_of = ancestors_of
 
     def build(
@@ -80,7 +82,8 @@ class VoxelBuilder:
     ) -> Voxel:
         """The voxel for ``event`` (classified, typed data); raises InvalidVoxelError,
         LineageCycleError or MalformedEventError. With ``previous`` (a replay completing a
-        stored voxel) the voxel keeps its id, ``ts``, ``coords`` and parent events."""
+        stored voxel) the voxel keeps its id, ``ts``, ``coords`` and parent events.
+        """
         data = data_of(event, Classified)
         artifact = data.artifact
         vid = previous.id if previous is not None else voxel_id or str(uuid7())
@@ -149,7 +152,8 @@ class VoxelBuilder:
         """Refuse parents that are the voxel itself or already descend from it.
 
         ``stored=False``: ``voxel_id`` was just minted (a new UUIDv7), so no stored voxel can
-        descend from it and the ancestors are not looked up."""
+        descend from it and the ancestors are not looked up.
+        """
         for parent in parent_ids:
             if parent == voxel_id:
                 raise LineageCycleError(f"voxel {voxel_id} cannot be its own parent")

@@ -191,9 +191,10 @@ class Voxel(BaseModel):
 
 
 def canonical_json(value: Any) -> str:
-    """Deterministic JSON: sorted keys, compact separators, UTF-8 text kept as is; a lone
-    surrogate (an undecodable byte of a file name) as a ``\\uXXXX`` escape
-    (:mod:`thunderline.names`), so names round-trip and the hash is defined for them."""
+    r"""Deterministic JSON: sorted keys, compact separators, UTF-8 text kept as is; a lone
+    surrogate (an undecodable byte of a file name) as a ``\uXXXX`` escape
+    (:mod:`thunderline.names`), so names round-trip and the hash is defined for them.
+    """
     return names.dumps(value, sort_keys=True, separators=(",", ":"))
 
 

@@ -378,7 +378,8 @@ class VoxelStore:
 
     def revisions(self, voxel_id: str) -> list[dict[str, Any]]:
         """The documents completions replaced (oldest first): revision, the replaced document
-        (verified against its recorded SHA-256), the event that replaced it, why and when."""
+        (verified against its recorded SHA-256), the event that replaced it, why and when.
+        """
         stmt = (
             select(voxel_revisions)
             .where(voxel_revisions.c.voxel_id == voxel_id)
@@ -408,7 +409,8 @@ class VoxelStore:
         """Add lineage edges to an existing voxel; refuses any edge that would make a cycle.
 
         The voxel's sealed document does not name these parents, so :meth:`verify` reports
-        each added edge (``lineage_mismatch``): lineage is sealed at packaging time."""
+        each added edge (``lineage_mismatch``): lineage is sealed at packaging time.
+        """
         with backend_errors("lineage write"), self.engine.begin() as conn:
             if conn.scalar(select(voxels.c.id).where(voxels.c.id == voxel_id)) is None:
                 raise VoxelNotFoundError(f"no voxel {voxel_id}")
@@ -470,7 +472,8 @@ class VoxelStore:
     def resolve_id(self, id_or_prefix: str) -> str:
         """A full voxel id from an id, a short id (its random tail) or a unique prefix
         (:mod:`thunderline.ids`); an ambiguous reference raises ``AmbiguousIdError``, one
-        holding other characters than hex digits and ``-`` ``InvalidVoxelIdError``."""
+        holding other characters than hex digits and ``-`` ``InvalidVoxelIdError``.
+        """
         text = id_or_prefix.strip().lower()
         if len(text) >= ids.MIN_REF and not _ID_PREFIX.fullmatch(text):
             raise InvalidVoxelIdError(
@@ -507,7 +510,8 @@ class VoxelStore:
 
     def holders(self, payload_sha256s: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
         """For each SHA-256, the (source, voxel id) of every voxel holding those bytes, oldest
-        first (one query for a batch: the duplicate policy's question)."""
+        first (one query for a batch: the duplicate policy's question).
+        """
         shas = sorted(set(payload_sha256s))
         out: dict[str, list[tuple[str, str]]] = {}
         if not shas:
@@ -603,7 +607,8 @@ class VoxelStore:
 
     def copy_payload(self, voxel: Voxel | str, dest: BinaryIO) -> int:
         """Write the verified payload to ``dest`` (large payloads are spooled and hashed first,
-        so nothing is written to ``dest`` unless every byte matched); returns the size."""
+        so nothing is written to ``dest`` unless every byte matched); returns the size.
+        """
         if isinstance(voxel, str):
             voxel = self.get(voxel)
         if self._location(voxel) == INLINE:
@@ -674,7 +679,8 @@ class VoxelStore:
 
     def export_rows(self, query: str = "", *, with_text: bool = False) -> Iterator[dict[str, Any]]:
         """Every voxel matching ``query`` as an export row, verified
-        (:func:`thunderline.search.export.iter_rows`)."""
+        (:func:`thunderline.search.export.iter_rows`).
+        """
         from thunderline.search.export import iter_rows
 
         return iter_rows(self, query, with_text=with_text)
@@ -688,7 +694,8 @@ class VoxelStore:
         with_descendants: bool = False,
     ) -> list[Deletion]:
         """Delete voxels with an audit record each, then collect their payloads
-        (:func:`thunderline.voxel.lifecycle.delete_voxels`)."""
+        (:func:`thunderline.voxel.lifecycle.delete_voxels`).
+        """
         from thunderline.voxel.lifecycle import delete_voxels
 
         return delete_voxels(
@@ -728,7 +735,8 @@ class _Prepared:
 
 def _checked_doc(voxel: Voxel) -> str:
     """The voxel's canonical JSON, after checking its metadata SHA-256 (one serialisation:
-    the metadata JSON is the document with ``checksums`` holding the payload hash only)."""
+    the metadata JSON is the document with ``checksums`` holding the payload hash only).
+    """
     doc = canonical_json(voxel.model_dump(mode="json"))
     sums = voxel.checksums
     whole = canonical_json(
