@@ -27,11 +27,15 @@ router = APIRouter(prefix="/v1")
 
 
 class SnippetSegment(BaseModel):
+    """A piece of a hit's snippet: the snippet is these texts in order, hits marked."""
+
     text: str
     match: bool = Field(description="True for a highlighted hit.")
 
 
 class SearchHit(BaseModel):
+    """One matching voxel: its id, name, labels, size, time, score and highlighted snippet."""
+
     voxel_id: str
     name: str
     label: str | None
@@ -45,11 +49,20 @@ class SearchHit(BaseModel):
 
 
 class FacetCount(BaseModel):
+    """How many of the matches have this value of a facet (a label, a language, an entity...)."""
+
     value: str
     count: int
 
 
 class SearchPage(BaseModel):
+    """A page of search or similar-document hits, with the cursor of the next page.
+
+    ``next_cursor`` is null on the last page; pass it back as ``cursor`` (with the same
+    query) to get the next one. ``facets`` maps a facet name to its value counts (empty
+    unless facets were asked for).
+    """
+
     query: str
     order: Literal["relevance", "time"] = Field(description="The order actually used.")
     total: int | None = Field(description="Every match (with facets=true), else null.")
@@ -112,7 +125,9 @@ async def similar(
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
 ) -> SearchPage:
-    """Exact cosine over the stored all-MiniLM-L6-v2 embeddings (``thunderline index embed``);
+    """The text voxels nearest this one by exact cosine over its sentence embedding.
+
+    The embeddings are the stored all-MiniLM-L6-v2 vectors (``thunderline index embed``);
     ``q`` keeps only the voxels it matches. 409 ``no_embedding``: the voxel has no vector.
     """
     return await _similar(request, voxel_id, q, limit, cursor)
@@ -141,6 +156,17 @@ async def search(
         ),
     ] = None,
 ) -> SearchPage:
+    """Search the voxels' text and traits; hits come with highlighted snippets.
+
+    ``order=relevance`` ranks by score, ``order=time`` lists the newest first (score null).
+    Page with ``next_cursor`` passed back as ``cursor``. ``facets=true`` adds the total and
+    the 15 commonest values of label, group, lang, kind, entity, entity.type and model
+    (counted over at most the 1000 best
+    matches, see ``facet_basis``). With ``similar=VOXEL_ID`` the hits are the voxels most
+    like that one (as ``/voxels/{id}/similar``) and ``q`` only filters them. 400: a
+    malformed query (``details.position`` points at the problem); 409 ``no_embedding``:
+    the ``similar`` voxel has no vector.
+    """
     if similar is not None:
         return await _similar(request, similar, q, limit, cursor)
     store = service_of(request).require_voxels()
@@ -183,6 +209,14 @@ async def export(
     format: Literal["jsonl", "csv", "parquet"] = "jsonl",
     text: bool = False,
 ) -> StreamingResponse:
+    """Download every voxel matching ``q`` (all of them for an empty query), one row each.
+
+    The rows (id, name, source, time, labels, size, payload SHA-256, parents, entities,
+    model results, metadata) are streamed as they are read, so an export of any size
+    starts at once. ``text=true`` adds each voxel's extracted text. Parquet comes one row
+    group at a time (zstd). The file name is ``thunderline-export.FORMAT``. 400: a
+    malformed query (checked before anything is sent).
+    """
     try:
         parse(q)
     except QuerySyntaxError as exc:

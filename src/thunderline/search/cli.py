@@ -146,8 +146,10 @@ def export(
     ] = None,
     with_text: Annotated[bool, typer.Option("--text", help="Include the extracted text.")] = False,
 ) -> None:
-    """One row per matching voxel: ids, names, labels, metadata, entities, model results,
-    lineage parent ids (and with --text the text), streamed in constant memory.
+    """Export the voxels matching a query as JSON Lines, CSV or Parquet, one row each.
+
+    A row holds the voxel's id, name, labels, metadata, entities, model results and lineage
+    parent ids (and with --text its text); rows are streamed in constant memory.
     """
     try:
         chosen = check_format(fmt)
@@ -186,8 +188,10 @@ def rebuild_cmd(
         bool, typer.Option("--force", help="Rewrite every row, current or not.")
     ] = False,
 ) -> None:
-    """Index every voxel missing from the search index or indexed stale (resumable: a stopped
-    run loses nothing, the next one skips what is current).
+    """Index every voxel missing from the search index or indexed stale (resumable).
+
+    A stopped run loses nothing: the next one skips what is current. Exits 1 if any voxel
+    could not be read.
     """
     with _open() as store:
         total = store.count()
@@ -213,8 +217,10 @@ def embed_cmd(
         bool, typer.Option("--force", help="Embed every text voxel again, current or not.")
     ] = False,
 ) -> None:
-    """Store a sentence embedding (all-MiniLM-L6-v2, ONNX) for every text voxel that has none
-    or one made from another text -- what `search --similar` compares (resumable).
+    """Embed every text voxel that has no current sentence embedding (resumable).
+
+    The embedding (all-MiniLM-L6-v2, ONNX) is stored for each text voxel that has none or
+    one made from another text; it is what `search --similar` compares.
     """
     from thunderline.search.embed import Embedder
     from thunderline.search.similar import embed_missing

@@ -1,6 +1,8 @@
-"""The console's search page (``/search``): a query box, a facet sidebar with counts (each a
-link that adds the facet as a field filter) and hits with highlighted snippets. Server-rendered
-like the other pages; a malformed query is shown with its position, never an error page.
+"""The console's search page (``/search``): a query box, a facet sidebar and highlighted hits.
+
+Each facet value in the sidebar shows its count and is a link that adds the facet as a field
+filter to the query. Server-rendered like the other pages; a malformed query is shown with its
+position, never an error page.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ def facet_filter(name: str, value: str) -> str:
 async def search_page(
     request: Request, q: str = "", order: str = "relevance", cursor: str = "", similar: str = ""
 ) -> Response:
+    """The search page: 20 hits of ``q`` (with facets), or of the voxels most like ``similar``.
+
+    ``order=time`` lists the newest first; ``cursor`` is the next-page link's. Signed-out
+    users are sent to the login page. A malformed query, an unknown or ambiguous ``similar``
+    id, or one without an embedding is shown on the page as a message.
+    """
     user = _user(request)
     if user is None:
         return _login_redirect(request)

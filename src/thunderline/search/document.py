@@ -71,6 +71,7 @@ class IndexDoc:
         return [(f, v, shown) for (f, v), shown in rows.items() if v]
 
     def entity_text(self) -> str:
+        """The entities as searchable text: one ``TEXT TYPE`` line per entity."""
         return "\n".join(f"{text} {kind}" for text, kind in self.entities)
 
     def meta_text(self) -> str:

@@ -81,6 +81,11 @@ class Segment:
 
 @dataclass(frozen=True)
 class Hit:
+    """One search hit: the voxel's id, name, labels, size and time, its score and snippet.
+
+    ``score`` is the relevance (higher is better), None when the results are ordered by time.
+    """
+
     voxel_id: str
     name: str
     label: str | None
@@ -93,6 +98,7 @@ class Hit:
     snippet: list[Segment]
 
     def as_dict(self) -> dict[str, Any]:
+        """The hit as JSON-ready data (``ts`` as ISO 8601, snippet segments as dicts)."""
         return {
             "voxel_id": self.voxel_id,
             "name": self.name,
@@ -109,12 +115,20 @@ class Hit:
 
 @dataclass(frozen=True)
 class FacetValue:
+    """One value of a facet and how many of the counted matches have it."""
+
     value: str
     count: int
 
 
 @dataclass
 class SearchResult:
+    """One page of results for a query, with the cursor of the next page (None on the last).
+
+    ``total`` and ``facets`` are filled only when facets were asked for; ``facet_basis`` is
+    then how many of the best matches the facet counts were made over.
+    """
+
     query: str
     order: Order
     hits: list[Hit]
@@ -124,6 +138,7 @@ class SearchResult:
     facet_basis: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        """The page as JSON-ready data (the shape of the API's ``SearchPage``)."""
         return {
             "query": self.query,
             "order": self.order,
@@ -314,11 +329,22 @@ def _fingerprint(query: str, order: str) -> str:
 
 
 def encode_cursor(query: str, order: str, key: float, doc_no: int) -> str:
+    """An opaque paging cursor: the last hit's sort key and doc_no, tied to query and order.
+
+    It is URL-safe base64 of JSON holding a fingerprint of ``query`` and ``order``, so
+    :func:`decode_cursor` refuses it for any other query or order.
+    """
     raw = json.dumps({"h": _fingerprint(query, order), "k": key, "n": doc_no})
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str, query: str, order: str) -> tuple[float, int]:
+    """The sort key and doc_no a cursor from :func:`encode_cursor` resumes after.
+
+    Raises:
+        CursorError: the cursor is malformed, holds a non-finite key, or was made for
+            another query or order.
+    """
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         data = json.loads(raw)
@@ -514,9 +540,10 @@ class Searcher:
     def _facets(
         self, conn: Any, plan: _Plan, key_expr: str, by_rank: bool
     ) -> tuple[int, dict[str, list[FacetValue]]]:
-        """The exact total, and every facet counted over the best :data:`FACET_SCAN` matches
-        in ONE statement: that set is evaluated once (a materialised CTE), then grouped per
-        facet.
+        """The exact total, and every facet counted over the best :data:`FACET_SCAN` matches.
+
+        The facets take ONE statement: that set of matches is evaluated once (a materialised
+        CTE), then grouped per facet.
         """
         if plan.text_only:  # SQLite words only: FTS5 counts and ranks without search_docs
             count_sql = f"SELECT count(*) FROM search_fts WHERE search_fts MATCH {plan.match_param}"
@@ -566,8 +593,9 @@ class Searcher:
         return total, facets
 
     def iter_matches(self, query: str, *, batch: int = 1000) -> Iterator[list[str]]:
-        """The voxel ids matching ``query`` in ``doc_no`` order, ``batch`` at a time (export:
-        keyset paging, so memory stays flat however many match).
+        """The voxel ids matching ``query`` in ``doc_no`` order, ``batch`` at a time.
+
+        This is for export: keyset paging, so memory stays flat however many match.
         """
         plan = _plan(self.dialect, parse(query))
         last = 0

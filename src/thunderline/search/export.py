@@ -237,8 +237,9 @@ def _parquet_row(row: dict[str, Any]) -> dict[str, Any]:
 def encode_parquet(
     rows: Iterator[dict[str, Any]], row_group: int = PARQUET_ROW_GROUP
 ) -> Iterator[bytes]:
-    """The rows as a Parquet file, in byte chunks: one row group (``row_group`` rows) at a
-    time, so memory holds one group whatever the number of rows.
+    """The rows as a Parquet file (zstd), in byte chunks: one row group at a time.
+
+    A group is ``row_group`` rows, so memory holds one group whatever the number of rows.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq

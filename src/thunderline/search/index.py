@@ -94,9 +94,10 @@ _INSERT_DOC_PG = (
 
 
 def _numbers(conn: Connection, count: int) -> list[int]:
-    """``count`` new ``doc_no`` values, taken inside the caller's (writing) transaction, so the
-    rows can be written with one ``executemany`` (a statement per row cost more than the FTS5
-    insert itself).
+    """``count`` new ``doc_no`` values, taken inside the caller's (writing) transaction.
+
+    Taking them first lets the rows be written with one ``executemany`` (a statement per row
+    cost more than the FTS5 insert itself).
     """
     if conn.dialect.name == "postgresql":
         rows = conn.execute(

@@ -25,6 +25,13 @@ from thunderline.voxel.tables import voxels as voxels_table
 
 @dataclass
 class RebuildReport:
+    """What :func:`rebuild` did, in voxels.
+
+    ``seen`` were walked, ``written`` got a new or rewritten index row, ``current`` already
+    had a row matching their content (skipped), ``failed`` could not be read (corrupt voxels:
+    reported, not indexed).
+    """
+
     seen: int = 0
     written: int = 0
     current: int = 0
@@ -33,6 +40,12 @@ class RebuildReport:
 
 @dataclass(frozen=True)
 class IndexProblem:
+    """A voxel the index is wrong about, as :func:`check` reports it.
+
+    ``reason`` is ``index_missing`` (no row) or ``index_stale`` (the row was made from other
+    content); ``detail`` says it in words (for a stale row, both content hashes, shortened).
+    """
+
     voxel_id: str
     reason: str  # index_missing | index_stale
     detail: str

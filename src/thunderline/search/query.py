@@ -83,16 +83,22 @@ class Field:
 
 @dataclass(frozen=True)
 class Not:
+    """``NOT child``: the documents the child does not match."""
+
     child: Node
 
 
 @dataclass(frozen=True)
 class And:
+    """The documents every child matches (``a AND b``, or two terms side by side)."""
+
     children: tuple[Node, ...]
 
 
 @dataclass(frozen=True)
 class Or:
+    """The documents any child matches (``a OR b``)."""
+
     children: tuple[Node, ...]
 
 
@@ -111,6 +117,7 @@ def has_text(node: Node) -> bool:
 
 
 def has_field(node: Node) -> bool:
+    """Does the tree contain a field filter (``label:``, ``after:``, ``size>``...)?"""
     if isinstance(node, Field):
         return True
     if isinstance(node, Words):

@@ -103,8 +103,10 @@ def write_vectors(conn: Connection, rows: Iterable[tuple[str, str, NDArray[np.fl
 def vectors_for(
     objects: ObjectStore, embedder: Embedder, voxels: Iterable[Voxel]
 ) -> list[tuple[str, str, NDArray[np.float32]]]:
-    """(voxel id, text SHA-256, vector) for the voxels that have extracted text (the write
-    path's ``TL_SEARCH_EMBED``: computed before the voxel's transaction, written inside it).
+    """(voxel id, text SHA-256, vector) for the voxels that have extracted text.
+
+    This is the write path's ``TL_SEARCH_EMBED``: the vectors are computed before the voxel's
+    transaction and written inside it.
     """
     from thunderline.voxel.store import text_sha256
 
@@ -210,9 +212,10 @@ class VectorCache:
         self.max_seq = max(self.max_seq, int(rows[-1][0]))
 
     def refresh(self, conn: Connection) -> None:
-        """Bring the copy up to date: rows with a higher ``seq`` are read (new ones appended,
-        re-embedded ones replaced in place) on every call -- one indexed ``max(seq)``; whether
-        rows were deleted (``count(*)``, a scan) is checked at most every
+        """Bring the in-memory copy of the vectors up to date with ``search_vectors``.
+
+        Rows with a higher ``seq`` are read (new ones appended, re-embedded ones replaced in
+        place) on every call -- one indexed ``max(seq)``; whether rows were deleted (``count(*)``, a scan) is checked at most every
         :data:`COUNT_CHECK_S` seconds, and then the copy is read again. A deleted voxel's
         vector in between costs nothing but a place in the product: its hit is dropped
         because its index row is gone.
