@@ -215,8 +215,9 @@ class VectorCache:
         """Bring the in-memory copy of the vectors up to date with ``search_vectors``.
 
         Rows with a higher ``seq`` are read (new ones appended, re-embedded ones replaced in
-        place) on every call -- one indexed ``max(seq)``; whether rows were deleted (``count(*)``, a scan) is checked at most every
-        :data:`COUNT_CHECK_S` seconds, and then the copy is read again. A deleted voxel's
+        place) on every call -- one indexed ``max(seq)``; whether rows were deleted
+        (``count(*)``, a scan) is checked at most every :data:`COUNT_CHECK_S` seconds, and
+        then the copy is read again. A deleted voxel's
         vector in between costs nothing but a place in the product: its hit is dropped
         because its index row is gone.
         """
