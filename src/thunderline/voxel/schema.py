@@ -52,6 +52,7 @@ class SpatialCoords(BaseModel):
 
     @property
     def kind(self) -> Literal["spatial"]:
+        """Always ``"spatial"``: the tag that tells these coordinates from channel ones."""
         return "spatial"
 
 
@@ -66,6 +67,7 @@ class ChannelCoords(BaseModel):
 
     @property
     def kind(self) -> Literal["channel"]:
+        """Always ``"channel"``: the tag that tells these coordinates from spatial ones."""
         return "channel"
 
 
@@ -166,10 +168,12 @@ class Voxel(BaseModel):
 
     @property
     def payload_sha256(self) -> str:
+        """The SHA-256 (hex) of the payload bytes, from ``checksums``."""
         return self.checksums.payload_sha256
 
     @property
     def label(self) -> str | None:
+        """The label of the ``classification`` trait, or None if the voxel is unclassified."""
         classification = self.traits.get("classification")
         if isinstance(classification, dict):
             label = classification.get("label")
@@ -183,6 +187,7 @@ class Voxel(BaseModel):
         return doc
 
     def compute_metadata_sha256(self) -> str:
+        """The SHA-256 of this voxel's metadata as it is now (to compare with the stored one)."""
         return metadata_sha256(self.metadata())
 
     def to_json(self) -> str:
@@ -191,8 +196,9 @@ class Voxel(BaseModel):
 
 
 def canonical_json(value: Any) -> str:
-    r"""Deterministic JSON: sorted keys, compact separators, UTF-8 text kept as is; a lone
-    surrogate (an undecodable byte of a file name) as a ``\uXXXX`` escape
+    r"""Deterministic JSON: sorted keys, compact separators, UTF-8 text kept as is.
+
+    A lone surrogate (an undecodable byte of a file name) is written as a ``\uXXXX`` escape
     (:mod:`thunderline.names`), so names round-trip and the hash is defined for them.
     """
     return names.dumps(value, sort_keys=True, separators=(",", ":"))
