@@ -69,20 +69,28 @@ def coords_for(event: CloudEvent, data: Classified) -> dict[str, Any]:
 
 
 class VoxelBuilder:
-    """Turns a packaged event into a sealed :class:`Voxel` (pure: no I/O of its own)."""
+    """Turns a packaged event into a sealed :class:`Voxel` (pure: no I/O of its own).
+
+    Args:
+        ancestors_of: ``ancestors_of(voxel_id)`` returns the ancestor ids of a stored voxel
+            (for the acyclicity check); without it only self-parenthood is checked.
+    """
 
     def __init__(self, ancestors_of: AncestorLookup | None = None) -> None:
-        """``ancestors_of(voxel_id)`` returns the ancestor ids of a stored voxel (for the
-        acyclicity check); without it only self-parenthood is checked.
-        """
         self.ancestors_of = ancestors_of
 
     def build(
         self, event: CloudEvent, *, voxel_id: str | None = None, previous: Voxel | None = None
     ) -> Voxel:
-        """The voxel for ``event`` (classified, typed data); raises InvalidVoxelError,
-        LineageCycleError or MalformedEventError. With ``previous`` (a replay completing a
-        stored voxel) the voxel keeps its id, ``ts``, ``coords`` and parent events.
+        """The sealed voxel for ``event`` (a classified event with typed data).
+
+        With ``previous`` (a replay completing a stored voxel) the voxel keeps its id, ``ts``,
+        ``coords`` and parent events.
+
+        Raises:
+            InvalidVoxelError: the voxel's fields do not validate.
+            LineageCycleError: a parent is the voxel itself or descends from it.
+            MalformedEventError: the event's data does not validate as classified data.
         """
         data = data_of(event, Classified)
         artifact = data.artifact
