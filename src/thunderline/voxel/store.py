@@ -117,6 +117,7 @@ class VoxelStore:
 
     @property
     def url(self) -> str:
+        """The database URL with the password masked (safe to log or show)."""
         return self.engine.url.render_as_string(hide_password=True)
 
     def ping(self) -> None:
@@ -300,9 +301,10 @@ class VoxelStore:
         )
 
     def complete(self, voxel: Voxel, previous: Voxel, *, reason: str) -> int:
-        """Replace the sealed document of ``previous`` with ``voxel`` (the same id, source,
-        payload and parent voxels: a replay completed a stage that had failed); returns the
-        new revision number. The replaced document is kept in ``voxel_revisions`` and the
+        """Replace the sealed document of ``previous`` with ``voxel``; returns the new revision.
+
+        ``voxel`` has the same id, source, payload and parent voxels: a replay completed a
+        stage that had failed. The replaced document is kept in ``voxel_revisions`` and the
         search index row is rewritten, in one transaction; ``voxels verify`` then checks the
         new document like any other.
 
@@ -377,8 +379,13 @@ class VoxelStore:
         return before + 2
 
     def revisions(self, voxel_id: str) -> list[dict[str, Any]]:
-        """The documents completions replaced (oldest first): revision, the replaced document
-        (verified against its recorded SHA-256), the event that replaced it, why and when.
+        """The documents completions replaced, oldest first (empty if never completed).
+
+        Each is a dict: ``revision``, ``voxel`` (the replaced document, verified against its
+        recorded SHA-256), ``replaced_by_event``, ``reason`` and ``replaced_unix`` (when).
+
+        Raises:
+            ChecksumMismatch: a replaced document does not hash to its recorded SHA-256.
         """
         stmt = (
             select(voxel_revisions)
@@ -470,9 +477,15 @@ class VoxelStore:
         return found, None if last is None else last.encode()
 
     def resolve_id(self, id_or_prefix: str) -> str:
-        """A full voxel id from an id, a short id (its random tail) or a unique prefix
-        (:mod:`thunderline.ids`); an ambiguous reference raises ``AmbiguousIdError``, one
-        holding other characters than hex digits and ``-`` ``InvalidVoxelIdError``.
+        """A full voxel id from an id, a short id (its random tail) or a unique prefix.
+
+        The reference forms are those :mod:`thunderline.ids` parses.
+
+        Raises:
+            AmbiguousIdError: the reference matches more than one voxel.
+            InvalidVoxelIdError: it holds other characters than hex digits and ``-``.
+            VoxelNotFoundError: no voxel matches it, or it is no reference
+                :mod:`thunderline.ids` can parse.
         """
         text = id_or_prefix.strip().lower()
         if len(text) >= ids.MIN_REF and not _ID_PREFIX.fullmatch(text):
@@ -509,8 +522,10 @@ class VoxelStore:
         return self.from_row(rows[0]) if rows else None
 
     def holders(self, payload_sha256s: Iterable[str]) -> dict[str, list[tuple[str, str]]]:
-        """For each SHA-256, the (source, voxel id) of every voxel holding those bytes, oldest
-        first (one query for a batch: the duplicate policy's question).
+        """For each SHA-256, the (source, voxel id) of every voxel holding those bytes.
+
+        The holders come oldest first, all in one query for a batch: the duplicate policy's
+        question. A SHA-256 no voxel holds has no key.
         """
         shas = sorted(set(payload_sha256s))
         out: dict[str, list[tuple[str, str]]] = {}
@@ -532,6 +547,7 @@ class VoxelStore:
         return self.page(VoxelFilter(label=label, since=since), limit=limit)[0]
 
     def count(self) -> int:
+        """How many voxels the store holds."""
         rows = self._query(select(func.count().label("n")).select_from(voxels))
         return int(rows[0]["n"])
 
@@ -547,6 +563,7 @@ class VoxelStore:
             last = ids[-1]
 
     def parents(self, voxel_id: str) -> list[str]:
+        """The ids of the voxel's direct parent voxels, sorted (empty for a root)."""
         stmt = select(voxel_edges.c.parent_id).where(voxel_edges.c.child_id == voxel_id)
         return sorted(str(r["parent_id"]) for r in self._query(stmt))
 
@@ -561,6 +578,7 @@ class VoxelStore:
             return lineage.descendants(conn, voxel_id)
 
     def ancestor_ids(self, voxel_id: str) -> set[str]:
+        """The ids of every voxel above this one in the lineage (parents, their parents...)."""
         return {edge.parent_id for edge in self.ancestors(voxel_id)}
 
     # ---- payloads ---------------------------------------------------------------------------
@@ -606,8 +624,10 @@ class VoxelStore:
             raise PayloadMissingError(f"payload {voxel.payload_ref} is missing") from exc
 
     def copy_payload(self, voxel: Voxel | str, dest: BinaryIO) -> int:
-        """Write the verified payload to ``dest`` (large payloads are spooled and hashed first,
-        so nothing is written to ``dest`` unless every byte matched); returns the size.
+        """Write the verified payload to ``dest``; returns the size.
+
+        Large payloads are spooled and hashed first, so nothing is written to ``dest`` unless
+        every byte matched.
         """
         if isinstance(voxel, str):
             voxel = self.get(voxel)
@@ -657,8 +677,9 @@ class VoxelStore:
         cursor: str | None = None,
         embed_missing: bool = False,
     ) -> SearchResult:
-        """The voxels most like ``voxel_id`` by sentence embedding, filtered by ``query``
-        (:func:`thunderline.search.similar.similar`). ``embed_missing``: a voxel without a
+        """The voxels most like ``voxel_id`` by sentence embedding, filtered by ``query``.
+
+        See :func:`thunderline.search.similar.similar`. ``embed_missing``: a voxel without a
         stored vector is embedded now (loads the model), else it is a ``NoEmbeddingError``.
 
         Raises:
@@ -678,8 +699,9 @@ class VoxelStore:
             return similar(self, voxel_id, query, limit=limit, cursor=cursor, embedder=embedder)
 
     def export_rows(self, query: str = "", *, with_text: bool = False) -> Iterator[dict[str, Any]]:
-        """Every voxel matching ``query`` as an export row, verified
-        (:func:`thunderline.search.export.iter_rows`).
+        """Every voxel matching ``query`` as an export row, verified.
+
+        The rows come from :func:`thunderline.search.export.iter_rows`, page by page.
         """
         from thunderline.search.export import iter_rows
 
@@ -693,8 +715,9 @@ class VoxelStore:
         reason: str,
         with_descendants: bool = False,
     ) -> list[Deletion]:
-        """Delete voxels with an audit record each, then collect their payloads
-        (:func:`thunderline.voxel.lifecycle.delete_voxels`).
+        """Delete voxels with an audit record each, then collect their payloads.
+
+        See :func:`thunderline.voxel.lifecycle.delete_voxels`.
         """
         from thunderline.voxel.lifecycle import delete_voxels
 
@@ -703,8 +726,9 @@ class VoxelStore:
         )
 
     def read_text(self, voxel: Voxel | str) -> str | None:
-        """The text the extract stage stored for the voxel, SHA-256 verified (None: the voxel
-        has no extracted text).
+        """The text the extract stage stored for the voxel, SHA-256 verified.
+
+        None when the voxel has no extracted text.
 
         Raises:
             PayloadMissingError: the text object is gone.
@@ -734,8 +758,10 @@ class _Prepared:
 
 
 def _checked_doc(voxel: Voxel) -> str:
-    """The voxel's canonical JSON, after checking its metadata SHA-256 (one serialisation:
-    the metadata JSON is the document with ``checksums`` holding the payload hash only).
+    """The voxel's canonical JSON, after checking its metadata SHA-256.
+
+    One serialisation does both: the metadata JSON is the document with ``checksums`` holding
+    the payload hash only.
     """
     doc = canonical_json(voxel.model_dump(mode="json"))
     sums = voxel.checksums
