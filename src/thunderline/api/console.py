@@ -76,6 +76,7 @@ def _page(request: Request, template: str, user: TokenRecord, **context: Any) ->
 # ---- login ---------------------------------------------------------------------------------
 @router.get("/login", response_class=HTMLResponse)
 async def login_page(request: Request, next: str = "/") -> HTMLResponse:
+    """The sign-in form (an API token); ``next`` is where to go after (a path on this site)."""
     return TEMPLATES.TemplateResponse(
         request,
         "login.html",
@@ -92,6 +93,11 @@ def _safe_next(target: str) -> str:
 
 @router.post("/login", response_model=None)
 async def login(request: Request, token: str = Form(""), next: str = Form("/")) -> Response:
+    """Sign in with an API token: set the session cookie and redirect (303) to ``next``.
+
+    The cookie holds the token (HttpOnly, SameSite=Strict, Secure over HTTPS) for 7 days.
+    An invalid token shows the form again with an error (401).
+    """
     record = _service(request).tokens.authenticate(token.strip()) if token.strip() else None
     if record is None:
         return TEMPLATES.TemplateResponse(
@@ -119,6 +125,7 @@ async def login(request: Request, token: str = Form(""), next: str = Form("/")) 
 
 @router.post("/logout")
 async def logout() -> RedirectResponse:
+    """Sign out: delete the session cookie and redirect (303) to the login page."""
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE)
     return response
@@ -127,6 +134,7 @@ async def logout() -> RedirectResponse:
 # ---- pages ---------------------------------------------------------------------------------
 @router.get("/", response_class=HTMLResponse, response_model=None)
 async def index(request: Request) -> Response:
+    """The home page: upload files (showing the size limit) and watch their live run."""
     user = _user(request)
     if user is None:
         return _login_redirect(request)
@@ -150,8 +158,11 @@ async def voxels_page(
     entity_type: str = "",
     model_label: str = "",
 ) -> Response:
-    """Voxels newest first, filtered as ``GET /v1/voxels`` is (label, group, entity text,
-    entity type, model label, dates).
+    """The voxels page: 50 voxels a page, newest first, filtered as ``GET /v1/voxels`` is.
+
+    The filters are label, group, entity text, entity type, model label and dates
+    (``since`` and ``until``, both YYYY-MM-DD and inclusive); a bad date or cursor is shown
+    as a message on the page.
     """
     user = _user(request)
     if user is None:
@@ -203,6 +214,13 @@ async def voxels_page(
 
 @router.get("/voxels/{voxel_id}", response_class=HTMLResponse, response_model=None)
 async def voxel_page(request: Request, voxel_id: str) -> Response:
+    """One voxel's page: metadata, results and their versions, similar documents, lineage.
+
+    It also shows a payload preview (images, and text with its entities highlighted).
+
+    ``voxel_id`` may be a short id or a unique prefix; an unknown or ambiguous one shows a
+    "not found" page.
+    """
     user = _user(request)
     if user is None:
         return _login_redirect(request)
@@ -242,6 +260,7 @@ def _similar_links(store: Any, voxel_id: str) -> list[dict[str, Any]]:
 
 
 def human_bytes(n: int) -> str:
+    """A byte count for people: ``512 bytes``, ``1.5 KiB``, ``20.0 MiB`` (GiB at most)."""
     size = float(n)
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":
@@ -408,8 +427,11 @@ DLQ_PAGE_STATUSES = ("open", "dismissed", "replayed", "resolved", "all")
 
 @router.get("/dlq", response_class=HTMLResponse, response_model=None)
 async def dlq_page(request: Request, status: str = "open") -> Response:
-    """Dead letters grouped by (stage, reason, artifact): count, first and last seen,
-    retryable or permanent, the latest error; Replay (retryable groups) and Dismiss.
+    """The dead-letter page: dead letters grouped by (stage, reason, artifact), by status.
+
+    Each group shows its count, first and last seen, retryable or permanent, and the latest
+    error, with Replay (retryable groups) and Dismiss. ``status`` is one of
+    :data:`DLQ_PAGE_STATUSES` (anything else: ``open``).
     """
     user = _user(request)
     if user is None:
@@ -434,6 +456,10 @@ async def dlq_page(request: Request, status: str = "open") -> Response:
 
 @router.get("/health", response_class=HTMLResponse, response_model=None)
 async def health_page(request: Request) -> Response:
+    """The health page: the readiness checks and the model registry's models.
+
+    When the registry cannot be read, the page says so instead of listing models.
+    """
     user = _user(request)
     if user is None:
         return _login_redirect(request)
