@@ -25,7 +25,10 @@ def test_pypdf_warning_is_a_log_record_at_info_never_raw(tmp_path: Path) -> None
     quiet = runner.invoke(app, ["ingest", "--json", str(pdf)], env={"TL_HOME": str(tmp_path / "a")})
     assert quiet.exit_code == 0, quiet.output
     (record,) = [json.loads(line) for line in quiet.stdout.splitlines()]
-    assert record["stage"] == "extract" and record["reason"] == "extraction"  # the record says it
+    # the record says it: stored without its text (degrade, don't drop), extract failed
+    assert record["outcome"] == "degraded", record
+    ((failed),) = record["failed"]
+    assert failed["stage"] == "extract" and failed["reason"] == "extraction", failed
     assert "EOF marker" not in quiet.stderr  # default level WARNING: the demoted line is hidden
 
     verbose = runner.invoke(
@@ -42,6 +45,6 @@ def test_pypdf_warning_is_a_log_record_at_info_never_raw(tmp_path: Path) -> None
         for line in verbose.stderr.splitlines()
         if "EOF marker" in line
     )
-    lines = [line for line in verbose.stderr.splitlines() if "dead-lettered in extract" in line]
+    lines = [line for line in verbose.stderr.splitlines() if "failed in extract" in line]
     assert lines, verbose.stderr
     assert all(f"INFO thunderline.flow [{again['correlation_id']}]" in line for line in lines)
