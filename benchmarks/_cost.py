@@ -17,6 +17,7 @@ import cProfile
 import io
 import os
 import pstats
+import re
 import resource
 import threading
 import time
@@ -163,6 +164,8 @@ def top(stats: pstats.Stats, n: int = 15, *, under: str = "") -> list[dict[str, 
         if under and under not in filename:
             continue
         short = filename.split("site-packages/")[-1].split("/src/")[-1]
+        if short.startswith("/"):  # the standard library: name it from lib/pythonX.Y on
+            short = re.sub(r"^.*/lib/python3\.\d+/", "", short)
         rows.append({"fn": f"{short}:{line}({name})", "calls": nc, "own_s": tt, "cum_s": ct})
     rows.sort(key=lambda r: r["own_s"], reverse=True)
     return [{**r, "own_s": round(r["own_s"], 3), "cum_s": round(r["cum_s"], 3)} for r in rows[:n]]

@@ -102,8 +102,14 @@ class RssSampler:
 
 
 def _proc_name(proc: Any) -> str:
-    cmd = " ".join(proc.cmdline())
-    return "nlp-worker" if "thunderline.nlp.worker" in cmd else cmd[:60]
+    """A short, machine-independent name: the module a Python child runs, else its program."""
+    argv = proc.cmdline()
+    cmd = " ".join(argv)
+    if "thunderline.nlp.worker" in cmd:
+        return "nlp-worker"
+    if "-m" in argv[:-1]:
+        return argv[argv.index("-m") + 1]
+    return Path(argv[0]).name if argv else "?"
 
 
 #: Per stage: the functions (file suffix, name) whose cumulative thread CPU is that stage's
