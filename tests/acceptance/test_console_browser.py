@@ -12,31 +12,21 @@ are also copied to ``docs/img/`` for the README.
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.api._server import EXAMPLES, REPO, Served, api_settings, lose_payloads, serve
+from tests.acceptance._browser import ARTIFACTS, CHROMIUM, TIMEOUT_MS, require_chromium, shot
+from tests.integration.api._server import EXAMPLES, Served, api_settings, lose_payloads, serve
 
-CHROMIUM = Path(os.environ.get("TL_TEST_CHROMIUM", "/usr/bin/chromium"))
-ARTIFACTS = Path(os.environ.get("TL_TEST_ARTIFACTS", REPO / ".test-artifacts")) / "console"
-DOCS_IMG = REPO / "docs" / "img"
 UPLOADS = ["bundle.zip", "rabbitmq-bunny.png", "nodejs-contributing.md"]
-TIMEOUT_MS = 90_000
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    if not CHROMIUM.exists():
-        message = f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
-        if os.environ.get("TL_TEST_REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_chromium()
     home = tmp_path_factory.mktemp("console-home")
     with serve(api_settings(home, onnx_enabled=True)) as running:
         yield running
@@ -56,14 +46,6 @@ def page(console: Served) -> Iterator[Any]:
         context.close()
         browser.close()
         assert errors == [], f"JavaScript errors in the console: {errors}"
-
-
-def shot(page: Any, name: str) -> None:
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    if os.environ.get("TL_TEST_UPDATE_DOCS_IMG") == "1":
-        DOCS_IMG.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, DOCS_IMG / f"console-{name}.png")
 
 
 def test_sign_in_with_the_printed_link(console: Served, page: Any) -> None:

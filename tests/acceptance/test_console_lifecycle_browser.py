@@ -5,31 +5,22 @@ duplicates, and the webhook rules with their delivery log. Screenshots go to
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.api._server import EXAMPLES, REPO, Served, api_settings, serve
+from tests.acceptance._browser import require_chromium, shot, signed_in_page
+from tests.integration.api._server import EXAMPLES, Served, api_settings, serve
 
 from thunderline.webhooks.core import Webhooks
-
-CHROMIUM = Path(os.environ.get("TL_TEST_CHROMIUM", "/usr/bin/chromium"))
-ARTIFACTS = Path(os.environ.get("TL_TEST_ARTIFACTS", REPO / ".test-artifacts")) / "console"
-TIMEOUT_MS = 90_000
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    if not CHROMIUM.exists():
-        message = f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
-        if os.environ.get("TL_TEST_REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_chromium()
     home = tmp_path_factory.mktemp("console-lifecycle-home")
     with serve(api_settings(home)) as running:
         yield running
@@ -37,20 +28,8 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 @pytest.fixture(scope="module")
 def page(console: Served) -> Iterator[Any]:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM))
-        context = browser.new_context(viewport={"width": 1366, "height": 860})
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(f"{console.url}/login#token={console.admin_token}")
-        page.wait_for_url(f"{console.url}/")
+    with signed_in_page(console, height=860) as page:
         yield page
-        context.close()
-        browser.close()
-        assert errors == [], f"JavaScript errors in the console: {errors}"
 
 
 def _ingest(console: Served, name: str, data: bytes) -> str:
@@ -78,7 +57,7 @@ def test_result_versions_side_by_side(console: Served, page: Any) -> None:
     assert [h.split()[0] for h in headers] == ["v1", "v2"] and "current" in headers[1]
     producers = table.locator("td.producer").all_inner_texts()
     assert len(producers) == 2 and producers[0] == producers[1]
-    page.screenshot(path=str(ARTIFACTS / "versions.png"), full_page=True)
+    shot(page, "versions")
 
 
 def test_sources_added_paused_and_resumed(console: Served, page: Any) -> None:
@@ -90,7 +69,7 @@ def test_sources_added_paused_and_resumed(console: Served, page: Any) -> None:
     assert row.locator(".pill").inner_text() == "active"
     row.locator("button.toggle").click()
     page.locator('tr[data-uri="s3://console-bucket/inbox/"] .pill', has_text="paused").wait_for()
-    page.screenshot(path=str(ARTIFACTS / "sources.png"), full_page=True)
+    shot(page, "sources")
     page.locator('tr[data-uri="s3://console-bucket/inbox/"] button.toggle').click()
     page.locator('tr[data-uri="s3://console-bucket/inbox/"] .pill', has_text="active").wait_for()
 
@@ -103,7 +82,7 @@ def test_duplicates_and_webhook_deliveries(console: Served, page: Any) -> None:
     _ingest(console, "two.txt", data)
     page.goto(f"{console.url}/duplicates")
     page.locator(f'#duplicates a[href="/voxels/{first}"]').wait_for()
-    page.screenshot(path=str(ARTIFACTS / "duplicates.png"), full_page=True)
+    shot(page, "duplicates")
     deadline = time.monotonic() + 60
     while True:  # the dispatcher inside serve enqueues and tries (nobody listens: retried)
         page.goto(f"{console.url}/webhooks")
@@ -113,4 +92,4 @@ def test_duplicates_and_webhook_deliveries(console: Served, page: Any) -> None:
         time.sleep(1.0)
     assert "nobody-listens" in page.locator("#rules").inner_text()
     assert page.locator("#deliveries .pill", has_text="pending").count() >= 2
-    page.screenshot(path=str(ARTIFACTS / "webhooks.png"), full_page=True)
+    shot(page, "webhooks")

@@ -8,31 +8,21 @@ console artefacts (and copied to ``docs/img/`` with ``TL_TEST_UPDATE_DOCS_IMG=1`
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.api._server import EXAMPLES, REPO, Served, api_settings, serve
+from tests.acceptance._browser import require_chromium, shot, signed_in_page
+from tests.integration.api._server import EXAMPLES, Served, api_settings, serve
 
-CHROMIUM = Path(os.environ.get("TL_TEST_CHROMIUM", "/usr/bin/chromium"))
-ARTIFACTS = Path(os.environ.get("TL_TEST_ARTIFACTS", REPO / ".test-artifacts")) / "console"
-DOCS_IMG = REPO / "docs" / "img"
 UPLOADS = ["python-history.txt", "IDLE crédits.txt", "nodejs-contributing.md", "README.md"]
-TIMEOUT_MS = 90_000
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    if not CHROMIUM.exists():
-        message = f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
-        if os.environ.get("TL_TEST_REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_chromium()
     home = tmp_path_factory.mktemp("console-search-home")
     with serve(api_settings(home, onnx_enabled=True)) as running:
         with running.client() as client:
@@ -47,28 +37,8 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 @pytest.fixture(scope="module")
 def page(console: Served) -> Iterator[Any]:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM))
-        context = browser.new_context(viewport={"width": 1366, "height": 900})
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(f"{console.url}/login#token={console.admin_token}")
-        page.wait_for_url(f"{console.url}/")
+    with signed_in_page(console, height=900) as page:
         yield page
-        context.close()
-        browser.close()
-        assert errors == [], f"JavaScript errors in the console: {errors}"
-
-
-def shot(page: Any, name: str) -> None:
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    if os.environ.get("TL_TEST_UPDATE_DOCS_IMG") == "1":
-        DOCS_IMG.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, DOCS_IMG / f"console-{name}.png")
 
 
 def test_search_with_snippets_and_facets(console: Served, page: Any) -> None:
