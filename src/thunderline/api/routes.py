@@ -129,13 +129,7 @@ async def post_ingest(request: Request, _token: Reader) -> IngestAccepted | Resp
     `Retry-After` while the ingest queue is full.
     """
     service = service_of(request)
-    if service.queue_full():
-        raise ApiError(
-            429,
-            "queue_full",
-            "the ingest queue is full; retry later",
-            headers={"Retry-After": "1"},
-        )
+    _refuse_when_full(service)
     settings = service.settings
     try:
         received = await receive_upload(
@@ -154,13 +148,21 @@ async def post_ingest(request: Request, _token: Reader) -> IngestAccepted | Resp
     return accepted(event)
 
 
-def _queue_full(exc: OverloadError) -> ApiError:
+def _queue_full(exc: OverloadError | None = None) -> ApiError:
+    """The 429 for a full ingest queue (with the bus's own words when it refused a publish)."""
+    detail = f" ({exc})" if exc is not None else ""
     return ApiError(
         429,
         "queue_full",
-        f"the ingest queue is full; retry later ({exc})",
+        f"the ingest queue is full; retry later{detail}",
         headers={"Retry-After": "1"},
     )
+
+
+def _refuse_when_full(service: ApiService) -> None:
+    """Raise the 429 before any work when the ingest queue has no room."""
+    if service.queue_full():
+        raise _queue_full()
 
 
 @router.get(
@@ -1026,10 +1028,7 @@ async def replay_dlq_group(
     ingest queue is full.
     """
     service = service_of(request)
-    if service.queue_full():
-        raise ApiError(
-            429, "queue_full", "the ingest queue is full; retry later", headers={"Retry-After": "1"}
-        )
+    _refuse_when_full(service)
     key = await _group_key(service, group_id)
     try:
         sent, selection = await service.replay_group(key, force=force)
@@ -1102,10 +1101,7 @@ async def replay_dlq(
     queue is full.
     """
     service = service_of(request)
-    if service.queue_full():
-        raise ApiError(
-            429, "queue_full", "the ingest queue is full; retry later", headers={"Retry-After": "1"}
-        )
+    _refuse_when_full(service)
     letter = await _letter(service, dlq_id)
     try:
         event = await service.replay(letter.id, force=force)
