@@ -9,9 +9,7 @@ either answers or fails with a typed QuerySyntaxError -- never a database error.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import shutil
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,13 +19,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
+from tests.integration.search._stores import ingest_examples, pg_schema_url, store_on
 from typer.testing import CliRunner
 
-from thunderline.classify import iter_candidates
 from thunderline.cli import app
-from thunderline.config import Settings, load_settings
+from thunderline.config import Settings
 from thunderline.ids import short
-from thunderline.runtime import Runtime
 from thunderline.search.engine import Searcher
 from thunderline.search.export import encode, encode_parquet, iter_rows
 from thunderline.search.lifecycle import check, rebuild, remove
@@ -50,58 +47,17 @@ FILES = [
 
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    root = tmp_path_factory.mktemp("search")
-    inbox = root / "in"
-    inbox.mkdir()
-    for name in FILES:
-        shutil.copy(REPO / "examples" / name, inbox / name)
-    settings = load_settings(
-        home=root / "home",
-        spacy_workers=1,
-        onnx_enabled=True,
-        onnx_model_dir=REPO / "models",
-    )
-
-    async def run() -> None:
-        async with Runtime(settings) as runtime:
-            await runtime.submit_files(iter_candidates([inbox]))
-            await runtime.wait_idle(300)
-
-    asyncio.run(run())
-    return settings
+    return ingest_examples(tmp_path_factory.mktemp("search"), FILES)
 
 
 @pytest.fixture(scope="module")
 def pg_store_url(pg_url: str, ingested: Settings) -> Iterator[str]:
-    import uuid
-    from urllib.parse import quote
-
-    import psycopg
-
-    schema = f"tl_search_{uuid.uuid4().hex[:10]}"
-    dsn = pg_url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in pg_url else "?"
-    yield f"{pg_url}{sep}options={quote(f'-csearch_path={schema}')}"
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    yield from pg_schema_url(pg_url, "tl_search")
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, ingested: Settings) -> Iterator[VoxelStore]:
-    sqlite = VoxelStore(ingested)
-    if request.param == "sqlite":
-        yield sqlite
-        sqlite.close()
-        return
-    url = request.getfixturevalue("pg_store_url")
-    pg = VoxelStore(ingested.model_copy(update={"database_url": url}), sqlite.objects)
-    voxels = [sqlite.get(i) for i in sqlite.iter_ids()]
-    assert all(r.created for r in pg.put_many([(v, None) for v in voxels]))
-    sqlite.close()
-    yield pg
-    pg.close()
+    yield from store_on(request, ingested)
 
 
 def names(store: VoxelStore, query: str, **kwargs: Any) -> list[str]:
