@@ -173,8 +173,9 @@ def top(stats: pstats.Stats, n: int = 15, *, under: str = "") -> list[dict[str, 
 
 # ---- the same rows into the same schema (the voxel writes' baseline) ------------------------
 #: SQLite's FTS5 keeps its index in shadow tables: rows go in through the virtual table.
-#: Migration bookkeeping, never copied.
-SCHEMA_VERSION_TABLES = ("alembic_version", "thunderline_voxel_version")
+#: Migration bookkeeping, never copied (``search_generation``: one row the migrations seed and
+#: the writes update; copying it would collide with the seeded row).
+SCHEMA_VERSION_TABLES = ("alembic_version", "thunderline_voxel_version", "search_generation")
 _FTS_SHADOWS = ("_data", "_idx", "_content", "_docsize", "_config")
 
 

@@ -5,11 +5,17 @@ CLI does: submit every file, wait until each has a voxel or a DLQ record). Ours:
 uploaded with ``POST /v1/ingest`` by 16 concurrent httpx clients to a ``thunderline serve``
 process (same settings, fresh home), timed until the live event stream has shown every ingest's outcome; the latency of
 each POST (202 answer) gives p50/p95/p99, and the POST answers alone give the accept rate.
+Then 20 files are uploaded one at a time on the idle server: ``single_post_p50_ms`` is the
+202's latency, ``single_ingest_p50_ms`` the time from the POST to the file's outcome on the
+stream (what the classify batch wait adds to one upload shows there).
 The ratio is end-to-end files/s over HTTP divided by the in-process files/s (goal >= 0.8).
 
 CPU per file: the in-process runtime's CPU-seconds over the ingest (this process, every
 thread) against the ``serve`` process's over the uploads and processing (``psutil``); the
 clients' CPU is shown apart (a real client runs elsewhere).
+
+``classify_files_per_batch``: files per classify batch (one Magika call each) in the server,
+from its ``/metrics``: uploads arrive one by one, and Magika's cost per file falls with the batch.
 
 The files are random bytes (Magika: unknown -> route ``package``), so both sides measure the
 ingest path (admission/upload, object store, classify, voxel) rather than spaCy.
@@ -44,6 +50,8 @@ from thunderline.runtime import Runtime
 N = int(os.environ.get("BENCH_API_FILES", "320"))
 SIZE = 10 * 1024
 CLIENTS = 16
+#: Uploads sent one at a time after the load (latency of a single upload on an idle server).
+SINGLE = 20
 TOKEN = "tl_benchmark_token_not_secret"
 COMMON = {"TL_SPACY_WORKERS": "1", "TL_LOG_LEVEL": "ERROR"}
 
@@ -142,6 +150,7 @@ async def over_http(home: Path, files: list[Path]) -> dict[str, Any]:
             refused = 0
             connected = asyncio.Event()
             all_ended = asyncio.Event()
+            waiting: dict[str, asyncio.Event] = {}
 
             async def watch() -> None:
                 """Terminal events from the live stream (no polling load on the server)."""
@@ -155,6 +164,9 @@ async def over_http(home: Path, files: list[Path]) -> dict[str, Any]:
                         kind = event["type"]
                         if kind == "system.voxel.created" or kind.startswith("system.dlq."):
                             ended[event["correlationid"]] = kind
+                            waiter = waiting.pop(event["correlationid"], None)
+                            if waiter is not None:
+                                waiter.set()
                             if len(ended) >= N:
                                 all_ended.set()
 
@@ -181,6 +193,8 @@ async def over_http(home: Path, files: list[Path]) -> dict[str, Any]:
                 await asyncio.wait_for(all_ended.wait(), 600)
             wall = time.perf_counter() - started
             server_cpu, client_cpu = _cpu_s(server.pid) - server_cpu0, _cpu_s() - client_cpu0
+            batches = classify_batches((await client.get("/metrics")).text)
+            single_post, single_done = await one_at_a_time(client, files[:SINGLE], waiting, ended)
             watcher.cancel()
             stored = sum(1 for c in cids if ended.get(c) == "system.voxel.created")
     finally:
@@ -199,7 +213,45 @@ async def over_http(home: Path, files: list[Path]) -> dict[str, Any]:
         "client_cpu_ms_per_file": round(client_cpu / N * 1000, 3),
         "refused": refused,
         "voxels": stored,
+        "single_post_p50_ms": round(statistics.median(single_post) * 1000, 2),
+        "single_ingest_p50_ms": round(statistics.median(single_done) * 1000, 2),
+        "classify_batches": batches,
+        "classify_files_per_batch": round(N / batches, 2) if batches else None,
     }
+
+
+async def one_at_a_time(
+    client: httpx.AsyncClient,
+    files: list[Path],
+    waiting: dict[str, asyncio.Event],
+    ended: dict[str, str],
+) -> tuple[list[float], list[float]]:
+    """Upload ``files`` one by one on the idle server; seconds to the 202 and to the outcome.
+
+    The outcome is the file's terminal event on the live stream (it is stored again under a new
+    name, so its bytes are already in the store: classify and package still run in full).
+    """
+    posts, done = [], []
+    for path in files:
+        data = path.read_bytes()
+        t0 = time.perf_counter()
+        response = await client.post("/v1/ingest", files={"file": (f"single-{path.name}", data)})
+        posts.append(time.perf_counter() - t0)
+        response.raise_for_status()
+        cid = response.json()["correlation_id"]
+        if cid not in ended:  # its outcome may come before the 202 is read
+            event = waiting.setdefault(cid, asyncio.Event())
+            await asyncio.wait_for(event.wait(), 60)
+        done.append(time.perf_counter() - t0)
+    return posts, done
+
+
+def classify_batches(exposition: str) -> int:
+    """How many classify batches (``handle_batch`` calls) the server ran, from ``/metrics``."""
+    for line in exposition.splitlines():
+        if line.startswith('thunderline_stage_batch_duration_seconds_count{stage="classify"}'):
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0
 
 
 def main() -> None:

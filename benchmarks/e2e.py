@@ -21,8 +21,20 @@ fresh database with the same schema (same tables, indexes and constraints: our m
 CPU-clock cProfile per thread: the cumulative CPU of each stage's thread entry points, plus
 each worker process's CPU); ``profile_top`` lists where the profiled CPU went. Wall-clock
 figures (``wall_ratio`` = the bottleneck stage's raw wall time / our wall time) are secondary:
-on a shared 2-core machine they follow the neighbours. ``rss_growth`` = total RSS after the
-last 200 files / after the first 200 - 1.
+on a shared 2-core machine they follow the neighbours. ``rss_growth`` = total RSS of the
+process tree when the last file ended / when the 200th did - 1 (goal <= 10 %): the first 200
+files are the warm-up window (the extraction worker loads its parsers as their kinds first
+arrive). Each process gives freed native memory back once it has grown ``TL_MALLOC_TRIM_MB``
+(docs/ARCHITECTURE.md, "Native memory"): before that, a worker kept the high-water mark of
+the largest batch or file it had seen, and the end snapshot caught whichever that was (README,
+"End-to-end cost", has the series before and after).
+``rss_series_mb`` samples every process's RSS each 100 files and ``rss_growth_mb_by_process``
+says which role the growth is in (parent, nlp-worker, extraction worker), so a figure over the
+goal can be read: a leak climbs through the series, where one worker's RSS stepping up once
+and then holding is a high-water mark (which a single end snapshot cannot tell apart).
+``BENCH_E2E_TRACEMALLOC=1`` (a diagnostic run; its CPU figures are not comparable) adds the 15
+source lines whose Python allocations in the runtime process grew most between file 200 and
+the end.
 
 Usage: ``.venv/bin/python benchmarks/e2e.py [--files 1000] [--profile-files 200]``; the last
 line is one JSON object.
@@ -41,6 +53,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +114,17 @@ class RssSampler:
         ]
 
 
+def _growth_by_role(first: dict[str, float], last: dict[str, float]) -> dict[str, float]:
+    """RSS at the end minus after the first 200 files (MB), summed per role (``name[pid]``
+    keys: a restarted worker's new pid counts under the same role)."""
+    out: dict[str, float] = {}
+    for sign, snap in ((-1, first), (1, last)):
+        for key, mb in snap.items():
+            role = key.split("[", 1)[0]
+            out[role] = round(out.get(role, 0.0) + sign * mb, 1)
+    return out
+
+
 def _proc_name(proc: Any) -> str:
     """A short, machine-independent name: the module a Python child runs, else its program."""
     argv = proc.cmdline()
@@ -144,12 +168,19 @@ def pipeline_state(runtime: Any) -> dict[str, Any]:
     }
 
 
-async def wait_idle_or_stall(runtime: Any, done: Any, stall_s: float = STALL_S) -> None:
+async def wait_idle_or_stall(
+    runtime: Any, done: Any, stall_s: float = STALL_S, submitting: Any = None
+) -> None:
     """``runtime.wait_idle()``, with the pipeline's state on stderr every 30 s and a clear
-    failure when no artifact has ended for ``stall_s`` seconds."""
+    failure when no artifact has ended for ``stall_s`` seconds.
+
+    ``submitting`` (the task submitting the files) is watched too: a submission blocked for
+    good on a full queue is a stall like any other (it hid the classify/package deadlock)."""
     last, last_at = -1, time.monotonic()
     while True:
         try:
+            if submitting is not None and not submitting.done():
+                await asyncio.wait_for(asyncio.shield(submitting), 30)
             await runtime.wait_idle(timeout_s=30)
             return
         except TimeoutError:
@@ -159,6 +190,8 @@ async def wait_idle_or_stall(runtime: Any, done: Any, stall_s: float = STALL_S) 
         if done() != last:
             last, last_at = done(), time.monotonic()
         elif time.monotonic() - last_at > stall_s:
+            if submitting is not None:
+                submitting.cancel()
             raise RuntimeError(f"e2e: no artifact ended for {stall_s:.0f} s; pipeline: {state}")
 
 
@@ -176,9 +209,24 @@ def run_ours(paths: list[Path], home: Path, *, profile: bool = False) -> dict[st
         onnx_enabled=True,
         onnx_model_dir=ROOT / "models",
     )
+    if os.environ.get("BENCH_E2E_SEARCH_INDEX") == "0":  # benchmarks/search_ingest.py's baseline
+        import thunderline.voxel.store as store_module
+
+        # the same pipeline with the search index off: no index rows built (no text read
+        # back) nor written in the voxel's transaction
+        store_module.index_voxels = lambda conn, docs: None  # type: ignore[assignment]
+        store_module.search_docs_for = lambda objects, voxels, max_chars: []  # type: ignore[assignment]
     ends: list[dict[str, Any]] = []  # a small summary per record (not the events themselves)
     files_done: set[str] = set()
     marks: dict[str, dict[str, float]] = {}
+    series: dict[int, dict[str, float]] = {}
+    # BENCH_E2E_TRACEMALLOC=1 (a diagnostic run: its CPU figures are not comparable): the
+    # runtime process's Python allocations after the first 200 files and at the end, and
+    # the 15 source lines whose allocations grew most between them
+    traced = os.environ.get("BENCH_E2E_TRACEMALLOC") == "1"
+    heap: list[Any] = []
+    if traced:
+        tracemalloc.start(1)
     sampler = RssSampler()
     n = len(paths)
     meter = CpuMeter()
@@ -205,6 +253,10 @@ def run_ours(paths: list[Path], home: Path, *, profile: bool = False) -> dict[st
         done = len(files_done)
         if done == min(200, n) and "first_200" not in marks:
             marks["first_200"] = sampler.snapshot()
+            if traced:
+                heap.append(tracemalloc.take_snapshot())
+        if done % 100 == 0 and done not in series:
+            series[done] = sampler.snapshot()  # RSS per process every 100 files
         if done == n and "last_200" not in marks:
             marks["last_200"] = sampler.snapshot()
 
@@ -216,9 +268,14 @@ def run_ours(paths: list[Path], home: Path, *, profile: bool = False) -> dict[st
             sampler_cpu0 = sampler.cpu_s
             meter.start()
             started = time.perf_counter()
-            for path in paths:
-                await runtime.submit(ingest_event(Candidate(path, path.parent)))
-            await wait_idle_or_stall(runtime, lambda: len(ends))
+
+            async def submit_all() -> None:
+                for path in paths:
+                    await runtime.submit(ingest_event(Candidate(path, path.parent)))
+
+            submitting = asyncio.create_task(submit_all())
+            await wait_idle_or_stall(runtime, lambda: len(ends), submitting=submitting)
+            await submitting
             wall = time.perf_counter() - started
             meter.stop()
             # the RSS sampler is the benchmark's, not the pipeline's: its CPU comes off
@@ -231,11 +288,25 @@ def run_ours(paths: list[Path], home: Path, *, profile: bool = False) -> dict[st
     with sampler:
         wall = asyncio.run(go())
     stats = profiles.stop() if profile else None
+    grown: list[str] = []
+    if traced and heap:
+        diff = tracemalloc.take_snapshot().compare_to(heap[0], "lineno")
+        grown = [str(d) for d in diff[:15]]
+        tracemalloc.stop()
     busy = {}
     for stage in ("classify", "extract", "nlp", "infer", "package"):
         busy[stage] = round(
             metrics.sample("thunderline_stage_batch_duration_seconds_sum", {"stage": stage}), 2
         )
+    # spaCy workers restarted during the run, by cause: a killed worker's CPU (its imports,
+    # its model load and the batch it was on) is in "exited-children" and is paid again
+    restarts = {
+        str(m.labels.get("cause")): int(m.value)
+        for family in metrics.REGISTRY.collect()
+        if family.name == "thunderline_spacy_worker_restarts"
+        for m in family.samples
+        if m.name.endswith("_total") and m.value
+    }
     first = sum(marks.get("first_200", {}).values())
     last = sum(marks.get("last_200", {}).values())
     out: dict[str, Any] = {
@@ -248,10 +319,16 @@ def run_ours(paths: list[Path], home: Path, *, profile: bool = False) -> dict[st
         "wall_s": round(wall, 2),
         "artifacts_per_s": round(len(ends) / wall, 2),
         "stage_busy_s": busy,
+        "nlp_worker_restarts": restarts,
         "processes": sampler.report(),
         "rss_after_first_200_mb": round(first, 1),
         "rss_after_last_200_mb": round(last, 1),
         "rss_growth": round(last / first - 1, 3) if first else None,
+        "rss_series_mb": [{"files": k, **v} for k, v in sorted(series.items())],
+        "rss_growth_mb_by_process": _growth_by_role(
+            marks.get("first_200", {}), marks.get("last_200", {})
+        ),
+        **({"tracemalloc_growth_top": grown} if traced else {}),
         "nlp_share": [e["nlp"] for e in ends if e["nlp"] is not None],
         "extract_share": [e["extract"] for e in ends if e["extract"] is not None],
         "image_share": [e["image"] for e in ends if e["image"] is not None],
@@ -466,6 +543,7 @@ def main() -> None:
 
     # the first --files of the 1,000-file corpus (a smaller n would rebuild the shared corpus)
     paths = build_corpus(HERE / ".corpus", n=max(args.files, 1000))[: args.files]
+    load_before = [round(x, 2) for x in os.getloadavg()]
     work = Path(tempfile.mkdtemp(prefix="tl-bench-e2e-"))
     limit = args.child_timeout
     try:
@@ -566,6 +644,7 @@ def main() -> None:
                 "machine": {
                     "cores": os.cpu_count(),
                     "python": platform.python_version(),
+                    "load_average_before": load_before,
                     "load_average": [round(x, 2) for x in os.getloadavg()],
                 },
             }

@@ -10,10 +10,12 @@ and, when present, ``/usr/share/doc/libtasn1-doc/libtasn1.pdf``).
   metadata, caps) against the bare library call that yields the same text (e.g.
   ``docx.Document(path)`` + paragraph texts, ``pdfium`` ``get_text_bounded`` per page);
   ``ratio`` = raw time / ours (higher is better, goal >= 0.9). Where the extractor returns
-  more than the bare call (EXIF and GPS, font names, certificate fields, HTML title and meta,
-  e-mail headers and attachments, tags and duration, docx tables and core properties),
-  ``ratio_same_output`` compares it with the same library asked for those fields too
-  (:data:`SAME`): the cost of our code alone. Calls are interleaved one by one and timed in
+  more than the bare call (EXIF and GPS, font names, certificate fields, HTML title, meta and
+  block boundaries with h1-h6 headings kept as structure, e-mail headers and attachments, tags
+  and duration, docx tables and core properties, pptx slide titles, tables, notes and core
+  properties, xls summary metadata, msg headers, recipients and attachments),
+  ``ratio_same_output`` compares it with the same library asked for those fields
+  too (:data:`SAME`): the cost of our code alone. Calls are interleaved one by one and timed in
   CPU time of the process, median kept (:func:`_paired`): on a loaded machine wall-clock
   batches gave ratios that moved by 2-5x between two runs of the same commit.
 - **isolation cost**: the same files through :class:`ExtractPool` (one worker process,
@@ -22,6 +24,7 @@ and, when present, ``/usr/share/doc/libtasn1-doc/libtasn1.pdf``).
   pypdf's words pypdfium2 finds too.
 
 The last line is one JSON object (``ratio``: the geometric mean of the per-format ratios).
+``--only a.html,b.pem`` measures only those files (no PDF-reader or pool section).
 """
 
 from __future__ import annotations
@@ -283,16 +286,90 @@ def _same_cert(path: Path) -> str:
     return str(out)
 
 
+#: The block elements and dropped elements of the HTML reader (thunderline.extract.formats.text).
+_HTML_BLOCKS = frozenset(
+    [
+        "p",
+        "div",
+        "br",
+        "li",
+        "ul",
+        "ol",
+        "tr",
+        "td",
+        "th",
+        "table",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "title",
+        "pre",
+        "blockquote",
+        "section",
+        "article",
+        "header",
+        "footer",
+        "nav",
+        "aside",
+        "dd",
+        "dt",
+        "hr",
+        "figcaption",
+    ]
+)
+_HTML_DROP = ["script", "style", "noscript", "template", "svg", "title"]
+
+
 def _same_html(path: Path) -> str:
+    """selectolax asked for what the HTML reader returns: title, meta, lang, and the body text
+    with its block boundaries and h1-h6 headings kept as structure (issue 18: "headings kept as
+    structure"), through the cheapest calls found (tag-name lookups, one walk, no CSS).
+    """
     from selectolax.lexbor import LexborHTMLParser
 
     tree = LexborHTMLParser(path.read_text("utf-8"))
-    title = tree.css_first("title")
-    meta = {n.attributes.get("name"): n.attributes.get("content") for n in tree.css("meta[name]")}
-    html = tree.css_first("html")
-    lang = html.attributes.get("lang") if html is not None else None
-    text = tree.body.text() if tree.body is not None else ""
-    return str((title.text() if title is not None else None, meta, lang, text))
+    titles = tree.tags("title")
+    title = titles[0].text() if titles else None
+    meta = {n.attributes.get("name"): n.attributes.get("content") for n in tree.tags("meta")}
+    lang = tree.root.attributes.get("lang") if tree.root is not None else None
+    tree.strip_tags(_HTML_DROP)
+    body = tree.body
+    headings = []
+    if body is not None:
+        for node in [n for n in body.traverse() if n.tag in _HTML_BLOCKS]:
+            if node.tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
+                headings.append((node.tag, node.text()))
+            node.insert_after("\n")
+    text = _clean_lines(body.text()) if body is not None else ""
+    return str((title, meta, lang, headings, text))
+
+
+def _clean_lines(text: str) -> str:
+    """The text as the reader returns it: each line's whitespace collapsed, blank lines out.
+
+    Without it the baseline's text is not the reader's (selectolax keeps the markup's
+    indentation and blank lines): :func:`_check_same_html` holds the two equal.
+    """
+    return "\n".join(c for c in (" ".join(line.split()) for line in text.splitlines()) if c)
+
+
+def _check_same_html(path: Path) -> None:
+    """Refuse to time the HTML baseline unless its text is the reader's, character for character."""
+    from selectolax.lexbor import LexborHTMLParser
+
+    tree = LexborHTMLParser(path.read_text("utf-8"))
+    tree.strip_tags(_HTML_DROP)
+    body = tree.body
+    if body is None:
+        return
+    for node in [n for n in body.traverse() if n.tag in _HTML_BLOCKS]:
+        node.insert_after("\n")
+    ours = extractor_for("html").run(path, ExtractContext(label="html")).text
+    if _clean_lines(body.text()) != ours:
+        raise SystemExit(f"{path.name}: the same-output baseline's text is not the reader's")
 
 
 def _same_email(path: Path) -> str:
@@ -324,6 +401,94 @@ def _same_docx(path: Path) -> str:
     return str((text, cells, props.title, props.author, props.created))
 
 
+def _same_pptx(path: Path) -> str:
+    """python-pptx asked for what the pptx reader returns: slide titles, shape paragraphs,
+    table cells, notes, core properties.
+    """
+    from pptx import Presentation
+
+    deck = Presentation(str(path))
+    out = []
+    for slide in deck.slides:
+        title = slide.shapes.title
+        out.append(title.text_frame.text if title is not None else None)
+        for shape in slide.shapes:
+            if shape.has_text_frame:
+                out.extend(p.text for p in shape.text_frame.paragraphs)
+            if getattr(shape, "has_table", False) and shape.has_table:
+                out.extend(c.text for r in shape.table.rows for c in r.cells)
+        if slide.has_notes_slide:
+            out.append(slide.notes_slide.notes_text_frame.text)
+    props = deck.core_properties
+    return str((out, props.title, props.author, props.created))
+
+
+def _same_xls(path: Path) -> str:
+    """xlrd's cell values plus the summary metadata (title, author, dates, application) the
+    xls reader returns, which xlrd does not read: olefile opens the file once, gives the
+    metadata and the ``Workbook`` stream, xlrd reads that stream.
+    """
+    import olefile
+    import xlrd
+
+    with olefile.OleFileIO(str(path)) as ole:
+        meta = ole.get_metadata()
+        biff = ole.openstream("Workbook").read()
+    book = xlrd.open_workbook(file_contents=biff, on_demand=True)
+    text = "\n".join(
+        " ".join(str(v) for v in sheet.row_values(r))
+        for sheet in (book.sheet_by_index(i) for i in range(book.nsheets))
+        for r in range(sheet.nrows)
+    )
+    book.release_resources()
+    return f"{meta.title!r} {meta.author!r} {meta.create_time!r} {text}"
+
+
+#: The MAPI properties the .msg reader returns, of the message, its attachments and attached
+#: messages (not of recipient storages): subject, topic, class, sender name / address / SMTP,
+#: sent-representing, To, Cc, ids, transport headers, plain / HTML body, attachment
+#: long file name (the name the reader finds first), MIME type and data.
+_MSG_PIDS = frozenset(
+    {
+        "0037",
+        "0070",
+        "001A",
+        "0C1A",
+        "0C1F",
+        "5D01",
+        "0042",
+        "0E04",
+        "0E03",
+        "1035",
+        "1042",
+        "007D",
+        "1000",
+        "1013",
+        "3707",
+        "370E",
+        "3701",
+    }
+)
+
+
+def _same_msg(path: Path) -> str:
+    """olefile reading what the .msg reader returns: every fixed-property stream and every
+    stream of the properties above (headers, bodies, attachments, attached messages)."""
+    import olefile
+
+    with olefile.OleFileIO(str(path)) as ole:
+        sizes = []
+        for entry in ole.listdir(streams=True, storages=False):
+            if any(part.startswith("__recip_version1.0_") for part in entry):
+                continue
+            leaf = entry[-1]
+            if leaf == "__properties_version1.0" or (
+                leaf.startswith("__substg1.0_") and leaf[12:16] in _MSG_PIDS
+            ):
+                sizes.append(len(ole.openstream(entry).read()))
+        return str(sizes)
+
+
 #: Baselines that ask the library for everything the extractor returns (metadata fields,
 #: headings, attachments): the ratio against these is the cost of our code alone.
 SAME: dict[str, Callable[[Path], str]] = {
@@ -334,6 +499,9 @@ SAME: dict[str, Callable[[Path], str]] = {
     "samples.eml": _same_email,
     "song.wav": _same_audio,
     "report.docx": _same_docx,
+    "review.pptx": _same_pptx,
+    "cities.xls": _same_xls,
+    "other.msg": _same_msg,
 }
 #: Per file, calls alternate raw / ours until this budget, at least MIN_CALLS pairs.
 BUDGET_S = 3.0
@@ -432,7 +600,12 @@ async def pool_cost(files: list[tuple[str, Path]]) -> dict[str, float]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark; ``--only a.html,b.pem`` measures those files alone (no PDF-reader or
+    pool section), e.g. ``python benchmarks/extract.py --only page.html``.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    only = set(args[args.index("--only") + 1].split(",")) if "--only" in args else None
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         build_corpus(folder)
@@ -447,11 +620,16 @@ def main() -> None:
                 files[name] = (label, legacy / name, raw)
         for pdf in pdfs:
             files[pdf.name] = ("pdf", pdf, _raw_pdf)
+        if only is not None:
+            files = {name: spec for name, spec in files.items() if name in only}
+            pdfs = [pdf for pdf in pdfs if pdf.name in only]
         per_format: dict[str, Any] = {}
         for name, (label, path, raw) in files.items():
             ours_fn = _ours(label, path)
             fns: list[Callable[[], object]] = [lambda raw=raw, path=path: raw(path), ours_fn]
             same = SAME.get(name)
+            if same is _same_html:
+                _check_same_html(path)
             if same is not None:
                 fns.append(lambda same=same, path=path: same(path))
             for fn in fns:  # warm: imports, caches
@@ -470,8 +648,12 @@ def main() -> None:
         geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
         same_ratios = [v.get("ratio_same_output", v["ratio"]) for v in per_format.values()]
         geo_same = math.exp(sum(math.log(r) for r in same_ratios) / len(same_ratios))
-        readers = pdf_readers(pdfs)
-        cost = asyncio.run(pool_cost([(label, path) for label, path, _ in files.values()]))
+        readers = pdf_readers(pdfs) if pdfs else {}
+        cost = (
+            asyncio.run(pool_cost([(label, path) for label, path, _ in files.values()]))
+            if only is None
+            else {}
+        )
     result = {
         "name": "extract",
         "baseline": {

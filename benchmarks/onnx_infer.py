@@ -49,6 +49,8 @@ from thunderline.ml.model import resolve_providers, session_options
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "image_classifier"
+#: Slices each fixed batch size of the raw baseline is measured in, taking turns.
+ROUNDS = 3
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -94,6 +96,23 @@ def bench_latency(registry: ModelRegistry, config: SessionConfig, runs: int) -> 
     }
 
 
+def _load() -> float:
+    """The 1-minute load average (recorded beside every run)."""
+    with open("/proc/loadavg") as fh:
+        return float(fh.read().split()[0])
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    """Min, median, max and the relative spread (max - min) / median of the runs' ratios."""
+    median = float(np.median(values))
+    return {
+        "min": round(min(values), 3),
+        "median": round(median, 3),
+        "max": round(max(values), 3),
+        "spread": round((max(values) - min(values)) / median, 3),
+    }
+
+
 def _cpu_s() -> float:
     """CPU-seconds of this process so far (every thread: ONNX Runtime's pool included)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -113,18 +132,28 @@ def bench_raw_throughput(
         providers=resolve_providers(config.provider),
     )
     rng = np.random.default_rng(1)
-    per_size: dict[str, float] = {}
-    cpu_ms: dict[str, float] = {}
+    feeds = {
+        size: {"pixel_values": rng.normal(0, 1, (size, 3, 224, 224)).astype(np.float32)}
+        for size in sizes
+    }
     for size in sizes:
-        x = rng.normal(0, 1, (size, 3, 224, 224)).astype(np.float32)
         for _ in range(2):
-            raw.run(None, {"pixel_values": x})
-        calls = max(1, images // size)
-        t0, c0 = time.perf_counter(), _cpu_s()
-        for _ in range(calls):
-            raw.run(None, {"pixel_values": x})
-        per_size[str(size)] = round(calls * size / (time.perf_counter() - t0), 1)
-        cpu_ms[str(size)] = round((_cpu_s() - c0) / (calls * size) * 1000, 3)
+            raw.run(None, feeds[size])
+    # the sizes take turns in ROUNDS slices, so a change of load mid-run hits all of them
+    wall = dict.fromkeys(sizes, 0.0)
+    cpu = dict.fromkeys(sizes, 0.0)
+    done = dict.fromkeys(sizes, 0)
+    for _round in range(ROUNDS):
+        for size in sizes:
+            calls = max(1, images // size // ROUNDS)
+            t0, c0 = time.perf_counter(), _cpu_s()
+            for _ in range(calls):
+                raw.run(None, feeds[size])
+            wall[size] += time.perf_counter() - t0
+            cpu[size] += _cpu_s() - c0
+            done[size] += calls * size
+    per_size = {str(s): round(done[s] / wall[s], 1) for s in sizes}
+    cpu_ms = {str(s): round(cpu[s] / done[s] * 1000, 3) for s in sizes}
     best = max(per_size, key=lambda k: per_size[k])
     cheapest = min(cpu_ms, key=lambda k: cpu_ms[k])
     return {
@@ -200,6 +229,7 @@ def main() -> None:
     print(f"batch 1 latency: raw {latency['raw']}  ours {latency['ours']}", file=sys.stderr)
     runs: list[dict[str, Any]] = []
     for run in range(args.runs_16):  # raw then ours in each run, so load hits both
+        load_before = _load()
         raw = bench_raw_throughput(registry, config, args.images)
         supervisor = ModelSupervisor.from_settings(settings, registry)
         supervisor.start([MODEL])
@@ -212,6 +242,7 @@ def main() -> None:
                 "raw_best": raw["best"],
                 "raw_best_batch": raw["best_batch"],
                 "raw_by_batch": raw["images_per_s_by_batch"],
+                "raw_cpu_ms_by_batch": raw["cpu_ms_per_image_by_batch"],
                 "ours": ours["images_per_s"],
                 "ours_mean_batch": ours["mean_batch_size"],
                 "ours_policy": ours["policy"],
@@ -220,6 +251,7 @@ def main() -> None:
                 "raw_cheapest_batch": raw["cheapest_batch"],
                 "ours_cpu_ms_per_image": ours["cpu_ms_per_image"],
                 "cpu_ratio": round(raw["cpu_ms_per_image"] / ours["cpu_ms_per_image"], 3),
+                "load_avg": [load_before, _load()],
             }
         )
         print(f"run {run + 1}: {runs[-1]}", file=sys.stderr)
@@ -270,6 +302,10 @@ def main() -> None:
             "all_runs_met": all(float(r["ratio"]) >= 0.9 for r in runs),
             "cpu_ratios_16_callers": [r["cpu_ratio"] for r in runs],
             "all_runs_cpu_met": all(float(r["cpu_ratio"]) >= 0.9 for r in runs),
+            "spread_16_callers": {
+                key: _spread([float(r[key]) for r in runs]) for key in ("cpu_ratio", "ratio")
+            },
+            "load_avg_16_callers": [r["load_avg"] for r in runs],
             "batch1_cpu_ratio": round(
                 latency["raw"]["cpu_ms_per_call"] / latency["ours"]["cpu_ms_per_call"], 3
             ),

@@ -50,6 +50,9 @@ TIME_LIMITS_S = {
     "convert": 900,
     "onnx_infer": 1200,
     "classify": 900,
+    "sync": 1200,  # 100k files made and removed: 6 min at load 13-16, mostly rmtree of the tree
+    "export": 4800,  # builds 100k voxels on each backend, six exports per size
+    "search_ingest": 3600,  # four e2e pipeline runs
 }
 DEFAULT_LIMIT_S = 600
 

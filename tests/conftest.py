@@ -13,6 +13,7 @@ absence is a failure.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,6 +35,106 @@ from thunderline.config import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 PEER_DATA = REPO.parent / "shared" / "peer" / "magika_tests_data"
+
+
+# ---- session guards: a hang ends the run with every thread's stack, never on CI's clock -------
+def _seconds_from_env(name: str, default: float) -> float:
+    """A positive number of seconds from the environment; a bad value stops the run clearly."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise pytest.UsageError(f"{name}={raw!r}: expected a positive number of seconds")
+    return value
+
+
+#: Past this many seconds no further test starts (the run stops and reports what it has).
+SESSION_SOFT_DEADLINE_S = 3300.0  # TL_TEST_SESSION_SOFT_DEADLINE_S, read at session start
+#: Past this many seconds the run is ended: every thread's stack is dumped, exit status 3.
+SESSION_HARD_DEADLINE_S = 3900.0  # TL_TEST_SESSION_HARD_DEADLINE_S, read at session start
+#: Seconds the interpreter may take to exit after the report before it is ended the same way.
+EXIT_GRACE_S = 60.0
+
+
+def _dump_and_exit(why: str, status: int) -> None:
+    """Say why, list what is still alive, dump every thread's stack, and end the process."""
+    alive = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
+    try:
+        children = subprocess.run(
+            ["ps", "--ppid", str(os.getpid()), "-o", "pid=,etimes=,args="],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except Exception as exc:  # ps missing or stuck: the stacks still get printed
+        children = f"(ps failed: {exc})"
+    sys.stderr.write(
+        f"\n[tests/conftest.py] {why}\nthreads alive: {alive}\n"
+        f"child processes:\n{children or '(none)'}\nstacks of every thread:\n"
+    )
+    sys.stderr.flush()
+    faulthandler.dump_traceback(all_threads=True)
+    sys.stdout.flush()
+    os._exit(status)
+
+
+def _session_watchdog(session: pytest.Session) -> None:
+    started = time.monotonic()
+    time.sleep(SESSION_SOFT_DEADLINE_S)
+    session.shouldstop = (
+        f"session soft deadline: {SESSION_SOFT_DEADLINE_S:.0f}s passed "
+        "(TL_TEST_SESSION_SOFT_DEADLINE_S); no further test starts"
+    )
+    sys.stderr.write(f"\n[tests/conftest.py] {session.shouldstop}; stacks now:\n")
+    faulthandler.dump_traceback(all_threads=True)
+    time.sleep(max(0.0, SESSION_HARD_DEADLINE_S - (time.monotonic() - started)))
+    _dump_and_exit(
+        f"session hard deadline: {SESSION_HARD_DEADLINE_S:.0f}s passed "
+        "(TL_TEST_SESSION_HARD_DEADLINE_S); the run is ended",
+        3,
+    )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Start the session watchdog (a daemon thread: it never keeps the process alive)."""
+    global SESSION_SOFT_DEADLINE_S, SESSION_HARD_DEADLINE_S
+    SESSION_SOFT_DEADLINE_S = _seconds_from_env(
+        "TL_TEST_SESSION_SOFT_DEADLINE_S", SESSION_SOFT_DEADLINE_S
+    )
+    SESSION_HARD_DEADLINE_S = _seconds_from_env(
+        "TL_TEST_SESSION_HARD_DEADLINE_S", SESSION_HARD_DEADLINE_S
+    )
+    threading.Thread(
+        target=_session_watchdog, args=(session,), name="tl-session-watchdog", daemon=True
+    ).start()
+
+
+_exit_status: list[int] = []
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _exit_status.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """After the report: an interpreter that does not exit within EXIT_GRACE_S is ended.
+
+    A leaked non-daemon thread or child process would otherwise hold the exit forever (Python
+    joins both at shutdown); the guard names what was alive and keeps the run's own status.
+    """
+    status = _exit_status[-1] if _exit_status else 1
+
+    def guard() -> None:
+        time.sleep(EXIT_GRACE_S)
+        _dump_and_exit(f"the interpreter did not exit within {EXIT_GRACE_S:.0f}s", status)
+
+    threading.Thread(target=guard, name="tl-exit-guard", daemon=True).start()
 
 
 def require_service(name: str, url: str, probe: Callable[[], Any]) -> None:
@@ -63,6 +165,21 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         return load_settings(**overrides)
 
     return factory
+
+
+@pytest.fixture
+def settings_on(
+    make_settings: Callable[..., Settings], request: pytest.FixtureRequest
+) -> Callable[..., Settings]:
+    """Factory: ``make_settings`` on a backend: "sqlite" (the home's file) or "postgresql"
+    (a schema of this test's own, from ``pg_schema_url``), plus overrides."""
+
+    def make(backend: str, **overrides: Any) -> Settings:
+        if backend == "postgresql":
+            overrides["database_url"] = request.getfixturevalue("pg_schema_url")
+        return make_settings(**overrides)
+
+    return make
 
 
 @pytest.fixture

@@ -46,12 +46,18 @@ DEFAULT_ROUTES: dict[str, list[str]] = {
     "html": ["extract", "nlp", "package"],
     "pdf": ["extract", "nlp", "package"],
     "rtf": ["extract", "nlp", "package"],
-    "csv": ["extract", "nlp", "package"],
     "ics": ["extract", "nlp", "package"],
     "srt": ["extract", "nlp", "package"],
     "eml": ["extract", "nlp", "package"],
     "outlook": ["extract", "nlp", "package"],  # .msg: headers, body, attachments
-    # configuration is stored with its text for search, without named-entity recognition
+    # data and configuration are stored with their text for search, without named-entity
+    # recognition or the text model (which reads prose and source code)
+    "csv": ["extract", "package"],
+    "tsv": ["extract", "package"],
+    "json": ["extract", "package"],
+    "jsonl": ["extract", "package"],
+    "yaml": ["extract", "package"],
+    "xml": ["extract", "package"],
     "ini": ["extract", "package"],
     "toml": ["extract", "package"],
     "rdf": ["extract", "package"],
@@ -318,7 +324,10 @@ class ExtractSettings(Part):
         "`text` 30, `document` 120, `pdf` 300, `mail` 60, `media` 30, `image` 30, `ocr` 600.",
     )
     restart_after: int = Field(
-        500, ge=1, description="An extraction worker is replaced after this many files."
+        5000,
+        ge=1,
+        description="An extraction worker is replaced after this many files (a restart "
+        "re-pays the parser imports: about 4 CPU-s).",
     )
     ocr: str = Field(
         "rapidocr",
@@ -389,7 +398,18 @@ class SpacySettings(Part):
 class NlpSettings(StageBudget):
     """``TL_NLP_*``: the NLP worker pool and the nlp stage's budget."""
 
-    doc_timeout_s: float = Field(10.0, gt=0, description="Per-document timeout.")
+    doc_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="Per-document budget in CPU seconds of the spaCy worker (time spent "
+        "waiting for a busy CPU does not count).",
+    )
+    doc_wall_timeout_s: float | None = Field(
+        None,
+        gt=0,
+        description="Wall-clock backstop per document: a worker silent this long is killed even "
+        "if it uses no CPU (default: 10 times `TL_NLP_DOC_TIMEOUT_S`).",
+    )
     max_retries: int | None = Field(
         None,
         ge=0,
@@ -600,6 +620,12 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1, description="Attempts for retryable errors before DLQ.")
     retry: RetrySettings = RetrySettings()
     shutdown_timeout_s: float = Field(30.0, gt=0, description="Max time to drain on shutdown.")
+    malloc_trim_mb: float = Field(
+        32.0,
+        description="Native memory given back: a process (runtime, spaCy and extraction "
+        "workers) calls glibc's `malloc_trim` after a unit of work once its resident size has "
+        "grown this many MB since its last trim (`0`: after every unit; negative: never).",
+    )
 
     # --- stages -----------------------------------------------------------------------------
     classify: ClassifySettings = ClassifySettings()

@@ -20,7 +20,8 @@ boundary (``raise ... from exc``) so callers only ever see this tree::
     │   │   ├── PathEscapeError        a symlink or ``..`` leaves the allowed root
     │   │   ├── HardLinkError          a file with more than one link (TL_ALLOW_HARDLINKS)
     │   │   └── ArtifactTooLargeError
-    │   └── ClassifyError              Magika itself failed
+    │   ├── ClassifyError              Magika itself failed
+    │   └── ModelPinError              a reprocess run pins a model this stage cannot run
     ├── BackendError                   bus, database or object store failure (retryable)
     ├── UnservedStageError             a submission waited too long for a stage no worker serves
     └── ChecksumMismatch               stored bytes or a model file do not match their SHA-256
@@ -87,6 +88,12 @@ class OverloadError(StageError):
     """A bounded queue was full and its overflow policy dropped the message."""
 
     reason = "overload"
+
+
+class ModelPinError(StageError):
+    """A reprocess run pins a model (``NAME@VERSION``) this stage does not have (permanent)."""
+
+    reason = "model_pin"
 
 
 class ArtifactError(StageError):

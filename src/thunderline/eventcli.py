@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
 import typer
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from thunderline.eventdata import REGISTRY, DlqRecord, schemas
 from thunderline.events import DLQ_PREFIX
@@ -60,25 +62,51 @@ def _one_line(text: str | None) -> str:
     return " ".join((text or "").split()).replace("|", "\\|")
 
 
-def model_table(model: type[BaseModel]) -> list[str]:
+def _is_part(kind: Any) -> bool:
+    """A pydantic model, or a dataclass pydantic validates (the extraction's value types)."""
+    return isinstance(kind, type) and (
+        issubclass(kind, BaseModel) or dataclasses.is_dataclass(kind)
+    )
+
+
+def _fields(model: type[Any]) -> list[tuple[str, Any, bool, str | None]]:
+    """(name, type, required, description) of each field of a model or a dataclass."""
+    if issubclass(model, BaseModel):
+        return [
+            (name, info.annotation, info.is_required(), info.description)
+            for name, info in model.model_fields.items()
+        ]
+    hints = get_type_hints(model, include_extras=True)
+    out: list[tuple[str, Any, bool, str | None]] = []
+    for item in dataclasses.fields(model):
+        hint = hints[item.name]
+        meta = get_args(hint)[1:] if get_origin(hint) is Annotated else ()
+        described = [m.description for m in meta if isinstance(m, FieldInfo)]
+        required = item.default is dataclasses.MISSING and (
+            item.default_factory is dataclasses.MISSING
+        )
+        out.append((item.name, hint, required, described[0] if described else None))
+    return out
+
+
+def model_table(model: type[Any]) -> list[str]:
     """A markdown table of a model's fields: name, type, required, description."""
     lines = ["| field | type | required | description |", "|---|---|---|---|"]
-    for name, info in model.model_fields.items():
-        required = "yes" if info.is_required() else "no"
+    for name, annotation, required, description in _fields(model):
         lines.append(
-            f"| `{name}` | {_type_name(info.annotation)} | {required} | "
-            f"{_one_line(info.description)} |"
+            f"| `{name}` | {_type_name(annotation)} | {'yes' if required else 'no'} | "
+            f"{_one_line(description)} |"
         )
     return lines
 
 
-def _parts(model: type[BaseModel], seen: dict[str, type[BaseModel]]) -> None:
-    for info in model.model_fields.values():
-        stack: list[Any] = [info.annotation]
+def _parts(model: type[Any], seen: dict[str, type[Any]]) -> None:
+    for _name, annotation, _required, _description in _fields(model):
+        stack: list[Any] = [annotation]
         while stack:
             current = stack.pop()
             stack.extend(get_args(current))
-            if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            if not _is_part(current):
                 continue
             if current.__name__ not in seen:
                 seen[current.__name__] = current
@@ -88,7 +116,7 @@ def _parts(model: type[BaseModel], seen: dict[str, type[BaseModel]]) -> None:
 def events_markdown() -> str:
     """The generated part of docs/EVENTS.md: one table per event type, its parts, the record."""
     out: list[str] = ["## Event types", ""]
-    parts: dict[str, type[BaseModel]] = {}
+    parts: dict[str, type[Any]] = {}
     entries: list[tuple[str, type[BaseModel]]] = [
         *sorted(REGISTRY.items()),
         (f"{DLQ_PREFIX}*", DlqRecord),

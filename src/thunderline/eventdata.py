@@ -288,6 +288,19 @@ class IngestRequest(Routed):
     coords: Coords | None = Field(None, description="Voxel coordinates given by the producer.")
 
 
+class ReprocessMark(_Model):
+    """A stage run again over a stored voxel by ``thunderline reprocess`` (not an ingest)."""
+
+    run_id: str = Field(description="The reprocess run (``reprocess_runs.id``).")
+    voxel_id: str = Field(description="The stored voxel whose stage is run again.")
+    stage: str = Field(description="The stage run again: extract, nlp or infer.")
+    model: str | None = Field(
+        None,
+        description="``NAME@VERSION`` the run pins (the ONNX model or the spaCy pipeline); a "
+        "stage that cannot run it fails the event (``model_pin``).",
+    )
+
+
 class Classified(IngestRequest):
     """``system.ingest.classified``: stored and classified; ``route`` chosen from the label."""
 
@@ -301,6 +314,12 @@ class Classified(IngestRequest):
         None,
         description="The stored voxel this run completes: a replay of a stage that failed "
         "after the voxel was stored without its result (the package stage updates it).",
+    )
+    reprocess: ReprocessMark | None = Field(
+        None,
+        description="Set when a reprocess run sent the event: the stage's result becomes a new "
+        "result version of the voxel (on a broker the workers' collector records it); no voxel "
+        "is made.",
     )
 
 

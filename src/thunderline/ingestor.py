@@ -30,7 +30,7 @@ from thunderline.dlq.record import dead_letter
 from thunderline.errors import ThunderlineError, UnreadableArtifactError
 from thunderline.eventdata import IngestRequest, data_of, typed_event
 from thunderline.events import DLQ_CLASSIFY, INGEST_RECEIVED, CloudEvent
-from thunderline.objects.base import ObjectStore
+from thunderline.objects.base import ObjectStore, StoredObject
 from thunderline.obs import metrics
 from thunderline.outcomes import OutcomeStore
 
@@ -85,6 +85,15 @@ class Ingestor(Protocol):
         """Submit local files (a stream); returns how many."""
         ...
 
+    async def submit_stored(
+        self, event: CloudEvent, stored: StoredObject, *, block: bool = True
+    ) -> CloudEvent:
+        """Submit an ingest event whose file is in the store already (an adopted upload).
+
+        Returns what was sent (:func:`stored_event`, without the local path).
+        """
+        ...
+
     async def wait_idle(self, timeout_s: float | None = None) -> None:
         """Until everything submitted has ended (``on_outcome`` saw each end)."""
         ...
@@ -115,6 +124,19 @@ def _store_file(
             stored = store.put_fd(admitted.fd, max_bytes=limit)
         except OSError as exc:
             raise UnreadableArtifactError(f"{path}: {exc.strerror or exc}") from exc
+    return stored_event(event, stored, source=source, keep_path=keep_path)
+
+
+def stored_event(
+    event: CloudEvent, stored: StoredObject, *, source: str = SUBMIT_SOURCE, keep_path: bool = True
+) -> CloudEvent:
+    """The ingest ``event`` naming its file's bytes, now in the store as ``stored``.
+
+    The artifact gets ``size``, ``sha256`` and ``payload_ref`` (its ``root`` goes, its ``path``
+    too unless ``keep_path``); the event keeps its id and chain.
+    """
+    request = data_of(event, IngestRequest)
+    artifact = request.artifact
     stored_artifact = artifact.model_copy(
         update={
             "size": stored.size,
@@ -170,4 +192,16 @@ class AdmitsFiles:
             metrics.DLQ_TOTAL.labels("classify", exc.reason).inc()
             ready = dead_letter("classify", DLQ_CLASSIFY, exc, original=event)
         await self.submit(ready, block=block or ready.is_dlq)
+        return ready
+
+    async def submit_stored(
+        self, event: CloudEvent, stored: StoredObject, *, block: bool = True
+    ) -> CloudEvent:
+        """Submit an ingest event whose file is in the store already (an adopted upload).
+
+        Returns what was sent: :func:`stored_event` without the local path (the file that
+        was adopted is gone). ``block=False``: a full queue raises ``OverloadError``.
+        """
+        ready = stored_event(event, stored, source=self.source, keep_path=False)
+        await self.submit(ready, block=block)
         return ready

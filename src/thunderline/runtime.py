@@ -32,6 +32,7 @@ from thunderline.nlp.stage import NlpStage
 from thunderline.objects.base import ObjectStore
 from thunderline.objects.factory import open_object_store
 from thunderline.obs import metrics
+from thunderline.obs.heap import freeze_after_startup
 from thunderline.outcomes import OutcomeStore
 from thunderline.voxel.stage import PackageStage
 
@@ -197,8 +198,14 @@ class Runtime(AdmitsFiles):
         self.journal = Journal(
             settings.home, max_bytes=settings.journal.max_bytes, keep=settings.journal.keep
         )
-        self.outcomes = outcomes if outcomes is not None else OutcomeStore(settings)
-        self._owns_outcomes = outcomes is None
+        if outcomes is None:  # also records reprocess results (a replayed reprocess failure)
+            from thunderline.sources.reprocess_bus import ReprocessOutcomes
+
+            outcomes = ReprocessOutcomes(settings, self.store)
+            self._owns_outcomes = True
+        else:
+            self._owns_outcomes = False
+        self.outcomes = outcomes
         self.stages = list(stages) if stages is not None else build_stages(settings, self.store)
         self.pipeline: Pipeline
         self.bus = open_bus(settings, on_drop=self._on_drop)
@@ -210,6 +217,7 @@ class Runtime(AdmitsFiles):
             on_terminal=on_terminal,
             journal=self.journal,
             outcomes=self.outcomes,
+            malloc_trim_mb=settings.malloc_trim_mb,
         )
 
     async def _on_drop(self, topic: str, payload: bytes) -> None:
@@ -226,6 +234,7 @@ class Runtime(AdmitsFiles):
         except BaseException:
             await self._release()
             raise
+        freeze_after_startup()  # the stages' models are loaded: out of the collector's walk
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -47,3 +47,26 @@ def test_shown_escapes_what_a_terminal_would_interpret() -> None:
     assert names.shown("a\\x1b") == "a\\\\x1b"  # a literal backslash cannot fake an escape
     assert names.shown("\u0085\x7f") == "\\x85\\x7f"
     assert names.shown("café 日本") == "café 日本"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "ascii only",
+        "plain café 日本 \U0001f600",
+        os.fsdecode(b"bad-\xff\xfe.txt"),
+        "caf\u00e9 \ud800 lone high, \udfff lone low, \U0001f600 a pair",
+        "\udc80" * 3,
+    ],
+)
+def test_escaping_is_the_regex_form_on_every_text(text: str) -> None:
+    """The fast paths (ASCII, strict UTF-8) give what the surrogate regex alone gives."""
+    by_regex = names._SURROGATE.sub(names._escape_surrogate, text)
+    assert names.wire_text(text) == by_regex
+    value = {"k": text, "l": [text, 1]}
+    dumped = names._SURROGATE.sub(
+        names._escape_surrogate, json.dumps(value, ensure_ascii=False, sort_keys=True)
+    )
+    assert names.dumps(value, sort_keys=True) == dumped
+    assert names.dumps_bytes(value, sort_keys=True) == dumped.encode("utf-8")

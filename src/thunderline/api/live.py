@@ -101,9 +101,20 @@ class EventTap:
         self.hub = hub
 
     def record(self, event: CloudEvent, encoded: bytes | None = None) -> None:
-        """Write the event to the journal and publish it to live subscribers."""
+        """Write the event to the journal and publish it to live subscribers.
+
+        A dead letter is not published here: it is an outcome, shown once the collector has
+        recorded it (:meth:`recorded`), so an ingest the live view or ``GET /v1/ingest/{id}``
+        calls dead-lettered is already in the DLQ listing and counted by the open-DLQ gauge.
+        """
         self.journal.record(event, encoded)
-        self.hub.publish(event)
+        if not event.is_dlq:
+            self.hub.publish(event)
+
+    def recorded(self, event: CloudEvent) -> None:
+        """Publish a terminal event the collector has just recorded (dead letters only)."""
+        if event.is_dlq:
+            self.hub.publish(event)
 
     def flush(self) -> None:
         """Flush the journal."""
@@ -126,6 +137,8 @@ class IngestProgress:
     voxel_ids: list[str] = field(default_factory=list)
     dlq: list[dict[str, Any]] = field(default_factory=list)
     events: int = 0
+    #: DLQ records a degraded voxel names that are not recorded yet (the artifact stays open).
+    awaiting: set[str] = field(default_factory=set)
 
     @property
     def outcome(self) -> str:
@@ -186,6 +199,13 @@ class IngestTracker:
                 children = voxel.get("children") or 0
             # an archive's members are open from now on, before their own events are published
             item.open = max(item.open - 1, 0) + (children if isinstance(children, int) else 0)
+            # a degraded voxel's DLQ records are outcomes too: open until they are recorded
+            seen = {d["id"] for d in item.dlq}
+            for failure in event.data.get("failures") or []:
+                dlq_id = failure.get("dlq_id") if isinstance(failure, dict) else None
+                if dlq_id and dlq_id not in seen and dlq_id not in item.awaiting:
+                    item.awaiting.add(str(dlq_id))
+                    item.open += 1
         elif event.is_dlq:
             error = event.data.get("error") or {}
             item.dlq.append(
@@ -198,4 +218,7 @@ class IngestTracker:
                 }
             )
             if not event.data.get("voxel_id"):  # else the voxel ended the artifact
+                item.open = max(item.open - 1, 0)
+            elif event.id in item.awaiting:  # the degraded voxel's record, now recorded
+                item.awaiting.discard(event.id)
                 item.open = max(item.open - 1, 0)

@@ -16,6 +16,7 @@ the status, DLQ and live routes read (:class:`~thunderline.api.follow.OutcomeFol
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -38,7 +39,8 @@ from thunderline.dlq.triage import SKIP_NO_EVENT, NotRetryableError, Selection, 
 from thunderline.eventdata import Artifact, IngestRequest, typed_event
 from thunderline.events import INGEST_RECEIVED, CloudEvent
 from thunderline.ingestor import Ingestor
-from thunderline.objects.base import ObjectStore
+from thunderline.objects.base import ObjectStore, StoredObject
+from thunderline.objects.local import LocalObjectStore
 from thunderline.outcomes import OPEN, OutcomeRecord, OutcomeStore
 from thunderline.runtime import Runtime
 from thunderline.sources.ledger import Ledger
@@ -54,6 +56,12 @@ FIRST_TOPIC = "classify"
 #: Threads that move finished uploads into the object store. Their own pool, so that an upload
 #: never waits behind the stages' work (Magika batches, database writes) in the default pool.
 UPLOAD_THREADS = 4
+#: On a local object store, an upload's spool file (hashed as it was written) is moved into the
+#: store, not copied; up to this size on the event loop, where it takes a few syscalls, less
+#: than handing the work to a thread and back (benchmarks/api.py: that hop was the upload
+#: path's largest cost under 16 clients). A larger one moves in the upload threads (a
+#: duplicate re-hashes the stored copy); uploads to S3 are copied there.
+INLINE_UPLOAD_BYTES = 64 * 1024
 #: How long ``/readyz`` waits for the bus's answer (a broker is asked).
 BROKER_PROBE_S = 5.0
 
@@ -114,8 +122,10 @@ class ApiService:
         self.revocations.start()
         ingestor = await asyncio.to_thread(open_ingestor, self.settings, source=API_SOURCE)
         runtime = ingestor.runtime
-        if runtime is not None:  # every event the stages publish, live
-            runtime.pipeline.journal = EventTap(runtime.journal, self.hub)  # type: ignore[assignment]
+        if runtime is not None:  # every event the stages publish, live; dead letters once recorded
+            tap = EventTap(runtime.journal, self.hub)
+            runtime.pipeline.journal = tap  # type: ignore[assignment]
+            runtime.pipeline.on_terminal = tap.recorded
         await ingestor.__aenter__()
         self.ingestor = ingestor
         try:
@@ -306,15 +316,37 @@ class ApiService:
         )
         event = typed_event(INGEST_RECEIVED, request, source=API_SOURCE)
         try:
-            published = await ingestor.submit_event(
-                event, block=False, keep_path=False, executor=self._upload_pool
-            )
+            stored = await self._adopt(ingestor.store, received)
+            if stored is not None:
+                published = await ingestor.submit_stored(event, stored, block=False)
+            else:
+                published = await ingestor.submit_event(
+                    event, block=False, keep_path=False, executor=self._upload_pool
+                )
         finally:
             received.discard()
         if self.follower is not None:  # the upload now, its outcome once recorded
             self.hub.publish(event if published.is_dlq else published)
             self.follower.follow(published.correlationid)
         return published
+
+    async def _adopt(self, store: ObjectStore, received: ReceivedFile) -> StoredObject | None:
+        """The upload moved into a local store by its known digest; None: copy it instead.
+
+        None for a store that is not local, and when the move fails (the spool folder on
+        another file system, or any other ``OSError``): the copy then admits and stores the
+        spool file as before, with the same refusals.
+        """
+        if not isinstance(store, LocalObjectStore) or not received.sha256:
+            return None
+        adopt = functools.partial(store.adopt, received.path, received.sha256, received.size)
+        try:
+            if received.size <= INLINE_UPLOAD_BYTES:
+                return adopt()
+            return await asyncio.get_running_loop().run_in_executor(self._upload_pool, adopt)
+        except OSError as exc:
+            _log.debug("upload not moved into the store (%s); copying it", exc)
+            return None
 
     async def replay(self, dlq_id: str, *, force: bool = False) -> CloudEvent | None:
         """Send a dead letter's original event through again; None if already replayed.

@@ -81,11 +81,18 @@ class EventBus(Protocol):
         """Make sure the queues of ``topics`` exist before any traffic (no-op in-process)."""
         ...
 
-    async def publish(self, topic: str, payload: bytes, *, block: bool = True) -> str:
+    async def publish(
+        self, topic: str, payload: bytes, *, block: bool = True, bounded: bool = True
+    ) -> str:
         """Append one message to ``topic``; returns its message id.
 
         A full queue makes it wait (``block``, back-pressure) or raise
         :class:`~thunderline.errors.OverloadError` (``block=False``: an API answers 429).
+        ``bounded=False`` appends even to a full queue, neither waiting nor dropping: a stage's
+        output re-entering an upstream stage (archive members back into ``classify``), which
+        must not wait on a queue its own stage's wait keeps full (a cycle of blocking bounded
+        queues deadlocks). What that adds is bounded by the demand and the archive limits that
+        produced it. A broker that bounds every publish (RabbitMQ) may ignore it.
         """
         ...
 

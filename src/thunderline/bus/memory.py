@@ -3,7 +3,10 @@
 Bounded with an overflow policy: ``block`` makes publishers wait (backpressure all the way up to
 the CLI), ``drop_oldest`` pushes the oldest waiting message out and hands it to ``on_drop``,
 which the pipeline turns into a ``system.dlq.overload`` record, so nothing vanishes.
-The DLQ and terminal topics are never dropped from.
+The DLQ and terminal topics are never dropped from. A publish with ``bounded=False`` (a stage's
+output re-entering an upstream stage: the engine's back edges) ignores the bound: it waits for
+nothing and drops nothing, so the cycle archive members make cannot deadlock; the bound then
+holds back new submissions until the queue is below it again.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ class _Topic:
         self.writable = asyncio.Condition()
         self.unacked: dict[str, Delivery] = {}
         self.consumers: set[str] = set()  # the names that pulled from it (until draining)
+        self.unbounded: set[str] = set()  # ids of waiting messages published with bounded=False
 
 
 class MemoryBus:
@@ -70,11 +74,21 @@ class MemoryBus:
         for t in self._topics.values():
             t.consumers.clear()
 
-    async def publish(self, topic: str, payload: bytes, *, block: bool = True) -> str:
-        """Append to the topic's queue; a full bounded queue waits, refuses or drops (and dead-letters) by policy."""
+    async def publish(
+        self, topic: str, payload: bytes, *, block: bool = True, bounded: bool = True
+    ) -> str:
+        """Append to the topic's queue; a full bounded queue waits, refuses or drops (and dead-letters) by policy.
+
+        ``bounded=False`` (a stage's output re-entering an upstream topic) is appended even to a
+        full queue and pushes nothing out: it neither waits nor drops, whatever the policy; and
+        ``drop_oldest`` never drops it later (a bounded publish drops the oldest message that was
+        bounded too, else itself), so an archive member is never dead-lettered for overload.
+        """
         t = self._topic(topic)
+        message_id = str(next(self._ids))
+        delivery = Delivery(topic=topic, payload=payload, message_id=message_id)
         dropped: Delivery | None = None
-        if self._bounded(topic) and len(t.items) >= self.maxsize:
+        if bounded and self._bounded(topic) and len(t.items) >= self.maxsize:
             if self.overflow is OverflowPolicy.BLOCK:
                 if not block:
                     raise OverloadError(
@@ -84,15 +98,26 @@ class MemoryBus:
                 async with t.writable:
                     await t.writable.wait_for(lambda: len(t.items) < self.maxsize)
             else:
-                dropped = t.items.popleft()
-        message_id = str(next(self._ids))
-        t.items.append(Delivery(topic=topic, payload=payload, message_id=message_id))
+                dropped = self._oldest_bounded(t) or delivery
+        if dropped is not delivery:
+            t.items.append(delivery)
+            if not bounded:
+                t.unbounded.add(message_id)
         metrics.QUEUE_DEPTH.labels(topic).set(len(t.items))
         async with t.readable:
             t.readable.notify()
         if dropped is not None and self.on_drop is not None:
             await self.on_drop(topic, dropped.payload)
         return message_id
+
+    @staticmethod
+    def _oldest_bounded(t: _Topic) -> Delivery | None:
+        """Take out the oldest waiting message that was published bounded (None: there is none)."""
+        for i, delivery in enumerate(t.items):
+            if delivery.message_id not in t.unbounded:
+                del t.items[i]
+                return delivery
+        return None
 
     async def pull(
         self, topic: str, consumer: str, max_count: int, timeout: float
@@ -109,6 +134,7 @@ class MemoryBus:
         out: list[Delivery] = []
         while t.items and len(out) < max_count:
             delivery = t.items.popleft()
+            t.unbounded.discard(delivery.message_id)
             t.unacked[delivery.message_id] = delivery
             out.append(delivery)
         metrics.QUEUE_DEPTH.labels(topic).set(len(t.items))

@@ -294,11 +294,16 @@ class RabbitMQBus:
         return f"rabbitmq {self.safe_url} (queues {self.queue_name('*')})"
 
     # ---- publish --------------------------------------------------------------------------
-    async def publish(self, topic: str, payload: bytes, *, block: bool = True) -> str:
+    async def publish(
+        self, topic: str, payload: bytes, *, block: bool = True, bounded: bool = True
+    ) -> str:
         """Publish with a broker confirm.
 
         A full queue makes it wait and retry (``block``) or raise :class:`OverloadError`; a lost
         connection makes it wait for the reconnection (at most ``reconnect_timeout_s``) and resend.
+        ``bounded`` is not honoured: ``x-max-length`` bounds every publish to a queue, so a stage
+        output re-entering an upstream stage waits like any other (a known limit: see
+        ``docs/ARCHITECTURE.md``, "Cycles and back-pressure").
         """
         message_id = str(uuid.uuid4())
         message = aio_pika.Message(

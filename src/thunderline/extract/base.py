@@ -11,8 +11,9 @@ writes embedded parts with ``ctx.add_part`` (capped by count and bytes).
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -25,6 +26,7 @@ from thunderline.extract.result import (
     Heading,
     Segment,
     SegmentKind,
+    clip_raw,
 )
 
 _NAME_SAFE = re.compile(r"[^A-Za-z0-9._ -]+")
@@ -43,6 +45,29 @@ def library_version(distribution: str) -> str:
         return "unknown"
 
 
+def read_head(path: Path, budget: int) -> tuple[bytes, bool]:
+    """At most ``budget`` bytes of ``path`` and whether the file is longer.
+
+    Read unbuffered (no buffer object made for one read); ``read(n)`` allocates n bytes up
+    front, so it asks for the file's size (and one byte more), not the whole budget.
+    """
+    with open(path, "rb", buffering=0) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        want = min(budget, size) + 1  # the byte past the size says the file is longer
+        chunks: list[bytes] = []
+        got = 0
+        while got < want:
+            chunk = handle.read(want - got)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+            if got == want <= budget:  # the file grew while read: read on, to the budget
+                want = budget + 1
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return data[:budget], len(data) > budget
+
+
 @dataclass
 class ExtractContext:
     """One job: its limits, where parts go, and how to report progress."""
@@ -52,6 +77,7 @@ class ExtractContext:
     max_text_bytes: int = 1_000_000
     max_parts: int = 1000
     max_part_bytes: int = 256 * 1024 * 1024
+    max_ratio: float = 100.0  # largest expansion of a compressed embedded object
     parts_dir: Path | None = None
     ocr: bool = False  # read images and PDF pages without a text layer with OCR
     ocr_engine: str = "rapidocr"  # rapidocr, tesseract or auto (thunderline.extract.ocr)
@@ -163,16 +189,24 @@ class TextBuilder:
     def line(self, text: str) -> None:
         """Add a line (a newline before it unless at the start)."""
         text = text.strip("\n")
-        if text.strip():
-            self._separate("\n")
-            self._append(text)
+        if not text or text.isspace():  # blank (strip() made a copy to find out)
+            return
+        # _separate("\n") then _append(text), in one append: the same text either way (a cut
+        # at the cap falls on the same byte), one call and one list item less per line
+        if self._chars and not self.truncated and not self._parts[-1].endswith("\n"):
+            text = "\n" + text
+        self._append(text)
 
     def para(self, text: str) -> None:
         """Add a paragraph (a blank line before it unless at the start)."""
         text = text.strip("\n")
-        if text.strip():
-            self._separate("\n\n")
-            self._append(text)
+        if not text or text.isspace():
+            return
+        if self._chars and not self.truncated:  # _separate("\n\n") in the same append
+            last = self._parts[-1]
+            if not last.endswith("\n\n"):
+                text = ("\n" if last.endswith("\n") else "\n\n") + text
+        self._append(text)
 
     def heading(self, level: int, text: str) -> None:
         """Add a heading as its own paragraph and record it (level clamped to 1-9).
@@ -183,11 +217,22 @@ class TextBuilder:
         text = " ".join(text.split())
         if not text:
             return
-        self._separate("\n\n")
+        # _separate("\n\n") then _append(text) in one append, as in line()
         start = self._chars
-        self._append(text)
+        if start and not self.truncated:
+            last = self._parts[-1]
+            if not last.endswith("\n\n"):
+                sep = "\n" if last.endswith("\n") else "\n\n"
+                start += len(sep)
+                text_in = sep + text
+            else:
+                text_in = text
+        else:
+            text_in = text
+        self._append(text_in)
         if not self.truncated:
-            self.headings.append(Heading(level=max(1, min(level, 9)), text=text[:500], start=start))
+            level = level if 1 <= level <= 9 else max(1, min(level, 9))
+            self.headings.append(Heading(level=level, text=text[:500], start=start))
 
     def segment(self, kind: SegmentKind, title: str | None = None) -> None:
         """Start a new segment of ``kind`` (closing the open one)."""
@@ -237,31 +282,41 @@ def result(
     *,
     content: ContentKind = "prose",
     metadata: DocMetadata | None = None,
-    raw: dict[str, object] | None = None,
+    raw: Mapping[str, object] | None = None,
     encoding: str | None = None,
     bytes_in: int = 0,
     truncated: bool = False,
 ) -> ExtractResult:
     """Assemble an :class:`ExtractResult` from a builder and the job context."""
-    from thunderline.extract.result import clip_raw
-
-    text = builder.build() if builder is not None else ""
+    if builder is not None:
+        text = builder.build()
+        segments, headings = builder.segments, builder.headings
+        truncated = truncated or builder.truncated
+    else:
+        text, segments, headings = "", [], []
     return ExtractResult(
         text=text,
-        segments=builder.segments if builder is not None else [],
-        headings=builder.headings if builder is not None else [],
-        metadata=metadata or DocMetadata(),
-        raw=clip_raw(raw or {}),
+        segments=segments,
+        headings=headings,
+        metadata=DocMetadata() if metadata is None else metadata,
+        raw=clip_raw(raw) if raw else {},
         parts=list(ctx.parts),
-        content=content if text.strip() else "none",
+        content=content if text and not text.isspace() else "none",  # no copy of the text
         method=extractor_name,
         library=library,
         library_version=library_version(library),
         encoding=encoding,
-        truncated=truncated or (builder.truncated if builder is not None else False),
+        truncated=truncated,
         bytes_in=bytes_in,
         warnings=list(ctx.warnings),
     )
 
 
-__all__ = ["ExtractContext", "Extractor", "TextBuilder", "library_version", "result"]
+__all__ = [
+    "ExtractContext",
+    "Extractor",
+    "TextBuilder",
+    "library_version",
+    "read_head",
+    "result",
+]

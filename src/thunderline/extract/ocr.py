@@ -15,16 +15,28 @@ Two engines, chosen by ``TL_EXTRACT_OCR`` (``rapidocr``, ``tesseract``, ``auto``
     is not run on every line (it turned whole upright lines upside down on rendered pages, and
     those lines were lost); a page that reads badly upright is read again with it.
 ``tesseract``
-    The Debian ``tesseract-ocr`` 5 binary through its command line (TSV output: every word
-    with its box and confidence); language packs (``tesseract-ocr-eng``, ``-deu``...) are
-    named by ``TL_EXTRACT_OCR_LANGUAGES``. Found on ``PATH`` at run time; when it is absent
-    the file is extracted without OCR and a warning says why and what to install.
+    The Debian ``tesseract-ocr`` 5 binary through its command line, called as a user would
+    call it on the image file: the same page segmentation (``--psm 3``, its default) and the
+    image's own resolution (``--dpi``, read from the file's header as Leptonica reads it: a
+    photo's 72 dpi is not the same page to Tesseract as an image without one, whose
+    resolution it estimates from the text). One run writes the plain text and the TSV (every
+    word with its box and confidence); the lines kept are those of the plain text, so nothing
+    that Tesseract's own text renderer leaves out (the words of blocks it takes for pictures
+    or rules) enters ours, and each keeps its words' confidences. An image opened from a
+    file Tesseract reads (single-frame JPEG, PNG, TIFF, BMP, PNM; 1-bit, grey or RGB; not
+    scaled down) goes as that file; any other as an uncompressed TIFF in its own mode
+    (Tesseract reads a grey page differently from the same page in RGB): a PNG cost more to
+    write than the CLI spends decoding the original JPEG, and Leptonica read a PPM more
+    slowly than that JPEG.
+    Language packs (``tesseract-ocr-eng``, ``-deu``...) are named by
+    ``TL_EXTRACT_OCR_LANGUAGES``. Found on ``PATH`` at run time; when it is absent the file
+    is extracted without OCR and a warning says why and what to install.
 ``auto``
     Tesseract when its binary is installed, else RapidOCR.
 
-Whatever the engine, the words found are put into lines by their geometry (a box joins a line
-when its vertical middle falls inside the line's band; a line reads left to right, its boxes
-joined by a space) and the lines into reading order (top to bottom). Every word and line keeps
+RapidOCR's boxes are put into lines by their geometry (a box joins a line when its vertical
+middle falls inside the line's band; a line reads left to right, its boxes joined by a space)
+and the lines into reading order (top to bottom); Tesseract's words keep its own lines. Every word and line keeps
 its recognition confidence (0-1); lines below :data:`LOW_CONFIDENCE` and words below it are
 counted in the result's :class:`~thunderline.extract.result.OcrInfo`, and the low lines are
 listed, with their page, in ``raw["ocr_low_confidence"]`` so that nobody mistakes them for
@@ -46,7 +58,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from thunderline.extract.base import library_version
@@ -60,6 +72,9 @@ LOW_CONFIDENCE = 0.8
 MAX_SIDE = 2400
 #: Images smaller than this on both sides are not OCR'd (icons, thumbnails, 28x28 digits).
 MIN_SIDE = 48
+#: Tesseract trusts an image resolution only in this range (dpi); outside it, and with none,
+#: it estimates the resolution from the text (``kMinCredibleResolution``/``kMax...``).
+TESSERACT_DPI_RANGE = (70, 2400)
 #: Seconds between heartbeat progress reports while the engine works.
 HEARTBEAT_S = 1.0
 #: RapidOCR: a space goes between two characters when the space symbol reaches this
@@ -337,13 +352,47 @@ def _recognise_rapidocr(array: Any) -> list[_Box]:
 
 
 # ---- Tesseract -------------------------------------------------------------------------------
-def tesseract_command(image: str, languages: str = "eng") -> list[str]:
-    """The command that reads the image file ``image`` and writes TSV to stdout.
+def image_dpi(image: Any) -> float | None:
+    """The resolution (dpi) the image's file declares, as Leptonica (Tesseract's reader) sees it.
 
-    The TSV holds every word with its box and confidence (``--psm 3``: automatic layout).
+    JPEG: the JFIF density only (Pillow falls back to EXIF or 72 where Leptonica reads none);
+    PNG, TIFF, BMP...: Pillow's ``dpi``. None when the file declares none.
+    """
+    info = getattr(image, "info", None) or {}
+    if getattr(image, "format", None) == "JPEG":
+        density, unit = info.get("jfif_density"), info.get("jfif_unit")
+        if not density or unit not in (1, 2):
+            return None
+        value = float(density[1])
+        return value * 2.54 if unit == 2 else value
+    dpi = info.get("dpi")
+    try:
+        value = float(dpi[1]) if dpi else 0.0
+    except (TypeError, ValueError, IndexError):
+        return None
+    return value if value > 0 else None
+
+
+def tesseract_command(
+    image: str, languages: str = "eng", *, output: str = "stdout", dpi: float | None = None
+) -> list[str]:
+    """The command that reads the image file ``image``.
+
+    With ``output="stdout"`` it writes TSV (every word with its box and confidence) to
+    stdout; with a file base it writes ``BASE.txt`` (Tesseract's plain text) and ``BASE.tsv``.
+    ``--psm 3`` (automatic layout) is the CLI's default; ``--dpi`` is passed when the image
+    declares a resolution Tesseract would trust (:data:`TESSERACT_DPI_RANGE`), else Tesseract
+    estimates it as it does for the file itself.
     """
     binary = tesseract_binary() or "tesseract"
-    return [binary, image, "stdout", "-l", languages, "--psm", "3", "tsv"]
+    command = [binary, image, output, "-l", languages, "--psm", "3"]
+    if dpi is not None:
+        low, high = TESSERACT_DPI_RANGE
+        if low <= round(dpi) <= high:
+            command += ["--dpi", str(round(dpi))]
+    if output == "stdout":
+        return [*command, "tsv"]
+    return [*command, "-c", "tessedit_create_txt=1", "-c", "tessedit_create_tsv=1"]
 
 
 def _run(command: list[str], progress: Callable[[], None]) -> str:
@@ -374,45 +423,126 @@ def _run(command: list[str], progress: Callable[[], None]) -> str:
     return out.decode("utf-8", "replace")
 
 
-def tesseract_lines(tsv: str) -> list[OcrLine]:
+def _words(text: str) -> str:
+    return " ".join(text.split())
+
+
+def tesseract_lines(tsv: str, text: str | None = None) -> list[OcrLine]:
     """Tesseract's TSV as lines, in its reading order.
 
     Words are grouped by Tesseract's own page/block/paragraph/line ids (so columns stay
-    apart); confidences are scaled to 0-1.
+    apart); confidences are scaled to 0-1; words without text or confidence are left out.
+
+    Args:
+        tsv: The TSV renderer's output.
+        text: The plain-text renderer's output of the same run. When given, only the lines it
+            printed are kept: it leaves out the paragraphs of blocks Tesseract took for
+            pictures or rules, which the TSV still lists. Should its lines not all be found,
+            in order, among the TSV's, every TSV line is kept (no text is lost).
     """
     order: list[tuple[str, ...]] = []
-    groups: dict[tuple[str, ...], list[_Box]] = {}
+    groups: dict[tuple[str, ...], list[tuple[_Box | None, str]]] = {}
     reader = csv.reader(io.StringIO(tsv), delimiter="\t", quoting=csv.QUOTE_NONE)
     next(reader, None)  # header
     for row in reader:
         if len(row) < 12 or row[0] != "5":  # level 5: a word
             continue
-        text = row[11].strip()
-        try:
-            conf = float(row[10])
-            left, top, width, height = (float(v) for v in row[6:10])
-        except ValueError:
+        word_text = row[11].strip()
+        if not word_text:
             continue
-        if not text or conf < 0:
-            continue
-        right, bottom = left + width, top + height
-        word = OcrWord(text, min(max(conf / 100.0, 0.0), 1.0), left, top, right, bottom)
         key = tuple(row[1:5])
         if key not in groups:
             groups[key] = []
             order.append(key)
-        groups[key].append(_Box((word,), left, top, right, bottom))
-    return [_line(groups[key]) for key in order]
+        try:
+            conf = float(row[10])
+            left, top, width, height = (float(v) for v in row[6:10])
+        except ValueError:
+            conf = -1.0
+        if conf < 0:  # printed by no renderer as read text: kept only to match the lines
+            groups[key].append((None, word_text))
+            continue
+        right, bottom = left + width, top + height
+        word = OcrWord(word_text, min(max(conf / 100.0, 0.0), 1.0), left, top, right, bottom)
+        groups[key].append((_Box((word,), left, top, right, bottom), word_text))
+    keys = order
+    if text is not None:
+        printed = [_words(ln) for ln in text.splitlines() if ln.strip()]
+        kept: list[tuple[str, ...]] = []
+        for key in order:
+            if (
+                len(kept) < len(printed)
+                and _words(" ".join(t for _, t in groups[key])) == printed[len(kept)]
+            ):
+                kept.append(key)
+        if len(kept) == len(printed):
+            keys = kept
+    lines: list[OcrLine] = []
+    for key in keys:
+        boxes = [box for box, _ in groups[key] if box is not None]
+        if boxes:
+            lines.append(_line(boxes))
+    return lines
 
 
-def _recognise_tesseract(image: Any, progress: Callable[[], None], languages: str) -> list[OcrLine]:
+#: Modes Tesseract reads as they are (other modes are converted to RGB first).
+_TESSERACT_MODES = ("1", "L", "RGB")
+
+
+#: Formats that Pillow and Leptonica both read, handed to Tesseract as the file itself.
+_TESSERACT_FILES = ("JPEG", "PNG", "TIFF", "BMP", "PPM")
+
+
+def _source_file(image: Any) -> str | None:
+    """The file an image was opened from, when Tesseract can read that file as it is.
+
+    That is: Pillow opened it from a path, as a single-frame JPEG, PNG, TIFF, BMP or PNM in
+    1-bit, grey or RGB mode (what Tesseract would read from it is this very image).
+    """
+    filename = getattr(image, "filename", None)
+    if (
+        not filename
+        or getattr(image, "format", None) not in _TESSERACT_FILES
+        or image.mode not in _TESSERACT_MODES
+        or getattr(image, "n_frames", 1) != 1
+        or not os.path.isfile(filename)
+    ):
+        return None
+    return str(filename)
+
+
+def _recognise_tesseract(
+    image: Any,
+    progress: Callable[[], None],
+    languages: str,
+    dpi: float | None,
+    source: str | None = None,
+) -> list[OcrLine]:
+    """Tesseract's lines for ``image``, read from ``source`` (its file) when there is one.
+
+    Otherwise (or should Tesseract fail on that file) the image goes as a temporary TIFF.
+    """
     usable = usable_languages(languages)[0]
     if not usable:
         raise RuntimeError(f"Tesseract has none of the language packs {languages!r}")
     with tempfile.TemporaryDirectory(prefix="tl-ocr-") as folder:
-        path = os.path.join(folder, "page.png")
-        image.save(path, "PNG", compress_level=1)
-        return tesseract_lines(_run(tesseract_command(path, usable), progress))
+        base = os.path.join(folder, "out")
+        done = False
+        if source is not None:
+            try:
+                _run(tesseract_command(source, usable, output=base, dpi=dpi), progress)
+                done = True
+            except RuntimeError:  # Leptonica could not read what Pillow did: re-encode
+                done = False
+        if not done:
+            path = os.path.join(folder, "page.tif")
+            image.save(path, "TIFF")  # uncompressed, no resolution tag: --dpi says it
+            _run(tesseract_command(path, usable, output=base, dpi=dpi), progress)
+        with open(base + ".tsv", encoding="utf-8", errors="replace") as tsv_file:
+            tsv = tsv_file.read()
+        with open(base + ".txt", encoding="utf-8", errors="replace") as text_file:
+            text = text_file.read()
+        return tesseract_lines(tsv, text)
 
 
 # ---- lines from boxes ------------------------------------------------------------------------
@@ -454,14 +584,19 @@ def recognise(
     engine: str = "rapidocr",
     *,
     languages: str = "eng",
+    dpi: float | None = None,
 ) -> list[OcrLine]:
     """The text lines of a PIL image in reading order (top to bottom, left to right).
 
     Args:
-        image: A PIL image (any mode; read as RGB).
+        image: A PIL image (any mode). Opened from a file Tesseract reads as it is (a
+            single-frame JPEG, PNG, TIFF, BMP or PNM, 1-bit, grey or RGB, at most
+            :data:`MAX_SIDE`), Tesseract reads that file, as its CLI would.
         progress: Called about every :data:`HEARTBEAT_S` seconds while the engine works.
         engine: ``rapidocr``, ``tesseract`` or ``auto``.
         languages: Tesseract language packs, ``+``-joined (``eng+deu``); RapidOCR ignores it.
+        dpi: The image's resolution (a rendered PDF page's); None: the one its file declares
+            (:func:`image_dpi`). Tesseract reads the page at it; RapidOCR ignores it.
 
     Returns:
         The lines read (empty for an image under :data:`MIN_SIDE` on both sides).
@@ -473,15 +608,27 @@ def recognise(
 
     if max(image.size) < MIN_SIDE or min(image.size) < 8:
         return []
-    rgb = image.convert("RGB")
-    scale = MAX_SIDE / max(rgb.size)
-    if scale < 1:
-        rgb = rgb.resize((max(1, int(rgb.width * scale)), max(1, int(rgb.height * scale))))
     chosen = resolve(engine)
+    given_dpi = dpi
+    if dpi is None:
+        dpi = image_dpi(image)
+    # Tesseract reads 1-bit, grey and colour pages as they are; RapidOCR wants RGB
+    keep = chosen == "tesseract" and image.mode in _TESSERACT_MODES
+    page = image if keep else image.convert("RGB")
+    source = _source_file(image) if keep else None
+    scale = MAX_SIDE / max(page.size)
+    if scale < 1:
+        source = None
+        if page.mode == "1":
+            page = page.convert("L")
+        page = page.resize((max(1, int(page.width * scale)), max(1, int(page.height * scale))))
+        dpi = dpi * scale if dpi is not None else None
     with _heartbeat(progress):
         if chosen == "tesseract":
-            return _recognise_tesseract(rgb, progress, languages)
-        array = np.asarray(rgb)[:, :, ::-1].copy()  # RGB -> BGR, as OpenCV expects
+            if source is not None and given_dpi is None:
+                dpi = None  # the file says its own resolution, as to the CLI
+            return _recognise_tesseract(page, progress, languages, dpi, source)
+        array = np.asarray(page)[:, :, ::-1].copy()  # RGB -> BGR, as OpenCV expects
         return build_lines(_recognise_rapidocr(array))
 
 
@@ -509,14 +656,13 @@ def merge(infos: list[OcrInfo]) -> OcrInfo | None:
         return None
     lines = sum(i.lines for i in infos)
     mean = sum(i.mean_confidence * i.lines for i in infos) / lines if lines else 0.0
-    return infos[0].model_copy(
-        update={
-            "mean_confidence": round(mean, 4),
-            "lines": lines,
-            "low_confidence_lines": sum(i.low_confidence_lines for i in infos),
-            "words": sum(i.words for i in infos),
-            "low_confidence_words": sum(i.low_confidence_words for i in infos),
-        }
+    return replace(
+        infos[0],
+        mean_confidence=round(mean, 4),
+        lines=lines,
+        low_confidence_lines=sum(i.low_confidence_lines for i in infos),
+        words=sum(i.words for i in infos),
+        low_confidence_words=sum(i.low_confidence_words for i in infos),
     )
 
 
@@ -537,6 +683,7 @@ __all__ = [
     "OcrWord",
     "available",
     "build_lines",
+    "image_dpi",
     "info",
     "merge",
     "recognise",

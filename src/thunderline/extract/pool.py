@@ -44,7 +44,7 @@ from thunderline.extract.errors import (
     ExtractTimeoutError,
     ExtractWorkerError,
 )
-from thunderline.extract.result import ExtractResult
+from thunderline.extract.result import ExtractResult, parse_result
 from thunderline.extract.worker import EXIT_OUT_OF_MEMORY, PROTOCOL_VERSION
 from thunderline.obs import metrics
 
@@ -74,9 +74,12 @@ class PoolConfig:
     memory_mb: int = 2048
     progress_timeout_s: float = 30.0
     timeouts: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS))
-    max_files: int = 500
+    max_files: int = 5000
     start_timeout_s: float = 60.0
     plugins: tuple[str, ...] = ()
+    #: ``TL_MALLOC_TRIM_MB``: a worker gives freed native memory back after a file once it
+    #: has grown this much since its last trim (:mod:`thunderline.malloc`).
+    malloc_trim_mb: float = 32.0
 
     def total_timeout(self, kind: str) -> float:
         """The total timeout of ``kind`` of file, in seconds (``text``'s, else 60, if unset)."""
@@ -93,6 +96,7 @@ class PoolConfig:
             progress_timeout_s=settings.extract.progress_timeout_s,
             timeouts=timeouts,
             max_files=settings.extract.restart_after,
+            malloc_trim_mb=settings.malloc_trim_mb,
         )
 
 
@@ -109,6 +113,7 @@ class Job:
     max_text_bytes: int = 1_000_000
     max_parts: int = 0
     max_part_bytes: int = 0
+    max_ratio: float = 100.0
     parts_dir: str | None = None
     ocr: bool = False
     ocr_engine: str = "rapidocr"
@@ -125,6 +130,7 @@ class Job:
             "max_text_bytes": self.max_text_bytes,
             "max_parts": self.max_parts,
             "max_part_bytes": self.max_part_bytes,
+            "max_ratio": self.max_ratio,
             "parts_dir": self.parts_dir,
             "ocr": self.ocr,
             "ocr_engine": self.ocr_engine,
@@ -299,9 +305,13 @@ class _Worker:
         )
 
 
-def worker_command(memory_mb: int, plugins: Sequence[str] = ()) -> list[str]:
-    """The command line of one worker process."""
+def worker_command(
+    memory_mb: int, plugins: Sequence[str] = (), trim_mb: float | None = None
+) -> list[str]:
+    """The command line of one worker process (``trim_mb`` None: the worker's default)."""
     command = [sys.executable, "-m", "thunderline.extract.worker", "--memory-mb", str(memory_mb)]
+    if trim_mb is not None:
+        command += ["--trim-mb", repr(trim_mb)]
     for plugin in plugins:
         command += ["--plugin", plugin]
     return command
@@ -312,7 +322,9 @@ class ExtractPool:
 
     def __init__(self, config: PoolConfig, command: Sequence[str] | None = None) -> None:
         self.config = config
-        self.command = list(command or worker_command(config.memory_mb, config.plugins))
+        self.command = list(
+            command or worker_command(config.memory_mb, config.plugins, config.malloc_trim_mb)
+        )
         self._slots: asyncio.Queue[_Worker] | None = None
         self._all: list[_Worker] = []
         self._closed = False
@@ -377,10 +389,19 @@ class ExtractPool:
                 str(answer.get("message") or "extraction failed"),
                 details={"extractor": job.extractor, "error_type": answer.get("error_type")},
             )
+        found = answer.get("result")
+        if not isinstance(found, dict):
+            raise ExtractWorkerError("extraction worker sent a result that is not an object")
         try:
-            return ExtractResult.model_validate(answer.get("result"))
+            return parse_result(found)
         except ValidationError as exc:
-            raise ExtractWorkerError(f"extraction worker sent an invalid result: {exc}") from exc
+            # The worker builds its result unvalidated (cheap dataclasses): a value out of its
+            # bounds is this extractor's failure on this file, as when the worker validated it.
+            metrics.EXTRACT_ERRORS.labels(job.extractor, "extraction").inc()
+            raise ExtractionError(
+                f"{job.extractor} extractor returned an invalid result: {exc}"[:2000],
+                details={"extractor": job.extractor, "error_type": "ValidationError"},
+            ) from exc
 
     @property
     def pids(self) -> list[int]:

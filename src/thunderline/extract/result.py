@@ -14,10 +14,13 @@ This module imports only pydantic: event data (:mod:`thunderline.eventdata`) use
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from functools import cache
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 #: What a segment of the text is.
 SegmentKind = Literal["page", "slide", "sheet", "section", "message", "chapter", "cue", "event"]
@@ -37,106 +40,202 @@ MAX_WARNINGS = 32
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f]")
 
 
+#: How pydantic validates the value types below where a pydantic model holds them
+#: (:class:`ExtractSummary`, the event data): unknown keys refused, and an instance built in the
+#: worker is validated field by field like a dict would be (``revalidate_instances``), so the
+#: summary is where an extractor's values are checked -- once.
+_VALUE_CONFIG = ConfigDict(extra="forbid", revalidate_instances="always")
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Segment(_Model):
+# The types an extractor builds are slotted standard-library dataclasses, not pydantic models:
+# building one costs a plain ``__init__`` (a pydantic model validated every field, which was
+# most of an extractor's own time on a small file). Their constraints (``Field(ge=0)``...)
+# are checked when :func:`summarize` builds the :class:`ExtractSummary` and when the pool
+# parses a worker's answer (:func:`parse_result`); their JSON and JSON Schema are what the
+# former models gave.
+#
+# They are not frozen. A frozen ``__init__`` sets each field through ``object.__setattr__``
+# (a Segment 0.91 us against 0.34 us; html and pem lost 0.03-0.04 of their benchmark ratio to
+# it), and freezing protected nothing that is sealed: summarize() builds the summary's own
+# copies (pydantic revalidates every instance into a new one), the voxel seals
+# ``summary.model_dump(mode="json")`` -- plain JSON data, not these objects
+# (voxel/builder.py) -- and events carry JSON. Freezing was shallow anyway: ``authors``,
+# ``segments``, ``raw`` are lists and dicts. Treat them as read-only all the same
+# (``dataclasses.replace`` makes a changed copy).
+
+
+@dataclass(slots=True, kw_only=True)
+class Segment:
     """A page, slide, sheet, message... of the text: ``text[start:end]``."""
 
+    __pydantic_config__: ClassVar[ConfigDict] = _VALUE_CONFIG
+
     kind: SegmentKind
-    index: int = Field(ge=0, description="0-based position among segments of its kind.")
-    start: int = Field(ge=0, description="First character (offset into the text).")
-    end: int = Field(ge=0, description="One past the last character.")
-    title: str | None = Field(None, description="Slide title, sheet name, chapter title.")
+    index: Annotated[int, Field(ge=0, description="0-based position among segments of its kind.")]
+    start: Annotated[int, Field(ge=0, description="First character (offset into the text).")]
+    end: Annotated[int, Field(ge=0, description="One past the last character.")]
+    title: Annotated[str | None, Field(description="Slide title, sheet name, chapter title.")] = (
+        None
+    )
 
 
-class Heading(_Model):
+@dataclass(slots=True, kw_only=True)
+class Heading:
     """A heading of the document kept as structure (Markdown ``## Contents`` -> level 2)."""
 
-    level: int = Field(ge=1, le=9)
+    __pydantic_config__: ClassVar[ConfigDict] = _VALUE_CONFIG
+
+    level: Annotated[int, Field(ge=1, le=9)]
     text: str
-    start: int = Field(ge=0, description="Offset of the heading's line in the text.")
+    start: Annotated[int, Field(ge=0, description="Offset of the heading's line in the text.")]
 
 
-class GeoPoint(_Model):
+@dataclass(slots=True, kw_only=True)
+class GeoPoint:
     """Where a photo was taken (EXIF GPS), WGS 84 degrees."""
 
-    lat: float = Field(ge=-90.0, le=90.0)
-    lon: float = Field(ge=-180.0, le=180.0)
+    __pydantic_config__: ClassVar[ConfigDict] = _VALUE_CONFIG
+
+    lat: Annotated[float, Field(ge=-90.0, le=90.0)]
+    lon: Annotated[float, Field(ge=-180.0, le=180.0)]
     alt_m: float | None = None
 
 
-class DocMetadata(_Model):
+@dataclass(slots=True, kw_only=True)
+class DocMetadata:
     """The typed core of an artifact's metadata (every field optional)."""
 
+    __pydantic_config__: ClassVar[ConfigDict] = _VALUE_CONFIG
+
     title: str | None = None
-    authors: list[str] = Field(default_factory=list)
+    authors: list[str] = field(default_factory=list)
     subject: str | None = None
     created: datetime | None = None
     modified: datetime | None = None
-    language: str | None = Field(None, description="Language the file declares (a hint).")
-    page_count: int | None = Field(None, ge=0, description="Pages, slides or sheets.")
-    width: int | None = Field(None, ge=0, description="Pixels (images, video).")
-    height: int | None = Field(None, ge=0)
-    duration_s: float | None = Field(None, ge=0.0, description="Audio and video length.")
+    language: Annotated[str | None, Field(description="Language the file declares (a hint).")] = (
+        None
+    )
+    page_count: Annotated[int | None, Field(ge=0, description="Pages, slides or sheets.")] = None
+    width: Annotated[int | None, Field(ge=0, description="Pixels (images, video).")] = None
+    height: Annotated[int | None, Field(ge=0)] = None
+    duration_s: Annotated[float | None, Field(ge=0.0, description="Audio and video length.")] = None
     gps: GeoPoint | None = None
-    software: str | None = Field(None, description="Producer / generator / camera model.")
+    software: Annotated[str | None, Field(description="Producer / generator / camera model.")] = (
+        None
+    )
 
     def is_empty(self) -> bool:
         """Whether no field is set (every field at its default)."""
         return self == DocMetadata()
 
 
-class OcrInfo(_Model):
+@dataclass(slots=True, kw_only=True)
+class OcrInfo:
     """How OCR text was made: engine, confidences, what is low-confidence."""
+
+    __pydantic_config__: ClassVar[ConfigDict] = _VALUE_CONFIG
 
     engine: str
     version: str
-    mean_confidence: float = Field(ge=0.0, le=1.0)
-    lines: int = Field(ge=0)
-    low_confidence_lines: int = Field(ge=0)
-    words: int = Field(0, ge=0)
-    low_confidence_words: int = Field(0, ge=0)
-    threshold: float = Field(
-        ge=0.0, le=1.0, description="Lines and words below it are marked low-confidence."
-    )
+    mean_confidence: Annotated[float, Field(ge=0.0, le=1.0)]
+    lines: Annotated[int, Field(ge=0)]
+    low_confidence_lines: Annotated[int, Field(ge=0)]
+    words: Annotated[int, Field(ge=0)] = 0
+    low_confidence_words: Annotated[int, Field(ge=0)] = 0
+    threshold: Annotated[
+        float,
+        Field(ge=0.0, le=1.0, description="Lines and words below it are marked low-confidence."),
+    ]
 
 
-class EmbeddedPart(_Model):
+@dataclass(slots=True, kw_only=True)
+class EmbeddedPart:
     """A document inside the artifact (an e-mail attachment, an object in an office file).
 
     In the worker the bytes are written to ``spool`` (a file name inside the job's spool
     folder); the stage puts them into the object store and fills ``sha256``.
     """
 
-    index: int = Field(ge=0)
+    __pydantic_config__: ClassVar[ConfigDict] = _VALUE_CONFIG
+
+    index: Annotated[int, Field(ge=0)]
     name: str
-    size: int = Field(ge=0)
+    size: Annotated[int, Field(ge=0)]
     kind: Literal["attachment", "embedded"] = "attachment"
     mime: str | None = None
-    spool: str | None = Field(None, description="File name in the spool folder (worker only).")
-    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    spool: Annotated[
+        str | None, Field(description="File name in the spool folder (worker only).")
+    ] = None
+    sha256: Annotated[str | None, Field(pattern=r"^[0-9a-f]{64}$")] = None
 
 
-class ExtractResult(_Model):
-    """Everything taken from one artifact (the worker's answer)."""
+@dataclass(slots=True, kw_only=True)
+class ExtractResult:
+    """Everything taken from one artifact (the worker's answer).
+
+    Not frozen, like the value types it holds: it is the worker's transient answer, never
+    sealed or sent on as it is (:func:`summarize` copies its fields into the summary), and a
+    frozen ``__init__`` (``object.__setattr__`` per field) cost 1.6 us of its 15 fields on
+    every file -- 4 % of a small HTML page's whole extraction (benchmarks/extract.py).
+    Treat it as read-only: ``dataclasses.replace`` makes a changed copy.
+    """
+
+    __pydantic_config__: ClassVar[ConfigDict] = _VALUE_CONFIG
 
     text: str = ""
-    segments: list[Segment] = Field(default_factory=list)
-    headings: list[Heading] = Field(default_factory=list)
-    metadata: DocMetadata = Field(default_factory=DocMetadata)
-    raw: dict[str, str] = Field(default_factory=dict, description="Raw metadata key/values.")
-    parts: list[EmbeddedPart] = Field(default_factory=list)
+    segments: list[Segment] = field(default_factory=list)
+    headings: list[Heading] = field(default_factory=list)
+    metadata: DocMetadata = field(default_factory=DocMetadata)
+    raw: Annotated[dict[str, str], Field(description="Raw metadata key/values.")] = field(
+        default_factory=dict
+    )
+    parts: list[EmbeddedPart] = field(default_factory=list)
     content: ContentKind = "none"
-    method: str = Field(description="The extractor, e.g. `docx`, `pdf`, `markdown`.")
-    library: str = Field(description="The library that parsed it (`stdlib` for Python's own).")
+    method: Annotated[str, Field(description="The extractor, e.g. `docx`, `pdf`, `markdown`.")]
+    library: Annotated[
+        str, Field(description="The library that parsed it (`stdlib` for Python's own).")
+    ]
     library_version: str
     encoding: str | None = None
     truncated: bool = False
-    bytes_in: int = Field(0, ge=0)
+    bytes_in: Annotated[int, Field(ge=0)] = 0
     ocr: OcrInfo | None = None
-    warnings: list[str] = Field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@cache
+def _result_adapter() -> TypeAdapter[ExtractResult]:
+    return TypeAdapter(ExtractResult)
+
+
+def parse_result(data: object) -> ExtractResult:
+    """A worker's answer (the JSON object of :func:`result_json`) as a validated result.
+
+    Raises:
+        pydantic.ValidationError: a field is missing, unknown or out of its bounds.
+    """
+    return _result_adapter().validate_python(data)
+
+
+def result_json(found: ExtractResult) -> str:
+    """``found`` as one JSON object (pydantic-core, one pass).
+
+    Raises:
+        ValueError: text JSON cannot carry as it is (a lone surrogate): use :func:`result_dict`.
+    """
+    # No serializer warning for a value of the wrong type: it is written as it is and the
+    # supervisor's parse (parse_result) refuses it, naming the field.
+    return _result_adapter().dump_json(found, warnings=False).decode("utf-8")
+
+
+def result_dict(found: ExtractResult) -> dict[str, Any]:
+    """``found`` as a JSON-ready dict (strings kept as they are, lone surrogates included)."""
+    out: dict[str, Any] = _result_adapter().dump_python(found, mode="json", warnings=False)
+    return out
 
 
 class ExtractSummary(_Model):
@@ -203,7 +302,7 @@ def summarize(
         headings=result.headings[:MAX_SUMMARY_HEADINGS],
         metadata=result.metadata,
         raw=clip_raw(result.raw),
-        parts=[p.model_copy(update={"spool": None}) for p in parts],
+        parts=[replace(p, spool=None) for p in parts],
         method=result.method,
         library=result.library,
         library_version=result.library_version,
@@ -216,7 +315,7 @@ def summarize(
     )
 
 
-def clip_raw(raw: dict[str, Any]) -> dict[str, str]:
+def clip_raw(raw: Mapping[str, Any]) -> dict[str, str]:
     """``raw`` cut to size: at most :data:`MAX_RAW_KEYS` keys, each value a short string.
 
     Each value is a string of at most :data:`MAX_RAW_VALUE` characters (control characters other
@@ -224,16 +323,19 @@ def clip_raw(raw: dict[str, Any]) -> dict[str, str]:
     """
     out: dict[str, str] = {}
     for key, value in raw.items():
-        if len(out) >= MAX_RAW_KEYS:
-            break
         if value is None:
             continue
-        text = value if isinstance(value, str) else str(value)
+        if len(out) >= MAX_RAW_KEYS:
+            break
+        text = value if type(value) is str else str(value)
         if not text.isprintable():  # the common case (printable) costs one C call
             text = _CONTROL.sub("", text)
-        if not text.strip():
+        if not text or text.isspace():  # blank: no copy made to find out (was strip())
             continue
-        out[str(key)[:128]] = text[:MAX_RAW_VALUE]
+        name = key if type(key) is str else str(key)
+        out[name if len(name) <= 128 else name[:128]] = (
+            text if len(text) <= MAX_RAW_VALUE else text[:MAX_RAW_VALUE]
+        )
     return out
 
 
@@ -248,5 +350,8 @@ __all__ = [
     "OcrInfo",
     "Segment",
     "SegmentKind",
+    "parse_result",
+    "result_dict",
+    "result_json",
     "summarize",
 ]

@@ -23,6 +23,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from thunderline.config import Settings
@@ -129,6 +130,7 @@ class ExtractStage(StoreStage):
                 max_text_bytes=self.settings.nlp.max_text_bytes,
                 max_parts=min(self.settings.extract.max_parts, self.settings.archive.max_members),
                 max_part_bytes=self.settings.archive.max_total_bytes,
+                max_ratio=self.settings.archive.max_ratio,
                 parts_dir=str(parts_dir),
                 ocr=ocr_on,
                 ocr_engine=self.settings.extract.ocr if ocr_on else "rapidocr",
@@ -177,7 +179,7 @@ class ExtractStage(StoreStage):
             if not path.is_file():
                 continue
             stored_part = self.store.put_file(path)
-            parts.append(part.model_copy(update={"sha256": stored_part.sha256, "spool": None}))
+            parts.append(replace(part, sha256=stored_part.sha256, spool=None))
         return summarize(result, text_ref, parts, elapsed_ms)
 
     def _publish(self, event: CloudEvent, data: Classified, summary: ExtractSummary) -> CloudEvent:
@@ -195,6 +197,7 @@ class ExtractStage(StoreStage):
             and summary.ocr is not None
             and "nlp" in self.available
             and "nlp" not in route
+            and data.reprocess is None  # a reprocess runs the one stage it names
         ):
             route.insert(0, "nlp")  # OCR text goes on to NLP like any other text
         out = extend(data, Extracted, extract=summary, notes=notes or None)

@@ -4,7 +4,7 @@ One process extracts one file at a time, speaking JSON lines (protocol ``version
 
 - it writes ``{"type": "ready", "version": 1, "pid": N}`` once it is ready;
 - each input line is a job ``{"id", "path", "extractor", "label", "mime", "max_text_bytes",
-  "max_parts", "max_part_bytes", "parts_dir", "ocr", "ocr_engine", "ocr_languages"}``;
+  "max_parts", "max_part_bytes", "max_ratio", "parts_dir", "ocr", "ocr_engine", "ocr_languages"}``;
 - while it works it may write ``{"id", "type": "progress"}`` (at most every
   :data:`PROGRESS_EVERY_S`); the supervisor kills a worker that stays silent past the
   progress timeout;
@@ -14,6 +14,9 @@ One process extracts one file at a time, speaking JSON lines (protocol ``version
 Its address space is capped with ``RLIMIT_AS`` (``--memory-mb``) before any parser is
 imported: a file that needs more gets ``MemoryError``, answered with reason
 ``out_of_memory``, after which the worker exits (its heap may be fragmented or half-updated).
+After a file, the native memory its parser freed is given back to the OS once the worker's
+RSS has grown ``--trim-mb`` since its last trim (``TL_MALLOC_TRIM_MB``,
+:mod:`thunderline.malloc`): glibc would otherwise keep each large file's high-water mark.
 Standard output carries only the protocol: ``sys.stdout`` and file descriptor 1 are pointed at
 standard error, so a library that prints cannot break a line.
 """
@@ -30,6 +33,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
+
+from thunderline.malloc import DEFAULT_MIN_GROWTH_MB, Trimmer
 
 PROTOCOL_VERSION = 1
 #: Least time between two progress lines.
@@ -65,10 +70,12 @@ class _Channel:
         No dict of it is built first; text pydantic cannot serialise (lone surrogates) takes the
         slow way.
         """
+        from thunderline.extract.result import result_dict, result_json
+
         try:
-            body = found.model_dump_json()
+            body = result_json(found)
         except ValueError:  # PydanticSerializationError
-            self.send({"id": job_id, "type": "result", "result": found.model_dump(mode="json")})
+            self.send({"id": job_id, "type": "result", "result": result_dict(found)})
             return
         head = json.dumps(job_id, ensure_ascii=False)
         self.stream.write(f'{{"id":{head},"type":"result","result":{body}}}\n')
@@ -107,6 +114,7 @@ def handle(job: dict[str, Any], channel: _Channel) -> None:
             max_text_bytes=int(job["max_text_bytes"]),
             max_parts=int(job.get("max_parts", 0)),
             max_part_bytes=int(job.get("max_part_bytes", 0)),
+            max_ratio=float(job.get("max_ratio", 100.0)),
             parts_dir=Path(parts_dir) if parts_dir else None,
             ocr=bool(job.get("ocr", False)),
             ocr_engine=str(job.get("ocr_engine", "rapidocr")),
@@ -164,7 +172,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--plugin", action="append", default=[], help="Module registering more extractors."
     )
+    parser.add_argument(
+        "--trim-mb",
+        type=float,
+        default=DEFAULT_MIN_GROWTH_MB,
+        help="malloc_trim after a file once RSS grew this many MB (negative: never)",
+    )
     args = parser.parse_args(argv)
+    trimmer = Trimmer(args.trim_mb)
     stream = _protocol_stream()
     cap_memory(args.memory_mb)
     for plugin in args.plugin:
@@ -180,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             channel.send({"id": None, "type": "error", "reason": "parse", "message": str(exc)})
             continue
         handle(job, channel)
+        trimmer.maybe_trim()  # the file's parser memory is free now: give it back
     return 0
 
 

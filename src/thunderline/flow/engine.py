@@ -23,7 +23,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC, Delivery, EventBus
 from thunderline.dlq.record import dead_letter
@@ -47,6 +47,7 @@ from thunderline.events import DLQ_OVERLOAD, CloudEvent
 from thunderline.flow.collector import Collector
 from thunderline.flow.stage import Outcome, Stage
 from thunderline.journal import Journal
+from thunderline.malloc import Trimmer, trim_while_running
 from thunderline.obs import metrics, telemetry
 from thunderline.obs.logs import correlation_id
 
@@ -57,6 +58,69 @@ _log = logging.getLogger("thunderline.flow")
 
 TerminalCallback = Callable[[CloudEvent], object]
 _POLL_S = 0.05
+#: How long an idle stage worker waits for its first message before it looks again. A message
+#: wakes it at once (the bus notifies waiting pullers); the wait only bounds how often an idle
+#: worker runs at all (``stop`` cancels the workers, it does not wait for this). 0.05 s made
+#: each idle worker cost the event loop 20 wake-ups a second.
+_IDLE_WAIT_S = 1.0
+_CHILDREN: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def labelled(metric: Any, *values: str) -> Any:
+    """``metric.labels(*values)``, looked up once per label set.
+
+    Per event it was the engine's most frequent lock-and-dict walk; no metric's children are
+    ever removed, so a cached child stays the one ``labels`` would give.
+    """
+    key = (id(metric), values)
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = _CHILDREN[key] = metric.labels(*values)
+    return child
+
+
+#: Events published here on the in-process bus and not yet taken, at most (see :class:`Handoff`).
+HANDOFF_MAX = 8192
+
+
+class Handoff:
+    """The events this process put on an in-process bus, by their wire bytes, until taken.
+
+    On the in-process bus the bytes a stage takes are the bytes this process encoded a moment
+    before from an event it had validated (stage outputs are checked against their contract,
+    submissions are validated when built). Taking the event itself saves decoding the JSON and
+    validating the envelope and the data again; bytes this process did not publish (another
+    process, a replayed journal) are decoded and validated as always. Equal bytes decode to an
+    equal event, so a hit is exactly what decoding would give. Bounded: the oldest entries go
+    first (a message taken by no one then costs a decode, never a wrong event).
+    """
+
+    def __init__(self, limit: int = HANDOFF_MAX) -> None:
+        self.limit = limit
+        self._events: dict[bytes, CloudEvent] = {}
+
+    def put(self, payload: bytes, event: CloudEvent) -> None:
+        """Remember ``event`` as the decoded form of ``payload``."""
+        events = self._events
+        if len(events) >= self.limit:
+            del events[next(iter(events))]
+        events[payload] = event
+
+    def take(self, payload: bytes) -> CloudEvent:
+        """The event of ``payload``: the one published here, else decoded (and validated).
+
+        Raises:
+            MalformedEventError: bytes not published here that are not an event.
+        """
+        event = self._events.pop(payload, None)
+        return event if event is not None else CloudEvent.from_json(payload)
+
+    def forget(self, payload: bytes) -> None:
+        """Drop the entry of ``payload`` (its publish failed: no one will take it)."""
+        self._events.pop(payload, None)
+
+    def __len__(self) -> int:
+        return len(self._events)
 
 
 #: Stages whose failure dead-letters the artifact as before: nothing is stored before
@@ -154,8 +218,11 @@ class Pipeline:
         journal: Journal | None = None,
         run_collector: bool = True,
         outcomes: OutcomeStore | None = None,
+        malloc_trim_mb: float | None = None,
     ) -> None:
         self.bus = bus
+        #: ``TL_MALLOC_TRIM_MB`` (None: off): this process gives freed native memory back.
+        self.trimmer = Trimmer(malloc_trim_mb) if malloc_trim_mb is not None else None
         self.stages = {stage.name: stage for stage in stages}
         self.max_demand = max_demand
         self.shutdown_timeout_s = shutdown_timeout_s
@@ -170,10 +237,15 @@ class Pipeline:
         self._idle = asyncio.Event()
         self._idle.set()
         self._demand = {name: _Demand(max_demand) for name in self.stages}
+        #: Each stage's place in route order: a stage publishing to a topic of the same or a
+        #: lower rank closes a cycle (archive members back into ``classify``).
+        self._rank = {name: i for i, name in enumerate(self.stages)}
         self._in_flight: dict[str, dict[str, tuple[Delivery, CloudEvent | None]]] = {
             name: {} for name in self.stages
         }
         self._started = False
+        #: In-process bus only: what a stage takes is what this process just published.
+        self.handoff: Handoff | None = None if bus.durable else Handoff()
 
     # ---- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -189,9 +261,17 @@ class Pipeline:
                 )
         for name in self.stages:
             metrics.declare_stage(name)
+        if self.trimmer is not None and self.trimmer.enabled:
+            self._tasks.append(
+                asyncio.create_task(trim_while_running(self.trimmer), name="malloc-trim")
+            )
         if self.run_collector:
             self.collector = Collector(
-                self.bus, self.outcomes, on_event=self.on_terminal, on_settled=self._settled
+                self.bus,
+                self.outcomes,
+                on_event=self.on_terminal,
+                on_settled=self._settled,
+                decode=self.handoff.take if self.handoff is not None else None,
             )
             self._tasks.append(asyncio.create_task(self.collector.run(), name="collector"))
         self._started = True
@@ -268,7 +348,8 @@ class Pipeline:
         """Publish an event into the pipeline.
 
         A full first queue makes it wait (``block``) or raise
-        :class:`~thunderline.errors.OverloadError`.
+        :class:`~thunderline.errors.OverloadError`: the one place back-pressure holds work back
+        (stage outputs going back up the route are not bounded, see :meth:`reenters`).
         """
         self._add_outstanding(1)
         try:
@@ -294,10 +375,36 @@ class Pipeline:
         else:
             self._idle.clear()
 
-    async def _publish(self, event: CloudEvent, *, block: bool = True) -> None:
+    def reenters(self, origin: str, topic: str) -> bool:
+        """Whether stage ``origin`` publishing to ``topic`` goes back up the route (a back edge).
+
+        Archive members and embedded parts that ``package`` sends back into ``classify`` make
+        the stage graph a cycle. With every edge blocking at a bounded queue, both ends of the
+        cycle could fill and wait on each other for good (the 3,000-file benchmark did at
+        ``TL_QUEUE_MAX=1024``). A back edge's publish is therefore not held to the bound: the
+        forward edges left form a DAG, whose last stage always drains, so every stage does.
+        What a back edge adds is bounded already (the demand of the stage that publishes it,
+        the archive limits); back-pressure stays at admission (:meth:`submit`), which waits
+        while the first queue holds as many as its bound, re-entered messages included.
+        """
+        rank = self._rank.get(topic)
+        return rank is not None and rank <= self._rank.get(origin, -1)
+
+    async def _publish(
+        self, event: CloudEvent, *, block: bool = True, origin: str | None = None
+    ) -> None:
+        topic = topic_for(event)
         encoded = event.to_bytes()
-        await self.bus.publish(topic_for(event), encoded, block=block)
-        metrics.EVENTS_PUBLISHED.labels(event.type).inc()
+        if self.handoff is not None:
+            self.handoff.put(encoded, event)
+        bounded = origin is None or not self.reenters(origin, topic)
+        try:
+            await self.bus.publish(topic, encoded, block=block, bounded=bounded)
+        except BaseException:
+            if self.handoff is not None:
+                self.handoff.forget(encoded)
+            raise
+        labelled(metrics.EVENTS_PUBLISHED, event.type).inc()
         if self.journal is not None:
             self.journal.record(event, encoded)
 
@@ -309,9 +416,10 @@ class Pipeline:
         metrics.DLQ_TOTAL.labels(topic, "overload").inc()
         await self._publish(record)
 
-    @staticmethod
-    def _decode_quiet(payload: bytes) -> CloudEvent | None:
+    def _decode_quiet(self, payload: bytes) -> CloudEvent | None:
         try:
+            if self.handoff is not None:
+                return self.handoff.take(payload)
             return CloudEvent.from_json(payload)
         except MalformedEventError:
             return None
@@ -324,7 +432,7 @@ class Pipeline:
         deadline: float | None = None
         while len(batch) < opts.batch_size:
             if deadline is None:
-                wait = _POLL_S
+                wait = _IDLE_WAIT_S
             else:
                 wait = deadline - time.monotonic()
                 if wait <= 0:
@@ -362,15 +470,18 @@ class Pipeline:
         for delivery in deliveries:
             event: CloudEvent | None = None
             try:
-                event = CloudEvent.from_json(delivery.payload)
-                validate_data(event)  # the one place event data is validated
+                if self.handoff is not None:
+                    event = self.handoff.take(delivery.payload)
+                else:
+                    event = CloudEvent.from_json(delivery.payload)
+                validate_data(event)  # the one place event data is validated (cached on it)
             except MalformedEventError as exc:
                 in_flight[delivery.message_id] = (delivery, event)
                 await self._dead_letter(stage, delivery, event, exc, attempts=1)
                 continue
             in_flight[delivery.message_id] = (delivery, event)
             pending.append((delivery, event))
-        metrics.STAGE_IN_FLIGHT.labels(stage.name).set(len(in_flight))
+        labelled(metrics.STAGE_IN_FLIGHT, stage.name).set(len(in_flight))
 
         attempt = 1
         while pending:
@@ -400,7 +511,7 @@ class Pipeline:
                 await asyncio.sleep(stage.options.retry.delay(attempt))
             pending = retry
             attempt += 1
-        metrics.STAGE_IN_FLIGHT.labels(stage.name).set(len(in_flight))
+        labelled(metrics.STAGE_IN_FLIGHT, stage.name).set(len(in_flight))
 
     async def _run_batch(self, stage: Stage, events: list[CloudEvent]) -> list[Outcome]:
         meta = {"stage": stage.name, "count": len(events), "events": events}
@@ -425,7 +536,7 @@ class Pipeline:
             outcomes = [batch_error] * len(events)
         outcomes = [self._checked(stage, outcome) for outcome in outcomes]
         duration = time.perf_counter() - started
-        metrics.STAGE_DURATION.labels(stage.name).observe(duration)
+        labelled(metrics.STAGE_DURATION, stage.name).observe(duration)
         errors = [o for o in outcomes if isinstance(o, BaseException)]
         for failure in errors:
             telemetry.emit(
@@ -461,10 +572,10 @@ class Pipeline:
         # publish first, then acknowledge (at-least-once)
         self._add_outstanding(len(outputs) - 1)
         for output in outputs:
-            await self._publish(output)
+            await self._publish(output, origin=stage.name)
         await self.bus.ack(delivery)
         self._in_flight[stage.name].pop(delivery.message_id, None)
-        metrics.STAGE_MESSAGES.labels(stage.name, "ok").inc()
+        labelled(metrics.STAGE_MESSAGES, stage.name, "ok").inc()
         await self._demand[stage.name].release()
 
     async def _dead_letter(
@@ -481,7 +592,7 @@ class Pipeline:
         )
         reason = reason_of(exc)
         metrics.DLQ_TOTAL.labels(stage.name, reason).inc()
-        metrics.STAGE_MESSAGES.labels(stage.name, "dlq").inc()
+        labelled(metrics.STAGE_MESSAGES, stage.name, "dlq").inc()
         onward = None
         # in-process, the artifact goes on only where this pipeline packages; on a shared bus
         # the package stage runs in some worker
@@ -490,10 +601,10 @@ class Pipeline:
             onward = degraded(stage.name, event, record)
         if onward is None:
             _log.info("dead-lettered in %s: %s (%s)", stage.name, reason, exc)
-            await self._publish(record)
+            await self._publish(record, origin=stage.name)
         else:  # the record travels with the artifact; package publishes it naming the voxel
             _log.info("failed in %s: %s (%s); stored without its result", stage.name, reason, exc)
-            await self._publish(onward)
+            await self._publish(onward, origin=stage.name)
         await self.bus.ack(delivery)
         if self._in_flight[stage.name].pop(delivery.message_id, None) is not None:
             await self._demand[stage.name].release()

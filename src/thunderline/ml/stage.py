@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 from thunderline.config import Settings
 from thunderline.errors import (
+    ModelPinError,
     ThunderlineError,
     reason_of,
 )
@@ -67,6 +68,20 @@ def min_confidence(entry: ModelEntry) -> float | None:
 #: Language-detector score from which a text counts as written in its detected language (the
 #: NLP stage's own threshold for "confidently in another language").
 LANGUAGE_MIN_SCORE = 0.5
+
+
+def text_kind(data: Classified) -> str:
+    """What the artifact's text is: ``prose``, ``code``, ``config``, ``data`` or ``none``.
+
+    The extract stage's answer when it ran (``extract.content``), else the content kind of the
+    extractor registered for the Magika label (CSV and TSV: data; JSON, YAML, XML: config).
+    """
+    from thunderline.extract.registry import extractor_for
+
+    if data.extract is not None and data.extract.content != "none":
+        return data.extract.content
+    c = data.classification
+    return extractor_for(c.label, c.group, c.is_text).content
 
 
 def not_applicable(
@@ -171,13 +186,17 @@ class InferStage(StoreStage):
         """The registry entry for the event's content.
 
         A model whose ``applies_to`` names the Magika label (then the group); else images ->
-        ``TL_ONNX_IMAGE_MODEL``, text (and code) -> ``TL_ONNX_TEXT_MODEL``; anything else is
-        unsupported. The registry is re-read first when its file changed (``models add`` while
+        ``TL_ONNX_IMAGE_MODEL``, prose and code -> ``TL_ONNX_TEXT_MODEL``; data (CSV, TSV) and
+        configuration (JSON, YAML, XML...) and anything else are unsupported (passed on with
+        the reason). The registry is re-read first when its file changed (``models add`` while
         the service runs).
         """
-        classification = data_of(event, Classified).classification
+        data = data_of(event, Classified)
+        classification = data.classification
         group, mime = classification.group, classification.mime
         self.registry.refresh()
+        if data.reprocess is not None and data.reprocess.model:
+            return self._pinned(data.reprocess.model)
         chosen = self.registry.applying_to(classification.label, group)
         if chosen is not None:
             return chosen
@@ -189,11 +208,37 @@ class InferStage(StoreStage):
         if group == "image" or mime.startswith("image/"):
             return self.registry.entry(self.settings.onnx.image_model)
         if group in ("text", "code") or classification.is_text:
+            kind = text_kind(data_of(event, Classified))
+            if kind in ("data", "config"):  # the text model reads prose and source code
+                raise UnsupportedContentError(
+                    f"{'tabular data' if kind == 'data' else 'configuration'} "
+                    f"({classification.label}): the text model applies to prose and source "
+                    "code; a registry model whose applies_to names the label would be used",
+                    details={"label": classification.label, "content": kind},
+                )
             return self.registry.entry(self.settings.onnx.text_model)
         raise UnsupportedContentError(
             f"no model for content {classification.label!r} (group {group!r})",
             details={"label": classification.label, "group": group},
         )
+
+    def _pinned(self, pin: str) -> ModelEntry:
+        """The entry a reprocess run pins (``NAME@VERSION``), whatever the content.
+
+        Raises:
+            ModelPinError: the registry does not hold that model at that version.
+        """
+        name, _, version = pin.partition("@")
+        try:
+            entry = self.registry.entry(name)
+        except ThunderlineError as exc:
+            raise ModelPinError(f"the run pins {pin}: {exc}", details={"model": pin}) from exc
+        if entry.version != version:
+            raise ModelPinError(
+                f"the run pins {pin}; this registry has {name} at version {entry.version}",
+                details={"model": pin, "version": entry.version},
+            )
+        return entry
 
     def _prepare(self, event: CloudEvent) -> tuple[ModelEntry, ModelInput]:
         entry = self.model_for(event)

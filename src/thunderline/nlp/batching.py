@@ -46,6 +46,8 @@ class Batch:
     budget_s: float = 0.0
     #: When the clock for the next answer started (``None``: a batch ahead is not answered).
     clock: float | None = None
+    #: The worker's CPU seconds when :attr:`clock` started (``None``: unknown).
+    cpu_clock: float | None = None
     answered: int = 0
 
 

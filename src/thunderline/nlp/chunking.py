@@ -18,9 +18,9 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
-from thunderline.nlp.result import Entity, NlpResult, Span
+from thunderline.nlp.result import NlpResult, Span
 
 #: A sentence end: terminal punctuation, optional closing quotes/brackets, then whitespace.
 _SENTENCE_END: Final = re.compile(r"[.!?\u2026\u3002][\"'\u2019\u201d)\]]*\s+")
@@ -76,12 +76,16 @@ def split_text(text: str, size: int) -> list[tuple[int, int]]:
     return ranges
 
 
-def _shift(spans: Sequence[Span], offset: int) -> list[Span]:
-    return [s.model_copy(update={"start": s.start + offset, "end": s.end + offset}) for s in spans]
+def _shift(spans: Sequence[Span], offset: int) -> list[dict[str, Any]]:
+    """The spans moved by ``offset``, as field dicts (extras kept).
 
-
-def _shift_entities(spans: Sequence[Entity], offset: int) -> list[Entity]:
-    return [s.model_copy(update={"start": s.start + offset, "end": s.end + offset}) for s in spans]
+    The merged :class:`NlpResult` validates them once; copying each span model first cost
+    twice as much.
+    """
+    return [
+        dict(s.__dict__, **(s.__pydantic_extra__ or {}), start=s.start + offset, end=s.end + offset)
+        for s in spans
+    ]
 
 
 def merge_results(
@@ -112,7 +116,7 @@ def merge_results(
         lang_score=round(min(max(lang_score, 0.0), 1.0), 4),
         pipeline=first.pipeline,
         pipeline_lang=first.pipeline_lang,
-        entities=[e for start, p in parts for e in _shift_entities(p.entities, start)],
+        entities=[e for start, p in parts for e in _shift(p.entities, start)],
         noun_chunks=[c for start, p in parts for c in _shift(p.noun_chunks, start)],
         sentences=[s for start, p in parts for s in _shift(p.sentences, start)],
         confidence=round(min(max(conf, 0.0), 1.0), 4),

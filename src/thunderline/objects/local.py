@@ -91,6 +91,18 @@ class LocalObjectStore:
         """Store the file at ``path`` (copied, hashed, and moved into place atomically)."""
         return put_own_file(self, path)
 
+    def adopt(self, path: Path, sha256: str, size: int) -> StoredObject:
+        """Move a file this process wrote, and hashed as it wrote it, into the store (no copy).
+
+        ``sha256`` and ``size`` must be those of the file's bytes (an API upload hashes its
+        spool file while writing it): the file is renamed into place, read-only, unless a good
+        copy is there already (then it is removed, as :meth:`put_fd` removes its temp file).
+        ``path`` must be on the store's file system; ``OSError`` otherwise (``EXDEV``), and
+        the file is left where it was.
+        """
+        self._commit(path, sha256)
+        return StoredObject(sha256, size)
+
     def put_bytes(self, data: bytes) -> StoredObject:
         """Store bytes under their SHA-256, written to a temporary file and renamed into place."""
         sha = hashlib.sha256(data).hexdigest()

@@ -6,6 +6,7 @@ database exits 1 with the reason.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from contextlib import nullcontext
@@ -24,7 +25,7 @@ from thunderline.errors import ThunderlineError
 from thunderline.search.engine import SearchResult
 from thunderline.search.export import FORMATS, check_format, encode, encode_parquet, iter_rows
 from thunderline.search.lifecycle import rebuild
-from thunderline.search.query import QuerySyntaxError, parse
+from thunderline.search.query import QuerySyntaxError, QueryTooLongError, parse
 from thunderline.voxel.store import VoxelStore
 
 index_app = typer.Typer(
@@ -44,11 +45,34 @@ def _open() -> VoxelStore:
         raise typer.Exit(2) from exc
 
 
+#: Characters of the query shown on each side of a mistake under its error message.
+_AROUND = 30
+
+
+def _around(query: str, position: int) -> tuple[str, int]:
+    """The part of ``query`` shown under an error, and the caret's column in it.
+
+    At most :data:`_AROUND` characters each side of ``position``, ``...`` where cut, made safe
+    to print (``names.shown``: the caret stays under the character however it was escaped).
+    """
+    start, end = max(0, position - _AROUND), min(len(query), position + _AROUND)
+    head = "..." if start else ""
+    tail = "..." if end < len(query) else ""
+    before = names.shown(query[start:position])
+    return head + before + names.shown(query[position:end]) + tail, len(head) + len(before)
+
+
 def _syntax(exc: QuerySyntaxError, query: str) -> typer.Exit:
+    """Exit 2 with the error and, for a mistake in a query of allowed length, where it is.
+
+    A query over the limit is not echoed: its message says its length, the limit and a short
+    prefix (:class:`~thunderline.search.query.QueryTooLongError`).
+    """
     err_console.print(f"[red]bad query:[/] {escape(str(exc))}")
-    if query and exc.reason == "query_syntax":
-        err_console.print("  " + escape(names.shown(query)), highlight=False)
-        err_console.print("  " + " " * exc.position + "^", highlight=False)
+    if query and exc.reason == "query_syntax" and not isinstance(exc, QueryTooLongError):
+        shown, column = _around(query, exc.position)
+        err_console.print("  " + escape(shown), highlight=False)
+        err_console.print("  " + " " * column + "^", highlight=False)
     return typer.Exit(2)
 
 
@@ -80,7 +104,7 @@ def _print(result: SearchResult, facets: bool) -> None:
     console.print(table)
     if facets:
         if result.facet_basis is not None and result.total and result.facet_basis < result.total:
-            console.print(f"[dim]facet counts over the best {result.facet_basis} matches[/]")
+            console.print(f"[dim]facet counts over {result.facet_basis} of the matches[/]")
         for name, values in result.facets.items():
             if values:
                 shown = ", ".join(f"{escape(names.shown(v.value))} ({v.count})" for v in values)
@@ -159,25 +183,50 @@ def export(
         raise typer.Exit(2) from exc
     except QuerySyntaxError as exc:
         raise _syntax(exc, query) from exc
-    with _open() as store:
-        rows = iter_rows(store, query, with_text=with_text)
+    if chosen == "parquet" and out is None and sys.stdout.isatty():
+        err_console.print("[red]parquet is binary: pass --out FILE (or redirect)[/]")
+        raise typer.Exit(2)
+    # --out is written beside itself and renamed when complete: a failed export never leaves a
+    # truncated file under the name asked for
+    partial = out.with_name(f".{out.name}.partial") if out else None
+    if partial is not None:
         try:
+            partial.open("wb").close()
+        except OSError as exc:
+            err_console.print(f"[red]cannot write {escape(str(out))}: {exc.strerror or exc}[/]")
+            raise typer.Exit(2) from exc
+    try:
+        with _open() as store:
+            rows = iter_rows(store, query, with_text=with_text)
             if chosen == "parquet":
-                if out is None and sys.stdout.isatty():
-                    err_console.print("[red]parquet is binary: pass --out FILE (or redirect)[/]")
-                    raise typer.Exit(2)
-                with open(out, "wb") if out else nullcontext(sys.stdout.buffer) as binary:
+                with open(partial, "wb") if partial else nullcontext(sys.stdout.buffer) as binary:
                     for data in encode_parquet(rows):
                         binary.write(data)
             else:
                 with (
-                    open(out, "w", encoding="utf-8", newline="") if out else nullcontext(sys.stdout)
+                    open(partial, "w", encoding="utf-8", newline="")
+                    if partial
+                    else nullcontext(sys.stdout)
                 ) as handle:
                     for chunk in encode(rows, chosen):
                         handle.write(chunk)
-        except ThunderlineError as exc:
-            err_console.print(f"[red]{exc.reason}:[/] {exc}")
-            raise typer.Exit(1) from exc
+                    handle.flush()
+        if partial is not None and out is not None:
+            partial.replace(out)
+    except BrokenPipeError:  # `thunderline export | head`: the reader has what it wanted
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  # no flush error at exit
+        raise typer.Exit(0) from None
+    except ThunderlineError as exc:
+        err_console.print(f"[red]{exc.reason}:[/] {exc}")
+        raise typer.Exit(1) from exc
+    except OSError as exc:
+        err_console.print(
+            f"[red]export failed writing {escape(str(out or 'stdout'))}: {exc.strerror or exc}[/]"
+        )
+        raise typer.Exit(1) from exc
+    finally:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
     if out:
         err_console.print(f"exported to {escape(str(out))}")
 

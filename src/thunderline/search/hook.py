@@ -15,6 +15,8 @@ from thunderline.errors import ThunderlineError
 from thunderline.search.document import IndexDoc, index_doc
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
     from thunderline.objects.base import ObjectStore
     from thunderline.voxel.schema import Voxel
 
@@ -44,3 +46,33 @@ def docs_for(objects: ObjectStore, voxels: Iterable[Voxel], max_chars: int) -> l
         index_doc(voxel, voxel_text(objects, voxel, max_chars), max_chars=max_chars)
         for voxel in voxels
     ]
+
+
+def current_docs_for(
+    conn: Connection,
+    objects: ObjectStore,
+    voxels: Iterable[Voxel],
+    max_chars: int,
+    texts: dict[str, str | None] | None = None,
+) -> list[IndexDoc]:
+    """The index rows of ``voxels`` as their *current* result versions describe them.
+
+    A reprocessed stage's current version stands in for the sealed result (entities, model
+    labels, the extracted text), read in ``conn``'s transaction, so a row written there agrees
+    with the result versions committed with it. ``texts`` (text SHA-256 -> text, filled in as
+    read) lets a caller read the text before its transaction; a text not in it is read here.
+    """
+    from thunderline.voxel.results import current_results, current_view
+    from thunderline.voxel.store import text_sha256
+
+    voxels = list(voxels)
+    found = current_results(conn, [v.id for v in voxels])
+    cache = {} if texts is None else texts
+    docs = []
+    for voxel in voxels:
+        view = current_view(voxel, found.get(voxel.id, {}))
+        sha = text_sha256(view)
+        if sha is not None and sha not in cache:
+            cache[sha] = voxel_text(objects, view, max_chars)
+        docs.append(index_doc(view, None if sha is None else cache[sha], max_chars=max_chars))
+    return docs

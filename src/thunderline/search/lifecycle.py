@@ -1,5 +1,8 @@
 """The index's lifecycle: rebuild it over an existing store, check it, take voxels out of it.
 
+Each voxel is indexed as its current result versions describe it (a reprocessed stage's
+current version in place of the sealed result: :func:`~thunderline.voxel.results.current_view`).
+
 * :func:`rebuild` walks every voxel in id order, a batch per transaction, and (re)writes the
   rows that are missing or say something else than the voxel (``content_sha256``). Stopping
   it at any point loses nothing: a batch is all or none, and the next run skips every voxel
@@ -19,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from thunderline.errors import BackendError
 from thunderline.search.hook import docs_for
 from thunderline.search.index import index_voxels, indexed_hashes, remove_voxels
+from thunderline.voxel.schema import Voxel
 from thunderline.voxel.store import VoxelStore
 from thunderline.voxel.tables import voxels as voxels_table
 
@@ -78,6 +82,13 @@ def _load(store: VoxelStore, ids: list[str]) -> list[tuple[str, object]]:
     return out
 
 
+def _current(store: VoxelStore, voxels: list[object]) -> list[Voxel]:
+    """The voxels as their current result versions describe them (what the index holds)."""
+    from thunderline.voxel.results import ResultVersions
+
+    return ResultVersions(engine=store.engine).views(voxels)  # type: ignore[arg-type]
+
+
 def rebuild(
     store: VoxelStore,
     *,
@@ -92,7 +103,7 @@ def rebuild(
         loaded = _load(store, ids)
         good = [v for _, v in loaded if not isinstance(v, Exception)]
         report.failed += len(loaded) - len(good)
-        docs = docs_for(store.objects, good, max_chars)  # type: ignore[arg-type]
+        docs = docs_for(store.objects, _current(store, good), max_chars)
         try:
             with store.engine.begin() as conn:
                 have = {} if force else indexed_hashes(conn, [d.voxel_id for d in docs])
@@ -116,7 +127,7 @@ def check(store: VoxelStore, voxel_ids: Iterable[str], batch: int = 200) -> list
     for start in range(0, len(ids), batch):
         chunk = ids[start : start + batch]
         good = [v for _, v in _load(store, chunk) if not isinstance(v, Exception)]
-        docs = docs_for(store.objects, good, max_chars)  # type: ignore[arg-type]
+        docs = docs_for(store.objects, _current(store, good), max_chars)
         try:
             with store.engine.connect() as conn:
                 have = indexed_hashes(conn, [d.voxel_id for d in docs])

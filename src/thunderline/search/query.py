@@ -14,7 +14,9 @@ nothing but letters, digits and ``_`` ever reaches the full-text engine. Field v
 checked and typed here too (dates, sizes), so the SQL layer only binds parameters.
 
 Every mistake is a :class:`QuerySyntaxError` with the 0-based ``position`` of the offending
-character: the CLI exits 2 with it, the API answers 400 with it in ``details``.
+character: the CLI exits 2 with it, the API answers 400 with it in ``details``. No message
+repeats more than :data:`SHOWN_CHARS` characters of what was typed (:func:`excerpt`): a query
+over :data:`MAX_QUERY_CHARS` is a :class:`QueryTooLongError` that says its length and the limit.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from thunderline.errors import ThunderlineError
 
 MAX_QUERY_CHARS: Final = 1000
 MAX_TERMS: Final = 64
+#: At most this many characters of a query (or of a value in it) appear in an error message.
+SHOWN_CHARS: Final = 40
 _WORD = re.compile(r"\w+")
 _FIELD = re.compile(r"^([A-Za-z][A-Za-z_.]*)(>=|<=|:|>|<|=)(.*)$", re.S)
 _SIZE = re.compile(r"^(\d{1,15}(?:\.\d{1,6})?)\s*(?:([kmgt])(i)?)?b?$", re.I)
@@ -49,17 +53,43 @@ FIELDS: Final[dict[str, tuple[str, ...]]] = {
 }
 
 
+def excerpt(text: str, limit: int = SHOWN_CHARS) -> str:
+    """``text`` quoted for an error message: its first ``limit`` characters, ``...`` if cut."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}..."
+
+
 class QuerySyntaxError(ThunderlineError):
-    """A query that cannot be parsed; ``position`` is where (0-based, in characters)."""
+    """A query that cannot be parsed; ``position`` is where (0-based, in characters).
+
+    The message names the mistake, never the whole query (``details``: the ``position``);
+    the caller has the query to show where it is.
+    """
 
     reason = "query_syntax"
 
     def __init__(self, message: str, position: int, query: str = "") -> None:
-        super().__init__(
-            f"{message} (at character {position + 1})",
-            details={"position": position, "query": query[:MAX_QUERY_CHARS]},
-        )
+        super().__init__(f"{message} (at character {position + 1})", details={"position": position})
         self.position = position
+
+
+class QueryTooLongError(QuerySyntaxError):
+    """A query over :data:`MAX_QUERY_CHARS`: its length, the limit and a short prefix.
+
+    ``position`` is the first character past the limit; ``details`` carry ``length`` and
+    ``limit`` too. No caller should echo such a query back.
+    """
+
+    def __init__(self, query: str) -> None:
+        length = len(query)
+        ThunderlineError.__init__(
+            self,
+            f"query too long: {length} characters, the limit is {MAX_QUERY_CHARS} "
+            f"(it starts {excerpt(query, 20)})",
+            details={"position": MAX_QUERY_CHARS, "length": length, "limit": MAX_QUERY_CHARS},
+        )
+        self.position = MAX_QUERY_CHARS
 
 
 # ---- the tree ------------------------------------------------------------------------------
@@ -196,7 +226,7 @@ def _lex(query: str) -> list[_Tok]:
             elif match and match.group(2) == ":" and "." not in match.group(1):
                 known = ", ".join(sorted(FIELDS))
                 raise QuerySyntaxError(
-                    f"unknown field {match.group(1)!r} (known: {known}; quote the text to "
+                    f"unknown field {excerpt(match.group(1))} (known: {known}; quote the text to "
                     "search for it)",
                     start,
                     query,
@@ -223,19 +253,23 @@ def _date(value: str, pos: int, query: str) -> float:
         except ValueError:
             continue
     raise QuerySyntaxError(
-        f"{value!r} is not a date (use 2019, 2019-05, 2019-05-03 or 2019-05-03T12:00)", pos, query
+        f"{excerpt(value)} is not a date (use 2019, 2019-05, 2019-05-03 or 2019-05-03T12:00)",
+        pos,
+        query,
     )
 
 
 def _size(value: str, pos: int, query: str) -> int:
     match = _SIZE.match(value.strip())
     if not match:
-        raise QuerySyntaxError(f"{value!r} is not a size (use e.g. 5000, 10kb, 2MiB)", pos, query)
+        raise QuerySyntaxError(
+            f"{excerpt(value)} is not a size (use e.g. 5000, 10kb, 2MiB)", pos, query
+        )
     number, unit = float(match.group(1)), (match.group(2) or "").lower()
     base = 1024 if match.group(3) else 1000
     result = number * base ** (" kmgt".index(unit) if unit else 0)
     if result > 2**62:
-        raise QuerySyntaxError(f"size {value!r} is too large", pos, query)
+        raise QuerySyntaxError(f"size {excerpt(value)} is too large", pos, query)
     return int(result)
 
 
@@ -322,7 +356,7 @@ class _Parser:
         if tok.kind in ("word", "phrase"):
             tokens = tuple(_WORD.findall(tok.text))
             if not tokens:
-                raise self.fail(f"{tok.text!r} has no letters or digits to search for", tok)
+                raise self.fail(f"{excerpt(tok.text)} has no letters or digits to search for", tok)
             return Words(tokens, tok.prefix)
         if tok.kind == "field":
             return _field(tok, self.query)
@@ -340,7 +374,20 @@ def parse(query: str) -> Node | None:
         QuerySyntaxError: the query is malformed; ``position`` says where.
     """
     if len(query) > MAX_QUERY_CHARS:
-        raise QuerySyntaxError(f"query longer than {MAX_QUERY_CHARS} characters", 0, query)
+        raise QueryTooLongError(query)
     if "\x00" in query:
         raise QuerySyntaxError("NUL character in the query", query.index("\x00"), query)
     return _Parser(query).parse()
+
+
+def stemmed(node: Words, lang: str) -> tuple[str, ...] | None:
+    """The index terms of a word or phrase in the ``stems`` column for ``lang`` (SQLite).
+
+    None: the language has no stemmer of its own (English is FTS5's Porter), or the term is
+    a prefix (``pyth*`` is looked up as typed).
+    """
+    from thunderline.search.stem import algorithm, stem_words
+
+    if node.prefix or algorithm(lang) is None:
+        return None
+    return tuple(stem_words(node.tokens, lang))

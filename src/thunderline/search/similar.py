@@ -40,7 +40,7 @@ from thunderline.search.engine import (
     encode_cursor,
 )
 from thunderline.search.hook import voxel_text
-from thunderline.search.query import parse
+from thunderline.search.query import Node, parse
 
 if TYPE_CHECKING:
     from thunderline.objects.base import ObjectStore
@@ -293,55 +293,116 @@ def similar(
     after: tuple[float, int] | None = None
     if cursor:
         after = decode_cursor(cursor, key_query, "similar")
-    try:
-        with store.engine.connect() as conn, cache.lock:
-            cache.refresh(conn)
-            row = cache.row_of.get(full)
-            allowed: NDArray[np.bool_] | None = None
-            if tree is not None:
-                plan = _plan(dialect, tree)
-                sql = f"SELECT d.voxel_id FROM {plan.from_} WHERE {plan.where}"
-                allowed = np.zeros(len(cache.ids), dtype=bool)
-                vids = conn.execute(text(sql), plan.params).scalars().all()  # one fetchall
-                where = cache.row_of.get
-                rows_ = np.fromiter((where(v, -1) for v in vids), dtype=np.int64, count=len(vids))
-                allowed[rows_[rows_ >= 0]] = True
-            matrix, seqs, ids = cache.matrix, cache.seqs, cache.ids
-            probe = matrix[row] if row is not None else None
+    result = SearchResult(query, "relevance", [], None)
+    try:  # one pooled connection for the whole call (a checkout is a round trip)
+        with store.engine.connect() as conn:
+            with cache.lock:
+                cache.refresh(conn)
+                row = cache.row_of.get(full)
+                matrix, seqs, ids = cache.matrix, cache.seqs, cache.ids
+                probe = matrix[row] if row is not None else None
+            if probe is None:
+                probe = _embed_one(store, full, embedder)
+            scores = matrix @ probe
+            if row is not None:
+                scores[row] = -np.inf
+            if after is not None:
+                key, seq = after
+                key32 = np.float32(key)
+                later = (scores < key32) | ((scores == key32) & (seqs > seq))
+                scores = np.where(later, scores, -np.inf)
+            want = limit + 1
+            if tree is None:
+                order = _best(scores, seqs, want)
+            else:
+                order = _best_allowed(conn, dialect, tree, scores, seqs, ids, want)
+            more = len(order) > limit
+            order = order[:limit]
+            result.hits = _hits(conn, [(ids[i], float(scores[i])) for i in order])
     except SQLAlchemyError as exc:
         raise BackendError(f"similar search failed: {exc}") from exc
-    if probe is None:
-        probe = _embed_one(store, full, embedder)
-    scores = matrix @ probe
-    if row is not None:
-        scores[row] = -np.inf
-    if allowed is not None:
-        scores = np.where(allowed, scores, -np.inf)
-    if after is not None:
-        key, seq = after
-        key32 = np.float32(key)
-        later = (scores < key32) | ((scores == key32) & (seqs > seq))
-        scores = np.where(later, scores, -np.inf)
-    want = limit + 1
-    finite = int(np.isfinite(scores).sum())
-    if finite == 0:
-        return SearchResult(query, "relevance", [], None)
-    take = min(want, finite)
-    top = (
-        np.argpartition(-scores, take - 1)[:take] if take < len(scores) else np.arange(len(scores))
-    )
-    top = top[np.isfinite(scores[top])]
-    order = sorted(top.tolist(), key=lambda i: (-float(scores[i]), int(seqs[i])))
-    more = len(order) > limit
-    order = order[:limit]
-    result = SearchResult(query, "relevance", [], None)
-    result.hits = _hits(store, [(ids[i], float(scores[i])) for i in order])
     if more and order:
         last = order[-1]
         result.next_cursor = encode_cursor(
             key_query, "similar", float(scores[last]), int(seqs[last])
         )
     return result
+
+
+def _best(scores: NDArray[np.float32], seqs: NDArray[np.int64], want: int) -> list[int]:
+    """The rows of the ``want`` best finite scores, by (score descending, seq ascending).
+
+    Every row tied with the last one taken is considered, so ties break by ``seq`` exactly.
+    """
+    finite = int(np.isfinite(scores).sum())
+    if finite == 0 or want <= 0:
+        return []
+    take = min(want, finite)
+    if take < len(scores):
+        top = np.argpartition(-scores, take - 1)[:take]
+        floor = scores[top].min()
+        top = np.flatnonzero(scores >= floor)  # with every tie of the last one
+    else:
+        top = np.arange(len(scores))
+    top = top[np.isfinite(scores[top])]
+    ranked = top[np.lexsort((seqs[top], -scores[top]))]
+    return [int(i) for i in ranked[:want]]
+
+
+#: A filtered ``similar`` checks the best candidates against the filter in SQL, this many at
+#: first and four times more each round, before reading the whole filtered set at once.
+CANDIDATES: Final = 256
+CANDIDATES_MAX: Final = 16_384
+
+
+def _best_allowed(
+    conn: Connection,
+    dialect: str,
+    tree: Node,
+    scores: NDArray[np.float32],
+    seqs: NDArray[np.int64],
+    ids: list[str],
+    want: int,
+) -> list[int]:
+    """The ``want`` best rows whose voxel matches the filter ``tree`` (exact).
+
+    Candidates are taken best first and checked against the filter's SQL by voxel id, a
+    round at a time (``CANDIDATES``, x4 each round); a filter so narrow that
+    ``CANDIDATES_MAX`` candidates do not hold ``want`` matches has its whole match set read
+    instead and masks the scores.
+    """
+    plan = _plan(dialect, tree)
+    allowed: list[int] = []
+    checked = 0
+    size = CANDIDATES
+    while size <= CANDIDATES_MAX:
+        ranked = _best(scores, seqs, size)
+        fresh = ranked[checked:]
+        if fresh:
+            marks = ", ".join(f":c{i}" for i in range(len(fresh)))
+            sql = (
+                f"SELECT d.voxel_id FROM {plan.from_} WHERE {plan.where} "
+                f"AND d.voxel_id IN ({marks})"
+            )
+            params = {**plan.params, **{f"c{i}": ids[r] for i, r in enumerate(fresh)}}
+            passed = set(conn.execute(text(sql), params).scalars())
+            allowed += [r for r in fresh if ids[r] in passed]
+            checked = len(ranked)
+        if len(allowed) >= want or len(ranked) < size:  # enough, or no more rows
+            return allowed[:want]
+        size *= 4
+    sql = f"SELECT d.voxel_id FROM {plan.from_} WHERE {plan.where}"
+    vids = conn.execute(text(sql), plan.params).scalars().all()
+    where = _row_lookup(ids)
+    rows_ = np.fromiter((where(v, -1) for v in vids), dtype=np.int64, count=len(vids))
+    mask = np.zeros(len(ids), dtype=bool)
+    mask[rows_[rows_ >= 0]] = True
+    return _best(np.where(mask, scores, -np.inf).astype(scores.dtype), seqs, want)
+
+
+def _row_lookup(ids: list[str]) -> Callable[[str, int], int]:
+    row_of = {v: i for i, v in enumerate(ids)}
+    return row_of.get
 
 
 def _embed_one(store: VoxelStore, voxel_id: str, embedder: Embedder | None) -> NDArray[np.float32]:
@@ -362,11 +423,11 @@ def _embed_one(store: VoxelStore, voxel_id: str, embedder: Embedder | None) -> N
     return vector
 
 
-def _hits(store: VoxelStore, scored: list[tuple[str, float]]) -> list[Hit]:
+def _hits(conn: Connection, scored: list[tuple[str, float]]) -> list[Hit]:
     if not scored:
         return []
     marks = ", ".join(f":v{i}" for i in range(len(scored)))
-    if store.engine.dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql":
         head, join = "left(d.body, 480)", ""
     else:  # FTS5 keeps the body
         head, join = "substr(f.body, 1, 480)", " LEFT JOIN search_fts f ON f.rowid = d.doc_no"
@@ -375,16 +436,10 @@ def _hits(store: VoxelStore, scored: list[tuple[str, float]]) -> list[Hit]:
         "d.lang AS lang, d.kind AS kind, d.size AS size, d.ts_unix AS ts_unix, "
         f"{head} AS head FROM search_docs d{join} WHERE d.voxel_id IN ({marks})"
     )
-    try:
-        with store.engine.connect() as conn:
-            rows = {
-                str(r["voxel_id"]): r
-                for r in conn.execute(
-                    text(sql), {f"v{i}": v for i, (v, _) in enumerate(scored)}
-                ).mappings()
-            }
-    except SQLAlchemyError as exc:
-        raise BackendError(f"similar search failed: {exc}") from exc
+    rows = {
+        str(r["voxel_id"]): r
+        for r in conn.execute(text(sql), {f"v{i}": v for i, (v, _) in enumerate(scored)}).mappings()
+    }
     hits = []
     for voxel_id, score in scored:
         r = rows.get(voxel_id)

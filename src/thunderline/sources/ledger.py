@@ -13,7 +13,11 @@ version ``n``. States:
   voxels).
 
 Reads for a sync pass are one query per root (key, size, mtime, state) so an unchanged tree is
-compared in memory.
+compared in memory. Each root counts the writes of what a pass compares
+(``source_roots.generation``, migration ``0010_source_generation``): :meth:`Ledger.snapshot`
+reads that count first and the entries only when it differs from the count the caller's copy
+was read at, so ``watch`` keeps one copy in memory across unchanged passes and still sees what
+other processes or workers wrote.
 """
 
 from __future__ import annotations
@@ -82,7 +86,7 @@ class Root:
 
 
 class Known(NamedTuple):
-    """What a sync pass compares of a current entry (one light tuple per key, one query)."""
+    """What a sync pass compares of a current entry (the layout of a :data:`KnownRow`)."""
 
     id: str
     size: int
@@ -91,8 +95,33 @@ class Known(NamedTuple):
     state: str
 
 
-#: A current entry as :meth:`Ledger.known` reads it: ``(id, size, mtime_ns, etag, state, key)``.
+#: A current entry as :meth:`Ledger.snapshot` reads it: ``(id, size, mtime_ns, etag, state, key)``.
 KnownRow = tuple[Any, ...]
+
+
+#: What a root's ledger copy was read at: ``(created_unix, generation)`` of its root row (a root
+#: removed and added again starts a new count: its creation time tells the two apart).
+Token = tuple[float, int]
+
+
+#: A root's current entries by folder, then by name: ``{"a/b/": {"c.txt": row}}`` (the root's
+#: own files under ``""``; keys as the ledger stores them, :func:`thunderline.names.wire_text`).
+Folders = dict[str, dict[str, KnownRow]]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A root's current entries as one pass compares them, and the count they were read at.
+
+    ``folders`` holds each current entry's :data:`KnownRow` by folder and name (a walk looks a
+    file up by its name in its folder's dict: no path is built for an unchanged file);
+    ``live`` is how many of them are not ``deleted`` (a pass that matched fewer live entries
+    than this saw a deletion).
+    """
+
+    token: Token
+    folders: Folders
+    live: int
 
 
 class Prior(NamedTuple):
@@ -165,27 +194,30 @@ class Ledger(Tables):
         )
 
     # ---- entries ------------------------------------------------------------------------------
-    def known(self, root: str) -> dict[str, KnownRow]:
-        """Every current entry of ``root`` by key (one query), as the driver's own row tuples.
+    def snapshot(self, root: str, since: Snapshot | None = None) -> Snapshot:
+        """The root's current entries, or ``since`` itself when nothing was written since.
 
-        The tuples are ``(id, size, mtime_ns, etag, state, key)``: positions 0-4 are
-        :class:`Known`'s fields, ``Known(*row[:5])`` when a named one is wanted. No object per
-        row: 100k rows in a fraction of a second.
+        Adds the root when the ledger does not know it (as :meth:`ensure_root`). Reads the
+        root's change count first and the entries only when the count is not ``since``'s: a
+        write that commits between the two reads leaves a newer copy under an older count,
+        which the next call reads again -- never an older copy under a newer count.
         """
-        c = source_entries.c
-        stmt = select(c.id, c.size, c.mtime_ns, c.etag, c.state, c.key).where(
-            and_(c.root == root, c.current.is_(True))
-        )
 
-        def run(conn: Any) -> dict[str, KnownRow]:
-            compiled = stmt.compile(dialect=conn.dialect)
-            params: Any = compiled.construct_params()
-            if compiled.positiontup is not None:
-                params = tuple(params[name] for name in compiled.positiontup)
-            cursor = conn.exec_driver_sql(str(compiled), params).cursor
-            return {row[5]: row for row in cursor.fetchall()}
+        def run(conn: Any) -> Snapshot:
+            r = source_roots.c
+            found = conn.execute(select(r.created_unix, r.generation).where(r.uri == root)).first()
+            if found is None:
+                now = time.time()
+                conn.execute(insert(source_roots).values(uri=root, paused=False, created_unix=now))
+                token: Token = (now, 0)
+            else:
+                token = (float(found[0]), int(found[1]))
+            if since is not None and since.token == token:
+                return since
+            folders, live = _known_rows(conn, root)
+            return Snapshot(token, folders, live)
 
-        result: dict[str, KnownRow] = self._run("read", run)
+        result: Snapshot = self._run("read", run)
         return result
 
     def priors(self, entry_ids: Sequence[str]) -> dict[str, Prior]:
@@ -230,8 +262,10 @@ class Ledger(Tables):
             for row in rows
         ]
         previous = [r["previous_id"] for r in full if r["previous_id"]]
+        roots = sorted({r["root"] for r in full})
 
         def run(conn: Any) -> None:
+            _count_change(conn, roots=roots)
             if previous:
                 conn.execute(
                     update(source_entries)
@@ -251,6 +285,7 @@ class Ledger(Tables):
         now = time.time()
 
         def run(conn: Any) -> None:
+            _count_change(conn, ids=[item[0] for item in todo])
             for entry_id, size, mtime_ns, etag in todo:
                 conn.execute(
                     update(source_entries)
@@ -262,9 +297,10 @@ class Ledger(Tables):
 
     def resend(self, entry_id: str, correlation_id: str, seen: Any, sha: str | None) -> None:
         """A resumed entry sent again: its new correlation id and what was read this time."""
-        self._run(
-            "write",
-            lambda conn: conn.execute(
+
+        def run(conn: Any) -> None:
+            _count_change(conn, ids=[entry_id])
+            conn.execute(
                 update(source_entries)
                 .where(source_entries.c.id == entry_id)
                 .values(
@@ -275,8 +311,9 @@ class Ledger(Tables):
                     content_sha256=sha,
                     updated_unix=time.time(),
                 )
-            ),
-        )
+            )
+
+        self._run("write", run)
 
     def settle(self, done: Iterable[dict[str, Any]]) -> None:
         """Mark entries ``done`` with their outcome.
@@ -290,6 +327,7 @@ class Ledger(Tables):
         now = time.time()
 
         def run(conn: Any) -> None:
+            _count_change(conn, ids=[item["id"] for item in todo])
             for item in todo:
                 values = {k: v for k, v in item.items() if k != "id"}
                 conn.execute(
@@ -305,14 +343,18 @@ class Ledger(Tables):
         if not entry_ids:
             return
         now = time.time()
-        self._run(
-            "write",
-            lambda conn: conn.execute(
-                update(source_entries)
-                .where(source_entries.c.id.in_(list(entry_ids)))
-                .values(state=DELETED, updated_unix=now)
-            ),
-        )
+        ids = list(entry_ids)
+
+        def run(conn: Any) -> None:
+            _count_change(conn, ids=ids)
+            for start in range(0, len(ids), _CHUNK):
+                conn.execute(
+                    update(source_entries)
+                    .where(source_entries.c.id.in_(ids[start : start + _CHUNK]))
+                    .values(state=DELETED, updated_unix=now)
+                )
+
+        self._run("write", run)
 
     def entries(
         self,
@@ -387,6 +429,65 @@ class Ledger(Tables):
 
         result: list[Entry] = self._run("read", run)
         return result
+
+
+_CHUNK = 500  # ids per ``IN (...)``
+
+
+def _known_rows(conn: Any, root: str) -> tuple[Folders, int]:
+    """The root's current entries as :data:`Folders` (one query), and how many are live.
+
+    The rows are the driver's own tuples ``(id, size, mtime_ns, etag, state, key)`` (positions
+    0-4 are :class:`Known`'s fields): no SQLAlchemy row or other object per entry, 100k rows
+    in about a tenth of a second.
+    """
+    c = source_entries.c
+    stmt = select(c.id, c.size, c.mtime_ns, c.etag, c.state, c.key).where(
+        and_(c.root == root, c.current.is_(True))
+    )
+    compiled = stmt.compile(dialect=conn.dialect)
+    params: Any = compiled.construct_params()
+    if compiled.positiontup is not None:
+        params = tuple(params[name] for name in compiled.positiontup)
+    cursor = conn.exec_driver_sql(str(compiled), params).cursor
+    return by_folder(cursor.fetchall())
+
+
+def by_folder(rows: Sequence[KnownRow]) -> tuple[Folders, int]:
+    """:data:`KnownRow` tuples by folder (:data:`Folders`), and how many are not deleted.
+
+    A key is split at its last ``/``: ``a/b/c.txt`` is ``c.txt`` in folder ``a/b/``.
+    """
+    folders: Folders = {}
+    deleted = 0
+    for row in rows:
+        key = row[5]
+        cut = key.rfind("/") + 1
+        folder = key[:cut]
+        names = folders.get(folder)
+        if names is None:
+            names = folders[folder] = {}
+        names[key[cut:]] = row
+        if row[4] == DELETED:
+            deleted += 1
+    return folders, len(rows) - deleted
+
+
+def _count_change(conn: Any, *, roots: Sequence[str] = (), ids: Sequence[str] = ()) -> None:
+    """Add one to the change count of these roots, or of the roots of these entries.
+
+    Run first in every write transaction of compared fields: the count commits with the rows,
+    and on PostgreSQL writers of one root queue on its row before they touch any entry.
+    """
+    r = source_roots.c
+    bump = update(source_roots).values(generation=r.generation + 1)
+    if roots:
+        conn.execute(bump.where(r.uri.in_(list(roots))))
+    for start in range(0, len(ids), _CHUNK):
+        owners = select(source_entries.c.root).where(
+            source_entries.c.id.in_(list(ids[start : start + _CHUNK]))
+        )
+        conn.execute(bump.where(r.uri.in_(owners)))
 
 
 def _root(row: Any) -> Root:

@@ -19,9 +19,15 @@
    ``thunderline reprocess --resume RUN_ID``: only pending items are taken, and a result
    already written for an item is never written twice (one version per run and voxel).
 
+Each result is written by :class:`ResultRecorder`: the version, the voxel's search index row
+(rebuilt from its current result versions) and the item's ``done`` in one transaction. On a
+broker (``TL_BUS_URL=amqp://…``) the items go to the stage's queue and the workers' collector
+records them (:mod:`.reprocess_bus`).
+
 ``--model NAME@VERSION`` pins the ONNX model (infer) or the spaCy pipeline (nlp): the registry
-entry must have that version (a re-signed copy of a model under a new version, say), else the
-run is refused before anything is done. ``--dry-run`` counts what a run would take and who made
+entry must have that version (a re-signed copy of a model under a new version, say), the spaCy
+pipeline must be installed at that version, else the run -- and its ``--dry-run`` -- is refused
+before anything is done. ``--dry-run`` counts what a run would take and who made
 their current results, and changes nothing.
 
 The sealed voxel documents are never changed: ``voxels verify`` stays clean. The extract stage's
@@ -44,12 +50,10 @@ from sqlalchemy import and_, func, insert, select, update
 
 from thunderline.config import Settings
 from thunderline.errors import ConfigError, ThunderlineError, reason_of
-from thunderline.eventdata import Classification, Classified, StoredArtifact, to_wire
+from thunderline.eventdata import Classification, Classified, ReprocessMark, StoredArtifact, to_wire
 from thunderline.events import INGEST_CLASSIFIED, CloudEvent
 from thunderline.extract.result import ExtractSummary
 from thunderline.flow.stage import Stage
-from thunderline.ml.registry import ModelEntry
-from thunderline.ml.stage import InferStage
 from thunderline.voxel.db import Tables
 from thunderline.voxel.errors import VoxelNotFoundError
 from thunderline.voxel.results import STAGE_TRAITS, ResultVersion, ResultVersions, producer_of
@@ -190,15 +194,13 @@ class ReprocessRuns(Tables):
         )
         return [r for r in (self.get(i) for i in ids) if r is not None]
 
-    def pending(self, run_id: str, *, limit: int) -> list[str]:
-        """Up to ``limit`` pending voxel ids of the run."""
+    def pending(self, run_id: str, *, limit: int, after: str | None = None) -> list[str]:
+        """Up to ``limit`` pending voxel ids of the run, in id order (``after``: past that id)."""
         i = reprocess_items.c
-        stmt = (
-            select(i.voxel_id)
-            .where(and_(i.run_id == run_id, i.state == PENDING))
-            .order_by(i.voxel_id)
-            .limit(limit)
-        )
+        where = and_(i.run_id == run_id, i.state == PENDING)
+        if after is not None:
+            where = and_(where, i.voxel_id > after)
+        stmt = select(i.voxel_id).where(where).order_by(i.voxel_id).limit(limit)
         ids: list[str] = self._run("read", lambda conn: list(conn.scalars(stmt)))
         return ids
 
@@ -287,21 +289,131 @@ class DryRun:
         return dict(self.__dict__)
 
 
-class _PinnedInferStage(InferStage):
-    """The infer stage with every artifact sent to one model (``--model``)."""
+def item_correlation(run_id: str, voxel_id: str) -> str:
+    """The correlation id of one run's item: the same for every copy of it (UUID 5 of both).
 
-    def __init__(self, settings: Settings, store: Any, pin: ModelPin) -> None:
-        super().__init__(settings, store)
-        self.pin = pin
-
-    def model_for(self, event: CloudEvent) -> ModelEntry:
-        """The pinned model's entry, whatever the content."""
-        self.registry.refresh()
-        return self.registry.entry(self.pin.name)
+    The outcome store keeps one DLQ record per correlation id and artifact: copies of an item
+    (a resumed run publishes pending items again) fail as one record; another run, its own.
+    """
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"urn:thunderline:reprocess:{run_id}:{voxel_id}"))
 
 
 def _output_key(stage: str) -> str:
     return STAGE_TRAITS[stage]
+
+
+class ResultRecorder:
+    """Writes one reprocessed result: the version, the search row and the item, in one transaction.
+
+    The in-process run and the workers' collector (:mod:`.reprocess_bus`) both record through
+    it, so a result is current, searchable and its item ``done`` together or not at all.
+    :meth:`set_current` moves the current pointer to another stored version the same way: the
+    pointer and the search row together.
+
+    Args:
+        store: The voxel store (engine, object store for the indexed text, settings).
+        results: The result versions over the same engine (made when not given).
+    """
+
+    def __init__(self, store: VoxelStore, results: ResultVersions | None = None) -> None:
+        self.store = store
+        self.results = results or ResultVersions(engine=store.engine)
+
+    def _texts_ahead(
+        self, voxel: Voxel, stage: str, result: dict[str, Any]
+    ) -> dict[str, str | None]:
+        """The text the row will most likely hold once ``result`` is ``stage``'s current one.
+
+        Read now, before the transaction (object store I/O must not hold the database); a text
+        the transaction then finds different is read there (:func:`current_docs_for`).
+        """
+        from thunderline.search.hook import voxel_text
+        from thunderline.voxel.results import current_view
+        from thunderline.voxel.store import text_sha256
+
+        ahead = current_view(self.results.views([voxel])[0], {stage: result})
+        texts: dict[str, str | None] = {}
+        if (sha := text_sha256(ahead)) is not None:
+            texts[sha] = voxel_text(
+                self.store.objects, ahead, self.store.settings.search.max_text_chars
+            )
+        return texts
+
+    def _reindex(self, conn: Any, voxel: Voxel, texts: dict[str, str | None]) -> None:
+        """Rewrite ``voxel``'s search row from its current versions, in ``conn``'s transaction."""
+        from thunderline.search.hook import current_docs_for
+        from thunderline.search.index import index_voxels
+
+        max_chars = self.store.settings.search.max_text_chars
+        index_voxels(conn, current_docs_for(conn, self.store.objects, [voxel], max_chars, texts))
+
+    def record(
+        self, voxel: Voxel, stage: str, result: dict[str, Any], *, run_id: str, event_id: str
+    ) -> ResultVersion:
+        """Add ``result`` as the current version of ``stage`` (once per run and voxel).
+
+        In the same transaction the voxel's search index row is rewritten from its current
+        versions (``entity:`` and ``model:`` queries find the new values, the body is the new
+        text) and the run's item is marked ``done``. The text is read before the transaction.
+        """
+        texts = self._texts_ahead(voxel, stage, result)
+
+        def then(conn: Any, version: ResultVersion) -> None:
+            self._reindex(conn, voxel, texts)
+            i = reprocess_items.c
+            conn.execute(
+                update(reprocess_items)
+                .where(and_(i.run_id == run_id, i.voxel_id == voxel.id))
+                .values(state=DONE, detail=version.producer[:2000])
+            )
+            conn.execute(
+                update(reprocess_runs)
+                .where(reprocess_runs.c.id == run_id)
+                .values(updated_unix=time.time())
+            )
+
+        return self.results.add(voxel, stage, result, run_id=run_id, event_id=event_id, then=then)
+
+    def set_current(self, voxel_id: str, stage: str, seq: int) -> bool:
+        """Make stored version ``seq`` of ``stage`` current, with the voxel's search row.
+
+        The pointer moves and the search index row is rewritten from the voxel's current
+        versions in one transaction, as :meth:`record` does: search, facets and ``entity:`` /
+        ``model:`` queries answer what the now current version says, and ``voxels verify
+        --all`` finds the row up to date. False: the voxel has no stored version ``seq`` of
+        ``stage`` (a stage never reprocessed has none: its sealed result is current).
+
+        Raises:
+            VoxelNotFoundError: no such voxel.
+        """
+        voxel = self.store.get(voxel_id)
+        target = next(
+            (
+                v
+                for v in self.results.versions(voxel).get(stage, [])
+                if v.seq == seq and v.id is not None
+            ),
+            None,
+        )
+        if target is None:
+            return False
+        texts = self._texts_ahead(voxel, stage, target.result)
+        return self.results.set_current(
+            voxel.id, stage, seq, then=lambda conn: self._reindex(conn, voxel, texts)
+        )
+
+
+@dataclass(frozen=True)
+class NotPrepared:
+    """Why one reprocess item could not start: its state (skipped or failed) and the reason."""
+
+    state: str
+    reason: str
+
+    @property
+    def mark(self) -> tuple[str, str]:
+        """The (state, reason) pair the item is marked with."""
+        return self.state, self.reason
 
 
 class Reprocessor:
@@ -317,6 +429,7 @@ class Reprocessor:
         self.store = store
         self.results = ResultVersions(engine=store.engine)
         self.runs = ReprocessRuns(engine=store.engine)
+        self.recorder = ResultRecorder(store, self.results)
 
     # ---- checks -------------------------------------------------------------------------
     def check(self, stage: str, model: str | None) -> ModelPin | None:
@@ -354,6 +467,19 @@ class Reprocessor:
                     f"model {pin.name} is version {entry.version} in the registry "
                     f"{self.settings.onnx.model_dir}, not {pin.version}",
                     details={"model": pin.name, "version": entry.version},
+                )
+        if stage == "nlp":
+            from thunderline.nlp.errors import NlpModelMissingError
+            from thunderline.nlp.stage import pipeline_version
+            from thunderline.nlp.worker import model_missing_message
+
+            have = pipeline_version(pin.name)
+            if have is None:
+                raise NlpModelMissingError(model_missing_message(pin.name))
+            if have != pin.version:
+                raise ConfigError(
+                    f"spaCy pipeline {pin.name} is version {have} here, not {pin.version}",
+                    details={"model": pin.name, "version": have},
                 )
         return pin
 
@@ -400,9 +526,8 @@ class Reprocessor:
         return found
 
     def _stage(self, stage: str, pin: ModelPin | None) -> Stage:
+        # the infer stage honours the pin each event carries (ReprocessMark.model)
         objects = self.store.objects
-        if stage == "infer" and pin is not None:
-            return _PinnedInferStage(self.settings, objects, pin)
         settings = self.settings
         if stage == "nlp" and pin is not None:
             spacy = settings.spacy.model_copy(update={"model": pin.name})
@@ -424,8 +549,16 @@ class Reprocessor:
     ) -> RunInfo:
         """Work through the run's pending items; a finished run returns at once.
 
-        Resumable: call again with the same id after a stop.
+        Resumable: call again with the same id after a stop. On a broker (``TL_BUS_URL=amqp://``)
+        the items are published to the stage's queue for the workers instead
+        (:func:`thunderline.sources.reprocess_bus.run_over_bus`).
         """
+        from thunderline.bus.factory import keeps_messages
+
+        if keeps_messages(self.settings):
+            from thunderline.sources.reprocess_bus import run_over_bus
+
+            return await run_over_bus(self, run_id, on_progress=on_progress, stop=stop)
         info = await asyncio.to_thread(self.info, run_id)
         pin = self.check(info.stage, info.model)
         if info.counts.get(PENDING, 0) == 0:
@@ -453,19 +586,11 @@ class Reprocessor:
         marks: list[tuple[str, str, str | None]] = []
         work: list[tuple[Voxel, CloudEvent]] = []
         for voxel_id in ids:
-            try:
-                voxel = await asyncio.to_thread(self.store.get, voxel_id)
-                event = await asyncio.to_thread(self.event_for, voxel, info.stage)
-            except VoxelNotFoundError:
-                marks.append((voxel_id, SKIPPED, "the voxel was deleted"))
-                continue
-            except ThunderlineError as exc:
-                marks.append((voxel_id, FAILED, f"{reason_of(exc)}: {exc}"))
-                continue
-            except ValidationError as exc:  # a sealed document without a classification
-                marks.append((voxel_id, FAILED, f"invalid: {exc.errors()[0]['msg']}"))
-                continue
-            work.append((voxel, event))
+            prepared = await asyncio.to_thread(self.prepare, voxel_id, info)
+            if isinstance(prepared, tuple):
+                work.append(prepared)
+            else:
+                marks.append((voxel_id, *prepared.mark))
         outcomes = await stage.handle_batch([e for _, e in work]) if work else []
         key = _output_key(info.stage)
         for (voxel, _event), outcome in zip(work, outcomes, strict=True):
@@ -482,17 +607,35 @@ class Reprocessor:
             if pin is not None and not producer.startswith(str(pin)):
                 marks.append((voxel.id, FAILED, f"made by {producer}, not the pinned {pin}"))
                 continue
-            version = await asyncio.to_thread(
-                self.results.add, voxel, info.stage, result, run_id=info.id, event_id=made.id
+            # the version, the voxel's search index row and the item's state: one transaction
+            await asyncio.to_thread(
+                self.recorder.record, voxel, info.stage, result, run_id=info.id, event_id=made.id
             )
-            marks.append((voxel.id, DONE, version.producer))
         await asyncio.to_thread(self.runs.mark, info.id, marks)
 
-    def event_for(self, voxel: Voxel, stage: str) -> CloudEvent:
+    def prepare(self, voxel_id: str, info: RunInfo) -> tuple[Voxel, CloudEvent] | NotPrepared:
+        """Load one item's voxel and build its event, or say why the item cannot run.
+
+        Both the in-process run and the run over the workers start each item here.
+        """
+        try:
+            voxel = self.store.get(voxel_id)
+            return voxel, self.event_for(voxel, info.stage, info)
+        except VoxelNotFoundError:
+            return NotPrepared(SKIPPED, "the voxel was deleted")
+        except ThunderlineError as exc:
+            return NotPrepared(FAILED, f"{reason_of(exc)}: {exc}")
+        except ValidationError as exc:  # a sealed document without a classification
+            return NotPrepared(FAILED, f"invalid: {exc.errors()[0]['msg']}")
+
+    def event_for(self, voxel: Voxel, stage: str, run: RunInfo | None = None) -> CloudEvent:
         """The ``system.ingest.classified`` event a stage takes for a stored voxel.
 
-        It carries the voxel's artifact and classification from the sealed document, the current
-        extract result, the voxel's correlation id, caused by the voxel's own event.
+        It carries the voxel's artifact and classification from the sealed document and the current
+        extract result, caused by the voxel's own event. For ``run`` it also carries the
+        :class:`~thunderline.eventdata.ReprocessMark` naming the run, the voxel and the pinned
+        model, and the item's own correlation id (:func:`item_correlation`), so a failure is a DLQ
+        record of this run's item, not folded into the voxel's ingest; else the voxel's.
         """
         traits = voxel.traits
         artifact = traits.get("artifact") or {}
@@ -512,12 +655,17 @@ class Reprocessor:
             classification=Classification.model_validate(traits.get("classification") or {}),
             route=[stage],
             extract=extract,
+            reprocess=None
+            if run is None
+            else ReprocessMark(run_id=run.id, voxel_id=voxel.id, stage=stage, model=run.model),
         )
         event = CloudEvent(
             type=INGEST_CLASSIFIED,
             source=EVENT_SOURCE,
             data=to_wire(data),
-            correlationid=voxel.correlation_id,
+            correlationid=voxel.correlation_id
+            if run is None
+            else item_correlation(run.id, voxel.id),
             causationid=voxel.event_id,
         )
         event._typed_data = data

@@ -1,7 +1,8 @@
-"""Listing a source: a local folder (``os.scandir``, no symlinks followed) or an S3 prefix.
+"""Listing a source -- a folder (``os.scandir``, no symlinks followed) or an S3 prefix.
 
 A scan yields :class:`Seen` -- key, size, mtime (ns) and, for S3, the ETag -- and nothing is
-read: comparing a scan with the ledger decides what must be read at all.
+read: comparing a listing with the ledger (:func:`diff_dir`, which compares while it walks, and
+:func:`diff_listing`) decides what must be read at all.
 """
 
 from __future__ import annotations
@@ -9,14 +10,16 @@ from __future__ import annotations
 import os
 import stat as stat_mod
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
 
+from thunderline import names as names_mod
 from thunderline.config import Settings
 from thunderline.errors import BackendError, ConfigError
+from thunderline.sources.ledger import DELETED, DONE, SUBMITTED, Folders, KnownRow, Snapshot
 
 
 class Seen(NamedTuple):
@@ -85,26 +88,88 @@ def scan_dir(root: Path) -> Iterator[Seen]:
                     yield Seen(rel + entry.name, st.st_size, st.st_mtime_ns, None)
 
 
-#: What a listing keeps of an entry: ``(size, mtime_ns, etag)``, a plain tuple (no per-file
-#: object is built for the unchanged entries a pass compares and forgets).
-Stat = tuple[int, int, str | None]
+@dataclass
+class Diff:
+    """A listing compared with a ledger :class:`~thunderline.sources.ledger.Snapshot`.
+
+    ``acting`` holds the entries a pass must act on (new, changed, or ``submitted`` by a pass
+    that stopped), each with its ledger row (None when new); ``gone`` the ids of live entries
+    no longer listed. ``unchanged`` and ``settling`` are counts only: no object is kept for them.
+    """
+
+    seen: int = 0
+    unchanged: int = 0
+    settling: int = 0
+    acting: list[tuple[Seen, KnownRow | None]] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
 
 
-def list_dir(root: Path) -> dict[str, Stat]:
-    """:func:`scan_dir` as ``{key: (size, mtime_ns, None)}``.
+def _verdict(diff: Diff, seen: Seen, row: KnownRow | None, settle_ns: int, now_ns: int) -> None:
+    """The rule for one listed entry against its ledger row (None: the ledger has none).
 
-    The same walk, the cheapest result (a sync pass over an unchanged tree compares and discards
-    almost all of it).
+    Unchanged: a ``done`` (not ``submitted``, not ``deleted``) entry with the same ETag and
+    size (both listings have an ETag: S3) or the same size and mtime. A ``submitted`` entry is
+    acted on at once (resumed); anything else modified less than ``settle_ns`` ago waits
+    (settling); the rest is new or changed.
+    """
+    if row is not None:
+        state = row[4]
+        if state != DELETED and state != SUBMITTED:
+            if seen.etag is not None and row[3] is not None:
+                same = row[3] == seen.etag and row[1] == seen.size
+            else:
+                same = row[1] == seen.size and row[2] == seen.mtime_ns
+            if same:
+                diff.unchanged += 1
+                return
+        elif state == SUBMITTED:
+            diff.acting.append((seen, row))
+            return
+    if now_ns - seen.mtime_ns < settle_ns:
+        diff.settling += 1
+        return
+    diff.acting.append((seen, row))
+
+
+def _gone(folders: Folders, listed: dict[str, list[str]], into: list[str]) -> None:
+    """Ids of the live entries whose name is not in their folder's ``listed`` names."""
+    wire = names_mod.wire_text
+    for folder, rows in folders.items():
+        here = listed.get(folder)
+        present = {n if n.isascii() else wire(n) for n in here} if here else set()
+        into.extend(
+            row[0] for name, row in rows.items() if row[4] != DELETED and name not in present
+        )
+
+
+def diff_dir(root: Path, snapshot: Snapshot, settle_ns: int, now_ns: int) -> Diff:
+    """Walk ``root`` as :func:`scan_dir` does and compare each file with ``snapshot`` on the way.
+
+    The hot loop of a pass over an unchanged tree: each folder's ledger rows are looked up once,
+    each file by its name in them (no path string, tuple or dict entry is made for a file that
+    did not change: a ``done`` row with the file's size and mtime is counted and forgotten);
+    anything else goes through :func:`_verdict`. A walk that matched fewer live entries than
+    the snapshot has looks for the deleted ones (names of the listed files are kept per folder
+    for that).
     """
     is_reg = stat_mod.S_ISREG
-    out: dict[str, Stat] = {}
+    wire = names_mod.wire_text
+    folders = snapshot.folders
+    no_rows: dict[str, KnownRow] = {}
+    diff = Diff()
+    listed: dict[str, list[str]] = {}
+    unchanged = seen = live_hits = 0
     stack = [("", str(root))]
     while stack:
         rel, folder = stack.pop()
         try:
             entries = os.scandir(folder)
         except OSError:
-            continue
+            continue  # vanished or unreadable: its entries are simply not seen this pass
+        stored_rel = rel if rel.isascii() else wire(rel)  # the ledger's spelling of the folder
+        here = listed[stored_rel] = []
+        add = here.append
+        get = folders.get(stored_rel, no_rows).get
         with entries:
             for entry in entries:
                 try:
@@ -114,9 +179,52 @@ def list_dir(root: Path) -> dict[str, Stat]:
                     st = entry.stat(follow_symlinks=False)
                 except OSError:
                     continue
-                if is_reg(st.st_mode):
-                    out[rel + entry.name] = (st.st_size, st.st_mtime_ns, None)
-    return out
+                if not is_reg(st.st_mode):
+                    continue
+                name = entry.name
+                add(name)
+                row = get(name)
+                if (
+                    row is not None
+                    and row[2] == st.st_mtime_ns
+                    and row[1] == st.st_size
+                    and row[4] == DONE
+                ):
+                    unchanged += 1  # the fast path: exactly _verdict's unchanged (no ETag here)
+                    continue
+                seen += 1
+                if row is None and not name.isascii():
+                    row = get(wire(name))
+                if row is not None and row[4] != DELETED:
+                    live_hits += 1
+                _verdict(diff, Seen(rel + name, st.st_size, st.st_mtime_ns), row, settle_ns, now_ns)
+    diff.unchanged += unchanged
+    diff.seen = seen + unchanged
+    if unchanged + live_hits < snapshot.live:
+        _gone(folders, listed, diff.gone)
+    return diff
+
+
+def diff_listing(items: Iterable[Seen], snapshot: Snapshot, settle_ns: int, now_ns: int) -> Diff:
+    """:func:`diff_dir` for a listing that is not a folder walk (an S3 prefix)."""
+    wire = names_mod.wire_text
+    folders = snapshot.folders
+    diff = Diff()
+    listed: dict[str, list[str]] = {}
+    live_hits = 0
+    for seen in items:
+        diff.seen += 1
+        stored = seen.key if seen.key.isascii() else wire(seen.key)
+        cut = stored.rfind("/") + 1
+        folder, name = stored[:cut], stored[cut:]
+        listed.setdefault(folder, []).append(name)
+        row = folders.get(folder, {}).get(name)
+        if row is not None and row[4] != DELETED:
+            live_hits += 1
+        _verdict(diff, seen, row, settle_ns, now_ns)
+    if live_hits < snapshot.live:
+        _gone(folders, listed, diff.gone)
+    return diff
 
 
 def s3_client(settings: Settings) -> Any:

@@ -2,7 +2,9 @@
 
 A pass (:meth:`SourceSync.run_pass`):
 
-1. lists the source (:mod:`.scan`) and reads the root's current ledger entries in one query;
+1. reads the root's current ledger entries (one query; kept for the next pass, which reads them
+   again only when the root's change count moved: :meth:`.Ledger.snapshot`) and lists the
+   source, comparing each listed entry as it goes (:func:`.scan.diff_dir`);
 2. **unchanged** (same size and mtime, or same ETag): nothing is read, nothing is sent;
 3. **settling**: a file modified less than ``TL_SOURCE_SETTLE_S`` ago is left for a later pass
    (a slow writer is taken once, after it stops); S3 objects are whole once listed (an upload
@@ -45,13 +47,14 @@ from thunderline.objects.base import ObjectStore
 from thunderline.obs import metrics
 from thunderline.outcomes import OutcomeRecord, OutcomeStore
 from thunderline.runtime import ingest_event
-from thunderline.sources.ledger import DELETED, SUBMITTED, KnownRow, Ledger, Prior
+from thunderline.sources.ledger import DELETED, SUBMITTED, Ledger, Prior, Snapshot
 from thunderline.sources.scan import (
+    Diff,
     Seen,
     SourceUri,
-    Stat,
+    diff_dir,
+    diff_listing,
     fetch_s3,
-    list_dir,
     s3_client,
     scan_s3,
 )
@@ -131,45 +134,6 @@ class _Todo:
     entry_id: str | None = None  # an existing submitted entry being resumed
 
 
-def _compare(
-    seen: dict[str, Stat], known: dict[str, KnownRow], settle_ns: int, now_ns: int
-) -> tuple[list[tuple[Seen, KnownRow | None]], int, int, int]:
-    """The listing against the ledger, in memory: the entries to act on, and counts.
-
-    The entries to act on are new, changed or submitted; the counts of unchanged and settling
-    entries and of listed keys the ledger knows. Same size and mtime (or ETag, for S3) is
-    unchanged; a file modified less than ``settle_ns`` ago waits for a later pass. The hot loop
-    of a pass over an unchanged tree: plain tuples, local names, no object for an unchanged
-    entry.
-    """
-    wire = names.wire_text
-    get = known.get
-    acting: list[tuple[Seen, KnownRow | None]] = []
-    unchanged = settling = matched = 0
-    for key, item in seen.items():
-        size, mtime_ns, etag = item
-        known_entry = get(key if key.isascii() else wire(key))
-        if known_entry is not None:
-            matched += 1
-            state = known_entry[4]
-            if state != DELETED and state != SUBMITTED:
-                if etag is not None and known_entry[3] is not None:
-                    same = known_entry[3] == etag and known_entry[1] == size
-                else:
-                    same = known_entry[1] == size and known_entry[2] == mtime_ns
-                if same:
-                    unchanged += 1
-                    continue
-            if state == SUBMITTED:
-                acting.append((Seen(key, size, mtime_ns, etag), known_entry))
-                continue
-        if now_ns - mtime_ns < settle_ns:
-            settling += 1
-            continue
-        acting.append((Seen(key, size, mtime_ns, etag), known_entry))
-    return acting, unchanged, settling, matched
-
-
 class SourceSync:
     """Keeps one source root in step with the ledger (one pass at a time)."""
 
@@ -190,13 +154,23 @@ class SourceSync:
         self.store = store
         self.on_deleted = on_deleted
         self._s3: Any = s3_client(settings) if source.kind == "s3" else None
+        #: The root's ledger entries as the last pass read them; the next pass reads them again
+        #: only when the root's change count moved (:meth:`Ledger.snapshot`).
+        self.snapshot: Snapshot | None = None
+        self.snapshot_reads = 0  # how many passes had to read the entries (tests, benchmarks)
 
     # ---- listing ------------------------------------------------------------------------------
-    def _scan(self) -> dict[str, Stat]:
+    def _diff(self, settle_s: float) -> Diff:
+        """Read the ledger (unless unchanged since the last pass), list the source, compare."""
+        before = self.snapshot
+        snapshot = self.snapshot = self.ledger.snapshot(self.source.uri, before)
+        if snapshot is not before:
+            self.snapshot_reads += 1
+        settle_ns, now_ns = int(settle_s * 1_000_000_000), time.time_ns()
         if self.source.kind == "s3":
-            return {s.key: (s.size, s.mtime_ns, s.etag) for s in scan_s3(self._s3, self.source)}
+            return diff_listing(scan_s3(self._s3, self.source), snapshot, settle_ns, now_ns)
         assert self.source.path is not None
-        return list_dir(self.source.path)
+        return diff_dir(self.source.path, snapshot, settle_ns, now_ns)
 
     async def run_pass(self) -> PassReport:
         """One pass: list the source, compare with the ledger, ingest what is new or changed.
@@ -207,20 +181,13 @@ class SourceSync:
         """
         started = time.perf_counter()
         report = PassReport(self.source.uri)
-        await asyncio.to_thread(self.ledger.ensure_root, self.source.uri)
-        seen, known = await asyncio.gather(
-            asyncio.to_thread(self._scan), asyncio.to_thread(self.ledger.known, self.source.uri)
-        )
-        report.seen = len(seen)
         # an S3 object appears whole when its upload completes: nothing to wait for
         settle_s = 0.0 if self.source.kind == "s3" else self.settings.source.settle_s
-        acting, unchanged, settling, matched = _compare(
-            seen, known, int(settle_s * 1_000_000_000), time.time_ns()
-        )
-        report.unchanged, report.settling = unchanged, settling
-        priors = await asyncio.to_thread(
-            self.ledger.priors, [k[0] for _, k in acting if k is not None]
-        )
+        diff = await asyncio.to_thread(self._diff, settle_s)
+        report.seen, report.unchanged, report.settling = diff.seen, diff.unchanged, diff.settling
+        acting = diff.acting
+        known_ids = [k[0] for _, k in acting if k is not None]
+        priors = await asyncio.to_thread(self.ledger.priors, known_ids) if known_ids else {}
         todo: list[_Todo] = []
         waiting: list[tuple[str, str, str]] = []  # (entry id, correlation id, key)
         for item, known_entry in acting:
@@ -238,11 +205,7 @@ class SourceSync:
             report.resumed = len(resumed)
             done = await self._settled_already(resumed)
             todo = [t for t in todo if t.entry_id not in done]
-        gone: list[str] = []
-        if matched < len(known):  # some known key was not listed: deleted from the source
-            wire = names.wire_text
-            listed = {key if key.isascii() else wire(key) for key in seen}
-            gone = [k[0] for key, k in known.items() if k[4] != DELETED and key not in listed]
+        gone = diff.gone
         if gone:
             await asyncio.to_thread(self.ledger.mark_deleted, gone)
             report.deleted = len(gone)

@@ -146,7 +146,8 @@ class VoxelBuilder:
                 [*previous.lineage.parent_event_ids, *fields["lineage"]["parent_event_ids"]]
             )
         try:
-            return seal(fields)
+            # traits: dumps of the event's typed data (mode="json") and plain str/int values
+            return seal(fields, json_traits=True)
         except ValidationError as exc:
             problems = "; ".join(
                 f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}"

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
@@ -25,6 +25,7 @@ from sqlalchemy import Engine, Table, create_engine, event, insert, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.sql import Select
 from sqlalchemy.sql.dml import Insert
 
 from thunderline.config import DbSettings, Settings
@@ -122,6 +123,97 @@ def backend_errors(what: str) -> Iterator[None]:
         yield
     except SQLAlchemyError as exc:
         raise BackendError(f"{what} failed: {exc}") from exc
+
+
+class DriverQuery:
+    """A ``SELECT`` compiled once for an engine's dialect and run on a pooled DBAPI cursor.
+
+    For the hottest single-row reads (a verified payload read): SQLAlchemy Core's per-call
+    execution machinery (execution context, parameter processing, result wrapping) costs
+    several times what the database spends on a primary-key look-up (profile in
+    docs/ARCHITECTURE.md, "Verified reads"). The statement is still built with SQLAlchemy and
+    compiled by its dialect (no hand-written SQL per backend); connections still come from the
+    engine's pool (pre-ping, timeouts and reset on return as for every other query), and
+    errors are translated as :func:`backend_errors` does. Only columns whose driver values
+    need no SQLAlchemy result processing belong here (strings, bytes, integers).
+
+    Args:
+        engine: The engine whose pool and dialect are used.
+        stmt: The statement; its bind parameters are given by name to :meth:`first`.
+        what: The words of a :class:`BackendError` message (``"<what> failed: ..."``).
+    """
+
+    def __init__(self, engine: Engine, stmt: Select[Any], what: str) -> None:
+        self.engine = engine
+        self.what = what
+        compiled = stmt.compile(dialect=engine.dialect)
+        self.sql = compiled.string
+        #: positional dialects (SQLite's qmark) take a tuple in this order, others the dict
+        self.order: tuple[str, ...] | None = (
+            tuple(compiled.positiontup or ()) if engine.dialect.positional else None
+        )
+        self.driver_error: type[Exception] = engine.dialect.loaded_dbapi.Error
+
+    def first(self, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The first row (a tuple) for these parameters, or None.
+
+        Raises:
+            BackendError: the pool or the driver failed (a lost connection is invalidated).
+        """
+        args: Any = tuple(params[k] for k in self.order) if self.order is not None else params
+        try:
+            conn = self.engine.raw_connection()
+            cursor: Any = None
+            try:
+                cursor = conn.cursor()
+                cursor.execute(self.sql, args)
+                row = cursor.fetchone()
+                cursor.close()
+            except self.driver_error as exc:
+                if self.engine.dialect.is_disconnect(cast(Any, exc), conn.dbapi_connection, cursor):
+                    conn.invalidate(exc)
+                raise
+            finally:
+                conn.close()  # back to the pool (which rolls the read's transaction back)
+        except (SQLAlchemyError, self.driver_error) as exc:
+            raise BackendError(f"{self.what} failed: {exc}") from exc
+        return None if row is None else tuple(row)
+
+
+class DriverInsert:
+    """An ``INSERT`` compiled once for an engine's dialect, run as the driver's ``executemany``.
+
+    For the bulk write's voxel and payload rows: SQLAlchemy Core's ``executemany`` builds an
+    execution context and processes every row's parameters in Python (``construct_params``
+    per row), a tenth of a batch's client CPU. The statement is still built with SQLAlchemy
+    and compiled by its dialect; the rows go through the caller's connection (its transaction,
+    its error translation) with ``exec_driver_sql``. Only columns whose values the driver
+    takes as they are belong here (strings, bytes, integers, floats: no bind processing).
+
+    Args:
+        engine: The engine whose dialect compiles the statement.
+        stmt: The ``INSERT`` (with its ``ON CONFLICT`` clause).
+        columns: The columns every row gives, by name.
+    """
+
+    def __init__(self, engine: Engine, stmt: Insert, columns: tuple[str, ...]) -> None:
+        compiled = stmt.compile(dialect=engine.dialect, column_keys=list(columns))
+        self.sql = compiled.string
+        #: positional dialects (SQLite's qmark) take tuples in this order, others the dicts
+        self.order: tuple[str, ...] | None = (
+            tuple(compiled.positiontup or ()) if engine.dialect.positional else None
+        )
+        if set(self.order or compiled.binds) != set(columns):  # pragma: no cover - a typo
+            raise ValueError(f"compiled parameters differ from the columns {columns}")
+
+    def run(self, conn: Connection, rows: list[dict[str, Any]]) -> int:
+        """Insert ``rows`` in ``conn``'s transaction; the driver's row count (rows inserted)."""
+        order = self.order
+        params: Any = [tuple(row[k] for k in order) for row in rows] if order is not None else rows
+        result = conn.exec_driver_sql(
+            self.sql, params, execution_options={"preserve_rowcount": True}
+        )
+        return int(result.rowcount)
 
 
 def _alembic_config(connection: Connection) -> Config:

@@ -23,14 +23,21 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
+from thunderline.errors import BackendError
 from thunderline.voxel.db import Tables
 from thunderline.voxel.schema import Voxel
 from thunderline.voxel.tables import voxel_results
+
+#: Transactions :meth:`ResultVersions.add` tries when a concurrent writer of the same voxel and
+#: stage takes the ``seq`` (or the run's row) first.
+_CONFLICT_ATTEMPTS: Final = 3
 
 #: The stages that can be run again, and the trait each one's result sits under.
 STAGE_TRAITS: Final[dict[str, str]] = {"extract": "extract", "nlp": "nlp", "infer": "inference"}
@@ -109,6 +116,38 @@ def _version(row: Any) -> ResultVersion:
     )
 
 
+def current_results(conn: Any, voxel_ids: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Voxel id -> stage -> the result of its current *stored* version (in ``conn``'s transaction).
+
+    A stage never reprocessed has no stored row: its sealed result is current, and it is absent
+    here.
+    """
+    c = voxel_results.c
+    found: dict[str, dict[str, dict[str, Any]]] = {}
+    ids = list(dict.fromkeys(voxel_ids))
+    for start in range(0, len(ids), 500):
+        stmt = select(c.voxel_id, c.stage, c.result).where(
+            and_(c.voxel_id.in_(ids[start : start + 500]), c.current.is_(True))
+        )
+        for voxel_id, stage, result in conn.execute(stmt):
+            found.setdefault(str(voxel_id), {})[str(stage)] = json.loads(result)
+    return found
+
+
+def current_view(voxel: Voxel, current: Mapping[str, dict[str, Any]]) -> Voxel:
+    """``voxel`` as its current result versions describe it (what search indexes).
+
+    A copy whose ``traits`` hold each stage's current result in place of the sealed one; the
+    sealed document itself is untouched (``voxels verify`` still checks that one).
+    """
+    if not current:
+        return voxel
+    traits = dict(voxel.traits)
+    for stage, result in current.items():
+        traits[STAGE_TRAITS[stage]] = result
+    return voxel.model_copy(update={"traits": traits})
+
+
 class ResultVersions(Tables):
     """The ``voxel_results`` table (thread-safe; one engine)."""
 
@@ -148,11 +187,20 @@ class ResultVersions(Tables):
         *,
         run_id: str,
         event_id: str,
+        then: Callable[[Any, ResultVersion], None] | None = None,
     ) -> ResultVersion:
         """Add ``result`` as the newest version of ``stage`` for ``voxel`` and make it current.
 
         The sealed result is kept as version 1 first. Idempotent per run: a second call for
-        the same run returns the version the first one wrote.
+        the same run returns the version the first one wrote. ``then(conn, version)`` runs in
+        the same transaction after the write (the search index row is rewritten there), and
+        again for an already written version, so a retry also repairs what follows it.
+
+        Two calls at once for one voxel and stage (two collectors recording two copies of one
+        item: the broker delivers at least once) both read the same highest ``seq``; the one
+        that commits second breaks a unique key (``seq``, or ``run_id`` for the same run) and
+        is run again in a new transaction, where it finds the other's version (same run:
+        returned as written) or the new highest ``seq`` -- not an error for the caller.
         """
         if stage not in STAGE_TRAITS:
             raise ValueError(f"unknown stage {stage!r}: {', '.join(STAGE_TRAITS)}")
@@ -167,7 +215,10 @@ class ResultVersions(Tables):
                 .first()
             )
             if done is not None:
-                return _version(done)
+                written = _version(done)
+                if then is not None:
+                    then(conn, written)
+                return written
             now = time.time()
             top = conn.scalar(select(func.max(c.seq)).where(mine))
             if top is None:
@@ -190,10 +241,18 @@ class ResultVersions(Tables):
                 id=str(uuid.uuid4()),
             )
             conn.execute(insert(voxel_results).values(**self._row(fresh, True)))
+            if then is not None:
+                then(conn, fresh)
             return fresh
 
-        written: ResultVersion = self._run("write", run)
-        return written
+        for attempt in range(1, _CONFLICT_ATTEMPTS + 1):
+            try:
+                written: ResultVersion = self._run("write", run)
+                return written
+            except BackendError as exc:
+                if attempt == _CONFLICT_ATTEMPTS or not isinstance(exc.__cause__, IntegrityError):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
     def _row(version: ResultVersion, current: bool) -> dict[str, Any]:
@@ -210,8 +269,30 @@ class ResultVersions(Tables):
             "created_unix": version.created_unix,
         }
 
-    def set_current(self, voxel_id: str, stage: str, seq: int) -> bool:
-        """Make version ``seq`` of ``stage`` current (False: no such stored version)."""
+    def views(self, voxels: Sequence[Voxel]) -> list[Voxel]:
+        """Each voxel as its current result versions describe it (:func:`current_view`)."""
+        if not voxels:
+            return []
+        found: dict[str, dict[str, dict[str, Any]]] = self._run(
+            "read", lambda conn: current_results(conn, [v.id for v in voxels])
+        )
+        return [current_view(v, found.get(v.id, {})) for v in voxels]
+
+    def set_current(
+        self,
+        voxel_id: str,
+        stage: str,
+        seq: int,
+        *,
+        then: Callable[[Any], None] | None = None,
+    ) -> bool:
+        """Make version ``seq`` of ``stage`` current (False: no such stored version).
+
+        ``then(conn)`` runs in the same transaction after the move: the voxel's search index
+        row is rewritten there. Call :meth:`~thunderline.sources.reprocess.ResultRecorder.
+        set_current`, which passes it; without it the index row keeps the previous current
+        version (``voxels verify --all`` reports it ``index_stale``).
+        """
         c = voxel_results.c
 
         def run(conn: Any) -> bool:
@@ -219,6 +300,8 @@ class ResultVersions(Tables):
             if conn.scalar(select(c.id).where(and_(mine, c.seq == seq))) is None:
                 return False
             conn.execute(update(voxel_results).where(mine).values(current=c.seq == seq))
+            if then is not None:
+                then(conn)
             return True
 
         moved: bool = self._run("write", run)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import weakref
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
@@ -209,17 +210,66 @@ def metadata_sha256(metadata: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(metadata).encode("utf-8")).hexdigest()
 
 
-def seal(fields: dict[str, Any]) -> Voxel:
+def seal(fields: dict[str, Any], *, json_traits: bool = False) -> Voxel:
     """Make a voxel from its fields, computing ``checksums.metadata_sha256``.
 
     ``fields`` holds everything but the metadata checksum; ``fields["checksums"]`` holds
     ``payload_sha256``. Validation errors propagate as :class:`pydantic.ValidationError`.
+
+    ``json_traits=True``: the caller vouches that ``fields["traits"]`` holds JSON values
+    only (string keys; dicts, lists, strings, finite numbers, booleans, None: what
+    ``model_dump(mode="json")`` returns), so the metadata takes them as they are instead of
+    serialising them once more (that dump would return them unchanged; the voxel builder's
+    traits are such dumps). The voxel and its checksum are the same either way.
     """
     draft = dict(fields)
     payload_sha = draft["checksums"]["payload_sha256"]
     draft["checksums"] = {"payload_sha256": payload_sha, "metadata_sha256": "0" * 64}
     unsealed = Voxel.model_validate(draft)
-    digest = unsealed.compute_metadata_sha256()
-    return unsealed.model_copy(
+    if json_traits:
+        metadata = unsealed.model_dump(mode="json", exclude={"traits"})
+        metadata["checksums"] = {"payload_sha256": payload_sha}
+        metadata["traits"] = unsealed.traits
+    else:
+        metadata = unsealed.metadata()
+    meta_json = canonical_json(metadata)
+    digest = hashlib.sha256(meta_json.encode("utf-8")).hexdigest()
+    voxel = unsealed.model_copy(
         update={"checksums": Checksums(payload_sha256=payload_sha, metadata_sha256=digest)}
     )
+    # the whole document is the metadata JSON with the digest added to ``checksums``
+    # (sorted keys: ``metadata_sha256`` comes before ``payload_sha256``): kept for the store,
+    # so a voxel sealed here is serialised once, not once more when it is written
+    anchor = f'"checksums":{{"payload_sha256":"{payload_sha}"}}'
+    if meta_json.count(anchor) == 1:
+        whole = f'"checksums":{{"metadata_sha256":"{digest}","payload_sha256":"{payload_sha}"}}'
+        _remember(voxel, meta_json.replace(anchor, whole))
+    return voxel
+
+
+#: id(voxel) -> (weak reference to it, its canonical JSON as sealed): see :func:`sealed_json`
+_SEALED: dict[int, tuple[weakref.ref[Voxel], str]] = {}
+
+
+def _remember(voxel: Voxel, doc: str) -> None:
+    key = id(voxel)
+
+    def forget(ref: weakref.ref[Voxel], key: int = key) -> None:
+        entry = _SEALED.get(key)
+        if entry is not None and entry[0] is ref:
+            _SEALED.pop(key, None)
+
+    _SEALED[key] = (weakref.ref(voxel, forget), doc)
+
+
+def sealed_json(voxel: Voxel) -> str | None:
+    """The canonical JSON :func:`seal` made for this very voxel object, else None.
+
+    Only the object :func:`seal` returned has it (a ``model_copy``, a voxel read back or
+    parsed from JSON has not: its JSON is made anew); the entry goes when the voxel does.
+    Callers still check the metadata SHA-256 against it.
+    """
+    entry = _SEALED.get(id(voxel))
+    if entry is not None and entry[0]() is voxel:
+        return entry[1]
+    return None

@@ -17,9 +17,10 @@
   edges (plus self-edges); every parent must exist (in the database or in the batch).
   :meth:`VoxelStore.add_parents` on an existing voxel checks each parent with the recursive
   CTE of :mod:`.lineage` instead.
-* **Bulk writes.** :meth:`VoxelStore.put_many` writes a batch with one multi-row statement per
-  table (payloads, voxels with ``ON CONFLICT DO NOTHING RETURNING id``, lineage edges) plus
-  one ``SELECT`` for the voxels that already existed, in one transaction (all or none).
+* **Bulk writes.** :meth:`VoxelStore.put_many` writes a batch with one ``executemany`` per
+  table (payloads and voxels with ``ON CONFLICT DO NOTHING``, lineage edges), one ``SELECT``
+  of the written ids (which rows are ours) and, only when some already existed, one for the
+  winners, in one transaction (all or none).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from pydantic import ValidationError
-from sqlalchemy import Engine, RowMapping, func, literal, select, update
+from sqlalchemy import Engine, RowMapping, bindparam, func, literal, select, update
 from sqlalchemy.engine import Connection
 from uuid6 import uuid7
 
@@ -48,7 +49,14 @@ from thunderline.search.hook import docs_for as search_docs_for
 from thunderline.search.index import index_voxels
 from thunderline.search.similar import vectors_for, write_vectors
 from thunderline.voxel import lineage
-from thunderline.voxel.db import backend_errors, insert_ignore, make_engine, migrate
+from thunderline.voxel.db import (
+    DriverInsert,
+    DriverQuery,
+    backend_errors,
+    insert_ignore,
+    make_engine,
+    migrate,
+)
 from thunderline.voxel.errors import (
     InvalidVoxelError,
     InvalidVoxelIdError,
@@ -58,7 +66,7 @@ from thunderline.voxel.errors import (
     VoxelNotFoundError,
 )
 from thunderline.voxel.paging import CHUNK, MAX_SCAN, Cursor, VoxelFilter
-from thunderline.voxel.schema import Voxel, canonical_json
+from thunderline.voxel.schema import Voxel, canonical_json, sealed_json
 from thunderline.voxel.tables import (
     INLINE,
     OBJECT,
@@ -113,6 +121,20 @@ class VoxelStore:
         self.objects = objects
         self.revision = migrate(self.engine)
         self._embedder: Any = None  # thunderline.search.embed.Embedder, loaded on first use
+        # statements built once; the bulk write's payload and voxel rows go to the driver's
+        # executemany (compiled once: no per-row parameter processing), its row count read
+        self._insert_payloads = DriverInsert(
+            self.engine, insert_ignore(self.engine, voxel_payloads), ("sha256", "size", "data")
+        )
+        self._insert_voxels = DriverInsert(
+            self.engine, insert_ignore(self.engine, voxels), _VOXEL_COLUMNS
+        )
+        self._select_keys = select(voxels.c.id, voxels.c.dedup_key).where(
+            voxels.c.id.in_(bindparam("ids", expanding=True))
+        )
+        self._insert_edges = insert_ignore(self.engine, voxel_edges)
+        # the verified read's one query, compiled once and run on a pooled driver cursor
+        self._location_and_inline = DriverQuery(self.engine, _LOCATION_AND_INLINE, "voxel read")
         self._embedder_lock = threading.Lock()
 
     @property
@@ -178,12 +200,20 @@ class VoxelStore:
             if self.settings.search.embed
             else []
         )
-        with backend_errors("voxel write"), self.engine.begin() as conn:
-            results = self._put_batch(conn, prepared)
-            created = {r.voxel.id for r in results if r.created}
-            index_voxels(conn, [doc for doc in index if doc.voxel_id in created])
-            write_vectors(conn, [row for row in vectors if row[0] in created])
-            return results
+        for exact in (False, True):
+            try:
+                with backend_errors("voxel write"), self.engine.begin() as conn:
+                    results = self._put_batch(conn, prepared, exact=exact)
+                    created = {r.voxel.id for r in results if r.created}
+                    # created by this transaction: no index row of theirs to replace
+                    index_voxels(
+                        conn, [doc for doc in index if doc.voxel_id in created], fresh=True
+                    )
+                    write_vectors(conn, [row for row in vectors if row[0] in created])
+                    return results
+            except _Ambiguous:  # rolled back: written again, telling old rows from new first
+                continue
+        raise AssertionError("unreachable: the exact write never raises _Ambiguous")
 
     def _prepare(self, voxel: Voxel, payload: bytes | None) -> _Prepared:
         doc = _checked_doc(voxel)
@@ -203,7 +233,9 @@ class VoxelStore:
             )
         return _Prepared(voxel, None, OBJECT, key, doc)
 
-    def _put_batch(self, conn: Connection, batch: list[_Prepared]) -> list[PutResult]:
+    def _put_batch(
+        self, conn: Connection, batch: list[_Prepared], *, exact: bool
+    ) -> list[PutResult]:
         # the same source and bytes twice in the batch: the first is written, the rest follow it
         first: dict[str, _Prepared] = {}
         for entry in batch:
@@ -211,28 +243,16 @@ class VoxelStore:
         unique = list(first.values())
         payloads = {e.voxel.payload_sha256: e.payload for e in unique if e.payload is not None}
         if payloads:
-            conn.execute(
-                insert_ignore(self.engine, voxel_payloads),
+            self._insert_payloads.run(
+                conn,
                 [
                     {"sha256": sha, "size": len(data), "data": data}
                     for sha, data in payloads.items()
                 ],
             )
-        keys = [e.key for e in unique]
-        before = set(conn.scalars(select(voxels.c.id).where(voxels.c.dedup_key.in_(keys))))
-        todo = [e for e in unique if e.voxel.id not in before]
-        created: set[str] = set()
-        if todo:
-            conn.execute(insert_ignore(self.engine, voxels), [_row(entry) for entry in todo])
-            # a row with our id and our key is ours: a key a concurrent writer won is under
-            # its id; our id on another key is a clash (refused below), not a creation
-            ours = {e.voxel.id: e.key for e in todo}
-            rows = conn.execute(
-                select(voxels.c.id, voxels.c.dedup_key).where(voxels.c.id.in_(list(ours)))
-            )
-            created = {row.id for row in rows if ours[row.id] == row.dedup_key}
+        created = self._insert_new(conn, unique, exact=exact)
         existing: dict[str, Voxel] = {}
-        lost = [e.key for e in unique if e.voxel.id not in created]
+        lost = [e.key for e in unique if e.key not in created]
         if lost:  # another write of the same source and bytes won (earlier, or concurrently)
             for row in conn.execute(select(voxels).where(voxels.c.dedup_key.in_(lost))).mappings():
                 existing[row["dedup_key"]] = self.from_row(row)
@@ -242,16 +262,48 @@ class VoxelStore:
                     f"{len(missing)} voxel id(s) already used by other voxels",
                     details={"dedup_keys": missing[:10]},
                 )
-        fresh = [e.voxel for e in unique if e.voxel.id in created]
+        fresh = [e.voxel for e in unique if e.key in created]
         self._link_new(conn, fresh)
         results = []
         for entry in batch:
             winner = first[entry.key]
-            if entry is winner and winner.voxel.id in created:
+            if entry is winner and entry.key in created:
                 results.append(PutResult(entry.voxel, created=True))
             else:
                 results.append(PutResult(existing.get(entry.key, winner.voxel), created=False))
         return results
+
+    def _insert_new(self, conn: Connection, unique: list[_Prepared], *, exact: bool) -> set[str]:
+        """Insert the voxel rows (``ON CONFLICT DO NOTHING``); the dedup keys this call created.
+
+        A row is ours when it holds our id with our key; a key an earlier or concurrent writer
+        won is under its id, and our id on another key is a clash (refused by the caller).
+        Fast path (``exact=False``): the insert's row count says it all when every row or no
+        row went in; otherwise one ``SELECT`` of our ids tells which, unless a row with our
+        id and key was there before (the same voxel sent again beside new ones): then
+        :class:`_Ambiguous`, and the caller writes the batch again with ``exact=True``, which
+        reads the existing keys first (one more round trip). No ``RETURNING``: SQLAlchemy
+        renders it as one statement of rows x columns parameters instead of the driver's
+        ``executemany``, 3x slower on PostgreSQL.
+        """
+        if exact:
+            keys = [e.key for e in unique]
+            before = set(conn.scalars(select(voxels.c.id).where(voxels.c.dedup_key.in_(keys))))
+            unique = [e for e in unique if e.voxel.id not in before]
+            if not unique:
+                return set()
+        written = self._insert_voxels.run(conn, [_row(entry) for entry in unique])
+        if not exact and written == len(unique):
+            return {e.key for e in unique}  # every row we sent went in: all ours
+        if not exact and written == 0:
+            return set()
+        ours = {e.voxel.id: e.key for e in unique}
+        rows = conn.execute(self._select_keys, {"ids": list(ours)})
+        pairs = {(row.id, row.dedup_key) for row in rows}
+        created = {e.key for e in unique if (e.voxel.id, e.key) in pairs}
+        if not exact and (written < 0 or len(created) != written):
+            raise _Ambiguous  # a row count the driver did not give counts as ambiguous too
+        return created
 
     def _link_new(self, conn: Connection, fresh: list[Voxel]) -> None:
         """Lineage edges of voxels this transaction created: checked per batch, one insert."""
@@ -274,7 +326,7 @@ class VoxelStore:
                 )
         _check_acyclic(edges, new_ids)
         conn.execute(
-            insert_ignore(self.engine, voxel_edges),
+            self._insert_edges,
             [{"child_id": c, "parent_id": p} for c, p in edges],
         )
 
@@ -582,23 +634,30 @@ class VoxelStore:
         return {edge.parent_id for edge in self.ancestors(voxel_id)}
 
     # ---- payloads ---------------------------------------------------------------------------
-    def _location(self, voxel: Voxel) -> str:
-        rows = self._query(select(voxels.c.payload_location).where(voxels.c.id == voxel.id))
-        if not rows:
-            raise VoxelNotFoundError(f"no voxel {voxel.id}")
-        return str(rows[0]["payload_location"])
-
     def inline_copy(self, sha: str) -> bytes | None:
         """The inline payload row of this SHA-256, unverified (None: no inline copy)."""
         rows = self._query(select(voxel_payloads.c.data).where(voxel_payloads.c.sha256 == sha))
         return bytes(rows[0]["data"]) if rows else None
 
+    def _stored(self, voxel: Voxel) -> bytes | None:
+        """The voxel's inline payload bytes, unverified; None when it is in the object store.
+
+        One query reads the voxel's payload location and its inline row together (on a
+        pooled driver cursor: :class:`~thunderline.voxel.db.DriverQuery`).
+        """
+        row = self._location_and_inline.first({"id": voxel.id, "sha": voxel.payload_sha256})
+        if row is None:
+            raise VoxelNotFoundError(f"no voxel {voxel.id}")
+        if row[0] != INLINE:
+            return None
+        if row[1] is None:
+            raise PayloadMissingError(f"inline payload of voxel {voxel.id} is missing")
+        return bytes(row[1])
+
     def read_raw(self, voxel: Voxel) -> bytes:
         """The stored payload bytes WITHOUT verification (benchmarks and ``verify`` only)."""
-        if self._location(voxel) == INLINE:
-            data = self.inline_copy(voxel.payload_sha256)
-            if data is None:
-                raise PayloadMissingError(f"inline payload of voxel {voxel.id} is missing")
+        data = self._stored(voxel)
+        if data is not None:
             return data
         path = self.objects.local_path(voxel.payload_sha256)
         if path is not None:
@@ -606,18 +665,15 @@ class VoxelStore:
         return self.objects.get_bytes(voxel.payload_sha256)
 
     def read_payload(self, voxel: Voxel | str) -> bytes:
-        """The payload bytes, re-hashed and compared with the voxel's SHA-256 first."""
+        """The payload bytes, re-hashed and compared with the voxel's SHA-256 first.
+
+        Inline bytes come with the voxel's payload location in one query.
+        """
         if isinstance(voxel, str):
             voxel = self.get(voxel)
-        what = f"payload of voxel {voxel.id}"
-        if self._location(voxel) == INLINE:
-            data = self.inline_copy(voxel.payload_sha256)
-            if data is None:
-                raise PayloadMissingError(f"inline payload of voxel {voxel.id} is missing")
-            actual = hashlib.sha256(data).hexdigest()
-            if actual != voxel.payload_sha256:
-                raise checksum_mismatch(what, voxel.payload_sha256, actual)
-            return data
+        data = self._stored(voxel)
+        if data is not None:
+            return _verified(voxel, data)
         try:
             return self.objects.get_bytes(voxel.payload_sha256)
         except PayloadNotFound as exc:
@@ -631,9 +687,9 @@ class VoxelStore:
         """
         if isinstance(voxel, str):
             voxel = self.get(voxel)
-        if self._location(voxel) == INLINE:
-            data = self.read_payload(voxel)
-            dest.write(data)
+        data = self._stored(voxel)
+        if data is not None:
+            dest.write(_verified(voxel, data))
             return len(data)
         try:
             return self.objects.copy_verified(voxel.payload_sha256, dest)
@@ -746,6 +802,27 @@ class VoxelStore:
         return data.decode("utf-8", "replace")
 
 
+#: A voxel's payload location and its inline bytes (NULL when there is no inline row), by
+#: voxel id and payload SHA-256: one round trip for a verified read.
+_LOCATION_AND_INLINE = (
+    select(voxels.c.payload_location, voxel_payloads.c.data)
+    .select_from(voxels.outerjoin(voxel_payloads, voxel_payloads.c.sha256 == bindparam("sha")))
+    .where(voxels.c.id == bindparam("id"))
+)
+
+
+class _Ambiguous(Exception):
+    """A batch mixed new voxels with ones already stored under the same ids (rolled back)."""
+
+
+def _verified(voxel: Voxel, data: bytes) -> bytes:
+    """``data`` if it hashes to the voxel's payload SHA-256, else ChecksumMismatch."""
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != voxel.payload_sha256:
+        raise checksum_mismatch(f"payload of voxel {voxel.id}", voxel.payload_sha256, actual)
+    return data
+
+
 @dataclass(frozen=True)
 class _Prepared:
     """A voxel checked and ready to write: its payload (inline only), location, key, JSON."""
@@ -763,12 +840,15 @@ def _checked_doc(voxel: Voxel) -> str:
     One serialisation does both: the metadata JSON is the document with ``checksums`` holding
     the payload hash only.
     """
-    doc = canonical_json(voxel.model_dump(mode="json"))
+    doc = sealed_json(voxel)  # serialised when sealed (the builder's voxels): not again
+    if doc is None:
+        doc = canonical_json(voxel.model_dump(mode="json"))
     sums = voxel.checksums
-    whole = canonical_json(
-        {"metadata_sha256": sums.metadata_sha256, "payload_sha256": sums.payload_sha256}
+    # canonical JSON of the checksums (both validated as 64 lower-case hex digits: no escapes)
+    anchor = (
+        f'"checksums":{{"metadata_sha256":"{sums.metadata_sha256}",'
+        f'"payload_sha256":"{sums.payload_sha256}"}}'
     )
-    anchor = f'"checksums":{whole}'
     if doc.count(anchor) == 1:
         meta_json = doc.replace(anchor, f'"checksums":{{"payload_sha256":"{sums.payload_sha256}"}}')
         actual = hashlib.sha256(meta_json.encode("utf-8")).hexdigest()
@@ -777,6 +857,10 @@ def _checked_doc(voxel: Voxel) -> str:
     if actual != sums.metadata_sha256:
         raise InvalidVoxelError(f"voxel {voxel.id} metadata checksum does not match")
     return doc
+
+
+#: The columns :func:`_row` gives, in the table's order.
+_VOXEL_COLUMNS = tuple(c.name for c in voxels.columns)
 
 
 def _row(entry: _Prepared) -> dict[str, Any]:

@@ -121,6 +121,8 @@ source_roots = Table(
     Column("created_unix", Float, nullable=False),
     Column("last_sync_unix", Float, nullable=True),
     Column("last_summary", Text, nullable=True),  # JSON of the last pass's counts
+    # + 1 with every write of what a pass compares (migration ``0010_source_generation``)
+    Column("generation", BigInteger, nullable=False, default=0, server_default="0"),
 )
 
 #: The source ledger: one row per version of each entry of a source root.

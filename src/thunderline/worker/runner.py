@@ -19,7 +19,8 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 from thunderline.bus.base import DLQ_TOPIC, TERMINAL_TOPIC
 from thunderline.bus.factory import open_bus
@@ -29,10 +30,53 @@ from thunderline.errors import ConfigError
 from thunderline.flow.collector import COLLECT_STAGE
 from thunderline.flow.engine import Pipeline
 from thunderline.objects.factory import open_object_store
-from thunderline.outcomes import OutcomeStore
+from thunderline.obs.heap import freeze_after_startup
 from thunderline.runtime import WIRING, build_stages, enabled_stage_names
 
 _log = logging.getLogger("thunderline.worker")
+
+#: Seconds a shutdown step may run past its own bounds before it is abandoned.
+_SHUTDOWN_MARGIN_S = 20.0
+
+
+async def bounded_step(step: Coroutine[Any, Any, None], limit_s: float, what: str) -> bool:
+    """Await one shutdown step for at most ``limit_s`` seconds.
+
+    A step that overruns is cancelled and logged as an ERROR with the stack of every task
+    still pending, so that a shutdown which would have hung (a broker reply that never comes,
+    a task that ignores its cancellation) ends and says where it stood. Unacknowledged
+    messages go back to their queues when the connection closes, so nothing is lost.
+
+    Returns:
+        True when the step finished in time.
+    """
+    # asyncio.wait, not wait_for: wait_for awaits the cancelled step, which hangs on a step
+    # that ignores its cancellation; here the overrun is cancelled and left behind
+    step_task = asyncio.ensure_future(step)
+    done, _ = await asyncio.wait({step_task}, timeout=limit_s)
+    if step_task in done:
+        step_task.result()  # a step that failed raises here, as it would when awaited
+        return True
+    current = asyncio.current_task()
+    stacks = []
+    for task in asyncio.all_tasks():
+        if task is current or task.done():
+            continue
+        frames = task.get_stack(limit=8)
+        where = " <- ".join(
+            f"{f.f_code.co_filename.rsplit('/', 1)[-1]}:{f.f_lineno} {f.f_code.co_name}"
+            for f in reversed(frames)
+        )
+        stacks.append(f"{task.get_name()}: {where}")
+    _log.error(
+        "shutdown: %s did not finish in %.0fs; abandoned. Pending tasks:\n%s",
+        what,
+        limit_s,
+        "\n".join(stacks) or "(none)",
+    )
+    step_task.cancel()
+    return False
+
 
 #: Every stage a worker can run, in pipeline order.
 WORKER_STAGES = (*(spec.name for spec in WIRING), COLLECT_STAGE)
@@ -79,6 +123,7 @@ class Worker:
             max_demand=settings.max_demand,
             shutdown_timeout_s=settings.shutdown_timeout_s,
             run_collector=COLLECT_STAGE in self.stage_names,
+            malloc_trim_mb=settings.malloc_trim_mb,
         )
         # every queue's messages and consumers for Prometheus (ThunderlineStageUnserved)
         self.sampler = QueueSampler(self.bus, WATCHED_TOPICS)
@@ -108,13 +153,20 @@ class Worker:
         """Declare the queues, open the outcome store if collecting, start the stages and sampler.
 
         Every stage queue, the terminal topic and the DLQ are declared first; the collector, when
-        this worker runs it, gets an :class:`OutcomeStore`. Then the pipeline starts serving, the
+        this worker runs it, gets an :class:`OutcomeStore` that also records reprocess results
+        (:class:`~thunderline.sources.reprocess_bus.ReprocessOutcomes`). Then the pipeline starts serving, the
         queue sampler starts and :attr:`ready` is set.
         """
         await self.bus.declare([*WORKER_STAGES[:-1], TERMINAL_TOPIC, DLQ_TOPIC])
         if self.pipeline.run_collector:
-            self.pipeline.outcomes = await asyncio.to_thread(OutcomeStore, self.settings)
+            # it also records reprocess results (a marked terminal event: a result version)
+            from thunderline.sources.reprocess_bus import ReprocessOutcomes
+
+            self.pipeline.outcomes = await asyncio.to_thread(
+                ReprocessOutcomes, self.settings, self.store
+            )
         await self.pipeline.start()
+        freeze_after_startup()  # the stages' models are loaded: out of the collector's walk
         self.sampler.start()
         self.ready.set()
 
@@ -122,10 +174,13 @@ class Worker:
         """Stop pulling, finish what is held (bounded), then close (the rest is redelivered)."""
         started = time.monotonic()
         await self.sampler.stop()
+        # the pipeline's own drain is bounded by TL_SHUTDOWN_TIMEOUT_S, then 10 s for the
+        # collector; past both (and a margin) the broker gets the rest back when we close
+        limit = self.settings.shutdown_timeout_s + 10.0 + _SHUTDOWN_MARGIN_S
         try:
-            await self.pipeline.stop(drain=True)
+            await bounded_step(self.pipeline.stop(drain=True), limit, "pipeline stop")
         finally:
-            await self.bus.close()
+            await bounded_step(self.bus.close(), _SHUTDOWN_MARGIN_S, "bus close")
             if self.pipeline.outcomes is not None:
                 self.pipeline.outcomes.close()
         _log.warning("worker %s stopped after %.1fs", self.name, time.monotonic() - started)

@@ -31,8 +31,12 @@ def test_schemathesis_finds_no_failure(served: Served, tmp_path: Path) -> None:
         "all",
         "--exclude-path",
         "/v1/events",
+        # One worker: with two, hypothesis describes filter lambdas with ast.parse in two
+        # threads at once, and CPython 3.11's AST builder shares its recursion counter between
+        # threads (python/cpython#106905): the coverage phase died with "SystemError: AST
+        # constructor recursion depth mismatch" in CI, with no request having failed.
         "--workers",
-        "2",
+        "1",
         "--seed",
         "20261127",
         "-H",

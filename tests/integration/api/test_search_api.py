@@ -59,3 +59,31 @@ def test_search_export_and_bad_queries(served: Served) -> None:
         frame = pq.read_table(io.BytesIO(parquet.content))
         assert frame.column("name").to_pylist() == ["python-history.txt"]
         assert frame.column("lang").to_pylist() == ["en"]
+
+
+def test_a_query_too_long_says_its_length_not_itself(served: Served) -> None:
+    query = "abcdefghij" * 300
+    with served.client("read") as client:
+        for path, params in (
+            ("/v1/search", {"q": query}),
+            ("/v1/search", {"q": query, "facets": "true", "order": "time"}),
+            ("/v1/export", {"q": query}),
+        ):
+            response = client.get(path, params=params)
+            assert response.status_code == 400, response.text
+            error = response.json()["error"]
+            assert error["code"] == "query_syntax", error
+            assert error["details"] == {"position": 1000, "length": 3000, "limit": 1000}
+            assert "3000 characters" in error["message"] and "limit is 1000" in error["message"]
+            assert len(response.text) < 400 and "abcdefghij" * 3 not in response.text
+
+        # a mistake in a long query of allowed length: a short excerpt of the value
+        bad = client.get("/v1/search", params={"q": "python " * 60 + "size>" + "9x" * 100})
+        assert bad.status_code == 400
+        error = bad.json()["error"]
+        assert error["details"] == {"position": 425} and len(error["message"]) < 200, error
+
+        # the limit is still documented
+        spec = client.get("/openapi.json").json()
+        (q,) = [p for p in spec["paths"]["/v1/search"]["get"]["parameters"] if p["name"] == "q"]
+        assert q["schema"]["maxLength"] == 1000

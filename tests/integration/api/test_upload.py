@@ -313,3 +313,75 @@ def test_short_ids_resolve_and_an_ambiguous_one_is_409(served: Served) -> None:
     assert ambiguous.status_code == 409, ambiguous.text
     error = ambiguous.json()["error"]
     assert error["code"] == "ambiguous_id" and set(error["details"]["candidates"]) <= set(ids)
+
+
+@pytest.mark.parametrize("inline_bytes", [64 * 1024, 0], ids=["on-the-loop", "in-a-thread"])
+def test_upload_is_moved_into_the_store_read_only(
+    served: Served, monkeypatch: pytest.MonkeyPatch, inline_bytes: int
+) -> None:
+    """The spool file (hashed as it was written) becomes the stored object: no copy is left."""
+    from thunderline.api import service as service_module
+
+    monkeypatch.setattr(service_module, "INLINE_UPLOAD_BYTES", inline_bytes)
+    store = served.service.require_runtime().store
+
+    def no_copy(fd: int, *, max_bytes: int | None = None) -> None:
+        raise AssertionError("the upload was copied, not moved")
+
+    monkeypatch.setattr(store, "put_fd", no_copy)
+    data = os.urandom(5000)
+    sha = hashlib.sha256(data).hexdigest()
+    with served.client() as client:
+        first = client.post("/v1/ingest", files={"file": ("a.bin", data)})
+        again = client.post("/v1/ingest", files={"file": ("b.bin", data)})  # same bytes
+    assert first.status_code == again.status_code == 202, (first.text, again.text)
+    assert first.json()["sha256"] == again.json()["sha256"] == sha
+    assert first.json()["artifact"]["path"] is None
+    local = store.local_path(sha)
+    assert local is not None and local.read_bytes() == data
+    assert local.stat().st_mode & 0o777 == 0o444
+    assert spool_files(served) == []
+    for accepted in (first.json(), again.json()):
+        outcome = served.wait_outcome(accepted["correlation_id"])
+        assert outcome["outcome"] == "stored", outcome
+
+
+def test_upload_is_copied_when_it_cannot_be_moved(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spool folder on another file system (EXDEV): the upload is copied, as before."""
+    import errno
+
+    store = served.service.require_runtime().store
+
+    def cross_device(path: Path, sha256: str, size: int) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(store, "adopt", cross_device)
+    data = os.urandom(3000)
+    with served.client() as client:
+        response = client.post("/v1/ingest", files={"file": ("x.bin", data)})
+    assert response.status_code == 202, response.text
+    assert response.json()["sha256"] == hashlib.sha256(data).hexdigest()
+    assert object_exists(served, data)
+    assert spool_files(served) == []
+    outcome = served.wait_outcome(response.json()["correlation_id"])
+    assert outcome["outcome"] == "stored", outcome
+
+
+def test_adopting_over_a_corrupt_object_replaces_it(tmp_path: Path) -> None:
+    """A stored copy that no longer hashes to its name is replaced by the adopted file."""
+    from thunderline.objects.local import LocalObjectStore
+
+    store = LocalObjectStore(tmp_path / "objects")
+    data = b"the real bytes"
+    sha = hashlib.sha256(data).hexdigest()
+    stored = store.put_bytes(data)
+    final = store.local_path(sha)
+    assert final is not None
+    final.chmod(0o644)
+    final.write_bytes(b"rotten")
+    spool = tmp_path / "objects" / "upload-1"
+    spool.write_bytes(data)
+    assert store.adopt(spool, sha, len(data)) == stored
+    assert store.get_bytes(sha) == data and not spool.exists()

@@ -178,3 +178,73 @@ def test_a_big_noisy_page_is_read_by_tesseract_with_heartbeats(
     assert len(lines) >= 18
     assert sum("Warsaw" in line.text or "Physics" in line.text for line in lines) >= 15
     assert beats  # it took more than a heartbeat, and said so
+
+
+def _tesseract_cli(path: Path) -> str:
+    """The raw CLI's text for an image file, as a user would run it."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
+    done = subprocess.run(
+        ["tesseract", str(path), "stdout", "-l", "eng"], capture_output=True, check=True, env=env
+    )
+    return _words(done.stdout.decode("utf-8", "replace"))
+
+
+def test_tesseract_through_ours_reads_what_its_cli_reads(tmp_path: Path) -> None:
+    """Large type among specks: what Tesseract makes of them depends on the resolution the file
+    declares (a photo's 72 dpi is not an image without one). Ours reads the same page as the
+    CLI, from the file or from memory with the resolution passed, and prints what it prints."""
+    import random
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    _require("tesseract")
+    image = Image.new("RGB", (1000, 500), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=120)
+    draw.text((20, 20), "Marie Curie", fill="black", font=font)
+    draw.text((20, 220), "Warsaw 1867", fill="black", font=font)
+    rng = random.Random(5)
+    for _ in range(200):
+        x, y, r = rng.randrange(1000), rng.randrange(500), rng.randrange(2, 6)
+        draw.ellipse((x, y, x + r, y + r), fill="black")
+    files = {
+        "none": tmp_path / "none.png",
+        "png300": tmp_path / "png300.png",
+        "jpg72": tmp_path / "jpg72.jpg",
+    }
+    image.save(files["none"])
+    image.save(files["png300"], dpi=(300, 300))
+    image.save(files["jpg72"], quality=95, dpi=(72, 72))
+    raw = {name: _tesseract_cli(path) for name, path in files.items()}
+    # the page is one whose reading depends on the declared resolution
+    assert raw["none"] != raw["png300"] and raw["none"] != raw["jpg72"], raw
+    for name, path in files.items():
+        with Image.open(path) as opened:
+            from_file = ocr.recognise(opened, lambda: None, "tesseract")
+            dpi = ocr.image_dpi(opened)
+            opened.load()
+            in_memory = Image.frombytes(opened.mode, opened.size, opened.tobytes())
+        ours = _words("\n".join(line.text for line in from_file))
+        assert ours == raw[name], (name, ours, raw[name])
+        lines = ocr.recognise(in_memory, lambda: None, "tesseract", dpi=dpi)
+        assert _words("\n".join(line.text for line in lines)) == raw[name], name
+        assert all(0.0 <= w.confidence <= 1.0 for ln in lines for w in ln.words)
+
+
+def test_a_file_tesseract_cannot_read_is_read_from_the_decoded_image(tmp_path: Path) -> None:
+    """Should Tesseract fail on the image's own file, the page Pillow decoded goes instead."""
+    from PIL import Image
+
+    _require("tesseract")
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+    with Image.open(_page(tmp_path / "page.png", "PNG")) as opened:
+        opened.load()
+        lines = ocr._recognise_tesseract(opened, lambda: None, "eng", None, str(broken))
+    read = [_words(line.text) for line in lines]
+    assert len(read) == len(LINES), read
+    for line, printed in zip(read, LINES, strict=True):
+        assert _cer(printed, line) <= 1 / len(printed), (line, printed)

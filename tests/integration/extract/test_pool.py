@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from thunderline import malloc
 from thunderline.extract.errors import (
     ExtractCrashError,
     ExtractionError,
     ExtractMemoryError,
     ExtractTimeoutError,
 )
-from thunderline.extract.pool import ExtractPool, Job, PoolConfig
+from thunderline.extract.pool import ExtractPool, Job, PoolConfig, worker_command
 from thunderline.obs import metrics
 from thunderline.testing.corpus import build_corpus
 
@@ -147,6 +148,25 @@ async def test_workers_restart_after_n_files(some_file: Path) -> None:
     assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4]
 
 
+@pytest.mark.skipif(not malloc.available(), reason="needs glibc's malloc_trim")
+async def test_a_worker_gives_a_files_freed_heap_back_and_keeps_serving(some_file: Path) -> None:
+    async def run(trim_mb: float) -> tuple[int, int, list[int]]:
+        pool = ExtractPool(_config(malloc_trim_mb=trim_mb))
+        try:
+            during = int((await pool.extract(_job(some_file, "fragment"))).text)
+            after = int((await pool.extract(_job(some_file, "rss"))).text)
+            pids = [await _pid(pool, some_file, n) for n in range(3)]
+        finally:
+            await pool.close()
+        return during, after, pids
+
+    during, after, pids = await run(0.0)  # trim after every file
+    assert after < during - 30 * 2**20, (during, after)  # the ~48 MB freed went back
+    assert len(set(pids)) == 1  # a trim is not a restart: the same worker serves on
+    kept_during, kept_after, _ = await run(-1.0)  # never trim: glibc keeps it
+    assert kept_after > kept_during - 8 * 2**20, (kept_during, kept_after)
+
+
 async def test_a_parser_error_is_typed_and_keeps_the_worker(tmp_path: Path) -> None:
     bad = tmp_path / "bad.docx"
     bad.write_bytes(b"PK\x03\x04 not really a zip")
@@ -161,3 +181,24 @@ async def test_a_parser_error_is_typed_and_keeps_the_worker(tmp_path: Path) -> N
         assert await _pid(pool, good, 1) == before
     finally:
         await pool.close()
+
+
+async def test_a_result_out_of_bounds_is_this_files_extraction_error(some_file: Path) -> None:
+    """The worker builds its result without validating it; the supervisor's parse refuses a
+    value out of its bounds as the extractor's failure on this file, and keeps the worker."""
+    pool = ExtractPool(_config())
+    try:
+        before = await _pid(pool, some_file, 0)
+        with pytest.raises(ExtractionError) as caught:
+            await pool.extract(_job(some_file, "invalid"))
+        assert caught.value.reason == "extraction"
+        assert "width" in str(caught.value)
+        assert caught.value.details["error_type"] == "ValidationError"
+        assert await _pid(pool, some_file, 1) == before
+    finally:
+        await pool.close()
+
+
+def test_the_worker_command_carries_the_trim_threshold() -> None:
+    assert worker_command(512, (), 16.0)[-2:] == ["--trim-mb", "16.0"]
+    assert "--trim-mb" not in worker_command(512)

@@ -5,7 +5,10 @@ Texts containing a marker misbehave on purpose, whether they come alone or in a 
 whole ``nlp.pipe`` call misbehaves then, as a real pipeline would); every other text is
 processed by the real worker code unchanged.
 
-- ``@@HANG@@``: ignore SIGALRM and sleep: a worker stuck where its own timeout cannot fire.
+- ``@@HANG@@``: ignore the timer signal and sleep: a worker blocked without using CPU, where
+  its own timeout cannot fire (only the pool's wall-clock backstop catches it).
+- ``@@SPIN@@``: ignore the timer signal and spin: a worker burning CPU where its own timeout
+  cannot fire (the pool's CPU budget catches it).
 - ``@@GARBAGE@@``: answer with a line that is not JSON for that document.
 - ``@@CRASH@@``: die at once (exit code 13) while holding the document.
 - ``@@SLOW@@``: take 1.8 s per marked document (within the worker's own timeout when that is
@@ -31,8 +34,12 @@ _original_encode = real.RequestLoop.encode
 def analyze_many(self: real.Analyzer, requests: Sequence[real.Request]) -> list[dict[str, Any]]:
     texts = [r.text for r in requests]
     if any("@@HANG@@" in t for t in texts):
-        signal.signal(signal.SIGALRM, signal.SIG_IGN)
+        signal.signal(real.TIMER_SIGNAL, signal.SIG_IGN)
         time.sleep(3600)
+    if any("@@SPIN@@" in t for t in texts):
+        signal.signal(real.TIMER_SIGNAL, signal.SIG_IGN)
+        while True:
+            pass
     if any("@@CRASH@@" in t for t in texts):
         os._exit(13)
     if any("@@RAISE@@" in t for t in texts):

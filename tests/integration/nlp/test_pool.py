@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from typing import Any
 
 import pytest
@@ -87,14 +88,52 @@ async def test_recycle_after_n_documents() -> None:
 
 
 async def test_hung_worker_is_killed_and_the_document_times_out(fault_command: list[str]) -> None:
-    config = pool_config(workers=1, doc_timeout_s=0.2)
+    # blocked without using CPU: only the wall-clock backstop can catch it
+    config = pool_config(workers=1, doc_timeout_s=0.2, doc_wall_timeout_s=0.4)
     async with NlpPool(config, worker_command=fault_command) as pool:
         with pytest.raises(NlpTimeoutError) as caught:
             await pool.process("hang", "this @@HANG@@ forever")
         assert is_retryable(caught.value)
+        assert caught.value.details["clock"] == "wall"
         assert pool.stats.restarts["timeout"] == 1
         ok = await pool.process("next", "Life goes on in Madrid.")
         assert ok.doc_id == "next"
+
+
+async def test_spinning_worker_is_killed_on_its_cpu_budget_before_the_backstop(
+    fault_command: list[str],
+) -> None:
+    # an infinite loop that ignores the worker's own timer: the parent sees the CPU used
+    config = pool_config(workers=1, doc_timeout_s=0.2, doc_wall_timeout_s=300.0)
+    async with NlpPool(config, worker_command=fault_command) as pool:
+        started = time.monotonic()
+        with pytest.raises(NlpTimeoutError) as caught:
+            await pool.process("spin", "this @@SPIN@@ forever")
+        assert caught.value.details["clock"] == "cpu"
+        assert time.monotonic() - started < 120  # far below the 300 s wall backstop
+        assert pool.stats.restarts == {"timeout": 1}
+        ok = await pool.process("next", "Life goes on in Madrid.")
+        assert ok.doc_id == "next"
+
+
+async def test_a_stopped_worker_is_not_killed_by_the_cpu_budget(fault_command: list[str]) -> None:
+    # a worker stopped (as when starved of CPU) for longer than its whole answer limit uses
+    # no CPU: its document is answered once it runs again, nothing is killed or failed
+    config = pool_config(workers=1, doc_timeout_s=0.2, doc_wall_timeout_s=300.0)
+    limit = config.answer_timeout_s
+    async with NlpPool(config, worker_command=fault_command) as pool:
+        task = asyncio.ensure_future(pool.process("slow", "@@SLOW@@ Lisbon, slowly."))
+        pid = await _wait_busy(pool)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(limit + 2.0)
+            assert not task.done()
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        result = await asyncio.wait_for(task, 60)
+        assert result.doc_id == "slow"
+        assert pool.stats.restarts == {} and pool.stats.failed == 0
+        assert pool.worker_pids() == [pid]
 
 
 async def test_malformed_output_is_a_parse_error_not_retried(fault_command: list[str]) -> None:
@@ -176,7 +215,7 @@ async def test_a_failing_document_in_a_batch_is_isolated_the_others_resent_not_f
 ) -> None:
     # one batch of three; a crash or hang inside nlp.pipe names no document: all three are
     # resent one per batch, and only the guilty one fails (a garbled answer names its doc)
-    config = pool_config(workers=1, doc_timeout_s=0.3)
+    config = pool_config(workers=1, doc_timeout_s=0.3, doc_wall_timeout_s=0.6)
     async with NlpPool(config, worker_command=fault_command) as pool:
         docs = [
             ("before", "Porto is by the sea."),

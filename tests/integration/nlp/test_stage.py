@@ -164,12 +164,17 @@ async def test_pdf_html_rtf_markdown(
     assert methods["markdown"]["extraction"]["method"] == "markdown"
 
 
+@pytest.mark.parametrize("marker", ["@@HANG@@", "@@SPIN@@"])
 async def test_hung_worker_is_dead_lettered_with_reason_timeout(
-    make_settings: Callable[..., Settings], fault_command: list[str]
+    make_settings: Callable[..., Settings], fault_command: list[str], marker: str
 ) -> None:
-    settings = make_settings(spacy_workers=1, nlp_doc_timeout_s=0.2, max_attempts=2)
+    # a blocked worker (no CPU used) is caught by the wall backstop, a spinning one by its
+    # CPU budget: both documents are dead-lettered as timeouts
+    settings = make_settings(
+        spacy_workers=1, nlp_doc_timeout_s=0.2, nlp_doc_wall_timeout_s=0.4, max_attempts=2
+    )
     store = LocalObjectStore(settings.home / "objects")
-    hung = classified(store, b"This document will @@HANG@@ the worker.")
+    hung = classified(store, f"This document will {marker} the worker.".encode())
     fine = classified(store, b"Meanwhile Lisbon stays sunny.")
     out = await run_stage(settings, [hung, fine], worker_command=fault_command)
     found = by_name(out)

@@ -31,7 +31,7 @@ import yaml
 from tests.integration.obs._pipeline import DEPLOY, build_inputs, find_tool, run_settings
 
 from thunderline.config import Settings
-from thunderline.obs import start_metrics_server
+from thunderline.obs import metrics, start_metrics_server
 from thunderline.runtime import Runtime
 
 pytestmark = pytest.mark.slow
@@ -254,6 +254,45 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def dlq_alert_diagnosis(
+    urls: Servers, listener: Listener, work: Path, start: float, end: float
+) -> str:
+    """What Prometheus, Alertmanager and the listener saw of the DLQ alert over the run."""
+    rules = yaml.safe_load((work / "rules.yml").read_text(encoding="utf-8"))
+    [expr] = [
+        rule["expr"]
+        for group in rules["groups"]
+        for rule in group["rules"]
+        if rule.get("alert") == "ThunderlineDLQRateHigh"
+    ]
+    lines = [f"alert expression: {' '.join(expr.split())}"]
+    for query in (
+        expr,
+        'ALERTS{alertname="ThunderlineDLQRateHigh"}',
+        "thunderline_dlq_total",
+        "sum(thunderline_ingest_completed_total)",
+        "up",
+        "scrape_duration_seconds",
+    ):
+        try:
+            series = query_range(urls.prometheus, query, start, end)
+        except Exception as exc:  # a diagnosis must not hide the failure
+            lines.append(f"{query}: query failed: {exc}")
+            continue
+        for one in series:
+            points = " ".join(f"{t - start:.0f}s={v}" for t, v in one["values"])
+            lines.append(f"{query} {one['metric']}: {points}")
+    try:
+        lines.append(f"alertmanager alerts: {get_json(f'{urls.alertmanager}/api/v2/alerts')}")
+    except Exception as exc:
+        lines.append(f"alertmanager alerts: query failed: {exc}")
+    lines.append(f"slack bodies: {listener.bodies('/slack')}")
+    for log in ("prometheus.log", "alertmanager.log"):
+        text = (work / log).read_text(encoding="utf-8", errors="replace")
+        lines.append(f"--- {log} (last 3000 characters)\n{text[-3000:]}")
+    return "\n".join(lines)
+
+
 def test_live_prometheus_and_alertmanager(
     servers: tuple[Servers, int],
     listener: Listener,
@@ -262,6 +301,16 @@ def test_live_prometheus_and_alertmanager(
     make_settings: Callable[..., Settings],
 ) -> None:
     urls, metrics_port = servers
+    # This process's registry still holds what earlier tests' brokers and models reported
+    # (queues with messages and no consumer, unhealthy models). Those fire the critical
+    # ThunderlineStageUnserved for `classify`, which by design inhibits the classify DLQ
+    # warning this test waits for; the run reports its own values from here on.
+    for stale in (
+        metrics.BUS_QUEUE_MESSAGES,
+        metrics.BUS_QUEUE_CONSUMERS,
+        metrics.ONNX_MODEL_HEALTHY,
+    ):
+        stale.clear()
     settings = run_settings(make_settings)
     inputs = build_inputs(peer_data, tmp_path / "in", copies=3, bad_every=9)
     bad_share = len(inputs.bad) / (len(inputs.good) + len(inputs.bad))
@@ -318,7 +367,11 @@ def test_live_prometheus_and_alertmanager(
             if "ThunderlineDLQRateHigh" in a.get("title", "")
         ]
 
-    [first, *_] = wait_for(dlq_on_slack, 90, "the DLQ alert on the Slack listener")
+    try:
+        [first, *_] = wait_for(dlq_on_slack, 90, "the DLQ alert on the Slack listener")
+    except pytest.fail.Exception as missing:  # say why, so a rare miss can be root-caused
+        why = dlq_alert_diagnosis(urls, listener, tmp_path / "servers", start - 5, time.time())
+        raise AssertionError(f"{missing}\n{why}") from None
     fields = {f["title"]: f["value"] for f in first["fields"]}
     assert fields == {
         "alertname": "ThunderlineDLQRateHigh",

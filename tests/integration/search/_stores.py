@@ -26,6 +26,12 @@ def ingest_examples(root: Path, files: list[str]) -> Settings:
     inbox.mkdir()
     for name in files:
         shutil.copy(REPO / "examples" / name, inbox / name)
+    return ingest_inbox(root)
+
+
+def ingest_inbox(root: Path) -> Settings:
+    """Ingest the files in ``root / "in"`` through the real runtime (ONNX on); its settings."""
+    inbox = root / "in"
     settings = load_settings(
         home=root / "home", spacy_workers=1, onnx_enabled=True, onnx_model_dir=REPO / "models"
     )

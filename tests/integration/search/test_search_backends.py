@@ -10,6 +10,7 @@ either answers or fails with a typed QuerySyntaxError -- never a database error.
 from __future__ import annotations
 
 import json
+import re
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
+from tests.integration.search._rank import assert_reduced_rank_exact
 from tests.integration.search._stores import ingest_examples, pg_schema_url, store_on
 from typer.testing import CliRunner
 
@@ -27,6 +29,8 @@ from thunderline.config import Settings
 from thunderline.ids import short
 from thunderline.search.engine import Searcher
 from thunderline.search.export import encode, encode_parquet, iter_rows
+from thunderline.search.hook import docs_for
+from thunderline.search.index import index_voxels
 from thunderline.search.lifecycle import check, rebuild, remove
 from thunderline.search.query import QuerySyntaxError
 from thunderline.voxel.store import VoxelStore
@@ -104,7 +108,7 @@ def test_ranking_snippets_and_facets(store: VoxelStore) -> None:
     assert {v.value for v in result.facets["label"]} >= {"txt"}
     assert any(v.value == "Guido van Rossum" for v in result.facets["entity"])
     assert any(v.value == "PERSON" for v in result.facets["entity.type"])
-    assert result.facet_basis == result.total  # fewer than 1000 matches: counted over all
+    assert result.facet_basis == result.total  # counted over every match
     by_time = Searcher(store.engine).search("guido", order="time")
     stamps = [h.ts for h in by_time.hits]
     assert stamps == sorted(stamps, reverse=True)
@@ -128,15 +132,27 @@ def test_numeric_entities_filter_but_never_crowd_the_facet(store: VoxelStore) ->
 
 def test_cursor_pages_cover_every_match_once(store: VoxelStore) -> None:
     searcher = Searcher(store.engine)
-    for query, order in (("the", "relevance"), ("", "time"), ("label:txt OR label:pdf", "time")):
+    cases = [
+        ("the", "relevance"),
+        ("", "time"),
+        ("label:txt OR label:pdf", "time"),
+        ("the label:txt", "relevance"),
+        ("the", "time"),
+    ]
+    for query, order in cases:
         total = searcher.search(query, facets=True).total
-        seen: list[str] = []
-        page = searcher.search(query, order=order, limit=2)  # type: ignore[arg-type]
-        seen += [h.voxel_id for h in page.hits]
-        while page.next_cursor:
-            page = searcher.search(query, order=order, limit=2, cursor=page.next_cursor)  # type: ignore[arg-type]
+        walks = []
+        for facets in (False, True):  # a faceted page is cut from all matches in Python
+            seen: list[str] = []
+            kw: dict[str, Any] = {"order": order, "limit": 2, "facets": facets}
+            page = searcher.search(query, **kw)
             seen += [h.voxel_id for h in page.hits]
-        assert len(seen) == len(set(seen)) == total
+            while page.next_cursor:
+                page = searcher.search(query, cursor=page.next_cursor, **kw)
+                seen += [h.voxel_id for h in page.hits]
+            assert len(seen) == len(set(seen)) == total
+            walks.append(seen)
+        assert walks[0] == walks[1], (query, order)
     with pytest.raises(QuerySyntaxError, match="another query"):
         first = searcher.search("the", limit=1)
         assert first.next_cursor
@@ -174,6 +190,97 @@ def test_index_lifecycle(store: VoxelStore) -> None:
     assert (report.written, report.current) == (1, len(ids) - 1)
     assert check(store, ids) == []
     assert victim in {h.voxel_id for h in Searcher(store.engine).search("guido").hits}
+
+
+def _true_facets(store: VoxelStore, query: str) -> dict[str, dict[str, int]]:
+    """Every facet of every match of ``query``, counted in plain SQL (no limit, no cache)."""
+    ids = [v for batch in Searcher(store.engine).iter_matches(query) for v in batch]
+    out: dict[str, dict[str, int]] = {}
+    with store.engine.connect() as conn:
+        numbers = [
+            int(
+                conn.execute(
+                    text("SELECT doc_no FROM search_docs WHERE voxel_id = :v"), {"v": v}
+                ).scalar_one()
+            )
+            for v in ids
+        ] or [-1]
+        nums = ", ".join(map(str, numbers))
+        for name, column in (
+            ("label", "label"),
+            ("group", "grp"),
+            ("lang", "lang"),
+            ("kind", "kind"),
+        ):
+            out[name] = {
+                str(v).casefold(): int(n)
+                for v, n in conn.execute(
+                    text(
+                        f"SELECT {column}, count(*) FROM search_docs WHERE doc_no IN ({nums}) "
+                        f"AND {column} IS NOT NULL GROUP BY {column}"
+                    )
+                )
+            }
+        for name, field in (("entity.type", "etype"), ("entity", "entity"), ("model", "model")):
+            out[name] = {
+                str(shown).casefold(): int(n)
+                for shown, n in conn.execute(
+                    text(
+                        "SELECT min(shown), count(*) FROM search_terms WHERE field = :f "
+                        f"AND doc_no IN ({nums}) GROUP BY value"
+                    ),
+                    {"f": field},
+                )
+            }
+    return out
+
+
+def _assert_exact(store: VoxelStore, query: str) -> None:
+    result = Searcher(store.engine).search(query, facets=True, limit=1)
+    truth = _true_facets(store, query)
+    assert result.total == result.facet_basis  # counted over every match
+    assert result.total == sum(len(b) for b in Searcher(store.engine).iter_matches(query))
+    for name, values in result.facets.items():
+        got = {v.value.casefold(): v.count for v in values}
+        assert all(truth[name][k] == n for k, n in got.items()), (query, name)
+        left_out = [n for k, n in truth[name].items() if k not in got]
+        assert len(got) == min(15, len(truth[name])), (query, name)
+        assert not left_out or max(left_out) <= min(got.values()), (query, name)
+
+
+def test_facets_are_exact_and_follow_writes(store: VoxelStore) -> None:
+    queries = ["", "guido", "the", "label:txt OR label:pdf", "entity.type:PERSON python"]
+    for query in queries:
+        _assert_exact(store, query)
+    victim = next(h.voxel_id for h in Searcher(store.engine).search("guido").hits)
+    before = Searcher(store.engine).search("", facets=True).total
+    assert remove(store, [victim]) == 1  # a deletion: the facet copy is read again
+    assert Searcher(store.engine).search("", facets=True).total == before - 1
+    for query in queries:
+        _assert_exact(store, query)
+    assert rebuild(store).written == 1  # a new row (a new doc_no): appended to the copy
+    assert Searcher(store.engine).search("", facets=True).total == before
+    for query in queries:
+        _assert_exact(store, query)
+    # SQLite gives a freed doc_no again: take out the newest row and one of another label,
+    # so re-indexing puts one voxel's row at the number the copy knows as the other's
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT voxel_id, label FROM search_docs ORDER BY doc_no DESC")
+        ).all()
+    newest, label = rows[0]
+    other = next(v for v, lab in rows[2:] if lab != label)
+    assert remove(store, [newest, other]) == 2
+    for query in queries:
+        _assert_exact(store, query)
+    max_chars = store.settings.search.max_text_chars
+    with store.engine.begin() as conn:  # `other` alone: it takes the next number
+        index_voxels(conn, docs_for(store.objects, [store.get(other)], max_chars))
+    for query in queries:
+        _assert_exact(store, query)
+    assert rebuild(store).written == 1
+    for query in queries:
+        _assert_exact(store, query)
 
 
 def test_export_rows(store: VoxelStore) -> None:
@@ -243,6 +350,42 @@ def test_cli_search_and_exit_codes(store: VoxelStore, monkeypatch: pytest.Monkey
     bad = runner.invoke(app, ["search", "foo AND (bar"])
     assert bad.exit_code == 2
     assert "missing ')'" in bad.output and "Traceback" not in bad.output
+    assert "foo AND (bar\n" in bad.output  # the query, with a caret under the mistake
+    assert bad.output.splitlines()[-1] == "  " + " " * 8 + "^", bad.output
+
+    # too long: the length and the limit, a short prefix, never the query itself
+    long = runner.invoke(app, ["search", "abcdefghij" * 300], terminal_width=200)
+    assert long.exit_code == 2, long.output
+    assert "3000 characters" in long.output and "limit is 1000" in long.output, long.output
+    assert len(long.output) < 200 and "abcdefghij" * 3 not in long.output, long.output
+    exported = runner.invoke(app, ["export", "x" * 5000], terminal_width=200)
+    assert exported.exit_code == 2 and "5000 characters" in exported.output
+    assert len(exported.output) < 200, exported.output
+
+    # a mistake in a long query of allowed length: a short excerpt, the caret under it
+    far = runner.invoke(app, ["search", "python " * 60 + "size>" + "9x" * 100])
+    assert far.exit_code == 2 and "not a size" in far.output, far.output
+    assert len(far.output) < 400, far.output
+    shown, caret = far.output.splitlines()[-2:]
+    assert shown.startswith("  ...") and shown.endswith("...")
+    assert shown[caret.index("^") :].startswith("9x9x"), (shown, caret)
+
+
+def test_cli_export_to_a_path_it_cannot_write_is_a_clear_error(
+    store: VoxelStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("TL_HOME", str(store.settings.home))
+    monkeypatch.setenv("TL_DATABASE_URL", store.url.replace("***", ""))
+    runner = CliRunner()
+    missing = tmp_path / "no-such-dir" / "out.parquet"
+    bad = runner.invoke(app, ["export", "", "--format", "parquet", "--out", str(missing)])
+    assert bad.exit_code == 2, bad.output
+    assert "cannot write" in bad.output and "Traceback" not in bad.output
+    out = tmp_path / "out.csv"
+    ok = runner.invoke(app, ["export", "guido", "--format", "csv", "--out", str(out)])
+    assert ok.exit_code == 0, ok.output
+    assert out.read_text(encoding="utf-8").startswith("id,")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]  # no partial file left
 
 
 def test_voxels_verify_reports_index_rows(
@@ -260,3 +403,106 @@ def test_voxels_verify_reports_index_rows(
     rebuilt = runner.invoke(app, ["index", "rebuild"])
     assert rebuilt.exit_code == 0 and "1 indexed" in rebuilt.output
     assert runner.invoke(app, ["voxels", "verify", "--all"]).exit_code == 0
+
+
+#: words of the example texts (none in a file name) and the regex of their stemmed forms
+RANKED_WORDS = {"release": r"\breleas\w*", "version": r"\bversion\w*", "guido": r"\bguido\b"}
+
+
+@pytest.mark.parametrize("word", sorted(RANKED_WORDS))
+def test_ranking_puts_the_most_matches_first(store: VoxelStore, word: str) -> None:
+    """Relevance order on real documents: the hits with clearly more matches rank higher.
+
+    The occurrences are counted in each hit's own extracted text (not from the index). A hit
+    dominates another when it has at least three times its occurrences (and at least three)
+    and as dense a share of its words (BM25 on SQLite weighs the document's length, so a
+    long document with more occurrences but a thinner share is not clearly better): every
+    dominating hit ranks above the hit it dominates, and nothing dominates the first hit.
+    """
+    from thunderline.search.hook import voxel_text
+
+    hits = Searcher(store.engine).search(word, limit=50).hits
+    counts, densities = [], []
+    for hit in hits:
+        body = voxel_text(store.objects, store.get(hit.voxel_id), 1_000_000) or ""
+        counts.append(len(re.findall(RANKED_WORDS[word], body, re.IGNORECASE)))
+        densities.append(counts[-1] / max(1, len(re.findall(r"\w+", body))))
+    seen = [(h.name, c, round(d, 4)) for h, c, d in zip(hits, counts, densities, strict=True)]
+    assert len(hits) >= 2 and max(counts) >= 3, (word, seen)  # a ranking to check
+    pairs = 0
+    for i in range(len(hits)):
+        for j in range(len(hits)):
+            if counts[i] >= 3 and counts[i] >= 3 * counts[j] and densities[i] >= densities[j]:
+                assert i < j, (word, seen)
+                pairs += 1
+    assert pairs, (word, seen)  # the order was tested on at least one pair
+
+
+def test_postgresql_stores_the_tsvector_inline(store: VoxelStore) -> None:
+    """Migration 0013: the body out of line, the tsvector inline and uncompressed."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL storage setting")
+    with store.engine.connect() as conn:
+        storage = dict(
+            conn.execute(
+                text(
+                    "SELECT attname, attstorage FROM pg_attribute WHERE attrelid = "
+                    "'search_docs'::regclass AND attname IN ('body', 'tsv')"
+                )
+            ).all()
+        )
+    assert storage == {"body": "e", "tsv": "m"}
+
+
+def test_a_term_without_lexemes_changes_nothing(store: VoxelStore) -> None:
+    """``_`` is a word character but no lexeme: NOT it or OR it leaves the query as it was
+    (PostgreSQL: the de-duplicated tsquery of such a term is the empty query, not NULL)."""
+    guido = names(store, "guido")
+    assert guido and names(store, "guido -_") == guido
+    assert names(store, "guido OR _") == guido
+    assert names(store, "_") == []
+
+
+#: words, phrases (one with a stop word), OR, NOT, a prefix and a field beside the words
+REDUCED_RANK_QUERIES = [
+    "release",
+    "releases",
+    "versions",
+    "creators",
+    "python",
+    '"Guido van Rossum"',
+    '"the debugger"',
+    "python history",
+    "release OR version",
+    "python -stichting",
+    "release pyth*",
+    "python label:txt",
+]
+
+
+def test_postgresql_reduced_ranking_is_exact(
+    store: VoxelStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL ranks a match on the smallest query with the same ``ts_rank_cd`` score
+    (thunderline.search.pgrank): every match's score equals the full query's, the pages are
+    the same, and the reduction was used."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL ranking")
+    counted = assert_reduced_rank_exact(store, REDUCED_RANK_QUERIES, monkeypatch)
+    assert sum(reduced for _, reduced in counted.values()) > 0, counted
+
+
+def test_postgresql_search_statements_stay_prepared(store: VoxelStore) -> None:
+    """A search reads in autocommit: no ROLLBACK on the connection's return to the pool, so
+    psycopg keeps the statements it prepared (the same text for every word) across searches
+    instead of dropping them and having them parsed and planned again."""
+    if store.engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL statements")
+    searcher = Searcher(store.engine)
+    for word in ["release", "version", "guido"] * 3:
+        assert searcher.search(word).hits
+    with searcher._connect() as conn:
+        prepared = conn.execute(
+            text("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%ts_rank_cd%'")
+        ).scalar_one()
+    assert prepared >= 1

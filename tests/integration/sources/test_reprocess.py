@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from thunderline.config import Settings
 from thunderline.errors import ConfigError
 from thunderline.ml.trust import sign_folder
+from thunderline.search.lifecycle import check as index_check
 from thunderline.sources.reprocess import Reprocessor, RunInfo
 from thunderline.sources.runner import sync_once
 from thunderline.sources.scan import parse_source
@@ -122,8 +123,9 @@ def test_infer_again_with_a_resigned_model_version_keeps_both_results(
             assert old.event_id == store.get(voxel_id).event_id  # lineage: the sealed result
             assert new.result["version"] == "2.1.0" and new.result["top_k"]
             assert new.result["top_k"][0]["label"] == old.result["top_k"][0]["label"]
-            assert worker.results.set_current(voxel_id, "infer", 1)
+            assert worker.recorder.set_current(voxel_id, "infer", 1)
             assert worker.results.current(store.get(voxel_id), "infer").seq == 1  # type: ignore[union-attr]
+        assert index_check(store, list(store.iter_ids())) == []  # the rows moved with it
 
         again = worker.dry_run("infer")  # the current pointers were moved back
         assert again.producers == {"image_classifier@2.0.0": 3}
@@ -146,13 +148,9 @@ def test_infer_again_with_a_resigned_model_version_keeps_both_results(
 def test_extract_again_keeps_versions_on_each_database(
     backend: str,
     tmp_path: Path,
-    make_settings: Callable[..., Settings],
-    request: pytest.FixtureRequest,
+    settings_on: Callable[..., Settings],
 ) -> None:
-    overrides: dict[str, Any] = {"source_settle_s": 0.5}  # code: extract + package
-    if backend == "postgresql":
-        overrides["database_url"] = request.getfixturevalue("pg_schema_url")
-    settings = make_settings(**overrides)
+    settings = settings_on(backend, source_settle_s=0.5)  # code: extract + package
     tree = _tree(
         tmp_path / "in",
         {
@@ -266,3 +264,47 @@ def test_a_killed_reprocess_process_resumes_with_nothing_done_twice(
         for voxel_id in store.iter_ids():
             versions = worker.versions(voxel_id)["extract"]
             assert [(v.seq, v.run_id) for v in versions] == [(1, None), (2, run_id)]
+
+
+def test_a_dry_run_refuses_a_model_the_real_run_refuses(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    """``--dry-run --model`` checks the pin as the run does: same error, exit 2, no run made."""
+    import os
+    import subprocess
+    import sys
+
+    from thunderline.nlp.stage import pipeline_version
+    from thunderline.sources.reprocess import ReprocessRuns
+
+    settings = make_settings(onnx_enabled=True, onnx_model_dir=REPO / "models")
+    spacy = settings.spacy.model
+    have = pipeline_version(spacy)
+    assert have not in (None, "?")
+    env = {
+        **os.environ,
+        "TL_HOME": str(settings.home),
+        "TL_ONNX_ENABLED": "true",
+        "TL_ONNX_MODEL_DIR": str(REPO / "models"),
+    }
+    cli = [sys.executable, "-m", "thunderline.cli", "reprocess"]
+    cases = [
+        (["--stage", "nlp", "--model", "no_such_pipeline@1.0"], "model_missing"),
+        (["--stage", "nlp", "--model", f"{spacy}@0.0.1"], f"version {have} here, not 0.0.1"),
+        (["--stage", "infer", "--model", "no_such_model@1"], "not in the registry"),
+        (["--stage", "infer", "--model", "image_classifier@9.9"], "not 9.9"),
+    ]
+    for args, expected in cases:
+        outputs = []
+        for dry in (["--dry-run"], []):
+            done = subprocess.run(
+                [*cli, *dry, *args], env=env, capture_output=True, text=True, timeout=120
+            )
+            assert done.returncode == 2, (args, dry, done.stdout, done.stderr)
+            assert expected in " ".join(done.stderr.split()), (args, dry, done.stderr)
+            outputs.append(" ".join(done.stderr.split()))
+        assert outputs[0] == outputs[1]  # the same error, dry or not
+    with ReprocessRuns(settings) as runs:
+        assert runs.runs() == []  # refused before anything was planned
+    with VoxelStore(settings) as store:
+        assert Reprocessor(settings, store).check("nlp", f"{spacy}@{have}") is not None

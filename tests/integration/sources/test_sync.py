@@ -342,3 +342,90 @@ def test_entries_left_submitted_by_a_crash_are_settled_or_resent(
     with OutcomeStore(settings) as store:
         records = store.by_correlations([str(e.correlation_id) for e in entries])
     assert len(records) == len(files)  # one outcome per file: nothing processed twice
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def on_db(request: pytest.FixtureRequest, fast: Callable[..., Settings]) -> Callable[..., Settings]:
+    url = request.getfixturevalue("pg_schema_url") if request.param == "postgresql" else None
+
+    def factory(**overrides: Any) -> Settings:
+        if url is not None:
+            overrides.setdefault("database_url", url)
+        return fast(**overrides)
+
+    return factory
+
+
+def test_every_ledger_write_of_compared_fields_moves_the_root_count(
+    tmp_path: Path, on_db: Callable[..., Settings]
+) -> None:
+    """A copy is read again after each write a pass compares; not after pass records/pauses."""
+    root, other = "file:///srv/a", "file:///srv/b"
+    seen = type("Seen", (), {"size": 9, "mtime_ns": 9, "etag": None})()
+    with Ledger(on_db()) as ledger:
+        copy = ledger.snapshot(root)
+        theirs = ledger.snapshot(other)
+        assert copy.live == 0 and ledger.snapshot(root, copy) is copy
+
+        def moved() -> bool:
+            nonlocal copy
+            fresh = ledger.snapshot(root, copy)
+            changed, copy = fresh is not copy, fresh
+            return changed
+
+        row = {"root": root, "key": "k.txt", "version": 1, "size": 1, "mtime_ns": 1}
+        (entry_id,) = ledger.add_versions([{**row, "content_sha256": "a" * 64}])
+        assert moved() and copy.folders[""]["k.txt"][4] == "submitted" and copy.live == 1
+        ledger.resend(entry_id, "corr-2", seen, "b" * 64)
+        assert moved() and copy.folders[""]["k.txt"][1] == 9
+        ledger.settle([{"id": entry_id, "outcome": "voxel"}])
+        assert moved() and copy.folders[""]["k.txt"][4] == "done"
+        ledger.touch([(entry_id, 10, 10, None)])
+        assert moved() and copy.folders[""]["k.txt"][2] == 10
+        ledger.finish_pass(root, {"seen": 1})
+        ledger.set_paused(root, True)
+        assert not moved()
+        ledger.mark_deleted([entry_id])
+        assert moved() and copy.live == 0
+        ledger.add_versions([{**row, "version": 2, "previous_id": entry_id}])
+        assert moved() and copy.folders[""]["k.txt"][0] != entry_id and copy.live == 1
+        assert ledger.snapshot(other, theirs) is theirs  # another root's writes: not its count
+
+
+def test_a_watch_pass_reads_the_ledger_again_only_after_a_write(
+    tmp_path: Path, on_db: Callable[..., Settings]
+) -> None:
+    """A kept ledger copy is reused while nothing is written, and read again after another
+    process took a change, a touch or a deletion (it would take them a second time if not)."""
+    from thunderline.sources.runner import open_sync
+
+    settings = on_db()
+    tree = tmp_path / "tree"
+    edited, touched, removed, *_ = write_tree(tree, 6)
+    source = parse_source(str(tree))
+
+    async def main() -> None:
+        async with open_sync(settings, source) as mine:
+            assert (await mine.run_pass()).new == 6
+            reads = mine.snapshot_reads
+            for _ in range(2):  # the first pass's own writes are read once, then nothing
+                idle = await mine.run_pass()
+                assert (idle.unchanged, idle.submitted) == (6, 0)
+            assert mine.snapshot_reads == reads + 1
+
+            edited.write_text("edited by hand\n")
+            os.utime(edited, (OLD + 5, OLD + 5))
+            os.utime(touched, (OLD + 6, OLD + 6))
+            removed.unlink()
+            theirs = await sync_once(settings, source)  # another process: its own ledger
+            assert (theirs.changed, theirs.touched, theirs.deleted) == (1, 1, 1)
+
+            after = await mine.run_pass()
+            assert (after.seen, after.unchanged) == (5, 5), after
+            assert after.changed == after.touched == after.deleted == after.submitted == 0
+            assert mine.snapshot_reads == reads + 2
+
+    asyncio.run(main())
+    with Ledger(settings) as ledger:
+        versions = ledger.entries(source.uri, current_only=False)
+    assert len(versions) == 7  # six first versions and the edit's second

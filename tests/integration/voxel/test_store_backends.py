@@ -177,6 +177,31 @@ def test_bulk_batch_is_idempotent_within_and_across_batches(backend: Settings) -
         assert voxels.count() == 6 and all(r.ok for r in voxels.verify_all())
 
 
+def test_bulk_batch_mixing_stored_and_new_voxels_reports_each(backend: Settings) -> None:
+    """A batch re-sending stored voxels (same ids) beside new ones: only the new are created.
+
+    The row count of the insert cannot tell which rows went in when rows with the same id and
+    key were there before; the store then writes the batch again reading the stored keys first.
+    """
+    objects = LocalObjectStore(backend.home / "objects")
+    builder = VoxelBuilder()
+    items = [
+        (builder.build(classified_event(objects, f"mix {i}".encode() * 40, name=f"x{i}")), None)
+        for i in range(5)
+    ]
+    with VoxelStore(backend, objects) as voxels:
+        assert all(r.created for r in voxels.put_many([items[1], items[3]]))
+        mixed = voxels.put_many(items)
+        assert [r.created for r in mixed] == [True, False, True, False, True]
+        assert [r.voxel for r in mixed] == [v for v, _ in items]
+        assert voxels.count() == 5
+        assert not any(r.created for r in voxels.put_many(items))
+        assert all(r.ok for r in voxels.verify_all())
+        assert [voxels.read_payload(v) for v, _ in items] == [
+            f"mix {i}".encode() * 40 for i in range(5)
+        ]
+
+
 def test_bulk_lineage_inside_one_batch(backend: Settings) -> None:
     objects = LocalObjectStore(backend.home / "objects")
     builder = VoxelBuilder()

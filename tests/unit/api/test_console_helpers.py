@@ -75,6 +75,39 @@ def test_tracker_counts_archive_members_from_the_archive_voxel_on() -> None:
     assert progress.outcome == "partial" and progress.voxel_ids == ["a" * 36, "b" * 36]
 
 
+def test_a_degraded_voxel_stays_pending_until_its_dlq_record_is_recorded() -> None:
+    """The dead letter reaches the tracker when the collector has recorded it (EventTap holds
+    it back), which can be after the voxel that names it: the ingest is not final before."""
+    from thunderline.api.live import EventHub, EventTap, IngestTracker
+    from thunderline.events import INGEST_RECEIVED, VOXEL_CREATED, new_event
+
+    class _Journal:
+        def record(self, event: object, encoded: bytes | None = None) -> None:
+            pass
+
+    hub = EventHub()
+    tracker = IngestTracker()
+    hub.add_listener(tracker)
+    tap = EventTap(_Journal(), hub)  # type: ignore[arg-type]
+    ingest = new_event(INGEST_RECEIVED, {"artifact": {"name": "cut.pdf"}})
+    tap.record(ingest)
+    record = ingest.derive(
+        "system.dlq.extract_failed", {"stage": "extract", "reason": "x", "voxel_id": "a" * 36}
+    )
+    voxel = ingest.derive(
+        VOXEL_CREATED,
+        {"voxel": {"id": "a" * 36}, "failures": [{"stage": "extract", "dlq_id": record.id}]},
+    )
+    tap.record(voxel)
+    tap.record(record)  # published: not an outcome yet
+    progress = tracker.get(ingest.correlationid)
+    assert progress is not None and progress.outcome == "pending" and progress.dlq == []
+    tap.recorded(voxel)  # only dead letters are published from the collector
+    assert progress.outcome == "pending"
+    tap.recorded(record)
+    assert progress.outcome == "degraded" and [d["id"] for d in progress.dlq] == [record.id]
+
+
 @pytest.mark.parametrize(
     ("target", "expected"),
     [

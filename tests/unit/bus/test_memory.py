@@ -68,3 +68,45 @@ async def test_a_full_queue_refuses_a_publish_that_must_not_wait() -> None:
     assert caught.value.details == {"topic": "t"}
     assert bus.depth("t") == 1  # nothing was added
     await bus.publish(DLQ_TOPIC, b"d", block=False)  # the DLQ is never full
+
+
+async def test_an_unbounded_publish_neither_waits_nor_refuses_on_a_full_queue() -> None:
+    """A stage's output going back up the route (``bounded=False``) passes the bound; the
+    bound then holds back bounded publishers until the queue is below it again."""
+    bus = MemoryBus(maxsize=1, overflow=OverflowPolicy.BLOCK)
+    await bus.publish("t", b"1")
+    await asyncio.wait_for(bus.publish("t", b"2", bounded=False), 1)
+    await asyncio.wait_for(bus.publish("t", b"3", block=False, bounded=False), 1)
+    assert bus.depth("t") == 3
+    blocked = asyncio.create_task(bus.publish("t", b"4"))
+    await bus.pull("t", "c", 1, 0.1)
+    await asyncio.sleep(0.05)
+    assert not blocked.done()  # 2 still waiting: above the bound of 1
+    await bus.pull("t", "c", 2, 0.1)
+    await asyncio.wait_for(blocked, 1)
+    assert [d.payload for d in await bus.pull("t", "c", 10, 0.1)] == [b"4"]
+
+
+async def test_drop_oldest_never_drops_an_unbounded_message() -> None:
+    """A bounded publish drops the oldest bounded message, else itself: never a re-entered one."""
+    dropped: list[bytes] = []
+
+    async def on_drop(topic: str, payload: bytes) -> None:
+        dropped.append(payload)
+
+    bus = MemoryBus(maxsize=2, overflow=OverflowPolicy.DROP_OLDEST, on_drop=on_drop)
+    await bus.publish("t", b"child-1", bounded=False)
+    await bus.publish("t", b"a")
+    await bus.publish("t", b"child-2", bounded=False)
+    await bus.publish("t", b"b")  # full (3 >= 2): drops "a", the oldest bounded one
+    assert dropped == [b"a"]
+    await bus.publish("t", b"c")  # drops "b"
+    await bus.pull("t", "c", 1, 0.1)  # takes child-1
+    await bus.publish("t", b"d")  # still full (child-2, c): drops c
+    assert dropped == [b"a", b"b", b"c"]
+    assert [d.payload for d in await bus.pull("t", "c", 10, 0.1)] == [b"child-2", b"d"]
+    await bus.publish("t", b"child-3", bounded=False)
+    await bus.publish("t", b"child-4", bounded=False)
+    await bus.publish("t", b"e")  # only unbounded messages wait: the new one is dropped
+    assert dropped[-1] == b"e"
+    assert [d.payload for d in await bus.pull("t", "c", 10, 0.1)] == [b"child-3", b"child-4"]

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
+import json
 from pathlib import Path
 
 import pytest
+from pydantic import TypeAdapter
 
 from thunderline.extract.base import ExtractContext
 from thunderline.extract.registry import extractor_for
-from thunderline.extract.result import ExtractResult
+from thunderline.extract.result import ExtractResult, parse_result, summarize
+from thunderline.extract.worker import _Channel
 from thunderline.testing.corpus import Sample, build_corpus
 
 
@@ -68,6 +73,27 @@ def test_extractor_yields_text_and_metadata(
         assert getattr(found.metadata, key) == expected, (key, found.metadata)
     assert len(found.parts) == sample.parts
     assert found.library_version and found.library_version != "unknown"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_result_is_built_valid_and_its_summary_is_the_same_through_the_worker_line(
+    corpus: tuple[Path, dict[str, Sample]], name: str, tmp_path: Path
+) -> None:
+    """The worker builds its result unvalidated: every value must already fit its type
+    (strict: no coercion needed), and the summary of the parsed worker line must be the
+    summary of the result itself, byte for byte."""
+    folder, samples = corpus
+    found = _run(folder, samples[name], tmp_path)
+    assert TypeAdapter(ExtractResult).validate_python(found, strict=True) == found
+    stream = io.StringIO()
+    _Channel(stream).send_result("job", found)
+    back = parse_result(json.loads(stream.getvalue())["result"])
+    assert back == found
+    parts = [dataclasses.replace(p, spool=None) for p in found.parts]
+    assert (
+        summarize(back, None, parts, 1.0).model_dump_json()
+        == summarize(found, None, parts, 1.0).model_dump_json()
+    )
 
 
 def test_every_sample_is_tested(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -99,3 +101,66 @@ def test_small_images_are_not_read() -> None:
     from PIL import Image
 
     assert ocr.recognise(Image.new("RGB", (40, 40), "white"), lambda: None) == []
+
+
+PICTURE_TSV = TSV + (
+    # a block Tesseract took for a picture: listed in the TSV, left out of its plain text
+    "5\t1\t3\t1\t1\t1\t700\t200\t40\t30\t31.0\t~=\n5\t1\t3\t1\t1\t2\t750\t200\t40\t30\t12.0\tWW\n"
+)
+
+
+def test_only_the_lines_tesseracts_text_renderer_printed_are_kept() -> None:
+    text = "Marie Curie\ncolumn\n\nShe\n\n\f"
+    lines = ocr.tesseract_lines(PICTURE_TSV, text)
+    assert [ln.text for ln in lines] == ["Marie Curie", "column", "She"]
+    assert [w.confidence for w in lines[0].words] == [0.965, 0.91]  # confidences kept
+    assert lines[1].low_confidence  # printed, so kept, and marked
+    # without the plain text every TSV line is kept
+    assert [ln.text for ln in ocr.tesseract_lines(PICTURE_TSV)][-1] == "~= WW"
+
+
+def test_lines_not_matching_the_plain_text_keep_every_tsv_line() -> None:
+    """Should the two renderers disagree (never seen), no text is dropped."""
+    lines = ocr.tesseract_lines(PICTURE_TSV, "Marie Curie\nsomething else\n")
+    assert [ln.text for ln in lines] == ["Marie Curie", "column", "She", "~= WW"]
+
+
+def test_a_word_without_confidence_never_enters_the_text() -> None:
+    tsv = TSV + "5\t1\t1\t1\t2\t3\t150\t90\t20\t30\t-1\tx\n"
+    lines = ocr.tesseract_lines(tsv, "Marie Curie\ncolumn\nShe x\n")
+    assert [ln.text for ln in lines] == ["Marie Curie", "column", "She"]
+
+
+def test_image_dpi_is_read_as_leptonica_reads_it(tmp_path: Path) -> None:
+    from PIL import Image
+
+    page = Image.new("RGB", (200, 100), "white")
+    page.save(tmp_path / "a.jpg", dpi=(300, 300))
+    page.save(tmp_path / "b.png", dpi=(150, 150))
+    page.save(tmp_path / "c.png")
+    exif = Image.Exif()
+    exif[0x011A] = exif[0x011B] = 200.0  # XResolution, YResolution; no JFIF density
+    exif[0x0128] = 2  # inches
+    page.save(tmp_path / "d.jpg", exif=exif)
+    with Image.open(tmp_path / "a.jpg") as a, Image.open(tmp_path / "b.png") as b:
+        assert ocr.image_dpi(a) == 300
+        assert round(ocr.image_dpi(b) or 0) == 150
+    with Image.open(tmp_path / "c.png") as c, Image.open(tmp_path / "d.jpg") as d:
+        assert ocr.image_dpi(c) is None
+        assert d.info.get("dpi") == (200, 200)  # Pillow's EXIF fallback...
+        assert ocr.image_dpi(d) is None  # ...which Leptonica does not read
+
+
+@pytest.mark.parametrize(
+    ("dpi", "flag"), [(None, None), (72.0, "72"), (299.6, "300"), (30.0, None), (3000.0, None)]
+)
+def test_the_resolution_goes_to_tesseract_only_where_it_would_trust_it(
+    dpi: float | None, flag: str | None
+) -> None:
+    command = ocr.tesseract_command("page.tif", "eng", output="/tmp/out", dpi=dpi)
+    assert command[1:7] == ["page.tif", "/tmp/out", "-l", "eng", "--psm", "3"]
+    assert ("--dpi" in command) == (flag is not None)
+    if flag is not None:
+        assert command[command.index("--dpi") + 1] == flag
+    assert command[-4:] == ["-c", "tessedit_create_txt=1", "-c", "tessedit_create_tsv=1"]
+    assert ocr.tesseract_command("p.png")[-1] == "tsv"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from thunderline.extract.base import ExtractContext
+from thunderline.extract.base import ExtractContext, read_head
 from thunderline.extract.errors import ExtractionError
 from thunderline.extract.formats.pdf import extract_pdf_pdfium, extract_pdf_pypdf, pdf_date
 from thunderline.extract.formats.text import (
@@ -16,7 +16,6 @@ from thunderline.extract.formats.text import (
     extract_html,
     extract_plain,
     extract_rtf,
-    read_head,
     rtf_to_text,
 )
 from thunderline.extract.registry import NONE, extractor_for
@@ -131,3 +130,11 @@ def test_read_head_reads_only_what_is_needed(tmp_path: Path) -> None:
     path = _file(tmp_path, b"z" * 100_000)
     data, longer = read_head(path, 1000)
     assert len(data) == 1000 and longer
+
+
+@pytest.mark.parametrize(("size", "budget"), [(0, 10), (5, 10), (10, 10), (11, 10)])
+def test_read_head_at_the_budget_edges(tmp_path: Path, size: int, budget: int) -> None:
+    path = _file(tmp_path, bytes(range(size)))
+    data, longer = read_head(path, budget)
+    assert data == bytes(range(min(size, budget)))
+    assert longer == (size > budget)

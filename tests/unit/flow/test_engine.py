@@ -128,9 +128,11 @@ async def test_acknowledges_after_publishing() -> None:
     order: list[str] = []
 
     class TracingBus(MemoryBus):
-        async def publish(self, topic: str, payload: bytes, *, block: bool = True) -> str:
+        async def publish(
+            self, topic: str, payload: bytes, *, block: bool = True, bounded: bool = True
+        ) -> str:
             order.append(f"publish:{topic}")
-            return await super().publish(topic, payload, block=block)
+            return await super().publish(topic, payload, block=block, bounded=bounded)
 
         async def ack(self, delivery: Any) -> None:
             order.append(f"ack:{delivery.topic}")
@@ -357,3 +359,94 @@ async def test_advance_refuses_data_of_another_model() -> None:
     stage = Recorder()
     with pytest.raises(EventContractError, match=r"test.done must carry Done, got Work"):
         stage.advance(ev(i=1), "test.done", Work(route=[]))
+
+
+class Relay(Stage):
+    """``first`` passes each event on; ``last`` fans an event with ``i > 0`` out into ``i``
+    children routed back to ``first`` (as ``package`` does with archive members)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(StageOptions(batch_size=2, concurrency=2))
+        self.name = name
+
+    async def handle_batch(self, events: Sequence[CloudEvent]) -> list[Outcome]:
+        out: list[Outcome] = []
+        for e in events:
+            w = data_of(e, Work)
+            if self.name == "first":
+                out.append([self.advance(e, "test.in", w)])
+                continue
+            children = [
+                self.advance(e, "test.in", Work(i=0), route=["first", "last"]) for _ in range(w.i)
+            ]
+            out.append([self.advance(e, "test.done", Done(n=w.i, route=w.route)), *children])
+        return out
+
+
+@pytest.mark.parametrize("policy", list(OverflowPolicy))
+async def test_children_back_up_the_route_do_not_deadlock_bounded_queues(
+    policy: OverflowPolicy,
+) -> None:
+    """A cycle of bounded queues (children back to the first stage) must not fill both ways.
+
+    Before back edges passed the bound, ``first`` waited on a full ``last`` queue while ``last``
+    waited on a full ``first`` queue: ``wait_idle`` timed out.
+    """
+    ends: list[CloudEvent] = []
+    dropped: list[bytes] = []
+
+    async def on_drop(topic: str, payload: bytes) -> None:
+        dropped.append(payload)
+        await pipeline.on_overflow_drop(topic, payload)
+
+    bus = MemoryBus(maxsize=1, overflow=policy, on_drop=on_drop)
+    pipeline = Pipeline(bus, [Relay("first"), Relay("last")], on_terminal=ends.append)
+    assert pipeline.reenters("last", "first") and pipeline.reenters("last", "last")
+    assert not pipeline.reenters("first", "last") and not pipeline.reenters("first", "terminal")
+    await pipeline.start()
+
+    async def ingest() -> None:  # submit itself blocked for good in the deadlock
+        for _ in range(10):
+            await pipeline.submit(ev(i=5, route=["first", "last"]))
+        await pipeline.wait_idle()
+
+    try:
+        await asyncio.wait_for(ingest(), 10)
+    finally:
+        await pipeline.stop(timeout_s=1)
+    done = [e for e in ends if e.type == "test.done"]
+    overload = [e for e in ends if e.type == DLQ_OVERLOAD]
+    assert len(overload) == len(dropped)
+    if policy is OverflowPolicy.BLOCK:
+        assert len(done) == 10 * (1 + 5) and not dropped
+    # every drop is dead-lettered: a parent (i=5) dropped makes no children, a child dropped
+    # (on the forward edge first -> last; never on the way back) is one done fewer
+    originals = [data_of(pipeline_original(r), Work).i for r in overload]
+    assert len(done) == (10 - originals.count(5)) * 6 - originals.count(0)
+
+
+def pipeline_original(record: CloudEvent) -> CloudEvent:
+    """The event a DLQ record holds."""
+    return CloudEvent.from_dict(record.data["original"])
+
+
+async def test_the_native_memory_trimmer_runs_with_the_pipeline_and_stops_with_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from thunderline import malloc
+
+    monkeypatch.setattr(malloc, "available", lambda: True)
+    bus = MemoryBus()
+    ends: list[CloudEvent] = []
+    pipeline = Pipeline(bus, [Recorder()], on_terminal=ends.append, malloc_trim_mb=64.0)
+    assert pipeline.trimmer is not None and pipeline.trimmer.min_growth == 64 * 2**20
+    await pipeline.start()
+    names = [task.get_name() for task in pipeline._tasks]
+    assert "malloc-trim" in names
+    trim_task = pipeline._tasks[names.index("malloc-trim")]
+    for i in range(5):
+        await pipeline.submit(ev(i=i))
+    await pipeline.wait_idle(5)
+    await pipeline.stop()
+    assert len(ends) == 5 and trim_task.done() and not pipeline._tasks
+    assert Pipeline(bus, [Recorder()]).trimmer is None  # not asked: none

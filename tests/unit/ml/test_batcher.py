@@ -167,6 +167,21 @@ def test_policy_tries_preferred_sizes_largest_first_then_keeps_the_cheapest() ->
     assert _feed(going_down, cheaper, 3) == [2] * 3
 
 
+def test_policy_minimises_cpu_per_item_when_given_not_wall_time() -> None:
+    """A busy machine stretches wall time at random; the CPU a run took decides the size."""
+    policy = BatchPolicy(8, samples=2, explore_every=1000)
+    wall = {8: 2.0, 4: 3.0, 2: 9.0, 1: 9.5}  # ms per item: wall time says 8
+    cpu = {8: 5.4, 4: 4.6, 2: 4.4, 1: 4.7}  # CPU says 2
+    for _ in range(20):
+        size = policy.target()
+        policy.observe(size, wall[size] * size / 1000, size, cpu[size] * size / 1000)
+    assert policy.target() == 2
+    snap = policy.snapshot()
+    assert snap["cost"] == "cpu" and snap["per_item_ms"][2] == 4.4
+    walled = BatchPolicy(8, samples=2, explore_every=1000)
+    assert _feed(walled, wall, 20)[-1] == 8 and walled.snapshot()["cost"] == "wall"
+
+
 def test_policy_retries_a_neighbour_and_follows_a_change_of_load() -> None:
     policy = BatchPolicy(8, samples=1, explore_every=10, alpha=1.0)
     costs = {8: 5.0, 4: 4.0, 2: 4.6, 1: 6.0}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from thunderline.search.document import index_doc
+from thunderline.search.document import content_hash, index_doc
 from thunderline.voxel.schema import Voxel, seal
 
 
@@ -86,3 +86,24 @@ def test_numbers_dates_and_amounts_stay_out_of_the_entity_facet() -> None:
     assert {("entnum", "2019"), ("entnum", "three"), ("entnum", "1,250.00 eur")} <= terms
     assert not any(f == "entity" and v in {"2019", "three"} for f, v in terms)
     assert {("etype", "date"), ("etype", "cardinal")} <= terms  # the types stay facets
+
+
+def test_label_and_top_model_read_as_before() -> None:
+    """The label is ``voxel.label`` (read from the same trait), the model its top label only."""
+    traits = {
+        **TRAITS,
+        "classification": {"label": 7, "group": "text"},
+        "inference": {"model": "m", "top_k": [{"label": "a"}, {"label": "b"}]},
+    }
+    voxel = _voxel(traits)
+    doc = index_doc(voxel, None, max_chars=10)
+    assert doc.label == voxel.label == "7"
+    assert doc.models == (("m", "a"),)
+    for top_k in ([], None, {"label": "x"}, ["x"], [{"score": 1.0}]):
+        odd = index_doc(
+            _voxel({**traits, "inference": {"model": "m", "top_k": top_k}}), None, max_chars=10
+        )
+        assert odd.models == () and odd.kind is None
+    bare = index_doc(_voxel({"artifact": {"name": "a.bin"}}), None, max_chars=10)
+    assert (bare.label, bare.group, bare.lang, bare.body) == (None, None, None, "")
+    assert bare.content_sha256 == content_hash(bare)

@@ -53,3 +53,13 @@ def test_csv_cells_flatten_and_escape() -> None:
     assert header.startswith("id,name,source")
     assert "bad\\udcffname" in line and '""text"": ""A""' in line
     text.encode("utf-8")  # no lone surrogate left
+
+
+@pytest.mark.parametrize(
+    "body", ["", "plain", "caf\u00e9 \x02hit\x03 日本", "only \x03 end", "\x02" * 3, "ünï"]
+)
+def test_sentinels_are_spaced_out_as_translate_does(body: str) -> None:
+    """The index writes a body with STX/ETX as spaces, the body itself when it has none."""
+    from thunderline.search.index import _SENTINELS, _without_sentinels
+
+    assert _without_sentinels(body) == body.translate(_SENTINELS)

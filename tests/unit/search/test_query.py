@@ -14,7 +14,9 @@ from thunderline.search.query import (
     Not,
     Or,
     QuerySyntaxError,
+    QueryTooLongError,
     Words,
+    excerpt,
     parse,
 )
 
@@ -76,8 +78,14 @@ def test_malformed_queries_say_where(query: str, position: int, message: str) ->
 
 
 def test_limits() -> None:
-    with pytest.raises(QuerySyntaxError, match="longer than"):
-        parse("a" * 1001)
+    with pytest.raises(QueryTooLongError) as long:
+        parse("abcdefghij" * 300)
+    message = str(long.value)
+    assert "3000 characters" in message and "limit is 1000" in message, message
+    assert "'abcdefghijabcdefghij'..." in message and len(message) < 120, message
+    assert long.value.details == {"position": 1000, "length": 3000, "limit": 1000}
+    assert isinstance(long.value, QuerySyntaxError) and long.value.reason == "query_syntax"
+    parse("a" * 1000)  # at the limit: fine
     with pytest.raises(QuerySyntaxError, match="too many terms"):
         parse(" ".join(["w"] * 65))
     with pytest.raises(QuerySyntaxError, match="NUL"):
@@ -93,3 +101,26 @@ def test_any_text_parses_or_fails_typed(query: str) -> None:
         assert 0 <= exc.position <= len(query)
         return
     assert tree is None or isinstance(tree, Words | Field | Not | And | Or)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "size>" + "9x" * 450,
+        "after:" + "y" * 900,
+        "b" * 900 + ":x",
+        "!" * 900,
+        "w " * 64 + "z" * 800,
+    ],
+)
+def test_no_error_repeats_much_of_the_query(query: str) -> None:
+    """A mistake in a long (allowed) query names it with a short excerpt, not the whole input."""
+    with pytest.raises(QuerySyntaxError) as info:
+        parse(query)
+    assert len(str(info.value)) < 200, str(info.value)
+    assert set(info.value.details) == {"position"}
+
+
+def test_excerpt() -> None:
+    assert excerpt("short") == "'short'"
+    assert excerpt("x" * 50, 10) == "'xxxxxxxxxx'..."

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from thunderline.config import Settings
-from thunderline.errors import ChecksumMismatch
+from thunderline.errors import BackendError, ChecksumMismatch
 from thunderline.objects.local import LocalObjectStore
 from thunderline.obs import metrics
 from thunderline.voxel.builder import VoxelBuilder
 from thunderline.voxel.db import head_revision
-from thunderline.voxel.errors import InvalidVoxelError, VoxelNotFoundError
+from thunderline.voxel.errors import InvalidVoxelError, PayloadMissingError, VoxelNotFoundError
 from thunderline.voxel.store import VoxelStore
 
 from ._helpers import classified_event
@@ -262,3 +262,32 @@ def test_id_prefix_wildcards_match_nothing(voxels: VoxelStore, objects: LocalObj
             voxels.get(pattern)
     with pytest.raises(VoxelNotFoundError):
         voxels.resolve_id("ab\\%cd")
+
+
+def test_a_read_of_a_voxel_or_inline_row_that_is_gone_says_which(
+    voxels: VoxelStore, objects: LocalObjectStore
+) -> None:
+    # the read's one driver-level query still tells a missing voxel from a missing inline row
+    kept = voxels.put(VoxelBuilder().build(classified_event(objects, b"kept", name="k"))).voxel
+    gone = voxels.put(VoxelBuilder().build(classified_event(objects, b"gone", name="g"))).voxel
+    with _db(voxels) as conn:
+        conn.execute("delete from search_docs where voxel_id = ?", (gone.id,))
+        conn.execute("delete from voxels where id = ?", (gone.id,))
+        conn.execute("delete from voxel_payloads where sha256 = ?", (kept.payload_sha256,))
+    with pytest.raises(VoxelNotFoundError, match=gone.id):
+        voxels.read_payload(gone)
+    with pytest.raises(PayloadMissingError, match="inline payload"):
+        voxels.read_payload(kept)
+
+
+def test_a_database_error_on_a_read_is_a_backend_error_and_the_pool_recovers(
+    voxels: VoxelStore, objects: LocalObjectStore
+) -> None:
+    voxel = voxels.put(VoxelBuilder().build(classified_event(objects, b"pooled"))).voxel
+    with _db(voxels) as conn:
+        conn.execute("alter table voxel_payloads rename to voxel_payloads_away")
+    with pytest.raises(BackendError, match="voxel read failed"):
+        voxels.read_payload(voxel)
+    with _db(voxels) as conn:
+        conn.execute("alter table voxel_payloads_away rename to voxel_payloads")
+    assert voxels.read_payload(voxel) == b"pooled"

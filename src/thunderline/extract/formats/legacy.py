@@ -26,11 +26,21 @@ OLE2 compound files, opened with **olefile**.
   from its properties (its own attachments inside), so it is read as e-mail one level down.
   extract-msg (GPL-3.0, seven dependencies) and python-oxmsg (skips attached messages) were
   measured: see docs/ARCHITECTURE.md.
+- **Embedded objects** become embedded parts (child artifacts): the storages of a ``.doc``'s
+  ``ObjectPool``, an ``.xls``'s ``MBD…`` storages, a ``.ppt``'s ``ExOleObjStg`` records
+  (zlib-inflated within the byte budget and the expansion ratio) and a ``.msg``'s OLE
+  attachments. A packaged file (``Ole10Native``) comes out as that file, an OOXML/ODF
+  ``Package`` as its zip, a PDF ``CONTENTS`` as the PDF; any other object (an embedded
+  workbook, document, presentation) as a compound file of its own rooted at the storage
+  (:mod:`thunderline.extract.cfb`), so it is classified and read like any ``.xls``/``.doc``.
+- Magika may name a Word file holding a workbook ``xls`` (and the reverse): each reader checks
+  the root streams and hands the file to the reader of what it is, with a warning.
 """
 
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,19 +54,114 @@ _MAX_STREAM = 256 * 1024 * 1024
 
 
 def _open(source: Path | bytes) -> Any:
-    """An OLE file from a path or from bytes already read."""
+    """An OLE file from a path or from bytes already read.
+
+    From bytes, its streams are then read by :class:`_Sectors` (straight from the bytes).
+    """
     import olefile
 
     target = source if isinstance(source, bytes) else str(source)
-    if not olefile.isOleFile(target):
+    is_ole = (
+        olefile.isOleFile(data=source)  # bytes under 1536 would be taken for a file name
+        if isinstance(source, bytes)
+        else olefile.isOleFile(target)
+    )
+    if not is_ole:
         raise ExtractionError("not an OLE2 compound file")
     try:
-        return olefile.OleFileIO(target)
+        ole = olefile.OleFileIO(target)
     except Exception as exc:  # olefile raises OSError, struct.error, IndexError...
         raise ExtractionError(f"cannot read OLE file: {type(exc).__name__}: {exc}") from exc
+    if isinstance(source, bytes):
+        ole._tl_sectors = _Sectors(ole, source)
+    return ole
+
+
+class _Sectors:
+    """The streams of a compound file olefile parsed, read straight from the file's bytes.
+
+    olefile's ``openstream`` builds each stream in Python sector by sector and formats a
+    debug message for every sector (logged or not): most of a .msg's time, whose dozens of
+    properties are small streams. Here a stream is the join of its sectors' slices, its
+    chain followed in olefile's FAT / MiniFAT; a chain that does not fit (out of range,
+    short) is left to olefile, which reads it as before.
+    """
+
+    def __init__(self, ole: Any, data: bytes) -> None:
+        self.ole = ole
+        self.data = data
+        self.index: dict[str, Any] | None = None
+        self.mini: bytes | None = None
+
+    def entry(self, name: str | list[str]) -> Any:
+        """The directory entry of stream or storage ``name`` (case-insensitive), or None."""
+        if self.index is None:
+            index: dict[str, Any] = {}
+            stack = [(self.ole.root, "")]
+            while stack:
+                node, prefix = stack.pop()
+                for kid in node.kids:
+                    path = prefix + kid.name.lower()
+                    index[path] = kid
+                    if kid.kids:
+                        stack.append((kid, path + "/"))
+            self.index = index
+        key = name if isinstance(name, str) else "/".join(name)
+        return self.index.get(key.lower())
+
+    def read(self, entry: Any) -> bytes | None:
+        """The bytes of stream ``entry``, or None where olefile must read it."""
+        ole = self.ole
+        if entry.size < ole.minisectorcutoff:
+            if self.mini is None:
+                if ole.minifat is None:
+                    ole.loadminifat()
+                root = ole.root
+                mini = _chain(self.data, ole.fat, root.isectStart, root.size, ole.sectorsize)
+                if mini is None:
+                    return None
+                self.mini = mini
+            return _chain(
+                self.mini, ole.minifat, entry.isectStart, entry.size, ole.minisectorsize, 0
+            )
+        return _chain(self.data, ole.fat, entry.isectStart, entry.size, ole.sectorsize)
+
+
+def _chain(
+    blob: bytes, fat: Any, start: int, size: int, sector: int, offset: int | None = None
+) -> bytes | None:
+    """``size`` bytes of the sector chain from ``start``; None if it leaves the table or bytes.
+
+    ``offset`` is where sector 0 starts: one header sector in by default.
+    """
+    if size == 0:
+        return b""
+    if size > len(blob):  # a lying size (the root's mini stream too): no walk of a cyclic FAT
+        return None
+    base = sector if offset is None else offset
+    count = (size + sector - 1) // sector
+    limit = len(fat)
+    parts: list[bytes] = []
+    current = start
+    for _ in range(count):
+        if not 0 <= current < limit:
+            return None
+        at = base + current * sector
+        parts.append(blob[at : at + sector])
+        current = fat[current]
+    data = b"".join(parts)
+    return data[:size] if len(data) >= size else None
 
 
 def _stream(ole: Any, name: str | list[str]) -> bytes:
+    sectors: _Sectors | None = getattr(ole, "_tl_sectors", None)
+    entry = sectors.entry(name) if sectors is not None else None
+    if entry is not None and entry.entry_type == 2:  # STGTY_STREAM
+        if entry.size > _MAX_STREAM:
+            raise ExtractionError(f"OLE stream {name!r} is {entry.size} bytes, over {_MAX_STREAM}")
+        found = sectors.read(entry)  # type: ignore[union-attr]
+        if found is not None:
+            return found
     if not ole.exists(name):
         raise ExtractionError(f"OLE stream {name!r} is missing")
     size = ole.get_size(name)
@@ -65,6 +170,37 @@ def _stream(ole: Any, name: str | list[str]) -> bytes:
     with ole.openstream(name) as handle:
         data: bytes = handle.read()
     return data
+
+
+#: The root stream that makes a compound file each kind of document.
+_KIND_STREAMS = (
+    ("doc", ("WordDocument",)),
+    ("xls", ("Workbook", "Book")),
+    ("ppt", ("PowerPoint Document",)),
+    ("msg", ("__properties_version1.0",)),
+)
+
+
+def _actual_kind(ole: Any, expected: str) -> str | None:
+    """The kind of document the compound file is when it is not ``expected``, else None.
+
+    Magika can name a Word file with an embedded workbook ``xls`` (and an Excel file with an
+    embedded document ``doc``): the root streams say what it is.
+    """
+    for kind, streams in _KIND_STREAMS:
+        if kind == expected and any(ole.exists(n) for n in streams):
+            return None
+    for kind, streams in _KIND_STREAMS:
+        if kind != expected and any(ole.exists(n) for n in streams):
+            return kind
+    return None
+
+
+def _as_kind(kind: str, path: Path, ctx: ExtractContext, label: str) -> ExtractResult:
+    """Extract ``path`` as the kind of document it is, noting the label it came with."""
+    ctx.warn(f"labelled {label!r}, but the compound file is a {kind} document: read as {kind}")
+    run = {"doc": extract_doc, "xls": extract_xls, "ppt": extract_ppt, "msg": extract_msg}[kind]
+    return run(path, ctx)
 
 
 def _codec(codepage: int | None) -> str:
@@ -137,6 +273,236 @@ def ole_metadata(ole: Any, pages: int | None = None) -> tuple[DocMetadata, dict[
         ),
         raw,
     )
+
+
+# ---- embedded objects -----------------------------------------------------------------------
+#: Stream names that tell what an embedded compound file is -> file extension.
+_OLE_KINDS = (
+    ("Workbook", ".xls"),
+    ("Book", ".xls"),
+    ("WordDocument", ".doc"),
+    ("PowerPoint Document", ".ppt"),
+    ("__properties_version1.0", ".msg"),
+    ("VisioDocument", ".vsd"),
+)
+#: Extension of an OOXML package by its main folder.
+_OOXML_KINDS = (("word/", ".docx"), ("xl/", ".xlsx"), ("ppt/", ".pptx"), ("visio/", ".vsdx"))
+#: PowerPoint's ExOleObjStg record: an embedded object's compound file (zlib when instance 1).
+_EX_OLE_OBJ_STG = 0x1011
+#: The compression-ratio limit applies to objects larger than this (as for archive members).
+_RATIO_MIN_BYTES = 1024 * 1024
+
+
+def _ole10native(data: bytes) -> tuple[str, bytes] | None:
+    """(file name, bytes) of an OLE Packager object's ``Ole10Native`` stream (byte 1 first).
+
+    Layout: total size (4), flags (2), label (ANSI, NUL-ended), source path, flags (2),
+    unknown (2), command length (4) and command, then the native size (4) and the data.
+    """
+    try:
+        pos = 6
+        label_end = data.index(b"\x00", pos)
+        label = data[pos:label_end].decode("cp1252", "replace")
+        path_end = data.index(b"\x00", label_end + 1)
+        source = data[label_end + 1 : path_end].decode("cp1252", "replace")
+        pos = path_end + 1 + 4
+        (command_len,) = struct.unpack_from("<I", data, pos)
+        pos += 4 + command_len
+        (size,) = struct.unpack_from("<I", data, pos)
+        pos += 4
+    except (ValueError, struct.error):
+        return None
+    if size > len(data) - pos:
+        return None
+    name = (label or source).replace("\\", "/").rsplit("/", 1)[-1] or "package.bin"
+    return name, data[pos : pos + size]
+
+
+def _zip_kind(data: bytes) -> str:
+    """The extension of a zip's bytes: OOXML by its main folder, ODF by its mimetype."""
+    import io
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            names = zf.namelist()
+            if "mimetype" in names:
+                mime = zf.read("mimetype")[:100].decode("ascii", "replace")
+                return {
+                    "application/vnd.oasis.opendocument.text": ".odt",
+                    "application/vnd.oasis.opendocument.spreadsheet": ".ods",
+                    "application/vnd.oasis.opendocument.presentation": ".odp",
+                    "application/vnd.oasis.opendocument.graphics": ".odg",
+                    "application/vnd.oasis.opendocument.formula": ".odf",
+                    "application/vnd.oasis.opendocument.chart": ".odc",
+                }.get(mime, ".zip")
+    except (zipfile.BadZipFile, OSError, KeyError, RuntimeError):
+        return ".bin"
+    for prefix, ext in _OOXML_KINDS:
+        if any(n.startswith(prefix) for n in names):
+            return ext
+    return ".zip"
+
+
+def _object_bytes(
+    ole: Any, path: list[str], label: str, ctx: ExtractContext, whole: bytes | None = None
+) -> tuple[str, bytes] | None:
+    """(file name, bytes) of the OLE object at storage ``path`` (``[]``: the whole file).
+
+    A packaged file (the ``Ole10Native`` stream) is that file; an OOXML or ODF document
+    (``Package``, ``EmbeddedOdf`` streams) its zip; a PDF (``CONTENTS``) the PDF; any other
+    object (an embedded workbook, document, presentation...) a compound file of its own with
+    the storage as its root (:mod:`thunderline.extract.cfb`). None (with a warning) past the
+    parts' byte budget or when malformed.
+    """
+    from thunderline.extract import cfb
+
+    names = {
+        e[len(path)]
+        for e in ole.listdir(streams=True, storages=False)
+        if len(e) == len(path) + 1 and list(e[: len(path)]) == path
+    }
+    budget = ctx.max_part_bytes - sum(p.size for p in ctx.parts)
+    for stream, unwrap in (
+        ("\x01Ole10Native", "native"),
+        ("Package", "zip"),
+        ("EmbeddedOdf", "zip"),
+        ("CONTENTS", "pdf"),
+    ):
+        if stream not in names:
+            continue
+        if ole.get_size([*path, stream]) > budget:
+            ctx.warn(f"embedded object {label!r} exceeds the parts' byte budget: not kept")
+            return None
+        data = _stream(ole, [*path, stream])
+        if unwrap == "native":
+            found = _ole10native(data)
+            if found is None:
+                ctx.warn(f"embedded package {label!r} is malformed: not kept")
+            return found
+        if unwrap == "zip" and data[:4] == b"PK\x03\x04":
+            return f"{label}{_zip_kind(data)}", data
+        if unwrap == "pdf" and data[:5] == b"%PDF-":
+            return f"{label}.pdf", data
+    ext = next((e for stream, e in _OLE_KINDS if stream in names), ".ole")
+    if whole is not None:  # the object is the whole compound file already
+        return f"{label}{ext}", whole
+    try:
+        tree = cfb.read_tree(ole, path, max(budget, 0))
+    except ValueError:
+        ctx.warn(f"embedded object {label!r} exceeds the parts' byte budget: not kept")
+        return None
+    return f"{label}{ext}", cfb.write(tree)
+
+
+def ole_object(data: bytes, name: str, ctx: ExtractContext) -> tuple[str, bytes]:
+    """An embedded object that is a whole compound file (an OOXML ``oleObject1.bin``) unwrapped.
+
+    A packaged file comes out as that file, an OOXML/ODF ``Package`` as its zip, a PDF as the
+    PDF; an embedded workbook or document keeps its bytes under a name with its extension
+    (``oleObject1.xls``). Anything unreadable is returned as it came.
+    """
+    stem = name.rsplit("/", 1)[-1].rsplit(".", 1)[0] or "object"
+    try:
+        ole = _open(data)
+    except ExtractionError:
+        return name, data
+    try:
+        found = _object_bytes(ole, [], stem, ctx, whole=data)
+    except (ExtractionError, OSError, ValueError, struct.error):
+        found = None
+    finally:
+        ole.close()
+    return found if found is not None else (name, data)
+
+
+def _object_part(ole: Any, path: list[str], label: str, ctx: ExtractContext) -> None:
+    """Keep the OLE object at storage ``path`` as an embedded part (see :func:`_object_bytes`)."""
+    found = _object_bytes(ole, path, label, ctx)
+    if found is not None:
+        ctx.add_part(found[0], found[1], kind="embedded")
+
+
+def _storage_parts(ole: Any, parent: list[str], prefix: str, ctx: ExtractContext) -> int:
+    """Every storage directly under ``parent`` whose name starts with ``prefix``, as parts."""
+    if ctx.parts_dir is None:  # the job keeps no parts: nothing to read
+        return 0
+    found = sorted(
+        {
+            tuple(e[: len(parent) + 1])
+            for e in ole.listdir(streams=True, storages=True)
+            if len(e) > len(parent)
+            and list(e[: len(parent)]) == parent
+            and e[len(parent)].startswith(prefix)
+        }
+    )
+    count = 0
+    for entry in found:
+        if ole.get_type(list(entry)) != 1:  # a storage
+            continue
+        ctx.progress()
+        before = len(ctx.parts)
+        _object_part(ole, list(entry), entry[-1].lstrip("_") or "object", ctx)
+        count += len(ctx.parts) - before
+    return count
+
+
+def _ppt_objects(data: bytes, ctx: ExtractContext) -> int:
+    """PowerPoint's embedded objects: each ``ExOleObjStg`` record holds a compound file."""
+    if ctx.parts_dir is None:  # the job keeps no parts: nothing to read
+        return 0
+    import zlib
+
+    count = 0
+    i = 0
+    index = 0
+    while i + 8 <= len(data):
+        ver_inst, rec_type, length = struct.unpack_from("<HHI", data, i)
+        body = i + 8
+        if body + length > len(data):
+            break
+        if rec_type == _EX_OLE_OBJ_STG and length > 4:
+            index += 1
+            label = f"object{index}"
+            raw = data[body : body + length]
+            if ver_inst >> 4 == 1:  # compressed: the decompressed size, then zlib
+                (declared,) = struct.unpack_from("<I", raw, 0)
+                room = ctx.max_part_bytes - sum(p.size for p in ctx.parts)
+                limit = max(_RATIO_MIN_BYTES, int(ctx.max_ratio * (length - 4)))
+                if declared > room or declared > limit:
+                    ctx.warn(
+                        f"embedded object {label} declares {declared} bytes from {length - 4} "
+                        f"(ratio limit {ctx.max_ratio:.0f}:1, byte budget {room}): not kept"
+                    )
+                    i = body + length
+                    continue
+                inflate = zlib.decompressobj()
+                try:
+                    raw = inflate.decompress(raw[4:], declared + 1)
+                except zlib.error as exc:
+                    ctx.warn(f"embedded object {label} does not decompress: {exc}")
+                    i = body + length
+                    continue
+                if len(raw) > declared or inflate.unconsumed_tail:
+                    ctx.warn(f"embedded object {label} inflates past its declared size")
+                    i = body + length
+                    continue
+            ctx.progress()
+            before = len(ctx.parts)
+            try:
+                inner = _open(raw)
+            except ExtractionError as exc:
+                ctx.warn(f"embedded object {label}: {exc}")
+            else:
+                try:
+                    found = _object_bytes(inner, [], label, ctx, whole=raw)
+                finally:
+                    inner.close()
+                if found is not None:
+                    ctx.add_part(found[0], found[1], kind="embedded")
+            count += len(ctx.parts) - before
+        i = body + length
+    return count
 
 
 # ---- doc ------------------------------------------------------------------------------------
@@ -217,7 +583,12 @@ def _drop_field_codes(text: str) -> str:
 
 def extract_doc(path: Path, ctx: ExtractContext) -> ExtractResult:
     """Word 97-2003: the main document text from the piece table, OLE metadata."""
-    ole = _open(path)
+    payload = path.read_bytes()
+    ole = _open(payload)
+    actual = _actual_kind(ole, "doc")
+    if actual is not None:
+        ole.close()
+        return _as_kind(actual, path, ctx, "doc")
     try:
         word = _stream(ole, "WordDocument")
         if len(word) < 0x01AA or struct.unpack_from("<H", word, 0)[0] != 0xA5EC:
@@ -233,8 +604,11 @@ def extract_doc(path: Path, ctx: ExtractContext) -> ExtractResult:
         wanted = max(ccp_text, 0) + max(ccp_ftn, 0) + max(ccp_hdd, 0)
         chars = _doc_pieces(word, table, min(wanted, ctx.max_text_bytes + 1))
         meta, raw = ole_metadata(ole)
+        objects = _storage_parts(ole, ["ObjectPool"], "_", ctx)
     finally:
         ole.close()
+    if objects:
+        raw["embedded_objects"] = objects
     main, rest = chars[: max(ccp_text, 0)], chars[max(ccp_text, 0) :]
     builder = TextBuilder(ctx.max_text_bytes)
     for block in (main, rest):
@@ -242,9 +616,7 @@ def extract_doc(path: Path, ctx: ExtractContext) -> ExtractResult:
         block = block.replace("\x07\r", "\n").replace("\x07\x07", "\n").replace("\x07", " | ")
         for line in block.translate(_DOC_MAP).split("\n"):
             builder.line(line.rstrip(" |").strip())
-    return result(
-        ctx, "doc", "olefile", builder, metadata=meta, raw=raw, bytes_in=path.stat().st_size
-    )
+    return result(ctx, "doc", "olefile", builder, metadata=meta, raw=raw, bytes_in=len(payload))
 
 
 # ---- xls ------------------------------------------------------------------------------------
@@ -283,12 +655,19 @@ def extract_xls(path: Path, ctx: ExtractContext) -> ExtractResult:
     biff = data
     if olefile.isOleFile(data):
         ole = _open(data)
+        actual = _actual_kind(ole, "xls")
+        if actual is not None:
+            ole.close()
+            return _as_kind(actual, path, ctx, "xls")
         try:
             meta, raw = ole_metadata(ole)
             stream = next((n for n in ("Workbook", "Book") if ole.exists(n)), None)
             if stream is None:
                 raise ExtractionError("not an Excel workbook (no Workbook stream)")
             biff = _stream(ole, stream)
+            objects = _storage_parts(ole, [], "MBD", ctx)
+            if objects:
+                raw["embedded_objects"] = objects
         finally:
             ole.close()
     try:
@@ -320,7 +699,7 @@ def extract_xls(path: Path, ctx: ExtractContext) -> ExtractResult:
                 break
     finally:
         book.release_resources()
-    meta = meta.model_copy(update={"page_count": len(names)})
+    meta = replace(meta, page_count=len(names))
     return result(
         ctx, "xls", "xlrd", builder, content="data", metadata=meta, raw=raw, bytes_in=len(data)
     )
@@ -400,7 +779,11 @@ def _ppt_slwt(data: bytes, start: int, end: int) -> list[list[tuple[int, str]]]:
 
 def extract_ppt(path: Path, ctx: ExtractContext) -> ExtractResult:
     """PowerPoint 97-2003: one ``slide`` segment per slide from the record tree."""
-    ole = _open(path)
+    ole = _open(path.read_bytes())
+    actual = _actual_kind(ole, "ppt")
+    if actual is not None:
+        ole.close()
+        return _as_kind(actual, path, ctx, "ppt")
     try:
         data = _stream(ole, "PowerPoint Document")
         meta, raw = ole_metadata(ole)
@@ -428,6 +811,9 @@ def extract_ppt(path: Path, ctx: ExtractContext) -> ExtractResult:
         i = body + length
     if not any(slides) and any(slwt):
         slides = slwt
+    objects = _ppt_objects(data, ctx)
+    if objects:
+        raw["embedded_objects"] = objects
     builder = TextBuilder(ctx.max_text_bytes)
     for texts in slides:
         title = next((t.strip() for k, t in texts if k in _TITLE_TYPES), None)
@@ -445,7 +831,7 @@ def extract_ppt(path: Path, ctx: ExtractContext) -> ExtractResult:
         for _kind, text in notes:
             for line in text.split("\n"):
                 builder.line(line)
-    meta = meta.model_copy(update={"page_count": len(slides)})
+    meta = replace(meta, page_count=len(slides))
     return result(ctx, "ppt", "olefile", builder, metadata=meta, raw=raw, bytes_in=len(data))
 
 
@@ -597,16 +983,41 @@ def _header_line(name: str, value: str) -> bytes:
         return b""
 
 
+#: 64 base64 lines of 76 characters, cut out of the encoded bytes by one C call.
+_B64_LINES = struct.Struct("76s" * 64)
+
+
+def _base64_lines(data: bytes) -> bytes:
+    """``base64.encodebytes(data)``, the same bytes, made faster.
+
+    encodebytes calls the encoder once per 57-byte line (2,500 calls for a 144 KB
+    attachment); here the data is encoded in one call and cut into 76-character lines 64 at
+    a time by ``struct`` (the last lines by slicing).
+    """
+    import binascii
+
+    encoded = binascii.b2a_base64(data, newline=False)
+    if not encoded:
+        return b""
+    whole = len(encoded) - len(encoded) % _B64_LINES.size
+    lines: list[bytes] = []
+    if whole:
+        for block in _B64_LINES.iter_unpack(memoryview(encoded)[:whole]):
+            lines.extend(block)
+    lines.extend(encoded[at : at + 76] for at in range(whole, len(encoded), 76))
+    lines.append(b"")
+    return b"\n".join(lines)
+
+
 def _mime_leaf(content_type: str, data: bytes, filename: str | None = None) -> bytes:
-    """A base64 MIME part (``base64.encodebytes``: C speed, 76-character lines)."""
-    import base64
+    """A base64 MIME part (76-character lines, as ``base64.encodebytes`` writes them)."""
     import email.utils
 
     head = [f"Content-Type: {content_type}", "Content-Transfer-Encoding: base64"]
     if filename is not None:
         encoded = email.utils.encode_rfc2231(filename, "utf-8")
         head.append(f"Content-Disposition: attachment; filename*={encoded}")
-    return ("\n".join(head) + "\n\n").encode("ascii") + base64.encodebytes(data)
+    return ("\n".join(head) + "\n\n").encode("ascii") + _base64_lines(data)
 
 
 def _msg_as_eml(storage: _MsgStorage, ctx: ExtractContext, depth: int) -> bytes:
@@ -671,7 +1082,8 @@ def _msg_attachment(
     if data is not None:
         return [(name, data, mime)]
     embedded = [*prefix, f"__substg1.0_3701{_PT_OBJECT:04X}"]
-    if storage.has(embedded) and ole.get_type(embedded) == 1:  # a storage
+    is_message = storage.has([*embedded, "__properties_version1.0"])
+    if is_message and ole.get_type(embedded) == 1:  # an attached message's storage
         if depth > 4:
             ctx.warn("attached messages nested deeper than 4 levels: not kept")
             return []
@@ -679,13 +1091,17 @@ def _msg_attachment(
         subject = inner.string(0x0037) or name or "message"
         safe = "".join(c for c in subject if c.isalnum() or c in " ._-").strip() or "message"
         return [(f"{safe[:120]}.eml", _msg_as_eml(inner, ctx, depth), "message/rfc822")]
-    ctx.warn(f"attachment {name!r} is stored by reference or as an OLE object: not kept")
+    if storage.has(embedded) and ole.get_type(embedded) == 1:
+        found = _object_bytes(ole, embedded, name or "object", ctx)  # an OLE attachment
+        return [] if found is None else [(found[0], found[1], None)]
+    ctx.warn(f"attachment {name!r} is stored by reference: not kept")
     return []
 
 
 def extract_msg(path: Path, ctx: ExtractContext) -> ExtractResult:
     """Outlook .msg: headers as metadata, body as text, attachments as embedded parts."""
-    ole = _open(path)
+    payload = path.read_bytes()
+    ole = _open(payload)
     try:
         if not ole.exists("__properties_version1.0"):
             raise ExtractionError("not an Outlook message (no __properties_version1.0)")
@@ -728,9 +1144,14 @@ def extract_msg(path: Path, ctx: ExtractContext) -> ExtractResult:
         modified=storage.time(_PID_MODIFIED),
         language=language,
     )
-    return result(
-        ctx, "msg", "olefile", builder, metadata=meta, raw=raw, bytes_in=path.stat().st_size
-    )
+    return result(ctx, "msg", "olefile", builder, metadata=meta, raw=raw, bytes_in=len(payload))
 
 
-__all__ = ["extract_doc", "extract_msg", "extract_ppt", "extract_xls", "ole_metadata"]
+__all__ = [
+    "extract_doc",
+    "extract_msg",
+    "extract_ppt",
+    "extract_xls",
+    "ole_metadata",
+    "ole_object",
+]

@@ -15,6 +15,7 @@ import email.errors
 import email.header
 import email.policy
 import email.utils
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -179,7 +180,7 @@ def _mbox(path: Path, ctx: ExtractContext) -> ExtractResult:
     raw_all: dict[str, Any] = {"messages": count}
     if first:
         raw_all.update({f"first_{k}": v for k, v in first.items()})
-    meta = _meta(first or {}).model_copy(update={"page_count": count, "title": None})
+    meta = replace(_meta(first or {}), page_count=count, title=None)
     return result(
         ctx, "mbox", "stdlib", builder, metadata=meta, raw=raw_all, bytes_in=path.stat().st_size
     )

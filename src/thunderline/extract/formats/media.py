@@ -10,12 +10,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from thunderline.extract.base import ExtractContext, TextBuilder, result
+from thunderline.extract.base import ExtractContext, TextBuilder, read_head, result
 from thunderline.extract.result import DocMetadata, ExtractResult, GeoPoint
 
 _TAG_NAMES = {
@@ -28,10 +30,18 @@ _TAG_NAMES = {
 }
 
 
-def _first(tags: Any, keys: tuple[str, ...]) -> str | None:
+def _first(tags: Any, keys: tuple[str, ...], present: frozenset[str] | None = None) -> str | None:
+    """The first non-blank value of ``keys`` in ``tags``.
+
+    ``present``: the lower-cased keys the tags hold; a key not among them is not looked up (a
+    ``get`` on mutagen's tag mappings costs a Python call chain even for a miss). Lower-cased
+    because Vorbis and APE tags match keys case-insensitively.
+    """
     if tags is None:
         return None
     for key in keys:
+        if present is not None and key.lower() not in present:
+            continue
         try:
             value = tags.get(key) if hasattr(tags, "get") else None
         except (KeyError, ValueError, TypeError):
@@ -56,7 +66,7 @@ def extract_audio_video(path: Path, ctx: ExtractContext) -> ExtractResult:
     """
     import mutagen
 
-    meta = DocMetadata()
+    meta: DocMetadata | None = None  # result() fills in an empty one
     raw: dict[str, Any] = {}
     try:
         media = mutagen.File(str(path))
@@ -81,14 +91,17 @@ def extract_audio_video(path: Path, ctx: ExtractContext) -> ExtractResult:
             if value not in (None, ""):
                 raw[attr] = value
         tags = media.tags
+        present: frozenset[str] | None = None
         if tags is not None:
-            for key in list(tags.keys())[:64]:
+            tag_keys = list(tags.keys())
+            present = frozenset(str(key).lower() for key in tag_keys)
+            for key in tag_keys[:64]:
                 if str(key).startswith(("APIC", "covr", "metadata_block_picture", "PRIV", "GEOB")):
                     continue  # pictures and binary blobs
                 value = _first(tags, (key,))
                 if value:
                     raw[str(key)] = value
-        named = {name: _first(tags, keys) for name, keys in _TAG_NAMES.items()}
+        named = {name: _first(tags, keys, present) for name, keys in _TAG_NAMES.items()}
         raw.update({k: v for k, v in named.items() if v})
         raw["format"] = type(media).__name__
         meta = DocMetadata(
@@ -131,6 +144,14 @@ def _year_date(value: str | None) -> datetime | None:
 
 
 # ---- images ---------------------------------------------------------------------------------
+def _open_size(handle: Any) -> int | None:
+    """Size of the file the library opened (``fstat`` on its handle: no second path lookup)."""
+    try:
+        return os.fstat(handle.fileno()).st_size
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 _EXIF_DATE = re.compile(r"^(\d{4}):(\d{2}):(\d{2}) (\d{2}):(\d{2}):(\d{2})")
 
 
@@ -139,15 +160,33 @@ def _exif_date(value: Any) -> datetime | None:
     if not match:
         return None
     try:
-        y, mo, d, h, mi, sec = (int(g) for g in match.groups())
+        y, mo, d, h, mi, sec = map(int, match.groups())
         return datetime(y, mo, d, h, mi, sec, tzinfo=UTC)
     except ValueError:
         return None
 
 
+def _real(value: Any) -> float:
+    """A number of an EXIF IFD as a float.
+
+    Pillow's ``IFDRational`` through its own numerator and denominator: ``float()`` goes
+    through three Python calls (``__float__`` delegates to a ``Fraction``), 2.5x slower.
+    A zero denominator raises ``ZeroDivisionError`` (``float()`` gave NaN: out of range too).
+    """
+    if type(value) is float:  # Pillow gives GPS parts as floats: no AttributeError raised
+        return value
+    try:
+        return float(value.numerator / value.denominator)
+    except AttributeError:  # no rational at all
+        return float(value)
+
+
 def _degrees(value: Any, ref: Any) -> float | None:
     try:
-        d, m, s = (float(x) for x in value)
+        if type(value) is tuple and len(value) == 3:  # the EXIF shape: no generator made
+            d, m, s = _real(value[0]), _real(value[1]), _real(value[2])
+        else:
+            d, m, s = (_real(x) for x in value)
     except (TypeError, ValueError, ZeroDivisionError):
         return None
     deg = d + m / 60.0 + s / 3600.0
@@ -162,7 +201,11 @@ def _gps(gps: dict[int, Any]) -> GeoPoint | None:
     alt: float | None = None
     if gps.get(6) is not None:
         try:
-            alt = float(gps[6]) * (-1.0 if gps.get(5) in (1, b"\x01") else 1.0)
+            try:
+                height = _real(gps[6])  # float() of an IFDRational is three Python calls
+            except ZeroDivisionError:
+                height = float(gps[6])  # NaN, as float() gave it
+            alt = height * (-1.0 if gps.get(5) in (1, b"\x01") else 1.0)
         except (TypeError, ValueError, ZeroDivisionError):
             alt = None
     return GeoPoint(lat=round(lat, 7), lon=round(lon, 7), alt_m=alt)
@@ -201,28 +244,33 @@ def extract_image(path: Path, ctx: ExtractContext) -> ExtractResult:
     from PIL import ExifTags, Image, UnidentifiedImageError
 
     raw: dict[str, Any] = {}
-    meta = DocMetadata()
+    meta: DocMetadata | None = None  # result() fills in an empty one
+    size: int | None = None
     try:
         with Image.open(path) as image:
+            size = _open_size(image.fp)
             raw["format"] = image.format
             raw["mode"] = image.mode
             frames = getattr(image, "n_frames", 1)
             exif = image.getexif()
+            names = ExifTags.TAGS
+            binary = (bytes, bytearray)  # a tuple: ``bytes | bytearray`` is built on each use
             for tag, value in exif.items():
-                name = ExifTags.TAGS.get(tag, str(tag))
-                if isinstance(value, bytes | bytearray) or name in ("MakerNote",):
+                if isinstance(value, binary):
                     continue
-                raw[name] = value
+                name = names.get(tag) or str(tag)
+                if name != "MakerNote":
+                    raw[name] = value
             sub = exif.get_ifd(ExifTags.IFD.Exif)
             for tag, value in sub.items():
-                name = ExifTags.TAGS.get(tag, str(tag))
-                if not isinstance(value, bytes | bytearray):
-                    raw[name] = value
+                if not isinstance(value, binary):
+                    raw[names.get(tag) or str(tag)] = value
             gps_ifd = exif.get_ifd(ExifTags.IFD.GPSInfo)
             xmp = _xmp(image)
             for name, values in xmp.items():
                 raw[f"xmp:dc:{name}"] = "; ".join(values)
-            model = " ".join(str(raw.get(k, "")).strip() for k in ("Make", "Model")).strip()
+            make = str(raw.get("Make", "")).strip()
+            model = f"{make} {str(raw.get('Model', '')).strip()}".strip()
             meta = DocMetadata(
                 title=(xmp.get("title") or [""])[0]
                 or (
@@ -249,7 +297,7 @@ def extract_image(path: Path, ctx: ExtractContext) -> ExtractResult:
         ctx.warn(f"image header unreadable: {type(exc).__name__}: {exc}")
     builder: TextBuilder | None = None
     ocr_info = None
-    if ctx.ocr and meta.width:
+    if ctx.ocr and meta is not None and meta.width:
         builder, ocr_info = _ocr_image(path, ctx, raw)
     found = result(
         ctx,
@@ -259,9 +307,9 @@ def extract_image(path: Path, ctx: ExtractContext) -> ExtractResult:
         content="prose",
         metadata=meta,
         raw=raw,
-        bytes_in=path.stat().st_size,
+        bytes_in=path.stat().st_size if size is None else size,
     )
-    return found.model_copy(update={"ocr": ocr_info}) if ocr_info is not None else found
+    return replace(found, ocr=ocr_info) if ocr_info is not None else found
 
 
 def _ocr_image(path: Path, ctx: ExtractContext, raw: dict[str, Any]) -> tuple[TextBuilder, Any]:
@@ -309,9 +357,11 @@ def extract_font(path: Path, ctx: ExtractContext) -> ExtractResult:
     from fontTools.ttLib import TTFont, TTLibError
 
     raw: dict[str, Any] = {}
-    meta = DocMetadata()
+    meta: DocMetadata | None = None  # result() fills in an empty one
+    size: int | None = None
     try:
         with TTFont(str(path), lazy=True, fontNumber=0) as font:
+            size = _open_size(font.reader.file)
             table = font.get("name", None)
             if table is not None:
                 for name_id, key in _FONT_NAMES.items():
@@ -334,7 +384,7 @@ def extract_font(path: Path, ctx: ExtractContext) -> ExtractResult:
         content="none",
         metadata=meta,
         raw=raw,
-        bytes_in=path.stat().st_size,
+        bytes_in=path.stat().st_size if size is None else size,
     )
 
 
@@ -347,7 +397,7 @@ def extract_certificate(path: Path, ctx: ExtractContext) -> ExtractResult:
     """
     from cryptography import x509
 
-    data = path.read_bytes()[: 4 * 1024 * 1024]
+    data, _longer = read_head(path, 4 * 1024 * 1024)
     certificates: list[Any] = []
     try:
         if b"-----BEGIN CERTIFICATE-----" in data:
@@ -356,36 +406,36 @@ def extract_certificate(path: Path, ctx: ExtractContext) -> ExtractResult:
             certificates = [x509.load_der_x509_certificate(data)]
     except ValueError as exc:
         ctx.warn(f"certificate unreadable: {exc}")
+    san_oid = x509.oid.ExtensionOID.SUBJECT_ALTERNATIVE_NAME
     raw: dict[str, Any] = {"certificates": len(certificates)}
-    builder = TextBuilder(ctx.max_text_bytes)
-    meta = DocMetadata()
+    meta: DocMetadata | None = None  # result() fills in an empty one
     for index, cert in enumerate(certificates[:64]):
         ctx.progress()
-        subject = cert.subject.rfc4514_string()
+        subject_name = cert.subject
+        subject = subject_name.rfc4514_string()
         issuer = cert.issuer.rfc4514_string()  # once: each call re-escapes every attribute
+        not_before = cert.not_valid_before_utc  # each read builds a new datetime
         raw[f"{index}.subject"] = subject
         raw[f"{index}.issuer"] = issuer
         raw[f"{index}.serial"] = format(cert.serial_number, "x")
-        raw[f"{index}.not_before"] = cert.not_valid_before_utc.isoformat()
+        raw[f"{index}.not_before"] = not_before.isoformat()
         raw[f"{index}.not_after"] = cert.not_valid_after_utc.isoformat()
-        try:
-            sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            raw[f"{index}.san"] = ", ".join(str(v) for v in sans.get_values_for_type(x509.DNSName))
-        except x509.ExtensionNotFound:
-            pass
+        for extension in cert.extensions:  # a lookup by class raises when it is absent
+            if extension.oid == san_oid:
+                names_ = extension.value.get_values_for_type(x509.DNSName)
+                raw[f"{index}.san"] = ", ".join(str(v) for v in names_)
         if index == 0:
-            names = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+            names = subject_name.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
             meta = DocMetadata(
                 title=str(names[0].value) if names else subject,
                 authors=[issuer],
-                created=cert.not_valid_before_utc,
-                modified=None,
+                created=not_before,
             )
     return result(
         ctx,
         "certificate",
         "cryptography",
-        builder,
+        None,
         content="none",
         metadata=meta,
         raw=raw,

@@ -7,16 +7,20 @@
 - **ODF** and **EPUB** are zip files of XML: read here with zipfile + lxml (``content.xml`` /
   ``meta.xml``; the EPUB package document's spine in reading order, each chapter through the
   HTML reader). odfpy, the Python ODF library, is unmaintained since 2020 and ships no wheel.
-- Objects embedded in OOXML and ODF files (``word/embeddings/*``, ``Object */``, media) become
-  embedded parts (child artifacts) under the job's limits.
+- Objects embedded in OOXML and ODF files become embedded parts (child artifacts) under the
+  job's limits: ``word/``, ``ppt/``, ``xl/embeddings/*`` as they are; an ODF ``Object N/``
+  sub-document (a spreadsheet in a text document...) rebuilt as an ODF package of its own.
 """
 
 from __future__ import annotations
 
 import posixpath
+import re
 import zipfile
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -46,25 +50,135 @@ def _check_bomb(zf: zipfile.ZipFile, path: Path) -> None:
         )
 
 
+#: ODF media type -> extension of a sub-document saved as a file of its own.
+_ODF_EXTENSIONS = {
+    "application/vnd.oasis.opendocument.text": ".odt",
+    "application/vnd.oasis.opendocument.spreadsheet": ".ods",
+    "application/vnd.oasis.opendocument.presentation": ".odp",
+    "application/vnd.oasis.opendocument.graphics": ".odg",
+    "application/vnd.oasis.opendocument.chart": ".odc",
+    "application/vnd.oasis.opendocument.formula": ".odf",
+}
+_MANIFEST_NS = "urn:oasis:names:tc:opendocument:xmlns:manifest:1.0"
+
+
+def _odf_media_types(zf: zipfile.ZipFile) -> dict[str, str]:
+    """``full-path`` -> ``media-type`` of the package's manifest (empty if unreadable)."""
+    from lxml import etree
+
+    try:
+        info = zf.getinfo("META-INF/manifest.xml")
+        if info.file_size > 4 * 1024 * 1024:
+            return {}
+        parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
+        root = etree.fromstring(zf.read(info), parser)
+    except (KeyError, etree.XMLSyntaxError, zipfile.BadZipFile, OSError):
+        return {}
+    path, media = f"{{{_MANIFEST_NS}}}full-path", f"{{{_MANIFEST_NS}}}media-type"
+    return {e.get(path, ""): e.get(media, "") for e in root.iter(f"{{{_MANIFEST_NS}}}file-entry")}
+
+
+def _odf_subdocument(
+    zf: zipfile.ZipFile, folder: str, infos: list[zipfile.ZipInfo], media: str, limit: int
+) -> bytes | None:
+    """The ODF object in ``folder/`` as a package of its own (None past ``limit`` bytes).
+
+    Its own content.xml, styles, pictures and objects, ``mimetype`` first and stored, and a
+    manifest.
+    """
+    import io
+
+    if sum(info.file_size for info in infos) > limit:
+        return None
+    out = io.BytesIO()
+    entries = []
+    with zipfile.ZipFile(out, "w") as sub:
+        sub.writestr(zipfile.ZipInfo("mimetype"), media)
+        for info in infos:
+            inner = info.filename[len(folder) + 1 :]
+            if not inner or inner == "mimetype" or inner.startswith("META-INF/"):
+                continue
+            sub.writestr(inner, zf.read(info), zipfile.ZIP_DEFLATED)
+            entries.append(inner)
+        lines = [
+            '<?xml version="1.0" encoding="UTF-8"?>',
+            f'<manifest:manifest xmlns:manifest="{_MANIFEST_NS}" manifest:version="1.2">',
+            f' <manifest:file-entry manifest:full-path="/" manifest:media-type="{media}"/>',
+        ]
+        lines += [
+            f' <manifest:file-entry manifest:full-path="{_xml_attr(e)}" manifest:media-type=""/>'
+            for e in entries
+        ]
+        lines.append("</manifest:manifest>")
+        sub.writestr("META-INF/manifest.xml", "\n".join(lines), zipfile.ZIP_DEFLATED)
+    return out.getvalue()
+
+
+def _xml_attr(value: str) -> str:
+    return value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+
+
 def _embedded_parts(zf: zipfile.ZipFile, ctx: ExtractContext, odf: bool = False) -> None:
+    """Objects embedded in an OOXML or ODF package, as embedded parts (child artifacts).
+
+    OOXML: every member under ``word/``, ``ppt/`` or ``xl/embeddings/`` (an embedded workbook
+    is an ``.xlsx``, a foreign object an ``oleObject1.bin`` compound file). ODF: an ``Object N``
+    member that is a file (a foreign OLE object) is kept as it is; an ``Object N/`` folder is
+    an ODF document of its own (a spreadsheet in a text...) and becomes one, typed by the
+    manifest (``.ods``, ``.odt``...). ``ObjectReplacements/`` (preview images) are skipped.
+    """
+    if not odf:
+        for info in zf.infolist():
+            if not info.is_dir() and info.filename.startswith(_EMBED_PREFIXES):
+                with zf.open(info) as handle:
+                    data = handle.read(ctx.max_part_bytes + 1)
+                _ooxml_part(info.filename, data, ctx)
+        return
+    folders: dict[str, list[zipfile.ZipInfo]] = {}
     for info in zf.infolist():
         name = info.filename
-        if info.is_dir():
+        top = name.split("/", 1)[0]
+        if info.is_dir() or not top.startswith("Object "):
             continue
-        if odf:
-            top = name.split("/", 1)[0]
-            wanted = top.startswith("Object ") and posixpath.basename(name) not in (
-                "content.xml",
-                "styles.xml",
-                "meta.xml",
-                "settings.xml",
-            )
-        else:
-            wanted = name.startswith(_EMBED_PREFIXES)
-        if wanted:
+        if "/" not in name:  # a foreign (OLE) object stored as one file
             with zf.open(info) as handle:
                 data = handle.read(ctx.max_part_bytes + 1)
             ctx.add_part(name, data, kind="embedded")
+        else:
+            folders.setdefault(top, []).append(info)
+    if not folders:
+        return
+    types = _odf_media_types(zf)
+    for folder, infos in sorted(folders.items()):
+        ctx.progress()
+        media = types.get(f"{folder}/", "")
+        names = {info.filename[len(folder) + 1 :] for info in infos}
+        if "content.xml" not in names or not media.startswith("application/"):
+            for info in infos:  # not a sub-document: its files as they are
+                with zf.open(info) as handle:
+                    ctx.add_part(
+                        info.filename, handle.read(ctx.max_part_bytes + 1), kind="embedded"
+                    )
+            continue
+        room = ctx.max_part_bytes - sum(p.size for p in ctx.parts)
+        package = _odf_subdocument(zf, folder, infos, media, room)
+        if package is None:
+            ctx.warn(f"embedded object {folder!r} exceeds the parts' byte budget: not kept")
+            continue
+        ext = _ODF_EXTENSIONS.get(media, ".odt")
+        ctx.add_part(f"{folder}{ext}", package, kind="embedded")
+
+
+def _ooxml_part(name: str, data: bytes, ctx: ExtractContext) -> None:
+    """One OOXML embedding as a part, a compound file (``oleObject1.bin``) unwrapped first.
+
+    A packaged file comes out as itself, an embedded workbook as ``oleObject1.xls``.
+    """
+    if data[:8] == b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" and len(data) <= ctx.max_part_bytes:
+        from thunderline.extract.formats.legacy import ole_object
+
+        name, data = ole_object(data, name, ctx)
+    ctx.add_part(name, data, kind="embedded")
 
 
 def _package_parts(package: Any, ctx: ExtractContext) -> None:
@@ -75,7 +189,7 @@ def _package_parts(package: Any, ctx: ExtractContext) -> None:
     for part in package.iter_parts():
         name = str(part.partname).lstrip("/")
         if name.startswith(_EMBED_PREFIXES):
-            ctx.add_part(name, part.blob[: ctx.max_part_bytes + 1], kind="embedded")
+            _ooxml_part(name, part.blob[: ctx.max_part_bytes + 1], ctx)
 
 
 def _when(value: Any) -> datetime | None:
@@ -90,28 +204,110 @@ def _when(value: Any) -> datetime | None:
     return None
 
 
+#: The core-property fields read (python-docx / python-pptx names, then openpyxl's).
+_CORE_FIELDS = (
+    "title",
+    "author",
+    "subject",
+    "keywords",
+    "category",
+    "comments",
+    "last_modified_by",
+    "language",
+    "created",
+    "modified",
+    "revision",
+    "identifier",
+    "version",
+    "creator",
+    "lastModifiedBy",
+)
+#: ``docProps/core.xml`` children -> the python-docx / python-pptx property they back.
+_CORE_CHILDREN = {
+    "{http://purl.org/dc/elements/1.1/}title": "title",
+    "{http://purl.org/dc/elements/1.1/}creator": "author",
+    "{http://purl.org/dc/elements/1.1/}subject": "subject",
+    "{http://schemas.openxmlformats.org/package/2006/metadata/core-properties}keywords": "keywords",
+    "{http://schemas.openxmlformats.org/package/2006/metadata/core-properties}category": "category",
+    "{http://purl.org/dc/elements/1.1/}description": "comments",
+    "{http://schemas.openxmlformats.org/package/2006/metadata/core-properties}lastModifiedBy": (
+        "last_modified_by"
+    ),
+    "{http://purl.org/dc/elements/1.1/}language": "language",
+    "{http://purl.org/dc/terms/}created": "created",
+    "{http://purl.org/dc/terms/}modified": "modified",
+    "{http://schemas.openxmlformats.org/package/2006/metadata/core-properties}revision": "revision",
+    "{http://purl.org/dc/elements/1.1/}identifier": "identifier",
+    "{http://schemas.openxmlformats.org/package/2006/metadata/core-properties}version": "version",
+}
+_W3CDTF_FULL = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)([+-]\d\d:\d\d|Z)?")
+
+
+def _ooxml_core(props: Any) -> dict[str, Any] | None:
+    """The core properties of a python-docx / python-pptx package in one pass over core.xml.
+
+    Each property getter searches the element again and each date one tries four
+    ``strptime`` formats (a tenth of a small pptx's time went there). The values are those the
+    getters return: text ``""`` when absent, dates through the library's own W3CDTF reading
+    (the common full form parsed here the same way), revision an int (0 when absent or
+    invalid). None when ``props`` is not such an object (openpyxl).
+    """
+    element = getattr(props, "_element", None)
+    parse = getattr(element, "_parse_W3CDTF_to_datetime", None)
+    if element is None or parse is None:
+        return None
+    found: dict[str, Any] = {}
+    for child in element:
+        name = _CORE_CHILDREN.get(child.tag) if isinstance(child.tag, str) else None
+        if name is not None and name not in found:
+            found[name] = child.text
+    values: dict[str, Any] = dict.fromkeys(_CORE_FIELDS)
+    for name in _CORE_FIELDS[:13]:
+        text = found.get(name)
+        if name in ("created", "modified"):
+            values[name] = None if name not in found else _w3cdtf(element, parse, text)
+        elif name == "revision":
+            try:
+                values[name] = max(int(str(text)), 0) if name in found else 0
+            except ValueError:
+                values[name] = 0
+        else:
+            values[name] = text or ""
+    return values
+
+
+def _w3cdtf(element: Any, parse: Callable[[str], datetime], text: str | None) -> datetime | None:
+    """A core.xml date as python-docx / python-pptx read it (None when unreadable)."""
+    match = _W3CDTF_FULL.fullmatch(text or "")
+    try:
+        if match is None:
+            return parse(text)  # type: ignore[arg-type]  # partial dates, odd forms
+        moment = datetime.fromisoformat(match.group(1))
+    except (ValueError, TypeError):
+        return None
+    offset = match.group(2)
+    if offset and len(offset) == 6:
+        moment = element._offset_dt(moment, offset)
+    return moment.replace(tzinfo=UTC) if _w3cdtf_aware(type(element).__module__) else moment
+
+
+@cache
+def _w3cdtf_aware(library_module: str) -> bool:
+    """Whether the library marks the dates it reads as UTC (python-docx) or not (python-pptx)."""
+    import importlib
+
+    element_class = importlib.import_module(library_module).CT_CoreProperties
+    return element_class._parse_W3CDTF_to_datetime("2000-01-01T00:00:00Z").tzinfo is not None
+
+
 def _core_meta(props: Any, pages: int | None) -> tuple[DocMetadata, dict[str, Any]]:
     """Typed and raw metadata from python-docx / python-pptx / openpyxl core properties."""
-    fields = (
-        "title",
-        "author",
-        "subject",
-        "keywords",
-        "category",
-        "comments",
-        "last_modified_by",
-        "language",
-        "created",
-        "modified",
-        "revision",
-        "identifier",
-        "version",
-        "creator",
-        "lastModifiedBy",
-    )
+    values = _ooxml_core(props)
+    if values is None:
+        # each read of a date property re-parses its text: read once, keep the value
+        values = {name: getattr(props, name, None) for name in _CORE_FIELDS}
     raw: dict[str, Any] = {}
-    for name in fields:
-        value = getattr(props, name, None)
+    for name, value in values.items():
         if value not in (None, ""):
             raw[name] = value.isoformat() if isinstance(value, datetime) else value
     author = raw.get("author") or raw.get("creator")
@@ -119,8 +315,8 @@ def _core_meta(props: Any, pages: int | None) -> tuple[DocMetadata, dict[str, An
         title=raw.get("title") or None,
         authors=[a.strip() for a in str(author).split(";") if a.strip()] if author else [],
         subject=raw.get("subject") or None,
-        created=_when(getattr(props, "created", None)),
-        modified=_when(getattr(props, "modified", None)),
+        created=_when(values["created"]),
+        modified=_when(values["modified"]),
         language=raw.get("language") or None,
         page_count=pages,
     )
@@ -507,9 +703,7 @@ def extract_epub(path: Path, ctx: ExtractContext) -> ExtractResult:
             builder.segment("chapter", chapter.headings[0].text if chapter.headings else None)
             offset = builder.chars
             for heading in chapter.headings:
-                builder.headings.append(
-                    heading.model_copy(update={"start": offset + heading.start})
-                )
+                builder.headings.append(replace(heading, start=offset + heading.start))
             builder.text(text)
     meta = DocMetadata(
         title=raw.get("title"),

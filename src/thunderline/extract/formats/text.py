@@ -22,12 +22,11 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import os
 import re
 from pathlib import Path
 from typing import Any, Final
 
-from thunderline.extract.base import ExtractContext, TextBuilder, result
+from thunderline.extract.base import ExtractContext, TextBuilder, read_head, result
 from thunderline.extract.errors import ExtractionError
 from thunderline.extract.result import ContentKind, DocMetadata, ExtractResult
 
@@ -69,7 +68,12 @@ _BLOCK_TAGS: Final = (
     "p,div,br,li,ul,ol,tr,td,th,table,h1,h2,h3,h4,h5,h6,title,pre,blockquote,"
     "section,article,header,footer,nav,aside,dd,dt,hr,figcaption"
 )
-_DROP_TAGS: Final = ["script", "style", "noscript", "template", "head > meta", "svg"]
+_BLOCKS: Final = frozenset(_BLOCK_TAGS.split(","))
+_HEADING_LEVEL: Final = {f"h{i}": i for i in range(1, 7)}
+#: Elements dropped with their content before the text is read (the title is read first).
+#: Tag names: ``strip_tags`` walks the document once per name (a former ``"head > meta"``
+#: entry, a selector, matched no element and cost one walk).
+_DROP_TAGS: Final = ["script", "style", "noscript", "template", "svg", "title"]
 
 
 def cap_text(text: str, max_bytes: int) -> tuple[str, bool]:
@@ -82,13 +86,18 @@ def cap_text(text: str, max_bytes: int) -> tuple[str, bool]:
     return encoded[:max_bytes].decode("utf-8", "ignore"), True
 
 
+#: The byte-order marks decode_text reads.
+_BOMS: Final = (codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+
+
 def decode_text(data: bytes) -> tuple[str, str]:
     """Decode bytes of unknown encoding; returns the text and the encoding used."""
-    if data.startswith(codecs.BOM_UTF8):
-        return data[len(codecs.BOM_UTF8) :].decode("utf-8", "replace"), "utf-8-sig"
-    for bom, name in ((codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
-        if data.startswith(bom):
-            return data.decode(name, "replace"), name
+    if data.startswith(_BOMS):  # one C call for the common case: no byte-order mark
+        if data.startswith(codecs.BOM_UTF8):
+            return data[len(codecs.BOM_UTF8) :].decode("utf-8", "replace"), "utf-8-sig"
+        for bom, name in ((codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):
+            if data.startswith(bom):
+                return data.decode(name, "replace"), name
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -267,17 +276,6 @@ def rtf_to_text(rtf: str) -> str:
 
 
 # ---- reading ------------------------------------------------------------------------------
-def read_head(path: Path, budget: int) -> tuple[bytes, bool]:
-    """At most ``budget`` bytes of ``path`` and whether the file is longer."""
-    with path.open("rb") as handle:
-        # read(n) allocates n bytes up front: ask for the file's size, not the whole budget
-        size = os.fstat(handle.fileno()).st_size
-        data = handle.read(min(budget, size) + 1)
-        if len(data) <= budget and len(data) > size:  # the file grew while read
-            data += handle.read(budget + 1 - len(data))
-    return data[:budget], len(data) > budget
-
-
 def _decoded(path: Path, ctx: ExtractContext, factor: int = 1) -> tuple[str, str, int, bool]:
     data, cut = read_head(path, ctx.max_text_bytes * factor)
     text, encoding = decode_text(data)
@@ -360,49 +358,68 @@ def extract_delimited(path: Path, ctx: ExtractContext) -> ExtractResult:
 def html_into(builder: TextBuilder, markup: str) -> dict[str, str]:
     """Text of an HTML document into ``builder`` (h1-h6 as headings); returns its metadata.
 
-    The metadata: ``title`` and ``<meta name=... content=...>``.
+    The metadata: ``title`` and ``<meta name=... content=...>``. Elements are found by tag
+    name (``tags()``) and one walk of the body, not CSS selectors: compiling a selector list
+    cost more than the parse itself on a small page (benchmarks/extract.py).
     """
     from selectolax.lexbor import LexborHTMLParser
 
     tree = LexborHTMLParser(markup)
     meta: dict[str, str] = {}
-    title = tree.css_first("title")
-    if title is not None and title.text(strip=True):
-        meta["title"] = " ".join(title.text().split())
-    for node in tree.css("meta[name][content]"):
-        name = (node.attributes.get("name") or "").lower()
-        content = node.attributes.get("content") or ""
+    titles = tree.tags("title")
+    if titles:
+        title = " ".join(titles[0].text().split())  # a title holds one text node
+        if title:
+            meta["title"] = title
+    for node in tree.tags("meta"):
+        attributes = node.attributes
+        name = attributes.get("name")
+        content = attributes.get("content")
         if name and content:
-            meta[name] = content
-    lang = tree.css_first("html")
-    if lang is not None and lang.attributes.get("lang"):
-        meta["lang"] = str(lang.attributes.get("lang"))
-    tree.strip_tags([*_DROP_TAGS, "title"])
-    heads = {f"h{i}": i for i in range(1, 7)}
-    for node in tree.css(_BLOCK_TAGS):
-        if node.tag in heads:
-            node.insert_before(f"\n\x01{heads[node.tag]}\x02")
-        node.insert_after("\n")
+            meta[name.lower()] = content
+    top = tree.root
+    if top is not None and top.tag == "html":
+        lang = top.attributes.get("lang")
+        if lang:
+            meta["lang"] = str(lang)
+    tree.strip_tags(_DROP_TAGS)
     root = tree.body or tree.root
-    raw = root.text(separator="", strip=False) if root is not None else ""
+    if root is None:
+        return meta
+    # (node, its heading level or 0); each node's tag read once (``tag`` decodes a new str)
+    blocks: list[tuple[Any, int]] = []
+    for node in root.traverse():
+        tag = node.tag
+        if tag in _BLOCKS:
+            blocks.append((node, _HEADING_LEVEL.get(tag, 0)))
+    for node, level in blocks:  # marked after the walk: the walk must not see its own edits
+        if level:
+            node.insert_before(f"\n\x01{level}\x02")
+        node.insert_after("\n")
+    raw = root.text(separator="", strip=False)
+    lines: list[str] = []  # clean lines since the last heading: one builder call for them
     for line in raw.splitlines():
-        if builder.full:
-            break
         if line.startswith("\x01") and "\x02" in line:
-            level, _, rest = line[1:].partition("\x02")
-            builder.heading(int(level), rest)
+            if lines:
+                builder.line("\n".join(lines))
+                lines.clear()
+            if builder.full:
+                break
+            level_text, _, rest = line[1:].partition("\x02")
+            builder.heading(int(level_text), rest)
             continue
         clean = " ".join(line.split())
         if clean:
-            builder.line(clean)
+            lines.append(clean)
+    builder.line("\n".join(lines))
     return meta
 
 
 def _meta_from_html(meta: dict[str, str]) -> DocMetadata:
-    authors = [meta["author"]] if meta.get("author") else []
+    author = meta.get("author")
     return DocMetadata(
         title=meta.get("title"),
-        authors=authors,
+        authors=[author] if author else [],
         subject=meta.get("description"),
         language=meta.get("lang"),
         software=meta.get("generator"),
@@ -420,7 +437,7 @@ def extract_html(path: Path, ctx: ExtractContext) -> ExtractResult:
         "selectolax",
         builder,
         metadata=_meta_from_html(meta),
-        raw=dict(meta),
+        raw=meta,  # clip_raw makes the result's own dict
         encoding=encoding,
         bytes_in=size,
         truncated=cut,
