@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import faulthandler
 import os
+import re
 import shutil
 import signal
 import socket
@@ -60,6 +61,34 @@ SESSION_HARD_DEADLINE_S = 3900.0  # TL_TEST_SESSION_HARD_DEADLINE_S, read at ses
 EXIT_GRACE_S = 60.0
 
 
+#: The terminal's stderr, saved before pytest's capture takes fd 2 over during a test: what the
+#: guards print must reach CI's log, not a capture buffer that is never shown.
+_TERMINAL_FD: list[int] = []
+#: Past this many seconds one test (setup, call and teardown) ends the run with every stack.
+#: pytest-timeout (``timeout`` in pyproject.toml) fails a slow test once; a teardown that then
+#: hangs (a wedged broker) is past its reach, and this guard is the backstop.
+ITEM_HARD_DEADLINE_S = 900.0  # TL_TEST_ITEM_HARD_DEADLINE_S, read at session start
+#: (nodeid, start) of the test running now, for the watchdog.
+_running: list[tuple[str, float]] = []
+
+
+def _say(text: str) -> None:
+    """Write to the terminal's stderr even while a test's output is captured."""
+    data = text.encode(errors="replace")
+    if _TERMINAL_FD:
+        os.write(_TERMINAL_FD[0], data)
+    else:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+
+def _dump_stacks() -> None:
+    if _TERMINAL_FD:
+        faulthandler.dump_traceback(file=_TERMINAL_FD[0], all_threads=True)
+    else:
+        faulthandler.dump_traceback(all_threads=True)
+
+
 def _dump_and_exit(why: str, status: int) -> None:
     """Say why, list what is still alive, dump every thread's stack, and end the process."""
     alive = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
@@ -72,42 +101,68 @@ def _dump_and_exit(why: str, status: int) -> None:
         ).stdout.strip()
     except Exception as exc:  # ps missing or stuck: the stacks still get printed
         children = f"(ps failed: {exc})"
-    sys.stderr.write(
-        f"\n[tests/conftest.py] {why}\nthreads alive: {alive}\n"
+    running = (
+        f"{_running[-1][0]} (for {time.monotonic() - _running[-1][1]:.0f}s)" if _running else "none"
+    )
+    _say(
+        f"\n[tests/conftest.py] {why}\ntest running: {running}\nthreads alive: {alive}\n"
         f"child processes:\n{children or '(none)'}\nstacks of every thread:\n"
     )
-    sys.stderr.flush()
-    faulthandler.dump_traceback(all_threads=True)
+    _dump_stacks()
     sys.stdout.flush()
     os._exit(status)
 
 
 def _session_watchdog(session: pytest.Session) -> None:
     started = time.monotonic()
-    time.sleep(SESSION_SOFT_DEADLINE_S)
-    session.shouldstop = (
-        f"session soft deadline: {SESSION_SOFT_DEADLINE_S:.0f}s passed "
-        "(TL_TEST_SESSION_SOFT_DEADLINE_S); no further test starts"
-    )
-    sys.stderr.write(f"\n[tests/conftest.py] {session.shouldstop}; stacks now:\n")
-    faulthandler.dump_traceback(all_threads=True)
-    time.sleep(max(0.0, SESSION_HARD_DEADLINE_S - (time.monotonic() - started)))
-    _dump_and_exit(
-        f"session hard deadline: {SESSION_HARD_DEADLINE_S:.0f}s passed "
-        "(TL_TEST_SESSION_HARD_DEADLINE_S); the run is ended",
-        3,
-    )
+    soft_said = False
+    while True:
+        time.sleep(1.0)
+        now = time.monotonic()
+        if _running and now - _running[-1][1] > ITEM_HARD_DEADLINE_S:
+            _dump_and_exit(
+                f"one test ran past {ITEM_HARD_DEADLINE_S:.0f}s "
+                "(TL_TEST_ITEM_HARD_DEADLINE_S); the run is ended",
+                3,
+            )
+        if not soft_said and now - started > SESSION_SOFT_DEADLINE_S:
+            soft_said = True
+            session.shouldstop = (
+                f"session soft deadline: {SESSION_SOFT_DEADLINE_S:.0f}s passed "
+                "(TL_TEST_SESSION_SOFT_DEADLINE_S); no further test starts"
+            )
+            _say(f"\n[tests/conftest.py] {session.shouldstop}; stacks now:\n")
+            _dump_stacks()
+        if now - started > SESSION_HARD_DEADLINE_S:
+            _dump_and_exit(
+                f"session hard deadline: {SESSION_HARD_DEADLINE_S:.0f}s passed "
+                "(TL_TEST_SESSION_HARD_DEADLINE_S); the run is ended",
+                3,
+            )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    """Note which test runs and since when (the watchdog's per-test bound)."""
+    _running.append((item.nodeid, time.monotonic()))
+    try:
+        yield
+    finally:
+        _running.clear()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Start the session watchdog (a daemon thread: it never keeps the process alive)."""
-    global SESSION_SOFT_DEADLINE_S, SESSION_HARD_DEADLINE_S
+    global SESSION_SOFT_DEADLINE_S, SESSION_HARD_DEADLINE_S, ITEM_HARD_DEADLINE_S
+    if not _TERMINAL_FD:  # capture is suspended between tests: fd 2 is the terminal's here
+        _TERMINAL_FD.append(os.dup(2))
     SESSION_SOFT_DEADLINE_S = _seconds_from_env(
         "TL_TEST_SESSION_SOFT_DEADLINE_S", SESSION_SOFT_DEADLINE_S
     )
     SESSION_HARD_DEADLINE_S = _seconds_from_env(
         "TL_TEST_SESSION_HARD_DEADLINE_S", SESSION_HARD_DEADLINE_S
     )
+    ITEM_HARD_DEADLINE_S = _seconds_from_env("TL_TEST_ITEM_HARD_DEADLINE_S", ITEM_HARD_DEADLINE_S)
     threading.Thread(
         target=_session_watchdog, args=(session,), name="tl-session-watchdog", daemon=True
     ).start()
@@ -224,6 +279,10 @@ def peer_data() -> Iterator[Path]:
     yield PEER_DATA
 
 
+#: The session's RabbitMQ vhost, once ``rabbitmq_url`` has made it.
+_RABBITMQ_VHOST: list[str] = []
+
+
 @pytest.fixture(scope="session")
 def rabbitmq_url() -> Iterator[str]:
     """An AMQP URL on a RabbitMQ vhost of this test session (deleted afterwards).
@@ -239,9 +298,6 @@ def rabbitmq_url() -> Iterator[str]:
     parts = urlsplit(base)
     user = parts.username or "guest"
 
-    def ctl(*args: str) -> None:
-        subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
-
     def probe() -> None:
         import socket
 
@@ -249,10 +305,12 @@ def rabbitmq_url() -> Iterator[str]:
             pass
         if shutil.which("rabbitmqctl") is None:
             raise FileNotFoundError("rabbitmqctl is not on PATH")
-        ctl("add_vhost", vhost)
-        ctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+        _rabbitmq_headroom()
+        _rabbitmqctl("add_vhost", vhost)
+        _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
 
     require_service("RabbitMQ", base, probe)
+    _RABBITMQ_VHOST.append(vhost)
     try:
         yield urlunsplit((parts.scheme, parts.netloc, f"/{vhost}", "", ""))
     finally:
@@ -261,10 +319,65 @@ def rabbitmq_url() -> Iterator[str]:
         )
 
 
+def _rabbitmqctl(*args: str, timeout_s: float = 60) -> str:
+    done = subprocess.run(
+        ["rabbitmqctl", "-q", *args], check=True, capture_output=True, text=True, timeout=timeout_s
+    )
+    return done.stdout
+
+
+#: The share of RabbitMQ's file handles a test session may find in use at its start.
+RABBITMQ_HANDLES_FREE_AT_START = 0.5
+
+
+def _rabbitmq_headroom() -> None:
+    """Refuse to start on a broker that is short of file handles, saying so.
+
+    Every quorum queue holds three of the broker's file handles while it exists (seen on 3.10.8
+    with ``ulimit -n`` 1024: 927 handles, so about 300 queues). A broker out of handles does not
+    refuse work, it blocks: connections, declares and ``add_vhost`` wait forever. That hung CI
+    once (a run's queues piled up); the sweep in ``bus_prefix`` keeps a session's queues few, and
+    this check names the cause when a broker is already short (queues left by something else).
+    """
+    out = _rabbitmqctl("eval", "file_handle_cache:info([total_limit, total_used]).", timeout_s=30)
+    numbers = dict(re.findall(r"\{(total_limit|total_used),(\d+)\}", out))
+    if len(numbers) != 2:
+        return  # another broker version: nothing to check against
+    limit, used = int(numbers["total_limit"]), int(numbers["total_used"])
+    if used > limit * (1 - RABBITMQ_HANDLES_FREE_AT_START):
+        raise RuntimeError(
+            f"RabbitMQ has {used} of its {limit} file handles in use (each quorum queue holds 3); "
+            "past the limit it blocks every client. Delete the queues left by earlier runs "
+            "(rabbitmqctl list_queues -p VHOST; delete_queue or delete_vhost) or raise the "
+            "broker's open-file limit"
+        )
+
+
+#: Erlang, run by ``rabbitmqctl eval``: delete the queues of vhost ~s whose name begins ~s.
+_SWEEP = (
+    'V = <<"{vhost}">>, P = <<"{prefix}">>, '
+    "Qs = [Q || Q <- rabbit_amqqueue:list(V), "
+    "binary:longest_common_prefix([element(4, amqqueue:get_name(Q)), P]) =:= byte_size(P)], "
+    '[rabbit_amqqueue:delete(Q, false, false, <<"tests">>) || Q <- Qs], length(Qs).'
+)
+
+
 @pytest.fixture
-def bus_prefix() -> str:
-    """A queue-name prefix of this test alone."""
-    return f"t{uuid.uuid4().hex[:10]}"
+def bus_prefix(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A queue-name prefix of this test alone; its queues are deleted after the test.
+
+    Queues are not left for the session's end: each quorum queue holds broker file handles, and
+    a broker out of them blocks every client (see ``_rabbitmq_headroom``).
+    """
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    yield prefix
+    if "rabbitmq_url" not in request.fixturenames or not _RABBITMQ_VHOST:
+        return
+    vhost = _RABBITMQ_VHOST[-1]
+    try:
+        _rabbitmqctl("eval", _SWEEP.format(vhost=vhost, prefix=prefix), timeout_s=60)
+    except (subprocess.SubprocessError, OSError) as exc:  # the session's delete_vhost still runs
+        _say(f"\n[tests/conftest.py] could not delete the queues of {prefix}: {exc}\n")
 
 
 # ---- S3 (SeaweedFS) and a PostgreSQL schema per test -----------------------------------------
