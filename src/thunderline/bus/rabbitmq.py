@@ -30,6 +30,12 @@ One durable quorum queue per topic (``<prefix>.<topic>``: a stage, ``terminal`` 
   passive declare, asked again at most every 5 s) is checked; none means no worker serves
   that stage, which is logged at once as a WARNING naming the stage and the queue and counted
   in ``thunderline_bus_unserved_publishes_total`` (:mod:`thunderline.bus.served`).
+* **A broker that does not answer** is an error, not a hang: every round trip (connect, channel,
+  declare, publish confirm, consume, cancel, close) waits at most ``op_timeout_s``. A broker can
+  accept connections and then answer nothing (one out of file handles blocks every client:
+  seen on 3.10 with ~300 quorum queues under ``ulimit -n`` 1024); a publish then retries like
+  on a lost connection and fails with :class:`~thunderline.errors.BackendError` after
+  ``reconnect_timeout_s``, other calls fail at once, and ``close`` gives up waiting.
 * **Reconnection**: ``connect_robust`` reconnects with backoff and restores the channels,
   queues and consumers. Deliveries of the lost connection are dropped from the local buffer
   (the broker redelivers them: never lost) and acknowledging one is a logged no-op.
@@ -45,9 +51,9 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aio_pika
 import aiormq
@@ -67,6 +73,7 @@ from thunderline.errors import BackendError, MalformedEventError, OverloadError
 from thunderline.events import CloudEvent, dlq_type_for
 from thunderline.obs import metrics
 
+_T = TypeVar("_T")
 _log = logging.getLogger("thunderline.bus.rabbitmq")
 quiet_client_logs()  # aiormq/aio-pika: no raw tracebacks; one line per loss and reconnect here
 
@@ -125,8 +132,10 @@ class RabbitMQBus:
         prefix: str = "thunderline",
         reconnect_timeout_s: float = 60.0,
         prefetch_per_topic: dict[str, int] | None = None,
+        op_timeout_s: float = 30.0,
     ) -> None:
         self.url = url
+        self.op_timeout_s = op_timeout_s
         self.prefetch = prefetch
         self.prefetch_per_topic = dict(prefetch_per_topic or {})
         self.max_attempts = max_attempts
@@ -198,10 +207,12 @@ class RabbitMQBus:
             for attempt in itertools.count(1):
                 try:
                     connection = await aio_pika.connect_robust(
-                        self.url, reconnect_interval=_RECONNECT_INTERVAL_S
+                        self.url,
+                        reconnect_interval=_RECONNECT_INTERVAL_S,
+                        timeout=self.op_timeout_s,
                     )
                     break
-                except (OSError, aiormq.exceptions.AMQPError) as exc:
+                except (OSError, TimeoutError, aiormq.exceptions.AMQPError) as exc:
                     delay = CONNECT_RETRY.delay(attempt)
                     if time.monotonic() + delay > deadline:
                         raise BackendError(
@@ -211,7 +222,13 @@ class RabbitMQBus:
                     await asyncio.sleep(delay)
             connection.reconnect_callbacks.add(self._on_reconnect)
             connection.close_callbacks.add(self._on_close)
-            self._publisher = await connection.channel(publisher_confirms=True)
+            try:
+                self._publisher = await self._answer(
+                    connection.channel(publisher_confirms=True), "opening a channel"
+                )
+            except BackendError:
+                await self._close_quietly(connection)
+                raise
             self._connection = connection
 
     @property
@@ -223,6 +240,39 @@ class RabbitMQBus:
         scheme, _, creds = head.partition("://")
         user = creds.split(":", 1)[0]
         return f"{scheme}://{user}:***@{tail}"
+
+    async def _answer(self, awaitable: Awaitable[_T], what: str) -> _T:
+        """Await one broker round trip for at most ``op_timeout_s``.
+
+        Raises:
+            BackendError: the broker did not answer in time (it is reachable but not serving).
+        """
+        try:
+            async with asyncio.timeout(self.op_timeout_s):
+                return await awaitable
+        except TimeoutError as exc:
+            metrics.BUS_UNANSWERED.inc()
+            raise BackendError(
+                f"RabbitMQ at {self.safe_url} did not answer {what} within "
+                f"{self.op_timeout_s:g}s (a broker out of file handles or memory blocks its "
+                "clients: see its log and `rabbitmqctl status`)",
+                details={"operation": what, "timeout_s": self.op_timeout_s},
+            ) from exc
+
+    async def _close_quietly(self, closable: Any) -> None:
+        """Close a channel or connection, waiting at most ``op_timeout_s``; never raises.
+
+        A close the broker never confirms is left behind (its task is not awaited again: a
+        cancelled close may not finish either), so shutdown never hangs on it.
+        """
+        task = asyncio.ensure_future(closable.close())
+        done, _ = await asyncio.wait({task}, timeout=self.op_timeout_s)
+        if not done:
+            _log.warning("RabbitMQ did not confirm a close within %gs; left", self.op_timeout_s)
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            return
+        with contextlib.suppress(Exception):
+            task.result()
 
     def _on_close(self, _connection: Any, exc: BaseException | None = None) -> None:
         # called again for every failed reconnect attempt: one line (and count) per loss
@@ -252,7 +302,10 @@ class RabbitMQBus:
     async def _declare(self, channel: AbstractChannel, topic: str) -> AbstractQueue:
         """The queue of ``topic`` on ``channel`` (declared with our arguments first)."""
         await self._ensure_declared(topic)
-        return await channel.declare_queue(self.queue_name(topic), passive=True)
+        return await self._answer(
+            channel.declare_queue(self.queue_name(topic), passive=True),
+            f"declaring queue {self.queue_name(topic)}",
+        )
 
     async def _ensure_declared(self, topic: str) -> None:
         """Declare the queue once (the DLQ first: dead-lettering into a missing queue loses it).
@@ -266,10 +319,13 @@ class RabbitMQBus:
             await self._ensure_declared(DLQ_TOPIC)
         await self.connect()
         assert self._connection is not None
-        channel = await self._connection.channel()
+        channel = await self._answer(self._connection.channel(), "opening a channel")
         try:
-            queue = await channel.declare_queue(
-                self.queue_name(topic), durable=True, arguments=self.queue_arguments(topic)
+            queue = await self._answer(
+                channel.declare_queue(
+                    self.queue_name(topic), durable=True, arguments=self.queue_arguments(topic)
+                ),
+                f"declaring queue {self.queue_name(topic)}",
             )
             result = queue.declaration_result
             self._depth[topic] = int(getattr(result, "message_count", 0) or 0)
@@ -280,8 +336,7 @@ class RabbitMQBus:
                 exc,
             )
         finally:
-            with contextlib.suppress(Exception):
-                await channel.close()
+            await self._close_quietly(channel)
         self._declared.add(topic)
 
     async def declare(self, topics: Sequence[str]) -> None:
@@ -324,7 +379,10 @@ class RabbitMQBus:
             assert self._publisher is not None
             try:
                 await self._publisher.default_exchange.publish(
-                    message, routing_key=self.queue_name(topic), mandatory=True
+                    message,
+                    routing_key=self.queue_name(topic),
+                    mandatory=True,
+                    timeout=self.op_timeout_s,
                 )
                 return
             except aiormq.exceptions.PublishError as exc:  # unroutable: the queue vanished
@@ -344,12 +402,16 @@ class RabbitMQBus:
                 aiormq.exceptions.AMQPError,
                 aiormq.exceptions.ChannelInvalidStateError,
                 ConnectionError,
+                TimeoutError,  # no confirm within op_timeout_s: resent (at least once)
             ) as exc:
+                if isinstance(exc, TimeoutError):
+                    metrics.BUS_UNANSWERED.inc()
                 now = time.monotonic()
                 lost_since = lost_since or now
                 if now - lost_since > self.reconnect_timeout_s:
                     raise BackendError(
-                        f"RabbitMQ unavailable for {self.reconnect_timeout_s:.0f}s: {exc}"
+                        f"RabbitMQ unavailable for {self.reconnect_timeout_s:.0f}s: "
+                        f"{exc or type(exc).__name__}"
                     ) from exc
                 _log.info("publish to %s failed (%s); waiting for the connection", topic, exc)
                 lost += 1
@@ -378,8 +440,8 @@ class RabbitMQBus:
     ) -> _Consumer:
         await self.connect()
         assert self._connection is not None
-        channel = await self._connection.channel()
-        await channel.set_qos(prefetch_count=prefetch)
+        channel = await self._answer(self._connection.channel(), "opening a channel")
+        await self._answer(channel.set_qos(prefetch_count=prefetch), "setting the prefetch")
         queue = await self._declare(channel, topic)
         consumer = _Consumer(channel, queue, readable)
 
@@ -389,7 +451,9 @@ class RabbitMQBus:
                 consumer.readable.notify()
 
         if self._consuming:
-            consumer.tag = await queue.consume(on_message, no_ack=False)
+            consumer.tag = await self._answer(
+                queue.consume(on_message, no_ack=False), f"consuming {queue.name}"
+            )
         return consumer
 
     async def _quarantine(self, topic: str, message: AbstractIncomingMessage) -> None:
@@ -544,17 +608,18 @@ class RabbitMQBus:
         await self.connect()
         assert self._connection is not None
         name = self.queue_name(topic)
-        channel = await self._connection.channel()
+        channel = await self._answer(self._connection.channel(), "opening a channel")
         try:
-            queue = await channel.declare_queue(name, passive=True)
+            queue = await self._answer(
+                channel.declare_queue(name, passive=True), f"declaring queue {name}"
+            )
             result = queue.declaration_result
             count = int(getattr(result, "message_count", 0) or 0)
             consumers = int(getattr(result, "consumer_count", 0) or 0)
         except aiormq.exceptions.ChannelNotFoundEntity:
             count = consumers = 0
         finally:
-            with contextlib.suppress(Exception):
-                await channel.close()
+            await self._close_quietly(channel)
         return QueueStats(topic, name, count, consumers)
 
     @property
@@ -569,7 +634,7 @@ class RabbitMQBus:
         for consumer in self._consumers.values():
             if consumer.tag is not None:
                 with contextlib.suppress(Exception):
-                    await consumer.queue.cancel(consumer.tag)
+                    await consumer.queue.cancel(consumer.tag, timeout=self.op_timeout_s)
                 consumer.tag = None
 
     async def close(self) -> None:
@@ -579,8 +644,7 @@ class RabbitMQBus:
         self._consumers.clear()
         self._unacked.clear()
         if connection is not None:
-            with contextlib.suppress(Exception):
-                await connection.close()
+            await self._close_quietly(connection)
 
 
 def _returns(message: AbstractIncomingMessage, *, default: int) -> int:

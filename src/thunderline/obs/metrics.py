@@ -508,6 +508,12 @@ BUS_RECONNECTS = Counter(
     "Broker connections restored after a loss.",
     registry=REGISTRY,
 )
+BUS_UNANSWERED = Counter(
+    "thunderline_bus_unanswered_total",
+    "Broker round trips (connect, declare, publish confirm, consume) that got no answer within "
+    "the bus's operation timeout.",
+    registry=REGISTRY,
+)
 BUS_STALE_ACKS = Counter(
     "thunderline_bus_stale_acks_total",
     "Acks skipped because their channel was lost (the broker redelivers those messages).",

@@ -2,7 +2,8 @@
 
 ``TcpProxy(("127.0.0.1", 5672))`` listens on a free 127.0.0.1 port and pipes every accepted
 connection to the upstream server. ``cut()`` closes every open connection and refuses new ones
-until ``restore()``; the shared server itself is never touched. It runs its own event loop in
+until ``restore()``; ``freeze()`` keeps every connection open but forwards nothing until
+``thaw()`` (a server that accepts and never answers); the shared server itself is never touched. It runs its own event loop in
 a thread, so it works for in-process asyncio clients and for subprocesses alike.
 """
 
@@ -21,6 +22,7 @@ class TcpProxy:
         self.accepted = 0
         self.refused = 0
         self._blocked = False
+        self._frozen = False
         self._writers: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
@@ -81,6 +83,13 @@ class TcpProxy:
         time.sleep(seconds)
         self.restore()
 
+    def freeze(self) -> None:
+        """Keep every connection open, and forward nothing either way until :meth:`thaw`."""
+        self._frozen = True
+
+    def thaw(self) -> None:
+        self._frozen = False
+
     @property
     def open_connections(self) -> int:
         return len(self._writers) // 2
@@ -104,15 +113,20 @@ class TcpProxy:
             return
         self.accepted += 1
         self._writers.update((writer, up_writer))
-        await asyncio.gather(
-            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
-        )
+        with contextlib.suppress(asyncio.CancelledError):  # the proxy is shutting down
+            await asyncio.gather(
+                self._pipe(reader, up_writer),
+                self._pipe(up_reader, writer),
+                return_exceptions=True,
+            )
         self._writers.discard(writer)
         self._writers.discard(up_writer)
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                while self._frozen:  # held, not lost: forwarded once thawed
+                    await asyncio.sleep(0.05)
                 writer.write(data)
                 await writer.drain()
         finally:
