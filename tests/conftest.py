@@ -294,7 +294,7 @@ def rabbitmq_url() -> Iterator[str]:
     from urllib.parse import urlsplit, urlunsplit
 
     base = os.environ.get("TL_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
-    vhost = f"tl-test-{uuid.uuid4().hex[:10]}"
+    vhost = f"tl-test-{os.getpid()}-{uuid.uuid4().hex[:10]}"
     parts = urlsplit(base)
     user = parts.username or "guest"
 
@@ -305,6 +305,7 @@ def rabbitmq_url() -> Iterator[str]:
             pass
         if shutil.which("rabbitmqctl") is None:
             raise FileNotFoundError("rabbitmqctl is not on PATH")
+        _delete_stale_vhosts()
         _rabbitmq_headroom()
         _rabbitmqctl("add_vhost", vhost)
         _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
@@ -324,6 +325,28 @@ def _rabbitmqctl(*args: str, timeout_s: float = 60) -> str:
         ["rabbitmqctl", "-q", *args], check=True, capture_output=True, text=True, timeout=timeout_s
     )
     return done.stdout
+
+
+#: A session vhost: ``tl-test-<pid>-<hex>`` (``tl-test-<hex>`` before the pid was in the name).
+_SESSION_VHOST = re.compile(r"^tl-test-(?:(\d+)-)?[0-9a-f]{10}$")
+
+
+def _delete_stale_vhosts() -> None:
+    """Delete the vhosts of test sessions that ended without deleting theirs.
+
+    A run killed from outside (a CI timeout, SIGKILL) never reaches ``delete_vhost``, and its
+    queues keep holding the broker's file handles into the next run. A vhost is stale when the
+    process in its name is gone (or its name predates the pid).
+    """
+    for name in _rabbitmqctl("list_vhosts", "name", timeout_s=30).split():
+        match = _SESSION_VHOST.match(name)
+        if match is None:
+            continue
+        pid = match.group(1)
+        if pid is not None and Path(f"/proc/{pid}").exists():
+            continue  # a live session (this machine's): not ours to delete
+        _say(f"\n[tests/conftest.py] deleting the stale test vhost {name}\n")
+        _rabbitmqctl("delete_vhost", name, timeout_s=120)
 
 
 #: The share of RabbitMQ's file handles a test session may find in use at its start.
