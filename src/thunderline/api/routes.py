@@ -794,7 +794,8 @@ def _reprocess_errors() -> Iterator[None]:
     try:
         yield
     except QuerySyntaxError as exc:
-        raise ApiError(400, exc.reason, str(exc), details={"position": exc.position}) from exc
+        details = {**exc.details, "position": exc.position}  # a long query: length and limit
+        raise ApiError(400, exc.reason, str(exc), details=details) from exc
     except ConfigError as exc:
         raise ApiError(400, "invalid_request", str(exc), details=exc.details) from exc
 

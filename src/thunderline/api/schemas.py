@@ -519,7 +519,13 @@ class ReprocessRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     stage: Literal["extract", "nlp", "infer"]
-    query: str = Field("", max_length=1000, description="Search query (empty: every voxel).")
+    # the length is checked by the query parser, not by validation: a query over the limit is a
+    # 400 query_syntax saying its length and the limit (as GET /v1/search); maxLength documented
+    query: str = Field(
+        "",
+        description="Search query (empty: every voxel).",
+        json_schema_extra={"maxLength": 1000},
+    )
     model: str | None = Field(
         None, max_length=256, description="NAME@VERSION of the ONNX model or spaCy pipeline."
     )

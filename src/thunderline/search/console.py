@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, Response
 from thunderline.api.console import _login_redirect, _page, _service, _user, human_bytes
 from thunderline.ids import AmbiguousIdError
 from thunderline.search.engine import SearchResult
-from thunderline.search.query import MAX_QUERY_CHARS, QuerySyntaxError
+from thunderline.search.query import QuerySyntaxError, QueryTooLongError
 from thunderline.search.similar import NoEmbeddingError
 from thunderline.voxel.errors import VoxelNotFoundError
 
@@ -45,7 +45,6 @@ async def search_page(
     user = _user(request)
     if user is None:
         return _login_redirect(request)
-    q = q[:MAX_QUERY_CHARS]
     error: dict[str, Any] | None = None
     result: SearchResult | None = None
     store = _service(request).require_voxels()
@@ -64,6 +63,8 @@ async def search_page(
                 cursor=cursor or None,
                 facets=True,
             )
+    except QueryTooLongError as exc:  # its length and the limit; no caret under 1000+ chars
+        error = {"message": str(exc), "position": None}
     except QuerySyntaxError as exc:
         error = {"message": str(exc), "position": exc.position if q else None}
     except (NoEmbeddingError, VoxelNotFoundError, AmbiguousIdError) as exc:

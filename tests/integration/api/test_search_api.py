@@ -87,3 +87,22 @@ def test_a_query_too_long_says_its_length_not_itself(served: Served) -> None:
         spec = client.get("/openapi.json").json()
         (q,) = [p for p in spec["paths"]["/v1/search"]["get"]["parameters"] if p["name"] == "q"]
         assert q["schema"]["maxLength"] == 1000
+        body = spec["components"]["schemas"]["ReprocessRequest"]["properties"]["query"]
+        assert body["maxLength"] == 1000
+
+    # the console's search page says so too (it used to cut the query at 1000 silently)
+    with served.client(None, follow_redirects=True) as browser:
+        browser.post("/login", data={"token": served.read_token})
+        page = browser.get("/search", params={"q": query})
+        assert page.status_code == 200
+        assert "3000 characters" in page.text and "limit is 1000" in page.text, page.text[-2000:]
+        assert 'class="caret"' not in page.text
+
+    # and so does a reprocess run (its body used to fail validation without the length)
+    with served.client("admin") as client:
+        for path in ("/v1/reprocess", "/v1/reprocess/dry-run"):
+            response = client.post(path, json={"stage": "extract", "query": query})
+            assert response.status_code == 400, response.text
+            error = response.json()["error"]
+            assert error["code"] == "query_syntax", error
+            assert error["details"] == {"position": 1000, "length": 3000, "limit": 1000}
