@@ -50,7 +50,9 @@ async def test_a_silent_broker_fails_every_call_in_bounded_time_and_close_return
             proxy.freeze()
 
             started = time.monotonic()
-            with pytest.raises(BackendError, match="did not answer (opening a channel|declaring queue)"):
+            with pytest.raises(
+                BackendError, match=r"did not answer (opening a channel|declaring queue)"
+            ):
                 await bus.queue_stats("nlp")
             assert time.monotonic() - started < OP_TIMEOUT_S + 5
 
