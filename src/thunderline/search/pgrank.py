@@ -228,6 +228,11 @@ def reduced_rank(
     branches: list[str] = []
     for i, tree in enumerate(reduced):
         e_test, s_test = branch_tests(variants, i, word=word)
+        if s_test is not None and s_test == f"({e_test})":
+            # one other variant of one lexeme, the one R_i lacks ('encoding' for 'encod'):
+            # NOT E OR NOT S is NOT E -- tested once (each @@ is a binary search per match,
+            # and a match holding the lexeme took both: 0.3 ms of 1.4 for 768 matches)
+            s_test = None
         tests = [
             f"NOT (d.tsv @@ CAST({bind(value)} AS tsquery))"
             for value in (e_test, s_test)
