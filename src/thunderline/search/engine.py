@@ -24,12 +24,16 @@ query and the order, so a page never repeats or skips a row that was there when 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
+import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -42,11 +46,19 @@ from thunderline.search.facets import cache_for as facet_cache_for
 from thunderline.search.index import (
     DEFAULT_CONFIG,
     PG_CONFIGS,
-    indexed_languages,
     languages_array,
+    languages_statement,
     pg_config,
 )
-from thunderline.search.pgrank import FULL_RANK, MAX_CELLS, Leaf, read_variants, reduced_rank
+from thunderline.search.pgarray import int_array
+from thunderline.search.pgrank import (
+    FULL_RANK,
+    MAX_CELLS,
+    VARIANT_CACHE_SIZE,
+    VARIANTS,
+    Leaf,
+    reduced_rank,
+)
 from thunderline.search.query import (
     And,
     Field,
@@ -173,20 +185,25 @@ class CursorError(QuerySyntaxError):
 
 # ---- compilation ---------------------------------------------------------------------------
 class _Compiler:
-    def __init__(self, dialect: str, tree: Node | None, langs: Sequence[str] = ()) -> None:
+    def __init__(
+        self, dialect: str, tree: Node | None, langs: Sequence[str] = (), db: str = ""
+    ) -> None:
         self.pg = dialect == "postgresql"
+        self.db = db  # the database's key (its URL): the words' variants are cached by it
         self.params: dict[str, Any] = {}
         # words are stemmed in every language of the index and of a lang: filter
         stem_langs = [*langs, *(str(lang) for lang in field_values(tree, "lang"))]
         configs = ["simple", DEFAULT_CONFIG, *(pg_config(lang) for lang in stem_langs)]
         self.configs = list(dict.fromkeys(configs))
         self.stem_langs = list(dict.fromkeys(lang.split("-")[0].lower() for lang in stem_langs))
-        #: PostgreSQL: read the index's languages with the words' variants (:meth:`rank`)
-        #: into ``langs_read`` (None: not read) -- the languages above were a guess
-        self.langs_also: str | None = None
-        self.langs_read: list[str] | None = None
         #: PostgreSQL: each word's tsquery function and bound value, by node (``tsq``)
         self.leaves: dict[int, Leaf] = {}
+        #: PostgreSQL, ranked: the text of each word's tsquery (function, words) and of its
+        #: variant in a configuration (function, words, configuration), as the server made
+        #: them: bound as constants (``CAST(:p AS tsquery)``), the same query without the
+        #: expressions building it planned in every statement (:func:`_word_queries`)
+        self.texts: dict[tuple[str, str], str] = {}
+        self.variant_texts: dict[tuple[str, str, str], str] = {}
         self.prefixes: dict[int, str] = {}
 
     def bind(self, value: Any) -> str:
@@ -231,20 +248,14 @@ class _Compiler:
                 prefix = f"to_tsquery('simple', {self.bind(lexemes + ':*')})"
                 self.prefixes[id(node)] = prefix
                 return prefix
-            function = "plainto_tsquery" if len(node.tokens) == 1 else "phraseto_tsquery"
-            value = self.bind(" ".join(node.tokens))
+            function = _function(node)
+            words = " ".join(node.tokens)
+            value = self.bind(words)
             self.leaves[id(node)] = Leaf(function, value)
-            variants = ", ".join(f"{function}('{c}', {value})" for c in self.configs)
-            # the configurations' queries OR-ed, each distinct one once: most words stem
-            # the same in several ('thread' | 'thread'), and ts_rank_cd pays for every
-            # operand (twice the time for the same scores); empty ones (stop words) left
-            # out. All empty (no lexeme at all, e.g. '_'): the empty query, as before.
-            first = f"{function}('{self.configs[0]}', {value})"
-            return (
-                "coalesce((SELECT string_agg('(' || u.x::text || ')', ' | ' ORDER BY "
-                f"u.x::text)::tsquery FROM (SELECT DISTINCT x FROM unnest(ARRAY[{variants}]) "
-                f"AS x WHERE x::text <> '') AS u), {first})"
-            )
+            known = self.texts.get((function, words))
+            if known is not None:
+                return f"CAST({self.bind(known)} AS tsquery)"
+            return _any_config(function, value, self.configs)
         if isinstance(node, Not):
             return f"(!! {self.tsq(node.child)})"
         if isinstance(node, And | Or):
@@ -257,7 +268,11 @@ class _Compiler:
         if isinstance(node, Words):
             if node.prefix:
                 return self.prefixes[id(node)]
-            return self.leaves[id(node)].variant(config)
+            leaf = self.leaves[id(node)]
+            known = self.variant_texts.get((leaf.function, " ".join(node.tokens), config))
+            if known is not None:
+                return f"CAST({self.bind(known)} AS tsquery)"
+            return leaf.variant(config)
         if isinstance(node, Not):
             return f"(!! {self.tsq_in(node.child, config)})"
         if isinstance(node, And | Or):
@@ -268,7 +283,8 @@ class _Compiler:
     def rank(self, node: Node, conn: Any) -> tuple[list[str], str]:
         """``ts_rank_cd`` of :meth:`tsq`'s query, on smaller queries of the same score.
 
-        See :mod:`thunderline.search.pgrank` (the words' variants are read on ``conn``:
+        See :mod:`thunderline.search.pgrank` (the words' variants come from its
+        :data:`~thunderline.search.pgrank.VARIANTS` cache, what it lacks read on ``conn``:
         None ranks on the full query). Returns the extra ``qq`` columns and the rank
         expression.
         """
@@ -277,9 +293,11 @@ class _Compiler:
         configs = [c for c in [*order, "simple"] if c in self.configs]
         if conn is None or not leaves or len(configs) < 2 or len(leaves) * len(configs) > MAX_CELLS:
             return [], FULL_RANK
-        variants, langs = read_variants(conn, leaves, configs, self.params, also=self.langs_also)
-        if self.langs_also is not None:
-            self.langs_read = [str(lang) for lang in langs]
+        variants = VARIANTS.read(self.db, conn, leaves, configs, self.params)
+        for leaf, row in zip(leaves, variants, strict=True):
+            words = str(self.params[leaf.value.lstrip(":")])
+            for config, variant in zip(configs, row, strict=True):
+                self.variant_texts[(leaf.function, words, config)] = variant.text
         reduced = [self.tsq_in(node, c) for c in configs]
         word = isinstance(node, Words) and not node.prefix
         return reduced_rank(variants, reduced, self.bind, word=word)
@@ -356,7 +374,6 @@ class _Plan:
     match_param: str | None  # SQLite: the MATCH parameter (snippets); PG: tsquery SQL
     tsquery: str | None
     text_only: bool = False  # SQLite: the MATCH is the whole condition (rank inside FTS5)
-    langs_read: list[str] | None = None  # PG: the index's languages, read with the variants
 
 
 def _plan(
@@ -365,16 +382,15 @@ def _plan(
     langs: Sequence[str] = (),
     conn: Any = None,
     *,
-    read_langs: bool = False,
+    db: str | None = None,
 ) -> _Plan:
     """Compile ``tree``; ``conn`` (PostgreSQL): read the words' variants there for the rank.
 
-    ``read_langs`` (PostgreSQL): ``langs`` are a guess; the index's languages are read with
-    the variants into the plan's ``langs_read`` (stays None when no variants were read).
+    ``db``: the database's key for the variants' cache (default: ``conn``'s engine URL).
     """
-    comp = _Compiler(dialect, tree, langs)
-    if read_langs:
-        comp.langs_also = languages_array()
+    if db is None:
+        db = "" if conn is None else conn.engine.url.render_as_string(hide_password=True)
+    comp = _Compiler(dialect, tree, langs, db)
     children: list[Node] = (
         [] if tree is None else list(tree.children) if isinstance(tree, And) else [tree]
     )
@@ -389,6 +405,8 @@ def _plan(
         text_tree = text_only[0] if len(text_only) == 1 else And(tuple(text_only))
         if comp.pg:
             if any(not isinstance(c, Not) for c in text_only):
+                if conn is not None:  # ranked: the words' queries as constants
+                    comp.texts = _word_queries(db, conn, text_tree, comp.configs)
                 tsquery = comp.tsq(text_tree)
                 extra, rank = comp.rank(text_tree, conn)
                 columns = ", ".join([f"{tsquery} AS q", *extra])
@@ -408,7 +426,132 @@ def _plan(
     fts_only = bool(match_param is not None and not rest)
     conditions += [comp.sql(c) for c in rest]
     where = " AND ".join(conditions) if conditions else "1 = 1"
-    return _Plan(from_, where, comp.params, rank, match_param, tsquery, fts_only, comp.langs_read)
+    return _Plan(from_, where, comp.params, rank, match_param, tsquery, fts_only)
+
+
+def _function(node: Words) -> str:
+    """PostgreSQL: the tsquery function of a (non-prefix) word or phrase."""
+    return "plainto_tsquery" if len(node.tokens) == 1 else "phraseto_tsquery"
+
+
+def _any_config(function: str, value: str, configs: Sequence[str]) -> str:
+    """PostgreSQL: a word's tsquery in any of ``configs``, the words bound as ``value``.
+
+    The configurations' queries OR-ed, each distinct one once: most words stem the same in
+    several ('thread' | 'thread'), and ts_rank_cd pays for every operand (twice the time
+    for the same scores); empty ones (stop words) left out. All empty (no lexeme at all,
+    e.g. '_'): the empty query, as before.
+    """
+    variants = ", ".join(f"{function}('{c}', {value})" for c in configs)
+    first = f"{function}('{configs[0]}', {value})"
+    return (
+        "coalesce((SELECT string_agg('(' || u.x::text || ')', ' | ' ORDER BY "
+        f"u.x::text)::tsquery FROM (SELECT DISTINCT x FROM unnest(ARRAY[{variants}]) "
+        f"AS x WHERE x::text <> '') AS u), {first})"
+    )
+
+
+def _leaf_words(node: Node) -> Iterator[Words]:
+    """The words and phrases (not prefixes) of a words-only tree."""
+    if isinstance(node, Words):
+        if not node.prefix:
+            yield node
+    elif isinstance(node, Not):
+        yield from _leaf_words(node.child)
+    elif isinstance(node, And | Or):
+        for child in node.children:
+            yield from _leaf_words(child)
+
+
+_WORD_QUERIES: OrderedDict[tuple[str, str, str, tuple[str, ...]], str] = OrderedDict()
+_WORD_QUERIES_LOCK = threading.Lock()
+
+
+def _word_queries(
+    db: str, conn: Any, tree: Node, configs: Sequence[str]
+) -> dict[tuple[str, str], str]:
+    """PostgreSQL: the text of each word's :func:`_any_config` query, read once per process.
+
+    The text is what the server made of the expression (``(...)::text``), a function of the
+    words and the configurations alone (as :class:`~thunderline.search.pgrank.VariantCache`'s
+    variants), so the query it is cast back to (``CAST(:p AS tsquery)``: a tsquery's text
+    is its input syntax) is the same query, without the ``string_agg`` over an ``unnest``
+    planned again in the page's and the snippets' statements of every search (0.1-0.2 ms
+    each at 20k documents). What the cache lacks is read in one statement on ``conn``.
+    """
+    wanted = {(_function(w), " ".join(w.tokens)) for w in _leaf_words(tree)}
+    key_of = {item: (db, *item, tuple(configs)) for item in wanted}
+    out: dict[tuple[str, str], str] = {}
+    with _WORD_QUERIES_LOCK:
+        for item, key in key_of.items():
+            if key in _WORD_QUERIES:
+                _WORD_QUERIES.move_to_end(key)
+                out[item] = _WORD_QUERIES[key]
+    missing = sorted(item for item in wanted if item not in out)
+    if not missing:
+        return out
+    columns = ", ".join(
+        f"({_any_config(function, f':w{i}', configs)})::text"
+        for i, (function, _) in enumerate(missing)
+    )
+    params = {f"w{i}": words for i, (_, words) in enumerate(missing)}
+    row = _Rows(conn)(f"SELECT {columns}", params)[0]
+    with _WORD_QUERIES_LOCK:
+        for item, value in zip(missing, row, strict=True):
+            out[item] = _WORD_QUERIES[key_of[item]] = str(value)
+        while len(_WORD_QUERIES) > VARIANT_CACHE_SIZE:
+            _WORD_QUERIES.popitem(last=False)
+    return out
+
+
+#: Compiled plans kept (:func:`_cached_plan`)
+PLAN_CACHE_SIZE: Final = 512
+_PLANS: OrderedDict[tuple[str, str, str, tuple[str, ...], bool], _Plan] = OrderedDict()
+_PLANS_LOCK = threading.Lock()
+
+
+def _cached_plan(
+    db: str, dialect: str, query: str, tree: Node | None, langs: Sequence[str], conn: Any
+) -> _Plan:
+    """:func:`_plan` of ``query``, compiled once per (database, query, languages, ranked).
+
+    A plan is a function of these alone: the query's text (its tree), the index's languages
+    (read by the caller for every search, never cached here) and, ranked on PostgreSQL, the
+    words' variants (a function of the server's configurations: :class:`VariantCache`). It
+    holds SQL text and bound values only -- no row of the index -- so a cached plan can never
+    return a stale row. Plans are immutable once built (callers copy ``params``).
+    """
+    key = (db, dialect, query, tuple(langs), conn is not None)
+    with _PLANS_LOCK:
+        plan = _PLANS.get(key)
+        if plan is not None:
+            _PLANS.move_to_end(key)
+            return plan
+    plan = _plan(dialect, tree, langs, conn, db=db)
+    with _PLANS_LOCK:
+        _PLANS[key] = plan
+        while len(_PLANS) > PLAN_CACHE_SIZE:
+            _PLANS.popitem(last=False)
+    return plan
+
+
+def clear_caches() -> None:
+    """Forget every cached plan, parsed query and word variant (tests; a changed server)."""
+    with _PLANS_LOCK:
+        _PLANS.clear()
+    with _WORD_QUERIES_LOCK:
+        _WORD_QUERIES.clear()
+    _parsed.cache_clear()
+    VARIANTS.clear()
+
+
+@functools.lru_cache(maxsize=PLAN_CACHE_SIZE)
+def _parsed(query: str) -> Node | None:
+    """:func:`~thunderline.search.query.parse`, cached (a tree is immutable).
+
+    Errors are not cached: they are raised again.
+    """
+    return parse(query)
 
 
 # ---- cursors -------------------------------------------------------------------------------
@@ -447,19 +590,30 @@ def decode_cursor(cursor: str, query: str, order: str) -> tuple[float, int]:
 
 
 # ---- snippets ------------------------------------------------------------------------------
+#: Highlighted segments by text, shared (a Segment is immutable): a page's snippets mark the
+#: same few words again and again, and a frozen dataclass costs ~1 us to build
+_HIT_SEGMENTS: dict[str, Segment] = {}
+
+
 def segments(marked: str) -> list[Segment]:
     r"""Split text with \x02 ... \x03 around hits into segments."""
     out: list[Segment] = []
-    for i, part in enumerate(marked.split("\x02")):
-        if i == 0:
-            if part:
-                out.append(Segment(part.replace("\x03", "")))
-            continue
+    append = out.append
+    first, *parts = marked.split("\x02")
+    if first:
+        append(Segment(first.replace("\x03", "")))
+    hits = _HIT_SEGMENTS
+    for part in parts:
         hit, _, rest = part.partition("\x03")
         if hit:
-            out.append(Segment(hit, True))
+            segment = hits.get(hit)
+            if segment is None:
+                if len(hits) >= 4096:
+                    hits.clear()
+                segment = hits[hit] = Segment(hit, True)
+            append(segment)
         if rest:
-            out.append(Segment(rest))
+            append(Segment(rest))
     return out
 
 
@@ -479,24 +633,72 @@ _PG_HEADLINE_OPTS = (
 )
 
 
-def _with_details(conn: Any, page: Sequence[tuple[int, float]]) -> list[dict[str, Any]]:
+#: The columns of a page's row (``search_docs``' and the sort key), in the statements' order
+_ROW: Final = ("doc_no", "voxel_id", "ts_unix", "label", "grp", "lang", "kind", "size", "name")
+#: SQLAlchemy's own pattern of a named parameter in ``text()`` (``:name``, never ``::type``)
+_BIND: Final = re.compile(r"(?<![:\w\x5c]):(\w+)(?!:)", re.UNICODE)
+
+
+@functools.lru_cache(maxsize=1024)
+def _pyformat(sql: str) -> str:
+    """``sql``'s ``:name`` parameters as psycopg's ``%(name)s`` (a literal ``%`` doubled).
+
+    As SQLAlchemy's ``text()`` compiles them for psycopg.
+    """
+    return _BIND.sub(r"%(\1)s", sql.replace("%", "%%"))
+
+
+class _Rows:
+    """Runs a search's statements on its connection's DBAPI cursor: the rows as tuples.
+
+    SQLAlchemy Core's execution of a ``text()`` statement (cache key, execution context,
+    parameter processing, result wrapping) cost 60-80 µs per statement, four to five per
+    search -- a tenth of a 3 ms search, where the raw query pays it twice. The statements are
+    the same SQL with the same bound values (``:name`` rewritten for psycopg as ``text()``
+    does); the connection still comes from the engine's pool, and a driver error is a
+    :class:`BackendError` as any other (a lost connection invalidated first, as SQLAlchemy
+    would). Only values the driver returns as they are (text, integers, floats, arrays) are
+    read this way, as :class:`~thunderline.voxel.db.DriverQuery` does.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.pg = conn.dialect.name == "postgresql"
+        self.error: type[Exception] = conn.dialect.loaded_dbapi.Error
+
+    def __call__(self, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
+        dbapi: Any = self.conn.connection.dbapi_connection
+        cursor = dbapi.cursor()
+        try:
+            cursor.execute(_pyformat(sql) if self.pg else sql, params or {})
+            return list(cursor.fetchall())
+        except self.error as exc:
+            if self.conn.dialect.is_disconnect(cast(Any, exc), dbapi, cursor):
+                self.conn.invalidate(exc)
+            raise BackendError(f"search failed: {exc}") from exc
+        finally:
+            cursor.close()
+
+
+def _with_details(run: _Rows, page: Sequence[tuple[int, float]]) -> list[dict[str, Any]]:
     """The page's ``(doc_no, sort_key)`` pairs, in order, with their ``search_docs`` columns.
 
     One statement for the page; a row gone from ``search_docs`` (deleted meanwhile) is left out.
+    (Joined to the page's statement instead, it cost as much in SQLite: the page is then a
+    materialized subquery.)
     """
     if not page:
         return []
     nums = ", ".join(str(n) for n, _ in page)  # integers read from the database
     details = {
-        int(r["doc_no"]): r
-        for r in conn.execute(
-            text(
-                "SELECT doc_no, voxel_id, ts_unix, label, grp, lang, kind, size, name "
-                f"FROM search_docs WHERE doc_no IN ({nums})"
-            )
-        ).mappings()
+        int(r[0]): r
+        for r in run(f"SELECT {', '.join(_ROW)} FROM search_docs WHERE doc_no IN ({nums})")
     }
-    return [{**details[n], "sort_key": key} for n, key in page if n in details]
+    return [
+        {**dict(zip(_ROW, details[n], strict=True)), "sort_key": key}
+        for n, key in page
+        if n in details
+    ]
 
 
 def _listed(numbers: Sequence[int], *, scan: bool) -> str:
@@ -516,6 +718,65 @@ def _listed(numbers: Sequence[int], *, scan: bool) -> str:
         return f"rowid IN ({listed})"
     low, high = min(numbers), max(numbers)
     return f"rowid BETWEEN {low} AND {high} AND +rowid IN ({listed})"
+
+
+def _page_statement(
+    plan: _Plan,
+    by_rank: bool,
+    after: tuple[float, int] | None,
+    limit: int,
+    pg: bool,
+    *,
+    fts: bool = False,
+    langs: bool = False,
+) -> tuple[str, dict[str, Any]]:
+    """The statement of a page (``limit + 1`` rows after the cursor ``after``) and its values.
+
+    ``fts`` (SQLite, words only, ranked): FTS5 ranks and cuts the page alone, the rows are
+    ``(doc_no, sort_key)``; else the rows are :data:`_ROW` and ``sort_key`` and, with
+    ``langs`` (PostgreSQL), the index's languages last (an array, the same in every row).
+    """
+    key_expr = plan.rank if by_rank and plan.rank else "d.ts_unix"
+    params = dict(plan.params)
+    outer_where = "1 = 1"
+    if after is not None:
+        params["ck"], params["cn"] = after
+        ck = "CAST(:ck AS real)" if by_rank and pg else ":ck"
+        if by_rank:  # score descending, doc_no ascending
+            outer_where = f"(s.sort_key < {ck} OR (s.sort_key = {ck} AND s.doc_no > :cn))"
+        else:
+            outer_where = f"(s.sort_key < {ck} OR (s.sort_key = {ck} AND s.doc_no < :cn))"
+    order_sql = "s.sort_key DESC, s.doc_no ASC" if by_rank else "s.sort_key DESC, s.doc_no DESC"
+    params["lim"] = limit + 1
+    if fts:
+        inner = (
+            f"SELECT search_fts.rowid AS doc_no, {plan.rank} AS sort_key FROM search_fts "
+            f"WHERE search_fts MATCH {plan.match_param}"
+        )
+    elif pg:
+        # every match sorted as (doc_no, sort_key) alone, the page's other columns joined
+        # to its rows after the cut: a sort of narrow rows, 0.2-0.4 ms less than sorting
+        # every match with its name, voxel id and labels (20k documents, words and phrases)
+        inner = (
+            f"SELECT d.doc_no AS doc_no, {key_expr} AS sort_key FROM {plan.from_} "
+            f"WHERE {plan.where}"
+        )
+        page = f"SELECT * FROM ({inner}) s WHERE {outer_where} ORDER BY {order_sql} LIMIT :lim"
+        columns = ", ".join(f"d.{c}" if c != "doc_no" else "p.doc_no" for c in _ROW)
+        languages = f", {languages_array()} AS langs" if langs else ""
+        sql = (
+            f"SELECT {columns}, p.sort_key{languages} FROM ({page}) p "
+            f"JOIN search_docs d ON d.doc_no = p.doc_no ORDER BY {order_sql.replace('s.', 'p.')}"
+        )
+        return sql, params
+    else:
+        inner = (
+            "SELECT d.doc_no AS doc_no, d.voxel_id AS voxel_id, d.ts_unix AS ts_unix, "
+            "d.label AS label, d.grp AS grp, d.lang AS lang, d.kind AS kind, d.size AS size, "
+            f"d.name AS name, {key_expr} AS sort_key FROM {plan.from_} WHERE {plan.where}"
+        )
+    sql = f"SELECT * FROM ({inner}) s WHERE {outer_where} ORDER BY {order_sql} LIMIT :lim"
+    return sql, params
 
 
 #: The index's languages the last search with words found, per database (its URL): on
@@ -556,10 +817,10 @@ class Searcher:
         if tree is None or not has_text(tree):
             return []
         if conn is not None:
-            return indexed_languages(conn)
+            return [str(r[0]) for r in _Rows(conn)(languages_statement())]
         try:
             with self.engine.connect() as own:
-                return indexed_languages(own)
+                return [str(r[0]) for r in _Rows(own)(languages_statement())]
         except SQLAlchemyError as exc:
             raise BackendError(f"search failed: {exc}") from exc
 
@@ -582,7 +843,7 @@ class Searcher:
         if order not in ("relevance", "time"):
             raise QuerySyntaxError(f"unknown order {excerpt(order)} (relevance or time)", 0, query)
         limit = max(1, min(int(limit), MAX_LIMIT))
-        tree = parse(query)
+        tree = _parsed(query)
         try:  # one connection for the whole search (a checkout is a round trip)
             with self._connect() as conn:
                 return self._search(conn, query, tree, order, limit, cursor, facets, snippets)
@@ -600,83 +861,67 @@ class Searcher:
         facets: bool,
         snippets: bool,
     ) -> SearchResult:
-        """:meth:`search` on the connection ``conn`` (errors are the caller's to wrap)."""
+        """:meth:`search` on the connection ``conn`` (errors are the caller's to wrap).
+
+        The languages of the index are read for every search with words, never cached: on
+        SQLite in a statement of their own (a skip scan: tens of µs on the driver's cursor);
+        on PostgreSQL in the page's own statement (a round trip fewer), which is compiled
+        with the languages the last search found and run again, compiled with those read,
+        should they differ -- or read apart if it returned no row. The plan is cached per
+        (query, languages) (:func:`_cached_plan`), so a stale guess never outlives the
+        search that read the languages.
+        """
+        run = _Rows(conn)
         ranked = conn if order == "relevance" else None  # read the words' variants
         words = tree is not None and has_text(tree)
-        guess = _KNOWN_LANGS.get(self._langs_key)
-        if self.dialect == "postgresql" and ranked is not None and words and guess is not None:
-            # compiled with the languages the last search found, which are read again in
-            # the statement of the words' variants (one round trip fewer); compiled again
-            # with the languages read if they differ (read apart had no variants been read)
-            plan = _plan(self.dialect, tree, guess, ranked, read_langs=True)
-            langs = plan.langs_read if plan.langs_read is not None else self._langs(tree, conn)
+        pg = self.dialect == "postgresql"
+        guess = _KNOWN_LANGS.get(self._langs_key) if pg and words and not facets else None
+        langs = guess if guess is not None else self._langs(tree, conn)
+        if words:
             _KNOWN_LANGS[self._langs_key] = langs
-            if langs != guess:
-                plan = _plan(self.dialect, tree, langs, ranked)
-        else:
-            langs = self._langs(tree, conn)
-            if words:
-                _KNOWN_LANGS[self._langs_key] = langs
-            plan = _plan(self.dialect, tree, langs, ranked)
+        plan = _cached_plan(self._langs_key, self.dialect, query, tree, langs, ranked)
         by_rank = order == "relevance" and plan.rank is not None
         effective: Order = "relevance" if by_rank else "time"
-        key_expr = plan.rank if by_rank and plan.rank else "d.ts_unix"
-        inner = (
-            "SELECT d.doc_no AS doc_no, d.voxel_id AS voxel_id, d.ts_unix AS ts_unix, "
-            "d.label AS label, d.grp AS grp, d.lang AS lang, d.kind AS kind, d.size AS size, "
-            f"d.name AS name, {key_expr} AS sort_key FROM {plan.from_} WHERE {plan.where}"
-        )
-        params = dict(plan.params)
-        outer_where = "1 = 1"
         after: tuple[float, int] | None = None
         if cursor:
-            key, number = after = decode_cursor(cursor, query, effective)
-            params["ck"], params["cn"] = key, number
-            ck = "CAST(:ck AS real)" if by_rank and self.dialect == "postgresql" else ":ck"
-            if by_rank:  # score descending, doc_no ascending
-                outer_where = f"(s.sort_key < {ck} OR (s.sort_key = {ck} AND s.doc_no > :cn))"
-            else:
-                outer_where = f"(s.sort_key < {ck} OR (s.sort_key = {ck} AND s.doc_no < :cn))"
-        order_sql = "s.sort_key DESC, s.doc_no ASC" if by_rank else "s.sort_key DESC, s.doc_no DESC"
-        params["lim"] = limit + 1
-        sql = f"SELECT * FROM ({inner}) s WHERE {outer_where} ORDER BY {order_sql} LIMIT :lim"
-        page_sql: str | None = None
-        if by_rank and plan.text_only:
-            # words only, on SQLite: FTS5 ranks and cuts the page by itself, search_docs is
-            # read for the page's rows only (not joined to every match before the sort)
-            ranked = (
-                f"SELECT search_fts.rowid AS doc_no, {plan.rank} AS sort_key FROM search_fts "
-                f"WHERE search_fts MATCH {plan.match_param}"
-            )
-            # -- in a second statement (_with_details): joined to search_docs in this one
-            # (the page then a materialized subquery), it cost 0.3-0.4 ms more at 100k
-            # documents than the two statements (sqlite3 alone, 8 words x 10)
-            page_sql = (
-                f"SELECT * FROM ({ranked}) s WHERE {outer_where} ORDER BY {order_sql} LIMIT :lim"
-            )
+            after = decode_cursor(cursor, query, effective)
         everything = plan.where == "1 = 1" and plan.from_ == "search_docs d"
         result = SearchResult(query, effective, [], None)
         numbers: Any = None
-        rows: list[Any]
+        rows: list[dict[str, Any]]
         if facets and not everything:
             # every match is read for the facets anyway: with its sort key, the page
             # is cut from the same read (one pass over the matches, not two)
-            rows, numbers = self._page_of_all(conn, plan, key_expr, by_rank, after, limit)
-        elif page_sql is not None:
-            page_rows = conn.execute(text(page_sql), params).all()
-            rows = _with_details(conn, [(int(n), float(k)) for n, k in page_rows])
+            key_expr = plan.rank if by_rank and plan.rank else "d.ts_unix"
+            rows, numbers = self._page_of_all(run, plan, key_expr, by_rank, after, limit)
+        elif by_rank and plan.text_only:
+            # words only, on SQLite: FTS5 ranks and cuts the page by itself, search_docs is
+            # read for the page's rows only (not joined to every match before the sort)
+            sql, params = _page_statement(plan, by_rank, after, limit, pg, fts=True)
+            rows = _with_details(run, [(int(n), float(k)) for n, k in run(sql, params)])
         else:
-            rows = list(conn.execute(text(sql), params).mappings())
+            sql, params = _page_statement(plan, by_rank, after, limit, pg, langs=guess is not None)
+            got = run(sql, params)
+            if guess is not None:  # the languages read in the same statement (or apart)
+                langs = [str(x) for x in got[0][-1]] if got else self._langs(tree, conn)
+                _KNOWN_LANGS[self._langs_key] = langs
+                if langs != guess:  # compiled for other languages: again, with these
+                    # (the order is the same: whether a plan ranks depends on its tree alone)
+                    plan = _cached_plan(self._langs_key, self.dialect, query, tree, langs, ranked)
+                    sql, params = _page_statement(plan, by_rank, after, limit, pg)
+                    got = run(sql, params)
+            rows = [dict(zip((*_ROW, "sort_key"), r[:10], strict=True)) for r in got]
         more = len(rows) > limit
         rows = rows[:limit]
         page_numbers = [int(r["doc_no"]) for r in rows]
         # ranked by FTS5 alone (the page or the facets' read): every match was passed over
         scan = by_rank and plan.text_only
-        marks = self._snippets(conn, plan, page_numbers, snippets, scan=scan)
+        marks = self._snippets(run, plan, page_numbers, snippets, scan=scan)
         if facets:
             result.total, result.facets, result.facet_basis = self._facets(conn, plan, numbers)
+        hits = result.hits
         for row in rows:
-            result.hits.append(
+            hits.append(
                 Hit(
                     voxel_id=str(row["voxel_id"]),
                     name=str(row["name"]),
@@ -698,7 +943,7 @@ class Searcher:
         return result
 
     def _snippets(
-        self, conn: Any, plan: _Plan, numbers: list[int], wanted: bool, *, scan: bool = False
+        self, run: _Rows, plan: _Plan, numbers: list[int], wanted: bool, *, scan: bool = False
     ) -> dict[int, list[Segment]]:
         """The snippets of the page's rows (``scan``: see :func:`_listed`)."""
         if not numbers or not wanted:
@@ -707,39 +952,42 @@ class Searcher:
         out: dict[int, list[Segment]] = {}
         if self.dialect == "postgresql":
             if plan.tsquery is not None:
+                # the numbers as one array parameter: the statement's text is the same for
+                # every page of a query form, so psycopg keeps it prepared (not planned again)
                 sql = (
                     f"SELECT d.doc_no, ts_headline({_PG_HEADLINE_CFG}, "
                     f"left(coalesce(d.body, ''), {_PG_HEADLINE_CHARS}), qq.q, "
                     f"'{_PG_HEADLINE_OPTS}') FROM search_docs d "
-                    f"CROSS JOIN (SELECT {plan.tsquery} AS q) qq WHERE d.doc_no IN ({nums})"
+                    f"CROSS JOIN (SELECT {plan.tsquery} AS q) qq "
+                    "WHERE d.doc_no = ANY(CAST(:page_nos AS bigint[]))"
                 )
-                for number, marked in conn.execute(text(sql), plan.params):
+                for number, marked in run(sql, {**plan.params, "page_nos": int_array(numbers)}):
                     out[int(number)] = segments(marked or "")
                     if not any(s.match for s in out[int(number)]):
                         out[int(number)] = out[int(number)][:1]
                 return out
             sql = f"SELECT doc_no, left(body, {_SNIPPET_CHARS * 2}) FROM search_docs d "
             sql += f"WHERE doc_no IN ({nums})"
-            return {int(n): _plain_snippet(b) for n, b in conn.execute(text(sql))}
+            return {int(n): _plain_snippet(b) for n, b in run(sql)}
         if plan.match_param is not None:
             # one statement for the page, the rows of the MATCH kept by _listed(): FTS5
             # builds a snippet for the listed rows only (0.8 ms for 20 hits of a word in 10k
             # documents, against 16 ms for 20 statements of one hit each)
-            body = text(
+            body = (
                 "SELECT rowid, snippet(search_fts, 1, char(2), char(3), ' … ', 24) "
                 f"FROM search_fts WHERE search_fts MATCH {plan.match_param} AND {_listed(numbers, scan=scan)}"
             )
-            for number, marked in conn.execute(body, plan.params):
+            for number, marked in run(body, plan.params):
                 out[int(number)] = segments(marked or "")
             elsewhere = [n for n in numbers if not any(s.match for s in out.get(n, []))]
             if elsewhere:  # the hit is in the name, entities or labels: the best column
-                best = text(
+                best = (
                     "SELECT rowid, snippet(search_fts, -1, char(2), char(3), ' … ', 24), "
                     "body, highlight(search_fts, 4, char(2), char(3)) "
                     f"FROM search_fts WHERE search_fts MATCH {plan.match_param} "
                     f"AND {_listed(elsewhere, scan=scan)}"
                 )
-                for number, marked, body_, stems in conn.execute(best, plan.params):
+                for number, marked, body_, stems in run(best, plan.params):
                     if stems and "\x02" in stems:  # matched by its language's stems: the
                         marked = body_snippet(body_ or "", stems) or marked  # body's words
                     if marked and "\x02" in marked:
@@ -747,11 +995,11 @@ class Searcher:
             return out
         sql = f"SELECT rowid, substr(body, 1, {_SNIPPET_CHARS * 2}) FROM search_fts "
         sql += f"WHERE rowid IN ({nums})"
-        return {int(n): _plain_snippet(b) for n, b in conn.execute(text(sql))}
+        return {int(n): _plain_snippet(b) for n, b in run(sql)}
 
     def _page_of_all(
         self,
-        conn: Any,
+        run: _Rows,
         plan: _Plan,
         key_expr: str,
         by_rank: bool,
@@ -767,7 +1015,7 @@ class Searcher:
             sql = f"SELECT rowid, {plan.rank} FROM search_fts WHERE search_fts MATCH {plan.match_param}"
         else:
             sql = f"SELECT d.doc_no, {key_expr} FROM {plan.from_} WHERE {plan.where}"
-        pairs = conn.execute(text(sql), plan.params).all()
+        pairs = run(sql, plan.params)
         numbers = np.fromiter((int(p[0]) for p in pairs), dtype=np.int64, count=len(pairs))
         keys = np.fromiter((float(p[1]) for p in pairs), dtype=np.float64, count=len(pairs))
         # ties by doc_no: ascending under relevance, descending under time (as the SQL)
@@ -784,7 +1032,7 @@ class Searcher:
         top = idx[np.lexsort((tie[idx], -keys[idx]))][:want]
         if not len(top):
             return [], numbers
-        return _with_details(conn, [(int(numbers[i]), float(keys[i])) for i in top]), numbers
+        return _with_details(run, [(int(numbers[i]), float(keys[i])) for i in top]), numbers
 
     def _facets(
         self, conn: Any, plan: _Plan, numbers: NDArray[np.int64] | None

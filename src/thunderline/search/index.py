@@ -284,12 +284,17 @@ _LANGUAGES = (
 )
 
 
+def languages_statement(limit: int = 64) -> str:
+    """:func:`indexed_languages`' statement, the limit written in (no parameter)."""
+    return _LANGUAGES.replace(":limit", str(int(limit)))
+
+
 def languages_array(limit: int = 64) -> str:
     """PostgreSQL: the index's languages as an array expression, to read within a statement.
 
     In :func:`indexed_languages`' order.
     """
-    return f"ARRAY({_LANGUAGES.replace(':limit', str(int(limit)))})"
+    return f"ARRAY({languages_statement(limit)})"
 
 
 def indexed_languages(conn: Connection, *, limit: int = 64) -> list[str]:

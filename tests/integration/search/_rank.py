@@ -58,6 +58,8 @@ def assert_reduced_rank_exact(
             counted[query] = (len(rows), sum(1 for r in rows if r[3]))
     ours = {q: _pages(store, q) for q in queries}
     monkeypatch.setattr(engine_module, "reduced_rank", lambda *a, **k: ([], FULL_RANK))
+    engine_module.clear_caches()  # the plans were compiled with the reduction: again without
     full = {q: _pages(store, q) for q in queries}
+    engine_module.clear_caches()  # nor may the plans compiled without it outlive the patch
     assert ours == full
     return counted

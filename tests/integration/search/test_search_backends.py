@@ -506,3 +506,76 @@ def test_postgresql_search_statements_stay_prepared(store: VoxelStore) -> None:
             text("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%ts_rank_cd%'")
         ).scalar_one()
     assert prepared >= 1
+
+
+def _note(store: VoxelStore, body: str, lang: str) -> str:
+    """A new text voxel holding ``body`` in ``lang``, written (and indexed) through put_many."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from thunderline.voxel.schema import seal
+
+    data = body.encode("utf-8")
+    stored = store.objects.put_bytes(data)
+    ts = datetime(2026, 12, 5, tzinfo=UTC)
+    voxel = seal(
+        {
+            "id": str(uuid.uuid4()),
+            "ts": ts,
+            "source": "file:///cache-test/note.txt",
+            "coords": {"t": ts.timestamp(), "channel": "text", "position": 0},
+            "traits": {
+                "artifact": {"name": "note.txt", "size": len(data), "source": "file:///n"},
+                "classification": {"label": "txt", "group": "text", "mime": "text/plain"},
+                "extract": {"text_ref": stored.ref, "chars": len(body)},
+                "nlp": {"lang": lang, "entities": []},
+            },
+            "payload_ref": stored.ref,
+            "payload_size": len(data),
+            "checksums": {"payload_sha256": stored.sha256},
+            "correlation_id": str(uuid.uuid4()),
+            "event_id": str(uuid.uuid4()),
+        }
+    )
+    assert store.put_many([(voxel, data)])[0].created
+    return voxel.id
+
+
+def test_cached_plans_never_return_stale_rows(store: VoxelStore) -> None:
+    """A search caches its parsed query, its compiled plan and (PostgreSQL) the words' queries
+    per configuration -- never a row, nor the index's languages beyond one search: a voxel
+    written after a search is found by the next one, in a language the index did not hold
+    yet (stemmed in it, as a search with every cache empty does), and a deleted one is gone."""
+    from thunderline.search import engine
+
+    searcher = Searcher(store.engine)
+    key = store.engine.url.render_as_string(hide_password=True)
+    queries = [
+        "cantar",  # the note's "cantaban" by its Spanish stem alone ('cant'): found only
+        "quokkaphilie",  # by a search stemming in the index's languages as they are now
+        '"quokkaphilie canciones"',
+        "canciones",
+        "cancion*",
+        "quokkaphilie label:txt",
+        "canción OR guido",
+        "guido",
+    ]
+    for query in queries:  # every cache warm, with the languages of the index as it is
+        searcher.search(query)
+        searcher.search(query, order="time")
+    assert searcher.search("quokkaphilie").hits == []
+    assert "es" not in engine._KNOWN_LANGS[key]
+    new = _note(store, "La quokkaphilie canciones: cantaban las canciones de Guido.", "es")
+    try:
+        after = {q: searcher.search(q).as_dict() for q in queries}
+        assert [h["voxel_id"] for h in after["quokkaphilie"]["hits"]] == [new]
+        assert new in {h["voxel_id"] for h in after['"quokkaphilie canciones"']["hits"]}
+        assert new in {h["voxel_id"] for h in after["cantar"]["hits"]}
+        assert "es" in engine._KNOWN_LANGS[key]  # read by the search, not kept from before
+        engine.clear_caches()
+        engine._KNOWN_LANGS.clear()
+        assert after == {q: searcher.search(q).as_dict() for q in queries}
+    finally:
+        store.delete([new], actor="test", reason="cache test")
+    for query in queries[:6]:
+        assert new not in {h.voxel_id for h in searcher.search(query).hits}, query

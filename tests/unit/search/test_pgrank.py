@@ -66,6 +66,21 @@ def test_branches_bind_their_tests_and_fall_back_to_the_full_query() -> None:
     assert reduced_rank(same, ["R0", "R1"], bind, word=True) == ([], FULL_RANK)
 
 
+def test_a_branch_tests_a_lexeme_once() -> None:
+    """One word whose other variant is the one lexeme its branch lacks: E and S are the same
+    test ('encoding' and ('encoding')), made once."""
+    assert branch_tests(ENCODING, 0, word=True) == ("'encoding'", "('encoding')")
+    params, bind = binder()
+    columns, rank = reduced_rank(ENCODING, ["R0", "R1"], bind, word=True)
+    assert columns == ["(SELECT R0) AS r0", "(SELECT R1) AS r1"]
+    assert rank == (
+        "CASE WHEN NOT (d.tsv @@ CAST(:b0 AS tsquery)) THEN ts_rank_cd(d.tsv, qq.r0) "
+        "WHEN NOT (d.tsv @@ CAST(:b1 AS tsquery)) THEN ts_rank_cd(d.tsv, qq.r1) "
+        f"ELSE {FULL_RANK} END"
+    )
+    assert params == {"b0": "'encoding'", "b1": "'encod'"}
+
+
 def test_plan_without_a_connection_ranks_on_the_full_query() -> None:
     plan = _plan("postgresql", parse('"return value" encod* label:x'), ["en"])
     assert plan.rank == FULL_RANK
