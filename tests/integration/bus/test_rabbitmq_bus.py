@@ -6,7 +6,6 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from tests.integration.scale.proxy import TcpProxy
@@ -160,17 +159,8 @@ async def test_full_queue_refuses_or_waits(make_bus: BusFactory) -> None:
 async def test_dropped_connection_redelivers_and_publish_waits(
     make_bus: BusFactory, rabbitmq_url: str
 ) -> None:
-    parts = urlsplit(rabbitmq_url)
-    with TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5672)) as proxy:
-        via_proxy = urlunsplit(
-            (
-                parts.scheme,
-                f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}",
-                parts.path,
-                "",
-                "",
-            )
-        )
+    with TcpProxy.for_url(rabbitmq_url) as proxy:
+        via_proxy = proxy.via(rabbitmq_url)
         bus = make_bus(via_proxy, prefetch=10)
         events = [_event(i) for i in range(4)]
         for e in events:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from tests.integration.scale.proxy import TcpProxy
@@ -18,17 +17,8 @@ from thunderline.events import INGEST_RECEIVED, new_event
 async def test_a_broker_cut_logs_one_line_per_reconnect_and_no_traceback(
     rabbitmq_url: str, bus_prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    parts = urlsplit(rabbitmq_url)
-    with TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5672)) as proxy:
-        via_proxy = urlunsplit(
-            (
-                parts.scheme,
-                f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}",
-                parts.path,
-                "",
-                "",
-            )
-        )
+    with TcpProxy.for_url(rabbitmq_url) as proxy:
+        via_proxy = proxy.via(rabbitmq_url)
         bus = RabbitMQBus(via_proxy, prefix=bus_prefix, prefetch=10)
         try:
             event = new_event(INGEST_RECEIVED, {"artifact": {"name": "a"}, "route": ["classify"]})

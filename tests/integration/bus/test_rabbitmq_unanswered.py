@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from tests.integration.scale.proxy import TcpProxy
@@ -21,23 +20,12 @@ from thunderline.obs import metrics
 OP_TIMEOUT_S = 1.0
 
 
-def _via(proxy: TcpProxy, rabbitmq_url: str) -> str:
-    parts = urlsplit(rabbitmq_url)
-    netloc = f"{parts.username}:{parts.password}@127.0.0.1:{proxy.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def _proxy(rabbitmq_url: str) -> TcpProxy:
-    parts = urlsplit(rabbitmq_url)
-    return TcpProxy((parts.hostname or "127.0.0.1", parts.port or 5672))
-
-
 async def test_a_silent_broker_fails_every_call_in_bounded_time_and_close_returns(
     rabbitmq_url: str, bus_prefix: str
 ) -> None:
-    with _proxy(rabbitmq_url) as proxy:
+    with TcpProxy.for_url(rabbitmq_url) as proxy:
         bus = RabbitMQBus(
-            _via(proxy, rabbitmq_url),
+            proxy.via(rabbitmq_url),
             prefix=bus_prefix,
             op_timeout_s=OP_TIMEOUT_S,
             reconnect_timeout_s=3.0,
@@ -74,10 +62,10 @@ async def test_a_silent_broker_fails_every_call_in_bounded_time_and_close_return
 async def test_connecting_to_a_broker_that_never_answers_is_a_backend_error(
     rabbitmq_url: str, bus_prefix: str
 ) -> None:
-    with _proxy(rabbitmq_url) as proxy:
+    with TcpProxy.for_url(rabbitmq_url) as proxy:
         proxy.freeze()  # the TCP connection is accepted; the AMQP handshake never comes back
         bus = RabbitMQBus(
-            _via(proxy, rabbitmq_url),
+            proxy.via(rabbitmq_url),
             prefix=bus_prefix,
             op_timeout_s=OP_TIMEOUT_S,
             reconnect_timeout_s=2.0,

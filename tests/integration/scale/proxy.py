@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from urllib.parse import urlsplit, urlunsplit
 
 
 class TcpProxy:
@@ -28,6 +29,18 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tcp-proxy", daemon=True)
+
+    @classmethod
+    def for_url(cls, url: str, default_port: int = 5672) -> TcpProxy:
+        """A proxy to the server of ``url`` (``scheme://user:password@host:port/path``)."""
+        parts = urlsplit(url)
+        return cls((parts.hostname or "127.0.0.1", parts.port or default_port))
+
+    def via(self, url: str) -> str:
+        """``url`` with its host and port replaced by this proxy's (credentials and path kept)."""
+        parts = urlsplit(url)
+        netloc = f"{parts.username}:{parts.password}@127.0.0.1:{self.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
     # ---- lifecycle ----------------------------------------------------------------------
     def __enter__(self) -> TcpProxy:
