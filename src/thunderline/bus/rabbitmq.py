@@ -474,10 +474,7 @@ class RabbitMQBus:
         metrics.BUS_QUARANTINED.labels(topic).inc()
         _log.info("redelivered message on %s quarantined (returned %d times)", topic, total)
         if not _stale(message):
-            with contextlib.suppress(
-                aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError
-            ):
-                await message.ack()
+            await self._ack_message(message)
 
     def _delivery(self, topic: str, message: AbstractIncomingMessage) -> Delivery:
         delivery_id = str(next(self._ids))
@@ -537,11 +534,27 @@ class RabbitMQBus:
             metrics.BUS_STALE_ACKS.inc()
             _log.info("ack of a delivery from a lost channel skipped (the broker redelivers it)")
             return
+        await self._ack_message(message)
+
+    async def _ack_message(self, message: AbstractIncomingMessage) -> bool:
+        """Send one ack, waiting at most ``op_timeout_s``; False when it may not have arrived.
+
+        An ack that fails is never an error of the message: the broker still holds it and
+        hands it out again once its channel closes, and the collector records each artifact
+        once. A connection lost while the ack is written fails its future with whatever the
+        client library was given (a bare ``Exception`` when the socket just closed), so every
+        ``Exception`` counts as a lost ack here.
+        """
         try:
-            await message.ack()
-        except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError) as exc:
+            await self._answer(message.ack(), "an ack")
+        except Exception as exc:  # any failure is a lost ack (see above)
             metrics.BUS_STALE_ACKS.inc()
-            _log.info("ack failed (%s); the broker will redeliver the message", exc)
+            _log.info(
+                "ack failed (%s); the broker will redeliver the message",
+                str(exc) or type(exc).__name__,
+            )
+            return False
+        return True
 
     # ---- dead letters from the broker -----------------------------------------------------
     def dead_letter_record(self, message: AbstractIncomingMessage) -> bytes:

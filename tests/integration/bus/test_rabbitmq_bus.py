@@ -192,3 +192,39 @@ async def test_dropped_connection_redelivers_and_publish_waits(
         assert bus.reconnects >= 1 and proxy.refused >= 1
         assert await bus.queue_depth("classify") == 0
         await bus.close()  # while the proxy still runs
+
+
+async def test_an_ack_lost_with_the_socket_is_logged_and_the_message_comes_back(
+    make_bus: BusFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A connection that closes while an ack is written fails the ack's future with a bare
+    ``Exception`` (aiormq's drain future; CI saw it in a worker's log as a traceback). The ack
+    is lost, not the message: one log line, the stale-ack counter, and the broker hands the
+    message out again."""
+    from aio_pika.abc import AbstractIncomingMessage
+
+    from thunderline.obs import metrics
+
+    bus = make_bus(prefetch=10)
+    event = _event(1)
+    await bus.publish("classify", event.to_bytes())
+    [held] = await _pull_n(bus, "classify", 1)
+
+    async def lost_with_the_socket(self: AbstractIncomingMessage, multiple: bool = False) -> None:
+        raise Exception  # exactly what the client library raises here
+
+    stale = metrics.BUS_STALE_ACKS._value.get()
+    with monkeypatch.context() as patch:  # the injected fault: this one ack is lost
+        patch.setattr(type(bus._unacked[held.message_id]), "ack", lost_with_the_socket)
+        with caplog.at_level("INFO", logger="thunderline.bus.rabbitmq"):
+            await bus.ack(held)  # no exception reaches the engine
+    assert metrics.BUS_STALE_ACKS._value.get() == stale + 1
+    assert "ack failed (Exception); the broker will redeliver the message" in caplog.text
+    await bus.close()  # the broker still holds the message it never saw acked
+
+    again = make_bus(prefetch=10)
+    [back] = await _pull_n(again, "classify", 1)
+    assert CloudEvent.from_json(back.payload).id == event.id and back.delivery_count == 2
+    await again.ack(back)
+    assert await again.queue_depth("classify") == 0
+    assert await again.queue_depth("classify.quarantine") == 0
