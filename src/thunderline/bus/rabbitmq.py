@@ -398,12 +398,9 @@ class RabbitMQBus:
                     ) from exc
                 refused += 1
                 await asyncio.sleep(FULL_QUEUE_RETRY.delay(refused))
-            except (
-                aiormq.exceptions.AMQPError,
-                aiormq.exceptions.ChannelInvalidStateError,
-                ConnectionError,
-                TimeoutError,  # no confirm within op_timeout_s: resent (at least once)
-            ) as exc:
+            except Exception as exc:
+                if not _connection_lost(exc):
+                    raise
                 if isinstance(exc, TimeoutError):
                     metrics.BUS_UNANSWERED.inc()
                 now = time.monotonic()
@@ -411,9 +408,13 @@ class RabbitMQBus:
                 if now - lost_since > self.reconnect_timeout_s:
                     raise BackendError(
                         f"RabbitMQ unavailable for {self.reconnect_timeout_s:.0f}s: "
-                        f"{exc or type(exc).__name__}"
+                        f"{str(exc) or type(exc).__name__}"
                     ) from exc
-                _log.info("publish to %s failed (%s); waiting for the connection", topic, exc)
+                _log.info(
+                    "publish to %s failed (%s); waiting for the connection",
+                    topic,
+                    str(exc) or type(exc).__name__,
+                )
                 lost += 1
                 await asyncio.sleep(LOST_CONNECTION_RETRY.delay(lost))
 
@@ -670,6 +671,22 @@ def _returns(message: AbstractIncomingMessage, *, default: int) -> int:
     before = message.headers.get(RETURNS_HEADER)
     return (int(count) if isinstance(count, int) else default) + (
         int(before) if isinstance(before, int) else 0
+    )
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """True for the ways a publish fails when its channel or connection went away.
+
+    Besides aiormq's own errors, a connection closed without a reason fails every pending
+    future with a bare ``Exception`` (``FutureStore.reject_all(None)``); a confirm that did not
+    come within ``op_timeout_s`` is a ``TimeoutError``.
+    """
+    return type(exc) is Exception or isinstance(
+        exc,
+        aiormq.exceptions.AMQPError
+        | aiormq.exceptions.ChannelInvalidStateError
+        | ConnectionError
+        | TimeoutError,
     )
 
 

@@ -228,3 +228,32 @@ async def test_an_ack_lost_with_the_socket_is_logged_and_the_message_comes_back(
     await again.ack(back)
     assert await again.queue_depth("classify") == 0
     assert await again.queue_depth("classify.quarantine") == 0
+
+
+async def test_a_publish_lost_with_the_socket_is_sent_again(
+    make_bus: BusFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same bare ``Exception`` on a publish (its confirm future rejected as the connection
+    closed) is a lost connection: the publish waits and is sent again, the event arrives."""
+    import aio_pika
+
+    bus = make_bus(prefetch=10)
+    await bus.publish("classify", _event(0).to_bytes())  # connected, queue declared
+    real = aio_pika.Exchange.publish
+    calls = 0
+
+    async def lost_once(self: aio_pika.Exchange, *args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise Exception  # the injected fault: the first try dies with its socket
+        return await real(self, *args, **kwargs)
+
+    event = _event(1)
+    with monkeypatch.context() as patch, caplog.at_level("INFO", "thunderline.bus.rabbitmq"):
+        patch.setattr(aio_pika.Exchange, "publish", lost_once)
+        await bus.publish("classify", event.to_bytes())
+    assert calls == 2
+    assert "publish to classify failed (Exception); waiting for the connection" in caplog.text
+    got = await _pull_n(bus, "classify", 2, ack=True)
+    assert [CloudEvent.from_json(d.payload).id for d in got][1] == event.id
