@@ -56,19 +56,25 @@ def test_branches_bind_their_tests_and_fall_back_to_the_full_query() -> None:
     params, bind = binder()
     columns, rank = reduced_rank(THIS_MODULE, ["R0", "R1"], bind, word=True)
     assert columns == ["(SELECT R0) AS r0", "(SELECT R1) AS r1"]
+    # S ('module' & 'this') implies E ('module' | 'this'): NOT E OR NOT S is NOT S alone
     assert rank == (
-        "CASE WHEN NOT (d.tsv @@ CAST(:b0 AS tsquery)) OR NOT (d.tsv @@ CAST(:b1 AS tsquery)) "
-        "THEN ts_rank_cd(d.tsv, qq.r0) WHEN NOT (d.tsv @@ CAST(:b2 AS tsquery)) "
+        "CASE WHEN NOT (d.tsv @@ CAST(:b0 AS tsquery)) THEN ts_rank_cd(d.tsv, qq.r0) "
+        "WHEN NOT (d.tsv @@ CAST(:b1 AS tsquery)) "
         f"THEN ts_rank_cd(d.tsv, qq.r1) ELSE {FULL_RANK} END"
     )
-    assert params == {"b0": "'module' | 'this'", "b1": "('module' & 'this')", "b2": "'modul'"}
+    assert params == {"b0": "('module' & 'this')", "b1": "'modul'"}
+    # without S (not one word) the branch keeps E
+    params, bind = binder()
+    _, rank = reduced_rank(THIS_MODULE, ["R0", "R1"], bind, word=False)
+    assert rank.startswith("CASE WHEN NOT (d.tsv @@ CAST(:b0 AS tsquery)) THEN")
+    assert params == {"b0": "'module' | 'this'", "b1": "'modul'"}
     same = [[variant("'thread'", "thread"), variant("'thread'", "thread")]]
     assert reduced_rank(same, ["R0", "R1"], bind, word=True) == ([], FULL_RANK)
 
 
 def test_a_branch_tests_a_lexeme_once() -> None:
     """One word whose other variant is the one lexeme its branch lacks: E and S are the same
-    test ('encoding' and ('encoding')), made once."""
+    test ('encoding' and ('encoding')), made once (as S, which implies E)."""
     assert branch_tests(ENCODING, 0, word=True) == ("'encoding'", "('encoding')")
     params, bind = binder()
     columns, rank = reduced_rank(ENCODING, ["R0", "R1"], bind, word=True)
@@ -78,7 +84,7 @@ def test_a_branch_tests_a_lexeme_once() -> None:
         "WHEN NOT (d.tsv @@ CAST(:b1 AS tsquery)) THEN ts_rank_cd(d.tsv, qq.r1) "
         f"ELSE {FULL_RANK} END"
     )
-    assert params == {"b0": "'encoding'", "b1": "'encod'"}
+    assert params == {"b0": "('encoding')", "b1": "('encod')"}
 
 
 def test_plan_without_a_connection_ranks_on_the_full_query() -> None:
