@@ -75,7 +75,7 @@ from thunderline.voxel.schema import Voxel, seal
 from thunderline.voxel.store import VoxelStore
 
 N = int(os.environ.get("BENCH_SEARCH_VOXELS", "100000"))
-REPS = int(os.environ.get("BENCH_SEARCH_REPS", "40"))
+REPS = int(os.environ.get("BENCH_SEARCH_REPS", "100"))
 INGEST_N = int(os.environ.get("BENCH_SEARCH_INGEST", "4000"))
 EMBED_N = int(os.environ.get("BENCH_SEARCH_EMBED", "300"))
 EXPORT = os.environ.get("BENCH_SEARCH_EXPORT", "1") != "0"
