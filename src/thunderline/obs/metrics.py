@@ -516,7 +516,8 @@ BUS_UNANSWERED = Counter(
 )
 BUS_STALE_ACKS = Counter(
     "thunderline_bus_stale_acks_total",
-    "Acks skipped because their channel was lost (the broker redelivers those messages).",
+    "Acks skipped because their channel was lost, or lost while being sent "
+    "(the broker redelivers those messages).",
     registry=REGISTRY,
 )
 BUS_QUARANTINED = Counter(
