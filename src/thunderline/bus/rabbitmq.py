@@ -537,8 +537,8 @@ class RabbitMQBus:
             return
         await self._ack_message(message)
 
-    async def _ack_message(self, message: AbstractIncomingMessage) -> bool:
-        """Send one ack, waiting at most ``op_timeout_s``; False when it may not have arrived.
+    async def _ack_message(self, message: AbstractIncomingMessage) -> None:
+        """Send one ack, waiting at most ``op_timeout_s``.
 
         An ack that fails is never an error of the message: the broker still holds it and
         hands it out again once its channel closes, and the collector records each artifact
@@ -554,8 +554,6 @@ class RabbitMQBus:
                 "ack failed (%s); the broker will redeliver the message",
                 str(exc) or type(exc).__name__,
             )
-            return False
-        return True
 
     # ---- dead letters from the broker -----------------------------------------------------
     def dead_letter_record(self, message: AbstractIncomingMessage) -> bytes:

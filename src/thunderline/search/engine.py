@@ -28,8 +28,6 @@ import functools
 import hashlib
 import json
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -50,6 +48,7 @@ from thunderline.search.index import (
     languages_statement,
     pg_config,
 )
+from thunderline.search.lru import Lru
 from thunderline.search.pgarray import int_array
 from thunderline.search.pgrank import (
     FULL_RANK,
@@ -463,8 +462,7 @@ def _leaf_words(node: Node) -> Iterator[Words]:
             yield from _leaf_words(child)
 
 
-_WORD_QUERIES: OrderedDict[tuple[str, str, str, tuple[str, ...]], str] = OrderedDict()
-_WORD_QUERIES_LOCK = threading.Lock()
+_WORD_QUERIES: Lru[tuple[str, str, str, tuple[str, ...]], str] = Lru(VARIANT_CACHE_SIZE)
 
 
 def _word_queries(
@@ -481,12 +479,8 @@ def _word_queries(
     """
     wanted = {(_function(w), " ".join(w.tokens)) for w in _leaf_words(tree)}
     key_of = {item: (db, *item, tuple(configs)) for item in wanted}
-    out: dict[tuple[str, str], str] = {}
-    with _WORD_QUERIES_LOCK:
-        for item, key in key_of.items():
-            if key in _WORD_QUERIES:
-                _WORD_QUERIES.move_to_end(key)
-                out[item] = _WORD_QUERIES[key]
+    held = _WORD_QUERIES.get_many(key_of.values())
+    out = {item: held[key] for item, key in key_of.items() if key in held}
     missing = sorted(item for item in wanted if item not in out)
     if not missing:
         return out
@@ -496,18 +490,14 @@ def _word_queries(
     )
     params = {f"w{i}": words for i, (_, words) in enumerate(missing)}
     row = _Rows(conn)(f"SELECT {columns}", params)[0]
-    with _WORD_QUERIES_LOCK:
-        for item, value in zip(missing, row, strict=True):
-            out[item] = _WORD_QUERIES[key_of[item]] = str(value)
-        while len(_WORD_QUERIES) > VARIANT_CACHE_SIZE:
-            _WORD_QUERIES.popitem(last=False)
-    return out
+    read = {item: str(value) for item, value in zip(missing, row, strict=True)}
+    _WORD_QUERIES.put_many((key_of[item], value) for item, value in read.items())
+    return {**out, **read}
 
 
 #: Compiled plans kept (:func:`_cached_plan`)
 PLAN_CACHE_SIZE: Final = 512
-_PLANS: OrderedDict[tuple[str, str, str, tuple[str, ...], bool], _Plan] = OrderedDict()
-_PLANS_LOCK = threading.Lock()
+_PLANS: Lru[tuple[str, str, str, tuple[str, ...], bool], _Plan] = Lru(PLAN_CACHE_SIZE)
 
 
 def _cached_plan(
@@ -522,25 +512,17 @@ def _cached_plan(
     return a stale row. Plans are immutable once built (callers copy ``params``).
     """
     key = (db, dialect, query, tuple(langs), conn is not None)
-    with _PLANS_LOCK:
-        plan = _PLANS.get(key)
-        if plan is not None:
-            _PLANS.move_to_end(key)
-            return plan
-    plan = _plan(dialect, tree, langs, conn, db=db)
-    with _PLANS_LOCK:
-        _PLANS[key] = plan
-        while len(_PLANS) > PLAN_CACHE_SIZE:
-            _PLANS.popitem(last=False)
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = _plan(dialect, tree, langs, conn, db=db)
+        _PLANS.put(key, plan)
     return plan
 
 
 def clear_caches() -> None:
     """Forget every cached plan, parsed query and word variant (tests; a changed server)."""
-    with _PLANS_LOCK:
-        _PLANS.clear()
-    with _WORD_QUERIES_LOCK:
-        _WORD_QUERIES.clear()
+    _PLANS.clear()
+    _WORD_QUERIES.clear()
     _parsed.cache_clear()
     VARIANTS.clear()
 

@@ -43,13 +43,13 @@ benchmark's words and phrases; the tests check it on real documents in three lan
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from sqlalchemy import text
+
+from thunderline.search.lru import Lru
 
 #: More words x configurations than this: no reduced ranking (one statement more to read)
 MAX_CELLS: Final = 24
@@ -123,14 +123,11 @@ class VariantCache:
     """
 
     def __init__(self, size: int = VARIANT_CACHE_SIZE) -> None:
-        self.size = size
-        self._lock = threading.Lock()
-        self._cells: OrderedDict[tuple[str, str, str, str], Variant] = OrderedDict()
+        self._cells: Lru[tuple[str, str, str, str], Variant] = Lru(size)
 
     def clear(self) -> None:
         """Forget every variant."""
-        with self._lock:
-            self._cells.clear()
+        self._cells.clear()
 
     def read(
         self,
@@ -145,22 +142,15 @@ class VariantCache:
             [(db, leaf.function, str(params[leaf.value.lstrip(":")]), c) for c in configs]
             for leaf in leaves
         ]
-        with self._lock:
-            held = [[self._cells.get(k) for k in row] for row in keys]
-            for row in keys:
-                for k in row:
-                    if k in self._cells:
-                        self._cells.move_to_end(k)
-        if all(v is not None for row in held for v in row):
-            return [[v for v in row if v is not None] for row in held]
+        held = self._cells.get_many(k for row in keys for k in row)
+        if all(k in held for row in keys for k in row):
+            return [[held[k] for k in row] for row in keys]
         grid, _ = read_variants(conn, leaves, configs, params)
-        with self._lock:
-            for row_keys, variant_row in zip(keys, grid, strict=True):
-                for key, variant in zip(row_keys, variant_row, strict=True):
-                    self._cells[key] = variant
-                    self._cells.move_to_end(key)
-            while len(self._cells) > self.size:
-                self._cells.popitem(last=False)
+        self._cells.put_many(
+            (key, variant)
+            for row_keys, variant_row in zip(keys, grid, strict=True)
+            for key, variant in zip(row_keys, variant_row, strict=True)
+        )
         return grid
 
 

@@ -30,6 +30,22 @@ def binder() -> tuple[dict[str, Any], Any]:
     return params, bind
 
 
+def ranked(variants: list[list[Variant]], *, word: bool) -> tuple[list[str], str, dict[str, Any]]:
+    """``reduced_rank`` of ``variants`` over the trees R0 and R1: columns, rank, bound values."""
+    params, bind = binder()
+    columns, rank = reduced_rank(variants, ["R0", "R1"], bind, word=word)
+    return columns, rank, params
+
+
+#: The rank of two branches of one test each, the full query last
+TWO_BRANCHES = (
+    "CASE WHEN NOT (d.tsv @@ CAST(:b0 AS tsquery)) THEN ts_rank_cd(d.tsv, qq.r0) "
+    "WHEN NOT (d.tsv @@ CAST(:b1 AS tsquery)) THEN ts_rank_cd(d.tsv, qq.r1) "
+    f"ELSE {FULL_RANK} END"
+)
+BOTH_COLUMNS = ["(SELECT R0) AS r0", "(SELECT R1) AS r1"]
+
+
 def test_a_configuration_qualifies_when_every_other_variant_holds_an_extra_lexeme() -> None:
     assert branch_tests(ENCODING, 0, word=False) == ("'encoding'", None)
     assert branch_tests(ENCODING, 1, word=False) == ("'encod'", None)
@@ -53,37 +69,26 @@ def test_one_lexeme_word_ranks_alone_where_no_other_variant_can_be_true() -> Non
 
 
 def test_branches_bind_their_tests_and_fall_back_to_the_full_query() -> None:
-    params, bind = binder()
-    columns, rank = reduced_rank(THIS_MODULE, ["R0", "R1"], bind, word=True)
-    assert columns == ["(SELECT R0) AS r0", "(SELECT R1) AS r1"]
+    columns, rank, params = ranked(THIS_MODULE, word=True)
+    assert columns == BOTH_COLUMNS
     # S ('module' & 'this') implies E ('module' | 'this'): NOT E OR NOT S is NOT S alone
-    assert rank == (
-        "CASE WHEN NOT (d.tsv @@ CAST(:b0 AS tsquery)) THEN ts_rank_cd(d.tsv, qq.r0) "
-        "WHEN NOT (d.tsv @@ CAST(:b1 AS tsquery)) "
-        f"THEN ts_rank_cd(d.tsv, qq.r1) ELSE {FULL_RANK} END"
-    )
+    assert rank == TWO_BRANCHES
     assert params == {"b0": "('module' & 'this')", "b1": "'modul'"}
     # without S (not one word) the branch keeps E
-    params, bind = binder()
-    _, rank = reduced_rank(THIS_MODULE, ["R0", "R1"], bind, word=False)
+    _, rank, params = ranked(THIS_MODULE, word=False)
     assert rank.startswith("CASE WHEN NOT (d.tsv @@ CAST(:b0 AS tsquery)) THEN")
     assert params == {"b0": "'module' | 'this'", "b1": "'modul'"}
     same = [[variant("'thread'", "thread"), variant("'thread'", "thread")]]
-    assert reduced_rank(same, ["R0", "R1"], bind, word=True) == ([], FULL_RANK)
+    assert ranked(same, word=True)[:2] == ([], FULL_RANK)
 
 
 def test_a_branch_tests_a_lexeme_once() -> None:
     """One word whose other variant is the one lexeme its branch lacks: E and S are the same
     test ('encoding' and ('encoding')), made once (as S, which implies E)."""
     assert branch_tests(ENCODING, 0, word=True) == ("'encoding'", "('encoding')")
-    params, bind = binder()
-    columns, rank = reduced_rank(ENCODING, ["R0", "R1"], bind, word=True)
-    assert columns == ["(SELECT R0) AS r0", "(SELECT R1) AS r1"]
-    assert rank == (
-        "CASE WHEN NOT (d.tsv @@ CAST(:b0 AS tsquery)) THEN ts_rank_cd(d.tsv, qq.r0) "
-        "WHEN NOT (d.tsv @@ CAST(:b1 AS tsquery)) THEN ts_rank_cd(d.tsv, qq.r1) "
-        f"ELSE {FULL_RANK} END"
-    )
+    columns, rank, params = ranked(ENCODING, word=True)
+    assert columns == BOTH_COLUMNS
+    assert rank == TWO_BRANCHES
     assert params == {"b0": "('encoding')", "b1": "('encod')"}
 
 
